@@ -1,0 +1,5 @@
+"""Allows ``python -m nebctl``."""
+
+from nebctl.controller.cli import main
+
+main()

@@ -1,0 +1,63 @@
+"""The configuration file (``--config``, default ``$XDG_CONFIG_HOME/nebctl/config.yaml``) as a typed model.
+
+Settings are read once by the CLI or the service and passed down; nothing reads the environment or the file at
+import time. Every field has a default, so an absent file means the embedded defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nebctl.schemas.quantities import parse_duration
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetrySettings(_Strict):
+    attempts: int = Field(default=5, ge=1, le=100, description="Attempts per action for temporary errors.")
+    initial_delay: float = Field(default=0.2, ge=0, description="Seconds before the first retry.")
+    max_delay: float = Field(default=30.0, ge=0, description="Cap on the backoff delay.")
+    multiplier: float = Field(default=2.0, ge=1)
+    jitter: float = Field(default=0.2, ge=0, le=1, description="Random share added to or taken from each delay.")
+
+
+class Settings(_Strict):
+    prune: bool = Field(default=False, description="Delete resources removed from the manifests (like --prune).")
+    parallelism: int = Field(default=16, ge=1, le=1024)
+    lock_timeout: float = Field(default=0.0, ge=0, description="Seconds a writer waits for the lock.")
+    shutdown_timeout: float = Field(default=60.0, ge=0, description="Seconds of ACPI shutdown before a hard stop.")
+    timeouts: dict[str, float] = Field(
+        default_factory=dict,
+        description="Action timeouts in seconds, by 'family' or 'family.action' (e.g. virtualization.deploy).",
+    )
+    default_timeout: float = Field(default=300.0, gt=0)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    driver_dir: Path | None = Field(default=None, description="Root of external-program drivers (exec).")
+    probes_dir: Path | None = Field(default=None, description="Custom host probe programs (KEY=VALUE output).")
+    state_dir: Path | None = Field(default=None, description="Where local state lives (the sim fleet's file).")
+    drivers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Options per driver name, handed to the driver's factory."
+    )
+    pricing: dict[str, float] = Field(
+        default_factory=dict, description="showback prices: vcpu_hour, memory_gib_hour, disk_gib_hour."
+    )
+
+    def timeout_for(self, family: str, action: str) -> float:
+        """The timeout of one action: 'family.action', else 'family', else the default."""
+        return self.timeouts.get(f"{family}.{action}", self.timeouts.get(family, self.default_timeout))
+
+
+def parse_settings(data: dict[str, Any]) -> Settings:
+    """Build settings from parsed YAML, accepting durations such as ``30s`` in the timeout fields."""
+    data = dict(data)
+    for key in ("lock_timeout", "shutdown_timeout", "default_timeout"):
+        if key in data:
+            data[key] = parse_duration(data[key])
+    if isinstance(data.get("timeouts"), dict):
+        data["timeouts"] = {k: parse_duration(v) for k, v in data["timeouts"].items()}
+    return Settings.model_validate(data)

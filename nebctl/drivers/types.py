@@ -1,0 +1,281 @@
+"""Plain values passed between the controller and the drivers: what to realise, and what was observed.
+
+Everything here is a frozen dataclass of JSON-friendly fields, so a value can cross into an external program
+(the ``exec`` driver serialises it with ``to_payload``), be journalled, and be compared in tests. The
+controller builds the inputs from validated manifests; drivers return the outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from nebctl.drivers.states import HostLiveState, VMLiveState
+
+
+class Family(StrEnum):
+    VIRTUALIZATION = "virtualization"
+    STORAGE = "storage"
+    NETWORK = "network"
+    MONITORING = "monitoring"
+    AUTHORIZATION = "authorization"
+    MARKETPLACE = "marketplace"
+    HOOKS = "hooks"
+
+
+@dataclass(frozen=True)
+class HostRef:
+    """Which hypervisor an action is for: the Host resource's name and URI."""
+
+    name: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who owns a live object; written on the object itself (libvirt ``<metadata>``) so records can be rebuilt."""
+
+    stack: str
+    kind: str
+    namespace: str
+    name: str
+
+
+# --- storage ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatastoreDefinition:
+    name: str  # live pool name, deterministic
+    path: str
+    type: str = "dir"
+    owner: Ownership | None = None
+
+
+@dataclass(frozen=True)
+class ImageImport:
+    """An image to bring into a datastore. ``source`` is a local path or an http(s)/file URL."""
+
+    volume: str  # live volume name, deterministic
+    source: str
+    sha256: str | None = None
+    format: str | None = None  # qcow2 | raw; detected when None
+    owner: Ownership | None = None
+
+
+@dataclass(frozen=True)
+class VolumeDefinition:
+    """A VM disk: a clone of ``backing`` (an image volume name) or, when ``backing`` is None, a blank disk."""
+
+    volume: str
+    size: int | None  # bytes; None keeps the image's size
+    backing: str | None = None
+    clone: str = "overlay"  # overlay (qcow2 backing file) | full (independent copy)
+    format: str = "qcow2"
+    owner: Ownership | None = None
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    path: str
+    capacity: int  # virtual size in bytes
+    allocation: int  # bytes used on disk
+    format: str
+    backing: str | None = None
+    sha256: str | None = None
+    owner: Ownership | None = None
+
+
+@dataclass(frozen=True)
+class DatastoreStatus:
+    name: str
+    total: int
+    used: int
+    free: int
+    volumes: Mapping[str, VolumeInfo] = field(default_factory=dict)
+
+
+# --- network ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkDefinition:
+    name: str  # live network name, deterministic
+    mode: str  # nat | isolated | bridge
+    cidr: str
+    gateway: str
+    range_first: str
+    range_last: str
+    bridge: str | None = None
+    dns: tuple[str, ...] = ()
+    mtu: int | None = None
+    owner: Ownership | None = None
+
+
+@dataclass(frozen=True)
+class SecurityRuleDefinition:
+    direction: str  # in | out
+    protocol: str  # tcp | udp | icmp | any
+    ports: tuple[str, ...] = ()
+    cidr: str = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class SecurityGroupDefinition:
+    name: str  # live filter name, deterministic
+    rules: tuple[SecurityRuleDefinition, ...] = ()
+    owner: Ownership | None = None
+
+
+@dataclass(frozen=True)
+class NicDefinition:
+    network: str  # live network name
+    mac: str
+    ip: str | None = None
+    security_groups: tuple[str, ...] = ()  # live filter names
+
+
+@dataclass(frozen=True)
+class NetworkStatus:
+    name: str
+    active: bool
+    bridge: str | None = None
+    leases: Mapping[str, str] = field(default_factory=dict)  # mac -> ip
+    owner: Ownership | None = None
+
+
+# --- virtualization ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiskAttachment:
+    volume: str  # live volume name in the datastore
+    datastore: str  # live pool name
+    format: str = "qcow2"
+
+
+@dataclass(frozen=True)
+class CloudInitData:
+    """Secrets inside: never log a value of this type. ``repr`` hides them."""
+
+    user_data: str | None = field(default=None, repr=False)
+    meta_data: str | None = field(default=None, repr=False)
+    network_config: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class VMDefinition:
+    """Everything a virtualization driver needs to define a VM. ``uuid`` is deterministic (see ``identity``)."""
+
+    name: str  # live domain name, deterministic
+    uuid: str
+    vcpu: int
+    memory: int  # bytes
+    disks: tuple[DiskAttachment, ...] = ()
+    nics: tuple[NicDefinition, ...] = ()
+    cloud_init: CloudInitData | None = None
+    owner: Ownership | None = None
+
+
+@dataclass(frozen=True)
+class VMStatus:
+    """One VM as a probe or a poll sees it."""
+
+    uuid: str
+    name: str
+    state: VMLiveState
+    vcpu: int = 0
+    memory: int = 0  # bytes configured
+    cpu_usage: float = 0.0  # share of one CPU, 0..vcpu
+    memory_used: int = 0
+    disk_read: int = 0
+    disk_write: int = 0
+    net_rx: int = 0
+    net_tx: int = 0
+    owner: Ownership | None = None
+
+
+@dataclass(frozen=True)
+class HostProbe:
+    """A host's capacity and usage. ``custom`` holds the KEY=VALUE pairs of probe programs."""
+
+    name: str
+    state: HostLiveState
+    cpus: int = 0
+    memory: int = 0  # bytes
+    free_memory: int = 0
+    cpu_usage: float = 0.0  # share of the host's CPUs in use, 0..1
+    load: float = 0.0
+    disk_total: int = 0
+    disk_free: int = 0
+    custom: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+# --- authorization, marketplace, hooks ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    identity: Identity
+    action: str  # get | diff | apply | delete
+    kind: str
+    namespace: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class MarketplaceRef:
+    name: str
+    url: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Appliance:
+    name: str
+    source: str  # URL or path of the image file
+    sha256: str
+    format: str | None = None
+    size: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class HookProgram:
+    name: str
+    command: tuple[str, ...]
+    timeout: float = 30.0
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # values may be secrets
+
+
+@dataclass(frozen=True)
+class HookResult:
+    exit_code: int | None  # None when killed by the timeout
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+
+
+def to_payload(value: Any) -> Any:
+    """Convert dataclasses, enums, mappings and tuples to plain JSON data (for external programs, the journal)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_payload(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): to_payload(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_payload(v) for v in value]
+    return value

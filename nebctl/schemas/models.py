@@ -1,0 +1,545 @@
+"""Pydantic models of every manifest kind (SPEC section 1).
+
+These models check what one document can check on its own: unknown fields, types, quantities, names, enums,
+addresses, and the syntax of placement expressions. Checks across documents (references, duplicates, cycles,
+a VM's static IP inside its network's range) belong to ``schemas.validation``. The field descriptions feed
+the generated JSON Schemas (``nebctl schema``), so they are written for users.
+
+Secrets (cloud-init data, hook environment values) are ``SecretStr``: they print as ``**********`` and are
+serialised in clear only when the serialisation context asks for it (``{"reveal_secrets": True}``), which
+only the database layer and the drivers do.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    SerializationInfo,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from nebctl.schemas import expressions
+from nebctl.schemas.keys import DEFAULT_NAMESPACE, NAME_MAX_LENGTH, NAME_PATTERN, Kind
+from nebctl.schemas.quantities import parse_duration, parse_quantity
+
+API_VERSION = "nebctl/v1"
+
+
+def _reveal_secret(value: SecretStr, info: SerializationInfo) -> str:
+    if isinstance(info.context, dict) and info.context.get("reveal_secrets"):
+        return value.get_secret_value()
+    return "**********"
+
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH),
+    Field(description="Lower-case letters, digits and '-', starting and ending with a letter or digit; 63 at most."),
+]
+Quantity = Annotated[
+    int,
+    BeforeValidator(parse_quantity),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([KMGTP]i?)?\s*$"},
+            ],
+            "description": "Bytes, or a number with a unit: Ki Mi Gi Ti (binary) or K M G T (decimal).",
+        }
+    ),
+]
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},
+            ],
+            "description": "Seconds, or a number with a unit: ms, s, m, h, d.",
+        }
+    ),
+]
+Secret = Annotated[
+    SecretStr,
+    PlainSerializer(_reveal_secret, return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "description": "Sensitive: never printed in plans, logs or events."}),
+]
+Labels = Annotated[
+    dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$", max_length=253)],
+        Annotated[str, StringConstraints(max_length=253)],
+    ],
+    Field(description="Free key/value pairs, usable in placement requirements as labels.KEY."),
+]
+Reference = Annotated[
+    str,
+    StringConstraints(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[A-Za-z]+/[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+    Field(description="A resource reference KIND/NAME, such as network/lan."),
+]
+
+
+class StrictModel(BaseModel):
+    """Base of every manifest model: unknown fields are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=False)
+
+
+class Metadata(StrictModel):
+    name: Name = Field(description="The resource's name, unique per kind and namespace.")
+    namespace: Name = Field(
+        default=DEFAULT_NAMESPACE, description="Scope for access rules and quotas; ignored by cluster-wide kinds."
+    )
+    labels: Labels = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict, description="Free notes; not used by nebctl.")
+
+
+# --- Host -------------------------------------------------------------------------------------------------
+
+
+class HostDrivers(StrictModel):
+    """Driver name per family; a family left out takes the default derived from the host's URI."""
+
+    virtualization: str | None = Field(default=None, description="Virtualization driver (libvirt, sim, exec:NAME).")
+    storage: str | None = Field(default=None, description="Storage driver.")
+    network: str | None = Field(default=None, description="Network driver.")
+    monitoring: str | None = Field(default=None, description="Monitoring driver.")
+
+
+class Reserved(StrictModel):
+    cpu: float = Field(default=0, ge=0, description="CPUs kept back from scheduling.")
+    memory: Quantity = Field(default=0, description="Memory kept back from scheduling.")
+
+
+class Overcommit(StrictModel):
+    cpu: float = Field(default=1.0, gt=0, le=64, description="Ratio of schedulable vCPUs to physical CPUs.")
+    memory: float = Field(default=1.0, gt=0, le=8, description="Ratio of schedulable memory to physical memory.")
+
+
+HOST_URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "test", "test+unix", "sim", "exec")
+
+
+class HostSpec(StrictModel):
+    uri: str = Field(
+        description="Where the host is: a libvirt URI (qemu:///system, qemu+ssh://kvm1/system, test:///default), "
+        "sim://NAME for the built-in simulated fleet (optionally ?cpus=16&memory=64Gi&disk=1Ti), or exec://NAME.",
+        min_length=1,
+    )
+    drivers: HostDrivers = Field(default_factory=HostDrivers)
+    reserved: Reserved = Field(default_factory=Reserved)
+    overcommit: Overcommit = Field(default_factory=Overcommit)
+    labels: Labels = Field(default_factory=dict)
+    enabled: bool = Field(default=True, description="false drains the host: no new VMs are placed on it.")
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri: str) -> str:
+        scheme, sep, _ = uri.partition("://")
+        if not sep or scheme not in HOST_URI_SCHEMES:
+            raise ValueError(
+                f"unsupported host URI {uri!r}: expected one of {', '.join(s + '://' for s in HOST_URI_SCHEMES)}"
+            )
+        return uri
+
+
+class Host(StrictModel):
+    apiVersion: Literal["nebctl/v1"]
+    kind: Literal["Host"]
+    metadata: Metadata
+    spec: HostSpec
+
+
+# --- Datastore --------------------------------------------------------------------------------------------
+
+
+class DatastoreSpec(StrictModel):
+    type: Literal["dir"] = Field(default="dir", description="Storage pool type; 'dir' is a directory of files.")
+    path: str = Field(description="Absolute directory of the pool on each host.", pattern=r"^/")
+    hosts: list[Name] = Field(default_factory=list, description="Hosts that have this datastore; empty means all.")
+
+
+class Datastore(StrictModel):
+    apiVersion: Literal["nebctl/v1"]
+    kind: Literal["Datastore"]
+    metadata: Metadata
+    spec: DatastoreSpec
+
+
+# --- Marketplace ------------------------------------------------------------------------------------------
+
+
+class MarketplaceSpec(StrictModel):
+    url: str | None = Field(default=None, pattern=r"^https?://", description="URL of the catalogue index.")
+    path: str | None = Field(default=None, description="Local path of the catalogue index.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MarketplaceSpec:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("set exactly one of 'url' and 'path'")
+        return self
+
+
+class Marketplace(StrictModel):
+    apiVersion: Literal["nebctl/v1"]
+    kind: Literal["Marketplace"]
+    metadata: Metadata
+    spec: MarketplaceSpec
+
+
+# --- Image ------------------------------------------------------------------------------------------------
+
+
+class ImageFormat(StrEnum):
+    QCOW2 = "qcow2"
+    RAW = "raw"
+
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$"), Field(description="Hex SHA-256 digest.")]
+
+
+class MarketplaceSource(StrictModel):
+    marketplace: Annotated[
+        str,
+        StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9][-A-Za-z0-9_.]*$"),
+        Field(description="MARKETPLACE/APP: an appliance of a Marketplace resource."),
+    ]
+
+
+class ImageSpec(StrictModel):
+    source: str | MarketplaceSource = Field(
+        description="A local file path, an http(s):// URL (needs sha256), or {marketplace: NAME/APP}."
+    )
+    sha256: Sha256 | None = Field(default=None, description="Expected digest; required for URLs.")
+    format: ImageFormat | None = Field(default=None, description="qcow2 or raw; detected when omitted.")
+    datastore: Name = Field(description="The Datastore that holds the image.")
+
+    @model_validator(mode="after")
+    def _url_needs_digest(self) -> ImageSpec:
+        if isinstance(self.source, str):
+            if not self.source.strip():
+                raise ValueError("source must not be empty")
+            if self.source.startswith(("http://", "https://")) and self.sha256 is None:
+                raise ValueError("an http(s) source needs 'sha256' so the download can be verified")
+            if "://" in self.source and not self.source.startswith(("http://", "https://", "file://")):
+                raise ValueError(f"unsupported image source {self.source!r}: use a path, http(s):// or file://")
+        return self
+
+
+class Image(StrictModel):
+    apiVersion: Literal["nebctl/v1"]
+    kind: Literal["Image"]
+    metadata: Metadata
+    spec: ImageSpec
+
+
+# --- Network ----------------------------------------------------------------------------------------------
+
+
+class NetworkMode(StrEnum):
+    NAT = "nat"
+    ISOLATED = "isolated"
+    BRIDGE = "bridge"
+
+
+class AddressRange(StrictModel):
+    first: ipaddress.IPv4Address = Field(description="First leasable address.")
+    last: ipaddress.IPv4Address = Field(description="Last leasable address.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AddressRange:
+        if self.first > self.last:
+            raise ValueError(f"range first {self.first} is after last {self.last}")
+        return self
+
+
+class NetworkSpec(StrictModel):
+    mode: NetworkMode = Field(description="nat, isolated, or bridge (an existing host bridge).")
+    bridge: str | None = Field(default=None, max_length=15, description="Host bridge name, for bridge mode.")
+    cidr: ipaddress.IPv4Network = Field(description="The network's address block, such as 10.10.0.0/24.")
+    gateway: ipaddress.IPv4Address | None = Field(default=None, description="Defaults to the first host address.")
+    range: AddressRange | None = Field(default=None, description="Leasable addresses; defaults to the whole block.")
+    dns: list[ipaddress.IPv4Address] = Field(default_factory=list)
+    mtu: int | None = Field(default=None, ge=576, le=9216)
+    hosts: list[Name] = Field(default_factory=list, description="Hosts that carry the network; empty means all.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NetworkSpec:
+        if self.mode is NetworkMode.BRIDGE and not self.bridge:
+            raise ValueError("mode 'bridge' needs 'bridge', the name of an existing host bridge")
+        if self.mode is not NetworkMode.BRIDGE and self.bridge:
+            raise ValueError(f"'bridge' is only for mode 'bridge', not {self.mode.value!r}")
+        if self.gateway is not None and self.gateway not in self.cidr:
+            raise ValueError(f"gateway {self.gateway} is outside {self.cidr}")
+        if self.range is not None:
+            for end in (self.range.first, self.range.last):
+                if end not in self.cidr:
+                    raise ValueError(f"range address {end} is outside {self.cidr}")
+        if self.cidr.num_addresses < 4:
+            raise ValueError(f"cidr {self.cidr} is too small: it needs room for a gateway and hosts")
+        return self
+
+    @property
+    def effective_gateway(self) -> ipaddress.IPv4Address:
+        return self.gateway or next(self.cidr.hosts())
+
+    @property
+    def effective_range(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+        """Leasable addresses; by default the block's host addresses after the gateway."""
+        if self.range is not None:
+            return self.range.first, self.range.last
+        return self.effective_gateway + 1, self.cidr.broadcast_address - 1
+
+    @field_validator("cidr", mode="before")
+    @classmethod
+    def _strict_cidr(cls, value: Any) -> Any:
+        if isinstance(value, str) and "/" in value:
+            try:
+                ipaddress.IPv4Network(value, strict=True)
+            except ValueError as error:
+                if "host bits set" in str(error):
+                    network = ipaddress.IPv4Network(value, strict=False)
+                    raise ValueError(f"{value} has host bits set; did you mean {network}?") from None
+                raise
+        return value
+
+
+class Network(StrictModel):
+    apiVersion: Literal["nebctl/v1"]
+    kind: Literal["Network"]
+    metadata: Metadata
+    spec: NetworkSpec
+
+
+# --- SecurityGroup ----------------------------------------------------------------------------------------
+
+
+PortSpec = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d{1,5}(-\d{1,5})?$"),
+    Field(description="A port (22) or an inclusive range (8000-8080)."),
+]
+
+
+class SecurityRule(StrictModel):
+    direction: Literal["in", "out"] = Field(description="in: traffic to the VM; out: traffic from it.")
+    protocol: Literal["tcp", "udp", "icmp", "any"] = "any"
+    ports: list[PortSpec] = Field(default_factory=list, description="Ports for tcp/udp; empty means all.")
+    cidr: ipaddress.IPv4Network = Field(
+        default=ipaddress.IPv4Network("0.0.0.0/0"), description="Peer addresses the rule applies to."
+    )
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, int | str):
+            value = [value]
+        if isinstance(value, list):
+            return [str(port) if isinstance(port, int) and not isinstance(port, bool) else port for port in value]
+        return value
+
+    @model_validator(mode="after")
+    def _ports_valid(self) -> SecurityRule:
+        if self.ports and self.protocol not in ("tcp", "udp"):
+            raise ValueError(f"ports apply to tcp and udp only, not {self.protocol}")
+        for spec in self.ports:
+            low, _, high = spec.partition("-")
+            first, last = int(low), int(high or low)
+            if not 1 <= first <= last <= 65535:
+                raise ValueError(f"invalid port range {spec!r}: ports go from 1 to 65535, low to high")
+        return self
+
+
+class SecurityGroupSpec(StrictModel):
+    rules: list[SecurityRule] = Field(default_factory=list, description="Allowed traffic; the rest is dropped.")
+
+
+class SecurityGroup(StrictModel):
+    apiVersion: Literal["nebctl/v1"]
+    kind: Literal["SecurityGroup"]
+    metadata: Metadata
+    spec: SecurityGroupSpec
+
+
+# --- VirtualMachine ---------------------------------------------------------------------------------------
+
+
+class VMState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    SUSPENDED = "suspended"
+
+
+class PlacementPolicy(StrEnum):
+    PACKING = "packing"
+    STRIPING = "striping"
+    LOAD = "load"
+
+
+class Disk(StrictModel):
+    image: Name | None = Field(default=None, description="An Image to clone for this VM; omit for a blank disk.")
+    size: Quantity | None = Field(default=None, description="Disk size; an image clone is grown, never shrunk.")
+    clone: Literal["overlay", "full"] = Field(
+        default="overlay", description="overlay: a qcow2 backed by the image; full: an independent copy."
+    )
+    datastore: Name | None = Field(default=None, description="Datastore of the disk; default: the image's.")
+
+    @model_validator(mode="after")
+    def _blank_needs_size(self) -> Disk:
+        if self.image is None and self.size is None:
+            raise ValueError("a blank disk (no 'image') needs a 'size'")
+        if self.size is not None and self.size < 1024**2:
+            raise ValueError("a disk must be at least 1Mi")
+        return self
+
+
+class Nic(StrictModel):
+    network: Name = Field(description="The Network this NIC is attached to.")
+    ip: ipaddress.IPv4Address | None = Field(default=None, description="Static address; leased when omitted.")
+    securityGroups: list[Name] = Field(default_factory=list, description="SecurityGroups enforced on this NIC.")
+
+
+class Placement(StrictModel):
+    host: Name | None = Field(default=None, description="A fixed host; excludes requirements, rank and policy.")
+    requirements: str | None = Field(
+        default=None, description="Expression a host must satisfy, e.g. \"free_memory >= 4Gi and labels.zone == 'a'\"."
+    )
+    rank: str | None = Field(default=None, description="Expression to maximise among fitting hosts.")
+    policy: PlacementPolicy | None = Field(
+        default=None, description="packing (fullest first), striping (emptiest first) or load (least CPU load)."
+    )
+
+    @field_validator("requirements", "rank")
+    @classmethod
+    def _parses(cls, text: str | None) -> str | None:
+        if text is not None:
+            expressions.parse(text)
+        return text
+
+    @model_validator(mode="after")
+    def _host_or_rules(self) -> Placement:
+        if self.host is not None and (self.requirements or self.rank or self.policy):
+            raise ValueError("set either 'host' or 'requirements'/'rank'/'policy', not both")
+        if self.rank is not None and self.policy is not None:
+            raise ValueError("set either 'rank' or 'policy', not both")
+        return self
+
+
+class CloudInit(StrictModel):
+    userData: Secret | None = Field(default=None, description="cloud-init user data (sensitive).")
+    metaData: Secret | None = Field(default=None, description="cloud-init meta data (sensitive).")
+    networkConfig: Secret | None = Field(default=None, description="cloud-init network config (sensitive).")
+
+
+class Lifecycle(StrictModel):
+    preventDestroy: bool = Field(default=False, description="A plan that would destroy this resource fails.")
+    ignoreChanges: list[str] = Field(
+        default_factory=list, description="Spec fields whose changes are ignored (memory, disks[0].size...)."
+    )
+    createBeforeDestroy: bool = Field(default=False, description="On replacement, create the new one first.")
+
+
+VCPU_MAX = 512
+MEMORY_MIN = 16 * 1024**2
+
+
+class VirtualMachineSpec(StrictModel):
+    state: VMState = Field(default=VMState.RUNNING, description="running, stopped or suspended.")
+    vcpu: int = Field(default=1, ge=1, le=VCPU_MAX, description="Virtual CPUs.")
+    memory: Quantity = Field(description="Memory, such as 2Gi.")
+    disks: list[Disk] = Field(default_factory=list, max_length=64)
+    nics: list[Nic] = Field(default_factory=list, max_length=32)
+    placement: Placement = Field(default_factory=Placement)
+    cloudInit: CloudInit | None = None
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    dependsOn: list[Reference] = Field(default_factory=list, description="Extra ordering, as KIND/NAME.")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_floor(cls, memory: int) -> int:
+        if memory < MEMORY_MIN:
+            raise ValueError("memory must be at least 16Mi")
+        return memory
+
+
+class VirtualMachine(StrictModel):
+    apiVersion: Literal["nebctl/v1"]
+    kind: Literal["VirtualMachine"]
+    metadata: Metadata
+    spec: VirtualMachineSpec
+
+
+# --- Hook -------------------------------------------------------------------------------------------------
+
+HOOK_EVENT_PATTERN = (
+    r"^(vm\.(created|running|stopped|suspended|failed|deleted|unknown|migrated)"
+    r"|(image|network|securitygroup|datastore|host)\.(created|updated|deleted|failed|error)"
+    r"|apply\.(started|finished|failed)|drift\.detected|\*)$"
+)
+
+
+class HookSpec(StrictModel):
+    on: list[Annotated[str, StringConstraints(pattern=HOOK_EVENT_PATTERN)]] = Field(
+        min_length=1, description="Events that run the hook, such as vm.running, vm.failed, apply.finished."
+    )
+    command: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        min_length=1, description="Argument vector; never run through a shell."
+    )
+    timeout: Duration = Field(default=30.0, description="Killed after this long.")
+    env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Secret] = Field(
+        default_factory=dict, description="Environment of the program (values are sensitive)."
+    )
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _argv_not_shell(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("command must be a list of arguments, e.g. [/usr/bin/notify, --channel, ops]")
+        return value
+
+
+class Hook(StrictModel):
+    apiVersion: Literal["nebctl/v1"]
+    kind: Literal["Hook"]
+    metadata: Metadata
+    spec: HookSpec
+
+
+# --- The union --------------------------------------------------------------------------------------------
+
+Manifest = Annotated[
+    Host | Datastore | Marketplace | Image | Network | SecurityGroup | VirtualMachine | Hook,
+    Field(discriminator="kind"),
+]
+"""Any manifest document, discriminated by ``kind``."""
+
+MODEL_BY_KIND: dict[Kind, type[StrictModel]] = {
+    Kind.HOST: Host,
+    Kind.DATASTORE: Datastore,
+    Kind.MARKETPLACE: Marketplace,
+    Kind.IMAGE: Image,
+    Kind.NETWORK: Network,
+    Kind.SECURITY_GROUP: SecurityGroup,
+    Kind.VIRTUAL_MACHINE: VirtualMachine,
+    Kind.HOOK: Hook,
+}
+
+AnyManifest = Host | Datastore | Marketplace | Image | Network | SecurityGroup | VirtualMachine | Hook
+
+
+def spec_document(manifest: AnyManifest) -> dict[str, Any]:
+    """The spec as plain JSON data with secrets in clear: what is hashed, stored and handed to drivers."""
+    return manifest.spec.model_dump(mode="json", context={"reveal_secrets": True})

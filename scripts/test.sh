@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test command: ruff, mypy strict, then pytest with warnings as errors.
+set -euo pipefail
+bin=.venv/bin
+echo "== ruff"
+"$bin/ruff" check nebctl tests bench
+echo "== mypy (strict)"
+"$bin/mypy"
+echo "== pytest"
+"$bin/pytest" "$@"
