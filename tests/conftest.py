@@ -18,3 +18,6 @@ def in_ci() -> bool:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+# Fixture modules shared across test directories (database servers, libvirtd...). Each owner adds its own line.
+pytest_plugins: list[str] = []
