@@ -1,0 +1,301 @@
+"""Checks across manifest documents: references, duplicates, dependency cycles, static addresses.
+
+``validate_documents`` runs after every document has passed its own model (``schemas.loading`` calls it before
+returning a ``ManifestSet``); it is pure and returns diagnostics located at the offending field. The reference
+extraction (``references_of``) is also what the planner uses to order actions, so that the order the plan
+follows and the references validated here cannot disagree.
+
+Scoping: namespaced kinds (Image, Network, SecurityGroup, VirtualMachine, Hook) reference namespaced kinds of
+their own namespace; cluster-scoped kinds (Host, Datastore, Marketplace) are referenced by name from anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from nebctl.schemas.keys import Kind, ResourceKey, parse_kind
+from nebctl.schemas.loading import (
+    DataPath,
+    Diagnostic,
+    LoadedDocument,
+    SourceLocation,
+    closest_match,
+    format_path,
+    item_type,
+    model_fields_at,
+    model_in,
+)
+from nebctl.schemas.models import (
+    AnyManifest,
+    Datastore,
+    Image,
+    MarketplaceSource,
+    Network,
+    VirtualMachine,
+    VirtualMachineSpec,
+)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One resource naming another: where (a path in the document) and what (the target's key)."""
+
+    path: DataPath
+    target: ResourceKey
+    explicit: bool = False  # from dependsOn rather than a field that names a resource
+
+
+def references_of(key: ResourceKey, manifest: AnyManifest) -> list[Reference]:
+    """Every reference a manifest makes, implicit (disks, nics, placement...) and explicit (``dependsOn``).
+
+    Malformed ``dependsOn`` entries are left out; ``validate_documents`` reports them.
+    """
+    namespace = key.namespace
+    found: list[Reference] = []
+
+    def add(path: DataPath, kind: Kind, name: str, *, explicit: bool = False) -> None:
+        found.append(Reference(path, ResourceKey.of(kind, name, namespace), explicit))
+
+    if isinstance(manifest, VirtualMachine):
+        spec = manifest.spec
+        for index, disk in enumerate(spec.disks):
+            if disk.image is not None:
+                add(("spec", "disks", index, "image"), Kind.IMAGE, disk.image)
+            if disk.datastore is not None:
+                add(("spec", "disks", index, "datastore"), Kind.DATASTORE, disk.datastore)
+        for index, nic in enumerate(spec.nics):
+            add(("spec", "nics", index, "network"), Kind.NETWORK, nic.network)
+            for sg_index, group in enumerate(nic.securityGroups):
+                add(("spec", "nics", index, "securityGroups", sg_index), Kind.SECURITY_GROUP, group)
+        if spec.placement.host is not None:
+            add(("spec", "placement", "host"), Kind.HOST, spec.placement.host)
+        for index, text in enumerate(spec.dependsOn):
+            try:
+                target = ResourceKey.parse(text, namespace=namespace)
+            except ValueError:
+                continue
+            found.append(Reference(("spec", "dependsOn", index), target, explicit=True))
+    elif isinstance(manifest, Image):
+        add(("spec", "datastore"), Kind.DATASTORE, manifest.spec.datastore)
+        if isinstance(manifest.spec.source, MarketplaceSource):
+            marketplace = manifest.spec.source.marketplace.split("/", 1)[0]
+            add(("spec", "source", "marketplace"), Kind.MARKETPLACE, marketplace)
+    elif isinstance(manifest, Datastore | Network):
+        for index, host in enumerate(manifest.spec.hosts):
+            add(("spec", "hosts", index), Kind.HOST, host)
+    return found
+
+
+def validate_documents(documents: Sequence[LoadedDocument]) -> list[Diagnostic]:
+    """Every cross-document problem of a set of individually valid documents, sorted by file position."""
+    unique, diagnostics = _duplicates(documents)
+    graph: nx.DiGraph[ResourceKey] = nx.DiGraph()
+    for document in unique.values():
+        graph.add_node(document.key)
+        diagnostics.extend(_malformed_depends_on(document))
+        for reference in references_of(document.key, document.manifest):
+            if reference.target in unique:
+                if not graph.has_edge(document.key, reference.target):
+                    graph.add_edge(document.key, reference.target, path=reference.path)
+            else:
+                diagnostics.append(_dangling(document, reference, unique))
+    diagnostics.extend(_cycles(graph, unique))
+    diagnostics.extend(_static_addresses(unique))
+    for document in unique.values():
+        if isinstance(document.manifest, VirtualMachine):
+            diagnostics.extend(_ignore_changes(document, document.manifest))
+    file_order: dict[str, int] = {}
+    for document in documents:
+        file_order.setdefault(document.location.file, len(file_order))
+    return sorted(diagnostics, key=lambda d: _position(d, file_order))
+
+
+def _position(diagnostic: Diagnostic, file_order: dict[str, int]) -> tuple[int, int, int]:
+    location = diagnostic.location
+    if location is None:
+        return (-1, 0, 0)
+    return (file_order.get(location.file, 0), location.line, location.column)
+
+
+def _duplicates(
+    documents: Sequence[LoadedDocument],
+) -> tuple[dict[ResourceKey, LoadedDocument], list[Diagnostic]]:
+    unique: dict[ResourceKey, LoadedDocument] = {}
+    diagnostics: list[Diagnostic] = []
+    for document in documents:
+        first = unique.get(document.key)
+        if first is None:
+            unique[document.key] = document
+            continue
+        scope = "" if document.key.kind.cluster_scoped else f" in namespace '{document.key.namespace}'"
+        diagnostics.append(
+            Diagnostic(
+                document.locate("metadata", "name"),
+                document.subject,
+                f"duplicate {document.key.kind.value} '{document.key.name}'{scope}: "
+                f"also defined at {first.locate('metadata', 'name')}",
+            )
+        )
+    return unique, diagnostics
+
+
+def _malformed_depends_on(document: LoadedDocument) -> list[Diagnostic]:
+    manifest = document.manifest
+    if not isinstance(manifest, VirtualMachine):
+        return []
+    diagnostics = []
+    for index, text in enumerate(manifest.spec.dependsOn):
+        try:
+            ResourceKey.parse(text, namespace=document.key.namespace)
+        except ValueError:
+            kind_text = text.split("/")[-2] if text.count("/") >= 1 else text
+            try:
+                parse_kind(kind_text)
+                message = f"invalid reference '{text}' in dependsOn: expected KIND/NAME, such as network/lan"
+            except ValueError:
+                names = sorted({kind.short for kind in Kind} | {kind.value for kind in Kind})
+                suggestion = closest_match(kind_text, names)
+                hint = f", did you mean '{suggestion}'?" if suggestion else ""
+                message = f"unknown kind '{kind_text}' in dependsOn '{text}'{hint}"
+            diagnostics.append(Diagnostic(document.locate("spec", "dependsOn", index), document.subject, message))
+    return diagnostics
+
+
+def _dangling(
+    document: LoadedDocument, reference: Reference, unique: dict[ResourceKey, LoadedDocument]
+) -> Diagnostic:
+    target = reference.target
+    candidates = [key.name for key in unique if key.kind is target.kind and key.namespace == target.namespace]
+    suggestion = closest_match(target.name, candidates)
+    hint = f", did you mean '{suggestion}'?" if suggestion else ""
+    scope = "" if target.kind.cluster_scoped else f" in namespace '{target.namespace}'"
+    label = "dependsOn: " if reference.explicit else ""
+    return Diagnostic(
+        document.locate(*reference.path),
+        document.subject,
+        f"{label}{target.kind.value} '{target.name}' not found{scope}{hint}",
+    )
+
+
+def _cycles(graph: nx.DiGraph[ResourceKey], unique: dict[ResourceKey, LoadedDocument]) -> list[Diagnostic]:
+    load_order = {key: index for index, key in enumerate(unique)}
+    diagnostics = []
+    for component in nx.strongly_connected_components(graph):
+        members = sorted(component, key=load_order.__getitem__)
+        start = members[0]
+        if len(members) == 1 and not graph.has_edge(start, start):
+            continue
+        # One cycle per strongly connected component, from its first document: enough to show what to break.
+        cycle = [start]
+        for _, target in nx.find_cycle(graph.subgraph(component), source=start):
+            cycle.append(target)
+        while cycle[-1] != cycle[0]:
+            cycle.append(cycle[0])  # pragma: no cover - find_cycle from ``start`` always closes at ``start``
+        text = " -> ".join(str(key) for key in cycle)
+        first = unique[start]
+        path = graph.edges[cycle[0], cycle[1]]["path"]
+        diagnostics.append(Diagnostic(first.locate(*path), first.subject, f"dependency cycle: {text}"))
+    return diagnostics
+
+
+def _static_addresses(unique: dict[ResourceKey, LoadedDocument]) -> list[Diagnostic]:
+    diagnostics: list[Diagnostic] = []
+    taken: dict[tuple[ResourceKey, ipaddress.IPv4Address], SourceLocation] = {}
+    for document in unique.values():
+        manifest = document.manifest
+        if not isinstance(manifest, VirtualMachine):
+            continue
+        for index, nic in enumerate(manifest.spec.nics):
+            if nic.ip is None:
+                continue
+            network_key = ResourceKey.of(Kind.NETWORK, nic.network, document.key.namespace)
+            network_doc = unique.get(network_key)
+            if network_doc is None or not isinstance(network_doc.manifest, Network):
+                continue  # reported as a dangling reference
+            where = document.locate("spec", "nics", index, "ip")
+            problem = _address_problem(nic.ip, network_doc.manifest)
+            if problem is not None:
+                diagnostics.append(Diagnostic(where, document.subject, problem))
+                continue
+            first = taken.setdefault((network_key, nic.ip), where)
+            if first is not where:
+                diagnostics.append(
+                    Diagnostic(
+                        where,
+                        document.subject,
+                        f"address {nic.ip} on network '{nic.network}' is already taken at {first}",
+                    )
+                )
+    return diagnostics
+
+
+def _address_problem(address: ipaddress.IPv4Address, network: Network) -> str | None:
+    spec = network.spec
+    name = network.metadata.name
+    if address not in spec.cidr:
+        return f"address {address} is outside network '{name}' ({spec.cidr})"
+    if address == spec.effective_gateway:
+        return f"address {address} is the gateway of network '{name}'"
+    first, last = spec.effective_range
+    if not first <= address <= last:
+        return f"address {address} is outside the range of network '{name}' ({first} - {last})"
+    return None
+
+
+_SEGMENT = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)(?:\[(?P<index>\d+|\*)\])?$")
+
+
+def _ignore_changes(document: LoadedDocument, manifest: VirtualMachine) -> list[Diagnostic]:
+    diagnostics = []
+    spec_data = manifest.spec.model_dump(mode="python")
+    for index, path in enumerate(manifest.spec.lifecycle.ignoreChanges):
+        problem = ignore_path_problem(path, spec_data)
+        if problem is not None:
+            where = document.locate("spec", "lifecycle", "ignoreChanges", index)
+            diagnostics.append(Diagnostic(where, document.subject, f"lifecycle.ignoreChanges: {problem}"))
+    return diagnostics
+
+
+def ignore_path_problem(path: str, spec_data: dict[str, Any]) -> str | None:
+    """Why ``path`` (``memory``, ``disks[0].size``, ``nics[*].ip``) names nothing in a VM spec, or None."""
+    annotation: Any = VirtualMachineSpec
+    value: Any = spec_data
+    walked: list[str | int] = []
+    for segment in path.split("."):
+        match = _SEGMENT.match(segment)
+        if match is None:
+            return f"invalid path '{path}': expected field names and [N] indexes, such as disks[0].size"
+        name = match["name"]
+        model = model_in(annotation)
+        if model is None:
+            return f"'{path}': {format_path(walked) or 'the spec'} has no fields"
+        fields = model_fields_at(model, ())
+        if name not in fields:
+            suggestion = closest_match(name, fields)
+            hint = f", did you mean '{suggestion}'?" if suggestion else ""
+            return f"'{path}': no field '{name}' in {format_path(walked) or 'the VM spec'}{hint}"
+        walked.append(name)
+        annotation = model.model_fields[name].annotation
+        value = value.get(name) if isinstance(value, dict) else None
+        index = match["index"]
+        if index is None:
+            continue
+        element = item_type(annotation)
+        if element is None:
+            return f"'{path}': {format_path(walked)} is not a list"
+        annotation = element
+        if index == "*":
+            value = None
+            continue
+        size = len(value) if isinstance(value, list) else 0
+        if int(index) >= size:
+            return f"'{path}': {format_path(walked)} has {size} item{'s' if size != 1 else ''}"
+        value = value[int(index)]
+        walked.append(int(index))
+    return None
