@@ -1,0 +1,223 @@
+"""The sim virtualization and monitoring drivers: VMs on fleet hosts, their state machine, and bulk probes.
+
+Registered by ``nebctl.drivers.registry``; the executor and monitoring call them like any other driver. The
+state machine is the one the contract suite checks for every driver: deploy defines and starts; shutdown and
+cancel stop (a stopped VM is left alone); suspend and resume only from running and suspended; reboot only a
+running VM; undeploy removes. Actions are instantaneous unless latency is configured (``sim.behaviour``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from nebctl.drivers.errors import ConflictError, NotFoundError
+from nebctl.drivers.sim.fleet import VM_COLUMNS, SimFleet, edge, open_fleet, owner_json
+from nebctl.drivers.states import HostLiveState, VMLiveState
+from nebctl.drivers.types import Family, HostProbe, HostRef, VMDefinition, VMStatus, to_payload
+
+RUNNING, STOPPED, SUSPENDED = VMLiveState.RUNNING.value, VMLiveState.STOPPED.value, VMLiveState.SUSPENDED.value
+
+
+class SimDriver:
+    """What the sim drivers share: the fleet, taken from the registry's shared objects so they use one file."""
+
+    name: ClassVar[str] = "sim"
+
+    def __init__(self, fleet: SimFleet) -> None:
+        self.fleet = fleet
+
+    @classmethod
+    def from_context(cls, context: Any) -> Any:  # a registry.DriverContext; Any avoids an import cycle
+        fleet = context.shared.get("sim.fleet")
+        if fleet is None:
+            fleet = open_fleet(context.settings, options=context.options)
+            context.shared["sim.fleet"] = fleet
+        return cls(fleet)
+
+
+def _definition(vm: VMDefinition) -> str:
+    # Cloud-init carries secrets: the simulated fleet only remembers whether there was any.
+    payload = to_payload(vm)
+    payload["cloud_init"] = vm.cloud_init is not None
+    return json.dumps(payload)
+
+
+class SimVirtualization(SimDriver):
+    family: ClassVar[Family] = Family.VIRTUALIZATION
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"deploy", "shutdown", "cancel", "reboot", "suspend", "resume", "migrate", "live-migrate", "undeploy", "poll"}
+    )
+
+    @edge
+    def deploy(self, host: HostRef, vm: VMDefinition, *, start: bool = True) -> VMStatus:
+        name, _ = self.fleet.enter("virtualization.deploy", host)
+        now = self.fleet.clock()
+        with self.fleet.write() as connection:
+            row = connection.execute(
+                "SELECT host, state, started, vcpu, memory FROM vms WHERE uuid = ?", (vm.uuid,)
+            ).fetchone()
+            if row is not None and row[0] != name:
+                raise ConflictError(f"VM {vm.name} ({vm.uuid}) is on host {row[0]}, not {name}", driver="sim")
+            clash = connection.execute(
+                "SELECT uuid FROM vms WHERE host = ? AND name = ? AND uuid <> ?", (name, vm.name, vm.uuid)
+            ).fetchone()
+            if clash is not None:
+                raise ConflictError(f"host {name} already has a VM named {vm.name} ({clash[0]})", driver="sim")
+            if row is None:
+                state, started = (RUNNING, now) if start else (STOPPED, None)
+                connection.execute(
+                    "INSERT INTO vms (uuid, host, name, state, vcpu, memory, definition, owner, started, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (vm.uuid, name, vm.name, state, vm.vcpu, vm.memory, _definition(vm), owner_json(vm.owner),
+                     started, now),
+                )  # fmt: skip
+                vcpu, memory = vm.vcpu, vm.memory
+            else:
+                _, state, started, vcpu, memory = row
+                if state == STOPPED:
+                    # A stopped VM takes the new definition; a running one keeps its own until restarted.
+                    vcpu, memory = vm.vcpu, vm.memory
+                    connection.execute(
+                        "UPDATE vms SET vcpu = ?, memory = ?, definition = ?, owner = ? WHERE uuid = ?",
+                        (vcpu, memory, _definition(vm), owner_json(vm.owner), vm.uuid),
+                    )
+                if start and state != RUNNING:
+                    state, started = RUNNING, now
+                    connection.execute("UPDATE vms SET state = ?, started = ? WHERE uuid = ?", (state, now, vm.uuid))
+        return self.fleet.status((vm.uuid, vm.name, state, vcpu, memory, owner_json(vm.owner), started), now)
+
+    def _transition(
+        self, action: str, host: HostRef, uuid: str, moves: dict[str, str], *, restart: bool = False
+    ) -> None:
+        name, _ = self.fleet.enter(f"virtualization.{action}", host)
+        now = self.fleet.clock()
+        with self.fleet.write() as connection:
+            row = connection.execute("SELECT state FROM vms WHERE uuid = ? AND host = ?", (uuid, name)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no VM {uuid} on host {name}", driver="sim")
+            state = row[0]
+            if state not in moves:
+                raise ConflictError(f"cannot {action} VM {uuid}: it is {state}", driver="sim")
+            target = moves[state]
+            if target == state and not restart:
+                return
+            if target == STOPPED:
+                connection.execute("UPDATE vms SET state = ?, started = NULL WHERE uuid = ?", (target, uuid))
+            elif target == RUNNING and (restart or state != SUSPENDED):
+                connection.execute("UPDATE vms SET state = ?, started = ? WHERE uuid = ?", (target, now, uuid))
+            else:  # suspend and resume keep the uptime, like a paused domain
+                connection.execute("UPDATE vms SET state = ? WHERE uuid = ?", (target, uuid))
+
+    _STOP: ClassVar[dict[str, str]] = {
+        RUNNING: STOPPED,
+        SUSPENDED: STOPPED,
+        STOPPED: STOPPED,
+        VMLiveState.CRASHED.value: STOPPED,
+    }
+
+    @edge
+    def shutdown(self, host: HostRef, uuid: str, *, timeout: float) -> None:
+        self._transition("shutdown", host, uuid, self._STOP)
+
+    @edge
+    def cancel(self, host: HostRef, uuid: str) -> None:
+        self._transition("cancel", host, uuid, self._STOP)
+
+    @edge
+    def reboot(self, host: HostRef, uuid: str) -> None:
+        self._transition("reboot", host, uuid, {RUNNING: RUNNING}, restart=True)
+
+    @edge
+    def suspend(self, host: HostRef, uuid: str) -> None:
+        self._transition("suspend", host, uuid, {RUNNING: SUSPENDED, SUSPENDED: SUSPENDED})
+
+    @edge
+    def resume(self, host: HostRef, uuid: str) -> None:
+        self._transition("resume", host, uuid, {SUSPENDED: RUNNING, RUNNING: RUNNING})
+
+    @edge
+    def migrate(self, source: HostRef, target: HostRef, vm: VMDefinition, *, live: bool = False) -> VMStatus:
+        source_name, _ = self.fleet.enter("virtualization.migrate", source)
+        target_name, _ = self.fleet.enter("virtualization.migrate", target)
+        now = self.fleet.clock()
+        with self.fleet.write() as connection:
+            row = connection.execute(f"SELECT host, {VM_COLUMNS} FROM vms WHERE uuid = ?", (vm.uuid,)).fetchone()
+            if row is None or row[0] not in (source_name, target_name):
+                raise NotFoundError(f"no VM {vm.uuid} on host {source_name}", driver="sim")
+            if row[0] == source_name and source_name != target_name:
+                clash = connection.execute(
+                    "SELECT uuid FROM vms WHERE host = ? AND name = ? AND uuid <> ?", (target_name, row[2], vm.uuid)
+                ).fetchone()
+                if clash is not None:
+                    raise ConflictError(f"host {target_name} already has a VM named {row[2]}", driver="sim")
+                # A cold migration of a running VM restarts it on the target; a live one keeps its uptime.
+                started = row[7] if live or row[3] != RUNNING else now
+                connection.execute(
+                    "UPDATE vms SET host = ?, started = ? WHERE uuid = ?", (target_name, started, vm.uuid)
+                )
+                row = (*row[:7], started)
+        return self.fleet.status(row[1:], now)
+
+    @edge
+    def undeploy(self, host: HostRef, uuid: str) -> None:
+        name, _ = self.fleet.enter("virtualization.undeploy", host)
+        with self.fleet.write() as connection:
+            if connection.execute("DELETE FROM vms WHERE uuid = ? AND host = ?", (uuid, name)).rowcount == 0:
+                raise NotFoundError(f"no VM {uuid} on host {name}", driver="sim")
+
+    @edge
+    def poll(self, host: HostRef, uuid: str) -> VMStatus:
+        name, _ = self.fleet.enter("virtualization.poll", host)
+        row = (
+            self.fleet.store.read()
+            .execute(f"SELECT {VM_COLUMNS} FROM vms WHERE uuid = ? AND host = ?", (uuid, name))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFoundError(f"no VM {uuid} on host {name}", driver="sim")
+        return self.fleet.status(row, self.fleet.clock())
+
+
+class SimMonitoring(SimDriver):
+    family: ClassVar[Family] = Family.MONITORING
+    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "usage"})
+
+    @edge
+    def probe_host(self, host: HostRef) -> HostProbe:
+        name, down = self.fleet.enter("monitoring.probe_host", host, allow_down=True)
+        connection = self.fleet.store.read()
+        cpus, memory, disk, reason = connection.execute(
+            "SELECT cpus, memory, disk, reason FROM hosts WHERE name = ?", (name,)
+        ).fetchone()
+        if down:
+            return HostProbe(name=name, state=HostLiveState.ERROR, error=f"host does not answer: {reason or 'down'}")
+        now = self.fleet.clock()
+        statuses = [self.fleet.status(row, now) for row in connection.execute(
+            f"SELECT {VM_COLUMNS} FROM vms WHERE host = ?", (name,)
+        )]  # fmt: skip
+        allocated = sum(s.memory for s in statuses if s.state in (VMLiveState.RUNNING, VMLiveState.SUSPENDED))
+        load = sum(s.cpu_usage for s in statuses)
+        used_disk = connection.execute(
+            "SELECT COALESCE(SUM(allocation), 0) FROM volumes WHERE host = ?", (name,)
+        ).fetchone()[0]
+        return HostProbe(
+            name=name,
+            state=HostLiveState.ONLINE,
+            cpus=cpus,
+            memory=memory,
+            free_memory=max(0, memory - allocated),
+            cpu_usage=round(min(1.0, load / cpus), 4) if cpus else 0.0,
+            load=round(load, 4),
+            disk_total=disk,
+            disk_free=max(0, disk - used_disk),
+            custom={"sim": "true", "vms": str(len(statuses))},
+        )
+
+    @edge
+    def probe_vms(self, host: HostRef) -> Sequence[VMStatus]:
+        name, _ = self.fleet.enter("monitoring.probe_vms", host)
+        now = self.fleet.clock()
+        rows = self.fleet.store.read().execute(f"SELECT {VM_COLUMNS} FROM vms WHERE host = ?", (name,)).fetchall()
+        return [self.fleet.status(row, now) for row in rows]

@@ -1,0 +1,157 @@
+"""The SQLite file that holds the simulated fleet, shared by every thread and process that opens it.
+
+Used by ``sim.fleet.SimFleet`` only. Each thread gets its own connection (sqlite3 connections must not be used
+by two threads at once); the file runs in WAL mode so readers never wait for the writer, with a busy timeout so
+concurrent writers from other processes queue instead of failing. Writes are short ``BEGIN IMMEDIATE``
+transactions: taking the write lock up front avoids the deadlock two deferred transactions hit when both try to
+upgrade from reading to writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from nebctl.drivers.errors import PermanentError, TemporaryError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+    name TEXT PRIMARY KEY, uri TEXT NOT NULL, cpus INTEGER NOT NULL, memory INTEGER NOT NULL,
+    disk INTEGER NOT NULL, down INTEGER NOT NULL DEFAULT 0, reason TEXT
+);
+CREATE TABLE IF NOT EXISTS vms (
+    uuid TEXT PRIMARY KEY, host TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
+    vcpu INTEGER NOT NULL, memory INTEGER NOT NULL, definition TEXT NOT NULL, owner TEXT,
+    started REAL, created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vms_by_host ON vms (host, name);
+CREATE TABLE IF NOT EXISTS datastores (
+    host TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL, type TEXT NOT NULL, owner TEXT,
+    PRIMARY KEY (host, name)
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    host TEXT NOT NULL, datastore TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL,
+    capacity INTEGER NOT NULL, allocation INTEGER NOT NULL, format TEXT NOT NULL, backing TEXT,
+    sha256 TEXT, source TEXT, owner TEXT, PRIMARY KEY (host, datastore, name)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    host TEXT NOT NULL, datastore TEXT NOT NULL, volume TEXT NOT NULL, name TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (host, datastore, volume, name)
+);
+CREATE TABLE IF NOT EXISTS networks (
+    host TEXT NOT NULL, name TEXT NOT NULL, definition TEXT NOT NULL, owner TEXT, PRIMARY KEY (host, name)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    host TEXT NOT NULL, network TEXT NOT NULL, mac TEXT NOT NULL, ip TEXT NOT NULL, vm_uuid TEXT NOT NULL,
+    groups TEXT NOT NULL DEFAULT '[]', bound INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (host, network, mac)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS leases_by_ip ON leases (host, network, ip);
+CREATE TABLE IF NOT EXISTS security_groups (
+    host TEXT NOT NULL, name TEXT NOT NULL, rules TEXT NOT NULL, owner TEXT, PRIMARY KEY (host, name)
+);
+CREATE TABLE IF NOT EXISTS behaviours (
+    id INTEGER PRIMARY KEY, action TEXT NOT NULL, host TEXT, kind TEXT NOT NULL,
+    probability REAL, remaining INTEGER, duration REAL, distribution TEXT, a REAL, b REAL, message TEXT
+);
+CREATE INDEX IF NOT EXISTS behaviours_by_action ON behaviours (action);
+CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, secret TEXT NOT NULL, groups TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS denials (subject TEXT NOT NULL, action TEXT NOT NULL, PRIMARY KEY (subject, action));
+CREATE TABLE IF NOT EXISTS appliances (
+    marketplace TEXT NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL, sha256 TEXT NOT NULL, format TEXT,
+    size INTEGER, description TEXT NOT NULL DEFAULT '', PRIMARY KEY (marketplace, name)
+);
+CREATE TABLE IF NOT EXISTS hook_runs (
+    id INTEGER PRIMARY KEY, hook TEXT NOT NULL, payload TEXT NOT NULL, time REAL NOT NULL
+);
+"""
+
+
+def _translate(error: sqlite3.Error, path: Path) -> Exception:
+    """SQLite errors at the driver edge: a locked file may clear up, anything else will not."""
+    text = str(error)
+    if isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return TemporaryError(f"sim fleet file {path} is busy: {text}", driver="sim", delay=0.05)
+    return PermanentError(f"sim fleet file {path}: {text}", driver="sim")
+
+
+class Store:
+    """Per-thread connections to one fleet file, and the transaction helpers the fleet uses."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 10.0) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = self.connection()
+            connection.executescript(
+                f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}'); COMMIT;"
+            )
+        except (sqlite3.Error, OSError) as error:
+            self.close()
+            if isinstance(error, sqlite3.Error):
+                raise _translate(error, path) from error
+            raise PermanentError(f"cannot create sim fleet file {path}: {error}", driver="sim") from error
+
+    def connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        if self._closed:
+            raise PermanentError(f"sim fleet file {self.path} was closed", driver="sim")
+        # check_same_thread is off only so that close() may close every thread's connection; each connection
+        # is still used by the one thread that opened it.
+        connection = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode skips the fsync per commit; a simulated fleet may lose its last commit on power loss.
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+        self._local.connection = connection
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, taking the lock at its start."""
+        connection = self.connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise _translate(error, self.path) from error
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            connection.execute("ROLLBACK")
+            raise _translate(error, self.path) from error
+
+    def read(self) -> sqlite3.Connection:
+        """The thread's connection in autocommit mode: each statement sees the latest committed state."""
+        return self.connection()
+
+    def translate(self, error: sqlite3.Error) -> Exception:
+        return _translate(error, self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
