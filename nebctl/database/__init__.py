@@ -1,0 +1,66 @@
+"""nebctl's state database (SPEC section 9): the ``Store``, its records and its errors.
+
+Callers import from here: ``from nebctl.database import Store, ResourceRecord, ActionRecord``. The tables are
+in ``models``, the migrations in ``migrations``, the lock protocol in ``locking``.
+"""
+
+from __future__ import annotations
+
+from nebctl.database.errors import (
+    DatabaseError,
+    LockLost,
+    LockNotObtained,
+    NotFound,
+    SchemaOutdated,
+    SchemaTooNew,
+)
+from nebctl.database.locking import LockLease
+from nebctl.database.records import (
+    AccessRuleRecord,
+    ActionRecord,
+    ActionState,
+    ApplyRecord,
+    ApplyState,
+    EventRecord,
+    HistoryRecord,
+    HookRunRecord,
+    HostSampleRecord,
+    LeaseRecord,
+    LockRecord,
+    QuotaRecord,
+    ResourceRecord,
+    Severity,
+    TokenRecord,
+    UserRecord,
+    VMSampleRecord,
+)
+from nebctl.database.store import Batch, Store
+
+__all__ = [
+    "AccessRuleRecord",
+    "ActionRecord",
+    "ActionState",
+    "ApplyRecord",
+    "ApplyState",
+    "Batch",
+    "DatabaseError",
+    "EventRecord",
+    "HistoryRecord",
+    "HookRunRecord",
+    "HostSampleRecord",
+    "LeaseRecord",
+    "LockLease",
+    "LockLost",
+    "LockNotObtained",
+    "LockRecord",
+    "NotFound",
+    "QuotaRecord",
+    "ResourceRecord",
+    "SchemaOutdated",
+    "SchemaTooNew",
+    "Severity",
+    "Store",
+    "TokenRecord",
+    "UserRecord",
+    "VMSampleRecord",
+]

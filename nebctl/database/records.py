@@ -1,0 +1,252 @@
+"""Frozen values that the ``Store`` takes and returns: one dataclass per kind of row, no ORM objects.
+
+The controller (diff, plan, executor), the CLI and the service only ever see these, so that no session, lazy
+load or connection escapes the database layer. Times are aware UTC datetimes. Field names follow the columns
+documented in ``docs/database.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from nebctl.schemas.keys import Kind, ResourceKey
+
+
+class ApplyState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PARTIAL = "partial"  # some actions failed or were skipped, others succeeded
+    INTERRUPTED = "interrupted"  # the process died or was stopped; the next apply resumes it
+
+
+class ActionState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # something it depends on failed
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRecord:
+    """A resource as the database knows it. ``created_at``/``updated_at`` are set by the store on save."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    stack: str
+    desired: dict[str, Any] | None = None
+    desired_hash: str | None = None
+    applied: dict[str, Any] | None = None
+    applied_hash: str | None = None
+    generation: int = 0
+    status: str = "pending"
+    live: dict[str, Any] = field(default_factory=dict)
+    host: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyRecord:
+    id: int
+    stack: str
+    revision: str | None
+    holder: str
+    state: str
+    started_at: datetime
+    finished_at: datetime | None
+    summary: dict[str, Any] | None
+    plan: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One journalled action. ``apply_id`` is filled in when read back; leave it None when journalling."""
+
+    action_id: str
+    kind: Kind
+    namespace: str
+    name: str
+    family: str
+    operation: str
+    host: str | None = None
+    depends_on: tuple[str, ...] = ()
+    state: str = ActionState.PENDING
+    attempts: int = 0
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    apply_id: int | None = None
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event. ``kind``/``namespace``/``name`` are None for events about no single resource (an apply)."""
+
+    type: str
+    message: str
+    severity: str = Severity.INFO
+    kind: Kind | None = None
+    namespace: str | None = None
+    name: str | None = None
+    stack: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+    time: datetime | None = None
+
+    @property
+    def key(self) -> ResourceKey | None:
+        if self.kind is None or self.namespace is None or self.name is None:
+            return None
+        return ResourceKey(self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class HostSampleRecord:
+    host: str
+    time: datetime
+    state: str
+    cpu_total: int
+    cpu_load: float
+    memory_total: int
+    memory_used: int
+    disk_total: int
+    disk_used: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+    resolution: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VMSampleRecord:
+    namespace: str
+    name: str
+    host: str
+    time: datetime
+    state: str
+    cpu: float
+    memory_used: int
+    disk_read_bytes: int = 0
+    disk_write_bytes: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+    resolution: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    id: int
+    namespace: str
+    name: str
+    stack: str | None
+    host: str
+    started_at: datetime
+    ended_at: datetime | None
+    vcpu: int
+    memory: int
+    disk: int
+    reason: str
+    end_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HookRunRecord:
+    hook: str
+    event: str
+    exit_code: int | None
+    duration: float
+    stdout: str = ""
+    stderr: str = ""
+    namespace: str = "default"
+    event_id: int | None = None
+    timed_out: bool = False
+    started_at: datetime | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LockRecord:
+    name: str
+    holder: str
+    host: str
+    pid: int
+    acquired_at: datetime
+    expires_at: datetime
+    token: str
+
+    def describe(self) -> str:
+        """How a user reads it: who, where, since when (error messages, ``nebctl unlock``)."""
+        return (
+            f"{self.holder} on host {self.host}, pid {self.pid}, since {self.acquired_at:%Y-%m-%d %H:%M:%S} UTC"
+            f" (expires {self.expires_at:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    name: str
+    holder: str
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    name: str
+    password_hash: str | None
+    groups: tuple[str, ...]
+    enabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id: int
+    user_id: int
+    user: str
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRuleRecord:
+    id: int
+    subject_type: str  # user | group
+    subject: str
+    actions: tuple[str, ...]
+    kinds: tuple[str, ...]
+    namespaces: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRecord:
+    scope_type: str  # group | namespace
+    scope: str
+    vms: int | None = None
+    vcpu: int | None = None
+    memory: int | None = None
+    disk: int | None = None

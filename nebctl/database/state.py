@@ -1,0 +1,373 @@
+"""Store operations on the controller's state: resources, applies, the action journal and the event log.
+
+Mixed into ``Store`` and ``Batch``. The executor journals every action state change through ``update_action``
+and, for an action that completes, writes the action, the resource it changed and its events in one
+``store.batch()``, so that a crash leaves either all of them or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+
+from nebctl.database.errors import NotFound
+from nebctl.database.models import Apply, ApplyAction, Event, Resource
+from nebctl.database.operating import AnyRow, Operations, chunks, table, upsert
+from nebctl.database.records import (
+    ActionRecord,
+    ApplyRecord,
+    ApplyState,
+    EventRecord,
+    ResourceRecord,
+    Severity,
+)
+from nebctl.schemas.keys import Kind, ResourceKey
+
+_resources = table(Resource)
+_applies = table(Apply)
+_actions = table(ApplyAction)
+_events = table(Event)
+
+# Rows per INSERT statement in bulk writes: large enough to amortise round trips, small enough for any server.
+BULK_CHUNK = 1000
+
+_RESOURCE_UPDATED = (
+    "stack",
+    "desired",
+    "desired_hash",
+    "applied",
+    "applied_hash",
+    "generation",
+    "status",
+    "live",
+    "host",
+    "updated_at",
+)
+
+
+def _resource(row: AnyRow) -> ResourceRecord:
+    return ResourceRecord(
+        kind=Kind(row.kind),
+        namespace=row.namespace,
+        name=row.name,
+        stack=row.stack,
+        desired=row.desired,
+        desired_hash=row.desired_hash,
+        applied=row.applied,
+        applied_hash=row.applied_hash,
+        generation=row.generation,
+        status=row.status,
+        live=row.live or {},
+        host=row.host,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _apply(row: AnyRow) -> ApplyRecord:
+    return ApplyRecord(
+        id=row.id,
+        stack=row.stack,
+        revision=row.revision,
+        holder=row.holder,
+        state=row.state,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        summary=row.summary,
+        plan=row.plan,
+    )
+
+
+def _action(row: AnyRow) -> ActionRecord:
+    return ActionRecord(
+        apply_id=row.apply_id,
+        action_id=row.action_id,
+        kind=Kind(row.kind),
+        namespace=row.namespace,
+        name=row.name,
+        family=row.family,
+        operation=row.operation,
+        host=row.host,
+        depends_on=tuple(row.depends_on or ()),
+        state=row.state,
+        attempts=row.attempts,
+        error=row.error,
+        result=row.result,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _event(row: AnyRow) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        time=row.time,
+        type=row.type,
+        severity=row.severity,
+        kind=Kind(row.kind) if row.kind is not None else None,
+        namespace=row.namespace,
+        name=row.name,
+        stack=row.stack,
+        message=row.message,
+        data=row.data or {},
+    )
+
+
+class StateOperations(Operations):
+    # --- resources -----------------------------------------------------------------------------------------
+
+    def list_resources(
+        self, *, stack: str | None = None, kind: Kind | None = None, namespace: str | None = None
+    ) -> list[ResourceRecord]:
+        """Resources, optionally of one stack, kind or namespace, ordered by kind, namespace and name."""
+        query = select(_resources)
+        if stack is not None:
+            query = query.where(_resources.c.stack == stack)
+        if kind is not None:
+            query = query.where(_resources.c.kind == kind.value)
+        if namespace is not None:
+            query = query.where(_resources.c.namespace == namespace)
+        query = query.order_by(_resources.c.kind, _resources.c.namespace, _resources.c.name)
+        with self._read() as connection:
+            return [_resource(row) for row in connection.execute(query)]
+
+    def get_resource(self, key: ResourceKey) -> ResourceRecord | None:
+        query = select(_resources).where(
+            _resources.c.kind == key.kind.value,
+            _resources.c.namespace == key.namespace,
+            _resources.c.name == key.name,
+        )
+        with self._read() as connection:
+            row = connection.execute(query).first()
+        return _resource(row) if row is not None else None
+
+    def save_resource(self, record: ResourceRecord) -> None:
+        """Insert or update the resource with ``record``'s key; timestamps are the store's clock."""
+        self.save_resources([record])
+
+    def save_resources(self, records: Sequence[ResourceRecord]) -> None:
+        """Bulk ``save_resource`` (rebuilding records from live objects, imports, benchmarks)."""
+        now = self._now()
+        rows = [
+            {
+                "kind": record.kind.value,
+                "namespace": record.namespace,
+                "name": record.name,
+                "stack": record.stack,
+                "desired": record.desired,
+                "desired_hash": record.desired_hash,
+                "applied": record.applied,
+                "applied_hash": record.applied_hash,
+                "generation": record.generation,
+                "status": record.status,
+                "live": dict(record.live),
+                "host": record.host,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for record in records
+        ]
+        with self._write() as connection:
+            for chunk in chunks(rows, BULK_CHUNK):
+                upsert(connection, _resources, chunk, conflict=("kind", "namespace", "name"), update=_RESOURCE_UPDATED)
+
+    def delete_resource(self, key: ResourceKey) -> bool:
+        """Forget a resource; returns whether there was one."""
+        statement = delete(_resources).where(
+            _resources.c.kind == key.kind.value,
+            _resources.c.namespace == key.namespace,
+            _resources.c.name == key.name,
+        )
+        with self._write() as connection:
+            return connection.execute(statement).rowcount > 0
+
+    # --- applies and their journal -------------------------------------------------------------------------
+
+    def begin_apply(self, *, stack: str, revision: str | None, plan: dict[str, Any], holder: str) -> int:
+        """Record the start of an apply; returns its id, which the journal and the events refer to."""
+        values = {
+            "stack": stack,
+            "revision": revision,
+            "holder": holder,
+            "state": ApplyState.RUNNING.value,
+            "started_at": self._now(),
+            "plan": plan,
+        }
+        with self._write() as connection:
+            result = connection.execute(insert(_applies).values(values))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def finish_apply(self, apply_id: int, *, state: str, summary: dict[str, Any]) -> None:
+        statement = (
+            update(_applies)
+            .where(_applies.c.id == apply_id)
+            .values(state=str(state), summary=summary, finished_at=self._now())
+        )
+        with self._write() as connection:
+            if connection.execute(statement).rowcount == 0:
+                raise NotFound(f"no apply with id {apply_id}")
+
+    def get_apply(self, apply_id: int) -> ApplyRecord | None:
+        with self._read() as connection:
+            row = connection.execute(select(_applies).where(_applies.c.id == apply_id)).first()
+        return _apply(row) if row is not None else None
+
+    def last_unfinished_apply(self, stack: str) -> ApplyRecord | None:
+        """The newest apply of ``stack`` that never finished (its process died): the one to resume."""
+        query = (
+            select(_applies)
+            .where(_applies.c.stack == stack, _applies.c.finished_at.is_(None))
+            .order_by(_applies.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as connection:
+            row = connection.execute(query).first()
+        return _apply(row) if row is not None else None
+
+    def list_applies(self, *, stack: str | None = None, limit: int = 20) -> list[ApplyRecord]:
+        """The newest applies first."""
+        query = select(_applies).order_by(_applies.c.id.desc()).limit(limit)
+        if stack is not None:
+            query = query.where(_applies.c.stack == stack)
+        with self._read() as connection:
+            return [_apply(row) for row in connection.execute(query)]
+
+    def journal_actions(self, apply_id: int, actions: Sequence[ActionRecord]) -> None:
+        """Record the planned actions of an apply, before any runs (one bulk insert)."""
+        rows = [
+            {
+                "apply_id": apply_id,
+                "action_id": action.action_id,
+                "kind": action.kind.value,
+                "namespace": action.namespace,
+                "name": action.name,
+                "family": str(action.family),
+                "operation": str(action.operation),
+                "host": action.host,
+                "depends_on": list(action.depends_on),
+                "state": str(action.state),
+                "attempts": action.attempts,
+                "error": action.error,
+                "result": action.result,
+                "started_at": action.started_at,
+                "finished_at": action.finished_at,
+            }
+            for action in actions
+        ]
+        with self._write() as connection:
+            for chunk in chunks(rows, BULK_CHUNK):
+                connection.execute(insert(_actions), list(chunk))
+
+    def update_action(
+        self,
+        apply_id: int,
+        action_id: str,
+        *,
+        state: str,
+        attempts: int | None = None,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        """Journal a state change of one action; fields left as None keep their value."""
+        values: dict[str, Any] = {"state": str(state)}
+        optional = {
+            "attempts": attempts,
+            "error": error,
+            "result": result,
+            "started_at": started_at,
+            "finished_at": finished_at,
+        }
+        values.update({column: value for column, value in optional.items() if value is not None})
+        statement = (
+            update(_actions).where(_actions.c.apply_id == apply_id, _actions.c.action_id == action_id).values(values)
+        )
+        with self._write() as connection:
+            if connection.execute(statement).rowcount == 0:
+                raise NotFound(f"no action {action_id!r} in apply {apply_id}")
+
+    def actions_of(self, apply_id: int) -> list[ActionRecord]:
+        """The journal of one apply, in the order it was planned."""
+        query = select(_actions).where(_actions.c.apply_id == apply_id).order_by(_actions.c.id)
+        with self._read() as connection:
+            return [_action(row) for row in connection.execute(query)]
+
+    # --- events --------------------------------------------------------------------------------------------
+
+    def add_event(
+        self,
+        event: EventRecord | None = None,
+        *,
+        type: str | None = None,
+        message: str = "",
+        severity: str = Severity.INFO,
+        key: ResourceKey | None = None,
+        kind: Kind | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        stack: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> int:
+        """Append an event, given as a record or as keyword fields (``key`` sets kind, namespace and name).
+
+        Returns its id; ids only grow, so ``list_events(after_id=...)`` follows the log.
+        """
+        if event is None:
+            if type is None:
+                raise ValueError("add_event needs an EventRecord or a type")
+            if key is not None:
+                kind, namespace, name = key
+            event = EventRecord(
+                type=type,
+                message=message,
+                severity=severity,
+                kind=kind,
+                namespace=namespace,
+                name=name,
+                stack=stack,
+                data=data or {},
+            )
+        values = {
+            "time": event.time or self._now(),
+            "type": event.type,
+            "severity": str(event.severity),
+            "kind": event.kind.value if event.kind is not None else None,
+            "namespace": event.namespace,
+            "name": event.name,
+            "stack": event.stack,
+            "message": event.message,
+            "data": dict(event.data),
+        }
+        with self._write() as connection:
+            result = connection.execute(insert(_events).values(values))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def list_events(
+        self,
+        *,
+        after_id: int | None = None,
+        key: ResourceKey | None = None,
+        stack: str | None = None,
+        limit: int = 100,
+        newest: bool = False,
+    ) -> list[EventRecord]:
+        """Events in id order: the first ``limit`` after ``after_id``, or with ``newest`` the last ``limit``."""
+        query = select(_events)
+        if after_id is not None:
+            query = query.where(_events.c.id > after_id)
+        if key is not None:
+            query = query.where(
+                _events.c.kind == key.kind.value,
+                _events.c.namespace == key.namespace,
+                _events.c.name == key.name,
+            )
+        if stack is not None:
+            query = query.where(_events.c.stack == stack)
+        query = query.order_by(_events.c.id.desc() if newest else _events.c.id).limit(limit)
+        with self._read() as connection:
+            events = [_event(row) for row in connection.execute(query)]
+        return events[::-1] if newest else events

@@ -1,0 +1,173 @@
+"""``Store``: the one entry point to nebctl's state database. Everything else calls its typed methods.
+
+``Store.open(url)`` connects (SQLite file, MariaDB/MySQL or PostgreSQL), creates the schema on a new database and
+refuses one whose schema is older or newer than this code. Each method is one short transaction and returns
+frozen records (``database.records``); ``store.batch()`` groups several writes into one transaction. The CLI,
+the executor, monitoring and the service receive a ``Store``; they never see SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection, Engine
+
+from nebctl.database import engines, locking, migrating
+from nebctl.database.access import AccessOperations
+from nebctl.database.engines import transaction, translated_errors
+from nebctl.database.operating import Clock
+from nebctl.database.records import LeaseRecord, LockRecord
+from nebctl.database.state import StateOperations
+from nebctl.database.telemetry import TelemetryOperations
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _DataOperations(StateOperations, TelemetryOperations, AccessOperations):
+    """Every data operation; shared by ``Store`` (a transaction each) and ``Batch`` (one for all)."""
+
+
+class Batch(_DataOperations):
+    """Operations that all commit together when the ``with store.batch()`` block ends, or not at all."""
+
+    def __init__(self, connection: Connection, clock: Clock) -> None:
+        self._connection = connection
+        self._clock = clock
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        yield self._connection
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        return self._write()
+
+
+class Store(_DataOperations):
+    """nebctl's state database. Open with ``Store.open(url)``; close when done (or use it as a context)."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._url = engine.url
+
+    @classmethod
+    def open(cls, url: str, *, clock: Callable[[], datetime] | None = None) -> Store:
+        """Connect to ``url`` and check its schema (creating it on a new database).
+
+        Raises ``DatabaseError`` with one readable line for a bad URL, an unreachable server or bad
+        credentials, ``SchemaOutdated`` for an older schema and ``SchemaTooNew`` for a newer one.
+        """
+        engine = engines.create(url)
+        try:
+            with translated_errors(engine.url, "cannot open the database"):
+                _ensure_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, clock or utc_now)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """The URL, password masked."""
+        return engines.safe_url(self._url)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite``, ``mysql`` (also for MariaDB) or ``postgresql``."""
+        return self._engine.dialect.name
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with translated_errors(self._url, "database write failed"), transaction(self._engine, write=True) as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with translated_errors(self._url, "database read failed"), transaction(self._engine, write=False) as conn:
+            yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """Several writes in one transaction: ``with store.batch() as tx: tx.update_action(...); ...``."""
+        with self._write() as connection:
+            yield Batch(connection, self._clock)
+
+    # --- the writers' lock and leader leases (database.locking) ----------------------------------------------
+
+    def acquire_lock(
+        self,
+        name: str = locking.WRITERS,
+        *,
+        holder: str,
+        timeout: float,
+        ttl: float,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> locking.LockLease:
+        """Take lock ``name`` (waiting up to ``timeout`` s) for ``ttl`` s, renewable; see ``database.locking``.
+
+        ``host``/``pid`` default to this process; ``LockNotObtained`` names the holder, its host, pid and since.
+        """
+        with translated_errors(self._url, "cannot take the lock"):
+            return locking.acquire(
+                self._engine, self._clock, name, holder=holder, timeout=timeout, ttl=ttl, host=host, pid=pid
+            )
+
+    def lock_status(self, name: str = locking.WRITERS) -> LockRecord | None:
+        with translated_errors(self._url, "cannot read the lock"):
+            return locking.read_lock(self._engine, name)
+
+    def lock_is_stale(self, record: LockRecord) -> bool:
+        """Whether the holder is gone (expired, or its pid is dead on this host): ``unlock`` may release it."""
+        return locking.is_stale(record, clock=self._clock, host=locking.this_host())
+
+    def force_unlock(self, name: str = locking.WRITERS) -> LockRecord | None:
+        """Release the lock whoever holds it; returns the holder it had, or None if it was free."""
+        with translated_errors(self._url, "cannot release the lock"):
+            return locking.force_unlock(self._engine, name)
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        with translated_errors(self._url, "cannot take the lease"):
+            return locking.acquire_lease(self._engine, self._clock, name, holder, ttl)
+
+    def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        with translated_errors(self._url, "cannot renew the lease"):
+            return locking.renew_lease(self._engine, self._clock, name, holder, ttl)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with translated_errors(self._url, "cannot release the lease"):
+            locking.release_lease(self._engine, name, holder)
+
+    def lease_status(self, name: str) -> LeaseRecord | None:
+        with translated_errors(self._url, "cannot read the lease"):
+            return locking.read_lease(self._engine, name)
+
+
+def _ensure_schema(engine: Engine) -> None:
+    try:
+        with transaction(engine, write=True) as connection:
+            migrating.ensure_schema(connection)
+    except exc.DBAPIError:
+        # Two processes creating the same new database race (on the servers, DDL is not serialised for us);
+        # the loser finds the winner's complete schema and goes on. Anything else is a real error.
+        try:
+            with transaction(engine, write=False) as connection:
+                created = migrating.current_revision(connection) == migrating.head_revision()
+        except exc.SQLAlchemyError:
+            created = False
+        if not created:
+            raise

@@ -1,0 +1,366 @@
+"""Store operations on what monitoring, accounting and hooks record: samples, placement history, hook runs.
+
+Mixed into ``Store`` and ``Batch``. Monitoring writes samples in bulk (one probe per host gives one row per VM),
+the service downsamples and prunes them on a retention schedule, the executor opens and closes accounting
+history as VMs are placed, moved and removed, and the hook runner records each run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+
+from nebctl.database.models import AccountingRecord, HookRun, HostSample, VMSample
+from nebctl.database.operating import AnyRow, Operations, chunks, table
+from nebctl.database.records import HistoryRecord, HookRunRecord, HostSampleRecord, VMSampleRecord
+from nebctl.schemas.keys import ResourceKey
+
+_host_samples = table(HostSample)
+_vm_samples = table(VMSample)
+_history = table(AccountingRecord)
+_hook_runs = table(HookRun)
+
+# Hook output kept per stream: enough to debug, bounded so that a chatty hook cannot bloat the database
+# (and within MySQL's TEXT limit of 64 KiB even at four bytes a character).
+HOOK_OUTPUT_LIMIT = 8192
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def truncate_output(text: str, limit: int = HOOK_OUTPUT_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    marker = f"\n[... {len(text) - limit} characters cut]"
+    return text[: limit - len(marker)] + marker
+
+
+def _host_sample(row: AnyRow) -> HostSampleRecord:
+    return HostSampleRecord(
+        host=row.host,
+        time=row.time,
+        state=row.state,
+        cpu_total=row.cpu_total,
+        cpu_load=row.cpu_load,
+        memory_total=row.memory_total,
+        memory_used=row.memory_used,
+        disk_total=row.disk_total,
+        disk_used=row.disk_used,
+        attributes=row.attributes or {},
+        resolution=row.resolution,
+    )
+
+
+def _vm_sample(row: AnyRow) -> VMSampleRecord:
+    return VMSampleRecord(
+        namespace=row.namespace,
+        name=row.name,
+        host=row.host,
+        time=row.time,
+        state=row.state,
+        cpu=row.cpu,
+        memory_used=row.memory_used,
+        disk_read_bytes=row.disk_read_bytes,
+        disk_write_bytes=row.disk_write_bytes,
+        net_rx_bytes=row.net_rx_bytes,
+        net_tx_bytes=row.net_tx_bytes,
+        resolution=row.resolution,
+    )
+
+
+def _history_record(row: AnyRow) -> HistoryRecord:
+    return HistoryRecord(
+        id=row.id,
+        namespace=row.namespace,
+        name=row.name,
+        stack=row.stack,
+        host=row.host,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        vcpu=row.vcpu,
+        memory=row.memory,
+        disk=row.disk,
+        reason=row.reason,
+        end_reason=row.end_reason,
+    )
+
+
+def _bucket_start(time: datetime, bucket: timedelta) -> datetime:
+    """The start of the ``bucket``-long interval (aligned on the epoch) that ``time`` falls in."""
+    return _EPOCH + ((time - _EPOCH) // bucket) * bucket
+
+
+class TelemetryOperations(Operations):
+    # --- monitoring samples --------------------------------------------------------------------------------
+
+    def add_host_samples(self, samples: Sequence[HostSampleRecord]) -> None:
+        rows = [asdict(sample) for sample in samples]
+        with self._write() as connection:
+            for chunk in chunks(rows, 1000):
+                connection.execute(insert(_host_samples), list(chunk))
+
+    def add_vm_samples(self, samples: Sequence[VMSampleRecord]) -> None:
+        rows = [asdict(sample) for sample in samples]
+        with self._write() as connection:
+            for chunk in chunks(rows, 1000):
+                connection.execute(insert(_vm_samples), list(chunk))
+
+    def host_samples(
+        self, *, host: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> list[HostSampleRecord]:
+        """Samples in time order, ``since`` inclusive, ``until`` exclusive."""
+        query = select(_host_samples).order_by(_host_samples.c.time, _host_samples.c.id)
+        if host is not None:
+            query = query.where(_host_samples.c.host == host)
+        if since is not None:
+            query = query.where(_host_samples.c.time >= since)
+        if until is not None:
+            query = query.where(_host_samples.c.time < until)
+        with self._read() as connection:
+            return [_host_sample(row) for row in connection.execute(query)]
+
+    def vm_samples(
+        self,
+        *,
+        vm: ResourceKey | None = None,
+        host: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[VMSampleRecord]:
+        query = select(_vm_samples).order_by(_vm_samples.c.time, _vm_samples.c.id)
+        if vm is not None:
+            query = query.where(_vm_samples.c.namespace == vm.namespace, _vm_samples.c.name == vm.name)
+        if host is not None:
+            query = query.where(_vm_samples.c.host == host)
+        if since is not None:
+            query = query.where(_vm_samples.c.time >= since)
+        if until is not None:
+            query = query.where(_vm_samples.c.time < until)
+        with self._read() as connection:
+            return [_vm_sample(row) for row in connection.execute(query)]
+
+    def latest_host_samples(self) -> dict[str, HostSampleRecord]:
+        """The newest sample of every host (placement and ``nebctl hosts``)."""
+        newest = (
+            select(_host_samples.c.host, func.max(_host_samples.c.time).label("time"))
+            .group_by(_host_samples.c.host)
+            .subquery()
+        )
+        query = (
+            select(_host_samples)
+            .join(newest, and_(_host_samples.c.host == newest.c.host, _host_samples.c.time == newest.c.time))
+            .order_by(_host_samples.c.id)
+        )
+        with self._read() as connection:
+            return {row.host: _host_sample(row) for row in connection.execute(query)}
+
+    def latest_vm_samples(self, *, host: str | None = None) -> dict[tuple[str, str], VMSampleRecord]:
+        """The newest sample of every VM, by (namespace, name) (``nebctl top``, drift detection)."""
+        columns = _vm_samples.c
+        newest_query = select(columns.namespace, columns.name, func.max(columns.time).label("time")).group_by(
+            columns.namespace, columns.name
+        )
+        if host is not None:
+            newest_query = newest_query.where(columns.host == host)
+        newest = newest_query.subquery()
+        query = (
+            select(_vm_samples)
+            .join(
+                newest,
+                and_(
+                    columns.namespace == newest.c.namespace,
+                    columns.name == newest.c.name,
+                    columns.time == newest.c.time,
+                ),
+            )
+            .order_by(columns.id)
+        )
+        with self._read() as connection:
+            return {(row.namespace, row.name): _vm_sample(row) for row in connection.execute(query)}
+
+    def prune_samples(self, before: datetime, *, resolution: int | None = None) -> int:
+        """Delete host and VM samples older than ``before`` (of one resolution if given); returns how many."""
+        deleted = 0
+        with self._write() as connection:
+            for table in (_host_samples, _vm_samples):
+                statement = delete(table).where(table.c.time < before)
+                if resolution is not None:
+                    statement = statement.where(table.c.resolution == resolution)
+                deleted += connection.execute(statement).rowcount
+        return deleted
+
+    def downsample_samples(self, *, before: datetime, bucket: timedelta) -> int:
+        """Fold raw samples older than ``before`` into one sample per host (or VM) and ``bucket``.
+
+        Gauges (load, memory and disk use, CPU) are averaged; counters (bytes read, written, received, sent),
+        the state and custom attributes take the bucket's last value. The folded samples carry
+        ``resolution`` = the bucket in seconds, and the raw ones are deleted. Returns how many were folded.
+        """
+        seconds = int(bucket.total_seconds())
+        if seconds <= 0:
+            raise ValueError("the downsampling bucket must be at least one second")
+        with self._write() as connection:
+            host_rows = connection.execute(
+                select(_host_samples)
+                .where(_host_samples.c.time < before, _host_samples.c.resolution == 0)
+                .order_by(_host_samples.c.time, _host_samples.c.id)
+            ).all()
+            vm_rows = connection.execute(
+                select(_vm_samples)
+                .where(_vm_samples.c.time < before, _vm_samples.c.resolution == 0)
+                .order_by(_vm_samples.c.time, _vm_samples.c.id)
+            ).all()
+            host_groups: dict[tuple[str, datetime], list[AnyRow]] = {}
+            for row in host_rows:
+                host_groups.setdefault((row.host, _bucket_start(row.time, bucket)), []).append(row)
+            vm_groups: dict[tuple[str, str, datetime], list[AnyRow]] = {}
+            for row in vm_rows:
+                vm_groups.setdefault((row.namespace, row.name, _bucket_start(row.time, bucket)), []).append(row)
+            folded_hosts = [
+                {
+                    "host": host,
+                    "time": start,
+                    "resolution": seconds,
+                    "state": rows[-1].state,
+                    "cpu_total": rows[-1].cpu_total,
+                    "cpu_load": sum(r.cpu_load for r in rows) / len(rows),
+                    "memory_total": rows[-1].memory_total,
+                    "memory_used": sum(r.memory_used for r in rows) // len(rows),
+                    "disk_total": rows[-1].disk_total,
+                    "disk_used": sum(r.disk_used for r in rows) // len(rows),
+                    "attributes": rows[-1].attributes,
+                }
+                for (host, start), rows in host_groups.items()
+            ]
+            folded_vms = [
+                {
+                    "namespace": namespace,
+                    "name": name,
+                    "host": rows[-1].host,
+                    "time": start,
+                    "resolution": seconds,
+                    "state": rows[-1].state,
+                    "cpu": sum(r.cpu for r in rows) / len(rows),
+                    "memory_used": sum(r.memory_used for r in rows) // len(rows),
+                    "disk_read_bytes": rows[-1].disk_read_bytes,
+                    "disk_write_bytes": rows[-1].disk_write_bytes,
+                    "net_rx_bytes": rows[-1].net_rx_bytes,
+                    "net_tx_bytes": rows[-1].net_tx_bytes,
+                }
+                for (namespace, name, start), rows in vm_groups.items()
+            ]
+            for table, ids in ((_host_samples, [r.id for r in host_rows]), (_vm_samples, [r.id for r in vm_rows])):
+                for chunk in chunks(ids, 1000):
+                    connection.execute(delete(table).where(table.c.id.in_(chunk)))
+            for table, folded in ((_host_samples, folded_hosts), (_vm_samples, folded_vms)):
+                for part in chunks(folded, 1000):
+                    connection.execute(insert(table), list(part))
+        return len(host_rows) + len(vm_rows)
+
+    # --- accounting history --------------------------------------------------------------------------------
+
+    def open_history(
+        self,
+        vm: ResourceKey,
+        *,
+        host: str,
+        vcpu: int,
+        memory: int,
+        disk: int,
+        reason: str,
+        stack: str | None = None,
+        start: datetime | None = None,
+    ) -> int:
+        """Start a placement record of ``vm`` on ``host``; an open record of the VM is closed first."""
+        start = start or self._now()
+        with self._write() as connection:
+            connection.execute(
+                update(_history)
+                .where(_history.c.namespace == vm.namespace, _history.c.name == vm.name, _history.c.ended_at.is_(None))
+                .values(ended_at=start, end_reason=reason)
+            )
+            result = connection.execute(
+                insert(_history).values(
+                    namespace=vm.namespace,
+                    name=vm.name,
+                    stack=stack,
+                    host=host,
+                    started_at=start,
+                    vcpu=vcpu,
+                    memory=memory,
+                    disk=disk,
+                    reason=reason,
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def close_history(self, vm: ResourceKey, *, reason: str, end: datetime | None = None) -> int:
+        """End the open placement record of ``vm``; returns how many were open (0 or 1)."""
+        statement = (
+            update(_history)
+            .where(_history.c.namespace == vm.namespace, _history.c.name == vm.name, _history.c.ended_at.is_(None))
+            .values(ended_at=end or self._now(), end_reason=reason)
+        )
+        with self._write() as connection:
+            return connection.execute(statement).rowcount
+
+    def list_history(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        vm: ResourceKey | None = None,
+        host: str | None = None,
+        namespace: str | None = None,
+    ) -> list[HistoryRecord]:
+        """Placement records that overlap [start, end) (open ones run until now), oldest first."""
+        query = select(_history).order_by(_history.c.started_at, _history.c.id)
+        if end is not None:
+            query = query.where(_history.c.started_at < end)
+        if start is not None:
+            query = query.where(or_(_history.c.ended_at.is_(None), _history.c.ended_at > start))
+        if vm is not None:
+            query = query.where(and_(_history.c.namespace == vm.namespace, _history.c.name == vm.name))
+        if namespace is not None:
+            query = query.where(_history.c.namespace == namespace)
+        if host is not None:
+            query = query.where(_history.c.host == host)
+        with self._read() as connection:
+            return [_history_record(row) for row in connection.execute(query)]
+
+    # --- hook runs -----------------------------------------------------------------------------------------
+
+    def add_hook_run(self, run: HookRunRecord) -> int:
+        """Record one hook run; its output is cut to ``HOOK_OUTPUT_LIMIT`` characters per stream."""
+        values = asdict(run)
+        values.pop("id")
+        values["started_at"] = run.started_at or self._now()
+        values["stdout"] = truncate_output(run.stdout)
+        values["stderr"] = truncate_output(run.stderr)
+        with self._write() as connection:
+            result = connection.execute(insert(_hook_runs).values(values))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def list_hook_runs(self, *, hook: str | None = None, limit: int = 100) -> list[HookRunRecord]:
+        """The newest runs first."""
+        query = select(_hook_runs).order_by(_hook_runs.c.id.desc()).limit(limit)
+        if hook is not None:
+            query = query.where(_hook_runs.c.hook == hook)
+        with self._read() as connection:
+            return [
+                HookRunRecord(
+                    id=row.id,
+                    hook=row.hook,
+                    namespace=row.namespace,
+                    event=row.event,
+                    event_id=row.event_id,
+                    exit_code=row.exit_code,
+                    timed_out=row.timed_out,
+                    duration=row.duration,
+                    stdout=row.stdout,
+                    stderr=row.stderr,
+                    started_at=row.started_at,
+                )
+                for row in connection.execute(query)
+            ]
