@@ -1,0 +1,110 @@
+"""What the four libvirt family drivers share: their registered name, the connection cache, the state map,
+and small helpers for looking objects up and reading ownership.
+
+Only the libvirt driver package imports libvirt; this module is its foundation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, ClassVar, Self
+
+import libvirt
+
+from nebctl.drivers.libvirt.connections import Connections, default_connections
+from nebctl.drivers.libvirt.failures import error_code
+from nebctl.drivers.libvirt.xmlbuild.base import OWNER_NAMESPACE, OwnerElement
+from nebctl.drivers.states import VMLiveState
+from nebctl.drivers.types import HostRef, Ownership
+
+DRIVER_NAME = "libvirt"
+SHARED_CONNECTIONS_KEY = "libvirt.connections"
+
+
+class LibvirtDriverBase:
+    """Base of the libvirt family drivers: ``connections`` defaults to the process-wide cache, so drivers of
+    every family built by the registry with no arguments share one connection per host URI."""
+
+    name: ClassVar[str] = DRIVER_NAME
+
+    def __init__(self, *, connections: Connections | None = None) -> None:
+        self.connections = connections if connections is not None else default_connections()
+
+    @classmethod
+    def from_context(cls, context: Any) -> Self:
+        """Build from a ``registry.DriverContext`` (Any avoids an import cycle): the libvirt drivers of one
+        registry share one ``Connections``, closed by ``Registry.close``. Options: keepalive_interval,
+        keepalive_count, events (the driver's section of the settings)."""
+        connections = context.shared.get(SHARED_CONNECTIONS_KEY)
+        if connections is None:
+            options = dict(context.options or {})
+            connections = Connections(
+                keepalive_interval=int(options.get("keepalive_interval", 5)),
+                keepalive_count=int(options.get("keepalive_count", 3)),
+                events=bool(options.get("events", True)),
+            )
+            context.shared[SHARED_CONNECTIONS_KEY] = connections
+        return cls(connections=connections)
+
+    @contextlib.contextmanager
+    def _using(self, host: HostRef, action: str) -> Iterator[libvirt.virConnect]:
+        with self.connections.use(host.uri, f"{action} on {host.name}") as connection:
+            yield connection
+
+
+def ignoring(*codes: int) -> contextlib.AbstractContextManager[None]:
+    """Suppress libvirt errors of the given codes (an object already gone, a domain already stopped)."""
+    return _Ignoring(frozenset(codes))
+
+
+class _Ignoring(contextlib.AbstractContextManager[None]):
+    def __init__(self, codes: frozenset[int]) -> None:
+        self.codes = codes
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> bool:
+        return isinstance(error, libvirt.libvirtError) and error_code(error) in self.codes
+
+
+def domain_owner(domain: libvirt.virDomain) -> Ownership | None:
+    try:
+        text = domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, OWNER_NAMESPACE, 0)
+    except libvirt.libvirtError as error:
+        if error_code(error) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+            return None
+        raise
+    return OwnerElement.parse_text(text)
+
+
+# --- states ----------------------------------------------------------------------------------------------
+
+_PAUSED_IN_TRANSIT = frozenset(
+    getattr(libvirt, reason)
+    for reason in (
+        "VIR_DOMAIN_PAUSED_MIGRATION",
+        "VIR_DOMAIN_PAUSED_SAVE",
+        "VIR_DOMAIN_PAUSED_DUMP",
+        "VIR_DOMAIN_PAUSED_SHUTTING_DOWN",
+        "VIR_DOMAIN_PAUSED_SNAPSHOT",
+        "VIR_DOMAIN_PAUSED_STARTING_UP",
+        "VIR_DOMAIN_PAUSED_POSTCOPY",
+    )
+    if hasattr(libvirt, reason)
+)
+
+
+def live_state(state: int, reason: int = 0) -> VMLiveState:
+    """libvirt's (state, reason) as the project's state: the one place where the two vocabularies meet."""
+    if state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED):
+        return VMLiveState.RUNNING
+    if state == libvirt.VIR_DOMAIN_PAUSED:
+        return VMLiveState.TRANSITIONING if reason in _PAUSED_IN_TRANSIT else VMLiveState.SUSPENDED
+    if state == libvirt.VIR_DOMAIN_PMSUSPENDED:
+        return VMLiveState.SUSPENDED
+    if state == libvirt.VIR_DOMAIN_SHUTDOWN:
+        return VMLiveState.TRANSITIONING
+    if state == libvirt.VIR_DOMAIN_SHUTOFF:
+        return VMLiveState.CRASHED if reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED else VMLiveState.STOPPED
+    if state == libvirt.VIR_DOMAIN_CRASHED:
+        return VMLiveState.CRASHED
+    return VMLiveState.UNKNOWN

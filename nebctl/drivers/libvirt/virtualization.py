@@ -1,0 +1,273 @@
+"""The libvirt virtualization driver: domains defined from VM definitions and driven through their lifecycle.
+
+Registered as ``libvirt`` for the virtualization family. Domains are keyed by the VM's deterministic uuid, so
+``deploy`` run twice gives one domain. The guest type follows the host's capabilities: kvm where the
+hypervisor offers it, qemu (TCG) otherwise, and ``test`` on libvirt's test driver.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import ClassVar
+
+import libvirt
+
+from nebctl.drivers import context
+from nebctl.drivers.errors import PermanentError
+from nebctl.drivers.libvirt import images, seeds
+from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, domain_owner, ignoring, live_state
+from nebctl.drivers.libvirt.connections import Connections
+from nebctl.drivers.libvirt.failures import error_code
+from nebctl.drivers.libvirt.xmlbuild.domains import CdromElement, DomainElement
+from nebctl.drivers.libvirt.xmlbuild.filters import nic_filter_name
+from nebctl.drivers.libvirt.xmlbuild.storage import VolumeElement
+from nebctl.drivers.types import Family, HostRef, VMDefinition, VMStatus
+
+POLL_INTERVAL = 0.2
+KIB = 1024
+
+_UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+    | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA", 0)
+)
+_NOT_RUNNING = (libvirt.VIR_ERR_OPERATION_INVALID,)
+
+
+def guest_type(capabilities: str) -> tuple[str, str]:
+    """(domain type, arch) for an hvm guest of the host's own architecture: kvm, else qemu, else test."""
+    document = ET.fromstring(capabilities)
+    host_arch = document.findtext("./host/cpu/arch") or "x86_64"
+    offered: dict[str, set[str]] = {}
+    for guest in document.findall("./guest"):
+        if guest.findtext("./os_type") != "hvm":
+            continue
+        arch = guest.find("./arch")
+        if arch is None:
+            continue
+        offered.setdefault(arch.get("name", ""), set()).update(
+            domain.get("type", "") for domain in arch.findall("./domain")
+        )
+    arch_name = host_arch if host_arch in offered else next(iter(offered), host_arch)
+    for domain_type in ("kvm", "qemu", "test"):
+        if domain_type in offered.get(arch_name, set()):
+            return domain_type, arch_name
+    raise PermanentError(f"the host offers no hvm guest for {arch_name}", driver=DRIVER_NAME)
+
+
+def domain_status(domain: libvirt.virDomain) -> VMStatus:
+    state, reason = domain.state(0)
+    _state, max_memory, memory, vcpus, _cpu_time = domain.info()
+    return VMStatus(
+        uuid=domain.UUIDString(),
+        name=domain.name(),
+        state=live_state(state, reason),
+        vcpu=int(vcpus),
+        memory=int(max_memory) * KIB,
+        memory_used=int(memory) * KIB if state == libvirt.VIR_DOMAIN_RUNNING else 0,
+        owner=domain_owner(domain),
+    )
+
+
+class LibvirtVirtualization(LibvirtDriverBase):
+    family: ClassVar[Family] = Family.VIRTUALIZATION
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"deploy", "shutdown", "cancel", "reboot", "suspend", "resume", "migrate", "live-migrate", "undeploy",
+         "poll", "cloud-init"}
+    )  # fmt: skip
+
+    def __init__(self, *, connections: Connections | None = None, migration_shutdown_timeout: float = 60.0) -> None:
+        super().__init__(connections=connections)
+        self.migration_shutdown_timeout = migration_shutdown_timeout
+        self._guest_types: dict[str, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def _guest(self, uri: str, connection: libvirt.virConnect) -> tuple[str, str]:
+        with self._lock:
+            cached = self._guest_types.get(uri)
+        if cached is None:
+            cached = guest_type(connection.getCapabilities())
+            with self._lock:
+                self._guest_types[uri] = cached
+        return cached
+
+    @staticmethod
+    def _lookup(connection: libvirt.virConnect, uuid: str) -> libvirt.virDomain:
+        return connection.lookupByUUIDString(uuid)
+
+    # --- define and start ---------------------------------------------------------------------------------
+
+    def deploy(self, host: HostRef, vm: VMDefinition, *, start: bool = True) -> VMStatus:
+        with self._using(host, f"deploy {vm.name}") as connection:
+            existing: libvirt.virDomain | None
+            try:
+                existing = self._lookup(connection, vm.uuid)
+            except libvirt.libvirtError as error:
+                if error_code(error) != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                existing = None
+            if existing is not None and existing.isActive():
+                # A running domain keeps its definition: changes that need a restart are the executor's
+                # (shutdown, then deploy again).
+                return domain_status(existing)
+            domain_type, arch = self._guest(host.uri, connection)
+            seed = self._seed(connection, vm) if vm.cloud_init is not None else None
+            element = DomainElement.from_vm(
+                vm,
+                domain_type=domain_type,
+                arch=arch,
+                seed=seed,
+                nic_filters=tuple(nic_filter_name(nic.security_groups) for nic in vm.nics),
+            )
+            domain = connection.defineXML(element.to_xml())
+            if start and not domain.isActive():
+                domain.create()
+            return domain_status(domain)
+
+    def _seed(self, connection: libvirt.virConnect, vm: VMDefinition) -> CdromElement:
+        """Build the NoCloud ISO and (re)place it as a volume next to the VM's first disk."""
+        assert vm.cloud_init is not None
+        if not vm.disks:
+            raise PermanentError(f"{vm.name}: cloud-init needs a disk, whose datastore holds the seed",
+                                 driver=DRIVER_NAME)  # fmt: skip
+        pool_name = vm.disks[0].datastore
+        volume_name = seeds.seed_volume_name(vm.name)
+        pool = connection.storagePoolLookupByName(pool_name)
+        with seeds.temporary_directory() as directory:
+            iso = seeds.build_seed(vm.cloud_init, instance_id=vm.uuid, hostname=vm.name, directory=Path(directory))
+            with ignoring(libvirt.VIR_ERR_NO_STORAGE_VOL):
+                pool.storageVolLookupByName(volume_name).delete(0)
+            size = iso.stat().st_size
+            volume = pool.createXML(VolumeElement(name=volume_name, capacity=size, format="raw").to_xml(), 0)
+            images.upload(connection, volume, iso)
+        return CdromElement(pool=pool_name, volume=volume_name)
+
+    # --- stop ---------------------------------------------------------------------------------------------
+
+    def shutdown(self, host: HostRef, uuid: str, *, timeout: float) -> None:
+        with self._using(host, f"shutdown {uuid}") as connection:
+            domain = self._lookup(connection, uuid)
+            if not domain.isActive():
+                return
+            state, _reason = domain.state(0)
+            if state != libvirt.VIR_DOMAIN_PAUSED:  # a paused guest cannot answer ACPI
+                with ignoring(*_NOT_RUNNING):
+                    domain.shutdown()
+                if self._wait_stopped(domain, timeout):
+                    return
+            with ignoring(*_NOT_RUNNING):
+                domain.destroy()
+
+    @staticmethod
+    def _wait_stopped(domain: libvirt.virDomain, timeout: float) -> bool:
+        call = context.current()
+        deadline = time.monotonic() + min(timeout, call.remaining(timeout))
+        while True:
+            if not domain.isActive():
+                return True
+            if time.monotonic() >= deadline or call.cancelled.is_set():
+                return False
+            call.cancelled.wait(POLL_INTERVAL)
+
+    def cancel(self, host: HostRef, uuid: str) -> None:
+        with self._using(host, f"cancel {uuid}") as connection:
+            domain = self._lookup(connection, uuid)
+            if domain.isActive():
+                with ignoring(*_NOT_RUNNING):
+                    domain.destroy()
+
+    def reboot(self, host: HostRef, uuid: str) -> None:
+        with self._using(host, f"reboot {uuid}") as connection:
+            self._lookup(connection, uuid).reboot(0)
+
+    def suspend(self, host: HostRef, uuid: str) -> None:
+        with self._using(host, f"suspend {uuid}") as connection:
+            domain = self._lookup(connection, uuid)
+            if domain.state(0)[0] != libvirt.VIR_DOMAIN_PAUSED:
+                domain.suspend()
+
+    def resume(self, host: HostRef, uuid: str) -> None:
+        with self._using(host, f"resume {uuid}") as connection:
+            domain = self._lookup(connection, uuid)
+            if domain.state(0)[0] == libvirt.VIR_DOMAIN_PAUSED:
+                domain.resume()
+
+    def undeploy(self, host: HostRef, uuid: str) -> None:
+        with self._using(host, f"undeploy {uuid}") as connection:
+            domain = self._lookup(connection, uuid)
+            seeds_attached = self._seed_volumes(domain)
+            if domain.isActive():
+                with ignoring(*_NOT_RUNNING):
+                    domain.destroy()
+            try:
+                domain.undefineFlags(_UNDEFINE_FLAGS)
+            except libvirt.libvirtError as error:
+                # Drivers without NVRAM or checkpoints (the test driver) refuse the flags they do not know.
+                if error_code(error) not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+                    raise
+                domain.undefine()
+            for pool_name, volume_name in seeds_attached:
+                with ignoring(libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_NO_STORAGE_POOL):
+                    connection.storagePoolLookupByName(pool_name).storageVolLookupByName(volume_name).delete(0)
+
+    @staticmethod
+    def _seed_volumes(domain: libvirt.virDomain) -> list[tuple[str, str]]:
+        """The cloud-init seeds this driver attached: they are its own, unlike the VM's disks."""
+        document = ET.fromstring(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        found = []
+        for source in document.findall("./devices/disk[@device='cdrom']/source"):
+            pool, volume = source.get("pool"), source.get("volume")
+            if pool and volume and volume.endswith("-cidata.iso"):
+                found.append((pool, volume))
+        return found
+
+    # --- migrate and poll ---------------------------------------------------------------------------------
+
+    def migrate(self, source: HostRef, target: HostRef, vm: VMDefinition, *, live: bool = False) -> VMStatus:
+        if source.uri == target.uri:
+            return self.poll(target, vm.uuid)
+        with self._using(source, f"migrate {vm.name}") as source_connection:
+            try:
+                domain = self._lookup(source_connection, vm.uuid)
+            except libvirt.libvirtError as error:
+                if error_code(error) != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                # Already moved by an earlier try: the target has it.
+                return self.poll(target, vm.uuid)
+            was_running = bool(domain.isActive())
+            if live and was_running and self._migrate_live(source_connection, domain, target):
+                return self.poll(target, vm.uuid)
+        # Cold: stop on the source, define (and start) on the target from the definition, then forget the
+        # source's domain. Disks are expected on the target's datastore (shared, or copied by storage).
+        if was_running:
+            self.shutdown(source, vm.uuid, timeout=self.migration_shutdown_timeout)
+        status = self.deploy(target, vm, start=was_running)
+        self.undeploy(source, vm.uuid)
+        return status
+
+    def _migrate_live(self, connection: libvirt.virConnect, domain: libvirt.virDomain, target: HostRef) -> bool:
+        """True when the hypervisor moved the running domain; false when it cannot (then we go cold)."""
+        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+        target_connection = self.connections.get(target.uri)
+        try:
+            domain.migrate(target_connection, flags, None, None, 0)
+        except libvirt.libvirtError as error:
+            if error_code(error) in (
+                libvirt.VIR_ERR_NO_SUPPORT,
+                libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
+                libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+            ):
+                return False
+            raise
+        return True
+
+    def poll(self, host: HostRef, uuid: str) -> VMStatus:
+        with self._using(host, f"poll {uuid}") as connection:
+            return domain_status(self._lookup(connection, uuid))
+
+
+__all__ = ["LibvirtVirtualization", "domain_status", "guest_type"]
