@@ -1,0 +1,350 @@
+"""The executor: runs a plan's action graph in parallel, as soon as each action's dependencies have succeeded.
+
+Each attempt runs in its own worker thread, under a ``drivers.context.CallContext`` carrying its deadline and a
+cancel flag; the scheduler (the calling thread) never blocks on a driver. Temporary errors are retried with
+exponential backoff and jitter up to a limit (a driver's suggested delay wins); permanent ones fail at once. A
+failed action blocks only its descendants, which are reported as skipped with the failure that blocked them.
+An attempt that outlives its timeout is abandoned (its cancel flag is set; an external program's process group
+is killed by the exec driver) and counts as a temporary failure.
+
+Every state change goes to a ``Journal`` before the next step depends on it; the scheduler hands the journal
+all the changes of one round at once, so a durable journal commits one transaction per round instead of one
+per change. ``stop`` ends the run gracefully (no new actions; running ones finish), ``cancel`` abandons the
+running ones too. Who calls it: ``controller.applying``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import random
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from nebctl.controller.plans import Action, Plan
+from nebctl.drivers.context import CallContext, calling
+from nebctl.drivers.errors import DriverError, DriverTimeoutError, TemporaryError
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a dependency failed
+    CANCELLED = "cancelled"  # stopped by the user before or while running
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    initial_delay: float = 0.2
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int, suggested: float | None, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        if suggested is not None:
+            return min(self.max_delay, suggested)
+        base = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
+        return max(0.0, base * (1 + self.jitter * (2 * rng.random() - 1)))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One journal entry: an action moved to ``state``."""
+
+    action: Action
+    state: Outcome
+    attempts: int = 0
+    error: str | None = None
+    result: Mapping[str, Any] | None = None
+    blocked_by: str | None = None
+    retry_in: float | None = None  # set on a failed attempt that will be retried
+
+
+class Journal(Protocol):
+    def record(self, changes: Sequence[Change]) -> None:
+        """Persist these changes (in one transaction, where the journal is durable) before returning."""
+        ...
+
+
+@dataclass
+class ActionReport:
+    action: Action
+    state: Outcome = Outcome.PENDING
+    attempts: int = 0
+    error: str | None = None
+    result: Mapping[str, Any] = field(default_factory=dict)
+    blocked_by: str | None = None
+    started: float | None = None
+    finished: float | None = None
+
+
+@dataclass
+class ExecutionReport:
+    reports: dict[str, ActionReport]
+    interrupted: bool = False
+    wall_time: float = 0.0
+
+    def with_state(self, state: Outcome) -> list[ActionReport]:
+        return [report for report in self.reports.values() if report.state is state]
+
+    @property
+    def ok(self) -> bool:
+        return all(report.state is Outcome.SUCCEEDED for report in self.reports.values())
+
+
+Runner = Callable[[Action], Mapping[str, Any]]
+
+
+@dataclass
+class _Attempt:
+    action: Action
+    number: int
+    context: CallContext
+    deadline: float
+
+
+class Executor:
+    """Runs one plan. Construct, then ``run()`` once."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        runner: Runner,
+        *,
+        journal: Journal,
+        parallelism: int = 16,
+        retry: RetryPolicy | None = None,
+        timeout_for: Callable[[Action], float] = lambda action: 300.0,
+        stop: threading.Event | None = None,
+        cancel: threading.Event | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[Sequence[Change]], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.runner = runner
+        self.journal = journal
+        self.parallelism = max(1, parallelism)
+        self.retry = retry or RetryPolicy()
+        self.timeout_for = timeout_for
+        self.stop = stop or threading.Event()
+        self.cancel = cancel or threading.Event()
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.on_change = on_change
+        self._actions = {action.id: action for action in plan.actions}
+        self._needs = {action.id: 0 for action in plan.actions}
+        self._successors: dict[str, list[str]] = {action.id: [] for action in plan.actions}
+        for before, after in plan.edges:
+            self._needs[after] += 1
+            self._successors[before].append(after)
+        self._reports = {action.id: ActionReport(action) for action in plan.actions}
+        self._done: queue.SimpleQueue[tuple[str, int, Mapping[str, Any] | None, BaseException | None]] = (
+            queue.SimpleQueue()
+        )
+        self._running: dict[str, _Attempt] = {}
+        self._waiting: list[tuple[float, int, str]] = []  # retry heap: (when, tie-break, action id)
+        self._pending_changes: list[Change] = []
+
+    # --- the scheduling loop ------------------------------------------------------------------------------
+
+    def run(self) -> ExecutionReport:
+        started = self.clock()
+        ready: deque[str] = deque(sorted(a for a, n in self._needs.items() if n == 0))
+        sequence = 0
+        while ready or self._running or self._waiting:
+            if self.cancel.is_set():
+                self._abandon_running()
+                break
+            if self.stop.is_set():
+                ready.clear()
+                self._waiting.clear()
+                if not self._running:
+                    break
+            now = self.clock()
+            while self._waiting and self._waiting[0][0] <= now and not self.stop.is_set():
+                ready.append(heapq.heappop(self._waiting)[2])
+            launches: list[str] = []
+            while ready and len(self._running) + len(launches) < self.parallelism:
+                launches.append(ready.popleft())
+            for action_id in launches:
+                report = self._reports[action_id]
+                report.attempts += 1
+                report.state = Outcome.RUNNING
+                report.started = report.started or self.clock()
+                self._change(Change(report.action, Outcome.RUNNING, attempts=report.attempts))
+            self._flush()
+            for action_id in launches:
+                self._launch(action_id)
+            # Wait for a completion, a retry coming due, a deadline, or a stop request.
+            wait = self._next_wakeup()
+            try:
+                finished = [self._done.get(timeout=wait)]
+            except queue.Empty:
+                finished = []
+            while True:
+                try:
+                    finished.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
+            for action_id, number, result, error in finished:
+                attempt = self._running.get(action_id)
+                if attempt is None or attempt.number != number:
+                    continue  # a late answer from an abandoned attempt: it was already counted as timed out
+                del self._running[action_id]
+                sequence += 1
+                self._settle(action_id, result, error, ready, sequence)
+            self._expire_deadlines(ready)
+            self._flush()
+        self._finish_unreached()
+        self._flush()
+        interrupted = self.stop.is_set() or self.cancel.is_set()
+        return ExecutionReport(self._reports, interrupted=interrupted, wall_time=self.clock() - started)
+
+    def _next_wakeup(self) -> float:
+        candidates = [0.2]  # re-check stop/cancel flags at least this often
+        now = self.clock()
+        if self._waiting:
+            candidates.append(self._waiting[0][0] - now)
+        candidates.extend(attempt.deadline - now for attempt in self._running.values())
+        return max(0.0, min(candidates))
+
+    def _launch(self, action_id: str) -> None:
+        action = self._actions[action_id]
+        report = self._reports[action_id]
+        timeout = self.timeout_for(action)
+        deadline = self.clock() + timeout
+        context = CallContext(deadline=time.monotonic() + timeout)
+        attempt = _Attempt(action, report.attempts, context, deadline)
+        self._running[action_id] = attempt
+
+        def work() -> None:
+            try:
+                with calling(context):
+                    result = self.runner(action)
+                self._done.put((action_id, attempt.number, result, None))
+            except BaseException as error:  # reported to the scheduler, which decides
+                self._done.put((action_id, attempt.number, None, error))
+
+        threading.Thread(target=work, name=f"action {action_id}", daemon=True).start()
+
+    def _settle(
+        self,
+        action_id: str,
+        result: Mapping[str, Any] | None,
+        error: BaseException | None,
+        ready: deque[str],
+        sequence: int,
+    ) -> None:
+        report = self._reports[action_id]
+        if error is None:
+            report.state = Outcome.SUCCEEDED
+            report.result = dict(result or {})
+            report.error = None
+            report.finished = self.clock()
+            self._change(Change(report.action, Outcome.SUCCEEDED, attempts=report.attempts, result=report.result))
+            for successor in self._successors[action_id]:
+                self._needs[successor] -= 1
+                if self._needs[successor] == 0 and self._reports[successor].state is Outcome.PENDING:
+                    ready.append(successor)
+            return
+        self._failed_attempt(action_id, error, sequence)
+
+    def _failed_attempt(self, action_id: str, error: BaseException, sequence: int) -> None:
+        report = self._reports[action_id]
+        message = _describe(error)
+        temporary = isinstance(error, TemporaryError)
+        if not isinstance(error, DriverError):
+            log.error(
+                "action %s raised an unexpected error:\n%s", action_id, "".join(traceback.format_exception(error))
+            )
+        report.error = message
+        if temporary and report.attempts < self.retry.attempts and not self.stop.is_set():
+            suggested = error.delay if isinstance(error, TemporaryError) else None
+            delay = self.retry.delay(report.attempts, suggested, self.rng)
+            report.state = Outcome.PENDING
+            heapq.heappush(self._waiting, (self.clock() + delay, sequence, action_id))
+            self._change(
+                Change(report.action, Outcome.PENDING, attempts=report.attempts, error=message, retry_in=delay)
+            )
+            return
+        if temporary and report.attempts >= self.retry.attempts:
+            message = f"{message} (gave up after {report.attempts} attempts)"
+        report.state = Outcome.FAILED
+        report.error = message
+        report.finished = self.clock()
+        self._change(Change(report.action, Outcome.FAILED, attempts=report.attempts, error=message))
+        self._skip_descendants(action_id)
+
+    def _skip_descendants(self, failed: str) -> None:
+        stack = list(self._successors[failed])
+        while stack:
+            action_id = stack.pop()
+            report = self._reports[action_id]
+            if report.state is not Outcome.PENDING:
+                continue
+            report.state = Outcome.SKIPPED
+            report.blocked_by = failed
+            self._change(Change(report.action, Outcome.SKIPPED, blocked_by=failed))
+            stack.extend(self._successors[action_id])
+
+    def _expire_deadlines(self, ready: deque[str]) -> None:
+        now = self.clock()
+        for action_id, attempt in list(self._running.items()):
+            if now < attempt.deadline:
+                continue
+            attempt.context.cancelled.set()
+            del self._running[action_id]
+            timeout = self.timeout_for(attempt.action)
+            error = DriverTimeoutError(f"did not finish within {timeout:g}s and was cancelled")
+            self._failed_attempt(action_id, error, sequence=0)
+
+    def _abandon_running(self) -> None:
+        for action_id, attempt in list(self._running.items()):
+            attempt.context.cancelled.set()
+            report = self._reports[action_id]
+            report.state = Outcome.CANCELLED
+            report.error = "cancelled while running (a second interrupt)"
+            self._change(Change(report.action, Outcome.CANCELLED, attempts=report.attempts, error=report.error))
+        self._running.clear()
+
+    def _finish_unreached(self) -> None:
+        """Actions never started because of a stop: cancelled, so the journal says why they did not run."""
+        for report in self._reports.values():
+            if report.state is Outcome.PENDING:
+                report.state = Outcome.CANCELLED
+                report.error = report.error or "not started: the apply was interrupted"
+                self._change(Change(report.action, Outcome.CANCELLED, attempts=report.attempts, error=report.error))
+
+    # --- the journal ----------------------------------------------------------------------------------------
+
+    def _change(self, change: Change) -> None:
+        self._pending_changes.append(change)
+
+    def _flush(self) -> None:
+        if not self._pending_changes:
+            return
+        changes, self._pending_changes = self._pending_changes, []
+        self.journal.record(changes)
+        if self.on_change is not None:
+            self.on_change(changes)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, DriverError):
+        kind = "temporary" if error.temporary else "permanent"
+        return f"{type(error).__name__} ({kind}): {error}"
+    return f"internal error: {type(error).__name__}: {error}"

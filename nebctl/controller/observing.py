@@ -1,0 +1,76 @@
+"""Observed state from live monitoring: one host probe and one bulk VM probe per host, never one call per VM.
+
+This is an I/O edge: it calls the monitoring drivers (through the registry handed in) and returns a
+``LiveView`` value for the pure planner. Hosts are probed in parallel, since on real hypervisors each probe is
+a network round trip; a host whose probe fails is reported in state ERROR, which makes its VMs unknown (never
+stopped) to the planner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from nebctl.drivers.errors import DriverError
+from nebctl.drivers.states import HostLiveState
+from nebctl.drivers.types import HostProbe, HostRef, VMStatus
+from nebctl.reconcilers.base import LiveView, RecordView
+from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.schemas.models import AnyManifest, Host
+
+log = logging.getLogger(__name__)
+
+
+class DriverSource(Protocol):
+    """What observation needs of the driver registry."""
+
+    def for_host(self, host: HostRef, overrides: Any = None) -> Any: ...
+
+
+def known_hosts(
+    documents: Mapping[ResourceKey, AnyManifest], records: Mapping[ResourceKey, RecordView]
+) -> dict[str, tuple[HostRef, Any]]:
+    """Every host nebctl should look at: those of the manifests and those it recorded before (a host removed
+    from the manifests may still carry VMs to delete). Value: the host reference and its driver overrides."""
+    hosts: dict[str, tuple[HostRef, Any]] = {}
+    for key, record in records.items():
+        if key.kind is Kind.HOST and record.applied is not None:
+            hosts[key.name] = (HostRef(key.name, str(record.applied["uri"])), record.applied.get("drivers"))
+    for key, document in documents.items():
+        if isinstance(document, Host):
+            hosts[key.name] = (HostRef(key.name, document.spec.uri), document.spec.drivers)
+    return hosts
+
+
+def observe(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, *, parallelism: int = 16) -> LiveView:
+    """Probe every host and its VMs. Errors become hosts in state ERROR; nothing here raises for a bad host."""
+
+    def probe(name: str) -> tuple[HostProbe, Sequence[VMStatus]]:
+        ref, overrides = hosts[name]
+        try:
+            monitoring = registry.for_host(ref, overrides).monitoring
+            host = monitoring.probe_host(ref)
+            if host.state is HostLiveState.ERROR:
+                return host, ()
+            return host, monitoring.probe_vms(ref)
+        except (DriverError, OSError, ValueError) as error:
+            log.warning("host %s did not answer its probe: %s", name, error)
+            return HostProbe(name=name, state=HostLiveState.ERROR, error=str(error)), ()
+
+    names = sorted(hosts)
+    if len(names) <= 1 or parallelism <= 1:
+        results = [probe(name) for name in names]
+    else:
+        with ThreadPoolExecutor(max_workers=min(parallelism, len(names)), thread_name_prefix="probe") as pool:
+            results = list(pool.map(probe, names))
+    probes: dict[str, HostProbe] = {}
+    vms: dict[str, VMStatus] = {}
+    vm_hosts: dict[str, str] = {}
+    for name, (host, statuses) in zip(names, results, strict=True):
+        probes[name] = host
+        for status in statuses:
+            vms[status.uuid] = status
+            vm_hosts[status.uuid] = name
+    return LiveView(hosts=probes, vms=vms, vm_hosts=vm_hosts)

@@ -1,0 +1,633 @@
+"""Diff and plan: from the desired state (manifests) and the observed state (records + monitoring) to a Plan.
+
+``make_plan`` is pure: it takes values and returns a ``Plan`` (or raises ``PlanError`` listing every reason the
+plan cannot be made), with no I/O, clock or randomness, so the same input always gives the same plan. It
+decides, in this order: which hosts each multi-host resource spans, where new VMs go (``placement``), which
+address each NIC leases, what changed for every resource (manifest changes and drift, through the kind's
+reconciler), what may not happen (preventDestroy, shrinking disks, immutable fields, images still in use),
+what ``--target``/``--exclude`` keep, and finally the action graph with the order between resources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from nebctl.controller import placement as placing
+from nebctl.controller.plans import Action, ChangeType, DriftItem, Plan, ResourceChange
+from nebctl.drivers.states import HostLiveState
+from nebctl.reconcilers import RECONCILERS
+from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView
+from nebctl.reconcilers.fields import Effect, FieldChange, FieldRule, compare, dearest, flatten
+from nebctl.reconcilers.spanned import SpannedReconciler
+from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.schemas.models import (
+    AnyManifest,
+    Host,
+    Image,
+    Network,
+    VirtualMachine,
+    spec_document,
+)
+from nebctl.schemas.quantities import format_quantity
+
+# The order resources are listed in a plan, and the tie-break among independent resources.
+KIND_ORDER = [
+    Kind.HOST,
+    Kind.DATASTORE,
+    Kind.MARKETPLACE,
+    Kind.IMAGE,
+    Kind.NETWORK,
+    Kind.SECURITY_GROUP,
+    Kind.VIRTUAL_MACHINE,
+    Kind.HOOK,
+]
+_DESTROY_OPERATIONS = frozenset({"undeploy", "clean", "delete", "delete_datastore", "delete_sg"})
+
+
+class PlanError(Exception):
+    """The plan cannot be made; ``problems`` lists every reason, each naming the resource."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    stack: str
+    documents: Mapping[ResourceKey, AnyManifest]
+    records: Mapping[ResourceKey, RecordView]  # every record of the database, all stacks
+    live: LiveView
+    prune: bool = False
+    targets: frozenset[ResourceKey] = frozenset()
+    excludes: frozenset[ResourceKey] = frozenset()
+    host_capacity: Mapping[str, placing.HostCandidate] = field(default_factory=dict)  # overrides (tests)
+
+
+def make_plan(request: PlanRequest) -> Plan:
+    problems: list[str] = []
+    own = {key: record for key, record in request.records.items() if record.stack == request.stack}
+    for key in sorted(request.documents, key=_sort_key):
+        other = request.records.get(key)
+        if other is not None and other.stack != request.stack:
+            problems.append(f"{key}: belongs to stack {other.stack!r}; nebctl never touches another stack's objects")
+    hosts = sorted(key.name for key in request.documents if key.kind is Kind.HOST)
+    spans = _spans(request.documents, hosts)
+    placements = _place(request, own, hosts, problems)
+    leases = _leases(request, own, problems)
+    disk_datastores = _disk_datastores(request.documents, spans, placements, problems)
+    ctx = PlanningContext(
+        stack=request.stack,
+        documents=request.documents,
+        records=own,
+        hosts=hosts,
+        spans=spans,
+        placements=placements,
+        leases=leases,
+        disk_datastores=disk_datastores,
+    )
+    changes, drift, warnings = _changes(request, own, ctx, problems)
+    changes = _select(changes, request, own)
+    _check_deletions(changes, request, own, problems)
+    if problems:
+        raise PlanError(problems)
+    actions, edges = _action_graph(changes, ctx, request)
+    return Plan(
+        stack=request.stack,
+        changes=tuple(changes),
+        actions=tuple(actions),
+        edges=tuple(edges),
+        fingerprint=fingerprint(request),
+        drift=tuple(drift),
+        warnings=tuple(warnings),
+    )
+
+
+# --- spans, placement, leases -----------------------------------------------------------------------------
+
+
+def _spans(documents: Mapping[ResourceKey, AnyManifest], hosts: Sequence[str]) -> dict[ResourceKey, tuple[str, ...]]:
+    spans = {}
+    for key, document in documents.items():
+        reconciler = RECONCILERS[key.kind]
+        if isinstance(reconciler, SpannedReconciler):
+            spans[key] = reconciler.span(key, document, documents, hosts)
+    return spans
+
+
+def _vm_disk_total(vm: VirtualMachine, documents: Mapping[ResourceKey, AnyManifest]) -> int:
+    return sum(disk.size or 0 for disk in vm.spec.disks)
+
+
+def _candidates(request: PlanRequest, hosts: Sequence[str]) -> list[placing.HostCandidate]:
+    candidates = []
+    for name in hosts:
+        if name in request.host_capacity:
+            candidates.append(request.host_capacity[name])
+            continue
+        document = request.documents[ResourceKey.of(Kind.HOST, name)]
+        assert isinstance(document, Host)
+        spec = document.spec
+        probe = request.live.hosts.get(name)
+        online = probe is not None and probe.state is HostLiveState.ONLINE
+        candidates.append(
+            placing.HostCandidate(
+                name=name,
+                enabled=spec.enabled,
+                online=online,
+                cpus=float(probe.cpus if probe else 0),
+                memory=probe.memory if probe else 0,
+                reserved_cpu=spec.reserved.cpu,
+                reserved_memory=spec.reserved.memory,
+                overcommit_cpu=spec.overcommit.cpu,
+                overcommit_memory=spec.overcommit.memory,
+                allocated_cpu=0.0,
+                allocated_memory=0,
+                disk_free=probe.disk_free if probe else 0,
+                load=probe.cpu_usage if probe else 0.0,
+                labels={**document.metadata.labels, **spec.labels},
+                custom=dict(probe.custom) if probe else {},
+            )
+        )
+    return candidates
+
+
+def _place(
+    request: PlanRequest, own: Mapping[ResourceKey, RecordView], hosts: Sequence[str], problems: list[str]
+) -> dict[ResourceKey, str]:
+    """Where every desired VM goes: its current host while it still fits there, else the policy's choice."""
+    vms = {key: doc for key, doc in request.documents.items() if isinstance(doc, VirtualMachine)}
+    candidates = _candidates(request, hosts)
+    # VMs that are not part of this plan's requests (other stacks, or not in the manifests) keep their share.
+    allocated_cpu: dict[str, float] = defaultdict(float)
+    allocated_memory: dict[str, int] = defaultdict(int)
+    for key, other in request.records.items():
+        if key.kind is Kind.VIRTUAL_MACHINE and key not in vms and other.host and other.applied:
+            allocated_cpu[other.host] += float(other.applied.get("vcpu", 0))
+            allocated_memory[other.host] += int(other.applied.get("memory", 0))
+    candidates = [
+        placing.HostCandidate(
+            **{
+                **candidate.__dict__,
+                "allocated_cpu": candidate.allocated_cpu + allocated_cpu[candidate.name],
+                "allocated_memory": candidate.allocated_memory + allocated_memory[candidate.name],
+            }
+        )
+        for candidate in candidates
+    ]
+    requests = []
+    for key in sorted(vms, key=_sort_key):
+        vm = vms[key]
+        record = own.get(key)
+        current = record.host if record is not None and record.host in hosts else None
+        requests.append(
+            placing.PlacementRequest(
+                vm=str(key),
+                vcpu=vm.spec.vcpu,
+                memory=vm.spec.memory,
+                disk=_vm_disk_total(vm, request.documents),
+                placement=vm.spec.placement,
+                current_host=current,
+            )
+        )
+    decisions = placing.place(requests, candidates)
+    placements: dict[ResourceKey, str] = {}
+    by_name = {str(key): key for key in vms}
+    for decision in decisions:
+        key = by_name[decision.vm]
+        if decision.host is None:
+            reasons = "; ".join(f"{host}: {why}" for host, why in sorted(decision.reasons.items()))
+            problems.append(f"{key}: fits on no host ({reasons or 'no hosts declared'})")
+        else:
+            placements[key] = decision.host
+    return placements
+
+
+def _leases(
+    request: PlanRequest, own: Mapping[ResourceKey, RecordView], problems: list[str]
+) -> dict[tuple[ResourceKey, int], str]:
+    """The address of every NIC: static when given, the one leased before when still valid, else the lowest free
+    address of the network's range (VMs in key order, so the result does not depend on input order)."""
+    leases: dict[tuple[ResourceKey, int], str] = {}
+    used: dict[ResourceKey, set[ipaddress.IPv4Address]] = defaultdict(set)
+    vms = sorted(
+        ((key, doc) for key, doc in request.documents.items() if isinstance(doc, VirtualMachine)),
+        key=lambda item: _sort_key(item[0]),
+    )
+    networks = {key: doc for key, doc in request.documents.items() if isinstance(doc, Network)}
+    # Static addresses first, then addresses recorded for VMs that stay, so new leases avoid both.
+    for key, vm in vms:
+        for nic in vm.spec.nics:
+            if nic.ip is not None:
+                used[ResourceKey.of(Kind.NETWORK, nic.network, key.namespace)].add(nic.ip)
+    for key, stored in request.records.items():
+        if key.kind is not Kind.VIRTUAL_MACHINE or stored.applied is None:
+            continue
+        if key not in request.documents and stored.stack == request.stack and request.prune:
+            continue  # deleted by this plan: its addresses are free again
+        for nic in stored.applied.get("nics", []):
+            if nic.get("ip"):
+                used[ResourceKey.of(Kind.NETWORK, nic["network"], key.namespace)].add(ipaddress.IPv4Address(nic["ip"]))
+    for key, vm in vms:
+        record = own.get(key)
+        old_nics = record.applied.get("nics", []) if record is not None and record.applied else []
+        for index, nic in enumerate(vm.spec.nics):
+            network_key = ResourceKey.of(Kind.NETWORK, nic.network, key.namespace)
+            if nic.ip is not None:
+                leases[(key, index)] = str(nic.ip)
+                continue
+            previous = old_nics[index] if index < len(old_nics) else None
+            network = networks.get(network_key)
+            if network is None:
+                continue  # reported by validation
+            first, last = network.spec.effective_range
+            if previous and previous.get("network") == nic.network and previous.get("ip"):
+                address = ipaddress.IPv4Address(previous["ip"])
+                if first <= address <= last:
+                    leases[(key, index)] = str(address)
+                    continue
+            free = _free_address(first, last, used[network_key], network.spec.effective_gateway)
+            if free is None:
+                problems.append(f"{key}: nics[{index}]: no free address left in network/{nic.network}")
+                continue
+            used[network_key].add(free)
+            leases[(key, index)] = str(free)
+    return leases
+
+
+def _free_address(
+    first: ipaddress.IPv4Address,
+    last: ipaddress.IPv4Address,
+    used: set[ipaddress.IPv4Address],
+    gateway: ipaddress.IPv4Address,
+) -> ipaddress.IPv4Address | None:
+    address = first
+    while address <= last:
+        if address not in used and address != gateway:
+            return address
+        address += 1
+    return None
+
+
+def _disk_datastores(
+    documents: Mapping[ResourceKey, AnyManifest],
+    spans: Mapping[ResourceKey, tuple[str, ...]],
+    placements: Mapping[ResourceKey, str],
+    problems: list[str],
+) -> dict[tuple[ResourceKey, int], str]:
+    """Each disk's datastore: its own, else its image's, else the first datastore on the VM's host."""
+    datastores = sorted(key.name for key in documents if key.kind is Kind.DATASTORE)
+    chosen: dict[tuple[ResourceKey, int], str] = {}
+    for key, document in documents.items():
+        if not isinstance(document, VirtualMachine):
+            continue
+        host = placements.get(key)
+        for index, disk in enumerate(document.spec.disks):
+            name = disk.datastore
+            if name is None and disk.image is not None:
+                image = documents.get(ResourceKey.of(Kind.IMAGE, disk.image, key.namespace))
+                name = image.spec.datastore if isinstance(image, Image) else None
+            if name is None:
+                on_host = [ds for ds in datastores if host in spans.get(ResourceKey.of(Kind.DATASTORE, ds), ())]
+                name = on_host[0] if on_host else None
+            if name is None:
+                problems.append(f"{key}: disks[{index}]: no datastore on host {host} to hold the disk")
+                continue
+            if host is not None and host not in spans.get(ResourceKey.of(Kind.DATASTORE, name), (host,)):
+                problems.append(f"{key}: disks[{index}]: datastore/{name} is not available on host {host}")
+            chosen[(key, index)] = name
+    return chosen
+
+
+# --- changes --------------------------------------------------------------------------------------------------
+
+
+def _changes(
+    request: PlanRequest, own: Mapping[ResourceKey, RecordView], ctx: PlanningContext, problems: list[str]
+) -> tuple[list[ResourceChange], list[DriftItem], list[str]]:
+    changes: list[ResourceChange] = []
+    uncorrected: list[DriftItem] = []
+    warnings: list[str] = []
+    for key in sorted(request.documents.keys() | own.keys(), key=_sort_key):
+        reconciler = RECONCILERS[key.kind]
+        document = request.documents.get(key)
+        record = own.get(key)
+        if document is None:
+            assert record is not None
+            if request.prune or record.status == "deleting":
+                changes.append(
+                    ResourceChange(key, ChangeType.DELETE, host=record.host, reason=_deleting_reason(record))
+                )
+            else:
+                warnings.append(f"{key} is no longer in the manifests; it is kept (use --prune to delete it)")
+            continue
+        desired = reconciler.desired_spec(key, document, ctx)
+        host = ctx.placements.get(key) if key.kind is Kind.VIRTUAL_MACHINE else None
+        if record is None or record.applied is None:
+            reason = "resuming an interrupted create" if record is not None else ""
+            changes.append(
+                ResourceChange(key, ChangeType.CREATE, _added(desired, reconciler.sensitive), host=host, reason=reason)
+            )
+            continue
+        observed = reconciler.observe(key, record, request.live)
+        if observed.unknown:
+            uncorrected.extend(observed.drift)
+            changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host))
+            continue
+        if observed.spec is None:
+            changes.append(
+                ResourceChange(
+                    key,
+                    ChangeType.CREATE,
+                    _added(desired, reconciler.sensitive),
+                    host=host,
+                    reason="deleted outside nebctl",
+                    drift=observed.drift,
+                )
+            )
+            continue
+        ignored = _ignored(document)
+        fields = compare(
+            observed.spec,
+            desired,
+            rules=reconciler.rules,
+            default=reconciler.default,
+            sensitive=reconciler.sensitive,
+            ignored=ignored,
+        )
+        effect = dearest(fields)
+        unchanged = max(0, len(_flat_paths(desired)) - len(fields))
+        for change in fields:
+            if change.effect is Effect.IMMUTABLE:
+                problems.append(f"{key}: {change.path} cannot change ({change.why})")
+        if key.kind is Kind.VIRTUAL_MACHINE:
+            problems.extend(_shrinking_disks(key, fields))
+        if not fields:
+            changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))
+        elif effect is Effect.REPLACE:
+            changes.append(
+                ResourceChange(
+                    key,
+                    ChangeType.REPLACE,
+                    tuple(fields),
+                    host=host or record.host,
+                    previous_host=record.host,
+                    drift=observed.drift,
+                    unchanged=unchanged,
+                )
+            )
+        else:
+            previous_host = observed.spec.get("host") if key.kind is Kind.VIRTUAL_MACHINE else None
+            changes.append(
+                ResourceChange(
+                    key,
+                    ChangeType.UPDATE,
+                    tuple(fields),
+                    restart=effect is Effect.RESTART,
+                    host=host or record.host,
+                    previous_host=previous_host,
+                    drift=observed.drift,
+                    unchanged=unchanged,
+                )
+            )
+    return changes, uncorrected, warnings
+
+
+def _deleting_reason(record: RecordView) -> str:
+    return "finishing an interrupted delete" if record.status == "deleting" else ""
+
+
+def _added(spec: Mapping[str, Any], sensitive: Sequence[str]) -> tuple[FieldChange, ...]:
+    return tuple(compare(None, spec, rules=[], default=_NEW_RULE, sensitive=sensitive))
+
+
+_NEW_RULE = FieldRule("", Effect.NONE)
+
+
+def _flat_paths(spec: Mapping[str, Any]) -> list[str]:
+    return list(flatten(spec))
+
+
+def _ignored(document: AnyManifest) -> tuple[str, ...]:
+    if isinstance(document, VirtualMachine):
+        return tuple(document.spec.lifecycle.ignoreChanges)
+    return ()
+
+
+def _shrinking_disks(key: ResourceKey, fields: Iterable[FieldChange]) -> list[str]:
+    problems = []
+    for change in fields:
+        if change.path.endswith(".size") and change.path.startswith("disks["):
+            before, after = change.before, change.after
+            if isinstance(before, int) and isinstance(after, int) and after < before:
+                problems.append(
+                    f"{key}: {change.path} cannot shrink from {format_quantity(before)} to {format_quantity(after)}"
+                    " (disks only grow)"
+                )
+    return problems
+
+
+# --- what a plan may not do -----------------------------------------------------------------------------------
+
+
+def _prevents_destroy(spec: Mapping[str, Any] | None) -> bool:
+    return bool(spec and spec.get("lifecycle", {}).get("preventDestroy"))
+
+
+def _check_deletions(
+    changes: Sequence[ResourceChange], request: PlanRequest, own: Mapping[ResourceKey, RecordView], problems: list[str]
+) -> None:
+    going = {c.key for c in changes if c.type in (ChangeType.DELETE, ChangeType.REPLACE)}
+    deleted = {c.key for c in changes if c.type is ChangeType.DELETE}
+    for change in changes:
+        if change.type not in (ChangeType.DELETE, ChangeType.REPLACE):
+            continue
+        document = request.documents.get(change.key)
+        record = own.get(change.key)
+        desired = spec_document(document) if document is not None else None
+        if _prevents_destroy(desired) or _prevents_destroy(record.applied if record else None):
+            verb = "destroy" if change.type is ChangeType.DELETE else "replace"
+            problems.append(f"{change.key}: lifecycle.preventDestroy is set, and this plan would {verb} it")
+    # Images still backing the disks of VMs that stay cannot go away; hosts with VMs that stay cannot either.
+    for key, record in own.items():
+        if key.kind is not Kind.VIRTUAL_MACHINE or key in going or record.applied is None:
+            continue
+        for disk in record.applied.get("disks", []):
+            image = disk.get("image")
+            image_key = ResourceKey.of(Kind.IMAGE, image, key.namespace) if image else None
+            if image_key in going and disk.get("clone", "overlay") == "overlay":
+                problems.append(
+                    f"{image_key}: cannot be replaced or deleted while {key} uses it as a backing file"
+                    " (replace or delete the VM too)"
+                )
+        host_key = ResourceKey.of(Kind.HOST, str(record.host)) if record.host else None
+        if host_key in deleted:
+            problems.append(f"{host_key}: cannot be removed while {key} runs on it")
+
+
+# --- targets ----------------------------------------------------------------------------------------------
+
+
+def references(key: ResourceKey, spec: Mapping[str, Any] | None) -> set[ResourceKey]:
+    """The resources ``key`` refers to in ``spec`` (manifest references, resolved hosts, dependsOn)."""
+    if not spec:
+        return set()
+    ns = key.namespace
+    refs: set[ResourceKey] = set()
+    if key.kind is Kind.VIRTUAL_MACHINE:
+        for disk in spec.get("disks", []):
+            if disk.get("image"):
+                refs.add(ResourceKey.of(Kind.IMAGE, disk["image"], ns))
+            if disk.get("datastore"):
+                refs.add(ResourceKey.of(Kind.DATASTORE, disk["datastore"]))
+        for nic in spec.get("nics", []):
+            refs.add(ResourceKey.of(Kind.NETWORK, nic["network"], ns))
+            refs.update(ResourceKey.of(Kind.SECURITY_GROUP, g, ns) for g in nic.get("securityGroups", []))
+        host = spec.get("host") or (spec.get("placement") or {}).get("host")
+        if host:
+            refs.add(ResourceKey.of(Kind.HOST, host))
+        for text in spec.get("dependsOn", []):
+            try:
+                refs.add(ResourceKey.parse(text, namespace=ns))
+            except ValueError:
+                continue
+    elif key.kind is Kind.IMAGE:
+        refs.add(ResourceKey.of(Kind.DATASTORE, spec["datastore"]))
+        source = spec.get("source")
+        if isinstance(source, Mapping):
+            refs.add(ResourceKey.of(Kind.MARKETPLACE, str(source["marketplace"]).split("/")[0]))
+    if key.kind in (Kind.DATASTORE, Kind.NETWORK, Kind.IMAGE, Kind.SECURITY_GROUP):
+        refs.update(ResourceKey.of(Kind.HOST, host) for host in spec.get("hosts", []))
+    return refs
+
+
+def _select(
+    changes: list[ResourceChange], request: PlanRequest, own: Mapping[ResourceKey, RecordView]
+) -> list[ResourceChange]:
+    if not request.targets and not request.excludes:
+        return changes
+    graph: nx.DiGraph[ResourceKey] = nx.DiGraph()
+    for key, document in request.documents.items():
+        graph.add_node(key)
+        for ref in references(key, spec_document(document)):
+            graph.add_edge(key, ref)
+    for key, record in own.items():
+        graph.add_node(key)
+        for ref in references(key, record.applied):
+            graph.add_edge(key, ref)
+    keep = {c.key for c in changes}
+    if request.targets:
+        wanted: set[ResourceKey] = set()
+        for target in request.targets:
+            if target in graph:
+                wanted |= {target, *nx.descendants(graph, target)}
+        keep &= wanted
+    for excluded in request.excludes:
+        if excluded in graph:
+            keep -= {excluded, *nx.ancestors(graph, excluded)}
+    return [c for c in changes if c.key in keep]
+
+
+# --- the action graph -------------------------------------------------------------------------------------
+
+
+def _phase(change: ResourceChange, action: Action) -> str:
+    if change.type is ChangeType.DELETE:
+        return "destroy"
+    if change.type is ChangeType.REPLACE and action.operation in _DESTROY_OPERATIONS and ":new:" not in action.id:
+        return "destroy"
+    return "build"
+
+
+def _ends(group: ActionGroup, ids: set[str], *, first: bool) -> list[Action]:
+    """Entry (``first``) or exit actions among ``ids`` of a group, by the group's own edges."""
+    inside = [(a, b) for a, b in group.edges if a in ids and b in ids]
+    blocked = {b for _, b in inside} if first else {a for a, _ in inside}
+    return [action for action in group.actions if action.id in ids and action.id not in blocked]
+
+
+def _action_graph(
+    changes: Sequence[ResourceChange], ctx: PlanningContext, request: PlanRequest
+) -> tuple[list[Action], list[tuple[str, str]]]:
+    actions: list[Action] = []
+    edges: list[tuple[str, str]] = []
+    # Per resource and phase: its entry and exit actions, for the edges between resources.
+    entries: dict[tuple[ResourceKey, str], list[Action]] = {}
+    exits: dict[tuple[ResourceKey, str], list[Action]] = {}
+    for change in changes:
+        if not change.is_change:
+            continue
+        group = RECONCILERS[change.key.kind].actions(change, ctx)
+        actions.extend(group.actions)
+        edges.extend(group.edges)
+        for phase in ("build", "destroy"):
+            ids = {a.id for a in group.actions if _phase(change, a) == phase}
+            if ids:
+                entries[(change.key, phase)] = _ends(group, ids, first=True)
+                exits[(change.key, phase)] = _ends(group, ids, first=False)
+    changed = {c.key: c for c in changes if c.is_change}
+    for change in changed.values():
+        key = change.key
+        document = request.documents.get(key)
+        record = ctx.records.get(key)
+        desired = RECONCILERS[key.kind].desired_spec(key, document, ctx) if document is not None else None
+        # Build after what it needs is built (on the same host, where both are per host).
+        for ref in references(key, desired):
+            if (ref, "build") in exits and (key, "build") in entries:
+                edges.extend(_linked(exits[(ref, "build")], entries[(key, "build")]))
+        # Anything that used a resource in its last applied spec finishes before that resource is destroyed.
+        for ref in references(key, record.applied if record is not None else None):
+            if (ref, "destroy") in entries:
+                for phase in ("destroy", "build"):
+                    if (key, phase) in exits:
+                        edges.extend(_linked(exits[(key, phase)], entries[(ref, "destroy")]))
+    return actions, _deduplicated(edges)
+
+
+def _linked(before: Sequence[Action], after: Sequence[Action]) -> list[tuple[str, str]]:
+    return [(a.id, b.id) for a in before for b in after if a.host is None or b.host is None or a.host == b.host]
+
+
+def _deduplicated(edges: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(edges))
+
+
+def _sort_key(key: ResourceKey) -> tuple[int, str, str]:
+    return (KIND_ORDER.index(key.kind), key.namespace, key.name)
+
+
+# --- fingerprint --------------------------------------------------------------------------------------------
+
+
+def fingerprint(request: PlanRequest) -> str:
+    """A digest of everything the plan depends on: a saved plan is refused when this has moved."""
+    digest = hashlib.sha256()
+    digest.update(request.stack.encode())
+    for key in sorted(request.documents, key=_sort_key):
+        digest.update(str(key).encode())
+        digest.update(_canonical(spec_document(request.documents[key])))
+    for key in sorted(request.records, key=_sort_key):
+        record = request.records[key]
+        digest.update(str(key).encode())
+        digest.update(_canonical({"stack": record.stack, "applied": record.applied, "status": record.status}))
+    for uuid in sorted(request.live.vms):
+        status = request.live.vms[uuid]
+        digest.update(
+            _canonical([uuid, status.state.value, status.vcpu, status.memory, request.live.vm_hosts.get(uuid)])
+        )
+    for name in sorted(request.live.hosts):
+        digest.update(_canonical([name, request.live.hosts[name].state.value]))
+    digest.update(_canonical([sorted(map(str, request.targets)), sorted(map(str, request.excludes)), request.prune]))
+    return digest.hexdigest()
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()

@@ -1,0 +1,122 @@
+"""What a plan is: resource changes for people, and a graph of driver actions for the executor.
+
+A ``Plan`` is a pure value: ``planning.make_plan`` builds it, ``rendering`` prints it, the executor runs its
+actions, and ``--out PLANFILE`` saves it with the fingerprint of the state it was made from. Actions carry only
+JSON data and never a secret: anything sensitive (cloud-init data) is read from the manifests when the action
+runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import networkx as nx
+
+from nebctl.drivers.types import Family
+from nebctl.reconcilers.fields import FieldChange
+from nebctl.schemas.keys import ResourceKey
+
+
+class ChangeType(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    NOOP = "no-op"
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    """A difference between what was last applied and what monitoring sees, made outside nebctl."""
+
+    key: ResourceKey
+    message: str  # "was stopped", "was deleted", "memory was changed from 2Gi to 1Gi"
+    correction: str | None  # "it will be started"; None when nebctl will not act (host not answering)
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    key: ResourceKey
+    type: ChangeType
+    fields: tuple[FieldChange, ...] = ()
+    restart: bool = False  # an update that stops and starts the VM
+    host: str | None = None  # where the resource is (or goes, for a new VM)
+    previous_host: str | None = None  # set when a VM moves
+    reason: str = ""  # extra words for the plan: "resuming an interrupted create", "deleted outside nebctl"
+    drift: tuple[DriftItem, ...] = ()
+    unchanged: int = 0  # attributes without change, for "(N unchanged attributes hidden)"
+
+    @property
+    def is_change(self) -> bool:
+        return self.type is not ChangeType.NOOP
+
+
+@dataclass(frozen=True)
+class Action:
+    """One driver call. ``id`` is unique within the plan and stable across re-plans of the same change."""
+
+    id: str
+    key: ResourceKey
+    family: Family
+    operation: str
+    host: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Summary:
+    add: int = 0
+    change: int = 0
+    destroy: int = 0
+
+    def __str__(self) -> str:
+        return f"Plan: {self.add} to add, {self.change} to change, {self.destroy} to destroy."
+
+
+@dataclass(frozen=True)
+class Plan:
+    stack: str
+    changes: tuple[ResourceChange, ...]
+    actions: tuple[Action, ...]
+    edges: tuple[tuple[str, str], ...]  # (before, after): ``after`` starts once ``before`` has succeeded
+    fingerprint: str  # hash of the desired and observed state the plan was made from
+    drift: tuple[DriftItem, ...] = ()  # drift nebctl does not correct (a host that does not answer)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> Summary:
+        add = change = destroy = 0
+        for item in self.changes:
+            if item.type is ChangeType.CREATE:
+                add += 1
+            elif item.type is ChangeType.UPDATE:
+                change += 1
+            elif item.type is ChangeType.DELETE:
+                destroy += 1
+            elif item.type is ChangeType.REPLACE:
+                add += 1
+                destroy += 1
+        return Summary(add, change, destroy)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(item.is_change for item in self.changes)
+
+    def graph(self) -> nx.DiGraph[str]:
+        """The action graph: one node per action id (attribute ``action``), an edge per dependency."""
+        graph: nx.DiGraph[str] = nx.DiGraph()
+        for action in self.actions:
+            graph.add_node(action.id, action=action)
+        graph.add_edges_from(self.edges)
+        return graph
+
+    def dependencies(self) -> dict[str, list[str]]:
+        """For each action id, the ids it waits for."""
+        needs: dict[str, list[str]] = {action.id: [] for action in self.actions}
+        for before, after in self.edges:
+            needs[after].append(before)
+        return needs

@@ -1,0 +1,43 @@
+"""Datastores: a storage pool (a directory) on each host the datastore spans.
+
+Moving a datastore to another path would strand the volumes in it, so ``path`` and ``type`` cannot change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nebctl.drivers.types import DatastoreDefinition, Family
+from nebctl.reconcilers.base import World
+from nebctl.reconcilers.fields import Effect, FieldRule
+from nebctl.reconcilers.identity import live_name
+from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
+from nebctl.schemas.keys import Kind, ResourceKey
+
+RULES = [
+    FieldRule("path", Effect.IMMUTABLE, "the volumes would be stranded; declare a new datastore instead"),
+    FieldRule("type", Effect.IMMUTABLE, "the pool type cannot change; declare a new datastore instead"),
+]
+
+
+def _create(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
+    spec = spec_of(world, key)
+    definition = DatastoreDefinition(
+        name=live_name(key), path=str(spec["path"]), type=str(spec["type"]), owner=ownership(key, world.stack)
+    )
+    status = world.drivers(host).storage.create_datastore(world.host_ref(host), definition)
+    return {f"capacity.{host}": status.total}
+
+
+def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
+    world.drivers(host).storage.delete_datastore(world.host_ref(host), live_name(key))
+    return {f"capacity.{host}": None}
+
+
+RECONCILER = SpannedReconciler(
+    kind=Kind.DATASTORE,
+    rules=RULES,
+    create=Step(Family.STORAGE, "create_datastore", "create the storage pool", _create),
+    delete=Step(Family.STORAGE, "delete_datastore", "delete the storage pool", _delete),
+)

@@ -1,0 +1,143 @@
+"""Field-level comparison of two spec documents, and the rules that say what a change to a field costs.
+
+``flatten`` turns a spec (plain JSON data) into ``path -> value`` pairs with paths as users write them
+(``disks[0].size``); ``compare`` lists the differences; ``Effect`` and ``FieldRule`` are how each reconciler
+declares whether a change applies in place, needs a restart, forces a replacement or cannot be made.
+Pure functions, used by the diff.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Effect(StrEnum):
+    """What a change costs, from cheapest to dearest. A resource's change takes its dearest field's effect."""
+
+    NONE = "none"  # recorded only: no driver action (labels, lifecycle settings)
+    IN_PLACE = "in-place"  # a driver action on the live object, without interruption
+    RESTART = "restart"  # the VM is stopped, changed and started again
+    REPLACE = "replace"  # the live object is deleted and created anew
+    IMMUTABLE = "immutable"  # cannot be changed at all: the plan fails and says how to proceed
+
+    @property
+    def rank(self) -> int:
+        return _EFFECT_ORDER.index(self)
+
+
+_EFFECT_ORDER = [Effect.NONE, Effect.IN_PLACE, Effect.RESTART, Effect.REPLACE, Effect.IMMUTABLE]
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """``pattern`` is a path with ``[*]`` for any list index (``disks[*].image``); it covers its sub-fields."""
+
+    pattern: str
+    effect: Effect
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    before: Any
+    after: Any
+    effect: Effect
+    sensitive: bool = False
+    why: str = ""
+
+    @property
+    def added(self) -> bool:
+        return self.before is None and self.after is not None
+
+    @property
+    def removed(self) -> bool:
+        return self.after is None and self.before is not None
+
+
+_INDEX = re.compile(r"\[\d+\]")
+_MISSING = object()
+
+
+def flatten(document: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"disks": [{"size": 1}]}`` -> ``{"disks[0].size": 1}``. Empty containers are kept as leaves so that
+    adding a first element reads as a change of ``disks``, not of nothing."""
+    flat: dict[str, Any] = {}
+    if isinstance(document, Mapping) and document:
+        for name, value in document.items():
+            flat.update(flatten(value, f"{prefix}.{name}" if prefix else str(name)))
+    elif isinstance(document, list) and document:
+        for index, value in enumerate(document):
+            flat.update(flatten(value, f"{prefix}[{index}]"))
+    else:
+        flat[prefix] = document
+    return flat
+
+
+def generic_path(path: str) -> str:
+    """``disks[3].size`` -> ``disks[*].size``."""
+    return _INDEX.sub("[*]", path)
+
+
+def _covers(pattern: str, path: str) -> bool:
+    return path == pattern or path.startswith((pattern + ".", pattern + "["))
+
+
+def rule_for(path: str, rules: Sequence[FieldRule], default: FieldRule) -> FieldRule:
+    """The most specific rule whose pattern covers ``path`` (longest pattern wins)."""
+    generic = generic_path(path)
+    best: FieldRule | None = None
+    for rule in rules:
+        if _covers(rule.pattern, generic) and (best is None or len(rule.pattern) > len(best.pattern)):
+            best = rule
+    return best or default
+
+
+def is_ignored(path: str, ignored: Iterable[str]) -> bool:
+    """Whether ``path`` falls under one of ``lifecycle.ignoreChanges`` (exact or generic paths)."""
+    generic = generic_path(path)
+    return any(_covers(pattern, path) or _covers(pattern, generic) for pattern in ignored)
+
+
+def compare(
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    *,
+    rules: Sequence[FieldRule],
+    default: FieldRule,
+    sensitive: Sequence[str] = (),
+    ignored: Iterable[str] = (),
+) -> list[FieldChange]:
+    """The field changes from ``before`` to ``after``, in path order, each with its effect."""
+    old, new = flatten(before or {}), flatten(after or {})
+    ignored = tuple(ignored)
+    changes = []
+    for path in sorted(old.keys() | new.keys(), key=_path_sort_key):
+        was, now = old.get(path, _MISSING), new.get(path, _MISSING)
+        if was == now or is_ignored(path, ignored):
+            continue
+        rule = rule_for(path, rules, default)
+        changes.append(
+            FieldChange(
+                path=path,
+                before=None if was is _MISSING else was,
+                after=None if now is _MISSING else now,
+                effect=rule.effect,
+                sensitive=any(_covers(pattern, generic_path(path)) for pattern in sensitive),
+                why=rule.why,
+            )
+        )
+    return changes
+
+
+def _path_sort_key(path: str) -> list[Any]:
+    # Sort list indices numerically so disks[10] comes after disks[2].
+    return [int(part) if part.isdigit() else part for part in re.split(r"[.\[\]]+", path) if part]
+
+
+def dearest(changes: Iterable[FieldChange]) -> Effect:
+    return max((change.effect for change in changes), key=lambda effect: effect.rank, default=Effect.NONE)

@@ -1,0 +1,64 @@
+"""Images: imported into their datastore on each host that datastore spans, the digest verified.
+
+Any change to where the image comes from replaces it: the new content is imported and the old volume deleted.
+The planner refuses to replace an image that existing VM disks use as a backing file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nebctl.drivers.types import Family, ImageImport
+from nebctl.reconcilers.base import World
+from nebctl.reconcilers.identity import image_volume, live_name
+from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
+from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.schemas.models import AnyManifest, Image
+
+
+def _span(
+    key: ResourceKey, document: AnyManifest, documents: Mapping[ResourceKey, AnyManifest], hosts: Sequence[str]
+) -> tuple[str, ...]:
+    assert isinstance(document, Image)
+    datastore = documents.get(ResourceKey.of(Kind.DATASTORE, document.spec.datastore))
+    chosen = getattr(datastore.spec, "hosts", None) if datastore is not None else None
+    return tuple(sorted(host for host in (chosen or hosts) if host in hosts))
+
+
+def datastore_key(spec: Mapping[str, Any]) -> ResourceKey:
+    return ResourceKey.of(Kind.DATASTORE, str(spec["datastore"]))
+
+
+def _import(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
+    spec = spec_of(world, key)
+    source = spec["source"]
+    sha256, image_format = spec.get("sha256"), spec.get("format")
+    if isinstance(source, Mapping):
+        marketplace, _, app = str(source["marketplace"]).partition("/")
+        appliance = world.appliance(marketplace, app)
+        source, sha256, image_format = appliance.source, appliance.sha256, image_format or appliance.format
+    request = ImageImport(
+        volume=image_volume(key),
+        source=str(source),
+        sha256=sha256,
+        format=image_format,
+        owner=ownership(key, world.stack),
+    )
+    volume = world.drivers(host).storage.import_image(world.host_ref(host), live_name(datastore_key(spec)), request)
+    return {"format": volume.format, "size": volume.capacity, "sha256": volume.sha256}
+
+
+def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
+    spec = spec_of(world, key)
+    world.drivers(host).storage.delete(world.host_ref(host), live_name(datastore_key(spec)), image_volume(key))
+    return {}
+
+
+RECONCILER = SpannedReconciler(
+    kind=Kind.IMAGE,
+    rules=[],  # every field of an image decides its content: all changes replace it
+    create=Step(Family.STORAGE, "import_image", "import the image", _import),
+    delete=Step(Family.STORAGE, "delete", "delete the image volume", _delete),
+    span=_span,
+)

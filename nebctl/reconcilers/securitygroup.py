@@ -1,0 +1,51 @@
+"""Security groups: a filter of rules defined on each host; rule changes are applied in place.
+
+VM NICs refer to the filter by its deterministic name, so replacing the rules of a group takes effect on every
+NIC that uses it without touching the VMs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nebctl.drivers.types import Family, SecurityGroupDefinition, SecurityRuleDefinition
+from nebctl.reconcilers.base import World
+from nebctl.reconcilers.fields import Effect, FieldRule
+from nebctl.reconcilers.identity import security_group_filter
+from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
+from nebctl.schemas.keys import Kind, ResourceKey
+
+RULES = [FieldRule("rules", Effect.IN_PLACE, "the filter's rules are replaced on every host")]
+
+
+def definition(key: ResourceKey, spec: Mapping[str, Any], stack: str) -> SecurityGroupDefinition:
+    rules = tuple(
+        SecurityRuleDefinition(
+            direction=str(rule["direction"]),
+            protocol=str(rule.get("protocol", "any")),
+            ports=tuple(str(port) for port in rule.get("ports", [])),
+            cidr=str(rule.get("cidr", "0.0.0.0/0")),
+        )
+        for rule in spec.get("rules", [])
+    )
+    return SecurityGroupDefinition(name=security_group_filter(key), rules=rules, owner=ownership(key, stack))
+
+
+def _apply(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
+    world.drivers(host).network.update_sg(world.host_ref(host), definition(key, spec_of(world, key), world.stack))
+    return {}
+
+
+def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
+    world.drivers(host).network.delete_sg(world.host_ref(host), security_group_filter(key))
+    return {}
+
+
+RECONCILER = SpannedReconciler(
+    kind=Kind.SECURITY_GROUP,
+    rules=RULES,
+    create=Step(Family.NETWORK, "update_sg", "define the security group", _apply),
+    delete=Step(Family.NETWORK, "delete_sg", "delete the security group", _delete),
+    update=Step(Family.NETWORK, "update_sg", "update the security group's rules", _apply),
+)

@@ -1,0 +1,163 @@
+"""The shared reconciler of kinds that exist once per host: datastores, images, networks, security groups.
+
+Such a resource "spans" a set of hosts (its ``hosts`` field, or every host of the manifests when that is empty).
+Creating it is one driver action per host; a change of the span creates it on the new hosts and deletes it
+from the removed ones; other changes apply in place or force a replacement according to the kind's rules.
+The resolved span is what gets compared and recorded, so adding a Host to the manifests extends every
+resource that spans "all hosts" to it on the next apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nebctl.controller.plans import Action, ChangeType, ResourceChange
+from nebctl.drivers.errors import NotFoundError
+from nebctl.drivers.types import Family, Ownership
+from nebctl.reconcilers.base import (
+    ActionGroup,
+    LiveView,
+    Observed,
+    PlanningContext,
+    RecordView,
+    World,
+    action_id,
+    per_host,
+)
+from nebctl.reconcilers.fields import Effect, FieldRule
+from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.schemas.models import AnyManifest, spec_document
+
+# realise(key, host, world) for one host; returns the live patch.
+HostStep = Callable[[ResourceKey, str, World], Mapping[str, Any]]
+# span(key, document, documents, hosts): the hosts the resource lives on.
+SpanRule = Callable[[ResourceKey, AnyManifest, Mapping[ResourceKey, AnyManifest], Sequence[str]], tuple[str, ...]]
+
+
+def span_of_hosts_field(
+    key: ResourceKey, document: AnyManifest, documents: Mapping[ResourceKey, AnyManifest], hosts: Sequence[str]
+) -> tuple[str, ...]:
+    """The resource's ``hosts`` field when set (only those that exist), else every host."""
+    chosen = getattr(document.spec, "hosts", None) or hosts
+    return tuple(sorted(host for host in chosen if host in hosts))
+
+
+def ownership(key: ResourceKey, stack: str) -> Ownership:
+    return Ownership(stack=stack, kind=key.kind.value, namespace=key.namespace, name=key.name)
+
+
+@dataclass(frozen=True)
+class Step:
+    family: Family
+    operation: str
+    description: str
+    run: HostStep
+
+
+class SpannedReconciler:
+    """Reconciler for a kind that lives on a set of hosts. ``update`` is the in-place step, if the kind has one."""
+
+    sensitive: Sequence[str] = ()
+
+    def __init__(
+        self,
+        *,
+        kind: Kind,
+        rules: Sequence[FieldRule],
+        create: Step,
+        delete: Step,
+        update: Step | None = None,
+        span: SpanRule = span_of_hosts_field,
+    ) -> None:
+        self.kind = kind
+        self.span = span
+        self.rules = [FieldRule("hosts", Effect.IN_PLACE, "the resource is added to or removed from hosts"), *rules]
+        self.default = FieldRule("", Effect.REPLACE, "this field cannot change in place")
+        self._create = create
+        self._delete = delete
+        self._update = update
+
+    def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
+        spec = spec_document(document)
+        spec["hosts"] = list(ctx.spans.get(key, ()))
+        return spec
+
+    def observe(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
+        # These objects are not probed individually (that would cost a call per object and host); their
+        # drift is found when an action on them fails. What was applied is taken as what exists.
+        return Observed(spec=record.applied)
+
+    def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
+        key = change.key
+        desired_hosts = list(ctx.spans.get(key, ()))
+        record = ctx.records.get(key)
+        recorded_hosts = _recorded_hosts(record)
+        if change.type is ChangeType.CREATE:
+            return ActionGroup(tuple(self._per_host(key, self._create, desired_hosts)))
+        if change.type is ChangeType.DELETE:
+            return ActionGroup(tuple(self._per_host(key, self._delete, recorded_hosts or desired_hosts)))
+        if change.type is ChangeType.REPLACE:
+            deletes = self._per_host(key, self._delete, recorded_hosts)
+            creates = self._per_host(key, self._create, desired_hosts, suffix="new")
+            edges = tuple((d.id, c.id) for d in deletes for c in creates if d.host == c.host)
+            return ActionGroup(tuple(deletes + creates), edges)
+        if change.type is ChangeType.UPDATE:
+            added = [host for host in desired_hosts if host not in recorded_hosts]
+            removed = [host for host in recorded_hosts if host not in desired_hosts]
+            actions = self._per_host(key, self._create, added) + self._per_host(key, self._delete, removed)
+            in_place = [c for c in change.fields if c.effect is Effect.IN_PLACE and c.path.split("[")[0] != "hosts"]
+            if in_place and self._update is not None:
+                kept = [host for host in desired_hosts if host in recorded_hosts]
+                actions += self._per_host(key, self._update, kept)
+            return ActionGroup(tuple(actions))
+        return ActionGroup()
+
+    def _per_host(self, key: ResourceKey, step: Step, hosts: Sequence[str], suffix: str = "") -> list[Action]:
+        operation = step.operation
+        actions = per_host(key, hosts, family=step.family, operation=operation, description=step.description)
+        if suffix:
+            actions = [
+                Action(
+                    id=action_id(key, operation, suffix, a.host),
+                    key=a.key,
+                    family=a.family,
+                    operation=a.operation,
+                    host=a.host,
+                    params=a.params,
+                    description=a.description,
+                )
+                for a in actions
+            ]
+        return actions
+
+    def realise(self, action: Action, world: World) -> Mapping[str, Any]:
+        assert action.host is not None, "spanned resources act per host"
+        for step in (self._create, self._delete, self._update):
+            if step is not None and step.operation == action.operation:
+                if step is self._delete:
+                    try:
+                        return step.run(action.key, action.host, world)
+                    except NotFoundError:
+                        return {}  # already gone: deleting is idempotent
+                return step.run(action.key, action.host, world)
+        raise ValueError(f"{self.kind.value} has no action {action.operation!r}")
+
+
+def _recorded_hosts(record: RecordView | None) -> list[str]:
+    if record is None or record.applied is None:
+        return []
+    hosts = record.applied.get("hosts") or []
+    return [str(host) for host in hosts]
+
+
+def spec_of(world: World, key: ResourceKey) -> Mapping[str, Any]:
+    """The spec to act on: the desired one, or for a deletion the one last applied."""
+    document = world.desired(key)
+    if document is not None:
+        return spec_document(document)
+    record = world.record(key)
+    if record is None or record.applied is None:
+        raise ValueError(f"{key}: neither desired nor recorded")
+    return record.applied

@@ -1,0 +1,493 @@
+"""Virtual machines: what each field change costs, the driver actions of each change, and drift.
+
+A new VM is its disks cloned, its NICs prepared (address reservation, filters), then deployed (define + start)
+and its NICs finished. vcpu, memory, disks and NICs change with a restart (graceful shutdown, the change, start);
+the image, clone mode or cloud-init data of a disk force a replacement; the requested state (running, stopped,
+suspended) and the host (migration) change in place. Deletion stops and undefines the VM, then releases its
+addresses and deletes its disks.
+
+The spec that is compared and recorded carries what the plan resolved: the host, each NIC's address and MAC,
+each disk's datastore. So a lease or a placement, once applied, is sticky.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nebctl.controller.plans import Action, ChangeType, DriftItem, ResourceChange
+from nebctl.drivers.errors import NotFoundError, PermanentError
+from nebctl.drivers.states import VMLiveState
+from nebctl.drivers.types import (
+    CloudInitData,
+    DiskAttachment,
+    Family,
+    NicDefinition,
+    VMDefinition,
+    VolumeDefinition,
+)
+from nebctl.reconcilers.base import ActionGroup, LiveView, Observed, PlanningContext, RecordView, World, action_id
+from nebctl.reconcilers.fields import Effect, FieldChange, FieldRule
+from nebctl.reconcilers.identity import (
+    disk_volume,
+    image_volume,
+    live_name,
+    mac_address,
+    security_group_filter,
+    vm_uuid,
+)
+from nebctl.reconcilers.spanned import ownership
+from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.schemas.models import AnyManifest, VirtualMachine, spec_document
+from nebctl.schemas.quantities import format_quantity
+
+RULES = [
+    FieldRule("state", Effect.IN_PLACE, "the VM is started, stopped, suspended or resumed"),
+    FieldRule("host", Effect.IN_PLACE, "the VM migrates"),
+    FieldRule("vcpu", Effect.RESTART, "vCPUs change while the VM is stopped"),
+    FieldRule("memory", Effect.RESTART, "memory changes while the VM is stopped"),
+    FieldRule("disks", Effect.RESTART, "disks are attached or detached while the VM is stopped"),
+    FieldRule("disks[*].size", Effect.RESTART, "the disk grows while the VM is stopped"),
+    FieldRule("disks[*].image", Effect.REPLACE, "a disk cannot change its image"),
+    FieldRule("disks[*].clone", Effect.REPLACE, "a disk cannot change how it was cloned"),
+    FieldRule("disks[*].datastore", Effect.REPLACE, "a disk cannot move to another datastore"),
+    FieldRule("nics", Effect.RESTART, "NICs change while the VM is stopped"),
+    FieldRule("cloudInit", Effect.REPLACE, "cloud-init data is read at first boot only"),
+    FieldRule("placement", Effect.NONE, "placement rules apply when the VM is placed"),
+    FieldRule("lifecycle", Effect.NONE, "nebctl's own settings"),
+    FieldRule("dependsOn", Effect.NONE, "ordering only"),
+]
+DEFAULT = FieldRule("", Effect.REPLACE, "this field cannot change in place")
+SENSITIVE = ["cloudInit"]
+
+_STATE_FROM_LIVE = {
+    VMLiveState.RUNNING: "running",
+    VMLiveState.STOPPED: "stopped",
+    VMLiveState.CRASHED: "stopped",
+    VMLiveState.SUSPENDED: "suspended",
+}
+
+
+class VirtualMachineReconciler:
+    kind = Kind.VIRTUAL_MACHINE
+    rules: Sequence[FieldRule] = RULES
+    default = DEFAULT
+    sensitive: Sequence[str] = SENSITIVE
+
+    # --- planning (pure) ------------------------------------------------------------------------------------
+
+    def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
+        spec = spec_document(document)
+        spec["host"] = ctx.placements.get(key)
+        for index, nic in enumerate(spec["nics"]):
+            nic["ip"] = ctx.leases.get((key, index), nic.get("ip"))
+            nic["mac"] = mac_address(key, index)
+        for index, disk in enumerate(spec["disks"]):
+            disk["datastore"] = ctx.disk_datastores.get((key, index), disk.get("datastore"))
+        return spec
+
+    def observe(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
+        applied = record.applied
+        if applied is None:
+            return Observed(spec=None)  # an interrupted create: it is finished by creating again
+        uuid = str(record.live.get("uuid") or vm_uuid(key))
+        host = record.host or applied.get("host")
+        if not live.host_answers(host):
+            message = f"host {host} is not answering; the VM's state is unknown"
+            return Observed(spec=applied, drift=(DriftItem(key, message, None),), unknown=True)
+        status = live.vms.get(uuid)
+        if status is None:
+            return Observed(
+                spec=None, drift=(DriftItem(key, "was deleted outside nebctl", "it will be created again"),)
+            )
+        observed = dict(applied)
+        drift: list[DriftItem] = []
+        seen_host = live.vm_hosts.get(uuid, host)
+        if seen_host != host:
+            observed["host"] = seen_host
+            drift.append(DriftItem(key, f"was moved to host {seen_host}", f"it will be moved back to {host}"))
+        state = _STATE_FROM_LIVE.get(status.state)
+        if state is not None and state != applied.get("state"):
+            observed["state"] = state
+            verb = "crashed" if status.state is VMLiveState.CRASHED else f"was {state}"
+            drift.append(DriftItem(key, verb, _state_correction(state, str(applied.get("state")))))
+        if status.vcpu and status.vcpu != applied.get("vcpu"):
+            observed["vcpu"] = status.vcpu
+            drift.append(DriftItem(key, f"vcpu was changed to {status.vcpu}", "it will be restored (restart)"))
+        if status.memory and status.memory != applied.get("memory"):
+            observed["memory"] = status.memory
+            was = format_quantity(status.memory)
+            drift.append(DriftItem(key, f"memory was changed to {was}", "it will be restored (restart)"))
+        return Observed(spec=observed, drift=tuple(drift))
+
+    def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
+        key = change.key
+        document = ctx.documents.get(key)
+        desired = self.desired_spec(key, document, ctx) if document is not None else None
+        record = ctx.records.get(key)
+        old = dict(record.applied) if record is not None and record.applied is not None else None
+        builder = _Builder(key)
+        if change.type is ChangeType.CREATE:
+            assert desired is not None
+            builder.create(desired)
+        elif change.type is ChangeType.DELETE:
+            builder.delete(old or desired or {}, record)
+        elif change.type is ChangeType.REPLACE:
+            assert desired is not None
+            deleted = builder.delete(old or {}, record)
+            created = builder.create(desired, suffix="new")
+            builder.edges += [(d, c) for d in deleted.exits for c in created.entries]
+        elif change.type is ChangeType.UPDATE:
+            assert desired is not None and old is not None
+            builder.update(old, desired, change)
+        return ActionGroup(tuple(builder.actions), tuple(builder.edges))
+
+    # --- execution --------------------------------------------------------------------------------------------
+
+    def realise(self, action: Action, world: World) -> Mapping[str, Any]:
+        assert action.host is not None
+        host = world.host_ref(action.host)
+        drivers = world.drivers(action.host)
+        params = action.params
+        uuid = vm_uuid(action.key)
+        operation = action.operation
+        if operation == "clone":
+            volume = VolumeDefinition(
+                volume=str(params["volume"]),
+                size=params.get("size"),
+                backing=params.get("backing"),
+                clone=str(params.get("clone", "overlay")),
+                owner=ownership(action.key, world.stack),
+            )
+            drivers.storage.clone(host, str(params["datastore"]), volume)
+            return {f"disk.{params['disk']}": {"volume": volume.volume, "datastore": params["datastore"]}}
+        if operation == "resize":
+            drivers.storage.resize(host, str(params["datastore"]), str(params["volume"]), int(params["size"]))
+            return {}
+        if operation == "delete":
+            with contextlib.suppress(NotFoundError):  # already gone: deleting is idempotent
+                drivers.storage.delete(host, str(params["datastore"]), str(params["volume"]))
+            return {f"disk.{params['disk']}": None}
+        if operation in ("pre", "post"):
+            nic = _nic(params)
+            getattr(drivers.network, operation)(host, uuid, nic)
+            if operation == "pre":
+                return {f"nic.{params['nic']}": {"ip": nic.ip, "mac": nic.mac, "network": nic.network}}
+            return {}
+        if operation == "clean":
+            with contextlib.suppress(NotFoundError):  # already gone: deleting is idempotent
+                drivers.network.clean(host, uuid, _nic(params))
+            return {f"nic.{params['nic']}": None}
+        if operation == "deploy":
+            status = drivers.virtualization.deploy(host, _definition(action, world), start=bool(params["start"]))
+            return {"uuid": uuid, "host": action.host, "state": status.state.value}
+        if operation == "migrate":
+            source = world.host_ref(str(params["source"]))
+            world.drivers(str(params["source"])).virtualization.migrate(source, host, _definition(action, world))
+            return {"host": action.host}
+        if operation == "shutdown":
+            drivers.virtualization.shutdown(host, uuid, timeout=world.shutdown_timeout)
+            return {"state": "stopped"}
+        if operation == "undeploy":
+            with contextlib.suppress(NotFoundError):  # already gone: deleting is idempotent
+                drivers.virtualization.undeploy(host, uuid)
+            return {"uuid": None, "state": None}
+        if operation in ("suspend", "resume", "cancel", "reboot"):
+            getattr(drivers.virtualization, operation)(host, uuid)
+            return {"state": {"suspend": "suspended", "cancel": "stopped"}.get(operation, "running")}
+        raise PermanentError(f"unknown VM operation {operation!r}")
+
+
+def _state_correction(live: str, applied: str) -> str:
+    verbs = {"running": "started", "stopped": "stopped", "suspended": "suspended"}
+    if live == "suspended" and applied == "running":
+        return "it will be resumed"
+    return f"it will be {verbs.get(applied, applied)} again" if applied == live else f"it will be {verbs[applied]}"
+
+
+def _nic(params: Mapping[str, Any]) -> NicDefinition:
+    return NicDefinition(
+        network=str(params["network"]),
+        mac=str(params["mac"]),
+        ip=params.get("ip"),
+        security_groups=tuple(params.get("security_groups", ())),
+    )
+
+
+def _definition(action: Action, world: World) -> VMDefinition:
+    params = action.params
+    document = world.desired(action.key)
+    cloud_init = None
+    if isinstance(document, VirtualMachine) and document.spec.cloudInit is not None:
+        data = document.spec.cloudInit
+
+        def reveal(value: Any) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
+        cloud_init = CloudInitData(reveal(data.userData), reveal(data.metaData), reveal(data.networkConfig))
+    return VMDefinition(
+        name=live_name(action.key),
+        uuid=vm_uuid(action.key),
+        vcpu=int(params["vcpu"]),
+        memory=int(params["memory"]),
+        disks=tuple(DiskAttachment(volume=d["volume"], datastore=d["datastore"]) for d in params["disks"]),
+        nics=tuple(_nic(nic) for nic in params["nics"]),
+        cloud_init=cloud_init,
+        owner=ownership(action.key, world.stack),
+    )
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.entries: list[str] = []
+        self.exits: list[str] = []
+
+
+class _Builder:
+    """Accumulates the actions of one VM change and the order among them."""
+
+    def __init__(self, key: ResourceKey) -> None:
+        self.key = key
+        self.actions: list[Action] = []
+        self.edges: list[tuple[str, str]] = []
+
+    def add(self, operation: str, host: str, *parts: object, family: Family, description: str, **params: Any) -> str:
+        identifier = action_id(self.key, *parts, operation)
+        self.actions.append(
+            Action(identifier, self.key, family, operation, host, params, f"{description} ({self.key} on {host})")
+        )
+        return identifier
+
+    def after(self, first: Sequence[str], then: Sequence[str]) -> None:
+        self.edges += [(a, b) for a in first for b in then]
+
+    # Disk and NIC actions, from a spec that carries the resolved datastore, address and MAC.
+
+    def clone(self, spec: Mapping[str, Any], index: int, suffix: str) -> str:
+        disk = spec["disks"][index]
+        image = disk.get("image")
+        backing = image_volume(ResourceKey.of(Kind.IMAGE, image, self.key.namespace)) if image else None
+        return self.add(
+            "clone",
+            spec["host"],
+            *_tag(suffix),
+            f"disk{index}",
+            family=Family.STORAGE,
+            description=f"create disk {index}",
+            disk=index,
+            volume=disk_volume(self.key, index),
+            datastore=_datastore(disk),
+            backing=backing,
+            size=disk.get("size"),
+            clone=disk.get("clone", "overlay"),
+        )
+
+    def delete_disk(self, spec: Mapping[str, Any], index: int, host: str) -> str:
+        disk = spec["disks"][index]
+        return self.add(
+            "delete",
+            host,
+            f"disk{index}",
+            family=Family.STORAGE,
+            description=f"delete disk {index}",
+            disk=index,
+            volume=disk_volume(self.key, index),
+            datastore=_datastore(disk),
+        )
+
+    def nic(self, operation: str, spec: Mapping[str, Any], index: int, host: str, suffix: str = "") -> str:
+        nic = spec["nics"][index]
+        return self.add(
+            operation,
+            host,
+            *_tag(suffix),
+            f"nic{index}",
+            family=Family.NETWORK,
+            description={"pre": "prepare", "post": "finish", "clean": "release"}[operation] + f" NIC {index}",
+            **_nic_params(self.key, nic, index),
+        )
+
+    def deploy(self, spec: Mapping[str, Any], *, start: bool, suffix: str = "") -> str:
+        return self.add(
+            "deploy",
+            spec["host"],
+            *_tag(suffix),
+            family=Family.VIRTUALIZATION,
+            description="deploy and start" if start else "define",
+            start=start,
+            vcpu=spec["vcpu"],
+            memory=spec["memory"],
+            disks=_disk_params(self.key, spec),
+            nics=[_nic_params(self.key, nic, i) for i, nic in enumerate(spec["nics"])],
+        )
+
+    def simple(self, operation: str, host: str, description: str, suffix: str = "") -> str:
+        return self.add(operation, host, *_tag(suffix), family=Family.VIRTUALIZATION, description=description)
+
+    # Whole changes.
+
+    def create(self, spec: Mapping[str, Any], suffix: str = "") -> _Group:
+        group = _Group()
+        host = spec["host"]
+        prepared = [self.clone(spec, i, suffix) for i in range(len(spec["disks"]))]
+        prepared += [self.nic("pre", spec, i, host, suffix) for i in range(len(spec["nics"]))]
+        deploy = self.deploy(spec, start=spec["state"] != "stopped", suffix=suffix)
+        self.after(prepared, [deploy])
+        finish = [self.nic("post", spec, i, host, suffix) for i in range(len(spec["nics"]))]
+        if spec["state"] == "suspended":
+            finish.append(self.simple("suspend", host, "suspend", suffix))
+        self.after([deploy], finish)
+        group.entries = prepared or [deploy]
+        group.exits = finish or [deploy]
+        return group
+
+    def delete(self, spec: Mapping[str, Any], record: RecordView | None) -> _Group:
+        group = _Group()
+        host = (record.host if record is not None else None) or spec.get("host")
+        if not host:
+            return group
+        undeploy = self.simple("undeploy", host, "stop and undefine")
+        released = [self.nic("clean", spec, i, host) for i in range(len(spec.get("nics", [])))]
+        released += [self.delete_disk(spec, i, host) for i in range(len(spec.get("disks", [])))]
+        self.after([undeploy], released)
+        group.entries = [undeploy]
+        group.exits = released or [undeploy]
+        return group
+
+    def update(self, old: Mapping[str, Any], new: Mapping[str, Any], change: ResourceChange) -> None:
+        host = new["host"]
+        restart = any(c.effect is Effect.RESTART for c in change.fields)
+        observed_state = _field_before(change.fields, "state", str(old.get("state")))
+        moving = change.previous_host is not None and change.previous_host != host
+        if moving:
+            source = change.previous_host or host
+            migrate = self.add(
+                "migrate",
+                host,
+                family=Family.VIRTUALIZATION,
+                description=f"migrate from {source}",
+                source=source,
+                **_deploy_params(self.key, new),
+            )
+            if not restart and observed_state == new["state"]:
+                return
+            previous = [migrate]
+        else:
+            previous = []
+        if not restart:
+            self._change_state(observed_state, new, host, previous)
+            return
+        steps = previous
+        if observed_state != "stopped":
+            shutdown = self.simple("shutdown", host, "shut down gracefully")
+            self.after(steps, [shutdown])
+            steps = [shutdown]
+        middle = self._disk_and_nic_changes(old, new, host)
+        self.after(steps, middle)
+        deploy = self.deploy(new, start=new["state"] != "stopped")
+        self.after(middle or steps, [deploy])
+        finish = [self.nic("post", new, i, host) for i in range(len(new["nics"]))]
+        if new["state"] == "suspended":
+            finish.append(self.simple("suspend", host, "suspend"))
+        self.after([deploy], finish)
+
+    def _change_state(self, current: str, new: Mapping[str, Any], host: str, previous: list[str]) -> None:
+        wanted = new["state"]
+        if current == wanted:
+            return
+        if wanted == "running" and current == "suspended":
+            steps = [self.simple("resume", host, "resume")]
+        elif wanted == "running":
+            steps = [self.deploy(new, start=True)]
+        elif wanted == "stopped":
+            steps = [self.simple("shutdown", host, "shut down gracefully")]
+        elif current == "stopped":  # stopped -> suspended: start, then pause
+            start = self.deploy(new, start=True)
+            suspend = self.simple("suspend", host, "suspend")
+            self.after([start], [suspend])
+            steps = [start]
+        else:
+            steps = [self.simple("suspend", host, "suspend")]
+        self.after(previous, steps)
+
+    def _disk_and_nic_changes(self, old: Mapping[str, Any], new: Mapping[str, Any], host: str) -> list[str]:
+        steps: list[str] = []
+        old_disks, new_disks = old.get("disks", []), new["disks"]
+        for index, disk in enumerate(new_disks):
+            if index >= len(old_disks):
+                steps.append(self.clone(new, index, ""))
+            elif (disk.get("size") or 0) > (old_disks[index].get("size") or 0):
+                steps.append(
+                    self.add(
+                        "resize",
+                        host,
+                        f"disk{index}",
+                        family=Family.STORAGE,
+                        description=f"grow disk {index}",
+                        disk=index,
+                        volume=disk_volume(self.key, index),
+                        datastore=_datastore(disk),
+                        size=disk["size"],
+                    )
+                )
+        steps += [self.delete_disk(old, i, host) for i in range(len(new_disks), len(old_disks))]
+        old_nics, new_nics = old.get("nics", []), new["nics"]
+        for index in range(max(len(old_nics), len(new_nics))):
+            before = old_nics[index] if index < len(old_nics) else None
+            after = new_nics[index] if index < len(new_nics) else None
+            if before == after:
+                continue
+            if before is not None:
+                clean = self.nic("clean", old, index, host, "old" if after is not None else "")
+                steps.append(clean)
+            if after is not None:
+                pre = self.nic("pre", new, index, host)
+                if before is not None:
+                    self.after([clean], [pre])
+                    steps.remove(clean)
+                steps.append(pre)
+        return steps
+
+
+def _tag(suffix: str) -> tuple[str, ...]:
+    return (suffix,) if suffix else ()
+
+
+def _datastore(disk: Mapping[str, Any]) -> str:
+    return live_name(ResourceKey.of(Kind.DATASTORE, str(disk["datastore"])))
+
+
+def _disk_params(key: ResourceKey, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"volume": disk_volume(key, i), "datastore": _datastore(d)} for i, d in enumerate(spec["disks"])]
+
+
+def _nic_params(key: ResourceKey, nic: Mapping[str, Any], index: int) -> dict[str, Any]:
+    network = ResourceKey.of(Kind.NETWORK, str(nic["network"]), key.namespace)
+    groups = [ResourceKey.of(Kind.SECURITY_GROUP, str(g), key.namespace) for g in nic.get("securityGroups", [])]
+    return {
+        "nic": index,
+        "network": live_name(network),
+        "mac": nic.get("mac") or mac_address(key, index),
+        "ip": nic.get("ip"),
+        "security_groups": [security_group_filter(group) for group in groups],
+    }
+
+
+def _deploy_params(key: ResourceKey, spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "vcpu": spec["vcpu"],
+        "memory": spec["memory"],
+        "disks": _disk_params(key, spec),
+        "nics": [_nic_params(key, nic, i) for i, nic in enumerate(spec["nics"])],
+    }
+
+
+def _field_before(changes: Sequence[FieldChange], path: str, default: str) -> str:
+    for change in changes:
+        if change.path == path and change.before is not None:
+            return str(change.before)
+    return default
+
+
+RECONCILER = VirtualMachineReconciler()
