@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Example nebctl exec driver: a toy hypervisor whose state is JSON files in $NEBCTL_EXAMPLE_STATE.
+
+Every ACTION file under DRIVER_DIR/FAMILY/example/ is a link to this one script; it reads the nebctl payload
+(action, family, host, resource, arguments) from stdin, prints the JSON result on stdout, logs on stderr with
+`LEVEL: message` lines, and exits 0 (done), 75 (try again later) or 1 (failed, with an error object saying
+whether the object was missing or in the way). Copy it as a starting point for a real driver.
+"""
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import sys
+
+TEMPORARY = 75
+
+
+class Failure(Exception):
+    def __init__(self, kind, message, status=1):
+        super().__init__(message)
+        self.kind, self.message, self.status = kind, message, status
+
+
+def log(level, message):
+    print(f"{level}: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def host_state(host):
+    """The host's state file, locked for the whole action so concurrent actions do not lose updates."""
+    root = os.environ.get("NEBCTL_EXAMPLE_STATE")
+    if not root:
+        raise Failure("config", "NEBCTL_EXAMPLE_STATE is not set (drivers.exec.env in nebctl's configuration)")
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, f"{host}.json")
+    with open(os.path.join(root, f"{host}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = {"vms": {}, "datastores": {}, "volumes": {}, "networks": {}, "leases": {}, "groups": {}}
+        if os.path.exists(path):
+            with open(path) as stream:
+                state.update(json.load(stream))
+        yield state
+        with open(path + ".tmp", "w") as stream:
+            json.dump(state, stream)
+        os.replace(path + ".tmp", path)
+
+
+def status(vm):
+    running = vm["state"] == "running"
+    return {"uuid": vm["uuid"], "name": vm["name"], "state": vm["state"], "vcpu": vm["vcpu"],
+            "memory": vm["memory"], "cpu_usage": 0.1 * vm["vcpu"] if running else 0.0,
+            "memory_used": vm["memory"] // 2 if running else 0, "owner": vm.get("owner")}
+
+
+def the_vm(state, uuid):
+    if uuid not in state["vms"]:
+        raise Failure("not_found", f"no VM {uuid}")
+    return state["vms"][uuid]
+
+
+# --- virtualization -------------------------------------------------------------------------------------------
+
+def virtualization(action, state, resource, arguments):
+    moves = {  # action -> {from state: to state}; a state not listed is a conflict
+        "shutdown": {"running": "stopped", "suspended": "stopped", "stopped": "stopped"},
+        "cancel": {"running": "stopped", "suspended": "stopped", "stopped": "stopped"},
+        "reboot": {"running": "running"},
+        "suspend": {"running": "suspended", "suspended": "suspended"},
+        "resume": {"suspended": "running", "running": "running"},
+    }
+    if action == "deploy":
+        vm = state["vms"].get(resource["uuid"])
+        if vm is None:
+            vm = {"uuid": resource["uuid"], "state": "stopped"}
+            state["vms"][resource["uuid"]] = vm
+            log("INFO", f"defined VM {resource['name']}")
+        if vm["state"] == "stopped" or "name" not in vm:
+            vm.update(name=resource["name"], vcpu=resource["vcpu"], memory=resource["memory"],
+                      owner=resource.get("owner"))
+        if arguments.get("start", True) and vm["state"] != "running":
+            vm["state"] = "running"
+            log("INFO", f"started VM {vm['name']}")
+        return status(vm)
+    if action in moves:
+        vm = the_vm(state, resource["uuid"])
+        if vm["state"] not in moves[action]:
+            raise Failure("conflict", f"cannot {action} VM {vm['uuid']}: it is {vm['state']}")
+        vm["state"] = moves[action][vm["state"]]
+        return None
+    if action == "undeploy":
+        the_vm(state, resource["uuid"])
+        del state["vms"][resource["uuid"]]
+        return None
+    if action == "poll":
+        return status(the_vm(state, resource["uuid"]))
+    raise Failure("unsupported", f"virtualization action {action} is not implemented")
+
+
+# --- monitoring -----------------------------------------------------------------------------------------------
+
+def monitoring(action, state, host):
+    if action == "probe_vms":
+        return [status(vm) for vm in state["vms"].values()]
+    if action == "probe_host":
+        cpus, memory = 8, 32 * 1024**3
+        active = [vm for vm in state["vms"].values() if vm["state"] != "stopped"]
+        used = sum(vm["memory"] for vm in active)
+        load = sum(status(vm)["cpu_usage"] for vm in active)
+        return {"name": host["name"], "state": "online", "cpus": cpus, "memory": memory,
+                "free_memory": max(0, memory - used), "cpu_usage": min(1.0, load / cpus), "load": load,
+                "disk_total": 1024**4, "disk_free": 1024**4, "custom": {"example": "true"}}
+    raise Failure("unsupported", f"monitoring action {action} is not implemented")
+
+
+# --- storage --------------------------------------------------------------------------------------------------
+
+def volume_key(datastore, name):
+    return f"{datastore}/{name}"
+
+
+def storage(action, state, resource, arguments):
+    datastore = arguments.get("datastore") or resource.get("datastore") or resource.get("name")
+    if action == "create_datastore":
+        state["datastores"][resource["name"]] = {"path": resource["path"]}
+        return datastore_status(state, resource["name"])
+    if datastore not in state["datastores"]:
+        raise Failure("not_found", f"no datastore {datastore}")
+    if action == "delete_datastore":
+        if any(key.startswith(datastore + "/") for key in state["volumes"]):
+            raise Failure("conflict", f"datastore {datastore} still holds volumes")
+        del state["datastores"][datastore]
+        return None
+    if action == "monitor":
+        return datastore_status(state, datastore)
+    name = resource["volume"]
+    key = volume_key(datastore, name)
+    path = state["datastores"][datastore]["path"].rstrip("/") + "/" + name
+    if action == "import":
+        if key not in state["volumes"]:
+            state["volumes"][key] = {"name": name, "path": path, "capacity": 1024**3, "allocation": 1024**3,
+                                     "format": resource.get("format") or "qcow2", "sha256": resource.get("sha256"),
+                                     "source": resource["source"]}
+        return volume_info(state["volumes"][key])
+    if action == "clone":
+        if key in state["volumes"]:
+            return volume_info(state["volumes"][key])
+        backing = resource.get("backing")
+        if backing is not None:
+            base = state["volumes"].get(volume_key(datastore, backing))
+            if base is None:
+                raise Failure("not_found", f"no volume {backing} to clone")
+            size = resource["size"] or base["capacity"]
+            if size < base["capacity"]:
+                raise Failure("invalid", f"cannot clone {backing} into a smaller volume")
+        else:
+            if not resource.get("size"):
+                raise Failure("invalid", "a blank volume needs a size")
+            size = resource["size"]
+        state["volumes"][key] = {"name": name, "path": path, "capacity": size, "allocation": 200 * 1024,
+                                 "format": resource.get("format", "qcow2"),
+                                 "backing": backing if resource.get("clone") != "full" else None,
+                                 "source": backing}
+        return volume_info(state["volumes"][key])
+    if key not in state["volumes"]:
+        raise Failure("not_found", f"no volume {name} in {datastore}")
+    volume = state["volumes"][key]
+    if action == "resize":
+        if arguments["size"] < volume["capacity"]:
+            raise Failure("invalid", f"shrinking volume {name} is refused")
+        volume["capacity"] = arguments["size"]
+        return volume_info(volume)
+    if action == "delete":
+        if any(v.get("backing") == name for k, v in state["volumes"].items() if k.startswith(datastore + "/")):
+            raise Failure("conflict", f"volume {name} is a backing file")
+        del state["volumes"][key]
+        return None
+    if action == "snapshot":
+        volume.setdefault("snapshots", []).append(arguments["snapshot"])
+        return volume_info(volume)
+    raise Failure("unsupported", f"storage action {action} is not implemented")
+
+
+def volume_info(volume):
+    fields = ("name", "path", "capacity", "allocation", "format", "backing", "sha256")
+    return {field: volume.get(field) for field in fields}
+
+
+def datastore_status(state, datastore):
+    volumes = {v["name"]: volume_info(v) for k, v in state["volumes"].items() if k.startswith(datastore + "/")}
+    used = sum(v["allocation"] for v in volumes.values())
+    return {"name": datastore, "total": 1024**4, "used": used, "free": 1024**4 - used, "volumes": volumes}
+
+
+# --- network --------------------------------------------------------------------------------------------------
+
+def network(action, state, resource, arguments):
+    if action == "create":
+        state["networks"][resource["name"]] = resource
+        return {"name": resource["name"], "active": True, "bridge": resource.get("bridge")}
+    if action == "update_sg":
+        state["groups"][resource["name"]] = resource["rules"]
+        return None
+    if action == "delete_sg":
+        if resource["name"] not in state["groups"]:
+            raise Failure("not_found", f"no security group {resource['name']}")
+        del state["groups"][resource["name"]]
+        return None
+    if action == "monitor":
+        return {name: {"name": name, "active": True, "bridge": net.get("bridge"),
+                       "leases": {mac: lease["ip"] for mac, lease in state["leases"].get(name, {}).items()}}
+                for name, net in state["networks"].items()}
+    name = resource.get("network") or resource.get("name")
+    if name not in state["networks"]:
+        raise Failure("not_found", f"no network {name}")
+    leases = state["leases"].setdefault(name, {})
+    if action == "delete":
+        if leases:
+            raise Failure("conflict", f"network {name} still has NICs")
+        del state["networks"][name]
+        state["leases"].pop(name, None)
+        return None
+    mac = resource["mac"]
+    if action == "pre":
+        taken = {lease["ip"] for other, lease in leases.items() if other != mac}
+        ip = resource.get("ip") or next_free(state["networks"][name], taken)
+        if ip in taken:
+            raise Failure("conflict", f"address {ip} is taken")
+        leases[mac] = {"ip": ip, "vm": arguments["vm_uuid"]}
+        log("DEBUG", f"leased {ip} to {mac}")
+        return None
+    if action == "post":
+        if mac not in leases:
+            raise Failure("not_found", f"NIC {mac} was not prepared")
+        return None
+    if action == "clean":
+        leases.pop(mac, None)
+        return None
+    raise Failure("unsupported", f"network action {action} is not implemented")
+
+
+def next_free(net, taken):
+    first, last = int(ipaddress.ip_address(net["range_first"])), int(ipaddress.ip_address(net["range_last"]))
+    for number in range(first, last + 1):
+        candidate = str(ipaddress.ip_address(number))
+        if candidate not in taken and candidate != net.get("gateway"):
+            return candidate
+    raise Failure("invalid", "no free address left")
+
+
+def main():
+    payload = json.load(sys.stdin)
+    action, family = payload["action"], payload["family"]
+    host = payload.get("host") or {"name": "_"}
+    resource, arguments = payload.get("resource") or {}, payload.get("arguments") or {}
+    try:
+        with host_state(host["name"]) as state:
+            if family == "virtualization":
+                result = virtualization(action, state, resource, arguments)
+            elif family == "monitoring":
+                result = monitoring(action, state, host)
+            elif family == "storage":
+                result = storage(action, state, resource, arguments)
+            elif family == "network":
+                result = network(action, state, resource, arguments)
+            else:
+                raise Failure("unsupported", f"family {family} is not implemented")
+    except Failure as failure:
+        log("ERROR", failure.message)
+        print(json.dumps({"error": {"kind": failure.kind, "message": failure.message}}))
+        return failure.status
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
