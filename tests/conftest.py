@@ -20,4 +20,4 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 # Fixture modules shared across test directories (database servers, libvirtd...). Each owner adds its own line.
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.support.libvirtd", "tests.support.databases"]

@@ -1,0 +1,160 @@
+"""Session fixtures that provide a running libvirtd (with virtlogd) for the tests that need real QEMU domains.
+
+Registered in tests/conftest.py's ``pytest_plugins``. ``libvirtd`` reuses a daemon that already answers on
+qemu:///system; otherwise it starts virtlogd and libvirtd itself, each in its own session (there is no systemd
+on these machines), waits for the socket, and stops what it started when the session ends.
+
+Before starting the daemon it adds ``user = "root"`` and ``group = "root"`` to /etc/libvirt/qemu.conf, so QEMU
+can open /dev/kvm (without it, libvirt re-probes QEMU on every call and a define takes ~40 s). That edit
+weakens the host's isolation of guests, so it is made ONLY when running as root on a throwaway machine: CI
+(CI=true) or a machine marked with NEBCTL_TEST_THROWAWAY=1. Elsewhere the tests skip with the reason.
+
+With CI=true a daemon that cannot start fails the tests; outside CI they skip with a loud reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import in_ci
+
+SYSTEM_URI = "qemu:///system"
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
+VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
+START_TIMEOUT = 30.0
+
+
+def throwaway_machine() -> bool:
+    return in_ci() or os.environ.get("NEBCTL_TEST_THROWAWAY", "") in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """Fail in CI, where these tests must run; skip loudly elsewhere."""
+    message = f"libvirtd unavailable: {reason}"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def answers(uri: str = SYSTEM_URI) -> bool:
+    """Whether a daemon serves ``uri`` (virsh, so this check does not depend on the driver under test)."""
+    if shutil.which("virsh") is None:
+        return False
+    try:
+        result = subprocess.run(["virsh", "-c", uri, "version"], capture_output=True, timeout=15, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    return result.returncode == 0
+
+
+def qemu_runs_as_root(text: str) -> bool:
+    return bool(re.search(r'^\s*user\s*=\s*"root"', text, re.M)) and bool(
+        re.search(r'^\s*group\s*=\s*"root"', text, re.M)
+    )
+
+
+def configure_qemu_as_root() -> None:
+    """Append user/group root to qemu.conf (throwaway machines only: see the module docstring)."""
+    text = QEMU_CONF.read_text() if QEMU_CONF.exists() else ""
+    if qemu_runs_as_root(text):
+        return
+    addition = (
+        "\n# Added by nebctl's test harness (tests/support/libvirtd.py) on a throwaway machine:\n"
+        '# QEMU runs as root so it can open /dev/kvm.\nuser = "root"\ngroup = "root"\n'
+    )
+    QEMU_CONF.write_text(text + addition)
+
+
+@dataclass
+class LibvirtDaemon:
+    """The daemon the tests use; ``started`` lists the processes this session started (and will stop)."""
+
+    uri: str = SYSTEM_URI
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log_dir: Path | None = None
+
+    def stop(self) -> None:
+        for process in reversed(self.started):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+        self.started.clear()
+
+
+def _start(program: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as output:
+        # A session of its own, so a terminal's signals (Ctrl-C) reach pytest, which then stops it in order.
+        return subprocess.Popen([program], stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                start_new_session=True)  # fmt: skip
+
+
+def _wait(condition: str, check: object, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    unavailable(f"{condition} did not come up (exit status {process.poll()}); log {log}:\n{tail}")
+
+
+def start_daemon() -> LibvirtDaemon:
+    if answers():
+        return LibvirtDaemon()
+    if os.geteuid() != 0:
+        unavailable("not running as root, and no libvirtd answers on qemu:///system")
+    for program in ("libvirtd", "virtlogd", "virsh"):
+        if shutil.which(program) is None:
+            unavailable(f"{program} is not installed (make setup-system installs it)")
+    conf = QEMU_CONF.read_text() if QEMU_CONF.exists() else ""
+    if not qemu_runs_as_root(conf):
+        if not throwaway_machine():
+            unavailable(
+                'qemu.conf lacks user = "root" (needed for fast KVM domains); the harness only adds it on a '
+                "throwaway machine: set NEBCTL_TEST_THROWAWAY=1 (or CI=true) to let it"
+            )
+        configure_qemu_as_root()
+    daemon = LibvirtDaemon(log_dir=Path(tempfile.mkdtemp(prefix="nebctl-libvirtd-")))
+    assert daemon.log_dir is not None
+    try:
+        if not VIRTLOGD_SOCKET.exists():
+            log = daemon.log_dir / "virtlogd.log"
+            virtlogd = _start("virtlogd", log)
+            daemon.started.append(virtlogd)
+            _wait("virtlogd", VIRTLOGD_SOCKET.exists, virtlogd, log)
+        log = daemon.log_dir / "libvirtd.log"
+        libvirtd = _start("libvirtd", log)
+        daemon.started.append(libvirtd)
+        _wait("libvirtd", answers, libvirtd, log)
+    except BaseException:  # a skip or failure too: stop what was started before handing it on
+        daemon.stop()
+        raise
+    return daemon
+
+
+@pytest.fixture(scope="session")
+def libvirtd() -> Iterator[LibvirtDaemon]:
+    """A libvirtd serving qemu:///system for the whole session (started here when none runs)."""
+    daemon = start_daemon()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
