@@ -23,8 +23,8 @@ import networkx as nx
 from nebctl.controller import placement as placing
 from nebctl.controller.plans import Action, ChangeType, DriftItem, Plan, ResourceChange
 from nebctl.drivers.states import HostLiveState
-from nebctl.reconcilers import RECONCILERS
 from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView
+from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.fields import Effect, FieldChange, FieldRule, compare, dearest, flatten
 from nebctl.reconcilers.spanned import SpannedReconciler
 from nebctl.schemas.keys import Kind, ResourceKey
@@ -73,6 +73,14 @@ class PlanRequest:
 
 
 def make_plan(request: PlanRequest) -> Plan:
+    """The plan for ``request``; raises ``PlanError`` with every problem found."""
+    return plan_with_specs(request)[0]
+
+
+def plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict[str, Any]]]:
+    """The plan, and the resolved spec of every resource the manifests declare (host, leases, datastores and
+    spans filled in): what each record's ``applied`` becomes once its actions succeed. The specs hold secrets
+    in clear, which is why they travel beside the plan and never inside it."""
     problems: list[str] = []
     own = {key: record for key, record in request.records.items() if record.stack == request.stack}
     for key in sorted(request.documents, key=_sort_key):
@@ -94,13 +102,14 @@ def make_plan(request: PlanRequest) -> Plan:
         leases=leases,
         disk_datastores=disk_datastores,
     )
-    changes, drift, warnings = _changes(request, own, ctx, problems)
+    specs: dict[ResourceKey, dict[str, Any]] = {}
+    changes, drift, warnings = _changes(request, own, ctx, problems, specs)
     changes = _select(changes, request, own)
     _check_deletions(changes, request, own, problems)
     if problems:
         raise PlanError(problems)
-    actions, edges = _action_graph(changes, ctx, request)
-    return Plan(
+    actions, edges = _action_graph(changes, ctx, request, specs)
+    plan = Plan(
         stack=request.stack,
         changes=tuple(changes),
         actions=tuple(actions),
@@ -109,6 +118,7 @@ def make_plan(request: PlanRequest) -> Plan:
         drift=tuple(drift),
         warnings=tuple(warnings),
     )
+    return plan, specs
 
 
 # --- spans, placement, leases -----------------------------------------------------------------------------
@@ -311,7 +321,11 @@ def _disk_datastores(
 
 
 def _changes(
-    request: PlanRequest, own: Mapping[ResourceKey, RecordView], ctx: PlanningContext, problems: list[str]
+    request: PlanRequest,
+    own: Mapping[ResourceKey, RecordView],
+    ctx: PlanningContext,
+    problems: list[str],
+    specs: dict[ResourceKey, dict[str, Any]],
 ) -> tuple[list[ResourceChange], list[DriftItem], list[str]]:
     changes: list[ResourceChange] = []
     uncorrected: list[DriftItem] = []
@@ -329,7 +343,7 @@ def _changes(
             else:
                 warnings.append(f"{key} is no longer in the manifests; it is kept (use --prune to delete it)")
             continue
-        desired = reconciler.desired_spec(key, document, ctx)
+        desired = specs[key] = reconciler.desired_spec(key, document, ctx)
         host = ctx.placements.get(key) if key.kind is Kind.VIRTUAL_MACHINE else None
         if record is None or record.applied is None:
             reason = "resuming an interrupted create" if record is not None else ""
@@ -555,7 +569,10 @@ def _ends(group: ActionGroup, ids: set[str], *, first: bool) -> list[Action]:
 
 
 def _action_graph(
-    changes: Sequence[ResourceChange], ctx: PlanningContext, request: PlanRequest
+    changes: Sequence[ResourceChange],
+    ctx: PlanningContext,
+    request: PlanRequest,
+    specs: Mapping[ResourceKey, Mapping[str, Any]],
 ) -> tuple[list[Action], list[tuple[str, str]]]:
     actions: list[Action] = []
     edges: list[tuple[str, str]] = []

@@ -1,18 +1,4 @@
-"""One reconciler per manifest kind: the rules and actions of change for that kind (see ``base``)."""
+"""One reconciler per manifest kind: the rules and actions of change for that kind (see ``base``).
 
-from __future__ import annotations
-
-from nebctl.reconcilers import datastore, image, network, registered, securitygroup, vm
-from nebctl.reconcilers.base import Reconciler
-from nebctl.schemas.keys import Kind
-
-RECONCILERS: dict[Kind, Reconciler] = {
-    Kind.HOST: registered.HOST,
-    Kind.DATASTORE: datastore.RECONCILER,
-    Kind.MARKETPLACE: registered.MARKETPLACE,
-    Kind.IMAGE: image.RECONCILER,
-    Kind.NETWORK: network.RECONCILER,
-    Kind.SECURITY_GROUP: securitygroup.RECONCILER,
-    Kind.VIRTUAL_MACHINE: vm.RECONCILER,
-    Kind.HOOK: registered.HOOK,
-}
+``catalogue.RECONCILERS`` maps each kind to its reconciler.
+"""

@@ -1,0 +1,413 @@
+"""The reconciliation loop of one invocation: observe, plan, and apply with a durable journal.
+
+``Controller`` is the I/O shell around the pure planner and the executor: it reads the records (the database),
+observes the hosts (monitoring drivers), makes the plan, and when applying it journals every action in the
+database and updates each resource's record in the same transaction as the action that changed it. A
+resource's ``applied`` spec is written only when all its actions have succeeded, so after a crash the next plan
+sees the resource as unfinished and completes it; deterministic identities make the repeated actions find what
+was already done. Used by the CLI (``diff``, ``apply``, ``destroy``) and, later, the service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nebctl.controller.executing import Change, ExecutionReport, Executor, Outcome, RetryPolicy
+from nebctl.controller.observing import DriverSource, known_hosts, observe
+from nebctl.controller.planning import PlanRequest, plan_with_specs
+from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
+from nebctl.controller.settings import Settings
+from nebctl.database.records import ActionRecord, ApplyState, ResourceRecord, Severity
+from nebctl.database.store import Batch, Store
+from nebctl.drivers.errors import PermanentError
+from nebctl.drivers.types import Appliance, Family, HostRef, MarketplaceRef
+from nebctl.reconcilers.base import HostDrivers, RecordView
+from nebctl.reconcilers.catalogue import RECONCILERS
+from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.schemas.models import AnyManifest, Marketplace, spec_document
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    stack: str
+    prune: bool = False
+    targets: frozenset[ResourceKey] = frozenset()
+    excludes: frozenset[ResourceKey] = frozenset()
+
+
+@dataclass(frozen=True)
+class PlannedApply:
+    """A plan together with what it was made from, ready to be applied."""
+
+    plan: Plan
+    request: PlanRequest
+    hosts: Mapping[str, tuple[HostRef, Any]]
+    final_specs: Mapping[ResourceKey, dict[str, Any]]  # the spec each changed resource has once applied
+
+
+@dataclass
+class ApplyResult:
+    apply_id: int
+    report: ExecutionReport
+    resumed_from: int | None = None
+    state: str = ApplyState.SUCCEEDED
+
+
+def spec_hash(spec: Mapping[str, Any] | None) -> str | None:
+    if spec is None:
+        return None
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class Controller:
+    def __init__(self, *, store: Store, registry: DriverSource, settings: Settings) -> None:
+        self.store = store
+        self.registry = registry
+        self.settings = settings
+
+    # --- planning ----------------------------------------------------------------------------------------------
+
+    def plan(self, documents: Mapping[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
+        records = {record.key: record for record in self.store.list_resources()}
+        own = {key: record for key, record in records.items() if record.stack == options.stack}
+        hosts = known_hosts(documents, own)
+        live = observe(hosts, self.registry, parallelism=self.settings.parallelism)
+        request = PlanRequest(
+            stack=options.stack,
+            documents=documents,
+            records=records,
+            live=live,
+            prune=options.prune,
+            targets=options.targets,
+            excludes=options.excludes,
+        )
+        plan, specs = plan_with_specs(request)
+        return PlannedApply(plan, request, hosts, specs)
+
+    # --- applying ----------------------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        planned: PlannedApply,
+        *,
+        parallelism: int | None = None,
+        revision: str | None = None,
+        stop: threading.Event | None = None,
+        cancel: threading.Event | None = None,
+        on_change: Callable[[Sequence[Change]], None] | None = None,
+        on_resume: Callable[[int, int, int], None] | None = None,
+    ) -> ApplyResult:
+        """Execute the plan. The caller holds the writers' lock. ``on_resume(apply_id, done, total)`` is told
+        about an earlier apply of this stack that never finished (it is closed as interrupted)."""
+        plan = planned.plan
+        stack = plan.stack
+        resumed_from = None
+        unfinished = self.store.last_unfinished_apply(stack)
+        if unfinished is not None:
+            actions = self.store.actions_of(unfinished.id)
+            done = sum(1 for action in actions if action.state == Outcome.SUCCEEDED)
+            self.store.finish_apply(
+                unfinished.id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done}
+            )
+            resumed_from = unfinished.id
+            if on_resume is not None:
+                on_resume(unfinished.id, done, len(actions))
+        holder = f"{getpass.getuser()}@{os.uname().nodename}:{os.getpid()}"
+        apply_id = self.store.begin_apply(stack=stack, revision=revision, plan=plan_summary(plan), holder=holder)
+        needs = plan.dependencies()
+        self.store.journal_actions(
+            apply_id,
+            [
+                ActionRecord(
+                    action_id=action.id,
+                    kind=action.key.kind,
+                    namespace=action.key.namespace,
+                    name=action.key.name,
+                    family=action.family.value,
+                    operation=action.operation,
+                    host=action.host,
+                    depends_on=tuple(needs[action.id]),
+                )
+                for action in plan.actions
+            ],
+        )
+        world = ExecutionWorld(
+            stack=stack,
+            registry=self.registry,
+            hosts=planned.hosts,
+            documents=planned.request.documents,
+            records={k: r for k, r in planned.request.records.items() if r.stack == stack},  # type: ignore[misc]
+            shutdown_timeout=self.settings.shutdown_timeout,
+        )
+        journal = StoreJournal(self.store, apply_id, planned, world)
+        journal.begin()
+        executor = Executor(
+            plan,
+            lambda action: RECONCILERS[action.key.kind].realise(action, world),
+            journal=journal,
+            parallelism=parallelism or self.settings.parallelism,
+            retry=RetryPolicy(**self.settings.retry.model_dump()),
+            timeout_for=lambda action: self.settings.timeout_for(action.family.value, action.operation),
+            stop=stop,
+            cancel=cancel,
+            on_change=on_change,
+        )
+        report = executor.run()
+        state = _apply_state(report)
+        self.store.finish_apply(apply_id, state=state, summary=report_summary(report, plan))
+        self.store.add_event(
+            type="apply.finished" if state == ApplyState.SUCCEEDED else f"apply.{state}",
+            severity=Severity.INFO if state == ApplyState.SUCCEEDED else Severity.ERROR,
+            message=f"apply #{apply_id} of stack {stack} {state}",
+            stack=stack,
+            data=report_summary(report, plan),
+        )
+        return ApplyResult(apply_id, report, resumed_from, state)
+
+
+def _apply_state(report: ExecutionReport) -> str:
+    if report.interrupted:
+        return ApplyState.INTERRUPTED
+    if report.ok:
+        return ApplyState.SUCCEEDED
+    if report.with_state(Outcome.SUCCEEDED):
+        return ApplyState.PARTIAL
+    return ApplyState.FAILED
+
+
+@dataclass
+class ExecutionWorld:
+    """``reconcilers.base.World`` over the registry, the plan's documents and the records being updated."""
+
+    stack: str
+    registry: DriverSource
+    hosts: Mapping[str, tuple[HostRef, Any]]
+    documents: Mapping[ResourceKey, AnyManifest]
+    records: dict[ResourceKey, ResourceRecord]
+    shutdown_timeout: float
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def drivers(self, host: str) -> HostDrivers:
+        ref, overrides = self._host(host)
+        drivers: HostDrivers = self.registry.for_host(ref, overrides)
+        return drivers
+
+    def host_ref(self, host: str) -> HostRef:
+        return self._host(host)[0]
+
+    def _host(self, host: str) -> tuple[HostRef, Any]:
+        try:
+            return self.hosts[host]
+        except KeyError:
+            raise PermanentError(f"host {host!r} is neither in the manifests nor recorded") from None
+
+    def desired(self, key: ResourceKey) -> AnyManifest | None:
+        return self.documents.get(key)
+
+    def record(self, key: ResourceKey) -> RecordView | None:
+        with self._lock:
+            return self.records.get(key)
+
+    def appliance(self, marketplace: str, app: str) -> Appliance:
+        document = self.documents.get(ResourceKey.of(Kind.MARKETPLACE, marketplace))
+        if not isinstance(document, Marketplace):
+            raise PermanentError(f"marketplace/{marketplace} is not declared")
+        driver: Any = getattr(self.registry, "get")(Family.MARKETPLACE, "sim")  # noqa: B009
+        result: Appliance = driver.import_(
+            MarketplaceRef(name=marketplace, url=document.spec.url, path=document.spec.path), app
+        )
+        return result
+
+
+class StoreJournal:
+    """The executor's journal in the database: each round of changes is one transaction, which also updates
+    the records of the resources those actions changed, and finalises a resource when all its actions are
+    done."""
+
+    def __init__(self, store: Store, apply_id: int, planned: PlannedApply, world: ExecutionWorld) -> None:
+        self.store = store
+        self.apply_id = apply_id
+        self.planned = planned
+        self.world = world
+        self.changes = {change.key: change for change in planned.plan.changes}
+        self.remaining: dict[ResourceKey, int] = defaultdict(int)
+        self.failed: set[ResourceKey] = set()
+        for action in planned.plan.actions:
+            self.remaining[action.key] += 1
+
+    def begin(self) -> None:
+        """Record the changes that need no driver action (labels, hooks...), and mark deletions in progress, so
+        that an interrupted deletion is finished by the next apply even without --prune."""
+        with self.store.batch() as tx:
+            for change in self.planned.plan.changes:
+                if not change.is_change:
+                    continue
+                if self.remaining[change.key] == 0:
+                    self._finalise(tx, change)
+                elif change.type is ChangeType.DELETE:
+                    record = self._record(change.key)
+                    self._save(tx, dataclasses.replace(record, status="deleting"))
+
+    def record(self, changes: Sequence[Change]) -> None:
+        with self.store.batch() as tx:
+            for change in changes:
+                self._journal(tx, change)
+
+    def _journal(self, tx: Batch, change: Change) -> None:
+        action = change.action
+        now = tx._now()
+        tx.update_action(
+            self.apply_id,
+            action.id,
+            state=change.state.value,
+            attempts=change.attempts or None,
+            error=change.error,
+            result=dict(change.result) if change.result is not None else None,
+            started_at=now if change.state is Outcome.RUNNING and change.attempts == 1 else None,
+            finished_at=now if change.state in (Outcome.SUCCEEDED, Outcome.FAILED) else None,
+        )
+        key = action.key
+        resource_change = self.changes[key]
+        if change.state is Outcome.SUCCEEDED:
+            record = self._record(key)
+            live = dict(record.live)
+            host = record.host
+            for name, value in (change.result or {}).items():
+                if name == "host":
+                    host = value
+                if value is None:
+                    live.pop(name, None)
+                else:
+                    live[name] = value
+            status = {ChangeType.DELETE: "deleting", ChangeType.CREATE: "creating"}.get(
+                resource_change.type, "updating"
+            )
+            if key.kind is Kind.VIRTUAL_MACHINE and host is None:
+                host = resource_change.host
+            self._save(tx, dataclasses.replace(record, live=live, host=host, status=status))
+            self.remaining[key] -= 1
+            if self.remaining[key] == 0 and key not in self.failed:
+                self._finalise(tx, resource_change)
+        elif change.state is Outcome.FAILED:
+            self.failed.add(key)
+            record = self._record(key)
+            self._save(tx, dataclasses.replace(record, status="failed"))
+            tx.add_event(
+                type=f"{key.kind.short}.failed",
+                severity=Severity.ERROR,
+                message=f"{action.description}: {change.error}",
+                key=key,
+                stack=self.planned.plan.stack,
+                data={"action": action.id, "attempts": change.attempts},
+            )
+        elif change.state is Outcome.PENDING and change.retry_in is not None:
+            tx.add_event(
+                type="action.retry",
+                severity=Severity.WARNING,
+                message=f"{action.description}: {change.error}; retrying in {change.retry_in:.1f}s",
+                key=key,
+                stack=self.planned.plan.stack,
+            )
+
+    def _record(self, key: ResourceKey) -> ResourceRecord:
+        record = self.world.records.get(key)
+        if record is None:
+            record = ResourceRecord(
+                kind=key.kind, namespace=key.namespace, name=key.name, stack=self.planned.plan.stack, status="creating"
+            )
+        return record
+
+    def _save(self, tx: Batch, record: ResourceRecord) -> None:
+        tx.save_resource(record)
+        with self.world._lock:
+            self.world.records[record.key] = record
+
+    def _finalise(self, tx: Batch, change: ResourceChange) -> None:
+        key = change.key
+        stack = self.planned.plan.stack
+        if change.type is ChangeType.DELETE:
+            tx.delete_resource(key)
+            with self.world._lock:
+                self.world.records.pop(key, None)
+            if key.kind is Kind.VIRTUAL_MACHINE:
+                tx.close_history(key, reason="deleted")
+            tx.add_event(type=f"{key.kind.short}.deleted", message=f"{key} deleted", key=key, stack=stack)
+            return
+        record = self._record(key)
+        spec = self.planned.final_specs.get(key)
+        document = self.planned.request.documents[key]
+        desired = spec_document(document)
+        host = record.host
+        if key.kind is Kind.VIRTUAL_MACHINE and spec is not None:
+            host = spec.get("host") or host
+        state = spec.get("state") if spec is not None and key.kind is Kind.VIRTUAL_MACHINE else None
+        updated = dataclasses.replace(
+            record,
+            desired=desired,
+            desired_hash=spec_hash(desired),
+            applied=spec,
+            applied_hash=spec_hash(spec),
+            generation=record.generation + 1,
+            status=str(state or "ready"),
+            host=host,
+        )
+        self._save(tx, updated)
+        verb = {ChangeType.CREATE: "created", ChangeType.REPLACE: "replaced"}.get(change.type, "updated")
+        tx.add_event(type=f"{key.kind.short}.{verb}", message=f"{key} {verb}", key=key, stack=stack)
+        if key.kind is Kind.VIRTUAL_MACHINE and spec is not None and host:
+            moved = change.type is ChangeType.CREATE or change.previous_host not in (None, host)
+            resized = any(f.path in ("vcpu", "memory") or f.path.startswith("disks") for f in change.fields)
+            if moved or resized or change.type is ChangeType.REPLACE:
+                tx.open_history(
+                    key,
+                    host=str(host),
+                    vcpu=int(spec["vcpu"]),
+                    memory=int(spec["memory"]),
+                    disk=sum(int(d.get("size") or 0) for d in spec.get("disks", [])),
+                    reason=change.type.value if not moved or change.type is ChangeType.CREATE else "migrated",
+                    stack=stack,
+                )
+            if state:
+                tx.add_event(type=f"vm.{state}", message=f"{key} is {state} on {host}", key=key, stack=stack)
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    summary = plan.summary
+    return {
+        "fingerprint": plan.fingerprint,
+        "add": summary.add,
+        "change": summary.change,
+        "destroy": summary.destroy,
+        "actions": len(plan.actions),
+        "changes": [{"resource": str(c.key), "type": c.type.value} for c in plan.changes if c.is_change],
+    }
+
+
+def report_summary(report: ExecutionReport, plan: Plan) -> dict[str, Any]:
+    return {
+        "succeeded": len(report.with_state(Outcome.SUCCEEDED)),
+        "failed": [{"action": r.action.id, "error": r.error} for r in report.with_state(Outcome.FAILED)],
+        "skipped": [{"action": r.action.id, "blocked_by": r.blocked_by} for r in report.with_state(Outcome.SKIPPED)],
+        "cancelled": len(report.with_state(Outcome.CANCELLED)),
+        "actions": len(plan.actions),
+        "seconds": round(report.wall_time, 3),
+    }
+
+
+def action_of(plan: Plan, action_id: str) -> Action:
+    for action in plan.actions:
+        if action.id == action_id:
+            return action
+    raise KeyError(action_id)

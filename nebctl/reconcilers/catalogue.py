@@ -1,0 +1,18 @@
+"""The reconciler of each kind, for the planner and the executor to look up."""
+
+from __future__ import annotations
+
+from nebctl.reconcilers import datastore, image, network, registered, securitygroup, vm
+from nebctl.reconcilers.base import Reconciler
+from nebctl.schemas.keys import Kind
+
+RECONCILERS: dict[Kind, Reconciler] = {
+    Kind.HOST: registered.HOST,
+    Kind.DATASTORE: datastore.RECONCILER,
+    Kind.MARKETPLACE: registered.MARKETPLACE,
+    Kind.IMAGE: image.RECONCILER,
+    Kind.NETWORK: network.RECONCILER,
+    Kind.SECURITY_GROUP: securitygroup.RECONCILER,
+    Kind.VIRTUAL_MACHINE: vm.RECONCILER,
+    Kind.HOOK: registered.HOOK,
+}
