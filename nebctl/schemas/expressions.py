@@ -677,3 +677,17 @@ def parse(text: str) -> Expression:
         raise ExpressionError("empty expression at 0; expected a value", position=0)
     root = _Parser(text).parse()
     return Expression(text, root, frozenset(_names(root)))
+
+
+def to_number(value: object) -> int | float | None:
+    """``value`` as a number: numbers as they are, texts that spell one (``"8"``, ``"16Gi"``) read; else None.
+
+    The scheduler uses it for ``rank`` results, which may be a probe's text attribute on its own.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        return _text_as_number(value)
+    return None
