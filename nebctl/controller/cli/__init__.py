@@ -15,7 +15,12 @@ from nebctl import __version__
 from nebctl.controller.cli.app import AppContext, LogFormat
 
 # Modules that define commands; each exposes ``commands``, a list of click commands.
-COMMAND_MODULES = ("nebctl.controller.cli.validating", "nebctl.controller.cli.database")
+COMMAND_MODULES = (
+    "nebctl.controller.cli.validating",
+    "nebctl.controller.cli.database",
+    "nebctl.controller.cli.reconciling",
+    "nebctl.controller.cli.inspecting",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})

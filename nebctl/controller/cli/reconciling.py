@@ -1,0 +1,472 @@
+"""``nebctl diff``, ``nebctl apply`` and ``nebctl destroy``: plan, confirm, execute, report.
+
+Exit codes (SPEC section 2): diff 0 no changes / 2 changes / 1 error; apply and destroy 0 converged / 1 failed
+or partial / 3 lock not obtained. The lock is held from planning to the end of execution, so the plan that runs
+is the plan that was shown. Ctrl-C once stops starting actions and waits for the running ones; twice cancels
+them. A saved plan (``diff --out``) is applied only if nothing moved since it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from nebctl.controller.applying import ApplyResult, PlannedApply, PlanOptions
+from nebctl.controller.cli.app import AppContext, CliError, pass_app
+from nebctl.controller.cli.session import (
+    check_stack,
+    default_stack,
+    load_manifests,
+    open_controller,
+    parse_keys,
+)
+from nebctl.controller.executing import Change, Outcome
+from nebctl.controller.planning import PlanError
+from nebctl.database.errors import DatabaseError, LockNotObtained
+from nebctl.schemas.keys import ResourceKey
+from nebctl.schemas.models import AnyManifest
+from nebctl.schemas.quantities import QuantityError, parse_duration
+
+EXIT_CHANGES = 2
+EXIT_LOCKED = 3
+PLANFILE_FORMAT = "nebctl-plan/1"
+
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _paths_option(required: bool = True) -> Decorator:
+    return click.option(
+        "-f",
+        "--filename",
+        "paths",
+        multiple=True,
+        required=required,
+        metavar="PATH",
+        help="Manifest file or directory (read recursively); repeat for several.",
+    )
+
+
+def _selection_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--stack", metavar="NAME", help="Stack owning the resources (default: name of the first -f)."),
+            click.option("--prune", is_flag=True, default=None, help="Delete resources removed from the manifests."),
+            click.option(
+                "--target", "targets", multiple=True, metavar="KIND/NAME", help="Only this resource and what it needs."
+            ),
+            click.option(
+                "--exclude",
+                "excludes",
+                multiple=True,
+                metavar="KIND/NAME",
+                help="Leave this resource (and dependents) alone.",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def _options(
+    app: AppContext,
+    *,
+    paths: Sequence[str],
+    stack: str | None,
+    prune: bool | None,
+    targets: Sequence[str],
+    excludes: Sequence[str],
+) -> PlanOptions:
+    return PlanOptions(
+        stack=check_stack(stack or default_stack(paths)),
+        prune=app.settings.prune if prune is None else prune,
+        targets=parse_keys(targets, "--target"),
+        excludes=parse_keys(excludes, "--exclude"),
+    )
+
+
+def _make_plan(app: AppContext, documents: dict[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
+    controller = open_controller(app)
+    try:
+        return controller.plan(documents, options)
+    except PlanError as error:
+        for problem in error.problems:
+            click.echo(f"error: {problem}", err=True)
+        raise CliError("the plan cannot be made; nothing was changed") from None
+    except DatabaseError as error:
+        raise CliError(str(error)) from error
+
+
+def _color(stream: Any = None) -> bool:
+    stream = stream or sys.stdout
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+@click.command("diff")
+@_paths_option()
+@_selection_options
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PLANFILE",
+    help="Save the plan (with the fingerprint of the state it was made from) for apply --plan.",
+)
+@click.option("--graph", type=click.Choice(["dot"]), help="Print the action graph instead (Graphviz).")
+@pass_app
+def diff_command(
+    app: AppContext,
+    *,
+    paths: tuple[str, ...],
+    stack: str | None,
+    prune: bool | None,
+    targets: tuple[str, ...],
+    excludes: tuple[str, ...],
+    output: str,
+    out_file: Path | None,
+    graph: str | None,
+) -> None:
+    """Show what apply would do, without doing it.
+
+    Exits 0 when there is nothing to do, 2 when there are changes, 1 on an error.
+    """
+    from nebctl.controller import rendering
+
+    manifests = load_manifests(paths)
+    options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
+    planned = _make_plan(app, dict(manifests.documents), options)
+    plan = planned.plan
+    if graph == "dot":
+        click.echo(rendering.render_dot(plan), nl=False)
+    elif output == "json":
+        click.echo(json.dumps(rendering.render_json(plan), indent=2))
+    else:
+        click.echo(rendering.render_text(plan, color=_color()), nl=False)
+    if out_file is not None:
+        document = {
+            "format": PLANFILE_FORMAT,
+            "stack": plan.stack,
+            "fingerprint": plan.fingerprint,
+            "paths": [str(Path(p).resolve()) for p in paths],
+            "prune": options.prune,
+            "targets": sorted(map(str, options.targets)),
+            "excludes": sorted(map(str, options.excludes)),
+            "plan": rendering.render_json(plan),
+        }
+        out_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        click.echo(f"Saved the plan to {out_file}; apply it with: nebctl apply --plan {out_file}", err=True)
+    sys.exit(EXIT_CHANGES if plan.has_changes else 0)
+
+
+def _read_planfile(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CliError(f"{path}: cannot read the plan file: {error}") from None
+    if not isinstance(document, dict) or document.get("format") != PLANFILE_FORMAT:
+        raise CliError(f"{path}: not a nebctl plan file (expected format {PLANFILE_FORMAT})")
+    return document
+
+
+def _lock_timeout(app: AppContext, text: str | None) -> float:
+    if text is None:
+        return app.settings.lock_timeout
+    try:
+        return parse_duration(text)
+    except QuantityError as error:
+        raise CliError(f"--lock-timeout: {error}") from None
+
+
+@contextmanager
+def _writer_lock(app: AppContext, *, stack: str, command: str, timeout: float) -> Iterator[None]:
+    from nebctl.controller.cli.database import open_store
+
+    store = open_store(app)
+    try:
+        lease = store.acquire_lock(holder=f"nebctl {command} (stack {stack})", timeout=timeout, ttl=60.0)
+    except LockNotObtained as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_LOCKED)
+    except DatabaseError as error:
+        raise CliError(str(error)) from error
+    lease.start_renewing()
+    try:
+        yield
+    finally:
+        lease.release()
+
+
+def _confirm(yes: bool, what: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError(f"refusing to {what} without --yes: standard input is not a terminal")
+    answer = click.prompt(f"\nDo you want to {what}? Only 'yes' will be accepted", default="", show_default=False)
+    if answer.strip() != "yes":
+        raise CliError(f"{what} cancelled; nothing was changed")
+
+
+class _Interrupts:
+    """First Ctrl-C (or SIGTERM): stop starting actions. Second Ctrl-C: cancel the running ones."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.cancel = threading.Event()
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stop.is_set():
+            self.stop.set()
+            click.echo(
+                "\nInterrupted: no new actions will start; waiting for the running ones "
+                "(interrupt again to cancel them).",
+                err=True,
+            )
+        else:
+            self.cancel.set()
+            click.echo("\nCancelling the running actions.", err=True)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class _Progress:
+    """Progress of an apply: a live bar on a terminal, one plain line per finished action elsewhere."""
+
+    def __init__(self, total: int, *, terminal: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.running: set[str] = set()
+        self.terminal = terminal
+        self.started = time.monotonic()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]applying"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[status]}"),
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("apply", total=self.total, status="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            action = change.action
+            if change.state is Outcome.RUNNING:
+                self.running.add(action.id)
+                continue
+            self.running.discard(action.id)
+            if change.state in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.SKIPPED, Outcome.CANCELLED):
+                self.done += 1
+                self.failed += change.state is Outcome.FAILED
+                if not self.terminal:
+                    elapsed = time.monotonic() - self.started
+                    detail = f": {change.error}" if change.error else ""
+                    if change.blocked_by:
+                        detail = f" (blocked by {change.blocked_by})"
+                    click.echo(f"[{self.done}/{self.total}] {elapsed:7.2f}s {action.id} {change.state.value}{detail}")
+            elif change.state is Outcome.PENDING and change.retry_in is not None and not self.terminal:
+                click.echo(f"           {action.id} will retry in {change.retry_in:.1f}s: {change.error}")
+        if self._bar is not None:
+            status = f"running {len(self.running)}" + (f", [red]failed {self.failed}[/red]" if self.failed else "")
+            self._bar.update(self._task, completed=self.done, status=status)
+
+
+def _report(result: ApplyResult, verb: str) -> None:
+    report = result.report
+    succeeded = report.with_state(Outcome.SUCCEEDED)
+    failed = report.with_state(Outcome.FAILED)
+    skipped = report.with_state(Outcome.SKIPPED)
+    cancelled = report.with_state(Outcome.CANCELLED)
+    if failed:
+        click.echo("\nFailed:", err=True)
+        for item in failed:
+            click.echo(f"  {item.action.id}: {item.error}", err=True)
+    if skipped:
+        click.echo("\nSkipped (a dependency failed):", err=True)
+        for item in skipped:
+            click.echo(f"  {item.action.id} (blocked by {item.blocked_by})", err=True)
+    if cancelled:
+        click.echo(
+            f"\n{len(cancelled)} action(s) did not run: the {verb} was interrupted; run it again to finish.", err=True
+        )
+    parts = [f"{len(succeeded)} succeeded"]
+    if failed:
+        parts.append(f"{len(failed)} failed")
+    if skipped:
+        parts.append(f"{len(skipped)} skipped")
+    if cancelled:
+        parts.append(f"{len(cancelled)} not run")
+    title = f"{verb.capitalize()} complete" if report.ok else f"{verb.capitalize()} {result.state}"
+    click.echo(f"\n{title}! Actions: {', '.join(parts)} in {report.wall_time:.1f}s (apply #{result.apply_id}).")
+
+
+def _run_apply(
+    app: AppContext,
+    documents: dict[ResourceKey, AnyManifest],
+    options: PlanOptions,
+    *,
+    yes: bool,
+    parallelism: int | None,
+    lock_timeout: str | None,
+    verb: str,
+    saved: dict[str, Any] | None = None,
+) -> None:
+    from nebctl.controller import rendering
+
+    with _writer_lock(app, stack=options.stack, command=verb, timeout=_lock_timeout(app, lock_timeout)):
+        planned = _make_plan(app, documents, options)
+        plan = planned.plan
+        if saved is not None and saved.get("fingerprint") != plan.fingerprint:
+            raise CliError(
+                "the saved plan is stale: the manifests or the infrastructure changed since it was made; "
+                "run nebctl diff --out again"
+            )
+        controller = open_controller(app)
+        unfinished = controller.store.last_unfinished_apply(options.stack)
+        click.echo(rendering.render_text(plan, color=_color()), nl=False)
+        if not plan.has_changes and unfinished is None:
+            return
+        if plan.has_changes:
+            _confirm(
+                yes or saved is not None, f"{verb} these changes" if verb == "apply" else "destroy everything listed"
+            )
+        interrupts = _Interrupts()
+
+        def resumed(apply_id: int, done: int, total: int) -> None:
+            click.echo(
+                f"Resuming interrupted apply #{apply_id} ({done} of {total} actions had finished); "
+                "the state was observed again and the plan covers what remains."
+            )
+
+        with interrupts.installed(), _Progress(len(plan.actions), terminal=_color(sys.stderr)) as progress:
+            result = controller.apply(
+                planned,
+                parallelism=parallelism,
+                stop=interrupts.stop,
+                cancel=interrupts.cancel,
+                on_change=progress.update,
+                on_resume=resumed,
+            )
+        _report(result, verb)
+        if not result.report.ok:
+            sys.exit(1)
+
+
+@click.command("apply")
+@_paths_option(required=False)
+@_selection_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required when stdin is not a terminal).")
+@click.option("--parallelism", type=click.IntRange(1, 1024), metavar="N", help="Actions run at once (default 16).")
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="PLANFILE",
+    help="Apply a plan saved by diff --out; refused if anything moved since.",
+)
+@click.option("--lock-timeout", metavar="DURATION", help="How long to wait for another writer (e.g. 30s). Default: 0.")
+@pass_app
+def apply_command(
+    app: AppContext,
+    *,
+    paths: tuple[str, ...],
+    stack: str | None,
+    prune: bool | None,
+    targets: tuple[str, ...],
+    excludes: tuple[str, ...],
+    yes: bool,
+    parallelism: int | None,
+    plan_file: Path | None,
+    lock_timeout: str | None,
+) -> None:
+    """Make the infrastructure match the manifests.
+
+    Shows the plan, asks for confirmation on a terminal, then executes it in parallel. Exits 0 when everything
+    converged, 1 when something failed (the summary says what, why, and what it blocked), 3 when another writer
+    holds the lock.
+    """
+    saved = None
+    if plan_file is not None:
+        saved = _read_planfile(plan_file)
+        paths = paths or tuple(saved.get("paths", ()))
+        stack = stack or saved.get("stack")
+        prune = saved.get("prune") if prune is None else prune
+        targets = targets or tuple(saved.get("targets", ()))
+        excludes = excludes or tuple(saved.get("excludes", ()))
+    if not paths:
+        raise CliError("give the manifests with -f PATH (or a saved plan with --plan)")
+    manifests = load_manifests(paths)
+    options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
+    _run_apply(
+        app,
+        dict(manifests.documents),
+        options,
+        yes=yes,
+        parallelism=parallelism,
+        lock_timeout=lock_timeout,
+        verb="apply",
+        saved=saved,
+    )
+
+
+@click.command("destroy")
+@_paths_option(required=False)
+@click.option("--stack", metavar="NAME", help="The stack to destroy (default: name of the first -f).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required when stdin is not a terminal).")
+@click.option("--parallelism", type=click.IntRange(1, 1024), metavar="N", help="Actions run at once (default 16).")
+@click.option("--lock-timeout", metavar="DURATION", help="How long to wait for another writer (e.g. 30s).")
+@pass_app
+def destroy_command(
+    app: AppContext,
+    *,
+    paths: tuple[str, ...],
+    stack: str | None,
+    yes: bool,
+    parallelism: int | None,
+    lock_timeout: str | None,
+) -> None:
+    """Delete everything a stack owns, in reverse dependency order.
+
+    Resources with lifecycle.preventDestroy stop the whole destroy before anything is touched.
+    """
+    if not paths and not stack:
+        raise CliError("name the stack with --stack NAME or -f PATH")
+    options = PlanOptions(stack=check_stack(stack or default_stack(paths)), prune=True)
+    _run_apply(app, {}, options, yes=yes, parallelism=parallelism, lock_timeout=lock_timeout, verb="destroy")
+
+
+commands: list[click.Command] = [diff_command, apply_command, destroy_command]

@@ -1,0 +1,68 @@
+"""Shared plumbing of the commands that plan and apply: loading manifests, the stack name, the controller.
+
+Used by ``cli.reconciling`` (diff, apply, destroy) and ``cli.inspecting`` (get, describe, events).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from nebctl.controller.applying import Controller
+from nebctl.controller.cli.app import AppContext, CliError
+from nebctl.controller.cli.database import open_store
+from nebctl.drivers.registry import Registry, build_registry
+from nebctl.schemas.keys import ResourceKey, is_valid_name
+from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
+
+
+def load_manifests(paths: Sequence[str]) -> ManifestSet:
+    """Load and validate ``paths``; on any problem, print every diagnostic and exit 1 (nothing is touched)."""
+    try:
+        return load_paths(paths)
+    except ManifestError as error:
+        for diagnostic in error.diagnostics:
+            click.echo(str(diagnostic), err=True)
+        count = len(error.diagnostics)
+        raise CliError(f"{count} problem{'s' if count != 1 else ''} in the manifests; nothing was changed") from None
+
+
+def default_stack(paths: Sequence[str]) -> str:
+    """The stack of a run: the name of the first ``-f`` path (a directory's name, a file's stem), made valid."""
+    first = Path(paths[0]).resolve()
+    name = first.stem if first.is_file() else first.name
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
+    return cleaned or "default"
+
+
+def check_stack(stack: str) -> str:
+    if not is_valid_name(stack):
+        raise CliError(f"invalid stack name {stack!r}: use lower-case letters, digits and '-'")
+    return stack
+
+
+def parse_keys(texts: Sequence[str], option: str) -> frozenset[ResourceKey]:
+    keys = set()
+    for text in texts:
+        try:
+            keys.add(ResourceKey.parse(text))
+        except ValueError as error:
+            raise CliError(f"{option} {text}: {error}") from None
+    return frozenset(keys)
+
+
+def open_registry(app: AppContext) -> Registry:
+    def factory() -> Registry:
+        registry = build_registry(app.settings)
+        click.get_current_context().call_on_close(registry.close)
+        return registry
+
+    registry: Registry = app.resource("registry", factory)
+    return registry
+
+
+def open_controller(app: AppContext) -> Controller:
+    return Controller(store=open_store(app), registry=open_registry(app), settings=app.settings)
