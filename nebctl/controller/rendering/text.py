@@ -1,0 +1,178 @@
+"""The plan as people read it, in the style of Terraform's plan (SPEC section 2).
+
+``nebctl diff`` and ``nebctl apply`` (before asking for confirmation) print ``render_text``. Colour is plain ANSI
+escape codes, added only when the caller asks (the CLI asks on a terminal only); without it the text has no
+escape code at all, so it can be piped, logged and compared with golden files. Sensitive fields print as
+``(sensitive)``. Pure function; it builds one list of lines, because a 100,000-resource plan prints millions of
+them and string concatenation per line would be quadratic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nebctl.controller.plans import ChangeType, DriftItem, Plan, ResourceChange
+from nebctl.controller.rendering.values import SENSITIVE, VERBS, address, block_name, format_value, shown_fields
+from nebctl.reconcilers.fields import Effect, FieldChange
+
+HEADER = "nebctl will perform the following actions:"
+NO_CHANGES = "No changes. Your infrastructure matches the configuration."
+DRIFT_HEADER = "Changed outside nebctl:"
+WARNINGS_HEADER = "Warnings:"
+
+_FIELD_INDENT = "      "
+_COMMENT_INDENT = "        "
+
+
+@dataclass(frozen=True)
+class _Palette:
+    """ANSI codes, or empty strings: the text is built the same way with and without colour."""
+
+    green: str = ""
+    yellow: str = ""
+    red: str = ""
+    bold: str = ""
+    reset: str = ""
+
+
+_PLAIN = _Palette()
+_ANSI = _Palette(green="\x1b[32m", yellow="\x1b[33m", red="\x1b[31m", bold="\x1b[1m", reset="\x1b[0m")
+
+
+def render_text(plan: Plan, *, color: bool, collapse_after: int | None = None) -> str:
+    """The plan as text, without a trailing newline.
+
+    ``collapse_after``: when set, only the first that many creates of each kind are shown in full and the rest
+    are counted in one line (for very large plans); by default every change is shown.
+    """
+    style = _ANSI if color else _PLAIN
+    lines: list[str] = []
+    changes = [change for change in plan.changes if change.is_change]
+    if changes:
+        lines += [HEADER, ""]
+        _changes(lines, changes, style, collapse_after)
+    _drift(lines, plan, style)
+    _warnings(lines, plan.warnings, style)
+    if plan.has_changes:
+        lines.append(f"{style.bold}Plan:{style.reset} {str(plan.summary).removeprefix('Plan: ')}")
+    else:
+        lines.append(f"{style.green}{style.bold}{NO_CHANGES}{style.reset}")
+    return "\n".join(lines)
+
+
+def _changes(lines: list[str], changes: Sequence[ResourceChange], style: _Palette, collapse_after: int | None) -> None:
+    shown: dict[str, int] = {}
+    hidden_kind, hidden = "", 0
+    for change in changes:
+        kind = change.key.kind.short
+        if hidden and kind != hidden_kind:
+            _hidden_line(lines, hidden, hidden_kind)
+            hidden = 0
+        if collapse_after is not None and change.type is ChangeType.CREATE:
+            count = shown[kind] = shown.get(kind, 0) + 1
+            if count > collapse_after:
+                hidden_kind, hidden = kind, hidden + 1
+                continue
+        _block(lines, change, style)
+    if hidden:
+        _hidden_line(lines, hidden, hidden_kind)
+
+
+def _hidden_line(lines: list[str], count: int, kind: str) -> None:
+    lines += [f"  # ... and {count:,} more {kind} to be created, not shown", ""]
+
+
+def _comment(change: ResourceChange) -> str:
+    notes = []
+    if change.type is ChangeType.UPDATE and change.restart:
+        notes.append("restart required")
+    if change.reason:
+        notes.append(change.reason)
+    suffix = f" ({'; '.join(notes)})" if notes else ""
+    return f"  # {address(change.key)} {VERBS[change.type]}{suffix}"
+
+
+def _symbol(change: ResourceChange, style: _Palette) -> str:
+    if change.type is ChangeType.CREATE:
+        return f"  {style.green}+{style.reset}"
+    if change.type is ChangeType.UPDATE:
+        return f"  {style.yellow}~{style.reset}"
+    if change.type is ChangeType.REPLACE:
+        return f"{style.red}-{style.reset}/{style.green}+{style.reset}"
+    return f"  {style.red}-{style.reset}"
+
+
+def _placement(change: ResourceChange) -> str | None:
+    if change.host is None:
+        return None
+    if change.previous_host and change.previous_host != change.host:
+        return f"# moves from {change.previous_host} to {change.host}"
+    if change.type in (ChangeType.CREATE, ChangeType.REPLACE):
+        return f"# placed on host {change.host}"
+    return f"# on host {change.host}"
+
+
+def _block(lines: list[str], change: ResourceChange, style: _Palette) -> None:
+    lines.append(f"{style.bold}{_comment(change)}{style.reset}")
+    lines.append(f"{_symbol(change, style)} {change.key.kind.short} {block_name(change.key)} {{")
+    placement = _placement(change)
+    if placement is not None:
+        lines.append(_COMMENT_INDENT + placement)
+    fields = shown_fields(change.fields)
+    if fields:
+        # Terraform aligns the "=" of a block's attributes; so do we, within one block.
+        width = max(len(field.path) for field in fields)
+        for field in fields:
+            lines.append(_field_line(field, change.type, width, style))
+    if change.unchanged:
+        noun = "attribute" if change.unchanged == 1 else "attributes"
+        lines.append(f"{_COMMENT_INDENT}# ({change.unchanged} unchanged {noun} hidden)")
+    lines += ["    }", ""]
+
+
+def _field_line(field: FieldChange, kind: ChangeType, width: int, style: _Palette) -> str:
+    path = field.path
+    if kind is ChangeType.CREATE or field.added:
+        symbol, value = f"{style.green}+{style.reset}", _value(field, after=True)
+    elif kind is ChangeType.DELETE or field.removed:
+        symbol, value = f"{style.red}-{style.reset}", f"{_value(field, after=False)} -> null"
+    else:
+        symbol = f"{style.yellow}~{style.reset}"
+        if field.sensitive:
+            value = SENSITIVE  # even "(sensitive) -> (sensitive)" would say nothing more
+        else:
+            value = f"{format_value(path, field.before)} -> {format_value(path, field.after)}"
+    line = f"{_FIELD_INDENT}{symbol} {path.ljust(width)} = {value}"
+    if kind is ChangeType.REPLACE and field.effect is Effect.REPLACE:
+        line += f" {style.red}# forces replacement{style.reset}"
+    return line
+
+
+def _value(field: FieldChange, *, after: bool) -> str:
+    if field.sensitive:
+        return SENSITIVE
+    return format_value(field.path, field.after if after else field.before)
+
+
+def _drift_line(item: DriftItem) -> str:
+    if item.correction is None:
+        return f"  # {address(item.key)}: {item.message}; nebctl leaves it alone"
+    return f"  # {address(item.key)} {item.message}; {item.correction}"
+
+
+def _drift(lines: list[str], plan: Plan, style: _Palette) -> None:
+    items = [item for change in plan.changes for item in change.drift] + list(plan.drift)
+    if not items:
+        return
+    lines.append(f"{style.bold}{DRIFT_HEADER}{style.reset}")
+    lines += [_drift_line(item) for item in items]
+    lines.append("")
+
+
+def _warnings(lines: list[str], warnings: Sequence[str], style: _Palette) -> None:
+    if not warnings:
+        return
+    lines.append(f"{style.yellow}{style.bold}{WARNINGS_HEADER}{style.reset}")
+    lines += [f"  - {warning}" for warning in warnings]
+    lines.append("")
