@@ -41,7 +41,7 @@ _ANSI = _Palette(green="\x1b[32m", yellow="\x1b[33m", red="\x1b[31m", bold="\x1b
 
 
 def render_text(plan: Plan, *, color: bool, collapse_after: int | None = None) -> str:
-    """The plan as text, without a trailing newline.
+    """The plan as text, ending with a newline (the CLI echoes it as it is).
 
     ``collapse_after``: when set, only the first that many creates of each kind are shown in full and the rest
     are counted in one line (for very large plans); by default every change is shown.
@@ -58,6 +58,7 @@ def render_text(plan: Plan, *, color: bool, collapse_after: int | None = None) -
         lines.append(f"{style.bold}Plan:{style.reset} {str(plan.summary).removeprefix('Plan: ')}")
     else:
         lines.append(f"{style.green}{style.bold}{NO_CHANGES}{style.reset}")
+    lines.append("")
     return "\n".join(lines)
 
 
