@@ -24,7 +24,7 @@ from typing import Any
 
 from nebctl.controller.executing import Change, ExecutionReport, Executor, Outcome, RetryPolicy
 from nebctl.controller.observing import DriverSource, known_hosts, observe
-from nebctl.controller.planning import PlanRequest, plan_with_specs
+from nebctl.controller.planning import PlanRequest, QuotaLimit, plan_with_specs
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
 from nebctl.controller.settings import Settings
 from nebctl.database.records import ActionRecord, ApplyState, ResourceRecord, Severity
@@ -92,6 +92,11 @@ class Controller:
             prune=options.prune,
             targets=options.targets,
             excludes=options.excludes,
+            quotas=[
+                QuotaLimit(q.scope, vms=q.vms, vcpu=q.vcpu, memory=q.memory, disk=q.disk)
+                for q in self.store.list_quotas()
+                if q.scope_type == "namespace"
+            ],
         )
         plan, specs = plan_with_specs(request)
         return PlannedApply(plan, request, hosts, specs)

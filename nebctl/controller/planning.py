@@ -61,6 +61,17 @@ class PlanError(Exception):
 
 
 @dataclass(frozen=True)
+class QuotaLimit:
+    """Most a namespace may hold, all stacks together; None means no limit on that dimension."""
+
+    namespace: str
+    vms: int | None = None
+    vcpu: int | None = None
+    memory: int | None = None
+    disk: int | None = None
+
+
+@dataclass(frozen=True)
 class PlanRequest:
     stack: str
     documents: Mapping[ResourceKey, AnyManifest]
@@ -70,6 +81,7 @@ class PlanRequest:
     targets: frozenset[ResourceKey] = frozenset()
     excludes: frozenset[ResourceKey] = frozenset()
     host_capacity: Mapping[str, placing.HostCandidate] = field(default_factory=dict)  # overrides (tests)
+    quotas: Sequence[QuotaLimit] = ()
 
 
 def make_plan(request: PlanRequest) -> Plan:
@@ -106,6 +118,7 @@ def plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict[
     changes, drift, warnings = _changes(request, own, ctx, problems, specs)
     changes = _select(changes, request, own)
     _check_deletions(changes, request, own, problems)
+    _check_quotas(request, problems)
     if problems:
         raise PlanError(problems)
     actions, edges = _action_graph(changes, ctx, request, specs)
@@ -300,6 +313,8 @@ def _disk_datastores(
         if not isinstance(document, VirtualMachine):
             continue
         host = placements.get(key)
+        if host is None:
+            continue  # not placed: already reported, and its disks have nowhere to go
         for index, disk in enumerate(document.spec.disks):
             name = disk.datastore
             if name is None and disk.image is not None:
@@ -485,6 +500,44 @@ def _check_deletions(
         host_key = ResourceKey.of(Kind.HOST, str(record.host)) if record.host else None
         if host_key in deleted:
             problems.append(f"{host_key}: cannot be removed while {key} runs on it")
+
+
+def _check_quotas(request: PlanRequest, problems: list[str]) -> None:
+    """Totals per namespace once the plan is applied (this stack's desired VMs plus every other stack's
+    recorded ones) against the namespace's quota."""
+    if not request.quotas:
+        return
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+
+    def add(namespace: str, vcpu: int, memory: int, disk: int) -> None:
+        total = totals[namespace]
+        total[0] += 1
+        total[1] += vcpu
+        total[2] += memory
+        total[3] += disk
+
+    for key, document in request.documents.items():
+        if isinstance(document, VirtualMachine):
+            spec = document.spec
+            add(key.namespace, spec.vcpu, spec.memory, sum(disk.size or 0 for disk in spec.disks))
+    for key, record in request.records.items():
+        if key.kind is Kind.VIRTUAL_MACHINE and record.stack != request.stack and record.applied:
+            applied = record.applied
+            disk = sum(int(d.get("size") or 0) for d in applied.get("disks", []))
+            add(key.namespace, int(applied.get("vcpu", 0)), int(applied.get("memory", 0)), disk)
+    for quota in request.quotas:
+        vms, vcpu, memory, disk = totals.get(quota.namespace, [0, 0, 0, 0])
+        for label, used, limit, show in (
+            ("VMs", vms, quota.vms, str),
+            ("vCPUs", vcpu, quota.vcpu, str),
+            ("memory", memory, quota.memory, format_quantity),
+            ("disk", disk, quota.disk, format_quantity),
+        ):
+            if limit is not None and used > limit:
+                problems.append(
+                    f"namespace {quota.namespace}: quota exceeded: {label} {show(used)} requested, "
+                    f"{show(limit)} allowed"
+                )
 
 
 # --- targets ----------------------------------------------------------------------------------------------
