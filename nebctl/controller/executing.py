@@ -55,9 +55,10 @@ class RetryPolicy:
     def delay(self, attempt: int, suggested: float | None, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if suggested is not None:
-            return min(self.max_delay, suggested)
+            return max(0.0, min(self.max_delay, suggested))
         base = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
-        return max(0.0, base * (1 + self.jitter * (2 * rng.random() - 1)))
+        # The cap applies after the jitter too: max_delay is the longest any action waits between attempts.
+        return max(0.0, min(self.max_delay, base * (1 + self.jitter * (2 * rng.random() - 1))))
 
 
 @dataclass(frozen=True)
