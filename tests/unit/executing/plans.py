@@ -20,7 +20,7 @@ from nebctl.schemas.keys import Kind, ResourceKey
 
 
 def action(action_id: str) -> Action:
-    name = action_id.split(":")[0]
+    name = action_id.partition(":")[0]
     return Action(
         id=action_id,
         key=ResourceKey.of(Kind.VIRTUAL_MACHINE, name),
@@ -31,9 +31,7 @@ def action(action_id: str) -> Action:
 
 
 def plan_of(ids: Iterable[str], edges: Iterable[tuple[str, str]] = ()) -> Plan:
-    return Plan(
-        stack="unit", changes=(), actions=tuple(action(i) for i in ids), edges=tuple(edges), fingerprint="f"
-    )
+    return Plan(stack="unit", changes=(), actions=tuple(action(i) for i in ids), edges=tuple(edges), fingerprint="f")
 
 
 class Recorder:
