@@ -150,7 +150,7 @@ class VirtualMachineReconciler:
         host = world.host_ref(action.host)
         drivers = world.drivers(action.host)
         params = action.params
-        uuid = vm_uuid(action.key)
+        uuid, _ = _identity(action.key, world)
         operation = action.operation
         if operation == "clone":
             volume = VolumeDefinition(
@@ -192,11 +192,19 @@ class VirtualMachineReconciler:
         if operation == "undeploy":
             with contextlib.suppress(NotFoundError):  # already gone: deleting is idempotent
                 drivers.virtualization.undeploy(host, uuid)
-            return {"uuid": None, "state": None}
+            return {"uuid": None, "name": None, "state": None}
         if operation in ("suspend", "resume", "cancel", "reboot"):
             getattr(drivers.virtualization, operation)(host, uuid)
             return {"state": {"suspend": "suspended", "cancel": "stopped"}.get(operation, "running")}
         raise PermanentError(f"unknown VM operation {operation!r}")
+
+
+def _identity(key: ResourceKey, world: World) -> tuple[str, str]:
+    """The VM's UUID and live name: its own when it was adopted with ``nebctl import``, else the deterministic
+    ones. A recorded UUID is dropped when the VM is undeployed, so a re-created VM gets the deterministic one."""
+    record = world.record(key)
+    live = record.live if record is not None else {}
+    return str(live.get("uuid") or vm_uuid(key)), str(live.get("name") or live_name(key))
 
 
 def _state_correction(live: str, applied: str) -> str:
@@ -226,9 +234,10 @@ def _definition(action: Action, world: World) -> VMDefinition:
             return value.get_secret_value() if value is not None else None
 
         cloud_init = CloudInitData(reveal(data.userData), reveal(data.metaData), reveal(data.networkConfig))
+    uuid, name = _identity(action.key, world)
     return VMDefinition(
-        name=live_name(action.key),
-        uuid=vm_uuid(action.key),
+        name=name,
+        uuid=uuid,
         vcpu=int(params["vcpu"]),
         memory=int(params["memory"]),
         disks=tuple(DiskAttachment(volume=d["volume"], datastore=d["datastore"]) for d in params["disks"]),
@@ -383,8 +392,13 @@ class _Builder:
             shutdown = self.simple("shutdown", host, "shut down gracefully")
             self.after(steps, [shutdown])
             steps = [shutdown]
+        first = len(self.actions)
         middle = self._disk_and_nic_changes(old, new, host)
-        self.after(steps, middle)
+        # Every disk and NIC step waits for the shutdown, including the NIC cleans that ``middle`` (the steps
+        # the deploy waits for) leaves out: releasing the NIC of a VM that still runs would cut it off.
+        created = [action.id for action in self.actions[first:]]
+        waiting = {after for _, after in self.edges}
+        self.after(steps, [identifier for identifier in created if identifier not in waiting])
         deploy = self.deploy(new, start=new["state"] != "stopped")
         self.after(middle or steps, [deploy])
         finish = [self.nic("post", new, i, host) for i in range(len(new["nics"]))]

@@ -469,4 +469,57 @@ def destroy_command(
     _run_apply(app, {}, options, yes=yes, parallelism=parallelism, lock_timeout=lock_timeout, verb="destroy")
 
 
-commands: list[click.Command] = [diff_command, apply_command, destroy_command]
+@click.command("import")
+@click.argument("reference", metavar="KIND/NAME")
+@click.option("--id", "identifier", required=True, metavar="ID", help="UUID (or name) of the live object.")
+@click.option("--host", metavar="HOST", help="The host it runs on (default: look on every known host).")
+@_paths_option(required=False)
+@click.option("--stack", metavar="NAME", help="Stack to adopt it into (default: name of the first -f).")
+@click.option("--lock-timeout", metavar="DURATION", help="How long to wait for another writer.")
+@pass_app
+def import_command(
+    app: AppContext,
+    *,
+    reference: str,
+    identifier: str,
+    host: str | None,
+    paths: tuple[str, ...],
+    stack: str | None,
+    lock_timeout: str | None,
+) -> None:
+    """Adopt an existing live VM into a stack, as KIND/NAME.
+
+    With -f, the manifests say what the VM should be (and which hosts exist); the next diff shows what differs
+    from what was found, and apply brings it in line and writes the ownership on the VM.
+    """
+    from nebctl.controller.importing import AdoptionError, adopted_record, find_vm
+    from nebctl.controller.observing import known_hosts
+
+    try:
+        key = ResourceKey.parse(reference)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    if not paths and not stack:
+        raise CliError("name the stack with --stack NAME or -f PATH")
+    documents = dict(load_manifests(paths).documents) if paths else {}
+    stack_name = check_stack(stack or default_stack(paths))
+    with _writer_lock(app, stack=stack_name, command="import", timeout=_lock_timeout(app, lock_timeout)):
+        controller = open_controller(app)
+        records = {r.key: r for r in controller.store.list_resources()}
+        hosts = known_hosts(documents, records)
+        try:
+            where, status = find_vm(identifier, hosts, controller.registry, host=host)
+            record = adopted_record(
+                key, stack=stack_name, host=where, status=status, document=documents.get(key), existing=records.get(key)
+            )
+        except AdoptionError as error:
+            raise CliError(str(error)) from None
+        with controller.store.batch() as tx:
+            tx.save_resource(record)
+            tx.add_event(
+                type="vm.imported", message=f"{key} adopted from VM {status.uuid} on {where}", key=key, stack=stack_name
+            )
+    click.echo(f"Imported {key} (VM {status.uuid} on host {where}) into stack {stack_name}.")
+
+
+commands: list[click.Command] = [diff_command, apply_command, destroy_command, import_command]

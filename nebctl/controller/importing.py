@@ -1,0 +1,95 @@
+"""Adopting a live object into a stack (``nebctl import KIND/NAME --id ID``).
+
+Adoption writes a record that says "this live VM is vm/NAME of stack S": its own UUID and name are kept (not
+the deterministic ones nebctl would give a VM it creates), and what was observed becomes its last applied spec.
+From then on, ``diff`` compares the manifest with that, and the next ``apply`` brings it in line, writing the
+ownership on the live object. Only VMs can be adopted: other kinds carry their deterministic names in every
+reference (a VM's NIC names its network's live name), so adopting them would mean renaming live objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nebctl.controller.observing import DriverSource
+from nebctl.database.records import ResourceRecord
+from nebctl.drivers.errors import DriverError
+from nebctl.drivers.states import VMLiveState
+from nebctl.drivers.types import HostRef, VMStatus
+from nebctl.reconcilers.identity import mac_address
+from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.schemas.models import AnyManifest, VirtualMachine, spec_document
+
+
+class AdoptionError(Exception):
+    """The object cannot be adopted; the message says why."""
+
+
+_STATES = {
+    VMLiveState.RUNNING: "running",
+    VMLiveState.STOPPED: "stopped",
+    VMLiveState.CRASHED: "stopped",
+    VMLiveState.SUSPENDED: "suspended",
+}
+
+
+def find_vm(
+    identifier: str, hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, *, host: str | None = None
+) -> tuple[str, VMStatus]:
+    """The host and status of the live VM whose UUID or name is ``identifier`` (one bulk probe per host)."""
+    names = [host] if host else sorted(hosts)
+    for name in names:
+        if name not in hosts:
+            raise AdoptionError(f"host {name!r} is neither in the manifests nor recorded")
+        ref, overrides = hosts[name]
+        try:
+            statuses = registry.for_host(ref, overrides).monitoring.probe_vms(ref)
+        except DriverError as error:
+            raise AdoptionError(f"host {name} did not answer: {error}") from error
+        for status in statuses:
+            if identifier in (status.uuid, status.name):
+                return name, status
+    where = f"host {host}" if host else f"any of {len(names)} host(s)"
+    raise AdoptionError(f"no VM with id or name {identifier!r} on {where}")
+
+
+def adopted_record(
+    key: ResourceKey,
+    *,
+    stack: str,
+    host: str,
+    status: VMStatus,
+    document: AnyManifest | None,
+    existing: ResourceRecord | None,
+) -> ResourceRecord:
+    """The record that makes ``status`` the live object of ``key`` in ``stack``."""
+    if key.kind is not Kind.VIRTUAL_MACHINE:
+        raise AdoptionError(f"only VMs can be imported, not {key.kind.value}")
+    if existing is not None:
+        raise AdoptionError(f"{key} is already managed (stack {existing.stack}); nothing to import")
+    if status.owner is not None and status.owner.stack != stack:
+        raise AdoptionError(
+            f"the VM belongs to stack {status.owner.stack!r}; nebctl never takes another stack's objects"
+        )
+    if isinstance(document, VirtualMachine):
+        # The manifest says what the VM is: take it as applied, with what monitoring measured laid over it.
+        applied = spec_document(document)
+        for index, nic in enumerate(applied["nics"]):
+            nic["mac"] = mac_address(key, index)
+    else:
+        applied = {"disks": [], "nics": [], "dependsOn": [], "cloudInit": None}
+    applied["host"] = host
+    applied["vcpu"] = status.vcpu or applied.get("vcpu", 1)
+    applied["memory"] = status.memory or applied.get("memory")
+    applied["state"] = _STATES.get(status.state, "running")
+    return ResourceRecord(
+        kind=key.kind,
+        namespace=key.namespace,
+        name=key.name,
+        stack=stack,
+        applied=applied,
+        status="imported",
+        live={"uuid": status.uuid, "name": status.name, "host": host, "state": applied["state"]},
+        host=host,
+    )
