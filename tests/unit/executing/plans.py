@@ -127,3 +127,13 @@ def hangs(entered: threading.Event | None = None) -> Behaviour:
 
 def position(events: Sequence[tuple[str, str]], what: str, action_id: str) -> int:
     return events.index((what, action_id))
+
+
+def wait_for(condition: Callable[[], bool], limit: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (for effects of abandoned worker threads, which nobody joins)."""
+    pause = threading.Event()
+    for _ in range(int(limit / 0.01)):
+        if condition():
+            return
+        pause.wait(0.01)
+    raise AssertionError("the condition was not reached in time")

@@ -17,7 +17,7 @@ import pytest
 from nebctl.controller.executing import Executor, Outcome, RetryPolicy
 from nebctl.drivers.errors import DriverTimeoutError, PermanentError, TemporaryError
 
-from .plans import Recorder, Scripted, fail_times, hangs, plan_of
+from .plans import Recorder, Scripted, fail_times, hangs, plan_of, wait_for
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.001, max_delay=0.01, multiplier=2.0, jitter=0.2)
 
@@ -141,7 +141,7 @@ def test_an_action_that_always_hangs_fails_as_temporary_after_the_limit_with_its
     assert report.reports["b"].state is Outcome.SKIPPED
     assert report.reports["free"].state is Outcome.SUCCEEDED
     # Each abandoned attempt saw its cancel flag (the hang returns only once it is set).
-    _wait_for(lambda: len(runner.cancel_seen["a"]) == 2)
+    wait_for(lambda: len(runner.cancel_seen["a"]) == 2)
     assert runner.cancel_seen["a"] == [True, True]
 
 
@@ -160,12 +160,3 @@ def test_a_timeout_error_raised_by_the_driver_itself_is_retried() -> None:
     runner = Scripted({"a": fail_times(lambda: DriverTimeoutError("probe timed out"), 1)})
     report = Executor(plan_of(["a"]), runner, journal=Recorder(), retry=FAST).run()
     assert report.ok and runner.calls["a"] == 2
-
-
-def _wait_for(condition: Any, limit: float = 5.0) -> None:
-    done = threading.Event()
-    for _ in range(int(limit / 0.01)):
-        if condition():
-            return
-        done.wait(0.01)
-    raise AssertionError("condition not reached")

@@ -11,7 +11,7 @@ from typing import Any
 from nebctl.controller.executing import Change, Executor, Outcome, RetryPolicy
 from nebctl.drivers.errors import TemporaryError
 
-from .plans import Recorder, Scripted, blocks, fail_times, hangs, plan_of
+from .plans import Recorder, Scripted, blocks, fail_times, hangs, plan_of, wait_for
 
 FINAL = {Outcome.SUCCEEDED, Outcome.FAILED, Outcome.SKIPPED, Outcome.CANCELLED}
 
@@ -117,10 +117,7 @@ def test_cancel_abandons_running_actions_and_sets_their_cancel_flag() -> None:
         assert report.reports[never].state is Outcome.CANCELLED
         assert never not in runner.calls
     # The runner saw its cancel flag and returned.
-    for _ in range(500):
-        if runner.cancel_seen["a"]:
-            break
-        entered.wait(0.01)
+    wait_for(lambda: bool(runner.cancel_seen["a"]))
     assert runner.cancel_seen["a"] == [True]
 
 
@@ -140,10 +137,7 @@ def test_every_action_ends_in_a_final_state_in_the_journal_whatever_happens() ->
     )
     thread, out = _run_in_thread(executor)
     assert entered.wait(5)
-    for _ in range(500):
-        if out or journal.of("bad", Outcome.FAILED):
-            break
-        entered.wait(0.01)
+    wait_for(lambda: bool(out or journal.of("bad", Outcome.FAILED)))
     cancel.set()
     thread.join(10)
     last = {c.action.id: c.state for c in journal.changes}
