@@ -1,0 +1,143 @@
+"""Schema versions: migrations from empty to head, models that match them, and refusing foreign schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import inspect, text
+
+from nebctl.controller.cli import main
+from nebctl.database import SchemaOutdated, SchemaTooNew, Store, engines, migrating
+from nebctl.database.engines import transaction
+from nebctl.database.models import Base
+
+
+def test_upgrade_from_empty_matches_the_models(db_url: str) -> None:
+    engine = engines.create(db_url)
+    try:
+        before, after = migrating.upgrade(engine)
+        assert (before, after) == (None, migrating.head_revision())
+        with transaction(engine, write=False) as connection:
+            assert set(Base.metadata.tables) <= set(inspect(connection).get_table_names())
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, Base.metadata)
+        assert differences == [], differences
+        # Upgrading again is a no-op, and the store accepts the migrated database.
+        assert migrating.upgrade(engine) == (after, after)
+    finally:
+        engine.dispose()
+    Store.open(db_url).close()
+
+
+def test_created_schema_matches_the_migrations(db_url: str) -> None:
+    """Store.open creates a new database from the models; it must be the schema the migrations make."""
+    Store.open(db_url).close()
+    engine = engines.create(db_url)
+    try:
+        with transaction(engine, write=False) as connection:
+            assert migrating.current_revision(connection) == migrating.head_revision()
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_newer_and_unversioned_schemas_are_refused(db_url: str) -> None:
+    Store.open(db_url).close()
+    engine = engines.create(db_url)
+    try:
+        with transaction(engine, write=True) as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = 'ffff9999'"))
+        with pytest.raises(SchemaTooNew, match="newer nebctl"):
+            Store.open(db_url)
+        with pytest.raises(SchemaTooNew):
+            migrating.upgrade(engine)
+        with transaction(engine, write=True) as connection:
+            connection.execute(text("DELETE FROM alembic_version"))
+        with pytest.raises(SchemaOutdated, match="nebctl db upgrade"):
+            Store.open(db_url)
+    finally:
+        engine.dispose()
+
+
+def test_db_commands(db_url: str) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["--db", db_url, "db", "current"])
+    assert result.exit_code == 1 and "no nebctl schema" in result.output
+    result = runner.invoke(main, ["--db", db_url, "db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert f"from empty to {migrating.head_revision()}" in result.output
+    result = runner.invoke(main, ["--db", db_url, "db", "current"])
+    assert result.exit_code == 0 and result.output.strip() == f"{migrating.head_revision()} (current)"
+
+
+def test_unlock_command(db_url: str) -> None:
+    runner = CliRunner()
+    store = Store.open(db_url)
+    try:
+        lease = store.acquire_lock(holder="live apply", timeout=0, ttl=600)
+        result = runner.invoke(main, ["--db", db_url, "unlock"])
+        assert result.exit_code == 1 and "live apply" in result.output and "--force" in result.output
+        assert store.lock_status() is not None
+        result = runner.invoke(main, ["--db", db_url, "unlock", "--force"])
+        assert result.exit_code == 0 and "released" in result.output
+        assert store.lock_status() is None
+        lease.release()
+        store.acquire_lock(holder="dead apply", timeout=0, ttl=600, pid=2**22 + 1)
+        result = runner.invoke(main, ["--db", db_url, "unlock"])
+        assert result.exit_code == 0 and "dead apply" in result.output
+        assert store.lock_status() is None
+        result = runner.invoke(main, ["--db", db_url, "unlock"])
+        assert result.exit_code == 0 and "not held" in result.output
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("nonsense", "invalid database URL"),
+        ("oracle://scott@db/x", "unsupported database"),
+        ("postgresql+psycopg://nebctl:secret@127.0.0.1:1/nebctl", "cannot open the database"),
+        ("mysql+pymysql://nebctl:secret@127.0.0.1:1/nebctl", "cannot open the database"),
+        ("postgresql+nosuchdriver://x@127.0.0.1/db", "unknown database driver"),
+    ],
+)
+def test_bad_urls_give_one_line(url: str, expected: str) -> None:
+    result = CliRunner().invoke(main, ["--db", url, "unlock"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output
+    assert "secret" not in result.output  # passwords are masked
+    assert "Traceback" not in result.output
+
+
+def test_wrong_credentials_give_one_line(request: pytest.FixtureRequest) -> None:
+    for backend in ("postgresql", "mariadb"):
+        server = request.getfixturevalue(f"{backend}_server")
+        if backend == "postgresql":
+            url = f"postgresql+psycopg://postgres@127.0.0.1:{server.port}/no_such_database"
+        else:
+            url = f"mysql+pymysql://nobody:wrong@127.0.0.1:{server.port}/nebctl"
+        result = CliRunner().invoke(main, ["--db", url, "unlock"])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert "no_such_database" in lines[0] or "Access denied" in lines[0], lines
+
+
+def test_sqlite_default_directory_is_created(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "er" / "nebctl.db"
+    Store.open(f"sqlite:///{target}").close()
+    assert target.exists()
+    engine = engines.create(f"sqlite:///{target}")
+    try:
+        with transaction(engine, write=False) as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    finally:
+        engine.dispose()
