@@ -16,8 +16,9 @@ is counted by the call itself, where it is placed.
 Order of work, which decides who gets the room when it is short:
 
 1. VMs that stay where they are: a request whose ``current_host`` is among the hosts, that host is still
-   allowed (its fixed ``placement.host`` when it has one, else the requirements hold there) and the VM still
-   fits. Placement is sticky, so re-plans cause no churn, and existing VMs are never displaced by new ones.
+   allowed (its fixed ``placement.host`` when it has one, else the requirements hold there; requirements
+   reading free or allocated capacity are admission checks, not re-checked for a VM already there) and the
+   VM still fits. Placement is sticky, so re-plans cause no churn, and existing VMs are never displaced by new ones.
    A disabled or offline host keeps its VMs: disabling drains new placements, it does not evict. A VM that
    stays is not charged its disk again (it is already there). In VM-name order.
 2. VMs with a fixed ``placement.host``: the host must exist and be enabled, and the VM must fit. By name.
@@ -475,7 +476,13 @@ def place(requests: Sequence[PlacementRequest], hosts: Sequence[HostCandidate]) 
         request = requests[position]
         current = state.by_name[request.current_host]  # type: ignore[index]
         fixed = request.placement.host
-        allowed = fixed == current.name if fixed is not None else rule_of(request).requirements_reason(current) is None
+        if fixed is not None:
+            allowed = fixed == current.name
+        else:
+            # Requirements on free or allocated capacity are admission checks: a VM already on the host is
+            # part of what fills it, and re-checking them would evict it from the host it filled.
+            rule = rule_of(request)
+            allowed = rule.requirements_dynamic or rule.requirements_reason(current) is None
         if allowed and current.fits(request.vcpu, request.memory, 0):
             state.allocate(current, request.vcpu, request.memory, 0)
             decisions[position] = PlacementDecision(request.vm, current.name)
