@@ -112,15 +112,34 @@ def compare(
     sensitive: Sequence[str] = (),
     ignored: Iterable[str] = (),
 ) -> list[FieldChange]:
-    """The field changes from ``before`` to ``after``, in path order, each with its effect."""
-    old, new = flatten(before or {}), flatten(after or {})
+    """The field changes from ``before`` to ``after``, in path order, each with its effect.
+
+    An absent field and a null one are the same (an optional block such as ``cloudInit`` that appears reads as
+    its set fields, not as nulls), and the empty container a list or map was before its first element (or after
+    its last) is not a change of its own. A list element added or removed as a whole costs what its list's rule
+    says (a new disk is attached with a restart), not what a rule for one of its fields says (changing the
+    image of an existing disk replaces the VM)."""
+    # Not ``flatten(before or {})``: flattening an empty mapping gives the bogus leaf ``"" -> {}``.
+    old = flatten(before) if before else {}
+    new = flatten(after) if after else {}
     ignored = tuple(ignored)
+    old_elements: set[str] | None = None
+    new_elements: set[str] | None = None
     changes = []
     for path in sorted(old.keys() | new.keys(), key=_path_sort_key):
         was, now = old.get(path, _MISSING), new.get(path, _MISSING)
         if was == now or is_ignored(path, ignored):
             continue
-        rule = rule_for(path, rules, default)
+        if (was is None or was is _MISSING) and (now is None or now is _MISSING):
+            continue
+        if (was is _MISSING and _hollow(now, path, old)) or (now is _MISSING and _hollow(was, path, new)):
+            continue
+        decisive = path
+        if (was is _MISSING or now is _MISSING) and "[" in path:
+            if old_elements is None or new_elements is None:
+                old_elements, new_elements = _elements(old), _elements(new)
+            decisive = _whole_element_container(path, old_elements if was is _MISSING else new_elements) or path
+        rule = rule_for(decisive, rules, default)
         changes.append(
             FieldChange(
                 path=path,
@@ -132,6 +151,26 @@ def compare(
             )
         )
     return changes
+
+
+def _hollow(value: Any, path: str, other: Mapping[str, Any]) -> bool:
+    """Whether ``value`` is an empty container whose place the other side fills with elements."""
+    if not isinstance(value, (list, dict)) or value:
+        return False
+    return any(key.startswith((path + ".", path + "[")) for key in other)
+
+
+def _elements(flat: Mapping[str, Any]) -> set[str]:
+    """Every list element present in a flattened document: ``disks[0]``, ``nics[1]``, ``rules[0].ports[2]``..."""
+    return {path[: match.end()] for path in flat for match in _INDEX.finditer(path)}
+
+
+def _whole_element_container(path: str, elements_of_other_side: set[str]) -> str | None:
+    """The list (``disks``) whose element holding ``path`` the other side lacks entirely, outermost first."""
+    for match in _INDEX.finditer(path):
+        if path[: match.end()] not in elements_of_other_side:
+            return path[: match.start()]
+    return None
 
 
 def _path_sort_key(path: str) -> list[Any]:

@@ -1,0 +1,196 @@
+"""Decision table of virtual machines: each manifest edit gives its change type, restart flag and driver actions.
+
+Every row starts from the same converged world (hosts, datastore, images, network, security group and one
+running VM ``web`` fixed on ``h1``), edits the manifests, and checks what ``make_plan`` decides.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nebctl.controller.planning import PlanError
+from nebctl.controller.plans import ChangeType
+from nebctl.reconcilers.fields import Effect
+from tests.unit.planning.world import BASE, GiB, World, actions_of, change_of, converge, operations, precedes, vm
+
+STOPPED = {"memory: 2Gi": "memory: 2Gi\n  state: stopped"}
+SUSPENDED = {"memory: 2Gi": "memory: 2Gi\n  state: suspended"}
+TWO_DISKS = {"- {image: debian, size: 10Gi}": "- {image: debian, size: 10Gi}\n    - {size: 1Gi}"}
+TWO_NICS = {"- {network: lan, securityGroups: [ssh]}": "- {network: lan, securityGroups: [ssh]}\n    - {network: lan}"}
+NO_NICS = {"nics:\n    - {network: lan, securityGroups: [ssh]}": "nics: []"}
+NO_DISKS = {"disks:\n    - {image: debian, size: 10Gi}": "disks: []"}
+
+
+@pytest.fixture(scope="module")
+def running() -> World:
+    return converge(BASE, vm())
+
+
+# (edit of the VM document, expected change type, restart, the VM's operations in order)
+TABLE = [
+    pytest.param({"vcpu: 2": "vcpu: 4"}, ChangeType.UPDATE, True, ["shutdown", "deploy", "post"], id="vcpu"),
+    pytest.param({"memory: 2Gi": "memory: 4Gi"}, ChangeType.UPDATE, True, ["shutdown", "deploy", "post"], id="memory"),
+    pytest.param(
+        {"size: 10Gi": "size: 20Gi"}, ChangeType.UPDATE, True, ["shutdown", "resize", "deploy", "post"], id="disk-grow"
+    ),
+    pytest.param(STOPPED, ChangeType.UPDATE, False, ["shutdown"], id="running-to-stopped"),
+    pytest.param(SUSPENDED, ChangeType.UPDATE, False, ["suspend"], id="running-to-suspended"),
+    pytest.param(
+        {"image: debian": "image: alpine"},
+        ChangeType.REPLACE,
+        False,
+        ["undeploy", "delete", "clean", "clone", "pre", "deploy", "post"],
+        id="disk-image",
+    ),
+    pytest.param(
+        {"memory: 2Gi": "memory: 2Gi\n  cloudInit: {userData: secret-data}"},
+        ChangeType.REPLACE,
+        False,
+        ["undeploy", "delete", "clean", "clone", "pre", "deploy", "post"],
+        id="cloud-init",
+    ),
+    pytest.param(TWO_DISKS, ChangeType.UPDATE, True, ["shutdown", "clone", "deploy", "post"], id="add-disk"),
+    pytest.param(NO_DISKS, ChangeType.UPDATE, True, ["shutdown", "delete", "deploy", "post"], id="remove-disk"),
+    pytest.param(TWO_NICS, ChangeType.UPDATE, True, ["shutdown", "pre", "deploy", "post", "post"], id="add-nic"),
+    pytest.param(NO_NICS, ChangeType.UPDATE, True, ["shutdown", "clean", "deploy"], id="remove-nic"),
+    pytest.param({"host: h1": "host: h2"}, ChangeType.UPDATE, False, ["migrate"], id="fixed-host-moves"),
+    pytest.param({"app: web": "app: db"}, ChangeType.NOOP, False, [], id="metadata-labels"),
+    pytest.param(
+        {"memory: 2Gi": "memory: 2Gi\n  lifecycle: {preventDestroy: true}"},
+        ChangeType.UPDATE,
+        False,
+        [],
+        id="lifecycle-is-record-only",
+    ),
+    pytest.param(
+        {"memory: 2Gi": "memory: 2Gi\n  dependsOn: [network/lan]"}, ChangeType.UPDATE, False, [], id="depends-on"
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "change_type", "restart", "expected"), TABLE)
+def test_vm_edit(
+    running: World, edit: dict[str, str], change_type: ChangeType, restart: bool, expected: list[str]
+) -> None:
+    plan = running.plan(BASE, vm(**edit))
+    change = change_of(plan, "vm/web")
+    assert change.type is change_type
+    assert change.restart is restart
+    assert operations(plan, "vm/web") == expected
+    # Only the VM changes: its surroundings are untouched by a VM edit.
+    assert [str(c.key) for c in plan.changes if c.is_change] == ([] if change_type is ChangeType.NOOP else ["vm/web"])
+
+
+@pytest.mark.parametrize(
+    ("start", "target", "expected"),
+    [
+        pytest.param(STOPPED, {}, ["deploy"], id="stopped-to-running"),
+        pytest.param(SUSPENDED, {}, ["resume"], id="suspended-to-running"),
+        pytest.param(SUSPENDED, STOPPED, ["shutdown"], id="suspended-to-stopped"),
+        pytest.param(STOPPED, SUSPENDED, ["deploy", "suspend"], id="stopped-to-suspended"),
+    ],
+)
+def test_vm_state_changes_back(start: dict[str, str], target: dict[str, str], expected: list[str]) -> None:
+    world = converge(BASE, vm(**start))
+    plan = world.plan(BASE, vm(**target))
+    change = change_of(plan, "vm/web")
+    assert change.type is ChangeType.UPDATE and not change.restart
+    assert operations(plan, "vm/web") == expected
+    deploys = [a for a in actions_of(plan, "vm/web") if a.operation == "deploy"]
+    assert all(a.params["start"] for a in deploys)
+
+
+def test_restart_of_a_stopped_vm_does_not_shut_it_down() -> None:
+    world = converge(BASE, vm(**STOPPED))
+    plan = world.plan(BASE, vm(**{**STOPPED, "vcpu: 2": "vcpu: 4"}))
+    assert operations(plan, "vm/web") == ["deploy", "post"]
+    deploy = next(a for a in actions_of(plan, "vm/web") if a.operation == "deploy")
+    assert deploy.params["start"] is False and deploy.params["vcpu"] == 4
+
+
+def test_restart_fields_and_the_deploy_carries_the_new_values(running: World) -> None:
+    plan = running.plan(BASE, vm(**{"vcpu: 2": "vcpu: 4", "memory: 2Gi": "memory: 3Gi"}))
+    change = change_of(plan, "vm/web")
+    assert [(f.path, f.before, f.after, f.effect) for f in change.fields] == [
+        ("memory", 2 * GiB, 3 * GiB, Effect.RESTART),
+        ("vcpu", 2, 4, Effect.RESTART),
+    ]
+    deploy = next(a for a in actions_of(plan, "vm/web") if a.operation == "deploy")
+    assert (deploy.params["vcpu"], deploy.params["memory"]) == (4, 3 * GiB)
+    assert precedes(plan, "vm/web:shutdown", "vm/web:deploy")
+
+
+def test_disk_grow_resizes_after_shutdown_before_deploy(running: World) -> None:
+    plan = running.plan(BASE, vm(**{"size: 10Gi": "size: 20Gi"}))
+    (resize,) = [a for a in actions_of(plan, "vm/web") if a.operation == "resize"]
+    assert resize.params["size"] == 20 * GiB and resize.host == "h1"
+    assert precedes(plan, "vm/web:shutdown", resize.id)
+    assert precedes(plan, resize.id, "vm/web:deploy")
+
+
+def test_disk_shrink_is_refused(running: World) -> None:
+    with pytest.raises(PlanError) as error:
+        running.plan(BASE, vm(**{"size: 10Gi": "size: 5Gi"}))
+    assert error.value.problems == ["vm/web: disks[0].size cannot shrink from 10Gi to 5Gi (disks only grow)"]
+
+
+def test_replace_deletes_before_it_creates(running: World) -> None:
+    plan = running.plan(BASE, vm(**{"image: debian": "image: alpine"}))
+    ids = {a.id for a in actions_of(plan, "vm/web")}
+    assert {"vm/web:undeploy", "vm/web:new:deploy", "vm/web:new:disk0:clone"} <= ids
+    for old in ("vm/web:undeploy", "vm/web:disk0:delete", "vm/web:nic0:clean"):
+        assert precedes(plan, old, "vm/web:new:disk0:clone") or precedes(plan, old, "vm/web:new:nic0:pre")
+        assert precedes(plan, old, "vm/web:new:deploy")
+    clone = next(a for a in actions_of(plan, "vm/web") if a.id == "vm/web:new:disk0:clone")
+    assert clone.params["backing"] == "image-alpine"
+    assert plan.summary.add == 1 and plan.summary.destroy == 1
+
+
+def test_cloud_init_change_is_sensitive_and_never_in_the_plan(running: World) -> None:
+    plan = running.plan(BASE, vm(**{"memory: 2Gi": "memory: 2Gi\n  cloudInit: {userData: secret-data}"}))
+    change = change_of(plan, "vm/web")
+    # Only the field that was set: no null noise for the parts of the block that stay unset.
+    assert [(f.path, f.sensitive) for f in change.fields] == [("cloudInit.userData", True)]
+    assert "secret-data" not in repr(plan.actions)
+
+
+def test_added_disk_is_cloned_with_its_datastore_and_attached_after_the_shutdown(running: World) -> None:
+    plan = running.plan(BASE, vm(**TWO_DISKS))
+    change = change_of(plan, "vm/web")
+    assert {f.effect for f in change.fields} == {Effect.RESTART}
+    clone = next(a for a in actions_of(plan, "vm/web") if a.operation == "clone")
+    assert clone.params["disk"] == 1 and clone.params["backing"] is None and clone.params["size"] == GiB
+    deploy = next(a for a in actions_of(plan, "vm/web") if a.operation == "deploy")
+    assert [d["volume"] for d in deploy.params["disks"]] == ["web-disk0", "web-disk1"]
+    assert precedes(plan, "vm/web:shutdown", clone.id) and precedes(plan, clone.id, deploy.id)
+
+
+def test_removed_nic_is_released_only_after_the_shutdown(running: World) -> None:
+    plan = running.plan(BASE, vm(**NO_NICS))
+    assert precedes(plan, "vm/web:shutdown", "vm/web:nic0:clean")
+    assert precedes(plan, "vm/web:nic0:clean", "vm/web:deploy")
+
+
+def test_added_nic_gets_the_next_address_and_is_prepared_before_deploy(running: World) -> None:
+    plan = running.plan(BASE, vm(**TWO_NICS))
+    pre = next(a for a in actions_of(plan, "vm/web") if a.operation == "pre")
+    assert (pre.params["nic"], pre.params["ip"]) == (1, "10.0.0.11")
+    assert precedes(plan, "vm/web:shutdown", pre.id) and precedes(plan, pre.id, "vm/web:deploy")
+
+
+def test_ignore_changes_hides_the_field() -> None:
+    ignoring = {"memory: 2Gi": "memory: 2Gi\n  lifecycle: {ignoreChanges: [memory, 'disks[0].size']}"}
+    world = converge(BASE, vm(**ignoring))
+    edited = dict(ignoring)
+    edited["memory: 2Gi"] = ignoring["memory: 2Gi"].replace("memory: 2Gi", "memory: 8Gi")
+    plan = world.plan(BASE, vm(**edited, **{"size: 10Gi": "size: 30Gi"}))
+    assert not plan.has_changes
+    # What is not ignored still changes.
+    plan = world.plan(BASE, vm(**edited, **{"vcpu: 2": "vcpu: 3"}))
+    assert [f.path for f in change_of(plan, "vm/web").fields] == ["vcpu"]
+
+
+def test_update_with_restart_of_a_suspended_vm_suspends_it_again() -> None:
+    world = converge(BASE, vm(**SUSPENDED))
+    plan = world.plan(BASE, vm(**{**SUSPENDED, "vcpu: 2": "vcpu: 4"}))
+    assert operations(plan, "vm/web") == ["shutdown", "deploy", "post", "suspend"]
