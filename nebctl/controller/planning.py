@@ -50,6 +50,7 @@ KIND_ORDER = [
     Kind.HOOK,
 ]
 _DESTROY_OPERATIONS = frozenset({"undeploy", "clean", "delete", "delete_datastore", "delete_sg"})
+_RELEASE_OPERATIONS = _DESTROY_OPERATIONS | {"shutdown"}
 
 
 class PlanError(Exception):
@@ -611,6 +612,11 @@ def _phase(change: ResourceChange, action: Action) -> str:
         return "destroy"
     if change.type is ChangeType.REPLACE and action.operation in _DESTROY_OPERATIONS and ":new:" not in action.id:
         return "destroy"
+    # An update first releases what it stops using (the shutdown, a NIC cleaned, a disk deleted, a host left):
+    # that part must finish before a resource it used is destroyed, while the rest may need that resource built
+    # again (a network replaced under a VM whose address changes). One phase for both would be a cycle.
+    if change.type is ChangeType.UPDATE and action.operation in _RELEASE_OPERATIONS:
+        return "destroy"
     return "build"
 
 
@@ -653,12 +659,17 @@ def _action_graph(
         for ref in references(key, desired):
             if (ref, "build") in exits and (key, "build") in entries:
                 edges.extend(_linked(exits[(ref, "build")], entries[(key, "build")]))
-        # Anything that used a resource in its last applied spec finishes before that resource is destroyed.
+        # Anything that used a resource in its last applied spec stops using it before that resource is
+        # destroyed: its own destroy phase does that. Without one (an update that only builds), all of it goes
+        # first, unless it needs the resource built again (then waiting for the destroy would be a cycle).
+        needed = references(key, desired)
         for ref in references(key, record.applied if record is not None else None):
-            if (ref, "destroy") in entries:
-                for phase in ("destroy", "build"):
-                    if (key, phase) in exits:
-                        edges.extend(_linked(exits[(key, phase)], entries[(ref, "destroy")]))
+            if (ref, "destroy") not in entries:
+                continue
+            if (key, "destroy") in exits:
+                edges.extend(_linked(exits[(key, "destroy")], entries[(ref, "destroy")]))
+            elif (key, "build") in exits and ref not in needed:
+                edges.extend(_linked(exits[(key, "build")], entries[(ref, "destroy")]))
     return actions, _deduplicated(edges)
 
 
