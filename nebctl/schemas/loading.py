@@ -29,6 +29,8 @@ from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.scanner import Scanner, ScannerError
 
 from nebctl.schemas.keys import DEFAULT_NAMESPACE, KIND_ALIASES, NAME_PATTERN, Kind, ResourceKey
 from nebctl.schemas.models import API_VERSION, HOOK_EVENT_PATTERN, MODEL_BY_KIND, AnyManifest
@@ -209,7 +211,10 @@ def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], li
             if not found:
                 diagnostics.append(Diagnostic(None, None, f"{path}: directory has no *.yaml or *.yml files"))
             for file in found:
-                add(file)
+                if os.path.isfile(file):
+                    add(file)
+                else:
+                    diagnostics.append(Diagnostic(None, None, f"{file}: broken symbolic link"))
         elif os.path.isfile(path):
             add(path)
         elif os.path.lexists(path) and not os.path.exists(path):
@@ -301,6 +306,9 @@ class _Document:
     location: SourceLocation
     positions: dict[DataPath, SourceLocation]
     key_positions: dict[DataPath, SourceLocation]
+    # For one-line scalars: how far the text starts after the value's position (1 past an opening quote), so
+    # an error at an offset in the text (a placement expression's) can point at its exact column.
+    text_offsets: dict[DataPath, int] = field(default_factory=dict)
 
 
 class _Builder:
@@ -334,19 +342,20 @@ class _Builder:
             elif isinstance(node, MappingNode):
                 total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
             active.discard(id(node))
-            # Capping keeps the numbers small for bombs; anything at the cap is refused anyway.
-            sizes[id(node)] = min(total, self.limits.max_nodes + 1)
-            return sizes[id(node)]
+            if total > self.limits.max_nodes:
+                # Refused at the smallest node that crosses the limit: where the aliases multiply.
+                raise _DocumentError(
+                    self.at(node),
+                    f"document expands to more than {self.limits.max_nodes} nodes through aliases "
+                    "(an alias bomb?); refusing it",
+                )
+            sizes[id(node)] = total
+            return total
 
         return size(root, 0)
 
     def build(self, root: Node) -> _Document:
-        if self.expanded_size(root) > self.limits.max_nodes:
-            raise _DocumentError(
-                self.at(root),
-                f"document expands to more than {self.limits.max_nodes} nodes through aliases "
-                "(an alias bomb?); refusing it",
-            )
+        self.expanded_size(root)
         document = _Document(None, self.at(root), {}, {})
         document.data = self.value(root, (), document)
         return document
@@ -354,6 +363,8 @@ class _Builder:
     def value(self, node: Node, path: DataPath, document: _Document) -> Any:
         document.positions.setdefault(path, self.at(node))
         if isinstance(node, ScalarNode):
+            if node.style in (None, '"', "'") and node.start_mark.line == node.end_mark.line:
+                document.text_offsets.setdefault(path, 0 if node.style is None else 1)
             return self.scalar(node)
         if isinstance(node, SequenceNode):
             self.check_tag(node, _TAG + "seq")
@@ -414,7 +425,9 @@ class _Builder:
         try:
             return self.yaml.constructor.construct_object(node, deep=True)
         except (ValueError, YAMLError) as error:
-            raise _DocumentError(self.at(node), f"invalid {node.tag.removeprefix(_TAG)} value: {error}") from None
+            # The first clause says what is wrong; Python's advice on raising its limits is not for users.
+            reason = str(error).split(";")[0]
+            raise _DocumentError(self.at(node), f"invalid {node.tag.removeprefix(_TAG)} value: {reason}") from None
 
     def check_tag(self, node: Node, *allowed: str) -> None:
         if node.tag not in allowed:
@@ -423,6 +436,28 @@ class _Builder:
                 f"YAML tag '{_short_tag(node.tag)}' is not allowed: manifests hold plain strings, numbers, "
                 "booleans, lists and mappings",
             )
+
+
+class _FlowDepthLimitedScanner(Scanner):  # type: ignore[misc]  # ruamel ships no type information
+    """ruamel's scanner, refusing flow collections (``[[[...``) nested deeper than ``max_flow_depth``.
+
+    The scanner's work per token grows with the flow depth, so deep nesting costs quadratic time: it is cut off
+    at the bracket that goes too deep, before it gets expensive.
+    """
+
+    max_flow_depth = 64
+
+    def fetch_flow_collection_start(self, token_class: Any, to_push: str) -> None:
+        if len(self.flow_context) >= self.max_flow_depth:
+            raise ScannerError(
+                problem=f"nesting deeper than {self.max_flow_depth} levels", problem_mark=self.reader.get_mark()
+            )
+        super().fetch_flow_collection_start(token_class, to_push)
+
+
+def _text_location(text: str, offset: int, filename: str) -> SourceLocation:
+    line_start = text.rfind("\n", 0, offset) + 1
+    return SourceLocation(filename, text.count("\n", 0, offset) + 1, offset - line_start + 1)
 
 
 def _short_tag(tag: str) -> str:
@@ -449,6 +484,7 @@ def read_yaml(text: str, filename: str, *, limits: Limits = DEFAULT_LIMITS) -> t
             )
         ]
     yaml = YAML(typ="safe", pure=True)
+    yaml.Scanner = type("Scanner", (_FlowDepthLimitedScanner,), {"max_flow_depth": limits.max_depth})
     builder = _Builder(yaml, filename, limits)
     documents: list[_Document] = []
     diagnostics: list[Diagnostic] = []
@@ -463,6 +499,11 @@ def read_yaml(text: str, filename: str, *, limits: Limits = DEFAULT_LIMITS) -> t
     except MarkedYAMLError as error:
         # The parser cannot resynchronise after a syntax error: the documents before it are still checked.
         diagnostics.append(_yaml_error(error, filename))
+    except ReaderError as error:
+        where = _text_location(text, error.position, filename)
+        diagnostics.append(
+            Diagnostic(where, None, f"invalid YAML: character U+{error.character:04X} is not allowed ({error.reason})")
+        )
     except YAMLError as error:
         diagnostics.append(Diagnostic(SourceLocation(filename, 1, 1), None, f"invalid YAML: {error}"))
     except RecursionError:
@@ -493,12 +534,13 @@ def parse_text(
 
 
 _KIND_NAMES = [kind.value for kind in Kind]
+_SCALAR_NAMES = {str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 
 def _check_document(raw: _Document) -> tuple[LoadedDocument | None, list[Diagnostic]]:
     data = raw.data
     if not isinstance(data, dict):
-        shape = "a list" if isinstance(data, list) else f"a {type(data).__name__} value"
+        shape = "a list" if isinstance(data, list) else _SCALAR_NAMES.get(type(data), "a single value")
         message = f"a manifest must be a mapping with apiVersion, kind, metadata and spec, not {shape}"
         return None, [Diagnostic(raw.location, None, message)]
 
@@ -713,6 +755,11 @@ def _error_location(error: _Error, raw: _Document) -> SourceLocation:
         found = raw.key_positions.get(error.path)
         if found is not None:
             return found
+    cause = (error.raw.get("ctx") or {}).get("error")
+    offset = getattr(cause, "position", None)
+    if isinstance(offset, int) and error.path in raw.text_offsets and error.path in raw.positions:
+        start = raw.positions[error.path]
+        return SourceLocation(start.file, start.line, start.column + raw.text_offsets[error.path] + offset)
     for end in range(len(error.path), -1, -1):
         found = raw.positions.get(error.path[:end])
         if found is not None:
@@ -759,7 +806,7 @@ def _message(error: _Error, model: type[BaseModel], data: Any) -> str:
         return _pattern_message(error, field_label, value, str(ctx.get("pattern", "")))
     if kind == "union_type":
         return f"{field_label}: expected {ctx['expected']}, got {_show(value)}"
-    if kind in _TYPE_NAMES or kind.endswith("_parsing"):
+    if kind in _TYPE_NAMES or kind in _PARSING_NAMES or kind.endswith("_parsing"):
         expected = _TYPE_NAMES.get(kind) or _PARSING_NAMES.get(kind, "another value")
         hint = " (quote it to make it text)" if kind == "string_type" and isinstance(value, int | float) else ""
         return f"{field_label}: expected {expected}, got {_show(value)}{hint}"
@@ -832,6 +879,10 @@ def _pattern_message(error: _Error, field_label: str, value: object, pattern: st
         return f"{field_label}: invalid reference {shown}: expected KIND/NAME, such as network/lan"
     if error.path and (error.path[-1] == "ports" or (len(error.path) >= 2 and error.path[-2] == "ports")):
         return f"{field_label}: invalid port {shown}: expected a port (22) or a range (8000-8080)"
+    if pattern == "^/":
+        return f"{field_label}: expected an absolute path (starting with '/'), got {shown}"
+    if pattern == "^https?://":
+        return f"{field_label}: expected an http:// or https:// URL, got {shown}"
     if error.path and error.path[-1] == "sha256":
         return f"{field_label}: invalid sha256 {shown}: expected 64 lower-case hexadecimal digits"
     return f"{field_label}: invalid value {shown}: must match {pattern}"
