@@ -38,7 +38,7 @@ from nebctl.drivers.types import (
     VolumeDefinition,
 )
 from tests.libvirt.conftest import Drivers, make_image
-from tests.support.libvirtd import LibvirtDaemon
+from tests.support.libvirtd import LibvirtDaemon, exclusive_objects
 
 pytestmark = pytest.mark.libvirt
 
@@ -83,7 +83,9 @@ def qemu_env(
     env = QemuEnv(host=host, pool=f"{prefix}-pool", image=f"{prefix}-base.qcow2", network=f"{prefix}-lan",
                   bridge="", group=f"{prefix}-ssh", subnet=subnet)  # fmt: skip
     created: list[str] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(exclusive_objects())  # other sessions' contract tests clean up what appears
+        stack.callback(_cleanup, drivers, env, created)
         drivers.storage.create_datastore(host, DatastoreDefinition(name=env.pool, path=str(directory / "pool")))
         created.append("pool")
         source = make_image(tmp_path_factory.mktemp("src") / "base.qcow2", size="64M")
@@ -99,8 +101,6 @@ def qemu_env(
             SecurityRuleDefinition(direction="out", protocol="any"))))  # fmt: skip
         created.append("group")
         yield env
-    finally:
-        _cleanup(drivers, env, created)
 
 
 def _cleanup(drivers: Drivers, env: QemuEnv, created: list[str]) -> None:

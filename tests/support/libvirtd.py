@@ -14,6 +14,8 @@ With CI=true a daemon that cannot start fails the tests; outside CI they skip wi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -24,6 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -34,6 +37,24 @@ QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
 VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
 START_TIMEOUT = 30.0
+# Several test sessions may share the daemon (developers run suites side by side): each holds a shared lock
+# on USERS_LOCK while it uses it, and the session that started it stops it only when nobody else holds one.
+USERS_LOCK = Path("/run/lock/nebctl-libvirtd-users.lock")
+# Tests that clean up "whatever appeared during the test" take OBJECTS_LOCK so as not to see another
+# session's objects appear meanwhile.
+OBJECTS_LOCK = Path("/run/lock/nebctl-libvirtd-objects.lock")
+
+
+@contextlib.contextmanager
+def exclusive_objects() -> Iterator[None]:
+    """Hold the daemon's objects for this block, against other sessions doing the same."""
+    OBJECTS_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with OBJECTS_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def throwaway_machine() -> bool:
@@ -85,7 +106,18 @@ class LibvirtDaemon:
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log_dir: Path | None = None
 
+    users_handle: IO[str] | None = None
+
     def stop(self) -> None:
+        handle = self.users_handle
+        self.users_handle = None
+        if handle is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the only user left?
+            except BlockingIOError:
+                self.started.clear()  # another session still uses the daemon: leave it running for it
+            finally:
+                handle.close()
         for process in reversed(self.started):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -95,6 +127,14 @@ class LibvirtDaemon:
                     process.kill()
                     process.wait(timeout=10)
         self.started.clear()
+
+
+def _register_user(daemon: LibvirtDaemon) -> LibvirtDaemon:
+    USERS_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    handle = USERS_LOCK.open("a")
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    daemon.users_handle = handle
+    return daemon
 
 
 def _start(program: str, log: Path) -> subprocess.Popen[bytes]:
@@ -118,7 +158,7 @@ def _wait(condition: str, check: object, process: subprocess.Popen[bytes], log: 
 
 def start_daemon() -> LibvirtDaemon:
     if answers():
-        return LibvirtDaemon()
+        return _register_user(LibvirtDaemon())
     if os.geteuid() != 0:
         unavailable("not running as root, and no libvirtd answers on qemu:///system")
     for program in ("libvirtd", "virtlogd", "virsh"):
@@ -144,17 +184,33 @@ def start_daemon() -> LibvirtDaemon:
         libvirtd = _start("libvirtd", log)
         daemon.started.append(libvirtd)
         _wait("libvirtd", answers, libvirtd, log)
+        _register_user(daemon)
     except BaseException:  # a skip or failure too: stop what was started before handing it on
         daemon.stop()
         raise
     return daemon
 
 
+_session_daemon: LibvirtDaemon | None = None
+
+
+def ensure_daemon() -> LibvirtDaemon:
+    """The session's daemon, started on first use (by the fixture, or by code that cannot ask for fixtures,
+    such as the contract suite's driver builders); ``pytest_sessionfinish`` stops what was started."""
+    global _session_daemon  # noqa: PLW0603 - one daemon per test session
+    if _session_daemon is None:
+        _session_daemon = start_daemon()
+    return _session_daemon
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _session_daemon  # noqa: PLW0603
+    if _session_daemon is not None:
+        _session_daemon.stop()
+        _session_daemon = None
+
+
 @pytest.fixture(scope="session")
-def libvirtd() -> Iterator[LibvirtDaemon]:
+def libvirtd() -> LibvirtDaemon:
     """A libvirtd serving qemu:///system for the whole session (started here when none runs)."""
-    daemon = start_daemon()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+    return ensure_daemon()

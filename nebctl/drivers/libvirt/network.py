@@ -7,6 +7,7 @@ and in the persistent config), so the running dnsmasq hands it out without a net
 
 from __future__ import annotations
 
+import ipaddress
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import ClassVar
@@ -75,6 +76,11 @@ class LibvirtNetwork(LibvirtDriverBase):
     def delete(self, host: HostRef, name: str) -> None:
         with self._using(host, f"delete network {name}") as connection:
             handle = connection.networkLookupByName(name)
+            reserved = ET.fromstring(handle.XMLDesc(0)).findall("./ip/dhcp/host")
+            if reserved:
+                raise ConflictError(
+                    f"network {name} still has {len(reserved)} NIC address(es); clean them first", driver=DRIVER_NAME
+                )
             if handle.isActive():
                 handle.destroy()
             handle.undefine()
@@ -83,23 +89,30 @@ class LibvirtNetwork(LibvirtDriverBase):
 
     def pre(self, host: HostRef, vm_uuid: str, nic: NicDefinition) -> None:
         with self._using(host, f"prepare NIC {nic.mac} of {vm_uuid}") as connection:
-            if nic.ip is not None:
-                self._reserve(connection.networkLookupByName(nic.network), nic.mac, nic.ip)
+            self._reserve(connection.networkLookupByName(nic.network), nic.mac, nic.ip)
             combined = nic_filter_name(nic.security_groups)
             if combined is not None and combined not in nic.security_groups:
                 connection.nwfilterDefineXML(FilterElement.combining(combined, nic.security_groups).to_xml())
 
-    def _reserve(self, network: libvirt.virNetwork, mac: str, ip: str) -> None:
+    def _reserve(self, network: libvirt.virNetwork, mac: str, ip: str | None) -> None:
+        """A static DHCP entry for ``mac``: at ``ip``, or (without one) at the lowest free address of the
+        range, so that the address is known before the VM boots and stays the same across restarts."""
         document = ET.fromstring(network.XMLDesc(0))
-        if document.find("./ip/dhcp") is None:
+        dhcp = document.find("./ip/dhcp")
+        if dhcp is None:
             return  # bridge mode, or no DHCP: the address is the guest's own configuration
-        for host in document.findall("./ip/dhcp/host"):
+        taken: set[str] = set()
+        for host in dhcp.findall("./host"):
             if host.get("mac", "").lower() == mac.lower():
-                if host.get("ip") == ip:
+                if ip is None or host.get("ip") == ip:
                     return
                 self._release(network, host.get("mac", mac), host.get("ip", ""))
-            elif host.get("ip") == ip:
+            elif ip is not None and host.get("ip") == ip:
                 raise ConflictError(f"{ip} on {network.name()} is reserved for {host.get('mac')}", driver=DRIVER_NAME)
+            else:
+                taken.add(host.get("ip", ""))
+        if ip is None:
+            ip = self._free_address(dhcp, taken, network.name())
         network.update(
             libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
             libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
@@ -107,6 +120,18 @@ class LibvirtNetwork(LibvirtDriverBase):
             DhcpHostElement(mac=mac, ip=ip).to_xml(),
             _update_flags(network),
         )
+
+    @staticmethod
+    def _free_address(dhcp: ET.Element, taken: set[str], name: str) -> str:
+        for address_range in dhcp.findall("./range"):
+            first = ipaddress.IPv4Address(address_range.get("start", "0.0.0.0"))
+            last = ipaddress.IPv4Address(address_range.get("end", "0.0.0.0"))
+            address = first
+            while address <= last:
+                if str(address) not in taken:
+                    return str(address)
+                address += 1
+        raise ConflictError(f"network {name} has no free address left in its range", driver=DRIVER_NAME)
 
     @staticmethod
     def _release(network: libvirt.virNetwork, mac: str, ip: str) -> None:
@@ -128,12 +153,11 @@ class LibvirtNetwork(LibvirtDriverBase):
 
     def clean(self, host: HostRef, vm_uuid: str, nic: NicDefinition) -> None:
         with self._using(host, f"clean NIC {nic.mac} of {vm_uuid}") as connection:
-            with ignoring(libvirt.VIR_ERR_NO_NETWORK):
-                network = connection.networkLookupByName(nic.network)
-                document = ET.fromstring(network.XMLDesc(0))
-                for host_entry in document.findall("./ip/dhcp/host"):
-                    if host_entry.get("mac", "").lower() == nic.mac.lower():
-                        self._release(network, host_entry.get("mac", nic.mac), host_entry.get("ip", ""))
+            network = connection.networkLookupByName(nic.network)
+            document = ET.fromstring(network.XMLDesc(0))
+            for host_entry in document.findall("./ip/dhcp/host"):
+                if host_entry.get("mac", "").lower() == nic.mac.lower():
+                    self._release(network, host_entry.get("mac", nic.mac), host_entry.get("ip", ""))
             combined = nic_filter_name(nic.security_groups)
             if combined is not None and combined not in nic.security_groups:
                 # Other NICs with the same groups may still use it: libvirt refuses then, which is fine.

@@ -16,7 +16,7 @@ from typing import ClassVar
 import libvirt
 
 from nebctl.drivers import context
-from nebctl.drivers.errors import PermanentError
+from nebctl.drivers.errors import ConflictError, PermanentError
 from nebctl.drivers.libvirt import images, seeds
 from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, domain_owner, ignoring, live_state
 from nebctl.drivers.libvirt.connections import Connections
@@ -180,19 +180,29 @@ class LibvirtVirtualization(LibvirtDriverBase):
                 with ignoring(*_NOT_RUNNING):
                     domain.destroy()
 
+    @staticmethod
+    def _require_active(domain: libvirt.virDomain, action: str) -> None:
+        # Checked here because drivers word "not running" differently (the test driver: an internal error).
+        if not domain.isActive():
+            raise ConflictError(f"cannot {action} {domain.name()}: it is not running", driver=DRIVER_NAME)
+
     def reboot(self, host: HostRef, uuid: str) -> None:
         with self._using(host, f"reboot {uuid}") as connection:
-            self._lookup(connection, uuid).reboot(0)
+            domain = self._lookup(connection, uuid)
+            self._require_active(domain, "reboot")
+            domain.reboot(0)
 
     def suspend(self, host: HostRef, uuid: str) -> None:
         with self._using(host, f"suspend {uuid}") as connection:
             domain = self._lookup(connection, uuid)
+            self._require_active(domain, "suspend")
             if domain.state(0)[0] != libvirt.VIR_DOMAIN_PAUSED:
                 domain.suspend()
 
     def resume(self, host: HostRef, uuid: str) -> None:
         with self._using(host, f"resume {uuid}") as connection:
             domain = self._lookup(connection, uuid)
+            self._require_active(domain, "resume")
             if domain.state(0)[0] == libvirt.VIR_DOMAIN_PAUSED:
                 domain.resume()
 

@@ -1,0 +1,155 @@
+"""The libvirt entries of the shared contract suite (tests/contract/conftest.py imports them).
+
+Two driver sets: libvirt's in-process test hypervisor (two fresh, file-described ones per test: one host
+and a migration target) and the real ``qemu:///system`` daemon of tests/support/libvirtd.py. Both are
+built through the registry. Each test starts from what exists and, at its end, removes every domain, network,
+pool, volume and filter that appeared meanwhile, so tests do not see each other's objects and nothing stays
+behind on the shared daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from nebctl.controller.settings import Settings
+from nebctl.drivers.errors import CapabilityError
+from nebctl.drivers.registry import build_registry
+from nebctl.drivers.types import HostRef
+from tests.support.libvirtd import ensure_daemon, exclusive_objects
+
+if TYPE_CHECKING:
+    from tests.contract.conftest import DriverSet
+
+NODE_XML = (
+    "<node><cpu><mhz>2000</mhz><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads></cpu>"
+    "<memory>16777216</memory></node>"
+)
+
+
+def _names(uri: str) -> dict[str, set[str]]:
+    import libvirt  # the tests' own view of the hypervisor, not the driver's
+
+    connection = libvirt.open(uri)
+    try:
+        found = {
+            "domain": {d.UUIDString() for d in connection.listAllDomains(0)},
+            "network": {n.name() for n in connection.listAllNetworks(0)},
+            "pool": {p.name() for p in connection.listAllStoragePools(0)},
+            "filter": set(),
+        }
+        with contextlib.suppress(libvirt.libvirtError):
+            found["filter"] = {f.name() for f in connection.listAllNWFilters(0)}
+        return found
+    finally:
+        connection.close()
+
+
+def _remove_new(uri: str, before: dict[str, set[str]]) -> None:
+    import libvirt
+
+    connection = libvirt.open(uri)
+    try:
+        for domain in connection.listAllDomains(0):
+            if domain.UUIDString() not in before["domain"]:
+                with contextlib.suppress(libvirt.libvirtError):
+                    domain.destroy()
+                try:
+                    domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+                except libvirt.libvirtError:
+                    domain.undefine()
+        for network in connection.listAllNetworks(0):
+            if network.name() not in before["network"]:
+                with contextlib.suppress(libvirt.libvirtError):
+                    network.destroy()
+                network.undefine()
+        with contextlib.suppress(libvirt.libvirtError):
+            # Filters can include each other: combined ones first (they reference the groups).
+            for nwfilter in sorted(connection.listAllNWFilters(0), key=lambda f: not f.name().startswith("nebctl-")):
+                if nwfilter.name() not in before["filter"]:
+                    nwfilter.undefine()
+        for pool in connection.listAllStoragePools(0):
+            if pool.name() not in before["pool"]:
+                if pool.isActive():
+                    for volume in pool.listAllVolumes(0):
+                        volume.delete(0)
+                    pool.destroy()
+                with contextlib.suppress(libvirt.libvirtError):
+                    pool.delete(0)
+                pool.undefine()
+    finally:
+        connection.close()
+
+
+class _SkipUnsupported:
+    """Wraps a driver so that an action its backend lacks (libvirt's test hypervisor has no nwfilter and no
+    volume resize) skips the contract test with the reason, instead of failing it."""
+
+    def __init__(self, driver: Any) -> None:
+        self._driver = driver
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._driver, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except CapabilityError as error:
+                pytest.skip(f"not supported by this libvirt backend: {error}")
+
+        return call
+
+
+@contextlib.contextmanager
+def _libvirt_set(
+    tmp_path: Path, name: str, host: HostRef, second: HostRef | None, *, skip_unsupported: bool
+) -> Iterator[DriverSet]:
+    from tests.contract.conftest import DriverSet
+
+    registry = build_registry(Settings(state_dir=tmp_path / "state"), entry_points=False)
+    drivers = registry.for_host(host)
+    hosts = [h for h in (host, second) if h is not None]
+    before = {h.uri: _names(h.uri) for h in hosts}
+    wrap = _SkipUnsupported if skip_unsupported else (lambda driver: driver)
+    try:
+        yield DriverSet(name, host, drivers.virtualization, wrap(drivers.storage), wrap(drivers.network),
+                        drivers.monitoring, datastore_path=str(tmp_path / "pool"), second_host=second)  # fmt: skip
+    finally:
+        for h in hosts:
+            _remove_new(h.uri, before[h.uri])
+        registry.close()
+
+
+@contextlib.contextmanager
+def build_libvirt_test(tmp_path: Path) -> Iterator[DriverSet]:
+    """Two fresh test hypervisors described by node files: test:///default comes with a domain and a network
+    of its own, and the contract starts from an empty host."""
+    uris = []
+    for index in (1, 2):
+        node = tmp_path / f"node{index}.xml"
+        node.write_text(NODE_XML)
+        uris.append(f"test://{node}")
+    with _libvirt_set(tmp_path, "libvirt-test", HostRef("test1", uris[0]), HostRef("test2", uris[1]),
+                      skip_unsupported=True) as driver_set:  # fmt: skip
+        yield driver_set
+
+
+@contextlib.contextmanager
+def build_libvirt_qemu(tmp_path: Path) -> Iterator[DriverSet]:
+    daemon = ensure_daemon()
+    with exclusive_objects(), _libvirt_set(tmp_path, "libvirt-qemu", HostRef("local", daemon.uri), None,
+                      skip_unsupported=False) as driver_set:  # fmt: skip
+        yield driver_set
+
+
+LIBVIRT_BUILDERS = {"libvirt-test": build_libvirt_test, "libvirt-qemu": build_libvirt_qemu}
+LIBVIRT_PARAMS = [
+    pytest.param("libvirt-test", marks=pytest.mark.libvirt),
+    pytest.param("libvirt-qemu", marks=pytest.mark.libvirt),
+]
