@@ -298,10 +298,19 @@ class NetworkSpec(StrictModel):
 
     @property
     def effective_range(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
-        """Leasable addresses; by default the block's host addresses after the gateway."""
+        """Leasable addresses; by default the block's host addresses, less the gateway when it is at one end.
+
+        A gateway inside the range (set explicitly) is never leased: callers skip ``effective_gateway``.
+        """
         if self.range is not None:
             return self.range.first, self.range.last
-        return self.effective_gateway + 1, self.cidr.broadcast_address - 1
+        first, last = self.cidr.network_address + 1, self.cidr.broadcast_address - 1
+        gateway = self.effective_gateway
+        if gateway == first:
+            return first + 1, last
+        if gateway == last:
+            return first, last - 1
+        return first, last
 
     @field_validator("cidr", mode="before")
     @classmethod
