@@ -1,0 +1,182 @@
+"""--target and --exclude, IP leases, placement through the planner, and determinism of the whole plan."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from nebctl.controller.planning import PlanError, PlanRequest, make_plan
+from nebctl.controller.plans import ChangeType
+from tests.unit.planning.world import BASE, World, actions_of, change_of, converge, documents, key, online, vm, without
+
+# A second network and an unrelated VM, so that selections have something to leave out.
+BACKEND = """
+apiVersion: nebctl/v1
+kind: Network
+metadata: {name: backend}
+spec: {mode: isolated, cidr: 10.9.0.0/24}
+"""
+OTHER = """
+apiVersion: nebctl/v1
+kind: VirtualMachine
+metadata: {name: batch}
+spec:
+  memory: 1Gi
+  disks: [{size: 1Gi}]
+  nics: [{network: backend}]
+  placement: {host: h2}
+"""
+
+
+def changed(plan_keys: object) -> list[str]:
+    assert hasattr(plan_keys, "changes")
+    return sorted(str(c.key) for c in plan_keys.changes if c.is_change)
+
+
+# --- --target / --exclude ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hosts_only() -> World:
+    return converge(without(BASE, "local", "debian", "alpine", "lan", "ssh"))
+
+
+def test_target_brings_what_it_depends_on(hosts_only: World) -> None:
+    plan = hosts_only.plan(BASE, BACKEND, vm(), OTHER, targets=frozenset({key("vm/web")}))
+    # The hosts exist already; the VM's image, datastore, network and group come with it; batch and backend
+    # and the unused image do not.
+    assert changed(plan) == ["datastore/local", "image/debian", "network/lan", "securitygroup/ssh", "vm/web"]
+
+
+def test_target_of_an_infrastructure_resource_leaves_its_users(hosts_only: World) -> None:
+    plan = hosts_only.plan(BASE, BACKEND, vm(), OTHER, targets=frozenset({key("network/lan")}))
+    assert changed(plan) == ["network/lan"]
+
+
+def test_exclude_takes_its_dependents_with_it(hosts_only: World) -> None:
+    plan = hosts_only.plan(BASE, BACKEND, vm(), OTHER, excludes=frozenset({key("network/lan")}))
+    assert "vm/web" not in changed(plan) and "network/lan" not in changed(plan)
+    assert {"vm/batch", "network/backend", "image/debian"} <= set(changed(plan))
+
+
+def test_target_and_exclude_together(hosts_only: World) -> None:
+    plan = hosts_only.plan(
+        BASE, BACKEND, vm(), OTHER, targets=frozenset({key("vm/web")}), excludes=frozenset({key("image/debian")})
+    )
+    assert changed(plan) == ["datastore/local", "network/lan", "securitygroup/ssh"]
+
+
+def test_target_of_a_pruned_resource(hosts_only: World) -> None:
+    world = converge(BASE, vm(), vm("db"))
+    plan = world.plan(BASE, prune=True, targets=frozenset({key("vm/db")}))
+    assert changed(plan) == ["vm/db"] and change_of(plan, "vm/db").type is ChangeType.DELETE
+
+
+# --- leases -----------------------------------------------------------------------------------------------
+
+
+def nic_ip(plan_or_world: object, name: str, index: int = 0) -> str:
+    if isinstance(plan_or_world, World):
+        applied = plan_or_world.records[key(f"vm/{name}")].applied
+        assert applied is not None
+        return str(applied["nics"][index]["ip"])
+    pre = [a for a in actions_of(plan_or_world, f"vm/{name}") if a.operation == "pre"]  # type: ignore[arg-type]
+    return str(pre[index].params["ip"])
+
+
+def test_leases_are_the_lowest_free_addresses_in_name_order(hosts_only: World) -> None:
+    plan = hosts_only.plan(BASE, vm("c"), vm("a"), vm("b"))
+    assert [nic_ip(plan, n) for n in ("a", "b", "c")] == ["10.0.0.10", "10.0.0.11", "10.0.0.12"]
+
+
+def test_static_addresses_are_avoided_by_leases(hosts_only: World) -> None:
+    static = {"- {network: lan, securityGroups: [ssh]}": "- {network: lan, ip: 10.0.0.10}"}
+    plan = hosts_only.plan(BASE, vm("a"), vm("z", **static))
+    assert (nic_ip(plan, "a"), nic_ip(plan, "z")) == ("10.0.0.11", "10.0.0.10")
+
+
+def test_leases_are_sticky() -> None:
+    world = converge(BASE, vm("b"), vm("c"))
+    assert (nic_ip(world, "b"), nic_ip(world, "c")) == ("10.0.0.10", "10.0.0.11")
+    # A new VM that sorts first takes a free address; it does not reshuffle those already leased.
+    plan = world.plan(BASE, vm("a"), vm("b"), vm("c"))
+    assert changed(plan) == ["vm/a"] and nic_ip(plan, "a") == "10.0.0.12"
+
+
+def test_addresses_of_a_pruned_vm_are_free_again_only_with_prune() -> None:
+    world = converge(BASE, vm("a"))
+    plan = world.plan(BASE, vm("b"), prune=True)
+    assert nic_ip(plan, "b") == "10.0.0.10"
+    plan = world.plan(BASE, vm("b"))
+    assert nic_ip(plan, "b") == "10.0.0.11"
+
+
+def test_exhausted_range_is_an_error(hosts_only: World) -> None:
+    names = [f"vm{i:02d}" for i in range(12)]  # the range holds 10.0.0.10 to 10.0.0.20: eleven addresses
+    with pytest.raises(PlanError) as error:
+        hosts_only.plan(BASE, *(vm(n) for n in names))
+    assert error.value.problems == ["vm/vm11: nics[0]: no free address left in network/lan"]
+
+
+# --- placement --------------------------------------------------------------------------------------------
+
+ZONES = BASE.replace('spec: {uri: "sim://h1"}', 'spec: {uri: "sim://h1", labels: {zone: a}}').replace(
+    'spec: {uri: "sim://h2"}', 'spec: {uri: "sim://h2", labels: {zone: b}}'
+)
+IN_ZONE_B = {"placement: {host: h1}": "placement: {requirements: \"labels.zone == 'b'\"}"}
+HUGE = {"placement: {host: h1}": "placement: {policy: packing}", "memory: 2Gi": "memory: 400Gi"}
+
+
+def test_fixed_host_and_requirements_place_the_vm() -> None:
+    world = converge(ZONES)
+    plan = world.plan(ZONES, vm("fixed"), vm("zoned", **IN_ZONE_B))
+    assert (change_of(plan, "vm/fixed").host, change_of(plan, "vm/zoned").host) == ("h1", "h2")
+    assert {a.host for a in actions_of(plan, "vm/zoned")} == {"h2"}
+
+
+def test_vm_that_fits_nowhere_names_every_host() -> None:
+    world = converge(ZONES)
+    with pytest.raises(PlanError) as error:
+        world.plan(ZONES, vm("huge", **HUGE))
+    (problem,) = error.value.problems
+    assert problem.startswith("vm/huge: fits on no host (h1: ") and "; h2: " in problem
+
+
+def test_placement_is_sticky_while_the_vm_fits() -> None:
+    world = converge(ZONES, vm("zoned", **IN_ZONE_B))
+    assert world.records[key("vm/zoned")].host == "h2"
+    plan = world.plan(ZONES, vm("zoned", **IN_ZONE_B), vm("other", **IN_ZONE_B))
+    assert not change_of(plan, "vm/zoned").is_change
+
+
+# --- determinism ------------------------------------------------------------------------------------------
+
+
+def _shuffled(request: PlanRequest, seed: int) -> PlanRequest:
+    rng = random.Random(seed)
+    docs = list(request.documents.items())
+    records = list(request.records.items())
+    rng.shuffle(docs)
+    rng.shuffle(records)
+    return dataclasses.replace(request, documents=dict(docs), records=dict(records))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_same_input_same_plan_whatever_the_order(seed: int) -> None:
+    world = converge(BASE, vm("a"), vm("b"))
+    docs = documents(BASE, BACKEND, vm("a", **{"vcpu: 2": "vcpu: 3"}), vm("c"), OTHER)
+    request = world.request(docs, prune=True)
+    reference = make_plan(request)
+    again = make_plan(_shuffled(request, seed))
+    assert again.fingerprint == reference.fingerprint
+    assert again.actions == reference.actions
+    assert again.edges == reference.edges
+    assert again.changes == reference.changes
+
+
+def test_fingerprint_moves_with_the_live_state() -> None:
+    world = converge(BASE, vm("a"))
+    before = make_plan(world.request()).fingerprint
+    assert make_plan(world.request(live=online(["h1", "h2"]))).fingerprint != before
