@@ -11,12 +11,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Row, Table
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql import Executable
 
 Clock = Callable[[], datetime]
 
@@ -58,26 +60,26 @@ def upsert(
 
     One statement per batch with each backend's native form, so an upsert is atomic and a single round trip.
     """
-    if not rows:
-        return
-    name = connection.dialect.name
-    if name in ("mysql", "mariadb"):
+    if rows:
+        statement = _upsert_statement(connection.dialect.name, table, tuple(conflict), tuple(update))
+        connection.execute(statement, list(rows))
+
+
+@lru_cache(maxsize=64)
+def _upsert_statement(dialect: str, table: Table, conflict: tuple[str, ...], update: tuple[str, ...]) -> Executable:
+    # Built once per table: constructing the ``excluded`` columns costs more than running the statement.
+    if dialect in ("mysql", "mariadb"):
         my_insert = mysql.insert(table)
-        my_statement = my_insert.on_duplicate_key_update({column: my_insert.inserted[column] for column in update})
-        connection.execute(my_statement, list(rows))
-        return
-    if name == "postgresql":
+        return my_insert.on_duplicate_key_update({column: my_insert.inserted[column] for column in update})
+    if dialect == "postgresql":
         pg_insert = postgresql.insert(table)
-        pg_statement = pg_insert.on_conflict_do_update(
+        return pg_insert.on_conflict_do_update(
             index_elements=list(conflict), set_={column: pg_insert.excluded[column] for column in update}
         )
-        connection.execute(pg_statement, list(rows))
-        return
     lite_insert = sqlite.insert(table)
-    lite_statement = lite_insert.on_conflict_do_update(
+    return lite_insert.on_conflict_do_update(
         index_elements=list(conflict), set_={column: lite_insert.excluded[column] for column in update}
     )
-    connection.execute(lite_statement, list(rows))
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
