@@ -84,7 +84,7 @@ class ExecDriver:
         default_timeout: float = 300.0,
         max_output: int = MAX_STDOUT,
     ) -> None:
-        self.driver_dir = driver_dir
+        self.driver_dir = driver_dir.absolute()  # programs run in their own directory: relative paths would break
         self.program_set = program_set
         self.env = dict(env or {})
         self.path = path

@@ -1,0 +1,104 @@
+"""The driver set every contract test runs against: one parametrised fixture over every driver.
+
+The contract suite (this directory) checks what each driver action *means*, whatever the backend: deploying
+twice gives one VM, actions on a missing object raise ``NotFoundError``, state transitions are the documented
+ones, a host probe returns every VM of the host in one call, storage and network actions behave alike.
+
+How to add a driver (the libvirt one, a plugin): write a builder, a context manager taking the test's
+``tmp_path`` and yielding a ``DriverSet`` (the four host-family drivers and the ``HostRef`` they act on, plus
+``second_host`` when the driver can migrate), then add one ``pytest.param`` to ``DRIVER_PARAMS`` naming it
+(with ``marks=`` for what it needs, e.g. ``pytest.mark.libvirt``). Build the drivers through the registry
+when you can, as the builders below do, so the suite also checks the registry wiring. Nothing else changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nebctl.controller.settings import Settings
+from nebctl.drivers.registry import build_registry
+from nebctl.drivers.types import HostRef
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_DRIVERS = REPO_ROOT / "examples" / "exec-drivers"
+
+
+@dataclass
+class DriverSet:
+    name: str
+    host: HostRef
+    virtualization: Any
+    storage: Any
+    network: Any
+    monitoring: Any
+    datastore_path: str  # an absolute directory the storage driver may use for a datastore
+    second_host: HostRef | None = None  # a migration target; None skips the migration contract
+
+
+@contextlib.contextmanager
+def build_sim(tmp_path: Path) -> Iterator[DriverSet]:
+    registry = build_registry(Settings(state_dir=tmp_path / "state"), entry_points=False)
+    host = HostRef("kvm1", "sim://kvm1?cpus=8&memory=32Gi&disk=500Gi")
+    drivers = registry.for_host(host)
+    try:
+        yield DriverSet(
+            "sim",
+            host,
+            drivers.virtualization,
+            drivers.storage,
+            drivers.network,
+            drivers.monitoring,
+            datastore_path=str(tmp_path / "pool"),
+            second_host=HostRef("kvm2", "sim://kvm2"),
+        )
+    finally:
+        registry.close()
+
+
+@contextlib.contextmanager
+def build_exec(tmp_path: Path) -> Iterator[DriverSet]:
+    settings = Settings(
+        driver_dir=EXAMPLE_DRIVERS,
+        drivers={"exec": {"env": {"NEBCTL_EXAMPLE_STATE": str(tmp_path / "example-state")}, "timeout": 20}},
+    )
+    registry = build_registry(settings, entry_points=False)
+    host = HostRef("node1", "exec://example")
+    drivers = registry.for_host(host)
+    try:
+        yield DriverSet(
+            "exec",
+            host,
+            drivers.virtualization,
+            drivers.storage,
+            drivers.network,
+            drivers.monitoring,
+            datastore_path=str(tmp_path / "pool"),
+        )
+    finally:
+        registry.close()
+
+
+BUILDERS: dict[str, Callable[[Path], contextlib.AbstractContextManager[DriverSet]]] = {
+    "sim": build_sim,
+    "exec": build_exec,
+}
+
+DRIVER_PARAMS = [pytest.param("sim"), pytest.param("exec")]
+
+with contextlib.suppress(ImportError):  # libvirt-python missing: the libvirt sets are simply not there
+    from tests.libvirt.contract_drivers import LIBVIRT_BUILDERS, LIBVIRT_PARAMS
+
+    BUILDERS.update(LIBVIRT_BUILDERS)
+    DRIVER_PARAMS += LIBVIRT_PARAMS
+
+
+@pytest.fixture(params=DRIVER_PARAMS)
+def drivers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DriverSet]:
+    with BUILDERS[request.param](tmp_path) as driver_set:
+        yield driver_set
