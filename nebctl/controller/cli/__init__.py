@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "nebctl.controller.cli.database",
     "nebctl.controller.cli.reconciling",
     "nebctl.controller.cli.inspecting",
+    "nebctl.controller.cli.drivering",
+    "nebctl.controller.cli.simulating",
 )
 
 
