@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from nebctl.controller.plans import Action, DriftItem, Plan, ResourceChange
-from nebctl.controller.rendering.values import address, shown_fields
+from nebctl.controller.rendering.values import address, paused_gc, shown_fields
 from nebctl.reconcilers.fields import FieldChange
 
 FORMAT_VERSION = "1"
@@ -19,6 +19,11 @@ FORMAT_VERSION = "1"
 
 def render_json(plan: Plan) -> dict[str, Any]:
     """The plan as plain JSON data (dicts, lists, strings, numbers, booleans and null), ready for json.dumps."""
+    with paused_gc():
+        return _document(plan)
+
+
+def _document(plan: Plan) -> dict[str, Any]:
     needs = plan.dependencies()
     summary = plan.summary
     return {

@@ -2,8 +2,8 @@
 
 One cluster per changed resource, coloured by its change (green create, yellow update, red delete, purple
 replace), one node per driver action labelled with its operation and host, one edge per dependency. Nodes and
-clusters follow the plan's own order, which is deterministic, so the same plan always gives the same text and
-the output can be diffed. Every id is quoted and escaped. Action parameters are left out: they are for drivers,
+clusters follow the plan's order of actions and edges are sorted by it, so the same plan always gives the same
+text and the output can be diffed. Every id is quoted and escaped. Action parameters are left out: they are for drivers,
 not for a picture. Pure function.
 """
 
@@ -50,7 +50,7 @@ def render_dot(plan: Plan) -> str:
         lines.append(f"    label={dot_id(title)}; color={colour}; fontcolor={colour};")
         lines += [f"    {dot_id(action.id)} [label={dot_id(_label(action))}];" for action in actions]
         lines.append("  }")
-    lines += _edges(plan.edges)
+    lines += _edges(plan.edges, [action.id for action in plan.actions])
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -59,5 +59,10 @@ def _label(action: Action) -> str:
     return f"{action.operation}\n{action.host}" if action.host else action.operation
 
 
-def _edges(edges: Sequence[tuple[str, str]]) -> list[str]:
-    return [f"  {dot_id(before)} -> {dot_id(after)};" for before, after in edges]
+def _edges(edges: Sequence[tuple[str, str]], order: Sequence[str]) -> list[str]:
+    # Edges are sorted by the positions of their ends among the actions: the planner's edge list can come out in
+    # a different order from one process to the next (it is built from sets), and the graph must not.
+    position = {identifier: index for index, identifier in enumerate(order)}
+    unknown = len(position)
+    ordered = sorted(edges, key=lambda edge: (position.get(edge[0], unknown), position.get(edge[1], unknown), edge))
+    return [f"  {dot_id(before)} -> {dot_id(after)};" for before, after in ordered]

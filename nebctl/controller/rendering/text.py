@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nebctl.controller.plans import ChangeType, DriftItem, Plan, ResourceChange
-from nebctl.controller.rendering.values import SENSITIVE, VERBS, address, block_name, format_value, shown_fields
+from nebctl.controller.rendering.values import (
+    SENSITIVE,
+    VERBS,
+    address,
+    block_name,
+    format_value,
+    paused_gc,
+    shown_fields,
+)
 from nebctl.reconcilers.fields import Effect, FieldChange
 
 HEADER = "nebctl will perform the following actions:"
@@ -27,17 +35,36 @@ _COMMENT_INDENT = "        "
 
 @dataclass(frozen=True)
 class _Palette:
-    """ANSI codes, or empty strings: the text is built the same way with and without colour."""
+    """ANSI codes, or empty strings: the text is built the same way with and without colour. The field-line
+    marks are built once per rendering rather than once per line of a possibly huge plan."""
 
-    green: str = ""
-    yellow: str = ""
-    red: str = ""
-    bold: str = ""
-    reset: str = ""
+    green: str
+    yellow: str
+    red: str
+    bold: str
+    reset: str
+    plus: str
+    minus: str
+    tilde: str
+    forces: str
 
 
-_PLAIN = _Palette()
-_ANSI = _Palette(green="\x1b[32m", yellow="\x1b[33m", red="\x1b[31m", bold="\x1b[1m", reset="\x1b[0m")
+def _palette(green: str = "", yellow: str = "", red: str = "", bold: str = "", reset: str = "") -> _Palette:
+    return _Palette(
+        green=green,
+        yellow=yellow,
+        red=red,
+        bold=bold,
+        reset=reset,
+        plus=f"{green}+{reset}",
+        minus=f"{red}-{reset}",
+        tilde=f"{yellow}~{reset}",
+        forces=f" {red}# forces replacement{reset}",
+    )
+
+
+_PLAIN = _palette()
+_ANSI = _palette(green="\x1b[32m", yellow="\x1b[33m", red="\x1b[31m", bold="\x1b[1m", reset="\x1b[0m")
 
 
 def render_text(plan: Plan, *, color: bool, collapse_after: int | None = None) -> str:
@@ -51,7 +78,8 @@ def render_text(plan: Plan, *, color: bool, collapse_after: int | None = None) -
     changes = [change for change in plan.changes if change.is_change]
     if changes:
         lines += [HEADER, ""]
-        _changes(lines, changes, style, collapse_after)
+        with paused_gc():
+            _changes(lines, changes, style, collapse_after)
     _drift(lines, plan, style)
     _warnings(lines, plan.warnings, style)
     if plan.has_changes:
@@ -134,26 +162,21 @@ def _block(lines: list[str], change: ResourceChange, style: _Palette) -> None:
 
 def _field_line(field: FieldChange, kind: ChangeType, width: int, style: _Palette) -> str:
     path = field.path
+    sensitive = field.sensitive
     if kind is ChangeType.CREATE or field.added:
-        symbol, value = f"{style.green}+{style.reset}", _value(field, after=True)
+        symbol = style.plus
+        value = SENSITIVE if sensitive else format_value(path, field.after)
     elif kind is ChangeType.DELETE or field.removed:
-        symbol, value = f"{style.red}-{style.reset}", f"{_value(field, after=False)} -> null"
+        symbol = style.minus
+        value = f"{SENSITIVE if sensitive else format_value(path, field.before)} -> null"
     else:
-        symbol = f"{style.yellow}~{style.reset}"
-        if field.sensitive:
-            value = SENSITIVE  # even "(sensitive) -> (sensitive)" would say nothing more
-        else:
-            value = f"{format_value(path, field.before)} -> {format_value(path, field.after)}"
+        symbol = style.tilde
+        # For a secret, even "(sensitive) -> (sensitive)" would say nothing more.
+        value = SENSITIVE if sensitive else f"{format_value(path, field.before)} -> {format_value(path, field.after)}"
     line = f"{_FIELD_INDENT}{symbol} {path.ljust(width)} = {value}"
     if kind is ChangeType.REPLACE and field.effect is Effect.REPLACE:
-        line += f" {style.red}# forces replacement{style.reset}"
+        line += style.forces
     return line
-
-
-def _value(field: FieldChange, *, after: bool) -> str:
-    if field.sensitive:
-        return SENSITIVE
-    return format_value(field.path, field.after if after else field.before)
 
 
 def _drift_line(item: DriftItem) -> str:

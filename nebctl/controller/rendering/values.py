@@ -6,9 +6,11 @@ about a field (a secret hidden in one and shown in another would be a leak). Pur
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from nebctl.controller.plans import ChangeType
@@ -69,7 +71,23 @@ def format_value(path: str, value: Any) -> str:
         return f'"{format_quantity(value)}"' if is_bytes(path, value) else str(value)
     if isinstance(value, float):
         return repr(int(value)) if value.is_integer() else repr(value)
+    if not value and isinstance(value, list | dict):
+        return "[]" if isinstance(value, list) else "{}"  # common (``dns: []``), and json.dumps is slow
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a renderer builds millions of small, acyclic objects (lines,
+    dicts): its collections, triggered by allocation counts, scan them over and over and cost several times the
+    rendering itself on a 100,000-resource plan. Reference counting still frees everything."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def address(key: ResourceKey) -> str:
