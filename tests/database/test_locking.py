@@ -20,7 +20,7 @@ WORKER = Path(__file__).with_name("lock_worker.py")
 DEAD_PID = 2**22 + 12345  # above Linux's default pid_max: no process has it
 
 
-def worker(*arguments: str, **options: object) -> subprocess.Popen[str]:
+def worker(*arguments: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
         [sys.executable, str(WORKER), *arguments],
@@ -28,7 +28,6 @@ def worker(*arguments: str, **options: object) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        **options,  # type: ignore[call-overload]
     )
 
 
