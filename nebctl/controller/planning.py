@@ -487,10 +487,16 @@ def _check_deletions(
             verb = "destroy" if change.type is ChangeType.DELETE else "replace"
             problems.append(f"{change.key}: lifecycle.preventDestroy is set, and this plan would {verb} it")
     # Images still backing the disks of VMs that stay cannot go away; hosts with VMs that stay cannot either.
+    # A disk that an update of this plan removes (the VM keeps fewer disks) is deleted before the image.
+    updated = {c.key for c in changes if c.type is ChangeType.UPDATE}
     for key, record in own.items():
         if key.kind is not Kind.VIRTUAL_MACHINE or key in going or record.applied is None:
             continue
-        for disk in record.applied.get("disks", []):
+        document = request.documents.get(key)
+        kept = len(record.applied.get("disks", []))
+        if key in updated and isinstance(document, VirtualMachine):
+            kept = min(kept, len(document.spec.disks))
+        for disk in record.applied.get("disks", [])[:kept]:
             image = disk.get("image")
             image_key = ResourceKey.of(Kind.IMAGE, image, key.namespace) if image else None
             if image_key in going and disk.get("clone", "overlay") == "overlay":

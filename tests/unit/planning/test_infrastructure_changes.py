@@ -15,6 +15,7 @@ from tests.unit.planning.world import (
     actions_of,
     change_of,
     converge,
+    key,
     operations,
     precedes,
     probe,
@@ -223,3 +224,25 @@ def test_new_vm_waits_for_everything_it_uses_on_its_host() -> None:
         assert precedes(plan, before, after), (before, after)
     # Nothing on h2 holds up a VM on h1.
     assert not precedes(plan, "image/debian:import_image:h2", "vm/web:disk0:clone")
+
+
+def test_image_may_go_with_the_last_disk_cloned_from_it(world: World) -> None:
+    # Found by the property tests: the VM stays but drops the disk backed by the image, so the image is free
+    # once that disk is deleted.
+    plan = world.plan(
+        without(BASE, "debian"), vm(**{"disks:\n    - {image: debian, size: 10Gi}": "disks: []"}), prune=True
+    )
+    assert change_of(plan, "image/debian").type is ChangeType.DELETE
+    assert change_of(plan, "vm/web").type is ChangeType.UPDATE
+    assert precedes(plan, "vm/web:disk0:delete", "image/debian:delete:h1")
+
+
+def test_image_backing_a_disk_kept_by_an_excluded_update_cannot_go(world: World) -> None:
+    with pytest.raises(PlanError) as error:
+        world.plan(
+            without(BASE, "debian"),
+            vm(**{"disks:\n    - {image: debian, size: 10Gi}": "disks: []"}),
+            prune=True,
+            excludes=frozenset({key("vm/web")}),
+        )
+    assert error.value.problems[0].startswith("image/debian: cannot be replaced or deleted while vm/web uses it")
