@@ -1,0 +1,182 @@
+"""The reconciling and inspecting commands end to end, as users run them: real ``nebctl`` processes on the
+simulated fleet with an SQLite database in a temporary directory.
+
+Covers the exit codes of diff/apply/destroy, the refusal to apply without --yes off a terminal, get/describe/
+events, adopting a live VM with ``import``, and that a secret never reaches any output or the event log.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nebctl.controller.settings import Settings
+from nebctl.drivers.registry import build_registry
+from nebctl.drivers.sim.fleet import open_fleet
+from nebctl.drivers.types import HostRef, VMDefinition
+
+REPO = Path(__file__).resolve().parents[3]
+NEBCTL = [sys.executable, "-m", "nebctl"]
+SECRET = "s3cr3t-token-never-printed"
+
+
+class Env:
+    """A private world: config (state_dir for the sim fleet), database, and a copy of the example manifests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.manifests = root / "examples"
+        shutil.copytree(REPO / "manifests" / "examples", self.manifests)
+        vms = self.manifests / "30-vms.yaml"
+        vms.write_text(vms.read_text().replace("packages: [nginx]", f"packages: [nginx]\n      # {SECRET}"))
+        self.config = root / "config.yaml"
+        self.config.write_text(f"state_dir: {root}\n")
+        self.db = f"sqlite:///{root / 'nebctl.db'}"
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*NEBCTL, "--db", self.db, "--config", str(self.config), *args],
+            check=False,
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+
+    def fleet_vms(self) -> dict[str, str]:
+        fleet = open_fleet(Settings(state_dir=self.root))
+        try:
+            return {vm["name"]: host for host, data in fleet.show()["hosts"].items() for vm in data["vms"]}
+        finally:
+            fleet.close()
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> Env:
+    return Env(tmp_path)
+
+
+def test_diff_apply_destroy_exit_codes_and_convergence(env: Env) -> None:
+    first = env.run("diff", "-f", str(env.manifests))
+    assert first.returncode == 2, first.stderr
+    assert "Plan: 18 to add, 0 to change, 0 to destroy." in first.stdout
+
+    refused = env.run("apply", "-f", str(env.manifests))
+    assert refused.returncode == 1
+    assert "refusing to apply these changes without --yes" in refused.stderr
+    assert env.fleet_vms() == {}, "a refused apply must change nothing"
+
+    applied = env.run("apply", "-f", str(env.manifests), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Apply complete!" in applied.stdout
+    vms = env.fleet_vms()
+    assert sorted(vms) == ["batch-1", "cache-1", "db-1", "lb-1", "web-1", "web-2", "web-3"]
+
+    again = env.run("diff", "-f", str(env.manifests))
+    assert again.returncode == 0, again.stdout
+    assert "No changes." in again.stdout
+
+    # db-1 has lifecycle.preventDestroy: the whole destroy is refused before anything is touched.
+    protected = env.run("destroy", "--stack", "examples", "--yes")
+    assert protected.returncode == 1
+    assert "vm/db-1: lifecycle.preventDestroy is set, and this plan would destroy it" in protected.stderr
+    assert sorted(env.fleet_vms()) == sorted(vms)
+
+    vms_file = env.manifests / "30-vms.yaml"
+    vms_file.write_text(vms_file.read_text().replace("preventDestroy: true", "preventDestroy: false"))
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    destroyed = env.run("destroy", "--stack", "examples", "--yes")
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert env.fleet_vms() == {}
+    listing = env.run("get", "-o", "json")
+    assert json.loads(listing.stdout) == []
+
+
+def test_invalid_manifests_change_nothing(env: Env) -> None:
+    bad = env.manifests / "99-bad.yaml"
+    bad.write_text("apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {name: broken}\nspec: {memroy: 1Gi}\n")
+    result = env.run("apply", "-f", str(env.manifests), "--yes")
+    assert result.returncode == 1
+    assert "99-bad.yaml:4:" in result.stderr and "memroy" in result.stderr
+    assert env.fleet_vms() == {}
+
+
+def test_get_describe_events(env: Env) -> None:
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    vms = json.loads(env.run("get", "vm", "-o", "json").stdout)
+    assert {vm["name"] for vm in vms} == {"batch-1", "cache-1", "db-1", "lb-1", "web-1", "web-2", "web-3"}
+    web1 = next(vm for vm in vms if vm["name"] == "web-1")
+    assert web1["status"] == "running" and web1["host"] and web1["spec"]["nics"][0]["ip"].startswith("10.10.0.")
+    assert env.run("get", "vm", "nope").returncode == 1
+
+    described = env.run("describe", "vm/web-1")
+    assert described.returncode == 0, described.stderr
+    assert "vm/web-1:deploy succeeded" in described.stdout
+    assert "vm.created" in described.stdout
+    assert env.run("describe", "vm/nope").returncode == 1
+
+    events = [json.loads(line) for line in env.run("events", "-o", "json", "-n", "500").stdout.splitlines()]
+    types = {event["type"] for event in events}
+    assert {"vm.created", "vm.running", "apply.finished"} <= types
+
+
+def test_secret_never_printed_or_logged(env: Env) -> None:
+    outputs = [
+        env.run("diff", "-f", str(env.manifests)),
+        env.run("diff", "-f", str(env.manifests), "-o", "json"),
+        env.run("-v", "--log-format", "json", "apply", "-f", str(env.manifests), "--yes"),
+        env.run("get", "-o", "yaml"),
+        env.run("describe", "vm/web-1"),
+        env.run("events", "-o", "json", "-n", "1000"),
+    ]
+    for result in outputs:
+        assert SECRET not in result.stdout and SECRET not in result.stderr
+    assert "(sensitive)" in outputs[0].stdout
+
+
+def test_import_adopts_a_live_vm_and_prune_removes_it(env: Env) -> None:
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    registry = build_registry(Settings(state_dir=env.root))
+    host = HostRef("kvm-a1", "sim://kvm-a1?cpus=32&memory=128Gi&disk=2Ti")
+    try:
+        registry.for_host(host).virtualization.deploy(
+            host, VMDefinition(name="legacy-box", uuid="11111111-2222-3333-4444-555555555555", vcpu=1, memory=2**29)
+        )
+    finally:
+        registry.close()
+    imported = env.run("import", "vm/legacy", "--id", "legacy-box", "-f", str(env.manifests))
+    assert imported.returncode == 0, imported.stderr
+    assert "Imported vm/legacy" in imported.stdout
+    again = env.run("import", "vm/legacy", "--id", "legacy-box", "-f", str(env.manifests))
+    assert again.returncode == 1 and "already managed" in again.stderr
+    missing = env.run("import", "vm/ghost", "--id", "no-such-vm", "-f", str(env.manifests))
+    assert missing.returncode == 1 and "no VM with id or name" in missing.stderr
+
+    kept = env.run("diff", "-f", str(env.manifests))
+    assert kept.returncode == 0 and "vm/legacy is no longer in the manifests; it is kept" in kept.stdout
+    pruned = env.run("apply", "-f", str(env.manifests), "--prune", "--yes")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert "legacy-box" not in env.fleet_vms(), "prune must remove the adopted VM itself, by its own UUID"
+
+
+def test_drift_is_shown_and_healed(env: Env) -> None:
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    fleet = open_fleet(Settings(state_dir=env.root))
+    try:
+        fleet.stop_vm("lb-1")
+        fleet.delete_vm("cache-1")
+    finally:
+        fleet.close()
+    diff = env.run("diff", "-f", str(env.manifests))
+    assert diff.returncode == 2
+    assert "vm/lb-1 was stopped; it will be started" in diff.stdout
+    assert "vm/cache-1 was deleted outside nebctl; it will be created again" in diff.stdout
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    assert env.run("diff", "-f", str(env.manifests)).returncode == 0
+    assert {"lb-1", "cache-1"} <= set(env.fleet_vms())
