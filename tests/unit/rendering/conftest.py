@@ -1,4 +1,9 @@
-"""Fixtures of the plan renderer tests: the ``--update-golden`` option and the golden-file comparison."""
+"""Fixtures of the plan renderer tests: the ``--update-golden`` option and the golden-file comparison.
+
+pytest registers options only from the conftest files it loads at start-up, so ``--update-golden`` is known
+when pytest is pointed at this directory or a file in it (``pytest tests/unit/rendering --update-golden``);
+``NEBCTL_UPDATE_GOLDEN=1`` works from anywhere.
+"""
 
 from __future__ import annotations
 
