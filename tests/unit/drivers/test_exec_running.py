@@ -47,12 +47,14 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # A zombie still answers kill(0); it is dead for our purpose.
-    status = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    status = subprocess.run(
+        ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.strip()
     return bool(status) and not status.startswith("Z")
 
 
 def group_members(pgid: int) -> list[str]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,pgid=,stat="], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-e", "-o", "pid=,pgid=,stat="], capture_output=True, text=True, check=True).stdout
     return [line for line in out.splitlines() if line.split()[1] == str(pgid) and not line.split()[2].startswith("Z")]
 
 
@@ -107,7 +109,12 @@ def test_the_call_deadline_bounds_the_program_and_cancellation_stops_it(tmp_path
 def test_exit_status_gives_the_error_type(
     tmp_path: Path, exit_code: int, stdout: str, error_type: type[Exception]
 ) -> None:
-    program(tmp_path, "monitoring", "probe_host", f"#!/bin/sh\necho '{stdout}'\necho 'ERROR: it broke' >&2\nexit {exit_code}\n")
+    program(
+        tmp_path,
+        "monitoring",
+        "probe_host",
+        f"#!/bin/sh\necho '{stdout}'\necho 'ERROR: it broke' >&2\nexit {exit_code}\n",
+    )
     with pytest.raises(error_type) as raised:
         monitoring(tmp_path).probe_host(HOST)
     assert type(raised.value) is error_type
@@ -116,7 +123,12 @@ def test_exit_status_gives_the_error_type(
 
 
 def test_temporary_errors_carry_the_suggested_delay(tmp_path: Path) -> None:
-    program(tmp_path, "monitoring", "probe_host", """#!/bin/sh\necho '{"error": {"message": "later", "delay": 7}}'\nexit 75\n""")
+    program(
+        tmp_path,
+        "monitoring",
+        "probe_host",
+        """#!/bin/sh\necho '{"error": {"message": "later", "delay": 7}}'\nexit 75\n""",
+    )
     with pytest.raises(TemporaryError) as raised:
         monitoring(tmp_path).probe_host(HOST)
     assert raised.value.delay == 7.0
@@ -178,7 +190,8 @@ def test_programs_get_a_clean_environment_and_the_payload(tmp_path: Path, monkey
         "virtualization",
         "poll",
         "#!/usr/bin/env python3\nimport json, os, sys\n"
-        f"json.dump({{'env': dict(os.environ), 'payload': json.load(sys.stdin), 'argv': sys.argv}}, open({str(seen)!r}, 'w'))\n"
+        "seen = {'env': dict(os.environ), 'payload': json.load(sys.stdin), 'argv': sys.argv}\n"
+        f"json.dump(seen, open({str(seen)!r}, 'w'))\n"
         "print(json.dumps({'uuid': 'u1', 'name': 'vm', 'state': 'running'}))\n",
     )
     driver = ExecVirtualization(driver_dir=tmp_path, program_set="fake", env={"EXTRA": "1"})
