@@ -1,8 +1,10 @@
 """The ``nebctl`` command line: global options (SPEC section 2) and the registration of every command.
 
-Each command lives in its own module of this package and is added to ``main`` by ``_register_commands``. The
-global options end up in an ``AppContext`` (``controller.cli.app``) that commands receive with
-``@pass_app``; nothing reads the environment or the configuration outside of it.
+Each command lives in its own module of this package, listed in ``COMMANDS`` with its one-line help; a module
+is imported only when one of its commands runs, so ``nebctl validate`` or ``nebctl --help`` do not pay for the
+database layer, the drivers and the planner. The global options end up in an ``AppContext``
+(``controller.cli.app``) that commands receive with ``@pass_app``; nothing reads the environment or the
+configuration outside of it.
 """
 
 from __future__ import annotations
@@ -14,18 +16,51 @@ import click
 from nebctl import __version__
 from nebctl.controller.cli.app import AppContext, LogFormat
 
-# Modules that define commands; each exposes ``commands``, a list of click commands.
-COMMAND_MODULES = (
-    "nebctl.controller.cli.validating",
-    "nebctl.controller.cli.database",
-    "nebctl.controller.cli.reconciling",
-    "nebctl.controller.cli.inspecting",
-    "nebctl.controller.cli.drivering",
-    "nebctl.controller.cli.simulating",
-)
+_PACKAGE = "nebctl.controller.cli"
+
+# Command name -> (module defining it in its ``commands`` list, the short help shown by ``nebctl --help``).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("validating", "Check manifests: fields, types, references, duplicates, cycles, addresses."),
+    "schema": ("validating", "Print or write the JSON Schemas of the manifests, for editors."),
+    "diff": ("reconciling", "Show what apply would do, without doing it."),
+    "apply": ("reconciling", "Make the infrastructure match the manifests."),
+    "destroy": ("reconciling", "Delete everything a stack owns, in reverse dependency order."),
+    "import": ("reconciling", "Adopt an existing live VM into a stack."),
+    "get": ("inspecting", "List what nebctl manages."),
+    "describe": ("inspecting", "Everything known about one resource: spec, live status, actions, events."),
+    "events": ("inspecting", "The event log: actions, state changes, drift, applies."),
+    "drivers": ("drivering", "Installed drivers, their families and capabilities."),
+    "sim": ("simulating", "The simulated fleet: show it, change it behind nebctl's back, inject faults."),
+    "db": ("database", "Schema migrations of the state database."),
+    "unlock": ("database", "Release the writers' lock left by a dead process."),
+}
+# Kept for plugins and tests that list the modules defining commands.
+COMMAND_MODULES = tuple(dict.fromkeys(f"{_PACKAGE}.{module}" for module, _ in COMMANDS.values()))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use; ``--help`` lists them from ``COMMANDS``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module = importlib.import_module(f"{_PACKAGE}.{entry[0]}")
+        for command in module.commands:
+            if command.name == cmd_name:
+                assert isinstance(command, click.Command)
+                return command
+        raise LookupError(f"{entry[0]} does not define the command {cmd_name!r}")
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.version_option(__version__, "--version", prog_name="nebctl")
 @click.option(
     "--db",
@@ -64,13 +99,3 @@ def main(ctx: click.Context, db_url: str | None, config_path: str | None, log_fo
     ctx.obj = AppContext.create(
         db_url=db_url, config_path=config_path, log_format=LogFormat(log_format), verbosity=verbose
     )
-
-
-def _register_commands() -> None:
-    for module_name in COMMAND_MODULES:
-        module = importlib.import_module(module_name)
-        for command in module.commands:
-            main.add_command(command)
-
-
-_register_commands()
