@@ -175,7 +175,9 @@ def _candidates(request: PlanRequest, hosts: Sequence[str]) -> list[placing.Host
                 overcommit_memory=spec.overcommit.memory,
                 allocated_cpu=0.0,
                 allocated_memory=0,
-                disk_free=probe.disk_free if probe else 0,
+                # A host that reports no storage at all (a libvirt host whose pools this very plan creates)
+                # has an unknown free disk, not none: the datastore actions report a real shortage.
+                disk_free=probe.disk_free if probe and probe.disk_total > 0 else None,
                 load=probe.cpu_usage if probe else 0.0,
                 labels={**document.metadata.labels, **spec.labels},
                 custom=dict(probe.custom) if probe else {},
@@ -398,7 +400,8 @@ def _changes(
         for change in fields:
             if change.effect is Effect.IMMUTABLE:
                 problems.append(f"{key}: {change.path} cannot change ({change.why})")
-        if key.kind is Kind.VIRTUAL_MACHINE:
+        if key.kind is Kind.VIRTUAL_MACHINE and effect is not Effect.REPLACE:
+            # A replaced VM gets new disks: a smaller one is not a shrink.
             problems.extend(_shrinking_disks(key, fields))
         if not fields:
             changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))

@@ -194,3 +194,12 @@ def test_update_with_restart_of_a_suspended_vm_suspends_it_again() -> None:
     world = converge(BASE, vm(**SUSPENDED))
     plan = world.plan(BASE, vm(**{**SUSPENDED, "vcpu: 2": "vcpu: 4"}))
     assert operations(plan, "vm/web") == ["shutdown", "deploy", "post", "suspend"]
+
+
+def test_smaller_disk_with_a_new_image_is_a_replacement_not_a_shrink(running: World) -> None:
+    # Found by the property tests: the replaced VM's disks are created anew, nothing shrinks.
+    plan = running.plan(BASE, vm(**{"image: debian, size: 10Gi": "image: alpine, size: 5Gi"}))
+    change = change_of(plan, "vm/web")
+    assert change.type is ChangeType.REPLACE
+    clone = next(a for a in actions_of(plan, "vm/web") if a.operation == "clone")
+    assert clone.params["size"] == 5 * GiB
