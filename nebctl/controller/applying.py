@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nebctl.controller.executing import Change, ExecutionReport, Executor, Outcome, RetryPolicy
+from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.observing import DriverSource, known_hosts, observe
 from nebctl.controller.planning import PlanRequest, QuotaLimit, plan_with_specs
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
@@ -30,11 +31,12 @@ from nebctl.controller.settings import Settings
 from nebctl.database.records import ActionRecord, ApplyState, ResourceRecord, Severity
 from nebctl.database.store import Batch, Store
 from nebctl.drivers.errors import PermanentError
+from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import Appliance, Family, HostRef, MarketplaceRef
 from nebctl.reconcilers.base import HostDrivers, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.schemas.keys import Kind, ResourceKey
-from nebctl.schemas.models import AnyManifest, Marketplace, spec_document
+from nebctl.schemas.models import AnyManifest, Hook, Marketplace, spec_document
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +125,7 @@ class Controller:
         if unfinished is not None:
             actions = self.store.actions_of(unfinished.id)
             done = sum(1 for action in actions if action.state == Outcome.SUCCEEDED)
-            self.store.finish_apply(
-                unfinished.id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done}
-            )
+            self._close_interrupted(unfinished.id, actions, done)
             resumed_from = unfinished.id
             if on_resume is not None:
                 on_resume(unfinished.id, done, len(actions))
@@ -156,7 +156,8 @@ class Controller:
             records={k: r for k, r in planned.request.records.items() if r.stack == stack},  # type: ignore[misc]
             shutdown_timeout=self.settings.shutdown_timeout,
         )
-        journal = StoreJournal(self.store, apply_id, planned, world)
+        hooks = self._hooks(planned)
+        journal = StoreJournal(self.store, apply_id, planned, world, on_events=hooks.dispatch if hooks else None)
         journal.begin()
         executor = Executor(
             plan,
@@ -172,15 +173,42 @@ class Controller:
         report = executor.run()
         state = _apply_state(report)
         self.store.finish_apply(apply_id, state=state, summary=report_summary(report, plan))
-        self.store.add_event(
-            type="apply.finished" if state == ApplyState.SUCCEEDED else f"apply.{state}",
-            severity=Severity.INFO if state == ApplyState.SUCCEEDED else Severity.ERROR,
-            message=f"apply #{apply_id} of stack {stack} {state}",
-            stack=stack,
-            data=report_summary(report, plan),
-        )
+        finished: dict[str, Any] = {
+            "type": "apply.finished" if state == ApplyState.SUCCEEDED else f"apply.{state}",
+            "severity": Severity.INFO if state == ApplyState.SUCCEEDED else Severity.ERROR,
+            "message": f"apply #{apply_id} of stack {stack} {state}",
+            "stack": stack,
+            "data": report_summary(report, plan),
+        }
+        finished["id"] = self.store.add_event(**finished)
+        if hooks is not None:
+            hooks.dispatch([{**finished, "kind": None, "namespace": None, "name": None}])
+            hooks.wait()
         return ApplyResult(apply_id, report, resumed_from, state)
 
+    def _hooks(self, planned: PlannedApply) -> HookDispatcher | None:
+        """The dispatcher of the manifests' hooks, through the hooks driver (``exec`` runs real programs)."""
+        hooks = {key: doc for key, doc in planned.request.documents.items() if isinstance(doc, Hook)}
+        if not hooks:
+            return None
+        name = str(self.settings.drivers.get("hooks", {}).get("driver", "exec"))
+        driver: HookDriver = self.registry.get(Family.HOOKS, name)
+        return HookDispatcher(store=self.store, driver=driver, hooks=hooks)
+
+    def _close_interrupted(self, apply_id: int, actions: Sequence[ActionRecord], done: int) -> None:
+        """Close an apply whose process died. Its journal would otherwise keep actions pending or running
+        forever; they are closed as cancelled (the outcome of one that was running is whatever the hosts now
+        report, which the new plan was made from), together with the apply, in one transaction."""
+        with self.store.batch() as tx:
+            for action in actions:
+                if action.state == Outcome.RUNNING:
+                    error = f"interrupted while running: the process of apply #{apply_id} died"
+                elif action.state == Outcome.PENDING:
+                    error = f"not started: the process of apply #{apply_id} died"
+                else:
+                    continue
+                tx.update_action(apply_id, action.action_id, state=Outcome.CANCELLED.value, error=error)
+            tx.finish_apply(apply_id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done})
 
 def _apply_state(report: ExecutionReport) -> str:
     if report.interrupted:
@@ -229,7 +257,7 @@ class ExecutionWorld:
         document = self.documents.get(ResourceKey.of(Kind.MARKETPLACE, marketplace))
         if not isinstance(document, Marketplace):
             raise PermanentError(f"marketplace/{marketplace} is not declared")
-        driver: Any = getattr(self.registry, "get")(Family.MARKETPLACE, "sim")  # noqa: B009
+        driver: Any = self.registry.get(Family.MARKETPLACE, "sim")
         result: Appliance = driver.import_(
             MarketplaceRef(name=marketplace, url=document.spec.url, path=document.spec.path), app
         )
@@ -241,8 +269,17 @@ class StoreJournal:
     the records of the resources those actions changed, and finalises a resource when all its actions are
     done."""
 
-    def __init__(self, store: Store, apply_id: int, planned: PlannedApply, world: ExecutionWorld) -> None:
+    def __init__(
+        self,
+        store: Store,
+        apply_id: int,
+        planned: PlannedApply,
+        world: ExecutionWorld,
+        on_events: Callable[[Sequence[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.store = store
+        self.on_events = on_events
+        self.emitted: list[dict[str, Any]] = []
         self.apply_id = apply_id
         self.planned = planned
         self.world = world
@@ -264,11 +301,36 @@ class StoreJournal:
                 elif change.type is ChangeType.DELETE:
                     record = self._record(change.key)
                     self._save(tx, dataclasses.replace(record, status="deleting"))
+        self._pass_events()
 
     def record(self, changes: Sequence[Change]) -> None:
         with self.store.batch() as tx:
             for change in changes:
                 self._journal(tx, change)
+        self._pass_events()
+
+    def _event(self, tx: Batch, *, type: str, message: str, key: ResourceKey | None = None, **fields: Any) -> None:
+        """Add an event in this transaction; it reaches the hooks once the transaction has committed."""
+        identifier = tx.add_event(type=type, message=message, key=key, stack=self.planned.plan.stack, **fields)
+        kind, namespace, name = key if key is not None else (None, None, None)
+        self.emitted.append(
+            {
+                "id": identifier,
+                "type": type,
+                "message": message,
+                "kind": kind.value if kind is not None else None,
+                "namespace": namespace,
+                "name": name,
+                "stack": self.planned.plan.stack,
+                "severity": str(fields.get("severity", Severity.INFO)),
+                "data": fields.get("data", {}),
+            }
+        )
+
+    def _pass_events(self) -> None:
+        events, self.emitted = self.emitted, []
+        if events and self.on_events is not None:
+            self.on_events(events)
 
     def _journal(self, tx: Batch, change: Change) -> None:
         action = change.action
@@ -309,21 +371,21 @@ class StoreJournal:
             self.failed.add(key)
             record = self._record(key)
             self._save(tx, dataclasses.replace(record, status="failed"))
-            tx.add_event(
+            self._event(
+                tx,
                 type=f"{key.kind.short}.failed",
                 severity=Severity.ERROR,
                 message=f"{action.description}: {change.error}",
                 key=key,
-                stack=self.planned.plan.stack,
                 data={"action": action.id, "attempts": change.attempts},
             )
         elif change.state is Outcome.PENDING and change.retry_in is not None:
-            tx.add_event(
+            self._event(
+                tx,
                 type="action.retry",
                 severity=Severity.WARNING,
                 message=f"{action.description}: {change.error}; retrying in {change.retry_in:.1f}s",
                 key=key,
-                stack=self.planned.plan.stack,
             )
 
     def _record(self, key: ResourceKey) -> ResourceRecord:
@@ -348,7 +410,7 @@ class StoreJournal:
                 self.world.records.pop(key, None)
             if key.kind is Kind.VIRTUAL_MACHINE:
                 tx.close_history(key, reason="deleted")
-            tx.add_event(type=f"{key.kind.short}.deleted", message=f"{key} deleted", key=key, stack=stack)
+            self._event(tx, type=f"{key.kind.short}.deleted", message=f"{key} deleted", key=key)
             return
         record = self._record(key)
         spec = self.planned.final_specs.get(key)
@@ -370,7 +432,7 @@ class StoreJournal:
         )
         self._save(tx, updated)
         verb = {ChangeType.CREATE: "created", ChangeType.REPLACE: "replaced"}.get(change.type, "updated")
-        tx.add_event(type=f"{key.kind.short}.{verb}", message=f"{key} {verb}", key=key, stack=stack)
+        self._event(tx, type=f"{key.kind.short}.{verb}", message=f"{key} {verb}", key=key)
         if key.kind is Kind.VIRTUAL_MACHINE and spec is not None and host:
             moved = change.type is ChangeType.CREATE or change.previous_host not in (None, host)
             resized = any(f.path in ("vcpu", "memory") or f.path.startswith("disks") for f in change.fields)
@@ -385,7 +447,7 @@ class StoreJournal:
                     stack=stack,
                 )
             if state:
-                tx.add_event(type=f"vm.{state}", message=f"{key} is {state} on {host}", key=key, stack=stack)
+                self._event(tx, type=f"vm.{state}", message=f"{key} is {state} on {host}", key=key)
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.states import HostLiveState
-from nebctl.drivers.types import HostProbe, HostRef, VMStatus
+from nebctl.drivers.types import Family, HostProbe, HostRef, VMStatus
 from nebctl.reconcilers.base import LiveView, RecordView
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, Host
@@ -27,6 +27,8 @@ class DriverSource(Protocol):
     """What observation needs of the driver registry."""
 
     def for_host(self, host: HostRef, overrides: Any = None) -> Any: ...
+
+    def get(self, family: Family, reference: str) -> Any: ...
 
 
 def known_hosts(
