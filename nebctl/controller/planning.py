@@ -665,14 +665,14 @@ def _action_graph(
         record = ctx.records.get(key)
         desired = RECONCILERS[key.kind].desired_spec(key, document, ctx) if document is not None else None
         # Build after what it needs is built (on the same host, where both are per host).
-        for ref in references(key, desired):
+        for ref in sorted(references(key, desired), key=_sort_key):
             if (ref, "build") in exits and (key, "build") in entries:
                 edges.extend(_linked(exits[(ref, "build")], entries[(key, "build")]))
         # Anything that used a resource in its last applied spec stops using it before that resource is
         # destroyed: its own destroy phase does that. Without one (an update that only builds), all of it goes
         # first, unless it needs the resource built again (then waiting for the destroy would be a cycle).
         needed = references(key, desired)
-        for ref in references(key, record.applied if record is not None else None):
+        for ref in sorted(references(key, record.applied if record is not None else None), key=_sort_key):
             if (ref, "destroy") not in entries:
                 continue
             if (key, "destroy") in exits:

@@ -73,7 +73,7 @@ def flatten(document: Any, prefix: str = "") -> dict[str, Any]:
     elif isinstance(document, list) and document:
         for index, value in enumerate(document):
             flat.update(flatten(value, f"{prefix}[{index}]"))
-    else:
+    elif prefix:  # a whole empty document has no fields at all
         flat[prefix] = document
     return flat
 
