@@ -26,6 +26,7 @@ from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.fields import Effect, FieldChange, FieldRule, compare, dearest, flatten
+from nebctl.reconcilers.identity import vm_uuid
 from nebctl.reconcilers.spanned import SpannedReconciler
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import (
@@ -364,6 +365,7 @@ def _changes(
         desired = specs[key] = reconciler.desired_spec(key, document, ctx)
         host = ctx.placements.get(key) if key.kind is Kind.VIRTUAL_MACHINE else None
         if record is None or record.applied is None:
+            problems.extend(_foreign_live_object(key, record, request))
             reason = "resuming an interrupted create" if record is not None else ""
             changes.append(
                 ResourceChange(key, ChangeType.CREATE, _added(desired, reconciler.sensitive), host=host, reason=reason)
@@ -432,6 +434,23 @@ def _changes(
                 )
             )
     return changes, uncorrected, warnings
+
+
+def _foreign_live_object(key: ResourceKey, record: RecordView | None, request: PlanRequest) -> list[str]:
+    """A VM about to be created whose UUID is already taken by a live VM nebctl does not own for this stack:
+    nebctl never touches it (``nebctl import`` adopts a VM on purpose)."""
+    if key.kind is not Kind.VIRTUAL_MACHINE:
+        return []
+    uuid = str(record.live.get("uuid")) if record is not None and record.live.get("uuid") else vm_uuid(key)
+    status = request.live.vms.get(uuid)
+    if status is None:
+        return []
+    owner = status.owner
+    if owner is None:
+        return [f"{key}: a live VM with its UUID {uuid} exists and is not owned by nebctl; adopt it with nebctl import"]
+    if owner.stack != request.stack:
+        return [f"{key}: the live VM {uuid} belongs to stack {owner.stack!r}; nebctl never touches another stack's"]
+    return []
 
 
 def _deleting_reason(record: RecordView) -> str:

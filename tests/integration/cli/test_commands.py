@@ -180,3 +180,22 @@ def test_drift_is_shown_and_healed(env: Env) -> None:
     assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
     assert env.run("diff", "-f", str(env.manifests)).returncode == 0
     assert {"lb-1", "cache-1"} <= set(env.fleet_vms())
+
+
+def test_a_live_vm_nebctl_does_not_own_is_never_touched(env: Env) -> None:
+    from nebctl.reconcilers.identity import vm_uuid
+    from nebctl.schemas.keys import Kind, ResourceKey
+
+    squatter = vm_uuid(ResourceKey.of(Kind.VIRTUAL_MACHINE, "web-1"))
+    registry = build_registry(Settings(state_dir=env.root))
+    host = HostRef("kvm-b2", "sim://kvm-b2?cpus=16&memory=64Gi&disk=1Ti")
+    try:
+        registry.for_host(host).virtualization.deploy(
+            host, VMDefinition(name="someone-elses", uuid=squatter, vcpu=1, memory=2**29)
+        )
+    finally:
+        registry.close()
+    result = env.run("apply", "-f", str(env.manifests), "--yes")
+    assert result.returncode == 1
+    assert f"vm/web-1: a live VM with its UUID {squatter} exists and is not owned by nebctl" in result.stderr
+    assert env.fleet_vms() == {"someone-elses": "kvm-b2"}, "nothing may be created or changed"
