@@ -231,9 +231,7 @@ def _hidden_below(root: str, top: str) -> bool:
     return relative != "." and any(part.startswith(".") for part in Path(relative).parts)
 
 
-def _finish(
-    documents: list[LoadedDocument], diagnostics: list[Diagnostic], files: tuple[str, ...]
-) -> ManifestSet:
+def _finish(documents: list[LoadedDocument], diagnostics: list[Diagnostic], files: tuple[str, ...]) -> ManifestSet:
     # Imported here: validation imports this module's types.
     from nebctl.schemas.validation import validate_documents
 
@@ -427,18 +425,18 @@ class _Builder:
         except (ValueError, YAMLError) as error:
             # The first clause says what is wrong; Python's advice on raising its limits is not for users.
             reason = str(error).split(";")[0]
-            raise _DocumentError(self.at(node), f"invalid {node.tag.removeprefix(_TAG)} value: {reason}") from None
+            raise _DocumentError(self.at(node), f"invalid {str(node.tag).removeprefix(_TAG)} value: {reason}") from None
 
     def check_tag(self, node: Node, *allowed: str) -> None:
         if node.tag not in allowed:
             raise _DocumentError(
                 self.at(node),
-                f"YAML tag '{_short_tag(node.tag)}' is not allowed: manifests hold plain strings, numbers, "
+                f"YAML tag '{_short_tag(str(node.tag))}' is not allowed: manifests hold plain strings, numbers, "
                 "booleans, lists and mappings",
             )
 
 
-class _FlowDepthLimitedScanner(Scanner):  # type: ignore[misc]  # ruamel ships no type information
+class _FlowDepthLimitedScanner(Scanner):
     """ruamel's scanner, refusing flow collections (``[[[...``) nested deeper than ``max_flow_depth``.
 
     The scanner's work per token grows with the flow depth, so deep nesting costs quadratic time: it is cut off
@@ -507,9 +505,7 @@ def read_yaml(text: str, filename: str, *, limits: Limits = DEFAULT_LIMITS) -> t
     except YAMLError as error:
         diagnostics.append(Diagnostic(SourceLocation(filename, 1, 1), None, f"invalid YAML: {error}"))
     except RecursionError:
-        diagnostics.append(
-            Diagnostic(SourceLocation(filename, 1, 1), None, "invalid YAML: nesting too deep to read")
-        )
+        diagnostics.append(Diagnostic(SourceLocation(filename, 1, 1), None, "invalid YAML: nesting too deep to read"))
     if not documents and not diagnostics:
         diagnostics.append(Diagnostic(SourceLocation(filename, 1, 1), None, "no manifest in this file (it is empty)"))
     return documents, diagnostics
@@ -555,9 +551,7 @@ def _check_document(raw: _Document) -> tuple[LoadedDocument | None, list[Diagnos
     kind_value = data.get("kind")
     kind: Kind | None = None
     if "kind" not in data:
-        diagnostics.append(
-            Diagnostic(raw.location, None, f"missing 'kind': expected one of {', '.join(_KIND_NAMES)}")
-        )
+        diagnostics.append(Diagnostic(raw.location, None, f"missing 'kind': expected one of {', '.join(_KIND_NAMES)}"))
     elif kind_value in _KIND_NAMES:
         kind = Kind(kind_value)
     else:
@@ -672,10 +666,7 @@ def _resolve(error: Any, data: Any) -> _Error:
     on_key = False
     for index, part in enumerate(loc):
         last = index == len(loc) - 1
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if _has_child(node, part):
             path.append(part)
             node = node[part]
         elif part == "[key]":
@@ -685,6 +676,14 @@ def _resolve(error: Any, data: Any) -> _Error:
         elif union_site is None:
             union_site, branch = tuple(path), str(part)
     return _Error(error["type"], tuple(path), union_site, branch, field_name, on_key, error)
+
+
+def _has_child(node: Any, part: Any) -> bool:
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    if isinstance(node, list):
+        return isinstance(part, int) and 0 <= part < len(node)
+    return False
 
 
 def _prune_union_branches(errors: list[_Error]) -> list[_Error]:
@@ -789,8 +788,8 @@ def _message(error: _Error, model: type[BaseModel], data: Any) -> str:
         suggestion = closest_match(name, fields) if fields else None
         if suggestion:
             return f"unknown field '{name}', did you mean '{suggestion}'?"
-        choices = f"; expected one of: {', '.join(fields)}" if fields else ""
-        return f"unknown field '{name}'{choices}"
+        listed = f"; expected one of: {', '.join(fields)}" if fields else ""
+        return f"unknown field '{name}'{listed}"
     if kind == "missing":
         parent = f" in {format_path(error.path)}" if error.path else ""
         return f"missing required field '{error.field_name}'{parent}"
@@ -813,7 +812,9 @@ def _message(error: _Error, model: type[BaseModel], data: Any) -> str:
     if kind in ("too_short", "too_long"):
         bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
         relation = "at least" if kind == "too_short" else "at most"
-        return f"{field_label}: needs {relation} {bound} item{'s' if bound != 1 else ''}, got {ctx.get('actual_length')}"
+        return (
+            f"{field_label}: needs {relation} {bound} item{'s' if bound != 1 else ''}, got {ctx.get('actual_length')}"
+        )
     if kind in ("string_too_long", "string_too_short"):
         bound = ctx.get("max_length") if kind == "string_too_long" else ctx.get("min_length")
         relation = "at most" if kind == "string_too_long" else "at least"
@@ -845,9 +846,10 @@ _COMPARISONS = {
 
 def _hook_events() -> list[str]:
     heads = ("vm", "image", "network", "securitygroup", "datastore", "host", "apply", "drift")
-    tails = (
-        "created running stopped suspended failed deleted unknown migrated updated error started finished detected"
-    ).split()
+    tails = [
+        "created", "running", "stopped", "suspended", "failed", "deleted", "unknown",
+        "migrated", "updated", "error", "started", "finished", "detected",
+    ]  # fmt: skip
     return [f"{h}.{t}" for h in heads for t in tails if re.fullmatch(HOOK_EVENT_PATTERN, f"{h}.{t}")]
 
 

@@ -167,9 +167,7 @@ def _malformed_depends_on(document: LoadedDocument) -> list[Diagnostic]:
     return diagnostics
 
 
-def _dangling(
-    document: LoadedDocument, reference: Reference, unique: dict[ResourceKey, LoadedDocument]
-) -> Diagnostic:
+def _dangling(document: LoadedDocument, reference: Reference, unique: dict[ResourceKey, LoadedDocument]) -> Diagnostic:
     target = reference.target
     candidates = [key.name for key in unique if key.kind is target.kind and key.namespace == target.namespace]
     suggestion = closest_match(target.name, candidates)

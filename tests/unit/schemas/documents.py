@@ -47,7 +47,8 @@ def with_value(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 def as_yaml(*documents: dict[str, Any]) -> str:
-    return "\n---\n".join(json.dumps(doc) for doc in documents) + "\n"
+    # Not ASCII-escaped: YAML reads a JSON surrogate pair (\\ud800\\udc00) as two lone surrogates.
+    return "\n---\n".join(json.dumps(doc, ensure_ascii=False) for doc in documents) + "\n"
 
 
 def fleet() -> list[dict[str, Any]]:

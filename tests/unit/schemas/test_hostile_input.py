@@ -19,7 +19,8 @@ metadata: {name: bomb}
 spec:
   memory: 1Gi
   lifecycle:
-    ignoreChanges: &a9 [&a8 [&a7 [&a6 [&a5 [&a4 [&a3 [&a2 [&a1 [&a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"],
+    ignoreChanges: &a9 [&a8 [&a7 [&a6 [&a5 [&a4 [&a3 [&a2 [&a1 [&a0 [
+      "lol","lol","lol","lol","lol","lol","lol","lol","lol"],
       *a0,*a0,*a0,*a0,*a0,*a0,*a0,*a0],*a1,*a1,*a1,*a1,*a1,*a1,*a1,*a1],*a2,*a2,*a2,*a2,*a2,*a2,*a2,*a2],
       *a3,*a3,*a3,*a3,*a3,*a3,*a3,*a3],*a4,*a4,*a4,*a4,*a4,*a4,*a4,*a4],*a5,*a5,*a5,*a5,*a5,*a5,*a5,*a5],
       *a6,*a6,*a6,*a6,*a6,*a6,*a6,*a6],*a7,*a7,*a7,*a7,*a7,*a7,*a7,*a7],*a8,*a8,*a8,*a8,*a8,*a8,*a8,*a8]
@@ -69,7 +70,9 @@ def test_recursive_alias_is_refused() -> None:
 
 
 def test_deep_nesting_is_refused() -> None:
-    assert messages("a: " + "[" * 100 + "]" * 100 + "\n") == ["h.yaml:1:68: invalid YAML: nesting deeper than 64 levels"]
+    assert messages("a: " + "[" * 100 + "]" * 100 + "\n") == [
+        "h.yaml:1:68: invalid YAML: nesting deeper than 64 levels"
+    ]
 
 
 def test_deep_flow_nesting_is_cut_off_before_it_gets_expensive() -> None:
@@ -130,9 +133,7 @@ def test_non_utf8_file_is_refused_at_the_offending_byte(tmp_path: Path) -> None:
     latin.write_bytes("apiVersion: nebctl/v1\nkind: Hook\nmetadata: {name: caf\u00e9}\n".encode("latin-1"))
     with pytest.raises(ManifestError) as caught:
         load_paths([latin])
-    assert [str(d) for d in caught.value.diagnostics] == [
-        f"{latin}:3:21: not UTF-8 text (byte 0xe9); save it as UTF-8"
-    ]
+    assert [str(d) for d in caught.value.diagnostics] == [f"{latin}:3:21: not UTF-8 text (byte 0xe9); save it as UTF-8"]
 
 
 def test_utf8_with_byte_order_mark_and_crlf_is_accepted(tmp_path: Path) -> None:
@@ -188,5 +189,7 @@ def test_symlink_loop_and_broken_link_do_not_hang(tmp_path: Path) -> None:
 
 
 def test_huge_integer_is_an_error_not_a_crash() -> None:
-    found = messages("apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {name: a}\nspec: {memory: " + "9" * 5000 + "}\n")
+    found = messages(
+        "apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {name: a}\nspec: {memory: " + "9" * 5000 + "}\n"
+    )
     assert found[0].startswith("h.yaml:4:16: invalid int value: Exceeds the limit (4300 digits)")

@@ -52,8 +52,12 @@ def test_namespaced_kinds_resolve_in_their_namespace_and_cluster_kinds_from_anyw
     team = [
         document("Image", "debian-12", namespace="team-a"),
         document("Network", "lan", namespace="team-a"),
-        vm(namespace="team-a", disks=[{"image": "debian-12", "datastore": "local"}], nics=[{"network": "lan"}],
-           placement={"host": "kvm-1"}),
+        vm(
+            namespace="team-a",
+            disks=[{"image": "debian-12", "datastore": "local"}],
+            nics=[{"network": "lan"}],
+            placement={"host": "kvm-1"},
+        ),
     ]
     assert problems(*fleet(), *team) == []
     # The same VM without its namespace's network and image: those of 'default' do not count.
@@ -71,7 +75,9 @@ def test_depends_on_may_name_another_namespace_explicitly() -> None:
 
 def test_duplicates_name_both_places_and_differ_by_kind_and_namespace() -> None:
     found = problems(*fleet(), vm(), vm(), vm(namespace="team-a"), document("Hook", "web-1"))
-    assert found == ["VirtualMachine/web-1: duplicate VirtualMachine 'web-1' in namespace 'default': also defined at t.yaml:11:76"]
+    assert found == [
+        "VirtualMachine/web-1: duplicate VirtualMachine 'web-1' in namespace 'default': also defined at t.yaml:11:76"
+    ]
     # A cluster-scoped kind has no namespace to mention.
     assert problems(document("Host", "kvm-1"), document("Host", "kvm-1")) == [
         "Host/kvm-1: duplicate Host 'kvm-1': also defined at t.yaml:1:66"
@@ -106,8 +112,11 @@ def test_dependency_cycles_are_printed(edges: dict[str, list[str]], expected: li
         ({"cidr": "10.0.0.0/24", "gateway": "10.0.0.254"}, ["10.0.0.1"], []),
         ({"cidr": "10.0.0.0/24", "gateway": "10.0.0.254"}, ["10.0.0.254"], ["is the gateway"]),
         ({"cidr": "10.0.0.0/24"}, ["10.0.1.5"], ["address 10.0.1.5 is outside network 'n' (10.0.0.0/24)"]),
-        ({"cidr": "10.0.0.0/24", "range": {"first": "10.0.0.50", "last": "10.0.0.60"}}, ["10.0.0.49"],
-         ["outside the range of network 'n' (10.0.0.50 - 10.0.0.60)"]),
+        (
+            {"cidr": "10.0.0.0/24", "range": {"first": "10.0.0.50", "last": "10.0.0.60"}},
+            ["10.0.0.49"],
+            ["outside the range of network 'n' (10.0.0.50 - 10.0.0.60)"],
+        ),
         ({"cidr": "10.0.0.0/24"}, ["10.0.0.7", "10.0.0.7"], ["address 10.0.0.7 on network 'n' is already taken"]),
     ],
 )
@@ -121,10 +130,15 @@ def test_static_addresses(network: dict[str, Any], addresses: list[str], expecte
 
 
 def test_same_address_on_two_networks_or_namespaces_is_fine() -> None:
-    nets = [document("Network", "a", cidr="10.0.0.0/24"), document("Network", "b", cidr="10.0.0.0/24"),
-            document("Network", "a", namespace="t", cidr="10.0.0.0/24")]
-    vms = [vm("x", nics=[{"network": "a", "ip": "10.0.0.9"}, {"network": "b", "ip": "10.0.0.9"}]),
-           vm("y", namespace="t", nics=[{"network": "a", "ip": "10.0.0.9"}])]
+    nets = [
+        document("Network", "a", cidr="10.0.0.0/24"),
+        document("Network", "b", cidr="10.0.0.0/24"),
+        document("Network", "a", namespace="t", cidr="10.0.0.0/24"),
+    ]
+    vms = [
+        vm("x", nics=[{"network": "a", "ip": "10.0.0.9"}, {"network": "b", "ip": "10.0.0.9"}]),
+        vm("y", namespace="t", nics=[{"network": "a", "ip": "10.0.0.9"}]),
+    ]
     assert problems(*nets, *vms) == []
 
 
@@ -162,8 +176,11 @@ def test_ignore_changes_paths(path: str, expected: str | None) -> None:
 
 def test_ignore_changes_problems_are_located_at_the_entry() -> None:
     with pytest.raises(ManifestError) as caught:
-        load_text("apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {name: a}\nspec:\n  memory: 1Gi\n"
-                  "  lifecycle:\n    ignoreChanges:\n      - memory\n      - vpcu\n", "t.yaml")
+        load_text(
+            "apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {name: a}\nspec:\n  memory: 1Gi\n"
+            "  lifecycle:\n    ignoreChanges:\n      - memory\n      - vpcu\n",
+            "t.yaml",
+        )
     assert [str(d) for d in caught.value.diagnostics] == [
         "t.yaml:9:9: VirtualMachine/a: lifecycle.ignoreChanges: 'vpcu': no field 'vpcu' in the VM spec, "
         "did you mean 'vcpu'?"
@@ -171,9 +188,17 @@ def test_ignore_changes_problems_are_located_at_the_entry() -> None:
 
 
 def test_references_of_lists_every_implicit_and_explicit_reference() -> None:
-    loaded = load_text(as_yaml(*fleet(), vm(disks=[{"image": "debian-12", "datastore": "local"}],
-                                            nics=[{"network": "lan", "securityGroups": ["ssh"]}],
-                                            placement={"host": "kvm-1"}, dependsOn=["image/debian-12"])))
+    loaded = load_text(
+        as_yaml(
+            *fleet(),
+            vm(
+                disks=[{"image": "debian-12", "datastore": "local"}],
+                nics=[{"network": "lan", "securityGroups": ["ssh"]}],
+                placement={"host": "kvm-1"},
+                dependsOn=["image/debian-12"],
+            ),
+        )
+    )
     key = ResourceKey.of(Kind.VIRTUAL_MACHINE, "web-1")
     refs = references_of(key, loaded.documents[key])
     assert [(r.path, str(r.target), r.explicit) for r in refs] == [
