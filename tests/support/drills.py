@@ -9,6 +9,7 @@ records whose applied specs are what the manifests ask for.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -81,13 +82,9 @@ class Workspace:
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(
-            "".join(
-                f"{key}: {value}\n"
-                for key, value in {"state_dir": str(self.state_dir), **self.settings_overrides}.items()
-            ),
-            encoding="utf-8",
-        )
+        # JSON is YAML, and it carries nested settings (retry: {...}) without a YAML writer.
+        config = {"state_dir": str(self.state_dir), **self.settings_overrides}
+        self.config.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     @property
     def db_path(self) -> Path:
@@ -219,15 +216,20 @@ def kill_after(
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            return -1, process.communicate()[0]
+            return -1, _printed(process)
         done, total = workspace.journal_progress(newer_than=before)
         if total and done >= finished and process.poll() is None:
             process.send_signal(signal.SIGKILL)
-            return done, process.communicate()[0]
+            return done, _printed(process)
         time.sleep(0.003)
     process.kill()
     process.communicate()
     raise AssertionError(f"the apply did not reach {finished} finished actions in {limit}s")
+
+
+def _printed(process: subprocess.Popen[str]) -> str:
+    out, err = process.communicate()
+    return f"{out}\n{err}"
 
 
 # --- the audit --------------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def _drill(root: Path, round_: Round) -> Round:
         landed, output = kill_after(workspace, process, finished=finished)
         round_.landed.append(landed)
         if expect_resume and RESUMING not in output:
-            round_.unresumed.append(f"apply {number + 1}: {output[:400]!r}")
+            round_.unresumed.append(f"apply {number + 1} (exit {process.returncode}): {output[-1500:]!r}")
         expect_resume = workspace.newest_apply()[1]
     for attempt in range(3):
         result = workspace.apply("--parallelism", "16")

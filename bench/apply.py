@@ -1,0 +1,137 @@
+"""Benchmark of ``Controller.apply``: the controller's own cost per action, and how well it fills the parallelism.
+
+Two runs of the same plan (by default 1,000 VMs, each with a cloned disk and a leased NIC, on the sim fleet),
+each on a fresh database and fleet file:
+
+- no latency: every driver call returns at once, so the wall time of the apply is the controller's own work
+  (scheduling, threads, the journal's transactions, records) plus the sim's SQLite writes; overhead per action
+  = wall time / actions. Target: under 2 ms.
+- fixed latency per action (50 ms): efficiency = ideal / measured, the ideal being the larger of the critical
+  path (longest dependency chain x latency) and the total work / parallelism. Target: at least 0.9.
+
+Run from the repository root: ``.venv/bin/python bench/apply.py [--vms N] [--latency S] [--parallelism N]``.
+``--write`` replaces the apply section of bench/RESULTS.md with the figures and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nebctl.controller.plans import Plan  # noqa: E402
+from nebctl.drivers.sim import Distribution, Latency  # noqa: E402
+from tests.support.drills import Workspace, fleet_manifests  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+BEGIN, END = "<!-- bench/apply.py: begin -->", "<!-- bench/apply.py: end -->"
+
+
+@dataclass
+class Run:
+    actions: int
+    plan_seconds: float
+    apply_seconds: float
+    critical_path: int  # actions on the longest dependency chain
+    state: str
+
+
+def critical_path(plan: Plan) -> int:
+    graph = plan.graph()
+    return len(nx.dag_longest_path(graph)) if graph.number_of_nodes() else 0
+
+
+def run(root: Path, *, vms: int, hosts: int, latency: float, parallelism: int) -> Run:
+    manifests = root / "manifests"
+    manifests.mkdir(parents=True)
+    (manifests / "fleet.yaml").write_text(fleet_manifests(vms=vms, hosts=hosts), encoding="utf-8")
+    workspace = Workspace(root / "ws", manifests=manifests, stack="bench", settings_overrides={})
+    with workspace.store() as store:
+        started = time.perf_counter()
+        planned = workspace.plan(store)
+        plan_seconds = time.perf_counter() - started
+        if latency > 0:
+            # Set after planning: the figure is about executing actions, not about observing the hosts.
+            with workspace.fleet() as fleet:
+                fleet.set_latency(Latency("*", Distribution.FIXED, latency))
+        controller = workspace.controller(store)
+        started = time.perf_counter()
+        result = controller.apply(planned, parallelism=parallelism)
+        apply_seconds = time.perf_counter() - started
+    return Run(len(planned.plan.actions), plan_seconds, apply_seconds, critical_path(planned.plan), result.state)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vms", type=int, default=1000)
+    parser.add_argument("--hosts", type=int, default=8)
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per action in the second run")
+    parser.add_argument("--parallelism", type=int, default=16)
+    parser.add_argument("--write", action="store_true", help="write the figures into bench/RESULTS.md")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="nebctl-bench-apply-") as tmp:
+        bare = run(Path(tmp) / "bare", vms=args.vms, hosts=args.hosts, latency=0.0, parallelism=args.parallelism)
+        slow = run(
+            Path(tmp) / "slow", vms=args.vms, hosts=args.hosts, latency=args.latency, parallelism=args.parallelism
+        )
+    for figures in (bare, slow):
+        if figures.state != "succeeded":
+            print(f"the apply did not succeed: {figures.state}", file=sys.stderr)
+            return 1
+
+    overhead_ms = bare.apply_seconds / bare.actions * 1000
+    ideal = max(slow.critical_path * args.latency, slow.actions * args.latency / args.parallelism)
+    efficiency = ideal / slow.apply_seconds
+    lines = [
+        f"- plan: {args.vms} VMs on {args.hosts} sim hosts, {bare.actions} actions, critical path "
+        f"{bare.critical_path} actions, parallelism {args.parallelism}",
+        f"- no latency: apply {bare.apply_seconds:.2f} s, **{overhead_ms:.2f} ms of overhead per action** "
+        f"(target < 2 ms: {'met' if overhead_ms < 2 else 'MISSED'}); planning took {bare.plan_seconds:.2f} s",
+        f"- {args.latency * 1000:g} ms per action: apply {slow.apply_seconds:.2f} s, ideal {ideal:.2f} s "
+        f"(max of critical path {slow.critical_path * args.latency:.2f} s and work / parallelism "
+        f"{slow.actions * args.latency / args.parallelism:.2f} s), **efficiency {efficiency:.3f}** "
+        f"(target >= 0.9: {'met' if efficiency >= 0.9 else 'MISSED'})",
+    ]
+    print("\n".join(lines))
+    if args.write:
+        command = "python bench/apply.py " + shlex.join(sys.argv[1:])
+        write_results(lines, command)
+    return 0 if overhead_ms < 2 and efficiency >= 0.9 else 1
+
+
+def write_results(lines: list[str], command: str) -> None:
+    section = "\n".join(
+        [
+            BEGIN,
+            "## Apply (bench/apply.py)",
+            "",
+            f"Command: `{command}` ({platform.python_implementation()} {platform.python_version()}, "
+            f"{platform.machine()}, SQLite database and fleet file on local disk).",
+            "",
+            *lines,
+            END,
+        ]
+    )
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    if BEGIN in text and END in text:
+        head, _, rest = text.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    RESULTS.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
