@@ -41,6 +41,13 @@ class DriverSet:
     second_host: HostRef | None = None  # a migration target; None skips the migration contract
 
 
+def capabilities_on(driver: Any, host: HostRef) -> frozenset[str]:
+    """What ``driver`` declares it can do on ``host``: its per-host answer where it gives one (a libvirt backend
+    may lack what the driver implements, e.g. the test hypervisor's missing nwfilter), else its class's."""
+    per_host = getattr(driver, "capabilities_on", None)
+    return frozenset(per_host(host) if per_host is not None else driver.capabilities)
+
+
 @contextlib.contextmanager
 def build_sim(tmp_path: Path) -> Iterator[DriverSet]:
     registry = build_registry(Settings(state_dir=tmp_path / "state"), entry_points=False)

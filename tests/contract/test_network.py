@@ -6,9 +6,9 @@ import ipaddress
 
 import pytest
 
-from nebctl.drivers.errors import ConflictError, NotFoundError
+from nebctl.drivers.errors import CapabilityError, ConflictError, NotFoundError
 from nebctl.drivers.types import SecurityGroupDefinition, SecurityRuleDefinition
-from tests.contract.conftest import DriverSet
+from tests.contract.conftest import DriverSet, capabilities_on
 from tests.contract.values import a_network, a_nic, a_vm
 
 
@@ -69,6 +69,11 @@ def test_a_network_with_nics_cannot_be_deleted_until_they_are_cleaned(drivers: D
 
 def test_security_groups_are_replaced_and_deleted(drivers: DriverSet) -> None:
     ssh = SecurityGroupDefinition(name="ssh", rules=(SecurityRuleDefinition("in", "tcp", ("22",)),))
+    if not {"security-groups", "update_sg"} & capabilities_on(drivers.network, drivers.host):
+        # A backend without filters (libvirt's test hypervisor) says so by declaration and by its error.
+        with pytest.raises(CapabilityError):
+            drivers.network.update_sg(drivers.host, ssh)
+        return
     drivers.network.update_sg(drivers.host, ssh)
     drivers.network.update_sg(drivers.host, SecurityGroupDefinition(name="ssh", rules=()))
     drivers.network.delete_sg(drivers.host, "ssh")

@@ -12,12 +12,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from nebctl.controller.settings import Settings
-from nebctl.drivers.errors import CapabilityError
 from nebctl.drivers.registry import build_registry
 from nebctl.drivers.types import HostRef
 from tests.support.libvirtd import ensure_daemon, exclusive_objects
@@ -85,40 +84,18 @@ def _remove_new(uri: str, before: dict[str, set[str]]) -> None:
         connection.close()
 
 
-class _SkipUnsupported:
-    """Wraps a driver so that an action its backend lacks (libvirt's test hypervisor has no nwfilter and no
-    volume resize) skips the contract test with the reason, instead of failing it."""
-
-    def __init__(self, driver: Any) -> None:
-        self._driver = driver
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._driver, name)
-        if not callable(attribute):
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return attribute(*args, **kwargs)
-            except CapabilityError as error:
-                pytest.skip(f"not supported by this libvirt backend: {error}")
-
-        return call
-
-
 @contextlib.contextmanager
-def _libvirt_set(
-    tmp_path: Path, name: str, host: HostRef, second: HostRef | None, *, skip_unsupported: bool
-) -> Iterator[DriverSet]:
+def _libvirt_set(tmp_path: Path, name: str, host: HostRef, second: HostRef | None) -> Iterator[DriverSet]:
+    """The drivers as the registry builds them. What the test hypervisor lacks (nwfilter, volume resize) is
+    declared by ``capabilities_on`` and checked by the contract tests, never skipped."""
     from tests.contract.conftest import DriverSet
 
     registry = build_registry(Settings(state_dir=tmp_path / "state"), entry_points=False)
     drivers = registry.for_host(host)
     hosts = [h for h in (host, second) if h is not None]
     before = {h.uri: _names(h.uri) for h in hosts}
-    wrap = _SkipUnsupported if skip_unsupported else (lambda driver: driver)
     try:
-        yield DriverSet(name, host, drivers.virtualization, wrap(drivers.storage), wrap(drivers.network),
+        yield DriverSet(name, host, drivers.virtualization, drivers.storage, drivers.network,
                         drivers.monitoring, datastore_path=str(tmp_path / "pool"), second_host=second)  # fmt: skip
     finally:
         for h in hosts:
@@ -135,16 +112,14 @@ def build_libvirt_test(tmp_path: Path) -> Iterator[DriverSet]:
         node = tmp_path / f"node{index}.xml"
         node.write_text(NODE_XML)
         uris.append(f"test://{node}")
-    with _libvirt_set(tmp_path, "libvirt-test", HostRef("test1", uris[0]), HostRef("test2", uris[1]),
-                      skip_unsupported=True) as driver_set:  # fmt: skip
+    with _libvirt_set(tmp_path, "libvirt-test", HostRef("test1", uris[0]), HostRef("test2", uris[1])) as driver_set:
         yield driver_set
 
 
 @contextlib.contextmanager
 def build_libvirt_qemu(tmp_path: Path) -> Iterator[DriverSet]:
     daemon = ensure_daemon()
-    with exclusive_objects(), _libvirt_set(tmp_path, "libvirt-qemu", HostRef("local", daemon.uri), None,
-                      skip_unsupported=False) as driver_set:  # fmt: skip
+    with exclusive_objects(), _libvirt_set(tmp_path, "libvirt-qemu", HostRef("local", daemon.uri), None) as driver_set:
         yield driver_set
 
 

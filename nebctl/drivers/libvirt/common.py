@@ -21,6 +21,10 @@ from nebctl.drivers.types import HostRef, Ownership
 DRIVER_NAME = "libvirt"
 SHARED_CONNECTIONS_KEY = "libvirt.connections"
 
+# What a libvirt hypervisor driver (``virConnect.getType()``) does not implement, whatever the host: libvirt's
+# test driver has no nwfilter and no volume resize (VIR_ERR_NO_SUPPORT, raised as CapabilityError).
+MISSING_BY_HYPERVISOR: dict[str, frozenset[str]] = {"TEST": frozenset({"resize", "security-groups"})}
+
 
 class LibvirtDriverBase:
     """Base of the libvirt family drivers: ``connections`` defaults to the process-wide cache, so drivers of
@@ -46,6 +50,14 @@ class LibvirtDriverBase:
             )
             context.shared[SHARED_CONNECTIONS_KEY] = connections
         return cls(connections=connections)
+
+    def capabilities_on(self, host: HostRef) -> frozenset[str]:
+        """What this driver can do on ``host``: its declared ``capabilities`` minus what the host's hypervisor
+        driver lacks (those actions raise ``CapabilityError`` there)."""
+        with self._using(host, "read the hypervisor type") as connection:
+            hypervisor = str(connection.getType())
+        declared: frozenset[str] = getattr(self, "capabilities", frozenset())
+        return declared - MISSING_BY_HYPERVISOR.get(hypervisor, frozenset())
 
     @contextlib.contextmanager
     def _using(self, host: HostRef, action: str) -> Iterator[libvirt.virConnect]:
