@@ -250,11 +250,19 @@ def _leases(
         key=lambda item: _sort_key(item[0]),
     )
     networks = {key: doc for key, doc in request.documents.items() if isinstance(doc, Network)}
+    ranges = {key: (*doc.spec.effective_range, doc.spec.effective_gateway) for key, doc in networks.items()}
+    # The lowest address of each network that may still be free: addresses are only taken during the loop
+    # below, so the next free one is never below the last one found (without this, leasing n addresses
+    # rescanned the range from its start every time, n^2 / 2 steps).
+    cursor: dict[ResourceKey, ipaddress.IPv4Address] = {}
     # Static addresses first, then addresses recorded for VMs that stay, so new leases avoid both.
+    static: dict[ResourceKey, set[ipaddress.IPv4Address]] = defaultdict(set)
     for key, vm in vms:
         for nic in vm.spec.nics:
             if nic.ip is not None:
-                used[ResourceKey.of(Kind.NETWORK, nic.network, key.namespace)].add(nic.ip)
+                static[ResourceKey.of(Kind.NETWORK, nic.network, key.namespace)].add(nic.ip)
+    for network_key, addresses in static.items():
+        used[network_key] |= addresses
     for key, stored in request.records.items():
         if key.kind is not Kind.VIRTUAL_MACHINE or stored.applied is None:
             continue
@@ -275,16 +283,18 @@ def _leases(
             network = networks.get(network_key)
             if network is None:
                 continue  # reported by validation
-            first, last = network.spec.effective_range
+            first, last, gateway = ranges[network_key]
             if previous and previous.get("network") == nic.network and previous.get("ip"):
                 address = ipaddress.IPv4Address(previous["ip"])
-                if first <= address <= last:
+                # Kept unless another NIC now asks for it as its static address (the static one wins).
+                if first <= address <= last and address not in static[network_key]:
                     leases[(key, index)] = str(address)
                     continue
-            free = _free_address(first, last, used[network_key], network.spec.effective_gateway)
+            free = _free_address(cursor.get(network_key, first), last, used[network_key], gateway)
             if free is None:
                 problems.append(f"{key}: nics[{index}]: no free address left in network/{nic.network}")
                 continue
+            cursor[network_key] = free
             used[network_key].add(free)
             leases[(key, index)] = str(free)
     return leases
@@ -387,6 +397,11 @@ def _changes(
                     drift=observed.drift,
                 )
             )
+            continue
+        if observed.spec == desired:
+            # The common case of a converged resource: equal specs have no field to list, and comparing them
+            # field by field (flatten, sort, rule lookups) is most of a no-op plan's time.
+            changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))
             continue
         ignored = _ignored(document)
         fields = compare(
@@ -664,8 +679,8 @@ def _action_graph(
     actions: list[Action] = []
     edges: list[tuple[str, str]] = []
     # Per resource and phase: its entry and exit actions, for the edges between resources.
-    entries: dict[tuple[ResourceKey, str], list[Action]] = {}
-    exits: dict[tuple[ResourceKey, str], list[Action]] = {}
+    entries: dict[tuple[ResourceKey, str], _Ends] = {}
+    exits: dict[tuple[ResourceKey, str], _Ends] = {}
     for change in changes:
         if not change.is_change:
             continue
@@ -675,14 +690,15 @@ def _action_graph(
         for phase in ("build", "destroy"):
             ids = {a.id for a in group.actions if _phase(change, a) == phase}
             if ids:
-                entries[(change.key, phase)] = _ends(group, ids, first=True)
-                exits[(change.key, phase)] = _ends(group, ids, first=False)
+                entries[(change.key, phase)] = _Ends(_ends(group, ids, first=True))
+                exits[(change.key, phase)] = _Ends(_ends(group, ids, first=False))
     changed = {c.key: c for c in changes if c.is_change}
     for change in changed.values():
         key = change.key
         document = request.documents.get(key)
         record = ctx.records.get(key)
-        desired = RECONCILERS[key.kind].desired_spec(key, document, ctx) if document is not None else None
+        # The spec resolved by _changes (computing it again costs a model dump per resource).
+        desired = specs.get(key) if document is not None else None
         # Build after what it needs is built (on the same host, where both are per host).
         for ref in sorted(references(key, desired), key=_sort_key):
             if (ref, "build") in exits and (key, "build") in entries:
@@ -701,8 +717,37 @@ def _action_graph(
     return actions, _deduplicated(edges)
 
 
-def _linked(before: Sequence[Action], after: Sequence[Action]) -> list[tuple[str, str]]:
-    return [(a.id, b.id) for a in before for b in after if a.host is None or b.host is None or a.host == b.host]
+class _Ends:
+    """The entry or exit actions of one resource's phase, indexed by host: a resource that lives on every host
+    has an action per host, and linking it to each VM by scanning them all would be quadratic."""
+
+    __slots__ = ("actions", "by_host")
+
+    def __init__(self, actions: Sequence[Action]) -> None:
+        self.actions = actions
+        self.by_host: dict[str | None, list[int]] = defaultdict(list)
+        for index, action in enumerate(actions):
+            self.by_host[action.host].append(index)
+
+    def matching(self, host: str | None) -> Iterable[int]:
+        """Indices of the actions that pair with an action on ``host``: the same host, or either has none."""
+        if host is None:
+            return range(len(self.actions))
+        return [*self.by_host.get(host, ()), *self.by_host.get(None, ())]
+
+
+def _linked(before: _Ends, after: _Ends) -> list[tuple[str, str]]:
+    """Every (a, b) of ``before`` x ``after`` on the same host (or where either has no host), in the order of
+    ``before`` then ``after``; the smaller side is iterated and the other looked up by host."""
+    pairs: list[tuple[int, int]] = []
+    if len(after.actions) <= len(before.actions):
+        for ib, b in enumerate(after.actions):
+            pairs.extend((ia, ib) for ia in before.matching(b.host))
+    else:
+        for ia, a in enumerate(before.actions):
+            pairs.extend((ia, ib) for ib in after.matching(a.host))
+    pairs.sort()
+    return [(before.actions[ia].id, after.actions[ib].id) for ia, ib in pairs]
 
 
 def _deduplicated(edges: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -180,3 +180,27 @@ def test_fingerprint_moves_with_the_live_state() -> None:
     world = converge(BASE, vm("a"))
     before = make_plan(world.request()).fingerprint
     assert make_plan(world.request(live=online(["h1", "h2"]))).fingerprint != before
+
+
+def test_static_address_taken_from_a_sticky_lease_moves_the_lease() -> None:
+    world = converge(BASE, vm("a"))
+    assert nic_ip(world, "a") == "10.0.0.10"
+    static = {"- {network: lan, securityGroups: [ssh]}": "- {network: lan, ip: 10.0.0.10}"}
+    plan = world.plan(BASE, vm("a"), vm("b", **static))
+    # Two NICs must never share an address: the static one wins, the lease moves to the next free address.
+    assert nic_ip(plan, "b") == "10.0.0.10"
+    change = change_of(plan, "vm/a")
+    assert [(f.path, f.before, f.after) for f in change.fields] == [("nics[0].ip", "10.0.0.10", "10.0.0.11")]
+
+
+def test_many_leases_fill_the_range_in_order(hosts_only: World) -> None:
+    # The lease cursor: leasing does not rescan the range, and still gives the lowest free addresses.
+    static = {"- {network: lan, securityGroups: [ssh]}": "- {network: lan, ip: 10.0.0.12}"}
+    plan = hosts_only.plan(BASE, *(vm(f"v{i}") for i in range(5)), vm("s", **static))
+    assert [nic_ip(plan, f"v{i}") for i in range(5)] == [
+        "10.0.0.10",
+        "10.0.0.11",
+        "10.0.0.13",
+        "10.0.0.14",
+        "10.0.0.15",
+    ]

@@ -19,7 +19,7 @@ from nebctl.controller.planning import PlanRequest, make_plan, plan_with_specs
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.states import HostLiveState, VMLiveState
-from nebctl.drivers.types import HostProbe, VMStatus
+from nebctl.drivers.types import HostProbe, Ownership, VMStatus
 from nebctl.reconcilers.base import LiveView
 from nebctl.reconcilers.identity import vm_uuid
 from nebctl.schemas.keys import Kind, ResourceKey
@@ -198,6 +198,7 @@ def applied(request: PlanRequest, *, previous: Mapping[ResourceKey, ResourceReco
                 state=_live_state(record.applied["state"]),
                 vcpu=record.applied["vcpu"],
                 memory=record.applied["memory"],
+                owner=Ownership(request.stack, key.kind.value, key.namespace, key.name),  # as nebctl writes it
             )
             vm_hosts[uuid] = str(record.host)
     live = LiveView(hosts={name: probe(name) for name in host_names}, vms=vms, vm_hosts=vm_hosts)
