@@ -159,10 +159,17 @@ class Executor:
         self._running: dict[str, _Attempt] = {}
         self._waiting: list[tuple[float, int, str]] = []  # retry heap: (when, tie-break, action id)
         self._pending_changes: list[Change] = []
+        self._workers = _Workers()
 
     # --- the scheduling loop ------------------------------------------------------------------------------
 
     def run(self) -> ExecutionReport:
+        try:
+            return self._run()
+        finally:
+            self._workers.close()
+
+    def _run(self) -> ExecutionReport:
         started = self.clock()
         ready: deque[str] = deque(sorted(a for a, n in self._needs.items() if n == 0))
         sequence = 0
@@ -240,7 +247,7 @@ class Executor:
             except BaseException as error:  # reported to the scheduler, which decides
                 self._done.put((action_id, attempt.number, None, error))
 
-        threading.Thread(target=work, name=f"action {action_id}", daemon=True).start()
+        self._workers.submit(work, name=f"action {action_id}")
 
     def _settle(
         self,
@@ -342,6 +349,48 @@ class Executor:
         self.journal.record(changes)
         if self.on_change is not None:
             self.on_change(changes)
+
+
+class _Workers:
+    """The threads that run attempts, reused from one attempt to the next.
+
+    Starting a thread per attempt makes the scheduler wait, at each launch, until the new thread has been
+    scheduled (up to a GIL switch interval while other threads run): that was most of the controller's overhead
+    per action. A worker still busy with an abandoned (timed out or cancelled) attempt is simply not idle, so a
+    hanging driver never holds up a launch: a new worker is started whenever none is idle.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[Callable[[], None] | None]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, work: Callable[[], None], *, name: str) -> None:
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name=name, daemon=True).start()
+        inbox.put(work)
+
+    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None] | None]) -> None:
+        while True:
+            work = inbox.get()
+            if work is None:
+                return
+            work()
+            with self._lock:
+                if self._closed:
+                    return  # the run is over (this was a late, abandoned attempt): nothing will come
+                self._idle.append(inbox)
+
+    def close(self) -> None:
+        """Let every worker end: idle ones now, busy ones when their attempt returns."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for inbox in idle:
+            inbox.put(None)
 
 
 def _describe(error: BaseException) -> str:

@@ -6,13 +6,14 @@ when relative to whom, and what the report and the journal say.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from nebctl.controller.executing import Executor, Outcome
+from nebctl.controller.executing import Executor, Outcome, RetryPolicy
 from nebctl.drivers.errors import PermanentError
 
 from .plans import Recorder, Scripted, blocks, plan_of, position
@@ -125,3 +126,42 @@ def test_an_empty_plan_is_done_at_once() -> None:
     report = Executor(plan_of([]), Scripted(), journal=journal).run()
     assert report.ok and not report.interrupted
     assert journal.rounds == []
+
+
+def test_worker_threads_are_reused_between_attempts() -> None:
+    ids = [f"a{i}" for i in range(20)]
+    threads: set[int] = set()
+
+    def note(attempt: int) -> Mapping[str, Any]:
+        threads.add(threading.get_ident())
+        return {}
+
+    chain = list(itertools.pairwise(ids))
+    report = Executor(plan_of(ids, chain), Scripted(dict.fromkeys(ids, note)), journal=Recorder()).run()
+    assert report.ok
+    # One action at a time: a new thread per attempt would show 20 idents; reuse keeps it to very few (a
+    # worker may not be back in the idle list yet when the next action is launched).
+    assert len(threads) <= 3
+
+
+def test_a_worker_stuck_in_an_abandoned_attempt_does_not_hold_up_the_next_launch() -> None:
+    gate = threading.Event()  # a driver that ignores its cancel flag: only the test can release it
+
+    def stuck(attempt: int) -> Mapping[str, Any]:
+        gate.wait(30)
+        return {}
+
+    runner = Scripted({"a": stuck})
+    try:
+        report = Executor(
+            plan_of(["a", "b"]),
+            runner,
+            journal=Recorder(),
+            parallelism=1,
+            retry=RetryPolicy(attempts=1),
+            timeout_for=lambda action: 0.05,
+        ).run()
+    finally:
+        gate.set()
+    assert report.reports["a"].state is Outcome.FAILED
+    assert report.reports["b"].state is Outcome.SUCCEEDED
