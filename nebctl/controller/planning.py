@@ -714,7 +714,42 @@ def _action_graph(
                 edges.extend(_linked(exits[(key, "destroy")], entries[(ref, "destroy")]))
             elif (key, "build") in exits and ref not in needed:
                 edges.extend(_linked(exits[(key, "build")], entries[(ref, "destroy")]))
+    edges.extend(_reused_addresses(changed, ctx, specs, entries, exits))
     return actions, _deduplicated(edges)
+
+
+def _reused_addresses(
+    changed: Mapping[ResourceKey, ResourceChange],
+    ctx: PlanningContext,
+    specs: Mapping[ResourceKey, Mapping[str, Any]],
+    entries: Mapping[tuple[ResourceKey, str], _Ends],
+    exits: Mapping[tuple[ResourceKey, str], _Ends],
+) -> list[tuple[str, str]]:
+    """An address that a VM of this plan releases (deleted, replaced, or its NIC removed) may be leased to
+    another VM of the same plan: that VM's NICs are prepared only once the address is released, on whatever
+    host, or the network still holds the old lease."""
+    released: dict[tuple[str, str, str], ResourceKey] = {}
+    for key in changed:
+        record = ctx.records.get(key)
+        if key.kind is not Kind.VIRTUAL_MACHINE or (key, "destroy") not in exits or record is None:
+            continue
+        for nic in (record.applied or {}).get("nics", []):
+            if nic.get("ip"):
+                released[(key.namespace, str(nic["network"]), str(nic["ip"]))] = key
+    edges: list[tuple[str, str]] = []
+    if not released:
+        return edges
+    for key in changed:
+        spec = specs.get(key)
+        if key.kind is not Kind.VIRTUAL_MACHINE or spec is None or (key, "build") not in entries:
+            continue
+        for nic in spec.get("nics", []):
+            holder = released.get((key.namespace, str(nic["network"]), str(nic.get("ip"))))
+            if holder is not None and holder != key:
+                edges.extend(
+                    (a.id, b.id) for a in exits[(holder, "destroy")].actions for b in entries[(key, "build")].actions
+                )
+    return edges
 
 
 class _Ends:

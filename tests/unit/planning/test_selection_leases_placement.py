@@ -9,7 +9,19 @@ import pytest
 
 from nebctl.controller.planning import PlanError, PlanRequest, make_plan
 from nebctl.controller.plans import ChangeType
-from tests.unit.planning.world import BASE, World, actions_of, change_of, converge, documents, key, online, vm, without
+from tests.unit.planning.world import (
+    BASE,
+    World,
+    actions_of,
+    change_of,
+    converge,
+    documents,
+    key,
+    online,
+    precedes,
+    vm,
+    without,
+)
 
 # A second network and an unrelated VM, so that selections have something to leave out.
 BACKEND = """
@@ -204,3 +216,12 @@ def test_many_leases_fill_the_range_in_order(hosts_only: World) -> None:
         "10.0.0.14",
         "10.0.0.15",
     ]
+
+
+def test_address_released_by_a_pruned_vm_is_prepared_again_only_after_its_release() -> None:
+    # Found by the property tests: the new VM got the pruned VM's address, and its NIC could be prepared
+    # while the network still held the old lease.
+    world = converge(BASE, vm("a"))
+    plan = world.plan(BASE, vm("b", **{"host: h1": "host: h2"}), prune=True)
+    assert nic_ip(plan, "b") == "10.0.0.10"
+    assert precedes(plan, "vm/a:nic0:clean", "vm/b:nic0:pre")
