@@ -347,6 +347,17 @@ class StoreJournal:
         )
         key = action.key
         resource_change = self.changes[key]
+        if change.state in (Outcome.SUCCEEDED, Outcome.SKIPPED, Outcome.CANCELLED):
+            self._event(
+                tx,
+                type=f"action.{change.state.value}",
+                severity=Severity.INFO if change.state is Outcome.SUCCEEDED else Severity.WARNING,
+                message=action.description
+                + (f" (blocked by {change.blocked_by})" if change.blocked_by else "")
+                + (f": {change.error}" if change.error and change.state is Outcome.CANCELLED else ""),
+                key=key,
+                data={"action": action.id, "attempts": change.attempts},
+            )
         if change.state is Outcome.SUCCEEDED:
             record = self._record(key)
             live = dict(record.live)

@@ -17,11 +17,12 @@ REPO = Path(__file__).resolve().parents[3]
 def test_hooks_run_on_events_and_are_recorded(tmp_path: Path) -> None:
     manifests = tmp_path / "m"
     shutil.copytree(REPO / "manifests" / "examples", manifests)
-    log = tmp_path / "hook.log"
+    inbox = tmp_path / "inbox"  # one file per run: hooks run concurrently
+    inbox.mkdir()
     (manifests / "40-hooks.yaml").write_text(
         "apiVersion: nebctl/v1\nkind: Hook\nmetadata: {name: record}\nspec:\n"
         "  on: [vm.running, apply.finished]\n"
-        f"  command: [/bin/sh, -c, 'cat >> {log}; echo >> {log}; echo channel=$CHANNEL']\n"
+        f"  command: [/bin/sh, -c, 'cat > \"$(mktemp -p {inbox} event.XXXXXX)\"; echo channel=$CHANNEL']\n"
         "  env: {CHANNEL: ops}\n"
         "---\napiVersion: nebctl/v1\nkind: Hook\nmetadata: {name: broken}\nspec:\n"
         "  on: [apply.finished]\n  command: [/bin/sh, -c, 'exit 3']\n"
@@ -34,7 +35,7 @@ def test_hooks_run_on_events_and_are_recorded(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    events = [json.loads(path.read_text()) for path in sorted(inbox.iterdir())]
     running = sorted(event["name"] for event in events if event["type"] == "vm.running")
     # batch-1 is declared stopped: it gets no vm.running event.
     assert running == ["cache-1", "db-1", "lb-1", "web-1", "web-2", "web-3"]
