@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import socket
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -243,24 +244,28 @@ def _leases(
 ) -> dict[tuple[ResourceKey, int], str]:
     """The address of every NIC: static when given, the one leased before when still valid, else the lowest free
     address of the network's range (VMs in key order, so the result does not depend on input order)."""
+    # Addresses are handled as integers: parsing tens of thousands of recorded ones with ``ipaddress`` took
+    # longer than the rest of a no-op plan's lease work.
     leases: dict[tuple[ResourceKey, int], str] = {}
-    used: dict[ResourceKey, set[ipaddress.IPv4Address]] = defaultdict(set)
+    used: dict[ResourceKey, set[int]] = defaultdict(set)
     vms = sorted(
         ((key, doc) for key, doc in request.documents.items() if isinstance(doc, VirtualMachine)),
         key=lambda item: _sort_key(item[0]),
     )
     networks = {key: doc for key, doc in request.documents.items() if isinstance(doc, Network)}
-    ranges = {key: (*doc.spec.effective_range, doc.spec.effective_gateway) for key, doc in networks.items()}
+    ranges = {
+        key: (*map(int, doc.spec.effective_range), int(doc.spec.effective_gateway)) for key, doc in networks.items()
+    }
     # The lowest address of each network that may still be free: addresses are only taken during the loop
     # below, so the next free one is never below the last one found (without this, leasing n addresses
     # rescanned the range from its start every time, n^2 / 2 steps).
-    cursor: dict[ResourceKey, ipaddress.IPv4Address] = {}
+    cursor: dict[ResourceKey, int] = {}
     # Static addresses first, then addresses recorded for VMs that stay, so new leases avoid both.
-    static: dict[ResourceKey, set[ipaddress.IPv4Address]] = defaultdict(set)
+    static: dict[ResourceKey, set[int]] = defaultdict(set)
     for key, vm in vms:
         for nic in vm.spec.nics:
             if nic.ip is not None:
-                static[ResourceKey.of(Kind.NETWORK, nic.network, key.namespace)].add(nic.ip)
+                static[ResourceKey.of(Kind.NETWORK, nic.network, key.namespace)].add(int(nic.ip))
     for network_key, addresses in static.items():
         used[network_key] |= addresses
     for key, stored in request.records.items():
@@ -270,7 +275,7 @@ def _leases(
             continue  # deleted by this plan: its addresses are free again
         for nic in stored.applied.get("nics", []):
             if nic.get("ip"):
-                used[ResourceKey.of(Kind.NETWORK, nic["network"], key.namespace)].add(ipaddress.IPv4Address(nic["ip"]))
+                used[ResourceKey.of(Kind.NETWORK, nic["network"], key.namespace)].add(_address(nic["ip"]))
     for key, vm in vms:
         record = own.get(key)
         old_nics = record.applied.get("nics", []) if record is not None and record.applied else []
@@ -285,10 +290,10 @@ def _leases(
                 continue  # reported by validation
             first, last, gateway = ranges[network_key]
             if previous and previous.get("network") == nic.network and previous.get("ip"):
-                address = ipaddress.IPv4Address(previous["ip"])
+                address = _address(previous["ip"])
                 # Kept unless another NIC now asks for it as its static address (the static one wins).
                 if first <= address <= last and address not in static[network_key]:
-                    leases[(key, index)] = str(address)
+                    leases[(key, index)] = str(previous["ip"])
                     continue
             free = _free_address(cursor.get(network_key, first), last, used[network_key], gateway)
             if free is None:
@@ -296,16 +301,16 @@ def _leases(
                 continue
             cursor[network_key] = free
             used[network_key].add(free)
-            leases[(key, index)] = str(free)
+            leases[(key, index)] = str(ipaddress.IPv4Address(free))
     return leases
 
 
-def _free_address(
-    first: ipaddress.IPv4Address,
-    last: ipaddress.IPv4Address,
-    used: set[ipaddress.IPv4Address],
-    gateway: ipaddress.IPv4Address,
-) -> ipaddress.IPv4Address | None:
+def _address(text: str) -> int:
+    """A recorded (canonical, dotted-quad) IPv4 address as an integer."""
+    return int.from_bytes(socket.inet_aton(text), "big")
+
+
+def _free_address(first: int, last: int, used: set[int], gateway: int) -> int | None:
     address = first
     while address <= last:
         if address not in used and address != gateway:
@@ -322,6 +327,13 @@ def _disk_datastores(
 ) -> dict[tuple[ResourceKey, int], str]:
     """Each disk's datastore: its own, else its image's, else the first datastore on the VM's host."""
     datastores = sorted(key.name for key in documents if key.kind is Kind.DATASTORE)
+    # Spans as sets, and the first datastore of each host: a span lists every host, and scanning it for each
+    # disk was most of this function's time on a large fleet.
+    span_sets = {ds: set(spans.get(ResourceKey.of(Kind.DATASTORE, ds), ())) for ds in datastores}
+    first_on_host: dict[str, str] = {}
+    for ds in datastores:
+        for on in span_sets[ds]:
+            first_on_host.setdefault(on, ds)
     chosen: dict[tuple[ResourceKey, int], str] = {}
     for key, document in documents.items():
         if not isinstance(document, VirtualMachine):
@@ -335,12 +347,11 @@ def _disk_datastores(
                 image = documents.get(ResourceKey.of(Kind.IMAGE, disk.image, key.namespace))
                 name = image.spec.datastore if isinstance(image, Image) else None
             if name is None:
-                on_host = [ds for ds in datastores if host in spans.get(ResourceKey.of(Kind.DATASTORE, ds), ())]
-                name = on_host[0] if on_host else None
+                name = first_on_host.get(host)
             if name is None:
                 problems.append(f"{key}: disks[{index}]: no datastore on host {host} to hold the disk")
                 continue
-            if host is not None and host not in spans.get(ResourceKey.of(Kind.DATASTORE, name), (host,)):
+            if name in span_sets and host not in span_sets[name]:
                 problems.append(f"{key}: disks[{index}]: datastore/{name} is not available on host {host}")
             chosen[(key, index)] = name
     return chosen
@@ -797,23 +808,34 @@ def _sort_key(key: ResourceKey) -> tuple[int, str, str]:
 
 
 def fingerprint(request: PlanRequest) -> str:
-    """A digest of everything the plan depends on: a saved plan is refused when this has moved."""
+    """A digest of everything the plan depends on: a saved plan is refused when this has moved.
+
+    Documents are hashed in pydantic's own JSON (secrets revealed, so that a changed secret moves the digest):
+    deterministic for a given manifest, and an order of magnitude cheaper than dumping them to Python first.
+    Records and live values go through one canonical JSON text each, not one ``json.dumps`` per resource."""
     digest = hashlib.sha256()
     digest.update(request.stack.encode())
     for key in sorted(request.documents, key=_sort_key):
         digest.update(str(key).encode())
-        digest.update(_canonical(spec_document(request.documents[key])))
-    for key in sorted(request.records, key=_sort_key):
-        record = request.records[key]
-        digest.update(str(key).encode())
-        digest.update(_canonical({"stack": record.stack, "applied": record.applied, "status": record.status}))
-    for uuid in sorted(request.live.vms):
-        status = request.live.vms[uuid]
-        digest.update(
-            _canonical([uuid, status.state.value, status.vcpu, status.memory, request.live.vm_hosts.get(uuid)])
+        digest.update(request.documents[key].spec.model_dump_json(context={"reveal_secrets": True}).encode())
+    digest.update(
+        _canonical(
+            [
+                [str(key), record.stack, record.applied, record.status]
+                for key, record in sorted(request.records.items(), key=lambda item: _sort_key(item[0]))
+            ]
         )
-    for name in sorted(request.live.hosts):
-        digest.update(_canonical([name, request.live.hosts[name].state.value]))
+    )
+    vm_hosts = request.live.vm_hosts
+    digest.update(
+        _canonical(
+            [
+                [uuid, status.state.value, status.vcpu, status.memory, vm_hosts.get(uuid)]
+                for uuid, status in sorted(request.live.vms.items())
+            ]
+        )
+    )
+    digest.update(_canonical([[name, probe.state.value] for name, probe in sorted(request.live.hosts.items())]))
     digest.update(_canonical([sorted(map(str, request.targets)), sorted(map(str, request.excludes)), request.prune]))
     return digest.hexdigest()
 

@@ -225,3 +225,17 @@ def test_address_released_by_a_pruned_vm_is_prepared_again_only_after_its_releas
     plan = world.plan(BASE, vm("b", **{"host: h1": "host: h2"}), prune=True)
     assert nic_ip(plan, "b") == "10.0.0.10"
     assert precedes(plan, "vm/a:nic0:clean", "vm/b:nic0:pre")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [{"memory: 2Gi": "memory: 2Gi\n  cloudInit: {userData: one}"}, {"vcpu: 2": "vcpu: 3"}],
+    ids=["secret", "vcpu"],
+)
+def test_fingerprint_moves_with_the_manifests(edit: dict[str, str]) -> None:
+    base = {"memory: 2Gi": "memory: 2Gi\n  cloudInit: {userData: two}"}
+    world = converge(BASE, vm("a", **base))
+    reference = world.plan(BASE, vm("a", **base)).fingerprint
+    assert world.plan(BASE, vm("a", **base)).fingerprint == reference
+    # A changed secret moves it too, although it never prints.
+    assert world.plan(BASE, vm("a", **{**base, **edit})).fingerprint != reference
