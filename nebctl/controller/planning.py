@@ -10,12 +10,14 @@ what ``--target``/``--exclude`` keep, and finally the action graph with the orde
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import ipaddress
 import json
 import socket
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +98,25 @@ def plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict[
     """The plan, and the resolved spec of every resource the manifests declare (host, leases, datastores and
     spans filled in): what each record's ``applied`` becomes once its actions succeed. The specs hold secrets
     in clear, which is why they travel beside the plan and never inside it."""
+    with _collector_paused():
+        return _plan_with_specs(request)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Planning allocates a few objects per field of every resource and frees them in bulk, without reference
+    cycles to speak of: the cyclic collector's passes over that growing heap were 40% of a 10,000-VM no-op plan.
+    Reference counting still frees everything; the collector resumes (if it ran before) when planning ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict[str, Any]]]:
     problems: list[str] = []
     own = {key: record for key, record in request.records.items() if record.stack == request.stack}
     for key in sorted(request.documents, key=_sort_key):
