@@ -60,17 +60,22 @@ def test_one_permanent_failure_exits_1_and_the_summary_names_it_and_what_it_bloc
     workspace = _workspace(tmp_path, vms=6)
     with workspace.store() as store:
         plan = workspace.plan(store).plan
-    victim = next(a for a in plan.actions if a.operation == "deploy")
-    blocked = sorted(after for before, after in plan.edges if before == victim.id)
-    assert blocked  # the NIC's post action waits for the deploy
+    host = next(a.host for a in plan.actions if a.operation == "deploy")
     with workspace.fleet() as fleet:
+        # The first deploy on that host fails for good; which VM that is depends on the threads' order.
         fleet.set_fault(
-            Fault("virtualization.deploy", FaultKind.PERMANENT, host=victim.host, count=1, message="no KVM on host")
+            Fault("virtualization.deploy", FaultKind.PERMANENT, host=host, count=1, message="no KVM on host")
         )
     result = workspace.apply()
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    assert re.search(rf"Failed:\n  {re.escape(victim.id)}: .*no KVM on host", result.stderr), output
+    failed = re.findall(r"^  (vm/[a-z0-9-]+:deploy): .*no KVM on host", result.stderr, flags=re.MULTILINE)
+    assert len(failed) == 1, output
+    victim = next(a for a in plan.actions if a.id == failed[0])
+    assert victim.host == host
+    blocked = sorted(after for before, after in plan.edges if before == victim.id)
+    assert blocked  # the NIC's post action waits for the deploy
+    assert re.search(rf"Failed:\n  {re.escape(victim.id)}: ", result.stderr), output
     for action_id in blocked:
         assert f"{action_id} (blocked by {victim.id})" in result.stderr, output
     total = len(plan.actions)
