@@ -20,6 +20,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from nebctl.controller.executing import Change, ExecutionReport, Executor, Outcome, RetryPolicy
@@ -28,7 +29,7 @@ from nebctl.controller.observing import DriverSource, known_hosts, observe
 from nebctl.controller.planning import PlanRequest, QuotaLimit, plan_with_specs
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
 from nebctl.controller.settings import Settings
-from nebctl.database.records import ActionRecord, ApplyState, ResourceRecord, Severity
+from nebctl.database.records import ActionRecord, ActionUpdate, ApplyState, EventRecord, ResourceRecord, Severity
 from nebctl.database.store import Batch, Store
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.protocols import HookDriver
@@ -210,6 +211,7 @@ class Controller:
                 tx.update_action(apply_id, action.action_id, state=Outcome.CANCELLED.value, error=error)
             tx.finish_apply(apply_id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done})
 
+
 def _apply_state(report: ExecutionReport) -> str:
     if report.interrupted:
         return ApplyState.INTERRUPTED
@@ -267,7 +269,8 @@ class ExecutionWorld:
 class StoreJournal:
     """The executor's journal in the database: each round of changes is one transaction, which also updates
     the records of the resources those actions changed, and finalises a resource when all its actions are
-    done."""
+    done. Within a round, the action updates, the record upserts and the events are each written with one
+    bulk statement: the journal sits on the executor's critical path."""
 
     def __init__(
         self,
@@ -280,6 +283,11 @@ class StoreJournal:
         self.store = store
         self.on_events = on_events
         self.emitted: list[dict[str, Any]] = []
+        # What the current round will write, in bulk, when it ends.
+        self._updates: list[ActionUpdate] = []
+        self._dirty: dict[ResourceKey, ResourceRecord] = {}
+        self._deleted: list[ResourceKey] = []
+        self._events: list[EventRecord] = []
         self.apply_id = apply_id
         self.planned = planned
         self.world = world
@@ -301,30 +309,54 @@ class StoreJournal:
                 elif change.type is ChangeType.DELETE:
                     record = self._record(change.key)
                     self._save(tx, dataclasses.replace(record, status="deleting"))
+            self._write_round(tx)
         self._pass_events()
 
     def record(self, changes: Sequence[Change]) -> None:
         with self.store.batch() as tx:
+            now = tx._now()
             for change in changes:
-                self._journal(tx, change)
+                self._journal(tx, change, now)
+            self._write_round(tx)
         self._pass_events()
 
+    def _write_round(self, tx: Batch) -> None:
+        tx.update_actions(self.apply_id, self._updates)
+        if self._dirty:
+            tx.save_resources(list(self._dirty.values()))
+        for key in self._deleted:
+            tx.delete_resource(key)
+        ids = tx.add_events(self._events)
+        for event, identifier in zip(self._events, ids, strict=True):
+            self.emitted.append(
+                {
+                    "id": identifier,
+                    "type": event.type,
+                    "message": event.message,
+                    "kind": event.kind.value if event.kind is not None else None,
+                    "namespace": event.namespace,
+                    "name": event.name,
+                    "stack": event.stack,
+                    "severity": str(event.severity),
+                    "data": dict(event.data),
+                }
+            )
+        self._updates, self._dirty, self._deleted, self._events = [], {}, [], []
+
     def _event(self, tx: Batch, *, type: str, message: str, key: ResourceKey | None = None, **fields: Any) -> None:
-        """Add an event in this transaction; it reaches the hooks once the transaction has committed."""
-        identifier = tx.add_event(type=type, message=message, key=key, stack=self.planned.plan.stack, **fields)
+        """Add an event to this round; it reaches the hooks once the round's transaction has committed."""
         kind, namespace, name = key if key is not None else (None, None, None)
-        self.emitted.append(
-            {
-                "id": identifier,
-                "type": type,
-                "message": message,
-                "kind": kind.value if kind is not None else None,
-                "namespace": namespace,
-                "name": name,
-                "stack": self.planned.plan.stack,
-                "severity": str(fields.get("severity", Severity.INFO)),
-                "data": fields.get("data", {}),
-            }
+        self._events.append(
+            EventRecord(
+                type=type,
+                message=message,
+                severity=fields.get("severity", Severity.INFO),
+                kind=kind,
+                namespace=namespace,
+                name=name,
+                stack=self.planned.plan.stack,
+                data=fields.get("data", {}),
+            )
         )
 
     def _pass_events(self) -> None:
@@ -332,18 +364,18 @@ class StoreJournal:
         if events and self.on_events is not None:
             self.on_events(events)
 
-    def _journal(self, tx: Batch, change: Change) -> None:
+    def _journal(self, tx: Batch, change: Change, now: datetime) -> None:
         action = change.action
-        now = tx._now()
-        tx.update_action(
-            self.apply_id,
-            action.id,
-            state=change.state.value,
-            attempts=change.attempts or None,
-            error=change.error,
-            result=dict(change.result) if change.result is not None else None,
-            started_at=now if change.state is Outcome.RUNNING and change.attempts == 1 else None,
-            finished_at=now if change.state in (Outcome.SUCCEEDED, Outcome.FAILED) else None,
+        self._updates.append(
+            ActionUpdate(
+                action_id=action.id,
+                state=change.state.value,
+                attempts=change.attempts or None,
+                error=change.error,
+                result=dict(change.result) if change.result is not None else None,
+                started_at=now if change.state is Outcome.RUNNING and change.attempts == 1 else None,
+                finished_at=now if change.state in (Outcome.SUCCEEDED, Outcome.FAILED) else None,
+            )
         )
         key = action.key
         resource_change = self.changes[key]
@@ -408,7 +440,7 @@ class StoreJournal:
         return record
 
     def _save(self, tx: Batch, record: ResourceRecord) -> None:
-        tx.save_resource(record)
+        self._dirty[record.key] = record
         with self.world._lock:
             self.world.records[record.key] = record
 
@@ -416,7 +448,8 @@ class StoreJournal:
         key = change.key
         stack = self.planned.plan.stack
         if change.type is ChangeType.DELETE:
-            tx.delete_resource(key)
+            self._dirty.pop(key, None)
+            self._deleted.append(key)
             with self.world._lock:
                 self.world.records.pop(key, None)
             if key.kind is Kind.VIRTUAL_MACHINE:

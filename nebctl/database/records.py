@@ -100,6 +100,19 @@ class ActionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionUpdate:
+    """One state change of a journalled action, for ``update_actions``; None keeps the stored value."""
+
+    action_id: str
+    state: str
+    attempts: int | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     """An event. ``kind``/``namespace``/``name`` are None for events about no single resource (an apply)."""
 

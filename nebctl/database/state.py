@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from nebctl.database.errors import NotFound
 from nebctl.database.models import Apply, ApplyAction, Event, Resource
 from nebctl.database.operating import AnyRow, Operations, chunks, table, upsert
 from nebctl.database.records import (
     ActionRecord,
+    ActionUpdate,
     ApplyRecord,
     ApplyState,
     EventRecord,
@@ -290,6 +291,40 @@ class StateOperations(Operations):
             if connection.execute(statement).rowcount == 0:
                 raise NotFound(f"no action {action_id!r} in apply {apply_id}")
 
+    def update_actions(self, apply_id: int, updates: Sequence[ActionUpdate]) -> None:
+        """Journal many action state changes in one statement (the executor's round of changes).
+
+        Same meaning as ``update_action`` for each: fields left as None keep their value. One executemany
+        instead of a statement per change, which is what keeps the journal off the executor's critical path.
+        """
+        if not updates:
+            return
+        keep = {
+            column: func.coalesce(bindparam(f"new_{column}", type_=_actions.c[column].type), _actions.c[column])
+            for column in ("attempts", "error", "result", "started_at", "finished_at")
+        }
+        statement = (
+            update(_actions)
+            .where(_actions.c.apply_id == bindparam("match_apply"), _actions.c.action_id == bindparam("match_action"))
+            .values(state=bindparam("new_state"), **keep)
+        )
+        rows = [
+            {
+                "match_apply": apply_id,
+                "match_action": change.action_id,
+                "new_state": str(change.state),
+                "new_attempts": change.attempts,
+                "new_error": change.error,
+                "new_result": change.result,
+                "new_started_at": change.started_at,
+                "new_finished_at": change.finished_at,
+            }
+            for change in updates
+        ]
+        with self._write() as connection:
+            for chunk in chunks(rows, BULK_CHUNK):
+                connection.execute(statement, list(chunk))
+
     def actions_of(self, apply_id: int) -> list[ActionRecord]:
         """The journal of one apply, in the order it was planned."""
         query = select(_actions).where(_actions.c.apply_id == apply_id).order_by(_actions.c.id)
@@ -345,6 +380,32 @@ class StateOperations(Operations):
         with self._write() as connection:
             result = connection.execute(insert(_events).values(values))
             return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def add_events(self, events: Sequence[EventRecord]) -> list[int]:
+        """Append many events in one statement; their ids, in the order given."""
+        if not events:
+            return []
+        now = self._now()
+        rows = [
+            {
+                "time": event.time or now,
+                "type": event.type,
+                "severity": str(event.severity),
+                "kind": event.kind.value if event.kind is not None else None,
+                "namespace": event.namespace,
+                "name": event.name,
+                "stack": event.stack,
+                "message": event.message,
+                "data": dict(event.data),
+            }
+            for event in events
+        ]
+        statement = insert(_events).returning(_events.c.id, sort_by_parameter_order=True)
+        ids: list[int] = []
+        with self._write() as connection:
+            for chunk in chunks(rows, BULK_CHUNK):
+                ids.extend(int(row[0]) for row in connection.execute(statement, list(chunk)))
+        return ids
 
     def list_events(
         self,
