@@ -1,0 +1,266 @@
+"""Benchmark of the planner: a full plan (everything to create) and a no-op plan (everything converged).
+
+Sizes are numbers of VMs, spread over 1,000 sim hosts, with the shared resources around them (one datastore
+on every host, two images, four /16 networks, a security group): 1,000, 10,000 and 100,000 VMs. Each
+(size, case) runs in a fresh subprocess. The wall time is that of the planning call alone; the memory figures
+are the process's resident set before the call (the inputs: documents, records, live view, the interpreter)
+and its peak during the call (the peak is reset before it, Linux ``clear_refs``), so the peak counts the
+inputs too and the difference is what planning itself needs.
+
+- ``pure``: ``make_plan`` on values built in memory: documents as validated models, a ``LiveView`` of every
+  host and VM, and for the no-op case records whose ``applied`` spec is the one a previous plan resolved
+  (what ``Controller.apply`` stores).
+- ``controller``: ``Controller.plan()`` through the real sim driver and a SQLite store (observation, the
+  database read and the plan), for the smaller sizes; the no-op case first applies the full plan for real.
+
+Run: ``.venv/bin/python bench/plan.py`` (all sizes), or ``--sizes 1000 10000 --modes pure``. Targets (issue 5):
+a no-op plan of 10,000 resources under 1 s, of 100,000 under 10 s, peak memory under 1 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+HOSTS = 1000
+NETWORKS = 4
+IMAGES = 2
+MiB = 1024**2
+GiB = 1024**3
+
+
+def manifests(vms: int, hosts: int = HOSTS) -> list[dict[str, Any]]:
+    """The manifest documents as plain data (what YAML would load to)."""
+    docs: list[dict[str, Any]] = []
+
+    def add(kind: str, name: str, spec: dict[str, Any], labels: dict[str, str] | None = None) -> None:
+        docs.append(
+            {"apiVersion": "nebctl/v1", "kind": kind, "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
+        )
+
+    for index in range(hosts):
+        add(
+            "Host",
+            f"h{index:04d}",
+            {"uri": f"sim://h{index:04d}?cpus=128&memory=1Ti&disk=64Ti", "overcommit": {"cpu": 8}},
+            {"zone": "ab"[index % 2]},
+        )
+    add("Datastore", "local", {"type": "dir", "path": "/var/lib/nebctl/local"})
+    for index in range(IMAGES):
+        add("Image", f"img{index}", {"source": f"/images/img{index}.qcow2", "format": "qcow2", "datastore": "local"})
+    for index in range(NETWORKS):
+        add("Network", f"net{index}", {"mode": "nat", "cidr": f"10.{index}.0.0/16"})
+    add("SecurityGroup", "ssh", {"rules": [{"direction": "in", "protocol": "tcp", "ports": [22]}]})
+    for index in range(vms):
+        # Half fixed on a host, half placed by policy (a quarter by requirements): the planner does it all.
+        if index % 2 == 0:
+            placement: dict[str, Any] = {"host": f"h{index % hosts:04d}"}
+        elif index % 4 == 1:
+            placement = {"policy": "striping"}
+        else:
+            placement = {"requirements": "labels.zone == 'b'", "policy": "packing"}
+        add(
+            "VirtualMachine",
+            f"vm{index:06d}",
+            {
+                "vcpu": 1 + index % 4,
+                "memory": (256 << (index % 3)) * MiB,
+                "disks": [{"image": f"img{index % IMAGES}", "size": 4 * GiB}, {"size": GiB}],
+                "nics": [{"network": f"net{index % NETWORKS}", "securityGroups": ["ssh"]}],
+                "placement": placement,
+            },
+        )
+    return docs
+
+
+def documents(vms: int, hosts: int = HOSTS) -> dict[Any, Any]:
+    from nebctl.schemas.keys import Kind, ResourceKey
+    from nebctl.schemas.models import MODEL_BY_KIND
+
+    result: dict[Any, Any] = {}
+    for doc in manifests(vms, hosts):
+        kind = Kind(doc["kind"])
+        result[ResourceKey.of(kind, doc["metadata"]["name"])] = MODEL_BY_KIND[kind].model_validate(doc)
+    return result
+
+
+def run_pure(vms: int, case: str) -> dict[str, Any]:
+    from nebctl.controller import planning
+    from nebctl.controller.planning import PlanRequest, plan_with_specs
+
+    make_plan = planning.make_plan
+    from nebctl.database.records import ResourceRecord
+    from nebctl.drivers.states import HostLiveState, VMLiveState
+    from nebctl.drivers.types import HostProbe, VMStatus
+    from nebctl.reconcilers.base import LiveView
+    from nebctl.reconcilers.identity import vm_uuid
+    from nebctl.schemas.keys import Kind
+
+    docs = documents(vms)
+    hosts = {
+        key.name: HostProbe(
+            name=key.name, state=HostLiveState.ONLINE, cpus=128, memory=1024 * GiB, disk_free=64 * 1024 * GiB
+        )
+        for key in docs
+        if key.kind is Kind.HOST
+    }
+    request = PlanRequest(stack="bench", documents=docs, records={}, live=LiveView(hosts=hosts))
+    if case == "noop":
+        _, specs = plan_with_specs(request)
+        records: dict[Any, Any] = {}
+        statuses: dict[str, VMStatus] = {}
+        vm_hosts: dict[str, str] = {}
+        for key, spec in specs.items():
+            is_vm = key.kind is Kind.VIRTUAL_MACHINE
+            uuid = vm_uuid(key) if is_vm else ""
+            records[key] = ResourceRecord(
+                kind=key.kind,
+                namespace=key.namespace,
+                name=key.name,
+                stack="bench",
+                applied=spec,
+                status="running" if is_vm else "ready",
+                live={"uuid": uuid} if is_vm else {},
+                host=spec["host"] if is_vm else None,
+            )
+            if is_vm:
+                statuses[uuid] = VMStatus(uuid, key.name, VMLiveState.RUNNING, spec["vcpu"], spec["memory"])
+                vm_hosts[uuid] = spec["host"]
+        request = PlanRequest(
+            stack="bench", documents=docs, records=records, live=LiveView(hosts=hosts, vms=statuses, vm_hosts=vm_hosts)
+        )
+    rss_before = _reset_peak()
+    start = time.perf_counter()
+    plan = make_plan(request)
+    wall = time.perf_counter() - start
+    peak = _status("VmHWM")
+    changes = sum(1 for change in plan.changes if change.is_change)
+    if case == "noop":
+        assert changes == 0, "the no-op plan has changes"
+    return {
+        "resources": len(docs),
+        "changes": changes,
+        "actions": len(plan.actions),
+        "wall": wall,
+        "rss_before": rss_before,
+        "peak_rss": peak,
+    }
+
+
+def run_controller(vms: int, case: str, hosts: int) -> dict[str, Any]:
+    from nebctl.controller.applying import Controller, PlanOptions
+    from nebctl.controller.settings import Settings
+    from nebctl.database.store import Store
+    from nebctl.drivers.registry import build_registry
+
+    docs = documents(vms, hosts)
+    with tempfile.TemporaryDirectory(prefix="nebctl-bench-") as directory:
+        settings = Settings(state_dir=Path(directory), parallelism=16)
+        store = Store.open(f"sqlite:///{Path(directory) / 'state.db'}")
+        controller = Controller(store=store, registry=build_registry(settings, entry_points=False), settings=settings)
+        options = PlanOptions(stack="bench")
+        apply_wall = None
+        if case == "noop":
+            begin = time.perf_counter()
+            result = controller.apply(controller.plan(docs, options), parallelism=16)
+            apply_wall = time.perf_counter() - begin
+            assert result.state == "succeeded", result.state
+        rss_before = _reset_peak()
+        start = time.perf_counter()
+        planned = controller.plan(docs, options)
+        wall = time.perf_counter() - start
+        peak = _status("VmHWM")
+        store.close()
+    changes = sum(1 for change in planned.plan.changes if change.is_change)
+    if case == "noop":
+        assert changes == 0, "the no-op plan has changes"
+    return {
+        "resources": len(docs),
+        "changes": changes,
+        "actions": len(planned.plan.actions),
+        "wall": wall,
+        "rss_before": rss_before,
+        "peak_rss": peak,
+        "apply_wall": apply_wall,
+    }
+
+
+def _status(field: str) -> int:
+    """A ``/proc/self/status`` memory figure (VmRSS, VmHWM), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _reset_peak() -> int:
+    """Forget the peak RSS so far (Linux: ``clear_refs`` 5), so that the next peak is the planning call's own
+    and not that of building its inputs (the no-op case makes a full plan first to get the applied specs).
+    Returns the RSS now."""
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status("VmRSS")
+
+
+def child(args: argparse.Namespace) -> None:
+    if args.mode == "pure":
+        figures = run_pure(args.size, args.case)
+    else:
+        figures = run_controller(args.size, args.case, args.hosts)
+    print(json.dumps(figures))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--modes", nargs="+", default=["pure", "controller"], choices=["pure", "controller"])
+    parser.add_argument(
+        "--controller-sizes", type=int, nargs="+", default=[1000, 10000], help="sizes run through the sim"
+    )
+    parser.add_argument("--controller-hosts", type=int, default=HOSTS, help="sim hosts of the controller runs")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="pure", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--case", default="noop", help=argparse.SUPPRESS)
+    parser.add_argument("--hosts", type=int, default=HOSTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    # Markdown rows, ready for bench/RESULTS.md.
+    print("| planner | hosts | VMs | resources | case | changes | actions | wall | RSS before | peak RSS |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    for mode in args.modes:
+        for size in args.sizes:
+            if mode == "controller" and size not in args.controller_sizes:
+                continue
+            hosts = args.controller_hosts if mode == "controller" else HOSTS
+            for case in ("full", "noop"):
+                command = [sys.executable, __file__, "--child", "--mode", mode, "--size", str(size)]
+                command += ["--case", case, "--hosts", str(hosts)]
+                done = subprocess.run(command, check=False, capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(f"| {mode} | {hosts} | {size} | | {case} | failed: {done.stderr[-300:]!r} |", flush=True)
+                    continue
+                figures = json.loads(done.stdout.strip().splitlines()[-1])
+                print(
+                    f"| {mode} | {hosts:,} | {size:,} | {figures['resources']:,} | {case} | {figures['changes']:,}"
+                    f" | {figures['actions']:,} | {figures['wall']:.2f} s | {figures['rss_before'] / MiB:,.0f} MiB"
+                    f" | {figures['peak_rss'] / MiB:,.0f} MiB |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
