@@ -194,7 +194,7 @@ class Executor:
                 report.state = Outcome.RUNNING
                 report.started = report.started or self.clock()
                 self._change(Change(report.action, Outcome.RUNNING, attempts=report.attempts))
-            self._flush()
+            self._flush()  # the last round's outcomes and these starts, durable before anything new runs
             for action_id in launches:
                 self._launch(action_id)
             # Wait for a completion, a retry coming due, a deadline, or a stop request.
@@ -216,7 +216,8 @@ class Executor:
                 sequence += 1
                 self._settle(action_id, result, error, ready, sequence)
             self._expire_deadlines(ready)
-            self._flush()
+            # No flush here: the outcomes just settled are journalled at the top of the next round together
+            # with the starts they unblock, in one transaction, still before any of those starts runs.
         self._finish_unreached()
         self._flush()
         interrupted = self.stop.is_set() or self.cancel.is_set()
