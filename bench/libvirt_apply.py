@@ -222,12 +222,12 @@ PROFILE_NOTES = [
     "",
     "Driver change from this profile: deploy made 7 round trips per VM (lookup, define, isActive, create, then",
     "state, info and metadata for its status) and now makes 4 (lookup, define, create, info: the status's name and",
-    "owner are the ones just defined); the executor's figure went from 1.2 s to 0.8-1.1 s (noisy under this load).",
+    "owner are the ones just defined); the executor's figure went from 1.2 s to 0.5-1.1 s (load-dependent).",
     "Connections were already reused per URI and the host's capabilities read once per URI. The floor makes 2",
-    "round trips per VM with no",
-    "process start, validation, plan or journal, so 3x of it (about 0.6 s for 200 VMs) is below what a CLI run",
-    "costs before its first libvirt call; the remaining large share is the executor's journal (the executor's",
-    "code, not the driver's): batching more state changes per transaction is where a further 2x would come from.",
+    "round trips per VM with no process start, validation, plan or journal, so 3x of it (about 0.4 s for 200 VMs)",
+    "is below what a CLI run costs before its first libvirt call; the remaining large share is the executor's",
+    "journal (the executor's code, not the driver's): fewer, larger journal writes per round is where more",
+    "would come from.",
 ]
 
 
