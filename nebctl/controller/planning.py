@@ -558,6 +558,7 @@ def _check_deletions(
     # Images still backing the disks of VMs that stay cannot go away; hosts with VMs that stay cannot either.
     # A disk that an update of this plan removes (the VM keeps fewer disks) is deleted before the image.
     updated = {c.key for c in changes if c.type is ChangeType.UPDATE}
+    touched_paths = {c.key: [f.path for f in c.fields] for c in changes if c.type is ChangeType.UPDATE}
     for key, record in own.items():
         if key.kind is not Kind.VIRTUAL_MACHINE or key in going or record.applied is None:
             continue
@@ -572,6 +573,16 @@ def _check_deletions(
                 problems.append(
                     f"{image_key}: cannot be replaced or deleted while {key} uses it as a backing file"
                     " (replace or delete the VM too)"
+                )
+        # A NIC on a network that goes away must be prepared again (its address moves with a new address plan)
+        # or removed by this plan; otherwise the VM would stay attached to a network deleted under it.
+        touched = touched_paths.get(key, ())
+        for index, nic in enumerate(record.applied.get("nics", [])):
+            network_key = ResourceKey.of(Kind.NETWORK, str(nic.get("network")), key.namespace)
+            if network_key in going and not any(path.startswith(f"nics[{index}]") for path in touched):
+                problems.append(
+                    f"{network_key}: cannot be replaced or deleted while {key} is attached to it"
+                    f" (nics[{index}]; replace the VM or remove the NIC too)"
                 )
         host_key = ResourceKey.of(Kind.HOST, str(record.host)) if record.host else None
         if host_key in deleted:
