@@ -119,10 +119,10 @@ def _collector_paused() -> Iterator[None]:
 def _plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict[str, Any]]]:
     problems: list[str] = []
     own = {key: record for key, record in request.records.items() if record.stack == request.stack}
-    for key in sorted(request.documents, key=_sort_key):
-        other = request.records.get(key)
-        if other is not None and other.stack != request.stack:
-            problems.append(f"{key}: belongs to stack {other.stack!r}; nebctl never touches another stack's objects")
+    foreign = [key for key in request.documents if key in request.records and key not in own]
+    for key in sorted(foreign, key=_sort_key):  # only the few found are sorted, not every document
+        other = request.records[key]
+        problems.append(f"{key}: belongs to stack {other.stack!r}; nebctl never touches another stack's objects")
     hosts = sorted(key.name for key in request.documents if key.kind is Kind.HOST)
     spans = _spans(request.documents, hosts)
     placements = _place(request, own, hosts, problems)
@@ -832,8 +832,11 @@ def _deduplicated(edges: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(edges))
 
 
+_KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
+
+
 def _sort_key(key: ResourceKey) -> tuple[int, str, str]:
-    return (KIND_ORDER.index(key.kind), key.namespace, key.name)
+    return (_KIND_RANK[key.kind], key.namespace, key.name)
 
 
 # --- fingerprint --------------------------------------------------------------------------------------------
