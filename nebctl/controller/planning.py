@@ -233,10 +233,11 @@ def _place(
         for candidate in candidates
     ]
     requests = []
+    known = set(hosts)  # not the host list: a lookup per VM in a list of every host was quadratic
     for key in sorted(vms, key=_sort_key):
         vm = vms[key]
         record = own.get(key)
-        current = record.host if record is not None and record.host in hosts else None
+        current = record.host if record is not None and record.host in known else None
         requests.append(
             placing.PlacementRequest(
                 vm=str(key),
