@@ -28,7 +28,7 @@ from nebctl.controller.plans import Action, ChangeType, DriftItem, Plan, Resourc
 from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
-from nebctl.reconcilers.fields import Effect, FieldChange, FieldRule, compare, dearest, flatten
+from nebctl.reconcilers.fields import Effect, FieldChange, added, compare, dearest, flatten
 from nebctl.reconcilers.identity import vm_uuid
 from nebctl.reconcilers.spanned import SpannedReconciler
 from nebctl.schemas.keys import Kind, ResourceKey
@@ -506,10 +506,8 @@ def _deleting_reason(record: RecordView) -> str:
 
 
 def _added(spec: Mapping[str, Any], sensitive: Sequence[str]) -> tuple[FieldChange, ...]:
-    return tuple(compare(None, spec, rules=[], default=_NEW_RULE, sensitive=sensitive))
+    return tuple(added(spec, sensitive=sensitive))
 
-
-_NEW_RULE = FieldRule("", Effect.NONE)
 
 
 def _flat_paths(spec: Mapping[str, Any]) -> list[str]:

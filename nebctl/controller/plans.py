@@ -28,7 +28,7 @@ class ChangeType(StrEnum):
     NOOP = "no-op"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DriftItem:
     """A difference between what was last applied and what monitoring sees, made outside nebctl."""
 
@@ -37,7 +37,7 @@ class DriftItem:
     correction: str | None  # "it will be started"; None when nebctl will not act (host not answering)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResourceChange:
     key: ResourceKey
     type: ChangeType
@@ -54,7 +54,7 @@ class ResourceChange:
         return self.type is not ChangeType.NOOP
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     """One driver call. ``id`` is unique within the plan and stable across re-plans of the same change."""
 

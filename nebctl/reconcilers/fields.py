@@ -8,6 +8,7 @@ Pure functions, used by the diff.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ class FieldRule:
     why: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FieldChange:
     path: str
     before: Any
@@ -78,6 +79,7 @@ def flatten(document: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+@functools.lru_cache(maxsize=8192)  # the same few paths for every resource of a kind
 def generic_path(path: str) -> str:
     """``disks[3].size`` -> ``disks[*].size``."""
     return _INDEX.sub("[*]", path)
@@ -173,9 +175,36 @@ def _whole_element_container(path: str, elements_of_other_side: set[str]) -> str
     return None
 
 
-def _path_sort_key(path: str) -> list[Any]:
-    # Sort list indices numerically so disks[10] comes after disks[2].
-    return [int(part) if part.isdigit() else part for part in re.split(r"[.\[\]]+", path) if part]
+@functools.lru_cache(maxsize=8192)  # the same few paths for every resource of a kind
+def _path_sort_key(path: str) -> tuple[tuple[int, int, str], ...]:
+    # Sort list indices numerically so disks[10] comes after disks[2]; an index sorts before a name, so a
+    # field that is a list on one side and a map on the other still sorts instead of raising.
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in _PATH_PARTS.split(path) if part)
+
+
+_PATH_PARTS = re.compile(r"[.\[\]]+")
+
+
+def added(after: Mapping[str, Any], *, sensitive: Sequence[str] = ()) -> list[FieldChange]:
+    """The fields of a new resource: what ``compare(None, after, ...)`` lists with a rule of no effect, without
+    the rule and list-element lookups that only a change needs (a full plan lists every field of everything)."""
+    new = flatten(after) if after else {}
+    changes = []
+    for path in sorted(new, key=_path_sort_key):
+        value = new[path]
+        if value is None:
+            continue  # absent and null are the same (see ``compare``)
+        generic = generic_path(path)
+        changes.append(
+            FieldChange(
+                path=path,
+                before=None,
+                after=value,
+                effect=Effect.NONE,
+                sensitive=any(_covers(pattern, generic) for pattern in sensitive),
+            )
+        )
+    return changes
 
 
 def dearest(changes: Iterable[FieldChange]) -> Effect:
