@@ -141,7 +141,7 @@ def _plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict
     specs: dict[ResourceKey, dict[str, Any]] = {}
     changes, drift, warnings = _changes(request, own, ctx, problems, specs)
     changes = _select(changes, request, own)
-    _check_deletions(changes, request, own, problems)
+    _check_deletions(changes, request, own, problems, specs)
     _check_quotas(request, problems)
     if problems:
         raise PlanError(problems)
@@ -540,7 +540,11 @@ def _prevents_destroy(spec: Mapping[str, Any] | None) -> bool:
 
 
 def _check_deletions(
-    changes: Sequence[ResourceChange], request: PlanRequest, own: Mapping[ResourceKey, RecordView], problems: list[str]
+    changes: Sequence[ResourceChange],
+    request: PlanRequest,
+    own: Mapping[ResourceKey, RecordView],
+    problems: list[str],
+    specs: Mapping[ResourceKey, Mapping[str, Any]],
 ) -> None:
     going = {c.key for c in changes if c.type in (ChangeType.DELETE, ChangeType.REPLACE)}
     deleted = {c.key for c in changes if c.type is ChangeType.DELETE}
@@ -556,6 +560,13 @@ def _check_deletions(
     # Images still backing the disks of VMs that stay cannot go away; hosts with VMs that stay cannot either.
     # A disk that an update of this plan removes (the VM keeps fewer disks) is deleted before the image.
     updated = {c.key for c in changes if c.type is ChangeType.UPDATE}
+    leaving: dict[str, set[ResourceKey]] = defaultdict(set)  # host -> spanned resources this plan removes there
+    for change in changes:
+        record = own.get(change.key)
+        spec = specs.get(change.key)
+        if change.type is ChangeType.UPDATE and record is not None and record.applied and spec and "hosts" in spec:
+            for host in set(record.applied.get("hosts") or ()) - set(spec["hosts"]):
+                leaving[str(host)].add(change.key)
     touched_paths = {c.key: [f.path for f in c.fields] for c in changes if c.type is ChangeType.UPDATE}
     for key, record in own.items():
         if key.kind is not Kind.VIRTUAL_MACHINE or key in going or record.applied is None:
@@ -582,6 +593,13 @@ def _check_deletions(
                     f"{network_key}: cannot be replaced or deleted while {key} is attached to it"
                     f" (nics[{index}]; replace the VM or remove the NIC too)"
                 )
+        # A datastore, image, network or group that leaves the VM's host (its span shrinks) while the VM stays
+        # there, or only migrates in this plan (a migration is not ordered before the removal), and still uses it.
+        still_used = references(key, specs.get(key, record.applied) if key in updated else record.applied)
+        for used in sorted(still_used & leaving.get(str(record.host), set()), key=_sort_key):
+            problems.append(
+                f"{used}: cannot leave host {record.host} while {key} uses it there (move or delete the VM first)"
+            )
         host_key = ResourceKey.of(Kind.HOST, str(record.host)) if record.host else None
         if host_key in deleted:
             problems.append(f"{host_key}: cannot be removed while {key} runs on it")

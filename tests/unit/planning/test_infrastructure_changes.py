@@ -269,3 +269,24 @@ def test_network_range_change_replaces_it_on_every_host() -> None:
     assert [(f.path, f.effect) for f in change.fields] == [("range.last", Effect.REPLACE)]
     assert operations(plan, "network/lan") == ["delete", "create", "delete", "create"]
     assert precedes(plan, "network/lan:delete:h1", "network/lan:create:new:h1")
+
+
+def test_network_cannot_leave_the_host_of_a_vm_attached_to_it(world: World) -> None:
+    # vm/web runs on h1: the network may leave h2, not h1.
+    plan = world.plan(BASE.replace("cidr: 10.0.0.0/24,", "hosts: [h1], cidr: 10.0.0.0/24,"), vm())
+    assert [(a.operation, a.host) for a in actions_of(plan, "network/lan")] == [("delete", "h2")]
+    with pytest.raises(PlanError) as error:
+        world.plan(BASE.replace("cidr: 10.0.0.0/24,", "hosts: [h2], cidr: 10.0.0.0/24,"), vm())
+    assert error.value.problems == [
+        "network/lan: cannot leave host h1 while vm/web uses it there (move or delete the VM first)"
+    ]
+
+
+def test_datastore_leaving_a_host_takes_its_images_and_must_not_strand_disks(world: World) -> None:
+    with pytest.raises(PlanError) as error:
+        world.plan(BASE.replace("path: /var/lib/ds/local}", "path: /var/lib/ds/local, hosts: [h2]}"), vm())
+    assert {
+        "datastore/local: cannot leave host h1 while vm/web uses it there (move or delete the VM first)",
+        "image/debian: cannot leave host h1 while vm/web uses it there (move or delete the VM first)",
+        "vm/web: disks[0]: datastore/local is not available on host h1",
+    } == set(error.value.problems)
