@@ -23,7 +23,7 @@ from nebctl.controller.planning import PlanRequest, plan_with_specs
 from nebctl.controller.plans import Plan
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.states import HostLiveState, VMLiveState
-from nebctl.drivers.types import HostProbe, VMStatus
+from nebctl.drivers.types import HostProbe, Ownership, VMStatus
 from nebctl.reconcilers.base import LiveView
 from nebctl.reconcilers.identity import live_name, vm_uuid
 from nebctl.schemas import models
@@ -150,6 +150,8 @@ def applied_state(documents: Documents) -> State:
                 VMLiveState.RUNNING if running else VMLiveState.STOPPED,
                 vcpu=spec["vcpu"],
                 memory=spec["memory"],
+                # nebctl created it, so the live VM carries its ownership (as the drivers write it).
+                owner=Ownership(stack=STACK, kind=key.kind.value, namespace=key.namespace, name=key.name),
             )
             state.vm_hosts[uuid] = spec["host"]
     return state
