@@ -595,8 +595,11 @@ def _check_deletions(
                 )
         # A datastore, image, network or group that leaves the VM's host (its span shrinks) while the VM stays
         # there, or only migrates in this plan (a migration is not ordered before the removal), and still uses it.
-        still_used = references(key, specs.get(key, record.applied) if key in updated else record.applied)
-        for used in sorted(still_used & leaving.get(str(record.host), set()), key=_sort_key):
+        gone_here = leaving.get(str(record.host))
+        still_used = (
+            references(key, specs.get(key, record.applied) if key in updated else record.applied) if gone_here else ()
+        )
+        for used in sorted(set(still_used) & (gone_here or set()), key=_sort_key):
             problems.append(
                 f"{used}: cannot leave host {record.host} while {key} uses it there (move or delete the VM first)"
             )
