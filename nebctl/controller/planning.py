@@ -568,6 +568,8 @@ def _check_deletions(
             for host in set(record.applied.get("hosts") or ()) - set(spec["hosts"]):
                 leaving[str(host)].add(change.key)
     touched_paths = {c.key: [f.path for f in c.fields] for c in changes if c.type is ChangeType.UPDATE}
+    if not going and not leaving:
+        return  # nothing goes away anywhere (the usual re-plan): no VM can be left without what it uses
     for key, record in own.items():
         if key.kind is not Kind.VIRTUAL_MACHINE or key in going or record.applied is None:
             continue
