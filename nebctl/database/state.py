@@ -366,20 +366,7 @@ class StateOperations(Operations):
                 stack=stack,
                 data=data or {},
             )
-        values = {
-            "time": event.time or self._now(),
-            "type": event.type,
-            "severity": str(event.severity),
-            "kind": event.kind.value if event.kind is not None else None,
-            "namespace": event.namespace,
-            "name": event.name,
-            "stack": event.stack,
-            "message": event.message,
-            "data": dict(event.data),
-        }
-        with self._write() as connection:
-            result = connection.execute(insert(_events).values(values))
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        return self.add_events([event])[0]
 
     def add_events(self, events: Sequence[EventRecord]) -> list[int]:
         """Append many events in one statement; their ids, in the order given."""
