@@ -20,7 +20,6 @@ from tests.unit.planning.world import (
     key,
     operations,
     precedes,
-    record_for,
     vm,
     without,
 )
@@ -176,9 +175,3 @@ def test_drift_and_manifest_change_together(world: World) -> None:
     assert change.restart and change.drift
     # Already stopped: no shutdown, the deploy starts it with the new size.
     assert operations(plan, "vm/web") == ["deploy", "post"]
-
-
-def test_record_of_a_vm_this_plan_never_saw_before_is_not_needed_for_a_noop(world: World) -> None:
-    # A record built straight from the resolved spec (as Controller.apply writes it) plans no change.
-    records = {k: record_for(k, dict(r.applied or {})) for k, r in world.records.items()}
-    assert not world.plan(records=records).has_changes
