@@ -487,8 +487,9 @@ def _changes(
 def _foreign_live_object(key: ResourceKey, record: RecordView | None, request: PlanRequest) -> list[str]:
     """A VM about to be created whose UUID is already taken by a live VM nebctl does not own for this stack:
     nebctl never touches it (``nebctl import`` adopts a VM on purpose)."""
-    if key.kind is not Kind.VIRTUAL_MACHINE:
-        return []
+    other = request.records.get(key)
+    if key.kind is not Kind.VIRTUAL_MACHINE or (other is not None and other.stack != request.stack):
+        return []  # not a VM, or already reported as another stack's resource
     uuid = str(record.live.get("uuid")) if record is not None and record.live.get("uuid") else vm_uuid(key)
     status = request.live.vms.get(uuid)
     if status is None:

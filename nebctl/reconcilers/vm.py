@@ -343,7 +343,10 @@ class _Builder:
         prepared += [self.nic("pre", spec, i, host, suffix) for i in range(len(spec["nics"]))]
         deploy = self.deploy(spec, start=spec["state"] != "stopped", suffix=suffix)
         self.after(prepared, [deploy])
-        finish = [self.nic("post", spec, i, host, suffix) for i in range(len(spec["nics"]))]
+        # A NIC is finished (filters bound to its tap device) only once the VM runs; a VM defined stopped gets
+        # that when it is started.
+        running = spec["state"] != "stopped"
+        finish = [self.nic("post", spec, i, host, suffix) for i in range(len(spec["nics"]))] if running else []
         if spec["state"] == "suspended":
             finish.append(self.simple("suspend", host, "suspend", suffix))
         self.after([deploy], finish)
@@ -401,7 +404,8 @@ class _Builder:
         self.after(steps, [identifier for identifier in created if identifier not in waiting])
         deploy = self.deploy(new, start=new["state"] != "stopped")
         self.after(middle or steps, [deploy])
-        finish = [self.nic("post", new, i, host) for i in range(len(new["nics"]))]
+        running = new["state"] != "stopped"
+        finish = [self.nic("post", new, i, host) for i in range(len(new["nics"]))] if running else []
         if new["state"] == "suspended":
             finish.append(self.simple("suspend", host, "suspend"))
         self.after([deploy], finish)
@@ -412,14 +416,17 @@ class _Builder:
             return
         if wanted == "running" and current == "suspended":
             steps = [self.simple("resume", host, "resume")]
-        elif wanted == "running":
-            steps = [self.deploy(new, start=True)]
+        elif wanted == "running":  # from stopped: start, then finish the NICs
+            start = self.deploy(new, start=True)
+            self.after([start], [self.nic("post", new, i, host) for i in range(len(new["nics"]))])
+            steps = [start]
         elif wanted == "stopped":
             steps = [self.simple("shutdown", host, "shut down gracefully")]
         elif current == "stopped":  # stopped -> suspended: start, then pause
             start = self.deploy(new, start=True)
+            posts = [self.nic("post", new, i, host) for i in range(len(new["nics"]))]
             suspend = self.simple("suspend", host, "suspend")
-            self.after([start], [suspend])
+            self.after([start], [*posts, suspend])
             steps = [start]
         else:
             steps = [self.simple("suspend", host, "suspend")]
