@@ -26,10 +26,10 @@ from nebctl.controller.cli.app import AppContext, CliError, pass_app
 from nebctl.controller.cli.session import (
     check_stack,
     default_stack,
-    load_manifests,
     open_controller,
     parse_keys,
 )
+from nebctl.controller.cli.validating import load_manifests
 from nebctl.controller.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
 from nebctl.database.errors import DatabaseError, LockNotObtained

@@ -1,4 +1,4 @@
-"""Shared plumbing of the commands that plan and apply: loading manifests, the stack name, the controller.
+"""Shared plumbing of the commands that plan and apply: the stack name, the driver registry, the controller.
 
 Used by ``cli.reconciling`` (diff, apply, destroy) and ``cli.inspecting`` (get, describe, events).
 """
@@ -16,18 +16,6 @@ from nebctl.controller.cli.app import AppContext, CliError
 from nebctl.controller.cli.database import open_store
 from nebctl.drivers.registry import Registry, build_registry
 from nebctl.schemas.keys import ResourceKey, is_valid_name
-from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
-
-
-def load_manifests(paths: Sequence[str]) -> ManifestSet:
-    """Load and validate ``paths``; on any problem, print every diagnostic and exit 1 (nothing is touched)."""
-    try:
-        return load_paths(paths)
-    except ManifestError as error:
-        for diagnostic in error.diagnostics:
-            click.echo(str(diagnostic), err=True)
-        count = len(error.diagnostics)
-        raise CliError(f"{count} problem{'s' if count != 1 else ''} in the manifests; nothing was changed") from None
 
 
 def default_stack(paths: Sequence[str]) -> str:

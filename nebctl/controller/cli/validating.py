@@ -6,6 +6,7 @@ Both work without a database or drivers. ``validate`` prints every diagnostic of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -13,7 +14,21 @@ import click
 from nebctl.controller.cli.app import CliError
 from nebctl.schemas import jsonschema
 from nebctl.schemas.keys import parse_kind
-from nebctl.schemas.loading import ManifestError, load_paths
+from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
+
+
+def load_manifests(paths: Sequence[str]) -> ManifestSet:
+    """Load and validate ``paths`` for any command; on a problem, print every diagnostic on stderr and exit 1.
+
+    Kept in this light module (no database, drivers or planner imports) so ``validate`` stays fast.
+    """
+    try:
+        return load_paths(paths)
+    except ManifestError as error:
+        for diagnostic in error.diagnostics:
+            click.echo(str(diagnostic), err=True)
+        count = len(error.diagnostics)
+        raise CliError(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed") from None
 
 
 @click.command("validate")
@@ -32,13 +47,7 @@ def validate_command(paths: tuple[str, ...]) -> None:
     Exits 0 when every manifest is valid (with a summary of what was found), 1 otherwise, with every problem
     on stderr as FILE:LINE:COL: Kind/name: message.
     """
-    try:
-        manifests = load_paths(paths)
-    except ManifestError as error:
-        for diagnostic in error.diagnostics:
-            click.echo(str(diagnostic), err=True)
-        count = len(error.diagnostics)
-        raise CliError(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed") from None
+    manifests = load_manifests(paths)
     counts = ", ".join(f"{number} {kind.short}" for kind, number in manifests.counts().items())
     files = len(manifests.files)
     click.echo(
