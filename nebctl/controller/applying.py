@@ -36,6 +36,7 @@ from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import Appliance, Family, HostRef, MarketplaceRef
 from nebctl.reconcilers.base import HostDrivers, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
+from nebctl.reconcilers.vm import disk_total
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, Hook, Marketplace, spec_document
 
@@ -174,16 +175,16 @@ class Controller:
         report = executor.run()
         state = _apply_state(report)
         self.store.finish_apply(apply_id, state=state, summary=report_summary(report, plan))
-        finished: dict[str, Any] = {
-            "type": "apply.finished" if state == ApplyState.SUCCEEDED else f"apply.{state}",
-            "severity": Severity.INFO if state == ApplyState.SUCCEEDED else Severity.ERROR,
-            "message": f"apply #{apply_id} of stack {stack} {state}",
-            "stack": stack,
-            "data": report_summary(report, plan),
-        }
-        finished["id"] = self.store.add_event(**finished)
+        finished = EventRecord(
+            type="apply.finished" if state == ApplyState.SUCCEEDED else f"apply.{state}",
+            severity=Severity.INFO if state == ApplyState.SUCCEEDED else Severity.ERROR,
+            message=f"apply #{apply_id} of stack {stack} {state}",
+            stack=stack,
+            data=report_summary(report, plan),
+        )
+        identifier = self.store.add_event(finished)
         if hooks is not None:
-            hooks.dispatch([{**finished, "kind": None, "namespace": None, "name": None}])
+            hooks.dispatch([event_payload(finished, identifier)])
             hooks.wait()
         return ApplyResult(apply_id, report, resumed_from, state)
 
@@ -327,20 +328,7 @@ class StoreJournal:
         for key in self._deleted:
             tx.delete_resource(key)
         ids = tx.add_events(self._events)
-        for event, identifier in zip(self._events, ids, strict=True):
-            self.emitted.append(
-                {
-                    "id": identifier,
-                    "type": event.type,
-                    "message": event.message,
-                    "kind": event.kind.value if event.kind is not None else None,
-                    "namespace": event.namespace,
-                    "name": event.name,
-                    "stack": event.stack,
-                    "severity": str(event.severity),
-                    "data": dict(event.data),
-                }
-            )
+        self.emitted += [event_payload(event, identifier) for event, identifier in zip(self._events, ids, strict=True)]
         self._updates, self._dirty, self._deleted, self._events = [], {}, [], []
 
     def _event(self, tx: Batch, *, type: str, message: str, key: ResourceKey | None = None, **fields: Any) -> None:
@@ -486,12 +474,27 @@ class StoreJournal:
                     host=str(host),
                     vcpu=int(spec["vcpu"]),
                     memory=int(spec["memory"]),
-                    disk=sum(int(d.get("size") or 0) for d in spec.get("disks", [])),
+                    disk=disk_total(spec),
                     reason=change.type.value if not moved or change.type is ChangeType.CREATE else "migrated",
                     stack=stack,
                 )
             if state:
                 self._event(tx, type=f"vm.{state}", message=f"{key} is {state} on {host}", key=key)
+
+
+def event_payload(event: EventRecord, identifier: int) -> dict[str, Any]:
+    """An event as hooks receive it on stdin: what the event log holds, nothing more (so no secret)."""
+    return {
+        "id": identifier,
+        "type": event.type,
+        "message": event.message,
+        "kind": event.kind.value if event.kind is not None else None,
+        "namespace": event.namespace,
+        "name": event.name,
+        "stack": event.stack,
+        "severity": str(event.severity),
+        "data": dict(event.data),
+    }
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:

@@ -15,23 +15,15 @@ from typing import Any
 from nebctl.controller.observing import DriverSource
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.errors import DriverError
-from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import HostRef, VMStatus
 from nebctl.reconcilers.identity import mac_address
+from nebctl.reconcilers.vm import STATE_FROM_LIVE
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, VirtualMachine, spec_document
 
 
 class AdoptionError(Exception):
     """The object cannot be adopted; the message says why."""
-
-
-_STATES = {
-    VMLiveState.RUNNING: "running",
-    VMLiveState.STOPPED: "stopped",
-    VMLiveState.CRASHED: "stopped",
-    VMLiveState.SUSPENDED: "suspended",
-}
 
 
 def find_vm(
@@ -82,7 +74,7 @@ def adopted_record(
     applied["host"] = host
     applied["vcpu"] = status.vcpu or applied.get("vcpu", 1)
     applied["memory"] = status.memory or applied.get("memory")
-    applied["state"] = _STATES.get(status.state, "running")
+    applied["state"] = STATE_FROM_LIVE.get(status.state, "running")
     return ResourceRecord(
         kind=key.kind,
         namespace=key.namespace,

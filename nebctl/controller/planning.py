@@ -31,6 +31,7 @@ from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.fields import Effect, FieldChange, added, compare, dearest, flatten
 from nebctl.reconcilers.identity import vm_uuid
 from nebctl.reconcilers.spanned import SpannedReconciler
+from nebctl.reconcilers.vm import disk_total
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import (
     AnyManifest,
@@ -170,7 +171,8 @@ def _spans(documents: Mapping[ResourceKey, AnyManifest], hosts: Sequence[str]) -
     return spans
 
 
-def _vm_disk_total(vm: VirtualMachine, documents: Mapping[ResourceKey, AnyManifest]) -> int:
+def _vm_disk_total(vm: VirtualMachine) -> int:
+    """Disk a VM asks for (placement and quotas); a clone without a size counts as nothing extra."""
     return sum(disk.size or 0 for disk in vm.spec.disks)
 
 
@@ -243,7 +245,7 @@ def _place(
                 vm=str(key),
                 vcpu=vm.spec.vcpu,
                 memory=vm.spec.memory,
-                disk=_vm_disk_total(vm, request.documents),
+                disk=_vm_disk_total(vm),
                 placement=vm.spec.placement,
                 current_host=current,
             )
@@ -627,13 +629,11 @@ def _check_quotas(request: PlanRequest, problems: list[str]) -> None:
 
     for key, document in request.documents.items():
         if isinstance(document, VirtualMachine):
-            spec = document.spec
-            add(key.namespace, spec.vcpu, spec.memory, sum(disk.size or 0 for disk in spec.disks))
+            add(key.namespace, document.spec.vcpu, document.spec.memory, _vm_disk_total(document))
     for key, record in request.records.items():
         if key.kind is Kind.VIRTUAL_MACHINE and record.stack != request.stack and record.applied:
             applied = record.applied
-            disk = sum(int(d.get("size") or 0) for d in applied.get("disks", []))
-            add(key.namespace, int(applied.get("vcpu", 0)), int(applied.get("memory", 0)), disk)
+            add(key.namespace, int(applied.get("vcpu", 0)), int(applied.get("memory", 0)), disk_total(applied))
     for quota in request.quotas:
         vms, vcpu, memory, disk = totals.get(quota.namespace, [0, 0, 0, 0])
         for label, used, limit, show in (

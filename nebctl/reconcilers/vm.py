@@ -61,7 +61,8 @@ RULES = [
 DEFAULT = FieldRule("", Effect.REPLACE, "this field cannot change in place")
 SENSITIVE = ["cloudInit"]
 
-_STATE_FROM_LIVE = {
+# The spec's state a live VM is in; TRANSITIONING and UNKNOWN have none (no drift is read from them).
+STATE_FROM_LIVE = {
     VMLiveState.RUNNING: "running",
     VMLiveState.STOPPED: "stopped",
     VMLiveState.CRASHED: "stopped",
@@ -107,7 +108,7 @@ class VirtualMachineReconciler:
         if seen_host != host:
             observed["host"] = seen_host
             drift.append(DriftItem(key, f"was moved to host {seen_host}", f"it will be moved back to {host}"))
-        state = _STATE_FROM_LIVE.get(status.state)
+        state = STATE_FROM_LIVE.get(status.state)
         if state is not None and state != applied.get("state"):
             observed["state"] = state
             verb = "crashed" if status.state is VMLiveState.CRASHED else f"was {state}"
@@ -205,6 +206,11 @@ def _identity(key: ResourceKey, world: World) -> tuple[str, str]:
     record = world.record(key)
     live = record.live if record is not None else {}
     return str(live.get("uuid") or vm_uuid(key)), str(live.get("name") or live_name(key))
+
+
+def disk_total(spec: Mapping[str, Any]) -> int:
+    """Disk a recorded VM spec holds (accounting, other stacks' share of a quota)."""
+    return sum(int(disk.get("size") or 0) for disk in spec.get("disks", []))
 
 
 def _state_correction(live: str, applied: str) -> str:
@@ -325,10 +331,7 @@ class _Builder:
             family=Family.VIRTUALIZATION,
             description="deploy and start" if start else "define",
             start=start,
-            vcpu=spec["vcpu"],
-            memory=spec["memory"],
-            disks=_disk_params(self.key, spec),
-            nics=[_nic_params(self.key, nic, i) for i, nic in enumerate(spec["nics"])],
+            **_deploy_params(self.key, spec),
         )
 
     def simple(self, operation: str, host: str, description: str, suffix: str = "") -> str:
