@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.results import RESULTS, write_section  # noqa: E402
 from nebctl.database import ActionRecord, ResourceRecord, Store  # noqa: E402
 from nebctl.schemas.keys import Kind  # noqa: E402
 
@@ -28,7 +28,6 @@ RESOURCES = 10_000
 APPLIES = 100
 ACTIONS_PER_APPLY = 1_000  # 100,000 journal rows
 UPDATES = 10_000  # single-row journal updates, one transaction each
-RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Database (bench/db.py)"
 
 
@@ -140,11 +139,7 @@ def write_results(command: str, results: dict[str, list[tuple[str, float, int]]]
         *notes,
         "",
     ]
-    section = "\n".join(lines)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEach benchmark owns one section.\n\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    RESULTS.write_text(text.rstrip() + "\n")
+    write_section(SECTION, "\n".join(lines))
 
 
 def main() -> int:

@@ -42,8 +42,9 @@ sys.path.insert(0, str(REPO))
 
 import libvirt  # noqa: E402
 
+from bench.results import write_section  # noqa: E402
+
 URI = "test+unix:///default"
-RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## libvirt apply: nebctl vs libvirt-python vs Ansible (bench/libvirt_apply.py)"
 ANSIBLE_VENV = REPO / "bench" / ".venv-ansible"
 PYTHON = Path(sys.executable)
@@ -255,11 +256,7 @@ def write_results(command: str, table: list[str], notes: list[str]) -> None:
         *notes,
         "",
     ]
-    section = "\n".join(lines)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEach benchmark owns one section.\n\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    RESULTS.write_text(text.rstrip() + "\n")
+    write_section(SECTION, "\n".join(lines))
 
 
 def ensure_daemon() -> Any:
