@@ -26,7 +26,7 @@ import networkx as nx
 from nebctl.controller import placement as placing
 from nebctl.controller.plans import Action, ChangeType, DriftItem, Plan, ResourceChange
 from nebctl.drivers.states import HostLiveState
-from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView
+from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView, with_metadata
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.fields import Effect, FieldChange, added, compare, dearest, flatten
 from nebctl.reconcilers.identity import vm_uuid
@@ -407,7 +407,7 @@ def _changes(
             else:
                 warnings.append(f"{key} is no longer in the manifests; it is kept (use --prune to delete it)")
             continue
-        desired = specs[key] = reconciler.desired_spec(key, document, ctx)
+        desired = specs[key] = with_metadata(reconciler.desired_spec(key, document, ctx), document)
         host = ctx.placements.get(key) if key.kind is Kind.VIRTUAL_MACHINE else None
         if record is None or record.applied is None:
             problems.extend(_foreign_live_object(key, record, request))
@@ -870,7 +870,8 @@ def fingerprint(request: PlanRequest) -> str:
     digest.update(request.stack.encode())
     for key in sorted(request.documents, key=_sort_key):
         digest.update(str(key).encode())
-        digest.update(_canonical(spec_document(request.documents[key])))
+        document = request.documents[key]
+        digest.update(_canonical(with_metadata(spec_document(document), document)))
     for key in sorted(request.records, key=_sort_key):
         record = request.records[key]
         digest.update(str(key).encode())

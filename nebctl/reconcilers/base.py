@@ -19,9 +19,28 @@ from nebctl.controller.plans import Action, DriftItem, ResourceChange
 from nebctl.drivers.protocols import MonitoringDriver, NetworkDriver, StorageDriver, VirtualizationDriver
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import Appliance, HostProbe, HostRef, VMStatus
-from nebctl.reconcilers.fields import FieldRule
+from nebctl.reconcilers.fields import Effect, FieldRule
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest
+
+# Labels and annotations are the user's notes about a resource: no driver acts on them, but they are part of
+# what was applied, so a change to them is planned (and shown) as a record-only update.
+METADATA_RULE = FieldRule("metadata", Effect.NONE, "labels and annotations are recorded only")
+
+
+def with_metadata(spec: dict[str, Any], document: AnyManifest) -> dict[str, Any]:
+    """``spec`` plus the document's labels and annotations under ``metadata``: the document that is compared
+    with, and recorded as, what was applied. Left out when both are empty, so that records written before
+    metadata was recorded (and resources without labels) compare equal."""
+    metadata = document.metadata
+    if metadata.labels or metadata.annotations:
+        recorded: dict[str, Any] = {}
+        if metadata.labels:
+            recorded["labels"] = dict(metadata.labels)
+        if metadata.annotations:
+            recorded["annotations"] = dict(metadata.annotations)
+        spec["metadata"] = recorded
+    return spec
 
 
 class RecordView(Protocol):

@@ -14,7 +14,16 @@ from nebctl.controller.plans import Action, ChangeType, ResourceChange
 from nebctl.drivers.errors import TemporaryError
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import Family
-from nebctl.reconcilers.base import ActionGroup, LiveView, Observed, PlanningContext, RecordView, World, action_id
+from nebctl.reconcilers.base import (
+    METADATA_RULE,
+    ActionGroup,
+    LiveView,
+    Observed,
+    PlanningContext,
+    RecordView,
+    World,
+    action_id,
+)
 from nebctl.reconcilers.fields import Effect, FieldRule
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, spec_document
@@ -25,7 +34,7 @@ class RegisteredReconciler:
 
     def __init__(self, *, kind: Kind, rules: Sequence[FieldRule], probe: bool, sensitive: Sequence[str] = ()) -> None:
         self.kind = kind
-        self.rules = list(rules)
+        self.rules = [METADATA_RULE, *rules]
         self.default = FieldRule("", Effect.NONE, "recorded only")
         self.sensitive = list(sensitive)
         self._probe = probe

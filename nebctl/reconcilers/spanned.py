@@ -17,6 +17,7 @@ from nebctl.controller.plans import Action, ChangeType, ResourceChange
 from nebctl.drivers.errors import NotFoundError
 from nebctl.drivers.types import Family, Ownership
 from nebctl.reconcilers.base import (
+    METADATA_RULE,
     ActionGroup,
     LiveView,
     Observed,
@@ -74,7 +75,11 @@ class SpannedReconciler:
     ) -> None:
         self.kind = kind
         self.span = span
-        self.rules = [FieldRule("hosts", Effect.IN_PLACE, "the resource is added to or removed from hosts"), *rules]
+        self.rules = [
+            FieldRule("hosts", Effect.IN_PLACE, "the resource is added to or removed from hosts"),
+            METADATA_RULE,
+            *rules,
+        ]
         self.default = FieldRule("", Effect.REPLACE, "this field cannot change in place")
         self._create = create
         self._delete = delete

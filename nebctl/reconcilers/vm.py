@@ -27,7 +27,16 @@ from nebctl.drivers.types import (
     VMDefinition,
     VolumeDefinition,
 )
-from nebctl.reconcilers.base import ActionGroup, LiveView, Observed, PlanningContext, RecordView, World, action_id
+from nebctl.reconcilers.base import (
+    METADATA_RULE,
+    ActionGroup,
+    LiveView,
+    Observed,
+    PlanningContext,
+    RecordView,
+    World,
+    action_id,
+)
 from nebctl.reconcilers.fields import Effect, FieldChange, FieldRule
 from nebctl.reconcilers.identity import (
     disk_volume,
@@ -57,6 +66,7 @@ RULES = [
     FieldRule("placement", Effect.NONE, "placement rules apply when the VM is placed"),
     FieldRule("lifecycle", Effect.NONE, "nebctl's own settings"),
     FieldRule("dependsOn", Effect.NONE, "ordering only"),
+    METADATA_RULE,
 ]
 DEFAULT = FieldRule("", Effect.REPLACE, "this field cannot change in place")
 SENSITIVE = ["cloudInit"]

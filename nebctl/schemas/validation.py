@@ -261,7 +261,16 @@ def _ignore_changes(document: LoadedDocument, manifest: VirtualMachine) -> list[
 
 
 def ignore_path_problem(path: str, spec_data: dict[str, Any]) -> str | None:
-    """Why ``path`` (``memory``, ``disks[0].size``, ``nics[*].ip``) names nothing in a VM spec, or None."""
+    """Why ``path`` (``memory``, ``disks[0].size``, ``nics[*].ip``, ``metadata.labels``) names nothing in a VM
+    spec or its recorded metadata, or None."""
+    if path == "metadata" or path.startswith("metadata."):
+        # Labels and annotations are recorded with the spec; their keys are free text (dots included).
+        head, _, _ = path.removeprefix("metadata.").partition(".")
+        if path == "metadata" or head in ("labels", "annotations"):
+            return None
+        suggestion = closest_match(head, ["labels", "annotations"])
+        hint = f", did you mean '{suggestion}'?" if suggestion else ""
+        return f"'{path}': no field '{head}' in metadata (labels and annotations can be ignored){hint}"
     annotation: Any = VirtualMachineSpec
     value: Any = spec_data
     walked: list[str | int] = []

@@ -45,16 +45,21 @@ def masked(spec: Any) -> Any:
 
 
 def _record_view(record: ResourceRecord) -> dict[str, Any]:
+    # The applied document holds the resource's labels and annotations under ``metadata``: shown apart.
+    applied = dict(record.applied) if record.applied is not None else None
+    metadata = applied.pop("metadata", {}) if applied is not None else {}
     return {
         "kind": record.kind.value,
         "namespace": record.namespace,
         "name": record.name,
         "stack": record.stack,
+        "labels": metadata.get("labels", {}),
+        "annotations": metadata.get("annotations", {}),
         "status": record.status,
         "host": record.host,
         "generation": record.generation,
         "live": masked(record.live),
-        "spec": masked(record.applied),
+        "spec": masked(applied),
         "updatedAt": record.updated_at.isoformat() if record.updated_at else None,
     }
 

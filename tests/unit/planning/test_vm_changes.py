@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import pytest
 
-from nebctl.controller.planning import PlanError
+from nebctl.controller.planning import PlanError, plan_with_specs
 from nebctl.controller.plans import ChangeType
 from nebctl.reconcilers.fields import Effect
-from tests.unit.planning.world import BASE, GiB, World, actions_of, change_of, converge, operations, precedes, vm
+from tests.unit.planning.world import (
+    BASE,
+    GiB,
+    World,
+    actions_of,
+    applied,
+    change_of,
+    converge,
+    documents,
+    operations,
+    precedes,
+    vm,
+)
 
 STOPPED = {"memory: 2Gi": "memory: 2Gi\n  state: stopped"}
 SUSPENDED = {"memory: 2Gi": "memory: 2Gi\n  state: suspended"}
@@ -54,7 +66,14 @@ TABLE = [
     pytest.param(TWO_NICS, ChangeType.UPDATE, True, ["shutdown", "pre", "deploy", "post", "post"], id="add-nic"),
     pytest.param(NO_NICS, ChangeType.UPDATE, True, ["shutdown", "clean", "deploy"], id="remove-nic"),
     pytest.param({"host: h1": "host: h2"}, ChangeType.UPDATE, False, ["migrate"], id="fixed-host-moves"),
-    pytest.param({"app: web": "app: db"}, ChangeType.NOOP, False, [], id="metadata-labels"),
+    pytest.param({"app: web": "app: db"}, ChangeType.UPDATE, False, [], id="metadata-labels-record-only"),
+    pytest.param(
+        {"labels: {app: web}": "labels: {app: web}, annotations: {owner: ops}"},
+        ChangeType.UPDATE,
+        False,
+        [],
+        id="metadata-annotations-record-only",
+    ),
     pytest.param(
         {"memory: 2Gi": "memory: 2Gi\n  lifecycle: {preventDestroy: true}"},
         ChangeType.UPDATE,
@@ -79,6 +98,38 @@ def test_vm_edit(
     assert operations(plan, "vm/web") == expected
     # Only the VM changes: its surroundings are untouched by a VM edit.
     assert [str(c.key) for c in plan.changes if c.is_change] == ([] if change_type is ChangeType.NOOP else ["vm/web"])
+
+
+def test_label_change_lists_the_label_and_records_it(running: World) -> None:
+    relabelled = vm(**{"app: web": "app: db"})
+    request = running.request(documents(BASE, relabelled))
+    plan, specs = plan_with_specs(request)
+    change = change_of(plan, "vm/web")
+    assert [(f.path, f.before, f.after, f.effect) for f in change.fields] == [
+        ("metadata.labels.app", "web", "db", Effect.NONE)
+    ]
+    # What the apply records as applied carries the new labels, so the next plan has nothing to do.
+    assert specs[change.key]["metadata"] == {"labels": {"app": "db"}}
+    after = applied(request)
+    assert not [c for c in after.plan(BASE, relabelled).changes if c.is_change]
+    assert change_of(after.plan(BASE, vm()), "vm/web").type is ChangeType.UPDATE
+
+
+def test_labels_removed_is_a_change_and_unlabelled_records_stay_converged(running: World) -> None:
+    change = change_of(running.plan(BASE, vm(**{"labels: {app: web}": "labels: {}"})), "vm/web")
+    assert change.type is ChangeType.UPDATE
+    assert [(f.path, f.before, f.after) for f in change.fields] == [("metadata.labels.app", "web", None)]
+    # A resource without labels records no metadata at all: records written before labels were recorded
+    # still compare equal.
+    bare = converge(BASE, vm(**{"labels: {app: web}": "labels: {}"}))
+    assert all("metadata" not in record.applied for record in bare.records.values() if record.applied)
+    assert not [c for c in bare.plan(BASE, vm(**{"labels: {app: web}": "labels: {}"})).changes if c.is_change]
+
+
+def test_ignore_changes_covers_labels(running: World) -> None:
+    edit = {"app: web": "app: db", "memory: 2Gi": "memory: 2Gi\n  lifecycle: {ignoreChanges: [metadata.labels]}"}
+    change = change_of(running.plan(BASE, vm(**edit)), "vm/web")
+    assert [f.path for f in change.fields] == ["lifecycle.ignoreChanges[0]"]
 
 
 @pytest.mark.parametrize(
