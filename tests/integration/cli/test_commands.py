@@ -126,6 +126,30 @@ def test_get_describe_events(env: Env) -> None:
     assert {"vm.created", "vm.running", "apply.finished"} <= types
 
 
+def test_a_label_change_is_planned_recorded_and_shown_without_touching_the_vm(env: Env) -> None:
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    before = env.fleet_vms()
+    vms_file = env.manifests / "30-vms.yaml"
+    vms_file.write_text(vms_file.read_text().replace("labels: {app: shop, tier: edge}", "labels: {app: shop, tier: lb}"))
+
+    diff = env.run("diff", "-f", str(env.manifests))
+    assert diff.returncode == 2, diff.stdout + diff.stderr
+    assert "vm/lb-1 will be updated in-place" in diff.stdout
+    assert 'metadata.labels.tier = "edge" -> "lb"' in " ".join(diff.stdout.split())
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in diff.stdout
+    planned = json.loads(env.run("diff", "-f", str(env.manifests), "-o", "json").stdout)
+    assert [a for a in planned["actions"] if a["resource"] == "vm/lb-1"] == []  # record-only: no driver action
+
+    applied = env.run("apply", "-f", str(env.manifests), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert env.fleet_vms() == before
+    assert env.run("diff", "-f", str(env.manifests)).returncode == 0
+    described = json.loads(env.run("get", "vm", "lb-1", "-o", "json").stdout)
+    record = described[0] if isinstance(described, list) else described
+    assert record["labels"] == {"app": "shop", "tier": "lb"}
+    assert "metadata" not in record["spec"]
+
+
 def test_secret_never_printed_or_logged(env: Env) -> None:
     outputs = [
         env.run("diff", "-f", str(env.manifests)),
