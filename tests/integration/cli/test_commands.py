@@ -130,7 +130,8 @@ def test_a_label_change_is_planned_recorded_and_shown_without_touching_the_vm(en
     assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
     before = env.fleet_vms()
     vms_file = env.manifests / "30-vms.yaml"
-    vms_file.write_text(vms_file.read_text().replace("labels: {app: shop, tier: edge}", "labels: {app: shop, tier: lb}"))
+    relabelled = vms_file.read_text().replace("labels: {app: shop, tier: edge}", "labels: {app: shop, tier: lb}")
+    vms_file.write_text(relabelled)
 
     diff = env.run("diff", "-f", str(env.manifests))
     assert diff.returncode == 2, diff.stdout + diff.stderr
