@@ -72,8 +72,14 @@ def vms(draw: st.DrawFn, model: Model, names: list[str]) -> dict[str, dict[str, 
             "disks": disks,
             "nics": nics,
             "placement": placement,
+            LABELS: draw(LABEL_SETS),
         }
     return result
+
+
+# A VM's labels travel in its model under this key (not a spec field); ``render`` moves them to the metadata.
+LABELS = "(labels)"
+LABEL_SETS = st.sampled_from([{}, {"tier": "web"}, {"tier": "db"}, {"tier": "web", "team": "a"}])
 
 
 @st.composite
@@ -135,6 +141,7 @@ def edits(draw: st.DrawFn, model: Model) -> Model:
                 vm["disks"].append({"size": GiB})
             if vm["nics"] and draw(st.booleans()):
                 vm["nics"].pop()
+            vm[LABELS] = draw(LABEL_SETS)  # a record-only change, or none
         # Whatever was removed is no longer referenced.
         vm["disks"] = [d for d in vm["disks"] if d.get("image") is None or d["image"] in new["images"]]
         vm["nics"] = [n for n in vm["nics"] if n["network"] in new["networks"]]
@@ -148,7 +155,9 @@ def render(model: Model) -> str:
     documents: list[dict[str, Any]] = []
 
     def add(kind: str, name: str, spec: dict[str, Any]) -> None:
-        documents.append({"apiVersion": "nebctl/v1", "kind": kind, "metadata": {"name": name}, "spec": spec})
+        spec = dict(spec)
+        metadata = {"name": name, "labels": spec.pop(LABELS, {})}
+        documents.append({"apiVersion": "nebctl/v1", "kind": kind, "metadata": metadata, "spec": spec})
 
     for host in model["hosts"]:
         add("Host", host, {"uri": f"sim://{host}?cpus=64&memory=256Gi&disk=4Ti"})
