@@ -272,9 +272,41 @@ def start_mariadb(*, durable: bool = False) -> DatabaseServer:
     return server
 
 
+OWNER_FILE = "nebctl-test-owner"  # "<pytest pid> <server pid>", written once the server is up
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_orphaned_servers(backend: str) -> list[Path]:
+    """Stop the servers that a test session killed before its teardown (SIGKILL, a timeout) left running, and
+    remove their directories. Only servers whose owning test session is gone: other sessions running at the
+    same time keep theirs. Returns the directories cleared."""
+    cleared = []
+    for directory in Path(tempfile.gettempdir()).glob(f"nebctl-{backend}-*"):
+        try:
+            owner, server_pid = (int(field) for field in (directory / OWNER_FILE).read_text().split())
+        except (OSError, ValueError):
+            continue  # still starting, or not one of ours
+        if _alive(owner):
+            continue
+        stop_pid(server_pid)
+        shutil.rmtree(directory, ignore_errors=True)
+        cleared.append(directory)
+    return cleared
+
+
 def _server_or_skip(backend: str) -> Iterator[DatabaseServer]:
     from tests.conftest import in_ci
 
+    stop_orphaned_servers(backend)
     try:
         server = start_postgresql() if backend == "postgresql" else start_mariadb()
     except ServerUnavailable as error:
@@ -282,6 +314,7 @@ def _server_or_skip(backend: str) -> Iterator[DatabaseServer]:
         if in_ci():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+    (server.directory / OWNER_FILE).write_text(f"{os.getpid()} {server.pid}")
     try:
         yield server
     finally:
