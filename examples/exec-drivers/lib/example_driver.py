@@ -28,8 +28,8 @@ def log(level, message):
 
 
 @contextlib.contextmanager
-def host_state(host):
-    """The host's state file, locked for the whole action so concurrent actions do not lose updates."""
+def locked_state(host):
+    """The host's state, its file locked while the block runs, and a function that writes it back."""
     root = os.environ.get("NEBCTL_EXAMPLE_STATE")
     if not root:
         raise Failure("config", "NEBCTL_EXAMPLE_STATE is not set (drivers.exec.env in nebctl's configuration)")
@@ -41,10 +41,34 @@ def host_state(host):
         if os.path.exists(path):
             with open(path) as stream:
                 state.update(json.load(stream))
+
+        def save():
+            with open(path + ".tmp", "w") as stream:
+                json.dump(state, stream)
+            os.replace(path + ".tmp", path)
+
+        yield state, save
+
+
+@contextlib.contextmanager
+def host_state(host):
+    """The host's state file, locked for the whole action so concurrent actions do not lose updates."""
+    with locked_state(host) as (state, save):
         yield state
-        with open(path + ".tmp", "w") as stream:
-            json.dump(state, stream)
-        os.replace(path + ".tmp", path)
+        save()
+
+
+@contextlib.contextmanager
+def host_states(*hosts):
+    """Several hosts' states at once (a migration's source and target; the same host twice is one state),
+    locked in name order so that two migrations in opposite directions cannot wait for each other forever,
+    and written back last host first: a migration's target holds the VM before its source forgets it (a crash
+    in between leaves it on both, and migrating again finishes the move)."""
+    with contextlib.ExitStack() as stack:
+        locked = {name: stack.enter_context(locked_state(name)) for name in sorted(set(hosts))}
+        yield [locked[name][0] for name in hosts]
+        for name in dict.fromkeys(reversed(hosts)):
+            locked[name][1]()
 
 
 def status(vm):
@@ -96,6 +120,31 @@ def virtualization(action, state, resource, arguments):
     if action == "poll":
         return status(the_vm(state, resource["uuid"]))
     raise Failure("unsupported", f"virtualization action {action} is not implemented")
+
+
+def migrate(source, target, resource, arguments):
+    """Move the VM, and the disks the target lacks, from the source's state to the target's (both locked).
+    Done again, it finds the VM on the target and returns it as it is. The toy has no memory to copy: a live
+    and a cold migration both leave the VM in the state it was in."""
+    uuid, target_name = resource["uuid"], arguments["target"]["name"]
+    if source is target or (uuid not in source["vms"] and uuid in target["vms"]):
+        return status(the_vm(target, uuid))
+    vm = the_vm(source, uuid)
+    if any(other["uuid"] != uuid and other.get("name") == vm.get("name") for other in target["vms"].values()):
+        raise Failure("conflict", f"host {target_name} already has a VM named {vm.get('name')}")
+    disks = [(disk["datastore"], disk["volume"]) for disk in resource.get("disks") or []]
+    for datastore, _name in disks:  # every check before anything moves
+        if datastore not in target["datastores"]:
+            raise Failure("not_found", f"no datastore {datastore} on host {target_name}")
+    for datastore, name in disks:
+        key = volume_key(datastore, name)
+        if key in source["volumes"] and key not in target["volumes"]:
+            volume = source["volumes"].pop(key)
+            volume["path"] = target["datastores"][datastore]["path"].rstrip("/") + "/" + name
+            target["volumes"][key] = volume
+    target["vms"][uuid] = source["vms"].pop(uuid)
+    log("INFO", f"{'live' if arguments.get('live') else 'cold'} migrated VM {vm.get('name')} to {target_name}")
+    return status(vm)
 
 
 # --- monitoring -----------------------------------------------------------------------------------------------
@@ -249,23 +298,31 @@ def next_free(net, taken):
     raise Failure("invalid", "no free address left")
 
 
+def act(family, action, host, resource, arguments):
+    """Every action but a migration: on the one host's state."""
+    with host_state(host["name"]) as state:
+        if family == "virtualization":
+            return virtualization(action, state, resource, arguments)
+        if family == "monitoring":
+            return monitoring(action, state, host)
+        if family == "storage":
+            return storage(action, state, resource, arguments)
+        if family == "network":
+            return network(action, state, resource, arguments)
+        raise Failure("unsupported", f"family {family} is not implemented")
+
+
 def main():
     payload = json.load(sys.stdin)
     action, family = payload["action"], payload["family"]
     host = payload.get("host") or {"name": "_"}
     resource, arguments = payload.get("resource") or {}, payload.get("arguments") or {}
     try:
-        with host_state(host["name"]) as state:
-            if family == "virtualization":
-                result = virtualization(action, state, resource, arguments)
-            elif family == "monitoring":
-                result = monitoring(action, state, host)
-            elif family == "storage":
-                result = storage(action, state, resource, arguments)
-            elif family == "network":
-                result = network(action, state, resource, arguments)
-            else:
-                raise Failure("unsupported", f"family {family} is not implemented")
+        if family == "virtualization" and action == "migrate":
+            with host_states(host["name"], arguments["target"]["name"]) as (source, target):
+                result = migrate(source, target, resource, arguments)
+        else:
+            result = act(family, action, host, resource, arguments)
     except Failure as failure:
         log("ERROR", failure.message)
         print(json.dumps({"error": {"kind": failure.kind, "message": failure.message}}))
