@@ -19,5 +19,7 @@ def in_ci() -> bool:
 def repo_root() -> Path:
     return REPO_ROOT
 
+
 # Fixture modules shared across test directories (database servers, libvirtd...). Each owner adds its own line.
 pytest_plugins: list[str] = ["tests.support.libvirtd", "tests.support.databases"]
+pytest_plugins += ["tests.support.libvirtd_peer"]  # a second libvirtd, the migration target

@@ -5,10 +5,11 @@ twice gives one VM, actions on a missing object raise ``NotFoundError``, state t
 ones, a host probe returns every VM of the host in one call, storage and network actions behave alike.
 
 How to add a driver (the libvirt one, a plugin): write a builder, a context manager taking the test's
-``tmp_path`` and yielding a ``DriverSet`` (the four host-family drivers and the ``HostRef`` they act on, plus
-``second_host`` when the driver can migrate), then add one ``pytest.param`` to ``DRIVER_PARAMS`` naming it
-(with ``marks=`` for what it needs, e.g. ``pytest.mark.libvirt``). Build the drivers through the registry
-when you can, as the builders below do, so the suite also checks the registry wiring. Nothing else changes.
+``tmp_path`` and yielding a ``DriverSet`` (the four host-family drivers, the ``HostRef`` they act on, and a
+``second_host`` to migrate to: migration is part of the contract), then add one ``pytest.param`` to
+``DRIVER_PARAMS`` naming it (with ``marks=`` for what it needs, e.g. ``pytest.mark.libvirt``). Build the drivers
+through the registry when you can, as the builders below do, so the suite also checks the registry wiring.
+Nothing else changes.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class DriverSet:
     network: Any
     monitoring: Any
     datastore_path: str  # an absolute directory the storage driver may use for a datastore
-    second_host: HostRef | None = None  # a migration target; None skips the migration contract
+    second_host: HostRef | None = None  # a migration target: the migration contract fails without one...
+    no_second_host: str = ""  # ...unless this says why (a daemon that could not start), then it skips outside CI
 
 
 def capabilities_on(driver: Any, host: HostRef) -> frozenset[str]:
@@ -86,6 +88,7 @@ def build_exec(tmp_path: Path) -> Iterator[DriverSet]:
             drivers.network,
             drivers.monitoring,
             datastore_path=str(tmp_path / "pool"),
+            second_host=HostRef("node2", "exec://example"),  # the same programs, another state file
         )
     finally:
         registry.close()

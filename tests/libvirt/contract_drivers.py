@@ -1,8 +1,10 @@
 """The libvirt entries of the shared contract suite (tests/contract/conftest.py imports them).
 
 Two driver sets: libvirt's in-process test hypervisor (two fresh, file-described ones per test: one host
-and a migration target) and the real ``qemu:///system`` daemon of tests/support/libvirtd.py. Both are
-built through the registry. Each test starts from what exists and, at its end, removes every domain, network,
+and a migration target, between which the driver migrates cold, the test hypervisor having no migration) and
+the real ``qemu:///system`` daemon of tests/support/libvirtd.py, whose migration target is the second, private
+libvirtd of tests/support/libvirtd_peer.py (QEMU live-migrates between the two). Both are built through the
+registry. Each test starts from what exists and, at its end, removes every domain, network,
 pool, volume and filter that appeared meanwhile, so tests do not see each other's objects and nothing stays
 behind on the shared daemon.
 """
@@ -20,6 +22,7 @@ from nebctl.controller.settings import Settings
 from nebctl.drivers.registry import build_registry
 from nebctl.drivers.types import HostRef
 from tests.support.libvirtd import ensure_daemon, exclusive_objects
+from tests.support.libvirtd_peer import ensure_peer
 
 if TYPE_CHECKING:
     from tests.contract.conftest import DriverSet
@@ -119,7 +122,14 @@ def build_libvirt_test(tmp_path: Path) -> Iterator[DriverSet]:
 @contextlib.contextmanager
 def build_libvirt_qemu(tmp_path: Path) -> Iterator[DriverSet]:
     daemon = ensure_daemon()
-    with exclusive_objects(), _libvirt_set(tmp_path, "libvirt-qemu", HostRef("local", daemon.uri), None) as driver_set:
+    second, missing = None, ""
+    try:
+        second = HostRef("peer", ensure_peer().uri)
+    except pytest.skip.Exception as skipped:  # outside CI only (in CI it fails): the other tests still run
+        missing = skipped.msg or "the peer libvirtd did not start"
+    host = HostRef("local", daemon.uri)
+    with exclusive_objects(), _libvirt_set(tmp_path, "libvirt-qemu", host, second) as driver_set:
+        driver_set.no_second_host = missing
         yield driver_set
 
 

@@ -7,17 +7,18 @@ hypervisor offers it, qemu (TCG) otherwise, and ``test`` on libvirt's test drive
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 import libvirt
 
 from nebctl.drivers import context
 from nebctl.drivers.errors import ConflictError, PermanentError
-from nebctl.drivers.libvirt import images, seeds
+from nebctl.drivers.libvirt import images, migration, seeds
 from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, domain_owner, ignoring, live_state
 from nebctl.drivers.libvirt.connections import Connections
 from nebctl.drivers.libvirt.failures import error_code
@@ -36,6 +37,16 @@ _UNDEFINE_FLAGS = (
     | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA", 0)
 )
 _NOT_RUNNING = (libvirt.VIR_ERR_OPERATION_INVALID,)
+# What a live migration refuses with when it cannot be done (unsafe: a disk on storage libvirt does not take for
+# shared); the driver then migrates cold.
+_NO_LIVE_MIGRATION = (
+    libvirt.VIR_ERR_NO_SUPPORT,
+    libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
+    libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+    libvirt.VIR_ERR_MIGRATE_UNSAFE,
+)
+
+log = logging.getLogger("nebctl.drivers.libvirt")
 
 
 def guest_type(capabilities: str) -> tuple[str, str]:
@@ -103,6 +114,14 @@ class LibvirtVirtualization(LibvirtDriverBase):
         self.migration_shutdown_timeout = migration_shutdown_timeout
         self._guest_types: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_context(cls, context: Any) -> Self:
+        """As the base class builds it; a cold migration's graceful stop lasts the settings' ``shutdown_timeout``
+        (the executor's own shutdowns do too)."""
+        driver = super().from_context(context)
+        driver.migration_shutdown_timeout = float(context.settings.shutdown_timeout)
+        return driver
 
     def _guest(self, uri: str, connection: libvirt.virConnect) -> tuple[str, str]:
         with self._lock:
@@ -262,6 +281,16 @@ class LibvirtVirtualization(LibvirtDriverBase):
     # --- migrate and poll ---------------------------------------------------------------------------------
 
     def migrate(self, source: HostRef, target: HostRef, vm: VMDefinition, *, live: bool = False) -> VMStatus:
+        """Move the domain and the volumes of its disks to ``target`` (see ``migration`` for which volumes move).
+
+        Live when asked, the domain runs and the hypervisor can: QEMU moves the memory and, when the target
+        lacks them, the disks (libvirt creates their volumes in the target's pools); the read-only seed is
+        copied first, as QEMU's disk migration skips it. Otherwise cold: stop the domain on the source, copy the
+        volumes the target lacks, define (and start, when it ran) the domain on the target from ``vm``, then
+        undefine it on the source. Either way the source's copies of the moved volumes are deleted at the end.
+        Everything that can refuse (a datastore the target lacks) is checked before anything stops or moves.
+        Done again, it finds the domain gone from the source and returns its status on the target.
+        """
         if source.uri == target.uri:
             return self.poll(target, vm.uuid)
         with self._using(source, f"migrate {vm.name}") as source_connection:
@@ -273,28 +302,56 @@ class LibvirtVirtualization(LibvirtDriverBase):
                 # Already moved by an earlier try: the target has it.
                 return self.poll(target, vm.uuid)
             was_running = bool(domain.isActive())
-            if live and was_running and self._migrate_live(source_connection, domain, target):
+            disks = migration.volume_disks(domain)
+        with self._using(target, f"migrate {vm.name}: disks on the target") as target_connection:
+            missing = migration.missing_on(target_connection, disks, target.name)
+        to_copy = missing
+        if live and was_running:
+            self._copy(source, target, vm, [disk for disk in missing if disk.read_only])
+            with self._using(source, f"live-migrate {vm.name} to {target.name}") as source_connection:
+                copied = [disk.device for disk in missing if not disk.read_only]
+                moved = self._migrate_live(source_connection, domain, target, copy_disks=copied)
+            if moved:
+                with self._using(source, f"migrate {vm.name}: remove the moved disks") as source_connection:
+                    migration.delete_volumes(source_connection, missing)
                 return self.poll(target, vm.uuid)
-        # Cold: stop on the source, define (and start) on the target from the definition, then forget the
-        # source's domain. Disks are expected on the target's datastore (shared, or copied by storage).
+            to_copy = [disk for disk in missing if not disk.read_only]  # the others were copied above
         if was_running:
             self.shutdown(source, vm.uuid, timeout=self.migration_shutdown_timeout)
+        self._copy(source, target, vm, to_copy)
         status = self.deploy(target, vm, start=was_running)
         self.undeploy(source, vm.uuid)
+        with self._using(source, f"migrate {vm.name}: remove the moved disks") as source_connection:
+            migration.delete_volumes(source_connection, missing)
         return status
 
-    def _migrate_live(self, connection: libvirt.virConnect, domain: libvirt.virDomain, target: HostRef) -> bool:
-        """True when the hypervisor moved the running domain; false when it cannot (then we go cold)."""
+    def _copy(self, source: HostRef, target: HostRef, vm: VMDefinition, disks: list[migration.VolumeDisk]) -> None:
+        for disk in disks:
+            with (
+                self._using(source, f"migrate {vm.name}: read disk {disk.volume}") as source_connection,
+                self._using(target, f"migrate {vm.name}: copy disk {disk.volume}") as target_connection,
+            ):
+                migration.copy_volume(source_connection, target_connection, disk, target.name)
+
+    def _migrate_live(
+        self, connection: libvirt.virConnect, domain: libvirt.virDomain, target: HostRef, *, copy_disks: list[str]
+    ) -> bool:
+        """True when the hypervisor moved the running domain; false when it cannot (then we go cold). QEMU copies
+        the disks named in ``copy_disks`` (guest devices) and only those: the others are shared with the target,
+        and copying one onto itself would corrupt it."""
         flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+        params: dict[str, object] = {}
+        if copy_disks:
+            flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
+            params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = copy_disks
         target_connection = self.connections.get(target.uri)
         try:
-            domain.migrate(target_connection, flags, None, None, 0)
+            domain.migrate3(target_connection, params, flags)
         except libvirt.libvirtError as error:
-            if error_code(error) in (
-                libvirt.VIR_ERR_NO_SUPPORT,
-                libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
-                libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
-            ):
+            if error_code(error) in _NO_LIVE_MIGRATION:
+                # E.g. a disk on storage libvirt does not take for shared, where QEMU would copy nothing.
+                log.warning("cannot live-migrate %s to %s (%s): migrating it cold", domain.name(), target.name,
+                            error.get_error_message())  # fmt: skip
                 return False
             raise
         return True
