@@ -7,6 +7,14 @@ construct objects, and measure alias expansion *before* expanding anything), val
 kind's pydantic model, turns pydantic's errors into messages users can act on, then runs the cross-document
 checks of ``schemas.validation``. All errors of a run are collected and raised together as ``ManifestError``.
 
+That reader is pure Python and keeps a position for every value, which only diagnostics need: ``load_paths`` and
+``load_text`` first read each file with libyaml's parser (C, through PyYAML's event API), resolve and construct
+its scalars with the same ruamel.yaml resolver and constructor (YAML 1.2, so the values are the same), and validate
+them. Only a file that goes beyond plain mappings, lists and scalars (tags, anchors, merge keys, directives...),
+or that has any problem, is read again with the positioned reader; and when the set has a cross-document problem,
+every file is, so that every diagnostic is exactly the positioned reader's (tests/unit/schemas/test_fast_loading.py
+checks that both readers give the same values).
+
 Everything here is a pure function of its inputs (paths are read, nothing else is touched); limits are passed
 in as ``Limits`` with safe defaults.
 """
@@ -19,7 +27,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,12 +159,27 @@ def load_paths(paths: Sequence[str | os.PathLike[str]], *, limits: Limits = DEFA
 
     Raises ``ManifestError`` with every problem found, in the files and across them.
     """
-    documents, diagnostics, files = read_paths(paths, limits=limits)
-    return _finish(documents, diagnostics, files)
+    files, diagnostics = expand_paths(paths)
+    if not diagnostics:
+        texts: list[tuple[str, str]] = []
+        for file in files:
+            text, problem = _read_file(file, limits)
+            if problem is not None or text is None:
+                break
+            texts.append((file, text))
+        else:
+            loaded = _load_fast(texts, limits)
+            if loaded is not None:
+                return loaded
+    documents, diagnostics, files_read = read_paths(paths, limits=limits)
+    return _finish(documents, diagnostics, files_read)
 
 
 def load_text(text: str, filename: str = "<text>", *, limits: Limits = DEFAULT_LIMITS) -> ManifestSet:
     """Load manifests from a string (``filename`` is used in diagnostics only); see ``load_paths``."""
+    loaded = _load_fast([(filename, text)], limits)
+    if loaded is not None:
+        return loaded
     documents, diagnostics = parse_text(text, filename, limits=limits)
     return _finish(documents, diagnostics, (filename,))
 
@@ -509,6 +532,193 @@ def read_yaml(text: str, filename: str, *, limits: Limits = DEFAULT_LIMITS) -> t
     if not documents and not diagnostics:
         diagnostics.append(Diagnostic(SourceLocation(filename, 1, 1), None, "no manifest in this file (it is empty)"))
     return documents, diagnostics
+
+
+# --- The fast path: libyaml's parser, no positions ---------------------------------------------------------
+
+try:
+    import yaml.events as _events  # type: ignore[import-untyped]
+    from yaml import YAMLError as _LibYAMLError
+    from yaml._yaml import CParser as _CParser  # type: ignore[import-untyped]
+except ImportError:  # PyYAML without libyaml: every file takes the positioned reader
+    _CParser = None
+
+# Characters whose reading differs between YAML 1.1 (libyaml) and 1.2 (ruamel.yaml): NEL, LS and PS are line
+# breaks in 1.1 only. Tabs, a byte-order mark inside the text and lone surrogates (text that is not UTF-8) are
+# left to the positioned reader too.
+_POSITIONED_ONLY = re.compile("[\t\x85\u2028\u2029\ufeff\ud800-\udfff]")
+
+
+class _PositionedReaderError(Exception):
+    """This file needs the positioned reader: it uses more than the fast path reads, or has a problem."""
+
+
+def _load_fast(texts: Sequence[tuple[str, str]], limits: Limits) -> ManifestSet | None:
+    """The manifest set of these (file, text) pairs, or None when it has any problem (the caller then reads it
+    with the positioned reader, which reports them). A file that only needs that reader's features is read
+    with it here, the others with libyaml."""
+    if _CParser is None:
+        return None
+    scalars = _Scalars()
+    documents: list[LoadedDocument] = []
+    for filename, text in texts:
+        raw_documents = _read_fast(text, filename, limits, scalars)
+        if raw_documents is None:
+            found, problems = parse_text(text, filename, limits=limits)
+            if problems:
+                return None
+            documents.extend(found)
+            continue
+        for raw in raw_documents:
+            document, problems = _check_document(raw)
+            if document is None or problems:
+                return None
+            documents.append(document)
+    from nebctl.schemas.validation import validate_documents
+
+    if validate_documents(documents):
+        return None
+    return ManifestSet(
+        documents={doc.key: doc.manifest for doc in documents},
+        locations={doc.key: doc.location for doc in documents},
+        files=tuple(filename for filename, _ in texts),
+    )
+
+
+class _Scalars:
+    """Scalars and keys as the positioned reader makes them (``_Builder.scalar`` and ``_Builder.key``), with
+    the same ruamel.yaml resolver and constructor; cached, since the same text in the same style always gives
+    the same value (and manifests repeat most of theirs)."""
+
+    def __init__(self) -> None:
+        self.yaml = YAML(typ="safe", pure=True)
+        self.values: dict[tuple[str, bool], Any] = {}
+        self.tags: dict[tuple[str, bool], str] = {}
+
+    def tag(self, text: str, plain: bool) -> str:
+        found = self.tags.get((text, plain))
+        if found is None:
+            found = self.tags[text, plain] = str(self.yaml.resolver.resolve(ScalarNode, text, (plain, not plain)))
+        return found
+
+    def key(self, text: str, plain: bool, mapping: dict[str, Any]) -> str:
+        """Keys are their text; a duplicate, a merge key (``<<``) or a key of another type needs the reader."""
+        if text in mapping or self.tag(text, plain) not in _SCALAR_TAGS:
+            raise _PositionedReaderError
+        return text
+
+    def value(self, text: str, plain: bool) -> Any:
+        try:
+            return self.values[text, plain]
+        except KeyError:
+            pass
+        tag = self.tag(text, plain)
+        if tag == _TAG + "timestamp":
+            result: Any = text
+        elif tag not in _SCALAR_TAGS:
+            raise _PositionedReaderError
+        else:
+            try:
+                result = self.yaml.constructor.construct_object(ScalarNode(tag, text), deep=True)
+            except (ValueError, YAMLError):
+                raise _PositionedReaderError from None
+        self.values[text, plain] = result
+        return result
+
+
+_NO_KEY: Any = object()  # in a mapping's frame: no key waits for its value (a list's frame holds None)
+
+
+class _AtDocument(dict[DataPath, SourceLocation]):
+    """The positions of a document read by the fast path: only the document's own. A problem found in it is
+    never reported from here (the file is read again with the positioned reader), so any path is there."""
+
+    def __init__(self, location: SourceLocation) -> None:
+        super().__init__()
+        self.location = location
+
+    def __missing__(self, path: DataPath) -> SourceLocation:
+        return self.location
+
+
+def _read_fast(text: str, filename: str, limits: Limits, scalars: _Scalars) -> list[_Document] | None:
+    """A file's documents as plain data, each with its own position only, read with libyaml; None when the file
+    needs the positioned reader. Nothing here recurses, and a document is given up as soon as it nests or counts
+    close to the limits (the positioned reader then refuses it with its own message): libyaml's parser produces
+    one event at a time, so a hostile file costs no more than the events read before it is given up."""
+    if len(text.encode("utf-8", errors="surrogatepass")) > limits.max_file_bytes or _POSITIONED_ONLY.search(text):
+        return None
+    try:
+        parser = _CParser(text)
+    except UnicodeError:
+        return None
+    try:
+        documents = _documents(parser.get_event, filename, limits, scalars)
+    except (_PositionedReaderError, _LibYAMLError, UnicodeError):
+        return None
+    finally:
+        parser.dispose()
+    return documents or None  # a file without a manifest is a problem the positioned reader reports
+
+
+def _documents(next_event: Callable[[], Any], filename: str, limits: Limits, scalars: _Scalars) -> list[_Document]:
+    scalar_event, alias_event = _events.ScalarEvent, _events.AliasEvent
+    mapping_start, sequence_start = _events.MappingStartEvent, _events.SequenceStartEvent
+    max_depth = limits.max_depth - 2  # below both the nesting limit and the scanner's flow-nesting limit
+    documents: list[_Document] = []
+    nodes = 0
+    next_event()  # the stream's start
+    while not isinstance(start := next_event(), _events.StreamEndEvent):
+        if start.version is not None or start.tags:  # a %YAML or %TAG directive
+            raise _PositionedReaderError
+        stack: list[list[Any]] = []  # frames: [the list or mapping being filled, its key waiting for a value]
+        root: Any = None
+        root_event: Any = None
+        while True:
+            event = next_event()
+            kind = type(event)
+            if kind is scalar_event:
+                if event.anchor is not None or event.tag is not None:
+                    raise _PositionedReaderError
+                nodes += 1
+                plain = bool(event.implicit[0])
+                if stack and stack[-1][1] is _NO_KEY:
+                    stack[-1][1] = scalars.key(event.value, plain, stack[-1][0])
+                    continue
+                value = scalars.value(event.value, plain)
+            elif kind is mapping_start or kind is sequence_start:
+                if event.anchor is not None or event.tag is not None or len(stack) >= max_depth:
+                    raise _PositionedReaderError
+                if stack and stack[-1][1] is _NO_KEY:
+                    raise _PositionedReaderError  # a list or mapping as a key
+                nodes += 1
+                value = {} if kind is mapping_start else []
+            elif kind is alias_event:
+                raise _PositionedReaderError
+            elif stack:  # the end of a list or mapping
+                stack.pop()
+                continue
+            else:  # the document's end
+                break
+            if nodes > limits.max_nodes:
+                raise _PositionedReaderError
+            if stack:
+                frame = stack[-1]
+                if frame[1] is None:
+                    frame[0].append(value)
+                else:
+                    frame[0][frame[1]] = value
+                    frame[1] = _NO_KEY
+            else:
+                root, root_event = value, event
+            if kind is not scalar_event:
+                stack.append([value, _NO_KEY if kind is mapping_start else None])
+        if root_event is None or (type(root_event) is scalar_event and root is None):
+            continue  # an empty document (``---`` alone): dropped, as the positioned reader does
+        mark = root_event.start_mark
+        location = SourceLocation(filename, mark.line + 1, mark.column + 1)
+        documents.append(_Document(root, location, _AtDocument(location), _AtDocument(location)))
+    return documents
 
 
 # --- Documents to models ----------------------------------------------------------------------------------
