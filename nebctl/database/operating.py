@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Row, Table
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql import Executable
@@ -67,15 +66,22 @@ def upsert(
 
 @lru_cache(maxsize=64)
 def _upsert_statement(dialect: str, table: Table, conflict: tuple[str, ...], update: tuple[str, ...]) -> Executable:
-    # Built once per table: constructing the ``excluded`` columns costs more than running the statement.
+    # Built once per table: constructing the ``excluded`` columns costs more than running the statement. Each
+    # backend's dialect module is imported here, when its statement is first built, not by every command.
     if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects import mysql
+
         my_insert = mysql.insert(table)
         return my_insert.on_duplicate_key_update({column: my_insert.inserted[column] for column in update})
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         pg_insert = postgresql.insert(table)
         return pg_insert.on_conflict_do_update(
             index_elements=list(conflict), set_={column: pg_insert.excluded[column] for column in update}
         )
+    from sqlalchemy.dialects import sqlite
+
     lite_insert = sqlite.insert(table)
     return lite_insert.on_conflict_do_update(
         index_elements=list(conflict), set_={column: lite_insert.excluded[column] for column in update}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 
 from nebctl.controller.cli import main
 from nebctl.database import SchemaOutdated, SchemaTooNew, Store, engines, migrating
@@ -44,6 +47,66 @@ def test_created_schema_matches_the_migrations(db_url: str) -> None:
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def _schema(connection: Connection) -> dict[str, Any]:
+    """Every table as the database reports it (the version table too), and the version rows."""
+    inspector = inspect(connection)
+    tables: dict[str, Any] = {}
+    for name in sorted(inspector.get_table_names()):
+        tables[name] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"), c.get("autoincrement"))
+                for c in inspector.get_columns(name)
+            ],
+            "primary key": inspector.get_pk_constraint(name),
+            "foreign keys": sorted(map(repr, inspector.get_foreign_keys(name))),
+            "indexes": sorted(map(repr, inspector.get_indexes(name))),
+            "unique": sorted(map(repr, inspector.get_unique_constraints(name))),
+        }
+    if connection.dialect.name == "sqlite":
+        # The version table's DDL exactly as Alembic's stamp writes it.
+        tables["alembic_version"]["sql"] = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'alembic_version'"
+        ).scalar()
+    versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+    return {"tables": tables, "versions": versions}
+
+
+def test_created_database_is_the_migrated_database(db_url: str) -> None:
+    """A new database gets its tables from the models and its version row without Alembic: the result is the
+    database that running the migrations makes, version table included."""
+    assert migrating.head_revision() == migrating.HEAD, "update migrating.HEAD with the new migration"
+    Store.open(db_url).close()
+    engine = engines.create(db_url)
+    try:
+        with transaction(engine, write=False) as connection:
+            created = _schema(connection)
+        with transaction(engine, write=True) as connection:
+            Base.metadata.drop_all(connection)
+            connection.exec_driver_sql("DROP TABLE alembic_version")
+            assert inspect(connection).get_table_names() == []
+        migrating.upgrade(engine)
+        with transaction(engine, write=False) as connection:
+            migrated = _schema(connection)
+    finally:
+        engine.dispose()
+    assert created["versions"] == [migrating.HEAD]
+    assert created == migrated
+
+
+def test_opening_a_new_or_current_database_needs_no_alembic(tmp_path: Path) -> None:
+    """Alembic (and Mako) cost every command a tenth of a second to import: only migrating needs them."""
+    url = f"sqlite:///{tmp_path / 'nebctl.db'}"
+    program = (
+        "import sys\n"
+        "from nebctl.database import Store\n"
+        f"Store.open({url!r}).close()\n"
+        f"Store.open({url!r}).close()\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_newer_and_unversioned_schemas_are_refused(db_url: str) -> None:
