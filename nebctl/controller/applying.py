@@ -29,7 +29,15 @@ from nebctl.controller.observing import DriverSource, known_hosts, observe
 from nebctl.controller.planning import PlanRequest, QuotaLimit, plan_with_specs
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
 from nebctl.controller.settings import Settings
-from nebctl.database.records import ActionRecord, ActionUpdate, ApplyState, EventRecord, ResourceRecord, Severity
+from nebctl.database.records import (
+    ActionRecord,
+    ActionUpdate,
+    ApplyState,
+    EventRecord,
+    HistoryOpening,
+    ResourceRecord,
+    Severity,
+)
 from nebctl.database.store import Batch, Store
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.protocols import HookDriver
@@ -289,6 +297,7 @@ class StoreJournal:
         self._dirty: dict[ResourceKey, ResourceRecord] = {}
         self._deleted: list[ResourceKey] = []
         self._events: list[EventRecord] = []
+        self._placements: list[HistoryOpening] = []
         self.apply_id = apply_id
         self.planned = planned
         self.world = world
@@ -327,9 +336,10 @@ class StoreJournal:
             tx.save_resources(list(self._dirty.values()))
         for key in self._deleted:
             tx.delete_resource(key)
+        tx.open_histories(self._placements)
         ids = tx.add_events(self._events)
         self.emitted += [event_payload(event, identifier) for event, identifier in zip(self._events, ids, strict=True)]
-        self._updates, self._dirty, self._deleted, self._events = [], {}, [], []
+        self._updates, self._dirty, self._deleted, self._events, self._placements = [], {}, [], [], []
 
     def _event(self, tx: Batch, *, type: str, message: str, key: ResourceKey | None = None, **fields: Any) -> None:
         """Add an event to this round; it reaches the hooks once the round's transaction has committed."""
@@ -467,16 +477,23 @@ class StoreJournal:
         self._event(tx, type=f"{key.kind.short}.{verb}", message=f"{key} {verb}", key=key)
         if key.kind is Kind.VIRTUAL_MACHINE and spec is not None and host:
             moved = change.type is ChangeType.CREATE or change.previous_host not in (None, host)
-            resized = any(f.path in ("vcpu", "memory") or f.path.startswith("disks") for f in change.fields)
-            if moved or resized or change.type is ChangeType.REPLACE:
-                tx.open_history(
-                    key,
-                    host=str(host),
-                    vcpu=int(spec["vcpu"]),
-                    memory=int(spec["memory"]),
-                    disk=disk_total(spec),
-                    reason=change.type.value if not moved or change.type is ChangeType.CREATE else "migrated",
-                    stack=stack,
+            # Resized is asked last: a created VM's fields are listed only when something asks for them.
+            if (
+                moved
+                or change.type is ChangeType.REPLACE
+                or any(f.path in ("vcpu", "memory") or f.path.startswith("disks") for f in change.fields)
+            ):
+                # Written with the round's other placements, in one statement (``_write_round``).
+                self._placements.append(
+                    HistoryOpening(
+                        key,
+                        host=str(host),
+                        vcpu=int(spec["vcpu"]),
+                        memory=int(spec["memory"]),
+                        disk=disk_total(spec),
+                        reason=change.type.value if not moved or change.type is ChangeType.CREATE else "migrated",
+                        stack=stack,
+                    )
                 )
             if state:
                 self._event(tx, type=f"vm.{state}", message=f"{key} is {state} on {host}", key=key)

@@ -182,6 +182,19 @@ class HistoryRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryOpening:
+    """A placement record to start (``open_histories``): ``vm`` is placed on ``host`` with these sizes."""
+
+    vm: ResourceKey
+    host: str
+    vcpu: int
+    memory: int
+    disk: int
+    reason: str
+    stack: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HookRunRecord:
     hook: str
     event: str

@@ -35,6 +35,21 @@ _events = table(Event)
 # Rows per INSERT statement in bulk writes: large enough to amortise round trips, small enough for any server.
 BULK_CHUNK = 1000
 
+# The executor's journal runs these every round: built once (constructing a statement costs more than its
+# execution on SQLite).
+_UPDATE_ACTIONS = (
+    update(_actions)
+    .where(_actions.c.apply_id == bindparam("match_apply"), _actions.c.action_id == bindparam("match_action"))
+    .values(
+        state=bindparam("new_state"),
+        **{
+            column: func.coalesce(bindparam(f"new_{column}", type_=_actions.c[column].type), _actions.c[column])
+            for column in ("attempts", "error", "result", "started_at", "finished_at")
+        },
+    )
+)
+_INSERT_EVENTS = insert(_events).returning(_events.c.id, sort_by_parameter_order=True)
+
 _RESOURCE_UPDATED = (
     "stack",
     "desired",
@@ -299,15 +314,6 @@ class StateOperations(Operations):
         """
         if not updates:
             return
-        keep = {
-            column: func.coalesce(bindparam(f"new_{column}", type_=_actions.c[column].type), _actions.c[column])
-            for column in ("attempts", "error", "result", "started_at", "finished_at")
-        }
-        statement = (
-            update(_actions)
-            .where(_actions.c.apply_id == bindparam("match_apply"), _actions.c.action_id == bindparam("match_action"))
-            .values(state=bindparam("new_state"), **keep)
-        )
         rows = [
             {
                 "match_apply": apply_id,
@@ -323,7 +329,7 @@ class StateOperations(Operations):
         ]
         with self._write() as connection:
             for chunk in chunks(rows, BULK_CHUNK):
-                connection.execute(statement, list(chunk))
+                connection.execute(_UPDATE_ACTIONS, list(chunk))
 
     def actions_of(self, apply_id: int) -> list[ActionRecord]:
         """The journal of one apply, in the order it was planned."""
@@ -387,11 +393,10 @@ class StateOperations(Operations):
             }
             for event in events
         ]
-        statement = insert(_events).returning(_events.c.id, sort_by_parameter_order=True)
         ids: list[int] = []
         with self._write() as connection:
             for chunk in chunks(rows, BULK_CHUNK):
-                ids.extend(int(row[0]) for row in connection.execute(statement, list(chunk)))
+                ids.extend(int(row[0]) for row in connection.execute(_INSERT_EVENTS, list(chunk)))
         return ids
 
     def list_events(

@@ -11,17 +11,29 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 
 from nebctl.database.models import AccountingRecord, HookRun, HostSample, VMSample
 from nebctl.database.operating import AnyRow, Operations, chunks, table
-from nebctl.database.records import HistoryRecord, HookRunRecord, HostSampleRecord, VMSampleRecord
+from nebctl.database.records import HistoryOpening, HistoryRecord, HookRunRecord, HostSampleRecord, VMSampleRecord
 from nebctl.schemas.keys import ResourceKey
 
 _host_samples = table(HostSample)
 _vm_samples = table(VMSample)
 _history = table(AccountingRecord)
 _hook_runs = table(HookRun)
+
+# ``open_histories``' statements, built once: the executor's journal runs them every round.
+_CLOSE_HISTORIES = (
+    update(_history)
+    .where(
+        _history.c.namespace == bindparam("match_namespace"),
+        _history.c.name == bindparam("match_name"),
+        _history.c.ended_at.is_(None),
+    )
+    .values(ended_at=bindparam("new_ended_at"), end_reason=bindparam("new_end_reason"))
+)
+_INSERT_HISTORIES = insert(_history)
 
 # Hook output kept per stream: enough to debug, bounded so that a chatty hook cannot bloat the database
 # (and within MySQL's TEXT limit of 64 KiB even at four bytes a character).
@@ -294,6 +306,45 @@ class TelemetryOperations(Operations):
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def open_histories(self, openings: Sequence[HistoryOpening], *, start: datetime | None = None) -> None:
+        """Bulk ``open_history`` (the executor's round of placed VMs, each VM once): one statement closes the open
+        records of these VMs, one inserts the new ones, whatever their number."""
+        if not openings:
+            return
+        if len({opening.vm for opening in openings}) != len(openings):
+            raise ValueError("open_histories takes each VM once")
+        start = start or self._now()
+        closing = [
+            {
+                "match_namespace": opening.vm.namespace,
+                "match_name": opening.vm.name,
+                "new_ended_at": start,
+                "new_end_reason": opening.reason,
+            }
+            for opening in openings
+        ]
+        rows = [
+            {
+                "namespace": opening.vm.namespace,
+                "name": opening.vm.name,
+                "stack": opening.stack,
+                "host": opening.host,
+                "started_at": start,
+                "ended_at": None,
+                "vcpu": opening.vcpu,
+                "memory": opening.memory,
+                "disk": opening.disk,
+                "reason": opening.reason,
+                "end_reason": None,
+            }
+            for opening in openings
+        ]
+        with self._write() as connection:
+            for chunk in chunks(closing, 1000):
+                connection.execute(_CLOSE_HISTORIES, list(chunk))
+            for chunk in chunks(rows, 1000):
+                connection.execute(_INSERT_HISTORIES, list(chunk))
 
     def close_history(self, vm: ResourceKey, *, reason: str, end: datetime | None = None) -> int:
         """End the open placement record of ``vm``; returns how many were open (0 or 1)."""

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from nebctl.database import DatabaseError, HookRunRecord, HostSampleRecord, QuotaRecord, Store, VMSampleRecord
+from nebctl.database.records import HistoryOpening
 from nebctl.database.telemetry import HOOK_OUTPUT_LIMIT
 from nebctl.schemas.keys import Kind, ResourceKey
 from tests.database.conftest import FakeClock
@@ -91,6 +92,31 @@ def test_accounting_history(store: Store, clock: FakeClock) -> None:
     assert [r.host for r in store.list_history(start=t0 + timedelta(minutes=80))] == ["kvm2"]
     assert [r.host for r in store.list_history(end=t0 + timedelta(minutes=30))] == ["kvm1"]
     assert [r.host for r in store.list_history(host="kvm2")] == ["kvm2"]
+
+
+def test_accounting_history_in_bulk(store: Store, clock: FakeClock) -> None:
+    """``open_histories`` (the executor's round) is ``open_history`` for many VMs at once."""
+    web, db = ResourceKey(Kind.VIRTUAL_MACHINE, "default", "web-1"), ResourceKey(Kind.VIRTUAL_MACHINE, "team", "db-1")
+    t0 = clock.now
+    store.open_history(web, host="kvm1", vcpu=2, memory=2 * GIB, disk=20 * GIB, reason="create", stack="web")
+    clock.advance(60)
+    with store.batch() as tx:
+        tx.open_histories(
+            [
+                HistoryOpening(web, host="kvm2", vcpu=4, memory=4 * GIB, disk=20 * GIB, reason="migrated", stack="web"),
+                HistoryOpening(db, host="kvm1", vcpu=1, memory=GIB, disk=0, reason="create"),
+            ]
+        )
+    records = store.list_history()
+    assert [(r.name, r.host, r.started_at, r.ended_at, r.reason, r.end_reason, r.vcpu) for r in records] == [
+        ("web-1", "kvm1", t0, clock.now, "create", "migrated", 2),
+        ("web-1", "kvm2", clock.now, None, "migrated", None, 4),
+        ("db-1", "kvm1", clock.now, None, "create", None, 1),
+    ]
+    assert [r.namespace for r in store.list_history(vm=db)] == ["team"]
+    store.open_histories([])
+    with pytest.raises(ValueError, match="each VM once"):
+        store.open_histories([HistoryOpening(db, host="a", vcpu=1, memory=1, disk=0, reason="x")] * 2)
 
 
 def test_hook_runs_are_recorded_and_truncated(store: Store) -> None:
