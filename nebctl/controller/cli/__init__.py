@@ -5,11 +5,17 @@ is imported only when one of its commands runs, so ``nebctl validate`` or ``nebc
 database layer, the drivers and the planner. The global options end up in an ``AppContext``
 (``controller.cli.app``) that commands receive with ``@pass_app``; nothing reads the environment or the
 configuration outside of it.
+
+Run as a program (the ``nebctl`` script, ``python -m nebctl``), the group also tunes Python's cyclic garbage
+collector for a short-lived process (``LazyGroup.__call__``); run in-process (``CliRunner``, tests), it does not.
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
+from typing import Any
 
 import click
 
@@ -40,6 +46,30 @@ COMMAND_MODULES = tuple(dict.fromkeys(f"{_PACKAGE}.{module}" for module, _ in CO
 
 class LazyGroup(click.Group):
     """A group whose commands are imported on first use; ``--help`` lists them from ``COMMANDS``."""
+
+    _program = False  # set when called as the process's entry point
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The process's entry point: the collector's passes are paused while the command's modules are imported
+        (hundreds of thousands of long-lived objects: the classes and functions of pydantic, SQLAlchemy and
+        nebctl, each pass rescanning them all for nothing), those objects are then frozen (kept out of every
+        later pass) and collection resumes as usual for the command's own work. At exit, what is still alive is
+        frozen too, so that the interpreter's teardown does not walk it again: the process is ending and the
+        system takes its memory back. Files, connections and locks are closed by the commands, not at teardown.
+        """
+        self._program = True
+        gc.disable()
+        atexit.register(gc.freeze)
+        return super().__call__(*args, **kwargs)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        resolved = super().resolve_command(ctx, args)  # imports the command's module
+        if self._program and not gc.isenabled():
+            gc.freeze()
+            gc.enable()
+        return resolved
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)

@@ -1,7 +1,8 @@
 """The context every CLI command receives: global options, settings, consoles and the log set-up.
 
 Heavy resources (the database engine, the driver registry) are created lazily on first use, so that commands
-which do not need them (``validate``, ``schema``) start fast and work without a database.
+which do not need them (``validate``, ``schema``) start fast and work without a database. The settings model
+(pydantic), rich's consoles and platformdirs are imported only when used, so ``nebctl --help`` imports none of them.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from platformdirs import user_config_dir, user_data_dir
-from rich.console import Console
 
-from nebctl.controller.settings import Settings, parse_settings
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from nebctl.controller.settings import Settings
 
 
 class LogFormat(StrEnum):
@@ -67,6 +70,8 @@ def configure_logging(log_format: LogFormat, verbosity: int) -> None:
 
 
 def default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+
     return Path(user_data_dir("nebctl", appauthor=False))
 
 
@@ -76,8 +81,11 @@ def default_db_url() -> str:
 
 def load_settings(config_path: str | None) -> Settings:
     """Read the configuration file; an explicit path must exist, the default one may be absent."""
+    from platformdirs import user_config_dir
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
+
+    from nebctl.controller.settings import Settings, parse_settings
 
     path = Path(config_path) if config_path else Path(user_config_dir("nebctl", appauthor=False)) / "config.yaml"
     if not path.exists():
@@ -102,9 +110,19 @@ class AppContext:
     settings: Settings
     log_format: LogFormat
     verbosity: int
-    console: Console = field(default_factory=Console)
-    err_console: Console = field(default_factory=lambda: Console(stderr=True))
     _resources: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def console(self) -> Console:
+        from rich.console import Console
+
+        return Console()
+
+    @cached_property
+    def err_console(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True)
 
     @classmethod
     def create(

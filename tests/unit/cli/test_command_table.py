@@ -3,13 +3,17 @@ every command a module defines is listed (a command left out would silently not 
 
 from __future__ import annotations
 
+import gc
 import importlib
+import subprocess
+import sys
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from nebctl.controller.cli import COMMAND_MODULES, COMMANDS, main
+from tests.conftest import REPO_ROOT
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -39,3 +43,41 @@ def test_unknown_command_is_an_error() -> None:
     result = CliRunner().invoke(main, ["frobnicate"])
     assert result.exit_code == 2
     assert "No such command" in result.output
+
+
+def run_program(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (``nebctl`` as a program, not in-process) and return its stdout."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    return result.stdout.strip()
+
+
+def test_help_imports_no_heavy_library() -> None:
+    found = run_program(
+        "import sys\n"
+        "from nebctl.controller.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'pydantic', 'sqlalchemy', 'networkx', 'rich', 'ruamel', 'yaml', 'alembic', 'libvirt'}\n"
+        "print(sorted({name.split('.')[0] for name in sys.modules} & heavy))\n"
+    )
+    assert found.splitlines()[-1] == "[]"
+
+
+def test_the_collector_is_tuned_only_for_a_program() -> None:
+    """As a program, the collector is paused while the command's modules load, then they are frozen and it runs
+    again; in-process (tests, CliRunner), it is left alone."""
+    frozen = gc.get_freeze_count()
+    result = CliRunner().invoke(main, ["validate", "-f", str(REPO_ROOT / "manifests" / "examples")])
+    assert result.exit_code == 0, result.output
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    found = run_program(
+        "import gc\n"
+        "from nebctl.controller.cli import main\n"
+        "try:\n"
+        "    main(['validate', '-f', 'manifests/examples'])\n"
+        "except SystemExit as exit:\n"
+        "    print(exit.code, gc.isenabled(), gc.get_freeze_count() > 1000)\n"
+    )
+    assert found.splitlines()[-1] == "0 True True"
