@@ -24,11 +24,11 @@ from typing import Any
 import networkx as nx
 
 from nebctl.controller import placement as placing
-from nebctl.controller.plans import Action, ChangeType, DriftItem, Plan, ResourceChange
+from nebctl.controller.plans import Action, ChangeType, DriftItem, Edges, Plan, ResourceChange
 from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView, with_metadata
 from nebctl.reconcilers.catalogue import RECONCILERS
-from nebctl.reconcilers.fields import Effect, FieldChange, added, compare, dearest, flatten
+from nebctl.reconcilers.fields import AddedFields, Effect, FieldChange, compare, dearest, flatten
 from nebctl.reconcilers.identity import vm_uuid
 from nebctl.reconcilers.spanned import SpannedReconciler
 from nebctl.reconcilers.vm import disk_total
@@ -129,6 +129,7 @@ def _plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict
     placements = _place(request, own, hosts, problems)
     leases = _leases(request, own, problems)
     disk_datastores = _disk_datastores(request.documents, spans, placements, problems)
+    specs: dict[ResourceKey, dict[str, Any]] = {}  # filled in by _changes, read by the reconcilers' actions
     ctx = PlanningContext(
         stack=request.stack,
         documents=request.documents,
@@ -138,8 +139,8 @@ def _plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict
         placements=placements,
         leases=leases,
         disk_datastores=disk_datastores,
+        specs=specs,
     )
-    specs: dict[ResourceKey, dict[str, Any]] = {}
     changes, drift, warnings = _changes(request, own, ctx, problems, specs)
     changes = _select(changes, request, own)
     _check_deletions(changes, request, own, problems, specs)
@@ -151,7 +152,7 @@ def _plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict
         stack=request.stack,
         changes=tuple(changes),
         actions=tuple(actions),
-        edges=tuple(edges),
+        edges=edges,
         fingerprint=fingerprint(request),
         drift=tuple(drift),
         warnings=tuple(warnings),
@@ -508,8 +509,8 @@ def _deleting_reason(record: RecordView) -> str:
     return "finishing an interrupted delete" if record.status == "deleting" else ""
 
 
-def _added(spec: Mapping[str, Any], sensitive: Sequence[str]) -> tuple[FieldChange, ...]:
-    return tuple(added(spec, sensitive=sensitive))
+def _added(spec: Mapping[str, Any], sensitive: Sequence[str]) -> AddedFields:
+    return AddedFields(spec, sensitive)
 
 
 def _flat_paths(spec: Mapping[str, Any]) -> list[str]:
@@ -740,9 +741,17 @@ def _action_graph(
     ctx: PlanningContext,
     request: PlanRequest,
     specs: Mapping[ResourceKey, Mapping[str, Any]],
-) -> tuple[list[Action], list[tuple[str, str]]]:
+) -> tuple[list[Action], Edges]:
     actions: list[Action] = []
-    edges: list[tuple[str, str]] = []
+    edges = _EdgeLists()
+    # An edge is listed once, where it first comes. Deduplicating the whole list at the end held a dictionary
+    # of every edge (two million in a full plan of 100,000 VMs) on top of everything else; instead each source
+    # of edges that can repeat itself is deduplicated on its own. The others cannot repeat: a group's edges are
+    # between actions of its own resource; an edge between two resources comes from their pair alone (each
+    # reference is linked once per direction, build exits to build entries or exits to destroy entries, and an
+    # action is in one phase). A resource that refers to itself, or a group holding another resource's
+    # action, breaks that reasoning: then the whole list is deduplicated, as before.
+    whole_list = False
     # Per resource and phase: its entry and exit actions, for the edges between resources.
     entries: dict[tuple[ResourceKey, str], _Ends] = {}
     exits: dict[tuple[ResourceKey, str], _Ends] = {}
@@ -751,7 +760,8 @@ def _action_graph(
             continue
         group = RECONCILERS[change.key.kind].actions(change, ctx)
         actions.extend(group.actions)
-        edges.extend(group.edges)
+        edges.extend(_deduplicated(group.edges))
+        whole_list = whole_list or any(action.key != change.key for action in group.actions)
         for phase in ("build", "destroy"):
             ids = {a.id for a in group.actions if _phase(change, a) == phase}
             if ids:
@@ -764,23 +774,25 @@ def _action_graph(
         record = ctx.records.get(key)
         # The spec resolved by _changes (computing it again costs a model dump per resource).
         desired = specs.get(key) if document is not None else None
+        needed = references(key, desired)
+        applied = references(key, record.applied if record is not None else None)
+        whole_list = whole_list or key in needed or key in applied
         # Build after what it needs is built (on the same host, where both are per host).
-        for ref in sorted(references(key, desired), key=_sort_key):
+        for ref in sorted(needed, key=_sort_key):
             if (ref, "build") in exits and (key, "build") in entries:
                 edges.extend(_linked(exits[(ref, "build")], entries[(key, "build")]))
         # Anything that used a resource in its last applied spec stops using it before that resource is
         # destroyed: its own destroy phase does that. Without one (an update that only builds), all of it goes
         # first, unless it needs the resource built again (then waiting for the destroy would be a cycle).
-        needed = references(key, desired)
-        for ref in sorted(references(key, record.applied if record is not None else None), key=_sort_key):
+        for ref in sorted(applied, key=_sort_key):
             if (ref, "destroy") not in entries:
                 continue
             if (key, "destroy") in exits:
                 edges.extend(_linked(exits[(key, "destroy")], entries[(ref, "destroy")]))
             elif (key, "build") in exits and ref not in needed:
                 edges.extend(_linked(exits[(key, "build")], entries[(ref, "destroy")]))
-    edges.extend(_reused_addresses(changed, ctx, specs, entries, exits))
-    return actions, _deduplicated(edges)
+    edges.extend(_deduplicated(_reused_addresses(changed, ctx, specs, entries, exits)))
+    return actions, edges.done(deduplicate=whole_list)
 
 
 def _reused_addresses(
@@ -819,21 +831,30 @@ def _reused_addresses(
 
 class _Ends:
     """The entry or exit actions of one resource's phase, indexed by host: a resource that lives on every host
-    has an action per host, and linking it to each VM by scanning them all would be quadratic."""
+    has an action per host, and linking it to each VM by scanning them all would be quadratic. The index is
+    built on first use, and only for more than a few actions (a VM has a handful, and there are many VMs)."""
 
-    __slots__ = ("actions", "by_host")
+    __slots__ = ("_by_host", "actions")
 
     def __init__(self, actions: Sequence[Action]) -> None:
         self.actions = actions
-        self.by_host: dict[str | None, list[int]] = defaultdict(list)
-        for index, action in enumerate(actions):
-            self.by_host[action.host].append(index)
+        self._by_host: dict[str | None, list[int]] | None = None
 
     def matching(self, host: str | None) -> Iterable[int]:
-        """Indices of the actions that pair with an action on ``host``: the same host, or either has none."""
+        """Indices of the actions that pair with an action on ``host``: the same host, or either has none (in no
+        particular order: ``_linked`` sorts the pairs)."""
         if host is None:
             return range(len(self.actions))
-        return [*self.by_host.get(host, ()), *self.by_host.get(None, ())]
+        if len(self.actions) <= _SCANNED:
+            return [index for index, action in enumerate(self.actions) if action.host in (host, None)]
+        if self._by_host is None:
+            self._by_host = defaultdict(list)
+            for index, action in enumerate(self.actions):
+                self._by_host[action.host].append(index)
+        return [*self._by_host.get(host, ()), *self._by_host.get(None, ())]
+
+
+_SCANNED = 8  # at most this many actions are scanned rather than indexed
 
 
 def _linked(before: _Ends, after: _Ends) -> list[tuple[str, str]]:
@@ -852,6 +873,26 @@ def _linked(before: _Ends, after: _Ends) -> list[tuple[str, str]]:
 
 def _deduplicated(edges: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(edges))
+
+
+class _EdgeLists:
+    """The plan's edges in the order they are found, as two lists of action ids (see ``plans.Edges``)."""
+
+    __slots__ = ("after", "before")
+
+    def __init__(self) -> None:
+        self.before: list[str] = []
+        self.after: list[str] = []
+
+    def extend(self, pairs: Iterable[tuple[str, str]]) -> None:
+        before, after = self.before.append, self.after.append
+        for first, then in pairs:
+            before(first)
+            after(then)
+
+    def done(self, *, deduplicate: bool) -> Edges:
+        edges = Edges.of(self.before, self.after)
+        return Edges(_deduplicated(edges)) if deduplicate else edges
 
 
 _KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}

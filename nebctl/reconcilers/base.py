@@ -97,6 +97,9 @@ class PlanningContext:
     placements: Mapping[ResourceKey, str]  # VM -> host chosen for this plan
     leases: Mapping[tuple[ResourceKey, int], str]  # (VM, NIC index) -> IP address
     disk_datastores: Mapping[tuple[ResourceKey, int], str]  # (VM, disk index) -> datastore name
+    # The spec of each resource of the manifests as the planner resolved it (``desired_spec``, with metadata),
+    # filled in before any ``actions`` call: a reconciler reads it there instead of resolving it again.
+    specs: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

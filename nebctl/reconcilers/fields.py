@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 
 class Effect(StrEnum):
@@ -205,6 +205,52 @@ def added(after: Mapping[str, Any], *, sensitive: Sequence[str] = ()) -> list[Fi
             )
         )
     return changes
+
+
+class AddedFields(Sequence[FieldChange]):
+    """The fields of a new resource, as ``added(spec, sensitive=...)`` lists them, listed when read.
+
+    A full plan of 100,000 VMs lists millions of fields that only a renderer ever reads, once: holding them as
+    ``FieldChange`` values was the largest part of such a plan's memory. This holds the resolved spec instead
+    (the planner keeps it anyway, it is what the resource's record becomes) and lists its fields on each read;
+    the spec must not change afterwards. It reads as, and compares equal to, the tuple of those fields."""
+
+    __slots__ = ("_sensitive", "_spec")
+
+    def __init__(self, spec: Mapping[str, Any], sensitive: Sequence[str] = ()) -> None:
+        self._spec = spec
+        self._sensitive = sensitive  # the reconciler's own list, not a copy per resource
+
+    def listed(self) -> tuple[FieldChange, ...]:
+        return tuple(added(self._spec, sensitive=self._sensitive))
+
+    def __iter__(self) -> Iterator[FieldChange]:
+        return iter(self.listed())
+
+    def __len__(self) -> int:
+        return len(self.listed())
+
+    @overload
+    def __getitem__(self, index: int) -> FieldChange: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[FieldChange, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> FieldChange | tuple[FieldChange, ...]:
+        return self.listed()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AddedFields):
+            return self.listed() == other.listed()
+        if isinstance(other, tuple):
+            return self.listed() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.listed())
+
+    def __repr__(self) -> str:
+        return repr(self.listed())
 
 
 def dearest(changes: Iterable[FieldChange]) -> Effect:

@@ -30,10 +30,12 @@ def disk_volume(key: ResourceKey, index: int) -> str:
     return f"{live_name(key)}-disk{index}"
 
 
+@functools.lru_cache(maxsize=4096)  # one string per image for the clones of every VM of a plan, not one per clone
 def image_volume(key: ResourceKey) -> str:
     return f"image-{live_name(key)}"
 
 
+@functools.lru_cache(maxsize=4096)  # the same few groups in the NIC parameters of every VM of a plan
 def security_group_filter(key: ResourceKey) -> str:
     return f"nebctl-sg-{live_name(key)}"
 

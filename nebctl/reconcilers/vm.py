@@ -135,7 +135,9 @@ class VirtualMachineReconciler:
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         key = change.key
         document = ctx.documents.get(key)
-        desired = self.desired_spec(key, document, ctx) if document is not None else None
+        desired = ctx.specs.get(key) if document is not None else None
+        if desired is None and document is not None:
+            desired = self.desired_spec(key, document, ctx)
         record = ctx.records.get(key)
         old = dict(record.applied) if record is not None and record.applied is not None else None
         builder = _Builder(key)
@@ -276,13 +278,44 @@ class _Builder:
         self.key = key
         self.actions: list[Action] = []
         self.edges: list[tuple[str, str]] = []
+        # The parameters of each NIC (by the spec's NIC mapping, kept alive with it) and the name of each disk
+        # volume: the NIC's pre, post and deploy actions share one mapping, the clone and deploy one name (a
+        # 100,000-VM plan holds half a million actions; parameters are read, never changed).
+        self._nics: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+        self._volumes: dict[int, str] = {}
 
-    def add(self, operation: str, host: str, *parts: object, family: Family, description: str, **params: Any) -> str:
+    def add(
+        self, operation: str, host: str, *parts: object, family: Family, description: str, params: Mapping[str, Any]
+    ) -> str:
         identifier = action_id(self.key, *parts, operation)
         self.actions.append(
             Action(identifier, self.key, family, operation, host, params, f"{description} ({self.key} on {host})")
         )
         return identifier
+
+    def volume(self, index: int) -> str:
+        volume = self._volumes.get(index)
+        if volume is None:
+            volume = self._volumes[index] = disk_volume(self.key, index)
+        return volume
+
+    def nic_params(self, nic: Mapping[str, Any], index: int) -> dict[str, Any]:
+        known = self._nics.get(id(nic))
+        if known is not None and known[0] is nic and known[1]["nic"] == index:
+            return known[1]
+        params = _nic_params(self.key, nic, index)
+        self._nics[id(nic)] = (nic, params)
+        return params
+
+    def deploy_params(self, spec: Mapping[str, Any], first: str, value: Any) -> dict[str, Any]:
+        """``{first: value}`` then what a deploy (or a migration) defines: vCPUs, memory, disks and NICs."""
+        return {
+            first: value,
+            "vcpu": spec["vcpu"],
+            "memory": spec["memory"],
+            "disks": [{"volume": self.volume(i), "datastore": _datastore(d)} for i, d in enumerate(spec["disks"])],
+            "nics": [self.nic_params(nic, i) for i, nic in enumerate(spec["nics"])],
+        }
 
     def after(self, first: Sequence[str], then: Sequence[str]) -> None:
         self.edges += [(a, b) for a in first for b in then]
@@ -300,12 +333,14 @@ class _Builder:
             f"disk{index}",
             family=Family.STORAGE,
             description=f"create disk {index}",
-            disk=index,
-            volume=disk_volume(self.key, index),
-            datastore=_datastore(disk),
-            backing=backing,
-            size=disk.get("size"),
-            clone=disk.get("clone", "overlay"),
+            params={
+                "disk": index,
+                "volume": self.volume(index),
+                "datastore": _datastore(disk),
+                "backing": backing,
+                "size": disk.get("size"),
+                "clone": disk.get("clone", "overlay"),
+            },
         )
 
     def delete_disk(self, spec: Mapping[str, Any], index: int, host: str) -> str:
@@ -316,9 +351,7 @@ class _Builder:
             f"disk{index}",
             family=Family.STORAGE,
             description=f"delete disk {index}",
-            disk=index,
-            volume=disk_volume(self.key, index),
-            datastore=_datastore(disk),
+            params={"disk": index, "volume": self.volume(index), "datastore": _datastore(disk)},
         )
 
     def nic(self, operation: str, spec: Mapping[str, Any], index: int, host: str, suffix: str = "") -> str:
@@ -330,7 +363,7 @@ class _Builder:
             f"nic{index}",
             family=Family.NETWORK,
             description={"pre": "prepare", "post": "finish", "clean": "release"}[operation] + f" NIC {index}",
-            **_nic_params(self.key, nic, index),
+            params=self.nic_params(nic, index),
         )
 
     def deploy(self, spec: Mapping[str, Any], *, start: bool, suffix: str = "") -> str:
@@ -340,12 +373,13 @@ class _Builder:
             *_tag(suffix),
             family=Family.VIRTUALIZATION,
             description="deploy and start" if start else "define",
-            start=start,
-            **_deploy_params(self.key, spec),
+            params=self.deploy_params(spec, "start", start),
         )
 
     def simple(self, operation: str, host: str, description: str, suffix: str = "") -> str:
-        return self.add(operation, host, *_tag(suffix), family=Family.VIRTUALIZATION, description=description)
+        return self.add(
+            operation, host, *_tag(suffix), family=Family.VIRTUALIZATION, description=description, params={}
+        )
 
     # Whole changes.
 
@@ -392,8 +426,7 @@ class _Builder:
                 host,
                 family=Family.VIRTUALIZATION,
                 description=f"migrate from {source}",
-                source=source,
-                **_deploy_params(self.key, new),
+                params=self.deploy_params(new, "source", source),
             )
             if not restart and observed_state == new["state"]:
                 return
@@ -459,10 +492,12 @@ class _Builder:
                         f"disk{index}",
                         family=Family.STORAGE,
                         description=f"grow disk {index}",
-                        disk=index,
-                        volume=disk_volume(self.key, index),
-                        datastore=_datastore(disk),
-                        size=disk["size"],
+                        params={
+                            "disk": index,
+                            "volume": self.volume(index),
+                            "datastore": _datastore(disk),
+                            "size": disk["size"],
+                        },
                     )
                 )
         steps += [self.delete_disk(old, i, host) for i in range(len(new_disks), len(old_disks))]
@@ -492,10 +527,6 @@ def _datastore(disk: Mapping[str, Any]) -> str:
     return live_name(ResourceKey.of(Kind.DATASTORE, str(disk["datastore"])))
 
 
-def _disk_params(key: ResourceKey, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"volume": disk_volume(key, i), "datastore": _datastore(d)} for i, d in enumerate(spec["disks"])]
-
-
 def _nic_params(key: ResourceKey, nic: Mapping[str, Any], index: int) -> dict[str, Any]:
     network = ResourceKey.of(Kind.NETWORK, str(nic["network"]), key.namespace)
     groups = [ResourceKey.of(Kind.SECURITY_GROUP, str(g), key.namespace) for g in nic.get("securityGroups", [])]
@@ -505,15 +536,6 @@ def _nic_params(key: ResourceKey, nic: Mapping[str, Any], index: int) -> dict[st
         "mac": nic.get("mac") or mac_address(key, index),
         "ip": nic.get("ip"),
         "security_groups": [security_group_filter(group) for group in groups],
-    }
-
-
-def _deploy_params(key: ResourceKey, spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "vcpu": spec["vcpu"],
-        "memory": spec["memory"],
-        "disks": _disk_params(key, spec),
-        "nics": [_nic_params(key, nic, i) for i, nic in enumerate(spec["nics"])],
     }
 
 
