@@ -1,29 +1,31 @@
-"""The tables of nebctl's state database, as SQLAlchemy 2 declarative models.
+"""The tables of nebctl's state database, as SQLAlchemy Core tables.
 
-``database.store`` reads and writes them (with SQLAlchemy Core statements on these tables, for speed), the
-Alembic migrations in ``database.migrations`` create them, and ``docs/database.md`` documents every column for
-users who build reports on them. String columns that are indexed have lengths that fit MySQL's index limits
-(utf8mb4: four bytes a character, 3072 bytes a key). Times are aware UTC (``types.UTCDateTime``).
+``database.store`` reads and writes them (with SQLAlchemy Core statements), the Alembic migrations in
+``database.migrations`` create them, and ``docs/database.md`` documents every column for users who build reports
+on them. String columns that are indexed have lengths that fit MySQL's index limits (utf8mb4: four bytes a
+character, 3072 bytes a key). Times are aware UTC (``types.UTCDateTime``). Core tables rather than ORM models:
+nothing maps rows to objects (the store returns its own frozen records), and every command that opens the store
+would otherwise import SQLAlchemy's ORM and configure its mappers for nothing.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from nebctl.database.types import BigId, Json, UTCDateTime
 
@@ -42,271 +44,260 @@ STACK_LENGTH = 128
 HOST_LENGTH = 255
 STATE_LENGTH = 32
 
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: Json, list[Any]: Json}
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Resource(Base):
-    """One declared or adopted resource: what the manifests want, what was last applied, what is live."""
+class Base:
+    """Where Alembic's environment, ``migrating`` and the tests find the tables: ``Base.metadata``."""
 
-    __tablename__ = "resources"
-    __table_args__ = (
-        UniqueConstraint("kind", "namespace", "name"),
-        Index(None, "stack"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(KIND_LENGTH))
-    namespace: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    stack: Mapped[str] = mapped_column(String(STACK_LENGTH))
-    desired: Mapped[dict[str, Any] | None]
-    desired_hash: Mapped[str | None] = mapped_column(String(64))
-    applied: Mapped[dict[str, Any] | None]
-    applied_hash: Mapped[str | None] = mapped_column(String(64))
-    generation: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(STATE_LENGTH))
-    live: Mapped[dict[str, Any]]
-    host: Mapped[str | None] = mapped_column(String(HOST_LENGTH))
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
+    metadata = metadata
 
 
-class Apply(Base):
-    """One run of ``apply``/``destroy``/the service's sync: its plan, who ran it, how it ended."""
-
-    __tablename__ = "applies"
-    __table_args__ = (Index(None, "stack", "id"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    stack: Mapped[str] = mapped_column(String(STACK_LENGTH))
-    revision: Mapped[str | None] = mapped_column(String(128))
-    holder: Mapped[str] = mapped_column(String(255))
-    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
-    started_at: Mapped[datetime]
-    finished_at: Mapped[datetime | None]
-    summary: Mapped[dict[str, Any] | None]
-    plan: Mapped[dict[str, Any]]
+_TIME = UTCDateTime()
 
 
-class ApplyAction(Base):
-    """The journal: one planned driver action of an apply, updated as it runs, so a killed apply can resume."""
-
-    __tablename__ = "apply_actions"
-    __table_args__ = (UniqueConstraint("apply_id", "action_id"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    apply_id: Mapped[int] = mapped_column(ForeignKey("applies.id", ondelete="CASCADE"))
-    action_id: Mapped[str] = mapped_column(String(255))
-    kind: Mapped[str] = mapped_column(String(KIND_LENGTH))
-    namespace: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    family: Mapped[str] = mapped_column(String(STATE_LENGTH))
-    operation: Mapped[str] = mapped_column(String(64))
-    host: Mapped[str | None] = mapped_column(String(HOST_LENGTH))
-    depends_on: Mapped[list[Any]]
-    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
-    result: Mapped[dict[str, Any] | None]
-    started_at: Mapped[datetime | None]
-    finished_at: Mapped[datetime | None]
+def _required(name: str, type_: Any, *args: Any, **kwargs: Any) -> Column[Any]:
+    return Column(name, type_, *args, nullable=False, **kwargs)
 
 
-class Event(Base):
-    """The event log (``nebctl events``, ``describe``, hooks, the API): what happened to what, and when."""
-
-    __tablename__ = "events"
-    __table_args__ = (
-        Index(None, "kind", "namespace", "name", "id"),
-        Index(None, "time"),
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    time: Mapped[datetime]
-    type: Mapped[str] = mapped_column(String(64))
-    severity: Mapped[str] = mapped_column(String(16))
-    kind: Mapped[str | None] = mapped_column(String(KIND_LENGTH))
-    namespace: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
-    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
-    stack: Mapped[str | None] = mapped_column(String(STACK_LENGTH))
-    message: Mapped[str] = mapped_column(Text)
-    data: Mapped[dict[str, Any]]
+def _optional(name: str, type_: Any, *args: Any, **kwargs: Any) -> Column[Any]:
+    return Column(name, type_, *args, nullable=True, **kwargs)
 
 
-class HostSample(Base):
-    """A monitoring probe of one host; ``resolution`` is 0 for raw samples, else the downsampling bucket."""
+# One declared or adopted resource: what the manifests want, what was last applied, what is live.
+Resource = Table(
+    "resources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _required("kind", String(KIND_LENGTH)),
+    _required("namespace", String(NAME_LENGTH)),
+    _required("name", String(NAME_LENGTH)),
+    _required("stack", String(STACK_LENGTH)),
+    _optional("desired", Json),
+    _optional("desired_hash", String(64)),
+    _optional("applied", Json),
+    _optional("applied_hash", String(64)),
+    _required("generation", Integer, default=0),
+    _required("status", String(STATE_LENGTH)),
+    _required("live", Json),
+    _optional("host", String(HOST_LENGTH)),
+    _required("created_at", _TIME),
+    _required("updated_at", _TIME),
+    UniqueConstraint("kind", "namespace", "name"),
+    Index(None, "stack"),
+)
 
-    __tablename__ = "host_samples"
-    __table_args__ = (
-        Index(None, "host", "time"),
-        Index(None, "time"),
-    )
+# One run of ``apply``/``destroy``/the service's sync: its plan, who ran it, how it ended.
+Apply = Table(
+    "applies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _required("stack", String(STACK_LENGTH)),
+    _optional("revision", String(128)),
+    _required("holder", String(255)),
+    _required("state", String(STATE_LENGTH)),
+    _required("started_at", _TIME),
+    _optional("finished_at", _TIME),
+    _optional("summary", Json),
+    _required("plan", Json),
+    Index(None, "stack", "id"),
+)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    host: Mapped[str] = mapped_column(String(HOST_LENGTH))
-    time: Mapped[datetime]
-    resolution: Mapped[int] = mapped_column(Integer, default=0)
-    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
-    cpu_total: Mapped[int] = mapped_column(Integer)
-    cpu_load: Mapped[float] = mapped_column(Float)
-    memory_total: Mapped[int] = mapped_column(BigInteger)
-    memory_used: Mapped[int] = mapped_column(BigInteger)
-    disk_total: Mapped[int] = mapped_column(BigInteger)
-    disk_used: Mapped[int] = mapped_column(BigInteger)
-    attributes: Mapped[dict[str, Any]]
+# The journal: one planned driver action of an apply, updated as it runs, so a killed apply can resume.
+ApplyAction = Table(
+    "apply_actions",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    _required("apply_id", Integer, ForeignKey("applies.id", ondelete="CASCADE")),
+    _required("action_id", String(255)),
+    _required("kind", String(KIND_LENGTH)),
+    _required("namespace", String(NAME_LENGTH)),
+    _required("name", String(NAME_LENGTH)),
+    _required("family", String(STATE_LENGTH)),
+    _required("operation", String(64)),
+    _optional("host", String(HOST_LENGTH)),
+    _required("depends_on", Json),
+    _required("state", String(STATE_LENGTH)),
+    _required("attempts", Integer, default=0),
+    _optional("error", Text),
+    _optional("result", Json),
+    _optional("started_at", _TIME),
+    _optional("finished_at", _TIME),
+    UniqueConstraint("apply_id", "action_id"),
+)
 
+# The event log (``nebctl events``, ``describe``, hooks, the API): what happened to what, and when.
+Event = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    _required("time", _TIME),
+    _required("type", String(64)),
+    _required("severity", String(16)),
+    _optional("kind", String(KIND_LENGTH)),
+    _optional("namespace", String(NAME_LENGTH)),
+    _optional("name", String(NAME_LENGTH)),
+    _optional("stack", String(STACK_LENGTH)),
+    _required("message", Text),
+    _required("data", Json),
+    Index(None, "kind", "namespace", "name", "id"),
+    Index(None, "time"),
+)
 
-class VMSample(Base):
-    """A monitoring probe of one VM (one bulk probe per host yields one row per VM)."""
+# A monitoring probe of one host; ``resolution`` is 0 for raw samples, else the downsampling bucket.
+HostSample = Table(
+    "host_samples",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    _required("host", String(HOST_LENGTH)),
+    _required("time", _TIME),
+    _required("resolution", Integer, default=0),
+    _required("state", String(STATE_LENGTH)),
+    _required("cpu_total", Integer),
+    _required("cpu_load", Float),
+    _required("memory_total", BigInteger),
+    _required("memory_used", BigInteger),
+    _required("disk_total", BigInteger),
+    _required("disk_used", BigInteger),
+    _required("attributes", Json),
+    Index(None, "host", "time"),
+    Index(None, "time"),
+)
 
-    __tablename__ = "vm_samples"
-    __table_args__ = (
-        Index(None, "namespace", "name", "time"),
-        Index(None, "time"),
-    )
+# A monitoring probe of one VM (one bulk probe per host yields one row per VM).
+VMSample = Table(
+    "vm_samples",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    _required("namespace", String(NAME_LENGTH)),
+    _required("name", String(NAME_LENGTH)),
+    _required("host", String(HOST_LENGTH)),
+    _required("time", _TIME),
+    _required("resolution", Integer, default=0),
+    _required("state", String(STATE_LENGTH)),
+    _required("cpu", Float),
+    _required("memory_used", BigInteger),
+    _required("disk_read_bytes", BigInteger),
+    _required("disk_write_bytes", BigInteger),
+    _required("net_rx_bytes", BigInteger),
+    _required("net_tx_bytes", BigInteger),
+    Index(None, "namespace", "name", "time"),
+    Index(None, "time"),
+)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    namespace: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    host: Mapped[str] = mapped_column(String(HOST_LENGTH))
-    time: Mapped[datetime]
-    resolution: Mapped[int] = mapped_column(Integer, default=0)
-    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
-    cpu: Mapped[float] = mapped_column(Float)
-    memory_used: Mapped[int] = mapped_column(BigInteger)
-    disk_read_bytes: Mapped[int] = mapped_column(BigInteger)
-    disk_write_bytes: Mapped[int] = mapped_column(BigInteger)
-    net_rx_bytes: Mapped[int] = mapped_column(BigInteger)
-    net_tx_bytes: Mapped[int] = mapped_column(BigInteger)
+# One placement of a VM: from when to when it ran on a host, with which size (accounting, showback).
+AccountingRecord = Table(
+    "accounting_history",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    _required("namespace", String(NAME_LENGTH)),
+    _required("name", String(NAME_LENGTH)),
+    _optional("stack", String(STACK_LENGTH)),
+    _required("host", String(HOST_LENGTH)),
+    _required("started_at", _TIME),
+    _optional("ended_at", _TIME),
+    _required("vcpu", Integer),
+    _required("memory", BigInteger),
+    _required("disk", BigInteger),
+    _required("reason", String(64)),
+    _optional("end_reason", String(64)),
+    Index(None, "namespace", "name", "started_at"),
+    Index(None, "started_at"),
+    Index(None, "ended_at"),
+)
 
+# One run of a user hook program: which event triggered it, how it exited, what it printed (truncated).
+HookRun = Table(
+    "hook_runs",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    _required("hook", String(NAME_LENGTH)),
+    _required("namespace", String(NAME_LENGTH)),
+    _required("event", String(64)),
+    _optional("event_id", BigInteger),
+    _required("started_at", _TIME),
+    _required("duration", Float),
+    _optional("exit_code", Integer),
+    _required("timed_out", Boolean, default=False),
+    _required("stdout", Text),
+    _required("stderr", Text),
+    Index(None, "hook", "started_at"),
+    Index(None, "started_at"),
+)
 
-class AccountingRecord(Base):
-    """One placement of a VM: from when to when it ran on a host, with which size (accounting, showback)."""
+# A named mutual-exclusion lock (the writers' lock of SPEC section 3): one row while it is held.
+Lock = Table(
+    "locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    _required("token", String(64)),
+    _required("holder", String(255)),
+    _required("host", String(HOST_LENGTH)),
+    _required("pid", Integer),
+    _required("acquired_at", _TIME),
+    _required("expires_at", _TIME),
+)
 
-    __tablename__ = "accounting_history"
-    __table_args__ = (
-        Index(None, "namespace", "name", "started_at"),
-        Index(None, "started_at"),
-        Index(None, "ended_at"),
-    )
+# A leader lease for the service's replicas: whoever holds an unexpired row acts, the others wait.
+Lease = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    _required("holder", String(255)),
+    _required("acquired_at", _TIME),
+    _required("renewed_at", _TIME),
+    _required("expires_at", _TIME),
+)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    namespace: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    stack: Mapped[str | None] = mapped_column(String(STACK_LENGTH))
-    host: Mapped[str] = mapped_column(String(HOST_LENGTH))
-    started_at: Mapped[datetime]
-    ended_at: Mapped[datetime | None]
-    vcpu: Mapped[int] = mapped_column(Integer)
-    memory: Mapped[int] = mapped_column(BigInteger)
-    disk: Mapped[int] = mapped_column(BigInteger)
-    reason: Mapped[str] = mapped_column(String(64))
-    end_reason: Mapped[str | None] = mapped_column(String(64))
+# An identity of the built-in authentication driver (password hashes only, never passwords).
+User = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _required("name", String(128), unique=True),
+    _optional("password_hash", String(255)),
+    _required("groups", Json),
+    _required("enabled", Boolean, default=True),
+    _required("created_at", _TIME),
+)
 
+# An API bearer token of a user; only its SHA-256 is stored, the secret is shown once at creation.
+Token = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _required("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE")),
+    _required("name", String(128)),
+    _required("token_hash", String(64), unique=True),
+    _required("created_at", _TIME),
+    _optional("expires_at", _TIME),
+    _optional("last_used_at", _TIME),
+    Index(None, "user_id"),
+)
 
-class HookRun(Base):
-    """One run of a user hook program: which event triggered it, how it exited, what it printed (truncated)."""
+# An allow rule (access is denied by default): a user or group may do some actions on some kinds.
+AccessRule = Table(
+    "access_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _required("subject_type", String(16)),
+    _required("subject", String(128)),
+    _required("actions", Json),
+    _required("kinds", Json),
+    _required("namespaces", Json),
+    _required("created_at", _TIME),
+)
 
-    __tablename__ = "hook_runs"
-    __table_args__ = (
-        Index(None, "hook", "started_at"),
-        Index(None, "started_at"),
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    hook: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    namespace: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    event: Mapped[str] = mapped_column(String(64))
-    event_id: Mapped[int | None] = mapped_column(BigInteger)
-    started_at: Mapped[datetime]
-    duration: Mapped[float] = mapped_column(Float)
-    exit_code: Mapped[int | None] = mapped_column(Integer)
-    timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
-    stdout: Mapped[str] = mapped_column(Text)
-    stderr: Mapped[str] = mapped_column(Text)
-
-
-class Lock(Base):
-    """A named mutual-exclusion lock (the writers' lock of SPEC section 3): one row while it is held."""
-
-    __tablename__ = "locks"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    token: Mapped[str] = mapped_column(String(64))
-    holder: Mapped[str] = mapped_column(String(255))
-    host: Mapped[str] = mapped_column(String(HOST_LENGTH))
-    pid: Mapped[int] = mapped_column(Integer)
-    acquired_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
-
-
-class Lease(Base):
-    """A leader lease for the service's replicas: whoever holds an unexpired row acts, the others wait."""
-
-    __tablename__ = "leases"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(255))
-    acquired_at: Mapped[datetime]
-    renewed_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
-
-
-class User(Base):
-    """An identity of the built-in authentication driver (password hashes only, never passwords)."""
-
-    __tablename__ = "users"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    password_hash: Mapped[str | None] = mapped_column(String(255))
-    groups: Mapped[list[Any]]
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime]
-
-
-class Token(Base):
-    """An API bearer token of a user; only its SHA-256 is stored, the secret is shown once at creation."""
-
-    __tablename__ = "tokens"
-    __table_args__ = (Index(None, "user_id"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(128))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime]
-    expires_at: Mapped[datetime | None]
-    last_used_at: Mapped[datetime | None]
-
-
-class AccessRule(Base):
-    """An allow rule (access is denied by default): a user or group may do some actions on some kinds."""
-
-    __tablename__ = "access_rules"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    subject_type: Mapped[str] = mapped_column(String(16))
-    subject: Mapped[str] = mapped_column(String(128))
-    actions: Mapped[list[Any]]
-    kinds: Mapped[list[Any]]
-    namespaces: Mapped[list[Any]]
-    created_at: Mapped[datetime]
-
-
-class Quota(Base):
-    """Limits for a group or a namespace, enforced at plan time; a NULL limit means unlimited."""
-
-    __tablename__ = "quotas"
-    __table_args__ = (UniqueConstraint("scope_type", "scope"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scope_type: Mapped[str] = mapped_column(String(16))
-    scope: Mapped[str] = mapped_column(String(128))
-    vms: Mapped[int | None] = mapped_column(Integer)
-    vcpu: Mapped[int | None] = mapped_column(Integer)
-    memory: Mapped[int | None] = mapped_column(BigInteger)
-    disk: Mapped[int | None] = mapped_column(BigInteger)
+# Limits for a group or a namespace, enforced at plan time; a NULL limit means unlimited.
+Quota = Table(
+    "quotas",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _required("scope_type", String(16)),
+    _required("scope", String(128)),
+    _optional("vms", Integer),
+    _optional("vcpu", Integer),
+    _optional("memory", BigInteger),
+    _optional("disk", BigInteger),
+    UniqueConstraint("scope_type", "scope"),
+)

@@ -12,11 +12,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Row, Table
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql import Executable
 
 Clock = Callable[[], datetime]
@@ -25,9 +24,9 @@ Clock = Callable[[], datetime]
 AnyRow = Row[*tuple[Any, ...]]
 
 
-def table(model: type[DeclarativeBase]) -> Table:
-    """The Core table of a model, typed as such (``__table__`` is declared as a mere ``FromClause``)."""
-    return cast(Table, model.__table__)
+def table(model: Table) -> Table:
+    """The table of one of ``database.models``' definitions (they are Core tables already)."""
+    return model
 
 
 class Operations(ABC):
