@@ -196,13 +196,23 @@ def acquire(
             return LockLease(engine, clock, candidate, ttl)
         except exc.IntegrityError:
             pass  # held: see by whom
+        except exc.DBAPIError as error:
+            # Inserts waiting on a row that its holder deletes can deadlock (InnoDB takes their duplicate-key
+            # locks first): the server rolls one back; for that process the lock was simply contended.
+            if not deadlocked(error):
+                raise
         current = read_lock(engine, name)
         if current is None:
             continue  # released between our insert and our read: try again at once
         if is_stale(current, clock=clock, host=host):
             statement = update(_locks).where(_locks.c.name == name, _locks.c.token == current.token).values(mine)
-            with transaction(engine, write=True) as connection:
-                taken = connection.execute(statement).rowcount > 0
+            try:
+                with transaction(engine, write=True) as connection:
+                    taken = connection.execute(statement).rowcount > 0
+            except exc.DBAPIError as error:
+                if not deadlocked(error):
+                    raise
+                taken = False
             if taken:
                 logger.warning("took over lock %r from %s, which is gone", name, current.describe())
                 return LockLease(engine, clock, candidate, ttl)
@@ -211,6 +221,20 @@ def acquire(
         if remaining <= 0:
             raise LockNotObtained(f"lock {name!r} is held by {current.describe()}", holder=current)
         time.sleep(min(remaining, POLL_INTERVAL * random.uniform(0.5, 1.5)))
+
+
+# The errors of a transaction the server rolled back to break a deadlock: MySQL/MariaDB's ER_LOCK_DEADLOCK,
+# PostgreSQL's deadlock_detected (SQLite has one writer at a time and never deadlocks).
+_DEADLOCK_CODES = (1213, "40P01")
+
+
+def deadlocked(error: exc.DBAPIError) -> bool:
+    original = error.orig
+    code = getattr(original, "sqlstate", None)
+    if code is None:
+        arguments = getattr(original, "args", ())
+        code = arguments[0] if arguments else None
+    return code in _DEADLOCK_CODES
 
 
 def force_unlock(engine: Engine, name: str) -> LockRecord | None:

@@ -175,3 +175,21 @@ def test_sigkilled_holder_is_taken_over_by_exactly_one(db_url: str, tmp_path: Pa
         assert store.lock_status() is None
     finally:
         store.close()
+
+
+def test_a_deadlock_victim_is_told_from_other_errors() -> None:
+    """Inserts racing for a lock being released can deadlock on MariaDB: the victim looks again, as for a held
+    lock (an 8-process race showed it); other errors still end the attempt."""
+    import psycopg.errors
+    import pymysql.err
+    from sqlalchemy import exc
+
+    from nebctl.database.locking import deadlocked
+
+    def wrapped(original: Exception) -> exc.DBAPIError:
+        return exc.OperationalError("INSERT INTO locks ...", {}, original)
+
+    assert deadlocked(wrapped(pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")))
+    assert deadlocked(wrapped(psycopg.errors.DeadlockDetected("deadlock detected")))
+    assert not deadlocked(wrapped(pymysql.err.OperationalError(2003, "Can't connect to MySQL server")))
+    assert not deadlocked(wrapped(psycopg.errors.QueryCanceled("canceling statement")))
