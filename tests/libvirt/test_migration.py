@@ -7,23 +7,33 @@ directories, as two hosts with local disks have, so a disk that moves is really 
 migration, through libvirt's streams during a cold one) and removed from the source; with ``shared=True`` in
 one directory, as on shared storage, where nothing may be copied or removed. Checks go through virsh and the
 files, not through the driver under test.
+
+Then a migration killed at each point and done again: the states a crash leaves (a truncated or complete copy
+on the target with the VM still on the source; the VM defined on both; the VM on the target with the source's
+volumes left) are made by hand, and two migrations, one cold and one live, are really killed (SIGKILL) in the
+middle of their disk copy. Each retry must leave the VM on the target only, its disks byte for byte the VM's
+(sha256), and nothing on the source.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from nebctl.drivers.errors import DriverError, NotFoundError, PermanentError
+from nebctl.drivers.errors import ConflictError, DriverError, NotFoundError, PermanentError, TemporaryError
+from nebctl.drivers.libvirt.migration import MIGRATION_NAMESPACE, MIGRATION_PREFIX
 from nebctl.drivers.libvirt.seeds import seed_volume_name
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import (
@@ -319,6 +329,348 @@ def test_a_vm_with_a_shared_and_a_local_disk_moves_only_the_local_one(
                     for volume in drivers.storage.monitor(host, local.pool).volumes:
                         drivers.storage.delete(host, local.pool, volume)
                     drivers.storage.delete_datastore(host, local.pool)
+
+
+# --- a migration killed at any point, then done again -----------------------------------------------------
+#
+# The states a killed migration leaves are made by hand (through virsh, the files and the drivers' other
+# actions), then the migration is done again; last, one is really killed (SIGKILL) in the middle of a copy.
+# Every retry must end with the VM on the target only, its disks there byte for byte the VM's, and nothing
+# left on the source.
+
+
+def digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(MIB):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def digests(directory: Path, *names: str) -> dict[str, str]:
+    return {name: digest(directory / name) for name in names}
+
+
+def stop_for_migration(hosts: Hosts, vm: VMDefinition) -> None:
+    """What a cold migration does to the source before it copies: note in the domain that it ran, stop it."""
+    note = f"<migration target='{hosts.target.uri}' running='yes'/>"
+    result = virsh(hosts.source.uri, "metadata", vm.name, MIGRATION_NAMESPACE, "--config", "--key",
+                   MIGRATION_PREFIX, "--set", note)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert virsh(hosts.source.uri, "destroy", vm.name).returncode == 0
+
+
+def leave_on_target(hosts: Hosts, name: str, left: str) -> None:
+    """The target's volume ``name`` as an earlier try left it: ``complete`` (the source's file, copied),
+    ``truncated`` (the source's size, its first half written: a copy killed halfway) or ``foreign`` (another
+    file of that name, of another size)."""
+    source, target = hosts.source_dir / name, hosts.target_dir / name
+    if left == "complete":
+        subprocess.run(["cp", "--sparse=always", str(source), str(target)], check=True)
+    elif left == "truncated":
+        size = source.stat().st_size
+        with source.open("rb") as reader, target.open("wb") as writer:
+            writer.truncate(size)
+            writer.write(reader.read(size // 2))
+    else:
+        target.write_bytes(os.urandom(MIB))
+    assert virsh(hosts.target.uri, "pool-refresh", hosts.pool).returncode == 0
+
+
+def write_guest_bytes(path: Path, offset: int, data: bytes) -> None:
+    """Bytes a guest writes to its raw disk, written from outside (the guests here run no OS)."""
+    with path.open("r+b") as stream:
+        stream.seek(offset)
+        stream.write(data)
+
+
+def assert_on_target_only(hosts: Hosts, vm: VMDefinition, expected: dict[str, str], state: str) -> None:
+    assert domain_state(hosts.target, vm.name) == state
+    assert domain_state(hosts.source, vm.name) is None
+    assert digests(hosts.target_dir, *expected) == expected
+    assert sorted(path.name for path in hosts.source_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("left", ["truncated", "complete", "foreign"])
+def test_a_cold_migration_killed_before_the_target_defined_the_vm_copies_the_disks_again(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path, left: str
+) -> None:
+    """Killed after stopping the VM, in the middle of a copy (``truncated``), after the copies but before the
+    domain was defined on the target (``complete``), or with another volume of the name there (``foreign``):
+    the source's disks are still the VM's, so the target's volumes are replaced by new copies, whatever they
+    hold, and the VM is started on the target, as it ran before the first try (the source's note)."""
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path) as hosts:
+        vm = a_vm(prefix, a_disk(drivers, hosts, "disk0", "raw", os.urandom(MIB), 48 * MIB),
+                  a_disk(drivers, hosts, "disk1", "qcow2", os.urandom(MIB), 16 * MIB))  # fmt: skip
+        drivers.virt.deploy(hosts.source, vm)
+        expected = digests(hosts.source_dir, "disk0", "disk1")
+        stop_for_migration(hosts, vm)
+        for name in expected:
+            leave_on_target(hosts, name, left)
+            assert (left == "complete") == (digest(hosts.target_dir / name) == expected[name])
+
+        moved = drivers.virt.migrate(hosts.source, hosts.target, vm, live=False)
+
+        assert (moved.uuid, moved.state) == (vm.uuid, VMLiveState.RUNNING)
+        assert_on_target_only(hosts, vm, expected, "running (booted)")
+        volumes = drivers.storage.monitor(hosts.target, hosts.pool).volumes
+        assert (volumes["disk0"].format, volumes["disk1"].format) == ("raw", "qcow2")
+        assert_moved(drivers, hosts, vm, live=False)
+
+
+def test_a_live_migration_killed_while_qemu_copied_the_disk_is_done_again_live(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path
+) -> None:
+    """The VM still runs on the source, a truncated volume of its disk on the target (the one libvirt created
+    for QEMU's copy): it is deleted, and QEMU copies the disk into a new one."""
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path) as hosts:
+        vm = a_vm(prefix, a_disk(drivers, hosts, "disk0", "raw", os.urandom(MIB), 48 * MIB))
+        drivers.virt.deploy(hosts.source, vm)
+        expected = digests(hosts.source_dir, "disk0")
+        leave_on_target(hosts, "disk0", "truncated")
+
+        moved = drivers.virt.migrate(hosts.source, hosts.target, vm, live=True)
+
+        assert (moved.uuid, moved.state) == (vm.uuid, VMLiveState.RUNNING)
+        assert_on_target_only(hosts, vm, expected, "running (migrated)")
+        assert_moved(drivers, hosts, vm, live=True)
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["defined", "started"])
+def test_a_cold_migration_killed_after_the_target_defined_the_vm_keeps_the_targets_disk(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path, started: bool
+) -> None:
+    """Killed once the domain was defined on the target (the commit), before or after it started there, and
+    before it was undefined on the source: the target's disk is the VM's now (here the guest wrote to it since
+    the copy), so it is not copied again; the VM is started there, then removed from the source with its
+    volume."""
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path) as hosts:
+        vm = a_vm(prefix, a_disk(drivers, hosts, "disk0", "raw", os.urandom(MIB), 8 * MIB))
+        drivers.virt.deploy(hosts.source, vm)
+        stop_for_migration(hosts, vm)
+        leave_on_target(hosts, "disk0", "complete")
+        drivers.virt.deploy(hosts.target, vm, start=started)
+        write_guest_bytes(hosts.target_dir / "disk0", 0, os.urandom(4096))
+        expected = digests(hosts.target_dir, "disk0")
+        assert expected != digests(hosts.source_dir, "disk0")
+
+        moved = drivers.virt.migrate(hosts.source, hosts.target, vm, live=False)
+
+        assert (moved.uuid, moved.state) == (vm.uuid, VMLiveState.RUNNING)
+        assert_on_target_only(hosts, vm, expected, "running (booted)")
+        assert_moved(drivers, hosts, vm, live=False)
+
+
+def test_a_vm_that_ran_again_on_the_source_after_a_killed_migration_is_migrated_from_the_source(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path
+) -> None:
+    """The domain defined but stopped on the target, and running on the source (started again after the
+    crash, and writing): the source's disk is the VM's, the target's a stale copy. The target's definition is
+    removed and the migration done again from the source."""
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path) as hosts:
+        vm = a_vm(prefix, a_disk(drivers, hosts, "disk0", "raw", os.urandom(MIB), 8 * MIB))
+        drivers.virt.deploy(hosts.source, vm)
+        leave_on_target(hosts, "disk0", "complete")
+        drivers.virt.deploy(hosts.target, vm, start=False)
+        write_guest_bytes(hosts.source_dir / "disk0", 0, os.urandom(4096))
+        expected = digests(hosts.source_dir, "disk0")
+
+        moved = drivers.virt.migrate(hosts.source, hosts.target, vm, live=False)
+
+        assert (moved.uuid, moved.state) == (vm.uuid, VMLiveState.RUNNING)
+        assert_on_target_only(hosts, vm, expected, "running (booted)")
+        assert_moved(drivers, hosts, vm, live=False)
+
+
+def test_a_vm_running_on_both_hosts_is_refused_and_nothing_is_deleted(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path
+) -> None:
+    """Running on both (the source started again while the target's ran): the driver cannot tell which disk is
+    the VM's, and refuses; both domains and both volumes stay."""
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path) as hosts:
+        vm = a_vm(prefix, a_disk(drivers, hosts, "disk0", "raw", os.urandom(MIB), 8 * MIB))
+        drivers.virt.deploy(hosts.source, vm)
+        leave_on_target(hosts, "disk0", "complete")
+        drivers.virt.deploy(hosts.target, vm)
+        with pytest.raises(ConflictError, match="runs on both"):
+            drivers.virt.migrate(hosts.source, hosts.target, vm, live=False)
+        for host, directory in ((hosts.source, hosts.source_dir), (hosts.target, hosts.target_dir)):
+            assert domain_state(host, vm.name) == "running (booted)"
+            assert (directory / "disk0").exists()
+
+
+def test_a_migration_killed_after_undefining_the_source_removes_the_source_volumes(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path
+) -> None:
+    """Killed after the domain left the source, before the source's volumes were deleted: the retry finds the
+    domain on the target only and deletes the source's volumes of its disks, the target's untouched."""
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path) as hosts:
+        vm = a_vm(prefix, a_disk(drivers, hosts, "disk0", "raw", os.urandom(MIB), 8 * MIB),
+                  a_disk(drivers, hosts, "disk1", "qcow2", os.urandom(MIB), 16 * MIB))  # fmt: skip
+        drivers.virt.deploy(hosts.source, vm)
+        expected = digests(hosts.source_dir, "disk0", "disk1")
+        stop_for_migration(hosts, vm)
+        for name in expected:
+            leave_on_target(hosts, name, "complete")
+        drivers.virt.deploy(hosts.target, vm)
+        assert virsh(hosts.source.uri, "undefine", vm.name).returncode == 0
+
+        moved = drivers.virt.migrate(hosts.source, hosts.target, vm, live=False)
+
+        assert (moved.uuid, moved.state) == (vm.uuid, VMLiveState.RUNNING)
+        assert_on_target_only(hosts, vm, expected, "running (booted)")
+        assert_moved(drivers, hosts, vm, live=False)
+
+
+def test_a_source_volume_the_target_lacks_is_never_deleted(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path
+) -> None:
+    """The domain on the target only, but the target lacks the volume of its disk: the source's volume is the
+    only copy of the disk, and stays."""
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path) as hosts:
+        vm = a_vm(prefix, a_disk(drivers, hosts, "disk0", "raw", os.urandom(MIB), 8 * MIB))
+        drivers.virt.deploy(hosts.source, vm)
+        expected = digests(hosts.source_dir, "disk0")
+        drivers.virt.deploy(hosts.target, vm, start=False)
+        drivers.virt.undeploy(hosts.source, vm.uuid)
+
+        drivers.virt.migrate(hosts.source, hosts.target, vm, live=False)
+
+        assert domain_state(hosts.target, vm.name) == "shut off (unknown)"
+        assert digests(hosts.source_dir, "disk0") == expected
+        assert not (hosts.target_dir / "disk0").exists()
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["whole", "killed-after-define"])
+def test_on_shared_storage_a_migration_and_its_retry_keep_the_disk_and_the_seed(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path, killed: bool
+) -> None:
+    """One directory for both pools: whether the migration runs whole or is killed after defining the domain on
+    the target and done again, the disk is the same file throughout, never copied or deleted, and the
+    cloud-init seed the target's domain uses stays (removing the source's domain does not remove it)."""
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path, shared=True) as hosts:
+        disk = a_disk(drivers, hosts, "disk0", "raw", os.urandom(MIB), 8 * MIB)
+        vm = dataclasses.replace(a_vm(prefix, disk), cloud_init=CloudInitData(user_data="#cloud-config\n"))
+        drivers.virt.deploy(hosts.source, vm)
+        inode, expected = (hosts.source_dir / "disk0").stat().st_ino, digests(hosts.source_dir, "disk0")
+        if killed:
+            stop_for_migration(hosts, vm)
+            # The first try had refreshed the target's pool (seeing the shared seed) before defining it there.
+            assert virsh(hosts.target.uri, "pool-refresh", hosts.pool).returncode == 0
+            drivers.virt.deploy(hosts.target, vm, start=False)
+
+        drivers.virt.migrate(hosts.source, hosts.target, vm, live=False)
+
+        assert domain_state(hosts.target, vm.name) == "running (booted)"
+        assert domain_state(hosts.source, vm.name) is None
+        assert (hosts.target_dir / "disk0").stat().st_ino == inode
+        assert digests(hosts.target_dir, "disk0") == expected
+        assert (hosts.target_dir / seed_volume_name(vm.name)).exists()
+        assert_moved(drivers, hosts, vm, live=False)
+
+
+MIGRATING = """
+import json, sys
+from nebctl.drivers.libvirt import Connections, LibvirtVirtualization
+from nebctl.drivers.types import DiskAttachment, HostRef, VMDefinition
+request = json.loads(sys.argv[1])
+vm = request["vm"]
+vm["disks"] = tuple(DiskAttachment(**disk) for disk in vm["disks"])
+driver = LibvirtVirtualization(connections=Connections(), migration_shutdown_timeout=0.5)
+driver.migrate(HostRef(*request["source"]), HostRef(*request["target"]), VMDefinition(**vm), live=request["live"])
+"""
+
+
+def a_big_vm(drivers: Drivers, hosts: Hosts, prefix: str) -> VMDefinition:
+    """A VM running on the source with a 192 MiB raw disk, 128 MiB of it random data: long enough to copy that
+    a process copying it can be killed in the middle."""
+    info = drivers.storage.clone(hosts.source, hosts.pool,
+                                 VolumeDefinition(volume="disk0", size=192 * MIB, format="raw"))  # fmt: skip
+    with open(info.path, "r+b") as stream:
+        for _ in range(128):
+            stream.write(os.urandom(MIB))
+    vm = a_vm(prefix, DiskAttachment(volume="disk0", datastore=hosts.pool, format="raw"))
+    drivers.virt.deploy(hosts.source, vm)
+    return vm
+
+
+def kill_migration(hosts: Hosts, vm: VMDefinition, *, live: bool, copying: Callable[[], bool]) -> None:
+    """Migrate ``vm`` in another process and kill it (SIGKILL) as soon as ``copying()`` says its disk copy runs."""
+    request = {
+        "source": [hosts.source.name, hosts.source.uri],
+        "target": [hosts.target.name, hosts.target.uri],
+        "vm": {"name": vm.name, "uuid": vm.uuid, "vcpu": vm.vcpu, "memory": vm.memory,
+               "disks": [dataclasses.asdict(disk) for disk in vm.disks]},
+        "live": live,
+    }  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", MIGRATING, json.dumps(request)])
+    try:
+        deadline = time.monotonic() + 60
+        while not copying():
+            assert child.poll() is None, f"the migration ended ({child.returncode}) before it was killed"
+            assert time.monotonic() < deadline, "the disk copy did not start"
+            time.sleep(0.001)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_cold_migration_killed_in_the_middle_of_a_copy_loses_nothing_when_done_again(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path
+) -> None:
+    """For real: the process copying the disk through libvirt's streams is killed (SIGKILL) as soon as the
+    target's volume holds some of it. The migration done again leaves the whole disk on the target, the VM
+    running there (it ran before), and nothing on the source."""
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path) as hosts:
+        vm = a_big_vm(drivers, hosts, prefix)
+        expected = digests(hosts.source_dir, "disk0")
+        copy = hosts.target_dir / "disk0"
+        kill_migration(hosts, vm, live=False, copying=lambda: copy.exists() and copy.stat().st_blocks > 0)
+        assert copy.stat().st_blocks * 512 < 128 * MIB, "killed too late: the copy was complete"
+        assert domain_state(hosts.source, vm.name) == "shut off (destroyed)"
+        assert domain_state(hosts.target, vm.name) is None
+
+        moved = drivers.virt.migrate(hosts.source, hosts.target, vm, live=False)
+
+        assert (moved.uuid, moved.state) == (vm.uuid, VMLiveState.RUNNING)
+        assert_on_target_only(hosts, vm, expected, "running (booted)")
+        assert_moved(drivers, hosts, vm, live=False)
+
+
+def test_a_live_migration_killed_in_the_middle_of_qemus_copy_loses_nothing_when_done_again(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path
+) -> None:
+    """For real: the process driving a live migration is killed (SIGKILL) once QEMU has copied part of the disk
+    (the source's migration job says so). libvirt then ends the migration (the VM runs on in the source, the
+    target's incoming domain goes) but leaves the volume it created on the target, partly written. The
+    migration done again, as the executor retries it (a ``TemporaryError`` while the target's domain is not
+    gone yet), moves the VM live with its whole disk."""
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path) as hosts:
+        vm = a_big_vm(drivers, hosts, prefix)
+        expected = digests(hosts.source_dir, "disk0")
+        domain = drivers.connections.get(hosts.source.uri).lookupByUUIDString(vm.uuid)
+        job: dict[str, int] = {}
+
+        def copying() -> bool:
+            job.update(domain.jobStats())
+            return job.get("disk_processed", 0) > 0
+
+        kill_migration(hosts, vm, live=True, copying=copying)
+        assert job["disk_processed"] < job["disk_total"], "killed too late: the copy was complete"
+        assert (hosts.target_dir / "disk0").exists()  # libvirt's, partly written
+
+        for attempt in range(20):
+            try:
+                moved = drivers.virt.migrate(hosts.source, hosts.target, vm, live=True)
+                break
+            except TemporaryError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+
+        assert (moved.uuid, moved.state) == (vm.uuid, VMLiveState.RUNNING)
+        assert_on_target_only(hosts, vm, expected, "running (migrated)")
+        assert_moved(drivers, hosts, vm, live=True)
 
 
 def test_between_two_test_hypervisors_the_migration_is_cold_and_recreates_the_missing_volumes(

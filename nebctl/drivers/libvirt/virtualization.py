@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 import libvirt
 
 from nebctl.drivers import context
-from nebctl.drivers.errors import ConflictError, PermanentError
+from nebctl.drivers.errors import ConflictError, PermanentError, TemporaryError
 from nebctl.drivers.libvirt import images, migration, seeds
 from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, domain_owner, ignoring, live_state
 from nebctl.drivers.libvirt.connections import Connections
@@ -253,19 +253,24 @@ class LibvirtVirtualization(LibvirtDriverBase):
         with self._using(host, f"undeploy {uuid}") as connection:
             domain = self._lookup(connection, uuid)
             seeds_attached = self._seed_volumes(domain)
-            if domain.isActive():
-                with ignoring(*_NOT_RUNNING):
-                    domain.destroy()
-            try:
-                domain.undefineFlags(_UNDEFINE_FLAGS)
-            except libvirt.libvirtError as error:
-                # Drivers without NVRAM or checkpoints (the test driver) refuse the flags they do not know.
-                if error_code(error) not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
-                    raise
-                domain.undefine()
+            self._undefine(domain)
             for pool_name, volume_name in seeds_attached:
                 with ignoring(libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_NO_STORAGE_POOL):
                     connection.storagePoolLookupByName(pool_name).storageVolLookupByName(volume_name).delete(0)
+
+    @staticmethod
+    def _undefine(domain: libvirt.virDomain) -> None:
+        """Stop the domain and remove its definition; its volumes, the seed's too, stay."""
+        if domain.isActive():
+            with ignoring(*_NOT_RUNNING):
+                domain.destroy()
+        try:
+            domain.undefineFlags(_UNDEFINE_FLAGS)
+        except libvirt.libvirtError as error:
+            # Drivers without NVRAM or checkpoints (the test driver) refuse the flags they do not know.
+            if error_code(error) not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+                raise
+            domain.undefine()
 
     @staticmethod
     def _seed_volumes(domain: libvirt.virDomain) -> list[tuple[str, str]]:
@@ -281,49 +286,126 @@ class LibvirtVirtualization(LibvirtDriverBase):
     # --- migrate and poll ---------------------------------------------------------------------------------
 
     def migrate(self, source: HostRef, target: HostRef, vm: VMDefinition, *, live: bool = False) -> VMStatus:
-        """Move the domain and the volumes of its disks to ``target`` (see ``migration`` for which volumes move).
+        """Move the domain and the volumes of its disks to ``target`` (see ``migration`` for which volumes move:
+        those of the datastores the two hosts do not share).
 
-        Live when asked, the domain runs and the hypervisor can: QEMU moves the memory and, when the target
-        lacks them, the disks (libvirt creates their volumes in the target's pools); the read-only seed is
-        copied first, as QEMU's disk migration skips it. Otherwise cold: stop the domain on the source, copy the
-        volumes the target lacks, define (and start, when it ran) the domain on the target from ``vm``, then
-        undefine it on the source. Either way the source's copies of the moved volumes are deleted at the end.
-        Everything that can refuse (a datastore the target lacks) is checked before anything stops or moves.
-        Done again, it finds the domain gone from the source and returns its status on the target.
+        Live when asked, the domain runs and the hypervisor can: QEMU moves the memory and those disks (libvirt
+        creates their volumes in the target's pools); the read-only seed is copied first, as QEMU's disk
+        migration skips it. Otherwise cold: stop the domain on the source, copy those volumes, define (and
+        start, when it ran) the domain on the target from ``vm``, then undefine it on the source. Either way
+        the source's copies of the moved volumes are deleted at the end. Everything that can refuse (a
+        datastore the target lacks) is checked before anything stops or moves.
+
+        Safe to do again after a crash at any point (the executor resumes the action): the domain's persistent
+        definition on the target is the commit. Until it exists, the source's domain and volumes are the VM's,
+        and the volumes an earlier try left on the target, complete or not, are replaced. Once it exists, the
+        target's are: the retry starts the domain there if the earlier try had stopped it running, undefines
+        it on the source and removes the source's volumes that the target holds. Done again after the move, it
+        returns the domain's status on the target.
         """
         if source.uri == target.uri:
             return self.poll(target, vm.uuid)
         with self._using(source, f"migrate {vm.name}") as source_connection:
+            domain = self._find(source_connection, vm.uuid)
+            disks = migration.volume_disks(domain) if domain is not None else []
+        with self._using(target, f"migrate {vm.name}: find it") as target_connection:
+            moved = self._find(target_connection, vm.uuid)
             try:
-                domain = self._lookup(source_connection, vm.uuid)
+                # Defined only by a live migration's end: one runs, or a killed one's domain is not gone yet.
+                transient = moved is not None and not moved.isPersistent()
             except libvirt.libvirtError as error:
                 if error_code(error) != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
-                # Already moved by an earlier try: the target has it.
-                return self.poll(target, vm.uuid)
-            was_running = bool(domain.isActive())
-            disks = migration.volume_disks(domain)
-        with self._using(target, f"migrate {vm.name}: disks on the target") as target_connection:
-            missing = migration.missing_on(target_connection, disks, target.name)
-        to_copy = missing
+                transient = True  # such a domain, gone since it was found
+            if transient:
+                raise TemporaryError(f"{vm.name} is being migrated to {target.name}", driver=DRIVER_NAME)
+            if domain is None and moved is not None:
+                disks = migration.volume_disks(moved)  # moved: the source may still hold the volumes of its disks
+        if domain is None and moved is None:
+            return self.poll(target, vm.uuid)  # not found
+        with (
+            self._using(source, f"migrate {vm.name}: datastores") as source_connection,
+            self._using(target, f"migrate {vm.name}: datastores") as target_connection,
+        ):
+            shared = migration.shared_pools(source_connection, target_connection, disks, target.name)
+        separate = [disk for disk in disks if disk.pool not in shared]
+        if domain is None or (moved is not None and self._moved(source, target, vm, domain, moved)):
+            start = domain is not None and self._stopped_running(source, target, vm, domain)
+            self._complete(source, target, vm, separate, start=start)
+            return self.poll(target, vm.uuid)
+        # Not moved yet: the source's domain and volumes are the VM's.
+        was_running = bool(domain.isActive())
+        to_copy = separate
         if live and was_running:
-            self._copy(source, target, vm, [disk for disk in missing if disk.read_only])
+            with self._using(target, f"migrate {vm.name}: earlier copies") as target_connection:
+                migration.discard_copies(target_connection, [disk for disk in separate if not disk.read_only])
+            self._copy(source, target, vm, [disk for disk in separate if disk.read_only])
             with self._using(source, f"live-migrate {vm.name} to {target.name}") as source_connection:
-                copied = [disk.device for disk in missing if not disk.read_only]
-                moved = self._migrate_live(source_connection, domain, target, copy_disks=copied)
-            if moved:
-                with self._using(source, f"migrate {vm.name}: remove the moved disks") as source_connection:
-                    migration.delete_volumes(source_connection, missing)
+                copied = [disk.device for disk in separate if not disk.read_only]
+                moved_live = self._migrate_live(source_connection, domain, target, copy_disks=copied)
+            if moved_live:
+                self._complete(source, target, vm, separate, start=False)
                 return self.poll(target, vm.uuid)
-            to_copy = [disk for disk in missing if not disk.read_only]  # the others were copied above
+            to_copy = [disk for disk in separate if not disk.read_only]  # the others were copied above
         if was_running:
+            with self._using(source, f"migrate {vm.name}: note that it runs"):
+                migration.note_running(domain, target.uri)
             self.shutdown(source, vm.uuid, timeout=self.migration_shutdown_timeout)
+        else:
+            was_running = self._stopped_running(source, target, vm, domain)
         self._copy(source, target, vm, to_copy)
-        status = self.deploy(target, vm, start=was_running)
-        self.undeploy(source, vm.uuid)
-        with self._using(source, f"migrate {vm.name}: remove the moved disks") as source_connection:
-            migration.delete_volumes(source_connection, missing)
+        status = self.deploy(target, vm, start=was_running)  # the commit
+        self._complete(source, target, vm, separate, start=False)
         return status
+
+    def _find(self, connection: libvirt.virConnect, uuid: str) -> libvirt.virDomain | None:
+        try:
+            return self._lookup(connection, uuid)
+        except libvirt.libvirtError as error:
+            if error_code(error) != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+            return None
+
+    def _stopped_running(self, source: HostRef, target: HostRef, vm: VMDefinition, domain: libvirt.virDomain) -> bool:
+        """Whether an earlier try of a cold migration to ``target`` stopped the (now stopped) domain running."""
+        with self._using(source, f"migrate {vm.name}: read its note"):
+            return not domain.isActive() and migration.noted_running(domain, target.uri)
+
+    def _moved(
+        self, source: HostRef, target: HostRef, vm: VMDefinition, domain: libvirt.virDomain, moved: libvirt.virDomain
+    ) -> bool:
+        """Whether the domain defined on both hosts is the target's now: the source's has not run since the
+        target's was defined (stopped, or paused at the end of a live migration). When the source's runs and the
+        target's is stopped, the source's has run since: the target's definition is removed, its disks are stale
+        copies that the migration replaces."""
+        with self._using(target, f"migrate {vm.name}: compare its domains on {source.name} and"):
+            if not domain.isActive():
+                return True
+            state, reason = domain.state(0)
+            if moved.isActive():
+                if state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_MIGRATION:
+                    return True  # a live migration done but for its last step on the source
+                raise ConflictError(f"{vm.name} runs on both {source.name} and {target.name}: stop the one that "
+                                    "must not run, then migrate again", driver=DRIVER_NAME)  # fmt: skip
+            self._undefine(moved)
+            return False
+
+    def _complete(
+        self, source: HostRef, target: HostRef, vm: VMDefinition, separate: list[migration.VolumeDisk], *, start: bool
+    ) -> None:
+        """The domain is defined on the target: start it there when asked, undefine it on the source, then remove
+        the source's volumes of ``separate`` (the disks in datastores the hosts do not share) the target holds."""
+        if start:
+            self.deploy(target, vm, start=True)
+        with self._using(source, f"migrate {vm.name}: undefine it") as source_connection:
+            domain = self._find(source_connection, vm.uuid)
+            if domain is not None:
+                self._undefine(domain)
+        with (
+            self._using(source, f"migrate {vm.name}: remove the moved disks") as source_connection,
+            self._using(target, f"migrate {vm.name}: the disks it moved") as target_connection,
+        ):
+            migration.remove_moved(source_connection, target_connection, separate)
 
     def _copy(self, source: HostRef, target: HostRef, vm: VMDefinition, disks: list[migration.VolumeDisk]) -> None:
         for disk in disks:
