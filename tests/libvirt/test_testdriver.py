@@ -242,7 +242,7 @@ def test_cold_migration_between_two_test_hosts(drivers: Drivers, prefix: str, tm
     disk = VolumeDefinition(volume="disk", size=1024**2)
     for host in (source, target):
         drivers.storage.create_datastore(host, pool)
-        drivers.storage.clone(host, pool.name, disk)
+    drivers.storage.clone(source, pool.name, disk)  # local storage: the disk is on the source only
     vm = vm_definition(f"{prefix}-mig", disks=(DiskAttachment(volume="disk", datastore=pool.name),))
     drivers.virt.deploy(source, vm)
     try:
@@ -253,11 +253,17 @@ def test_cold_migration_between_two_test_hosts(drivers: Drivers, prefix: str, tm
             drivers.virt.poll(source, vm.uuid)
         # A retry after success finds the VM already moved.
         assert drivers.virt.migrate(source, target, vm).uuid == vm.uuid
+        # The disk moved with it: the source no longer holds it, the target does.
+        with pytest.raises(NotFoundError):
+            drivers.storage.delete(source, pool.name, "disk")
+        drivers.virt.undeploy(target, vm.uuid)
+        drivers.storage.delete(target, pool.name, "disk")
     finally:
         for host in (source, target):
             with contextlib.suppress(NotFoundError):
                 drivers.virt.undeploy(host, vm.uuid)
-            drivers.storage.delete(host, pool.name, "disk")
+            with contextlib.suppress(NotFoundError):
+                drivers.storage.delete(host, pool.name, "disk")
             drivers.storage.delete_datastore(host, pool.name)
         drivers.connections.drop(target.uri)
 
