@@ -197,7 +197,8 @@ class VirtualMachineReconciler:
             return {"uuid": uuid, "host": action.host, "state": status.state.value}
         if operation == "migrate":
             source = world.host_ref(str(params["source"]))
-            world.drivers(str(params["source"])).virtualization.migrate(source, host, _definition(action, world))
+            virtualization = world.drivers(str(params["source"])).virtualization
+            virtualization.migrate(source, host, _definition(action, world), live=bool(params.get("live", False)))
             return {"host": action.host}
         if operation == "shutdown":
             drivers.virtualization.shutdown(host, uuid, timeout=world.shutdown_timeout)
@@ -421,12 +422,14 @@ class _Builder:
         moving = change.previous_host is not None and change.previous_host != host
         if moving:
             source = change.previous_host or host
+            # A running VM moves live (the driver falls back to a cold move where the hypervisor cannot).
+            live = observed_state == "running"
             migrate = self.add(
                 "migrate",
                 host,
                 family=Family.VIRTUALIZATION,
-                description=f"migrate from {source}",
-                params=self.deploy_params(new, "source", source),
+                description=f"migrate from {source}" + (" (live)" if live else ""),
+                params={**self.deploy_params(new, "source", source), "live": live},
             )
             if not restart and observed_state == new["state"]:
                 return

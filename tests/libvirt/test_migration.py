@@ -254,8 +254,8 @@ def test_nebctl_apply_migrates_a_vm_whose_placement_host_changes(
 ) -> None:
     """Through nebctl itself: a stack of two Hosts (the two daemons) and a VM placed on the first; moving its
     ``placement.host`` to the second plans a migration, and ``apply`` leaves the domain running on the second
-    daemon only. The planner asks for a cold migration (the settings' shutdown_timeout bounds the graceful stop
-    of a guest that has no OS to answer ACPI)."""
+    daemon only. The VM runs, so the planner asks for a live migration: the domain on the second daemon says it
+    arrived by migration, not by a boot."""
     stack, vm_name = f"{prefix}-e2e", f"{prefix}-e2e-vm"
     source, target = HostRef(f"{prefix}-a", libvirtd.uri), HostRef(f"{prefix}-b", libvirtd_peer.uri)
     manifests = tmp_path / "manifests"
@@ -284,7 +284,7 @@ def test_nebctl_apply_migrates_a_vm_whose_placement_host_changes(
             plan = nebctl(tmp_path, "diff", "-f", str(manifests), "--stack", stack, expected=2)
             assert f"moves from {source.name} to {target.name}" in plan, plan
             nebctl(tmp_path, "apply", "-f", str(manifests), "--stack", stack, "--yes")
-            assert domain_state(target, vm_name) == "running (booted)"
+            assert domain_state(target, vm_name) == "running (migrated)"
             assert domain_state(source, vm_name) is None
             # Converged: the record says the second host, and the probes find the VM there and only there.
             nebctl(tmp_path, "diff", "-f", str(manifests), "--stack", stack, expected=0)

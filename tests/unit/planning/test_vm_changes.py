@@ -100,6 +100,19 @@ def test_vm_edit(
     assert [str(c.key) for c in plan.changes if c.is_change] == ([] if change_type is ChangeType.NOOP else ["vm/web"])
 
 
+@pytest.mark.parametrize(("start", "live"), [({}, True), (STOPPED, False), (SUSPENDED, False)])
+def test_a_running_vm_migrates_live_and_a_stopped_or_suspended_one_cold(start: dict[str, str], live: bool) -> None:
+    world = converge(BASE, vm(**start))
+    plan = world.plan(BASE, vm(**start, **{"host: h1": "host: h2"}))
+    [migrate] = actions_of(plan, "vm/web")
+    assert (migrate.operation, migrate.host, migrate.params["source"], migrate.params["live"]) == (
+        "migrate",
+        "h2",
+        "h1",
+        live,
+    )
+
+
 def test_label_change_lists_the_label_and_records_it(running: World) -> None:
     relabelled = vm(**{"app: web": "app: db"})
     request = running.request(documents(BASE, relabelled))
