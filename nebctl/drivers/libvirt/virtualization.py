@@ -25,6 +25,7 @@ from nebctl.drivers.libvirt.failures import error_code
 from nebctl.drivers.libvirt.xmlbuild.domains import CdromElement, DomainElement
 from nebctl.drivers.libvirt.xmlbuild.filters import nic_filter_name
 from nebctl.drivers.libvirt.xmlbuild.storage import VolumeElement
+from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import Family, HostRef, VMDefinition, VMStatus
 
 POLL_INTERVAL = 0.2
@@ -84,20 +85,19 @@ def domain_status(domain: libvirt.virDomain) -> VMStatus:
     )
 
 
-def deployed_status(domain: libvirt.virDomain, vm: VMDefinition) -> VMStatus:
-    """The status of a domain just defined from ``vm``, in one round trip instead of ``domain_status``'s three:
-    the name and the owner are those just written. Deploy is the hot path of a large apply (bench/
-    libvirt_apply.py); a state whose meaning depends on its reason (paused) takes the full read."""
-    state, max_memory, memory, vcpus, _cpu_time = domain.info()
-    if state not in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_SHUTOFF):
-        return domain_status(domain)
+def deployed_status(vm: VMDefinition, *, running: bool) -> VMStatus:
+    """The status of a domain just defined from ``vm`` (and started when ``running``), without a round trip:
+    every field is what was just written or what ``create`` just did. Deploy is the hot path of a large apply
+    (bench/libvirt_apply.py): reading the status back was a quarter of its calls. A guest that fails later is
+    drift, seen by the next probe."""
+    memory = vm.memory // KIB * KIB  # what the domain XML holds: libvirt counts KiB
     return VMStatus(
         uuid=vm.uuid,
         name=vm.name,
-        state=live_state(state),
-        vcpu=int(vcpus),
-        memory=int(max_memory) * KIB,
-        memory_used=int(memory) * KIB if state == libvirt.VIR_DOMAIN_RUNNING else 0,
+        state=VMLiveState.RUNNING if running else VMLiveState.STOPPED,
+        vcpu=vm.vcpu,
+        memory=memory,
+        memory_used=memory if running else 0,
         owner=vm.owner,
     )
 
@@ -169,7 +169,7 @@ class LibvirtVirtualization(LibvirtDriverBase):
                 except libvirt.libvirtError as error:
                     if error_code(error) not in _NOT_RUNNING or not domain.isActive():
                         raise
-            return deployed_status(domain, vm)
+            return deployed_status(vm, running=start)
 
     def _seed(self, connection: libvirt.virConnect, vm: VMDefinition) -> CdromElement:
         """Build the NoCloud ISO and (re)place it as a volume next to the VM's first disk."""
