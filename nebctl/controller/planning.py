@@ -459,6 +459,13 @@ def _changes(
         if not fields:
             changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))
         elif effect is Effect.REPLACE:
+            if isinstance(document, VirtualMachine) and document.spec.lifecycle.createBeforeDestroy:
+                # Not honoured yet: the new VM would take the old one's UUID, name, disks, MACs and addresses
+                # (deterministic identities), so the two cannot exist side by side. Said, not silently ignored.
+                warnings.append(
+                    f"{key}: lifecycle.createBeforeDestroy is not supported yet; the VM is deleted before it is"
+                    " created again"
+                )
             changes.append(
                 ResourceChange(
                     key,

@@ -527,7 +527,11 @@ class Lifecycle(SharedModel):
     ignoreChanges: list[str] = Field(
         default_factory=list, description="Spec fields whose changes are ignored (memory, disks[0].size...)."
     )
-    createBeforeDestroy: bool = Field(default=False, description="On replacement, create the new one first.")
+    createBeforeDestroy: bool = Field(
+        default=False,
+        description="Reserved: on replacement, create the new VM first. Not supported yet: a plan that replaces"
+        " the VM warns and deletes it first.",
+    )
 
 
 VCPU_MAX = 512

@@ -113,6 +113,18 @@ def test_a_running_vm_migrates_live_and_a_stopped_or_suspended_one_cold(start: d
     )
 
 
+def test_create_before_destroy_is_said_to_be_unsupported_when_a_replacement_needs_it() -> None:
+    asked = {"memory: 2Gi": "memory: 2Gi\n  lifecycle: {createBeforeDestroy: true}"}
+    world = converge(BASE, vm(**asked))
+    plan = world.plan(BASE, vm(**asked, **{"image: debian": "image: alpine"}))
+    assert change_of(plan, "vm/web").type is ChangeType.REPLACE
+    assert operations(plan, "vm/web")[:2] == ["undeploy", "delete"]
+    assert plan.warnings == (
+        "vm/web: lifecycle.createBeforeDestroy is not supported yet; the VM is deleted before it is created again",
+    )
+    assert world.plan(BASE, vm(**asked, **{"vcpu: 2": "vcpu: 4"})).warnings == ()  # no replacement, no warning
+
+
 def test_label_change_lists_the_label_and_records_it(running: World) -> None:
     relabelled = vm(**{"app: web": "app: db"})
     request = running.request(documents(BASE, relabelled))
