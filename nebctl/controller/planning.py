@@ -21,8 +21,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
-
 from nebctl.controller import placement as placing
 from nebctl.controller.plans import Action, ChangeType, DriftItem, Edges, Plan, ResourceChange
 from nebctl.drivers.states import HostLiveState
@@ -698,6 +696,8 @@ def _select(
 ) -> list[ResourceChange]:
     if not request.targets and not request.excludes:
         return changes
+    import networkx as nx  # only for --target/--exclude (about 0.08 s)
+
     graph: nx.DiGraph[ResourceKey] = nx.DiGraph()
     for key, document in request.documents.items():
         graph.add_node(key)

@@ -7,6 +7,7 @@ import gc
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -81,3 +82,21 @@ def test_the_collector_is_tuned_only_for_a_program() -> None:
         "    print(exit.code, gc.isenabled(), gc.get_freeze_count() > 1000)\n"
     )
     assert found.splitlines()[-1] == "0 True True"
+
+
+def test_validate_diff_and_apply_import_no_networkx(tmp_path: Path) -> None:
+    """networkx (about 0.08 s to import) is for --target/--exclude, --graph and reporting cycles only."""
+    (tmp_path / "config.yaml").write_text(f"state_dir: {tmp_path}\n")
+    found = run_program(
+        "import sys\n"
+        "from nebctl.controller.cli import main\n"
+        f"base = ['--db', 'sqlite:///{tmp_path / 'nebctl.db'}', '--config', '{tmp_path / 'config.yaml'}']\n"
+        "codes = []\n"
+        "for command in (['validate'], ['diff'], ['apply', '--yes']):\n"
+        "    try:\n"
+        "        main([*base, *command, '-f', 'manifests/examples'])\n"
+        "    except SystemExit as exit:\n"
+        "        codes.append(exit.code)\n"
+        "print(codes, 'networkx' in sys.modules)\n"
+    )
+    assert found.splitlines()[-1] == "[0, 2, 0] False"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import ManifestError, load_text
-from nebctl.schemas.validation import ignore_path_problem, references_of
+from nebctl.schemas.validation import _has_cycle, ignore_path_problem, references_of
 from tests.unit.schemas.documents import as_yaml, document, fleet
 
 
@@ -100,6 +101,21 @@ def test_dependency_cycles_are_printed(edges: dict[str, list[str]], expected: li
     docs = [vm(name, dependsOn=[f"vm/{target}" for target in targets]) for name, targets in edges.items()]
     found = problems(*docs)
     assert [message.split("dependency cycle: ")[1] for message in found] == expected
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_cycle_check_agrees_with_networkx(seed: int) -> None:
+    """Validation looks for a cycle in pure Python and imports networkx only to report one: both must agree."""
+    import networkx as nx
+
+    chooser = random.Random(seed)
+    size = chooser.randint(1, 8)
+    keys = [ResourceKey.of(Kind.VIRTUAL_MACHINE, f"vm-{index}", "default") for index in range(size)]
+    edges = {key: dict.fromkeys(chooser.sample(keys, chooser.randint(0, min(2, size))), ("spec",)) for key in keys}
+    graph: nx.DiGraph[ResourceKey] = nx.DiGraph()
+    graph.add_nodes_from(keys)
+    graph.add_edges_from((source, target) for source, targets in edges.items() for target in targets)
+    assert _has_cycle(edges) == (not nx.is_directed_acyclic_graph(graph))
 
 
 @pytest.mark.parametrize(
