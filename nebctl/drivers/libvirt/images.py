@@ -13,7 +13,6 @@ import shutil
 import struct
 import tempfile
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -36,7 +35,9 @@ def local_copy(source: str) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="nebctl-image-") as directory:
             target = Path(directory) / "image"
             timeout = context.current().remaining(600.0) or 1.0
-            with urllib.request.urlopen(source, timeout=timeout) as response, target.open("wb") as out:
+            from urllib.request import urlopen  # only to download (http.client, email: about 4 ms otherwise)
+
+            with urlopen(source, timeout=timeout) as response, target.open("wb") as out:
                 shutil.copyfileobj(response, out, CHUNK)
             yield target
         return
