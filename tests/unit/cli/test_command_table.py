@@ -24,9 +24,7 @@ def test_every_listed_command_resolves(name: str) -> None:
 
 
 def test_every_defined_command_is_listed() -> None:
-    defined = {
-        command.name for module in COMMAND_MODULES for command in importlib.import_module(module).commands
-    }
+    defined = {command.name for module in COMMAND_MODULES for command in importlib.import_module(module).commands}
     assert defined == set(COMMANDS)
 
 
