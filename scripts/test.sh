@@ -4,6 +4,7 @@ set -euo pipefail
 bin=.venv/bin
 echo "== ruff"
 "$bin/ruff" check nebctl tests bench
+"$bin/ruff" format --check nebctl tests bench
 echo "== mypy (strict)"
 "$bin/mypy"
 echo "== pytest"
