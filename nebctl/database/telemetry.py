@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 
@@ -23,7 +24,7 @@ _vm_samples = table(VMSample)
 _history = table(AccountingRecord)
 _hook_runs = table(HookRun)
 
-# ``open_histories``' statements, built once: the executor's journal runs them every round.
+# The placement-record statements, built once: the executor's journal runs them every round.
 _CLOSE_HISTORIES = (
     update(_history)
     .where(
@@ -33,6 +34,13 @@ _CLOSE_HISTORIES = (
     )
     .values(ended_at=bindparam("new_ended_at"), end_reason=bindparam("new_end_reason"))
 )
+
+
+def _closing(vm: ResourceKey, end: datetime, reason: str) -> dict[str, Any]:
+    """The parameters of ``_CLOSE_HISTORIES`` that end ``vm``'s open placement record."""
+    return {"match_namespace": vm.namespace, "match_name": vm.name, "new_ended_at": end, "new_end_reason": reason}
+
+
 _INSERT_HISTORIES = insert(_history)
 
 # Hook output kept per stream: enough to debug, bounded so that a chatty hook cannot bloat the database
@@ -287,11 +295,7 @@ class TelemetryOperations(Operations):
         """Start a placement record of ``vm`` on ``host``; an open record of the VM is closed first."""
         start = start or self._now()
         with self._write() as connection:
-            connection.execute(
-                update(_history)
-                .where(_history.c.namespace == vm.namespace, _history.c.name == vm.name, _history.c.ended_at.is_(None))
-                .values(ended_at=start, end_reason=reason)
-            )
+            connection.execute(_CLOSE_HISTORIES, _closing(vm, start, reason))
             result = connection.execute(
                 insert(_history).values(
                     namespace=vm.namespace,
@@ -315,15 +319,7 @@ class TelemetryOperations(Operations):
         if len({opening.vm for opening in openings}) != len(openings):
             raise ValueError("open_histories takes each VM once")
         start = start or self._now()
-        closing = [
-            {
-                "match_namespace": opening.vm.namespace,
-                "match_name": opening.vm.name,
-                "new_ended_at": start,
-                "new_end_reason": opening.reason,
-            }
-            for opening in openings
-        ]
+        closing = [_closing(opening.vm, start, opening.reason) for opening in openings]
         rows = [
             {
                 "namespace": opening.vm.namespace,
@@ -348,13 +344,8 @@ class TelemetryOperations(Operations):
 
     def close_history(self, vm: ResourceKey, *, reason: str, end: datetime | None = None) -> int:
         """End the open placement record of ``vm``; returns how many were open (0 or 1)."""
-        statement = (
-            update(_history)
-            .where(_history.c.namespace == vm.namespace, _history.c.name == vm.name, _history.c.ended_at.is_(None))
-            .values(ended_at=end or self._now(), end_reason=reason)
-        )
         with self._write() as connection:
-            return connection.execute(statement).rowcount
+            return connection.execute(_CLOSE_HISTORIES, _closing(vm, end or self._now(), reason)).rowcount
 
     def list_history(
         self,
