@@ -119,14 +119,20 @@ class LibvirtDaemon:
             finally:
                 handle.close()
         for process in reversed(self.started):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            terminate(process)
         self.started.clear()
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Stop a daemon we started: SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def _register_user(daemon: LibvirtDaemon) -> LibvirtDaemon:

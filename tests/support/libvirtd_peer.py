@@ -53,6 +53,7 @@ from tests.support.libvirtd import (
     START_TIMEOUT,
     answers,
     qemu_runs_as_root,
+    terminate,
     throwaway_machine,
     unavailable,
 )
@@ -96,13 +97,7 @@ class PeerDaemon:
             if self.process.poll() is None:
                 self._clear()
         finally:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=10)
+            terminate(self.process, STOP_TIMEOUT)
             self._kill_left_qemu()
             shutil.rmtree(self.root, ignore_errors=True)
 
