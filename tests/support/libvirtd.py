@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -78,6 +79,19 @@ def answers(uri: str = SYSTEM_URI) -> bool:
     except subprocess.TimeoutExpired:
         return False
     return result.returncode == 0
+
+
+def listening(path: Path) -> bool:
+    """Whether a daemon accepts connections on the Unix socket ``path``. The file alone proves nothing: a
+    daemon that was killed leaves it behind, and libvirtd then fails every domain start with "Failed to
+    connect socket to '/run/libvirt/virtlogd-sock'"."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def qemu_runs_as_root(text: str) -> bool:
@@ -162,9 +176,33 @@ def _wait(condition: str, check: object, process: subprocess.Popen[bytes], log: 
     unavailable(f"{condition} did not come up (exit status {process.poll()}); log {log}:\n{tail}")
 
 
+def _ensure_virtlogd(daemon: LibvirtDaemon) -> None:
+    """Start virtlogd unless one listens: QEMU domains cannot start without it, even under a libvirtd that
+    answers (a virtlogd killed on its own leaves libvirtd running and every domain start failing)."""
+    if listening(VIRTLOGD_SOCKET):
+        return
+    if os.geteuid() != 0:
+        unavailable(f"no virtlogd listens on {VIRTLOGD_SOCKET} and, not being root, the tests cannot start one")
+    if shutil.which("virtlogd") is None:
+        unavailable("virtlogd is not installed (make setup-system installs it)")
+    if daemon.log_dir is None:
+        daemon.log_dir = Path(tempfile.mkdtemp(prefix="nebctl-libvirtd-"))
+    log = daemon.log_dir / "virtlogd.log"
+    virtlogd = _start("virtlogd", log)  # it replaces a stale socket file itself
+    daemon.started.append(virtlogd)
+    _wait("virtlogd", lambda: listening(VIRTLOGD_SOCKET), virtlogd, log)
+
+
 def start_daemon() -> LibvirtDaemon:
     if answers():
-        return _register_user(LibvirtDaemon())
+        daemon = LibvirtDaemon()
+        try:
+            _ensure_virtlogd(daemon)
+            _register_user(daemon)
+        except BaseException:
+            daemon.stop()
+            raise
+        return daemon
     if os.geteuid() != 0:
         unavailable("not running as root, and no libvirtd answers on qemu:///system")
     for program in ("libvirtd", "virtlogd", "virsh"):
@@ -181,11 +219,7 @@ def start_daemon() -> LibvirtDaemon:
     daemon = LibvirtDaemon(log_dir=Path(tempfile.mkdtemp(prefix="nebctl-libvirtd-")))
     assert daemon.log_dir is not None
     try:
-        if not VIRTLOGD_SOCKET.exists():
-            log = daemon.log_dir / "virtlogd.log"
-            virtlogd = _start("virtlogd", log)
-            daemon.started.append(virtlogd)
-            _wait("virtlogd", VIRTLOGD_SOCKET.exists, virtlogd, log)
+        _ensure_virtlogd(daemon)
         log = daemon.log_dir / "libvirtd.log"
         libvirtd = _start("libvirtd", log)
         daemon.started.append(libvirtd)
