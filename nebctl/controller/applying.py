@@ -44,7 +44,7 @@ from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import Appliance, Family, HostRef, MarketplaceRef
 from nebctl.reconcilers.base import HostDrivers, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
-from nebctl.reconcilers.vm import disk_total
+from nebctl.reconcilers.vm import deposition, disk_total
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, Hook, Marketplace, spec_document
 
@@ -309,8 +309,12 @@ class StoreJournal:
 
     def begin(self) -> None:
         """Record the changes that need no driver action (labels, hooks...), and mark deletions in progress, so
-        that an interrupted deletion is finished by the next apply even without --prune."""
+        that an interrupted deletion is finished by the next apply even without --prune. Depose the old VMs of
+        create-first replacements first, as the plan was made for."""
         with self.store.batch() as tx:
+            for change in self.planned.plan.changes:
+                if change.create_first:
+                    self._depose(tx, change)
             for change in self.planned.plan.changes:
                 if not change.is_change:
                     continue
@@ -321,6 +325,27 @@ class StoreJournal:
                     self._save(tx, dataclasses.replace(record, status="deleting"))
             self._write_round(tx)
         self._pass_events()
+
+    def _depose(self, tx: Batch, change: ResourceChange) -> None:
+        """Split the record of a VM replaced create-first: the old VM moves to a deposed record, being deleted
+        (its deletion waits in the plan for the new VM), and the VM's record starts again from the next
+        incarnation, as a create. Written before any action runs, so whenever this apply stops, the next plan
+        finishes the new VM and deletes the old one, and nothing mistakes one for the other."""
+        key = change.key
+        record = self._record(key)
+        deposed, deposed_live, successor_live = deposition(key, record.live)
+        self._save(tx, dataclasses.replace(record, name=deposed.name, status="deleting", live=deposed_live))
+        successor = dataclasses.replace(
+            record, applied=None, applied_hash=None, live=successor_live, status="creating", host=change.host
+        )
+        self._save(tx, successor)
+        self._event(
+            tx,
+            type="vm.deposed",
+            message=f"{key} is replaced create-first: its old VM is kept as {deposed} until the new one runs",
+            key=key,
+            data={"deposed": deposed.name, "incarnation": successor_live["incarnation"]},
+        )
 
     def record(self, changes: Sequence[Change]) -> None:
         with self.store.batch() as tx:

@@ -6,11 +6,17 @@ decides, in this order: which hosts each multi-host resource spans, where new VM
 address each NIC leases, what changed for every resource (manifest changes and drift, through the kind's
 reconciler), what may not happen (preventDestroy, shrinking disks, immutable fields, images still in use),
 what ``--target``/``--exclude`` keep, and finally the action graph with the order between resources.
+
+A VM replaced with ``lifecycle.createBeforeDestroy`` is only known to be replaced once its changes are known,
+after placement and leases; but its new VM must be placed beside the old one and lease other addresses. So
+when a first pass finds such replacements, the plan is made again with the old VMs *deposed* (``_deposing``):
+each kept as a record of its own, deleted once its replacement runs, as the apply's journal will write it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import hashlib
 import ipaddress
@@ -27,9 +33,9 @@ from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView, with_metadata
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.fields import AddedFields, Effect, FieldChange, compare, dearest, flatten
-from nebctl.reconcilers.identity import vm_uuid
+from nebctl.reconcilers.identity import VMIdentity
 from nebctl.reconcilers.spanned import SpannedReconciler
-from nebctl.reconcilers.vm import disk_total
+from nebctl.reconcilers.vm import deposed_of, deposition, disk_total
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import (
     AnyManifest,
@@ -115,7 +121,14 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict[str, Any]]]:
+def _plan_with_specs(
+    original: PlanRequest,
+    deposing: frozenset[ResourceKey] = frozenset(),
+    refused: frozenset[ResourceKey] = frozenset(),
+) -> tuple[Plan, dict[ResourceKey, dict[str, Any]]]:
+    """The plan, with the VMs of ``deposing`` replaced create-first (their old VMs deposed); ``refused`` are
+    VMs that asked for it but turned out not to be replaced once planned so (they are not asked again)."""
+    request = _deposing(original, deposing)
     problems: list[str] = []
     own = {key: record for key, record in request.records.items() if record.stack == request.stack}
     foreign = [key for key in request.documents if key in request.records and key not in own]
@@ -124,8 +137,8 @@ def _plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict
         problems.append(f"{key}: belongs to stack {other.stack!r}; nebctl never touches another stack's objects")
     hosts = sorted(key.name for key in request.documents if key.kind is Kind.HOST)
     spans = _spans(request.documents, hosts)
-    placements = _place(request, own, hosts, problems)
-    leases = _leases(request, own, problems)
+    placements = _place(request, own, hosts, problems, deposing)
+    leases = _leases(request, own, problems, deposing)
     disk_datastores = _disk_datastores(request.documents, spans, placements, problems)
     specs: dict[ResourceKey, dict[str, Any]] = {}  # filled in by _changes, read by the reconcilers' actions
     ctx = PlanningContext(
@@ -138,8 +151,15 @@ def _plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict
         leases=leases,
         disk_datastores=disk_datastores,
         specs=specs,
+        incarnations=_incarnations(own, deposing),
     )
-    changes, drift, warnings = _changes(request, own, ctx, problems, specs)
+    changes, drift, warnings = _changes(request, own, ctx, problems, specs, deposing=deposing)
+    replaced = {c.key for c in changes if c.type is ChangeType.REPLACE}
+    wanted = _created_first(changes, request) - deposing - refused
+    stale = deposing - replaced
+    if wanted or stale:  # plan again, with the old VMs of these replacements deposed (see the module's docstring)
+        return _plan_with_specs(original, (deposing | wanted) - stale, refused | stale)
+    _check_created_first(changes, request, problems)
     changes = _select(changes, request, own)
     _check_deletions(changes, request, own, problems, specs)
     _check_quotas(request, problems)
@@ -151,11 +171,82 @@ def _plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict
         changes=tuple(changes),
         actions=tuple(actions),
         edges=edges,
-        fingerprint=fingerprint(request),
+        fingerprint=fingerprint(original),  # what the state was: the deposed records are not written yet
         drift=tuple(drift),
         warnings=tuple(warnings),
     )
     return plan, specs
+
+
+# --- create before destroy ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DeposedView:
+    """The record a create-first replacement will leave for the old VM (``vm.deposition``), as planning reads it
+    before the apply writes it."""
+
+    stack: str
+    applied: Mapping[str, Any] | None
+    status: str
+    live: Mapping[str, Any]
+    host: str | None
+
+
+def _deposing(request: PlanRequest, deposing: frozenset[ResourceKey]) -> PlanRequest:
+    """``request`` as it will be once the old VMs of ``deposing`` are deposed: each has its own record, being
+    deleted, which holds its host's capacity and its addresses until it is gone."""
+    if not deposing:
+        return request
+    records = dict(request.records)
+    for key in deposing:
+        record = request.records[key]
+        deposed, live, _ = deposition(key, record.live)
+        records[deposed] = _DeposedView(record.stack, record.applied, "deleting", live, record.host)
+    return dataclasses.replace(request, records=records)
+
+
+def _incarnations(own: Mapping[ResourceKey, RecordView], deposing: frozenset[ResourceKey]) -> dict[ResourceKey, int]:
+    """Every VM's incarnation where it is not 0: the recorded one, or the next one for a create-first
+    replacement."""
+    incarnations = {}
+    for key, record in own.items():
+        if key.kind is Kind.VIRTUAL_MACHINE and record.live.get("incarnation"):
+            incarnations[key] = int(record.live["incarnation"])
+    for key in deposing:
+        incarnations[key] = VMIdentity.recorded(key, own[key].live).incarnation + 1
+    return incarnations
+
+
+def _created_first(changes: Sequence[ResourceChange], request: PlanRequest) -> frozenset[ResourceKey]:
+    """The replaced VMs whose manifests ask for the new VM before the old one goes."""
+    wanted = set()
+    for change in changes:
+        if change.type is ChangeType.REPLACE and not change.create_first:
+            document = request.documents.get(change.key)
+            if isinstance(document, VirtualMachine) and document.spec.lifecycle.createBeforeDestroy:
+                wanted.add(change.key)
+    return frozenset(wanted)
+
+
+def _check_created_first(changes: Sequence[ResourceChange], request: PlanRequest, problems: list[str]) -> None:
+    """A create-first replacement cannot use what this plan deletes and then creates again: the old VM uses it
+    too, so it would have to be gone before that is deleted, and the new VM can only come once it is created
+    again: the old VM would go first, the order createBeforeDestroy asks not to have. Said plainly instead of
+    making a plan that cannot run."""
+    first = [c for c in changes if c.create_first]
+    if not first:
+        return
+    recreated = {c.key for c in changes if c.type is ChangeType.REPLACE and not c.create_first}
+    for change in first:
+        document = request.documents.get(change.key)
+        used = references(change.key, spec_document(document)) if document is not None else set()
+        for ref in sorted(used & recreated, key=_sort_key):
+            problems.append(
+                f"{change.key}: lifecycle.createBeforeDestroy cannot be honoured: {ref}, which both the old and the"
+                " new VM use, is replaced by this plan (deleted, then created), so the old VM would have to go"
+                " before the new one is created; drop createBeforeDestroy for this change"
+            )
 
 
 # --- spans, placement, leases -----------------------------------------------------------------------------
@@ -211,9 +302,14 @@ def _candidates(request: PlanRequest, hosts: Sequence[str]) -> list[placing.Host
 
 
 def _place(
-    request: PlanRequest, own: Mapping[ResourceKey, RecordView], hosts: Sequence[str], problems: list[str]
+    request: PlanRequest,
+    own: Mapping[ResourceKey, RecordView],
+    hosts: Sequence[str],
+    problems: list[str],
+    deposing: frozenset[ResourceKey] = frozenset(),
 ) -> dict[ResourceKey, str]:
-    """Where every desired VM goes: its current host while it still fits there, else the policy's choice."""
+    """Where every desired VM goes: its current host while it still fits there, else the policy's choice. The
+    old VM of a create-first replacement (``deposing``) is a record outside the manifests: it keeps its share."""
     vms = {key: doc for key, doc in request.documents.items() if isinstance(doc, VirtualMachine)}
     candidates = _candidates(request, hosts)
     # VMs that are not part of this plan's requests (other stacks, or not in the manifests) keep their share.
@@ -256,17 +352,22 @@ def _place(
         key = by_name[decision.vm]
         if decision.host is None:
             reasons = "; ".join(f"{host}: {why}" for host, why in sorted(decision.reasons.items()))
-            problems.append(f"{key}: fits on no host ({reasons or 'no hosts declared'})")
+            beside = " beside the VM it replaces (lifecycle.createBeforeDestroy)" if key in deposing else ""
+            problems.append(f"{key}: fits on no host{beside} ({reasons or 'no hosts declared'})")
         else:
             placements[key] = decision.host
     return placements
 
 
 def _leases(
-    request: PlanRequest, own: Mapping[ResourceKey, RecordView], problems: list[str]
+    request: PlanRequest,
+    own: Mapping[ResourceKey, RecordView],
+    problems: list[str],
+    deposing: frozenset[ResourceKey] = frozenset(),
 ) -> dict[tuple[ResourceKey, int], str]:
     """The address of every NIC: static when given, the one leased before when still valid, else the lowest free
-    address of the network's range (VMs in key order, so the result does not depend on input order)."""
+    address of the network's range (VMs in key order, so the result does not depend on input order). The new
+    VM of a create-first replacement (``deposing``) runs beside the old one: it gets addresses of its own."""
     # Addresses are handled as integers: parsing tens of thousands of recorded ones with ``ipaddress`` took
     # longer than the rest of a no-op plan's lease work.
     leases: dict[tuple[ResourceKey, int], str] = {}
@@ -291,14 +392,21 @@ def _leases(
                 static[ResourceKey.of(Kind.NETWORK, nic.network, key.namespace)].add(int(nic.ip))
     for network_key, addresses in static.items():
         used[network_key] |= addresses
+    # Addresses of old VMs that create-first replacements deposed: held until the old VM goes, after the new one
+    # runs, so no VM of this plan may have them (the new one would have to wait for the old one to go).
+    deposed: dict[tuple[ResourceKey, int], ResourceKey] = {}
     for key, stored in request.records.items():
         if key.kind is not Kind.VIRTUAL_MACHINE or stored.applied is None:
             continue
-        if key not in request.documents and stored.stack == request.stack and request.prune:
+        held = deposed_of(key, stored.live) is not None
+        if not held and key not in request.documents and stored.stack == request.stack and request.prune:
             continue  # deleted by this plan: its addresses are free again
         for nic in stored.applied.get("nics", []):
             if nic.get("ip"):
-                used[ResourceKey.of(Kind.NETWORK, nic["network"], key.namespace)].add(_address(nic["ip"]))
+                network_key = ResourceKey.of(Kind.NETWORK, nic["network"], key.namespace)
+                used[network_key].add(_address(nic["ip"]))
+                if held:
+                    deposed[(network_key, _address(nic["ip"]))] = key
     for key, vm in vms:
         record = own.get(key)
         old_nics = record.applied.get("nics", []) if record is not None and record.applied else []
@@ -306,8 +414,15 @@ def _leases(
             network_key = ResourceKey.of(Kind.NETWORK, nic.network, key.namespace)
             if nic.ip is not None:
                 leases[(key, index)] = str(nic.ip)
+                holder = deposed.get((network_key, int(nic.ip))) if deposed else None
+                if holder is not None:
+                    problems.append(
+                        f"{key}: nics[{index}].ip {nic.ip} is held by {holder}, the VM it replaces, until the new"
+                        " VM runs (lifecycle.createBeforeDestroy); give the new VM another address, or drop"
+                        " createBeforeDestroy"
+                    )
                 continue
-            previous = old_nics[index] if index < len(old_nics) else None
+            previous = old_nics[index] if index < len(old_nics) and key not in deposing else None
             network = networks.get(network_key)
             if network is None:
                 continue  # reported by validation
@@ -389,6 +504,8 @@ def _changes(
     ctx: PlanningContext,
     problems: list[str],
     specs: dict[ResourceKey, dict[str, Any]],
+    *,
+    deposing: frozenset[ResourceKey] = frozenset(),
 ) -> tuple[list[ResourceChange], list[DriftItem], list[str]]:
     changes: list[ResourceChange] = []
     uncorrected: list[DriftItem] = []
@@ -401,7 +518,7 @@ def _changes(
             assert record is not None
             if request.prune or record.status == "deleting":
                 changes.append(
-                    ResourceChange(key, ChangeType.DELETE, host=record.host, reason=_deleting_reason(record))
+                    ResourceChange(key, ChangeType.DELETE, host=record.host, reason=_deleting_reason(key, record))
                 )
             else:
                 warnings.append(f"{key} is no longer in the manifests; it is kept (use --prune to delete it)")
@@ -457,13 +574,6 @@ def _changes(
         if not fields:
             changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))
         elif effect is Effect.REPLACE:
-            if isinstance(document, VirtualMachine) and document.spec.lifecycle.createBeforeDestroy:
-                # Not honoured yet: the new VM would take the old one's UUID, name, disks, MACs and addresses
-                # (deterministic identities), so the two cannot exist side by side. Said, not silently ignored.
-                warnings.append(
-                    f"{key}: lifecycle.createBeforeDestroy is not supported yet; the VM is deleted before it is"
-                    " created again"
-                )
             changes.append(
                 ResourceChange(
                     key,
@@ -473,6 +583,7 @@ def _changes(
                     previous_host=record.host,
                     drift=observed.drift,
                     unchanged=unchanged,
+                    create_first=key in deposing,
                 )
             )
         else:
@@ -498,7 +609,7 @@ def _foreign_live_object(key: ResourceKey, record: RecordView | None, request: P
     other = request.records.get(key)
     if key.kind is not Kind.VIRTUAL_MACHINE or (other is not None and other.stack != request.stack):
         return []  # not a VM, or already reported as another stack's resource
-    uuid = str(record.live.get("uuid")) if record is not None and record.live.get("uuid") else vm_uuid(key)
+    uuid = VMIdentity.recorded(key, record.live if record is not None else {}).uuid
     status = request.live.vms.get(uuid)
     if status is None:
         return []
@@ -510,7 +621,10 @@ def _foreign_live_object(key: ResourceKey, record: RecordView | None, request: P
     return []
 
 
-def _deleting_reason(record: RecordView) -> str:
+def _deleting_reason(key: ResourceKey, record: RecordView) -> str:
+    owner = deposed_of(key, record.live)
+    if owner is not None:
+        return f"the old VM of {owner}, deleted once its replacement runs"
     return "finishing an interrupted delete" if record.status == "deleting" else ""
 
 
@@ -717,6 +831,12 @@ def _select(
     for excluded in request.excludes:
         if excluded in graph:
             keep -= {excluded, *nx.ancestors(graph, excluded)}
+    # The old VM of a create-first replacement goes with its VM's change (it is deleted once that is done).
+    for change in changes:
+        kept = own.get(change.key)
+        owner = deposed_of(change.key, kept.live) if kept is not None else None
+        if owner is not None and owner in keep:
+            keep.add(change.key)
     return [c for c in changes if c.key in keep]
 
 
@@ -799,7 +919,26 @@ def _action_graph(
             elif (key, "build") in exits and ref not in needed:
                 edges.extend(_linked(exits[(key, "build")], entries[(ref, "destroy")]))
     edges.extend(_deduplicated(_reused_addresses(changed, ctx, specs, entries, exits)))
+    edges.extend(_deposed_after_replacements(changed, ctx, entries, exits))
     return actions, edges.done(deduplicate=whole_list)
+
+
+def _deposed_after_replacements(
+    changed: Mapping[ResourceKey, ResourceChange],
+    ctx: PlanningContext,
+    entries: Mapping[tuple[ResourceKey, str], _Ends],
+    exits: Mapping[tuple[ResourceKey, str], _Ends],
+) -> list[tuple[str, str]]:
+    """The old VM of a create-first replacement is deleted only once its replacement is built, on whatever
+    host each of them is (the pairs are not matched by host)."""
+    edges: list[tuple[str, str]] = []
+    for key in changed:
+        record = ctx.records.get(key)
+        owner = deposed_of(key, record.live) if record is not None else None
+        if owner is None or (owner, "build") not in exits or (key, "destroy") not in entries:
+            continue
+        edges += [(a.id, b.id) for a in exits[(owner, "build")].actions for b in entries[(key, "destroy")].actions]
+    return edges
 
 
 def _reused_addresses(

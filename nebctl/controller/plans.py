@@ -49,6 +49,9 @@ class ResourceChange:
     reason: str = ""  # extra words for the plan: "resuming an interrupted create", "deleted outside nebctl"
     drift: tuple[DriftItem, ...] = ()
     unchanged: int = 0  # attributes without change, for "(N unchanged attributes hidden)"
+    # A replacement that creates the new resource before the old one goes (``lifecycle.createBeforeDestroy``):
+    # the old one's deletion is then a change of its own, of its deposed record.
+    create_first: bool = False
 
     @property
     def is_change(self) -> bool:
@@ -156,7 +159,7 @@ class Plan:
                 destroy += 1
             elif item.type is ChangeType.REPLACE:
                 add += 1
-                destroy += 1
+                destroy += 0 if item.create_first else 1  # then the deposed record's deletion counts
         return Summary(add, change, destroy)
 
     @property

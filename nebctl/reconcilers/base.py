@@ -100,6 +100,8 @@ class PlanningContext:
     # The spec of each resource of the manifests as the planner resolved it (``desired_spec``, with metadata),
     # filled in before any ``actions`` call: a reconciler reads it there instead of resolving it again.
     specs: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
+    # The incarnation each VM of the manifests is (or is created as), where it is not 0 (``identity``).
+    incarnations: Mapping[ResourceKey, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
 Every live object's identity is a pure function of the resource key, so re-running an interrupted action
 finds the object it created before instead of creating a second one. The planner, the reconcilers and the
 drift detection all go through these functions; nothing else invents a live name.
+
+A VM also has an incarnation, 0 at first. A replacement made with ``lifecycle.createBeforeDestroy`` runs the
+new VM beside the old one, so the new one is the next incarnation, with a UUID, name, disks and MACs of its
+own; meanwhile the old one is *deposed*: kept under a record of its own (``deposed_key``) until it is deleted.
+Incarnation 0 has the identities nebctl always gave, so existing VMs keep theirs.
 """
 
 from __future__ import annotations
@@ -10,8 +15,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from nebctl.schemas.keys import DEFAULT_NAMESPACE, ResourceKey
+from nebctl.schemas.keys import DEFAULT_NAMESPACE, INCARNATION_SEPARATOR, NAME_MAX_LENGTH, ResourceKey
 
 # A fixed namespace for uuid5, so the same resource key gives the same UUID on every machine.
 NEBCTL_UUID_NAMESPACE = uuid.UUID("6f0b3c8e-2a4d-5d1e-9b7a-4e0f1c2d3b5a")
@@ -22,12 +30,23 @@ def live_name(key: ResourceKey) -> str:
     return key.name if key.namespace == DEFAULT_NAMESPACE else f"{key.namespace}.{key.name}"
 
 
-def vm_uuid(key: ResourceKey) -> str:
-    return str(uuid.uuid5(NEBCTL_UUID_NAMESPACE, f"nebctl:{key.kind.value}/{key.namespace}/{key.name}"))
+def _incarnated(text: str, incarnation: int) -> str:
+    # The separator cannot appear in a resource name, so "web-1~1" is never another VM's identity.
+    return f"{text}{INCARNATION_SEPARATOR}{incarnation}" if incarnation else text
 
 
-def disk_volume(key: ResourceKey, index: int) -> str:
-    return f"{live_name(key)}-disk{index}"
+def vm_uuid(key: ResourceKey, incarnation: int = 0) -> str:
+    name = f"nebctl:{key.kind.value}/{key.namespace}/{key.name}"
+    return str(uuid.uuid5(NEBCTL_UUID_NAMESPACE, _incarnated(name, incarnation)))
+
+
+def vm_name(key: ResourceKey, incarnation: int = 0) -> str:
+    """The name of the VM's live domain (``web-1``; ``web-1~2`` for its third incarnation)."""
+    return _incarnated(live_name(key), incarnation)
+
+
+def disk_volume(key: ResourceKey, index: int, incarnation: int = 0) -> str:
+    return f"{vm_name(key, incarnation)}-disk{index}"
 
 
 @functools.lru_cache(maxsize=4096)  # one string per image for the clones of every VM of a plan, not one per clone
@@ -41,7 +60,54 @@ def security_group_filter(key: ResourceKey) -> str:
 
 
 @functools.lru_cache(maxsize=1 << 18)  # every NIC of every plan (100,000 VMs fit): a digest each time adds up
-def mac_address(key: ResourceKey, nic_index: int) -> str:
-    """A stable, locally administered MAC in QEMU's 52:54:00 range, unique per (VM, NIC index)."""
-    digest = hashlib.sha256(f"{key.namespace}/{key.name}/{nic_index}".encode()).digest()
+def mac_address(key: ResourceKey, nic_index: int, incarnation: int = 0) -> str:
+    """A stable, locally administered MAC in QEMU's 52:54:00 range, unique per (VM, NIC index, incarnation)."""
+    digest = hashlib.sha256(_incarnated(f"{key.namespace}/{key.name}/{nic_index}", incarnation).encode()).digest()
     return "52:54:00:" + ":".join(f"{byte:02x}" for byte in digest[:3])
+
+
+def deposed_key(key: ResourceKey, incarnation: int) -> ResourceKey:
+    """The key of the record that keeps incarnation ``incarnation`` of VM ``key`` once a create-before-destroy
+    replacement has deposed it: ``web-1~0``. A name too long for the database's name column is shortened,
+    with a digest of the whole name keeping it unique."""
+    suffix = f"{INCARNATION_SEPARATOR}{incarnation}"
+    name = key.name
+    if len(name) + len(suffix) > NAME_MAX_LENGTH:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+        name = f"{name[: NAME_MAX_LENGTH - len(suffix) - 7]}-{digest}"
+    return ResourceKey(key.kind, key.namespace, name + suffix)
+
+
+@dataclass(frozen=True, slots=True)
+class VMIdentity:
+    """Who a VM record's live VM is: the VM's own key (for a deposed record, the VM it belonged to), its
+    incarnation, and its UUID and domain name (their own for a VM adopted with ``nebctl import``)."""
+
+    key: ResourceKey
+    incarnation: int
+    uuid: str
+    name: str
+
+    @classmethod
+    def of(cls, key: ResourceKey, incarnation: int = 0) -> VMIdentity:
+        return cls(key, incarnation, vm_uuid(key, incarnation), vm_name(key, incarnation))
+
+    @classmethod
+    def recorded(cls, key: ResourceKey, live: Mapping[str, Any]) -> VMIdentity:
+        """The identity a record's ``live`` part describes. A recorded UUID or name wins (an adopted VM); it is
+        dropped when the VM is undeployed, so a VM created again gets the deterministic ones."""
+        deposed = live.get("deposed")
+        if isinstance(deposed, Mapping):
+            key = ResourceKey(key.kind, key.namespace, str(deposed["of"]))
+            incarnation = int(deposed["incarnation"])
+        else:
+            incarnation = int(live.get("incarnation") or 0)
+        uuid_ = live.get("uuid") or vm_uuid(key, incarnation)
+        name = live.get("name") or vm_name(key, incarnation)
+        return cls(key, incarnation, str(uuid_), str(name))
+
+    def volume(self, index: int) -> str:
+        return disk_volume(self.key, index, self.incarnation)
+
+    def mac(self, nic_index: int) -> str:
+        return mac_address(self.key, nic_index, self.incarnation)

@@ -8,6 +8,10 @@ addresses and deletes its disks.
 
 The spec that is compared and recorded carries what the plan resolved: the host, each NIC's address and MAC,
 each disk's datastore. So a lease or a placement, once applied, is sticky.
+
+A replacement is a deletion then a creation, unless ``lifecycle.createBeforeDestroy`` asks for the new VM first:
+then the new VM is the next incarnation (identities of its own, see ``identity``) and the old one is *deposed*,
+kept under a record of its own that is deleted once the new VM runs (``deposition``).
 """
 
 from __future__ import annotations
@@ -39,12 +43,11 @@ from nebctl.reconcilers.base import (
 )
 from nebctl.reconcilers.fields import Effect, FieldChange, FieldRule
 from nebctl.reconcilers.identity import (
-    disk_volume,
+    VMIdentity,
+    deposed_key,
     image_volume,
     live_name,
-    mac_address,
     security_group_filter,
-    vm_uuid,
 )
 from nebctl.reconcilers.spanned import ownership
 from nebctl.schemas.keys import Kind, ResourceKey
@@ -91,9 +94,10 @@ class VirtualMachineReconciler:
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         spec = spec_document(document)
         spec["host"] = ctx.placements.get(key)
+        identity = VMIdentity.of(key, ctx.incarnations.get(key, 0))
         for index, nic in enumerate(spec["nics"]):
             nic["ip"] = ctx.leases.get((key, index), nic.get("ip"))
-            nic["mac"] = mac_address(key, index)
+            nic["mac"] = identity.mac(index)
         for index, disk in enumerate(spec["disks"]):
             disk["datastore"] = ctx.disk_datastores.get((key, index), disk.get("datastore"))
         return spec
@@ -102,7 +106,7 @@ class VirtualMachineReconciler:
         applied = record.applied
         if applied is None:
             return Observed(spec=None)  # an interrupted create: it is finished by creating again
-        uuid = str(record.live.get("uuid") or vm_uuid(key))
+        uuid = VMIdentity.recorded(key, record.live).uuid
         host = record.host or applied.get("host")
         if not live.host_answers(host):
             message = f"host {host} is not answering; the VM's state is unknown"
@@ -140,16 +144,23 @@ class VirtualMachineReconciler:
             desired = self.desired_spec(key, document, ctx)
         record = ctx.records.get(key)
         old = dict(record.applied) if record is not None and record.applied is not None else None
-        builder = _Builder(key)
+        # What exists is the recorded identity; what is created, the incarnation the planner chose.
+        recorded = VMIdentity.recorded(key, record.live if record is not None else {})
+        builder = _Builder(key, recorded)
+        new = VMIdentity.of(key, ctx.incarnations.get(key, 0)) if recorded.key == key else recorded
         if change.type is ChangeType.CREATE:
             assert desired is not None
-            builder.create(desired)
+            builder.use(new).create(desired)
         elif change.type is ChangeType.DELETE:
             builder.delete(old or desired or {}, record)
+        elif change.type is ChangeType.REPLACE and change.create_first:
+            # Only the new VM: the old one is deleted by its deposed record's own change, once this is done.
+            assert desired is not None
+            builder.use(new).create(desired)
         elif change.type is ChangeType.REPLACE:
             assert desired is not None
             deleted = builder.delete(old or {}, record)
-            created = builder.create(desired, suffix="new")
+            created = builder.use(new).create(desired, suffix="new")
             builder.edges += [(d, c) for d in deleted.exits for c in created.entries]
         elif change.type is ChangeType.UPDATE:
             assert desired is not None and old is not None
@@ -214,11 +225,33 @@ class VirtualMachineReconciler:
 
 
 def _identity(key: ResourceKey, world: World) -> tuple[str, str]:
-    """The VM's UUID and live name: its own when it was adopted with ``nebctl import``, else the deterministic
-    ones. A recorded UUID is dropped when the VM is undeployed, so a re-created VM gets the deterministic one."""
+    """The UUID and live name of the VM the record of ``key`` describes now (see ``VMIdentity.recorded``)."""
     record = world.record(key)
-    live = record.live if record is not None else {}
-    return str(live.get("uuid") or vm_uuid(key)), str(live.get("name") or live_name(key))
+    identity = VMIdentity.recorded(key, record.live if record is not None else {})
+    return identity.uuid, identity.name
+
+
+def deposition(key: ResourceKey, live: Mapping[str, Any]) -> tuple[ResourceKey, dict[str, Any], dict[str, Any]]:
+    """How a create-before-destroy replacement splits the record of VM ``key`` (whose live part is ``live``):
+    the key of the deposed record that keeps the old VM until it is deleted, that record's live part (the old
+    VM's identity, written out), and the live part the record of ``key`` starts again from (the next
+    incarnation). Pure: the planner makes a view of it, and the apply's journal writes it before any action."""
+    identity = VMIdentity.recorded(key, live)
+    deposed = {
+        **live,
+        "uuid": identity.uuid,
+        "name": identity.name,
+        "deposed": {"of": key.name, "incarnation": identity.incarnation},
+    }
+    return deposed_key(key, identity.incarnation), deposed, {"incarnation": identity.incarnation + 1}
+
+
+def deposed_of(key: ResourceKey, live: Mapping[str, Any]) -> ResourceKey | None:
+    """The VM a deposed record's old VM belonged to; None for any other record."""
+    deposed = live.get("deposed")
+    if key.kind is not Kind.VIRTUAL_MACHINE or not isinstance(deposed, Mapping):
+        return None
+    return ResourceKey(key.kind, key.namespace, str(deposed["of"]))
 
 
 def disk_total(spec: Mapping[str, Any]) -> int:
@@ -275,8 +308,9 @@ class _Group:
 class _Builder:
     """Accumulates the actions of one VM change and the order among them."""
 
-    def __init__(self, key: ResourceKey) -> None:
+    def __init__(self, key: ResourceKey, identity: VMIdentity) -> None:
         self.key = key
+        self.identity = identity  # the live VM the next actions are about (``use``)
         self.actions: list[Action] = []
         self.edges: list[tuple[str, str]] = []
         # The parameters of each NIC (by the spec's NIC mapping, kept alive with it) and the name of each disk
@@ -294,17 +328,25 @@ class _Builder:
         )
         return identifier
 
+    def use(self, identity: VMIdentity) -> _Builder:
+        """Make the next actions about ``identity`` (a replacement deletes one VM and creates another)."""
+        if identity != self.identity:
+            self.identity = identity
+            self._volumes.clear()
+            self._nics.clear()
+        return self
+
     def volume(self, index: int) -> str:
         volume = self._volumes.get(index)
         if volume is None:
-            volume = self._volumes[index] = disk_volume(self.key, index)
+            volume = self._volumes[index] = self.identity.volume(index)
         return volume
 
     def nic_params(self, nic: Mapping[str, Any], index: int) -> dict[str, Any]:
         known = self._nics.get(id(nic))
         if known is not None and known[0] is nic and known[1]["nic"] == index:
             return known[1]
-        params = _nic_params(self.key, nic, index)
+        params = _nic_params(self.key, nic, index, self.identity)
         self._nics[id(nic)] = (nic, params)
         return params
 
@@ -530,13 +572,13 @@ def _datastore(disk: Mapping[str, Any]) -> str:
     return live_name(ResourceKey.of(Kind.DATASTORE, str(disk["datastore"])))
 
 
-def _nic_params(key: ResourceKey, nic: Mapping[str, Any], index: int) -> dict[str, Any]:
+def _nic_params(key: ResourceKey, nic: Mapping[str, Any], index: int, identity: VMIdentity) -> dict[str, Any]:
     network = ResourceKey.of(Kind.NETWORK, str(nic["network"]), key.namespace)
     groups = [ResourceKey.of(Kind.SECURITY_GROUP, str(g), key.namespace) for g in nic.get("securityGroups", [])]
     return {
         "nic": index,
         "network": live_name(network),
-        "mac": nic.get("mac") or mac_address(key, index),
+        "mac": nic.get("mac") or identity.mac(index),
         "ip": nic.get("ip"),
         "security_groups": [security_group_filter(group) for group in groups],
     }

@@ -77,6 +77,17 @@ def is_valid_name(name: str) -> bool:
     return len(name) <= NAME_MAX_LENGTH and _NAME.match(name) is not None
 
 
+# Separates a VM's name from an incarnation number (``web-1~2``): in live names, and in the name of the record
+# that keeps an old VM deposed by a create-before-destroy replacement. No resource name contains it.
+INCARNATION_SEPARATOR = "~"
+
+
+def is_deposed_name(name: str) -> bool:
+    """Whether ``name`` is a deposed VM record's name (``web-1~0``), which only nebctl makes."""
+    base, separator, number = name.rpartition(INCARNATION_SEPARATOR)
+    return bool(separator) and number.isdigit() and len(name) <= NAME_MAX_LENGTH and _NAME.match(base) is not None
+
+
 def parse_kind(text: str) -> Kind:
     """The kind that ``text`` names, in any accepted spelling; ``ValueError`` lists the valid ones."""
     kind = KIND_ALIASES.get(text.strip().lower())
@@ -100,7 +111,8 @@ class ResourceKey(NamedTuple):
 
     @classmethod
     def parse(cls, text: str, *, namespace: str = DEFAULT_NAMESPACE) -> ResourceKey:
-        """Parse ``KIND/NAME`` or ``NAMESPACE/KIND/NAME`` (as in ``dependsOn`` and ``--target``)."""
+        """Parse ``KIND/NAME`` or ``NAMESPACE/KIND/NAME`` (as in ``dependsOn`` and ``--target``; a deposed VM
+        record's name too, so that it can be shown and targeted)."""
         parts = text.strip().split("/")
         if len(parts) == 2:
             kind_text, name = parts
@@ -109,7 +121,7 @@ class ResourceKey(NamedTuple):
         else:
             raise ValueError(f"invalid reference {text!r}: expected KIND/NAME, such as network/lan")
         kind = parse_kind(kind_text)
-        if not is_valid_name(name):
+        if not is_valid_name(name) and not is_deposed_name(name):
             raise ValueError(f"invalid reference {text!r}: {name!r} is not a valid name")
         return cls.of(kind, name, namespace)
 

@@ -529,8 +529,8 @@ class Lifecycle(SharedModel):
     )
     createBeforeDestroy: bool = Field(
         default=False,
-        description="Reserved: on replacement, create the new VM first. Not supported yet: a plan that replaces"
-        " the VM warns and deletes it first.",
+        description="On replacement, create and start the new VM (with its own UUID, name, disks, MACs and"
+        " addresses) before the old one is destroyed.",
     )
 
 

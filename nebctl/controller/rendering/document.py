@@ -48,6 +48,7 @@ def _change(change: ResourceChange) -> dict[str, Any]:
         "name": key.name,
         "type": change.type.value,
         "restart": change.restart,
+        "create_first": change.create_first,
         "host": change.host,
         "previous_host": change.previous_host,
         "reason": change.reason or None,

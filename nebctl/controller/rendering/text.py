@@ -116,6 +116,8 @@ def _comment(change: ResourceChange) -> str:
     notes = []
     if change.type is ChangeType.UPDATE and change.restart:
         notes.append("restart required")
+    if change.create_first:
+        notes.append("the new VM is created before the old one is destroyed")
     if change.reason:
         notes.append(change.reason)
     suffix = f" ({'; '.join(notes)})" if notes else ""
@@ -127,6 +129,8 @@ def _symbol(change: ResourceChange, style: _Palette) -> str:
         return f"  {style.green}+{style.reset}"
     if change.type is ChangeType.UPDATE:
         return f"  {style.yellow}~{style.reset}"
+    if change.type is ChangeType.REPLACE and change.create_first:  # Terraform's sign for the same order
+        return f"{style.green}+{style.reset}/{style.red}-{style.reset}"
     if change.type is ChangeType.REPLACE:
         return f"{style.red}-{style.reset}/{style.green}+{style.reset}"
     return f"  {style.red}-{style.reset}"

@@ -6,11 +6,15 @@ running VM ``web`` fixed on ``h1``), edits the manifests, and checks what ``make
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from nebctl.controller.planning import PlanError, plan_with_specs
 from nebctl.controller.plans import ChangeType
 from nebctl.reconcilers.fields import Effect
+from nebctl.reconcilers.identity import deposed_key
+from nebctl.reconcilers.vm import deposition
 from tests.unit.planning.world import (
     BASE,
     GiB,
@@ -23,6 +27,9 @@ from tests.unit.planning.world import (
     operations,
     precedes,
     vm,
+)
+from tests.unit.planning.world import (
+    key as key_of,
 )
 
 STOPPED = {"memory: 2Gi": "memory: 2Gi\n  state: stopped"}
@@ -113,16 +120,139 @@ def test_a_running_vm_migrates_live_and_a_stopped_or_suspended_one_cold(start: d
     )
 
 
-def test_create_before_destroy_is_said_to_be_unsupported_when_a_replacement_needs_it() -> None:
-    asked = {"memory: 2Gi": "memory: 2Gi\n  lifecycle: {createBeforeDestroy: true}"}
-    world = converge(BASE, vm(**asked))
-    plan = world.plan(BASE, vm(**asked, **{"image: debian": "image: alpine"}))
-    assert change_of(plan, "vm/web").type is ChangeType.REPLACE
-    assert operations(plan, "vm/web")[:2] == ["undeploy", "delete"]
-    assert plan.warnings == (
-        "vm/web: lifecycle.createBeforeDestroy is not supported yet; the VM is deleted before it is created again",
+CREATE_FIRST = {"memory: 2Gi": "memory: 2Gi\n  lifecycle: {createBeforeDestroy: true}"}
+NEW_IMAGE = {"image: debian": "image: alpine"}
+
+
+@pytest.fixture(scope="module")
+def create_first() -> World:
+    return converge(BASE, vm(**CREATE_FIRST))
+
+
+def test_create_before_destroy_builds_the_new_vm_then_deletes_the_deposed_old_one(create_first: World) -> None:
+    plan = create_first.plan(BASE, vm(**CREATE_FIRST, **NEW_IMAGE))
+    change = change_of(plan, "vm/web")
+    assert (change.type, change.create_first) == (ChangeType.REPLACE, True)
+    assert operations(plan, "vm/web") == ["clone", "pre", "deploy", "post"]
+    old = change_of(plan, "vm/web~0")
+    assert (old.type, old.reason) == (ChangeType.DELETE, "the old VM of vm/web, deleted once its replacement runs")
+    assert sorted(operations(plan, "vm/web~0")) == ["clean", "delete", "undeploy"]
+    # Nothing of the old VM goes before the new one runs, its NICs finished.
+    for new_action in ("vm/web:deploy", "vm/web:nic0:post"):
+        assert all(precedes(plan, new_action, a.id) for a in actions_of(plan, "vm/web~0"))
+    assert (plan.summary.add, plan.summary.change, plan.summary.destroy) == (1, 0, 1)
+    assert plan.warnings == ()
+
+
+def test_the_new_vm_of_a_create_first_replacement_has_identities_and_addresses_of_its_own(
+    create_first: World,
+) -> None:
+    request = create_first.request(documents(BASE, vm(**CREATE_FIRST, **NEW_IMAGE)))
+    plan, specs = plan_with_specs(request)
+    web = key_of("vm/web")
+    old, new = create_first.records[web].applied, specs[web]
+    assert old is not None
+    deploy = {a.operation: a for a in actions_of(plan, "vm/web")}["deploy"]
+    assert [d["volume"] for d in deploy.params["disks"]] == ["web~1-disk0"]
+    assert new["nics"][0]["mac"] != old["nics"][0]["mac"]
+    assert new["nics"][0]["ip"] != old["nics"][0]["ip"]  # the old VM keeps its address until it goes
+    deleted = {a.operation: a for a in actions_of(plan, "vm/web~0")}
+    assert deleted["delete"].params["volume"] == "web-disk0"
+    assert (deleted["clean"].params["mac"], deleted["clean"].params["ip"]) == (
+        old["nics"][0]["mac"],
+        old["nics"][0]["ip"],
     )
-    assert world.plan(BASE, vm(**asked, **{"vcpu: 2": "vcpu: 4"})).warnings == ()  # no replacement, no warning
+
+
+def test_after_a_create_first_replacement_the_vm_is_converged_and_the_next_one_makes_incarnation_2(
+    create_first: World,
+) -> None:
+    replaced = applied(create_first.request(documents(BASE, vm(**CREATE_FIRST, **NEW_IMAGE))))
+    assert replaced.records[key_of("vm/web")].live["incarnation"] == 1
+    assert key_of("vm/web~0") not in replaced.records
+    assert not replaced.plan(BASE, vm(**CREATE_FIRST, **NEW_IMAGE)).has_changes
+    again = replaced.plan(BASE, vm(**CREATE_FIRST, **{"image: debian": "image: debian"}))
+    assert change_of(again, "vm/web").create_first
+    assert [str(c.key) for c in again.changes if c.is_change] == ["vm/web", "vm/web~1"]
+    deploy = {a.operation: a for a in actions_of(again, "vm/web")}["deploy"]
+    assert deploy.params["disks"][0]["volume"] == "web~2-disk0"
+
+
+def test_a_replacement_without_create_before_destroy_still_deletes_first(running: World) -> None:
+    plan = running.plan(BASE, vm(**NEW_IMAGE))
+    assert not change_of(plan, "vm/web").create_first
+    assert operations(plan, "vm/web")[:2] == ["undeploy", "delete"]
+    assert [str(c.key) for c in plan.changes if c.is_change] == ["vm/web"]
+
+
+def test_create_first_is_refused_when_the_new_vm_would_need_the_old_ones_static_address() -> None:
+    static = {**CREATE_FIRST, "{network: lan, securityGroups: [ssh]}": "{network: lan, ip: 10.0.0.15}"}
+    world = converge(BASE, vm(**static))
+    with pytest.raises(PlanError) as raised:
+        world.plan(BASE, vm(**static, **NEW_IMAGE))
+    assert raised.value.problems == [
+        "vm/web: nics[0].ip 10.0.0.15 is held by vm/web~0, the VM it replaces, until the new VM runs"
+        " (lifecycle.createBeforeDestroy); give the new VM another address, or drop createBeforeDestroy"
+    ]
+    # Another static address is fine: both VMs hold their own.
+    moved = {**CREATE_FIRST, "{network: lan, securityGroups: [ssh]}": "{network: lan, ip: 10.0.0.16}"}
+    assert change_of(world.plan(BASE, vm(**moved, **NEW_IMAGE)), "vm/web").create_first
+
+
+def test_create_first_is_refused_when_no_host_has_room_for_both_vms(create_first: World) -> None:
+    hosts = {name: dataclasses.replace(p, memory=3 * GiB) for name, p in create_first.live.hosts.items()}
+    small = dataclasses.replace(create_first, live=dataclasses.replace(create_first.live, hosts=hosts))
+    assert not small.plan(BASE, vm(**CREATE_FIRST)).has_changes  # one 2Gi VM fits a 3Gi host
+    with pytest.raises(PlanError) as raised:
+        small.plan(BASE, vm(**CREATE_FIRST, **NEW_IMAGE))
+    [problem] = raised.value.problems
+    assert problem.startswith("vm/web: fits on no host beside the VM it replaces (lifecycle.createBeforeDestroy)")
+
+
+def test_create_first_is_refused_when_a_network_it_uses_is_replaced_too(create_first: World) -> None:
+    renumbered = BASE.replace("cidr: 10.0.0.0/24, range: {first: 10.0.0.10, last: 10.0.0.20}",
+                              "cidr: 10.1.0.0/24, range: {first: 10.1.0.10, last: 10.1.0.20}")  # fmt: skip
+    with pytest.raises(PlanError) as raised:
+        create_first.plan(renumbered, vm(**CREATE_FIRST, **NEW_IMAGE))
+    assert raised.value.problems == [
+        "vm/web: lifecycle.createBeforeDestroy cannot be honoured: network/lan, which both the old and the new VM"
+        " use, is replaced by this plan (deleted, then created), so the old VM would have to go before the new"
+        " one is created; drop createBeforeDestroy for this change"
+    ]
+
+
+def test_an_interrupted_create_first_replacement_finishes_the_new_vm_then_deletes_the_old_one(
+    create_first: World,
+) -> None:
+    web = key_of("vm/web")
+    record = create_first.records[web]
+    deposed, deposed_live, successor_live = deposition(web, record.live)
+    records = dict(create_first.records)
+    records[deposed] = dataclasses.replace(record, name=deposed.name, status="deleting", live=deposed_live)
+    records[web] = dataclasses.replace(record, applied=None, status="creating", live=successor_live)
+    first = create_first.plan(BASE, vm(**CREATE_FIRST, **NEW_IMAGE))
+    resumed = create_first.plan(BASE, vm(**CREATE_FIRST, **NEW_IMAGE), records=records)
+    assert change_of(resumed, "vm/web").type is ChangeType.CREATE
+    assert change_of(resumed, "vm/web~0").type is ChangeType.DELETE
+    # The same actions as the plan that was interrupted: same identities, addresses and order.
+    assert [(a.id, dict(a.params)) for a in resumed.actions] == [(a.id, dict(a.params)) for a in first.actions]
+    assert set(resumed.edges) == set(first.edges)
+    # Without the manifests' VM, and with --prune, both go, and neither waits for the other.
+    pruned = create_first.plan(BASE, records=records, prune=True)
+    assert {str(c.key) for c in pruned.changes if c.is_change} == {"vm/web", "vm/web~0"}
+
+
+def test_targeting_a_create_first_vm_takes_its_old_vm_along(create_first: World) -> None:
+    plan = create_first.plan(BASE, vm(**CREATE_FIRST, **NEW_IMAGE), targets=frozenset({key_of("vm/web")}))
+    assert [str(c.key) for c in plan.changes if c.is_change] == ["vm/web", "vm/web~0"]
+
+
+def test_a_deposed_name_fits_the_database_column() -> None:
+    long_name = "a" * 63
+    key = deposed_key(key_of(f"vm/{long_name}"), 12)
+    assert len(key.name) == 63 and key.name.endswith("~12")
+    assert deposed_key(key_of("vm/web"), 0).name == "web~0"
+    assert deposed_key(key_of(f"vm/{long_name[:-1]}b"), 12) != key  # a digest keeps shortened names apart
 
 
 def test_label_change_lists_the_label_and_records_it(running: World) -> None:

@@ -21,7 +21,7 @@ from nebctl.database.records import ResourceRecord
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostProbe, Ownership, VMStatus
 from nebctl.reconcilers.base import LiveView
-from nebctl.reconcilers.identity import vm_uuid
+from nebctl.reconcilers.identity import VMIdentity
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import load_text
 from nebctl.schemas.models import AnyManifest
@@ -159,7 +159,7 @@ class World:
     def with_vm(self, key: ResourceKey, **changes: Any) -> World:
         """The same world, with the live status of VM ``key`` changed (``state``, ``vcpu``, ``memory``), or
         gone when ``changes`` is ``{"gone": True}``."""
-        uuid = vm_uuid(key)
+        uuid = VMIdentity.recorded(key, self.records[key].live).uuid
         vms = dict(self.live.vms)
         vm_hosts = dict(self.live.vm_hosts)
         if changes.pop("gone", False):
@@ -185,13 +185,16 @@ def applied(request: PlanRequest, *, previous: Mapping[ResourceKey, ResourceReco
         if change.type is ChangeType.DELETE:
             records.pop(change.key, None)
         elif change.is_change:
-            records[change.key] = record_for(change.key, specs[change.key], request.stack)
+            before = records.get(change.key)
+            incarnation = VMIdentity.recorded(change.key, before.live).incarnation if before is not None else 0
+            incarnation += 1 if change.create_first else 0  # the new VM of a create-first replacement
+            records[change.key] = record_for(change.key, specs[change.key], request.stack, incarnation)
     host_names = sorted({key.name for key in request.documents if key.kind is Kind.HOST})
     vms: dict[str, VMStatus] = {}
     vm_hosts: dict[str, str] = {}
     for key, record in records.items():
         if key.kind is Kind.VIRTUAL_MACHINE and record.applied is not None and record.stack == request.stack:
-            uuid = vm_uuid(key)
+            uuid = VMIdentity.recorded(key, record.live).uuid
             vms[uuid] = VMStatus(
                 uuid=uuid,
                 name=key.name,
@@ -205,8 +208,11 @@ def applied(request: PlanRequest, *, previous: Mapping[ResourceKey, ResourceReco
     return World(dict(request.documents), records, live, request.stack, tuple(host_names))
 
 
-def record_for(key: ResourceKey, spec: dict[str, Any], stack: str = STACK) -> ResourceRecord:
+def record_for(key: ResourceKey, spec: dict[str, Any], stack: str = STACK, incarnation: int = 0) -> ResourceRecord:
     host = spec.get("host") if key.kind is Kind.VIRTUAL_MACHINE else None
+    live: dict[str, Any] = {}
+    if key.kind is Kind.VIRTUAL_MACHINE:
+        live = {"uuid": VMIdentity.of(key, incarnation).uuid, **({"incarnation": incarnation} if incarnation else {})}
     return ResourceRecord(
         kind=key.kind,
         namespace=key.namespace,
@@ -214,7 +220,7 @@ def record_for(key: ResourceKey, spec: dict[str, Any], stack: str = STACK) -> Re
         stack=stack,
         applied=spec,
         status=str(spec.get("state", "ready")) if key.kind is Kind.VIRTUAL_MACHINE else "ready",
-        live={"uuid": vm_uuid(key)} if key.kind is Kind.VIRTUAL_MACHINE else {},
+        live=live,
         host=host,
     )
 

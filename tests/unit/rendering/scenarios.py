@@ -26,6 +26,7 @@ from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostProbe, Ownership, VMStatus
 from nebctl.reconcilers.base import LiveView
 from nebctl.reconcilers.identity import live_name, vm_uuid
+from nebctl.reconcilers.vm import deposition
 from nebctl.schemas import models
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import load_text
@@ -203,6 +204,31 @@ def replacement() -> Plan:
     return plan(documents, state)
 
 
+def replacement_create_first() -> Plan:
+    """The same replacement of web-2, asked create-first: the new VM (incarnation 1) runs before the old one,
+    deposed as vm/web-2~0, is deleted."""
+    documents = example_documents()
+    documents["vm/web-2"]["spec"]["lifecycle"] = {"createBeforeDestroy": True}
+    state = applied_state(documents)
+    documents["vm/web-2"]["spec"]["disks"][0]["image"] = "alpine-3-20"
+    return plan(documents, state)
+
+
+def replacement_create_first_interrupted() -> Plan:
+    """That create-first replacement died after the journal deposed the old VM: the new one is created again
+    (its incarnation kept) and the deposed one deleted after it."""
+    documents = example_documents()
+    documents["vm/web-2"]["spec"]["lifecycle"] = {"createBeforeDestroy": True}
+    state = applied_state(documents)
+    documents["vm/web-2"]["spec"]["disks"][0]["image"] = "alpine-3-20"
+    web2 = vm_key("web-2")
+    record = state.records[web2]
+    deposed, deposed_live, successor_live = deposition(web2, record.live)
+    state.records[deposed] = replace(record, name=deposed.name, status="deleting", live=deposed_live)
+    state.records[web2] = replace(record, applied=None, status="creating", live=successor_live)
+    return plan(documents, state)
+
+
 def removed_with_prune() -> Plan:
     """web-3 and the hook left the manifests; --prune deletes them."""
     documents = example_documents()
@@ -272,6 +298,8 @@ SCENARIOS: Mapping[str, Callable[[], Plan]] = {
     "update-in-place": update_in_place,
     "update-with-restart": update_with_restart,
     "replacement": replacement,
+    "replacement-create-first": replacement_create_first,
+    "replacement-create-first-interrupted": replacement_create_first_interrupted,
     "removed-with-prune": removed_with_prune,
     "removed-without-prune": removed_without_prune,
     "drift": drift,

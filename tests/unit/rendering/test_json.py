@@ -97,6 +97,7 @@ def test_content_of_the_spec_example() -> None:
         "name": "web-1",
         "type": "update",
         "restart": True,
+        "create_first": False,
         "host": None,
         "previous_host": None,
         "reason": None,
