@@ -516,7 +516,9 @@ def _changes(
         record = own.get(key)
         if document is None:
             assert record is not None
-            if request.prune or record.status == "deleting":
+            # A deposed old VM is always deleted, whatever became of an earlier attempt: it only waited for
+            # its replacement.
+            if request.prune or record.status == "deleting" or deposed_of(key, record.live) is not None:
                 changes.append(
                     ResourceChange(key, ChangeType.DELETE, host=record.host, reason=_deleting_reason(key, record))
                 )

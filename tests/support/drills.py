@@ -29,6 +29,7 @@ from nebctl.database.records import ApplyState
 from nebctl.database.store import Store
 from nebctl.drivers.registry import build_registry
 from nebctl.drivers.sim import Distribution, Latency, SimFleet
+from nebctl.reconcilers.identity import VMIdentity
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import load_paths
 from nebctl.schemas.models import AnyManifest
@@ -275,18 +276,20 @@ def _audit_fleet(
     volumes = Counter(name for (name,) in connection.execute("SELECT name FROM volumes"))
     volume_hosts = {(host, name) for host, name in connection.execute("SELECT host, name FROM volumes")}
     leases = connection.execute("SELECT host, network, mac, vm_uuid FROM leases").fetchall()
+    # The domain name of each VM's incarnation (``vm-0001~1`` after a create-first replacement).
+    names = {key: VMIdentity.recorded(key, records[key].live if key in records else {}).name for key in vm_keys}
     explained_volumes: set[str] = set()
     explained_leases: set[tuple[str, str, str]] = set()
     for key in vm_keys:
         record = records.get(key)
         spec: Any = documents[key].spec
-        if by_name[key.name] != 1:
-            problems.append(f"{key}: {by_name[key.name]} sim VMs named {key.name}")
+        if by_name[names[key]] != 1:
+            problems.append(f"{key}: {by_name[names[key]]} sim VMs named {names[key]}")
         if record is None:
             continue
         live = record.live
         uuid = live.get("uuid")
-        if uuid not in uuids or uuids[uuid] != (record.host, key.name):
+        if uuid not in uuids or uuids[uuid] != (record.host, names[key]):
             problems.append(f"{key}: recorded uuid {uuid} on {record.host}, the fleet has {uuids.get(uuid)}")
         for index in range(len(spec.disks)):
             volume = (live.get(f"disk.{index}") or {}).get("volume")
@@ -301,7 +304,7 @@ def _audit_fleet(
         mine = [lease for lease in leases if lease[3] == uuid]
         if len(mine) != len(spec.nics):
             problems.append(f"{key}: {len(mine)} leases for {len(spec.nics)} NICs")
-    declared = {key.name for key in vm_keys}
+    declared = set(names.values())
     for uuid, (host, name) in uuids.items():
         if name not in declared:
             problems.append(f"orphan sim VM {name} ({uuid}) on {host}")
