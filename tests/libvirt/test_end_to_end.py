@@ -7,7 +7,9 @@ One scenario, in order, because each step starts from the state the previous one
 2. ``virsh destroy`` of one shows as drift in ``diff`` (exit 2, "was stopped") and the next ``apply`` starts it;
 3. a memory change is planned as a restart and applied (the domain's maximum memory changes);
 4. removing a VM and applying with ``--prune`` removes its domain, its disk volume and its DHCP lease;
-5. ``destroy --yes`` leaves no domain, network, pool, volume or nwfilter of the test in libvirt.
+5. a create-first replacement (``lifecycle.createBeforeDestroy``) starts the VM's next incarnation as a domain of
+   its own, then removes the old domain, its disk and its lease;
+6. ``destroy --yes`` leaves no domain, network, pool, volume or nwfilter of the test in libvirt.
 
 The manifests are copied to a temporary directory and rewritten there: every name gets a per-run prefix (the
 daemon is shared with other test sessions and engineers), the datastore and the image live under the test's
@@ -273,7 +275,39 @@ def test_examples_apply_drift_restart_prune_and_destroy(run: Run) -> None:
     assert uuid_removed not in _qemu_command_lines()
     assert run.domain(vm1).isActive()
 
-    # 5. destroy leaves nothing of the test in libvirt.
+    # 5. a create-first replacement (new cloud-init data): the new domain, the VM's next incarnation, runs beside
+    # the old one, which then goes with its disk and lease. A static address the old VM holds is refused first.
+    kept = run.vms()[0]
+    kept["spec"]["lifecycle"] = {**kept["spec"].get("lifecycle", {}), "createBeforeDestroy": True}
+    kept["spec"]["cloudInit"] = {"userData": "#cloud-config\nhostname: replaced\n"}
+    run.write()
+    refused = run.nebctl("diff", *run.manifest_args())
+    assert refused.returncode == 1 and f"is held by vm/{vm1}~0, the VM it replaces" in refused.stderr
+    old_ip = kept["spec"]["nics"][0].pop("ip")
+    run.write()
+    plan = check(run.nebctl("diff", *run.manifest_args()), expected=2)
+    assert f'+/- vm "{vm1}"' in plan and f'- vm "{vm1}~0"' in plan
+    old_uuid = run.domain(vm1).UUIDString()
+    old_disks = {
+        v.name()
+        for v in run.connection.storagePoolLookupByName(pool_name).listAllVolumes(0)
+        if v.name() == f"{vm1}-disk0"
+    }
+    assert old_disks
+    check(run.nebctl("apply", *run.manifest_args(), "--yes"))
+    vm1 = f"{vm1}~1"  # the domain of the VM's new incarnation
+    new = run.domain(vm1)
+    assert new.isActive() and new.UUIDString() != old_uuid and new.UUIDString() in _qemu_command_lines()
+    with pytest.raises(libvirt.libvirtError):
+        run.connection.lookupByUUIDString(old_uuid)
+    volumes = {volume.name() for volume in run.connection.storagePoolLookupByName(pool_name).listAllVolumes(0)}
+    assert not old_disks & volumes and f"{vm1}-disk0" in volumes
+    leases = _lease_addresses(run.connection, network)
+    assert old_ip not in leases and len(leases) == 1
+    check(run.nebctl("diff", *run.manifest_args()))  # converged
+    assert f"{vm1.removesuffix('~1')}~0" not in check(run.nebctl("get", "vm"))
+
+    # 6. destroy leaves nothing of the test in libvirt.
     protected = [d for d in run.documents if d["spec"].get("lifecycle", {}).get("preventDestroy")]
     for document in protected:
         document["spec"]["lifecycle"]["preventDestroy"] = False
@@ -285,4 +319,4 @@ def test_examples_apply_drift_restart_prune_and_destroy(run: Run) -> None:
     assert _remove_prefixed(run.connection, run.prefix) == []
     assert uuid_kept not in _qemu_command_lines()
     assert not (run.root / "datastore").exists() or not any((run.root / "datastore").iterdir())
-    assert vm1 not in check(run.nebctl("get", "vm"))  # and nothing left in nebctl's records
+    assert vm1.removesuffix("~1") not in check(run.nebctl("get", "vm"))  # and nothing left in nebctl's records
