@@ -275,7 +275,7 @@ def start_mariadb(*, durable: bool = False) -> DatabaseServer:
 OWNER_FILE = "nebctl-test-owner"  # "<pytest pid> <server pid>", written once the server is up
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -295,7 +295,7 @@ def stop_orphaned_servers(backend: str) -> list[Path]:
             owner, server_pid = (int(field) for field in (directory / OWNER_FILE).read_text().split())
         except (OSError, ValueError):
             continue  # still starting, or not one of ours
-        if _alive(owner):
+        if process_alive(owner):
             continue
         stop_pid(server_pid)
         shutil.rmtree(directory, ignore_errors=True)

@@ -29,6 +29,10 @@ real bridges, so the session's end destroys every network and domain of the peer
 Like the system daemon, QEMU must run as root to open /dev/kvm: ``user = "root"`` goes into the peer's copy of
 qemu.conf only on a throwaway machine (CI=true or NEBCTL_TEST_THROWAWAY=1). With CI=true a peer that cannot
 start fails the tests; elsewhere they skip with the reason.
+
+A session killed before its teardown (SIGKILL, a timeout) leaves its peer running, with its domains and
+bridges: ROOT/nebctl-test-owner names the session, and the next session to start a peer stops the peers of
+sessions that are gone (``stop_orphaned_peers``), as tests/support/databases.py does for database servers.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import in_ci
+from tests.support.databases import OWNER_FILE, process_alive, stop_pid
 from tests.support.libvirtd import (
     QEMU_CONF,
     START_TIMEOUT,
@@ -75,7 +80,7 @@ class PeerDaemon:
     """The second daemon: its URI, its temporary ROOT and its libvirtd process (started by this session)."""
 
     root: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None  # None: a peer an earlier session started (``stop_orphaned_peers``)
     host_uuid: str
 
     @property
@@ -94,10 +99,14 @@ class PeerDaemon:
         """Destroy its domains and networks (QEMU processes and bridges outlive a stopped daemon), stop it,
         kill any QEMU it still left behind, and remove ROOT."""
         try:
-            if self.process.poll() is None:
+            if self.process.poll() is None if self.process is not None else answers(self.uri):
                 self._clear()
         finally:
-            terminate(self.process, STOP_TIMEOUT)
+            if self.process is not None:
+                terminate(self.process, STOP_TIMEOUT)
+            else:
+                with contextlib.suppress(ValueError, OSError):
+                    stop_pid(int((self.root / "libvirtd.pid").read_text().strip()), STOP_TIMEOUT)
             self._kill_left_qemu()
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -162,6 +171,22 @@ def _namespace_script(root: Path) -> str:
     return "\n".join(lines)
 
 
+def stop_orphaned_peers() -> list[Path]:
+    """Stop the peers whose test session is gone, with their domains and networks, and remove their ROOTs;
+    returns the ROOTs cleared. Peers of sessions still running are theirs."""
+    cleared = []
+    for root in Path(tempfile.gettempdir()).glob("nebctl-peer-*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # still starting, or not one of ours
+        if process_alive(owner):
+            continue
+        PeerDaemon(root=root, process=None, host_uuid="").stop()
+        cleared.append(root)
+    return cleared
+
+
 def start_peer() -> PeerDaemon:
     if os.geteuid() != 0:
         unavailable("the peer libvirtd (migration target) needs root: it mounts in a namespace of its own")
@@ -174,7 +199,9 @@ def start_peer() -> PeerDaemon:
             "the peer libvirtd would run QEMU as root (needed for fast KVM domains), which the harness only "
             "allows on a throwaway machine: set NEBCTL_TEST_THROWAWAY=1 (or CI=true) to let it"
         )
+    stop_orphaned_peers()
     root = Path(tempfile.mkdtemp(prefix="nebctl-peer-"))  # short: the socket path must fit in 108 bytes
+    (root / OWNER_FILE).write_text(str(os.getpid()))
     host_uuid = str(uuid.uuid4())
     for name in MOUNTS:
         if name != "etc":
