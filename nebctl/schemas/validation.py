@@ -17,18 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nebctl.schemas.checking import LoadedDocument
+from nebctl.schemas.diagnostics import DataPath, Diagnostic, SourceLocation, closest_match, format_path
 from nebctl.schemas.keys import Kind, ResourceKey, parse_kind
-from nebctl.schemas.loading import (
-    DataPath,
-    Diagnostic,
-    LoadedDocument,
-    SourceLocation,
-    closest_match,
-    format_path,
-    item_type,
-    model_fields_at,
-    model_in,
-)
+from nebctl.schemas.model_fields import item_type, model_fields_at, model_in
 from nebctl.schemas.models import (
     AnyManifest,
     Datastore,

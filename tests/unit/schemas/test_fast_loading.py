@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from nebctl.schemas import loading
-from nebctl.schemas.loading import DEFAULT_LIMITS, Limits, ManifestError, load_paths, load_text, read_yaml
+from nebctl.schemas.loading import DEFAULT_LIMITS, Limits, ManifestError, load_paths, load_text
+from nebctl.schemas.reading import fast as fast_reader
+from nebctl.schemas.reading.positioned import read_yaml
 from tests.conftest import REPO_ROOT
 
 
@@ -26,7 +28,7 @@ def positioned(text: str, filename: str = "t.yaml") -> list[tuple[Any, loading.S
 
 
 def fast(text: str, filename: str = "t.yaml", limits: Limits = DEFAULT_LIMITS) -> list[tuple[Any, Any]] | None:
-    documents = loading._read_fast(text, filename, limits, loading._Scalars())
+    documents = fast_reader.read_fast(text, filename, limits, fast_reader.Scalars())
     return None if documents is None else [(document.data, document.location) for document in documents]
 
 
@@ -52,7 +54,7 @@ def same(text: str) -> None:
 
 
 def test_the_fast_path_is_available() -> None:
-    assert loading._CParser is not None, "PyYAML with libyaml is a dependency: the fast path needs it"
+    assert fast_reader.LIBYAML_AVAILABLE, "PyYAML with libyaml is a dependency: the fast path needs it"
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from nebctl.schemas.dumping import dump_text
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import (
     Diagnostic,
     ManifestError,
     SourceLocation,
-    dump_text,
     load_paths,
     load_text,
     parse_text,

@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nebctl.schemas.loading import dump_text, load_text
+from nebctl.schemas.dumping import dump_text
+from nebctl.schemas.loading import load_text
 from tests.unit.schemas.documents import as_yaml, document
 
 TEXT = st.text(st.characters(whitelist_categories=("L", "N", "P", "S", "Zs")), max_size=12)
