@@ -155,6 +155,10 @@ def describe_command(app: AppContext, reference: str) -> None:
     click.echo(f"Host:        {record.host or '-'}")
     click.echo(f"Generation:  {record.generation}")
     click.echo(f"Updated:     {view['updatedAt']}")
+    deposed = record.live.get("deposed")  # see nebctl.reconcilers.vm.deposition
+    if isinstance(deposed, dict):
+        owner = ResourceKey(key.kind, key.namespace, str(deposed.get("of")))
+        click.echo(f"Deposed:     the old VM of {owner}, replaced create-first; deleted once its replacement runs")
     yaml = YAML()
     yaml.default_flow_style = False
     click.echo("Spec (last applied):")

@@ -143,8 +143,14 @@ def test_a_failed_deletion_of_the_old_vm_is_retried_by_the_next_apply_without_pr
         assert result.state == ApplyState.PARTIAL
         [failed] = result.report.with_state(Outcome.FAILED)
         assert failed.action.key.name.endswith("~0") and failed.action.operation == "undeploy"
-        # The new VMs are done; one old VM is still there, kept by its deposed record.
+        # The new VMs are done; one old VM is still there, kept by its deposed record, which users can see.
         assert len(_sim_vms(workspace)) == 3
+        deposed = failed.action.key.name
+        listed = workspace.run("get", "vm")
+        assert listed.returncode == 0 and deposed in listed.stdout, listed.stderr
+        described = workspace.run("describe", f"vm/{deposed}")
+        assert described.returncode == 0, described.stderr
+        assert "Deposed:     the old VM of vm/vm-000" in described.stdout
         again = workspace.plan(store)
         [change] = [c for c in again.plan.changes if c.is_change]
         assert change.key == failed.action.key and change.reason.startswith("the old VM of vm/")
