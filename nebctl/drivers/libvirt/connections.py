@@ -7,7 +7,12 @@ connections are thread-safe, so the executor's worker threads share them; only t
 
 The default event loop implementation runs in one daemon thread: libvirt needs it for keepalive messages on
 remote connections and to deliver domain lifecycle events, which ``LibvirtMonitoring.watch`` uses to notice
-drift without waiting for the next probe.
+drift without waiting for the next probe. It is started only for those: a connection opened while the loop
+runs wakes the loop's thread on each call, which about doubles a local call's time (bench/libvirt_apply.py:
+200 domains defined and started took 0.30-0.35 s through the loop with keepalive, 0.16 s without). A local
+connection (a Unix socket, or a driver inside this process such as ``test:///``) fails its calls at once when
+the daemon goes away, so it needs no keepalive; one across a network gets it, since a peer there can vanish
+without closing the socket.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import libvirt
 
@@ -26,6 +32,14 @@ log = logging.getLogger("nebctl.drivers.libvirt")
 
 LifecycleCallback = Callable[[str, int, int], None]
 """Called with (domain uuid, libvirt event type, detail) from the event loop thread."""
+
+
+def crosses_network(uri: str) -> bool:
+    """Whether ``uri`` reaches its daemon across a network (ssh, TLS, TCP, an external command): everything but a
+    Unix socket or a driver inside this process, which are the URIs without a transport or host."""
+    parts = urlsplit(uri)
+    transport = parts.scheme.partition("+")[2]
+    return transport not in ("", "unix") or bool(parts.netloc)
 
 
 def _ignore_libvirt_error(_context: Any, _error: Any) -> None:
@@ -40,6 +54,11 @@ class _EventLoop:
 
     _lock = threading.Lock()
     _started = False
+
+    @classmethod
+    def running(cls) -> bool:
+        with cls._lock:
+            return cls._started
 
     @classmethod
     def ensure(cls) -> bool:
@@ -76,26 +95,39 @@ class Connections:
         self._connections: dict[str, libvirt.virConnect] = {}
         self._subscribers: dict[str, list[LifecycleCallback]] = {}
         self._callback_ids: dict[str, int] = {}
+        self._evented: set[str] = set()  # URIs whose connection was opened while the event loop ran
+        self._retired: list[libvirt.virConnect] = []  # replaced to get events; closed by ``close``
 
-    def get(self, uri: str) -> libvirt.virConnect:
-        """The open connection for ``uri``, opened (or reopened) when needed. Raises ``TemporaryError``."""
+    def get(self, uri: str, *, events: bool = False) -> libvirt.virConnect:
+        """The open connection for ``uri``, opened (or reopened) when needed. Raises ``TemporaryError``.
+
+        With ``events``, one that delivers lifecycle events: libvirt hooks a connection to the event loop when
+        it opens, so one opened before the loop ran is replaced (and kept open until ``close``: other threads
+        may be in calls on it)."""
         with self._lock:
             open_lock = self._open_locks.setdefault(uri, threading.Lock())
         with open_lock:
             connection = self._connections.get(uri)
             if connection is not None and self._alive(connection):
-                return connection
-            if connection is not None:
+                if not events or uri in self._evented:
+                    return connection
+                with self._lock:
+                    self._retired.append(self._connections.pop(uri))
+            elif connection is not None:
                 self.drop(uri)
             with converting(f"connect to {uri}"):
-                connection = self._open(uri)
+                connection = self._open(uri, events=events)
             with self._lock:
                 self._connections[uri] = connection
             return connection
 
-    def _open(self, uri: str) -> libvirt.virConnect:
-        events = self._events and _EventLoop.ensure()
+    def _open(self, uri: str, *, events: bool) -> libvirt.virConnect:
+        wanted = events or crosses_network(uri) or bool(self._subscribers.get(uri))
+        events = self._events and wanted and _EventLoop.ensure()
         connection = libvirt.open(uri)
+        if _EventLoop.running():  # started for this connection or an earlier one: this one is hooked to it
+            with self._lock:
+                self._evented.add(uri)
         if events:
             # Local drivers (test:///, qemu:/// in-process) have no keepalive or close callback: not an error.
             with contextlib.suppress(libvirt.libvirtError):
@@ -118,12 +150,14 @@ class Connections:
         with self._lock:
             self._connections.pop(uri, None)
             self._callback_ids.pop(uri, None)
+            self._evented.discard(uri)
 
     def drop(self, uri: str) -> None:
         """Forget the connection of ``uri`` (after it was lost); the next ``get`` opens a new one."""
         with self._lock:
             connection = self._connections.pop(uri, None)
             callback_id = self._callback_ids.pop(uri, None)
+            self._evented.discard(uri)
         if connection is not None:
             with contextlib.suppress(libvirt.libvirtError):
                 if callback_id is not None:
@@ -134,6 +168,11 @@ class Connections:
         """Close every connection (``Registry.close`` calls this on shared objects)."""
         for uri in list(self._connections):
             self.drop(uri)
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for connection in retired:
+            with contextlib.suppress(libvirt.libvirtError):
+                connection.close()
 
     @contextlib.contextmanager
     def use(self, uri: str, action: str) -> Iterator[libvirt.virConnect]:
@@ -154,7 +193,7 @@ class Connections:
             return False
         with self._lock:
             self._subscribers.setdefault(uri, []).append(callback)
-        connection = self.get(uri)
+        connection = self.get(uri, events=True)
         if uri in self._callback_ids:
             return True
         return self._register_lifecycle(uri, connection)
