@@ -362,8 +362,13 @@ class StoreJournal:
         for key in self._deleted:
             tx.delete_resource(key)
         tx.open_histories(self._placements)
-        ids = tx.add_events(self._events)
-        self.emitted += [event_payload(event, identifier) for event, identifier in zip(self._events, ids, strict=True)]
+        if self.on_events is None:
+            tx.append_events(self._events)  # no hook to hand them to: their ids are not needed
+        else:
+            ids = tx.add_events(self._events)
+            self.emitted += [
+                event_payload(event, identifier) for event, identifier in zip(self._events, ids, strict=True)
+            ]
         self._updates, self._dirty, self._deleted, self._events, self._placements = [], {}, [], [], []
 
     def _event(self, tx: Batch, *, type: str, message: str, key: ResourceKey | None = None, **fields: Any) -> None:

@@ -49,6 +49,7 @@ _UPDATE_ACTIONS = (
     )
 )
 _INSERT_EVENTS = insert(_events).returning(_events.c.id, sort_by_parameter_order=True)
+_APPEND_EVENTS = insert(_events)
 
 _RESOURCE_UPDATED = (
     "stack",
@@ -375,11 +376,27 @@ class StateOperations(Operations):
         return self.add_events([event])[0]
 
     def add_events(self, events: Sequence[EventRecord]) -> list[int]:
-        """Append many events in one statement; their ids, in the order given."""
+        """Append many events; their ids, in the order given. SQLite returns them in order only one row per
+        statement: ``append_events`` is the bulk statement, for callers that need no ids."""
         if not events:
             return []
+        ids: list[int] = []
+        with self._write() as connection:
+            for chunk in chunks(self._event_rows(events), BULK_CHUNK):
+                ids.extend(int(row[0]) for row in connection.execute(_INSERT_EVENTS, list(chunk)))
+        return ids
+
+    def append_events(self, events: Sequence[EventRecord]) -> None:
+        """Append many events in one statement (an executemany), without reading their ids back."""
+        if not events:
+            return
+        with self._write() as connection:
+            for chunk in chunks(self._event_rows(events), BULK_CHUNK):
+                connection.execute(_APPEND_EVENTS, list(chunk))
+
+    def _event_rows(self, events: Sequence[EventRecord]) -> list[dict[str, Any]]:
         now = self._now()
-        rows = [
+        return [
             {
                 "time": event.time or now,
                 "type": event.type,
@@ -393,11 +410,6 @@ class StateOperations(Operations):
             }
             for event in events
         ]
-        ids: list[int] = []
-        with self._write() as connection:
-            for chunk in chunks(rows, BULK_CHUNK):
-                ids.extend(int(row[0]) for row in connection.execute(_INSERT_EVENTS, list(chunk)))
-        return ids
 
     def list_events(
         self,

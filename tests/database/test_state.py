@@ -210,6 +210,33 @@ def test_events(store: Store, clock: FakeClock) -> None:
         store.add_event(message="no type")
 
 
+def test_events_appended_in_bulk_keep_their_order(store: Store, clock: FakeClock) -> None:
+    """``append_events`` (the journal's bulk statement, no ids read back) and ``add_events`` write the same rows."""
+    web = ResourceKey(VM, "default", "web-1")
+    events = [
+        EventRecord(
+            type="action.succeeded",
+            message=f"deploy {i}",
+            kind=VM,
+            namespace="default",
+            name="web-1",
+            stack="web",
+            data={"action": f"a{i}"},
+        )
+        for i in range(3)
+    ]
+    with store.batch() as tx:
+        tx.append_events(events)
+        tx.append_events([])
+    ids = store.add_events(events[:1])
+    listed = store.list_events(key=web)
+    assert [(e.type, e.message, e.data, e.stack) for e in listed] == [
+        *[("action.succeeded", f"deploy {i}", {"action": f"a{i}"}, "web") for i in range(3)],
+        ("action.succeeded", "deploy 0", {"action": "a0"}, "web"),
+    ]
+    assert [e.id for e in listed][-1:] == ids and all(e.time == clock.now for e in listed)
+
+
 def test_times_survive_as_utc(store: Store) -> None:
     apply_id = store.begin_apply(stack="web", revision=None, plan={}, holder="t")
     store.journal_actions(apply_id, [ActionRecord("a", VM, "default", "x", "virtualization", "deploy")])
