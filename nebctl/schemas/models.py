@@ -102,7 +102,11 @@ _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 class StrictModel(BaseModel):
     """Base of every manifest model: unknown fields are errors, values are immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=False)
+    # defer_build: a model's validator is built when it is first used, not when its module is imported, so a
+    # command pays only for the kinds its manifests hold (about 0.05 s of every start otherwise).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=False, defer_build=True
+    )
 
     def model_post_init(self, context: Any, /) -> None:
         """Make the validated instance light: 100,000 VM documents are most of a large plan's memory.
