@@ -220,10 +220,10 @@ _COMPARISONS = {
 
 
 def _hook_events() -> list[str]:
-    heads = ("vm", "image", "network", "securitygroup", "datastore", "host", "apply", "drift")
+    heads = ("vm", "image", "network", "securitygroup", "datastore", "host", "marketplace", "hook", "apply", "drift")
     tails = [
-        "created", "running", "stopped", "suspended", "failed", "deleted", "unknown",
-        "migrated", "updated", "error", "started", "finished", "detected",
+        "created", "updated", "replaced", "deposed", "imported", "running", "stopped", "suspended", "failed",
+        "deleted", "unknown", "migrated", "error", "started", "finished", "partial", "interrupted", "detected",
     ]  # fmt: skip
     return [f"{h}.{t}" for h in heads for t in tails if re.fullmatch(HOOK_EVENT_PATTERN, f"{h}.{t}")]
 

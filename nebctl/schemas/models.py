@@ -570,10 +570,11 @@ class VirtualMachine(StrictModel):
 
 # --- Hook -------------------------------------------------------------------------------------------------
 
+# Every event nebctl records about resources and applies (docs/manifests.md lists them with their meaning).
 HOOK_EVENT_PATTERN = (
-    r"^(vm\.(created|running|stopped|suspended|failed|deleted|unknown|migrated)"
-    r"|(image|network|securitygroup|datastore|host)\.(created|updated|deleted|failed|error)"
-    r"|apply\.(started|finished|failed)|drift\.detected|\*)$"
+    r"^(vm\.(created|updated|replaced|deposed|imported|running|stopped|suspended|failed|deleted|unknown|migrated)"
+    r"|(image|network|securitygroup|datastore|host|marketplace|hook)\.(created|updated|replaced|deleted|failed|error)"
+    r"|apply\.(started|finished|failed|partial|interrupted)|drift\.detected|\*)$"
 )
 
 
