@@ -6,6 +6,7 @@ no orphan volume or lease, a clean journal.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from nebctl.database.records import ApplyState
 from nebctl.drivers.sim import Fault, FaultKind
 from nebctl.reconcilers.identity import VMIdentity
 from nebctl.schemas.keys import ResourceKey
+from nebctl.schemas.models import HOOK_EVENT_PATTERN
 from tests.support.drills import Workspace, audit, fleet_manifests
 
 VMS = 2
@@ -93,8 +95,12 @@ def test_the_new_vm_runs_beside_the_old_one_before_the_old_one_goes(tmp_path: Pa
         assert after.live["incarnation"] == 1 and after.live["uuid"] == VMIdentity.of(VM0, 1).uuid
         assert after.applied is not None and after.applied["nics"][0]["ip"] != old_ip
         assert not [key for key in records if "~" in key.name]
-        deposed = [e for e in store.list_events(limit=1000) if e.type == "vm.deposed"]
+        events = store.list_events(limit=1000)
+        deposed = [e for e in events if e.type == "vm.deposed"]
         assert sorted(str(e.name) for e in deposed) == ["vm-0000", "vm-0001"]
+        # Hooks can subscribe to every event of a resource or an apply (action.* are the journal's detail).
+        for event in events:
+            assert event.type.startswith("action.") or re.fullmatch(HOOK_EVENT_PATTERN, event.type), event.type
         assert not workspace.plan(store).plan.has_changes
     assert audit(workspace) == []
 
