@@ -2,14 +2,15 @@
 
 Used by the CLI (``nebctl drivers``, the ``AppContext`` resource ``"registry"``), the executor and monitoring,
 which ask ``Registry.for_host`` for the drivers of a Host and call them. Built-in drivers are registered here
-(libvirt lazily, by import path, so that a machine without libvirt-python still has sim and exec); third-party
-drivers come from the entry-point group ``nebctl.drivers``, whose entries load to a driver class or a sequence
-of driver classes.
+lazily, by import path (a command imports only the drivers it uses, and a machine without libvirt-python still
+has sim and exec); third-party drivers come from the entry-point group ``nebctl.drivers``, whose entries load to a
+driver class or a sequence of driver classes.
 
-Every class is checked against its family's protocol when it is registered (pluggy does the same with its
-specs): each protocol method present, callable, and able to take the arguments the protocol passes; ``name``,
-``family`` and ``capabilities`` declared. A driver that falls short raises ``RegistrationError`` naming the
-driver and what it lacks, so a broken plugin fails at start-up rather than in the middle of an apply.
+Every class is checked against its family's protocol when it is registered, a lazy one when it is imported
+(pluggy does the same with its specs): each protocol method present, callable, and able to take the arguments
+the protocol passes; ``name``, ``family`` and ``capabilities`` declared. A driver that falls short raises
+``RegistrationError`` naming the driver and what it lacks, so a broken plugin fails at start-up rather than in
+the middle of an apply.
 
 A driver *reference* is what a Host manifest writes in ``spec.drivers``: a registered name (``sim``,
 ``libvirt``), optionally with an instance after a colon (``exec:NAME``, the program set under
@@ -19,6 +20,7 @@ A driver *reference* is what a Host manifest writes in ``spec.drivers``: a regis
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import inspect
@@ -42,11 +44,14 @@ ENTRY_POINT_GROUP = "nebctl.drivers"
 # The families a Host manifest chooses drivers for; the others are not tied to a hypervisor.
 HOST_FAMILIES = (Family.VIRTUALIZATION, Family.STORAGE, Family.NETWORK, Family.MONITORING)
 
-# Built-in drivers that live in optional packages: imported on first use only.
-# A path is 'module:attribute'; the attribute is a driver class or a sequence of them (the one with the right
-# family and name is taken), so a driver package only has to export ``DRIVER_CLASSES`` like sim and exec do.
+# The built-in drivers, imported (and checked against their protocol) on first use only: a command pays for
+# the drivers its hosts use (importing and checking sim and exec is about 0.02 s of every start otherwise), and
+# libvirt lives in an optional package. A path is 'module:attribute'; the attribute is a driver class or a
+# sequence of them (the one with the right family and name is taken), so a driver package only has to export
+# ``DRIVER_CLASSES``.
 _LAZY_BUILTINS: dict[tuple[Family, str], str] = {
-    (family, "libvirt"): "nebctl.drivers.libvirt:DRIVER_CLASSES" for family in HOST_FAMILIES
+    **{(family, name): f"nebctl.drivers.{name}:DRIVER_CLASSES" for name in ("sim", "exec") for family in Family},
+    **{(family, "libvirt"): "nebctl.drivers.libvirt:DRIVER_CLASSES" for family in HOST_FAMILIES},
 }
 
 
@@ -256,6 +261,11 @@ class Registry:
         name = cast(str, getattr(driver_class, "name"))  # noqa: B009  # checked above, hidden from mypy
         with self._lock:
             existing = self._entries.get((family, name))
+            if existing is not None and existing.driver_class is None:
+                # A lazy entry holds its name too: learn its class, unless it cannot be imported (then it is
+                # unavailable and the name is free).
+                with contextlib.suppress(CapabilityError, RegistrationError):
+                    existing = self._resolve(family, name)
             if existing is not None and existing.driver_class is not None and existing.driver_class is not driver_class:
                 raise RegistrationError(
                     f"{family.value} driver {name!r} is already registered (from {existing.origin}); "
@@ -265,11 +275,12 @@ class Registry:
                 family, name, driver_class, factory or _default_factory(driver_class), origin
             )
 
-    def register_lazy(self, family: Family, name: str, import_path: str) -> None:
-        """Register ``module:Class`` without importing it; it is imported and checked on first use."""
+    def register_lazy(self, family: Family, name: str, import_path: str, *, origin: str | None = None) -> None:
+        """Register ``module:Class`` without importing it; it is imported and checked on first use. ``origin``
+        (what ``nebctl drivers`` shows) defaults to the import path."""
         with self._lock:
             if (family, name) not in self._entries:
-                self._entries[(family, name)] = _Entry(family, name, None, None, import_path, import_path)
+                self._entries[(family, name)] = _Entry(family, name, None, None, origin or import_path, import_path)
 
     def load_entry_points(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
         """Register the drivers of installed plugins; a plugin that fails to load or check raises."""
@@ -391,14 +402,10 @@ class Registry:
 
 
 def register_builtins(registry: Registry) -> None:
-    """The drivers that ship with nebctl: sim and exec for every family, libvirt lazily."""
-    from nebctl.drivers.exec import DRIVER_CLASSES as EXEC_CLASSES
-    from nebctl.drivers.sim import DRIVER_CLASSES as SIM_CLASSES
-
-    for driver_class in (*SIM_CLASSES, *EXEC_CLASSES):
-        registry.register(driver_class)
+    """The drivers that ship with nebctl: sim and exec for every family, libvirt for hosts; each is imported and
+    checked when first used."""
     for (family, name), import_path in _LAZY_BUILTINS.items():
-        registry.register_lazy(family, name, import_path)
+        registry.register_lazy(family, name, import_path, origin=None if name == "libvirt" else "builtin")
 
 
 def build_registry(settings: Settings | None = None, *, entry_points: bool = True) -> Registry:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -121,6 +123,33 @@ def test_a_lazy_driver_that_cannot_import_is_listed_unavailable_not_fatal() -> N
     assert not info.available and "no_such_backend" in (info.problem or "")
     with pytest.raises(CapabilityError, match="'ghost' is not available"):
         registry.get(Family.VIRTUALIZATION, "ghost")
+
+
+def test_builtins_are_imported_when_first_used() -> None:
+    """A command imports the drivers its hosts use, not every built-in (sim and exec cost about 0.02 s)."""
+    code = (
+        "import sys\n"
+        "from nebctl.drivers.registry import build_registry\n"
+        "from nebctl.drivers.types import Family\n"
+        "registry = build_registry()\n"
+        "loaded = lambda: sorted(m for m in ('nebctl.drivers.sim', 'nebctl.drivers.exec') if m in sys.modules)\n"
+        "print(loaded())\n"
+        "registry.get(Family.HOOKS, 'exec')\n"
+        "print(loaded())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == ["[]", "['nebctl.drivers.exec']"]
+
+
+def test_a_plugin_cannot_take_the_name_of_a_builtin_not_imported_yet() -> None:
+    class Impostor(SimMonitoring):
+        pass
+
+    registry = build_registry(Settings(), entry_points=False)
+    with pytest.raises(RegistrationError, match="monitoring driver 'sim' is already registered"):
+        registry.register(Impostor)
+    registry.register(SimMonitoring)  # the built-in itself: registering it again changes nothing
+    assert registry.driver_class(Family.MONITORING, "sim") is SimMonitoring
 
 
 @pytest.mark.parametrize(
