@@ -242,10 +242,18 @@ class ExecutionWorld:
     records: dict[ResourceKey, ResourceRecord]
     shutdown_timeout: float
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _drivers: dict[str, HostDrivers] = field(default_factory=dict)
 
     def drivers(self, host: str) -> HostDrivers:
-        ref, overrides = self._host(host)
-        drivers: HostDrivers = self.registry.for_host(ref, overrides)
+        # Resolved once per host, not per action: the registry shares each driver anyway, and resolving (the
+        # host's overrides dumped, four lookups under the registry's lock) was a share of every action's time.
+        with self._lock:
+            drivers = self._drivers.get(host)
+        if drivers is None:
+            ref, overrides = self._host(host)
+            drivers = self.registry.for_host(ref, overrides)
+            with self._lock:
+                self._drivers[host] = drivers
         return drivers
 
     def host_ref(self, host: str) -> HostRef:
