@@ -98,8 +98,9 @@ def ensure_schema(connection: Connection) -> None:
                 "or point --db at an empty database"
             )
         # A new database: the models are the head schema (a test checks that they agree with the migrations),
-        # stamped with the head revision as ``alembic stamp heads`` does.
-        Base.metadata.create_all(connection)
+        # stamped with the head revision as ``alembic stamp heads`` does. None of its tables exists (just
+        # checked), so they are created without asking for each one first.
+        Base.metadata.create_all(connection, checkfirst=False)
         _version.create(connection, checkfirst=True)
         connection.execute(insert(_version).values(version_num=HEAD))
         return
