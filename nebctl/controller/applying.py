@@ -320,6 +320,11 @@ class StoreJournal:
         that an interrupted deletion is finished by the next apply even without --prune. Depose the old VMs of
         create-first replacements first, as the plan was made for."""
         with self.store.batch() as tx:
+            plan = self.planned.plan
+            summary = plan.summary
+            counts = {"add": summary.add, "change": summary.change, "destroy": summary.destroy}
+            message = f"apply #{self.apply_id} of stack {plan.stack} started: {summary}"
+            self._event(tx, type="apply.started", message=message, data={**counts, "actions": len(plan.actions)})
             for change in self.planned.plan.changes:
                 if change.create_first:
                     self._depose(tx, change)
@@ -513,6 +518,9 @@ class StoreJournal:
         self._save(tx, updated)
         verb = {ChangeType.CREATE: "created", ChangeType.REPLACE: "replaced"}.get(change.type, "updated")
         self._event(tx, type=f"{key.kind.short}.{verb}", message=f"{key} {verb}", key=key)
+        if change.type is ChangeType.UPDATE and change.previous_host not in (None, host):
+            message = f"{key} migrated from {change.previous_host} to {host}"
+            self._event(tx, type=f"{key.kind.short}.migrated", message=message, key=key)
         if key.kind is Kind.VIRTUAL_MACHINE and spec is not None and host:
             moved = change.type is ChangeType.CREATE or change.previous_host not in (None, host)
             # Resized is asked last: a created VM's fields are listed only when something asks for them.

@@ -124,3 +124,29 @@ def test_a_permanent_failure_blocks_only_what_depends_on_it(tmp_path: Path) -> N
         vms = {r.action.key for r in again.report.reports.values() if r.action.key.kind is Kind.VIRTUAL_MACHINE}
         assert vms == {victim.key}
     assert audit(workspace) == []
+
+
+def test_an_apply_records_its_start_and_a_vms_migration_as_events(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path, vms=2)
+    with workspace.store() as store:
+        workspace.controller(store).apply(workspace.plan(store))
+        vm = next(r for r in store.list_resources(stack="fleet") if r.key.kind is Kind.VIRTUAL_MACHINE)
+        target = next(h for h in ("h00", "h01", "h02") if h != vm.host)
+        fleet = workspace.manifests / "fleet.yaml"
+        text = fleet.read_text(encoding="utf-8")
+        document = f"metadata: {{name: {vm.key.name}, namespace: default}}"
+        head, _, tail = text.partition(document)
+        fleet.write_text(
+            head + document + tail.replace("placement: {policy: striping}", f"placement: {{host: {target}}}", 1),
+            encoding="utf-8",
+        )
+        result = workspace.controller(store).apply(workspace.plan(store))
+        assert result.state == ApplyState.SUCCEEDED
+        events = store.list_events(limit=1000)
+        started = [e for e in events if e.type == "apply.started"]
+        assert len(started) == 2 and started[-1].data["change"] == 1
+        [migrated] = [e for e in events if e.type == "vm.migrated"]
+        assert (migrated.name, migrated.message) == (
+            vm.key.name,
+            f"vm/{vm.key.name} migrated from {vm.host} to {target}",
+        )
