@@ -16,7 +16,6 @@ import functools
 import hashlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from nebctl.schemas.keys import DEFAULT_NAMESPACE, INCARNATION_SEPARATOR, NAME_MAX_LENGTH, ResourceKey
@@ -78,19 +77,22 @@ def deposed_key(key: ResourceKey, incarnation: int) -> ResourceKey:
     return ResourceKey(key.kind, key.namespace, name + suffix)
 
 
-@dataclass(frozen=True, slots=True)
 class VMIdentity:
     """Who a VM record's live VM is: the VM's own key (for a deposed record, the VM it belonged to), its
-    incarnation, and its UUID and domain name (their own for a VM adopted with ``nebctl import``)."""
+    incarnation, and its UUID and domain name (their own for a VM adopted with ``nebctl import``). The UUID and
+    name are worked out when first asked: a plan of 100,000 VMs needs few of them."""
 
-    key: ResourceKey
-    incarnation: int
-    uuid: str
-    name: str
+    __slots__ = ("_name", "_uuid", "incarnation", "key")
+
+    def __init__(self, key: ResourceKey, incarnation: int = 0, uuid: str | None = None, name: str | None = None):
+        self.key = key
+        self.incarnation = incarnation
+        self._uuid = uuid
+        self._name = name
 
     @classmethod
     def of(cls, key: ResourceKey, incarnation: int = 0) -> VMIdentity:
-        return cls(key, incarnation, vm_uuid(key, incarnation), vm_name(key, incarnation))
+        return cls(key, incarnation)
 
     @classmethod
     def recorded(cls, key: ResourceKey, live: Mapping[str, Any]) -> VMIdentity:
@@ -102,9 +104,34 @@ class VMIdentity:
             incarnation = int(deposed["incarnation"])
         else:
             incarnation = int(live.get("incarnation") or 0)
-        uuid_ = live.get("uuid") or vm_uuid(key, incarnation)
-        name = live.get("name") or vm_name(key, incarnation)
-        return cls(key, incarnation, str(uuid_), str(name))
+        uuid_, name = live.get("uuid"), live.get("name")
+        return cls(key, incarnation, str(uuid_) if uuid_ else None, str(name) if name else None)
+
+    @property
+    def uuid(self) -> str:
+        if self._uuid is None:
+            self._uuid = vm_uuid(self.key, self.incarnation)
+        return self._uuid
+
+    @property
+    def name(self) -> str:
+        if self._name is None:
+            self._name = vm_name(self.key, self.incarnation)
+        return self._name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VMIdentity) and (self.key, self.incarnation, self.uuid, self.name) == (
+            other.key,
+            other.incarnation,
+            other.uuid,
+            other.name,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.incarnation))
+
+    def __repr__(self) -> str:
+        return f"VMIdentity({self.key!r}, {self.incarnation}, uuid={self.uuid!r}, name={self.name!r})"
 
     def volume(self, index: int) -> str:
         return disk_volume(self.key, index, self.incarnation)

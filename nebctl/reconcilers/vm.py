@@ -47,6 +47,7 @@ from nebctl.reconcilers.identity import (
     deposed_key,
     image_volume,
     live_name,
+    mac_address,
     security_group_filter,
 )
 from nebctl.reconcilers.spanned import ownership
@@ -94,10 +95,10 @@ class VirtualMachineReconciler:
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         spec = spec_document(document)
         spec["host"] = ctx.placements.get(key)
-        identity = VMIdentity.of(key, ctx.incarnations.get(key, 0))
+        incarnation = ctx.incarnations.get(key, 0) if ctx.incarnations else 0
         for index, nic in enumerate(spec["nics"]):
             nic["ip"] = ctx.leases.get((key, index), nic.get("ip"))
-            nic["mac"] = identity.mac(index)
+            nic["mac"] = mac_address(key, index, incarnation)
         for index, disk in enumerate(spec["disks"]):
             disk["datastore"] = ctx.disk_datastores.get((key, index), disk.get("datastore"))
         return spec
