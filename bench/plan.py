@@ -20,8 +20,10 @@ a no-op plan of 10,000 resources under 1 s, of 100,000 under 10 s, peak memory u
 from __future__ import annotations
 
 import argparse
+import datetime
 import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.results import write_block  # noqa: E402
 
 HOSTS = 1000
 NETWORKS = 4
@@ -258,9 +262,12 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    # Markdown rows, ready for bench/RESULTS.md.
-    print("| planner | hosts | VMs | resources | case | changes | actions | wall | RSS before | peak RSS |")
-    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    # Markdown rows, printed as they come and written to bench/RESULTS.md at the end.
+    rows = [
+        "| planner | hosts | VMs | resources | case | changes | actions | wall | RSS before | peak RSS |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    print("\n".join(rows), flush=True)
     for mode in args.modes:
         for size in args.sizes:
             if mode == "controller" and size not in args.controller_sizes:
@@ -271,15 +278,23 @@ def main() -> None:
                 command += ["--case", case, "--hosts", str(hosts)]
                 done = subprocess.run(command, check=False, capture_output=True, text=True)
                 if done.returncode != 0:
-                    print(f"| {mode} | {hosts} | {size} | | {case} | failed: {done.stderr[-300:]!r} |", flush=True)
-                    continue
-                figures = json.loads(done.stdout.strip().splitlines()[-1])
-                print(
-                    f"| {mode} | {hosts:,} | {size:,} | {figures['resources']:,} | {case} | {figures['changes']:,}"
-                    f" | {figures['actions']:,} | {figures['wall']:.2f} s | {figures['rss_before'] / MiB:,.0f} MiB"
-                    f" | {figures['peak_rss'] / MiB:,.0f} MiB |",
-                    flush=True,
-                )
+                    rows.append(f"| {mode} | {hosts} | {size} | | {case} | failed: {done.stderr[-300:]!r} |")
+                else:
+                    figures = json.loads(done.stdout.strip().splitlines()[-1])
+                    rows.append(
+                        f"| {mode} | {hosts:,} | {size:,} | {figures['resources']:,} | {case}"
+                        f" | {figures['changes']:,} | {figures['actions']:,} | {figures['wall']:.2f} s"
+                        f" | {figures['rss_before'] / MiB:,.0f} MiB | {figures['peak_rss'] / MiB:,.0f} MiB |"
+                    )
+                print(rows[-1], flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    command = " ".join(["python bench/plan.py", *sys.argv[1:]])
+    load = os.getloadavg()[0]
+    heading = (
+        f"Last run: `{command}` on {datetime.date.today()}, at {commit.stdout.strip() or 'an unknown commit'},"
+        f" load average {load:.1f} at the end."
+    )
+    write_block("bench/plan.py figures", heading + "\n\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":

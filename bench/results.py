@@ -17,3 +17,12 @@ def write_section(heading: str, section: str, path: Path = RESULTS) -> None:
     pattern = re.compile(re.escape(heading) + r".*?(?=^## |^<!-- |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     path.write_text(text.rstrip() + "\n")
+
+
+def write_block(name: str, block: str, path: Path = RESULTS) -> None:
+    """Replace what lies between the lines ``<!-- NAME: begin -->`` and ``<!-- NAME: end -->`` by ``block``: the
+    figures a benchmark writes inside a section whose prose people write."""
+    begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
+    text = path.read_text()
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    path.write_text(text[:start] + "\n" + block.strip() + "\n" + text[stop:])
