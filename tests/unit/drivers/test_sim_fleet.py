@@ -167,21 +167,6 @@ def test_many_threads_deploy_concurrently(fleet: SimFleet) -> None:
     assert len(SimMonitoring(fleet).probe_vms(HOST)) == 320
 
 
-def test_sim_calls_are_fast(fleet: SimFleet) -> None:
-    virt = SimVirtualization(fleet)
-    vms = [vm(f"fast-{n}") for n in range(500)]
-    started = time.perf_counter()
-    for definition in vms:
-        virt.deploy(HOST, definition)
-    for definition in vms:
-        virt.shutdown(HOST, definition.uuid, timeout=1)
-    per_call = (time.perf_counter() - started) / (2 * len(vms))
-    assert per_call < 0.002  # the benchmark's whole budget per action; typically ~0.1 ms
-    started = time.perf_counter()
-    assert len(SimMonitoring(fleet).probe_vms(HOST)) == 500
-    assert time.perf_counter() - started < 0.5
-
-
 def _run(code: str, state: Path) -> str:
     result = subprocess.run(
         [sys.executable, "-c", code, str(state)], capture_output=True, text=True, cwd=REPO, timeout=60, check=True
