@@ -33,9 +33,9 @@ from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView, with_metadata
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.fields import AddedFields, Effect, FieldChange, compare, dearest, flatten
-from nebctl.reconcilers.identity import VMIdentity
+from nebctl.reconcilers.identity import VMIdentity, deposed_of
 from nebctl.reconcilers.spanned import SpannedReconciler
-from nebctl.reconcilers.vm import deposed_of, deposition, disk_total
+from nebctl.reconcilers.vm import deposition, disk_total
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import (
     AnyManifest,

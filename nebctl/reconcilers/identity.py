@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from nebctl.schemas.keys import DEFAULT_NAMESPACE, INCARNATION_SEPARATOR, NAME_MAX_LENGTH, ResourceKey
+from nebctl.schemas.keys import DEFAULT_NAMESPACE, INCARNATION_SEPARATOR, NAME_MAX_LENGTH, Kind, ResourceKey
 
 # A fixed namespace for uuid5, so the same resource key gives the same UUID on every machine.
 NEBCTL_UUID_NAMESPACE = uuid.UUID("6f0b3c8e-2a4d-5d1e-9b7a-4e0f1c2d3b5a")
@@ -77,16 +77,25 @@ def deposed_key(key: ResourceKey, incarnation: int) -> ResourceKey:
     return ResourceKey(key.kind, key.namespace, name + suffix)
 
 
+def deposed_of(key: ResourceKey, live: Mapping[str, Any]) -> ResourceKey | None:
+    """The VM whose old VM a deposed record keeps (its ``live`` part says so); None for any other record."""
+    deposed = live.get("deposed")
+    if key.kind is not Kind.VIRTUAL_MACHINE or not isinstance(deposed, Mapping):
+        return None
+    return ResourceKey(key.kind, key.namespace, str(deposed["of"]))
+
+
 class VMIdentity:
     """Who a VM record's live VM is: the VM's own key (for a deposed record, the VM it belonged to), its
     incarnation, and its UUID and domain name (their own for a VM adopted with ``nebctl import``). The UUID and
     name are worked out when first asked: a plan of 100,000 VMs needs few of them."""
 
-    __slots__ = ("_name", "_uuid", "incarnation", "key")
+    __slots__ = ("_given", "_name", "_uuid", "incarnation", "key")
 
     def __init__(self, key: ResourceKey, incarnation: int = 0, uuid: str | None = None, name: str | None = None):
         self.key = key
         self.incarnation = incarnation
+        self._given = (uuid, name)  # recorded ones (an adopted VM), else None: derived when first asked
         self._uuid = uuid
         self._name = name
 
@@ -98,10 +107,9 @@ class VMIdentity:
     def recorded(cls, key: ResourceKey, live: Mapping[str, Any]) -> VMIdentity:
         """The identity a record's ``live`` part describes. A recorded UUID or name wins (an adopted VM); it is
         dropped when the VM is undeployed, so a VM created again gets the deterministic ones."""
-        deposed = live.get("deposed")
-        if isinstance(deposed, Mapping):
-            key = ResourceKey(key.kind, key.namespace, str(deposed["of"]))
-            incarnation = int(deposed["incarnation"])
+        owner = deposed_of(key, live)
+        if owner is not None:
+            key, incarnation = owner, int(live["deposed"]["incarnation"])
         else:
             incarnation = int(live.get("incarnation") or 0)
         uuid_, name = live.get("uuid"), live.get("name")
@@ -120,11 +128,11 @@ class VMIdentity:
         return self._name
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, VMIdentity) and (self.key, self.incarnation, self.uuid, self.name) == (
+        # What defines it (an adopted VM's own UUID or name included), without working out the derived ones.
+        return isinstance(other, VMIdentity) and (self.key, self.incarnation, self._given) == (
             other.key,
             other.incarnation,
-            other.uuid,
-            other.name,
+            other._given,
         )
 
     def __hash__(self) -> int:

@@ -247,14 +247,6 @@ def deposition(key: ResourceKey, live: Mapping[str, Any]) -> tuple[ResourceKey, 
     return deposed_key(key, identity.incarnation), deposed, {"incarnation": identity.incarnation + 1}
 
 
-def deposed_of(key: ResourceKey, live: Mapping[str, Any]) -> ResourceKey | None:
-    """The VM a deposed record's old VM belonged to; None for any other record."""
-    deposed = live.get("deposed")
-    if key.kind is not Kind.VIRTUAL_MACHINE or not isinstance(deposed, Mapping):
-        return None
-    return ResourceKey(key.kind, key.namespace, str(deposed["of"]))
-
-
 def disk_total(spec: Mapping[str, Any]) -> int:
     """Disk a recorded VM spec holds (accounting, other stacks' share of a quota)."""
     return sum(int(disk.get("size") or 0) for disk in spec.get("disks", []))

@@ -18,6 +18,7 @@ from ruamel.yaml import YAML
 from nebctl.controller.cli.app import AppContext, CliError, pass_app
 from nebctl.controller.cli.database import open_store
 from nebctl.database.records import EventRecord, ResourceRecord
+from nebctl.reconcilers.identity import deposed_of
 from nebctl.schemas.keys import Kind, ResourceKey, parse_kind
 from nebctl.schemas.quantities import format_quantity
 
@@ -155,9 +156,8 @@ def describe_command(app: AppContext, reference: str) -> None:
     click.echo(f"Host:        {record.host or '-'}")
     click.echo(f"Generation:  {record.generation}")
     click.echo(f"Updated:     {view['updatedAt']}")
-    deposed = record.live.get("deposed")  # see nebctl.reconcilers.vm.deposition
-    if isinstance(deposed, dict):
-        owner = ResourceKey(key.kind, key.namespace, str(deposed.get("of")))
+    owner = deposed_of(key, record.live)
+    if owner is not None:
         click.echo(f"Deposed:     the old VM of {owner}, replaced create-first; deleted once its replacement runs")
     yaml = YAML()
     yaml.default_flow_style = False
