@@ -25,10 +25,11 @@ from typing import Any
 
 from nebctl.controller.executing import Change, ExecutionReport, Executor, Outcome, RetryPolicy
 from nebctl.controller.hooking import HookDispatcher
-from nebctl.controller.observing import DriverSource, known_hosts, observe
+from nebctl.controller.observing import DriverSource, known_hosts, observations, observe
 from nebctl.controller.planning import PlanRequest, QuotaLimit, plan_with_specs
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
 from nebctl.controller.settings import Settings
+from nebctl.database.errors import DatabaseError
 from nebctl.database.records import (
     ActionRecord,
     ActionUpdate,
@@ -42,7 +43,7 @@ from nebctl.database.store import Batch, Store
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import Appliance, Family, HostRef, MarketplaceRef
-from nebctl.reconcilers.base import HostDrivers, RecordView
+from nebctl.reconcilers.base import HostDrivers, LiveView, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.vm import deposition, disk_total
 from nebctl.schemas.keys import Kind, ResourceKey
@@ -96,6 +97,7 @@ class Controller:
         own = {key: record for key, record in records.items() if record.stack == options.stack}
         hosts = known_hosts(documents, own)
         live = observe(hosts, self.registry, parallelism=self.settings.parallelism)
+        self._record_observations(records, live)
         request = PlanRequest(
             stack=options.stack,
             documents=documents,
@@ -112,6 +114,14 @@ class Controller:
         )
         plan, specs = plan_with_specs(request)
         return PlannedApply(plan, request, hosts, specs)
+
+    def _record_observations(self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView) -> None:
+        """Keep what was just probed, for ``get`` and ``describe``: one bulk write. Failing to keep it costs the
+        user only a staler view, so it is logged and the plan goes on."""
+        try:
+            self.store.record_observations(observations(records, live))
+        except DatabaseError as error:
+            log.warning("could not record what was observed: %s", error)
 
     # --- applying ----------------------------------------------------------------------------------------------
 

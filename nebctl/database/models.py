@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -85,6 +86,20 @@ Resource = Table(
     _required("updated_at", _TIME),
     UniqueConstraint("kind", "namespace", "name"),
     Index(None, "stack"),
+)
+
+# What monitoring last saw of a resource (one row per resource, replaced at every observation): written by
+# diff, apply and the service, read by ``get`` and ``describe`` to show the live state beside the record.
+ResourceObservation = Table(
+    "resource_observations",
+    metadata,
+    _required("kind", String(KIND_LENGTH)),
+    _required("namespace", String(NAME_LENGTH)),
+    _required("name", String(NAME_LENGTH)),
+    _required("state", String(STATE_LENGTH)),
+    _required("observed_at", _TIME),
+    _required("details", Json),
+    PrimaryKeyConstraint("kind", "namespace", "name"),
 )
 
 # One run of ``apply``/``destroy``/the service's sync: its plan, who ran it, how it ended.

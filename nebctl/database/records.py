@@ -62,6 +62,33 @@ class ResourceRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ObservationRecord:
+    """What monitoring last saw of one resource, kept beside its record (``Store.record_observations``).
+
+    ``state`` is the live state in the project's own words: for a VM ``running``, ``stopped``, ``suspended``,
+    ``crashed``, ``transitioning``, ``absent`` (its host answered without it) or ``unknown`` (its host did not
+    answer); for a host ``online``, ``error`` or ``disabled``. ``details`` holds what else was seen (a VM's
+    host, vcpu and memory; a host's capacity and load; ``drift``: the differences from the record, as
+    sentences). ``observed_at`` is set by the store's clock when left None.
+    """
+
+    kind: Kind
+    namespace: str
+    name: str
+    state: str
+    details: dict[str, Any] = field(default_factory=dict)
+    observed_at: datetime | None = None
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(self.kind, self.namespace, self.name)
+
+    @property
+    def drift(self) -> tuple[str, ...]:
+        return tuple(str(item) for item in self.details.get("drift", ()))
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyRecord:
     id: int
     stack: str

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from nebctl.database.errors import NotFound
-from nebctl.database.models import Apply, ApplyAction, Event, Resource
+from nebctl.database.models import Apply, ApplyAction, Event, Resource, ResourceObservation
 from nebctl.database.operating import AnyRow, Operations, chunks, table, upsert
 from nebctl.database.records import (
     ActionRecord,
@@ -22,6 +22,7 @@ from nebctl.database.records import (
     ApplyRecord,
     ApplyState,
     EventRecord,
+    ObservationRecord,
     ResourceRecord,
     Severity,
 )
@@ -31,6 +32,7 @@ _resources = table(Resource)
 _applies = table(Apply)
 _actions = table(ApplyAction)
 _events = table(Event)
+_observations = table(ResourceObservation)
 
 # Rows per INSERT statement in bulk writes: large enough to amortise round trips, small enough for any server.
 BULK_CHUNK = 1000
@@ -81,6 +83,17 @@ def _resource(row: AnyRow) -> ResourceRecord:
         host=row.host,
         created_at=row.created_at,
         updated_at=row.updated_at,
+    )
+
+
+def _observation(row: AnyRow) -> ObservationRecord:
+    return ObservationRecord(
+        kind=Kind(row.kind),
+        namespace=row.namespace,
+        name=row.name,
+        state=row.state,
+        details=row.details or {},
+        observed_at=row.observed_at,
     )
 
 
@@ -192,14 +205,73 @@ class StateOperations(Operations):
                 upsert(connection, _resources, chunk, conflict=("kind", "namespace", "name"), update=_RESOURCE_UPDATED)
 
     def delete_resource(self, key: ResourceKey) -> bool:
-        """Forget a resource; returns whether there was one."""
+        """Forget a resource, and what was last observed of it; returns whether there was one."""
         statement = delete(_resources).where(
             _resources.c.kind == key.kind.value,
             _resources.c.namespace == key.namespace,
             _resources.c.name == key.name,
         )
+        forget = delete(_observations).where(
+            _observations.c.kind == key.kind.value,
+            _observations.c.namespace == key.namespace,
+            _observations.c.name == key.name,
+        )
         with self._write() as connection:
+            connection.execute(forget)
             return connection.execute(statement).rowcount > 0
+
+    # --- what monitoring last saw --------------------------------------------------------------------------
+
+    def record_observations(self, observations: Sequence[ObservationRecord]) -> None:
+        """Keep ``observations`` as what was last seen of their resources, replacing what was seen before.
+
+        One bulk upsert (a statement per thousand rows): ``diff`` and ``apply`` call it with what they probed
+        before planning, and a continuous monitor with each round of probes. Observations without a time get the
+        store's clock. A resource's record is not touched: ``updated_at`` stays the time of its last change, so
+        a reader can tell an observation made before that change (and no longer telling) from a newer one.
+        """
+        if not observations:
+            return
+        now = self._now()
+        rows = [
+            {
+                "kind": observation.kind.value,
+                "namespace": observation.namespace,
+                "name": observation.name,
+                "state": observation.state,
+                "observed_at": observation.observed_at or now,
+                "details": dict(observation.details),
+            }
+            for observation in observations
+        ]
+        with self._write() as connection:
+            for chunk in chunks(rows, BULK_CHUNK):
+                upsert(
+                    connection,
+                    _observations,
+                    chunk,
+                    conflict=("kind", "namespace", "name"),
+                    update=("state", "observed_at", "details"),
+                )
+
+    def list_observations(self, *, kind: Kind | None = None) -> dict[ResourceKey, ObservationRecord]:
+        """What was last observed of every resource (or of one kind's), by key."""
+        query = select(_observations)
+        if kind is not None:
+            query = query.where(_observations.c.kind == kind.value)
+        with self._read() as connection:
+            observations = [_observation(row) for row in connection.execute(query)]
+        return {observation.key: observation for observation in observations}
+
+    def get_observation(self, key: ResourceKey) -> ObservationRecord | None:
+        query = select(_observations).where(
+            _observations.c.kind == key.kind.value,
+            _observations.c.namespace == key.namespace,
+            _observations.c.name == key.name,
+        )
+        with self._read() as connection:
+            row = connection.execute(query).first()
+        return _observation(row) if row is not None else None
 
     # --- applies and their journal -------------------------------------------------------------------------
 
