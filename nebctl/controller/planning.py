@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nebctl.controller import placement as placing
+from nebctl.controller import unplaced
 from nebctl.controller.plans import Action, ChangeType, DriftItem, Edges, Plan, ResourceChange
 from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView, with_metadata
@@ -63,11 +64,13 @@ _RELEASE_OPERATIONS = _DESTROY_OPERATIONS | {"shutdown"}
 
 
 class PlanError(Exception):
-    """The plan cannot be made; ``problems`` lists every reason, each naming the resource."""
+    """The plan cannot be made; ``problems`` lists every reason, each naming the resource. ``details`` says more
+    where a problem is a summary (every host's reason for a VM that fits on no host), for ``-v``."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str], details: Sequence[str] = ()) -> None:
         super().__init__("\n".join(problems))
         self.problems = list(problems)
+        self.details = list(details)
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,8 @@ def _plan_with_specs(
         problems.append(f"{key}: belongs to stack {other.stack!r}; nebctl never touches another stack's objects")
     hosts = sorted(key.name for key in request.documents if key.kind is Kind.HOST)
     spans = _spans(request.documents, hosts)
-    placements = _place(request, own, hosts, problems, deposing)
+    details: list[str] = []
+    placements = _place(request, own, hosts, problems, deposing, details=details)
     leases = _leases(request, own, problems, deposing)
     disk_datastores = _disk_datastores(request.documents, spans, placements, problems)
     specs: dict[ResourceKey, dict[str, Any]] = {}  # filled in by _changes, read by the reconcilers' actions
@@ -164,7 +168,7 @@ def _plan_with_specs(
     _check_deletions(changes, request, own, problems, specs)
     _check_quotas(request, problems)
     if problems:
-        raise PlanError(problems)
+        raise PlanError(problems, details)
     actions, edges = _action_graph(changes, ctx, request, specs)
     plan = Plan(
         stack=request.stack,
@@ -307,6 +311,8 @@ def _place(
     hosts: Sequence[str],
     problems: list[str],
     deposing: frozenset[ResourceKey] = frozenset(),
+    *,
+    details: list[str] | None = None,
 ) -> dict[ResourceKey, str]:
     """Where every desired VM goes: its current host while it still fits there, else the policy's choice. The
     old VM of a create-first replacement (``deposing``) is a record outside the manifests: it keeps its share."""
@@ -348,14 +354,18 @@ def _place(
     decisions = placing.place(requests, candidates)
     placements: dict[ResourceKey, str] = {}
     by_name = {str(key): key for key in vms}
+    failed: list[unplaced.Unplaced] = []
+    details = details if details is not None else []
     for decision in decisions:
         key = by_name[decision.vm]
         if decision.host is None:
-            reasons = "; ".join(f"{host}: {why}" for host, why in sorted(decision.reasons.items()))
             beside = " beside the VM it replaces (lifecycle.createBeforeDestroy)" if key in deposing else ""
-            problems.append(f"{key}: fits on no host{beside} ({reasons or 'no hosts declared'})")
+            failed.append(unplaced.Unplaced(str(key), decision.reasons, beside))
         else:
             placements[key] = decision.host
+    if failed:
+        problems += unplaced.brief(failed)
+        details += unplaced.every_host(failed)
     return placements
 
 

@@ -102,6 +102,10 @@ def _make_plan(app: AppContext, documents: dict[ResourceKey, AnyManifest], optio
     except PlanError as error:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
+        if error.details and app.verbosity > 0:
+            click.echo("\n".join(error.details), err=True)
+        elif error.details:
+            click.echo("(-v says more: every host's reason)", err=True)
         raise CliError("the plan cannot be made; nothing was changed") from None
     except DatabaseError as error:
         raise CliError(str(error)) from error

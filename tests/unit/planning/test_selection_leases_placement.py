@@ -152,8 +152,15 @@ def test_vm_that_fits_nowhere_names_every_host() -> None:
     world = converge(ZONES)
     with pytest.raises(PlanError) as error:
         world.plan(ZONES, vm("huge", **HUGE))
-    (problem,) = error.value.problems
-    assert problem.startswith("vm/huge: fits on no host (h1: ") and "; h2: " in problem
+    # Both hosts refuse it for the same reason: said once, with the most either has free.
+    assert error.value.problems == [
+        "vm/huge: fits on no host: 2 hosts have at most 256Gi free memory, 400Gi needed (h1, h2)"
+    ]
+    # The long form (diff -v) names every host with its own figures.
+    assert error.value.details[0] == "vm/huge: fits on no host:"
+    assert error.value.details[1].startswith("  h1: needs 400Gi memory, ") and error.value.details[2].startswith(
+        "  h2: "
+    )
 
 
 def test_placement_is_sticky_while_the_vm_fits() -> None:

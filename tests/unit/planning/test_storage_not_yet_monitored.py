@@ -29,5 +29,5 @@ def test_a_host_reporting_no_storage_yet_takes_vms_with_disks() -> None:
 
 
 def test_a_host_reporting_too_little_storage_is_still_refused() -> None:
-    with pytest.raises(PlanError, match=r"vm/web: fits on no host .*needs 10Gi disk"):
+    with pytest.raises(PlanError, match=r"^vm/web: fits on no host: h1 has 1Gi free disk, 10Gi needed$"):
         make_plan(_request(disk_total=100 * GiB, disk_free=1 * GiB))
