@@ -93,9 +93,7 @@ def _phrases(reason: str) -> tuple[str, str]:
     return f"refuses it: {reason}", f"refuse it: {reason}"
 
 
-def _shortage_phrases(
-    what: Sequence[str], figures: Sequence[tuple[str, str, str]], *, single: bool
-) -> tuple[str, str]:
+def _shortage_phrases(what: Sequence[str], figures: Sequence[tuple[str, str, str]], *, single: bool) -> tuple[str, str]:
     """``has no free vCPU``; ``has 2Gi free memory, 4Gi needed``; for a group, the most any of its hosts has."""
     pieces = []
     for resource in what:

@@ -172,6 +172,13 @@ def _shared(instance: SharedModel) -> SharedModel:
     return held
 
 
+API_VERSION_DOC = "The version of nebctl's manifest format: nebctl/v1."
+KIND_DOC = (
+    "What the document declares: Host, Datastore, Marketplace, Image, Network, SecurityGroup, VirtualMachine or Hook."
+)
+METADATA_DOC = "The resource's name, namespace, labels and annotations."
+
+
 class Metadata(StrictModel):
     name: Name = Field(description="The resource's name, unique per kind and namespace.")
     namespace: Name = Field(
@@ -212,9 +219,13 @@ class HostSpec(StrictModel):
         "sim://NAME for the built-in simulated fleet (optionally ?cpus=16&memory=64Gi&disk=1Ti), or exec://NAME.",
         min_length=1,
     )
-    drivers: HostDrivers = Field(default_factory=HostDrivers)
-    reserved: Reserved = Field(default_factory=Reserved)
-    overcommit: Overcommit = Field(default_factory=Overcommit)
+    drivers: HostDrivers = Field(
+        default_factory=HostDrivers, description="Driver name per family; the URI decides those left out."
+    )
+    reserved: Reserved = Field(default_factory=Reserved, description="Capacity kept back from scheduling.")
+    overcommit: Overcommit = Field(
+        default_factory=Overcommit, description="How far scheduling may exceed the physical capacity."
+    )
     labels: Labels = Field(default_factory=dict)
     enabled: bool = Field(default=True, description="false drains the host: no new VMs are placed on it.")
 
@@ -230,10 +241,10 @@ class HostSpec(StrictModel):
 
 
 class Host(StrictModel):
-    apiVersion: Literal["nebctl/v1"]
-    kind: Literal["Host"]
-    metadata: Metadata
-    spec: HostSpec
+    apiVersion: Literal["nebctl/v1"] = Field(description=API_VERSION_DOC)
+    kind: Literal["Host"] = Field(description=KIND_DOC)
+    metadata: Metadata = Field(description=METADATA_DOC)
+    spec: HostSpec = Field(description="What the host is and how it may be scheduled.")
 
 
 # --- Datastore --------------------------------------------------------------------------------------------
@@ -246,10 +257,10 @@ class DatastoreSpec(StrictModel):
 
 
 class Datastore(StrictModel):
-    apiVersion: Literal["nebctl/v1"]
-    kind: Literal["Datastore"]
-    metadata: Metadata
-    spec: DatastoreSpec
+    apiVersion: Literal["nebctl/v1"] = Field(description=API_VERSION_DOC)
+    kind: Literal["Datastore"] = Field(description=KIND_DOC)
+    metadata: Metadata = Field(description=METADATA_DOC)
+    spec: DatastoreSpec = Field(description="The storage pool and the hosts it is on.")
 
 
 # --- Marketplace ------------------------------------------------------------------------------------------
@@ -267,10 +278,10 @@ class MarketplaceSpec(StrictModel):
 
 
 class Marketplace(StrictModel):
-    apiVersion: Literal["nebctl/v1"]
-    kind: Literal["Marketplace"]
-    metadata: Metadata
-    spec: MarketplaceSpec
+    apiVersion: Literal["nebctl/v1"] = Field(description=API_VERSION_DOC)
+    kind: Literal["Marketplace"] = Field(description=KIND_DOC)
+    metadata: Metadata = Field(description=METADATA_DOC)
+    spec: MarketplaceSpec = Field(description="Where the catalogue of appliances is.")
 
 
 # --- Image ------------------------------------------------------------------------------------------------
@@ -313,10 +324,10 @@ class ImageSpec(StrictModel):
 
 
 class Image(StrictModel):
-    apiVersion: Literal["nebctl/v1"]
-    kind: Literal["Image"]
-    metadata: Metadata
-    spec: ImageSpec
+    apiVersion: Literal["nebctl/v1"] = Field(description=API_VERSION_DOC)
+    kind: Literal["Image"] = Field(description=KIND_DOC)
+    metadata: Metadata = Field(description=METADATA_DOC)
+    spec: ImageSpec = Field(description="Where the image comes from and where it is kept.")
 
 
 # --- Network ----------------------------------------------------------------------------------------------
@@ -345,8 +356,10 @@ class NetworkSpec(StrictModel):
     cidr: ipaddress.IPv4Network = Field(description="The network's address block, such as 10.10.0.0/24.")
     gateway: ipaddress.IPv4Address | None = Field(default=None, description="Defaults to the first host address.")
     range: AddressRange | None = Field(default=None, description="Leasable addresses; defaults to the whole block.")
-    dns: list[ipaddress.IPv4Address] = Field(default_factory=list)
-    mtu: int | None = Field(default=None, ge=576, le=9216)
+    dns: list[ipaddress.IPv4Address] = Field(default_factory=list, description="DNS servers handed to the VMs.")
+    mtu: int | None = Field(
+        default=None, ge=576, le=9216, description="Largest packet size; the driver's default if omitted."
+    )
     hosts: list[Name] = Field(default_factory=list, description="Hosts that carry the network; empty means all.")
 
     @model_validator(mode="after")
@@ -400,10 +413,10 @@ class NetworkSpec(StrictModel):
 
 
 class Network(StrictModel):
-    apiVersion: Literal["nebctl/v1"]
-    kind: Literal["Network"]
-    metadata: Metadata
-    spec: NetworkSpec
+    apiVersion: Literal["nebctl/v1"] = Field(description=API_VERSION_DOC)
+    kind: Literal["Network"] = Field(description=KIND_DOC)
+    metadata: Metadata = Field(description=METADATA_DOC)
+    spec: NetworkSpec = Field(description="The network's mode, addresses and hosts.")
 
 
 # --- SecurityGroup ----------------------------------------------------------------------------------------
@@ -418,7 +431,7 @@ PortSpec = Annotated[
 
 class SecurityRule(SharedModel):
     direction: Literal["in", "out"] = Field(description="in: traffic to the VM; out: traffic from it.")
-    protocol: Literal["tcp", "udp", "icmp", "any"] = "any"
+    protocol: Literal["tcp", "udp", "icmp", "any"] = Field(default="any", description="tcp, udp, icmp or any.")
     ports: list[PortSpec] = Field(default_factory=list, description="Ports for tcp/udp; empty means all.")
     cidr: ipaddress.IPv4Network = Field(
         default=ipaddress.IPv4Network("0.0.0.0/0"), description="Peer addresses the rule applies to."
@@ -450,10 +463,10 @@ class SecurityGroupSpec(StrictModel):
 
 
 class SecurityGroup(StrictModel):
-    apiVersion: Literal["nebctl/v1"]
-    kind: Literal["SecurityGroup"]
-    metadata: Metadata
-    spec: SecurityGroupSpec
+    apiVersion: Literal["nebctl/v1"] = Field(description=API_VERSION_DOC)
+    kind: Literal["SecurityGroup"] = Field(description=KIND_DOC)
+    metadata: Metadata = Field(description=METADATA_DOC)
+    spec: SecurityGroupSpec = Field(description="The traffic the group allows.")
 
 
 # --- VirtualMachine ---------------------------------------------------------------------------------------
@@ -546,11 +559,11 @@ class VirtualMachineSpec(StrictModel):
     state: VMState = Field(default=VMState.RUNNING, description="running, stopped or suspended.")
     vcpu: int = Field(default=1, ge=1, le=VCPU_MAX, description="Virtual CPUs.")
     memory: Quantity = Field(description="Memory, such as 2Gi.")
-    disks: list[Disk] = Field(default_factory=list, max_length=64)
-    nics: list[Nic] = Field(default_factory=list, max_length=32)
-    placement: Placement = Field(default_factory=Placement)
-    cloudInit: CloudInit | None = None
-    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    disks: list[Disk] = Field(default_factory=list, max_length=64, description="The VM's disks, in order.")
+    nics: list[Nic] = Field(default_factory=list, max_length=32, description="The VM's network interfaces, in order.")
+    placement: Placement = Field(default_factory=Placement, description="Where the VM may go: a host, or rules.")
+    cloudInit: CloudInit | None = Field(default=None, description="cloud-init data read at first boot (sensitive).")
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="How nebctl changes and destroys the VM.")
     dependsOn: list[Reference] = Field(default_factory=list, description="Extra ordering, as KIND/NAME.")
 
     @field_validator("memory")
@@ -562,10 +575,12 @@ class VirtualMachineSpec(StrictModel):
 
 
 class VirtualMachine(StrictModel):
-    apiVersion: Literal["nebctl/v1"]
-    kind: Literal["VirtualMachine"]
-    metadata: Metadata
-    spec: VirtualMachineSpec
+    apiVersion: Literal["nebctl/v1"] = Field(description=API_VERSION_DOC)
+    kind: Literal["VirtualMachine"] = Field(description=KIND_DOC)
+    metadata: Metadata = Field(description=METADATA_DOC)
+    spec: VirtualMachineSpec = Field(
+        description="The VM wanted: state, size, disks, NICs, placement, cloud-init and lifecycle."
+    )
 
 
 # --- Hook -------------------------------------------------------------------------------------------------
@@ -599,10 +614,10 @@ class HookSpec(StrictModel):
 
 
 class Hook(StrictModel):
-    apiVersion: Literal["nebctl/v1"]
-    kind: Literal["Hook"]
-    metadata: Metadata
-    spec: HookSpec
+    apiVersion: Literal["nebctl/v1"] = Field(description=API_VERSION_DOC)
+    kind: Literal["Hook"] = Field(description=KIND_DOC)
+    metadata: Metadata = Field(description=METADATA_DOC)
+    spec: HookSpec = Field(description="The events that run the hook, and the program it runs.")
 
 
 # --- The union --------------------------------------------------------------------------------------------

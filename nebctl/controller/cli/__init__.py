@@ -19,7 +19,6 @@ from typing import Any
 
 import click
 
-from nebctl import __version__
 from nebctl.controller.cli.app import AppContext, LogFormat
 
 _PACKAGE = "nebctl.controller.cli"
@@ -39,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("simulating", "The simulated fleet: show it, change it behind nebctl's back, inject faults."),
     "db": ("database", "Schema migrations of the state database."),
     "unlock": ("database", "Release the writers' lock left by a dead process."),
+    "completion": ("completing", "Print the shell completion script for bash, zsh or fish."),
+    "explain": ("explaining", "The fields of a kind, or of one field, with their descriptions."),
 }
 # Kept for plugins and tests that list the modules defining commands.
 COMMAND_MODULES = tuple(dict.fromkeys(f"{_PACKAGE}.{module}" for module, _ in COMMANDS.values()))
@@ -90,8 +91,24 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from nebctl.controller.cli.versioning import version_text
+
+    click.echo(version_text())
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
-@click.version_option(__version__, "--version", prog_name="nebctl")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version (and the commit, when run from a git checkout) and exit.",
+)
 @click.option(
     "--db",
     "db_url",

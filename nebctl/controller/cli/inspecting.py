@@ -14,6 +14,7 @@ import click
 from ruamel.yaml import YAML
 
 from nebctl.controller.cli.app import AppContext, CliError, pass_app
+from nebctl.controller.cli.completing import complete_kind, complete_name, complete_reference
 from nebctl.controller.cli.database import open_store
 from nebctl.controller.rendering.resources import age, describe, masked, observed_cell, record_view, status_cell, table
 from nebctl.database.records import ActionRecord, EventRecord, ResourceRecord
@@ -35,8 +36,8 @@ def _vm_columns(record: ResourceRecord) -> list[str]:
 
 
 @click.command("get")
-@click.argument("kind_text", metavar="[KIND]", required=False)
-@click.argument("name", required=False)
+@click.argument("kind_text", metavar="[KIND]", required=False, shell_complete=complete_kind)
+@click.argument("name", required=False, shell_complete=complete_name)
 @click.option("--stack", help="Only resources of this stack.")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
 @pass_app
@@ -98,7 +99,7 @@ def _event_line(event: EventRecord) -> str:
 
 
 @click.command("describe")
-@click.argument("reference", metavar="KIND/NAME")
+@click.argument("reference", metavar="KIND/NAME", shell_complete=complete_reference)
 @pass_app
 def describe_command(app: AppContext, reference: str) -> None:
     """Everything known about one resource: spec, live status, last actions, events. Exits 1 if not found."""

@@ -23,6 +23,7 @@ import click
 
 from nebctl.controller.applying import ApplyResult, PlannedApply, PlanOptions
 from nebctl.controller.cli.app import AppContext, CliError, pass_app
+from nebctl.controller.cli.completing import complete_reference
 from nebctl.controller.cli.session import (
     check_stack,
     default_stack,
@@ -53,6 +54,7 @@ def _paths_option(required: bool = True) -> Decorator:
         multiple=True,
         required=required,
         metavar="PATH",
+        type=click.Path(),
         help="Manifest file or directory (read recursively); repeat for several.",
     )
 
@@ -63,7 +65,12 @@ def _selection_options(function: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--stack", metavar="NAME", help="Stack owning the resources (default: name of the first -f)."),
             click.option("--prune", is_flag=True, default=None, help="Delete resources removed from the manifests."),
             click.option(
-                "--target", "targets", multiple=True, metavar="KIND/NAME", help="Only this resource and what it needs."
+                "--target",
+                "targets",
+                multiple=True,
+                metavar="KIND/NAME",
+                help="Only this resource and what it needs.",
+                shell_complete=complete_reference,
             ),
             click.option(
                 "--exclude",
@@ -71,6 +78,7 @@ def _selection_options(function: Callable[..., Any]) -> Callable[..., Any]:
                 multiple=True,
                 metavar="KIND/NAME",
                 help="Leave this resource (and dependents) alone.",
+                shell_complete=complete_reference,
             ),
         ]
     ):

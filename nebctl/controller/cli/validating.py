@@ -39,6 +39,7 @@ def load_manifests(paths: Sequence[str]) -> ManifestSet:
     multiple=True,
     required=True,
     metavar="PATH",
+    type=click.Path(),
     help="Manifest file or directory (read recursively: *.yaml, *.yml); repeat for several.",
 )
 def validate_command(paths: tuple[str, ...]) -> None:
