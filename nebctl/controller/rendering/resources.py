@@ -27,11 +27,13 @@ from nebctl.controller.rendering.values import BYTE_FIELDS
 from nebctl.database.records import ActionRecord, EventRecord, ObservationRecord, ResourceRecord
 from nebctl.reconcilers.identity import deposed_of
 from nebctl.schemas.keys import Kind, ResourceKey
-from nebctl.schemas.quantities import format_quantity
+from nebctl.schemas.quantities import format_duration, format_quantity
 
 SENSITIVE = "(sensitive)"
 # Keys whose values are secrets wherever they appear in a spec: cloud-init data, a hook's environment.
 SECRET_KEYS = frozenset({"cloudInit", "env"})
+# Seconds that a manifest writes as durations (a hook's ``timeout: 10s``).
+DURATION_FIELDS = frozenset({"timeout"})
 # The kinds monitoring probes one by one; the others' drift is found when an action on them fails.
 OBSERVED_KINDS = frozenset({Kind.VIRTUAL_MACHINE, Kind.HOST})
 # A host's observed state that agrees with its record.
@@ -49,14 +51,18 @@ def masked(spec: Any) -> Any:
 
 
 def readable(value: Any, key: str = "") -> Any:
-    """A masked spec as a person reads it: byte counts as quantities (``2Gi``), unset (None) fields left out."""
+    """A masked spec as a person reads it: byte counts as quantities (``2Gi``), whole seconds as durations
+    (``10s``), unset (None) fields left out."""
     if isinstance(value, dict):
         shown = {k: readable(v, k) for k, v in value.items() if v is not None}
         return {k: v for k, v in shown.items() if not (isinstance(v, dict) and not v and value[k])}
     if isinstance(value, list):
         return [readable(item, key) for item in value]
-    if type(value) is int and key in BYTE_FIELDS:  # bool is an int; floats are ratios (overcommit.memory)
-        return format_quantity(value)
+    if type(value) is int and key in BYTE_FIELDS and value:  # bool is an int; floats are ratios
+        spelled = format_quantity(value)
+        return spelled if spelled != str(value) else value  # a byte count no unit divides stays a number
+    if type(value) in (int, float) and key in DURATION_FIELDS and value >= 1 and float(value).is_integer():
+        return format_duration(value)
     return value
 
 
