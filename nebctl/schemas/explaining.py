@@ -96,19 +96,31 @@ def _field(name: str, node: Node, required: bool, defs: Mapping[str, Node]) -> F
     return Field(name, _type(node, defs), required, description, tuple(notes))
 
 
-def _properties(node: Node, defs: Mapping[str, Node]) -> list[Field]:
+def _objects(node: Node, defs: Mapping[str, Node]) -> list[Node]:
+    """The object schemas a field holds: itself, its array's items, or the object branches of a choice (an
+    image's ``source`` is a path, a URL or a marketplace reference)."""
     node = _definition(node, defs)
     if node.get("type") == "array":
-        node = _definition(node.get("items", {}), defs)
-    required = set(node.get("required", ()))
-    return [_field(name, prop, name in required, defs) for name, prop in node.get("properties", {}).items()]
+        return _objects(node.get("items", {}), defs)
+    found = [node] if "properties" in node else []
+    for combination in ("anyOf", "oneOf"):
+        for branch in node.get(combination, ()):
+            found += _objects(branch, defs)
+    return found
+
+
+def _properties(node: Node, defs: Mapping[str, Node]) -> list[Field]:
+    fields = []
+    for found in _objects(node, defs):
+        required = set(found.get("required", ()))
+        fields += [_field(name, prop, name in required, defs) for name, prop in found.get("properties", {}).items()]
+    return fields
 
 
 def _children(node: Node, defs: Mapping[str, Node]) -> Mapping[str, Node]:
-    node = _definition(node, defs)
-    if node.get("type") == "array":
-        node = _definition(node.get("items", {}), defs)
-    properties: Mapping[str, Node] = node.get("properties", {})
+    properties: dict[str, Node] = {}
+    for found in _objects(node, defs):
+        properties.update(found.get("properties", {}))
     return properties
 
 
