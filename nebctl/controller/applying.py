@@ -119,7 +119,7 @@ class Controller:
         """Keep what was just probed, for ``get`` and ``describe``: one bulk write. Failing to keep it costs the
         user only a staler view, so it is logged and the plan goes on."""
         try:
-            self.store.record_observations(observations(records, live))
+            self.store.record_observations(observations(records, live), probed=list(live.hosts))
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
 

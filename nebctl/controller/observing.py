@@ -90,13 +90,16 @@ _VM = VirtualMachineReconciler()
 
 
 def observations(records: Mapping[ResourceKey, RecordView], live: LiveView) -> list[ObservationRecord]:
-    """What ``live`` says of each recorded host and VM it covers, with the drift from the record.
+    """What ``live`` says of the recorded hosts and VMs it covers, to keep with ``Store.record_observations``
+    (``probed=live.hosts``).
 
-    A host is covered when it was probed; a VM when the host its record names was probed (its host not
-    answering makes it ``unknown``, never stopped; an answering host without it makes it ``absent``). VMs not yet
-    created (no applied spec) and the kinds monitoring does not probe one by one (networks, images...) get no
-    observation. The drift sentences are the planner's own (the VM reconciler's ``observe``), so ``get`` says
-    what ``diff`` would. Observations carry no time: the store stamps them.
+    Every probed host gets an observation; a VM whose recorded host was probed gets one only where it differs
+    from its record: drift (stopped, deleted, moved, resized: the planner's own sentences, from the VM
+    reconciler's ``observe``, so ``get`` says what ``diff`` would), its host not answering (``unknown``, never
+    stopped), or a state in between (``transitioning``). A VM seen as recorded needs no row: its host's
+    observation says when it was seen (``seen_as_recorded``). VMs not yet created (no applied spec) and the
+    kinds monitoring does not probe one by one (networks, images...) get nothing. No times: the store stamps
+    them.
     """
     found: list[ObservationRecord] = []
     for key, record in records.items():
@@ -107,8 +110,25 @@ def observations(records: Mapping[ResourceKey, RecordView], live: LiveView) -> l
         elif key.kind is Kind.VIRTUAL_MACHINE and record.applied is not None:
             host = record.host or record.applied.get("host")
             if host in live.hosts:
-                found.append(_vm_observation(key, record, live))
+                observation = _vm_observation(key, record, str(host), live)
+                if observation is not None:
+                    found.append(observation)
     return found
+
+
+def seen_as_recorded(record: RecordView, key: ResourceKey, host: ObservationRecord) -> ObservationRecord | None:
+    """The observation of a VM that has no row of its own, from its host's: the host answered its probe, and
+    the VM (which would have a row had it differed) was seen as recorded, at the host's time. None when the
+    host's observation cannot say (not the VM's host, the host in error, the VM not yet created)."""
+    applied = record.applied
+    if key.kind is not Kind.VIRTUAL_MACHINE or applied is None or host.state != HostLiveState.ONLINE.value:
+        return None
+    if (record.host or applied.get("host")) != host.name:
+        return None
+    details: dict[str, Any] = {"host": host.name, "vcpu": applied.get("vcpu"), "memory": applied.get("memory")}
+    details["drift"] = []
+    state = str(applied.get("state") or "running")
+    return ObservationRecord(key.kind, key.namespace, key.name, host.name, state, details, host.observed_at)
 
 
 def _host_observation(key: ResourceKey, probe: HostProbe) -> ObservationRecord:
@@ -117,24 +137,22 @@ def _host_observation(key: ResourceKey, probe: HostProbe) -> ObservationRecord:
         details["error"] = probe.error or "no answer"
     else:
         details.update(cpus=probe.cpus, memory=probe.memory, free_memory=probe.free_memory, load=probe.load)
-    return ObservationRecord(key.kind, key.namespace, key.name, probe.state.value, details)
+    return ObservationRecord(key.kind, key.namespace, key.name, key.name, probe.state.value, details)
 
 
-def _vm_observation(key: ResourceKey, record: RecordView, live: LiveView) -> ObservationRecord:
+def _vm_observation(key: ResourceKey, record: RecordView, host: str, live: LiveView) -> ObservationRecord | None:
+    """The VM's observation where it differs from its record, else None."""
     observed = _VM.observe(key, record, live)
-    details: dict[str, Any] = {"drift": [item.message for item in observed.drift]}
-    host = record.host or (record.applied or {}).get("host")
     if observed.unknown:
         # The reconciler words a silent host as drift (it must not act on the VM); it is not a change of the VM.
-        state = "unknown"
-        details.update(host=host, drift=[])
-    else:
-        status = live.vms.get(VMIdentity.recorded(key, record.live).uuid)
-        if status is None:
-            state = "absent"
-            details["host"] = host
-        else:
-            state = status.state.value
-            uuid = status.uuid
-            details.update(host=live.vm_hosts.get(uuid, host), vcpu=status.vcpu, memory=status.memory)
-    return ObservationRecord(key.kind, key.namespace, key.name, state, details)
+        return ObservationRecord(key.kind, key.namespace, key.name, host, "unknown", {"host": host, "drift": []})
+    drift = [item.message for item in observed.drift]
+    if observed.spec is None:
+        return ObservationRecord(key.kind, key.namespace, key.name, host, "absent", {"host": host, "drift": drift})
+    uuid = VMIdentity.recorded(key, record.live).uuid
+    status = live.vms[uuid]  # observe found it, or the spec would be None
+    if not drift and status.state.value == (record.applied or {}).get("state"):
+        return None
+    details: dict[str, Any] = {"drift": drift, "host": live.vm_hosts.get(uuid, host)}
+    details.update(vcpu=status.vcpu, memory=status.memory)
+    return ObservationRecord(key.kind, key.namespace, key.name, host, status.state.value, details)

@@ -88,18 +88,21 @@ Resource = Table(
     Index(None, "stack"),
 )
 
-# What monitoring last saw of a resource (one row per resource, replaced at every observation): written by
-# diff, apply and the service, read by ``get`` and ``describe`` to show the live state beside the record.
+# What monitoring last saw, by the host whose probe saw it: a row per host, and a row per VM only where the VM
+# differs from its record (a VM of a probed host without a row was seen as recorded, at the host's time). Written
+# by diff, apply and the service, read by ``get`` and ``describe`` to show the live state beside the record.
 ResourceObservation = Table(
     "resource_observations",
     metadata,
     _required("kind", String(KIND_LENGTH)),
     _required("namespace", String(NAME_LENGTH)),
     _required("name", String(NAME_LENGTH)),
+    _required("host", String(HOST_LENGTH)),
     _required("state", String(STATE_LENGTH)),
     _required("observed_at", _TIME),
     _required("details", Json),
     PrimaryKeyConstraint("kind", "namespace", "name"),
+    Index(None, "host"),
 )
 
 # One run of ``apply``/``destroy``/the service's sync: its plan, who ran it, how it ended.

@@ -63,18 +63,20 @@ class ResourceRecord:
 
 @dataclass(frozen=True, slots=True)
 class ObservationRecord:
-    """What monitoring last saw of one resource, kept beside its record (``Store.record_observations``).
+    """What monitoring last saw of one resource, through the probe of ``host`` (``Store.record_observations``).
 
     ``state`` is the live state in the project's own words: for a VM ``running``, ``stopped``, ``suspended``,
     ``crashed``, ``transitioning``, ``absent`` (its host answered without it) or ``unknown`` (its host did not
     answer); for a host ``online``, ``error`` or ``disabled``. ``details`` holds what else was seen (a VM's
     host, vcpu and memory; a host's capacity and load; ``drift``: the differences from the record, as
-    sentences). ``observed_at`` is set by the store's clock when left None.
+    sentences). ``observed_at`` is set by the store's clock when left None. A host's own observation names
+    itself as ``host``.
     """
 
     kind: Kind
     namespace: str
     name: str
+    host: str
     state: str
     details: dict[str, Any] = field(default_factory=dict)
     observed_at: datetime | None = None

@@ -7,7 +7,7 @@ and, for an action that completes, writes the action, the resource it changed an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +91,7 @@ def _observation(row: AnyRow) -> ObservationRecord:
         kind=Kind(row.kind),
         namespace=row.namespace,
         name=row.name,
+        host=row.host,
         state=row.state,
         details=row.details or {},
         observed_at=row.observed_at,
@@ -222,36 +223,41 @@ class StateOperations(Operations):
 
     # --- what monitoring last saw --------------------------------------------------------------------------
 
-    def record_observations(self, observations: Sequence[ObservationRecord]) -> None:
-        """Keep ``observations`` as what was last seen of their resources, replacing what was seen before.
+    def record_observations(self, observations: Sequence[ObservationRecord], *, probed: Collection[str]) -> None:
+        """Keep ``observations`` as all that the probes of the hosts ``probed`` saw, replacing what those hosts'
+        earlier probes left (a VM no longer differing from its record loses its row).
 
-        One bulk upsert (a statement per thousand rows): ``diff`` and ``apply`` call it with what they probed
-        before planning, and a continuous monitor with each round of probes. Observations without a time get the
-        store's clock. A resource's record is not touched: ``updated_at`` stays the time of its last change, so
-        a reader can tell an observation made before that change (and no longer telling) from a newer one.
+        Rows are few: one per host, and one per VM only where it differs from its record (``observations`` in
+        ``controller.observing`` decides); a VM of a probed host without a row was seen as recorded, at its
+        host's time. So ``diff`` and ``apply``, which call this with what they probed before planning, and a
+        continuous monitor, with each round, write in proportion to hosts and drift, not to VMs. Observations
+        without a time get the store's clock. A resource's record is not touched: ``updated_at`` stays the time
+        of its last change, so a reader can tell an observation made before that change from a newer one.
         """
-        if not observations:
-            return
         now = self._now()
         rows = [
             {
                 "kind": observation.kind.value,
                 "namespace": observation.namespace,
                 "name": observation.name,
+                "host": observation.host,
                 "state": observation.state,
                 "observed_at": observation.observed_at or now,
                 "details": dict(observation.details),
             }
             for observation in observations
         ]
+        hosts = sorted(set(probed))
         with self._write() as connection:
+            for chunk in chunks(hosts, BULK_CHUNK):
+                connection.execute(delete(_observations).where(_observations.c.host.in_(chunk)))
             for chunk in chunks(rows, BULK_CHUNK):
                 upsert(
                     connection,
                     _observations,
                     chunk,
                     conflict=("kind", "namespace", "name"),
-                    update=("state", "observed_at", "details"),
+                    update=("host", "state", "observed_at", "details"),
                 )
 
     def list_observations(self, *, kind: Kind | None = None) -> dict[ResourceKey, ObservationRecord]:

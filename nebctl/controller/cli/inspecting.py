@@ -16,8 +16,18 @@ from ruamel.yaml import YAML
 from nebctl.controller.cli.app import AppContext, CliError, pass_app
 from nebctl.controller.cli.completing import complete_kind, complete_name, complete_reference
 from nebctl.controller.cli.database import open_store
-from nebctl.controller.rendering.resources import age, describe, masked, observed_cell, record_view, status_cell, table
-from nebctl.database.records import ActionRecord, EventRecord, ResourceRecord
+from nebctl.controller.rendering.resources import (
+    age,
+    describe,
+    masked,
+    observation_for,
+    observed_cell,
+    record_view,
+    status_cell,
+    table,
+)
+from nebctl.database import Store
+from nebctl.database.records import ActionRecord, EventRecord, ObservationRecord, ResourceRecord
 from nebctl.schemas.keys import Kind, ResourceKey, parse_kind
 from nebctl.schemas.quantities import format_quantity
 
@@ -55,7 +65,8 @@ def get_command(app: AppContext, kind_text: str | None, name: str | None, stack:
         records = [r for r in records if r.name == name]
         if not records:
             raise CliError(f"{kind.short if kind else 'resource'}/{name} not found")
-    observations = store.list_observations(kind=kind) if records else {}
+    stored = store.list_observations() if records else {}  # a row per host, and per VM that differs
+    observations = {record.key: observation_for(record, stored) for record in records}
     if output == "json":
         views = [record_view(r, observations.get(r.key)) for r in records]
         click.echo(json.dumps(views, indent=2, default=str))
@@ -72,7 +83,7 @@ def get_command(app: AppContext, kind_text: str | None, name: str | None, stack:
     vms_only = kind is Kind.VIRTUAL_MACHINE
     headers = ["KIND/NAME", "NAMESPACE", "STACK", "STATUS", "HOST"]
     headers += [*(["VCPU", "MEMORY", "IP"] if vms_only else []), "OBSERVED", "AGE"]
-    rows = []
+    rows: list[list[str]] = []
     for record in sorted(records, key=lambda r: (r.kind.value, r.namespace, r.name)):
         observation = observations.get(record.key)
         rows.append(
@@ -120,15 +131,23 @@ def describe_command(app: AppContext, reference: str) -> None:
         ]
         if len(actions) >= 20:
             break
+    rows = {row.key: row for row in (store.get_observation(key), _host_observation(store, record)) if row}
     page = describe(
         record,
-        store.get_observation(key),
+        observation_for(record, rows),
         actions=actions,
         events=store.list_events(key=key, limit=20, newest=True),
         now=datetime.now(UTC),
         tz=_local_zone(),
     )
     click.echo(page, nl=False)
+
+
+def _host_observation(store: Store, record: ResourceRecord) -> ObservationRecord | None:
+    host = record.host or (record.applied or {}).get("host")
+    if record.kind is not Kind.VIRTUAL_MACHINE or not host:
+        return None
+    return store.get_observation(ResourceKey(Kind.HOST, "default", str(host)))
 
 
 @click.command("events")

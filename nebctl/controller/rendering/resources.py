@@ -23,6 +23,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from nebctl.controller.observing import seen_as_recorded
 from nebctl.controller.rendering.values import BYTE_FIELDS
 from nebctl.database.records import ActionRecord, EventRecord, ObservationRecord, ResourceRecord
 from nebctl.reconcilers.identity import deposed_of
@@ -95,6 +96,19 @@ def _aware(moment: datetime) -> datetime:
 
 
 # --- the observation judged against the record -----------------------------------------------------------------
+
+
+def observation_for(
+    record: ResourceRecord, observations: Mapping[ResourceKey, ObservationRecord]
+) -> ObservationRecord | None:
+    """The last observation of ``record``: its own, or for a VM without one (seen as recorded), its host's."""
+    key = ResourceKey(record.kind, record.namespace, record.name)
+    own = observations.get(key)
+    if own is not None or record.kind is not Kind.VIRTUAL_MACHINE:
+        return own
+    host = record.host or (record.applied or {}).get("host")
+    row = observations.get(ResourceKey(Kind.HOST, "default", str(host))) if host else None
+    return seen_as_recorded(record, key, row) if row is not None else None
 
 
 def is_current(record: ResourceRecord, observation: ObservationRecord | None) -> bool:

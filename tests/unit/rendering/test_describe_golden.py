@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from nebctl.controller.applying import Controller, PlanOptions
-from nebctl.controller.rendering.resources import describe
+from nebctl.controller.rendering.resources import describe, observation_for
 from nebctl.controller.settings import Settings
 from nebctl.database import ObservationRecord, Store
 from nebctl.drivers.registry import build_registry
@@ -48,23 +48,28 @@ spec: {path: /srv/catalogue/index.yaml}
 GI = 1024**3
 
 
-def _observed(kind: Kind, name: str, state: str, minutes: float, **details: object) -> ObservationRecord:
-    return ObservationRecord(kind, "default", name, state, dict(details), APPLIED_AT + timedelta(minutes=minutes))
+def _observed(kind: Kind, name: str, seen_by: str, state: str, minutes: float, **details: object) -> ObservationRecord:
+    moment = APPLIED_AT + timedelta(minutes=minutes)
+    return ObservationRecord(kind, "default", name, seen_by, state, dict(details), moment)
 
 
+# As the store keeps them: a row per host, and a row per VM only where it differs from its record.
 OBSERVATIONS = [
-    _observed(Kind.VIRTUAL_MACHINE, "web-1", "stopped", 1, host="kvm-a2", vcpu=2, memory=2 * GI, drift=["was stopped"]),
-    _observed(Kind.VIRTUAL_MACHINE, "web-2", "absent", 1, host="kvm-b1", drift=["was deleted outside nebctl"]),
-    _observed(Kind.VIRTUAL_MACHINE, "db-1", "running", 2.5, host="kvm-a1", vcpu=4, memory=8 * GI, drift=[]),
+    _observed(Kind.HOST, "kvm-a1", "kvm-a1", "online", 1, cpus=16, memory=64 * GI, free_memory=50 * GI, load=0.5),
+    _observed(Kind.HOST, "kvm-a2", "kvm-a2", "online", 1, cpus=16, memory=64 * GI, free_memory=60 * GI, load=0.1),
+    _observed(Kind.HOST, "kvm-b2", "kvm-b2", "error", 1, error="host does not answer: down"),
+    _observed(Kind.VIRTUAL_MACHINE, "web-1", "kvm-a2", "stopped", 1, host="kvm-a2", vcpu=2, memory=2 * GI,
+              drift=["was stopped"]),
+    _observed(Kind.VIRTUAL_MACHINE, "web-2", "kvm-b1", "absent", 1, host="kvm-b1",
+              drift=["was deleted outside nebctl"]),
     # Made a minute before the apply wrote the record: shown, but no drift read from it.
-    _observed(
-        Kind.VIRTUAL_MACHINE, "cache-1", "stopped", -1, host="kvm-b1", vcpu=2, memory=4 * GI, drift=["was stopped"]
-    ),
-    _observed(Kind.HOST, "kvm-a1", "online", 1, cpus=16, memory=64 * GI, free_memory=50 * GI, load=0.5),
-    _observed(Kind.HOST, "kvm-b2", "error", 1, error="host does not answer: down"),
-]
+    _observed(Kind.VIRTUAL_MACHINE, "cache-1", "kvm-b1", "stopped", -1, host="kvm-b1", vcpu=2, memory=4 * GI,
+              drift=["was stopped"]),
+    # vm/db-1 (on kvm-a1) has no row: kvm-a1's probe saw it as recorded. kvm-b1 has no row at all: vm/web-3 on
+    # it was never observed.
+]  # fmt: skip
 
-# (golden file, resource): every kind; vm/lb-1 has no observation at all.
+# (golden file, resource): every kind.
 CASES = [
     ("host-kvm-a1", "host/kvm-a1"),
     ("host-kvm-b2-not-answering", "host/kvm-b2"),
@@ -77,7 +82,7 @@ CASES = [
     ("vm-web-2-deleted-behind-nebctls-back", "vm/web-2"),
     ("vm-db-1-as-recorded", "vm/db-1"),
     ("vm-cache-1-observed-before-the-last-change", "vm/cache-1"),
-    ("vm-lb-1-never-observed", "vm/lb-1"),
+    ("vm-web-3-never-observed", "vm/web-3"),
     ("hook-notify-ops", "hook/notify-ops"),
 ]
 
@@ -106,7 +111,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Applied]:
         result = controller.apply(controller.plan(documents, PlanOptions(stack="examples")), parallelism=1)
         assert result.report.ok
         # What the plan observed (it ran before anything existed) is replaced by the observations of the cases.
-        store.record_observations(OBSERVATIONS)
+        store.record_observations(OBSERVATIONS, probed=["kvm-a1", "kvm-a2", "kvm-b1", "kvm-b2"])
         yield Applied(store)
     finally:
         registry.close()
@@ -124,7 +129,8 @@ def _describe(store: Store, reference: str) -> str:
         if (action.kind, action.namespace, action.name) == tuple(key)
     ]
     events = store.list_events(key=key, limit=20, newest=True)
-    return describe(record, store.get_observation(key), actions=actions, events=events, now=NOW, tz=CET)
+    return describe(record, observation_for(record, store.list_observations()), actions=actions, events=events,
+                    now=NOW, tz=CET)  # fmt: skip
 
 
 @pytest.mark.parametrize(("name", "reference"), CASES, ids=[name for name, _ in CASES])
@@ -158,7 +164,9 @@ def test_the_golden_files_say_what_a_reader_needs(applied: Applied) -> None:
     assert all(line.startswith("  ") and "  :" not in line and ":   " not in line for line in spec.splitlines())
     assert "Status:      running → absent (drift, 2m ago)" in _describe(applied.store, "vm/web-2")
     assert "Status:      running\n" in _describe(applied.store, "vm/db-1")
-    assert "Observed:    nothing yet" in _describe(applied.store, "vm/lb-1")
+    assert "Observed:    nothing yet" in _describe(applied.store, "vm/web-3")
+    db1 = _describe(applied.store, "vm/db-1")
+    assert "Observed:    running on kvm-a1, 4 vCPU, 8Gi memory\n" in db1 and ", 2m ago\n" in db1
     stale = _describe(applied.store, "vm/cache-1")
     assert "Status:      running\n" in stale and "may no longer hold" in stale and "Drift:" not in stale
     host = _describe(applied.store, "host/kvm-a1")
