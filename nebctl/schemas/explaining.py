@@ -117,7 +117,8 @@ def _properties(node: Node, defs: Mapping[str, Node]) -> list[Field]:
     return fields
 
 
-def _children(node: Node, defs: Mapping[str, Node]) -> Mapping[str, Node]:
+def children(node: Node, defs: Mapping[str, Node]) -> Mapping[str, Node]:
+    """The fields under ``node``, by name (of its object, its array's items, or its choice's objects)."""
     properties: dict[str, Node] = {}
     for found in _objects(node, defs):
         properties.update(found.get("properties", {}))
@@ -133,19 +134,19 @@ def resolve(kind: Kind, path: Sequence[str]) -> tuple[Node, list[str], Mapping[s
     schema = kind_schema(kind)
     defs: Mapping[str, Node] = schema.get("$defs", {})
     names = [segment.split("[", 1)[0] for segment in path]
-    if names and names[0] not in schema["properties"] and names[0] in _children(schema["properties"]["spec"], defs):
+    if names and names[0] not in schema["properties"] and names[0] in children(schema["properties"]["spec"], defs):
         names = ["spec", *names]
     node: Node = schema
     followed: list[str] = []
     for name in names:
-        children = _children(node, defs)
-        if name not in children:
+        fields = children(node, defs)
+        if name not in fields:
             where = ".".join(followed) or kind.value
-            close = difflib.get_close_matches(name, list(children), n=1)
+            close = difflib.get_close_matches(name, list(fields), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            valid = ", ".join(children) or "none: it is not an object"
+            valid = ", ".join(fields) or "none: it is not an object"
             raise ExplainError(f"{where} has no field {name!r}{hint} (fields: {valid})")
-        node = children[name]
+        node = fields[name]
         followed.append(name)
     return node, followed, defs
 

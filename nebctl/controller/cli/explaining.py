@@ -14,7 +14,7 @@ from nebctl.controller.cli.app import CliError
 
 def _complete_target(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Kinds, then their fields: ``vm.sp<TAB>`` -> ``vm.spec``; silent on anything it cannot read."""
-    from nebctl.schemas.explaining import ExplainError, _children, parse_target, resolve
+    from nebctl.schemas.explaining import ExplainError, children, parse_target, resolve
     from nebctl.schemas.keys import SHORT_NAMES
 
     if "." not in incomplete:
@@ -25,7 +25,7 @@ def _complete_target(ctx: click.Context, param: click.Parameter, incomplete: str
         node, _followed, defs = resolve(kind, path)
     except ExplainError:
         return []
-    return [CompletionItem(f"{head}.{name}") for name in _children(node, defs) if name.startswith(last)]
+    return [CompletionItem(f"{head}.{name}") for name in children(node, defs) if name.startswith(last)]
 
 
 @click.command("explain")
