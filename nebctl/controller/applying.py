@@ -26,7 +26,7 @@ from typing import Any
 from nebctl.controller.executing import Change, ExecutionReport, Executor, Outcome, RetryPolicy
 from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.observing import DriverSource, known_hosts, observations, observe
-from nebctl.controller.planning import PlanRequest, QuotaLimit, plan_with_specs
+from nebctl.controller.planning import PlanRequest, QuotaLimit, plan_with_specs, references
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
 from nebctl.controller.settings import Settings
 from nebctl.database.errors import DatabaseError
@@ -324,6 +324,11 @@ class StoreJournal:
         self.failed: set[ResourceKey] = set()
         for action in planned.plan.actions:
             self.remaining[action.key] += 1
+        # Deletions with no action of their own (a host's record, say) wait for the actions that still need the
+        # record: ``holding`` maps each such action to the records it holds, ``waiting`` counts per record.
+        self.holding: dict[str, list[ResourceKey]] = defaultdict(list)
+        self.waiting: dict[ResourceKey, int] = {}
+        self._users: dict[ResourceKey, list[str]] | None = None  # the actions that need each record
 
     def begin(self) -> None:
         """Record the changes that need no driver action (labels, hooks...), and mark deletions in progress, so
@@ -341,13 +346,51 @@ class StoreJournal:
             for change in self.planned.plan.changes:
                 if not change.is_change:
                     continue
-                if self.remaining[change.key] == 0:
+                if self.remaining[change.key] == 0 and change.type is ChangeType.DELETE and self._hold(change.key):
+                    record = self._record(change.key)
+                    self._save(tx, dataclasses.replace(record, status="deleting"))
+                elif self.remaining[change.key] == 0:
                     self._finalise(tx, change)
                 elif change.type is ChangeType.DELETE:
                     record = self._record(change.key)
                     self._save(tx, dataclasses.replace(record, status="deleting"))
             self._write_round(tx)
         self._pass_events()
+
+    def _hold(self, key: ResourceKey) -> bool:
+        """Make the record of ``key``, deleted with no action of its own, wait for every action of this plan
+        that still needs it; whether there is one. A host's record is how every action on that host reaches it,
+        and a resource's record is what the resources that refer to it are undone with: deleted first, a
+        destroy that stops midway (a crash, a failed action) could not be finished by the next one."""
+        if self._users is None:  # built once, for the few records deleted without an action
+            self._users = defaultdict(list)
+            for action in self.planned.plan.actions:
+                if action.host is not None:
+                    self._users[ResourceKey.of(Kind.HOST, action.host)].append(action.id)
+            acting = {action.key for action in self.planned.plan.actions}
+            by_key = defaultdict(list)
+            for action in self.planned.plan.actions:
+                by_key[action.key].append(action.id)
+            for other in acting:
+                record = self.world.records.get(other)
+                for ref in references(other, record.applied if record is not None else None):
+                    if ref != other:
+                        self._users[ref].extend(by_key[other])
+        actions = list(dict.fromkeys(self._users.get(key, ())))
+        for action_id in actions:
+            self.holding[action_id].append(key)
+        if actions:
+            self.waiting[key] = len(actions)
+        return bool(actions)
+
+    def _release(self, tx: Batch, action_id: str) -> None:
+        """An action that needed records deleted with no action of their own has succeeded: delete those that
+        nothing else needs any more."""
+        for key in self.holding.pop(action_id, ()):
+            self.waiting[key] -= 1
+            if self.waiting[key] == 0:
+                del self.waiting[key]
+                self._finalise(tx, self.changes[key])
 
     def _depose(self, tx: Batch, change: ResourceChange) -> None:
         """Split the record of a VM replaced create-first: the old VM moves to a deposed record, being deleted
@@ -461,6 +504,8 @@ class StoreJournal:
             self.remaining[key] -= 1
             if self.remaining[key] == 0 and key not in self.failed:
                 self._finalise(tx, resource_change)
+            if self.holding:
+                self._release(tx, action.id)
         elif change.state is Outcome.FAILED:
             self.failed.add(key)
             record = self._record(key)

@@ -916,23 +916,39 @@ def _action_graph(
         needed = references(key, desired)
         applied = references(key, record.applied if record is not None else None)
         whole_list = whole_list or key in needed or key in applied
-        # Build after what it needs is built (on the same host, where both are per host).
+        # Build after what it needs is built: on the same host where the dependency is a per-host one, else
+        # wherever each of them is (see ``_per_host``).
         for ref in sorted(needed, key=_sort_key):
             if (ref, "build") in exits and (key, "build") in entries:
-                edges.extend(_linked(exits[(ref, "build")], entries[(key, "build")]))
+                edges.extend(_linked(exits[(ref, "build")], entries[(key, "build")], by_host=_per_host(ref)))
         # Anything that used a resource in its last applied spec stops using it before that resource is
         # destroyed: its own destroy phase does that. Without one (an update that only builds), all of it goes
         # first, unless it needs the resource built again (then waiting for the destroy would be a cycle).
+        # The old VM of a create-first replacement goes once its replacement is built, and that may wait for
+        # a resource it uses being restarted (its release, then its build): it need not go before that
+        # release too (a cycle), only before a resource it used is deleted.
+        deposed = record is not None and deposed_of(key, record.live) is not None
         for ref in sorted(applied, key=_sort_key):
             if (ref, "destroy") not in entries:
                 continue
+            if deposed and changed[ref].type is not ChangeType.DELETE:
+                continue
+            by_host = _per_host(ref)
             if (key, "destroy") in exits:
-                edges.extend(_linked(exits[(key, "destroy")], entries[(ref, "destroy")]))
+                edges.extend(_linked(exits[(key, "destroy")], entries[(ref, "destroy")], by_host=by_host))
             elif (key, "build") in exits and ref not in needed:
-                edges.extend(_linked(exits[(key, "build")], entries[(ref, "destroy")]))
+                edges.extend(_linked(exits[(key, "build")], entries[(ref, "destroy")], by_host=by_host))
     edges.extend(_deduplicated(_reused_addresses(changed, ctx, specs, entries, exits)))
     edges.extend(_deposed_after_replacements(changed, ctx, entries, exits))
     return actions, edges.done(deduplicate=whole_list)
+
+
+def _per_host(ref: ResourceKey) -> bool:
+    """Whether what depends on ``ref`` needs only ``ref``'s actions on its own host: a host, or a resource that
+    lives on many hosts (a datastore, an image, a network, a security group) with an action per host, of which
+    a VM on one host uses only that host's part. Anything else (a VM a ``dependsOn`` names, say) is one thing,
+    wherever it is: every action of it orders every action of its dependents, on every host."""
+    return ref.kind is Kind.HOST or isinstance(RECONCILERS[ref.kind], SpannedReconciler)
 
 
 def _deposed_after_replacements(
@@ -1015,9 +1031,12 @@ class _Ends:
 _SCANNED = 8  # at most this many actions are scanned rather than indexed
 
 
-def _linked(before: _Ends, after: _Ends) -> list[tuple[str, str]]:
-    """Every (a, b) of ``before`` x ``after`` on the same host (or where either has no host), in the order of
-    ``before`` then ``after``; the smaller side is iterated and the other looked up by host."""
+def _linked(before: _Ends, after: _Ends, *, by_host: bool = True) -> list[tuple[str, str]]:
+    """Every (a, b) of ``before`` x ``after`` on the same host (or where either has no host; on any host when
+    not ``by_host``), in the order of ``before`` then ``after``; the smaller side is iterated and the other
+    looked up by host."""
+    if not by_host:
+        return [(a.id, b.id) for a in before.actions for b in after.actions]
     pairs: list[tuple[int, int]] = []
     if len(after.actions) <= len(before.actions):
         for ib, b in enumerate(after.actions):

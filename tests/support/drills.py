@@ -125,6 +125,18 @@ class Workspace:
             self.apply_args(*extra), capture_output=True, text=True, timeout=timeout, env=_env(), check=False
         )
 
+    def destroy_args(self, *extra: str) -> list[str]:
+        return self.command("destroy", "--stack", self.stack, "--yes", *extra)
+
+    def destroy(self, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.destroy_args(*extra), capture_output=True, text=True, timeout=timeout, env=_env(), check=False
+        )
+
+    def start(self, args: Sequence[str]) -> subprocess.Popen[str]:
+        """A nebctl command (``apply_args``, ``destroy_args``...) started in the background."""
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+
     def diff(self) -> subprocess.CompletedProcess[str]:
         return self.run("diff", "-f", str(self.manifests), "--stack", self.stack)
 
@@ -331,6 +343,34 @@ def _audit_journal(store: Store, stack: str) -> list[str]:
         for action in store.actions_of(last.id):
             if action.state not in FINAL_ACTION_STATES:
                 problems.append(f"apply #{last.id}: action {action.action_id} left {action.state}")
+    return problems
+
+
+# The sim fleet's tables of objects nebctl makes, and the columns that name one of them.
+_FLEET_OBJECTS = {
+    "vms": "host, name",
+    "datastores": "host, name",
+    "volumes": "host, datastore, name",
+    "networks": "host, name",
+    "leases": "host, network, mac",
+    "security_groups": "host, name",
+}
+
+
+def audit_destroyed(workspace: Workspace) -> list[str]:
+    """Everything wrong with a workspace whose stack should be destroyed: any record of the stack, any object
+    left on the sim fleet (its fleet is the drill's own, so all of it was the stack's), a journal with a loose
+    end or a last apply that did not succeed; empty when all is well."""
+    problems: list[str] = []
+    with workspace.store() as store, workspace.fleet() as fleet:
+        for record in store.list_resources(stack=workspace.stack):
+            problems.append(f"{record.key}: still recorded ({record.status})")
+        connection = fleet.store.read()
+        for table, columns in _FLEET_OBJECTS.items():
+            for row in connection.execute(f"SELECT {columns} FROM {table}"):
+                problems.append(f"left on the fleet: {table} {'/'.join(map(str, row))}")
+        problems += _audit_journal(store, workspace.stack)
+        problems += loose_actions(store, workspace.stack)
     return problems
 
 

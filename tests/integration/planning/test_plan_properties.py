@@ -78,6 +78,11 @@ def vms(draw: st.DrawFn, model: Model, names: list[str]) -> dict[str, dict[str, 
             result[name]["lifecycle"] = {"createBeforeDestroy": True}
         if draw(st.booleans()):
             result[name]["cloudInit"] = {"userData": "#cloud-config v1"}
+        # Extra ordering on VMs drawn before this one (so never a cycle), and now and then on a network.
+        earlier = [f"vm/{other}" for other in [*model.get("vms", {}), *result] if other != name]
+        targets = earlier + [f"network/{n}" for n in sorted(model["networks"])]
+        if targets and draw(st.integers(0, 2)) == 0:
+            result[name]["dependsOn"] = sorted(set(draw(st.lists(st.sampled_from(targets), min_size=1, max_size=2))))
     return result
 
 
@@ -131,16 +136,31 @@ def edits(draw: st.DrawFn, model: Model) -> Model:
         new["networks"]["net9"] = "10.9.0.0/24"
     if new["groups"] and draw(st.integers(0, 3)) == 0:
         new["groups"] = []
+    actions = {
+        name: draw(st.sampled_from(["keep", "keep", "edit", "edit", "replace", "replace", "remove"]))
+        for name in sorted(new["vms"])
+    }
+    # What this plan deletes and creates again: a create-first replacement cannot use any of it.
+    recreated = {f"network/{n}" for n in renumbered} | {
+        f"vm/{name}"
+        for name, action in actions.items()
+        if action == "replace" and not new["vms"][name].get("lifecycle", {}).get("createBeforeDestroy", False)
+    }
     for name in sorted(new["vms"]):
         vm = new["vms"][name]
-        action = draw(st.sampled_from(["keep", "keep", "edit", "edit", "replace", "replace", "remove"]))
+        action = actions[name]
         if action == "remove":
             del new["vms"][name]
             continue
         create_first = vm.get("lifecycle", {}).get("createBeforeDestroy", False)
-        # New cloud-init data forces a replacement; create-first, unless a network of the VM is replaced in the
-        # same plan (a plan the planner refuses, with the reason: tests/unit/planning/test_vm_changes.py).
-        if action == "replace" and not (create_first and {n["network"] for n in vm["nics"]} & renumbered):
+        if create_first and set(vm.get("dependsOn", [])) & recreated:
+            # Dropped, as a user would to make the plan possible: the VM may be replaced for other reasons (a
+            # disk of a removed image dropped), and it cannot be create-first while depending on these.
+            vm["dependsOn"] = [t for t in vm["dependsOn"] if t not in recreated]
+        used = {f"network/{n['network']}" for n in vm["nics"]} | set(vm.get("dependsOn", []))
+        # New cloud-init data forces a replacement; create-first, unless something the VM uses is replaced in
+        # the same plan (a plan the planner refuses, with the reason: tests/unit/planning/test_vm_changes.py).
+        if action == "replace" and not (create_first and used & recreated):
             vm["cloudInit"] = {"userData": f"#cloud-config {draw(st.sampled_from(['v2', 'v3']))}"}
         if action == "edit":
             vm["state"] = draw(st.sampled_from(["running", "stopped", "suspended"]))
@@ -158,8 +178,16 @@ def edits(draw: st.DrawFn, model: Model) -> Model:
         vm["nics"] = [n for n in vm["nics"] if n["network"] in new["networks"]]
         for nic in vm["nics"]:
             nic["securityGroups"] = [g for g in nic.get("securityGroups", []) if g in new["groups"]]
+    for vm in new["vms"].values():
+        kept = [t for t in vm.get("dependsOn", []) if t.partition("/")[2] in new[_COLLECTION[t.partition("/")[0]]]]
+        vm.pop("dependsOn", None)
+        if kept:
+            vm["dependsOn"] = kept
     new["vms"].update(draw(vms(new, [f"new{i}" for i in range(draw(st.integers(0, 2)))])))
     return new
+
+
+_COLLECTION = {"vm": "vms", "network": "networks"}  # where a dependsOn target's kind lives in a model
 
 
 def render(model: Model) -> str:
@@ -234,6 +262,55 @@ def check_order(plan: Plan) -> None:
                     assert before(other, action), (other.id, action.id)
 
 
+# Operations that take something down or away; every other one builds, starts or changes a resource.
+REMOVING = frozenset({"shutdown", "undeploy", "clean", "delete"})
+
+
+def declared_pairs(model: Model) -> list[tuple[ResourceKey, ResourceKey]]:
+    """(dependent, dependency) for every ``dependsOn`` entry of the model's VMs, read from the model."""
+    return [
+        (ResourceKey.parse(f"vm/{name}"), ResourceKey.parse(target))
+        for name, vm in sorted(model["vms"].items())
+        for target in vm.get("dependsOn", [])
+    ]
+
+
+def check_declared_order(plan: Plan, model: Model, previous: Model | None) -> None:
+    """Each declared dependency orders the plan, wherever the two resources are: every building action of the
+    dependent comes after every building action of its dependency (on the dependent action's host when the
+    dependency is a network, which has its own action on each host); and when the dependency is dropped from
+    the manifests, every removing action of a dependent that declared it comes before every removing action of
+    the dependency. Stated from the manifests alone, not from the planner's references."""
+    graph = plan.graph()
+    by_key: dict[ResourceKey, list[Action]] = {}
+    for action in plan.actions:
+        by_key.setdefault(action.key, []).append(action)
+
+    def same_place(dependency: ResourceKey, first: Action, then: Action) -> bool:
+        return dependency.kind is not Kind.NETWORK or first.host == then.host
+
+    for dependent, dependency in declared_pairs(model):
+        for then in by_key.get(dependent, []):
+            if then.operation in REMOVING:
+                continue
+            for first in by_key.get(dependency, []):
+                if first.operation not in REMOVING and same_place(dependency, first, then):
+                    assert nx.has_path(graph, first.id, then.id), (first.id, then.id)
+    if previous is None:
+        return
+    dropped = {key for _, key in declared_pairs(previous)} - {ResourceKey.parse(f"vm/{n}") for n in model["vms"]}
+    dropped -= {ResourceKey.parse(f"network/{n}") for n in model["networks"]}
+    for dependent, dependency in declared_pairs(previous):
+        if dependency not in dropped:
+            continue
+        for first in by_key.get(dependent, []):
+            if first.operation not in REMOVING:
+                continue
+            for then in by_key.get(dependency, []):
+                if then.operation in REMOVING and same_place(dependency, then, first):
+                    assert nx.has_path(graph, first.id, then.id), (first.id, then.id)
+
+
 # --- the loop ---------------------------------------------------------------------------------------------
 
 
@@ -249,10 +326,11 @@ def fleet() -> Iterator[Controller]:
             store.close()
 
 
-def converge(controller: Controller, model: Model, *, prune: bool) -> Plan:
+def converge(controller: Controller, model: Model, *, prune: bool, previous: Model | None = None) -> Plan:
     documents = load_text(render(model)).documents
     planned = controller.plan(documents, PlanOptions(stack=STACK, prune=prune))
     check_order(planned.plan)
+    check_declared_order(planned.plan, model, previous)
     result = controller.apply(planned, parallelism=4)
     failures = [(r.action.id, r.error) for r in result.report.reports.values() if r.error]
     assert result.state == "succeeded", failures
@@ -268,7 +346,7 @@ def test_apply_then_plan_again_finds_nothing_to_do(data: st.DataObject) -> None:
     second = data.draw(edits(first), label="edited")
     with fleet() as controller:
         converge(controller, first, prune=False)
-        converge(controller, second, prune=True)
+        converge(controller, second, prune=True, previous=first)
 
 
 def test_the_rendered_sets_are_valid_manifests() -> None:
