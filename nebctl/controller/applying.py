@@ -340,9 +340,11 @@ class StoreJournal:
             counts = {"add": summary.add, "change": summary.change, "destroy": summary.destroy}
             message = f"apply #{self.apply_id} of stack {plan.stack} started: {summary}"
             self._event(tx, type="apply.started", message=message, data={**counts, "actions": len(plan.actions)})
+            # In the plan's order (by key), each deposed key taken once chosen: as the planner chose them.
+            taken = set(self.planned.request.records)
             for change in self.planned.plan.changes:
                 if change.create_first:
-                    self._depose(tx, change)
+                    taken.add(self._depose(tx, change, taken))
             for change in self.planned.plan.changes:
                 if not change.is_change:
                     continue
@@ -392,14 +394,14 @@ class StoreJournal:
                 del self.waiting[key]
                 self._finalise(tx, self.changes[key])
 
-    def _depose(self, tx: Batch, change: ResourceChange) -> None:
+    def _depose(self, tx: Batch, change: ResourceChange, taken: set[ResourceKey]) -> ResourceKey:
         """Split the record of a VM replaced create-first: the old VM moves to a deposed record, being deleted
         (its deletion waits in the plan for the new VM), and the VM's record starts again from the next
         incarnation, as a create. Written before any action runs, so whenever this apply stops, the next plan
         finishes the new VM and deletes the old one, and nothing mistakes one for the other."""
         key = change.key
         record = self._record(key)
-        deposed, deposed_live, successor_live = deposition(key, record.live)
+        deposed, deposed_live, successor_live = deposition(key, record.live, taken)
         self._save(tx, dataclasses.replace(record, name=deposed.name, status="deleting", live=deposed_live))
         successor = dataclasses.replace(
             record, applied=None, applied_hash=None, live=successor_live, status="creating", host=change.host
@@ -412,6 +414,7 @@ class StoreJournal:
             key=key,
             data={"deposed": deposed.name, "incarnation": successor_live["incarnation"]},
         )
+        return deposed
 
     def record(self, changes: Sequence[Change]) -> None:
         with self.store.batch() as tx:

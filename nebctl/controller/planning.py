@@ -34,7 +34,7 @@ from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView, with_metadata
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.fields import AddedFields, Effect, FieldChange, compare, dearest, flatten
-from nebctl.reconcilers.identity import VMIdentity, deposed_of
+from nebctl.reconcilers.identity import MAC_BITS, VMIdentity, deposed_of, mac_address
 from nebctl.reconcilers.spanned import SpannedReconciler
 from nebctl.reconcilers.vm import deposition, disk_total
 from nebctl.schemas.keys import Kind, ResourceKey
@@ -95,6 +95,7 @@ class PlanRequest:
     excludes: frozenset[ResourceKey] = frozenset()
     host_capacity: Mapping[str, placing.HostCandidate] = field(default_factory=dict)  # overrides (tests)
     quotas: Sequence[QuotaLimit] = ()
+    mac_bits: int = MAC_BITS  # of the digest a derived MAC takes (``identity.mac_address``)
 
 
 def make_plan(request: PlanRequest) -> Plan:
@@ -155,7 +156,8 @@ def _plan_with_specs(
         leases=leases,
         disk_datastores=disk_datastores,
         specs=specs,
-        incarnations=_incarnations(own, deposing),
+        incarnations=(incarnations := _incarnations(own, deposing)),
+        macs=_macs(request, own, incarnations, deposing, problems),
     )
     changes, drift, warnings = _changes(request, own, ctx, problems, specs, deposing=deposing)
     replaced = {c.key for c in changes if c.type is ChangeType.REPLACE}
@@ -203,9 +205,12 @@ def _deposing(request: PlanRequest, deposing: frozenset[ResourceKey]) -> PlanReq
     if not deposing:
         return request
     records = dict(request.records)
-    for key in deposing:
+    # In key order, each deposed key taken once chosen: the order and the keys the apply's journal uses.
+    taken = set(request.records)
+    for key in sorted(deposing, key=_sort_key):
         record = request.records[key]
-        deposed, live, _ = deposition(key, record.live)
+        deposed, live, _ = deposition(key, record.live, taken)
+        taken.add(deposed)
         records[deposed] = _DeposedView(record.stack, record.applied, "deleting", live, record.host)
     return dataclasses.replace(request, records=records)
 
@@ -451,6 +456,72 @@ def _leases(
             used[network_key].add(free)
             leases[(key, index)] = str(ipaddress.IPv4Address(free))
     return leases
+
+
+def _macs(
+    request: PlanRequest,
+    own: Mapping[ResourceKey, RecordView],
+    incarnations: Mapping[ResourceKey, int],
+    deposing: frozenset[ResourceKey],
+    problems: list[str],
+) -> dict[tuple[ResourceKey, int], str]:
+    """The MAC of every NIC of the manifests, none given to two NICs of the installation. A NIC keeps the MAC
+    it has (the one its VM was created with, or the one an interrupted create already prepared, so a resumed
+    apply plans it again); a new one takes its first derived MAC that no other NIC has, new NICs in key order,
+    so a collision is resolved the same way on every plan. The new VM of a create-first replacement
+    (``deposing``) gets MACs of its own: the old one keeps its MACs until it is gone."""
+    vms = sorted(
+        ((key, doc) for key, doc in request.documents.items() if isinstance(doc, VirtualMachine)),
+        key=lambda item: _sort_key(item[0]),
+    )
+    macs: dict[tuple[ResourceKey, int], str] = {}
+    used: set[str] = set()
+    for key, stored in request.records.items():
+        if key.kind is not Kind.VIRTUAL_MACHINE:
+            continue
+        if key in request.documents and key in own and key not in deposing:
+            continue  # its kept MACs are taken below
+        if key not in request.documents and key in own and request.prune and deposed_of(key, stored.live) is None:
+            continue  # deleted by this plan: its MACs are free again
+        used.update(_recorded_macs(stored).values())
+    for key, vm in vms:
+        record = own.get(key)
+        if record is None or key in deposing:
+            continue
+        kept = _recorded_macs(record)
+        for index in range(len(vm.spec.nics)):
+            if index in kept:
+                macs[(key, index)] = kept[index]
+                used.add(kept[index])
+    limit = 1 << request.mac_bits  # more attempts than MACs of that width: the installation is full
+    for key, vm in vms:
+        incarnation = incarnations.get(key, 0)
+        for index in range(len(vm.spec.nics)):
+            if (key, index) in macs:
+                continue
+            attempt = 0
+            mac = mac_address(key, index, incarnation, 0, request.mac_bits)
+            while mac in used and attempt < limit:
+                attempt += 1
+                mac = mac_address(key, index, incarnation, attempt, request.mac_bits)
+            if mac in used:
+                problems.append(f"{key}: nics[{index}]: no free MAC address left")
+                continue
+            used.add(mac)
+            macs[(key, index)] = mac
+    return macs
+
+
+def _recorded_macs(record: RecordView) -> dict[int, str]:
+    """NIC index -> MAC a VM's record knows: of its applied spec, or prepared by an unfinished apply."""
+    found: dict[int, str] = {}
+    for index, nic in enumerate((record.applied or {}).get("nics", [])):
+        if nic.get("mac"):
+            found[index] = str(nic["mac"])
+    for name, value in record.live.items():
+        if name.startswith("nic.") and isinstance(value, Mapping) and value.get("mac"):
+            found.setdefault(int(name[4:]), str(value["mac"]))
+    return found
 
 
 def _address(text: str) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from nebctl.schemas.keys import DEFAULT_NAMESPACE, INCARNATION_SEPARATOR, NAME_MAX_LENGTH, Kind, ResourceKey
@@ -58,23 +58,44 @@ def security_group_filter(key: ResourceKey) -> str:
     return f"nebctl-sg-{live_name(key)}"
 
 
+# Bits of the digest a MAC takes: all of what QEMU's 52:54:00 range leaves. Fewer are only useful to make
+# collisions likely enough to be seen (the planner's width parameter, set by tests).
+MAC_BITS = 24
+
+
 @functools.lru_cache(maxsize=1 << 18)  # every NIC of every plan (100,000 VMs fit): a digest each time adds up
-def mac_address(key: ResourceKey, nic_index: int, incarnation: int = 0) -> str:
-    """A stable, locally administered MAC in QEMU's 52:54:00 range, unique per (VM, NIC index, incarnation)."""
-    digest = hashlib.sha256(_incarnated(f"{key.namespace}/{key.name}/{nic_index}", incarnation).encode()).digest()
-    return "52:54:00:" + ":".join(f"{byte:02x}" for byte in digest[:3])
+def mac_address(key: ResourceKey, nic_index: int, incarnation: int = 0, attempt: int = 0, bits: int = MAC_BITS) -> str:
+    """A stable, locally administered MAC in QEMU's 52:54:00 range for (VM, NIC index, incarnation): the
+    first ``bits`` bits of a digest. Different NICs may get the same one (24 bits: even odds among about 5,000
+    NICs), so the planner, which knows every MAC in use, asks for the next ``attempt`` until one is free;
+    attempt 0 is the MAC nebctl always gave, so existing VMs keep theirs."""
+    text = _incarnated(f"{key.namespace}/{key.name}/{nic_index}", incarnation)
+    if attempt:
+        text += f"#{attempt}"  # '#' is never part of a name: no attempt is another NIC's first choice
+    digest = hashlib.sha256(text.encode()).digest()
+    value = int.from_bytes(digest[:3], "big") >> (MAC_BITS - bits)
+    return "52:54:00:" + ":".join(f"{byte:02x}" for byte in value.to_bytes(3, "big"))
 
 
-def deposed_key(key: ResourceKey, incarnation: int) -> ResourceKey:
+def deposed_key(key: ResourceKey, incarnation: int, taken: Container[ResourceKey] = frozenset()) -> ResourceKey:
     """The key of the record that keeps incarnation ``incarnation`` of VM ``key`` once a create-before-destroy
     replacement has deposed it: ``web-1~0``. A name too long for the database's name column is shortened,
-    with a digest of the whole name keeping it unique."""
+    with a digest of the whole name; two long names may still shorten alike (24 bits of digest), so the
+    digest takes the next attempt until the key is none of ``taken`` (the records there are: the planner and
+    the journal pass the same ones, and depose VMs in the same order, so both find the same key)."""
     suffix = f"{INCARNATION_SEPARATOR}{incarnation}"
-    name = key.name
-    if len(name) + len(suffix) > NAME_MAX_LENGTH:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:6]
-        name = f"{name[: NAME_MAX_LENGTH - len(suffix) - 7]}-{digest}"
-    return ResourceKey(key.kind, key.namespace, name + suffix)
+    if len(key.name) + len(suffix) <= NAME_MAX_LENGTH:
+        return ResourceKey(key.kind, key.namespace, key.name + suffix)  # unique: no name holds the separator
+    attempt = 0
+    while True:
+        text = key.name + (f"#{attempt}" if attempt else "")  # attempt 0: the key nebctl always gave
+        digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+        candidate = ResourceKey(
+            key.kind, key.namespace, f"{key.name[: NAME_MAX_LENGTH - len(suffix) - 7]}-{digest}{suffix}"
+        )
+        if candidate not in taken:
+            return candidate
+        attempt += 1
 
 
 def deposed_of(key: ResourceKey, live: Mapping[str, Any]) -> ResourceKey | None:

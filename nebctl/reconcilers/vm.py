@@ -17,7 +17,7 @@ kept under a record of its own that is deleted once the new VM runs (``depositio
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 from nebctl.controller.plans import Action, ChangeType, DriftItem, ResourceChange
@@ -98,7 +98,7 @@ class VirtualMachineReconciler:
         incarnation = ctx.incarnations.get(key, 0) if ctx.incarnations else 0
         for index, nic in enumerate(spec["nics"]):
             nic["ip"] = ctx.leases.get((key, index), nic.get("ip"))
-            nic["mac"] = mac_address(key, index, incarnation)
+            nic["mac"] = ctx.macs.get((key, index)) or mac_address(key, index, incarnation)
         for index, disk in enumerate(spec["disks"]):
             disk["datastore"] = ctx.disk_datastores.get((key, index), disk.get("datastore"))
         return spec
@@ -232,11 +232,14 @@ def _identity(key: ResourceKey, world: World) -> tuple[str, str]:
     return identity.uuid, identity.name
 
 
-def deposition(key: ResourceKey, live: Mapping[str, Any]) -> tuple[ResourceKey, dict[str, Any], dict[str, Any]]:
+def deposition(
+    key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
+) -> tuple[ResourceKey, dict[str, Any], dict[str, Any]]:
     """How a create-before-destroy replacement splits the record of VM ``key`` (whose live part is ``live``):
-    the key of the deposed record that keeps the old VM until it is deleted, that record's live part (the old
-    VM's identity, written out), and the live part the record of ``key`` starts again from (the next
-    incarnation). Pure: the planner makes a view of it, and the apply's journal writes it before any action."""
+    the key of the deposed record that keeps the old VM until it is deleted (none of ``taken``, the keys of
+    the records there are), that record's live part (the old VM's identity, written out), and the live part
+    the record of ``key`` starts again from (the next incarnation). Pure: the planner makes a view of it, and
+    the apply's journal writes it before any action."""
     identity = VMIdentity.recorded(key, live)
     deposed = {
         **live,
@@ -244,7 +247,7 @@ def deposition(key: ResourceKey, live: Mapping[str, Any]) -> tuple[ResourceKey, 
         "name": identity.name,
         "deposed": {"of": key.name, "incarnation": identity.incarnation},
     }
-    return deposed_key(key, identity.incarnation), deposed, {"incarnation": identity.incarnation + 1}
+    return deposed_key(key, identity.incarnation, taken), deposed, {"incarnation": identity.incarnation + 1}
 
 
 def disk_total(spec: Mapping[str, Any]) -> int:

@@ -19,6 +19,7 @@ from nebctl.reconcilers.identity import VMIdentity
 from nebctl.schemas.keys import ResourceKey
 from nebctl.schemas.models import HOOK_EVENT_PATTERN
 from tests.support.drills import Workspace, audit, fleet_manifests
+from tests.unit.planning.world import colliding_long_names
 
 VMS = 2
 
@@ -162,4 +163,27 @@ def test_a_failed_deletion_of_the_old_vm_is_retried_by_the_next_apply_without_pr
         assert change.key == failed.action.key and change.reason.startswith("the old VM of vm/")
         assert workspace.controller(store).apply(again).state == ApplyState.SUCCEEDED
         assert _sim_vms(workspace) == {"vm-0000~1": "running", "vm-0001~1": "running"}
+    assert audit(workspace) == []
+
+
+def test_old_vms_whose_names_shorten_alike_are_both_deposed_and_deleted(tmp_path: Path) -> None:
+    first, second = colliding_long_names()
+    workspace = _workspace(tmp_path)
+    fleet_yaml = workspace.manifests / "fleet.yaml"
+
+    def write(user_data: str) -> None:
+        text = _manifests(user_data).replace("vm-0000", first).replace("vm-0001", second)
+        fleet_yaml.write_text(text, encoding="utf-8")
+
+    write("#cloud-config v1")
+    assert workspace.apply().returncode == 0
+    write("#cloud-config v2")
+    with workspace.store() as store:
+        planned = workspace.plan(store)
+        deposed = {c.key for c in planned.plan.changes if c.type.value == "delete"}
+        assert len(deposed) == 2
+        result = workspace.controller(store).apply(planned)
+        assert result.state == ApplyState.SUCCEEDED, [r.error for r in result.report.with_state(Outcome.FAILED)]
+        assert not workspace.plan(store).plan.has_changes
+    # Each old VM went: one sim VM per declared VM, nothing left over.
     assert audit(workspace) == []

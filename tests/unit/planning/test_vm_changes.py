@@ -22,6 +22,7 @@ from tests.unit.planning.world import (
     actions_of,
     applied,
     change_of,
+    colliding_long_names,
     converge,
     documents,
     operations,
@@ -253,6 +254,24 @@ def test_a_deposed_name_fits_the_database_column() -> None:
     assert len(key.name) == 63 and key.name.endswith("~12")
     assert deposed_key(key_of("vm/web"), 0).name == "web~0"
     assert deposed_key(key_of(f"vm/{long_name[:-1]}b"), 12) != key  # a digest keeps shortened names apart
+
+
+def test_names_that_shorten_alike_get_deposed_keys_of_their_own() -> None:
+    first, second = colliding_long_names()
+    assert deposed_key(key_of(f"vm/{first}"), 0) == deposed_key(key_of(f"vm/{second}"), 0)
+    taken = {deposed_key(key_of(f"vm/{first}"), 0)}
+    other = deposed_key(key_of(f"vm/{second}"), 0, taken)
+    assert other not in taken and len(other.name) == 63 and other.name.endswith("~0")
+    assert other.name.startswith(second[:54])
+    # Both replaced create-first in one plan: each old VM is deposed under a key of its own, and again so on
+    # the next plan (the same keys: a resumed apply deletes what this one deposed).
+    texts = [vm(name, **CREATE_FIRST) for name in (first, second)]
+    world = converge(BASE, *texts)
+    replaced = [vm(name, **CREATE_FIRST, **NEW_IMAGE) for name in (first, second)]
+    plan = world.plan(BASE, *replaced)
+    deposed = [c.key for c in plan.changes if c.type is ChangeType.DELETE]
+    assert len(deposed) == 2 and len(set(deposed)) == 2, deposed
+    assert [c.key for c in world.plan(BASE, *replaced).changes if c.type is ChangeType.DELETE] == deposed
 
 
 def test_label_change_lists_the_label_and_records_it(running: World) -> None:

@@ -273,3 +273,18 @@ def precedes(plan: Plan, before: str, after: str) -> bool:
     import networkx as nx
 
     return bool(nx.has_path(plan.graph(), before, after))
+
+
+def colliding_long_names(prefix: str = "a" * 54) -> tuple[str, str]:
+    """Two VM names of 63 characters (the longest) whose deposed keys shorten alike when nothing is taken:
+    found by trying names, as the 24 bits of digest in a shortened name make certain within some thousands."""
+    from nebctl.reconcilers.identity import deposed_key
+
+    seen: dict[str, str] = {}
+    for number in range(1_000_000):
+        name = f"{prefix}{number:0{63 - len(prefix)}d}"
+        shortened = deposed_key(ResourceKey.parse(f"vm/{name}"), 0).name
+        if shortened in seen:
+            return seen[shortened], name
+        seen[shortened] = name
+    raise AssertionError("no collision found")
