@@ -505,11 +505,28 @@ def _macs(
                 attempt += 1
                 mac = mac_address(key, index, incarnation, attempt, request.mac_bits)
             if mac in used:
-                problems.append(f"{key}: nics[{index}]: no free MAC address left")
-                continue
+                # A nearly full range: the derived ones missed the few free MACs; the next free one after the
+                # last tried, in order (as deterministic, and it finds one whenever one is left).
+                found = _next_free_mac(mac, used, request.mac_bits)
+                if found is None:
+                    problems.append(f"{key}: nics[{index}]: no free MAC address left")
+                    continue
+                mac = found
             used.add(mac)
             macs[(key, index)] = mac
     return macs
+
+
+def _next_free_mac(after: str, used: set[str], bits: int) -> str | None:
+    """The first MAC after ``after`` (wrapping around the ``bits``-bit range) that is not in ``used``."""
+    size = 1 << bits
+    value = int(after.replace(":", "")[6:], 16)  # a MAC of that width is below ``size`` (``mac_address``)
+    for step in range(1, size + 1):
+        candidate = (value + step) % size
+        mac = "52:54:00:" + ":".join(f"{byte:02x}" for byte in candidate.to_bytes(3, "big"))
+        if mac not in used:
+            return mac
+    return None
 
 
 def _recorded_macs(record: RecordView) -> dict[int, str]:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nebctl.controller.planning import PlanRequest, plan_with_specs
+from nebctl.controller.planning import PlanError, PlanRequest, plan_with_specs
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import HostProbe
@@ -199,3 +199,13 @@ def test_a_recorded_mac_is_kept_and_another_stacks_mac_is_avoided() -> None:
     _, resolved = plan_with_specs(PlanRequest(stack=STACK, documents=documents, records=records, live=live(documents)))
     assert resolved[first]["nics"][0]["mac"] == "52:54:00:aa:bb:cc"
     assert resolved[second]["nics"][0]["mac"] == mac_address(second, 0, 0, 1)
+
+
+def test_a_full_range_gives_every_mac_once_and_one_nic_more_is_refused() -> None:
+    # 3 bits: 8 MACs. Eight NICs take all of them, whatever the derived ones missed; a ninth cannot have one.
+    documents = fleet(8, hosts=1, cidr="10.0.0.0/24")
+    macs = planned_macs(PlanRequest(stack=STACK, documents=documents, records={}, live=live(documents), mac_bits=3))
+    assert sorted(macs.values()) == [f"52:54:00:00:00:{value:02x}" for value in range(8)]
+    documents = fleet(9, hosts=1, cidr="10.0.0.0/24")
+    with pytest.raises(PlanError, match=r"vm/vm000008: nics\[0\]: no free MAC address left"):
+        plan_with_specs(PlanRequest(stack=STACK, documents=documents, records={}, live=live(documents), mac_bits=3))
