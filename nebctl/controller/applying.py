@@ -26,9 +26,10 @@ from typing import Any
 from nebctl.controller.executing import Change, ExecutionReport, Executor, Outcome, RetryPolicy
 from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.observing import DriverSource, known_hosts, observations, observe
-from nebctl.controller.planning import PlanRequest, QuotaLimit, plan_with_specs, references
+from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs, references
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
 from nebctl.controller.settings import Settings
+from nebctl.controller.sourcing import ImageSources, LocalImage
 from nebctl.database.errors import DatabaseError
 from nebctl.database.records import (
     ActionRecord,
@@ -42,12 +43,12 @@ from nebctl.database.records import (
 from nebctl.database.store import Batch, Store
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.protocols import HookDriver
-from nebctl.drivers.types import Appliance, Family, HostRef, MarketplaceRef
+from nebctl.drivers.types import Appliance, Family, HostRef
 from nebctl.reconcilers.base import HostDrivers, LiveView, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.vm import deposition, disk_total
 from nebctl.schemas.keys import Kind, ResourceKey
-from nebctl.schemas.models import AnyManifest, Hook, Marketplace, spec_document
+from nebctl.schemas.models import AnyManifest, Hook, spec_document
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,19 @@ def spec_hash(spec: Mapping[str, Any] | None) -> str | None:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _imports_again(
+    key: ResourceKey, documents: Mapping[ResourceKey, AnyManifest], records: Mapping[ResourceKey, ResourceRecord]
+) -> bool:
+    """Whether an Image of the manifests will be imported (it is new, or its source changed): only those have
+    their marketplace appliance checked while planning, so an unreachable catalogue blocks nothing else."""
+    if key.kind is not Kind.IMAGE:
+        return False
+    record = records.get(key)
+    if record is None or record.applied is None:
+        return True
+    return record.applied.get("source") != spec_document(documents[key]).get("source")
+
+
 class Controller:
     def __init__(self, *, store: Store, registry: DriverSource, settings: Settings) -> None:
         self.store = store
@@ -112,6 +126,10 @@ class Controller:
                 if q.scope_type == "namespace"
             ],
         )
+        sources = ImageSources(registry=self.registry, settings=self.settings, documents=documents)
+        problems = sources.missing_appliances(key for key in documents if _imports_again(key, documents, own))
+        if problems:
+            raise PlanError(problems)
         plan, specs = plan_with_specs(request)
         return PlannedApply(plan, request, hosts, specs)
 
@@ -175,6 +193,7 @@ class Controller:
             documents=planned.request.documents,
             records={k: r for k, r in planned.request.records.items() if r.stack == stack},  # type: ignore[misc]
             shutdown_timeout=self.settings.shutdown_timeout,
+            sources=ImageSources(registry=self.registry, settings=self.settings, documents=planned.request.documents),
         )
         hooks = self._hooks(planned)
         journal = StoreJournal(self.store, apply_id, planned, world, on_events=hooks.dispatch if hooks else None)
@@ -251,6 +270,7 @@ class ExecutionWorld:
     documents: Mapping[ResourceKey, AnyManifest]
     records: dict[ResourceKey, ResourceRecord]
     shutdown_timeout: float
+    sources: ImageSources
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _drivers: dict[str, HostDrivers] = field(default_factory=dict)
 
@@ -282,15 +302,11 @@ class ExecutionWorld:
         with self._lock:
             return self.records.get(key)
 
-    def appliance(self, marketplace: str, app: str) -> Appliance:
-        document = self.documents.get(ResourceKey.of(Kind.MARKETPLACE, marketplace))
-        if not isinstance(document, Marketplace):
-            raise PermanentError(f"marketplace/{marketplace} is not declared")
-        driver: Any = self.registry.get(Family.MARKETPLACE, "sim")
-        result: Appliance = driver.import_(
-            MarketplaceRef(name=marketplace, url=document.spec.url, path=document.spec.path), app
-        )
-        return result
+    def appliance(self, marketplace: str, app: str, version: str | None = None) -> Appliance:
+        return self.sources.appliance(marketplace, app, version)
+
+    def fetch_image(self, source: str, *, sha256: str | None, size: int | None = None) -> LocalImage:
+        return self.sources.fetch_image(source, sha256=sha256, size=size)
 
 
 class StoreJournal:
@@ -470,7 +486,10 @@ class StoreJournal:
                 attempts=change.attempts or None,
                 error=change.error,
                 result=dict(change.result) if change.result is not None else None,
-                started_at=now if change.state is Outcome.RUNNING and change.attempts == 1 else None,
+                # A running change with a result is progress of an attempt already started (a download).
+                started_at=now
+                if change.state is Outcome.RUNNING and change.attempts == 1 and change.result is None
+                else None,
                 finished_at=now if change.state in (Outcome.SUCCEEDED, Outcome.FAILED) else None,
             )
         )

@@ -159,6 +159,8 @@ class Executor:
         self._running: dict[str, _Attempt] = {}
         self._waiting: list[tuple[float, int, str]] = []  # retry heap: (when, tie-break, action id)
         self._pending_changes: list[Change] = []
+        # Progress reported by running attempts (a download's bytes): journalled as the action's result.
+        self._progress: queue.SimpleQueue[tuple[str, int, Mapping[str, Any]]] = queue.SimpleQueue()
         self._workers = _Workers()
 
     # --- the scheduling loop ------------------------------------------------------------------------------
@@ -215,6 +217,7 @@ class Executor:
                 del self._running[action_id]
                 sequence += 1
                 self._settle(action_id, result, error, ready, sequence)
+            self._record_progress()
             self._expire_deadlines(ready)
             # No flush here: the outcomes just settled are journalled at the top of the next round together
             # with the starts they unblock, in one transaction, still before any of those starts runs.
@@ -236,7 +239,11 @@ class Executor:
         report = self._reports[action_id]
         timeout = self.timeout_for(action)
         deadline = self.clock() + timeout
-        context = CallContext(deadline=time.monotonic() + timeout)
+        number = report.attempts
+        context = CallContext(
+            deadline=time.monotonic() + timeout,
+            progress=lambda progress: self._progress.put((action_id, number, dict(progress))),
+        )
         attempt = _Attempt(action, report.attempts, context, deadline)
         self._running[action_id] = attempt
 
@@ -249,6 +256,21 @@ class Executor:
                 self._done.put((action_id, attempt.number, None, error))
 
         self._workers.submit(work, name=f"action {action_id}")
+
+    def _record_progress(self) -> None:
+        """The latest progress of each attempt still running, as a running change carrying it as its result."""
+        latest: dict[str, tuple[int, Mapping[str, Any]]] = {}
+        while True:
+            try:
+                action_id, number, progress = self._progress.get_nowait()
+            except queue.Empty:
+                break
+            latest[action_id] = (number, progress)
+        for action_id, (number, progress) in latest.items():
+            attempt = self._running.get(action_id)
+            if attempt is not None and attempt.number == number:
+                report = self._reports[action_id]
+                self._change(Change(report.action, Outcome.RUNNING, attempts=number, result={"progress": progress}))
 
     def _settle(
         self,

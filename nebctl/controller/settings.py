@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nebctl.schemas.quantities import parse_duration
+from nebctl.schemas.quantities import parse_duration, parse_quantity
 
 
 class _Strict(BaseModel):
@@ -24,6 +24,20 @@ class RetrySettings(_Strict):
     max_delay: float = Field(default=30.0, ge=0, description="Cap on the backoff delay.")
     multiplier: float = Field(default=2.0, ge=1)
     jitter: float = Field(default=0.2, ge=0, le=1, description="Random share added to or taken from each delay.")
+
+
+class ImageCacheSettings(_Strict):
+    dir: Path | None = Field(default=None, description="Where downloaded images are kept (default: STATE_DIR/images).")
+    limit: int = Field(default=20 * 1024**3, ge=0, description="Largest total size of the cache (a quantity: 20Gi).")
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _quantity(cls, value: object) -> int:
+        return parse_quantity(value)
+
+    def root(self, state_dir: Path | None) -> Path | None:
+        """The cache's directory, or None when neither it nor a state directory is configured."""
+        return self.dir if self.dir is not None else state_dir / "images" if state_dir is not None else None
 
 
 class Settings(_Strict):
@@ -42,6 +56,9 @@ class Settings(_Strict):
     state_dir: Path | None = Field(default=None, description="Where local state lives (the sim fleet's file).")
     drivers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Options per driver name, handed to the driver's factory."
+    )
+    image_cache: ImageCacheSettings = Field(
+        default_factory=ImageCacheSettings, description="The cache of downloaded images (one download per image)."
     )
     pricing: dict[str, float] = Field(
         default_factory=dict, description="showback prices: vcpu_hour, memory_gib_hour, disk_gib_hour."

@@ -1,4 +1,5 @@
-"""Per-call settings for drivers that are not part of the domain: the deadline, a cancel flag, the log.
+"""Per-call settings for drivers that are not part of the domain: the deadline, a cancel flag, the log, and where
+to report the progress of a long transfer.
 
 The executor sets a ``CallContext`` around each driver call (in the worker thread that makes it); drivers
 read it with ``current()``. Outside the executor (tests, the CLI's one-off calls) the default context has no
@@ -11,9 +12,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,9 @@ class CallContext:
     deadline: float | None = None  # time.monotonic() value after which the call should give up
     cancelled: threading.Event = field(default_factory=threading.Event)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("nebctl.drivers"))
+    # Told how a transfer is going (bytes, total, rate, eta: ``downloads.progress``); the executor records it
+    # in the running action's result. None: nobody is watching.
+    progress: Callable[[Mapping[str, Any]], None] | None = None
 
     def remaining(self, default: float) -> float:
         """Seconds left before the deadline (``default`` when there is none), never negative."""

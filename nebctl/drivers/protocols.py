@@ -163,10 +163,14 @@ class AuthorizationDriver(Driver, Protocol):
 
 @runtime_checkable
 class MarketplaceDriver(Driver, Protocol):
-    def list(self, marketplace: MarketplaceRef) -> Sequence[Appliance]: ...
+    def list(self, marketplace: MarketplaceRef) -> Sequence[Appliance]:
+        """Every appliance of the catalogue, each version on its own, by name and then newest first."""
+        ...
 
-    def import_(self, marketplace: MarketplaceRef, app: str) -> Appliance:
-        """Resolve ``app`` to an image source with its digest, ready for ``StorageDriver.import_image``."""
+    def import_(self, marketplace: MarketplaceRef, app: str, *, version: str | None = None) -> Appliance:
+        """Resolve ``app`` (at ``version``, else its newest) to an image source with its digest, ready for
+        ``StorageDriver.import_image``; ``NotFoundError`` naming it when the catalogue lacks it, and
+        ``PermanentError`` when it is listed but cannot be imported (no sha256)."""
         ...
 
 

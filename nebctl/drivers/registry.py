@@ -52,6 +52,7 @@ HOST_FAMILIES = (Family.VIRTUALIZATION, Family.STORAGE, Family.NETWORK, Family.M
 _LAZY_BUILTINS: dict[tuple[Family, str], str] = {
     **{(family, name): f"nebctl.drivers.{name}:DRIVER_CLASSES" for name in ("sim", "exec") for family in Family},
     **{(family, "libvirt"): "nebctl.drivers.libvirt:DRIVER_CLASSES" for family in HOST_FAMILIES},
+    (Family.MARKETPLACE, "catalogue"): "nebctl.drivers.catalogue:DRIVER_CLASSES",
 }
 
 

@@ -239,16 +239,23 @@ class MarketplaceRef:
     name: str
     url: str | None = None
     path: str | None = None
+    refresh: float = 3600.0  # seconds a downloaded index is used before it is read again
 
 
 @dataclass(frozen=True)
 class Appliance:
+    """One version of a catalogue's appliance. ``problem`` says why it cannot be imported (it has no sha256,
+    for one); such appliances are listed but refused by ``import_``."""
+
     name: str
     source: str  # URL or path of the image file
-    sha256: str
+    sha256: str | None
     format: str | None = None
-    size: int | None = None
+    size: int | None = None  # bytes of the file, when the catalogue says
     description: str = ""
+    version: str = ""
+    os: str = ""
+    problem: str | None = None
 
 
 @dataclass(frozen=True)

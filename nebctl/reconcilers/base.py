@@ -139,6 +139,19 @@ class HostDrivers(Protocol):
     def monitoring(self) -> MonitoringDriver: ...
 
 
+class LocalFile(Protocol):
+    """An image source as a local file (``controller.sourcing.LocalImage`` fits)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def sha256(self) -> str | None: ...
+
+    @property
+    def transfer(self) -> Mapping[str, Any] | None: ...
+
+
 class World(Protocol):
     """What ``realise`` may touch: the drivers, and the desired and recorded state of the apply in progress."""
 
@@ -156,8 +169,12 @@ class World(Protocol):
 
     def record(self, key: ResourceKey) -> RecordView | None: ...
 
-    def appliance(self, marketplace: str, app: str) -> Appliance:
-        """Resolve a marketplace appliance to an image source with its digest."""
+    def appliance(self, marketplace: str, app: str, version: str | None = None) -> Appliance:
+        """Resolve a marketplace appliance (at ``version``, else its newest) to an image source with its digest."""
+        ...
+
+    def fetch_image(self, source: str, *, sha256: str | None, size: int | None = None) -> LocalFile:
+        """A local file holding ``source``: http(s) sources are downloaded once into the image cache."""
         ...
 
 

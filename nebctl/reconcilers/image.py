@@ -34,20 +34,29 @@ def datastore_key(spec: Mapping[str, Any]) -> ResourceKey:
 def _import(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
     spec = spec_of(world, key)
     source = spec["source"]
-    sha256, image_format = spec.get("sha256"), spec.get("format")
+    sha256, image_format, size = spec.get("sha256"), spec.get("format"), None
+    result: dict[str, Any] = {}
     if isinstance(source, Mapping):
-        marketplace, _, app = str(source["marketplace"]).partition("/")
-        appliance = world.appliance(marketplace, app)
-        source, sha256, image_format = appliance.source, appliance.sha256, image_format or appliance.format
+        marketplace, _, wanted = str(source["marketplace"]).partition("/")
+        app, _, version = wanted.partition("@")
+        appliance = world.appliance(marketplace, app, version or None)
+        source, sha256, size = appliance.source, appliance.sha256, appliance.size
+        image_format = image_format or appliance.format
+        # The version it got is recorded: without one asked, the newest at the time of the import.
+        result["appliance"] = {"name": appliance.name, "version": appliance.version, "source": appliance.source}
+    # An http(s) image is downloaded once, into the controller's cache; each host is fed from that copy.
+    local = world.fetch_image(str(source), sha256=sha256, size=size)
+    if local.transfer is not None:
+        result["transfer"] = dict(local.transfer)
     request = ImageImport(
         volume=image_volume(key),
-        source=str(source),
-        sha256=sha256,
+        source=local.path,
+        sha256=local.sha256,
         format=image_format,
         owner=ownership(key, world.stack),
     )
     volume = world.drivers(host).storage.import_image(world.host_ref(host), live_name(datastore_key(spec)), request)
-    return {"format": volume.format, "size": volume.capacity, "sha256": volume.sha256}
+    return {**result, "format": volume.format, "size": volume.capacity, "sha256": volume.sha256}
 
 
 def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:

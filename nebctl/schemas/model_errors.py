@@ -251,7 +251,10 @@ def _pattern_message(error: _Error, field_label: str, value: object, pattern: st
             "starting and ending with a letter or digit"
         )
     if error.path and error.path[-1] == "marketplace":
-        return f"{field_label}: invalid marketplace source {shown}: expected MARKETPLACE/APP, such as hub/debian-12"
+        return (
+            f"{field_label}: invalid marketplace source {shown}: "
+            "expected MARKETPLACE/APP or MARKETPLACE/APP@VERSION, such as hub/debian-12"
+        )
     if len(error.path) >= 2 and error.path[-2] == "dependsOn":
         return f"{field_label}: invalid reference {shown}: expected KIND/NAME, such as network/lan"
     if error.path and (error.path[-1] == "ports" or (len(error.path) >= 2 and error.path[-2] == "ports")):

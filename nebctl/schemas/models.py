@@ -269,6 +269,14 @@ class Datastore(StrictModel):
 class MarketplaceSpec(StrictModel):
     url: str | None = Field(default=None, pattern=r"^https?://", description="URL of the catalogue index.")
     path: str | None = Field(default=None, description="Local path of the catalogue index.")
+    driver: str = Field(
+        default="catalogue",
+        pattern=r"^[a-z][-a-z0-9_]*(:[A-Za-z0-9][-A-Za-z0-9_.]*)?$",
+        description="Marketplace driver: catalogue (reads the index at url or path), sim, or exec:NAME.",
+    )
+    refresh: Duration = Field(
+        default=3600.0, description="How long a downloaded index is used before it is read again."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> MarketplaceSpec:
@@ -298,14 +306,19 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$"), Field(desc
 class MarketplaceSource(SharedModel):
     marketplace: Annotated[
         str,
-        StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9][-A-Za-z0-9_.]*$"),
-        Field(description="MARKETPLACE/APP: an appliance of a Marketplace resource."),
+        StringConstraints(
+            pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9][-A-Za-z0-9_.]*(@[A-Za-z0-9][-A-Za-z0-9_.+]*)?$"
+        ),
+        Field(
+            description="MARKETPLACE/APP or MARKETPLACE/APP@VERSION: an appliance of a Marketplace resource; "
+            "without a version, the newest one the catalogue lists when the image is imported."
+        ),
     ]
 
 
 class ImageSpec(StrictModel):
     source: str | MarketplaceSource = Field(
-        description="A local file path, an http(s):// URL (needs sha256), or {marketplace: NAME/APP}."
+        description="A local file path, an http(s):// URL (needs sha256), or {marketplace: NAME/APP[@VERSION]}."
     )
     sha256: Sha256 | None = Field(default=None, description="Expected digest; required for URLs.")
     format: ImageFormat | None = Field(default=None, description="qcow2 or raw; detected when omitted.")

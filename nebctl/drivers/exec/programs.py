@@ -350,6 +350,7 @@ class ExecMarketplace(ExecDriver):
     def list(self, marketplace: MarketplaceRef) -> Sequence[Appliance]:
         return self.decode_list(Appliance, self.call("list", resource=marketplace), "list", "appliances")
 
-    def import_(self, marketplace: MarketplaceRef, app: str) -> Appliance:
-        data = self.call("import", resource=marketplace, arguments={"app": app})
+    def import_(self, marketplace: MarketplaceRef, app: str, *, version: str | None = None) -> Appliance:
+        arguments: dict[str, Any] = {"app": app} if version is None else {"app": app, "version": version}
+        data = self.call("import", resource=marketplace, arguments=arguments)
         return self.decode(Appliance, data, "import")

@@ -1,5 +1,5 @@
-"""Image files on the controller's side: fetching a source (path, file:// or http(s)://), checking its sha256,
-detecting its format from the header, and streaming it into a libvirt volume.
+"""Image files on the controller's side: fetching a source (path, file:// or http(s)://), detecting its format
+from the header, and streaming it into a libvirt volume while computing its sha256 (one read of the file).
 
 ``LibvirtStorage.import_image`` uses these; the bytes travel through libvirt's stream API, so the same code
 works for a local daemon and a remote host (qemu+ssh://).
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import shutil
 import struct
 import tempfile
 import urllib.parse
@@ -19,7 +18,8 @@ from typing import BinaryIO
 
 import libvirt
 
-from nebctl.drivers import context
+from nebctl.drivers import context, downloads
+from nebctl.drivers.downloads.progress import ProgressMeter
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.libvirt.failures import DRIVER_NAME, error_code
 
@@ -28,28 +28,34 @@ CHUNK = 1024 * 1024
 
 
 @contextlib.contextmanager
-def local_copy(source: str) -> Iterator[Path]:
-    """A local path holding ``source``: the file itself, or a temporary download removed afterwards."""
+def local_copy(source: str, *, sha256: str | None = None) -> Iterator[tuple[Path, str | None]]:
+    """A local path holding ``source`` and its sha256 when already known: the file itself (digest unknown), or
+    a verified temporary download removed afterwards. The controller hands this driver cached local files;
+    a URL reaches it only from direct callers of the driver."""
     parsed = urllib.parse.urlparse(source)
     if parsed.scheme in ("http", "https"):
         with tempfile.TemporaryDirectory(prefix="nebctl-image-") as directory:
-            target = Path(directory) / "image"
-            timeout = context.current().remaining(600.0) or 1.0
-            from urllib.request import urlopen  # only to download (http.client, email: about 4 ms otherwise)
-
-            with urlopen(source, timeout=timeout) as response, target.open("wb") as out:
-                shutil.copyfileobj(response, out, CHUNK)
-            yield target
+            call = context.current()
+            transfer = downloads.fetch(
+                source,
+                Path(directory) / "image",
+                sha256=sha256,
+                deadline=call.deadline,
+                cancelled=call.cancelled,
+                report=call.progress,
+            )
+            yield transfer.path, transfer.sha256
         return
     if parsed.scheme == "file":
-        yield Path(urllib.parse.unquote(parsed.path))
+        yield Path(urllib.parse.unquote(parsed.path)), None
         return
     if parsed.scheme:
         raise PermanentError(f"unsupported image source {source!r}", driver=DRIVER_NAME)
-    yield Path(source)
+    yield Path(source), None
 
 
 def sha256_of(path: Path) -> str:
+    """Only for backends that take no bytes (nothing is streamed to hash on the way)."""
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         while chunk := stream.read(CHUNK):
@@ -67,9 +73,9 @@ def detect(path: Path) -> tuple[str, int]:
     return "raw", path.stat().st_size
 
 
-def upload(connection: libvirt.virConnect, volume: libvirt.virStorageVol, path: Path) -> bool:
-    """Stream ``path`` into ``volume``; false when the backend takes no bytes (libvirt's test driver keeps
-    volumes as records only)."""
+def upload(connection: libvirt.virConnect, volume: libvirt.virStorageVol, path: Path) -> str | None:
+    """Stream ``path`` into ``volume``, computing its sha256 from the bytes sent (the file is read once);
+    None when the backend takes no bytes (libvirt's test driver keeps volumes as records only)."""
     size = path.stat().st_size
     stream = connection.newStream(0)
     try:
@@ -78,20 +84,36 @@ def upload(connection: libvirt.virConnect, volume: libvirt.virStorageVol, path: 
         with contextlib.suppress(libvirt.libvirtError):
             stream.abort()
         if error_code(error) == libvirt.VIR_ERR_NO_SUPPORT:
-            return False
+            return None
         raise
+    call = context.current()
+    meter = ProgressMeter(label=str(path), total=size, report=call.progress, log=call.log, phase="upload")
     with path.open("rb") as source:
+        reader = _HashingReader(source, meter)
         try:
-            stream.sendAll(_read, source)
+            stream.sendAll(_read, reader)
             stream.finish()
         except BaseException:
             with contextlib.suppress(libvirt.libvirtError):
                 stream.abort()
             raise
-    return True
+    return reader.digest.hexdigest()
 
 
-def _read(_stream: libvirt.virStream, nbytes: int, source: BinaryIO) -> bytes:
+class _HashingReader:
+    def __init__(self, source: BinaryIO, meter: ProgressMeter) -> None:
+        self.source = source
+        self.meter = meter
+        self.digest = hashlib.sha256()
+
+    def read(self, nbytes: int) -> bytes:
+        chunk = self.source.read(min(nbytes, CHUNK))
+        self.digest.update(chunk)
+        self.meter.advance(len(chunk))
+        return chunk
+
+
+def _read(_stream: libvirt.virStream, nbytes: int, source: _HashingReader) -> bytes:
     if context.current().cancelled.is_set():
         raise PermanentError("upload cancelled", driver=DRIVER_NAME)
-    return source.read(min(nbytes, CHUNK))
+    return source.read(nbytes)

@@ -113,12 +113,7 @@ class LibvirtStorage(LibvirtDriverBase):
             existing = lookup_volume(pool, image.volume)
             if existing is not None:
                 return volume_info(existing, sha256=image.sha256)
-            with images.local_copy(image.source) as path:
-                digest = images.sha256_of(path)
-                if image.sha256 is not None and digest != image.sha256.lower():
-                    raise PermanentError(
-                        f"{image.source}: sha256 is {digest}, expected {image.sha256}", driver=DRIVER_NAME
-                    )
+            with images.local_copy(image.source, sha256=image.sha256) as (path, known):
                 detected, virtual_size = images.detect(path)
                 fmt = image.format or detected
                 if image.format is not None and image.format != detected:
@@ -130,16 +125,30 @@ class LibvirtStorage(LibvirtDriverBase):
                 # real format from the header on refresh (a qcow2 made by libvirt would leave a stale tail).
                 volume = pool.createXML(VolumeElement(name=image.volume, capacity=size, format="raw").to_xml(), 0)
                 try:
-                    uploaded = images.upload(connection, volume, path)
+                    # The digest is computed from the bytes as they are sent: the file is read once.
+                    digest = images.upload(connection, volume, path)
+                    if digest is not None and image.sha256 is not None and digest != image.sha256.lower():
+                        raise PermanentError(
+                            f"{image.source}: sha256 is {digest}, expected {image.sha256}; the volume was removed",
+                            driver=DRIVER_NAME,
+                        )
                 except BaseException:
                     with ignoring(libvirt.VIR_ERR_NO_STORAGE_VOL):
                         volume.delete(0)
                     raise
+                uploaded = digest is not None
+                if digest is None:
+                    # A backend without bytes (the test driver): the digest comes from the one read there is.
+                    digest = known or images.sha256_of(path)
+                    volume.delete(0)
+                    if image.sha256 is not None and digest != image.sha256.lower():
+                        raise PermanentError(
+                            f"{image.source}: sha256 is {digest}, expected {image.sha256}", driver=DRIVER_NAME
+                        )
             if uploaded:
                 pool.refresh(0)
             else:
-                # A backend without bytes (the test driver): keep the record with the detected format and size.
-                volume.delete(0)
+                # Keep the record with the detected format and size.
                 element = VolumeElement(name=image.volume, capacity=virtual_size, format=fmt, allocation=size)
                 pool.createXML(element.to_xml(), 0)
             return volume_info(pool.storageVolLookupByName(image.volume), sha256=digest)

@@ -74,7 +74,8 @@ class SimMarketplace(SimDriver):
         return [Appliance(*row) for row in rows]
 
     @edge
-    def import_(self, marketplace: MarketplaceRef, app: str) -> Appliance:
+    def import_(self, marketplace: MarketplaceRef, app: str, *, version: str | None = None) -> Appliance:
+        """The sim catalogue keeps one version per appliance: a version asked must be the one it has."""
         self.fleet.enter_service("marketplace.import")
         row = (
             self.fleet.store.read()
@@ -85,7 +86,10 @@ class SimMarketplace(SimDriver):
         )
         if row is None:
             raise NotFoundError(f"marketplace {marketplace.name} has no appliance {app!r}", driver="sim")
-        return Appliance(*row)
+        appliance = Appliance(*row)
+        if version is not None and version != appliance.version:
+            raise NotFoundError(f"marketplace {marketplace.name} has no version {version!r} of {app!r}", driver="sim")
+        return appliance
 
 
 class SimHooks(SimDriver):
