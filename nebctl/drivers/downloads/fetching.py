@@ -221,7 +221,10 @@ def fetch(
                 time.sleep(pause)
             delay = min(policy.max_delay, delay * 2)
     except BaseException:
-        body.close()
+        if body.offset:
+            body.close()  # kept for the next attempt to resume
+        else:
+            body.discard()
         raise
     finally:
         client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -33,14 +34,16 @@ def served(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
 
 def test_an_http_source_is_downloaded_then_removed(served: tuple[str, bytes]) -> None:
     url, content = served
-    with local_copy(url) as path:
+    with local_copy(url) as (path, digest):
         assert path.read_bytes() == content
+        assert digest == hashlib.sha256(content).hexdigest()
     assert not path.exists()
 
 
 def test_a_file_url_and_a_path_are_used_in_place(tmp_path: Path) -> None:
     image = tmp_path / "a b.img"
     image.write_bytes(b"qcow")
-    with local_copy(f"file://{str(image).replace(' ', '%20')}") as path:
+    with local_copy(f"file://{str(image).replace(' ', '%20')}") as (path, digest):
         assert path == image
+        assert digest is None  # computed while uploading, not read beforehand
     assert image.exists()
