@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "describe": ("inspecting", "Everything known about one resource: spec, live status, actions, events."),
     "events": ("inspecting", "The event log: actions, state changes, drift, applies."),
     "drivers": ("drivering", "Installed drivers, their families and capabilities."),
+    "market": ("cataloguing", "Marketplace catalogues: list and show their appliances, refresh their indexes."),
     "sim": ("simulating", "The simulated fleet: show it, change it behind nebctl's back, inject faults."),
     "db": ("database", "Schema migrations of the state database."),
     "unlock": ("database", "Release the writers' lock left by a dead process."),

@@ -137,9 +137,7 @@ def test_a_silent_server_gives_up_at_the_deadline_with_a_clear_error(
     assert cache_files(cache) == []  # nothing arrived, so no partial file either
 
 
-def test_transient_server_errors_are_retried_until_it_answers(
-    server: ImageServer, image: Path, tmp_path: Path
-) -> None:
+def test_transient_server_errors_are_retried_until_it_answers(server: ImageServer, image: Path, tmp_path: Path) -> None:
     server.put("debian.qcow2", image)
     server.behave("debian.qcow2", Behaviour(status=503))
     cache = ImageCache(tmp_path / "cache", limit=1 << 40, policy=FAST)
