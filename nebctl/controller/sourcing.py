@@ -10,6 +10,7 @@ storage driver is then fed from (so three hosts cost one download).
 from __future__ import annotations
 
 import logging
+import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 from nebctl.controller.settings import Settings
 from nebctl.drivers import context
 from nebctl.drivers.downloads import ImageCache
-from nebctl.drivers.errors import DriverError, NotFoundError, PermanentError
+from nebctl.drivers.errors import DriverError, NotFoundError, PermanentError, TemporaryError
 from nebctl.drivers.types import Appliance, Family, MarketplaceRef
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, Image, Marketplace, MarketplaceSource
@@ -54,6 +55,9 @@ class ImageSources:
         self.documents = documents
         root = settings.image_cache.root(settings.state_dir)
         self.cache = ImageCache(root, limit=settings.image_cache.limit) if root is not None else None
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._refused: dict[tuple[str, str], str] = {}  # downloads refused for good during this apply
 
     def marketplace(self, name: str) -> tuple[Any, MarketplaceRef]:
         document = self.documents.get(ResourceKey.of(Kind.MARKETPLACE, name))
@@ -77,9 +81,31 @@ class ImageSources:
         if self.cache is None:
             raise PermanentError("no image cache directory: set state_dir or image_cache.dir in the configuration")
         call = context.current()
-        cached = self.cache.fetch(
-            source, sha256=sha256, size=size, deadline=call.deadline, cancelled=call.cancelled, report=call.progress
-        )
+        key = (source, sha256.lower())
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        # The hosts' imports of one image wait for one another here: when the first one's download is refused
+        # for good (a wrong digest, a 404), the others get its error instead of downloading it again.
+        if not lock.acquire(timeout=max(0.0, call.remaining(3600.0))):
+            raise TemporaryError(f"{source}: still being downloaded by another action; gave up waiting")
+        try:
+            refused = self._refused.get(key)
+            if refused is not None:
+                raise PermanentError(refused)
+            try:
+                cached = self.cache.fetch(
+                    source,
+                    sha256=sha256,
+                    size=size,
+                    deadline=call.deadline,
+                    cancelled=call.cancelled,
+                    report=call.progress,
+                )
+            except PermanentError as error:
+                self._refused[key] = error.message
+                raise
+        finally:
+            lock.release()
         transfer = None
         if cached.transfer is not None:
             moved = cached.transfer.size - cached.transfer.resumed
