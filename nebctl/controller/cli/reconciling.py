@@ -38,6 +38,7 @@ from nebctl.schemas.keys import ResourceKey
 from nebctl.schemas.models import AnyManifest
 from nebctl.schemas.quantities import QuantityError, parse_duration
 
+PROGRESS_LINE_INTERVAL = 5.0  # seconds between two progress lines of one transfer, off a terminal
 EXIT_CHANGES = 2
 EXIT_LOCKED = 3
 PLANFILE_FORMAT = "nebctl-plan/1"
@@ -273,21 +274,23 @@ class _Progress:
         self.started = time.monotonic()
         self._bar: Any = None
         self._task: Any = None
+        self._downloads: dict[str, Any] = {}  # action id -> its transfer's task on the bar
+        self._last_line: dict[str, float] = {}  # action id -> when its last progress line was printed
 
     def __enter__(self) -> _Progress:
         if self.terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(
-                TextColumn("[bold]applying"),
+                TextColumn("[bold]{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                TextColumn("{task.fields[count]}"),
                 TimeElapsedColumn(),
                 TextColumn("{task.fields[status]}"),
                 transient=True,
             )
             self._bar.start()
-            self._task = self._bar.add_task("apply", total=self.total, status="")
+            self._task = self._bar.add_task("applying", total=self.total, status="", count=f"0/{self.total}")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -299,8 +302,12 @@ class _Progress:
             action = change.action
             if change.state is Outcome.RUNNING:
                 self.running.add(action.id)
+                progress = (change.result or {}).get("progress")
+                if isinstance(progress, dict):
+                    self._transfer(action.id, progress)
                 continue
             self.running.discard(action.id)
+            self._transfer_done(action.id)
             if change.state in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.SKIPPED, Outcome.CANCELLED):
                 self.done += 1
                 self.failed += change.state is Outcome.FAILED
@@ -314,7 +321,35 @@ class _Progress:
                 click.echo(f"           {action.id} will retry in {change.retry_in:.1f}s: {change.error}")
         if self._bar is not None:
             status = f"running {len(self.running)}" + (f", [red]failed {self.failed}[/red]" if self.failed else "")
-            self._bar.update(self._task, completed=self.done, status=status)
+            self._bar.update(self._task, completed=self.done, status=status, count=f"{self.done}/{self.total}")
+
+    def _transfer(self, action_id: str, progress: dict[str, Any]) -> None:
+        """A download's (or upload's) bar, with bytes, rate and time left, on a terminal; elsewhere a line
+        every few seconds, so that logs show a long download moving."""
+        from nebctl.drivers.downloads.progress import human_bytes
+
+        done, total = int(progress.get("bytes") or 0), progress.get("total")
+        rate, eta = progress.get("rate") or 0, progress.get("eta")
+        figures = f"{human_bytes(done)}" + (f"/{human_bytes(total)}" if total else "")
+        status = f"{human_bytes(rate)}/s" + (f", ETA {eta:.0f}s" if eta is not None else "")
+        if self._bar is not None:
+            task = self._downloads.get(action_id)
+            if task is None:
+                label = f"{progress.get('phase', 'download')} {action_id}"
+                task = self._bar.add_task(label, total=total, status=status, count=figures)
+                self._downloads[action_id] = task
+            self._bar.update(task, completed=done, total=total, status=status, count=figures)
+            return
+        now = time.monotonic()
+        if now - self._last_line.get(action_id, float("-inf")) >= PROGRESS_LINE_INTERVAL:
+            self._last_line[action_id] = now
+            click.echo(f"           {action_id} {progress.get('phase', 'download')}: {figures} at {status}")
+
+    def _transfer_done(self, action_id: str) -> None:
+        self._last_line.pop(action_id, None)
+        task = self._downloads.pop(action_id, None)
+        if task is not None and self._bar is not None:
+            self._bar.remove_task(task)
 
 
 def _report(result: ApplyResult, verb: str) -> None:

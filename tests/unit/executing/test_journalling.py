@@ -75,3 +75,34 @@ def test_a_successful_result_is_journalled_with_the_attempt_count() -> None:
     (done,) = journal.of("a", Outcome.SUCCEEDED)
     assert done.result == {"uuid": "u-1"}
     assert done.attempts == 1
+
+
+def test_progress_reported_by_a_running_attempt_is_journalled_as_its_result() -> None:
+    """A download reports its bytes through the call context; the journal gets them as the running action's
+    result (what the API and the CLI's bars read), and the final result replaces them."""
+    from nebctl.drivers.context import current
+
+    seen_by_journal = threading.Event()
+    journal = Recorder()
+
+    class Watching(Recorder):
+        def record(self, changes: Sequence[Change]) -> None:
+            journal.record(changes)
+            if any(c.state is Outcome.RUNNING and c.result for c in changes):
+                seen_by_journal.set()
+
+    def download(attempt: int) -> Mapping[str, Any]:
+        report = current().progress
+        assert report is not None
+        report({"bytes": 10, "total": 100})
+        report({"bytes": 60, "total": 100})  # only the latest of a round is journalled
+        seen_by_journal.wait(10)
+        return {"size": 100}
+
+    report = Executor(plan_of(["img"]), Scripted({"img": download}), journal=Watching()).run()
+    assert report.ok
+    changes = [c for c in journal.changes if c.action.id == "img"]
+    states = [(c.state, dict(c.result) if c.result is not None else None) for c in changes]
+    assert states[0] == (Outcome.RUNNING, None)
+    assert (Outcome.RUNNING, {"progress": {"bytes": 60, "total": 100}}) in states
+    assert states[-1] == (Outcome.SUCCEEDED, {"size": 100})
