@@ -190,3 +190,19 @@ def sha256_of(path: Path) -> str:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def main() -> None:
+    """``python -m tests.support.httpserver DIRECTORY``: serve the files of DIRECTORY on 127.0.0.1 from a process
+    of its own (bench/images.py, so that the server does not share the measured process); prints the port."""
+    directory = Path(sys.argv[1])
+    with image_server() as server:
+        for path in sorted(directory.iterdir()):
+            if path.is_file():
+                server.put(path.name, path)
+        print(server.port, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
+
+
+if __name__ == "__main__":
+    main()

@@ -23,9 +23,10 @@ import contextlib
 import hashlib
 import logging
 import os
+import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nebctl.downloads")
 
 DRIVER = "download"
+QUEUED_CHUNKS = 16  # chunks received but not yet written (or hashed): bounds the memory a transfer holds
 USER_AGENT = f"nebctl/{__version__}"
 
 
@@ -76,6 +78,38 @@ class _TransientError(Exception):
         self.delay = delay
 
 
+class _Worker:
+    """A thread applying ``work`` to each chunk handed to it, in order: the download's writing and hashing run
+    beside its receiving (each releases the GIL on large buffers), so the three overlap on two cores."""
+
+    def __init__(self, name: str, work: Callable[[bytes], object]) -> None:
+        self.work = work
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED_CHUNKS)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(chunk)
+
+    def drain(self) -> None:
+        """Wait until every chunk handed over is done; the worker stops (a new one serves what follows)."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.work(chunk)
+                except BaseException as error:  # handed to the receiving thread at its next put or drain
+                    self.error = error
+
+
 class _Body:
     """The file being written and the digest of what it holds so far."""
 
@@ -87,6 +121,7 @@ class _Body:
         self.offset = 0
         self.from_disk = 0  # bytes found on disk at the start (left by an earlier process)
         self.resumed = 0
+        self._workers: tuple[_Worker, _Worker] | None = None
         existing = os.fstat(self.stream.fileno()).st_size
         if existing:
             self.stream.seek(0)
@@ -94,18 +129,38 @@ class _Body:
                 self.digest.update(chunk)
             self.offset = self.from_disk = existing
 
+    def write(self, chunk: bytes) -> None:
+        if self._workers is None:
+            digest = self.digest  # bound now: a restart replaces the digest only after draining
+            self._workers = (
+                _Worker("download-write", self.stream.write),
+                _Worker("download-hash", digest.update),
+            )
+        for worker in self._workers:
+            worker.put(chunk)
+        self.offset += len(chunk)
+
+    def sync(self) -> None:
+        """Everything handed to ``write`` is in the file and the digest."""
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            for worker in workers:
+                worker.drain()
+
     def restart(self) -> None:
+        self.sync()
         self.stream.truncate(0)
         self.digest = hashlib.sha256()
         self.offset = 0
         self.from_disk = 0
 
-    def write(self, chunk: bytes) -> None:
-        self.stream.write(chunk)
-        self.digest.update(chunk)
-        self.offset += len(chunk)
+    def hexdigest(self) -> str:
+        self.sync()
+        return self.digest.hexdigest()
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sync()
         with contextlib.suppress(OSError):
             self.stream.close()
 
@@ -185,7 +240,7 @@ def fetch(
                 if error.delay is not None:
                     delay = error.delay
             else:
-                digest = body.digest.hexdigest()
+                digest = body.hexdigest()
                 if sha256 is not None and digest != sha256.lower():
                     if body.from_disk and not retried_whole:
                         # The part on disk may come from another version of the file: fetch it whole, once.
