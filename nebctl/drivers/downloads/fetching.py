@@ -67,6 +67,7 @@ class Transfer:
     seconds: float
     requests: int  # HTTP requests made, retries and resumptions included
     resumed: int  # bytes that did not have to be fetched again (from earlier attempts)
+    synced: float = 0.0  # seconds of ``seconds`` spent waiting for the file to reach the disk (fsync)
     progress: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -255,8 +256,10 @@ def fetch(
                 if size is not None and body.offset != size:
                     body.discard()
                     raise PermanentError(f"{url}: got {body.offset} bytes, the image is {size} bytes", driver=DRIVER)
+                synced = time.monotonic()
                 body.stream.flush()
-                os.fsync(body.stream.fileno())
+                os.fsync(body.stream.fileno())  # on disk before the cache renames it to its digest
+                synced = time.monotonic() - synced
                 body.close()
                 return Transfer(
                     url=url,
@@ -266,6 +269,7 @@ def fetch(
                     seconds=time.monotonic() - started,
                     requests=requests,
                     resumed=body.resumed,
+                    synced=synced,
                     progress=meter.finish(),
                 )
             log.info("%s: %s; retrying from byte %d", url, last_error, body.offset)
