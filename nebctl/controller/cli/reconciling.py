@@ -333,12 +333,13 @@ class _Progress:
         figures = f"{human_bytes(done)}" + (f"/{human_bytes(total)}" if total else "")
         status = f"{human_bytes(rate)}/s" + (f", ETA {eta:.0f}s" if eta is not None else "")
         if self._bar is not None:
+            label = f"{progress.get('phase', 'download')} {action_id}"
             task = self._downloads.get(action_id)
             if task is None:
-                label = f"{progress.get('phase', 'download')} {action_id}"
                 task = self._bar.add_task(label, total=total, status=status, count=figures)
                 self._downloads[action_id] = task
-            self._bar.update(task, completed=done, total=total, status=status, count=figures)
+            # One bar per action: the download's, then (libvirt) the upload's into the volume.
+            self._bar.update(task, description=label, completed=done, total=total, status=status, count=figures)
             return
         now = time.monotonic()
         if now - self._last_line.get(action_id, float("-inf")) >= PROGRESS_LINE_INTERVAL:

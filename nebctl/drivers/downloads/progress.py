@@ -57,12 +57,9 @@ class ProgressMeter:
         """A (new) response starts at ``offset`` bytes of ``total``: what came before is not counted as rate."""
         if total is not None:
             self.total = total
-        if offset != self.done:
-            self.done = offset
-        if offset and not self.resumed:
-            self.resumed = offset
-        if not offset:
-            self.resumed = 0
+        self.done = offset
+        # The first offset resumed from counts as not moved by this transfer; starting over forgets it.
+        self.resumed = (self.resumed or offset) if offset else 0
 
     def advance(self, count: int) -> None:
         self.done += count

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from nebctl.drivers.downloads import FetchPolicy, ImageCache, fetch
+from nebctl.drivers.downloads import FetchPolicy, ImageCache, ProgressMeter, fetch
 from nebctl.drivers.errors import PermanentError, TemporaryError
 from tests.support.httpserver import Behaviour, ImageServer, image_server, sha256_of
 
@@ -267,3 +267,18 @@ def test_progress_is_reported_while_the_bytes_arrive(server: ImageServer, tmp_pa
     assert final["bytes"] == final["total"] == size
     assert final["source"] == server.url("big.qcow2") and final["phase"] == "download"
     assert final["rate"] > 0
+
+
+def test_the_progress_meter_reports_rate_and_time_left_with_a_fake_clock() -> None:
+    now = [100.0]
+    reports: list[Mapping[str, Any]] = []
+    meter = ProgressMeter(label="u", total=1000, report=reports.append, interval=1.0, clock=lambda: now[0])
+    meter.restart_at(200, 1000)  # resumed at 200 bytes: they do not count as moved
+    now[0] = 102.0
+    meter.advance(300)  # 300 bytes in 2 s: 150 B/s; 500 left: 3.3 s
+    now[0] = 102.5
+    meter.advance(100)  # within the interval: not reported
+    assert [(r["bytes"], r["rate"], r["eta"], r["resumed"]) for r in reports] == [(500, 150, 3.3, 200)]
+    final = meter.finish()
+    assert (final["bytes"], final["rate"], final["eta"]) == (600, 160, 2.5)  # 400 B in 2.5 s
+    assert meter.line() == "download u: 600 B of 1000 B (60%), 160 B/s, ETA 2s"
