@@ -33,6 +33,8 @@ class Behaviour:
     no_length: bool = False  # no Content-Length: the body ends when the connection closes
     extra: bytes = b""  # sent after the file (with no_length: a body longer than the file)
     ranges: bool = True  # honour Range requests
+    stall_after: int | None = None  # send this many body bytes, then pause for ``stall`` seconds (a slow link)
+    stall: float = 0.0
 
 
 @dataclass
@@ -131,7 +133,13 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
             if cut:
                 assert behaviour.cut_after is not None
                 limit = min(length, behaviour.cut_after)
-            self._send(served, start, limit)
+            if behaviour.stall_after is not None and behaviour.stall_after < limit:
+                self._send(served, start, behaviour.stall_after)
+                self.wfile.flush()
+                time.sleep(behaviour.stall)
+                self._send(served, start + behaviour.stall_after, limit - behaviour.stall_after)
+            else:
+                self._send(served, start, limit)
             if behaviour.extra:
                 self.wfile.write(behaviour.extra)
             if cut or behaviour.no_length:

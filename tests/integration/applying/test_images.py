@@ -10,6 +10,7 @@ expected digests are computed here with hashlib, request counts are the server's
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.drills import Workspace
-from tests.support.httpserver import ImageServer, image_server, sha256_of
+from tests.support.httpserver import Behaviour, ImageServer, image_server, sha256_of
 
 HOSTS = ("h0", "h1", "h2")
 
@@ -98,6 +99,7 @@ def test_three_hosts_import_the_newest_version_with_one_download(
     server: ImageServer, catalogue: dict[str, Path], tmp_path: Path
 ) -> None:
     workspace = Workspace(tmp_path / "ws", manifests=_manifests(tmp_path, server, source="hub/debian-12"), stack="img")
+    server.behave("debian-1.10.qcow2", Behaviour(stall_after=256 * 1024, stall=1.0))  # a download one can watch
     result = workspace.apply()
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -122,6 +124,13 @@ def test_three_hosts_import_the_newest_version_with_one_download(
     }
     transfers = [r["transfer"] for r in results if "transfer" in r]
     assert len(transfers) == 1 and transfers[0]["bytes"] == newest.stat().st_size  # the one that downloaded
+    # Off a terminal, the download's progress is a line of the apply's output (one per 5 s per download).
+    size = newest.stat().st_size
+    assert re.search(
+        rf"^ +image/debian:import_image:h[012] download: [0-9.]+ (B|KiB|MiB)/{size / 2**20:.1f} MiB at ",
+        result.stdout,
+        flags=re.MULTILINE,
+    ), result.stdout
 
     again = workspace.apply()  # nothing to do: no download, no request for the image
     assert again.returncode == 0, again.stdout + again.stderr
