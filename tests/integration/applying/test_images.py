@@ -9,10 +9,12 @@ expected digests are computed here with hashlib, request counts are the server's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,3 +223,34 @@ def test_market_list_reports_bad_entries_naming_them(server: ImageServer, tmp_pa
     assert listed.returncode == 1
     assert "good" in listed.stdout
     assert "error: marketplace hub: appliances[1] (bad): versions.0.images.0.sha256: Field required" in listed.stderr
+
+
+def test_the_progress_of_a_running_download_is_in_the_actions_result_in_the_database(
+    server: ImageServer, catalogue: dict[str, Path], tmp_path: Path
+) -> None:
+    """What an API or dashboard reads while an import runs: the journal's copy of the download's figures."""
+    newest = catalogue["1.10"]
+    server.behave("debian-1.10.qcow2", Behaviour(stall_after=256 * 1024, stall=4.0))
+    workspace = Workspace(tmp_path / "ws", manifests=_manifests(tmp_path, server, source="hub/debian-12"), stack="img")
+    process = workspace.start_apply()
+    seen: dict[str, Any] | None = None
+    deadline = time.monotonic() + 60
+    try:
+        while seen is None and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+            if not workspace.db_path.exists():
+                continue
+            with contextlib.suppress(sqlite3.OperationalError), sqlite3.connect(workspace.db_path, timeout=5) as db:
+                for state, result in db.execute(
+                    "SELECT state, result FROM apply_actions WHERE action_id LIKE 'image/%'"
+                ):
+                    progress = json.loads(result or "{}").get("progress")
+                    if state == "running" and progress:
+                        seen = progress
+    finally:
+        stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stdout + stderr
+    assert seen is not None, "no progress was recorded while the download ran"
+    assert seen["phase"] == "download" and seen["source"] == server.url("debian-1.10.qcow2")
+    assert seen["total"] == newest.stat().st_size
+    assert 0 < seen["bytes"] <= 256 * 1024  # caught in the middle: before the stall ended
