@@ -4,7 +4,7 @@ storage driver is then fed from (so three hosts cost one download).
 
 ``ImageSources`` is built by ``controller.applying`` for an apply (the execution world's ``appliance`` and
 ``fetch_image``) and for the plan-time check that every appliance the manifests name exists
-(``missing_appliances``); ``nebctl market`` uses ``marketplace_ref`` and ``marketplace_driver``.
+(``missing_appliances``); ``nebctl market`` uses ``marketplace_ref``.
 """
 
 from __future__ import annotations
