@@ -33,8 +33,8 @@ from nebctl.schemas.quantities import format_duration, format_quantity
 SENSITIVE = "(sensitive)"
 # Keys whose values are secrets wherever they appear in a spec: cloud-init data, a hook's environment.
 SECRET_KEYS = frozenset({"cloudInit", "env"})
-# Seconds that a manifest writes as durations (a hook's ``timeout: 10s``).
-DURATION_FIELDS = frozenset({"timeout"})
+# Seconds that a manifest writes as durations (a hook's ``timeout: 10s``, a Marketplace's ``refresh: 1h``).
+DURATION_FIELDS = frozenset({"timeout", "refresh"})
 # The kinds monitoring probes one by one; the others' drift is found when an action on them fails.
 OBSERVED_KINDS = frozenset({Kind.VIRTUAL_MACHINE, Kind.HOST})
 # A host's observed state that agrees with its record.
