@@ -496,11 +496,13 @@ class StoreJournal:
         key = action.key
         resource_change = self.changes[key]
         if change.state in (Outcome.SUCCEEDED, Outcome.SKIPPED, Outcome.CANCELLED):
+            forced = change.state is Outcome.SUCCEEDED and bool((change.result or {}).get("forced"))
             self._event(
                 tx,
                 type=f"action.{change.state.value}",
-                severity=Severity.INFO if change.state is Outcome.SUCCEEDED else Severity.WARNING,
+                severity=Severity.INFO if change.state is Outcome.SUCCEEDED and not forced else Severity.WARNING,
                 message=action.description
+                + (": forced off, the guest did not stop within the shutdown timeout" if forced else "")
                 + (f" (blocked by {change.blocked_by})" if change.blocked_by else "")
                 + (f": {change.error}" if change.error and change.state is Outcome.CANCELLED else ""),
                 key=key,

@@ -47,10 +47,13 @@ def known_hosts(
     hosts: dict[str, tuple[HostRef, Any]] = {}
     for key, record in records.items():
         if key.kind is Kind.HOST and record.applied is not None:
-            hosts[key.name] = (HostRef(key.name, str(record.applied["uri"])), record.applied.get("drivers"))
+            virtualization = record.applied.get("virtualization") or {}
+            domain_type = str(virtualization.get("domainType", "auto"))
+            hosts[key.name] = (HostRef(key.name, str(record.applied["uri"]), domain_type), record.applied.get("drivers"))
     for key, document in documents.items():
         if isinstance(document, Host):
-            hosts[key.name] = (HostRef(key.name, document.spec.uri), document.spec.drivers)
+            domain_type = document.spec.virtualization.domainType if document.spec.virtualization else "auto"
+            hosts[key.name] = (HostRef(key.name, document.spec.uri, domain_type), document.spec.drivers)
     return hosts
 
 

@@ -57,8 +57,10 @@ class VirtualizationDriver(Driver, Protocol):
         start it unless ``start`` is false. Deploying twice gives one VM."""
         ...
 
-    def shutdown(self, host: HostRef, uuid: str, *, timeout: float) -> None:
-        """Graceful stop (ACPI); a hard stop once ``timeout`` seconds have passed. A stopped VM is left alone."""
+    def shutdown(self, host: HostRef, uuid: str, *, timeout: float) -> bool | None:
+        """Graceful stop (ACPI); a hard stop once ``timeout`` seconds have passed. A stopped VM is left alone.
+        Returns False when it had to stop the VM hard, True when the guest stopped by itself, None when the
+        driver cannot tell."""
         ...
 
     def cancel(self, host: HostRef, uuid: str) -> None:

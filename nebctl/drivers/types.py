@@ -28,10 +28,12 @@ class Family(StrEnum):
 
 @dataclass(frozen=True)
 class HostRef:
-    """Which hypervisor an action is for: the Host resource's name and URI."""
+    """Which hypervisor an action is for: the Host resource's name and URI, and the hypervisor its VMs use
+    (``domain_type``: auto, kvm or qemu, from the Host's ``virtualization.domainType``)."""
 
     name: str
     uri: str
+    domain_type: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,15 @@ class CloudInitData:
 
 
 @dataclass(frozen=True)
+class BootDefinition:
+    """Direct kernel boot: paths of files on the host, and the kernel's command line."""
+
+    kernel: str
+    initrd: str | None = None
+    cmdline: str | None = None
+
+
+@dataclass(frozen=True)
 class VMDefinition:
     """Everything a virtualization driver needs to define a VM. ``uuid`` is deterministic (see ``identity``)."""
 
@@ -179,6 +190,7 @@ class VMDefinition:
     nics: tuple[NicDefinition, ...] = ()
     cloud_init: CloudInitData | None = None
     owner: Ownership | None = None
+    boot: BootDefinition | None = None
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Virtual machines: what each field change costs, the driver actions of each change, and drift.
 
 A new VM is its disks cloned, its NICs prepared (address reservation, filters), then deployed (define + start)
-and its NICs finished. vcpu, memory, disks and NICs change with a restart (graceful shutdown, the change, start);
-the image, clone mode or cloud-init data of a disk force a replacement; the requested state (running, stopped,
-suspended) and the host (migration) change in place. Deletion stops and undefines the VM, then releases its
-addresses and deletes its disks.
+and its NICs finished. vcpu, memory, disks, NICs and direct kernel boot settings change with a restart (graceful
+shutdown, the change, start); the image, clone mode or cloud-init data of a disk force a replacement; the
+requested state (running, stopped, suspended) and the host (migration) change in place. Deletion stops and
+undefines the VM, then releases its addresses and deletes its disks.
 
 The spec that is compared and recorded carries what the plan resolved: the host, each NIC's address and MAC,
 each disk's datastore. So a lease or a placement, once applied, is sticky.
@@ -24,6 +24,7 @@ from nebctl.controller.plans import Action, ChangeType, DriftItem, ResourceChang
 from nebctl.drivers.errors import NotFoundError, PermanentError
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import (
+    BootDefinition,
     CloudInitData,
     DiskAttachment,
     Family,
@@ -67,6 +68,7 @@ RULES = [
     FieldRule("disks[*].datastore", Effect.REPLACE, "a disk cannot move to another datastore"),
     FieldRule("nics", Effect.RESTART, "NICs change while the VM is stopped"),
     FieldRule("cloudInit", Effect.REPLACE, "cloud-init data is read at first boot only"),
+    FieldRule("boot", Effect.RESTART, "the kernel, initrd and command line are loaded when the VM starts"),
     FieldRule("placement", Effect.NONE, "placement rules apply when the VM is placed"),
     FieldRule("lifecycle", Effect.NONE, "nebctl's own settings"),
     FieldRule("dependsOn", Effect.NONE, "ordering only"),
@@ -213,8 +215,10 @@ class VirtualMachineReconciler:
             virtualization.migrate(source, host, _definition(action, world), live=bool(params.get("live", False)))
             return {"host": action.host}
         if operation == "shutdown":
-            drivers.virtualization.shutdown(host, uuid, timeout=world.shutdown_timeout)
-            return {"state": "stopped"}
+            graceful = drivers.virtualization.shutdown(host, uuid, timeout=world.shutdown_timeout)
+            # ``forced`` marks a hard stop (the guest ignored ACPI for the whole timeout): the apply's event
+            # says so. None removes the mark a previous shutdown left in the record.
+            return {"state": "stopped", "forced": True if graceful is False else None}
         if operation == "undeploy":
             with contextlib.suppress(NotFoundError):  # already gone: deleting is idempotent
                 drivers.virtualization.undeploy(host, uuid)
@@ -292,6 +296,7 @@ def _definition(action: Action, world: World) -> VMDefinition:
         nics=tuple(_nic(nic) for nic in params["nics"]),
         cloud_init=cloud_init,
         owner=ownership(action.key, world.stack),
+        boot=BootDefinition(**params["boot"]) if params.get("boot") else None,
     )
 
 
@@ -354,6 +359,7 @@ class _Builder:
             "memory": spec["memory"],
             "disks": [{"volume": self.volume(i), "datastore": _datastore(d)} for i, d in enumerate(spec["disks"])],
             "nics": [self.nic_params(nic, i) for i, nic in enumerate(spec["nics"])],
+            **({"boot": spec["boot"]} if spec.get("boot") else {}),
         }
 
     def after(self, first: Sequence[str], then: Sequence[str]) -> None:

@@ -210,6 +210,16 @@ class Overcommit(SharedModel):
     memory: float = Field(default=1.0, gt=0, le=8, description="Ratio of schedulable memory to physical memory.")
 
 
+class HostVirtualization(SharedModel):
+    """How the host runs guests: settings the virtualization driver reads when it defines a VM there."""
+
+    domainType: Literal["auto", "kvm", "qemu"] = Field(
+        default="auto",
+        description="Hypervisor of the VMs defined on this host: kvm (hardware virtualization), qemu (emulation,"
+        " TCG: slow, but it boots guests where nested KVM cannot), or auto (kvm where the host offers it).",
+    )
+
+
 HOST_URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "test", "test+unix", "sim", "exec")
 
 
@@ -225,6 +235,9 @@ class HostSpec(StrictModel):
     reserved: Reserved = Field(default_factory=Reserved, description="Capacity kept back from scheduling.")
     overcommit: Overcommit = Field(
         default_factory=Overcommit, description="How far scheduling may exceed the physical capacity."
+    )
+    virtualization: HostVirtualization | None = Field(
+        default=None, description="How guests run on the host; omitted: as with domainType auto."
     )
     labels: Labels = Field(default_factory=dict)
     enabled: bool = Field(default=True, description="false drains the host: no new VMs are placed on it.")
@@ -552,6 +565,16 @@ class CloudInit(StrictModel):
     networkConfig: Secret | None = Field(default=None, description="cloud-init network config (sensitive).")
 
 
+class Boot(SharedModel):
+    """Direct kernel boot: the hypervisor loads a kernel (and initrd) from files on the host, so the image needs
+    no boot loader. The files must exist at these paths on every host the VM may run on or move to."""
+
+    kernel: str = Field(description="Absolute path of the kernel on the host.", pattern=r"^/")
+    initrd: str | None = Field(default=None, description="Absolute path of the initial ramdisk on the host.",
+                               pattern=r"^/")  # fmt: skip
+    cmdline: str | None = Field(default=None, description="Kernel command line, such as 'root=/dev/vda1'.")
+
+
 class Lifecycle(SharedModel):
     preventDestroy: bool = Field(default=False, description="A plan that would destroy this resource fails.")
     ignoreChanges: list[str] = Field(
@@ -576,6 +599,7 @@ class VirtualMachineSpec(StrictModel):
     nics: list[Nic] = Field(default_factory=list, max_length=32, description="The VM's network interfaces, in order.")
     placement: Placement = Field(default_factory=Placement, description="Where the VM may go: a host, or rules.")
     cloudInit: CloudInit | None = Field(default=None, description="cloud-init data read at first boot (sensitive).")
+    boot: Boot | None = Field(default=None, description="Direct kernel boot; omitted: boot from the first disk.")
     lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="How nebctl changes and destroys the VM.")
     dependsOn: list[Reference] = Field(default_factory=list, description="Extra ordering, as KIND/NAME.")
 

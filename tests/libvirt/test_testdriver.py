@@ -28,7 +28,7 @@ from nebctl.drivers.types import (
     VMDefinition,
     VolumeDefinition,
 )
-from tests.libvirt.conftest import Drivers, make_image
+from tests.libvirt.conftest import TEST_URI, Drivers, make_image
 
 pytestmark = pytest.mark.libvirt
 
@@ -111,6 +111,30 @@ def test_guest_type_prefers_kvm_then_qemu() -> None:
     assert guest_type(caps.format(kvm="")) == ("qemu", "x86_64")
     with pytest.raises(PermanentError):
         guest_type("<capabilities><host/></capabilities>")
+
+
+def test_guest_type_follows_the_hosts_domain_type() -> None:
+    caps = """<capabilities><host><cpu><arch>x86_64</arch></cpu></host>
+      <guest><os_type>hvm</os_type><arch name='x86_64'><domain type='qemu'/>{kvm}</arch></guest></capabilities>"""
+    with_kvm = caps.format(kvm="<domain type='kvm'/>")
+    assert guest_type(with_kvm, "qemu") == ("qemu", "x86_64")  # TCG although KVM is offered
+    assert guest_type(with_kvm, "kvm") == ("kvm", "x86_64")
+    assert guest_type(with_kvm, "auto") == ("kvm", "x86_64")
+    with pytest.raises(PermanentError, match="domainType is kvm, but its hypervisor offers qemu for x86_64"):
+        guest_type(caps.format(kvm=""), "kvm")
+
+
+def test_deploy_on_a_host_that_wants_qemu_is_refused_by_the_test_hypervisor(
+    drivers: Drivers, prefix: str
+) -> None:
+    # libvirt's test driver offers only its own "test" domains: a host forced to qemu cannot define one, and
+    # says why before anything is defined.
+    host = HostRef(name="test", uri=TEST_URI, domain_type="qemu")
+    vm = VMDefinition(name=f"{prefix}-forced", uuid=str(uuid.uuid4()), vcpu=1, memory=64 * 1024**2)
+    with pytest.raises(PermanentError, match="domainType is qemu, but its hypervisor offers test"):
+        drivers.virt.deploy(host, vm)
+    with pytest.raises(NotFoundError):  # nothing was defined
+        drivers.virt.poll(HostRef(name="test", uri=TEST_URI), vm.uuid)
 
 
 def test_storage_import_clone_snapshot_and_delete(

@@ -16,6 +16,7 @@ from nebctl.drivers.libvirt.xmlbuild.filters import FilterElement, filter_uuid, 
 from nebctl.drivers.libvirt.xmlbuild.networks import DhcpHostElement, NetworkElement
 from nebctl.drivers.libvirt.xmlbuild.storage import BackingStoreElement, PoolElement, VolumeElement
 from nebctl.drivers.types import (
+    BootDefinition,
     DiskAttachment,
     NetworkDefinition,
     NicDefinition,
@@ -72,6 +73,24 @@ CASES: dict[str, XMLBuilder] = {
         arch="x86_64",
         seed=CdromElement(pool="demo-images", volume="demo-web-1-cidata.iso"),
         nic_filters=tuple(nic_filter_name(nic.security_groups) for nic in VM.nics),
+    ),
+    # Direct kernel boot under TCG: the kernel, initrd and command line replace the boot order.
+    "domain-direct-boot.xml": DomainElement.from_vm(
+        VMDefinition(
+            name="guest",
+            uuid="0b8e6c1e-3a55-5d1c-9a6f-1c1d5e0f0a03",
+            vcpu=1,
+            memory=256 * 1024**2,
+            disks=(DiskAttachment(volume="guest-disk0", datastore="demo-images"),),
+            boot=BootDefinition(
+                kernel="/var/lib/nebctl/images/debian-12-guest/vmlinuz",
+                initrd="/var/lib/nebctl/images/debian-12-guest/initrd.img",
+                cmdline="root=/dev/vda1 console=ttyS0",
+            ),
+        ),
+        domain_type="qemu",
+        arch="x86_64",
+        seed=CdromElement(pool="demo-images", volume="guest-cidata.iso"),
     ),
     "domain-bare.xml": DomainElement(
         name="bare", uuid="0b8e6c1e-3a55-5d1c-9a6f-1c1d5e0f0a02", vcpu=1, memory=64 * 1024**2, domain_type="qemu"

@@ -1,8 +1,10 @@
 """The libvirt virtualization driver: domains defined from VM definitions and driven through their lifecycle.
 
 Registered as ``libvirt`` for the virtualization family. Domains are keyed by the VM's deterministic uuid, so
-``deploy`` run twice gives one domain. The guest type follows the host's capabilities: kvm where the
-hypervisor offers it, qemu (TCG) otherwise, and ``test`` on libvirt's test driver.
+``deploy`` run twice gives one domain. The guest type is the host's ``domain_type`` (the Host's
+``virtualization.domainType``) when it names one, which the hypervisor must offer; with ``auto`` it follows
+the host's capabilities: kvm where the hypervisor offers it, qemu (TCG) otherwise, and ``test`` on libvirt's
+test driver. Forcing qemu is for hosts whose KVM cannot run the guest (some nested setups).
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ _NO_LIVE_MIGRATION = (
 log = logging.getLogger("nebctl.drivers.libvirt")
 
 
-def guest_type(capabilities: str) -> tuple[str, str]:
-    """(domain type, arch) for an hvm guest of the host's own architecture: kvm, else qemu, else test."""
+def guest_type(capabilities: str, wanted: str = "auto") -> tuple[str, str]:
+    """(domain type, arch) for an hvm guest of the host's own architecture: ``wanted`` (kvm or qemu) if the
+    host offers it, else an error; with ``auto``, kvm, else qemu, else test."""
     document = ET.fromstring(capabilities)
     host_arch = document.findtext("./host/cpu/arch") or "x86_64"
     offered: dict[str, set[str]] = {}
@@ -65,6 +68,14 @@ def guest_type(capabilities: str) -> tuple[str, str]:
             domain.get("type", "") for domain in arch.findall("./domain")
         )
     arch_name = host_arch if host_arch in offered else next(iter(offered), host_arch)
+    if wanted != "auto":
+        if wanted in offered.get(arch_name, set()):
+            return wanted, arch_name
+        have = ", ".join(sorted(offered.get(arch_name, set()))) or "none"
+        raise PermanentError(
+            f"the host's virtualization.domainType is {wanted}, but its hypervisor offers {have} for {arch_name}",
+            driver=DRIVER_NAME,
+        )
     for domain_type in ("kvm", "qemu", "test"):
         if domain_type in offered.get(arch_name, set()):
             return domain_type, arch_name
@@ -112,7 +123,7 @@ class LibvirtVirtualization(LibvirtDriverBase):
     def __init__(self, *, connections: Connections | None = None, migration_shutdown_timeout: float = 60.0) -> None:
         super().__init__(connections=connections)
         self.migration_shutdown_timeout = migration_shutdown_timeout
-        self._guest_types: dict[str, tuple[str, str]] = {}
+        self._guest_types: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -123,13 +134,14 @@ class LibvirtVirtualization(LibvirtDriverBase):
         driver.migration_shutdown_timeout = float(context.settings.shutdown_timeout)
         return driver
 
-    def _guest(self, uri: str, connection: libvirt.virConnect) -> tuple[str, str]:
+    def _guest(self, host: HostRef, connection: libvirt.virConnect) -> tuple[str, str]:
+        key = (host.uri, host.domain_type)
         with self._lock:
-            cached = self._guest_types.get(uri)
+            cached = self._guest_types.get(key)
         if cached is None:
-            cached = guest_type(connection.getCapabilities())
+            cached = guest_type(connection.getCapabilities(), host.domain_type)
             with self._lock:
-                self._guest_types[uri] = cached
+                self._guest_types[key] = cached
         return cached
 
     @staticmethod
@@ -151,7 +163,7 @@ class LibvirtVirtualization(LibvirtDriverBase):
                 # A running domain keeps its definition: changes that need a restart are the executor's
                 # (shutdown, then deploy again).
                 return domain_status(existing)
-            domain_type, arch = self._guest(host.uri, connection)
+            domain_type, arch = self._guest(host, connection)
             seed = self._seed(connection, vm) if vm.cloud_init is not None else None
             element = DomainElement.from_vm(
                 vm,
@@ -191,19 +203,20 @@ class LibvirtVirtualization(LibvirtDriverBase):
 
     # --- stop ---------------------------------------------------------------------------------------------
 
-    def shutdown(self, host: HostRef, uuid: str, *, timeout: float) -> None:
+    def shutdown(self, host: HostRef, uuid: str, *, timeout: float) -> bool:
         with self._using(host, f"shutdown {uuid}") as connection:
             domain = self._lookup(connection, uuid)
             if not domain.isActive():
-                return
+                return True
             state, _reason = domain.state(0)
             if state != libvirt.VIR_DOMAIN_PAUSED:  # a paused guest cannot answer ACPI
                 with ignoring(*_NOT_RUNNING):
                     domain.shutdown()
                 if self._wait_stopped(domain, timeout):
-                    return
+                    return True
             with ignoring(*_NOT_RUNNING):
                 domain.destroy()
+            return False
 
     @staticmethod
     def _wait_stopped(domain: libvirt.virDomain, timeout: float) -> bool:

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from nebctl.drivers.libvirt.xmlbuild.base import XMLBuilder, child, metadata
-from nebctl.drivers.types import Ownership, VMDefinition
+from nebctl.drivers.types import BootDefinition, Ownership, VMDefinition
 
 KIB = 1024
 
@@ -93,6 +93,7 @@ class DomainElement(XMLBuilder):
     cdroms: tuple[CdromElement, ...] = ()
     interfaces: tuple[InterfaceElement, ...] = ()
     owner: Ownership | None = None
+    boot: BootDefinition | None = None  # direct kernel boot instead of the disks' boot loader
 
     @classmethod
     def from_vm(
@@ -122,6 +123,7 @@ class DomainElement(XMLBuilder):
                 for nic, filter_name in zip(vm.nics, filters, strict=True)
             ),
             owner=vm.owner,
+            boot=vm.boot,
         )
 
     def build(self) -> ET.Element:
@@ -135,9 +137,17 @@ class DomainElement(XMLBuilder):
         child(domain, "vcpu", str(self.vcpu), placement="static")
         os_element = child(domain, "os")
         child(os_element, "type", "hvm", arch=self.arch)
-        child(os_element, "boot", dev="hd")
-        if self.cdroms:
-            child(os_element, "boot", dev="cdrom")
+        if self.boot is not None:
+            # QEMU loads the kernel itself (-kernel/-initrd/-append): no boot order applies.
+            child(os_element, "kernel", self.boot.kernel)
+            if self.boot.initrd is not None:
+                child(os_element, "initrd", self.boot.initrd)
+            if self.boot.cmdline is not None:
+                child(os_element, "cmdline", self.boot.cmdline)
+        else:
+            child(os_element, "boot", dev="hd")
+            if self.cdroms:
+                child(os_element, "boot", dev="cdrom")
         features = child(domain, "features")
         child(features, "acpi")  # ACPI is what makes a graceful shutdown possible
         child(features, "apic")
