@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test setup setup-system lint typecheck unit bench schemas clean
+.PHONY: run run-libvirt test setup setup-system test-image lint typecheck unit bench schemas clean
 
 run: setup                      ## set up, then run nebctl on manifests/examples/ against the simulated fleet
 	@bash scripts/demo.sh
 
-test: setup-system setup        ## set up everything (system packages too, as root), then lint, type-check, test
+run-libvirt: setup              ## as root: libvirtd (throwaway machines only), the images, then apply examples-libvirt/
+	@bash scripts/run-libvirt.sh
+
+test: setup-system setup test-image  ## set up everything (system packages and the guest image too, as root), then test
 	@bash scripts/test.sh
 
 setup: $(VENV)/.installed       ## the virtual environment with nebctl and its development tools
@@ -19,6 +22,10 @@ $(VENV)/.installed: pyproject.toml scripts/setup-venv.sh
 
 setup-system:                   ## Debian packages: libvirt, QEMU, dnsmasq, PostgreSQL, MariaDB (needs root)
 	@bash scripts/setup-system.sh
+
+test-image:                     ## the Debian guest image of the real-guest tests (needs root; built once, cached)
+	@if [ "$$(id -u)" -eq 0 ]; then bash scripts/build-test-image.sh >/dev/null; \
+	 else echo "test-image: not root; run 'sudo make test-image' (the real-guest tests will fail in CI)" >&2; fi
 
 lint:
 	$(BIN)/ruff check nebctl tests bench

@@ -49,7 +49,10 @@ def known_hosts(
         if key.kind is Kind.HOST and record.applied is not None:
             virtualization = record.applied.get("virtualization") or {}
             domain_type = str(virtualization.get("domainType", "auto"))
-            hosts[key.name] = (HostRef(key.name, str(record.applied["uri"]), domain_type), record.applied.get("drivers"))
+            hosts[key.name] = (
+                HostRef(key.name, str(record.applied["uri"]), domain_type),
+                record.applied.get("drivers"),
+            )
     for key, document in documents.items():
         if isinstance(document, Host):
             domain_type = document.spec.virtualization.domainType if document.spec.virtualization else "auto"

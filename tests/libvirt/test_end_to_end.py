@@ -5,7 +5,8 @@ One scenario, in order, because each step starts from the state the previous one
 
 1. ``apply`` gives two running QEMU processes (their uuids on the qemu-system command lines);
 2. ``virsh destroy`` of one shows as drift in ``diff`` (exit 2, "was stopped") and the next ``apply`` starts it;
-3. a memory change is planned as a restart and applied (the domain's maximum memory changes);
+3. a memory change is planned as a restart and applied (the domain's maximum memory changes); the firmware
+   ignores the graceful shutdown, so the events show it forced off;
 4. removing a VM and applying with ``--prune`` removes its domain, its disk volume and its DHCP lease;
 5. a create-first replacement (``lifecycle.createBeforeDestroy``) starts the VM's next incarnation as a domain of
    its own, then removes the old domain, its disk and its lease;
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import random
 import subprocess
@@ -253,6 +255,10 @@ def test_examples_apply_drift_restart_prune_and_destroy(run: Run) -> None:
     assert domain.isActive()
     assert domain.maxMemory() == 192 * MIB // KIB
     assert domain.ID() != before  # a new QEMU process, not a balloon change
+    # A firmware-only guest ignores ACPI: the restart's shutdown ended in a hard stop, and the events say so.
+    events = [json.loads(line) for line in check(run.nebctl("events", "-n", "1000", "-o", "json")).splitlines()]
+    [stop] = [e for e in events if e["type"] == "action.succeeded" and e["name"] == vm1 and "shut down" in e["message"]]
+    assert stop["severity"] == "warning" and "forced off" in stop["message"], stop
 
     # 4. a VM removed from the manifests goes with --prune, with its disk volume and its lease.
     removed = run.vms()[1]

@@ -124,9 +124,7 @@ def test_guest_type_follows_the_hosts_domain_type() -> None:
         guest_type(caps.format(kvm=""), "kvm")
 
 
-def test_deploy_on_a_host_that_wants_qemu_is_refused_by_the_test_hypervisor(
-    drivers: Drivers, prefix: str
-) -> None:
+def test_deploy_on_a_host_that_wants_qemu_is_refused_by_the_test_hypervisor(drivers: Drivers, prefix: str) -> None:
     # libvirt's test driver offers only its own "test" domains: a host forced to qemu cannot define one, and
     # says why before anything is defined.
     host = HostRef(name="test", uri=TEST_URI, domain_type="qemu")

@@ -90,7 +90,7 @@ def kvm_boots_a_kernel(image: GuestImage) -> KvmProbe:
             "-serial", f"file:{log.name}", "-kernel", str(image.kernel), "-initrd", str(image.initrd),
             "-append", "console=ttyS0 panic=-1 rdinit=/bin/false",
         ]  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + KVM_PROBE_TIMEOUT
             while time.monotonic() < deadline and process.poll() is None:
@@ -100,7 +100,7 @@ def kvm_boots_a_kernel(image: GuestImage) -> KvmProbe:
         finally:
             if process.poll() is None:
                 process.kill()
-            _, stderr = process.communicate(timeout=30)
+            process.communicate(timeout=30)
         console = Path(log.name).read_text(errors="replace")
     if USERSPACE_MARK in console:
         return KvmProbe(True, "a Linux kernel boots to userspace under KVM")

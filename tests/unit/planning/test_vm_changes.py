@@ -38,6 +38,7 @@ SUSPENDED = {"memory: 2Gi": "memory: 2Gi\n  state: suspended"}
 TWO_DISKS = {"- {image: debian, size: 10Gi}": "- {image: debian, size: 10Gi}\n    - {size: 1Gi}"}
 TWO_NICS = {"- {network: lan, securityGroups: [ssh]}": "- {network: lan, securityGroups: [ssh]}\n    - {network: lan}"}
 NO_NICS = {"nics:\n    - {network: lan, securityGroups: [ssh]}": "nics: []"}
+DIRECT_BOOT = {"memory: 2Gi": "memory: 2Gi\n  boot: {kernel: /boot/vmlinuz, cmdline: root=/dev/vda1}"}
 NO_DISKS = {"disks:\n    - {image: debian, size: 10Gi}": "disks: []"}
 
 
@@ -69,6 +70,7 @@ TABLE = [
         ["undeploy", "delete", "clean", "clone", "pre", "deploy", "post"],
         id="cloud-init",
     ),
+    pytest.param(DIRECT_BOOT, ChangeType.UPDATE, True, ["shutdown", "deploy", "post"], id="direct-kernel-boot"),
     pytest.param(TWO_DISKS, ChangeType.UPDATE, True, ["shutdown", "clone", "deploy", "post"], id="add-disk"),
     pytest.param(NO_DISKS, ChangeType.UPDATE, True, ["shutdown", "delete", "deploy", "post"], id="remove-disk"),
     pytest.param(TWO_NICS, ChangeType.UPDATE, True, ["shutdown", "pre", "deploy", "post", "post"], id="add-nic"),
@@ -106,6 +108,16 @@ def test_vm_edit(
     assert operations(plan, "vm/web") == expected
     # Only the VM changes: its surroundings are untouched by a VM edit.
     assert [str(c.key) for c in plan.changes if c.is_change] == ([] if change_type is ChangeType.NOOP else ["vm/web"])
+
+
+def test_the_deploy_after_a_boot_change_carries_the_kernel_and_command_line(running: World) -> None:
+    plan = running.plan(BASE, vm(**DIRECT_BOOT))
+    [deploy] = [a for a in actions_of(plan, "vm/web") if a.operation == "deploy"]
+    assert deploy.params["boot"] == {"kernel": "/boot/vmlinuz", "initrd": None, "cmdline": "root=/dev/vda1"}
+    # Without boot settings the deploy has no such parameter: plans of VMs that boot from disk are as before.
+    unchanged = running.plan(BASE, vm(**{"memory: 2Gi": "memory: 4Gi"}))
+    [deploy] = [a for a in actions_of(unchanged, "vm/web") if a.operation == "deploy"]
+    assert "boot" not in deploy.params
 
 
 @pytest.mark.parametrize(("start", "live"), [({}, True), (STOPPED, False), (SUSPENDED, False)])
