@@ -19,10 +19,11 @@ Whether KVM can boot a Linux kernel here is probed once (tests/support/guests.py
 output; where it cannot (nested KVM that hangs after "Probing EDD"), the Hosts say ``domainType: qemu`` and the
 guests run under TCG: slow, so the waits are long, but bounded.
 
-The peer daemon shares this machine's network namespace and files, not its libvirt objects. What two real hosts
-would share is made on it by the test before the migration: the guests' segment (a libvirt network of the same
-name that forwards onto the system network's bridge, as the switch between two hosts), so a migrated guest
-keeps its address, and the datastore (a pool of the same name on the same directory, as shared storage).
+The peer daemon shares this machine's network namespace, not its libvirt networks: before the migration the
+test gives it the guests' segment, as the switch between two real hosts would (a libvirt network of the same
+name that forwards onto the system network's bridge), so a migrated guest keeps its address. The datastore is
+under /var/lib/libvirt, which the peer sees as a directory of its own: the two hosts have local disks, and the
+migration copies the guest's disk.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import copy
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import time
@@ -81,6 +83,7 @@ class Guests:
     peer_connection: Any  # libvirt.virConnect
     host: str
     peer_host: str
+    datastore: Path  # the datastore's directory, as the system daemon sees it
 
     def apply(self) -> str:
         result = self.run.nebctl("apply", *self.run.manifest_args(), "--yes")
@@ -125,7 +128,7 @@ def _load_examples() -> list[dict[str, Any]]:
 
 
 def _rewrite(
-    documents: list[dict[str, Any]], prefix: str, root: Path, octet: int, image: GuestImage, domain_type: str,
+    documents: list[dict[str, Any]], prefix: str, datastore: Path, octet: int, image: GuestImage, domain_type: str,
     peer: PeerDaemon,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The examples with prefixed names, the test's own datastore, the image the script built, its own /24
@@ -151,8 +154,7 @@ def _rewrite(
             case "Host":
                 spec["virtualization"] = {"domainType": domain_type}
             case "Datastore":
-                spec["path"] = str(root / "datastore")
-                spec["hosts"] = [host_name]
+                spec["path"] = str(datastore)
             case "Image":
                 spec["source"] = path(spec["source"])
                 spec["datastore"] = renamed[spec["datastore"]]
@@ -196,7 +198,10 @@ def guests(
     (tmp_path / "config.yaml").write_text("shutdown_timeout: 600s\nparallelism: 8\n")
     octet = random.randint(1, 254)
     domain_type = "kvm" if kvm.boots else "qemu"
-    documents = _rewrite(_load_examples(), prefix, tmp_path, octet, image, domain_type, libvirtd_peer)
+    # Under /var/lib/libvirt, which the peer daemon sees as a directory of its own (its mount namespace): the
+    # same path is then two directories, as on two hosts with local disks, and a migration copies the disk.
+    datastore = Path("/var/lib/libvirt") / f"{prefix}-datastore"
+    documents = _rewrite(_load_examples(), prefix, datastore, octet, image, domain_type, libvirtd_peer)
     connection = libvirt.open(libvirtd.uri)
     peer_connection = libvirt.open(libvirtd_peer.uri)
     run = Run(tmp_path, manifests, prefix, documents, connection)
@@ -205,7 +210,7 @@ def guests(
     phone = PhoneHome(f"10.124.{octet}.1", PORT)
     try:
         with exclusive_objects(), phone.running():
-            yield Guests(run, phone, libvirtd_peer, peer_connection, host, f"{prefix}-peer")
+            yield Guests(run, phone, libvirtd_peer, peer_connection, host, f"{prefix}-peer", datastore)
     finally:
         try:
             _remove_prefixed(peer_connection, prefix)
@@ -213,6 +218,7 @@ def guests(
         finally:
             peer_connection.close()
             connection.close()
+            shutil.rmtree(datastore, ignore_errors=True)
 
 
 def _boot_report(guests: Guests, vm: dict[str, Any], after: float = 0.0) -> Report:
@@ -253,18 +259,14 @@ def _domain_on(connection: Any, name: str) -> Any | None:
         return None
 
 
-def _share_with_peer(guests: Guests, network: str, pool: str) -> None:
-    """What two real hosts share, made on the peer daemon by hand (transient objects, gone when destroyed):
-    the guests' segment (a network of the system network's name, forwarding onto its bridge) and the
-    datastore (a pool of the same name on the same directory, as on shared storage)."""
+def _bridge_peer_onto(guests: Guests, network: str) -> None:
+    """The guests' segment on the peer daemon, as the switch between two real hosts would give it: a transient
+    network of the system network's name that forwards onto its bridge."""
     document = ET.fromstring(guests.run.connection.networkLookupByName(network).XMLDesc(0))
     bridge = document.find("bridge")
     assert bridge is not None
     xml = f"<network><name>{network}</name><forward mode='bridge'/><bridge name='{bridge.get('name')}'/></network>"
     guests.peer_connection.networkCreateXML(xml)
-    path = ET.fromstring(guests.run.connection.storagePoolLookupByName(pool).XMLDesc(0)).findtext("target/path")
-    xml = f"<pool type='dir'><name>{pool}</name><target><path>{path}</path></target></pool>"
-    guests.peer_connection.storagePoolCreateXML(xml, 0)
 
 
 def test_guests_get_their_addresses_run_user_data_and_are_filtered_restarted_migrated_and_destroyed(
@@ -315,8 +317,7 @@ def test_guests_get_their_addresses_run_user_data_and_are_filtered_restarted_mig
         assert run.domain(name).ID() == ids[name]  # the same QEMU process: not restarted
 
     # 3. At once: guest-1's memory grows (a restart, graceful), guest-2 moves live to the peer daemon.
-    pool = next(d["metadata"]["name"] for d in run.documents if d["kind"] == "Datastore")
-    _share_with_peer(guests, network, pool)
+    _bridge_peer_onto(guests, network)
     memory_before = reports[name1].body["memory_bytes"]
     guest1["spec"]["memory"] = "512Mi"
     guest2["spec"]["placement"]["host"] = guests.peer_host
@@ -351,8 +352,7 @@ def test_guests_get_their_addresses_run_user_data_and_are_filtered_restarted_mig
     # 4. destroy leaves nothing behind, on either daemon.
     uuids = {name: dom.UUIDString() for name, dom in ((name1, run.domain(name1)), (name2, moved))}
     check(run.nebctl("destroy", "--stack", run.prefix, "--yes"))
-    guests.peer_connection.networkLookupByName(network).destroy()  # what the test shared with the peer
-    guests.peer_connection.storagePoolLookupByName(pool).destroy()
+    guests.peer_connection.networkLookupByName(network).destroy()  # the test's own bridging
     for connection in (run.connection, guests.peer_connection):
         assert _remove_prefixed(connection, run.prefix) == []  # no domain, network, pool, volume or nwfilter
         for uuid_ in uuids.values():
@@ -361,8 +361,7 @@ def test_guests_get_their_addresses_run_user_data_and_are_filtered_restarted_mig
     assert not Path(f"/sys/class/net/{bridge}").exists()
     leases = Path(f"/var/lib/libvirt/dnsmasq/{bridge}.status")
     assert not leases.exists() or not any(ip in leases.read_text() for ip in (ip1, ip2))
-    datastore = run.root / "datastore"
-    assert not datastore.exists() or not any(datastore.iterdir())
+    assert not guests.datastore.exists() or not any(guests.datastore.iterdir())
     finished = time.monotonic()
     say(
         pytestconfig,

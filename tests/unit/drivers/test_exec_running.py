@@ -207,7 +207,7 @@ def test_programs_get_a_clean_environment_and_the_payload(tmp_path: Path, monkey
         "action": "poll",
         "family": "virtualization",
         "driver": "fake",
-        "host": {"name": "node1", "uri": "exec://fake"},
+        "host": {"name": "node1", "uri": "exec://fake", "domain_type": "auto"},
         "resource": {"uuid": "u1"},
         "arguments": {},
     }
