@@ -52,6 +52,8 @@ echo "== nebctl apply -f manifests/examples-libvirt/ --stack examples-libvirt --
 nebctl apply -f manifests/examples-libvirt/ --stack examples-libvirt --yes
 echo "== nebctl get vm"
 nebctl get vm
-printf '\nThe database is %s. Next:\n' "$NEBCTL_DB"
+printf '\nNext (the real Debian guests, then removing everything):\n'
+printf '  export NEBCTL_DB=%s\n' "$NEBCTL_DB"
 printf '  .venv/bin/nebctl --config %s apply -f manifests/examples-guests/ --stack examples-guests --yes\n' "$demo/config.yaml"
+printf '  .venv/bin/nebctl --config %s destroy --stack examples-guests --yes\n' "$demo/config.yaml"
 printf '  .venv/bin/nebctl --config %s destroy --stack examples-libvirt --yes\n' "$demo/config.yaml"
