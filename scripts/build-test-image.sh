@@ -33,7 +33,9 @@ DISK_SIZE_MIB=1536
 PARTITION_OFFSET=1048576 # 1 MiB: the first partition's start, as sfdisk aligns it
 FS_UUID=5f4a8f3e-6c1d-4b59-9d7e-2a0b1c9e7d42
 FS_HASH_SEED=0c6f8d6e-3c2b-4f0a-8e55-4d2c1b0a9f87
-CMDLINE="root=/dev/vda1 rw console=ttyS0 net.ifnames=0"
+# tsc=reliable: under emulation (TCG) on a loaded host the kernel may distrust the TSC and time its delays with
+# a calibrated busy loop, whose calibration can be far off: a guest was seen spinning in it for minutes.
+CMDLINE="root=/dev/vda1 rw console=ttyS0 net.ifnames=0 tsc=reliable"
 export SOURCE_DATE_EPOCH=1735689600 # 2025-01-01
 
 CACHE=${NEBCTL_IMAGE_CACHE:-/var/lib/nebctl/images}

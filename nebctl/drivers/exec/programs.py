@@ -4,8 +4,9 @@ Registered by ``nebctl.drivers.registry`` under the name ``exec``; a Host choose
 ``exec:NAME`` in ``spec.drivers`` or the URI ``exec://NAME``. The protocol with the programs (SPEC section 8):
 
 - stdin: one JSON object ``{"action", "family", "driver", "host": {"name", "uri", "domain_type"} | null,
-  "resource": ..., "arguments": {...}}``; ``resource`` is the object acted on (a VM definition, ``{"uuid": ...}``, a volume...)
-  and ``arguments`` the rest (``start``, ``timeout``, ``datastore``...), all as ``types.to_payload`` writes them.
+  "resource": ..., "arguments": {...}}``; ``resource`` is the object acted on (a VM definition,
+  ``{"uuid": ...}``, a volume...) and ``arguments`` the rest (``start``, ``timeout``, ``datastore``...), all as
+  ``types.to_payload`` writes them.
 - stdout: one JSON value, the result (a VM status, a volume...; nothing for actions that return nothing).
 - stderr: log lines ``ERROR|WARN|INFO|DEBUG: message``, forwarded to nebctl's log at that level.
 - exit status: 0 success; 75 temporary failure (retried); anything else permanent. A failing program may print
