@@ -468,6 +468,9 @@ class _Builder:
             source = change.previous_host or host
             # A running VM moves live (the driver falls back to a cold move where the hypervisor cannot).
             live = observed_state == "running"
+            # Its NICs are prepared on the target first (the address reserved in the target's network, the
+            # filters defined there) and released on the source once it has left, as for a new VM and a deleted one.
+            prepared = [self.nic("pre", new, i, host, "move") for i in range(len(new["nics"]))]
             migrate = self.add(
                 "migrate",
                 host,
@@ -475,6 +478,9 @@ class _Builder:
                 description=f"migrate from {source}" + (" (live)" if live else ""),
                 params={**self.deploy_params(new, "source", source), "live": live},
             )
+            self.after(prepared, [migrate])
+            released = [self.nic("clean", old, i, source, "move") for i in range(len(old.get("nics", [])))]
+            self.after([migrate], released)
             if not restart and observed_state == new["state"]:
                 return
             previous = [migrate]

@@ -75,7 +75,9 @@ TABLE = [
     pytest.param(NO_DISKS, ChangeType.UPDATE, True, ["shutdown", "delete", "deploy", "post"], id="remove-disk"),
     pytest.param(TWO_NICS, ChangeType.UPDATE, True, ["shutdown", "pre", "deploy", "post", "post"], id="add-nic"),
     pytest.param(NO_NICS, ChangeType.UPDATE, True, ["shutdown", "clean", "deploy"], id="remove-nic"),
-    pytest.param({"host: h1": "host: h2"}, ChangeType.UPDATE, False, ["migrate"], id="fixed-host-moves"),
+    pytest.param(
+        {"host: h1": "host: h2"}, ChangeType.UPDATE, False, ["pre", "migrate", "clean"], id="fixed-host-moves"
+    ),
     pytest.param({"app: web": "app: db"}, ChangeType.UPDATE, False, [], id="metadata-labels-record-only"),
     pytest.param(
         {"labels: {app: web}": "labels: {app: web}, annotations: {owner: ops}"},
@@ -124,13 +126,18 @@ def test_the_deploy_after_a_boot_change_carries_the_kernel_and_command_line(runn
 def test_a_running_vm_migrates_live_and_a_stopped_or_suspended_one_cold(start: dict[str, str], live: bool) -> None:
     world = converge(BASE, vm(**start))
     plan = world.plan(BASE, vm(**start, **{"host: h1": "host: h2"}))
-    [migrate] = actions_of(plan, "vm/web")
+    pre, migrate, clean = actions_of(plan, "vm/web")
     assert (migrate.operation, migrate.host, migrate.params["source"], migrate.params["live"]) == (
         "migrate",
         "h2",
         "h1",
         live,
     )
+    # The NIC's address is reserved (and its filters defined) on the target before the VM arrives, and released
+    # on the source after it has left: the same MAC and address on both sides.
+    assert (pre.operation, pre.host, clean.operation, clean.host) == ("pre", "h2", "clean", "h1")
+    assert pre.params["mac"] == clean.params["mac"] and pre.params["ip"] == clean.params["ip"] is not None
+    assert precedes(plan, pre.id, migrate.id) and precedes(plan, migrate.id, clean.id)
 
 
 CREATE_FIRST = {"memory: 2Gi": "memory: 2Gi\n  lifecycle: {createBeforeDestroy: true}"}
