@@ -110,7 +110,10 @@ def image() -> GuestImage:
 def say(config: pytest.Config, line: str) -> None:
     """A line in the test output, whether or not pytest captures the test's own."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
         reporter.write_line("")
         reporter.write_line(line)
 
