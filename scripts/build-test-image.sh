@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the guest test image: Debian 12 (bookworm) with cloud-init, made from Debian's packages alone, for the
-# end-to-end tests of real guests (tests/guests/) and the examples of manifests/examples-guests/.
+# end-to-end test of real guests (tests/libvirt/test_guests.py) and the examples of manifests/examples-guests/.
 #
-# What it makes, in a directory of the image cache keyed by a digest of this script (its package list, sizes
-# and settings are all written here, so any change to them makes a new image and an unchanged script reuses
-# the one built before: built once per machine):
+# What it makes, in a directory of the image cache keyed by a digest of this script's commands (its package
+# list, sizes and settings are all written here, so any change to them makes a new image, and an unchanged
+# script reuses the one built before: built once per machine):
 #   disk.qcow2   a 1.5 GiB disk: an MBR partition table and one ext4 partition from 1 MiB (the root file system)
 #   vmlinuz      the kernel and initrd.img its initramfs, for direct kernel boot (no boot loader in the image:
 #   initrd.img   SYSLINUX and GRUB fail under some nested KVM setups, and direct boot is faster under TCG)
@@ -40,7 +40,8 @@ export SOURCE_DATE_EPOCH=1735689600 # 2025-01-01
 
 CACHE=${NEBCTL_IMAGE_CACHE:-/var/lib/nebctl/images}
 SCRIPT=$(readlink -f "$0")
-DIGEST=$(sha256sum "$SCRIPT" | cut -c1-16)
+# The digest of the script's commands, not its comments: editing a comment does not rebuild the image.
+DIGEST=$(grep -v '^[[:space:]]*#' "$SCRIPT" | sha256sum | cut -c1-16)
 NAME=debian-12-guest
 TARGET="$CACHE/$NAME-$DIGEST"
 
