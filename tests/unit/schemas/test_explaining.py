@@ -114,7 +114,7 @@ def test_types_values_and_defaults(target: str, field_line: str, notes: list[str
     ("target", "message"),
     [
         ("vm.spec.memroy", "spec has no field 'memroy'; did you mean 'memory'? (fields: state, vcpu, memory, disks, "
-         "nics, placement, cloudInit, lifecycle, dependsOn)"),
+         "nics, placement, cloudInit, boot, lifecycle, dependsOn)"),
         ("vm.spec.vcpu.cores", "spec.vcpu has no field 'cores' (fields: none: it is not an object)"),
         ("vn", "unknown kind 'vn'; expected one of datastore, hook, host, image, marketplace, network, "
          "securitygroup, vm"),

@@ -76,6 +76,7 @@ def test_documents_dump_as_before() -> None:
         "nics": [{"network": "lan", "ip": None, "securityGroups": ["ssh"]}],
         "placement": {"host": None, "requirements": None, "rank": None, "policy": "striping"},
         "cloudInit": None,
+        "boot": None,
         "lifecycle": {"preventDestroy": False, "ignoreChanges": [], "createBeforeDestroy": False},
         "dependsOn": [],
     }
