@@ -30,7 +30,7 @@ import networkx as nx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nebctl.controller.plans import Plan  # noqa: E402
+from nebctl.core.plans import Plan  # noqa: E402
 from nebctl.drivers.sim import Distribution, Latency  # noqa: E402
 from tests.support.drills import Workspace, fleet_manifests  # noqa: E402
 

@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.results import RESULTS, write_section  # noqa: E402
+from nebctl.core.keys import Kind  # noqa: E402
 from nebctl.database import ActionRecord, ResourceRecord, Store  # noqa: E402
-from nebctl.schemas.keys import Kind  # noqa: E402
 
 RESOURCES = 10_000
 APPLIES = 100

@@ -160,7 +160,7 @@ def run_nebctl_in_process(work: Path, connection: Any, prefix: str, count: int) 
 def in_process_nebctl(directory: Path, stack: str) -> None:
     """The inside of ``run_nebctl_in_process``: prints the figures as JSON, then destroys what it created."""
     from nebctl.controller.applying import Controller, PlanOptions
-    from nebctl.controller.settings import parse_settings
+    from nebctl.core.settings import parse_settings
     from nebctl.database import Store
     from nebctl.drivers.libvirt import virtualization  # noqa: F401  (imports done, as the floor's libvirt is)
     from nebctl.drivers.registry import build_registry

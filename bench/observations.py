@@ -24,12 +24,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.results import write_section  # noqa: E402
 from nebctl.controller.observing import observations  # noqa: E402
+from nebctl.core.keys import Kind, ResourceKey  # noqa: E402
 from nebctl.database import ResourceRecord, Store  # noqa: E402
 from nebctl.drivers.states import HostLiveState, VMLiveState  # noqa: E402
 from nebctl.drivers.types import HostProbe, VMStatus  # noqa: E402
 from nebctl.reconcilers.base import LiveView  # noqa: E402
 from nebctl.reconcilers.identity import vm_uuid  # noqa: E402
-from nebctl.schemas.keys import Kind, ResourceKey  # noqa: E402
 
 HOSTS = 1000
 SECTION = "## Keeping observations (bench/observations.py)"

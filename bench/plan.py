@@ -89,7 +89,7 @@ def manifests(vms: int, hosts: int = HOSTS) -> list[dict[str, Any]]:
 
 
 def documents(vms: int, hosts: int = HOSTS) -> dict[Any, Any]:
-    from nebctl.schemas.keys import Kind, ResourceKey
+    from nebctl.core.keys import Kind, ResourceKey
     from nebctl.schemas.models import MODEL_BY_KIND
 
     result: dict[Any, Any] = {}
@@ -104,12 +104,12 @@ def run_pure(vms: int, case: str) -> dict[str, Any]:
     from nebctl.controller.planning import PlanRequest
 
     make_plan = planning.make_plan
+    from nebctl.core.keys import Kind
     from nebctl.database.records import ResourceRecord
     from nebctl.drivers.states import HostLiveState, VMLiveState
     from nebctl.drivers.types import HostProbe, VMStatus
     from nebctl.reconcilers.base import LiveView
     from nebctl.reconcilers.identity import vm_uuid
-    from nebctl.schemas.keys import Kind
 
     docs = documents(vms)
     hosts = {
@@ -184,7 +184,7 @@ def _specs_of_request() -> dict[Any, Any]:
 
 def run_controller(vms: int, case: str, hosts: int) -> dict[str, Any]:
     from nebctl.controller.applying import Controller, PlanOptions
-    from nebctl.controller.settings import Settings
+    from nebctl.core.settings import Settings
     from nebctl.database.store import Store
     from nebctl.drivers.registry import build_registry
 

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from nebctl.controller.executing import Change, ExecutionReport, Executor, Outcome, RetryPolicy
+from nebctl.controller.executing import Change, ExecutionReport, Executor, Outcome
 from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.observing import DriverSource, known_hosts, observations, observe
 from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs, references
-from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
-from nebctl.controller.settings import Settings
 from nebctl.controller.sourcing import ImageSources, LocalImage
+from nebctl.core.families import Family
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Action, ChangeType, Plan, ResourceChange
+from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.records import (
     ActionRecord,
@@ -43,11 +45,11 @@ from nebctl.database.records import (
 from nebctl.database.store import Batch, Store
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.protocols import HookDriver
-from nebctl.drivers.types import Appliance, Family, HostRef
-from nebctl.reconcilers.base import HostDrivers, LiveView, RecordView
+from nebctl.drivers.registry import HostDriverSet
+from nebctl.drivers.types import Appliance, HostRef
+from nebctl.reconcilers.base import LiveView, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.vm import deposition, disk_total
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, Hook, spec_document
 
 log = logging.getLogger(__name__)
@@ -203,7 +205,7 @@ class Controller:
             lambda action: RECONCILERS[action.key.kind].realise(action, world),
             journal=journal,
             parallelism=parallelism or self.settings.parallelism,
-            retry=RetryPolicy(**self.settings.retry.model_dump()),
+            retry=self.settings.retry,
             timeout_for=lambda action: self.settings.timeout_for(action.family.value, action.operation),
             stop=stop,
             cancel=cancel,
@@ -272,9 +274,9 @@ class ExecutionWorld:
     shutdown_timeout: float
     sources: ImageSources
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _drivers: dict[str, HostDrivers] = field(default_factory=dict)
+    _drivers: dict[str, HostDriverSet] = field(default_factory=dict)
 
-    def drivers(self, host: str) -> HostDrivers:
+    def drivers(self, host: str) -> HostDriverSet:
         # Resolved once per host, not per action: the registry shares each driver anyway, and resolving (the
         # host's overrides dumped, four lookups under the registry's lock) was a share of every action's time.
         with self._lock:

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from nebctl.controller.plans import Action, Plan
+from nebctl.core.plans import Action, Plan
+from nebctl.core.settings import RetryPolicy
 from nebctl.drivers.context import CallContext, calling
 from nebctl.drivers.errors import DriverError, DriverTimeoutError, TemporaryError
 
@@ -42,23 +43,6 @@ class Outcome(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # a dependency failed
     CANCELLED = "cancelled"  # stopped by the user before or while running
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    initial_delay: float = 0.2
-    max_delay: float = 30.0
-    multiplier: float = 2.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int, suggested: float | None, rng: random.Random) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        if suggested is not None:
-            return max(0.0, min(self.max_delay, suggested))
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
-        # The cap applies after the jitter too: max_delay is the longest any action waits between attempts.
-        return max(0.0, min(self.max_delay, base * (1 + self.jitter * (2 * rng.random() - 1))))
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+from nebctl.core.keys import ResourceKey
 from nebctl.database.records import HookRunRecord
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import HookProgram
-from nebctl.schemas.keys import ResourceKey
 from nebctl.schemas.models import Hook
 
 log = logging.getLogger(__name__)

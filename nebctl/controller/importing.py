@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from nebctl.controller.observing import DriverSource
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.types import HostRef, VMStatus
 from nebctl.reconcilers.identity import mac_address
 from nebctl.reconcilers.vm import STATE_FROM_LIVE
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, VirtualMachine, spec_document
 
 

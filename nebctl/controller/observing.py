@@ -18,14 +18,15 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from nebctl.core.families import Family
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.records import ObservationRecord
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.states import HostLiveState
-from nebctl.drivers.types import Family, HostProbe, HostRef, VMStatus
+from nebctl.drivers.types import HostProbe, HostRef, VMStatus
 from nebctl.reconcilers.base import LiveView, RecordView
 from nebctl.reconcilers.identity import VMIdentity
 from nebctl.reconcilers.vm import VirtualMachineReconciler
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, Host
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def _host_observation(key: ResourceKey, probe: HostProbe) -> ObservationRecord:
 
 def _vm_observation(key: ResourceKey, record: RecordView, host: str, live: LiveView) -> ObservationRecord | None:
     """The VM's observation where it differs from its record, else None."""
-    observed = _VM.observe(key, record, live)
+    observed = _VM.detect_drift(key, record, live)
     if observed.unknown:
         # The reconciler words a silent host as drift (it must not act on the VM); it is not a change of the VM.
         return ObservationRecord(key.kind, key.namespace, key.name, host, "unknown", {"host": host, "drift": []})
@@ -156,7 +157,7 @@ def _vm_observation(key: ResourceKey, record: RecordView, host: str, live: LiveV
     if observed.spec is None:
         return ObservationRecord(key.kind, key.namespace, key.name, host, "absent", {"host": host, "drift": drift})
     uuid = VMIdentity.recorded(key, record.live).uuid
-    status = live.vms[uuid]  # observe found it, or the spec would be None
+    status = live.vms[uuid]  # detect_drift found it, or the spec would be None
     if not drift and status.state.value == (record.applied or {}).get("state"):
         return None
     details: dict[str, Any] = {"drift": drift, "host": live.vm_hosts.get(uuid, host)}

@@ -60,9 +60,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from nebctl.core.quantities import format_quantity
 from nebctl.schemas import expressions
 from nebctl.schemas.models import Placement, PlacementPolicy
-from nebctl.schemas.quantities import format_quantity
 
 # CPU capacity is a float (fractional CPUs, overcommit ratios); a tolerance keeps 4 * 1.1 - 0.4 == 4 a fit.
 _CPU_TOLERANCE = 1e-9

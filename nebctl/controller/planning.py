@@ -29,15 +29,16 @@ from typing import Any
 
 from nebctl.controller import placement as placing
 from nebctl.controller import unplaced
-from nebctl.controller.plans import Action, ChangeType, DriftItem, Edges, Plan, ResourceChange
+from nebctl.core.fields import AddedFields, Effect, FieldChange, compare, dearest, flatten
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Action, ChangeType, DriftItem, Edges, Plan, ResourceChange
+from nebctl.core.quantities import format_quantity
 from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView, with_metadata
 from nebctl.reconcilers.catalogue import RECONCILERS
-from nebctl.reconcilers.fields import AddedFields, Effect, FieldChange, compare, dearest, flatten
 from nebctl.reconcilers.identity import MAC_BITS, VMIdentity, deposed_of, mac_address
 from nebctl.reconcilers.spanned import SpannedReconciler
 from nebctl.reconcilers.vm import deposition, disk_total
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import (
     AnyManifest,
     Host,
@@ -46,7 +47,6 @@ from nebctl.schemas.models import (
     VirtualMachine,
     spec_document,
 )
-from nebctl.schemas.quantities import format_quantity
 
 # The order resources are listed in a plan, and the tie-break among independent resources.
 KIND_ORDER = [
@@ -632,7 +632,7 @@ def _changes(
                 ResourceChange(key, ChangeType.CREATE, _added(desired, reconciler.sensitive), host=host, reason=reason)
             )
             continue
-        observed = reconciler.observe(key, record, request.live)
+        observed = reconciler.detect_drift(key, record, request.live)
         if observed.unknown:
             uncorrected.extend(observed.drift)
             changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host))

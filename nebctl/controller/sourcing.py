@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nebctl.controller.settings import Settings
+from nebctl.core.families import Family
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.settings import Settings
 from nebctl.drivers import context
 from nebctl.drivers.downloads import ImageCache
 from nebctl.drivers.errors import DriverError, NotFoundError, PermanentError, TemporaryError
-from nebctl.drivers.types import Appliance, Family, MarketplaceRef
-from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.drivers.types import Appliance, MarketplaceRef
 from nebctl.schemas.models import AnyManifest, Image, Marketplace, MarketplaceSource
 
 log = logging.getLogger(__name__)

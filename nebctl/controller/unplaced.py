@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from nebctl.schemas.quantities import QuantityError, parse_quantity
+from nebctl.core.quantities import QuantityError, parse_quantity
 
 EXAMPLES = 2  # hosts named in a group of many
 LISTED_VMS = 20  # VMs named in a line shared by many; every_host names them all

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.core.keys import Kind, ResourceKey
 
 
 class ApplyState(StrEnum):

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.errors import NotFound
 from nebctl.database.models import Apply, ApplyAction, Event, Resource, ResourceObservation
 from nebctl.database.operating import AnyRow, Operations, chunks, table, upsert
@@ -26,7 +27,6 @@ from nebctl.database.records import (
     ResourceRecord,
     Severity,
 )
-from nebctl.schemas.keys import Kind, ResourceKey
 
 _resources = table(Resource)
 _applies = table(Apply)

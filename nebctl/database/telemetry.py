@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 
+from nebctl.core.keys import ResourceKey
 from nebctl.database.models import AccountingRecord, HookRun, HostSample, VMSample
 from nebctl.database.operating import AnyRow, Operations, chunks, table
 from nebctl.database.records import HistoryOpening, HistoryRecord, HookRunRecord, HostSampleRecord, VMSampleRecord
-from nebctl.schemas.keys import ResourceKey
 
 _host_samples = table(HostSample)
 _vm_samples = table(VMSample)

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from nebctl.core.families import Family
 from nebctl.drivers.types import (
     Appliance,
     AuthorizationRequest,
     DatastoreDefinition,
     DatastoreStatus,
-    Family,
     HookProgram,
     HookResult,
     HostProbe,

@@ -32,10 +32,18 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
-from nebctl.controller.settings import Settings
+from nebctl.core.families import Family
+from nebctl.core.settings import Settings
 from nebctl.drivers.errors import CapabilityError, RegistrationError
-from nebctl.drivers.protocols import PROTOCOL_BY_FAMILY, Driver
-from nebctl.drivers.types import Family, HostRef
+from nebctl.drivers.protocols import (
+    PROTOCOL_BY_FAMILY,
+    Driver,
+    MonitoringDriver,
+    NetworkDriver,
+    StorageDriver,
+    VirtualizationDriver,
+)
+from nebctl.drivers.types import HostRef
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +104,14 @@ class _Entry:
 
 
 @dataclass(frozen=True)
-class HostDrivers:
+class HostDriverSet:
     """The four drivers that act on one host; ``references`` says which reference each family resolved to."""
 
     host: HostRef
-    virtualization: Any
-    storage: Any
-    network: Any
-    monitoring: Any
+    virtualization: VirtualizationDriver
+    storage: StorageDriver
+    network: NetworkDriver
+    monitoring: MonitoringDriver
     references: Mapping[Family, str]
 
     def for_family(self, family: Family) -> Any:
@@ -373,7 +381,7 @@ class Registry:
             self._instances[key] = driver
             return driver
 
-    def for_host(self, host: HostRef, overrides: Mapping[str, str | None] | Any = None) -> HostDrivers:
+    def for_host(self, host: HostRef, overrides: Mapping[str, str | None] | Any = None) -> HostDriverSet:
         """The drivers of one host: ``overrides`` (a Host's ``spec.drivers``, as a mapping or the model)
         first, else the default its URI implies."""
         chosen: dict[Family, str] = {}
@@ -382,7 +390,7 @@ class Registry:
         for family in HOST_FAMILIES:
             override = overrides.get(family.value) if overrides else None
             chosen[family] = override or default_reference(host.uri)
-        return HostDrivers(
+        return HostDriverSet(
             host=host,
             virtualization=self.get(Family.VIRTUALIZATION, chosen[Family.VIRTUALIZATION]),
             storage=self.get(Family.STORAGE, chosen[Family.STORAGE]),

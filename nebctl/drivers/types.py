@@ -16,16 +16,6 @@ from typing import Any
 from nebctl.drivers.states import HostLiveState, VMLiveState
 
 
-class Family(StrEnum):
-    VIRTUALIZATION = "virtualization"
-    STORAGE = "storage"
-    NETWORK = "network"
-    MONITORING = "monitoring"
-    AUTHORIZATION = "authorization"
-    MARKETPLACE = "marketplace"
-    HOOKS = "hooks"
-
-
 @dataclass(frozen=True)
 class HostRef:
     """Which hypervisor an action is for: the Host resource's name and URI, and the hypervisor its VMs use

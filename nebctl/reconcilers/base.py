@@ -1,7 +1,7 @@
 """What every per-kind reconciler provides, and the contexts it is given.
 
 A reconciler knows one kind: which field changes apply in place, need a restart, force a replacement or cannot
-be made (``rules``); how the live object differs from what was applied (``observe``, pure); which driver
+be made (``rules``); how the live object differs from what was applied (``detect_drift``, pure); which driver
 actions realise a create, update, delete or replacement (``actions``, pure); and how to perform one of those
 actions through the drivers (``realise``, the only impure part, called by the executor).
 
@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nebctl.controller.plans import Action, DriftItem, ResourceChange
-from nebctl.drivers.protocols import MonitoringDriver, NetworkDriver, StorageDriver, VirtualizationDriver
+from nebctl.core.fields import Effect, FieldRule
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Action, DriftItem, ResourceChange
+from nebctl.drivers.registry import HostDriverSet
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import Appliance, HostProbe, HostRef, VMStatus
-from nebctl.reconcilers.fields import Effect, FieldRule
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest
 
 # Labels and annotations are the user's notes about a resource: no driver acts on them, but they are part of
@@ -123,22 +123,6 @@ class ActionGroup:
         return [action for action in self.actions if action.id not in sources]
 
 
-class HostDrivers(Protocol):
-    """The drivers serving one host, one per family that acts on hosts."""
-
-    @property
-    def virtualization(self) -> VirtualizationDriver: ...
-
-    @property
-    def storage(self) -> StorageDriver: ...
-
-    @property
-    def network(self) -> NetworkDriver: ...
-
-    @property
-    def monitoring(self) -> MonitoringDriver: ...
-
-
 class LocalFile(Protocol):
     """An image source as a local file (``controller.sourcing.LocalImage`` fits)."""
 
@@ -161,7 +145,7 @@ class World(Protocol):
     @property
     def shutdown_timeout(self) -> float: ...
 
-    def drivers(self, host: str) -> HostDrivers: ...
+    def drivers(self, host: str) -> HostDriverSet: ...
 
     def host_ref(self, host: str) -> HostRef: ...
 
@@ -201,7 +185,10 @@ class Reconciler(Protocol):
         """The spec to compare and record: the manifest's spec with plan-resolved values (spans, leases)."""
         ...
 
-    def observe(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed: ...
+    def detect_drift(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
+        """The spec as it is now (what was applied, with what monitoring saw laid over it) and the drift found.
+        Pure: the probing itself is ``controller.observing``'s."""
+        ...
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup: ...
 

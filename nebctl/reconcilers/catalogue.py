@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from nebctl.core.keys import Kind
 from nebctl.reconcilers import datastore, image, network, registered, securitygroup, vm
 from nebctl.reconcilers.base import Reconciler
-from nebctl.schemas.keys import Kind
 
 RECONCILERS: dict[Kind, Reconciler] = {
     Kind.HOST: registered.HOST,

@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nebctl.drivers.types import DatastoreDefinition, Family
+from nebctl.core.families import Family
+from nebctl.core.fields import Effect, FieldRule
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.drivers.types import DatastoreDefinition
 from nebctl.reconcilers.base import World
-from nebctl.reconcilers.fields import Effect, FieldRule
 from nebctl.reconcilers.identity import live_name
 from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
-from nebctl.schemas.keys import Kind, ResourceKey
 
 RULES = [
     FieldRule("path", Effect.IMMUTABLE, "the volumes would be stranded; declare a new datastore instead"),

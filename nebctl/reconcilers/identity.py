@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Container, Mapping
 from typing import Any
 
-from nebctl.schemas.keys import DEFAULT_NAMESPACE, INCARNATION_SEPARATOR, NAME_MAX_LENGTH, Kind, ResourceKey
+from nebctl.core.keys import DEFAULT_NAMESPACE, INCARNATION_SEPARATOR, NAME_MAX_LENGTH, Kind, ResourceKey
 
 # A fixed namespace for uuid5, so the same resource key gives the same UUID on every machine.
 NEBCTL_UUID_NAMESPACE = uuid.UUID("6f0b3c8e-2a4d-5d1e-9b7a-4e0f1c2d3b5a")

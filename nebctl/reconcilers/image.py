@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nebctl.drivers.types import Family, ImageImport
+from nebctl.core.families import Family
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.drivers.types import ImageImport
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import image_volume, live_name
 from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, Image
 
 

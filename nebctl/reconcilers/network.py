@@ -10,11 +10,12 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from nebctl.drivers.types import Family, NetworkDefinition
+from nebctl.core.families import Family
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.drivers.types import NetworkDefinition
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import live_name
 from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import NetworkSpec
 
 

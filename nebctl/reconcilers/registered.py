@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nebctl.controller.plans import Action, ChangeType, ResourceChange
+from nebctl.core.families import Family
+from nebctl.core.fields import Effect, FieldRule
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Action, ChangeType, ResourceChange
 from nebctl.drivers.errors import TemporaryError
 from nebctl.drivers.states import HostLiveState
-from nebctl.drivers.types import Family
 from nebctl.reconcilers.base import (
     METADATA_RULE,
     ActionGroup,
@@ -24,8 +26,6 @@ from nebctl.reconcilers.base import (
     World,
     action_id,
 )
-from nebctl.reconcilers.fields import Effect, FieldRule
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, spec_document
 
 
@@ -42,7 +42,7 @@ class RegisteredReconciler:
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         return spec_document(document)
 
-    def observe(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
+    def detect_drift(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
         return Observed(spec=record.applied)
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:

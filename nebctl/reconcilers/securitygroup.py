@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nebctl.drivers.types import Family, SecurityGroupDefinition, SecurityRuleDefinition
+from nebctl.core.families import Family
+from nebctl.core.fields import Effect, FieldRule
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.drivers.types import SecurityGroupDefinition, SecurityRuleDefinition
 from nebctl.reconcilers.base import World
-from nebctl.reconcilers.fields import Effect, FieldRule
 from nebctl.reconcilers.identity import security_group_filter
 from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
-from nebctl.schemas.keys import Kind, ResourceKey
 
 RULES = [FieldRule("rules", Effect.IN_PLACE, "the filter's rules are replaced on every host")]
 

@@ -13,9 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nebctl.controller.plans import Action, ChangeType, ResourceChange
+from nebctl.core.families import Family
+from nebctl.core.fields import Effect, FieldRule
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Action, ChangeType, ResourceChange
 from nebctl.drivers.errors import NotFoundError
-from nebctl.drivers.types import Family, Ownership
+from nebctl.drivers.types import Ownership
 from nebctl.reconcilers.base import (
     METADATA_RULE,
     ActionGroup,
@@ -27,8 +30,6 @@ from nebctl.reconcilers.base import (
     action_id,
     per_host,
 )
-from nebctl.reconcilers.fields import Effect, FieldRule
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, spec_document
 
 # realise(key, host, world) for one host; returns the live patch.
@@ -90,7 +91,7 @@ class SpannedReconciler:
         spec["hosts"] = list(ctx.spans.get(key, ()))
         return spec
 
-    def observe(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
+    def detect_drift(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
         # These objects are not probed individually (that would cost a call per object and host); their
         # drift is found when an action on them fails. What was applied is taken as what exists.
         return Observed(spec=record.applied)

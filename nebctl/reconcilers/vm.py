@@ -20,14 +20,17 @@ import contextlib
 from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
-from nebctl.controller.plans import Action, ChangeType, DriftItem, ResourceChange
+from nebctl.core.families import Family
+from nebctl.core.fields import Effect, FieldChange, FieldRule
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Action, ChangeType, DriftItem, ResourceChange
+from nebctl.core.quantities import format_quantity
 from nebctl.drivers.errors import NotFoundError, PermanentError
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import (
     BootDefinition,
     CloudInitData,
     DiskAttachment,
-    Family,
     NicDefinition,
     VMDefinition,
     VolumeDefinition,
@@ -42,7 +45,6 @@ from nebctl.reconcilers.base import (
     World,
     action_id,
 )
-from nebctl.reconcilers.fields import Effect, FieldChange, FieldRule
 from nebctl.reconcilers.identity import (
     VMIdentity,
     deposed_key,
@@ -52,9 +54,7 @@ from nebctl.reconcilers.identity import (
     security_group_filter,
 )
 from nebctl.reconcilers.spanned import ownership
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest, VirtualMachine, spec_document
-from nebctl.schemas.quantities import format_quantity
 
 RULES = [
     FieldRule("state", Effect.IN_PLACE, "the VM is started, stopped, suspended or resumed"),
@@ -105,7 +105,7 @@ class VirtualMachineReconciler:
             disk["datastore"] = ctx.disk_datastores.get((key, index), disk.get("datastore"))
         return spec
 
-    def observe(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
+    def detect_drift(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
         applied = record.applied
         if applied is None:
             return Observed(spec=None)  # an interrupted create: it is finished by creating again

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pydantic
 
+from nebctl.core.keys import DEFAULT_NAMESPACE, KIND_ALIASES, Kind, ResourceKey
 from nebctl.schemas.diagnostics import (
     DataPath,
     Diagnostic,
@@ -25,7 +26,6 @@ from nebctl.schemas.diagnostics import (
     show_value,
     subject_of,
 )
-from nebctl.schemas.keys import DEFAULT_NAMESPACE, KIND_ALIASES, Kind, ResourceKey
 from nebctl.schemas.models import API_VERSION, MODEL_BY_KIND, AnyManifest
 from nebctl.schemas.reading.raw_documents import RawDocument
 

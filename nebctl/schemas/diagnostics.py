@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from nebctl.schemas.keys import DEFAULT_NAMESPACE
+from nebctl.core.keys import DEFAULT_NAMESPACE
 
 DataPath = tuple[str | int, ...]
 """A path into a document's data: mapping keys and list indexes, such as ``("spec", "disks", 0, "size")``."""

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nebctl.core.keys import Kind, parse_kind
 from nebctl.schemas.jsonschema import kind_schema
-from nebctl.schemas.keys import Kind, parse_kind
 from nebctl.schemas.models import API_VERSION
 
 Node = Mapping[str, Any]

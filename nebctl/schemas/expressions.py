@@ -19,7 +19,7 @@ The language (lowest precedence first)::
     literals and names              4, 2.5, 4Gi, 512Mi, 10G, 'text', "text", true, false, ['a', 'b'],
                                     free_memory, labels.zone, custom.gpu, labels['topology/zone'], ( ... )
 
-Quantities follow ``schemas.quantities`` (``Ki Mi Gi Ti Pi`` binary, ``K M G T P`` decimal) and are plain
+Quantities follow ``core.quantities`` (``Ki Mi Gi Ti Pi`` binary, ``K M G T P`` decimal) and are plain
 integers of bytes once parsed. ``x in [...]`` tests membership in a list, ``'a' in text`` tests a substring,
 and ``'gpu' in custom`` tests whether a key exists in a group of attributes.
 
@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from nebctl.schemas.quantities import QuantityError, parse_quantity
+from nebctl.core.quantities import QuantityError, parse_quantity
 
 MAX_LENGTH: Final = 4096
 # Each level of nesting costs about ten Python frames in the parser; 32 levels stay far from the

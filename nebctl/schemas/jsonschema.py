@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from nebctl.schemas.keys import Kind
+from nebctl.core.keys import Kind
 from nebctl.schemas.models import API_VERSION, MODEL_BY_KIND, Manifest
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -24,9 +24,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.schemas.checking import LoadedDocument, check_document
 from nebctl.schemas.diagnostics import Diagnostic, ManifestError, SourceLocation, in_file_order
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import AnyManifest
 from nebctl.schemas.reading import fast
 from nebctl.schemas.reading.limits import DEFAULT_LIMITS, Limits

@@ -15,6 +15,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
+from nebctl.core.keys import NAME_PATTERN
 from nebctl.schemas.diagnostics import (
     DataPath,
     Diagnostic,
@@ -24,7 +25,6 @@ from nebctl.schemas.diagnostics import (
     nearest_location,
     show_value,
 )
-from nebctl.schemas.keys import NAME_PATTERN
 from nebctl.schemas.model_fields import model_fields_at
 from nebctl.schemas.models import HOOK_EVENT_PATTERN
 from nebctl.schemas.reading.raw_documents import RawDocument

@@ -31,9 +31,9 @@ from pydantic import (
     model_validator,
 )
 
+from nebctl.core.keys import DEFAULT_NAMESPACE, NAME_MAX_LENGTH, NAME_PATTERN, Kind
+from nebctl.core.quantities import parse_duration, parse_quantity
 from nebctl.schemas import expressions
-from nebctl.schemas.keys import DEFAULT_NAMESPACE, NAME_MAX_LENGTH, NAME_PATTERN, Kind
-from nebctl.schemas.quantities import parse_duration, parse_quantity
 
 API_VERSION = "nebctl/v1"
 

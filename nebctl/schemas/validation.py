@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nebctl.core.keys import Kind, ResourceKey, parse_kind
 from nebctl.schemas.checking import LoadedDocument
 from nebctl.schemas.diagnostics import DataPath, Diagnostic, SourceLocation, closest_match, format_path
-from nebctl.schemas.keys import Kind, ResourceKey, parse_kind
 from nebctl.schemas.model_fields import item_type, model_fields_at, model_in
 from nebctl.schemas.models import (
     AnyManifest,

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from nebctl.controller.settings import Settings
+from nebctl.core.settings import Settings
 from nebctl.drivers.registry import build_registry
 from nebctl.drivers.types import HostRef
 

@@ -4,8 +4,8 @@ observation with it."""
 
 from __future__ import annotations
 
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import ObservationRecord, ResourceRecord, Store
-from nebctl.schemas.keys import Kind, ResourceKey
 from tests.database.conftest import FakeClock
 
 VM = Kind.VIRTUAL_MACHINE

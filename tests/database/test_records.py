@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import DatabaseError, HookRunRecord, HostSampleRecord, QuotaRecord, Store, VMSampleRecord
 from nebctl.database.records import HistoryOpening
 from nebctl.database.telemetry import HOOK_OUTPUT_LIMIT
-from nebctl.schemas.keys import Kind, ResourceKey
 from tests.database.conftest import FakeClock
 
 GIB = 2**30

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import (
     ActionRecord,
     ActionState,
@@ -16,7 +17,6 @@ from nebctl.database import (
     ResourceRecord,
     Store,
 )
-from nebctl.schemas.keys import Kind, ResourceKey
 from tests.database.conftest import FakeClock
 
 VM = Kind.VIRTUAL_MACHINE

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from nebctl.controller.settings import Settings
+from nebctl.core.settings import Settings
 from nebctl.drivers.registry import build_registry
 from nebctl.drivers.types import HostRef
 from tests.support.libvirtd import ensure_daemon, exclusive_objects

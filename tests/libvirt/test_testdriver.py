@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from nebctl.core.families import Family
 from nebctl.drivers.errors import CapabilityError, NotFoundError, PermanentError, TemporaryError
 from nebctl.drivers.libvirt import DRIVER_CLASSES, Connections, LibvirtVirtualization
 from nebctl.drivers.libvirt.virtualization import guest_type
@@ -19,7 +20,6 @@ from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import (
     DatastoreDefinition,
     DiskAttachment,
-    Family,
     HostRef,
     ImageImport,
     NetworkDefinition,

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from nebctl.controller.applying import Controller, PlannedApply, PlanOptions
-from nebctl.controller.settings import Settings
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.settings import Settings
 from nebctl.database.records import ApplyState
 from nebctl.database.store import Store
 from nebctl.drivers.registry import build_registry
 from nebctl.drivers.sim import Distribution, Latency, SimFleet
 from nebctl.reconcilers.identity import VMIdentity
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import load_paths
 from nebctl.schemas.models import AnyManifest
 

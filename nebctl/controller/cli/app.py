@@ -23,7 +23,7 @@ import click
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from nebctl.controller.settings import Settings
+    from nebctl.core.settings import Settings
 
 
 class LogFormat(StrEnum):
@@ -85,7 +85,7 @@ def load_settings(config_path: str | None) -> Settings:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
-    from nebctl.controller.settings import Settings, parse_settings
+    from nebctl.core.settings import Settings, parse_settings
 
     path = Path(config_path) if config_path else Path(user_config_dir("nebctl", appauthor=False)) / "config.yaml"
     if not path.exists():

@@ -17,11 +17,12 @@ import click
 from rich.table import Table
 
 from nebctl.controller.cli.app import AppContext, CliError, pass_app
+from nebctl.core.families import Family
+from nebctl.core.keys import Kind
+from nebctl.core.quantities import format_quantity
 from nebctl.drivers.errors import DriverError
-from nebctl.drivers.types import Appliance, Family, MarketplaceRef
-from nebctl.schemas.keys import Kind
+from nebctl.drivers.types import Appliance, MarketplaceRef
 from nebctl.schemas.models import Marketplace
-from nebctl.schemas.quantities import format_quantity
 
 
 def _marketplaces(app: AppContext, paths: Sequence[str]) -> dict[str, Marketplace]:

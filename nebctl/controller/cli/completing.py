@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 from click.shell_completion import CompletionItem, get_completion_class
 
-from nebctl.schemas.keys import SHORT_NAMES, Kind, parse_kind
+from nebctl.core.keys import SHORT_NAMES, Kind, parse_kind
 
 SHELLS = ("bash", "zsh", "fish")
 PROGRAM = "nebctl"

@@ -14,8 +14,8 @@ from nebctl.controller.cli.app import CliError
 
 def _complete_target(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Kinds, then their fields: ``vm.sp<TAB>`` -> ``vm.spec``; silent on anything it cannot read."""
+    from nebctl.core.keys import SHORT_NAMES
     from nebctl.schemas.explaining import ExplainError, children, parse_target, resolve
-    from nebctl.schemas.keys import SHORT_NAMES
 
     if "." not in incomplete:
         return [CompletionItem(s) for s in sorted(SHORT_NAMES.values()) if s.startswith(incomplete.lower())]

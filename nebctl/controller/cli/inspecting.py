@@ -26,10 +26,10 @@ from nebctl.controller.rendering.resources import (
     status_cell,
     table,
 )
+from nebctl.core.keys import Kind, ResourceKey, parse_kind
+from nebctl.core.quantities import format_quantity
 from nebctl.database import Store
 from nebctl.database.records import ActionRecord, EventRecord, ObservationRecord, ResourceRecord
-from nebctl.schemas.keys import Kind, ResourceKey, parse_kind
-from nebctl.schemas.quantities import format_quantity
 
 
 def _local_zone() -> tzinfo:

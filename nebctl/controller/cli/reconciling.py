@@ -33,10 +33,10 @@ from nebctl.controller.cli.session import (
 from nebctl.controller.cli.validating import load_manifests
 from nebctl.controller.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
+from nebctl.core.keys import ResourceKey
+from nebctl.core.quantities import QuantityError, parse_duration
 from nebctl.database.errors import DatabaseError, LockNotObtained
-from nebctl.schemas.keys import ResourceKey
 from nebctl.schemas.models import AnyManifest
-from nebctl.schemas.quantities import QuantityError, parse_duration
 
 PROGRESS_LINE_INTERVAL = 5.0  # seconds between two progress lines of one transfer, off a terminal
 EXIT_CHANGES = 2

@@ -14,8 +14,8 @@ import click
 from nebctl.controller.applying import Controller
 from nebctl.controller.cli.app import AppContext, CliError
 from nebctl.controller.cli.database import open_store
+from nebctl.core.keys import ResourceKey, is_valid_name
 from nebctl.drivers.registry import Registry, build_registry
-from nebctl.schemas.keys import ResourceKey, is_valid_name
 
 
 def default_stack(paths: Sequence[str]) -> str:

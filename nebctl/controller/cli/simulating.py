@@ -16,9 +16,9 @@ import click
 from rich.table import Table
 
 from nebctl.controller.cli.app import AppContext, CliError, pass_app
+from nebctl.core.quantities import QuantityError, format_quantity, parse_quantity
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.sim import Distribution, Fault, FaultKind, Latency, SimFleet, open_fleet
-from nebctl.schemas.quantities import QuantityError, format_quantity, parse_quantity
 
 
 @contextmanager

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from nebctl.controller.cli.app import CliError
+from nebctl.core.keys import parse_kind
 from nebctl.schemas import jsonschema
-from nebctl.schemas.keys import parse_kind
 from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
 
 

@@ -13,10 +13,10 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from nebctl.controller.plans import ChangeType
-from nebctl.reconcilers.fields import FieldChange
-from nebctl.schemas.keys import ResourceKey
-from nebctl.schemas.quantities import format_quantity
+from nebctl.core.fields import FieldChange
+from nebctl.core.keys import ResourceKey
+from nebctl.core.plans import ChangeType
+from nebctl.core.quantities import format_quantity
 
 SENSITIVE = "(sensitive)"
 

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nebctl.core.families import Family
 from nebctl.drivers.catalogue.fetching import DRIVER, IndexStore
 from nebctl.drivers.catalogue.index import Index, IndexFormatError, read_index, select
 from nebctl.drivers.errors import NotFoundError, PermanentError
-from nebctl.drivers.types import Appliance, Family, MarketplaceRef
+from nebctl.drivers.types import Appliance, MarketplaceRef
 
 
 class CatalogueMarketplace:

@@ -13,10 +13,11 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from nebctl.core.families import Family
 from nebctl.drivers.context import current
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.exec.running import DEFAULT_PATH, MAX_STDOUT, clean_environment, run_program
-from nebctl.drivers.types import Family, HookProgram, HookResult
+from nebctl.drivers.types import HookProgram, HookResult
 
 
 class ExecHooks:

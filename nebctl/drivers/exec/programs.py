@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from nebctl.core.families import Family
 from nebctl.drivers.context import current
 from nebctl.drivers.errors import (
     CapabilityError,
@@ -41,7 +42,6 @@ from nebctl.drivers.types import (
     AuthorizationRequest,
     DatastoreDefinition,
     DatastoreStatus,
-    Family,
     HostProbe,
     HostRef,
     Identity,

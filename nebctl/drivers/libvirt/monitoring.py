@@ -17,11 +17,12 @@ from typing import ClassVar
 
 import libvirt
 
+from nebctl.core.families import Family
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.libvirt.common import LibvirtDriverBase, domain_owner, live_state
 from nebctl.drivers.libvirt.connections import Connections
 from nebctl.drivers.states import HostLiveState, VMLiveState
-from nebctl.drivers.types import Family, HostProbe, HostRef, Ownership, VMStatus
+from nebctl.drivers.types import HostProbe, HostRef, Ownership, VMStatus
 
 KIB = 1024
 MIB = 1024 * 1024

@@ -14,20 +14,14 @@ from typing import ClassVar
 
 import libvirt
 
+from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError
 from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, ignoring
 from nebctl.drivers.libvirt.failures import error_code
 from nebctl.drivers.libvirt.xmlbuild.base import OwnerElement
 from nebctl.drivers.libvirt.xmlbuild.filters import FilterElement, nic_filter_name
 from nebctl.drivers.libvirt.xmlbuild.networks import DhcpHostElement, NetworkElement
-from nebctl.drivers.types import (
-    Family,
-    HostRef,
-    NetworkDefinition,
-    NetworkStatus,
-    NicDefinition,
-    SecurityGroupDefinition,
-)
+from nebctl.drivers.types import HostRef, NetworkDefinition, NetworkStatus, NicDefinition, SecurityGroupDefinition
 
 
 def network_status(network: libvirt.virNetwork) -> NetworkStatus:

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import libvirt
 
+from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError, PermanentError
 from nebctl.drivers.libvirt import images
 from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, ignoring
@@ -19,7 +20,6 @@ from nebctl.drivers.libvirt.xmlbuild.storage import BackingStoreElement, PoolEle
 from nebctl.drivers.types import (
     DatastoreDefinition,
     DatastoreStatus,
-    Family,
     HostRef,
     ImageImport,
     VolumeDefinition,

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Self
 
 import libvirt
 
+from nebctl.core.families import Family
 from nebctl.drivers import context
 from nebctl.drivers.errors import ConflictError, PermanentError, TemporaryError
 from nebctl.drivers.libvirt import images, migration, seeds
@@ -28,7 +29,7 @@ from nebctl.drivers.libvirt.xmlbuild.domains import CdromElement, DomainElement
 from nebctl.drivers.libvirt.xmlbuild.filters import nic_filter_name
 from nebctl.drivers.libvirt.xmlbuild.storage import VolumeElement
 from nebctl.drivers.states import VMLiveState
-from nebctl.drivers.types import Family, HostRef, VMDefinition, VMStatus
+from nebctl.drivers.types import HostRef, VMDefinition, VMStatus
 
 POLL_INTERVAL = 0.2
 KIB = 1024

@@ -12,10 +12,11 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError, NotFoundError
 from nebctl.drivers.sim.fleet import VM_COLUMNS, SimFleet, edge, open_fleet, owner_json
 from nebctl.drivers.states import HostLiveState, VMLiveState
-from nebctl.drivers.types import Family, HostProbe, HostRef, VMDefinition, VMStatus, to_payload
+from nebctl.drivers.types import HostProbe, HostRef, VMDefinition, VMStatus, to_payload
 
 RUNNING, STOPPED, SUSPENDED = VMLiveState.RUNNING.value, VMLiveState.STOPPED.value, VMLiveState.SUSPENDED.value
 

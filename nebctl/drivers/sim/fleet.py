@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from nebctl.controller.settings import Settings
+from nebctl.core.quantities import QuantityError, parse_quantity
+from nebctl.core.settings import Settings
 from nebctl.drivers.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
 from nebctl.drivers.sim.behaviour import Fault, Latency, suffer
 from nebctl.drivers.sim.store import Store
 from nebctl.drivers.sim.usage import vm_usage
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import Appliance, HostRef, Ownership, VMStatus
-from nebctl.schemas.quantities import QuantityError, parse_quantity
 
 DEFAULT_CPUS = 16
 DEFAULT_MEMORY = 64 * 1024**3

@@ -14,11 +14,11 @@ import sqlite3
 from collections.abc import Mapping
 from typing import ClassVar
 
+from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError, NotFoundError, PermanentError
 from nebctl.drivers.sim.compute import SimDriver
 from nebctl.drivers.sim.fleet import edge, owner_from, owner_json
 from nebctl.drivers.types import (
-    Family,
     HostRef,
     NetworkDefinition,
     NetworkStatus,

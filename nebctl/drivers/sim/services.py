@@ -14,18 +14,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from nebctl.core.families import Family
 from nebctl.drivers.errors import NotFoundError, PermanentError
 from nebctl.drivers.sim.compute import SimDriver
 from nebctl.drivers.sim.fleet import edge
-from nebctl.drivers.types import (
-    Appliance,
-    AuthorizationRequest,
-    Family,
-    HookProgram,
-    HookResult,
-    Identity,
-    MarketplaceRef,
-)
+from nebctl.drivers.types import Appliance, AuthorizationRequest, HookProgram, HookResult, Identity, MarketplaceRef
 
 
 class SimAuthorization(SimDriver):

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError, NotFoundError, PermanentError
 from nebctl.drivers.sim.compute import SimDriver
 from nebctl.drivers.sim.fleet import edge, owner_from, owner_json
 from nebctl.drivers.types import (
     DatastoreDefinition,
     DatastoreStatus,
-    Family,
     HostRef,
     ImageImport,
     VolumeDefinition,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from nebctl.controller.executing import Change, Outcome
+from nebctl.core.keys import Kind
 from nebctl.database.records import ApplyState
 from nebctl.drivers.sim import Fault, FaultKind
-from nebctl.schemas.keys import Kind
 from tests.support.drills import FINAL_ACTION_STATES, Workspace, audit, fleet_manifests
 
 FAST_RETRIES = {"retry": {"attempts": 8, "initial_delay": 0.001, "max_delay": 0.01}}

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from nebctl.controller.executing import Change, Outcome
+from nebctl.core.keys import ResourceKey
 from nebctl.database.records import ApplyState
 from nebctl.drivers.sim import Fault, FaultKind
 from nebctl.reconcilers.identity import VMIdentity
-from nebctl.schemas.keys import ResourceKey
 from nebctl.schemas.models import HOOK_EVENT_PATTERN
 from tests.support.drills import Workspace, audit, fleet_manifests
 from tests.unit.planning.world import colliding_long_names

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from nebctl.controller.executing import Outcome
+from nebctl.core.keys import ResourceKey
 from nebctl.database.records import ApplyState
 from nebctl.drivers.sim import Fault, FaultKind
-from nebctl.schemas.keys import ResourceKey
 from tests.support.drills import Workspace
 
 DB = ResourceKey.parse("vm/db-1")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nebctl.core.keys import Kind
 from nebctl.drivers.sim import Fault, FaultKind
-from nebctl.schemas.keys import Kind
 from tests.support.drills import Workspace, audit, audit_destroyed, fleet_manifests
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nebctl.controller.settings import Settings
+from nebctl.core.settings import Settings
 from nebctl.drivers.registry import build_registry
 from nebctl.drivers.sim.fleet import open_fleet
 from nebctl.drivers.types import HostRef, VMDefinition
@@ -208,8 +208,8 @@ def test_drift_is_shown_and_healed(env: Env) -> None:
 
 
 def test_a_live_vm_nebctl_does_not_own_is_never_touched(env: Env) -> None:
+    from nebctl.core.keys import Kind, ResourceKey
     from nebctl.reconcilers.identity import vm_uuid
-    from nebctl.schemas.keys import Kind, ResourceKey
 
     squatter = vm_uuid(ResourceKey.of(Kind.VIRTUAL_MACHINE, "web-1"))
     registry = build_registry(Settings(state_dir=env.root))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from nebctl.core.keys import Kind
 from nebctl.database import ResourceRecord, Store
-from nebctl.schemas.keys import Kind
 
 BIN = Path(sys.executable).parent  # the virtualenv's bin: where the ``nebctl`` script is
 KINDS = ["datastore", "hook", "host", "image", "marketplace", "network", "securitygroup", "vm"]

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nebctl.controller.applying import Controller, PlanOptions
-from nebctl.controller.plans import Action, Plan
-from nebctl.controller.settings import Settings
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Action, Plan
+from nebctl.core.settings import Settings
 from nebctl.database.store import Store
 from nebctl.drivers.registry import build_registry
 from nebctl.reconcilers.identity import image_volume, live_name
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import load_text
 
 STACK = "props"

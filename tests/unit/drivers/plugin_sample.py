@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from nebctl.core.families import Family
 from nebctl.drivers.states import HostLiveState
-from nebctl.drivers.types import Family, HostProbe, HostRef, VMStatus
+from nebctl.drivers.types import HostProbe, HostRef, VMStatus
 
 
 class EchoMonitoring:

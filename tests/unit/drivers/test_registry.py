@@ -14,12 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from nebctl.controller.cli import main
-from nebctl.controller.settings import Settings
+from nebctl.core.families import Family
+from nebctl.core.settings import Settings
 from nebctl.drivers.errors import CapabilityError, RegistrationError
 from nebctl.drivers.exec import ExecMonitoring, ExecVirtualization
 from nebctl.drivers.registry import Registry, build_registry, check_driver_class, default_reference
 from nebctl.drivers.sim import SimMonitoring, SimStorage, SimVirtualization
-from nebctl.drivers.types import Family, HostProbe, HostRef, VMStatus
+from nebctl.drivers.types import HostProbe, HostRef, VMStatus
 
 PLUGIN = "tests.unit.drivers.plugin_sample"
 
@@ -130,7 +131,7 @@ def test_builtins_are_imported_when_first_used() -> None:
     code = (
         "import sys\n"
         "from nebctl.drivers.registry import build_registry\n"
-        "from nebctl.drivers.types import Family\n"
+        "from nebctl.core.families import Family\n"
         "registry = build_registry()\n"
         "loaded = lambda: sorted(m for m in ('nebctl.drivers.sim', 'nebctl.drivers.exec') if m in sys.modules)\n"
         "print(loaded())\n"

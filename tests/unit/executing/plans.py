@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from nebctl.controller.executing import Change, Outcome
-from nebctl.controller.plans import Action, Plan
+from nebctl.core.families import Family
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Action, Plan
 from nebctl.drivers.context import current
-from nebctl.drivers.types import Family
-from nebctl.schemas.keys import Kind, ResourceKey
 
 
 def action(action_id: str) -> Action:

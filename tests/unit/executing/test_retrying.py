@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from nebctl.controller.executing import Executor, Outcome, RetryPolicy
+from nebctl.controller.executing import Executor, Outcome
+from nebctl.core.settings import RetryPolicy
 from nebctl.drivers.errors import DriverTimeoutError, PermanentError, TemporaryError
 
 from .plans import Recorder, Scripted, fail_times, hangs, plan_of, wait_for

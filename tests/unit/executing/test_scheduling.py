@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from nebctl.controller.executing import Executor, Outcome, RetryPolicy
+from nebctl.controller.executing import Executor, Outcome
+from nebctl.core.settings import RetryPolicy
 from nebctl.drivers.errors import PermanentError
 
 from .plans import Recorder, Scripted, blocks, plan_of, position

@@ -8,7 +8,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nebctl.controller.executing import Change, Executor, Outcome, RetryPolicy
+from nebctl.controller.executing import Change, Executor, Outcome
+from nebctl.core.settings import RetryPolicy
 from nebctl.drivers.errors import TemporaryError
 
 from .plans import Recorder, Scripted, blocks, fail_times, hangs, plan_of, wait_for

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from nebctl.controller.placement import HostCandidate, PlacementDecision, PlacementRequest, place
+from nebctl.core.quantities import parse_quantity
 from nebctl.schemas.models import Placement
-from nebctl.schemas.quantities import parse_quantity
 
 GI = 1024**3
 

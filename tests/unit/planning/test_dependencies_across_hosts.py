@@ -8,7 +8,7 @@ import pytest
 
 from nebctl.controller.rendering.document import render_json
 from nebctl.controller.rendering.graph import dot_id, render_dot
-from nebctl.schemas.keys import ResourceKey
+from nebctl.core.keys import ResourceKey
 from tests.unit.planning.world import BASE, World, actions_of, converge, precedes, vm, without
 
 DB = vm("db")  # on h1

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nebctl.reconcilers.fields import Effect, FieldRule, added, compare, flatten
+from nebctl.core.fields import Effect, FieldRule, added, compare, flatten
 
 NAMES = st.sampled_from(["disks", "nics", "size", "image", "ip", "labels", "cloudInit", "userData", "a", "b"])
 LEAVES = st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["x", "y", ""])

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from nebctl.controller.observing import known_hosts
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.drivers.types import HostRef
 from nebctl.schemas.diagnostics import ManifestError
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import load_text
 
 HOSTS = """

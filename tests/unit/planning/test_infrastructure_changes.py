@@ -7,8 +7,8 @@ import networkx as nx
 import pytest
 
 from nebctl.controller.planning import PlanError
-from nebctl.controller.plans import ChangeType
-from nebctl.reconcilers.fields import Effect
+from nebctl.core.fields import Effect
+from nebctl.core.plans import ChangeType
 from tests.unit.planning.world import (
     BASE,
     World,

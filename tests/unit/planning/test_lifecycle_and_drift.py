@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 from nebctl.controller.planning import PlanError
-from nebctl.controller.plans import ChangeType, DriftItem
+from nebctl.core.fields import Effect
+from nebctl.core.plans import ChangeType, DriftItem
 from nebctl.drivers.states import HostLiveState, VMLiveState
-from nebctl.reconcilers.fields import Effect
 from tests.unit.planning.world import (
     BASE,
     GiB,

@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nebctl.controller.planning import PlanError, PlanRequest, plan_with_specs
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import HostProbe
 from nebctl.reconcilers.base import LiveView
 from nebctl.reconcilers.identity import mac_address
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import MODEL_BY_KIND, AnyManifest
 
 STACK = "macs"

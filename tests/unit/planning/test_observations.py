@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from nebctl.controller.observing import observations, seen_as_recorded
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import ObservationRecord, ResourceRecord
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostProbe, VMStatus
 from nebctl.reconcilers.base import LiveView
 from nebctl.reconcilers.identity import vm_uuid
-from nebctl.schemas.keys import Kind, ResourceKey
 
 GI = 1024**3
 VM = Kind.VIRTUAL_MACHINE

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from nebctl.controller.planning import PlanRequest, make_plan, plan_with_specs
-from nebctl.controller.plans import ChangeType, Edges
+from nebctl.core.fields import AddedFields, added
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import ChangeType, Edges
 from nebctl.reconcilers.catalogue import RECONCILERS
-from nebctl.reconcilers.fields import AddedFields, added
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import VirtualMachine
 from tests.unit.planning.world import BASE, converge, documents, online, vm
 

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from nebctl.controller.planning import PlanError, PlanRequest, make_plan
-from nebctl.controller.plans import ChangeType
+from nebctl.core.plans import ChangeType
 from tests.unit.planning.world import (
     BASE,
     World,

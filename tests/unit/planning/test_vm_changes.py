@@ -11,8 +11,8 @@ import dataclasses
 import pytest
 
 from nebctl.controller.planning import PlanError, plan_with_specs
-from nebctl.controller.plans import ChangeType
-from nebctl.reconcilers.fields import Effect
+from nebctl.core.fields import Effect
+from nebctl.core.plans import ChangeType
 from nebctl.reconcilers.identity import deposed_key
 from nebctl.reconcilers.vm import deposition
 from tests.unit.planning.world import (

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nebctl.controller.planning import PlanRequest, make_plan, plan_with_specs
-from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Action, ChangeType, Plan, ResourceChange
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostProbe, Ownership, VMStatus
 from nebctl.reconcilers.base import LiveView
 from nebctl.reconcilers.identity import VMIdentity
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import load_text
 from nebctl.schemas.models import AnyManifest
 

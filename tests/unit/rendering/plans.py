@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebctl.controller.plans import Action, ChangeType, DriftItem, Plan, ResourceChange
-from nebctl.drivers.types import Family
-from nebctl.reconcilers.fields import Effect, FieldChange
-from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.core.families import Family
+from nebctl.core.fields import Effect, FieldChange
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Action, ChangeType, DriftItem, Plan, ResourceChange
 
 GiB = 1024**3
 

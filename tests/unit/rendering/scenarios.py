@@ -20,7 +20,8 @@ from pydantic import BaseModel
 from ruamel.yaml import YAML
 
 from nebctl.controller.planning import PlanRequest, plan_with_specs
-from nebctl.controller.plans import Plan
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Plan
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostProbe, Ownership, VMStatus
@@ -28,7 +29,6 @@ from nebctl.reconcilers.base import LiveView
 from nebctl.reconcilers.identity import live_name, vm_uuid
 from nebctl.reconcilers.vm import deposition
 from nebctl.schemas import models
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import load_text
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "manifests" / "examples"

@@ -23,10 +23,10 @@ import pytest
 
 from nebctl.controller.applying import Controller, PlanOptions
 from nebctl.controller.rendering.resources import describe, observation_for
-from nebctl.controller.settings import Settings
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.settings import Settings
 from nebctl.database import ObservationRecord, Store
 from nebctl.drivers.registry import build_registry
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import load_paths
 from tests.unit.rendering.conftest import updating
 

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from nebctl.controller.cli import main
+from nebctl.core.keys import Kind
 from nebctl.schemas.explaining import ExplainError, explain
 from nebctl.schemas.jsonschema import schema_file_name
-from nebctl.schemas.keys import Kind
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "nebctl" / "schemas" / "json"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from nebctl.core.keys import Kind
 from nebctl.schemas.jsonschema import COMBINED_FILE, combined_schema, kind_schema, schema_files, write_schemas
-from nebctl.schemas.keys import Kind
 from tests.conftest import REPO_ROOT
 
 COMMITTED = REPO_ROOT / "nebctl" / "schemas" / "json"

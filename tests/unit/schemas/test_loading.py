@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.schemas.dumping import dump_text
-from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.loading import (
     Diagnostic,
     ManifestError,

@@ -26,7 +26,7 @@ def quantity(minimum: int) -> st.SearchStrategy[Any]:
 
 
 def _bytes(text: str) -> int:
-    from nebctl.schemas.quantities import parse_quantity
+    from nebctl.core.quantities import parse_quantity
 
     return parse_quantity(text)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nebctl.schemas.keys import Kind, ResourceKey
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.schemas.loading import ManifestError, load_text
 from nebctl.schemas.validation import _has_cycle, ignore_path_problem, references_of
 from tests.unit.schemas.documents import as_yaml, document, fleet

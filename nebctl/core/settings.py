@@ -6,24 +6,35 @@ import time. Every field has a default, so an absent file means the embedded def
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nebctl.schemas.quantities import parse_duration, parse_quantity
+from nebctl.core.quantities import parse_duration, parse_quantity
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RetrySettings(_Strict):
+class RetryPolicy(_Strict):
+    """How the executor retries an action after a temporary error: the ``retry`` section of the settings."""
+
     attempts: int = Field(default=5, ge=1, le=100, description="Attempts per action for temporary errors.")
     initial_delay: float = Field(default=0.2, ge=0, description="Seconds before the first retry.")
     max_delay: float = Field(default=30.0, ge=0, description="Cap on the backoff delay.")
     multiplier: float = Field(default=2.0, ge=1)
     jitter: float = Field(default=0.2, ge=0, le=1, description="Random share added to or taken from each delay.")
+
+    def delay(self, attempt: int, suggested: float | None, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        if suggested is not None:
+            return max(0.0, min(self.max_delay, suggested))
+        base = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
+        # The cap applies after the jitter too: max_delay is the longest any action waits between attempts.
+        return max(0.0, min(self.max_delay, base * (1 + self.jitter * (2 * rng.random() - 1))))
 
 
 class ImageCacheSettings(_Strict):
@@ -50,7 +61,7 @@ class Settings(_Strict):
         description="Action timeouts in seconds, by 'family' or 'family.action' (e.g. virtualization.deploy).",
     )
     default_timeout: float = Field(default=300.0, gt=0)
-    retry: RetrySettings = Field(default_factory=RetrySettings)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
     driver_dir: Path | None = Field(default=None, description="Root of external-program drivers (exec).")
     probes_dir: Path | None = Field(default=None, description="Custom host probe programs (KEY=VALUE output).")
     state_dir: Path | None = Field(default=None, description="Where local state lives (the sim fleet's file).")

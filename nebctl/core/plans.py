@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, overload
 
-from nebctl.drivers.types import Family
-from nebctl.reconcilers.fields import FieldChange
-from nebctl.schemas.keys import ResourceKey
+from nebctl.core.families import Family
+from nebctl.core.fields import FieldChange
+from nebctl.core.keys import ResourceKey
 
 if TYPE_CHECKING:
     import networkx as nx
