@@ -1,5 +1,5 @@
 """Allows ``python -m nebctl``."""
 
-from nebctl.controller.cli import main
+from nebctl.cli import main
 
 main()

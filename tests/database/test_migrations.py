@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from sqlalchemy import Connection, inspect, text
 
-from nebctl.controller.cli import main
+from nebctl.cli import main
 from nebctl.database import SchemaOutdated, SchemaTooNew, Store, engines, migrating
 from nebctl.database.engines import transaction
 from nebctl.database.models import Base

@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from nebctl.controller.cli import COMMAND_MODULES, COMMANDS, main
+from nebctl.cli import COMMAND_MODULES, COMMANDS, main
 from tests.conftest import REPO_ROOT
 
 
@@ -53,7 +53,7 @@ def run_program(code: str) -> str:
 def test_help_imports_no_heavy_library() -> None:
     found = run_program(
         "import sys\n"
-        "from nebctl.controller.cli import main\n"
+        "from nebctl.cli import main\n"
         "try:\n"
         "    main(['--help'])\n"
         "except SystemExit:\n"
@@ -73,7 +73,7 @@ def test_the_collector_is_tuned_only_for_a_program() -> None:
     assert gc.isenabled() and gc.get_freeze_count() == frozen
     found = run_program(
         "import gc\n"
-        "from nebctl.controller.cli import main\n"
+        "from nebctl.cli import main\n"
         "try:\n"
         "    main(['validate', '-f', 'manifests/examples'])\n"
         "except SystemExit as exit:\n"
@@ -87,7 +87,7 @@ def test_validate_diff_and_apply_import_no_networkx(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(f"state_dir: {tmp_path}\n")
     found = run_program(
         "import sys\n"
-        "from nebctl.controller.cli import main\n"
+        "from nebctl.cli import main\n"
         f"base = ['--db', 'sqlite:///{tmp_path / 'nebctl.db'}', '--config', '{tmp_path / 'config.yaml'}']\n"
         "codes = []\n"
         "for command in (['validate'], ['diff'], ['apply', '--yes']):\n"

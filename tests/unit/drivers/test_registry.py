@@ -13,7 +13,7 @@ from typing import ClassVar
 import pytest
 from click.testing import CliRunner
 
-from nebctl.controller.cli import main
+from nebctl.cli import main
 from nebctl.core.families import Family
 from nebctl.core.settings import Settings
 from nebctl.drivers.errors import CapabilityError, RegistrationError

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nebctl.controller.cli import main
+from nebctl.cli import main
 from nebctl.drivers.context import CallContext, calling
 from nebctl.drivers.errors import DriverTimeoutError, PermanentError, TemporaryError
 from nebctl.drivers.sim import (

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from nebctl.controller.rendering.document import render_json
-from nebctl.controller.rendering.graph import dot_id, render_dot
 from nebctl.core.keys import ResourceKey
+from nebctl.rendering.document import render_json
+from nebctl.rendering.graph import dot_id, render_dot
 from tests.unit.planning.world import BASE, World, actions_of, converge, precedes, vm, without
 
 DB = vm("db")  # on h1

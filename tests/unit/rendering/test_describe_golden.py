@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from nebctl.controller.applying import Controller, PlanOptions
-from nebctl.controller.rendering.resources import describe, observation_for
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.settings import Settings
 from nebctl.database import ObservationRecord, Store
 from nebctl.drivers.registry import build_registry
+from nebctl.rendering.resources import describe, observation_for
 from nebctl.schemas.loading import load_paths
 from tests.unit.rendering.conftest import updating
 

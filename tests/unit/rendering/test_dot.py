@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from nebctl.controller.rendering import render_dot
-from nebctl.controller.rendering.graph import dot_id
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind
 from nebctl.core.plans import Action, ChangeType, Plan, ResourceChange
+from nebctl.rendering import render_dot
+from nebctl.rendering.graph import dot_id
 from tests.unit.rendering.plans import key, spec_example
 from tests.unit.rendering.scenarios import SCENARIOS
 from tests.unit.rendering.test_golden import plan_of

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import pytest
 
-from nebctl.controller.rendering import render_dot, render_json, render_text
 from nebctl.core.plans import Plan
+from nebctl.rendering import render_dot, render_json, render_text
 from tests.unit.rendering.scenarios import SCENARIOS
 
 

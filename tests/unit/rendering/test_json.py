@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from nebctl.controller.rendering import FORMAT_VERSION, render_json
+from nebctl.rendering import FORMAT_VERSION, render_json
 from tests.unit.rendering.plans import GiB, spec_example
 from tests.unit.rendering.scenarios import SCENARIOS
 from tests.unit.rendering.test_golden import plan_of

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nebctl.controller.rendering import render_dot, render_json, render_text
+from nebctl.rendering import render_dot, render_json, render_text
 from tests.unit.rendering.scenarios import SECRETS
 from tests.unit.rendering.test_golden import plan_of
 

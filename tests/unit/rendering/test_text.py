@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from nebctl.controller.rendering import render_text
 from nebctl.core.fields import Effect
 from nebctl.core.keys import Kind
 from nebctl.core.plans import ChangeType, DriftItem, Plan, ResourceChange
+from nebctl.rendering import render_text
 from tests.unit.rendering.plans import SPEC_TEXT, GiB, field, key, many_vms, spec_example
 from tests.unit.rendering.scenarios import SCENARIOS
 from tests.unit.rendering.test_golden import plan_of

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nebctl.controller.cli import main
+from nebctl.cli import main
 from nebctl.schemas.jsonschema import schema_files
 from tests.conftest import REPO_ROOT
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from nebctl.controller.cli import main
+from nebctl.cli import main
 from nebctl.core.keys import Kind
 from nebctl.schemas.explaining import ExplainError, explain
 from nebctl.schemas.jsonschema import schema_file_name

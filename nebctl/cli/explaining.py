@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 from click.shell_completion import CompletionItem
 
-from nebctl.controller.cli.app import CliError
+from nebctl.cli.app import CliError
 
 
 def _complete_target(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:

@@ -13,10 +13,14 @@ from datetime import UTC, datetime, tzinfo
 import click
 from ruamel.yaml import YAML
 
-from nebctl.controller.cli.app import AppContext, CliError, pass_app
-from nebctl.controller.cli.completing import complete_kind, complete_name, complete_reference
-from nebctl.controller.cli.database import open_store
-from nebctl.controller.rendering.resources import (
+from nebctl.cli.app import AppContext, CliError, pass_app
+from nebctl.cli.completing import complete_kind, complete_name, complete_reference
+from nebctl.cli.database import open_store
+from nebctl.core.keys import Kind, ResourceKey, parse_kind
+from nebctl.core.quantities import format_quantity
+from nebctl.database import Store
+from nebctl.database.records import ActionRecord, EventRecord, ObservationRecord, ResourceRecord
+from nebctl.rendering.resources import (
     age,
     describe,
     masked,
@@ -26,10 +30,6 @@ from nebctl.controller.rendering.resources import (
     status_cell,
     table,
 )
-from nebctl.core.keys import Kind, ResourceKey, parse_kind
-from nebctl.core.quantities import format_quantity
-from nebctl.database import Store
-from nebctl.database.records import ActionRecord, EventRecord, ObservationRecord, ResourceRecord
 
 
 def _local_zone() -> tzinfo:

@@ -3,7 +3,7 @@
 Each command lives in its own module of this package, listed in ``COMMANDS`` with its one-line help; a module
 is imported only when one of its commands runs, so ``nebctl validate`` or ``nebctl --help`` do not pay for the
 database layer, the drivers and the planner. The global options end up in an ``AppContext``
-(``controller.cli.app``) that commands receive with ``@pass_app``; nothing reads the environment or the
+(``cli.app``) that commands receive with ``@pass_app``; nothing reads the environment or the
 configuration outside of it.
 
 Run as a program (the ``nebctl`` script, ``python -m nebctl``), the group also tunes Python's cyclic garbage
@@ -19,9 +19,9 @@ from typing import Any
 
 import click
 
-from nebctl.controller.cli.app import AppContext, LogFormat
+from nebctl.cli.app import AppContext, LogFormat
 
-_PACKAGE = "nebctl.controller.cli"
+_PACKAGE = "nebctl.cli"
 
 # Command name -> (module defining it in its ``commands`` list, the short help shown by ``nebctl --help``).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -95,7 +95,7 @@ class LazyGroup(click.Group):
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from nebctl.controller.cli.versioning import version_text
+    from nebctl.cli.versioning import version_text
 
     click.echo(version_text())
     ctx.exit()

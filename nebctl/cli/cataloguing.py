@@ -16,7 +16,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nebctl.controller.cli.app import AppContext, CliError, pass_app
+from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind
 from nebctl.core.quantities import format_quantity
@@ -27,11 +27,11 @@ from nebctl.schemas.models import Marketplace
 
 def _marketplaces(app: AppContext, paths: Sequence[str]) -> dict[str, Marketplace]:
     if paths:
-        from nebctl.controller.cli.validating import load_manifests
+        from nebctl.cli.validating import load_manifests
 
         documents = load_manifests(paths).documents
         return {key.name: doc for key, doc in documents.items() if isinstance(doc, Marketplace)}
-    from nebctl.controller.cli.database import open_store
+    from nebctl.cli.database import open_store
 
     found: dict[str, Marketplace] = {}
     for record in open_store(app).list_resources(kind=Kind.MARKETPLACE):
@@ -57,7 +57,7 @@ def _chosen(app: AppContext, paths: Sequence[str], name: str | None) -> list[Mar
 
 
 def _driver(app: AppContext, marketplace: Marketplace) -> tuple[Any, MarketplaceRef]:
-    from nebctl.controller.cli.session import open_registry
+    from nebctl.cli.session import open_registry
     from nebctl.controller.sourcing import marketplace_ref
 
     return open_registry(app).get(Family.MARKETPLACE, marketplace.spec.driver), marketplace_ref(marketplace)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nebctl.controller.rendering.values import VERBS, address
 from nebctl.core.plans import Action, ChangeType, Plan
+from nebctl.rendering.values import VERBS, address
 
 _COLOURS = {
     ChangeType.CREATE: "darkgreen",

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nebctl.controller.rendering.values import (
+from nebctl.core.fields import Effect, FieldChange
+from nebctl.core.plans import ChangeType, DriftItem, Plan, ResourceChange
+from nebctl.rendering.values import (
     SENSITIVE,
     VERBS,
     address,
@@ -21,8 +23,6 @@ from nebctl.controller.rendering.values import (
     paused_gc,
     shown_fields,
 )
-from nebctl.core.fields import Effect, FieldChange
-from nebctl.core.plans import ChangeType, DriftItem, Plan, ResourceChange
 
 HEADER = "nebctl will perform the following actions:"
 NO_CHANGES = "No changes. Your infrastructure matches the configuration."

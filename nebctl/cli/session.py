@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
+from nebctl.cli.app import AppContext, CliError
+from nebctl.cli.database import open_store
 from nebctl.controller.applying import Controller
-from nebctl.controller.cli.app import AppContext, CliError
-from nebctl.controller.cli.database import open_store
 from nebctl.core.keys import ResourceKey, is_valid_name
 from nebctl.drivers.registry import Registry, build_registry
 

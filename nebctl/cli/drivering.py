@@ -12,7 +12,7 @@ import json
 import click
 from rich.table import Table
 
-from nebctl.controller.cli.app import AppContext, CliError, pass_app
+from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.drivers.errors import RegistrationError
 from nebctl.drivers.registry import build_registry
 

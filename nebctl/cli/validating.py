@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from nebctl.controller.cli.app import CliError
+from nebctl.cli.app import CliError
 from nebctl.core.keys import parse_kind
 from nebctl.schemas import jsonschema
 from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nebctl.controller.rendering.values import address, paused_gc, shown_fields
 from nebctl.core.fields import FieldChange
 from nebctl.core.plans import Action, DriftItem, Plan, ResourceChange
+from nebctl.rendering.values import address, paused_gc, shown_fields
 
 FORMAT_VERSION = "1"
 

@@ -24,11 +24,11 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from nebctl.controller.observing import seen_as_recorded
-from nebctl.controller.rendering.values import BYTE_FIELDS
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.quantities import format_duration, format_quantity
 from nebctl.database.records import ActionRecord, EventRecord, ObservationRecord, ResourceRecord
 from nebctl.reconcilers.identity import deposed_of
+from nebctl.rendering.values import BYTE_FIELDS
 
 SENSITIVE = "(sensitive)"
 # Keys whose values are secrets wherever they appear in a spec: cloud-init data, a hook's environment.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from nebctl.controller.cli.app import AppContext, CliError, pass_app
+from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.database import DatabaseError, Store, engines, migrating
 from nebctl.database.engines import transaction, translated_errors
 from nebctl.database.locking import WRITERS

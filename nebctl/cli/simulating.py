@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import click
 from rich.table import Table
 
-from nebctl.controller.cli.app import AppContext, CliError, pass_app
+from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.core.quantities import QuantityError, format_quantity, parse_quantity
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.sim import Distribution, Fault, FaultKind, Latency, SimFleet, open_fleet

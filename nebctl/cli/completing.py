@@ -24,7 +24,7 @@ COMPLETE_VAR = "_NEBCTL_COMPLETE"
 
 
 def _db_url(ctx: click.Context) -> str:
-    from nebctl.controller.cli.app import default_db_url
+    from nebctl.cli.app import default_db_url
 
     url = ctx.find_root().params.get("db_url")
     return str(url or os.environ.get("NEBCTL_DB") or default_db_url())
@@ -77,7 +77,7 @@ def complete_reference(ctx: click.Context, param: click.Parameter, incomplete: s
 
 
 def completion_script(shell: str) -> str:
-    from nebctl.controller.cli import main
+    from nebctl.cli import main
 
     completer = get_completion_class(shell)
     assert completer is not None, shell

@@ -7,8 +7,8 @@ JSON format is documented in ``docs/plan-json.md``.
 
 from __future__ import annotations
 
-from nebctl.controller.rendering.document import FORMAT_VERSION, render_json
-from nebctl.controller.rendering.graph import render_dot
-from nebctl.controller.rendering.text import render_text
+from nebctl.rendering.document import FORMAT_VERSION, render_json
+from nebctl.rendering.graph import render_dot
+from nebctl.rendering.text import render_text
 
 __all__ = ["FORMAT_VERSION", "render_dot", "render_json", "render_text"]

@@ -21,16 +21,16 @@ from typing import Any
 
 import click
 
-from nebctl.controller.applying import ApplyResult, PlannedApply, PlanOptions
-from nebctl.controller.cli.app import AppContext, CliError, pass_app
-from nebctl.controller.cli.completing import complete_reference
-from nebctl.controller.cli.session import (
+from nebctl.cli.app import AppContext, CliError, pass_app
+from nebctl.cli.completing import complete_reference
+from nebctl.cli.session import (
     check_stack,
     default_stack,
     open_controller,
     parse_keys,
 )
-from nebctl.controller.cli.validating import load_manifests
+from nebctl.cli.validating import load_manifests
+from nebctl.controller.applying import ApplyResult, PlannedApply, PlanOptions
 from nebctl.controller.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
 from nebctl.core.keys import ResourceKey
@@ -154,7 +154,7 @@ def diff_command(
 
     Exits 0 when there is nothing to do, 2 when there are changes, 1 on an error.
     """
-    from nebctl.controller import rendering
+    from nebctl import rendering
 
     manifests = load_manifests(paths)
     options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
@@ -203,7 +203,7 @@ def _lock_timeout(app: AppContext, text: str | None) -> float:
 
 @contextmanager
 def _writer_lock(app: AppContext, *, stack: str, command: str, timeout: float) -> Iterator[None]:
-    from nebctl.controller.cli.database import open_store
+    from nebctl.cli.database import open_store
 
     store = open_store(app)
     try:
@@ -393,7 +393,7 @@ def _run_apply(
     verb: str,
     saved: dict[str, Any] | None = None,
 ) -> None:
-    from nebctl.controller import rendering
+    from nebctl import rendering
 
     with _writer_lock(app, stack=options.stack, command=verb, timeout=_lock_timeout(app, lock_timeout)):
         planned = _make_plan(app, documents, options)
