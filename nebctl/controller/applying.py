@@ -30,7 +30,7 @@ from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_
 from nebctl.controller.sourcing import ImageSources, LocalImage
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.core.plans import Action, ChangeType, Plan, ResourceChange
+from nebctl.core.plans import ChangeType, Plan, ResourceChange
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.records import (
@@ -47,9 +47,8 @@ from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.registry import HostDriverSet
 from nebctl.drivers.types import Appliance, HostRef
-from nebctl.reconcilers.base import LiveView, RecordView
+from nebctl.reconcilers.base import Finished, LiveView, Reconciler, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
-from nebctl.reconcilers.vm import deposition, disk_total
 from nebctl.schemas.models import AnyManifest, Hook, spec_document
 
 log = logging.getLogger(__name__)
@@ -101,10 +100,18 @@ def _imports_again(
 
 
 class Controller:
-    def __init__(self, *, store: Store, registry: DriverSource, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        registry: DriverSource,
+        settings: Settings,
+        reconcilers: Mapping[Kind, Reconciler] = RECONCILERS,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.settings = settings
+        self.reconcilers = reconcilers  # each kind's rules, for the planner, the executor and the journal
 
     # --- planning ----------------------------------------------------------------------------------------------
 
@@ -127,6 +134,7 @@ class Controller:
                 for q in self.store.list_quotas()
                 if q.scope_type == "namespace"
             ],
+            reconcilers=self.reconcilers,
         )
         sources = ImageSources(registry=self.registry, settings=self.settings, documents=documents)
         problems = sources.missing_appliances(key for key in documents if _imports_again(key, documents, own))
@@ -202,7 +210,7 @@ class Controller:
         journal.begin()
         executor = Executor(
             plan,
-            lambda action: RECONCILERS[action.key.kind].realise(action, world),
+            lambda action: self.reconcilers[action.key.kind].realise(action, world),
             journal=journal,
             parallelism=parallelism or self.settings.parallelism,
             retry=self.settings.retry,
@@ -338,6 +346,7 @@ class StoreJournal:
         self.planned = planned
         self.world = world
         self.changes = {change.key: change for change in planned.plan.changes}
+        self.reconcilers = planned.request.reconcilers
         self.remaining: dict[ResourceKey, int] = defaultdict(int)
         self.failed: set[ResourceKey] = set()
         for action in planned.plan.actions:
@@ -393,7 +402,7 @@ class StoreJournal:
                 by_key[action.key].append(action.id)
             for other in acting:
                 record = self.world.records.get(other)
-                for ref in references(other, record.applied if record is not None else None):
+                for ref in references(self.planned.request, other, record.applied if record is not None else None):
                     if ref != other:
                         self._users[ref].extend(by_key[other])
         actions = list(dict.fromkeys(self._users.get(key, ())))
@@ -419,7 +428,7 @@ class StoreJournal:
         finishes the new VM and deletes the old one, and nothing mistakes one for the other."""
         key = change.key
         record = self._record(key)
-        deposed, deposed_live, successor_live = deposition(key, record.live, taken)
+        deposed, deposed_live, successor_live = self.reconcilers[key.kind].depose(key, record.live, taken)
         self._save(tx, dataclasses.replace(record, name=deposed.name, status="deleting", live=deposed_live))
         successor = dataclasses.replace(
             record, applied=None, applied_hash=None, live=successor_live, status="creating", host=change.host
@@ -524,7 +533,7 @@ class StoreJournal:
             status = {ChangeType.DELETE: "deleting", ChangeType.CREATE: "creating"}.get(
                 resource_change.type, "updating"
             )
-            if key.kind is Kind.VIRTUAL_MACHINE and host is None:
+            if host is None and self.reconcilers[key.kind].placed:
                 host = resource_change.host
             self._save(tx, dataclasses.replace(record, live=live, host=host, status=status))
             self.remaining[key] -= 1
@@ -574,7 +583,7 @@ class StoreJournal:
             self._deleted.append(key)
             with self.world._lock:
                 self.world.records.pop(key, None)
-            if key.kind is Kind.VIRTUAL_MACHINE:
+            if self.reconcilers[key.kind].placed:
                 tx.close_history(key, reason="deleted")
             self._event(tx, type=f"{key.kind.short}.deleted", message=f"{key} deleted", key=key)
             return
@@ -582,10 +591,9 @@ class StoreJournal:
         spec = self.planned.final_specs.get(key)
         document = self.planned.request.documents[key]
         desired = spec_document(document)
-        host = record.host
-        if key.kind is Kind.VIRTUAL_MACHINE and spec is not None:
-            host = spec.get("host") or host
-        state = spec.get("state") if spec is not None and key.kind is Kind.VIRTUAL_MACHINE else None
+        finished = self.reconcilers[key.kind].finished(spec) if spec is not None else Finished()
+        host = finished.host or record.host
+        state = finished.status
         updated = dataclasses.replace(
             record,
             desired=desired,
@@ -602,7 +610,8 @@ class StoreJournal:
         if change.type is ChangeType.UPDATE and change.previous_host not in (None, host):
             message = f"{key} migrated from {change.previous_host} to {host}"
             self._event(tx, type=f"{key.kind.short}.migrated", message=message, key=key)
-        if key.kind is Kind.VIRTUAL_MACHINE and spec is not None and host:
+        usage = finished.usage
+        if usage is not None and host:
             moved = change.type is ChangeType.CREATE or change.previous_host not in (None, host)
             # Resized is asked last: a created VM's fields are listed only when something asks for them.
             if (
@@ -615,15 +624,15 @@ class StoreJournal:
                     HistoryOpening(
                         key,
                         host=str(host),
-                        vcpu=int(spec["vcpu"]),
-                        memory=int(spec["memory"]),
-                        disk=disk_total(spec),
+                        vcpu=usage.vcpu,
+                        memory=usage.memory,
+                        disk=usage.disk,
                         reason=change.type.value if not moved or change.type is ChangeType.CREATE else "migrated",
                         stack=stack,
                     )
                 )
             if state:
-                self._event(tx, type=f"vm.{state}", message=f"{key} is {state} on {host}", key=key)
+                self._event(tx, type=f"{key.kind.short}.{state}", message=f"{key} is {state} on {host}", key=key)
 
 
 def event_payload(event: EventRecord, identifier: int) -> dict[str, Any]:
@@ -662,10 +671,3 @@ def report_summary(report: ExecutionReport, plan: Plan) -> dict[str, Any]:
         "actions": len(plan.actions),
         "seconds": round(report.wall_time, 3),
     }
-
-
-def action_of(plan: Plan, action_id: str) -> Action:
-    for action in plan.actions:
-        if action.id == action_id:
-            return action
-    raise KeyError(action_id)

@@ -34,11 +34,9 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, ChangeType, DriftItem, Edges, Plan, ResourceChange
 from nebctl.core.quantities import format_quantity
 from nebctl.drivers.states import HostLiveState
-from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, RecordView, with_metadata
+from nebctl.reconcilers.base import ActionGroup, LiveView, PlanningContext, Reconciler, RecordView, with_metadata
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.identity import MAC_BITS, VMIdentity, deposed_of, mac_address
-from nebctl.reconcilers.spanned import SpannedReconciler
-from nebctl.reconcilers.vm import deposition, disk_total
 from nebctl.schemas.models import (
     AnyManifest,
     Host,
@@ -59,8 +57,6 @@ KIND_ORDER = [
     Kind.VIRTUAL_MACHINE,
     Kind.HOOK,
 ]
-_DESTROY_OPERATIONS = frozenset({"undeploy", "clean", "delete", "delete_datastore", "delete_sg"})
-_RELEASE_OPERATIONS = _DESTROY_OPERATIONS | {"shutdown"}
 
 
 class PlanError(Exception):
@@ -93,9 +89,10 @@ class PlanRequest:
     prune: bool = False
     targets: frozenset[ResourceKey] = frozenset()
     excludes: frozenset[ResourceKey] = frozenset()
-    host_capacity: Mapping[str, placing.HostCandidate] = field(default_factory=dict)  # overrides (tests)
     quotas: Sequence[QuotaLimit] = ()
     mac_bits: int = MAC_BITS  # of the digest a derived MAC takes (``identity.mac_address``)
+    # Each kind's reconciler: every rule of a kind the planner follows is its reconciler's.
+    reconcilers: Mapping[Kind, Reconciler] = field(default_factory=lambda: RECONCILERS)
 
 
 def make_plan(request: PlanRequest) -> Plan:
@@ -140,7 +137,7 @@ def _plan_with_specs(
         other = request.records[key]
         problems.append(f"{key}: belongs to stack {other.stack!r}; nebctl never touches another stack's objects")
     hosts = sorted(key.name for key in request.documents if key.kind is Kind.HOST)
-    spans = _spans(request.documents, hosts)
+    spans = _spans(request, hosts)
     details: list[str] = []
     placements = _place(request, own, hosts, problems, deposing, details=details)
     leases = _leases(request, own, problems, deposing)
@@ -189,7 +186,7 @@ def _plan_with_specs(
 
 @dataclass(frozen=True)
 class _DeposedView:
-    """The record a create-first replacement will leave for the old VM (``vm.deposition``), as planning reads it
+    """The record a create-first replacement will leave for the old VM (``Reconciler.depose``), as planning reads it
     before the apply writes it."""
 
     stack: str
@@ -209,7 +206,7 @@ def _deposing(request: PlanRequest, deposing: frozenset[ResourceKey]) -> PlanReq
     taken = set(request.records)
     for key in sorted(deposing, key=_sort_key):
         record = request.records[key]
-        deposed, live, _ = deposition(key, record.live, taken)
+        deposed, live, _ = request.reconcilers[key.kind].depose(key, record.live, taken)
         taken.add(deposed)
         records[deposed] = _DeposedView(record.stack, record.applied, "deleting", live, record.host)
     return dataclasses.replace(request, records=records)
@@ -249,7 +246,7 @@ def _check_created_first(changes: Sequence[ResourceChange], request: PlanRequest
     recreated = {c.key for c in changes if c.type is ChangeType.REPLACE and not c.create_first}
     for change in first:
         document = request.documents.get(change.key)
-        used = references(change.key, spec_document(document)) if document is not None else set()
+        used = references(request, change.key, spec_document(document)) if document is not None else set()
         for ref in sorted(used & recreated, key=_sort_key):
             problems.append(
                 f"{change.key}: lifecycle.createBeforeDestroy cannot be honoured: {ref}, which both the old and the"
@@ -261,12 +258,13 @@ def _check_created_first(changes: Sequence[ResourceChange], request: PlanRequest
 # --- spans, placement, leases -----------------------------------------------------------------------------
 
 
-def _spans(documents: Mapping[ResourceKey, AnyManifest], hosts: Sequence[str]) -> dict[ResourceKey, tuple[str, ...]]:
+def _spans(request: PlanRequest, hosts: Sequence[str]) -> dict[ResourceKey, tuple[str, ...]]:
     spans = {}
+    documents = request.documents
     for key, document in documents.items():
-        reconciler = RECONCILERS[key.kind]
-        if isinstance(reconciler, SpannedReconciler):
-            spans[key] = reconciler.span(key, document, documents, hosts)
+        span = request.reconcilers[key.kind].span(key, document, documents, hosts)
+        if span is not None:
+            spans[key] = span
     return spans
 
 
@@ -278,9 +276,6 @@ def _vm_disk_total(vm: VirtualMachine) -> int:
 def _candidates(request: PlanRequest, hosts: Sequence[str]) -> list[placing.HostCandidate]:
     candidates = []
     for name in hosts:
-        if name in request.host_capacity:
-            candidates.append(request.host_capacity[name])
-            continue
         document = request.documents[ResourceKey.of(Kind.HOST, name)]
         assert isinstance(document, Host)
         spec = document.spec
@@ -609,7 +604,7 @@ def _changes(
     uncorrected: list[DriftItem] = []
     warnings: list[str] = []
     for key in sorted(request.documents.keys() | own.keys(), key=_sort_key):
-        reconciler = RECONCILERS[key.kind]
+        reconciler = request.reconcilers[key.kind]
         document = request.documents.get(key)
         record = own.get(key)
         if document is None:
@@ -822,7 +817,9 @@ def _check_deletions(
         # there, or only migrates in this plan (a migration is not ordered before the removal), and still uses it.
         gone_here = leaving.get(str(record.host))
         still_used = (
-            references(key, specs.get(key, record.applied) if key in updated else record.applied) if gone_here else ()
+            references(request, key, specs.get(key, record.applied) if key in updated else record.applied)
+            if gone_here
+            else ()
         )
         for used in sorted(set(still_used) & (gone_here or set()), key=_sort_key):
             problems.append(
@@ -853,7 +850,9 @@ def _check_quotas(request: PlanRequest, problems: list[str]) -> None:
     for key, record in request.records.items():
         if key.kind is Kind.VIRTUAL_MACHINE and record.stack != request.stack and record.applied:
             applied = record.applied
-            add(key.namespace, int(applied.get("vcpu", 0)), int(applied.get("memory", 0)), disk_total(applied))
+            usage = request.reconcilers[key.kind].finished(applied).usage
+            if usage is not None:
+                add(key.namespace, usage.vcpu, usage.memory, usage.disk)
     for quota in request.quotas:
         vms, vcpu, memory, disk = totals.get(quota.namespace, [0, 0, 0, 0])
         for label, used, limit, show in (
@@ -872,37 +871,12 @@ def _check_quotas(request: PlanRequest, problems: list[str]) -> None:
 # --- targets ----------------------------------------------------------------------------------------------
 
 
-def references(key: ResourceKey, spec: Mapping[str, Any] | None) -> set[ResourceKey]:
-    """The resources ``key`` refers to in ``spec`` (manifest references, resolved hosts, dependsOn)."""
+def references(request: PlanRequest, key: ResourceKey, spec: Mapping[str, Any] | None) -> set[ResourceKey]:
+    """The resources ``key`` refers to in ``spec`` (manifest references, resolved hosts, dependsOn), as its kind's
+    reconciler reads them."""
     if not spec:
         return set()
-    ns = key.namespace
-    refs: set[ResourceKey] = set()
-    if key.kind is Kind.VIRTUAL_MACHINE:
-        for disk in spec.get("disks", []):
-            if disk.get("image"):
-                refs.add(ResourceKey.of(Kind.IMAGE, disk["image"], ns))
-            if disk.get("datastore"):
-                refs.add(ResourceKey.of(Kind.DATASTORE, disk["datastore"]))
-        for nic in spec.get("nics", []):
-            refs.add(ResourceKey.of(Kind.NETWORK, nic["network"], ns))
-            refs.update(ResourceKey.of(Kind.SECURITY_GROUP, g, ns) for g in nic.get("securityGroups", []))
-        host = spec.get("host") or (spec.get("placement") or {}).get("host")
-        if host:
-            refs.add(ResourceKey.of(Kind.HOST, host))
-        for text in spec.get("dependsOn", []):
-            try:
-                refs.add(ResourceKey.parse(text, namespace=ns))
-            except ValueError:
-                continue
-    elif key.kind is Kind.IMAGE:
-        refs.add(ResourceKey.of(Kind.DATASTORE, spec["datastore"]))
-        source = spec.get("source")
-        if isinstance(source, Mapping):
-            refs.add(ResourceKey.of(Kind.MARKETPLACE, str(source["marketplace"]).split("/")[0]))
-    if key.kind in (Kind.DATASTORE, Kind.NETWORK, Kind.IMAGE, Kind.SECURITY_GROUP):
-        refs.update(ResourceKey.of(Kind.HOST, host) for host in spec.get("hosts", []))
-    return refs
+    return {reference.target for reference in request.reconcilers[key.kind].references(key, spec)}
 
 
 def _select(
@@ -915,11 +889,11 @@ def _select(
     graph: nx.DiGraph[ResourceKey] = nx.DiGraph()
     for key, document in request.documents.items():
         graph.add_node(key)
-        for ref in references(key, spec_document(document)):
+        for ref in references(request, key, spec_document(document)):
             graph.add_edge(key, ref)
     for key, record in own.items():
         graph.add_node(key)
-        for ref in references(key, record.applied):
+        for ref in references(request, key, record.applied):
             graph.add_edge(key, ref)
     keep = {c.key for c in changes}
     if request.targets:
@@ -943,17 +917,15 @@ def _select(
 # --- the action graph -------------------------------------------------------------------------------------
 
 
-def _phase(change: ResourceChange, action: Action) -> str:
-    if change.type is ChangeType.DELETE:
-        return "destroy"
-    if change.type is ChangeType.REPLACE and action.operation in _DESTROY_OPERATIONS and ":new:" not in action.id:
-        return "destroy"
-    # An update first releases what it stops using (the shutdown, a NIC cleaned, a disk deleted, a host left):
-    # that part must finish before a resource it used is destroyed, while the rest may need that resource built
-    # again (a network replaced under a VM whose address changes). One phase for both would be a cycle.
-    if change.type is ChangeType.UPDATE and action.operation in _RELEASE_OPERATIONS:
-        return "destroy"
-    return "build"
+def _sides(group: ActionGroup) -> dict[str, set[str]]:
+    """The ids of a group's actions on each side of the order: "build", and "destroy" for what releases or
+    destroys (``Phase.tears_down``). An update first releases what it stops using (the shutdown, a NIC cleaned, a
+    disk deleted, a host left): that part must finish before a resource it used is destroyed, while the rest may
+    need that resource built again (a network replaced under a VM whose address changes)."""
+    sides: dict[str, set[str]] = {"build": set(), "destroy": set()}
+    for action, phase in zip(group.actions, group.phases, strict=True):
+        sides["destroy" if phase.tears_down else "build"].add(action.id)
+    return sides
 
 
 def _ends(group: ActionGroup, ids: set[str], *, first: bool) -> list[Action]:
@@ -985,12 +957,11 @@ def _action_graph(
     for change in changes:
         if not change.is_change:
             continue
-        group = RECONCILERS[change.key.kind].actions(change, ctx)
+        group = request.reconcilers[change.key.kind].actions(change, ctx)
         actions.extend(group.actions)
         edges.extend(_deduplicated(group.edges))
         whole_list = whole_list or any(action.key != change.key for action in group.actions)
-        for phase in ("build", "destroy"):
-            ids = {a.id for a in group.actions if _phase(change, a) == phase}
+        for phase, ids in _sides(group).items():
             if ids:
                 entries[(change.key, phase)] = _Ends(_ends(group, ids, first=True))
                 exits[(change.key, phase)] = _Ends(_ends(group, ids, first=False))
@@ -1001,14 +972,14 @@ def _action_graph(
         record = ctx.records.get(key)
         # The spec resolved by _changes (computing it again costs a model dump per resource).
         desired = specs.get(key) if document is not None else None
-        needed = references(key, desired)
-        applied = references(key, record.applied if record is not None else None)
+        needed = references(request, key, desired)
+        applied = references(request, key, record.applied if record is not None else None)
         whole_list = whole_list or key in needed or key in applied
         # Build after what it needs is built: on the same host where the dependency is a per-host one, else
         # wherever each of them is (see ``_per_host``).
         for ref in sorted(needed, key=_sort_key):
             if (ref, "build") in exits and (key, "build") in entries:
-                edges.extend(_linked(exits[(ref, "build")], entries[(key, "build")], by_host=_per_host(ref)))
+                edges.extend(_linked(exits[(ref, "build")], entries[(key, "build")], by_host=_per_host(request, ref)))
         # Anything that used a resource in its last applied spec stops using it before that resource is
         # destroyed: its own destroy phase does that. Without one (an update that only builds), all of it goes
         # first, unless it needs the resource built again (then waiting for the destroy would be a cycle).
@@ -1021,7 +992,7 @@ def _action_graph(
                 continue
             if deposed and changed[ref].type is not ChangeType.DELETE:
                 continue
-            by_host = _per_host(ref)
+            by_host = _per_host(request, ref)
             if (key, "destroy") in exits:
                 edges.extend(_linked(exits[(key, "destroy")], entries[(ref, "destroy")], by_host=by_host))
             elif (key, "build") in exits and ref not in needed:
@@ -1031,12 +1002,12 @@ def _action_graph(
     return actions, edges.done(deduplicate=whole_list)
 
 
-def _per_host(ref: ResourceKey) -> bool:
+def _per_host(request: PlanRequest, ref: ResourceKey) -> bool:
     """Whether what depends on ``ref`` needs only ``ref``'s actions on its own host: a host, or a resource that
     lives on many hosts (a datastore, an image, a network, a security group) with an action per host, of which
     a VM on one host uses only that host's part. Anything else (a VM a ``dependsOn`` names, say) is one thing,
     wherever it is: every action of it orders every action of its dependents, on every host."""
-    return ref.kind is Kind.HOST or isinstance(RECONCILERS[ref.kind], SpannedReconciler)
+    return request.reconcilers[ref.kind].per_host
 
 
 def _deposed_after_replacements(

@@ -29,6 +29,23 @@ class ChangeType(StrEnum):
     NOOP = "no-op"
 
 
+class Phase(StrEnum):
+    """Which side of a resource's change an action is on; its reconciler says (``reconcilers.base.ActionGroup``).
+
+    The planner orders resources by it: what a resource builds waits for what it refers to being built, and what
+    it destroys or releases goes before what it used is destroyed."""
+
+    BUILD = "build"  # creates or changes the resource (a new VM's disks, a network created on a host)
+    RELEASE = "release"  # an update stops using something: a shutdown, a NIC released, a disk deleted, a host left
+    DESTROY = "destroy"  # the resource, or the old one a replacement deletes first, goes away
+
+    @property
+    def tears_down(self) -> bool:
+        """Release and destroy are one side of the order: both must end before what they stop using goes. Kept
+        apart from the build side, which may need that very resource built again (one side would be a cycle)."""
+        return self is not Phase.BUILD
+
+
 @dataclass(frozen=True, slots=True)
 class DriftItem:
     """A difference between what was last applied and what monitoring sees, made outside nebctl."""

@@ -1,9 +1,10 @@
 """What every per-kind reconciler provides, and the contexts it is given.
 
 A reconciler knows one kind: which field changes apply in place, need a restart, force a replacement or cannot
-be made (``rules``); how the live object differs from what was applied (``detect_drift``, pure); which driver
-actions realise a create, update, delete or replacement (``actions``, pure); and how to perform one of those
-actions through the drivers (``realise``, the only impure part, called by the executor).
+be made (``rules``); which resources a spec names (``references``); how the live object differs from what was
+applied (``detect_drift``, pure); which driver actions realise a create, update, delete or replacement, in which
+phase each (``actions``, pure); what its record holds once applied (``finished``); and how to perform one of
+those actions through the drivers (``realise``, the only impure part, called by the executor).
 
 Resources that live on several hosts (datastores, images, networks, security groups) get one action per host,
 so a failing host blocks only the VMs placed on it.
@@ -11,17 +12,18 @@ so a failing host blocks only the VMs placed on it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nebctl.core.fields import Effect, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.core.plans import Action, DriftItem, ResourceChange
+from nebctl.core.plans import Action, DriftItem, Phase, ResourceChange
 from nebctl.drivers.registry import HostDriverSet
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import Appliance, HostProbe, HostRef, VMStatus
 from nebctl.schemas.models import AnyManifest
+from nebctl.schemas.references import Reference
 
 # Labels and annotations are the user's notes about a resource: no driver acts on them, but they are part of
 # what was applied, so a change to them is planned (and shown) as a record-only update.
@@ -109,10 +111,21 @@ class PlanningContext:
 
 @dataclass(frozen=True)
 class ActionGroup:
-    """The actions of one resource change, with the order among them."""
+    """The actions of one resource change, the order among them, and each action's phase (``phases[i]`` is that
+    of ``actions[i]``): the reconciler knows which of its actions build and which release or destroy."""
 
     actions: tuple[Action, ...] = ()
     edges: tuple[tuple[str, str], ...] = ()
+    phases: tuple[Phase, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.phases) != len(self.actions):
+            raise ValueError(f"{len(self.actions)} actions but {len(self.phases)} phases")
+
+    @classmethod
+    def of(cls, actions: Sequence[Action], phase: Phase, edges: Sequence[tuple[str, str]] = ()) -> ActionGroup:
+        """A group whose actions are all in one phase."""
+        return cls(tuple(actions), tuple(edges), (phase,) * len(actions))
 
     def entries(self) -> list[Action]:
         targets = {after for _, after in self.edges}
@@ -134,6 +147,29 @@ class LocalFile(Protocol):
 
     @property
     def transfer(self) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a resource holds of its host, for the placement history (accounting) and other stacks' quota share."""
+
+    vcpu: int
+    memory: int
+    disk: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What the apply's journal records of a resource once all its actions are done, read from its final spec."""
+
+    host: str | None = None  # where it runs, for a kind placed on one host; None keeps the record's host
+    status: str | None = None  # the record's status (a VM's state, "running"...); None: "ready"
+    usage: Usage | None = None  # what it holds of ``host``, opened in the placement history when it changed
+
+
+# A create-first replacement splits a record: the deposed record's key and live part, and the live part the
+# resource's own record starts again from.
+Deposition = tuple[ResourceKey, dict[str, Any], dict[str, Any]]
 
 
 class World(Protocol):
@@ -163,6 +199,10 @@ class World(Protocol):
 
 
 class Reconciler(Protocol):
+    """A kind's whole contract: nothing outside its reconciler knows the kind's fields, references, actions,
+    phases or what its record holds once applied. The planner, the executor and the journal reach a kind only
+    through this (``catalogue.RECONCILERS``)."""
+
     @property
     def kind(self) -> Kind: ...
 
@@ -181,6 +221,34 @@ class Reconciler(Protocol):
         """Paths whose values never print (they show as ``(sensitive)``)."""
         ...
 
+    @property
+    def placed(self) -> bool:
+        """Whether a resource of this kind runs on one host the planner chooses (a VM): its record's host is the
+        planned one, and what it holds there is accounted (``finished``'s usage, closed when it is deleted)."""
+        ...
+
+    @property
+    def per_host(self) -> bool:
+        """Whether a resource of this kind acts on each host apart (a host, a resource spanning hosts): what
+        depends on it on one host waits only for its actions there."""
+        ...
+
+    def references(self, key: ResourceKey, spec: Mapping[str, Any]) -> list[Reference]:
+        """The resources ``spec`` names (a manifest's, a resolved or a recorded spec): the planner builds a
+        resource after them and destroys them after it; validation reports those that do not exist."""
+        ...
+
+    def span(
+        self,
+        key: ResourceKey,
+        document: AnyManifest,
+        documents: Mapping[ResourceKey, AnyManifest],
+        hosts: Sequence[str],
+    ) -> tuple[str, ...] | None:
+        """The hosts a multi-host resource lives on, of ``hosts`` (every host of the manifests); None for a kind
+        that does not live on a set of hosts."""
+        ...
+
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         """The spec to compare and record: the manifest's spec with plan-resolved values (spans, leases)."""
         ...
@@ -190,7 +258,21 @@ class Reconciler(Protocol):
         Pure: the probing itself is ``controller.observing``'s."""
         ...
 
-    def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup: ...
+    def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
+        """The driver actions of ``change``, their order and their phases."""
+        ...
+
+    def depose(
+        self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
+    ) -> Deposition:
+        """How a create-first replacement splits the record of ``key`` (whose live part is ``live``); only kinds
+        that honour ``lifecycle.createBeforeDestroy`` are asked. Pure: the planner makes a view of it, and the
+        apply's journal writes it before any action."""
+        ...
+
+    def finished(self, spec: Mapping[str, Any]) -> Finished:
+        """What the record of a resource whose final spec is ``spec`` holds once all its actions succeeded."""
+        ...
 
     def realise(self, action: Action, world: World) -> Mapping[str, Any]:
         """Perform ``action``; return the patch to the record's ``live`` map (a None value removes a key)."""

@@ -7,18 +7,20 @@ are configuration: their changes are recorded, with no driver action.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 from nebctl.core.families import Family
 from nebctl.core.fields import Effect, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.core.plans import Action, ChangeType, ResourceChange
+from nebctl.core.plans import Action, ChangeType, Phase, ResourceChange
 from nebctl.drivers.errors import TemporaryError
 from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import (
     METADATA_RULE,
     ActionGroup,
+    Deposition,
+    Finished,
     LiveView,
     Observed,
     PlanningContext,
@@ -27,10 +29,12 @@ from nebctl.reconcilers.base import (
     action_id,
 )
 from nebctl.schemas.models import AnyManifest, spec_document
+from nebctl.schemas.references import BY_KIND, Reference
 
 
 class RegisteredReconciler:
     sensitive: Sequence[str] = ()
+    placed = False
 
     def __init__(self, *, kind: Kind, rules: Sequence[FieldRule], probe: bool, sensitive: Sequence[str] = ()) -> None:
         self.kind = kind
@@ -38,6 +42,19 @@ class RegisteredReconciler:
         self.default = FieldRule("", Effect.NONE, "recorded only")
         self.sensitive = list(sensitive)
         self._probe = probe
+        self.per_host = probe  # a host's one action is on itself
+
+    def references(self, key: ResourceKey, spec: Mapping[str, Any]) -> list[Reference]:
+        return BY_KIND[self.kind](key, spec)
+
+    def span(
+        self,
+        key: ResourceKey,
+        document: AnyManifest,
+        documents: Mapping[ResourceKey, AnyManifest],
+        hosts: Sequence[str],
+    ) -> tuple[str, ...] | None:
+        return None
 
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         return spec_document(document)
@@ -47,19 +64,24 @@ class RegisteredReconciler:
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         if self._probe and change.type in (ChangeType.CREATE, ChangeType.REPLACE):
-            return ActionGroup(
-                (
-                    Action(
-                        id=action_id(change.key, "probe_host"),
-                        key=change.key,
-                        family=Family.MONITORING,
-                        operation="probe_host",
-                        host=change.key.name,
-                        description=f"register host {change.key.name} (probe it)",
-                    ),
-                )
+            probe = Action(
+                id=action_id(change.key, "probe_host"),
+                key=change.key,
+                family=Family.MONITORING,
+                operation="probe_host",
+                host=change.key.name,
+                description=f"register host {change.key.name} (probe it)",
             )
+            return ActionGroup.of([probe], Phase.BUILD)
         return ActionGroup()
+
+    def depose(
+        self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
+    ) -> Deposition:
+        raise ValueError(f"{key}: a {self.kind.value} is never replaced create-first")
+
+    def finished(self, spec: Mapping[str, Any]) -> Finished:
+        return Finished()
 
     def realise(self, action: Action, world: World) -> Mapping[str, Any]:
         assert action.host is not None

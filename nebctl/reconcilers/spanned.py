@@ -9,19 +9,21 @@ resource that spans "all hosts" to it on the next apply.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nebctl.core.families import Family
 from nebctl.core.fields import Effect, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.core.plans import Action, ChangeType, ResourceChange
+from nebctl.core.plans import Action, ChangeType, Phase, ResourceChange
 from nebctl.drivers.errors import NotFoundError
 from nebctl.drivers.types import Ownership
 from nebctl.reconcilers.base import (
     METADATA_RULE,
     ActionGroup,
+    Deposition,
+    Finished,
     LiveView,
     Observed,
     PlanningContext,
@@ -31,6 +33,7 @@ from nebctl.reconcilers.base import (
     per_host,
 )
 from nebctl.schemas.models import AnyManifest, spec_document
+from nebctl.schemas.references import BY_KIND, Reference
 
 # realise(key, host, world) for one host; returns the live patch.
 HostStep = Callable[[ResourceKey, str, World], Mapping[str, Any]]
@@ -63,6 +66,8 @@ class SpannedReconciler:
     """Reconciler for a kind that lives on a set of hosts. ``update`` is the in-place step, if the kind has one."""
 
     sensitive: Sequence[str] = ()
+    placed = False
+    per_host = True
 
     def __init__(
         self,
@@ -75,7 +80,7 @@ class SpannedReconciler:
         span: SpanRule = span_of_hosts_field,
     ) -> None:
         self.kind = kind
-        self.span = span
+        self._span = span
         self.rules = [
             FieldRule("hosts", Effect.IN_PLACE, "the resource is added to or removed from hosts"),
             METADATA_RULE,
@@ -85,6 +90,18 @@ class SpannedReconciler:
         self._create = create
         self._delete = delete
         self._update = update
+
+    def references(self, key: ResourceKey, spec: Mapping[str, Any]) -> list[Reference]:
+        return BY_KIND[self.kind](key, spec)
+
+    def span(
+        self,
+        key: ResourceKey,
+        document: AnyManifest,
+        documents: Mapping[ResourceKey, AnyManifest],
+        hosts: Sequence[str],
+    ) -> tuple[str, ...] | None:
+        return self._span(key, document, documents, hosts)
 
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         spec = spec_document(document)
@@ -102,24 +119,37 @@ class SpannedReconciler:
         record = ctx.records.get(key)
         recorded_hosts = _recorded_hosts(record)
         if change.type is ChangeType.CREATE:
-            return ActionGroup(tuple(self._per_host(key, self._create, desired_hosts)))
+            return ActionGroup.of(self._per_host(key, self._create, desired_hosts), Phase.BUILD)
         if change.type is ChangeType.DELETE:
-            return ActionGroup(tuple(self._per_host(key, self._delete, recorded_hosts or desired_hosts)))
+            return ActionGroup.of(self._per_host(key, self._delete, recorded_hosts or desired_hosts), Phase.DESTROY)
         if change.type is ChangeType.REPLACE:
             deletes = self._per_host(key, self._delete, recorded_hosts)
             creates = self._per_host(key, self._create, desired_hosts, suffix="new")
             edges = tuple((d.id, c.id) for d in deletes for c in creates if d.host == c.host)
-            return ActionGroup(tuple(deletes + creates), edges)
+            phases = (Phase.DESTROY,) * len(deletes) + (Phase.BUILD,) * len(creates)
+            return ActionGroup(tuple(deletes + creates), edges, phases)
         if change.type is ChangeType.UPDATE:
             added = [host for host in desired_hosts if host not in recorded_hosts]
             removed = [host for host in recorded_hosts if host not in desired_hosts]
-            actions = self._per_host(key, self._create, added) + self._per_host(key, self._delete, removed)
+            built = self._per_host(key, self._create, added)
+            left = self._per_host(key, self._delete, removed)  # the hosts it leaves: released before they go
             in_place = [c for c in change.fields if c.effect is Effect.IN_PLACE and c.path.split("[")[0] != "hosts"]
             if in_place and self._update is not None:
                 kept = [host for host in desired_hosts if host in recorded_hosts]
-                actions += self._per_host(key, self._update, kept)
-            return ActionGroup(tuple(actions))
+                updated = self._per_host(key, self._update, kept)
+            else:
+                updated = []
+            phases = (Phase.BUILD,) * len(built) + (Phase.RELEASE,) * len(left) + (Phase.BUILD,) * len(updated)
+            return ActionGroup(tuple(built + left + updated), (), phases)
         return ActionGroup()
+
+    def depose(
+        self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
+    ) -> Deposition:
+        raise ValueError(f"{key}: a {self.kind.value} is never replaced create-first")
+
+    def finished(self, spec: Mapping[str, Any]) -> Finished:
+        return Finished()
 
     def _per_host(self, key: ResourceKey, step: Step, hosts: Sequence[str], suffix: str = "") -> list[Action]:
         operation = step.operation

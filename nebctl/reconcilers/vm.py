@@ -23,7 +23,7 @@ from typing import Any
 from nebctl.core.families import Family
 from nebctl.core.fields import Effect, FieldChange, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.core.plans import Action, ChangeType, DriftItem, ResourceChange
+from nebctl.core.plans import Action, ChangeType, DriftItem, Phase, ResourceChange
 from nebctl.core.quantities import format_quantity
 from nebctl.drivers.errors import NotFoundError, PermanentError
 from nebctl.drivers.states import VMLiveState
@@ -38,10 +38,13 @@ from nebctl.drivers.types import (
 from nebctl.reconcilers.base import (
     METADATA_RULE,
     ActionGroup,
+    Deposition,
+    Finished,
     LiveView,
     Observed,
     PlanningContext,
     RecordView,
+    Usage,
     World,
     action_id,
 )
@@ -55,6 +58,7 @@ from nebctl.reconcilers.identity import (
 )
 from nebctl.reconcilers.spanned import ownership
 from nebctl.schemas.models import AnyManifest, VirtualMachine, spec_document
+from nebctl.schemas.references import Reference, of_virtual_machine
 
 RULES = [
     FieldRule("state", Effect.IN_PLACE, "the VM is started, stopped, suspended or resumed"),
@@ -91,8 +95,22 @@ class VirtualMachineReconciler:
     rules: Sequence[FieldRule] = RULES
     default = DEFAULT
     sensitive: Sequence[str] = SENSITIVE
+    placed = True
+    per_host = False
 
     # --- planning (pure) ------------------------------------------------------------------------------------
+
+    def references(self, key: ResourceKey, spec: Mapping[str, Any]) -> list[Reference]:
+        return of_virtual_machine(key, spec)
+
+    def span(
+        self,
+        key: ResourceKey,
+        document: AnyManifest,
+        documents: Mapping[ResourceKey, AnyManifest],
+        hosts: Sequence[str],
+    ) -> tuple[str, ...] | None:
+        return None  # placed on one host (``placement``), not spanned
 
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         spec = spec_document(document)
@@ -168,7 +186,17 @@ class VirtualMachineReconciler:
         elif change.type is ChangeType.UPDATE:
             assert desired is not None and old is not None
             builder.update(old, desired, change)
-        return ActionGroup(tuple(builder.actions), tuple(builder.edges))
+        return ActionGroup(tuple(builder.actions), tuple(builder.edges), tuple(builder.phases))
+
+    def depose(
+        self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
+    ) -> Deposition:
+        return deposition(key, live, taken)
+
+    def finished(self, spec: Mapping[str, Any]) -> Finished:
+        usage = Usage(vcpu=int(spec["vcpu"]), memory=int(spec["memory"]), disk=disk_total(spec))
+        state = spec.get("state")
+        return Finished(host=spec.get("host"), status=str(state) if state else None, usage=usage)
 
     # --- execution --------------------------------------------------------------------------------------------
 
@@ -314,6 +342,7 @@ class _Builder:
         self.identity = identity  # the live VM the next actions are about (``use``)
         self.actions: list[Action] = []
         self.edges: list[tuple[str, str]] = []
+        self.phases: list[Phase] = []  # of each action
         # The parameters of each NIC (by the spec's NIC mapping, kept alive with it) and the name of each disk
         # volume: the NIC's pre, post and deploy actions share one mapping, the clone and deploy one name (a
         # 100,000-VM plan holds half a million actions; parameters are read, never changed).
@@ -321,12 +350,20 @@ class _Builder:
         self._volumes: dict[int, str] = {}
 
     def add(
-        self, operation: str, host: str, *parts: object, family: Family, description: str, params: Mapping[str, Any]
+        self,
+        operation: str,
+        host: str,
+        *parts: object,
+        family: Family,
+        description: str,
+        params: Mapping[str, Any],
+        phase: Phase = Phase.BUILD,
     ) -> str:
         identifier = action_id(self.key, *parts, operation)
         self.actions.append(
             Action(identifier, self.key, family, operation, host, params, f"{description} ({self.key} on {host})")
         )
+        self.phases.append(phase)
         return identifier
 
     def use(self, identity: VMIdentity) -> _Builder:
@@ -388,7 +425,7 @@ class _Builder:
             },
         )
 
-    def delete_disk(self, spec: Mapping[str, Any], index: int, host: str) -> str:
+    def delete_disk(self, spec: Mapping[str, Any], index: int, host: str, phase: Phase) -> str:
         disk = spec["disks"][index]
         return self.add(
             "delete",
@@ -397,9 +434,19 @@ class _Builder:
             family=Family.STORAGE,
             description=f"delete disk {index}",
             params={"disk": index, "volume": self.volume(index), "datastore": _datastore(disk)},
+            phase=phase,
         )
 
-    def nic(self, operation: str, spec: Mapping[str, Any], index: int, host: str, suffix: str = "") -> str:
+    def nic(
+        self,
+        operation: str,
+        spec: Mapping[str, Any],
+        index: int,
+        host: str,
+        suffix: str = "",
+        *,
+        phase: Phase = Phase.BUILD,
+    ) -> str:
         nic = spec["nics"][index]
         return self.add(
             operation,
@@ -409,6 +456,7 @@ class _Builder:
             family=Family.NETWORK,
             description={"pre": "prepare", "post": "finish", "clean": "release"}[operation] + f" NIC {index}",
             params=self.nic_params(nic, index),
+            phase=phase,
         )
 
     def deploy(self, spec: Mapping[str, Any], *, start: bool, suffix: str = "") -> str:
@@ -421,9 +469,15 @@ class _Builder:
             params=self.deploy_params(spec, "start", start),
         )
 
-    def simple(self, operation: str, host: str, description: str, suffix: str = "") -> str:
+    def simple(self, operation: str, host: str, description: str, suffix: str = "", phase: Phase = Phase.BUILD) -> str:
         return self.add(
-            operation, host, *_tag(suffix), family=Family.VIRTUALIZATION, description=description, params={}
+            operation,
+            host,
+            *_tag(suffix),
+            family=Family.VIRTUALIZATION,
+            description=description,
+            params={},
+            phase=phase,
         )
 
     # Whole changes.
@@ -451,9 +505,10 @@ class _Builder:
         host = (record.host if record is not None else None) or spec.get("host")
         if not host:
             return group
-        undeploy = self.simple("undeploy", host, "stop and undefine")
-        released = [self.nic("clean", spec, i, host) for i in range(len(spec.get("nics", [])))]
-        released += [self.delete_disk(spec, i, host) for i in range(len(spec.get("disks", [])))]
+        destroy = Phase.DESTROY
+        undeploy = self.simple("undeploy", host, "stop and undefine", phase=destroy)
+        released = [self.nic("clean", spec, i, host, phase=destroy) for i in range(len(spec.get("nics", [])))]
+        released += [self.delete_disk(spec, i, host, destroy) for i in range(len(spec.get("disks", [])))]
         self.after([undeploy], released)
         group.entries = [undeploy]
         group.exits = released or [undeploy]
@@ -491,7 +546,8 @@ class _Builder:
             return
         steps = previous
         if observed_state != "stopped":
-            shutdown = self.simple("shutdown", host, "shut down gracefully")
+            # What an update stops using (the running VM, a NIC, a disk) is released before what it used goes.
+            shutdown = self.simple("shutdown", host, "shut down gracefully", phase=Phase.RELEASE)
             self.after(steps, [shutdown])
             steps = [shutdown]
         first = len(self.actions)
@@ -520,7 +576,7 @@ class _Builder:
             self.after([start], [self.nic("post", new, i, host) for i in range(len(new["nics"]))])
             steps = [start]
         elif wanted == "stopped":
-            steps = [self.simple("shutdown", host, "shut down gracefully")]
+            steps = [self.simple("shutdown", host, "shut down gracefully", phase=Phase.RELEASE)]
         elif current == "stopped":  # stopped -> suspended: start, then pause
             start = self.deploy(new, start=True)
             posts = [self.nic("post", new, i, host) for i in range(len(new["nics"]))]
@@ -553,7 +609,7 @@ class _Builder:
                         },
                     )
                 )
-        steps += [self.delete_disk(old, i, host) for i in range(len(new_disks), len(old_disks))]
+        steps += [self.delete_disk(old, i, host, Phase.RELEASE) for i in range(len(new_disks), len(old_disks))]
         old_nics, new_nics = old.get("nics", []), new["nics"]
         for index in range(max(len(old_nics), len(new_nics))):
             before = old_nics[index] if index < len(old_nics) else None
@@ -561,7 +617,7 @@ class _Builder:
             if before == after:
                 continue
             if before is not None:
-                clean = self.nic("clean", old, index, host, "old" if after is not None else "")
+                clean = self.nic("clean", old, index, host, "old" if after is not None else "", phase=Phase.RELEASE)
                 steps.append(clean)
             if after is not None:
                 pre = self.nic("pre", new, index, host)

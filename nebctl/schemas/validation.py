@@ -1,9 +1,9 @@
 """Checks across manifest documents: references, duplicates, dependency cycles, static addresses.
 
 ``validate_documents`` runs after every document has passed its own model (``schemas.loading`` calls it before
-returning a ``ManifestSet``); it is pure and returns diagnostics located at the offending field. The reference
-extraction (``references_of``) is also what the planner uses to order actions, so that the order the plan
-follows and the references validated here cannot disagree.
+returning a ``ManifestSet``); it is pure and returns diagnostics located at the offending field. The references
+checked here are read by ``schemas.references``, which the planner orders actions by too, so that the order the
+plan follows and the references validated here cannot disagree.
 
 Scoping: namespaced kinds (Image, Network, SecurityGroup, VirtualMachine, Hook) reference namespaced kinds of
 their own namespace; cluster-scoped kinds (Host, Datastore, Marketplace) are referenced by name from anywhere.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from nebctl.core.keys import Kind, ResourceKey, parse_kind
@@ -23,63 +22,22 @@ from nebctl.schemas.diagnostics import DataPath, Diagnostic, SourceLocation, clo
 from nebctl.schemas.model_fields import item_type, model_fields_at, model_in
 from nebctl.schemas.models import (
     AnyManifest,
-    Datastore,
-    Image,
-    MarketplaceSource,
     Network,
     VirtualMachine,
     VirtualMachineSpec,
 )
-
-
-@dataclass(frozen=True)
-class Reference:
-    """One resource naming another: where (a path in the document) and what (the target's key)."""
-
-    path: DataPath
-    target: ResourceKey
-    explicit: bool = False  # from dependsOn rather than a field that names a resource
+from nebctl.schemas.references import BY_KIND, Reference
 
 
 def references_of(key: ResourceKey, manifest: AnyManifest) -> list[Reference]:
-    """Every reference a manifest makes, implicit (disks, nics, placement...) and explicit (``dependsOn``).
-
-    Malformed ``dependsOn`` entries are left out; ``validate_documents`` reports them.
-    """
-    namespace = key.namespace
-    found: list[Reference] = []
-
-    def add(path: DataPath, kind: Kind, name: str, *, explicit: bool = False) -> None:
-        found.append(Reference(path, ResourceKey.of(kind, name, namespace), explicit))
-
-    if isinstance(manifest, VirtualMachine):
-        spec = manifest.spec
-        for index, disk in enumerate(spec.disks):
-            if disk.image is not None:
-                add(("spec", "disks", index, "image"), Kind.IMAGE, disk.image)
-            if disk.datastore is not None:
-                add(("spec", "disks", index, "datastore"), Kind.DATASTORE, disk.datastore)
-        for index, nic in enumerate(spec.nics):
-            add(("spec", "nics", index, "network"), Kind.NETWORK, nic.network)
-            for sg_index, group in enumerate(nic.securityGroups):
-                add(("spec", "nics", index, "securityGroups", sg_index), Kind.SECURITY_GROUP, group)
-        if spec.placement.host is not None:
-            add(("spec", "placement", "host"), Kind.HOST, spec.placement.host)
-        for index, text in enumerate(spec.dependsOn):
-            try:
-                target = ResourceKey.parse(text, namespace=namespace)
-            except ValueError:
-                continue
-            found.append(Reference(("spec", "dependsOn", index), target, explicit=True))
-    elif isinstance(manifest, Image):
-        add(("spec", "datastore"), Kind.DATASTORE, manifest.spec.datastore)
-        if isinstance(manifest.spec.source, MarketplaceSource):
-            marketplace = manifest.spec.source.marketplace.split("/", 1)[0]
-            add(("spec", "source", "marketplace"), Kind.MARKETPLACE, marketplace)
-    elif isinstance(manifest, Datastore | Network):
-        for index, host in enumerate(manifest.spec.hosts):
-            add(("spec", "hosts", index), Kind.HOST, host)
-    return found
+    """Every reference a manifest makes, implicit (disks, nics, placement...) and explicit (``dependsOn``), with
+    paths from the document's root: the kind's reading of references (``schemas.references``), which the planner
+    orders actions by too. Malformed ``dependsOn`` entries are left out; ``validate_documents`` reports them."""
+    spec = manifest.spec.model_dump()
+    return [
+        Reference(("spec", *reference.path), reference.target, reference.explicit)
+        for reference in BY_KIND[key.kind](key, spec)
+    ]
 
 
 def validate_documents(documents: Sequence[LoadedDocument]) -> list[Diagnostic]:
