@@ -30,6 +30,7 @@ test-image:                     ## the Debian guest image of the real-guest test
 lint:
 	$(BIN)/ruff check nebctl tests bench
 	$(BIN)/ruff format --check nebctl tests bench
+	$(BIN)/lint-imports
 
 typecheck:
 	$(BIN)/mypy

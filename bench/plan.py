@@ -288,10 +288,10 @@ def main() -> None:
                     )
                 print(rows[-1], flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-    command = " ".join(["python bench/plan.py", *sys.argv[1:]])
+    command_line = " ".join(["python bench/plan.py", *sys.argv[1:]])
     load = os.getloadavg()[0]
     heading = (
-        f"Last run: `{command}` on {datetime.date.today()}, at {commit.stdout.strip() or 'an unknown commit'},"
+        f"Last run: `{command_line}` on {datetime.date.today()}, at {commit.stdout.strip() or 'an unknown commit'},"
         f" load average {load:.1f} at the end."
     )
     write_block("bench/plan.py figures", heading + "\n\n" + "\n".join(rows))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test command: ruff, mypy strict, then pytest with warnings as errors.
+# The whole test command: ruff, mypy strict, the import layers, then pytest with warnings as errors.
 set -euo pipefail
 bin=.venv/bin
 echo "== ruff"
@@ -7,5 +7,7 @@ echo "== ruff"
 "$bin/ruff" format --check nebctl tests bench
 echo "== mypy (strict)"
 "$bin/mypy"
+echo "== import layers (lint-imports)"
+"$bin/lint-imports"
 echo "== pytest"
 "$bin/pytest" "$@"

@@ -155,7 +155,7 @@ class Executor:
         finally:
             self._workers.close()
 
-    def _run(self) -> ExecutionReport:
+    def _run(self) -> ExecutionReport:  # noqa: PLR0912 - the scheduler's one loop; split, its state would be passed around
         started = self.clock()
         ready: deque[str] = deque(sorted(a for a, n in self._needs.items() if n == 0))
         sequence = 0

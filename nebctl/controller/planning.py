@@ -369,7 +369,7 @@ def _place(
     return placements
 
 
-def _leases(
+def _leases(  # noqa: PLR0912 - one pass over every NIC: static, kept, deposed and new addresses
     request: PlanRequest,
     own: Mapping[ResourceKey, RecordView],
     problems: list[str],
@@ -591,7 +591,7 @@ def _disk_datastores(
 # --- changes --------------------------------------------------------------------------------------------------
 
 
-def _changes(
+def _changes(  # noqa: PLR0912 - one decision table per resource: gone, new, unknown, deleted outside, equal, changed
     request: PlanRequest,
     own: Mapping[ResourceKey, RecordView],
     ctx: PlanningContext,
@@ -757,7 +757,7 @@ def _prevents_destroy(spec: Mapping[str, Any] | None) -> bool:
     return bool(spec and spec.get("lifecycle", {}).get("preventDestroy"))
 
 
-def _check_deletions(
+def _check_deletions(  # noqa: PLR0912 - each rule of what may not go while a staying VM uses it
     changes: Sequence[ResourceChange],
     request: PlanRequest,
     own: Mapping[ResourceKey, RecordView],

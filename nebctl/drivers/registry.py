@@ -185,7 +185,9 @@ def _signature_problem(expected: inspect.Signature, actual: inspect.Signature) -
     return None
 
 
-def check_driver_class(driver_class: type[object], family: Family | None = None) -> Family:
+def check_driver_class(  # noqa: PLR0912 - one check after another, each with its own message
+    driver_class: type[object], family: Family | None = None
+) -> Family:
     """Check a class against its family's protocol; return its family or raise ``RegistrationError``."""
     label = f"{getattr(driver_class, '__module__', '?')}.{getattr(driver_class, '__qualname__', driver_class)}"
     if not isinstance(driver_class, type):

@@ -25,7 +25,7 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
     return typing.get_type_hints(cls, vars(driver_types))
 
 
-def _convert(hint: Any, value: Any, where: str) -> Any:
+def _convert(hint: Any, value: Any, where: str) -> Any:  # noqa: PLR0912 - one branch per kind of type hint
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
         options = get_args(hint)

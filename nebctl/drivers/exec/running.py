@@ -134,7 +134,7 @@ def check_program(path: Path, *, label: str) -> None:
         raise PermanentError(f"{label}: program {path} is not an executable file")
 
 
-def run_program(
+def run_program(  # noqa: PLR0912, PLR0915 - one process's life: start, feed, wait, kill its group, reap, decode
     argv: Sequence[str],
     *,
     stdin: bytes,

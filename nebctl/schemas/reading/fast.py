@@ -116,7 +116,9 @@ class _AtDocument(dict[DataPath, SourceLocation]):
         return self.location
 
 
-def _documents(next_event: Callable[[], Any], filename: str, limits: Limits, scalars: Scalars) -> list[RawDocument]:
+def _documents(  # noqa: PLR0912, PLR0915 - the event loop of the fast reader, kept in one frame for speed
+    next_event: Callable[[], Any], filename: str, limits: Limits, scalars: Scalars
+) -> list[RawDocument]:
     scalar_event, alias_event = _events.ScalarEvent, _events.AliasEvent
     mapping_start, sequence_start = _events.MappingStartEvent, _events.SequenceStartEvent
     max_depth = limits.max_depth - 2  # below both the nesting limit and the scanner's flow-nesting limit

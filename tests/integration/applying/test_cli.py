@@ -21,7 +21,7 @@ from tests.support.drills import (
     loose_actions,
 )
 
-FAST_RETRIES = {"retry": {"attempts": 10, "initial_delay": 0.001, "max_delay": 0.01}}
+FAST_RETRY = {"attempts": 10, "initial_delay": 0.001, "max_delay": 0.01}
 
 
 def _workspace(root: Path, *, vms: int, hosts: int = 3, **settings: object) -> Workspace:
@@ -42,7 +42,7 @@ def _wait_for_progress(workspace: Workspace, process: subprocess.Popen[str], fin
 
 
 def test_twenty_percent_temporary_failures_converge(tmp_path: Path) -> None:
-    workspace = _workspace(tmp_path, vms=10, **FAST_RETRIES)
+    workspace = _workspace(tmp_path, vms=10, retry=FAST_RETRY)
     with workspace.fleet() as fleet:
         fleet.set_fault(Fault("*", FaultKind.TEMPORARY, probability=0.2))
     result = workspace.apply()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from nebctl.controller.executing import Executor, Outcome
+from nebctl.core.plans import Action
 from nebctl.core.settings import RetryPolicy
 from nebctl.drivers.errors import DriverTimeoutError, PermanentError, TemporaryError
 
@@ -148,12 +149,12 @@ def test_an_action_that_always_hangs_fails_as_temporary_after_the_limit_with_its
 
 def test_the_timeout_is_per_action() -> None:
     seen: list[str] = []
-    Executor(
-        plan_of(["a", "b"]),
-        Scripted(),
-        journal=Recorder(),
-        timeout_for=lambda action: seen.append(action.id) or 1.0,
-    ).run()
+
+    def timeout_for(action: Action) -> float:
+        seen.append(action.id)
+        return 1.0
+
+    Executor(plan_of(["a", "b"]), Scripted(), journal=Recorder(), timeout_for=timeout_for).run()
     assert sorted(seen) == ["a", "b"]
 
 

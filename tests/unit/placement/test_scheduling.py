@@ -22,7 +22,9 @@ def host(name: str, **fields: Any) -> HostCandidate:
     return HostCandidate(name, **fields)
 
 
-def vm(name: str, vcpu: int = 1, memory: str = "1Gi", disk: str = "0", current: str | None = None, **placement: Any):
+def vm(
+    name: str, vcpu: int = 1, memory: str = "1Gi", disk: str = "0", current: str | None = None, **placement: Any
+) -> PlacementRequest:
     return PlacementRequest(
         name, vcpu, parse_quantity(memory), parse_quantity(disk), Placement(**placement), current_host=current
     )

@@ -3,6 +3,8 @@ two lists of ids. Both must read exactly as the tuples they replace."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from nebctl.controller.planning import PlanRequest, make_plan, plan_with_specs
@@ -62,7 +64,7 @@ def test_edges_read_as_the_tuple_they_replace() -> None:
         Edges.of(["a"], [])
 
 
-def _no_repeated_edge(edges: Edges | tuple[tuple[str, str], ...]) -> bool:
+def _no_repeated_edge(edges: Sequence[tuple[str, str]]) -> bool:
     return len(set(edges)) == len(edges)
 
 

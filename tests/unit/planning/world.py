@@ -13,7 +13,7 @@ import dataclasses
 import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from nebctl.controller.planning import PlanRequest, make_plan, plan_with_specs
 from nebctl.core.keys import Kind, ResourceKey
@@ -180,7 +180,8 @@ class World:
 def applied(request: PlanRequest, *, previous: Mapping[ResourceKey, ResourceRecord] | None = None) -> World:
     """The world after every change of ``request``'s plan succeeded, as ``Controller.apply`` records it."""
     plan, specs = plan_with_specs(request)
-    records = dict(previous if previous is not None else request.records)
+    # The records a test hands in are the database's own (``ResourceRecord``), as the controller's are.
+    records = cast(dict[ResourceKey, ResourceRecord], dict(previous if previous is not None else request.records))
     for change in plan.changes:
         if change.type is ChangeType.DELETE:
             records.pop(change.key, None)

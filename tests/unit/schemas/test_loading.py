@@ -16,7 +16,7 @@ from nebctl.schemas.loading import (
     load_text,
     parse_text,
 )
-from nebctl.schemas.models import VirtualMachine
+from nebctl.schemas.models import Host, VirtualMachine
 from tests.conftest import REPO_ROOT
 
 VM_TEXT = """\
@@ -97,6 +97,7 @@ def test_yaml_scalars_resolve_as_yaml_1_2() -> None:
         "spec: {uri: 'sim://h', enabled: false, overcommit: {cpu: 0x4}}\n"
     )
     (host,) = load_text(text).documents.values()
+    assert isinstance(host, Host)
     assert host.metadata.annotations == {"since": "2024-01-01", "on": "yes"}
     assert host.spec.overcommit.cpu == 4
 

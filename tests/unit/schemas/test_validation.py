@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.schemas.diagnostics import DataPath
 from nebctl.schemas.loading import ManifestError, load_text
 from nebctl.schemas.validation import _has_cycle, ignore_path_problem, references_of
 from tests.unit.schemas.documents import as_yaml, document, fleet
@@ -111,7 +112,8 @@ def test_the_cycle_check_agrees_with_networkx(seed: int) -> None:
     chooser = random.Random(seed)
     size = chooser.randint(1, 8)
     keys = [ResourceKey.of(Kind.VIRTUAL_MACHINE, f"vm-{index}", "default") for index in range(size)]
-    edges = {key: dict.fromkeys(chooser.sample(keys, chooser.randint(0, min(2, size))), ("spec",)) for key in keys}
+    path: DataPath = ("spec",)
+    edges = {key: dict.fromkeys(chooser.sample(keys, chooser.randint(0, min(2, size))), path) for key in keys}
     graph: nx.DiGraph[ResourceKey] = nx.DiGraph()
     graph.add_nodes_from(keys)
     graph.add_edges_from((source, target) for source, targets in edges.items() for target in targets)
