@@ -58,7 +58,7 @@ ANSIBLE_VENV = REPO / "bench" / ".venv-ansible"
 PYTHON = Path(sys.executable)
 NEBCTL = PYTHON.with_name("nebctl")
 MEMORY_MIB = 16  # the smallest VM the manifests accept
-TARGET = 3.0  # issue 7: nebctl within 3x of the floor
+TARGET = 3.0  # the goal: nebctl within 3x of the floor
 
 
 @dataclass
@@ -316,11 +316,11 @@ def run_ansible(work: Path, connection: Any, prefix: str, count: int) -> tuple[F
 
 # --- results -----------------------------------------------------------------------------------------------
 
-# Measured for issue 7 (``python -X importtime``, cProfile, py-spy, and each part of a CLI run timed in-process,
-# the code before and after run alternately on the same machine under the same load); kept here so each rewrite
-# of the section keeps the explanation.
+# Measured when the CLI's start-up was worked on (``python -X importtime``, cProfile, py-spy, and each part of a
+# CLI run timed in-process, the code before and after run alternately on the same machine under the same load);
+# kept here so each rewrite of the section keeps the explanation.
 PROFILE_NOTES = [
-    "Where a 200-VM `nebctl apply` spends its time, before and after issue 7's work (wall seconds, CPU in",
+    "Where a 200-VM `nebctl apply` spends its time, before and after the start-up work (wall seconds, CPU in",
     "brackets; three runs of each, old and new code alternating, on this machine shared with other test runs,",
     "load average 3 to 4):",
     "",
@@ -356,7 +356,7 @@ PROFILE_NOTES = [
     "compile nebctl's sources (about 0.25 s; this work's first run, 2.39 s, did); the benchmark compiles them",
     "first, as `pip install` does.",
     "",
-    "A second pass (issue 7, the process against the floor's script), the code before (068488e) and after run",
+    "A second pass (the process against the floor's script), the code before (068488e) and after run",
     "alternately, five runs each, on this machine shared with other test runs (load average 1 to 2); wall",
     "seconds, fastest and median, each part timed inside the process:",
     "",
@@ -387,7 +387,7 @@ PROFILE_NOTES = [
     "(median 3.7x) in fourteen single runs of this benchmark after this pass (nebctl 0.75-1.32 s, the script",
     "0.20-0.30 s), 3.7-4.5x in the runs before it on the same day (the 3.0x recorded before came from one run",
     "where nebctl took 0.85 s); the benchmark now reports medians of three runs, the ways taking turns. The",
-    "issue's 3x is not met as a process. Before its first libvirt call nebctl imports for",
+    "3x target is not met as a process. Before its first libvirt call nebctl imports for",
     "about 0.3 s, more than the whole floor script: SQLAlchemy 0.12-0.15 s (with the asyncio, email and ssl it",
     "imports; any part of it loads the whole package, 2.0 and 2.1 alike), pydantic with the models of the kinds",
     "used 0.05-0.07 s, click, PyYAML, ruamel.yaml and libvirt 0.07 s, and nebctl's own 85 modules about 0.1 s, of",
@@ -529,9 +529,9 @@ def main() -> int:
         f"Each figure but Ansible's is the median of {arguments.repeat} runs, the ways taking turns"
         + (" (Ansible: one run)." if ansible is not None else "."),
         "",
-        f"Against the 3x target (issue 7), like for like: nebctl in-process is {in_process:.1f}x the loop "
+        f"Against the 3x target, like for like: nebctl in-process is {in_process:.1f}x the loop "
         f"(**{verdict(in_process)}**), nebctl's process {processes:.1f}x the floor's script "
-        f"(**{verdict(processes)}**); across kinds, as the issue first compared them, nebctl's process is "
+        f"(**{verdict(processes)}**); across kinds, as first compared, nebctl's process is "
         f"{across:.1f}x the loop (**{verdict(across)}**)"
         + (f". Ansible is {ansible.seconds / nebctl.seconds:.1f}x nebctl's process." if ansible is not None else "."),
         "",

@@ -13,7 +13,7 @@ inputs too and the difference is what planning itself needs.
 - ``controller``: ``Controller.plan()`` through the real sim driver and a SQLite store (observation, the
   database read and the plan), for the smaller sizes; the no-op case first applies the full plan for real.
 
-Run: ``.venv/bin/python bench/plan.py`` (all sizes), or ``--sizes 1000 10000 --modes pure``. Targets (issue 5):
+Run: ``.venv/bin/python bench/plan.py`` (all sizes), or ``--sizes 1000 10000 --modes pure``. Targets:
 a no-op plan of 10,000 resources under 1 s, of 100,000 under 10 s, peak memory under 1 GiB.
 """
 

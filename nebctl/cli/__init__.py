@@ -1,4 +1,4 @@
-"""The ``nebctl`` command line: global options (SPEC section 2) and the registration of every command.
+"""The ``nebctl`` command line: global options and the registration of every command.
 
 Each command lives in its own module of this package, listed in ``COMMANDS`` with its one-line help; a module
 is imported only when one of its commands runs, so ``nebctl validate`` or ``nebctl --help`` do not pay for the

@@ -1,4 +1,4 @@
-"""``nebctl drivers``: the installed drivers, their families and capabilities (SPEC section 2).
+"""``nebctl drivers``: the installed drivers, their families and capabilities.
 
 Lists what the registry knows: built-ins (sim, exec, libvirt when its module imports) and plugins of the
 entry-point group ``nebctl.drivers``. A driver that cannot be loaded is listed as unavailable with the reason,

@@ -1,6 +1,6 @@
 """``nebctl diff``, ``nebctl apply`` and ``nebctl destroy``: plan, confirm, execute, report.
 
-Exit codes (SPEC section 2): diff 0 no changes / 2 changes / 1 error; apply and destroy 0 converged / 1 failed
+Exit codes: diff 0 no changes / 2 changes / 1 error; apply and destroy 0 converged / 1 failed
 or partial / 3 lock not obtained. The lock is held from planning to the end of execution, so the plan that runs
 is the plan that was shown. Ctrl-C once stops starting actions and waits for the running ones; twice cancels
 them. A saved plan (``diff --out``) is applied only if nothing moved since it was made.

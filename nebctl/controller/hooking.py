@@ -1,4 +1,4 @@
-"""Running the Hook resources of the manifests on events (SPEC section 5).
+"""Running the Hook resources of the manifests on events (docs/manifests.md, Hook).
 
 The apply loop hands every event it has committed to ``HookDispatcher.dispatch``; each Hook whose ``on`` list
 names the event type (or ``*``), in the event's namespace (events without one, such as ``apply.finished``,

@@ -1,4 +1,4 @@
-"""Placement: choosing a host for each VM at plan time (SPEC section 4).
+"""Placement: choosing a host for each VM at plan time (docs/placement.md).
 
 The planner calls ``place`` with the VMs to place and the hosts as monitoring last saw them; the plan shows the
 result, and ``nebctl validate`` can use it to report impossible placements. This module is pure and

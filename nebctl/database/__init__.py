@@ -1,4 +1,4 @@
-"""nebctl's state database (SPEC section 9): the ``Store``, its records and its errors.
+"""nebctl's state database (docs/database.md): the ``Store``, its records and its errors.
 
 Callers import from here: ``from nebctl.database import Store, ResourceRecord, ActionRecord``. The tables are
 in ``models``, the migrations in ``migrations``, the lock protocol in ``locking``.

@@ -1,4 +1,4 @@
-"""The writers' lock (SPEC section 3) and the service's leader leases, on any of the three databases.
+"""The writers' lock (docs/database.md, ``locks``) and the service's leader leases, on any of the three databases.
 
 A lock is one row of ``locks``, keyed by its name. Taking a free lock is an INSERT, which the primary key lets
 only one process win. Taking a stale lock (expired, or held by a dead process on this host) is a compare-and-swap:

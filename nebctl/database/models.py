@@ -40,7 +40,7 @@ NAMING_CONVENTION = {
 }
 
 KIND_LENGTH = 32
-NAME_LENGTH = 63  # resource and namespace names are DNS labels (SPEC section 1)
+NAME_LENGTH = 63  # resource and namespace names are DNS labels (docs/manifests.md)
 STACK_LENGTH = 128
 HOST_LENGTH = 255
 STATE_LENGTH = 32
@@ -243,7 +243,7 @@ HookRun = Table(
     Index(None, "started_at"),
 )
 
-# A named mutual-exclusion lock (the writers' lock of SPEC section 3): one row while it is held.
+# A named mutual-exclusion lock (the writers' lock, docs/database.md): one row while it is held.
 Lock = Table(
     "locks",
     metadata,

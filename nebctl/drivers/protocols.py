@@ -1,4 +1,4 @@
-"""One small typed Protocol per driver family (SPEC section 8 and the table at its top).
+"""One small typed Protocol per driver family.
 
 A driver is a class implementing its family's protocol; the registry checks it against the protocol when it is
 registered. Every method is synchronous and may block: the executor runs it in a worker thread with a timeout.

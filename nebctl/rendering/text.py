@@ -1,4 +1,4 @@
-"""The plan as people read it, in the style of Terraform's plan (SPEC section 2).
+"""The plan as people read it, in the style of Terraform's plan.
 
 ``nebctl diff`` and ``nebctl apply`` (before asking for confirmation) print ``render_text``. Colour is plain ANSI
 escape codes, added only when the caller asks (the CLI asks on a terminal only); without it the text has no

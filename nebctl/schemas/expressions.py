@@ -1,6 +1,6 @@
 """Placement expressions (``requirements`` and ``rank``): a small, safe language of our own.
 
-Users write these in a VM's ``placement`` (SPEC sections 1 and 4). ``schemas.models.Placement`` parses them
+Users write these in a VM's ``placement`` (docs/placement.md). ``schemas.models.Placement`` parses them
 when a manifest is validated, so a syntax error is reported with its position before anything runs, and
 ``controller.placement`` evaluates them against each host's attributes when it schedules VMs.
 

@@ -1,4 +1,4 @@
-"""Pydantic models of every manifest kind (SPEC section 1).
+"""Pydantic models of every manifest kind (docs/manifests.md).
 
 These models check what one document can check on its own: unknown fields, types, quantities, names, enums,
 addresses, and the syntax of placement expressions. Checks across documents (references, duplicates, cycles,

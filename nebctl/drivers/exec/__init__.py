@@ -1,4 +1,4 @@
-"""The ``exec`` driver: drivers as external programs, the OpenNebula way (SPEC section 8).
+"""The ``exec`` driver: drivers as external programs, the OpenNebula way.
 
 ``programs`` holds the family drivers (``DRIVER_DIR/FAMILY/NAME/ACTION`` executables, their payload and exit
 status protocol), ``hooks`` the runner of Hook programs, ``running`` the safe process runner both use. The

@@ -1,7 +1,7 @@
 """The exec drivers: each action of a family is an external program ``DRIVER_DIR/FAMILY/NAME/ACTION``.
 
 Registered by ``nebctl.drivers.registry`` under the name ``exec``; a Host chooses a program set with
-``exec:NAME`` in ``spec.drivers`` or the URI ``exec://NAME``. The protocol with the programs (SPEC section 8):
+``exec:NAME`` in ``spec.drivers`` or the URI ``exec://NAME``. The protocol with the programs:
 
 - stdin: one JSON object ``{"action", "family", "driver", "host": {"name", "uri", "domain_type"} | null,
   "resource": ..., "arguments": {...}}``; ``resource`` is the object acted on (a VM definition,

@@ -1,4 +1,4 @@
-"""The light values a plan holds (issue 5): a created resource's fields listed when read, and the edges kept as
+"""The light values a plan holds: a created resource's fields listed when read, and the edges kept as
 two lists of ids. Both must read exactly as the tuples they replace."""
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ def field(
 
 
 def spec_example() -> Plan:
-    """The plan of the example in SPEC section 2, without host placements."""
+    """A small plan (a network, three VMs created, updated or replaced) as the CLI shows them, without host
+    placements."""
     lan, web1, db1, web2 = (
         key(Kind.NETWORK, "lan"),
         key(Kind.VIRTUAL_MACHINE, "web-1"),

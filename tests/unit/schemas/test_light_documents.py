@@ -1,4 +1,4 @@
-"""Validated documents are kept light (issue 5): parts that documents repeat are one shared instance, and the
+"""Validated documents are kept light: parts that documents repeat are one shared instance, and the
 fields-given sets are shared. Neither may show anywhere but in identity and memory."""
 
 from __future__ import annotations
