@@ -922,8 +922,12 @@ def _sides(group: ActionGroup) -> dict[str, set[str]]:
     destroys (``Phase.tears_down``). An update first releases what it stops using (the shutdown, a NIC cleaned, a
     disk deleted, a host left): that part must finish before a resource it used is destroyed, while the rest may
     need that resource built again (a network replaced under a VM whose address changes)."""
+    phases = group.phases
+    if phases and phases.count(phases[0]) == len(phases):  # the usual group: every action on one side
+        ids = {action.id for action in group.actions}
+        return {"destroy": ids, "build": set()} if phases[0].tears_down else {"build": ids, "destroy": set()}
     sides: dict[str, set[str]] = {"build": set(), "destroy": set()}
-    for action, phase in zip(group.actions, group.phases, strict=True):
+    for action, phase in zip(group.actions, phases, strict=True):
         sides["destroy" if phase.tears_down else "build"].add(action.id)
     return sides
 
