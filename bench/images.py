@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import platform
 import resource
@@ -120,8 +121,8 @@ def main() -> int:
         host = HostRef(name="bench", uri=URI)
         pool_name = f"{prefix}-pool"
         storage.create_datastore(host, DatastoreDefinition(name=pool_name, path=str(root / "pool")))
-        keys = ("curl", "curl_cpu", "sha256sum", "sha256sum_cpu", "nebctl", "nebctl_cpu", "fsync", "virsh", "upload")
-        keys += ("dread", "uread")
+        keys: tuple[str, ...] = ("curl", "curl_cpu", "sha256sum", "sha256sum_cpu", "nebctl", "nebctl_cpu", "fsync")
+        keys += ("virsh", "upload", "dread", "uread")
         figures: dict[str, list[float]] = {key: [] for key in keys}
 
         def measure_turn(turn: int, url: str) -> None:
@@ -159,7 +160,7 @@ def main() -> int:
             storage.delete(host, pool_name, volume)
 
             request = ImageImport(volume=f"{prefix}-nebctl{turn}", source=str(cached), sha256=digest)
-            seconds, _, reads = timed(lambda request=request: storage.import_image(host, pool_name, request))
+            seconds, _, reads = timed(functools.partial(storage.import_image, host, pool_name, request))
             figures["upload"].append(seconds)
             figures["uread"].append(reads / size)
             storage.delete(host, pool_name, request.volume)

@@ -453,7 +453,7 @@ def _leases(  # noqa: PLR0912 - one pass over every NIC: static, kept, deposed a
     return leases
 
 
-def _macs(
+def _macs(  # noqa: PLR0912 - one pass over every NIC: kept, recorded, derived and the next free MAC
     request: PlanRequest,
     own: Mapping[ResourceKey, RecordView],
     incarnations: Mapping[ResourceKey, int],

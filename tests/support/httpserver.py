@@ -154,7 +154,7 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
             with served.body.open("rb") as source:
                 sent = 0
                 while sent < count:
-                    sent += self.connection.sendfile(source, start + sent, count - sent) or 0  # type: ignore[attr-defined]
+                    sent += self.connection.sendfile(source, start + sent, count - sent) or 0
 
         def _empty(self, status: int, **headers: str) -> None:
             self.send_response(status)

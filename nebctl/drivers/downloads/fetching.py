@@ -186,7 +186,7 @@ class _Body:
             self.path.unlink()
 
 
-def fetch(
+def fetch(  # noqa: PLR0912, PLR0915 - one download's life: cache, resume, retries, refusals, verification
     url: str,
     target: Path,
     *,
@@ -304,7 +304,7 @@ def fetch(
         client.close()
 
 
-def _receive(
+def _receive(  # noqa: PLR0912 - each way a response can end, handled where it is read
     response: httpx.Response,
     body: _Body,
     *,

@@ -11,7 +11,7 @@ and its usage. Nothing outside this file knows a beacon.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class Beacon:
     default = FieldRule("", Effect.NONE, "recorded only")
     sensitive: Sequence[str] = ()
     placed = True
+    per_host = False
 
     def __init__(self) -> None:
         self.realised: list[str] = []
@@ -111,7 +112,9 @@ class Beacon:
             return ActionGroup((dim, light), ((dim.id, light.id),), (Phase.DESTROY, Phase.BUILD))
         return ActionGroup()
 
-    def depose(self, key: ResourceKey, live: Mapping[str, Any]) -> Deposition:
+    def depose(
+        self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
+    ) -> Deposition:
         raise ValueError("a beacon is never replaced create-first")
 
     def finished(self, spec: Mapping[str, Any]) -> Finished:

@@ -12,7 +12,7 @@ import random
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace as dataclass_replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -53,7 +53,9 @@ def fleet(vms: int, *, hosts: int = 4, nics: int = 1, cidr: str = "10.0.0.0/14")
     result: dict[ResourceKey, AnyManifest] = {}
     for document in raw:
         kind = Kind(document["kind"])
-        result[ResourceKey.of(kind, document["metadata"]["name"])] = MODEL_BY_KIND[kind].model_validate(document)
+        result[ResourceKey.of(kind, document["metadata"]["name"])] = cast(
+            AnyManifest, MODEL_BY_KIND[kind].model_validate(document)
+        )
     return result
 
 
