@@ -31,7 +31,7 @@ from nebctl.cli.session import (
 )
 from nebctl.cli.validating import load_manifests
 from nebctl.controller.applying import ApplyResult, PlannedApply, PlanOptions
-from nebctl.controller.executing import Change, Outcome
+from nebctl.controller.applying.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
 from nebctl.core.keys import ResourceKey
 from nebctl.core.quantities import QuantityError, parse_duration

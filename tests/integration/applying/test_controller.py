@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nebctl.controller.executing import Change, Outcome
+from nebctl.controller.applying.executing import Change, Outcome
 from nebctl.core.keys import Kind
 from nebctl.database.records import ApplyState
 from nebctl.drivers.sim import Fault, FaultKind

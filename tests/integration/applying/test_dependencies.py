@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nebctl.controller.executing import Outcome
+from nebctl.controller.applying.executing import Outcome
 from nebctl.core.keys import ResourceKey
 from nebctl.database.records import ApplyState
 from nebctl.drivers.sim import Fault, FaultKind

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from nebctl.controller.executing import Change, Outcome
+from nebctl.controller.applying.executing import Change, Outcome
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, Plan

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nebctl.controller.executing import Change, Executor, Outcome
+from nebctl.controller.applying.executing import Change, Executor, Outcome
 
 from .plans import Recorder, Scripted, plan_of
 

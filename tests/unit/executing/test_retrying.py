@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from nebctl.controller.executing import Executor, Outcome
+from nebctl.controller.applying.executing import Executor, Outcome
 from nebctl.core.plans import Action
 from nebctl.core.settings import RetryPolicy
 from nebctl.drivers.errors import DriverTimeoutError, PermanentError, TemporaryError

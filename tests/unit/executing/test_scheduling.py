@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from nebctl.controller.executing import Executor, Outcome
+from nebctl.controller.applying.executing import Executor, Outcome
 from nebctl.core.settings import RetryPolicy
 from nebctl.drivers.errors import PermanentError
 

@@ -10,7 +10,7 @@ is killed by the exec driver) and counts as a temporary failure.
 Every state change goes to a ``Journal`` before the next step depends on it; the scheduler hands the journal
 all the changes of one round at once, so a durable journal commits one transaction per round instead of one
 per change. ``stop`` ends the run gracefully (no new actions; running ones finish), ``cancel`` abandons the
-running ones too. Who calls it: ``controller.applying``.
+running ones too. Who calls it: ``controller.applying.controller``.
 """
 
 from __future__ import annotations

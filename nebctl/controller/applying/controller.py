@@ -1,0 +1,227 @@
+"""The reconciliation loop of one invocation: observe, plan, and apply with a durable journal.
+
+``Controller`` is the I/O shell around the pure planner and the executor: it reads the records (the database),
+observes the hosts (monitoring drivers), makes the plan, and when applying it journals every action in the
+database (``journal``) and updates each resource's record in the same transaction as the action that changed
+it. Used by the CLI (``diff``, ``apply``, ``destroy``) and, later, the service.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+
+from nebctl.controller.applying.executing import Change, ExecutionReport, Executor, Outcome
+from nebctl.controller.applying.journal import StoreJournal
+from nebctl.controller.applying.values import (
+    ApplyResult,
+    PlannedApply,
+    PlanOptions,
+    event_payload,
+    plan_summary,
+    report_summary,
+)
+from nebctl.controller.applying.world import ExecutionWorld
+from nebctl.controller.hooking import HookDispatcher
+from nebctl.controller.observing import DriverSource, known_hosts, observations, observe
+from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs
+from nebctl.controller.sourcing import ImageSources
+from nebctl.core.families import Family
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.settings import Settings
+from nebctl.database.errors import DatabaseError
+from nebctl.database.records import ActionRecord, ApplyState, EventRecord, ResourceRecord, Severity
+from nebctl.database.store import Store
+from nebctl.drivers.protocols import HookDriver
+from nebctl.reconcilers.base import LiveView, Reconciler
+from nebctl.reconcilers.catalogue import RECONCILERS
+from nebctl.schemas.models import AnyManifest, Hook, spec_document
+
+log = logging.getLogger(__name__)
+
+
+def _imports_again(
+    key: ResourceKey, documents: Mapping[ResourceKey, AnyManifest], records: Mapping[ResourceKey, ResourceRecord]
+) -> bool:
+    """Whether an Image of the manifests will be imported (it is new, or its source changed): only those have
+    their marketplace appliance checked while planning, so an unreachable catalogue blocks nothing else."""
+    if key.kind is not Kind.IMAGE:
+        return False
+    record = records.get(key)
+    if record is None or record.applied is None:
+        return True
+    return record.applied.get("source") != spec_document(documents[key]).get("source")
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        registry: DriverSource,
+        settings: Settings,
+        reconcilers: Mapping[Kind, Reconciler] = RECONCILERS,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.settings = settings
+        self.reconcilers = reconcilers  # each kind's rules, for the planner, the executor and the journal
+
+    # --- planning ----------------------------------------------------------------------------------------------
+
+    def plan(self, documents: Mapping[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
+        records = {record.key: record for record in self.store.list_resources()}
+        own = {key: record for key, record in records.items() if record.stack == options.stack}
+        hosts = known_hosts(documents, own)
+        live = observe(hosts, self.registry, parallelism=self.settings.parallelism)
+        self._record_observations(records, live)
+        request = PlanRequest(
+            stack=options.stack,
+            documents=documents,
+            records=records,
+            live=live,
+            prune=options.prune,
+            targets=options.targets,
+            excludes=options.excludes,
+            quotas=[
+                QuotaLimit(q.scope, vms=q.vms, vcpu=q.vcpu, memory=q.memory, disk=q.disk)
+                for q in self.store.list_quotas()
+                if q.scope_type == "namespace"
+            ],
+            reconcilers=self.reconcilers,
+        )
+        sources = ImageSources(registry=self.registry, settings=self.settings, documents=documents)
+        problems = sources.missing_appliances(key for key in documents if _imports_again(key, documents, own))
+        if problems:
+            raise PlanError(problems)
+        plan, specs = plan_with_specs(request)
+        return PlannedApply(plan, request, hosts, specs)
+
+    def _record_observations(self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView) -> None:
+        """Keep what was just probed, for ``get`` and ``describe``: one bulk write. Failing to keep it costs the
+        user only a staler view, so it is logged and the plan goes on."""
+        try:
+            self.store.record_observations(observations(records, live), probed=list(live.hosts))
+        except DatabaseError as error:
+            log.warning("could not record what was observed: %s", error)
+
+    # --- applying ----------------------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        planned: PlannedApply,
+        *,
+        parallelism: int | None = None,
+        revision: str | None = None,
+        stop: threading.Event | None = None,
+        cancel: threading.Event | None = None,
+        on_change: Callable[[Sequence[Change]], None] | None = None,
+        on_resume: Callable[[int, int, int], None] | None = None,
+    ) -> ApplyResult:
+        """Execute the plan. The caller holds the writers' lock. ``on_resume(apply_id, done, total)`` is told
+        about an earlier apply of this stack that never finished (it is closed as interrupted)."""
+        plan = planned.plan
+        stack = plan.stack
+        resumed_from = None
+        unfinished = self.store.last_unfinished_apply(stack)
+        if unfinished is not None:
+            actions = self.store.actions_of(unfinished.id)
+            done = sum(1 for action in actions if action.state == Outcome.SUCCEEDED)
+            self._close_interrupted(unfinished.id, actions, done)
+            resumed_from = unfinished.id
+            if on_resume is not None:
+                on_resume(unfinished.id, done, len(actions))
+        holder = f"{getpass.getuser()}@{os.uname().nodename}:{os.getpid()}"
+        apply_id = self.store.begin_apply(stack=stack, revision=revision, plan=plan_summary(plan), holder=holder)
+        needs = plan.dependencies()
+        self.store.journal_actions(
+            apply_id,
+            [
+                ActionRecord(
+                    action_id=action.id,
+                    kind=action.key.kind,
+                    namespace=action.key.namespace,
+                    name=action.key.name,
+                    family=action.family.value,
+                    operation=action.operation,
+                    host=action.host,
+                    depends_on=tuple(needs[action.id]),
+                )
+                for action in plan.actions
+            ],
+        )
+        world = ExecutionWorld(
+            stack=stack,
+            registry=self.registry,
+            hosts=planned.hosts,
+            documents=planned.request.documents,
+            records={k: r for k, r in planned.request.records.items() if r.stack == stack},  # type: ignore[misc]
+            shutdown_timeout=self.settings.shutdown_timeout,
+            sources=ImageSources(registry=self.registry, settings=self.settings, documents=planned.request.documents),
+        )
+        hooks = self._hooks(planned)
+        journal = StoreJournal(self.store, apply_id, planned, world, on_events=hooks.dispatch if hooks else None)
+        journal.begin()
+        executor = Executor(
+            plan,
+            lambda action: self.reconcilers[action.key.kind].realise(action, world),
+            journal=journal,
+            parallelism=parallelism or self.settings.parallelism,
+            retry=self.settings.retry,
+            timeout_for=lambda action: self.settings.timeout_for(action.family.value, action.operation),
+            stop=stop,
+            cancel=cancel,
+            on_change=on_change,
+        )
+        report = executor.run()
+        state = _apply_state(report)
+        self.store.finish_apply(apply_id, state=state, summary=report_summary(report, plan))
+        finished = EventRecord(
+            type="apply.finished" if state == ApplyState.SUCCEEDED else f"apply.{state}",
+            severity=Severity.INFO if state == ApplyState.SUCCEEDED else Severity.ERROR,
+            message=f"apply #{apply_id} of stack {stack} {state}",
+            stack=stack,
+            data=report_summary(report, plan),
+        )
+        identifier = self.store.add_event(finished)
+        if hooks is not None:
+            hooks.dispatch([event_payload(finished, identifier)])
+            hooks.wait()
+        return ApplyResult(apply_id, report, resumed_from, state)
+
+    def _hooks(self, planned: PlannedApply) -> HookDispatcher | None:
+        """The dispatcher of the manifests' hooks, through the hooks driver (``exec`` runs real programs)."""
+        hooks = {key: doc for key, doc in planned.request.documents.items() if isinstance(doc, Hook)}
+        if not hooks:
+            return None
+        name = str(self.settings.drivers.get("hooks", {}).get("driver", "exec"))
+        driver: HookDriver = self.registry.get(Family.HOOKS, name)
+        return HookDispatcher(store=self.store, driver=driver, hooks=hooks)
+
+    def _close_interrupted(self, apply_id: int, actions: Sequence[ActionRecord], done: int) -> None:
+        """Close an apply whose process died. Its journal would otherwise keep actions pending or running
+        forever; they are closed as cancelled (the outcome of one that was running is whatever the hosts now
+        report, which the new plan was made from), together with the apply, in one transaction."""
+        with self.store.batch() as tx:
+            for action in actions:
+                if action.state == Outcome.RUNNING:
+                    error = f"interrupted while running: the process of apply #{apply_id} died"
+                elif action.state == Outcome.PENDING:
+                    error = f"not started: the process of apply #{apply_id} died"
+                else:
+                    continue
+                tx.update_action(apply_id, action.action_id, state=Outcome.CANCELLED.value, error=error)
+            tx.finish_apply(apply_id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done})
+
+
+def _apply_state(report: ExecutionReport) -> str:
+    if report.interrupted:
+        return ApplyState.INTERRUPTED
+    if report.ok:
+        return ApplyState.SUCCEEDED
+    if report.with_state(Outcome.SUCCEEDED):
+        return ApplyState.PARTIAL
+    return ApplyState.FAILED

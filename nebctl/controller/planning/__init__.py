@@ -1,0 +1,25 @@
+"""Diff and plan: from the desired state (manifests) and the observed state (records + monitoring) to a Plan.
+
+``make_plan`` is pure: it takes values and returns a ``Plan`` (or raises ``PlanError`` listing every reason the
+plan cannot be made), with no I/O, clock or randomness, so the same input always gives the same plan. It
+decides, in this order (``planner``): which hosts each multi-host resource spans, where new VMs go (``placing``),
+which address each NIC leases and which datastore each disk uses (``resolve``), what changed for every resource
+(manifest changes and drift, through the kind's reconciler: ``changes``), what may not happen (preventDestroy,
+shrinking disks, immutable fields, images still in use, quotas: ``guards``), what ``--target``/``--exclude``
+keep (``selection``), and finally the action graph with the order between resources (``graph``) and the
+fingerprint of what the plan was made from (``fingerprint``).
+
+A VM replaced with ``lifecycle.createBeforeDestroy`` is only known to be replaced once its changes are known,
+after placement and leases; but its new VM must be placed beside the old one and lease other addresses. So
+when a first pass finds such replacements, the plan is made again with the old VMs *deposed* (``replacement``):
+each kept as a record of its own, deleted once its replacement runs, as the apply's journal will write it.
+
+Every rule of a kind comes from its reconciler (``PlanRequest.reconcilers``): its references, its actions and
+their phases. Used by ``controller.applying`` (the apply loop), the CLI's ``diff`` and the benchmarks.
+"""
+
+from nebctl.controller.planning.fingerprint import fingerprint
+from nebctl.controller.planning.planner import make_plan, plan_with_specs
+from nebctl.controller.planning.request import KIND_ORDER, PlanError, PlanRequest, QuotaLimit
+
+__all__ = ["KIND_ORDER", "PlanError", "PlanRequest", "QuotaLimit", "fingerprint", "make_plan", "plan_with_specs"]

@@ -1,0 +1,176 @@
+"""What changed for every resource: the manifests against the records and what monitoring saw (drift), through
+each kind's reconciler, as one ``ResourceChange`` per resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from nebctl.controller.planning.request import PlanRequest, sort_key
+from nebctl.core.fields import AddedFields, Effect, FieldChange, compare, dearest, flatten
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import ChangeType, DriftItem, ResourceChange
+from nebctl.core.quantities import format_quantity
+from nebctl.reconcilers.base import PlanningContext, RecordView, with_metadata
+from nebctl.reconcilers.identity import VMIdentity, deposed_of
+from nebctl.schemas.models import AnyManifest, VirtualMachine
+
+
+def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, new, unknown, deleted outside, equal, changed
+    request: PlanRequest,
+    own: Mapping[ResourceKey, RecordView],
+    ctx: PlanningContext,
+    problems: list[str],
+    specs: dict[ResourceKey, dict[str, Any]],
+    *,
+    deposing: frozenset[ResourceKey] = frozenset(),
+) -> tuple[list[ResourceChange], list[DriftItem], list[str]]:
+    changes: list[ResourceChange] = []
+    uncorrected: list[DriftItem] = []
+    warnings: list[str] = []
+    for key in sorted(request.documents.keys() | own.keys(), key=sort_key):
+        reconciler = request.reconcilers[key.kind]
+        document = request.documents.get(key)
+        record = own.get(key)
+        if document is None:
+            assert record is not None
+            # A deposed old VM is always deleted, whatever became of an earlier attempt: it only waited for
+            # its replacement.
+            if request.prune or record.status == "deleting" or deposed_of(key, record.live) is not None:
+                changes.append(
+                    ResourceChange(key, ChangeType.DELETE, host=record.host, reason=_deleting_reason(key, record))
+                )
+            else:
+                warnings.append(f"{key} is no longer in the manifests; it is kept (use --prune to delete it)")
+            continue
+        desired = specs[key] = with_metadata(reconciler.desired_spec(key, document, ctx), document)
+        host = ctx.placements.get(key) if key.kind is Kind.VIRTUAL_MACHINE else None
+        if record is None or record.applied is None:
+            problems.extend(_foreign_live_object(key, record, request))
+            reason = "resuming an interrupted create" if record is not None else ""
+            changes.append(
+                ResourceChange(key, ChangeType.CREATE, _added(desired, reconciler.sensitive), host=host, reason=reason)
+            )
+            continue
+        observed = reconciler.detect_drift(key, record, request.live)
+        if observed.unknown:
+            uncorrected.extend(observed.drift)
+            changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host))
+            continue
+        if observed.spec is None:
+            changes.append(
+                ResourceChange(
+                    key,
+                    ChangeType.CREATE,
+                    _added(desired, reconciler.sensitive),
+                    host=host,
+                    reason="deleted outside nebctl",
+                    drift=observed.drift,
+                )
+            )
+            continue
+        if observed.spec == desired:
+            # The common case of a converged resource: equal specs have no field to list, and comparing them
+            # field by field (flatten, sort, rule lookups) is most of a no-op plan's time.
+            changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))
+            continue
+        ignored = _ignored(document)
+        fields = compare(
+            observed.spec,
+            desired,
+            rules=reconciler.rules,
+            default=reconciler.default,
+            sensitive=reconciler.sensitive,
+            ignored=ignored,
+        )
+        effect = dearest(fields)
+        unchanged = max(0, len(_flat_paths(desired)) - len(fields))
+        for change in fields:
+            if change.effect is Effect.IMMUTABLE:
+                problems.append(f"{key}: {change.path} cannot change ({change.why})")
+        if key.kind is Kind.VIRTUAL_MACHINE and effect is not Effect.REPLACE:
+            # A replaced VM gets new disks: a smaller one is not a shrink.
+            problems.extend(_shrinking_disks(key, fields))
+        if not fields:
+            changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))
+        elif effect is Effect.REPLACE:
+            changes.append(
+                ResourceChange(
+                    key,
+                    ChangeType.REPLACE,
+                    tuple(fields),
+                    host=host or record.host,
+                    previous_host=record.host,
+                    drift=observed.drift,
+                    unchanged=unchanged,
+                    create_first=key in deposing,
+                )
+            )
+        else:
+            previous_host = observed.spec.get("host") if key.kind is Kind.VIRTUAL_MACHINE else None
+            changes.append(
+                ResourceChange(
+                    key,
+                    ChangeType.UPDATE,
+                    tuple(fields),
+                    restart=effect is Effect.RESTART,
+                    host=host or record.host,
+                    previous_host=previous_host,
+                    drift=observed.drift,
+                    unchanged=unchanged,
+                )
+            )
+    return changes, uncorrected, warnings
+
+
+def _foreign_live_object(key: ResourceKey, record: RecordView | None, request: PlanRequest) -> list[str]:
+    """A VM about to be created whose UUID is already taken by a live VM nebctl does not own for this stack:
+    nebctl never touches it (``nebctl import`` adopts a VM on purpose)."""
+    other = request.records.get(key)
+    if key.kind is not Kind.VIRTUAL_MACHINE or (other is not None and other.stack != request.stack):
+        return []  # not a VM, or already reported as another stack's resource
+    uuid = VMIdentity.recorded(key, record.live if record is not None else {}).uuid
+    status = request.live.vms.get(uuid)
+    if status is None:
+        return []
+    owner = status.owner
+    if owner is None:
+        return [f"{key}: a live VM with its UUID {uuid} exists and is not owned by nebctl; adopt it with nebctl import"]
+    if owner.stack != request.stack:
+        return [f"{key}: the live VM {uuid} belongs to stack {owner.stack!r}; nebctl never touches another stack's"]
+    return []
+
+
+def _deleting_reason(key: ResourceKey, record: RecordView) -> str:
+    owner = deposed_of(key, record.live)
+    if owner is not None:
+        return f"the old VM of {owner}, deleted once its replacement runs"
+    return "finishing an interrupted delete" if record.status == "deleting" else ""
+
+
+def _added(spec: Mapping[str, Any], sensitive: Sequence[str]) -> AddedFields:
+    return AddedFields(spec, sensitive)
+
+
+def _flat_paths(spec: Mapping[str, Any]) -> list[str]:
+    return list(flatten(spec))
+
+
+def _ignored(document: AnyManifest) -> tuple[str, ...]:
+    if isinstance(document, VirtualMachine):
+        return tuple(document.spec.lifecycle.ignoreChanges)
+    return ()
+
+
+def _shrinking_disks(key: ResourceKey, fields: Iterable[FieldChange]) -> list[str]:
+    problems = []
+    for change in fields:
+        if change.path.endswith(".size") and change.path.startswith("disks["):
+            before, after = change.before, change.after
+            if isinstance(before, int) and isinstance(after, int) and after < before:
+                problems.append(
+                    f"{key}: {change.path} cannot shrink from {format_quantity(before)} to {format_quantity(after)}"
+                    " (disks only grow)"
+                )
+    return problems

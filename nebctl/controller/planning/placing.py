@@ -1,0 +1,117 @@
+"""Where each desired VM goes: the scheduler's candidates from the Host documents and the hosts' probes, every
+VM's request, and its decisions (``controller.placement`` chooses; this feeds it and reads its answers).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+from nebctl.controller import placement as placing
+from nebctl.controller import unplaced
+from nebctl.controller.planning.request import PlanRequest, sort_key
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.drivers.states import HostLiveState
+from nebctl.reconcilers.base import RecordView
+from nebctl.schemas.models import Host, VirtualMachine
+
+
+def vm_disk_total(vm: VirtualMachine) -> int:
+    """Disk a VM asks for (placement and quotas); a clone without a size counts as nothing extra."""
+    return sum(disk.size or 0 for disk in vm.spec.disks)
+
+
+def _candidates(request: PlanRequest, hosts: Sequence[str]) -> list[placing.HostCandidate]:
+    candidates = []
+    for name in hosts:
+        document = request.documents[ResourceKey.of(Kind.HOST, name)]
+        assert isinstance(document, Host)
+        spec = document.spec
+        probe = request.live.hosts.get(name)
+        online = probe is not None and probe.state is HostLiveState.ONLINE
+        candidates.append(
+            placing.HostCandidate(
+                name=name,
+                enabled=spec.enabled,
+                online=online,
+                cpus=float(probe.cpus if probe else 0),
+                memory=probe.memory if probe else 0,
+                reserved_cpu=spec.reserved.cpu,
+                reserved_memory=spec.reserved.memory,
+                overcommit_cpu=spec.overcommit.cpu,
+                overcommit_memory=spec.overcommit.memory,
+                allocated_cpu=0.0,
+                allocated_memory=0,
+                # A host that reports no storage at all (a libvirt host whose pools this very plan creates)
+                # has an unknown free disk, not none: the datastore actions report a real shortage.
+                disk_free=probe.disk_free if probe and probe.disk_total > 0 else None,
+                load=probe.cpu_usage if probe else 0.0,
+                labels={**document.metadata.labels, **spec.labels},
+                custom=dict(probe.custom) if probe else {},
+            )
+        )
+    return candidates
+
+
+def place_vms(
+    request: PlanRequest,
+    own: Mapping[ResourceKey, RecordView],
+    hosts: Sequence[str],
+    problems: list[str],
+    deposing: frozenset[ResourceKey] = frozenset(),
+    *,
+    details: list[str] | None = None,
+) -> dict[ResourceKey, str]:
+    """Where every desired VM goes: its current host while it still fits there, else the policy's choice. The
+    old VM of a create-first replacement (``deposing``) is a record outside the manifests: it keeps its share."""
+    vms = {key: doc for key, doc in request.documents.items() if isinstance(doc, VirtualMachine)}
+    candidates = _candidates(request, hosts)
+    # VMs that are not part of this plan's requests (other stacks, or not in the manifests) keep their share.
+    allocated_cpu: dict[str, float] = defaultdict(float)
+    allocated_memory: dict[str, int] = defaultdict(int)
+    for key, other in request.records.items():
+        if key.kind is Kind.VIRTUAL_MACHINE and key not in vms and other.host and other.applied:
+            allocated_cpu[other.host] += float(other.applied.get("vcpu", 0))
+            allocated_memory[other.host] += int(other.applied.get("memory", 0))
+    candidates = [
+        placing.HostCandidate(
+            **{
+                **candidate.__dict__,
+                "allocated_cpu": candidate.allocated_cpu + allocated_cpu[candidate.name],
+                "allocated_memory": candidate.allocated_memory + allocated_memory[candidate.name],
+            }
+        )
+        for candidate in candidates
+    ]
+    requests = []
+    known = set(hosts)  # not the host list: a lookup per VM in a list of every host was quadratic
+    for key in sorted(vms, key=sort_key):
+        vm = vms[key]
+        record = own.get(key)
+        current = record.host if record is not None and record.host in known else None
+        requests.append(
+            placing.PlacementRequest(
+                vm=str(key),
+                vcpu=vm.spec.vcpu,
+                memory=vm.spec.memory,
+                disk=vm_disk_total(vm),
+                placement=vm.spec.placement,
+                current_host=current,
+            )
+        )
+    decisions = placing.place(requests, candidates)
+    placements: dict[ResourceKey, str] = {}
+    by_name = {str(key): key for key in vms}
+    failed: list[unplaced.Unplaced] = []
+    details = details if details is not None else []
+    for decision in decisions:
+        key = by_name[decision.vm]
+        if decision.host is None:
+            beside = " beside the VM it replaces (lifecycle.createBeforeDestroy)" if key in deposing else ""
+            failed.append(unplaced.Unplaced(str(key), decision.reasons, beside))
+        else:
+            placements[key] = decision.host
+    if failed:
+        problems += unplaced.brief(failed)
+        details += unplaced.every_host(failed)
+    return placements

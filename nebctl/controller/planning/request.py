@@ -1,0 +1,70 @@
+"""What a plan is asked for and how it fails: the request (desired documents, every record, the live view,
+the options and the reconcilers), the error listing every reason a plan cannot be made, and the helpers every
+planning step shares (the order of kinds, the references of a resource as its reconciler reads them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.reconcilers.base import LiveView, Reconciler, RecordView
+from nebctl.reconcilers.catalogue import RECONCILERS
+from nebctl.reconcilers.identity import MAC_BITS
+from nebctl.schemas.models import AnyManifest
+
+# The order resources are listed in a plan, and the tie-break among independent resources.
+KIND_ORDER = list(Kind)  # the enum lists the kinds in that order
+
+
+class PlanError(Exception):
+    """The plan cannot be made; ``problems`` lists every reason, each naming the resource. ``details`` says more
+    where a problem is a summary (every host's reason for a VM that fits on no host), for ``-v``."""
+
+    def __init__(self, problems: Sequence[str], details: Sequence[str] = ()) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+        self.details = list(details)
+
+
+@dataclass(frozen=True)
+class QuotaLimit:
+    """Most a namespace may hold, all stacks together; None means no limit on that dimension."""
+
+    namespace: str
+    vms: int | None = None
+    vcpu: int | None = None
+    memory: int | None = None
+    disk: int | None = None
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    stack: str
+    documents: Mapping[ResourceKey, AnyManifest]
+    records: Mapping[ResourceKey, RecordView]  # every record of the database, all stacks
+    live: LiveView
+    prune: bool = False
+    targets: frozenset[ResourceKey] = frozenset()
+    excludes: frozenset[ResourceKey] = frozenset()
+    quotas: Sequence[QuotaLimit] = ()
+    mac_bits: int = MAC_BITS  # of the digest a derived MAC takes (``identity.mac_address``)
+    # Each kind's reconciler: every rule of a kind the planner follows is its reconciler's.
+    reconcilers: Mapping[Kind, Reconciler] = field(default_factory=lambda: RECONCILERS)
+
+
+def references(request: PlanRequest, key: ResourceKey, spec: Mapping[str, Any] | None) -> set[ResourceKey]:
+    """The resources ``key`` refers to in ``spec`` (manifest references, resolved hosts, dependsOn), as its kind's
+    reconciler reads them."""
+    if not spec:
+        return set()
+    return {reference.target for reference in request.reconcilers[key.kind].references(key, spec)}
+
+
+_KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
+
+
+def sort_key(key: ResourceKey) -> tuple[int, str, str]:
+    return (_KIND_RANK[key.kind], key.namespace, key.name)
