@@ -16,7 +16,7 @@ from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nebctl.core.fields import Effect, FieldRule
+from nebctl.core.fields import Effect, FieldChange, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, DriftItem, Phase, ResourceChange
 from nebctl.drivers.registry import HostDriverSet
@@ -256,6 +256,11 @@ class Reconciler(Protocol):
     def detect_drift(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
         """The spec as it is now (what was applied, with what monitoring saw laid over it) and the drift found.
         Pure: the probing itself is ``controller.observing``'s."""
+        ...
+
+    def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
+        """What the kind refuses of a change whose field changes are ``fields`` (dearest: ``effect``), beyond
+        the immutable fields its rules name: each a problem the plan reports (a VM's disks only grow)."""
         ...
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:

@@ -11,7 +11,7 @@ from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 from nebctl.core.families import Family
-from nebctl.core.fields import Effect, FieldRule
+from nebctl.core.fields import Effect, FieldChange, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, ChangeType, Phase, ResourceChange
 from nebctl.drivers.errors import TemporaryError
@@ -74,6 +74,9 @@ class RegisteredReconciler:
             )
             return ActionGroup.of([probe], Phase.BUILD)
         return ActionGroup()
+
+    def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
+        return []
 
     def depose(
         self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()

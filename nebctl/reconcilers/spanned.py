@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nebctl.core.families import Family
-from nebctl.core.fields import Effect, FieldRule
+from nebctl.core.fields import Effect, FieldChange, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, ChangeType, Phase, ResourceChange
 from nebctl.drivers.errors import NotFoundError
@@ -142,6 +142,9 @@ class SpannedReconciler:
             phases = (Phase.BUILD,) * len(built) + (Phase.RELEASE,) * len(left) + (Phase.BUILD,) * len(updated)
             return ActionGroup(tuple(built + left + updated), (), phases)
         return ActionGroup()
+
+    def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
+        return []
 
     def depose(
         self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()

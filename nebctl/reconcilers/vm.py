@@ -188,6 +188,21 @@ class VirtualMachineReconciler:
             builder.update(old, desired, change)
         return ActionGroup(tuple(builder.actions), tuple(builder.edges), tuple(builder.phases))
 
+    def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
+        """Disks only grow; a replaced VM gets new disks, so a smaller one is not a shrink."""
+        if effect is Effect.REPLACE:
+            return []
+        problems = []
+        for change in fields:
+            if change.path.endswith(".size") and change.path.startswith("disks["):
+                before, after = change.before, change.after
+                if isinstance(before, int) and isinstance(after, int) and after < before:
+                    problems.append(
+                        f"{key}: {change.path} cannot shrink from {format_quantity(before)} to"
+                        f" {format_quantity(after)} (disks only grow)"
+                    )
+        return problems
+
     def depose(
         self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
     ) -> Deposition:

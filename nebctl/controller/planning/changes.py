@@ -4,14 +4,13 @@ each kind's reconciler, as one ``ResourceChange`` per resource.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nebctl.controller.planning.request import PlanRequest, sort_key
-from nebctl.core.fields import AddedFields, Effect, FieldChange, compare, dearest, flatten
+from nebctl.core.fields import AddedFields, Effect, compare, dearest, flatten
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, DriftItem, ResourceChange
-from nebctl.core.quantities import format_quantity
 from nebctl.reconcilers.base import PlanningContext, RecordView, with_metadata
 from nebctl.reconcilers.identity import VMIdentity, deposed_of
 from nebctl.schemas.models import AnyManifest, VirtualMachine
@@ -45,7 +44,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
                 warnings.append(f"{key} is no longer in the manifests; it is kept (use --prune to delete it)")
             continue
         desired = specs[key] = with_metadata(reconciler.desired_spec(key, document, ctx), document)
-        host = ctx.placements.get(key) if key.kind is Kind.VIRTUAL_MACHINE else None
+        host = ctx.placements.get(key) if reconciler.placed else None
         if record is None or record.applied is None:
             problems.extend(_foreign_live_object(key, record, request))
             reason = "resuming an interrupted create" if record is not None else ""
@@ -89,9 +88,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
         for change in fields:
             if change.effect is Effect.IMMUTABLE:
                 problems.append(f"{key}: {change.path} cannot change ({change.why})")
-        if key.kind is Kind.VIRTUAL_MACHINE and effect is not Effect.REPLACE:
-            # A replaced VM gets new disks: a smaller one is not a shrink.
-            problems.extend(_shrinking_disks(key, fields))
+        problems.extend(reconciler.refusals(key, fields, effect))
         if not fields:
             changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))
         elif effect is Effect.REPLACE:
@@ -108,7 +105,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
                 )
             )
         else:
-            previous_host = observed.spec.get("host") if key.kind is Kind.VIRTUAL_MACHINE else None
+            previous_host = observed.spec.get("host") if reconciler.placed else None
             changes.append(
                 ResourceChange(
                     key,
@@ -161,16 +158,3 @@ def _ignored(document: AnyManifest) -> tuple[str, ...]:
     if isinstance(document, VirtualMachine):
         return tuple(document.spec.lifecycle.ignoreChanges)
     return ()
-
-
-def _shrinking_disks(key: ResourceKey, fields: Iterable[FieldChange]) -> list[str]:
-    problems = []
-    for change in fields:
-        if change.path.endswith(".size") and change.path.startswith("disks["):
-            before, after = change.before, change.after
-            if isinstance(before, int) and isinstance(after, int) and after < before:
-                problems.append(
-                    f"{key}: {change.path} cannot shrink from {format_quantity(before)} to {format_quantity(after)}"
-                    " (disks only grow)"
-                )
-    return problems

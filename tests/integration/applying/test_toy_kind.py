@@ -17,7 +17,7 @@ from typing import Any
 
 from nebctl.controller.applying import Controller, PlanOptions
 from nebctl.core.families import Family
-from nebctl.core.fields import Effect, FieldRule
+from nebctl.core.fields import Effect, FieldChange, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, ChangeType, Phase, ResourceChange
 from nebctl.database.records import ApplyState
@@ -111,6 +111,9 @@ class Beacon:
             dim, light = self._action(key, "dim", old_host), self._action(key, "light", new_host, "new")
             return ActionGroup((dim, light), ((dim.id, light.id),), (Phase.DESTROY, Phase.BUILD))
         return ActionGroup()
+
+    def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
+        return []
 
     def depose(
         self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
