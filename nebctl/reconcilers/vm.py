@@ -549,7 +549,9 @@ class _Builder:
                 params={**self.deploy_params(new, "source", source), "live": live},
             )
             self.after(prepared, [migrate])
-            released = [self.nic("clean", old, i, source, "move") for i in range(len(old.get("nics", [])))]
+            released = [
+                self.nic("clean", old, i, source, "move", phase=Phase.RELEASE) for i in range(len(old.get("nics", [])))
+            ]
             self.after([migrate], released)
             if not restart and observed_state == new["state"]:
                 return
