@@ -28,6 +28,7 @@ from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.observing import DriverSource, known_hosts, observations, observe
 from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs, references
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
+from nebctl.controller.sampling import record_observation
 from nebctl.controller.settings import Settings
 from nebctl.controller.sourcing import ImageSources, LocalImage
 from nebctl.database.errors import DatabaseError
@@ -134,10 +135,12 @@ class Controller:
         return PlannedApply(plan, request, hosts, specs)
 
     def _record_observations(self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView) -> None:
-        """Keep what was just probed, for ``get`` and ``describe``: one bulk write. Failing to keep it costs the
-        user only a staler view, so it is logged and the plan goes on."""
+        """Keep what was just probed, for ``get`` and ``describe``, and its samples, for ``hosts`` and ``top`` (each
+        one bulk write). Failing to keep them costs the user only a staler view, so it is logged and the plan goes
+        on."""
         try:
             self.store.record_observations(observations(records, live), probed=list(live.hosts))
+            record_observation(self.store, live, records)  # the samples that hosts and top show
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
 
@@ -153,9 +156,11 @@ class Controller:
         cancel: threading.Event | None = None,
         on_change: Callable[[Sequence[Change]], None] | None = None,
         on_resume: Callable[[int, int, int], None] | None = None,
+        user: str | None = None,
     ) -> ApplyResult:
         """Execute the plan. The caller holds the writers' lock. ``on_resume(apply_id, done, total)`` is told
-        about an earlier apply of this stack that never finished (it is closed as interrupted)."""
+        about an earlier apply of this stack that never finished (it is closed as interrupted). ``user`` (the
+        system user by default) is recorded as the holder and as the owner of the placements it makes."""
         plan = planned.plan
         stack = plan.stack
         resumed_from = None
@@ -167,7 +172,8 @@ class Controller:
             resumed_from = unfinished.id
             if on_resume is not None:
                 on_resume(unfinished.id, done, len(actions))
-        holder = f"{getpass.getuser()}@{os.uname().nodename}:{os.getpid()}"
+        user = user or getpass.getuser()
+        holder = f"{user}@{os.uname().nodename}:{os.getpid()}"
         apply_id = self.store.begin_apply(stack=stack, revision=revision, plan=plan_summary(plan), holder=holder)
         needs = plan.dependencies()
         self.store.journal_actions(
@@ -196,7 +202,9 @@ class Controller:
             sources=ImageSources(registry=self.registry, settings=self.settings, documents=planned.request.documents),
         )
         hooks = self._hooks(planned)
-        journal = StoreJournal(self.store, apply_id, planned, world, on_events=hooks.dispatch if hooks else None)
+        journal = StoreJournal(
+            self.store, apply_id, planned, world, on_events=hooks.dispatch if hooks else None, owner=user
+        )
         journal.begin()
         executor = Executor(
             plan,
@@ -322,9 +330,12 @@ class StoreJournal:
         planned: PlannedApply,
         world: ExecutionWorld,
         on_events: Callable[[Sequence[dict[str, Any]]], None] | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.on_events = on_events
+        self.owner = owner
         self.emitted: list[dict[str, Any]] = []
         # What the current round will write, in bulk, when it ends.
         self._updates: list[ActionUpdate] = []
@@ -573,7 +584,7 @@ class StoreJournal:
             with self.world._lock:
                 self.world.records.pop(key, None)
             if key.kind is Kind.VIRTUAL_MACHINE:
-                tx.close_history(key, reason="deleted")
+                tx.close_history(key, reason=PlacementReason.DELETED)
             self._event(tx, type=f"{key.kind.short}.deleted", message=f"{key} deleted", key=key)
             return
         record = self._record(key)
@@ -601,13 +612,8 @@ class StoreJournal:
             message = f"{key} migrated from {change.previous_host} to {host}"
             self._event(tx, type=f"{key.kind.short}.migrated", message=message, key=key)
         if key.kind is Kind.VIRTUAL_MACHINE and spec is not None and host:
-            moved = change.type is ChangeType.CREATE or change.previous_host not in (None, host)
-            # Resized is asked last: a created VM's fields are listed only when something asks for them.
-            if (
-                moved
-                or change.type is ChangeType.REPLACE
-                or any(f.path in ("vcpu", "memory") or f.path.startswith("disks") for f in change.fields)
-            ):
+            reason = placement_reason(change, str(host))
+            if reason is not None:
                 # Written with the round's other placements, in one statement (``_write_round``).
                 self._placements.append(
                     HistoryOpening(
@@ -616,12 +622,53 @@ class StoreJournal:
                         vcpu=int(spec["vcpu"]),
                         memory=int(spec["memory"]),
                         disk=disk_total(spec),
-                        reason=change.type.value if not moved or change.type is ChangeType.CREATE else "migrated",
+                        reason=reason,
                         stack=stack,
+                        state=str(spec.get("state") or "running"),
+                        owner=self.owner,
                     )
                 )
             if state:
                 self._event(tx, type=f"vm.{state}", message=f"{key} is {state} on {host}", key=key)
+
+
+class PlacementReason:
+    """Why a placement record opens (``reason``) or closes (``end_reason``): the vocabulary of the accounting
+    history, shared by the executor and ``nebctl accounting``."""
+
+    CREATED = "created"
+    REPLACED = "replaced"
+    MIGRATED = "migrated"
+    RESIZED = "resized"
+    STARTED = "started"
+    STOPPED = "stopped"
+    SUSPENDED = "suspended"
+    DELETED = "deleted"
+
+
+def placement_reason(change: ResourceChange, host: str) -> str | None:
+    """The reason a finished change of a VM starts a new placement record, or None when the record goes on.
+
+    A creation, a replacement, a move to another host, a new size (vCPUs, memory, disks) and a change of state
+    (running, stopped, suspended) each split the record, so that every record has one host, one size and one
+    state. When several happen at once, the first of that order names the split."""
+    if change.type is ChangeType.CREATE:
+        return PlacementReason.CREATED
+    if change.type is ChangeType.REPLACE:
+        return PlacementReason.REPLACED
+    if change.previous_host not in (None, host):
+        return PlacementReason.MIGRATED
+    # The fields are asked last: a created VM's fields are listed only when something asks for them.
+    paths = [f.path for f in change.fields]
+    if any(path in ("vcpu", "memory") or path.startswith("disks") for path in paths):
+        return PlacementReason.RESIZED
+    for item in change.fields:
+        if item.path == "state":
+            state = str(item.after)
+            return {"running": PlacementReason.STARTED, "suspended": PlacementReason.SUSPENDED}.get(
+                state, PlacementReason.STOPPED
+            )
+    return None
 
 
 def event_payload(event: EventRecord, identifier: int) -> dict[str, Any]:

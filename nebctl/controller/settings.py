@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nebctl.schemas.quantities import parse_duration, parse_quantity
 
@@ -40,6 +40,37 @@ class ImageCacheSettings(_Strict):
         return self.dir if self.dir is not None else state_dir / "images" if state_dir is not None else None
 
 
+class PriceOverride(_Strict):
+    """Prices for one host, or for the hosts carrying all the given labels; unset prices keep the base ones."""
+
+    host: str | None = Field(default=None, description="The Host resource these prices apply to.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Hosts carrying all these labels.")
+    vcpu_hour: float | None = Field(default=None, ge=0)
+    memory_gib_hour: float | None = Field(default=None, ge=0)
+    disk_gib_hour: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PriceOverride:
+        if (self.host is None) == (not self.labels):
+            raise ValueError("a price override names either a host or labels (exactly one of them)")
+        if self.vcpu_hour is None and self.memory_gib_hour is None and self.disk_gib_hour is None:
+            raise ValueError("a price override sets at least one of vcpu_hour, memory_gib_hour, disk_gib_hour")
+        return self
+
+
+class PricingSettings(_Strict):
+    """The price book of ``nebctl showback`` (docs/accounting.md)."""
+
+    currency: str = Field(default="EUR", min_length=1, max_length=16, description="Shown with every cost.")
+    vcpu_hour: float = Field(default=0.0, ge=0, description="Price of one vCPU for one hour.")
+    memory_gib_hour: float = Field(default=0.0, ge=0, description="Price of one GiB of memory for one hour.")
+    disk_gib_hour: float = Field(default=0.0, ge=0, description="Price of one GiB of disk for one hour.")
+    only_running: bool = Field(
+        default=False, description="Charge CPU and memory only while VMs run (disk is always charged)."
+    )
+    overrides: list[PriceOverride] = Field(default_factory=list, description="Per-host or per-label prices.")
+
+
 class Settings(_Strict):
     prune: bool = Field(default=False, description="Delete resources removed from the manifests (like --prune).")
     parallelism: int = Field(default=16, ge=1, le=1024)
@@ -60,9 +91,7 @@ class Settings(_Strict):
     image_cache: ImageCacheSettings = Field(
         default_factory=ImageCacheSettings, description="The cache of downloaded images (one download per image)."
     )
-    pricing: dict[str, float] = Field(
-        default_factory=dict, description="showback prices: vcpu_hour, memory_gib_hour, disk_gib_hour."
-    )
+    pricing: PricingSettings = Field(default_factory=PricingSettings, description="showback prices.")
 
     def timeout_for(self, family: str, action: str) -> float:
         """The timeout of one action: 'family.action', else 'family', else the default."""

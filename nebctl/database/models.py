@@ -219,9 +219,39 @@ AccountingRecord = Table(
     _required("disk", BigInteger),
     _required("reason", String(64)),
     _optional("end_reason", String(64)),
+    # ``running`` or ``stopped``/``suspended``: a state change splits the record, so that showback can price
+    # running and stopped time apart; ``owner`` is the user whose apply placed it (``--by user``).
+    _required("state", String(STATE_LENGTH), default="running", server_default="running"),
+    _optional("owner", String(128)),
     Index(None, "namespace", "name", "started_at"),
     Index(None, "started_at"),
     Index(None, "ended_at"),
+)
+
+# The priced usage of one VM on one host in one calendar month (``nebctl showback``): recomputed on demand from
+# ``accounting_history``, a month's rows replaced together, so that billing can read a table.
+ShowbackRecord = Table(
+    "showback",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    _required("month", String(7)),
+    _required("namespace", String(NAME_LENGTH)),
+    _required("name", String(NAME_LENGTH)),
+    _optional("stack", String(STACK_LENGTH)),
+    _optional("owner", String(128)),
+    _required("host", String(HOST_LENGTH)),
+    _required("running_hours", Float),
+    _required("stopped_hours", Float),
+    _required("vcpu_hours", Float),
+    _required("memory_gib_hours", Float),
+    _required("disk_gib_hours", Float),
+    _required("cpu_cost", Float),
+    _required("memory_cost", Float),
+    _required("disk_cost", Float),
+    _required("cost", Float),
+    _required("currency", String(16)),
+    _required("computed_at", _TIME),
+    Index(None, "month", "namespace", "name"),
 )
 
 # One run of a user hook program: which event triggered it, how it exited, what it printed (truncated).

@@ -208,11 +208,14 @@ class HistoryRecord:
     disk: int
     reason: str
     end_reason: str | None
+    state: str = "running"
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryOpening:
-    """A placement record to start (``open_histories``): ``vm`` is placed on ``host`` with these sizes."""
+    """A placement record to start (``open_histories``): ``vm`` is placed on ``host`` with these sizes, in
+    ``state`` (``running``, ``stopped``, ``suspended``), by ``owner``."""
 
     vm: ResourceKey
     host: str
@@ -221,6 +224,32 @@ class HistoryOpening:
     disk: int
     reason: str
     stack: str | None = None
+    state: str = "running"
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShowbackRow:
+    """The priced usage of one VM on one host in one month (the ``showback`` table); hours and costs as
+    ``accounting.pricing`` computes them."""
+
+    month: str  # YYYY-MM
+    namespace: str
+    name: str
+    stack: str | None
+    owner: str | None
+    host: str
+    running_hours: float
+    stopped_hours: float
+    vcpu_hours: float
+    memory_gib_hours: float
+    disk_gib_hours: float
+    cpu_cost: float
+    memory_cost: float
+    disk_cost: float
+    cost: float
+    currency: str
+    computed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
-"""Store operations on what monitoring, accounting and hooks record: samples, placement history, hook runs.
+"""Store operations on what monitoring, accounting and hooks record: samples, placement history, showback, hook
+runs.
 
-Mixed into ``Store`` and ``Batch``. Monitoring writes samples in bulk (one probe per host gives one row per VM),
-the service downsamples and prunes them on a retention schedule, the executor opens and closes accounting
-history as VMs are placed, moved and removed, and the hook runner records each run.
+Mixed into ``Store`` and ``Batch``. Monitoring writes samples in bulk (one observation of every host is one
+transaction: ``add_samples``), the service downsamples and prunes them on a retention schedule, the executor
+opens and closes accounting history as VMs are placed, moved, resized, started, stopped and removed,
+``nebctl showback`` replaces a month's priced records, and the hook runner records each run.
 """
 
 from __future__ import annotations
@@ -14,15 +16,23 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 
-from nebctl.database.models import AccountingRecord, HookRun, HostSample, VMSample
+from nebctl.database.models import AccountingRecord, HookRun, HostSample, ShowbackRecord, VMSample
 from nebctl.database.operating import AnyRow, Operations, chunks, table
-from nebctl.database.records import HistoryOpening, HistoryRecord, HookRunRecord, HostSampleRecord, VMSampleRecord
+from nebctl.database.records import (
+    HistoryOpening,
+    HistoryRecord,
+    HookRunRecord,
+    HostSampleRecord,
+    ShowbackRow,
+    VMSampleRecord,
+)
 from nebctl.schemas.keys import ResourceKey
 
 _host_samples = table(HostSample)
 _vm_samples = table(VMSample)
 _history = table(AccountingRecord)
 _hook_runs = table(HookRun)
+_showback = table(ShowbackRecord)
 
 # The placement-record statements, built once: the executor's journal runs them every round.
 _CLOSE_HISTORIES = (
@@ -103,6 +113,8 @@ def _history_record(row: AnyRow) -> HistoryRecord:
         disk=row.disk,
         reason=row.reason,
         end_reason=row.end_reason,
+        state=row.state,
+        owner=row.owner,
     )
 
 
@@ -113,6 +125,14 @@ def _bucket_start(time: datetime, bucket: timedelta) -> datetime:
 
 class TelemetryOperations(Operations):
     # --- monitoring samples --------------------------------------------------------------------------------
+
+    def add_samples(self, hosts: Sequence[HostSampleRecord], vms: Sequence[VMSampleRecord]) -> None:
+        """One observation of the fleet (every host's probe and every VM of theirs) in one transaction."""
+        with self._write() as connection:
+            for target, samples in ((_host_samples, hosts), (_vm_samples, vms)):
+                rows = [asdict(sample) for sample in samples]
+                for chunk in chunks(rows, 1000):
+                    connection.execute(insert(target), list(chunk))
 
     def add_host_samples(self, samples: Sequence[HostSampleRecord]) -> None:
         rows = [asdict(sample) for sample in samples]
@@ -198,6 +218,15 @@ class TelemetryOperations(Operations):
         )
         with self._read() as connection:
             return {(row.namespace, row.name): _vm_sample(row) for row in connection.execute(query)}
+
+    def recent_vm_samples(self, since: datetime) -> list[VMSampleRecord]:
+        """Raw VM samples from ``since`` on, oldest first (``nebctl top`` derives rates from the last two)."""
+        columns = _vm_samples.c
+        query = (
+            select(_vm_samples).where(columns.time >= since, columns.resolution == 0).order_by(columns.time, columns.id)
+        )
+        with self._read() as connection:
+            return [_vm_sample(row) for row in connection.execute(query)]
 
     def prune_samples(self, before: datetime, *, resolution: int | None = None) -> int:
         """Delete host and VM samples older than ``before`` (of one resolution if given); returns how many."""
@@ -291,8 +320,11 @@ class TelemetryOperations(Operations):
         reason: str,
         stack: str | None = None,
         start: datetime | None = None,
+        state: str = "running",
+        owner: str | None = None,
     ) -> int:
-        """Start a placement record of ``vm`` on ``host``; an open record of the VM is closed first."""
+        """Start a placement record of ``vm`` on ``host``; an open record of the VM is closed first (with
+        ``reason`` as its end reason)."""
         start = start or self._now()
         with self._write() as connection:
             connection.execute(_CLOSE_HISTORIES, _closing(vm, start, reason))
@@ -307,6 +339,8 @@ class TelemetryOperations(Operations):
                     memory=memory,
                     disk=disk,
                     reason=reason,
+                    state=state,
+                    owner=owner,
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -333,6 +367,8 @@ class TelemetryOperations(Operations):
                 "disk": opening.disk,
                 "reason": opening.reason,
                 "end_reason": None,
+                "state": opening.state,
+                "owner": opening.owner,
             }
             for opening in openings
         ]
@@ -370,6 +406,52 @@ class TelemetryOperations(Operations):
             query = query.where(_history.c.host == host)
         with self._read() as connection:
             return [_history_record(row) for row in connection.execute(query)]
+
+    # --- showback ------------------------------------------------------------------------------------------
+
+    def replace_showback(self, month: str, rows: Sequence[ShowbackRow]) -> None:
+        """Replace the priced records of ``month`` (YYYY-MM) with ``rows``, in one transaction: a reader sees
+        the old month or the new one, never a mix, and a crash half-way keeps the old one."""
+        computed_at = self._now()
+        values = [{**asdict(row), "computed_at": row.computed_at or computed_at} for row in rows]
+        if any(row.month != month for row in rows):
+            raise ValueError(f"replace_showback({month!r}) was given rows of another month")
+        with self._write() as connection:
+            connection.execute(delete(_showback).where(_showback.c.month == month))
+            for chunk in chunks(values, 1000):
+                connection.execute(insert(_showback), list(chunk))
+
+    def list_showback(self, month: str) -> list[ShowbackRow]:
+        """The stored priced records of ``month``, by VM then host."""
+        columns = _showback.c
+        query = (
+            select(_showback)
+            .where(columns.month == month)
+            .order_by(columns.namespace, columns.name, columns.host, columns.id)
+        )
+        with self._read() as connection:
+            return [
+                ShowbackRow(
+                    month=row.month,
+                    namespace=row.namespace,
+                    name=row.name,
+                    stack=row.stack,
+                    owner=row.owner,
+                    host=row.host,
+                    running_hours=row.running_hours,
+                    stopped_hours=row.stopped_hours,
+                    vcpu_hours=row.vcpu_hours,
+                    memory_gib_hours=row.memory_gib_hours,
+                    disk_gib_hours=row.disk_gib_hours,
+                    cpu_cost=row.cpu_cost,
+                    memory_cost=row.memory_cost,
+                    disk_cost=row.disk_cost,
+                    cost=row.cost,
+                    currency=row.currency,
+                    computed_at=row.computed_at,
+                )
+                for row in connection.execute(query)
+            ]
 
     # --- hook runs -----------------------------------------------------------------------------------------
 
