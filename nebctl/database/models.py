@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Double,
     Float,
     ForeignKey,
     Index,
@@ -229,7 +230,8 @@ AccountingRecord = Table(
 )
 
 # The priced usage of one VM on one host in one calendar month (``nebctl showback``): recomputed on demand from
-# ``accounting_history``, a month's rows replaced together, so that billing can read a table.
+# ``accounting_history``, a month's rows replaced together, so that billing can read a table. Hours and costs
+# are double precision (MySQL's FLOAT would keep about seven digits of a bill).
 ShowbackRecord = Table(
     "showback",
     metadata,
@@ -240,15 +242,15 @@ ShowbackRecord = Table(
     _optional("stack", String(STACK_LENGTH)),
     _optional("owner", String(128)),
     _required("host", String(HOST_LENGTH)),
-    _required("running_hours", Float),
-    _required("stopped_hours", Float),
-    _required("vcpu_hours", Float),
-    _required("memory_gib_hours", Float),
-    _required("disk_gib_hours", Float),
-    _required("cpu_cost", Float),
-    _required("memory_cost", Float),
-    _required("disk_cost", Float),
-    _required("cost", Float),
+    _required("running_hours", Double),
+    _required("stopped_hours", Double),
+    _required("vcpu_hours", Double),
+    _required("memory_gib_hours", Double),
+    _required("disk_gib_hours", Double),
+    _required("cpu_cost", Double),
+    _required("memory_cost", Double),
+    _required("disk_cost", Double),
+    _required("cost", Double),
     _required("currency", String(16)),
     _required("computed_at", _TIME),
     Index(None, "month", "namespace", "name"),
