@@ -49,7 +49,7 @@ vm_history = st.tuples(
 
 
 def build(histories: list[tuple[int, list[tuple[int, str, int, int, int, str, str | None]], bool, str, str | None]]):  # type: ignore[no-untyped-def]
-    records = []
+    records: list[HistoryRecord] = []
     for index, (offset, segments, still_open, namespace, stack) in enumerate(histories):
         moment = START + timedelta(minutes=offset)
         for position, (minutes, host, vcpu, memory, disk, state, owner) in enumerate(segments):

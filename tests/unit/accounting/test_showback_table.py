@@ -95,7 +95,7 @@ HISTORY = [
         reason="stopped",
         end_reason="started",
         owner="bob",
-    ),  # fmt: skip
+    ),
     rec("d", "a", "2024-05-15T00:00", "2024-05-16T00:00", memory=2 * GIB, disk=20 * GIB, reason="started"),
     # created and deleted the same day, on a gold host
     rec("e", "c", "2024-05-20T06:00", "2024-05-20T18:00", end_reason="deleted", namespace="lab", stack="lab"),
@@ -171,8 +171,9 @@ def test_month_boundaries_cut_records_exactly() -> None:
     assert april[0].end == t("2024-05-01T00:00")
     december = price_month("2023-12", clip(HISTORY, month_period("2023-12"), now=NOW), BOOK, LABELS)
     january = price_month("2024-01", clip(HISTORY, month_period("2024-01"), now=NOW), BOOK, LABELS)
-    assert [(r.name, r.running_hours, r.cost) for r in december] == [("g", 6.0, pytest.approx(0.18))]
-    assert [(r.name, r.running_hours, r.cost) for r in january] == [("g", 6.0, pytest.approx(0.18))]
+    for rows in (december, january):
+        assert [(r.name, r.running_hours) for r in rows] == [("g", 6.0)]
+        assert rows[0].cost == pytest.approx(6 * 0.03)
     assert month_period("2024-02").end == t("2024-03-01T00:00")  # a leap year's February: 29 days
     assert (month_period("2024-02").end - month_period("2024-02").start).days == 29
     assert month_period("2023-12").end == t("2024-01-01T00:00")
@@ -213,7 +214,7 @@ def test_times_and_periods() -> None:
     assert parse_time("2024-05-01T00:00:00Z") == t("2024-05-01T00:00")
     with pytest.raises(ValueError, match="--from: 'yesterday' is not an ISO 8601"):
         parse_time("yesterday", option="--from")
-    with pytest.raises(ValueError, match="ends .* before it starts"):
+    with pytest.raises(ValueError, match=r"ends .* before it starts"):
         Period(t("2024-05-02T00:00"), t("2024-05-01T00:00"))
     assert months(Period(t("2023-11-15T00:00"), t("2024-02-01T00:00"))) == ["2023-11", "2023-12", "2024-01"]
 
