@@ -25,6 +25,8 @@ from nebctl.controller.cli.database import open_store
 from nebctl.controller.cli.tables import human_bytes, print_table
 from nebctl.controller.metrics import host_labels
 from nebctl.controller.settings import PricingSettings
+from nebctl.database import ShowbackRow, Store
+from nebctl.schemas.keys import Kind
 
 # The column a grouping's key prints under: oneacct's names where they mean the same.
 KEY_COLUMNS = {"vm": "VM", "host": "HOSTNAME", "namespace": "NAMESPACE", "stack": "STACK", "user": "UNAME"}
@@ -196,6 +198,17 @@ def price_book(settings: PricingSettings) -> pricing.PriceBook:
     )
 
 
+def compute_showback(store: Store, month: str, book: pricing.PriceBook, *, now: datetime) -> list[ShowbackRow]:
+    """Price ``month`` (up to ``now``) from the placement records and replace its rows in the showback table.
+    Host labels (for label price overrides) are those the Host records carry now."""
+    period = month_period(month)
+    usages = clip(store.list_history(start=period.start, end=period.end), period, now=now)
+    labels = host_labels(store.list_resources(kind=Kind.HOST))
+    rows = pricing.price_month(month, usages, book, labels)
+    store.replace_showback(month, rows)
+    return rows
+
+
 @click.command("showback")
 @click.option("--month", "month_text", metavar="YYYY-MM", help="The calendar month (UTC). Default: this month.")
 @click.option("--by", type=click.Choice(GROUPINGS), default="vm", show_default=True, help="Sum by this.")
@@ -216,10 +229,7 @@ def showback_command(app: AppContext, month_text: str | None, by: str, output: s
     if period.start > now:
         raise CliError(f"--month {month}: that month has not begun")
     book = price_book(app.settings.pricing)
-    store = open_store(app)
-    usages = clip(store.list_history(start=period.start, end=period.end), period, now=now)
-    rows = pricing.price_month(month, usages, book, host_labels(store.list_resources()))
-    store.replace_showback(month, rows)
+    rows = compute_showback(open_store(app), month, book, now=now)
     bills = pricing.bills(rows, by)
     table_rows = [
         {KEY_COLUMNS[by]: bill.key, **{column: _round(getattr(bill, _field(column))) for column in BILL_COLUMNS}}
