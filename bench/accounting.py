@@ -232,8 +232,8 @@ def main() -> int:
             "",
             "Command: `.venv/bin/python bench/accounting.py`",
             "",
-            f"Machine: {platform.node()}, Python {platform.python_version()}, {platform.machine()}; "
-            f"{time.strftime('%Y-%m-%d')}.",
+            f"Machine: {platform.node()}, Python {platform.python_version()}, {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; {time.strftime('%Y-%m-%d')}.",
             "",
             f"| backend | showback, {VMS:,} VMs x {RECORDS_PER_VM} records (best of 3) | one observation, "
             f"{HOSTS:,} hosts x {VMS_PER_HOST} VMs ({rows_per_observation:,} rows; median of {ROUNDS}) "

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 
 from nebctl.database.models import AccountingRecord, HookRun, HostSample, ShowbackRecord, VMSample
-from nebctl.database.operating import AnyRow, Operations, chunks, table
+from nebctl.database.operating import AnyRow, Operations, bulk_insert, chunks, table
 from nebctl.database.records import (
     HistoryOpening,
     HistoryRecord,
@@ -131,12 +131,13 @@ class TelemetryOperations(Operations):
 
     def add_samples(self, hosts: Sequence[HostSampleRecord], vms: Sequence[VMSampleRecord]) -> None:
         """One observation of the fleet (every host's probe and every VM of theirs) in one transaction."""
+        host_rows = [{name: getattr(sample, name) for name in _HOST_FIELDS} for sample in hosts]
+        vm_rows = [tuple(getattr(sample, name) for name in _VM_FIELDS) for sample in vms]
         with self._write() as connection:
-            for target, samples, names in ((_host_samples, hosts, _HOST_FIELDS), (_vm_samples, vms, _VM_FIELDS)):
-                # Not ``asdict`` (it deep-copies every field): a fleet's observation is tens of thousands of rows.
-                rows = [{name: getattr(sample, name) for name in names} for sample in samples]
-                for chunk in chunks(rows, 5000):
-                    connection.execute(insert(target), list(chunk))
+            for chunk in chunks(host_rows, 1000):
+                connection.execute(insert(_host_samples), list(chunk))  # JSON attributes: SQLAlchemy's path
+            # A fleet's observation is tens of thousands of VM rows: one plain executemany.
+            bulk_insert(connection, _vm_samples, _VM_FIELDS, vm_rows)
 
     def add_host_samples(self, samples: Sequence[HostSampleRecord]) -> None:
         rows = [asdict(sample) for sample in samples]
@@ -417,16 +418,15 @@ class TelemetryOperations(Operations):
         """Replace the priced records of ``month`` (YYYY-MM) with ``rows``, in one transaction: a reader sees
         the old month or the new one, never a mix, and a crash half-way keeps the old one."""
         computed_at = self._now()
-        # Not ``asdict``: it deep-copies every field, which was most of the time of a large month.
-        values = [{name: getattr(row, name) for name in _SHOWBACK_FIELDS} for row in rows]
-        for value in values:
-            value["computed_at"] = value["computed_at"] or computed_at
         if any(row.month != month for row in rows):
             raise ValueError(f"replace_showback({month!r}) was given rows of another month")
+        # A large fleet's month is tens of thousands of rows: one plain executemany, no per-row processing.
+        values = [
+            (*(getattr(row, name) for name in _SHOWBACK_FIELDS[:-1]), row.computed_at or computed_at) for row in rows
+        ]
         with self._write() as connection:
             connection.execute(delete(_showback).where(_showback.c.month == month))
-            for chunk in chunks(values, 1000):
-                connection.execute(insert(_showback), list(chunk))
+            bulk_insert(connection, _showback, _SHOWBACK_FIELDS, values)
 
     def list_showback(self, month: str) -> list[ShowbackRow]:
         """The stored priced records of ``month``, by VM then host."""

@@ -10,13 +10,18 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from nebctl.accounting.pricing import PriceBook, PriceOverride, Prices, bills, price_month
-from nebctl.accounting.usage import clip, month_period
+from nebctl.accounting.usage import GROUPINGS, clip, month_period
 from nebctl.database import HostSampleRecord, Store, VMSampleRecord, engines, migrating
 from nebctl.database.engines import transaction
 from nebctl.schemas.keys import Kind, ResourceKey
+from tests.unit.accounting.test_properties import BOOK as PROPERTY_BOOK
+from tests.unit.accounting.test_properties import LABELS as PROPERTY_LABELS
+from tests.unit.accounting.test_properties import MONTHS, NOW, build, vm_history
 
 GIB = 1 << 30
 BOOK = PriceBook(Prices(0.02, 0.01, 0.001), (PriceOverride(host="kvm2", vcpu_hour=0.05),), currency="CHF")
@@ -184,3 +189,50 @@ def test_upgrade_keeps_existing_records_as_running(db_url: str) -> None:
         [record] = store.list_history()
         assert (record.name, record.state, record.owner, record.reason) == ("old", "running", None, "deploy")
         assert store.list_showback("2024-05") == []
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(vm_history, min_size=1, max_size=4))
+def test_random_histories_through_the_store(store: Store, histories) -> None:  # type: ignore[no-untyped-def]
+    """The properties of tests/unit/accounting/test_properties.py on every backend: random histories written as
+    the executor writes them come back to the microsecond, and price to the same figures, which the showback
+    table keeps exactly; the groupings sum to the per-VM total."""
+    with store.batch() as tx, tx._write() as connection:  # a fresh history for each example
+        connection.execute(text("DELETE FROM accounting_history"))
+        connection.execute(text("DELETE FROM showback"))
+    expected = build(histories)
+    for record in expected:
+        key = ResourceKey.of(Kind.VIRTUAL_MACHINE, record.name, record.namespace)
+        store.open_history(
+            key,
+            host=record.host,
+            vcpu=record.vcpu,
+            memory=record.memory,
+            disk=record.disk,
+            reason=record.reason,
+            stack=record.stack,
+            start=record.started_at,
+            state=record.state,
+            owner=record.owner,
+        )
+        if record.ended_at is not None:
+            store.close_history(key, reason="deleted", end=record.ended_at)
+    stored = store.list_history()
+    assert sorted((r.name, r.started_at, r.ended_at, r.host, r.state, r.owner) for r in stored) == sorted(
+        (r.name, r.started_at, r.ended_at, r.host, r.state, r.owner) for r in expected
+    )
+    for month in MONTHS:
+        period = month_period(month)
+        rows = price_month(
+            month,
+            clip(store.list_history(start=period.start, end=period.end), period, now=NOW),
+            PROPERTY_BOOK,
+            PROPERTY_LABELS,
+        )
+        assert rows == price_month(month, clip(expected, period, now=NOW), PROPERTY_BOOK, PROPERTY_LABELS)
+        store.replace_showback(month, rows)
+        kept = store.list_showback(month)
+        assert [replace(r, computed_at=None) for r in kept] == rows
+        total = sum(r.cost for r in kept)
+        for by in GROUPINGS:
+            assert sum(b.cost for b in bills(kept, by)) == pytest.approx(total, rel=1e-9, abs=1e-9)

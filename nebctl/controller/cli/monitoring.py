@@ -283,9 +283,14 @@ def _snapshot(
     return _sort_vms(vms, sort), tops
 
 
-def _vm_document(view: VMView) -> dict[str, Any]:
-    document = asdict(view)
-    document["labels"] = dict(view.labels)
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _document(value: Any) -> dict[str, Any]:
+    """A view as JSON: camelCase keys (as ``hosts`` and ``get``), times in ISO 8601."""
+    document = {_camel(key): item for key, item in asdict(value).items()}
     result: dict[str, Any] = _jsonable(document)
     return result
 
@@ -334,7 +339,7 @@ def top_command(
         vms, tops = _snapshot(app, what=what, sort=sort, host=host, stack=stack, labels=wanted)
         now = datetime.now(UTC)
         if output == "json":
-            return [_jsonable(asdict(t)) for t in tops] if what == "hosts" else [_vm_document(v) for v in vms]
+            return [_document(t) for t in tops] if what == "hosts" else [_document(v) for v in vms]
         return _host_table(tops) if what == "hosts" else _vm_table(vms, now)
 
     if not watch:

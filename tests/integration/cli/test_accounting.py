@@ -184,8 +184,9 @@ def test_hosts_and_top_after_applies(env: Env) -> None:
 
     [vm] = env.json("top", "-o", "json")
     assert (vm["name"], vm["host"], vm["state"], vm["memory"]) == ("app", "h1", "running", 2 * GIB)
-    assert vm["cpu"] is not None and vm["memory_used"] is not None
-    assert all(vm[rate] is not None and vm[rate] >= 0 for rate in ("disk_read_rate", "net_rx_rate"))
+    assert vm["cpu"] is not None and vm["memoryUsed"] is not None and vm["sampledAt"].endswith("Z")
+    rates = ("diskReadRate", "diskWriteRate", "netRxRate", "netTxRate")
+    assert all(vm[rate] is not None and vm[rate] >= 0 for rate in rates)
     assert env.json("top", "-o", "json", "--host", "h2") == []
     assert env.json("top", "-o", "json", "--label", "team=red") == []
     assert [v["name"] for v in env.json("top", "-o", "json", "--label", "team=blue", "--stack", "stack")] == ["app"]
