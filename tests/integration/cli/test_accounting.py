@@ -1,7 +1,7 @@
 """``hosts``, ``top``, ``accounting`` and ``showback`` end to end: real ``nebctl`` processes applying manifests
 to the simulated fleet, then reading what was recorded.
 
-The VM goes through a creation, a migration, a resize, a stop and a deletion; the placement history must hold
+The VM goes through a creation, a migration, a resize, a stop, a start and a deletion; the placement history must hold
 one record for each stage, in order, each ending where the next begins, and showback must price each record's
 hours with the configured prices (worked out here from the record's own start and end).
 """
@@ -110,6 +110,8 @@ def test_history_follows_create_migrate_resize_stop_destroy(env: Env) -> None:
     env.apply()
     env.declare(host="h2", vcpu=2, state="stopped")
     env.apply()
+    env.declare(host="h2", vcpu=2)  # started again
+    env.apply()
     (env.manifests / "stack.yaml").write_text(HOSTS)  # the VM removed from the manifests: pruned
     env.run("apply", "-f", str(env.manifests), "--yes", "--prune")
 
@@ -119,7 +121,8 @@ def test_history_follows_create_migrate_resize_stop_destroy(env: Env) -> None:
         ("h1", 1, "running", "created", "migrated"),
         ("h2", 1, "running", "migrated", "resized"),
         ("h2", 2, "running", "resized", "stopped"),
-        ("h2", 2, "stopped", "stopped", "deleted"),
+        ("h2", 2, "stopped", "stopped", "started"),
+        ("h2", 2, "running", "started", "deleted"),
     ]
     assert all(r["vm"] == "app" and r["namespace"] == "default" and r["stack"] == "stack" for r in rows)
     assert all(r["memory"] == 2 * GIB and r["disk"] == 0 and r["open"] is False for r in rows)
@@ -139,9 +142,9 @@ def test_history_follows_create_migrate_resize_stop_destroy(env: Env) -> None:
     ]  # fmt: skip
     assert [(r["HOSTNAME"], r["REASON"]) for r in table] == [(r["hostname"], r["reason"]) for r in rows]
 
-    # Grouped by host: h1 had the first record, h2 the three others (one of them stopped).
+    # Grouped by host: h1 had the first record, h2 the four others (one of them stopped).
     by_host = {g["hostname"]: g for g in env.json("accounting", "--by", "host", "-o", "json")["rows"]}
-    assert by_host["h1"]["records"] == 1 and by_host["h2"]["records"] == 3
+    assert by_host["h1"]["records"] == 1 and by_host["h2"]["records"] == 4
     stopped = rows[3]["hours"]
     assert by_host["h2"]["stopped_hours"] == pytest.approx(stopped, abs=1e-5)
     assert by_host["h1"]["stopped_hours"] == 0
