@@ -25,6 +25,9 @@ nebctl diff -f manifests/examples/
 step "nebctl get vm"
 nebctl get vm
 
+step "nebctl hosts   (capacity, allocation and usage, from the probes of apply and diff)"
+nebctl hosts
+
 printf '\nThe simulated fleet and the database are in %s. Try:\n' "$demo"
 printf '  export NEBCTL_DB=%s\n' "$NEBCTL_DB"
 printf '  .venv/bin/nebctl --config %s sim stop-vm web-1    # drift behind nebctl'"'"'s back\n' "$demo/config.yaml"
