@@ -224,11 +224,21 @@ class TelemetryOperations(Operations):
         with self._read() as connection:
             return {(row.namespace, row.name): _vm_sample(row) for row in connection.execute(query)}
 
-    def recent_vm_samples(self, since: datetime) -> list[VMSampleRecord]:
-        """Raw VM samples from ``since`` on, oldest first (``nebctl top`` derives rates from the last two)."""
+    def recent_vm_samples(self, since: datetime, *, per_vm: int = 2) -> list[VMSampleRecord]:
+        """The newest ``per_vm`` raw samples of each VM from ``since`` on, oldest first (``nebctl top`` derives
+        rates from the last two). The database picks them (a window function), so a fleet's many samples are
+        not all read back."""
         columns = _vm_samples.c
+        recency = (
+            func.row_number()
+            .over(partition_by=(columns.namespace, columns.name), order_by=(columns.time.desc(), columns.id.desc()))
+            .label("recency")
+        )
+        ranked = select(_vm_samples, recency).where(columns.time >= since, columns.resolution == 0).subquery("ranked")
         query = (
-            select(_vm_samples).where(columns.time >= since, columns.resolution == 0).order_by(columns.time, columns.id)
+            select(*(ranked.c[column.name] for column in _vm_samples.columns))
+            .where(ranked.c.recency <= per_vm)
+            .order_by(ranked.c.time, ranked.c.id)
         )
         with self._read() as connection:
             return [_vm_sample(row) for row in connection.execute(query)]

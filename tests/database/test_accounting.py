@@ -168,6 +168,12 @@ def test_samples_of_one_observation_in_one_write(store: Store) -> None:
     recent = store.recent_vm_samples(at + timedelta(seconds=5))
     assert sorted((s.name, s.net_rx_bytes) for s in recent) == [("vm-0", 10000), ("vm-1", 10000), ("vm-2", 10000)]
     assert len(store.recent_vm_samples(at)) == 6
+    # A third observation: only the two newest of each VM come back, oldest first.
+    store.add_samples([], [replace(vm, time=at + timedelta(seconds=20), net_rx_bytes=20000) for vm in vms[1::2]])
+    newest = store.recent_vm_samples(at)
+    assert [(s.name, s.net_rx_bytes) for s in newest if s.name == "vm-1"] == [("vm-1", 10000), ("vm-1", 20000)]
+    assert len(newest) == 6 and newest == sorted(newest, key=lambda s: s.time)
+    assert [s.name for s in store.recent_vm_samples(at, per_vm=1)] == ["vm-0", "vm-1", "vm-2"]
 
 
 def test_upgrade_keeps_existing_records_as_running(db_url: str) -> None:

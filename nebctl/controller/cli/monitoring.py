@@ -25,8 +25,8 @@ from nebctl.controller.cli.database import open_store
 from nebctl.controller.cli.tables import human_bytes, print_table
 from nebctl.controller.metrics import HostTop, HostView, VMView, host_tops, host_views, vm_views
 
-# How far back ``top`` looks for the two newest samples of each VM (older ones give no rate).
-RATE_WINDOW = timedelta(minutes=30)
+# How far back ``top`` looks for the two newest samples of each VM (older ones give no rate: not live).
+RATE_WINDOW = timedelta(minutes=10)
 SORTS = ("cpu", "memory", "disk", "net", "name", "host")
 
 
@@ -260,7 +260,12 @@ def _snapshot(
     store = open_store(app)
     records = store.list_resources()
     now = datetime.now(UTC)
-    vms = vm_views(records, store.recent_vm_samples(now - RATE_WINDOW))
+    # The two newest samples of each VM within the window give its rates; the newest of all (however old)
+    # gives its state and use.
+    recent = store.recent_vm_samples(now - RATE_WINDOW)
+    seen = {(sample.namespace, sample.name) for sample in recent}
+    older = [sample for key, sample in store.latest_vm_samples().items() if key not in seen]
+    vms = vm_views(records, sorted([*older, *recent], key=lambda sample: sample.time))
     vms = [
         v
         for v in vms
