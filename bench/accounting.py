@@ -169,6 +169,7 @@ def main() -> int:
     arguments = parser.parse_args()
     from tests.support.databases import ServerUnavailable, start_postgresql
 
+    load_at_start = os.getloadavg()[0]
     lines: list[str] = []
     rows_per_observation = HOSTS * (1 + VMS_PER_HOST)
     for backend in arguments.backends.split(","):
@@ -212,6 +213,7 @@ def main() -> int:
               f"({seconds:.0f} s to simulate)", flush=True)  # fmt: skip
         raw_hour = 3600 // INTERVAL * (1 + VMS_PER_HOST)
         bucket_day = 24 * 3600 // int(BUCKET.total_seconds()) * (1 + VMS_PER_HOST)
+        bound_30 = (raw_hour + 30 * bucket_day) * HOSTS * size / kept
         day = "\n".join(
             [
                 "",
@@ -222,8 +224,9 @@ def main() -> int:
                 f"per host and day, so {per_host * HOSTS / 2**30:.2f} GiB a day for the 1,000-host load.",
                 "",
                 f"The size is bounded: per host, at most one hour of raw rows ({raw_hour:,}) plus {bucket_day:,} "
-                "downsampled rows for each day kept; with the downsampled rows pruned after D days "
-                "(`Store.prune_samples`), the database holds at most D times the daily figure above.",
+                "downsampled rows for each day kept. With the downsampled rows pruned after 30 days "
+                f"(`Store.prune_samples`) and {size / kept:.0f} bytes a row (this run's, indexes included), the "
+                f"1,000-host load keeps at most {bound_30 / 2**30:.1f} GiB of samples, whatever the time it runs.",
             ]
         )
     section = "\n".join(
@@ -233,7 +236,8 @@ def main() -> int:
             "Command: `.venv/bin/python bench/accounting.py`",
             "",
             f"Machine: {platform.node()}, Python {platform.python_version()}, {platform.machine()}, "
-            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; {time.strftime('%Y-%m-%d')}.",
+            f"{os.cpu_count()} CPUs, load average {load_at_start:.1f} at the start and {os.getloadavg()[0]:.1f} at "
+            f"the end; {time.strftime('%Y-%m-%d')}.",
             "",
             f"| backend | showback, {VMS:,} VMs x {RECORDS_PER_VM} records (best of 3) | one observation, "
             f"{HOSTS:,} hosts x {VMS_PER_HOST} VMs ({rows_per_observation:,} rows; median of {ROUNDS}) "
