@@ -25,7 +25,7 @@ from typing import Any
 
 from nebctl.controller.executing import Change, ExecutionReport, Executor, Outcome, RetryPolicy
 from nebctl.controller.hooking import HookDispatcher
-from nebctl.controller.observing import DriverSource, known_hosts, observations, observe
+from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
 from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs, references
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
 from nebctl.controller.sampling import record_observation
@@ -39,6 +39,7 @@ from nebctl.database.records import (
     EventRecord,
     HistoryOpening,
     ResourceRecord,
+    RevisionRecord,
     Severity,
 )
 from nebctl.database.store import Batch, Store
@@ -100,10 +101,24 @@ def _imports_again(
 
 
 class Controller:
-    def __init__(self, *, store: Store, registry: DriverSource, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        registry: DriverSource,
+        settings: Settings,
+        host_attributes: CustomAttributes | None = None,
+    ) -> None:
+        """``host_attributes`` gives each host's custom probe attributes; by default the programs of
+        ``settings.probes_dir`` run at each observation (the service hands in its cache of their results)."""
         self.store = store
         self.registry = registry
         self.settings = settings
+        if host_attributes is None and settings.probes_dir is not None:
+            from nebctl.controller.probing import CustomProbes
+
+            host_attributes = CustomProbes(settings.probes_dir, timeout=settings.serve.probe_timeout)
+        self.host_attributes = host_attributes
 
     # --- planning ----------------------------------------------------------------------------------------------
 
@@ -111,7 +126,7 @@ class Controller:
         records = {record.key: record for record in self.store.list_resources()}
         own = {key: record for key, record in records.items() if record.stack == options.stack}
         hosts = known_hosts(documents, own)
-        live = observe(hosts, self.registry, parallelism=self.settings.parallelism)
+        live = observe(hosts, self.registry, parallelism=self.settings.parallelism, custom=self.host_attributes)
         self._record_observations(records, live)
         request = PlanRequest(
             stack=options.stack,
@@ -151,7 +166,7 @@ class Controller:
         planned: PlannedApply,
         *,
         parallelism: int | None = None,
-        revision: str | None = None,
+        revision: RevisionRecord | None = None,
         stop: threading.Event | None = None,
         cancel: threading.Event | None = None,
         on_change: Callable[[Sequence[Change]], None] | None = None,
@@ -174,7 +189,11 @@ class Controller:
                 on_resume(unfinished.id, done, len(actions))
         user = user or getpass.getuser()
         holder = f"{user}@{os.uname().nodename}:{os.getpid()}"
-        apply_id = self.store.begin_apply(stack=stack, revision=revision, plan=plan_summary(plan), holder=holder)
+        apply_id = self.store.begin_apply(
+            stack=stack, revision=revision.label if revision else None, plan=plan_summary(plan), holder=holder
+        )
+        if revision is not None:
+            self.store.record_revision(apply_id, revision)
         needs = plan.dependencies()
         self.store.journal_actions(
             apply_id,

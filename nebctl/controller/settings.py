@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nebctl.controller.serving.settings import ServeSettings
 from nebctl.schemas.quantities import parse_duration, parse_quantity
 
 
@@ -91,6 +92,7 @@ class Settings(_Strict):
     image_cache: ImageCacheSettings = Field(
         default_factory=ImageCacheSettings, description="The cache of downloaded images (one download per image)."
     )
+    serve: ServeSettings = Field(default_factory=ServeSettings, description="The service (nebctl serve).")
     pricing: PricingSettings = Field(default_factory=PricingSettings, description="showback prices.")
 
     def timeout_for(self, family: str, action: str) -> float:

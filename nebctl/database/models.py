@@ -351,3 +351,53 @@ Quota = Table(
     _optional("disk", BigInteger),
     UniqueConstraint("scope_type", "scope"),
 )
+
+# The service's view of each stack it reconciles (``nebctl status``, the metrics, the API): its sync status,
+# the revision of its last sync, the manifests' problems, and a pending ``nebctl sync`` request.
+StackStatus = Table(
+    "stack_status",
+    metadata,
+    Column("stack", String(STACK_LENGTH), primary_key=True),
+    _required("sync_status", String(STATE_LENGTH)),
+    _optional("revision", String(128)),
+    _optional("source", Json),
+    _optional("message", Text),
+    _required("problems", Json),
+    _optional("last_sync_at", _TIME),
+    _optional("last_sync_result", String(STATE_LENGTH)),
+    _optional("last_apply_id", Integer),
+    _optional("sync_requested_at", _TIME),
+    _required("updated_at", _TIME),
+)
+
+# The health of each resource the service watches: healthy, progressing, degraded, unknown, out of sync; with
+# the count of failed heals and when the next one may start (the per-resource backoff).
+ResourceHealth = Table(
+    "resource_health",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _required("kind", String(KIND_LENGTH)),
+    _required("namespace", String(NAME_LENGTH)),
+    _required("name", String(NAME_LENGTH)),
+    _required("stack", String(STACK_LENGTH)),
+    _required("health", String(STATE_LENGTH)),
+    _optional("message", Text),
+    _required("failures", Integer, default=0),
+    _optional("next_attempt_at", _TIME),
+    _required("updated_at", _TIME),
+    UniqueConstraint("kind", "namespace", "name"),
+    Index(None, "stack"),
+)
+
+# What an apply applied: the commit of a git source (sha, author, subject) or the HEAD of a directory that is a
+# git checkout, and whether its tree had uncommitted changes.
+ApplyRevision = Table(
+    "apply_revisions",
+    metadata,
+    Column("apply_id", Integer, ForeignKey("applies.id", ondelete="CASCADE"), primary_key=True),
+    _required("sha", String(64)),
+    _optional("author", String(255)),
+    _optional("subject", Text),
+    _required("dirty", Boolean, default=False),
+    _optional("source", Text),
+)

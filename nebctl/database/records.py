@@ -334,3 +334,71 @@ class QuotaRecord:
     vcpu: int | None = None
     memory: int | None = None
     disk: int | None = None
+
+
+class SyncStatus(StrEnum):
+    """A stack's sync status, as the service keeps it."""
+
+    SYNCED = "synced"
+    OUT_OF_SYNC = "out of sync"
+    PROGRESSING = "progressing"
+    DEGRADED = "degraded"
+    UNKNOWN = "unknown"
+
+
+class Health(StrEnum):
+    """A resource's health, as the service keeps it."""
+
+    HEALTHY = "healthy"
+    PROGRESSING = "progressing"
+    OUT_OF_SYNC = "out of sync"
+    DEGRADED = "degraded"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionRecord:
+    """What an apply applied: a commit (``dirty`` when a checkout had uncommitted changes) and where from."""
+
+    sha: str
+    author: str | None = None
+    subject: str | None = None
+    dirty: bool = False
+    source: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The revision as shown and stored on the apply: the short sha, marked when the tree was dirty."""
+        return self.sha[:12] + ("-dirty" if self.dirty else "")
+
+
+@dataclass(frozen=True, slots=True)
+class StackStatusRecord:
+    stack: str
+    sync_status: str
+    revision: str | None = None
+    source: dict[str, Any] | None = None
+    message: str | None = None
+    problems: tuple[str, ...] = ()
+    last_sync_at: datetime | None = None
+    last_sync_result: str | None = None
+    last_apply_id: int | None = None
+    sync_requested_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceHealthRecord:
+    kind: Kind
+    namespace: str
+    name: str
+    stack: str
+    health: str
+    message: str | None = None
+    failures: int = 0
+    next_attempt_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(self.kind, self.namespace, self.name)

@@ -20,6 +20,7 @@ from nebctl.database.access import AccessOperations
 from nebctl.database.engines import transaction, translated_errors
 from nebctl.database.operating import Clock
 from nebctl.database.records import LeaseRecord, LockRecord
+from nebctl.database.serving import ServingOperations
 from nebctl.database.state import StateOperations
 from nebctl.database.telemetry import TelemetryOperations
 
@@ -28,7 +29,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _DataOperations(StateOperations, TelemetryOperations, AccessOperations):
+class _DataOperations(StateOperations, TelemetryOperations, AccessOperations, ServingOperations):
     """Every data operation; shared by ``Store`` (a transaction each) and ``Batch`` (one for all)."""
 
 

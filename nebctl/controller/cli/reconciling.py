@@ -34,6 +34,7 @@ from nebctl.controller.cli.validating import load_manifests
 from nebctl.controller.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
 from nebctl.database.errors import DatabaseError, LockNotObtained
+from nebctl.database.records import RevisionRecord
 from nebctl.schemas.keys import ResourceKey
 from nebctl.schemas.models import AnyManifest
 from nebctl.schemas.quantities import QuantityError, parse_duration
@@ -392,6 +393,7 @@ def _run_apply(
     lock_timeout: str | None,
     verb: str,
     saved: dict[str, Any] | None = None,
+    revision: RevisionRecord | None = None,
 ) -> None:
     from nebctl.controller import rendering
 
@@ -424,6 +426,7 @@ def _run_apply(
             result = controller.apply(
                 planned,
                 parallelism=parallelism,
+                revision=revision,
                 stop=interrupts.stop,
                 cancel=interrupts.cancel,
                 on_change=progress.update,
@@ -477,6 +480,8 @@ def apply_command(
         excludes = excludes or tuple(saved.get("excludes", ()))
     if not paths:
         raise CliError("give the manifests with -f PATH (or a saved plan with --plan)")
+    from nebctl.controller.revisions import checkout_revision
+
     manifests = load_manifests(paths)
     options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
     _run_apply(
@@ -488,6 +493,7 @@ def apply_command(
         lock_timeout=lock_timeout,
         verb="apply",
         saved=saved,
+        revision=checkout_revision(Path(paths[0])),  # the commit of the manifests, when they are in a checkout
     )
 
 
