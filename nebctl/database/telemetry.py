@@ -254,8 +254,9 @@ class TelemetryOperations(Operations):
                 deleted += connection.execute(statement).rowcount
         return deleted
 
-    def downsample_samples(self, *, before: datetime, bucket: timedelta) -> int:
-        """Fold raw samples older than ``before`` into one sample per host (or VM) and ``bucket``.
+    def downsample_samples(self, *, before: datetime, bucket: timedelta, resolution: int = 0) -> int:
+        """Fold raw samples (or those of ``resolution``, to downsample means again) older than ``before`` into
+        one sample per host (or VM) and ``bucket``.
 
         Gauges (load, memory and disk use, CPU) are averaged; counters (bytes read, written, received, sent),
         the state and custom attributes take the bucket's last value. The folded samples carry
@@ -267,12 +268,12 @@ class TelemetryOperations(Operations):
         with self._write() as connection:
             host_rows = connection.execute(
                 select(_host_samples)
-                .where(_host_samples.c.time < before, _host_samples.c.resolution == 0)
+                .where(_host_samples.c.time < before, _host_samples.c.resolution == resolution)
                 .order_by(_host_samples.c.time, _host_samples.c.id)
             ).all()
             vm_rows = connection.execute(
                 select(_vm_samples)
-                .where(_vm_samples.c.time < before, _vm_samples.c.resolution == 0)
+                .where(_vm_samples.c.time < before, _vm_samples.c.resolution == resolution)
                 .order_by(_vm_samples.c.time, _vm_samples.c.id)
             ).all()
             host_groups: dict[tuple[str, datetime], list[AnyRow]] = {}
