@@ -101,6 +101,8 @@ class DirectorySource:
             def on_any_event(self, event: FileSystemEvent) -> None:
                 if event.event_type in ("opened", "closed_no_write"):
                     return
+                if event.is_directory and event.event_type == "modified":
+                    return  # a file in it changed: that file's own event says whether it matters
                 paths = [event.src_path, getattr(event, "dest_path", "")]
                 if all(not p or ignored(str(p)) for p in paths):
                     return
