@@ -483,7 +483,9 @@ def place(requests: Sequence[PlacementRequest], hosts: Sequence[HostCandidate]) 
             # part of what fills it, and re-checking them would evict it from the host it filled.
             rule = rule_of(request)
             allowed = rule.requirements_dynamic or rule.requirements_reason(current) is None
-        if allowed and current.fits(request.vcpu, request.memory, 0):
+        # An offline host reports no capacity: its VMs stay on it, unknown, rather than failing to fit (a host
+        # that stops answering is waited for, never evacuated by the plan).
+        if allowed and (not current.candidate.online or current.fits(request.vcpu, request.memory, 0)):
             state.allocate(current, request.vcpu, request.memory, 0)
             decisions[position] = PlacementDecision(request.vm, current.name)
 

@@ -64,7 +64,7 @@ class Backoff(Generic[K]):
     def tracked(self) -> list[K]:
         return list(self._attempts)
 
-    def next_deadline(self, now: float) -> float | None:
-        """The earliest future time at which a waiting resource may be healed again."""
-        future = [a.next_at for a in self._attempts.values() if a.next_at > now]
-        return min(future) if future else None
+    def next_deadline(self) -> float | None:
+        """The earliest time at which a resource that failed may be healed again (past ones included: the
+        caller remembers which deadline it already acted on)."""
+        return min((a.next_at for a in self._attempts.values()), default=None)

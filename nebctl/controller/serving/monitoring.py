@@ -231,8 +231,9 @@ class Monitor:
             if newly:
                 self._in_error.add(name)
                 expected = list(self._expected.get(name, {}).values())
-        log.info("host %s missed its probe (%d in a row): %s", name, misses, result.error)
         if not newly:
+            if misses == 1:
+                log.warning("host %s missed its probe: %s", name, result.error)
             return
         self.metrics.host_up.labels(name).set(0)
         self.events.emit(

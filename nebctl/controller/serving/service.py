@@ -63,6 +63,7 @@ class Service:
         self._reasons: set[str] = set()
         self._changed_at: float | None = None
         self._snapshot: Snapshot | None = None
+        self._fired: float | None = None  # the last backoff deadline that made a sync
         probes = CustomProbes(settings.probes_dir, timeout=serve.probe_timeout) if settings.probes_dir else None
         self.monitor = Monitor(
             store=store,
@@ -166,8 +167,9 @@ class Service:
                         reasons.add("request")
                         reload = fetch = True
                 deadline = self.syncer.next_deadline()
-                if deadline is not None and self.clock() >= deadline - 0.01:
+                if deadline is not None and deadline != self._fired and self.clock() >= deadline - 0.01:
                     reasons.add("backoff")
+                    self._fired = deadline  # each deadline once: a failed heal sets the next one
                 if retry_at is not None and now >= retry_at:
                     reasons.add("retry")
                     retry_at = None
@@ -194,7 +196,7 @@ class Service:
         if retry_at is not None:
             wakes.append(retry_at)
         deadline = self.syncer.next_deadline()
-        if deadline is not None:
+        if deadline is not None and deadline != self._fired:
             wakes.append(now + max(0.0, deadline - self.clock()))
         with self._wake:
             if self._changed_at is not None:

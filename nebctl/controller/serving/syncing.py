@@ -87,7 +87,7 @@ class StackSyncer:
 
     def next_deadline(self) -> float | None:
         """When a resource waiting for its next heal may be healed (the service wakes then)."""
-        return self.backoff.next_deadline(self.clock())
+        return self.backoff.next_deadline()
 
     # --- one sync ----------------------------------------------------------------------------------------------
 

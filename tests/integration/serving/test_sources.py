@@ -125,7 +125,11 @@ def test_a_git_source_is_fetched_and_each_commit_recorded(tmp_path: Path, cleanu
         revision = store.apply_revision(applies[0].id)
     assert applies[0].revision == first[:12]
     assert revision is not None
-    assert (revision.sha, revision.author, revision.subject) == (first, "Ada Author <ada@example.org>", "Two web servers")
+    assert (revision.sha, revision.author, revision.subject) == (
+        first,
+        "Ada Author <ada@example.org>",
+        "Two web servers",
+    )
     assert served.status()["revision"] == first[:12]
 
     # An uncommitted change in the origin's working tree is not part of any commit: never applied.
