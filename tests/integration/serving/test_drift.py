@@ -4,6 +4,7 @@ a host that stops answering makes its VMs unknown, and nothing is healed on it."
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_a_vm_that_cannot_be_healed_backs_off_then_is_degraded(tmp_path: Path, c
     assert all("disk on fire" in e.data["error"] for e in failures)
     times = [e.time for e in failures[:4]]
     assert all(t is not None for t in times)
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]  # type: ignore[operator]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]  # type: ignore[operator]
     # Each retry waits at least its delay; and it does not wait much longer (no lost wake-up).
     for gap, delay in zip(gaps, [0.5, 1.5, 4.5], strict=True):
         assert delay <= gap < delay + 2.5, gaps
