@@ -75,9 +75,7 @@ def test_sigkill_during_an_apply_loses_nothing(tmp_path: Path, cleanup: list[Ser
         apply = store.list_applies(stack=workspace.stack)[0]
         lock = store.lock_status()
     assert apply.finished_at is None  # the journal says the process died mid-apply
-    assert lock is not None  # left behind, as a dead holder (its pid no longer runs)
-    with workspace.store() as store:
-        store.force_unlock()  # what `nebctl unlock` does for a dead holder; the lock's expiry would do it too
+    assert lock is not None  # left behind; its holder's pid no longer runs, so the next writer takes it over
     _converge_again(workspace, cleanup)
     with workspace.store() as store:
         closed = store.get_apply(apply.id)
