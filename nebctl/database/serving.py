@@ -13,9 +13,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
-from nebctl.database.models import ApplyRevision, ResourceHealth, StackStatus
+from nebctl.database.models import Apply, ApplyRevision, Resource, ResourceHealth, StackStatus
 from nebctl.database.operating import AnyRow, Operations, table, upsert
 from nebctl.database.records import (
     ResourceHealthRecord,
@@ -28,6 +28,8 @@ from nebctl.schemas.keys import Kind
 _status = table(StackStatus)
 _health = table(ResourceHealth)
 _revisions = table(ApplyRevision)
+_applies = table(Apply)
+_resources = table(Resource)
 
 # Every column the service writes; ``sync_requested_at`` is written only by a request and cleared when taken.
 _STATUS_COLUMNS = (
@@ -129,6 +131,19 @@ class ServingOperations(Operations):
                 if cleared:
                     taken.append(str(row.stack))
         return taken
+
+    def records_version(self) -> tuple[Any, ...]:
+        """A value that changes whenever a writer changes the records: the newest apply, the number of resources
+        and their latest update. The service plans before taking the lock and keeps that plan when this did
+        not move by the time it holds the lock."""
+        query = select(
+            select(func.max(_applies.c.id)).scalar_subquery(),
+            select(func.count(_resources.c.id)).scalar_subquery(),
+            select(func.max(_resources.c.updated_at)).scalar_subquery(),
+        )
+        with self._read() as connection:
+            row = connection.execute(query).one()
+        return tuple(row)
 
     # --- resources' health ---------------------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from nebctl.controller.applying import ApplyResult, Controller, PlanOptions, spec_hash
+from nebctl.controller.applying import ApplyResult, Controller, PlannedApply, PlanOptions, spec_hash
 from nebctl.controller.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
 from nebctl.controller.plans import Plan
@@ -105,6 +106,7 @@ class StackSyncer:
         self._problems = ()
         documents = snapshot.documents
         try:
+            version = self.store.records_version()
             planned = self.controller.plan(documents, PlanOptions(self.stack, prune=self.prune))
         except PlanError as error:
             return self._plan_error(error.problems, revision)
@@ -133,7 +135,9 @@ class StackSyncer:
             )
             self.metrics.sync_total.labels(self.stack, "in-sync" if status is SyncStatus.SYNCED else "noop").inc()
             return SyncResult("in-sync", status)
-        return self._act(snapshot, revision, excluded=excluded, drift=drift, stop=stop, reason=reason)
+        # The plan made without the lock stands if it excludes nothing and no writer moved the records since.
+        reusable = (planned, version) if not excluded else None
+        return self._act(snapshot, revision, excluded=excluded, drift=drift, stop=stop, reason=reason, reuse=reusable)
 
     def _act(
         self,
@@ -144,6 +148,7 @@ class StackSyncer:
         drift: Mapping[ResourceKey, str],
         stop: threading.Event,
         reason: str,
+        reuse: tuple[PlannedApply, tuple[Any, ...]] | None = None,
     ) -> SyncResult:
         assert snapshot.documents is not None
         documents = snapshot.documents
@@ -159,9 +164,12 @@ class StackSyncer:
         try:
             if stop.is_set():
                 return SyncResult("interrupted", SyncStatus.UNKNOWN)
-            planned = self.controller.plan(
-                documents, PlanOptions(self.stack, prune=self.prune, excludes=frozenset(excluded))
-            )
+            if reuse is not None and self.store.records_version() == reuse[1]:
+                planned = reuse[0]
+            else:
+                planned = self.controller.plan(
+                    documents, PlanOptions(self.stack, prune=self.prune, excludes=frozenset(excluded))
+                )
             plan = planned.plan
             self.events.emit(
                 "sync.started",
