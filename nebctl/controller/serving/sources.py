@@ -175,6 +175,13 @@ class GitSource:
         return self.branch
 
     def refresh(self) -> bool:
+        try:
+            return self._refresh()
+        except GitError as error:
+            # git may quote the URL it was given, password and all: never let that reach an event or a log.
+            raise GitError(str(error).replace(self.url, redacted(self.url))) from None
+
+    def _refresh(self) -> bool:
         with self._lock:
             self._clone()
             branch = self._branch()

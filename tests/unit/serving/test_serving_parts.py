@@ -126,3 +126,17 @@ def test_probe_output() -> None:
 )
 def test_redacted_urls(url: str, shown: str) -> None:
     assert redacted(url) == shown
+
+
+def test_a_git_source_never_shows_the_password_of_its_url(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from nebctl.controller.revisions import GitError
+    from nebctl.controller.serving.sources import GitSource
+
+    source = GitSource("https://alice:s3cret@127.0.0.1:1/infra.git", tmp_path)
+    with pytest.raises(GitError) as raised:
+        source.refresh()  # nothing listens on port 1: the clone fails, with git's own words
+    snapshot = source.load()
+    assert not snapshot.valid and snapshot.problems
+    for text in (str(raised.value), *snapshot.problems, str(source.describe())):
+        assert "s3cret" not in text
+    assert source.describe()["url"] == "https://***@127.0.0.1:1/infra.git"
