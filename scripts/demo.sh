@@ -34,3 +34,4 @@ printf '  .venv/bin/nebctl --config %s sim stop-vm web-1    # drift behind nebct
 printf '  .venv/bin/nebctl --config %s diff -f manifests/examples/\n' "$demo/config.yaml"
 printf '  .venv/bin/nebctl --config %s get vm             # the drift the diff observed, beside the record\n' "$demo/config.yaml"
 printf '  .venv/bin/nebctl --config %s describe vm/web-1\n' "$demo/config.yaml"
+printf '  .venv/bin/nebctl --config %s serve -f manifests/examples/ --stack examples   # keep it converged (Ctrl-C stops)\n' "$demo/config.yaml"
