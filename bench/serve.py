@@ -54,7 +54,7 @@ def _workspace(root: Path, vms: int, **serve: object) -> Workspace:
 
 
 def _synced(served: Served, timeout: float) -> None:
-    wait_for(lambda: served.status()["sync_status"] == "synced", timeout=timeout, what="the first sync")
+    wait_for(lambda: served.status().get("sync_status") == "synced", timeout=timeout, what="the first sync")
 
 
 def _rss_kib(pid: int) -> int:

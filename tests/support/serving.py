@@ -132,7 +132,10 @@ class Served:
         return wait_for(enough, timeout=timeout, what=f"{count} {type} event(s)\n{self.output()}")
 
     def status(self) -> dict[str, Any]:
+        """The stack's ``nebctl status -o json`` entry; empty before the service has recorded any."""
         result = self.workspace.run("status", self.workspace.stack, "-o", "json")
+        if result.returncode == 1 and "no status of stack" in result.stderr:
+            return {}
         assert result.returncode == 0, result.stderr
         document: list[dict[str, Any]] = json.loads(result.stdout)
         return document[0]

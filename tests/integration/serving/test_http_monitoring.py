@@ -44,7 +44,7 @@ def test_health_readiness_and_metrics(workspace: Workspace, cleanup: list[Served
     served = start_serve(workspace, "-f", str(workspace.manifests), "--stack", workspace.stack, "--report-only")
     cleanup.append(served)
     assert served.get("/healthz") == (200, '{"status":"ok"}')
-    wait_for(lambda: served.status()["sync_status"] == "synced", what="synced")
+    wait_for(lambda: served.status().get("sync_status") == "synced", what="synced")
     status, body = served.get("/readyz")
     assert status == 200 and json.loads(body) == {"status": "ready", "source": True, "database": True}
 
@@ -104,7 +104,7 @@ def test_a_custom_probe_key_places_a_vm(tmp_path: Path, cleanup: list[Served]) -
     )
     served = start_serve(workspace, "-f", str(workspace.manifests), "--stack", workspace.stack)
     cleanup.append(served)
-    wait_for(lambda: served.status()["sync_status"] == "synced", what="synced")
+    wait_for(lambda: served.status().get("sync_status") == "synced", what="synced")
     with workspace.fleet() as fleet:
         shown = fleet.show()
     where = {vm["name"]: host for host, data in shown["hosts"].items() for vm in data["vms"]}

@@ -41,7 +41,9 @@ def _when_halfway(workspace: Workspace, served: Served) -> int:
 def _converge_again(workspace: Workspace, cleanup: list[Served]) -> None:
     workspace.set_latency(0, 0)
     served = _serve(workspace, cleanup)
-    wait_for(lambda: served.status()["sync_status"] == "synced", timeout=60, what="the restarted service to converge")
+    wait_for(
+        lambda: served.status().get("sync_status") == "synced", timeout=60, what="the restarted service to converge"
+    )
     assert served.terminate() == 0
     assert audit(workspace) == []
     assert set(vm_states(workspace)) == {f"vm-{i:02d}" for i in range(VMS)}
@@ -99,6 +101,6 @@ def test_a_cli_apply_waits_for_the_service_and_goes_through(tmp_path: Path, clea
     assert service.holder.endswith(f":{served.process.pid}") and not cli.holder.endswith(f":{served.process.pid}")
     assert service.finished_at is not None and cli.started_at >= service.finished_at  # it waited its turn
     assert f"vm-{VMS:02d}" in vm_states(workspace)
-    wait_for(lambda: served.status()["sync_status"] == "synced", timeout=60, what="synced")
+    wait_for(lambda: served.status().get("sync_status") == "synced", timeout=60, what="synced")
     assert served.terminate() == 0
     assert audit(workspace) == []
