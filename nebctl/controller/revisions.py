@@ -17,7 +17,6 @@ from nebctl.database.records import RevisionRecord
 log = logging.getLogger(__name__)
 
 GIT_TIMEOUT = 30.0
-# A clean environment for git apart from what it needs to find its configuration and credentials helpers.
 _FIELD_SEPARATOR = "\x1f"
 
 
@@ -39,6 +38,19 @@ def git(args: Sequence[str], *, cwd: Path | None = None, timeout: float = GIT_TI
     if done.returncode != 0:
         message = (done.stderr or done.stdout).strip().splitlines()
         raise GitError(f"git {args[0]} failed: {message[-1] if message else f'exit status {done.returncode}'}")
+    return done.stdout
+
+
+def git_bytes(args: Sequence[str], *, cwd: Path, timeout: float = 600.0) -> bytes:
+    """Run ``git ARGS`` and return its standard output as bytes (``git archive``)."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise GitError(f"git {args[0]}: {error}") from error
+    if done.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {done.stderr.decode(errors='replace').strip()}")
     return done.stdout
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from nebctl.controller.revisions import GitError, checkout_revision, commit_of, git
+from nebctl.controller.revisions import GitError, checkout_revision, commit_of, git, git_bytes
 from nebctl.database.records import RevisionRecord
 from nebctl.schemas.keys import ResourceKey
 from nebctl.schemas.loading import ManifestError, load_paths
@@ -232,15 +232,3 @@ class GitSource:
 
     def describe(self) -> dict[str, Any]:
         return {"type": "git", "url": redacted(self.url), "branch": self.branch, "path": self.path, "commit": self._sha}
-
-
-def git_bytes(args: list[str], *, cwd: Path) -> bytes:
-    import subprocess
-
-    try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise GitError(f"git {args[0]}: {error}") from error
-    if done.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {done.stderr.decode(errors='replace').strip()}")
-    return done.stdout
