@@ -91,6 +91,7 @@ class Monitor:
         self._in_error: set[str] = set()
         self._mismatches: dict[str, set[tuple[ResourceKey, str]]] = {}
         self._urgent: set[str] = set()
+        self._new_hosts: set[str] = set()
         self._watching: dict[str, Callable[[], None]] = {}
         self._pool = ThreadPoolExecutor(max_workers=serve.monitor_parallelism, thread_name_prefix="monitor")
 
@@ -101,9 +102,14 @@ class Monitor:
     ) -> None:
         """The hosts to probe and the VMs each should have (after every sync)."""
         with self._lock:
+            added = set(hosts) - set(self._hosts)
             self._hosts = dict(hosts)
             self._expected = {host: dict(vms) for host, vms in expected.items()}
             gone = set(self._watching) - set(hosts)
+            if added:
+                self._new_hosts |= added  # probed at once, not at the next host interval
+        if added:
+            self._wake.set()
         for name in gone:
             self._watching.pop(name)()
         for name, (ref, overrides) in hosts.items():
@@ -155,8 +161,11 @@ class Monitor:
             now = self.clock()
             with self._lock:
                 urgent, self._urgent = self._urgent, set()
+                new, self._new_hosts = self._new_hosts, set()
                 hosts = dict(self._hosts)
             try:
+                if new and now < next_host:
+                    self._round({name: hosts[name] for name in new if name in hosts}, host_probes=True)
                 if now >= next_host:
                     self._round(hosts, host_probes=True)
                     next_host = now + self.serve.host_interval

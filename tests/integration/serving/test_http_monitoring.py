@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from nebctl.database.records import HostSampleRecord
 from tests.integration.serving.conftest import cleanup, make_workspace, workspace
 from tests.support.drills import Workspace
 from tests.support.serving import Served, start_serve, vm_manifest, wait_for, write_manifests
@@ -109,8 +110,13 @@ def test_a_custom_probe_key_places_a_vm(tmp_path: Path, cleanup: list[Served]) -
         shown = fleet.show()
     where = {vm["name"]: host for host, data in shown["hosts"].items() for vm in data["vms"]}
     assert where == {"trainer": "h2", "plain": "h1"}
-    with workspace.store() as store:
-        latest = store.latest_host_samples()
+
+    def both_probed() -> dict[str, HostSampleRecord] | None:
+        with workspace.store() as store:
+            latest = store.latest_host_samples()
+        return latest if {"h1", "h2"} <= set(latest) else None
+
+    latest = wait_for(both_probed, what="host samples of h1 and h2")
     assert latest["h2"].attributes["gpu"] == "2" and latest["h1"].attributes["gpu"] == "0"
     assert latest["h1"].attributes["power"] == "green"
     assert served.terminate() == 0
