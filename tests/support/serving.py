@@ -141,7 +141,11 @@ class Served:
         return document[0]
 
     def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-6000:]
+        """The end of what the service printed (for failure messages)."""
+        return self.output_all()[-6000:]
+
+    def output_all(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
