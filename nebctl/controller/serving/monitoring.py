@@ -21,18 +21,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nebctl.controller.observing import DriverSource
+from nebctl.controller.observing import DriverSource, observations
 from nebctl.controller.probing import CustomProbes
 from nebctl.controller.serving.eventing import EventSink
 from nebctl.controller.serving.metrics import ServiceMetrics
 from nebctl.controller.serving.settings import ServeSettings
 from nebctl.database.errors import DatabaseError
-from nebctl.database.records import HostSampleRecord, Severity, VMSampleRecord
+from nebctl.database.records import HostSampleRecord, ResourceRecord, Severity, VMSampleRecord
 from nebctl.database.store import Store
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostProbe, HostRef, VMStatus
-from nebctl.schemas.keys import ResourceKey
+from nebctl.reconcilers.base import LiveView
+from nebctl.schemas.keys import Kind, ResourceKey
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +93,28 @@ class Monitor:
         self._mismatches: dict[str, set[tuple[ResourceKey, str]]] = {}
         self._urgent: set[str] = set()
         self._new_hosts: set[str] = set()
+        self._records: dict[ResourceKey, ResourceRecord] = {}
+        self._last_probe: dict[str, HostProbe] = {}  # each host's last host probe (VM rounds reuse it)
         self._watching: dict[str, Callable[[], None]] = {}
         self._pool = ThreadPoolExecutor(max_workers=serve.monitor_parallelism, thread_name_prefix="monitor")
 
     # --- what the service tells it and asks of it -----------------------------------------------------------
 
     def update(
-        self, hosts: Mapping[str, tuple[HostRef, Any]], expected: Mapping[str, Mapping[str, ExpectedVM]]
+        self,
+        hosts: Mapping[str, tuple[HostRef, Any]],
+        expected: Mapping[str, Mapping[str, ExpectedVM]],
+        records: Mapping[ResourceKey, ResourceRecord] | None = None,
     ) -> None:
-        """The hosts to probe and the VMs each should have (after every sync)."""
+        """The hosts to probe, the VMs each should have, and the records of both, whose observed state each
+        round keeps for ``get`` and ``describe`` (after every sync)."""
         with self._lock:
+            if records is not None:
+                self._records = {
+                    key: record
+                    for key, record in records.items()
+                    if key.kind is Kind.HOST or (key.kind is Kind.VIRTUAL_MACHINE and record.host in hosts)
+                }
             added = set(hosts) - set(self._hosts)
             self._hosts = dict(hosts)
             self._expected = {host: dict(vms) for host, vms in expected.items()}
@@ -227,10 +240,37 @@ class Monitor:
             self.store.add_host_samples(host_samples)
         if vm_samples:
             self.store.add_vm_samples(vm_samples)
+        self._observed(results)
         if drifted:
             self.on_drift("; ".join(drifted[:5]) + (f" and {len(drifted) - 5} more" if len(drifted) > 5 else ""))
         elif recovered:
             self.on_drift("a host answers again")
+
+    def _observed(self, results: Sequence[_Round]) -> None:
+        """Keep what this round saw of the recorded hosts and VMs (``Store.record_observations``), as
+        ``diff`` and ``apply`` do with what they probe: a row per host, and one per VM that differs from its
+        record. A VM round reuses each host's last host probe; a host in error is observed as such."""
+        probes: dict[str, HostProbe] = {}
+        vms: dict[str, VMStatus] = {}
+        vm_hosts: dict[str, str] = {}
+        with self._lock:
+            for result in results:
+                if result.probe is not None and result.ok:
+                    self._last_probe[result.name] = result.probe
+                if result.ok:
+                    probe = self._last_probe.get(result.name) or HostProbe(result.name, HostLiveState.ONLINE)
+                else:
+                    probe = HostProbe(result.name, HostLiveState.ERROR, error=result.error)
+                probes[result.name] = probe
+                for status in result.statuses or ():
+                    vms[status.uuid] = status
+                    vm_hosts[status.uuid] = result.name
+            records = dict(self._records)
+        live = LiveView(hosts=probes, vms=vms, vm_hosts=vm_hosts)
+        try:
+            self.store.record_observations(observations(records, live), probed=list(probes))
+        except DatabaseError as error:
+            log.warning("could not record what was observed: %s", error)
 
     def _missed(self, result: _Round) -> None:
         name = result.name

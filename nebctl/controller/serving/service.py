@@ -252,4 +252,4 @@ class Service:
                 continue
             state = str(record.applied.get("state", "running"))
             expected.setdefault(record.host, {})[str(uuid)] = ExpectedVM(record.key, record.stack, state)
-        self.monitor.update(hosts, expected)
+        self.monitor.update(hosts, expected, by_key)

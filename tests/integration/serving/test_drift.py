@@ -8,6 +8,7 @@ import itertools
 import time
 from pathlib import Path
 
+from nebctl.schemas.keys import ResourceKey
 from tests.integration.serving.conftest import cleanup, make_workspace, vm_states, workspace
 from tests.support.drills import Workspace
 from tests.support.serving import Served, start_serve, wait_for
@@ -54,6 +55,12 @@ def test_report_only_reports_and_leaves_the_vm_alone(workspace: Workspace, clean
     assert len(served.events("sync.started")) == applies
     assert served.events("drift.healed") == []
     assert len(served.events("drift.detected")) == 1  # reported once, not at every probe
+    # Monitoring keeps what it saw for get and describe, as diff and apply do.
+    with workspace.store() as store:
+        observed = store.get_observation(ResourceKey.parse("vm/web-2"))
+    assert observed is not None and observed.state == "stopped" and observed.details["drift"] == ["was stopped"]
+    listing = workspace.run("get", "vm")
+    assert "stopped (drift" in listing.stdout, listing.stdout
     assert served.terminate() == 0
 
 
