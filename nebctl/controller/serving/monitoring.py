@@ -2,8 +2,9 @@
 their intervals, one bulk call per host, hosts in parallel (bounded), plus an immediate VM probe of a host when
 its driver reports a lifecycle event.
 
-Each round stores samples (``add_host_samples``/``add_vm_samples``), and housekeeping downsamples and prunes
-them on the retention schedule. A VM whose observed state differs from what was applied, newly, makes the
+Each round stores samples (through ``sampling.record_observation``, as diff and apply do) and what it observed
+(``Store.record_observations``); housekeeping downsamples and prunes the samples on the retention schedule.
+A VM whose observed state differs from what was applied, newly, makes the
 service sync (the plan decides what to heal). A host that misses ``host_error_after`` probes in a row is in
 error: ``host.error`` and ``vm.unknown`` events are recorded, its VMs' health becomes unknown, and nothing is
 healed on it (the planner sees its VMs as unknown, never stopped) until it answers again (``host.recovered``).
@@ -12,6 +13,7 @@ Used by ``service.Service``; the custom attributes it caches are what the servic
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -23,11 +25,12 @@ from typing import Any
 
 from nebctl.controller.observing import DriverSource, observations
 from nebctl.controller.probing import CustomProbes
+from nebctl.controller.sampling import record_observation
 from nebctl.controller.serving.eventing import EventSink
 from nebctl.controller.serving.metrics import ServiceMetrics
 from nebctl.controller.serving.settings import ServeSettings
 from nebctl.database.errors import DatabaseError
-from nebctl.database.records import HostSampleRecord, ResourceRecord, Severity, VMSampleRecord
+from nebctl.database.records import HostSampleRecord, ResourceRecord, Severity
 from nebctl.database.store import Store
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.states import HostLiveState, VMLiveState
@@ -221,8 +224,6 @@ class Monitor:
         futures = [self._pool.submit(self._probe, n, ref, o, host_probes) for n, (ref, o) in sorted(hosts.items())]
         results = [future.result() for future in futures]
         now = datetime.fromtimestamp(self.clock(), UTC)
-        host_samples: list[HostSampleRecord] = []
-        vm_samples: list[VMSampleRecord] = []
         drifted: list[str] = []
         recovered = False
         for result in results:
@@ -233,18 +234,34 @@ class Monitor:
             if result.custom is not None:
                 with self._lock:
                     self._custom[result.name] = result.custom
-            if result.probe is not None:
-                host_samples.append(self._host_sample(result.probe, result.custom or {}, now))
-            drifted += self._compare(result.name, result.statuses or (), now, vm_samples)
-        if host_samples:
-            self.store.add_host_samples(host_samples)
-        if vm_samples:
-            self.store.add_vm_samples(vm_samples)
+            drifted += self._compare(result.name, result.statuses or ())
+        self._sample(results, now)
         self._observed(results)
         if drifted:
             self.on_drift("; ".join(drifted[:5]) + (f" and {len(drifted) - 5} more" if len(drifted) > 5 else ""))
         elif recovered:
             self.on_drift("a host answers again")
+
+    def _sample(self, results: Sequence[_Round], now: datetime) -> None:
+        """The round's samples, through the one path every observation takes (``sampling.record_observation``):
+        a host sample for each host probed this round (with its custom attributes; in error when it did not
+        answer), a VM sample for each VM nebctl owns on an answering host."""
+        probes: dict[str, HostProbe] = {}
+        vms: dict[str, VMStatus] = {}
+        vm_hosts: dict[str, str] = {}
+        for result in results:
+            if result.probe is not None and result.ok:
+                probes[result.name] = dataclasses.replace(
+                    result.probe, custom={**result.probe.custom, **(result.custom or {})}
+                )
+            elif not result.ok:  # a host that did not answer: a sample that says so
+                probes[result.name] = result.probe or HostProbe(result.name, HostLiveState.ERROR, error=result.error)
+            for status in result.statuses or ():
+                vms[status.uuid] = status
+                vm_hosts[status.uuid] = result.name
+        with self._lock:
+            records = dict(self._records)
+        record_observation(self.store, LiveView(hosts=probes, vms=vms, vm_hosts=vm_hosts), records, now)
 
     def _observed(self, results: Sequence[_Round]) -> None:
         """Keep what this round saw of the recorded hosts and VMs (``Store.record_observations``), as
@@ -313,9 +330,7 @@ class Monitor:
             self.events.emit("host.recovered", f"host {name} answers its probes again", data={"host": name})
         return was
 
-    def _compare(
-        self, host: str, statuses: Sequence[VMStatus], now: datetime, samples: list[VMSampleRecord]
-    ) -> list[str]:
+    def _compare(self, host: str, statuses: Sequence[VMStatus]) -> list[str]:
         """Sample the VMs nebctl manages on ``host`` and return the mismatches with what was applied that
         were not there at the previous probe (a known mismatch is the sync's and the backoff's business)."""
         with self._lock:
@@ -325,22 +340,6 @@ class Monitor:
         for uuid, vm in expected.items():
             status = seen.get(uuid)
             state = status.state.value if status is not None else "missing"
-            if status is not None:
-                samples.append(
-                    VMSampleRecord(
-                        namespace=vm.key.namespace,
-                        name=vm.key.name,
-                        host=host,
-                        time=now,
-                        state=state,
-                        cpu=status.cpu_usage,
-                        memory_used=status.memory_used,
-                        disk_read_bytes=status.disk_read,
-                        disk_write_bytes=status.disk_write,
-                        net_rx_bytes=status.net_rx,
-                        net_tx_bytes=status.net_tx,
-                    )
-                )
             if state == VMLiveState.TRANSITIONING:
                 continue
             if (vm.state == VMLiveState.RUNNING) != (state == VMLiveState.RUNNING):
