@@ -72,6 +72,15 @@ class PricingSettings(_Strict):
     overrides: list[PriceOverride] = Field(default_factory=list, description="Per-host or per-label prices.")
 
 
+class DatabaseSettings(_Strict):
+    """Timeouts of the state database, in seconds (durations such as ``30s`` are accepted)."""
+
+    connect_timeout: float = Field(default=10.0, gt=0, description="Servers: to connect and log in.")
+    read_timeout: float = Field(default=60.0, gt=0, description="Servers: to answer one statement.")
+    write_timeout: float = Field(default=60.0, gt=0, description="Servers: to accept what is sent.")
+    busy_timeout: float = Field(default=30.0, ge=0, description="SQLite: for another writer to finish.")
+
+
 class Settings(_Strict):
     prune: bool = Field(default=False, description="Delete resources removed from the manifests (like --prune).")
     parallelism: int = Field(default=16, ge=1, le=1024)
@@ -93,6 +102,9 @@ class Settings(_Strict):
         default_factory=ImageCacheSettings, description="The cache of downloaded images (one download per image)."
     )
     serve: ServeSettings = Field(default_factory=ServeSettings, description="The service (nebctl serve).")
+    database: DatabaseSettings = Field(
+        default_factory=DatabaseSettings, description="Timeouts of the state database (docs/database.md)."
+    )
     pricing: PricingSettings = Field(default_factory=PricingSettings, description="showback prices.")
 
     def timeout_for(self, family: str, action: str) -> float:
@@ -106,6 +118,10 @@ def parse_settings(data: dict[str, Any]) -> Settings:
     for key in ("lock_timeout", "shutdown_timeout", "default_timeout"):
         if key in data:
             data[key] = parse_duration(data[key])
+    if isinstance(data.get("database"), dict):
+        data["database"] = {
+            key: parse_duration(value) if key.endswith("_timeout") else value for key, value in data["database"].items()
+        }
     if isinstance(data.get("timeouts"), dict):
         data["timeouts"] = {k: parse_duration(v) for k, v in data["timeouts"].items()}
     return Settings.model_validate(data)

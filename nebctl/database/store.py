@@ -57,13 +57,19 @@ class Store(_DataOperations):
         self._url = engine.url
 
     @classmethod
-    def open(cls, url: str, *, clock: Callable[[], datetime] | None = None) -> Store:
+    def open(
+        cls,
+        url: str,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        timeouts: engines.Timeouts = engines.DEFAULT_TIMEOUTS,
+    ) -> Store:
         """Connect to ``url`` and check its schema (creating it on a new database).
 
         Raises ``DatabaseError`` with one readable line for a bad URL, an unreachable server or bad
         credentials, ``SchemaOutdated`` for an older schema and ``SchemaTooNew`` for a newer one.
         """
-        engine = engines.create(url)
+        engine = engines.create(url, timeouts)
         try:
             with translated_errors(engine.url, "cannot open the database"):
                 _ensure_schema(engine)

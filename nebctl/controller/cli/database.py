@@ -15,12 +15,23 @@ from nebctl.database.engines import transaction, translated_errors
 from nebctl.database.locking import WRITERS
 
 
+def database_timeouts(app: AppContext) -> engines.Timeouts:
+    """The ``database`` settings as the engines take them."""
+    database = app.settings.database
+    return engines.Timeouts(
+        connect=database.connect_timeout,
+        read=database.read_timeout,
+        write=database.write_timeout,
+        busy=database.busy_timeout,
+    )
+
+
 def open_store(app: AppContext) -> Store:
     """The invocation's store, opened on first use and closed when the command ends."""
 
     def factory() -> Store:
         try:
-            store = Store.open(app.db_url)
+            store = Store.open(app.db_url, timeouts=database_timeouts(app))
         except DatabaseError as error:
             raise CliError(str(error)) from error
         click.get_current_context().call_on_close(store.close)
@@ -40,7 +51,7 @@ def db_group() -> None:
 def upgrade_command(app: AppContext) -> None:
     """Bring the database schema to this nebctl's version (creating it on an empty database)."""
     try:
-        engine = engines.create(app.db_url)
+        engine = engines.create(app.db_url, database_timeouts(app))
         try:
             with translated_errors(engine.url, "cannot upgrade the database"):
                 before, after = migrating.upgrade(engine)
@@ -59,7 +70,7 @@ def upgrade_command(app: AppContext) -> None:
 def current_command(app: AppContext) -> None:
     """Print the database's schema revision; exits 1 when it is not this nebctl's."""
     try:
-        engine = engines.create(app.db_url)
+        engine = engines.create(app.db_url, database_timeouts(app))
         try:
             with translated_errors(engine.url, "cannot read the database"), transaction(engine, write=False) as conn:
                 revision = migrating.current_revision(conn)

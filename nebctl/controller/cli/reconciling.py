@@ -33,6 +33,7 @@ from nebctl.controller.cli.session import (
 from nebctl.controller.cli.validating import load_manifests
 from nebctl.controller.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
+from nebctl.database.engines import describe_error
 from nebctl.database.errors import DatabaseError, LockNotObtained
 from nebctl.database.records import RevisionRecord
 from nebctl.schemas.keys import ResourceKey
@@ -215,10 +216,20 @@ def _writer_lock(app: AppContext, *, stack: str, command: str, timeout: float) -
     except DatabaseError as error:
         raise CliError(str(error)) from error
     lease.start_renewing()
+    failed = True
     try:
         yield
+        failed = False
     finally:
-        lease.release()
+        try:
+            lease.release()
+        except Exception as error:  # the database failed: what went wrong before (if anything) is the news
+            if not failed:
+                click.echo(
+                    f"warning: the writers' lock could not be released ({describe_error(error)}); the next writer "
+                    "on this host takes it over, since this process will have ended",
+                    err=True,
+                )
 
 
 def _confirm(yes: bool, what: str) -> None:
@@ -395,46 +406,67 @@ def _run_apply(
     saved: dict[str, Any] | None = None,
     revision: RevisionRecord | None = None,
 ) -> None:
+    with _writer_lock(app, stack=options.stack, command=verb, timeout=_lock_timeout(app, lock_timeout)):
+        try:
+            _plan_and_apply(
+                app, documents, options, yes=yes, parallelism=parallelism, verb=verb, saved=saved, revision=revision
+            )
+        except DatabaseError as error:
+            # One line, and no traceback: every finished action is journalled, so the next run resumes.
+            raise CliError(
+                f"the state database failed during the {verb}: {error}; the journal keeps what was done; "
+                f"run {verb} again when it is writable"
+            ) from error
+
+
+def _plan_and_apply(
+    app: AppContext,
+    documents: dict[ResourceKey, AnyManifest],
+    options: PlanOptions,
+    *,
+    yes: bool,
+    parallelism: int | None,
+    verb: str,
+    saved: dict[str, Any] | None,
+    revision: RevisionRecord | None,
+) -> None:
     from nebctl.controller import rendering
 
-    with _writer_lock(app, stack=options.stack, command=verb, timeout=_lock_timeout(app, lock_timeout)):
-        planned = _make_plan(app, documents, options)
-        plan = planned.plan
-        if saved is not None and saved.get("fingerprint") != plan.fingerprint:
-            raise CliError(
-                "the saved plan is stale: the manifests or the infrastructure changed since it was made; "
-                "run nebctl diff --out again"
-            )
-        controller = open_controller(app)
-        unfinished = controller.store.last_unfinished_apply(options.stack)
-        click.echo(rendering.render_text(plan, color=_color()), nl=False)
-        if not plan.has_changes and unfinished is None:
-            return
-        if plan.has_changes:
-            _confirm(
-                yes or saved is not None, f"{verb} these changes" if verb == "apply" else "destroy everything listed"
-            )
-        interrupts = _Interrupts()
+    planned = _make_plan(app, documents, options)
+    plan = planned.plan
+    if saved is not None and saved.get("fingerprint") != plan.fingerprint:
+        raise CliError(
+            "the saved plan is stale: the manifests or the infrastructure changed since it was made; "
+            "run nebctl diff --out again"
+        )
+    controller = open_controller(app)
+    unfinished = controller.store.last_unfinished_apply(options.stack)
+    click.echo(rendering.render_text(plan, color=_color()), nl=False)
+    if not plan.has_changes and unfinished is None:
+        return
+    if plan.has_changes:
+        _confirm(yes or saved is not None, f"{verb} these changes" if verb == "apply" else "destroy everything listed")
+    interrupts = _Interrupts()
 
-        def resumed(apply_id: int, done: int, total: int) -> None:
-            click.echo(
-                f"Resuming interrupted apply #{apply_id} ({done} of {total} actions had finished); "
-                "the state was observed again and the plan covers what remains."
-            )
+    def resumed(apply_id: int, done: int, total: int) -> None:
+        click.echo(
+            f"Resuming interrupted apply #{apply_id} ({done} of {total} actions had finished); "
+            "the state was observed again and the plan covers what remains."
+        )
 
-        with interrupts.installed(), _Progress(len(plan.actions), terminal=_color(sys.stderr)) as progress:
-            result = controller.apply(
-                planned,
-                parallelism=parallelism,
-                revision=revision,
-                stop=interrupts.stop,
-                cancel=interrupts.cancel,
-                on_change=progress.update,
-                on_resume=resumed,
-            )
-        _report(result, verb)
-        if not result.report.ok:
-            sys.exit(1)
+    with interrupts.installed(), _Progress(len(plan.actions), terminal=_color(sys.stderr)) as progress:
+        result = controller.apply(
+            planned,
+            parallelism=parallelism,
+            revision=revision,
+            stop=interrupts.stop,
+            cancel=interrupts.cancel,
+            on_change=progress.update,
+            on_resume=resumed,
+        )
+    _report(result, verb)
+    if not result.report.ok:
+        sys.exit(1)
 
 
 @click.command("apply")
