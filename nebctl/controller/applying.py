@@ -42,6 +42,7 @@ from nebctl.database.records import (
     RevisionRecord,
     Severity,
 )
+from nebctl.database.sealing import SECRET_PATHS, KeyRing, SecretKeyError, reveal_spec
 from nebctl.database.store import Batch, Store
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.protocols import HookDriver
@@ -71,6 +72,8 @@ class PlannedApply:
     request: PlanRequest
     hosts: Mapping[str, tuple[HostRef, Any]]
     final_specs: Mapping[ResourceKey, dict[str, Any]]  # the spec each changed resource has once applied
+    # Records whose secrets an older key sealed: the apply writes them again, sealed with the current key.
+    resealed: Sequence[ResourceRecord] = ()
 
 
 @dataclass
@@ -123,7 +126,7 @@ class Controller:
     # --- planning ----------------------------------------------------------------------------------------------
 
     def plan(self, documents: Mapping[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
-        records = {record.key: record for record in self.store.list_resources()}
+        records, resealed = reveal_records(self.store.list_resources(), documents, self.store.secrets)
         own = {key: record for key, record in records.items() if record.stack == options.stack}
         hosts = known_hosts(documents, own)
         live = observe(hosts, self.registry, parallelism=self.settings.parallelism, custom=self.host_attributes)
@@ -147,7 +150,7 @@ class Controller:
         if problems:
             raise PlanError(problems)
         plan, specs = plan_with_specs(request)
-        return PlannedApply(plan, request, hosts, specs)
+        return PlannedApply(plan, request, hosts, specs, resealed)
 
     def _record_observations(self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView) -> None:
         """Keep what was just probed, for ``get`` and ``describe``, and its samples, for ``hosts`` and ``top`` (each
@@ -160,6 +163,13 @@ class Controller:
             log.warning("could not record what was observed: %s", error)
 
     # --- applying ----------------------------------------------------------------------------------------------
+
+    def reseal(self, planned: PlannedApply) -> None:
+        """Write again the records whose secrets an older key sealed, sealed with the current key (a key
+        rotation completes this way). Only under the writers' lock; ``apply`` does it, and a writer that finds
+        nothing to apply calls it directly."""
+        if planned.resealed:
+            self.store.save_resources(planned.resealed)
 
     def apply(
         self,
@@ -187,6 +197,7 @@ class Controller:
             resumed_from = unfinished.id
             if on_resume is not None:
                 on_resume(unfinished.id, done, len(actions))
+        self.reseal(planned)
         user = user or getpass.getuser()
         holder = f"{user}@{os.uname().nodename}:{os.getpid()}"
         apply_id = self.store.begin_apply(
@@ -275,6 +286,40 @@ class Controller:
                     continue
                 tx.update_action(apply_id, action.action_id, state=Outcome.CANCELLED.value, error=error)
             tx.finish_apply(apply_id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done})
+
+
+def reveal_records(
+    records: Sequence[ResourceRecord], documents: Mapping[ResourceKey, AnyManifest], ring: KeyRing
+) -> tuple[dict[ResourceKey, ResourceRecord], list[ResourceRecord]]:
+    """The records by key, with each stored secret digest that the manifests' value matches replaced by that
+    value (``database.sealing``), so the planner sees a secret as changed exactly when it changed; and those
+    whose matching digests an older key made. ``PlanError`` names every record sealed with a key not in ``ring``."""
+    revealed: dict[ResourceKey, ResourceRecord] = {}
+    resealed: list[ResourceRecord] = []
+    problems: list[str] = []
+    for record in records:
+        key = record.key
+        document = documents.get(key)
+        if document is None or key.kind not in SECRET_PATHS:
+            revealed[key] = record
+            continue
+        clear = spec_document(document)
+        try:
+            applied = reveal_spec(key.kind, record.applied, clear, ring)
+            desired = reveal_spec(key.kind, record.desired, clear, ring)
+        except SecretKeyError as error:
+            problems.append(
+                f"{key}: {error}; put that key back in the key file (below the current key) to compare the "
+                "manifests' secrets with what was applied"
+            )
+            continue
+        clear_record = dataclasses.replace(record, applied=applied.spec, desired=desired.spec)
+        revealed[key] = clear_record
+        if applied.stale or desired.stale:
+            resealed.append(clear_record)
+    if problems:
+        raise PlanError(problems)
+    return revealed, resealed
 
 
 def _apply_state(report: ExecutionReport) -> str:

@@ -105,6 +105,11 @@ class Settings(_Strict):
     database: DatabaseSettings = Field(
         default_factory=DatabaseSettings, description="Timeouts of the state database (docs/database.md)."
     )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="The key of the digests of secrets in the database (default: secret.key in state_dir); "
+        "$NEBCTL_SECRET_KEY_FILE overrides it.",
+    )
     pricing: PricingSettings = Field(default_factory=PricingSettings, description="showback prices.")
 
     def timeout_for(self, family: str, action: str) -> float:

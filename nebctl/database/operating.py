@@ -18,6 +18,7 @@ from sqlalchemy import Row, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
+from nebctl.database.sealing import KeyRing
 from nebctl.database.types import UTCDateTime
 
 Clock = Callable[[], datetime]
@@ -35,6 +36,7 @@ class Operations(ABC):
     """Holds the clock and hands out connections; subclasses add the operations themselves."""
 
     _clock: Clock
+    _secrets: KeyRing  # seals the secrets of every spec written (database.sealing)
 
     @abstractmethod
     def _write(self) -> AbstractContextManager[Connection]:
@@ -43,6 +45,11 @@ class Operations(ABC):
     @abstractmethod
     def _read(self) -> AbstractContextManager[Connection]:
         """A connection for reading."""
+
+    @property
+    def secrets(self) -> KeyRing:
+        """The key ring that seals secrets in what this store writes, and verifies them in what it reads."""
+        return self._secrets
 
     def _now(self) -> datetime:
         return self._clock()

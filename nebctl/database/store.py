@@ -20,6 +20,7 @@ from nebctl.database.access import AccessOperations
 from nebctl.database.engines import transaction, translated_errors
 from nebctl.database.operating import Clock
 from nebctl.database.records import LeaseRecord, LockRecord
+from nebctl.database.sealing import KeyRing
 from nebctl.database.serving import ServingOperations
 from nebctl.database.state import StateOperations
 from nebctl.database.telemetry import TelemetryOperations
@@ -36,9 +37,10 @@ class _DataOperations(StateOperations, TelemetryOperations, AccessOperations, Se
 class Batch(_DataOperations):
     """Operations that all commit together when the ``with store.batch()`` block ends, or not at all."""
 
-    def __init__(self, connection: Connection, clock: Clock) -> None:
+    def __init__(self, connection: Connection, clock: Clock, secrets: KeyRing) -> None:
         self._connection = connection
         self._clock = clock
+        self._secrets = secrets
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -51,10 +53,11 @@ class Batch(_DataOperations):
 class Store(_DataOperations):
     """nebctl's state database. Open with ``Store.open(url)``; close when done (or use it as a context)."""
 
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock, secrets: KeyRing | None = None) -> None:
         self._engine = engine
         self._clock = clock
         self._url = engine.url
+        self._secrets = secrets or KeyRing.ephemeral()
 
     @classmethod
     def open(
@@ -63,11 +66,14 @@ class Store(_DataOperations):
         *,
         clock: Callable[[], datetime] | None = None,
         timeouts: engines.Timeouts = engines.DEFAULT_TIMEOUTS,
+        secrets: KeyRing | None = None,
     ) -> Store:
         """Connect to ``url`` and check its schema (creating it on a new database).
 
         Raises ``DatabaseError`` with one readable line for a bad URL, an unreachable server or bad
-        credentials, ``SchemaOutdated`` for an older schema and ``SchemaTooNew`` for a newer one.
+        credentials, ``SchemaOutdated`` for an older schema and ``SchemaTooNew`` for a newer one. ``secrets``
+        seals the secrets of the specs written (``database.sealing``); without it, a key of this process only
+        does, which only suits a store whose records no other process plans from (tests, tools).
         """
         engine = engines.create(url, timeouts)
         try:
@@ -76,7 +82,7 @@ class Store(_DataOperations):
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, clock or utc_now)
+        return cls(engine, clock or utc_now, secrets)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -111,7 +117,7 @@ class Store(_DataOperations):
     def batch(self) -> Iterator[Batch]:
         """Several writes in one transaction: ``with store.batch() as tx: tx.update_action(...); ...``."""
         with self._write() as connection:
-            yield Batch(connection, self._clock)
+            yield Batch(connection, self._clock, self._secrets)
 
     # --- the writers' lock and leader leases (database.locking) ----------------------------------------------
 

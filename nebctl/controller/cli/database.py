@@ -7,10 +7,13 @@ schema) into one line for the user. The ``db`` commands work on databases that `
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from nebctl.controller.cli.app import AppContext, CliError, pass_app
-from nebctl.database import DatabaseError, Store, engines, migrating
+from nebctl.database import DatabaseError, Store, engines, migrating, sealing
 from nebctl.database.engines import transaction, translated_errors
 from nebctl.database.locking import WRITERS
 
@@ -26,12 +29,23 @@ def database_timeouts(app: AppContext) -> engines.Timeouts:
     )
 
 
+def secret_key_file(app: AppContext) -> Path:
+    """Where the key of the secrets' digests is: $NEBCTL_SECRET_KEY_FILE, else the configuration's
+    ``secret_key_file``, else ``secret.key`` in the state directory (the user's data directory)."""
+    configured = os.environ.get(sealing.KEY_FILE_ENV) or app.settings.secret_key_file
+    if configured:
+        return Path(configured).expanduser()
+    assert app.settings.state_dir is not None, "AppContext.create sets the state directory"
+    return sealing.default_key_file(app.settings.state_dir)
+
+
 def open_store(app: AppContext) -> Store:
     """The invocation's store, opened on first use and closed when the command ends."""
 
     def factory() -> Store:
         try:
-            store = Store.open(app.db_url, timeouts=database_timeouts(app))
+            ring = sealing.load_key_ring(secret_key_file(app))
+            store = Store.open(app.db_url, timeouts=database_timeouts(app), secrets=ring)
         except DatabaseError as error:
             raise CliError(str(error)) from error
         click.get_current_context().call_on_close(store.close)

@@ -443,6 +443,7 @@ def _plan_and_apply(
     unfinished = controller.store.last_unfinished_apply(options.stack)
     click.echo(rendering.render_text(plan, color=_color()), nl=False)
     if not plan.has_changes and unfinished is None:
+        controller.reseal(planned)
         return
     if plan.has_changes:
         _confirm(yes or saved is not None, f"{verb} these changes" if verb == "apply" else "destroy everything listed")
