@@ -28,6 +28,7 @@ from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
 from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs, references
 from nebctl.controller.plans import Action, ChangeType, Plan, ResourceChange
+from nebctl.controller.reaping import ProgramRecorder
 from nebctl.controller.sampling import record_observation
 from nebctl.controller.settings import Settings
 from nebctl.controller.sourcing import ImageSources, LocalImage
@@ -231,7 +232,8 @@ class Controller:
             shutdown_timeout=self.settings.shutdown_timeout,
             sources=ImageSources(registry=self.registry, settings=self.settings, documents=planned.request.documents),
         )
-        hooks = self._hooks(planned)
+        programs = ProgramRecorder(self.store)
+        hooks = self._hooks(planned, programs)
         journal = StoreJournal(
             self.store, apply_id, planned, world, on_events=hooks.dispatch if hooks else None, owner=user
         )
@@ -246,6 +248,7 @@ class Controller:
             stop=stop,
             cancel=cancel,
             on_change=on_change,
+            programs=programs,
         )
         report = executor.run()
         state = _apply_state(report)
@@ -263,14 +266,14 @@ class Controller:
             hooks.wait()
         return ApplyResult(apply_id, report, resumed_from, state)
 
-    def _hooks(self, planned: PlannedApply) -> HookDispatcher | None:
+    def _hooks(self, planned: PlannedApply, programs: ProgramRecorder) -> HookDispatcher | None:
         """The dispatcher of the manifests' hooks, through the hooks driver (``exec`` runs real programs)."""
         hooks = {key: doc for key, doc in planned.request.documents.items() if isinstance(doc, Hook)}
         if not hooks:
             return None
         name = str(self.settings.drivers.get("hooks", {}).get("driver", "exec"))
         driver: HookDriver = self.registry.get(Family.HOOKS, name)
-        return HookDispatcher(store=self.store, driver=driver, hooks=hooks)
+        return HookDispatcher(store=self.store, driver=driver, hooks=hooks, programs=programs)
 
     def _close_interrupted(self, apply_id: int, actions: Sequence[ActionRecord], done: int) -> None:
         """Close an apply whose process died. Its journal would otherwise keep actions pending or running

@@ -275,6 +275,24 @@ HookRun = Table(
     Index(None, "started_at"),
 )
 
+# An external program (exec driver, hook) running for nebctl: its process group, and enough to know the group
+# again safely (its leader's start time, the boot) and to know whether the nebctl that started it still runs.
+# A row lives while the program runs; the next writer ends the groups of a dead nebctl that are still running.
+RunningProgram = Table(
+    "running_programs",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    _required("host", String(HOST_LENGTH)),
+    _required("boot_id", String(64)),
+    _required("pgid", Integer),
+    _required("leader_started", BigInteger),
+    _required("owner_pid", Integer),
+    _required("owner_started", BigInteger),
+    _required("label", String(255)),
+    _required("started_at", _TIME),
+    Index(None, "host"),
+)
+
 # A named mutual-exclusion lock (the writers' lock of SPEC section 3): one row while it is held.
 Lock = Table(
     "locks",

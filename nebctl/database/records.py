@@ -402,3 +402,18 @@ class ResourceHealthRecord:
     @property
     def key(self) -> ResourceKey:
         return ResourceKey(self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningProgramRecord:
+    """An external program started by a nebctl process, recorded while it runs (``running_programs``)."""
+
+    host: str
+    boot_id: str
+    pgid: int
+    leader_started: int  # the group leader's start time, clock ticks after boot
+    owner_pid: int  # the nebctl process that started it
+    owner_started: int
+    label: str
+    id: int | None = None
+    started_at: datetime | None = None

@@ -19,6 +19,7 @@ from nebctl.database import engines, locking, migrating
 from nebctl.database.access import AccessOperations
 from nebctl.database.engines import transaction, translated_errors
 from nebctl.database.operating import Clock
+from nebctl.database.programs import ProgramOperations
 from nebctl.database.records import LeaseRecord, LockRecord
 from nebctl.database.sealing import KeyRing
 from nebctl.database.serving import ServingOperations
@@ -30,7 +31,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _DataOperations(StateOperations, TelemetryOperations, AccessOperations, ServingOperations):
+class _DataOperations(StateOperations, TelemetryOperations, AccessOperations, ServingOperations, ProgramOperations):
     """Every data operation; shared by ``Store`` (a transaction each) and ``Batch`` (one for all)."""
 
 

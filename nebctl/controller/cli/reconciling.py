@@ -8,6 +8,7 @@ them. A saved plan (``diff --out``) is applied only if nothing moved since it wa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -33,6 +34,7 @@ from nebctl.controller.cli.session import (
 from nebctl.controller.cli.validating import load_manifests
 from nebctl.controller.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
+from nebctl.controller.reaping import end_orphaned_programs
 from nebctl.database.engines import describe_error
 from nebctl.database.errors import DatabaseError, LockNotObtained
 from nebctl.database.records import RevisionRecord
@@ -216,6 +218,13 @@ def _writer_lock(app: AppContext, *, stack: str, command: str, timeout: float) -
     except DatabaseError as error:
         raise CliError(str(error)) from error
     lease.start_renewing()
+    try:
+        # Programs that a dead writer started (an exec driver's, a hook) and that still run are ended now.
+        end_orphaned_programs(store)
+    except DatabaseError as error:
+        with contextlib.suppress(Exception):
+            lease.release()
+        raise CliError(str(error)) from error
     failed = True
     try:
         yield

@@ -64,7 +64,7 @@ def test_no_secret_is_stored_in_clear_and_changes_are_still_planned(workspace: W
     assert clear_secrets_in(database_bytes(workspace), *MARKERS.values()) == []
     key_file = workspace.state_dir / "secret.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    key = [line for line in key_file.read_text().splitlines() if not line.startswith("#")][0]
+    key = next(line for line in key_file.read_text().splitlines() if not line.startswith("#"))
     assert clear_secrets_in(database_bytes(workspace), key) == []
     # The digests are keyed: they are no plain hash of the secret that one could check a guess against.
     import hashlib
@@ -110,7 +110,7 @@ def test_no_secret_is_stored_in_clear_and_changes_are_still_planned(workspace: W
 def test_a_key_is_rotated_without_a_change_and_a_lost_key_is_named(workspace: Workspace) -> None:
     assert workspace.apply().returncode == 0
     key_file = workspace.state_dir / "secret.key"
-    old = [line for line in key_file.read_text().splitlines() if not line.startswith("#")][0]
+    old = next(line for line in key_file.read_text().splitlines() if not line.startswith("#"))
     old_id, new = sealing.key_id(old.encode()), "a-new-key-of-32-characters-000000"
     assert old_id.encode() in database_bytes(workspace)
     key_file.write_text(f"{new}\n{old}\n")
