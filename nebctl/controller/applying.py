@@ -43,7 +43,7 @@ from nebctl.database.records import (
     RevisionRecord,
     Severity,
 )
-from nebctl.database.sealing import SECRET_PATHS, KeyRing, SecretKeyError, reveal_spec
+from nebctl.database.sealing import SECRET_PATHS, KeyRing, SecretKeyError, has_clear_secret, reveal_spec
 from nebctl.database.store import Batch, Store
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.protocols import HookDriver
@@ -295,8 +295,9 @@ def reveal_records(
     records: Sequence[ResourceRecord], documents: Mapping[ResourceKey, AnyManifest], ring: KeyRing
 ) -> tuple[dict[ResourceKey, ResourceRecord], list[ResourceRecord]]:
     """The records by key, with each stored secret digest that the manifests' value matches replaced by that
-    value (``database.sealing``), so the planner sees a secret as changed exactly when it changed; and those
-    whose matching digests an older key made. ``PlanError`` names every record sealed with a key not in ``ring``."""
+    value (``database.sealing``), so the planner sees a secret as changed exactly when it changed; and those to
+    write again: digests an older key made, secrets an older nebctl stored in clear. ``PlanError`` names every
+    record sealed with a key not in ``ring``."""
     revealed: dict[ResourceKey, ResourceRecord] = {}
     resealed: list[ResourceRecord] = []
     problems: list[str] = []
@@ -305,6 +306,8 @@ def reveal_records(
         document = documents.get(key)
         if document is None or key.kind not in SECRET_PATHS:
             revealed[key] = record
+            if has_clear_secret(key.kind, record.applied) or has_clear_secret(key.kind, record.desired):
+                resealed.append(record)  # stored in clear by an older nebctl: the next writer seals it
             continue
         clear = spec_document(document)
         try:

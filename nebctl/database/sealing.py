@@ -125,12 +125,19 @@ def _copy(spec: Mapping[str, Any], kind: Kind) -> dict[str, Any]:
     return copied
 
 
+def has_clear_secret(kind: Kind, spec: Mapping[str, Any] | None) -> bool:
+    """Whether ``spec`` holds a secret in clear (a record written before secrets were sealed)."""
+    if spec is None:
+        return False
+    return any(
+        isinstance(c[n], str) and not is_sealed(c[n]) for p in SECRET_PATHS.get(kind, ()) for c, n in _leaves(spec, p)
+    )
+
+
 def seal_spec(kind: Kind, spec: Mapping[str, Any] | None, ring: KeyRing) -> Mapping[str, Any] | None:
     """``spec`` with every clear secret replaced by its digest (the same object when there is nothing to seal)."""
     paths = SECRET_PATHS.get(kind)
-    if spec is None or not paths:
-        return spec
-    if not any(isinstance(c[n], str) and not is_sealed(c[n]) for p in paths for c, n in _leaves(spec, p)):
+    if spec is None or not paths or not has_clear_secret(kind, spec):
         return spec
     sealed = _copy(spec, kind)
     for path in paths:
@@ -144,7 +151,7 @@ def seal_spec(kind: Kind, spec: Mapping[str, Any] | None, ring: KeyRing) -> Mapp
 @dataclass(frozen=True)
 class Revealed:
     """A stored spec with the secrets that match the manifest's put back in clear; ``stale`` when one of them
-    was sealed with an older key (the record is worth writing again, to seal it with the current one)."""
+    was sealed with an older key, or stored in clear by an older nebctl (the record is worth writing again)."""
 
     spec: dict[str, Any] | None
     stale: bool = False
@@ -167,6 +174,8 @@ def reveal_spec(
         for container, name in _leaves(revealed, path):
             value = container[name]
             if not is_sealed(value):
+                # Stored in clear (by a nebctl before sealing): worth writing again, sealed.
+                stale = stale or isinstance(value, str)
                 continue
             candidate = _value_at(clear, path[:-1], name) if clear is not None else None
             if isinstance(candidate, str) and ring.matches(candidate, value):

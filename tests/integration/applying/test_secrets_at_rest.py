@@ -133,3 +133,23 @@ def test_a_key_is_rotated_without_a_change_and_a_lost_key_is_named(workspace: Wo
     assert f"sealed with key {sealing.key_id(new.encode())}, which is not in the secret key file {key_file}" in (
         diff.stderr
     )
+
+
+def test_secrets_stored_in_clear_by_an_older_nebctl_are_sealed_by_the_next_apply(workspace: Workspace) -> None:
+    import sqlite3
+
+    assert workspace.apply().returncode == 0
+    # What a nebctl from before sealing wrote: the user data in clear in both spec columns.
+    with sqlite3.connect(workspace.db_path) as connection:
+        connection.execute(
+            "UPDATE resources SET applied = json_set(applied, '$.cloudInit.userData', ?), "
+            "desired = json_set(desired, '$.cloudInit.userData', ?) WHERE name = 'web-2'",
+            (MARKERS["userData"], MARKERS["userData"]),
+        )
+    assert workspace.diff().returncode == 0  # the same value: no change
+    result = workspace.apply()
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(workspace.db_path) as connection:
+        stored = connection.execute("SELECT applied, desired FROM resources WHERE name = 'web-2'").fetchone()
+    assert clear_secrets_in(json.dumps(stored).encode(), MARKERS["userData"]) == []
+    assert all(sealing.is_sealed(json.loads(column)["cloudInit"]["userData"]) for column in stored)
