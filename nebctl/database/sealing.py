@@ -13,6 +13,7 @@ records sealed with them remain) still verify, which is how a key is rotated (do
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -199,23 +200,35 @@ def default_key_file(state_dir: Path) -> Path:
     return state_dir / KEY_FILE_NAME
 
 
-def load_key_ring(path: Path) -> KeyRing:
-    """The keys in ``path``, one per line (blank lines and ``#`` comments skipped); a missing file is created
-    with one random key, readable by its owner only (0600)."""
+def _create_key_file(path: Path) -> None:
+    """Write a new key file whole, then link it into place: two processes starting at once on a new data
+    directory must not read each other's half-written file, and the first one to link it wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as error:
-        raise SecretKeyError(f"cannot create the secret key file {path}: {error.strerror or error}") from error
-    else:
         with os.fdopen(descriptor, "w", encoding="ascii") as stream:
             stream.write(
                 "# nebctl's key for the digests of secrets in its database; keep it, and keep it private.\n"
                 "# To rotate: add a new key as the first key line and keep the old ones below it.\n"
                 f"{secrets.token_hex(32)}\n"
             )
+            stream.flush()
+            os.fsync(stream.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        os.unlink(draft)
+
+
+def load_key_ring(path: Path) -> KeyRing:
+    """The keys in ``path``, one per line (blank lines and ``#`` comments skipped); a missing file is created
+    with one random key, readable by its owner only (0600)."""
+    if not path.exists():
+        try:
+            _create_key_file(path)
+        except OSError as error:
+            raise SecretKeyError(f"cannot create the secret key file {path}: {error.strerror or error}") from error
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
