@@ -101,4 +101,3 @@ def test_the_secret_paths_are_every_secret_field_of_the_models() -> None:
         spec_model = model.model_fields["spec"].annotation
         assert isinstance(spec_model, type) and issubclass(spec_model, BaseModel)
         assert sorted(_secret_paths(spec_model)) == sorted(SECRET_PATHS.get(kind, ())), kind
-
