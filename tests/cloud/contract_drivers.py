@@ -33,7 +33,8 @@ def local_ec2() -> LocalEC2:
     return _ENDPOINT[0]
 
 
-def ec2_settings(endpoint: LocalEC2, **options: object) -> Settings:
+def ec2_settings(**options: object) -> Settings:
+    """The config file's drivers.ec2 for tests: moto's credentials, an AMI, quick polling."""
     return Settings(drivers={"ec2": {**CREDENTIALS, "ami": "ami-12c6146b", "poll_interval": 0.05, **options}})
 
 
@@ -43,7 +44,7 @@ def build_ec2(tmp_path: Path) -> Iterator[DriverSet]:
 
     endpoint = local_ec2()
     endpoint.reset()
-    registry = build_registry(ec2_settings(endpoint), entry_points=False)
+    registry = build_registry(ec2_settings(), entry_points=False)
     host = HostRef("cloud", f"ec2://{REGION}?endpoint={endpoint.url}")
     drivers = registry.for_host(host)
     try:
