@@ -37,6 +37,7 @@ from nebctl.reconcilers.fields import AddedFields, Effect, FieldChange, compare,
 from nebctl.reconcilers.identity import MAC_BITS, VMIdentity, deposed_of, mac_address
 from nebctl.reconcilers.spanned import SpannedReconciler
 from nebctl.reconcilers.vm import deposition, disk_total
+from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
 from nebctl.schemas.keys import Kind, ResourceKey
 from nebctl.schemas.models import (
     AnyManifest,
@@ -142,7 +143,8 @@ def _plan_with_specs(
     hosts = sorted(key.name for key in request.documents if key.kind is Kind.HOST)
     spans = _spans(request.documents, hosts)
     details: list[str] = []
-    placements = _place(request, own, hosts, problems, deposing, details=details)
+    notes: dict[ResourceKey, str] = {}
+    placements = _place(request, own, hosts, problems, deposing, details=details, notes=notes)
     leases = _leases(request, own, problems, deposing)
     disk_datastores = _disk_datastores(request.documents, spans, placements, problems)
     specs: dict[ResourceKey, dict[str, Any]] = {}  # filled in by _changes, read by the reconcilers' actions
@@ -159,7 +161,7 @@ def _plan_with_specs(
         incarnations=(incarnations := _incarnations(own, deposing)),
         macs=_macs(request, own, incarnations, deposing, problems),
     )
-    changes, drift, warnings = _changes(request, own, ctx, problems, specs, deposing=deposing)
+    changes, drift, warnings = _changes(request, own, ctx, problems, specs, deposing=deposing, notes=notes)
     replaced = {c.key for c in changes if c.type is ChangeType.REPLACE}
     wanted = _created_first(changes, request) - deposing - refused
     stale = deposing - replaced
@@ -286,6 +288,22 @@ def _candidates(request: PlanRequest, hosts: Sequence[str]) -> list[placing.Host
         spec = document.spec
         probe = request.live.hosts.get(name)
         online = probe is not None and probe.state is HostLiveState.ONLINE
+        if spec.cloud is not None:
+            # A cloud host's room is its capacity map, not what its probe reports (a cloud has no fixed size).
+            slots = {kind: (KNOWN_INSTANCE_TYPES[kind], count) for kind, count in sorted(spec.cloud.capacity.items())}
+            candidates.append(
+                placing.HostCandidate(
+                    name=name,
+                    enabled=spec.enabled,
+                    online=online,
+                    labels={**document.metadata.labels, **spec.labels},
+                    custom=dict(probe.custom) if probe else {},
+                    tier=spec.effective_tier,
+                    cloud=True,
+                    slots=slots,
+                )
+            )
+            continue
         candidates.append(
             placing.HostCandidate(
                 name=name,
@@ -305,6 +323,7 @@ def _candidates(request: PlanRequest, hosts: Sequence[str]) -> list[placing.Host
                 load=probe.cpu_usage if probe else 0.0,
                 labels={**document.metadata.labels, **spec.labels},
                 custom=dict(probe.custom) if probe else {},
+                tier=spec.effective_tier,
             )
         )
     return candidates
@@ -318,6 +337,7 @@ def _place(
     deposing: frozenset[ResourceKey] = frozenset(),
     *,
     details: list[str] | None = None,
+    notes: dict[ResourceKey, str] | None = None,
 ) -> dict[ResourceKey, str]:
     """Where every desired VM goes: its current host while it still fits there, else the policy's choice. The
     old VM of a create-first replacement (``deposing``) is a record outside the manifests: it keeps its share."""
@@ -368,6 +388,10 @@ def _place(
             failed.append(unplaced.Unplaced(str(key), decision.reasons, beside))
         else:
             placements[key] = decision.host
+            if notes is not None and (decision.instance_type or decision.reason):
+                # What the plan says beside a VM that goes to a cloud host: its instance type, and why there.
+                words = [f"instance type {decision.instance_type}"] if decision.instance_type else []
+                notes[key] = "; ".join([*words, *([decision.reason] if decision.reason else [])])
     if failed:
         problems += unplaced.brief(failed)
         details += unplaced.every_host(failed)
@@ -604,6 +628,7 @@ def _changes(
     specs: dict[ResourceKey, dict[str, Any]],
     *,
     deposing: frozenset[ResourceKey] = frozenset(),
+    notes: Mapping[ResourceKey, str] | None = None,
 ) -> tuple[list[ResourceChange], list[DriftItem], list[str]]:
     changes: list[ResourceChange] = []
     uncorrected: list[DriftItem] = []
@@ -627,7 +652,7 @@ def _changes(
         host = ctx.placements.get(key) if key.kind is Kind.VIRTUAL_MACHINE else None
         if record is None or record.applied is None:
             problems.extend(_foreign_live_object(key, record, request))
-            reason = "resuming an interrupted create" if record is not None else ""
+            reason = "resuming an interrupted create" if record is not None else (notes or {}).get(key, "")
             changes.append(
                 ResourceChange(key, ChangeType.CREATE, _added(desired, reconciler.sensitive), host=host, reason=reason)
             )

@@ -74,7 +74,9 @@ class Clients:
                 )
                 # The executor retries temporary errors with its own backoff and journal: boto3's retries would
                 # hide throttling from it and multiply the wait.
-                config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+                config = Config(
+                    retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60
+                )
                 client = session.client("ec2", region_name=endpoint.region, endpoint_url=endpoint.url, config=config)
                 self._clients[endpoint] = client
             return client
