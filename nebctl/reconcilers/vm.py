@@ -52,8 +52,10 @@ from nebctl.reconcilers.identity import (
     security_group_filter,
 )
 from nebctl.reconcilers.spanned import ownership
+from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
+from nebctl.schemas.instance_types import smallest_fitting
 from nebctl.schemas.keys import Kind, ResourceKey
-from nebctl.schemas.models import AnyManifest, VirtualMachine, spec_document
+from nebctl.schemas.models import AnyManifest, Host, VirtualMachine, spec_document
 from nebctl.schemas.quantities import format_quantity
 
 RULES = [
@@ -297,7 +299,22 @@ def _definition(action: Action, world: World) -> VMDefinition:
         cloud_init=cloud_init,
         owner=ownership(action.key, world.stack),
         boot=BootDefinition(**params["boot"]) if params.get("boot") else None,
+        instance_type=_instance_type(action, world, int(params["vcpu"]), int(params["memory"])),
     )
+
+
+def _instance_type(action: Action, world: World, vcpu: int, memory: int) -> str | None:
+    """On a cloud host, the VM's ``placement.instanceType``, else the smallest type of the host's capacity map
+    that fits (placement's first choice); None on other hosts."""
+    host = world.desired(ResourceKey.of(Kind.HOST, str(action.host))) if action.host else None
+    if not isinstance(host, Host) or host.spec.cloud is None:
+        return None
+    document = world.desired(action.key)
+    if isinstance(document, VirtualMachine) and document.spec.placement.instanceType:
+        return document.spec.placement.instanceType
+    kinds = [KNOWN_INSTANCE_TYPES[name] for name in host.spec.cloud.capacity if name in KNOWN_INSTANCE_TYPES]
+    kind = smallest_fitting(kinds, vcpu, memory)
+    return kind.name if kind is not None else None
 
 
 class _Group:
