@@ -144,7 +144,10 @@ def _plan_with_specs(
     spans = _spans(request.documents, hosts)
     details: list[str] = []
     notes: dict[ResourceKey, str] = {}
-    placements = _place(request, own, hosts, problems, deposing, details=details, notes=notes)
+    instance_types: dict[ResourceKey, str] = {}
+    placements = _place(
+        request, own, hosts, problems, deposing, details=details, notes=notes, instance_types=instance_types
+    )
     leases = _leases(request, own, problems, deposing)
     disk_datastores = _disk_datastores(request.documents, spans, placements, problems)
     specs: dict[ResourceKey, dict[str, Any]] = {}  # filled in by _changes, read by the reconcilers' actions
@@ -160,6 +163,7 @@ def _plan_with_specs(
         specs=specs,
         incarnations=(incarnations := _incarnations(own, deposing)),
         macs=_macs(request, own, incarnations, deposing, problems),
+        instance_types=instance_types,
     )
     changes, drift, warnings = _changes(request, own, ctx, problems, specs, deposing=deposing, notes=notes)
     replaced = {c.key for c in changes if c.type is ChangeType.REPLACE}
@@ -338,6 +342,7 @@ def _place(
     *,
     details: list[str] | None = None,
     notes: dict[ResourceKey, str] | None = None,
+    instance_types: dict[ResourceKey, str] | None = None,
 ) -> dict[ResourceKey, str]:
     """Where every desired VM goes: its current host while it still fits there, else the policy's choice. The
     old VM of a create-first replacement (``deposing``) is a record outside the manifests: it keeps its share."""
@@ -388,6 +393,8 @@ def _place(
             failed.append(unplaced.Unplaced(str(key), decision.reasons, beside))
         else:
             placements[key] = decision.host
+            if instance_types is not None and decision.instance_type:
+                instance_types[key] = decision.instance_type
             if notes is not None and (decision.instance_type or decision.reason):
                 # What the plan says beside a VM that goes to a cloud host: its instance type, and why there.
                 words = [f"instance type {decision.instance_type}"] if decision.instance_type else []

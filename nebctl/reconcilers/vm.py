@@ -152,6 +152,7 @@ class VirtualMachineReconciler:
         # What exists is the recorded identity; what is created, the incarnation the planner chose.
         recorded = VMIdentity.recorded(key, record.live if record is not None else {})
         builder = _Builder(key, recorded)
+        builder.instance_type = ctx.instance_types.get(key)
         new = VMIdentity.of(key, ctx.incarnations.get(key, 0)) if recorded.key == key else recorded
         if change.type is ChangeType.CREATE:
             assert desired is not None
@@ -299,13 +300,14 @@ def _definition(action: Action, world: World) -> VMDefinition:
         cloud_init=cloud_init,
         owner=ownership(action.key, world.stack),
         boot=BootDefinition(**params["boot"]) if params.get("boot") else None,
-        instance_type=_instance_type(action, world, int(params["vcpu"]), int(params["memory"])),
+        instance_type=params.get("instanceType")
+        or _instance_type(action, world, int(params["vcpu"]), int(params["memory"])),
     )
 
 
 def _instance_type(action: Action, world: World, vcpu: int, memory: int) -> str | None:
-    """On a cloud host, the VM's ``placement.instanceType``, else the smallest type of the host's capacity map
-    that fits (placement's first choice); None on other hosts."""
+    """For a plan that carries no type (made before the host was a cloud host): on a cloud host, the VM's
+    ``placement.instanceType``, else the smallest type of the host's capacity map that fits; None elsewhere."""
     host = world.desired(ResourceKey.of(Kind.HOST, str(action.host))) if action.host else None
     if not isinstance(host, Host) or host.spec.cloud is None:
         return None
@@ -336,6 +338,7 @@ class _Builder:
         # 100,000-VM plan holds half a million actions; parameters are read, never changed).
         self._nics: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
         self._volumes: dict[int, str] = {}
+        self.instance_type: str | None = None  # placement's choice on a cloud host
 
     def add(
         self, operation: str, host: str, *parts: object, family: Family, description: str, params: Mapping[str, Any]
@@ -370,7 +373,7 @@ class _Builder:
 
     def deploy_params(self, spec: Mapping[str, Any], first: str, value: Any) -> dict[str, Any]:
         """``{first: value}`` then what a deploy (or a migration) defines: vCPUs, memory, disks and NICs."""
-        return {
+        params = {
             first: value,
             "vcpu": spec["vcpu"],
             "memory": spec["memory"],
@@ -378,6 +381,9 @@ class _Builder:
             "nics": [self.nic_params(nic, i) for i, nic in enumerate(spec["nics"])],
             **({"boot": spec["boot"]} if spec.get("boot") else {}),
         }
+        if self.instance_type is not None:
+            params["instanceType"] = self.instance_type
+        return params
 
     def after(self, first: Sequence[str], then: Sequence[str]) -> None:
         self.edges += [(a, b) for a in first for b in then]

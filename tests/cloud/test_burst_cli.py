@@ -106,3 +106,25 @@ def test_overflow_bursts_to_the_cloud_drift_is_seen_and_destroy_leaves_nothing(c
     tags = client.describe_tags()["Tags"]
     terminated = {i["InstanceId"] for r in client.describe_instances()["Reservations"] for i in r["Instances"]}
     assert [t for t in tags if t["Key"].startswith("nebctl:") and t["ResourceId"] not in terminated] == []
+
+
+def test_the_instance_type_placement_chose_is_the_one_launched(configured: Path, ec2: LocalEC2) -> None:
+    """One t3.medium in the map: the first 3Gi VM (by name) takes it, the second the next type up, t3.large; the
+    deploy launches what placement chose, not the map's smallest type again."""
+    tmp_path = configured
+    manifests = tmp_path / "burst"
+    manifests.mkdir()
+    documents = [
+        "apiVersion: nebctl/v1\nkind: Host\nmetadata: {name: small}\nspec: {uri: 'sim://small?cpus=1&memory=1Gi'}\n",
+        "apiVersion: nebctl/v1\nkind: Host\nmetadata: {name: cloud}\n"
+        "spec: {uri: 'ec2://eu-west-1', cloud: {capacity: {t3.medium: 1, t3.large: 2}}}\n",
+        *(
+            f"apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {{name: {name}}}\nspec: {{vcpu: 1, memory: 3Gi}}\n"
+            for name in ("a", "b")
+        ),
+    ]
+    (manifests / "all.yaml").write_text("---\n".join(documents))
+    nebctl(tmp_path, "apply", "--yes", "-f", str(manifests))
+    assert {name: i["InstanceType"] for name, i in live_instances(ec2).items()} == {"a": "t3.medium", "b": "t3.large"}
+    nebctl(tmp_path, "destroy", "--yes", "-f", str(manifests))
+    assert live_instances(ec2) == {}
