@@ -1,16 +1,17 @@
-"""Prices of cloud instances per hour, from the config file's ``pricing``, for showback.
+"""Prices of cloud instances per hour, from the config file's ``pricing.instance_hour``, for showback.
 
 A VM on a cloud host is billed by its instance type, not by its vCPUs and memory as a local VM is (``pricing``'s
-``vcpu_hour``, ``memory_gib_hour``). The config gives a price per instance-hour under ``instance_hour.TYPE``, or
-``instance_hour.REGION.TYPE`` for one region (it wins over the first)::
+``vcpu_hour``, ``memory_gib_hour``). The config gives a price per instance-hour by ``TYPE``, or by
+``REGION.TYPE`` for one region (it wins over the first)::
 
     pricing:
       vcpu_hour: 0.01
-      instance_hour.t3.small: 0.0208
-      instance_hour.eu-west-1.t3.large: 0.0912
+      instance_hour:
+        t3.small: 0.0208
+        eu-west-1.t3.large: 0.0912
 
-Pure: showback (and anything else that reports cost) calls ``instance_hour_price`` or ``cost`` with the
-settings' ``pricing`` and the facts of a VM.
+Pure: showback (and anything else that reports cost) calls ``instance_hour_price`` or ``cost`` with
+``settings.pricing.instance_hour`` and the facts of a VM. ``nebctl showback`` does not call it yet.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-PREFIX = "instance_hour."
+PREFIX = ""
 
 
 def region_of(uri: str) -> str | None:

@@ -70,6 +70,10 @@ class PricingSettings(_Strict):
         default=False, description="Charge CPU and memory only while VMs run (disk is always charged)."
     )
     overrides: list[PriceOverride] = Field(default_factory=list, description="Per-host or per-label prices.")
+    instance_hour: dict[str, float] = Field(
+        default_factory=dict,
+        description="Cloud hosts: price of one instance-hour by TYPE or REGION.TYPE (controller/cloudprices.py).",
+    )
 
 
 class DatabaseSettings(_Strict):

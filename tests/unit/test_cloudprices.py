@@ -11,12 +11,10 @@ PRICING = parse_settings(
     {
         "pricing": {
             "vcpu_hour": 0.01,
-            "instance_hour.t3.small": 0.0208,
-            "instance_hour.eu-west-1.t3.small": 0.0228,
-            "instance_hour.t3.large": 0.0832,
+            "instance_hour": {"t3.small": 0.0208, "eu-west-1.t3.small": 0.0228, "t3.large": 0.0832},
         }
     }
-).pricing
+).pricing.instance_hour
 
 
 @pytest.mark.parametrize(
