@@ -15,11 +15,12 @@ Pure: ``price_month`` takes the month's usages (``usage.clip``), the book and th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
-from nebctl.accounting.usage import GIB, HOUR, RUNNING, Usage
-from nebctl.database.records import ShowbackRow
+from nebctl.accounting.usage import GIB, HOUR, RUNNING, Usage, month_period
+from nebctl.database.records import HistorySpan, ShowbackRow
 
 PRICE_NAMES = ("vcpu_hour", "memory_gib_hour", "disk_gib_hour")
 
@@ -68,6 +69,11 @@ class PriceBook:
         return Prices(**chosen)
 
 
+# Per (namespace, name, host, stack, owner): running seconds, stopped seconds, vCPU-, memory byte- and disk
+# byte-seconds.
+_Sums = dict[tuple[str, str, str, str | None, str | None], list[float]]
+
+
 def price_month(
     month: str,
     usages: Sequence[Usage],
@@ -75,15 +81,14 @@ def price_month(
     host_labels: Mapping[str, Mapping[str, str]],
 ) -> list[ShowbackRow]:
     """One priced row per (VM, host, stack, owner) of ``usages`` (already cut to ``month``), by VM then host."""
-    # One pass, summing seconds and size-seconds per group: a month of a large fleet is tens of thousands of
-    # records, and this is most of ``showback``'s time.
-    sums: dict[tuple[str, str, str, str | None, str | None], list[float]] = {}
+    # One pass, summing seconds and size-seconds per group.
+    sums: _Sums = {}
     only_running = book.only_running
     for usage in usages:
         key = (usage.namespace, usage.name, usage.host, usage.stack, usage.owner)
         total = sums.get(key)
         if total is None:
-            total = sums[key] = [0.0, 0.0, 0.0, 0.0, 0.0]  # running s, stopped s, vCPU-s, memory B-s, disk B-s
+            total = sums[key] = [0.0, 0.0, 0.0, 0.0, 0.0]
         seconds = usage.seconds
         running = usage.state == RUNNING
         total[0 if running else 1] += seconds
@@ -91,6 +96,53 @@ def price_month(
             total[2] += usage.vcpu * seconds
             total[3] += usage.memory * seconds
         total[4] += usage.disk * seconds
+    return _priced(month, sums, book, host_labels)
+
+
+def price_spans(
+    month: str,
+    spans: Iterable[HistorySpan],
+    book: PriceBook,
+    host_labels: Mapping[str, Mapping[str, str]],
+    *,
+    now: datetime,
+) -> list[ShowbackRow]:
+    """``price_month(month, clip(records, month_period(month), now=now), ...)`` in one pass over the placement
+    records as plain tuples (``Store.history_spans``), with the same arithmetic in the same order, so the same
+    rows to the last bit. A month of a large fleet is tens of thousands of records: a ``Usage`` object for
+    each was most of ``showback``'s pricing time."""
+    period = month_period(month)
+    # The spans' times are naive UTC: so are the bounds here.
+    period_start = period.start.replace(tzinfo=None)
+    period_end = period.end.replace(tzinfo=None)
+    until = now.astimezone(UTC).replace(tzinfo=None)
+    second = timedelta(seconds=1)
+    sums: _Sums = {}
+    only_running = book.only_running
+    for namespace, name, host, stack, owner, state, started_at, ended_at, vcpu, memory, disk in spans:
+        end = until if ended_at is None else ended_at
+        start = started_at if started_at > period_start else period_start
+        stop = end if end < period_end else period_end
+        if stop <= start:
+            continue
+        key = (namespace, name, host, stack, owner)
+        total = sums.get(key)
+        if total is None:
+            total = sums[key] = [0.0, 0.0, 0.0, 0.0, 0.0]
+        seconds = (stop - start) / second
+        running = state == RUNNING
+        total[0 if running else 1] += seconds
+        if running or not only_running:
+            total[2] += vcpu * seconds
+            total[3] += memory * seconds
+        total[4] += disk * seconds
+    return _priced(month, sums, book, host_labels)
+
+
+def _priced(
+    month: str, sums: _Sums, book: PriceBook, host_labels: Mapping[str, Mapping[str, str]]
+) -> list[ShowbackRow]:
+    """The priced rows of the sums, by VM, host, stack then owner."""
     prices_of: dict[str, Prices] = {}
     rows = []
     for (namespace, name, host, stack, owner), total in sorted(
@@ -160,21 +212,35 @@ class Bill:
 
 def bills(rows: Sequence[ShowbackRow], by: str) -> list[Bill]:
     """Sums of ``rows`` by ``by``, in key order; every row counts in exactly one bill."""
-    groups: dict[str, list[ShowbackRow]] = {}
+    if by not in ("vm", "host", "namespace", "stack", "user"):
+        showback_key(rows[0] if rows else _NO_ROW, by)  # raises the error naming the choices
+    # One pass, adding each row's figures in row order (the same sums as ``sum`` over each group's rows): a
+    # large month is tens of thousands of rows.
+    groups: dict[str, list[float]] = {}
     for row in rows:
-        groups.setdefault(showback_key(row, by), []).append(row)
-    return [
-        Bill(
-            key=key,
-            running_hours=sum(r.running_hours for r in members),
-            stopped_hours=sum(r.stopped_hours for r in members),
-            vcpu_hours=sum(r.vcpu_hours for r in members),
-            memory_gib_hours=sum(r.memory_gib_hours for r in members),
-            disk_gib_hours=sum(r.disk_gib_hours for r in members),
-            cpu_cost=sum(r.cpu_cost for r in members),
-            memory_cost=sum(r.memory_cost for r in members),
-            disk_cost=sum(r.disk_cost for r in members),
-            cost=sum(r.cost for r in members),
-        )
-        for key, members in sorted(groups.items())
-    ]
+        if by == "vm":
+            key = f"{row.namespace}/{row.name}"
+        elif by == "host":
+            key = row.host
+        elif by == "namespace":
+            key = row.namespace
+        elif by == "stack":
+            key = row.stack or "-"
+        else:
+            key = row.owner or "-"
+        total = groups.get(key)
+        if total is None:
+            total = groups[key] = [0] * 9  # ints, as ``sum`` starts from 0
+        total[0] += row.running_hours
+        total[1] += row.stopped_hours
+        total[2] += row.vcpu_hours
+        total[3] += row.memory_gib_hours
+        total[4] += row.disk_gib_hours
+        total[5] += row.cpu_cost
+        total[6] += row.memory_cost
+        total[7] += row.disk_cost
+        total[8] += row.cost
+    return [Bill(key, *total) for key, total in sorted(groups.items())]
+
+
+_NO_ROW = ShowbackRow("0000-00", "", "", None, None, "", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "")

@@ -126,11 +126,18 @@ def bulk_insert(connection: Connection, table: Table, columns: Sequence[str], ro
         return naive.isoformat(" ", "microseconds") if as_text else naive
 
     if times:
+        # Many rows share a time (an observation's, a month's computation): convert each distinct one once.
+        seen: dict[datetime, datetime | str | None] = {}
         converted = []
         for row in rows:
             values = list(row)
             for index in times:
-                values[index] = time_value(values[index])
+                value = values[index]
+                if value is not None:
+                    text = seen.get(value)
+                    if text is None:
+                        text = seen[value] = time_value(value)
+                    values[index] = text
             converted.append(tuple(values))
         rows = converted
     connection.exec_driver_sql(sql, [tuple(row) for row in rows])

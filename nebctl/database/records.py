@@ -228,6 +228,11 @@ class HistoryOpening:
     owner: str | None = None
 
 
+# A placement record as showback reads it (``TelemetryOperations.history_spans``): namespace, name, host, stack,
+# owner, state, started_at and ended_at (naive UTC; ended_at None while open), vcpu, memory and disk bytes.
+HistorySpan = tuple[str, str, str, str | None, str | None, str, datetime, datetime | None, int, int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class ShowbackRow:
     """The priced usage of one VM on one host in one month (the ``showback`` table); hours and costs as

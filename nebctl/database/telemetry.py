@@ -12,15 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, type_coerce, update
+from sqlalchemy.types import NullType
 
 from nebctl.database.models import AccountingRecord, HookRun, HostSample, ShowbackRecord, VMSample
 from nebctl.database.operating import AnyRow, Operations, bulk_insert, chunks, table
 from nebctl.database.records import (
     HistoryOpening,
     HistoryRecord,
+    HistorySpan,
     HookRunRecord,
     HostSampleRecord,
     ShowbackRow,
@@ -34,6 +37,7 @@ _history = table(AccountingRecord)
 _hook_runs = table(HookRun)
 _showback = table(ShowbackRecord)
 _SHOWBACK_FIELDS = tuple(field.name for field in fields(ShowbackRow))
+_showback_values = attrgetter(*_SHOWBACK_FIELDS[:-1])  # every field but ``computed_at``, as one tuple
 _HOST_FIELDS = tuple(field.name for field in fields(HostSampleRecord))
 _VM_FIELDS = tuple(field.name for field in fields(VMSampleRecord))
 
@@ -119,6 +123,13 @@ def _history_record(row: AnyRow) -> HistoryRecord:
         state=row.state,
         owner=row.owner,
     )
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    """A time from a server's driver as naive UTC (they return naive UTC already; an aware one is converted)."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _bucket_start(time: datetime, bucket: timedelta) -> datetime:
@@ -423,6 +434,46 @@ class TelemetryOperations(Operations):
         with self._read() as connection:
             return [_history_record(row) for row in connection.execute(query)]
 
+    def history_spans(self, *, start: datetime, end: datetime) -> list[HistorySpan]:
+        """What pricing needs of the placement records overlapping [start, end), as plain tuples, by VM and each VM's
+        in ``list_history``'s order: (namespace, name, host, stack, owner, state, started_at, ended_at, vcpu,
+        memory, disk), the times naive UTC. A month of a large fleet is tens of thousands of records: building
+        an aware datetime and a record object for each was most of ``showback``'s reading time."""
+        columns = _history.c
+        # The times come back as the driver gives them (no per-value type processing): a datetime from the
+        # servers' drivers, the stored text on SQLite, parsed here by the C ``fromisoformat``.
+        query = (
+            select(
+                columns.namespace,
+                columns.name,
+                columns.host,
+                columns.stack,
+                columns.owner,
+                columns.state,
+                type_coerce(columns.started_at, NullType()),
+                type_coerce(columns.ended_at, NullType()),
+                columns.vcpu,
+                columns.memory,
+                columns.disk,
+            )
+            .where(columns.started_at < end, or_(columns.ended_at.is_(None), columns.ended_at > start))
+            # By VM, then as ``list_history`` within a VM: each VM's records are summed in the same order, and
+            # pricing's final sort by VM meets presorted runs.
+            .order_by(columns.namespace, columns.name, columns.started_at, columns.id)
+        )
+        with self._read() as connection:
+            rows = connection.execute(query).tuples().all()
+        if not rows or isinstance(rows[0][6], datetime):
+            return [
+                (ns, name, host, stack, owner, state, _naive(began) or began, _naive(ended), vcpu, memory, disk)
+                for ns, name, host, stack, owner, state, began, ended, vcpu, memory, disk in rows
+            ]
+        parse = datetime.fromisoformat
+        return [
+            (ns, name, host, stack, owner, state, parse(began), ended and parse(ended), vcpu, memory, disk)
+            for ns, name, host, stack, owner, state, began, ended, vcpu, memory, disk in rows
+        ]
+
     # --- showback ------------------------------------------------------------------------------------------
 
     def replace_showback(self, month: str, rows: Sequence[ShowbackRow]) -> None:
@@ -432,9 +483,7 @@ class TelemetryOperations(Operations):
         if any(row.month != month for row in rows):
             raise ValueError(f"replace_showback({month!r}) was given rows of another month")
         # A large fleet's month is tens of thousands of rows: one plain executemany, no per-row processing.
-        values = [
-            (*(getattr(row, name) for name in _SHOWBACK_FIELDS[:-1]), row.computed_at or computed_at) for row in rows
-        ]
+        values = [(*_showback_values(row), row.computed_at or computed_at) for row in rows]
         with self._write() as connection:
             connection.execute(delete(_showback).where(_showback.c.month == month))
             bulk_insert(connection, _showback, _SHOWBACK_FIELDS, values)

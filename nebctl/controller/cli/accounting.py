@@ -202,9 +202,9 @@ def compute_showback(store: Store, month: str, book: pricing.PriceBook, *, now: 
     """Price ``month`` (up to ``now``) from the placement records and replace its rows in the showback table.
     Host labels (for label price overrides) are those the Host records carry now."""
     period = month_period(month)
-    usages = clip(store.list_history(start=period.start, end=period.end), period, now=now)
+    spans = store.history_spans(start=period.start, end=period.end)
     labels = host_labels(store.list_resources(kind=Kind.HOST))
-    rows = pricing.price_month(month, usages, book, labels)
+    rows = pricing.price_spans(month, spans, book, labels, now=now)
     store.replace_showback(month, rows)
     return rows
 
