@@ -462,7 +462,7 @@ class TelemetryOperations(Operations):
             .order_by(columns.namespace, columns.name, columns.started_at, columns.id)
         )
         with self._read() as connection:
-            rows = connection.execute(query).tuples().all()
+            rows = connection.execute(query).all()
         if not rows or isinstance(rows[0][6], datetime):
             return [
                 (ns, name, host, stack, owner, state, _naive(began) or began, _naive(ended), vcpu, memory, disk)
