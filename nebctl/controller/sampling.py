@@ -51,7 +51,9 @@ def vm_sample(key: ResourceKey, host: str, status: VMStatus, at: datetime) -> VM
         name=key.name,
         host=host,
         time=at,
-        state=status.state.value,
+        # ``_value_`` rather than ``value``: the same text without the enum property's lookup, which was the
+        # largest cost of turning a fleet's observation into rows.
+        state=status.state._value_,
         cpu=round(status.cpu_usage * 100.0, 3),
         memory_used=status.memory_used,
         disk_read_bytes=status.disk_read,
@@ -68,11 +70,15 @@ def samples_of(
     hosts = [host_sample(probe, at) for _, probe in sorted(live.hosts.items())]
     by_uuid: dict[str, ResourceKey] | None = None  # built only if some VM carries no ownership metadata
     vms = []
+    vm_kind = Kind.VIRTUAL_MACHINE
+    vm_kind_text = vm_kind.value
+    vm_hosts = live.vm_hosts
     for uuid, status in live.vms.items():
         key: ResourceKey | None = None
         owner = status.owner
-        if owner is not None and owner.kind == Kind.VIRTUAL_MACHINE.value:
-            key = ResourceKey.of(Kind.VIRTUAL_MACHINE, owner.name, owner.namespace)
+        if owner is not None and owner.kind == vm_kind_text:
+            # What ``ResourceKey.of`` builds for a namespaced kind, without its call per VM.
+            key = ResourceKey(vm_kind, owner.namespace, owner.name)
         else:
             if by_uuid is None:
                 by_uuid = {
@@ -80,7 +86,7 @@ def samples_of(
                 }
             key = by_uuid.get(uuid)
         if key is not None:
-            vms.append(vm_sample(key, live.vm_hosts.get(uuid, ""), status, at))
+            vms.append(vm_sample(key, vm_hosts.get(uuid, ""), status, at))
     return hosts, vms
 
 
