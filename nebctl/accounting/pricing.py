@@ -144,7 +144,9 @@ def _priced(
 ) -> list[ShowbackRow]:
     """The priced rows of the sums, by VM, host, stack then owner."""
     prices_of: dict[str, Prices] = {}
-    rows = []
+    currency = book.currency
+    rows: list[ShowbackRow] = []
+    append = rows.append
     for (namespace, name, host, stack, owner), total in sorted(
         sums.items(), key=lambda item: (item[0][0], item[0][1], item[0][2], item[0][3] or "", item[0][4] or "")
     ):
@@ -157,24 +159,26 @@ def _priced(
         cpu_cost = vcpu_hours * prices.vcpu_hour
         memory_cost = memory_gib_hours * prices.memory_gib_hour
         disk_cost = disk_gib_hours * prices.disk_gib_hour
-        rows.append(
+        # Positional, in ``ShowbackRow``'s field order: month, namespace, name, stack, owner, host, running and
+        # stopped hours, vCPU-, memory- and disk-hours, the three costs, their sum, the currency.
+        append(
             ShowbackRow(
-                month=month,
-                namespace=namespace,
-                name=name,
-                stack=stack,
-                owner=owner,
-                host=host,
-                running_hours=total[0] / HOUR,
-                stopped_hours=total[1] / HOUR,
-                vcpu_hours=vcpu_hours,
-                memory_gib_hours=memory_gib_hours,
-                disk_gib_hours=disk_gib_hours,
-                cpu_cost=cpu_cost,
-                memory_cost=memory_cost,
-                disk_cost=disk_cost,
-                cost=cpu_cost + memory_cost + disk_cost,
-                currency=book.currency,
+                month,
+                namespace,
+                name,
+                stack,
+                owner,
+                host,
+                total[0] / HOUR,
+                total[1] / HOUR,
+                vcpu_hours,
+                memory_gib_hours,
+                disk_gib_hours,
+                cpu_cost,
+                memory_cost,
+                disk_cost,
+                cpu_cost + memory_cost + disk_cost,
+                currency,
             )
         )
     return rows

@@ -101,12 +101,16 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+# Parameters in one multi-row INSERT on PostgreSQL (its protocol allows 65,535).
+MULTI_ROW_PARAMETERS = 16_000
+
+
 def bulk_insert(connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Insert many rows of plain values (numbers, strings, None, aware datetimes) with one driver
-    ``executemany``: SQLAlchemy's per-row parameter processing was most of the cost of writing tens of
-    thousands of samples or showback rows. Times are written as SQLAlchemy writes them (naive UTC; on SQLite,
-    its text form with microseconds), so the rows read back exactly like rows inserted the usual way. Not for
-    JSON columns."""
+    ``executemany`` (on PostgreSQL, multi-row INSERTs): SQLAlchemy's per-row parameter processing was most of
+    the cost of writing tens of thousands of samples or showback rows. Times are written as SQLAlchemy writes
+    them (naive UTC; on SQLite, its text form with microseconds), so the rows read back exactly like rows
+    inserted the usual way. Not for JSON columns."""
     if not rows:
         return
     dialect = connection.dialect
@@ -140,4 +144,14 @@ def bulk_insert(connection: Connection, table: Table, columns: Sequence[str], ro
                     values[index] = text
             converted.append(tuple(values))
         rows = converted
-    connection.exec_driver_sql(sql, [tuple(row) for row in rows])
+    if dialect.name != "postgresql":
+        connection.exec_driver_sql(sql, [tuple(row) for row in rows])
+        return
+    # PostgreSQL runs an executemany as one INSERT per row; many rows to a statement make far fewer round
+    # trips and statements (a fleet's observation or a month's showback in tens of statements).
+    per_statement = max(1, MULTI_ROW_PARAMETERS // len(columns))
+    row_marks = f"({', '.join([mark] * len(columns))})"
+    for start in range(0, len(rows), per_statement):
+        part = rows[start : start + per_statement]
+        statement = sql.split(" VALUES ", 1)[0] + " VALUES " + ", ".join([row_marks] * len(part))
+        connection.exec_driver_sql(statement, tuple(value for row in part for value in row))

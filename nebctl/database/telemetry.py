@@ -465,6 +465,8 @@ class TelemetryOperations(Operations):
         with self._read() as connection:
             rows = connection.execute(query).all()
         if not rows or isinstance(rows[0][6], datetime):
+            if all(row[6].tzinfo is None and (row[7] is None or row[7].tzinfo is None) for row in rows):
+                return [tuple(row) for row in rows]  # naive UTC already, as the servers' drivers give them
             return [
                 (ns, name, host, stack, owner, state, _naive(began) or began, _naive(ended), vcpu, memory, disk)
                 for ns, name, host, stack, owner, state, began, ended, vcpu, memory, disk in rows
