@@ -101,13 +101,9 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-# Parameters in one multi-row INSERT on PostgreSQL (its protocol allows 65,535).
-MULTI_ROW_PARAMETERS = 16_000
-
-
 def bulk_insert(connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Insert many rows of plain values (numbers, strings, None, aware datetimes) with one driver
-    ``executemany`` (on PostgreSQL, multi-row INSERTs): SQLAlchemy's per-row parameter processing was most of
+    ``executemany`` (on PostgreSQL, one COPY): SQLAlchemy's per-row parameter processing was most of
     the cost of writing tens of thousands of samples or showback rows. Times are written as SQLAlchemy writes
     them (naive UTC; on SQLite, its text form with microseconds), so the rows read back exactly like rows
     inserted the usual way. Not for JSON columns."""
@@ -147,11 +143,13 @@ def bulk_insert(connection: Connection, table: Table, columns: Sequence[str], ro
     if dialect.name != "postgresql":
         connection.exec_driver_sql(sql, [tuple(row) for row in rows])
         return
-    # PostgreSQL runs an executemany as one INSERT per row; many rows to a statement make far fewer round
-    # trips and statements (a fleet's observation or a month's showback in tens of statements).
-    per_statement = max(1, MULTI_ROW_PARAMETERS // len(columns))
-    row_marks = f"({', '.join([mark] * len(columns))})"
-    for start in range(0, len(rows), per_statement):
-        part = rows[start : start + per_statement]
-        statement = sql.split(" VALUES ", 1)[0] + " VALUES " + ", ".join([row_marks] * len(part))
-        connection.exec_driver_sql(statement, tuple(value for row in part for value in row))
+    # PostgreSQL runs an executemany as one INSERT per row; COPY streams the rows in one statement, in the
+    # same transaction (the connection's own driver connection).
+    cursor = connection.connection.cursor()
+    try:
+        copy_sql = f"COPY {quote(table.name)} ({', '.join(quote(column) for column in columns)}) FROM STDIN"
+        with cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    finally:
+        cursor.close()
