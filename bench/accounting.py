@@ -250,9 +250,10 @@ def main() -> int:
             "",
             "Targets: showback under 1 s on SQLite and 2 s on PostgreSQL; ingestion at least 10x the rate of one "
             "observation every 10 s (a margin of 10x or more). The machine is shared with other work, so every "
-            "figure is a lower bound. Where a showback's time goes (profiled): reading the month's records back "
-            "through SQLAlchemy, pricing them in Python, and replacing the month's rows (one per VM and host: "
-            "this history puts each record on another host, the worst case).",
+            "figure is a lower bound. Where a showback's time goes (profiled): reading the month's records as "
+            "plain tuples, cutting and pricing them in one pass in Python, and replacing the month's rows (one "
+            "per VM and host: this history puts each record on another host, the worst case) with one "
+            "executemany on SQLite and one COPY on PostgreSQL.",
             day,
             "",
         ]
