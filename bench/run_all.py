@@ -1,10 +1,11 @@
 """Every benchmark of bench/, one after another, each writing its own section of bench/RESULTS.md (``make bench``).
 
 Each runs as its own process, with the arguments that make it write its figures: the state database
-(``db.py``), the planner (``plan.py``), the apply loop (``apply.py --write``) and the libvirt comparison
-(``libvirt_apply.py``, which needs libvirtd and downloads Ansible into bench/.venv-ansible; ``--skip-ansible``
-is passed on to it). ``--only NAME...`` runs some of them. A benchmark that fails does not stop the others;
-the exit status says whether any failed.
+(``db.py``), the planner (``plan.py``), the apply loop (``apply.py --write``), observations (``observations.py``),
+accounting and samples (``accounting.py``), the image cache (``images.py``), the service (``serve.py --write``)
+and the libvirt comparison (``libvirt_apply.py``, which needs libvirtd and downloads Ansible into
+bench/.venv-ansible; ``--skip-ansible`` is passed on to it). ``--only NAME...`` runs some of them. A benchmark
+that fails does not stop the others; the exit status says whether any failed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ BENCHMARKS: dict[str, list[str]] = {
     "apply": ["--write"],
     "plan": [],
     "db": [],
+    "observations": [],
+    "accounting": [],
+    "images": [],
+    "serve": ["--write"],
     "libvirt_apply": [],
 }
 

@@ -25,9 +25,13 @@ nebctl diff -f manifests/examples/
 step "nebctl get vm"
 nebctl get vm
 
+step "nebctl hosts   (capacity, allocation and usage, from the probes of apply and diff)"
+nebctl hosts
+
 printf '\nThe simulated fleet and the database are in %s. Try:\n' "$demo"
 printf '  export NEBCTL_DB=%s\n' "$NEBCTL_DB"
 printf '  .venv/bin/nebctl --config %s sim stop-vm web-1    # drift behind nebctl'"'"'s back\n' "$demo/config.yaml"
 printf '  .venv/bin/nebctl --config %s diff -f manifests/examples/\n' "$demo/config.yaml"
 printf '  .venv/bin/nebctl --config %s get vm             # the drift the diff observed, beside the record\n' "$demo/config.yaml"
 printf '  .venv/bin/nebctl --config %s describe vm/web-1\n' "$demo/config.yaml"
+printf '  .venv/bin/nebctl --config %s serve -f manifests/examples/ --stack examples   # keep it converged (Ctrl-C stops)\n' "$demo/config.yaml"

@@ -7,7 +7,7 @@ python="${1:-python3}"
 venv="${2:-.venv}"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-extras="dev,mysql,postgresql"
+extras="dev,mysql,postgresql,ec2"
 if pkg-config --exists libvirt 2>/dev/null; then
   extras="$extras,libvirt"
 fi

@@ -67,6 +67,9 @@ def configure_logging(log_format: LogFormat, verbosity: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # psycopg warns of errors it ignores while closing a connection that nebctl already gave up on (a server
+    # that stopped answering): the command's own error says what matters; -v shows them.
+    logging.getLogger("psycopg").setLevel(level if verbosity else logging.ERROR)
 
 
 def default_data_dir() -> Path:

@@ -7,12 +7,36 @@ schema) into one line for the user. The ``db`` commands work on databases that `
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from nebctl.cli.app import AppContext, CliError, pass_app
-from nebctl.database import DatabaseError, Store, engines, migrating
+from nebctl.database import DatabaseError, Store, engines, migrating, sealing
 from nebctl.database.engines import transaction, translated_errors
 from nebctl.database.locking import WRITERS
+
+
+def database_timeouts(app: AppContext) -> engines.Timeouts:
+    """The ``database`` settings as the engines take them."""
+    database = app.settings.database
+    return engines.Timeouts(
+        connect=database.connect_timeout,
+        read=database.read_timeout,
+        write=database.write_timeout,
+        busy=database.busy_timeout,
+    )
+
+
+def secret_key_file(app: AppContext) -> Path:
+    """Where the key of the secrets' digests is: $NEBCTL_SECRET_KEY_FILE, else the configuration's
+    ``secret_key_file``, else ``secret.key`` in the state directory (the user's data directory)."""
+    configured = os.environ.get(sealing.KEY_FILE_ENV) or app.settings.secret_key_file
+    if configured:
+        return Path(configured).expanduser()
+    assert app.settings.state_dir is not None, "AppContext.create sets the state directory"
+    return sealing.default_key_file(app.settings.state_dir)
 
 
 def open_store(app: AppContext) -> Store:
@@ -20,7 +44,8 @@ def open_store(app: AppContext) -> Store:
 
     def factory() -> Store:
         try:
-            store = Store.open(app.db_url)
+            ring = sealing.load_key_ring(secret_key_file(app))
+            store = Store.open(app.db_url, timeouts=database_timeouts(app), secrets=ring)
         except DatabaseError as error:
             raise CliError(str(error)) from error
         click.get_current_context().call_on_close(store.close)
@@ -40,7 +65,7 @@ def db_group() -> None:
 def upgrade_command(app: AppContext) -> None:
     """Bring the database schema to this nebctl's version (creating it on an empty database)."""
     try:
-        engine = engines.create(app.db_url)
+        engine = engines.create(app.db_url, database_timeouts(app))
         try:
             with translated_errors(engine.url, "cannot upgrade the database"):
                 before, after = migrating.upgrade(engine)
@@ -59,7 +84,7 @@ def upgrade_command(app: AppContext) -> None:
 def current_command(app: AppContext) -> None:
     """Print the database's schema revision; exits 1 when it is not this nebctl's."""
     try:
-        engine = engines.create(app.db_url)
+        engine = engines.create(app.db_url, database_timeouts(app))
         try:
             with translated_errors(engine.url, "cannot read the database"), transaction(engine, write=False) as conn:
                 revision = migrating.current_revision(conn)

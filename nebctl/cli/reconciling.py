@@ -8,6 +8,7 @@ them. A saved plan (``diff --out``) is applied only if nothing moved since it wa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -33,9 +34,12 @@ from nebctl.cli.validating import load_manifests
 from nebctl.controller.applying import ApplyResult, PlannedApply, PlanOptions
 from nebctl.controller.applying.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
+from nebctl.controller.reaping import end_orphaned_programs
 from nebctl.core.keys import ResourceKey
 from nebctl.core.quantities import QuantityError, parse_duration
+from nebctl.database.engines import describe_error
 from nebctl.database.errors import DatabaseError, LockNotObtained
+from nebctl.database.records import RevisionRecord
 from nebctl.schemas.models import AnyManifest
 
 PROGRESS_LINE_INTERVAL = 5.0  # seconds between two progress lines of one transfer, off a terminal
@@ -215,9 +219,26 @@ def _writer_lock(app: AppContext, *, stack: str, command: str, timeout: float) -
         raise CliError(str(error)) from error
     lease.start_renewing()
     try:
+        # Programs that a dead writer started (an exec driver's, a hook) and that still run are ended now.
+        end_orphaned_programs(store)
+    except DatabaseError as error:
+        with contextlib.suppress(Exception):
+            lease.release()
+        raise CliError(str(error)) from error
+    failed = True
+    try:
         yield
+        failed = False
     finally:
-        lease.release()
+        try:
+            lease.release()
+        except Exception as error:  # the database failed: what went wrong before (if anything) is the news
+            if not failed:
+                click.echo(
+                    f"warning: the writers' lock could not be released ({describe_error(error)}); the next writer "
+                    "on this host takes it over, since this process will have ended",
+                    err=True,
+                )
 
 
 def _confirm(yes: bool, what: str) -> None:
@@ -392,46 +413,70 @@ def _run_apply(
     lock_timeout: str | None,
     verb: str,
     saved: dict[str, Any] | None = None,
+    revision: RevisionRecord | None = None,
+) -> None:
+    with _writer_lock(app, stack=options.stack, command=verb, timeout=_lock_timeout(app, lock_timeout)):
+        try:
+            _plan_and_apply(
+                app, documents, options, yes=yes, parallelism=parallelism, verb=verb, saved=saved, revision=revision
+            )
+        except DatabaseError as error:
+            # One line, and no traceback: every finished action is journalled, so the next run resumes.
+            raise CliError(
+                f"the state database failed during the {verb}: {error}; the journal keeps what was done; "
+                f"run {verb} again when it is writable"
+            ) from error
+
+
+def _plan_and_apply(
+    app: AppContext,
+    documents: dict[ResourceKey, AnyManifest],
+    options: PlanOptions,
+    *,
+    yes: bool,
+    parallelism: int | None,
+    verb: str,
+    saved: dict[str, Any] | None,
+    revision: RevisionRecord | None,
 ) -> None:
     from nebctl import rendering
 
-    with _writer_lock(app, stack=options.stack, command=verb, timeout=_lock_timeout(app, lock_timeout)):
-        planned = _make_plan(app, documents, options)
-        plan = planned.plan
-        if saved is not None and saved.get("fingerprint") != plan.fingerprint:
-            raise CliError(
-                "the saved plan is stale: the manifests or the infrastructure changed since it was made; "
-                "run nebctl diff --out again"
-            )
-        controller = open_controller(app)
-        unfinished = controller.store.last_unfinished_apply(options.stack)
-        click.echo(rendering.render_text(plan, color=_color()), nl=False)
-        if not plan.has_changes and unfinished is None:
-            return
-        if plan.has_changes:
-            _confirm(
-                yes or saved is not None, f"{verb} these changes" if verb == "apply" else "destroy everything listed"
-            )
-        interrupts = _Interrupts()
+    planned = _make_plan(app, documents, options)
+    plan = planned.plan
+    if saved is not None and saved.get("fingerprint") != plan.fingerprint:
+        raise CliError(
+            "the saved plan is stale: the manifests or the infrastructure changed since it was made; "
+            "run nebctl diff --out again"
+        )
+    controller = open_controller(app)
+    unfinished = controller.store.last_unfinished_apply(options.stack)
+    click.echo(rendering.render_text(plan, color=_color()), nl=False)
+    if not plan.has_changes and unfinished is None:
+        controller.reseal(planned)
+        return
+    if plan.has_changes:
+        _confirm(yes or saved is not None, f"{verb} these changes" if verb == "apply" else "destroy everything listed")
+    interrupts = _Interrupts()
 
-        def resumed(apply_id: int, done: int, total: int) -> None:
-            click.echo(
-                f"Resuming interrupted apply #{apply_id} ({done} of {total} actions had finished); "
-                "the state was observed again and the plan covers what remains."
-            )
+    def resumed(apply_id: int, done: int, total: int) -> None:
+        click.echo(
+            f"Resuming interrupted apply #{apply_id} ({done} of {total} actions had finished); "
+            "the state was observed again and the plan covers what remains."
+        )
 
-        with interrupts.installed(), _Progress(len(plan.actions), terminal=_color(sys.stderr)) as progress:
-            result = controller.apply(
-                planned,
-                parallelism=parallelism,
-                stop=interrupts.stop,
-                cancel=interrupts.cancel,
-                on_change=progress.update,
-                on_resume=resumed,
-            )
-        _report(result, verb)
-        if not result.report.ok:
-            sys.exit(1)
+    with interrupts.installed(), _Progress(len(plan.actions), terminal=_color(sys.stderr)) as progress:
+        result = controller.apply(
+            planned,
+            parallelism=parallelism,
+            revision=revision,
+            stop=interrupts.stop,
+            cancel=interrupts.cancel,
+            on_change=progress.update,
+            on_resume=resumed,
+        )
+    _report(result, verb)
+    if not result.report.ok:
+        sys.exit(1)
 
 
 @click.command("apply")
@@ -477,6 +522,8 @@ def apply_command(
         excludes = excludes or tuple(saved.get("excludes", ()))
     if not paths:
         raise CliError("give the manifests with -f PATH (or a saved plan with --plan)")
+    from nebctl.controller.revisions import checkout_revision
+
     manifests = load_manifests(paths)
     options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
     _run_apply(
@@ -488,6 +535,7 @@ def apply_command(
         lock_timeout=lock_timeout,
         verb="apply",
         saved=saved,
+        revision=checkout_revision(Path(paths[0])),  # the commit of the manifests, when they are in a checkout
     )
 
 

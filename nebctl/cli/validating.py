@@ -28,6 +28,9 @@ def load_manifests(paths: Sequence[str]) -> ManifestSet:
         for diagnostic in error.diagnostics:
             click.echo(str(diagnostic), err=True)
         count = len(error.diagnostics)
+        if not error.complete:
+            count -= 1  # the last line says where the reading stopped; it is not a problem of the manifests
+            raise CliError(f"{count} problems shown, and the reading stopped there; nothing was changed") from None
         raise CliError(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed") from None
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from nebctl.core.keys import ResourceKey
 from nebctl.database.records import HookRunRecord
+from nebctl.drivers.context import CallContext, ProgramWatch, calling
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import HookProgram
@@ -35,9 +36,16 @@ class HookRunStore(Protocol):
 
 class HookDispatcher:
     def __init__(
-        self, *, store: HookRunStore, driver: HookDriver, hooks: Mapping[ResourceKey, Hook], workers: int = 4
+        self,
+        *,
+        store: HookRunStore,
+        driver: HookDriver,
+        hooks: Mapping[ResourceKey, Hook],
+        workers: int = 4,
+        programs: ProgramWatch | None = None,
     ) -> None:
         self.store = store
+        self.programs = programs  # told of each hook program while it runs
         self.driver = driver
         self.hooks = dict(hooks)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hook") if hooks else None
@@ -84,7 +92,8 @@ class HookDispatcher:
         )
         started = time.monotonic()
         try:
-            result = self.driver.run(program, event)
+            with calling(CallContext(programs=self.programs)):
+                result = self.driver.run(program, event)
             record = HookRunRecord(
                 hook=key.name,
                 namespace=key.namespace,
@@ -110,5 +119,5 @@ class HookDispatcher:
             log.warning("hook %s on %s: exit %s %s", key, record.event, record.exit_code, record.stderr[-200:])
         try:
             self.store.add_hook_run(record)
-        except Exception:  # the record is best effort: a full disk must not break the apply that fired it
-            log.exception("could not record the run of hook %s", key)
+        except Exception as error:  # the record is best effort: a full disk must not break the apply that fired it
+            log.warning("could not record the run of hook %s: %s", key, error)

@@ -13,8 +13,9 @@ rounds.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -61,8 +62,19 @@ def known_hosts(
     return hosts
 
 
-def observe(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, *, parallelism: int = 16) -> LiveView:
-    """Probe every host and its VMs. Errors become hosts in state ERROR; nothing here raises for a bad host."""
+CustomAttributes = Callable[[HostRef], Mapping[str, str]]
+"""A host's custom attributes (``probing.CustomProbes``, or the service's cache of their last results)."""
+
+
+def observe(
+    hosts: Mapping[str, tuple[HostRef, Any]],
+    registry: DriverSource,
+    *,
+    parallelism: int = 16,
+    custom: CustomAttributes | None = None,
+) -> LiveView:
+    """Probe every host and its VMs. Errors become hosts in state ERROR; nothing here raises for a bad host.
+    ``custom`` adds each answering host's custom probe attributes to its probe's ``custom``."""
 
     def probe(name: str) -> tuple[HostProbe, Sequence[VMStatus]]:
         ref, overrides = hosts[name]
@@ -71,6 +83,10 @@ def observe(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, *,
             host = monitoring.probe_host(ref)
             if host.state is HostLiveState.ERROR:
                 return host, ()
+            if custom is not None:
+                extra = custom(ref)
+                if extra:
+                    host = dataclasses.replace(host, custom={**host.custom, **extra})
             return host, monitoring.probe_vms(ref)
         except (DriverError, OSError, ValueError) as error:
             log.warning("host %s did not answer its probe: %s", name, error)

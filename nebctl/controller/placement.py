@@ -38,6 +38,15 @@ Order of work, which decides who gets the room when it is short:
 A VM that fits nowhere gets a decision with ``host=None`` and a reason for every host. Decisions come back in
 the order of the requests.
 
+Cloud hosts (bursting). A host with ``slots`` (a cloud host's capacity map: instance type -> size and count)
+has room as long as a type that fits is left: the VM's ``placement.instanceType``, else the smallest type of
+the map with a count left that has its vCPUs and memory; placing it takes one of that type, and the decision
+names it. Its ``free_cpu`` and ``free_memory`` are the sums over the types left. Hosts are grouped by ``tier``
+before the policy ranks them: a lower tier first (local hosts are tier 0, cloud hosts tier 1 unless their
+manifest says otherwise), so a VM bursts to the cloud only when no local host fits. A VM's
+``placement.burst`` changes that: ``first`` reverses the tiers (cloud first), ``never`` keeps it off cloud
+hosts. A decision on a host above the lowest tier says why (``reason``).
+
 Attributes that ``requirements`` and ``rank`` can read (see docs/placement.md): ``name``, ``cpus``, ``memory``,
 ``load``, ``free_cpu``, ``free_memory``, ``allocated_cpu``, ``allocated_memory`` (both including this call's
 placements), ``disk_free`` (when known), ``labels.KEY``, ``custom.KEY``, and each custom key at the top level
@@ -62,7 +71,8 @@ from types import MappingProxyType
 
 from nebctl.core.quantities import format_quantity
 from nebctl.schemas import expressions
-from nebctl.schemas.models import Placement, PlacementPolicy
+from nebctl.schemas.instance_types import InstanceType, size_key
+from nebctl.schemas.models import BurstPolicy, Placement, PlacementPolicy
 
 # CPU capacity is a float (fractional CPUs, overcommit ratios); a tolerance keeps 4 * 1.1 - 0.4 == 4 a fit.
 _CPU_TOLERANCE = 1e-9
@@ -93,6 +103,11 @@ class HostCandidate:
     load: float = 0.0  # measured CPU usage, 0..1
     labels: Mapping[str, str] = field(default_factory=dict)
     custom: Mapping[str, str] = field(default_factory=dict)  # probe KEY=VALUE pairs
+    tier: int = 0  # lower tiers are tried first (cloud hosts default to 1)
+    cloud: bool = False
+    # A cloud host's capacity map: instance type -> (its size, how many may run). None: a host with CPUs and
+    # memory, sized by the fields above.
+    slots: Mapping[str, tuple[InstanceType, int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,9 +129,24 @@ class PlacementDecision:
     vm: str
     host: str | None
     reasons: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    instance_type: str | None = None  # on a cloud host: the type the VM takes
+    reason: str = ""  # why this host, when it is not of the lowest tier (a burst)
 
 
 # --- Working state ----------------------------------------------------------------------------------------
+
+
+class _Slot:
+    """One instance type of a cloud host's capacity map, and how many are left in this call."""
+
+    __slots__ = ("kind", "left")
+
+    def __init__(self, kind: InstanceType, left: int) -> None:
+        self.kind = kind
+        self.left = left
+
+    def takes(self, vcpu: int, memory: int) -> bool:
+        return self.left > 0 and self.kind.vcpu >= vcpu and self.kind.memory >= memory
 
 
 class _Host:
@@ -134,6 +164,7 @@ class _Host:
         "name",
         "placed_cpu",
         "placed_memory",
+        "slots",
         "static_attributes",
         "version",
     )
@@ -151,6 +182,10 @@ class _Host:
         self.free_memory = schedulable - candidate.allocated_memory
         self.placed_memory = 0
         self.free_disk = candidate.disk_free
+        self.slots: dict[str, _Slot] | None = None
+        if candidate.slots is not None:
+            self.slots = {name: _Slot(kind, count) for name, (kind, count) in candidate.slots.items()}
+            self._sum_slots()
         self.version = 0
         static: dict[str, object] = {key: value for key, value in candidate.custom.items() if key not in BUILTIN_NAMES}
         static.update(
@@ -180,15 +215,43 @@ class _Host:
             self._attributes_version = self.version
         return self._attributes
 
-    def fits(self, vcpu: int, memory: int, disk: int) -> bool:
+    def _sum_slots(self) -> None:
+        assert self.slots is not None
+        self.free_cpu = float(sum(slot.kind.vcpu * slot.left for slot in self.slots.values()))
+        self.free_memory = sum(slot.kind.memory * slot.left for slot in self.slots.values())
+
+    def slot_for(self, vcpu: int, memory: int, instance_type: str | None) -> str | None:
+        """The instance type a VM of this size takes on this cloud host, or None when none is left."""
+        assert self.slots is not None
+        if instance_type is not None:
+            slot = self.slots.get(instance_type)
+            return instance_type if slot is not None and slot.takes(vcpu, memory) else None
+        fitting = [slot.kind for slot in self.slots.values() if slot.takes(vcpu, memory)]
+        return min(fitting, key=size_key).name if fitting else None
+
+    def fits(self, vcpu: int, memory: int, disk: int, instance_type: str | None = None) -> bool:
+        if self.slots is not None:
+            return self.slot_for(vcpu, memory, instance_type) is not None
         return (
             vcpu <= self.free_cpu + _CPU_TOLERANCE
             and memory <= self.free_memory
             and (self.free_disk is None or disk <= self.free_disk)
         )
 
-    def shortage(self, vcpu: int, memory: int, disk: int) -> str | None:
+    def shortage(self, vcpu: int, memory: int, disk: int, instance_type: str | None = None) -> str | None:
         """Why a VM of this size does not fit, or None when it does."""
+        if self.slots is not None:
+            if self.slot_for(vcpu, memory, instance_type) is not None:
+                return None
+            size = f"{vcpu} vCPU, {format_quantity(memory)} memory"
+            if instance_type is None:
+                return f"no instance type of the capacity map left with {size}"
+            slot = self.slots.get(instance_type)
+            if slot is None:
+                return f"instance type {instance_type} is not in the capacity map"
+            if slot.left <= 0:
+                return f"no {instance_type} left"
+            return f"instance type {instance_type} is smaller than {size}"
         missing = []
         if vcpu > self.free_cpu + _CPU_TOLERANCE:
             missing.append(f"needs {vcpu} vCPU, {_cpu(self.free_cpu)} free")
@@ -214,6 +277,8 @@ class _Rule:
         self.requirements = expressions.parse(placement.requirements) if placement.requirements else None
         self.rank = expressions.parse(placement.rank) if placement.rank else None
         self.policy = placement.policy or PlacementPolicy.PACKING
+        self.instance_type = placement.instanceType
+        self.burst = placement.burst or BurstPolicy.LAST
         self.requirements_dynamic = self.requirements is not None and _reads_dynamic(self.requirements)
         self.rank_dynamic = self.rank is not None and _reads_dynamic(self.rank)
         self.dynamic = self.requirements_dynamic or self.rank_dynamic
@@ -249,6 +314,10 @@ class _Rule:
             return "disabled"
         if not host.candidate.online:
             return "offline"
+        if host.candidate.cloud and self.burst is BurstPolicy.NEVER:
+            return "a cloud host, and placement.burst is never"
+        if self.instance_type is not None and host.slots is None:
+            return f"placement.instanceType {self.instance_type} needs a cloud host"
         if not self.requirements_dynamic:
             reason = self.requirements_reason(host)
             if reason is not None:
@@ -285,19 +354,20 @@ class _Rule:
     def rejection(self, host: _Host) -> str | None:
         return self._rejections.get(host.index)
 
-    def key(self, host: _Host) -> tuple[float, float]:
-        """The heap key of ``host``: smaller is better."""
+    def key(self, host: _Host) -> tuple[float, float, float]:
+        """The heap key of ``host``: smaller is better. The tier comes first: the policy ranks within a tier."""
+        tier = float(-host.candidate.tier if self.burst is BurstPolicy.FIRST else host.candidate.tier)
         policy = self.policy
         if self.rank is not None:
             value = self.rank_value(host)
             assert not isinstance(value, str)  # hosts with a failing rank are never keyed
-            return (-value, 0.0)
+            return (tier, -value, 0.0)
         if policy is PlacementPolicy.PACKING:
-            return (host.free_memory, host.free_cpu)
+            return (tier, host.free_memory, host.free_cpu)
         if policy is PlacementPolicy.STRIPING:
-            return (-host.free_memory, -host.free_cpu)
+            return (tier, -host.free_memory, -host.free_cpu)
         cpus = host.candidate.cpus
-        return (host.candidate.load + (host.placed_cpu / cpus if cpus > 0 else 0.0), 0.0)
+        return (tier, host.candidate.load + (host.placed_cpu / cpus if cpus > 0 else 0.0), 0.0)
 
 
 _UNSET = object()
@@ -342,7 +412,7 @@ class _Bucket:
         self.disk = disk
         self.alive: set[int] = set()  # in the heap with a fresh entry
         self.waiting: set[int] = set()  # fit, but refused by a dynamic rule for now; re-checked on change
-        self.heap: list[tuple[tuple[float, float], int, int]] = []
+        self.heap: list[tuple[tuple[float, float, float], int, int]] = []
         self.failure: dict[str, str] | None = None
         # Shared by consecutive failures while no reason changes: a full fleet does not cost a copy per VM.
         self.failure_view: Mapping[str, str] | None = None
@@ -353,12 +423,12 @@ class _Bucket:
                 self.heap.append(entry)
         heapq.heapify(self.heap)
 
-    def _admit(self, host: _Host) -> tuple[tuple[float, float], int, int] | None:
+    def _admit(self, host: _Host) -> tuple[tuple[float, float, float], int, int] | None:
         """The heap entry of ``host`` with its current key; or None, setting it waiting or dropping it."""
         index = host.index
         self.alive.discard(index)
         self.waiting.discard(index)
-        if not host.fits(self.vcpu, self.memory, self.disk):
+        if not host.fits(self.vcpu, self.memory, self.disk, self.rule.instance_type):
             return None  # capacity only shrinks during a call: this host is out of this bucket for good
         if self.rule.dynamic and self.rule.dynamic_rejection(host) is not None:
             self.waiting.add(index)
@@ -415,7 +485,7 @@ def _reason(bucket: _Bucket, host: _Host) -> str | None:
     rejection = rule.rejection(host)
     if rejection is not None:
         return rejection
-    shortage = host.shortage(bucket.vcpu, bucket.memory, bucket.disk)
+    shortage = host.shortage(bucket.vcpu, bucket.memory, bucket.disk, rule.instance_type)
     if shortage is not None:
         return shortage
     return rule.dynamic_rejection(host)
@@ -434,17 +504,26 @@ class _State:
         self.recent: OrderedDict[int, int] = OrderedDict()  # host index -> sequence of its last change
         self.sequence = 0
 
-    def allocate(self, host: _Host, vcpu: int, memory: int, disk: int) -> None:
+    def allocate(self, host: _Host, vcpu: int, memory: int, disk: int, instance_type: str | None = None) -> str | None:
+        """Charge the VM to ``host``; on a cloud host, take one of its type and return the type's name."""
+        chosen = None
+        if host.slots is not None:
+            chosen = host.slot_for(vcpu, memory, instance_type)
+            if chosen is not None:  # None only for a VM kept on an offline host, which is not charged a type
+                host.slots[chosen].left -= 1
         host.placed_cpu += vcpu
         host.free_cpu = host.base_free_cpu - host.placed_cpu
         host.placed_memory += memory
         host.free_memory -= memory
         if host.free_disk is not None:
             host.free_disk -= disk
+        if host.slots is not None:
+            host._sum_slots()
         host.version += 1
         self.sequence += 1
         self.recent[host.index] = self.sequence
         self.recent.move_to_end(host.index)
+        return chosen
 
 
 # --- The entry point --------------------------------------------------------------------------------------
@@ -457,12 +536,12 @@ def place(requests: Sequence[PlacementRequest], hosts: Sequence[HostCandidate]) 
     expression that does not parse (``Placement`` normally rejects those at validation).
     """
     state = _State(hosts)
-    rules: dict[tuple[str | None, str | None, PlacementPolicy | None], _Rule] = {}
+    rules: dict[tuple[str | None, str | None, PlacementPolicy | None, str | None, BurstPolicy | None], _Rule] = {}
     decisions: list[PlacementDecision | None] = [None] * len(requests)
 
     def rule_of(request: PlacementRequest) -> _Rule:
         placement = request.placement
-        key = (placement.requirements, placement.rank, placement.policy)
+        key = (placement.requirements, placement.rank, placement.policy, placement.instanceType, placement.burst)
         rule = rules.get(key)
         if rule is None:
             rule = rules[key] = _Rule(placement)
@@ -483,9 +562,13 @@ def place(requests: Sequence[PlacementRequest], hosts: Sequence[HostCandidate]) 
             # part of what fills it, and re-checking them would evict it from the host it filled.
             rule = rule_of(request)
             allowed = rule.requirements_dynamic or rule.requirements_reason(current) is None
-        if allowed and current.fits(request.vcpu, request.memory, 0):
-            state.allocate(current, request.vcpu, request.memory, 0)
-            decisions[position] = PlacementDecision(request.vm, current.name)
+        # An offline host reports no capacity: its VMs stay on it, unknown, rather than failing to fit (a host
+        # that stops answering is waited for, never evacuated by the plan).
+        instance_type = request.placement.instanceType
+        fits = current.fits(request.vcpu, request.memory, 0, instance_type)
+        if allowed and (not current.candidate.online or fits):
+            chosen = state.allocate(current, request.vcpu, request.memory, 0, instance_type)
+            decisions[position] = PlacementDecision(request.vm, current.name, instance_type=chosen)
 
     # 2. VMs on a fixed host.
     fixed_requests = sorted(
@@ -516,8 +599,8 @@ def place(requests: Sequence[PlacementRequest], hosts: Sequence[HostCandidate]) 
         if host is None:
             decisions[position] = PlacementDecision(vm, None, bucket.reasons(state))
         else:
-            state.allocate(host, request.vcpu, request.memory, request.disk)
-            decisions[position] = PlacementDecision(vm, host.name)
+            chosen = state.allocate(host, request.vcpu, request.memory, request.disk, rule.instance_type)
+            decisions[position] = PlacementDecision(vm, host.name, instance_type=chosen, reason=_why(rule, host, state))
 
     return [decision for decision in decisions if decision is not None]
 
@@ -531,8 +614,19 @@ def _place_fixed(request: PlacementRequest, state: _State) -> PlacementDecision:
     if not host.candidate.enabled:
         return PlacementDecision(request.vm, None, MappingProxyType({name: "disabled"}))
     disk = 0 if request.current_host == name else request.disk
-    shortage = host.shortage(request.vcpu, request.memory, disk)
+    instance_type = request.placement.instanceType
+    shortage = host.shortage(request.vcpu, request.memory, disk, instance_type)
     if shortage is not None:
         return PlacementDecision(request.vm, None, MappingProxyType({name: shortage}))
-    state.allocate(host, request.vcpu, request.memory, disk)
-    return PlacementDecision(request.vm, name)
+    chosen = state.allocate(host, request.vcpu, request.memory, disk, instance_type)
+    return PlacementDecision(request.vm, name, instance_type=chosen, reason="placement.host" if chosen else "")
+
+
+def _why(rule: _Rule, host: _Host, state: _State) -> str:
+    """Why a VM went to ``host`` when that is not the plain choice among the lowest tier's hosts: a burst."""
+    lowest = min(h.candidate.tier for h in state.hosts)
+    if rule.burst is BurstPolicy.FIRST and host.candidate.cloud:
+        return "placement.burst is first: cloud hosts are tried before local ones"
+    if host.candidate.tier > lowest:
+        return f"bursting: no host of a lower tier than {host.candidate.tier} has room or meets the requirements"
+    return ""

@@ -10,9 +10,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nebctl.core.quantities import parse_duration, parse_quantity
+from nebctl.core.service import ServeSettings
 
 
 class _Strict(BaseModel):
@@ -51,6 +52,50 @@ class ImageCacheSettings(_Strict):
         return self.dir if self.dir is not None else state_dir / "images" if state_dir is not None else None
 
 
+class PriceOverride(_Strict):
+    """Prices for one host, or for the hosts carrying all the given labels; unset prices keep the base ones."""
+
+    host: str | None = Field(default=None, description="The Host resource these prices apply to.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Hosts carrying all these labels.")
+    vcpu_hour: float | None = Field(default=None, ge=0)
+    memory_gib_hour: float | None = Field(default=None, ge=0)
+    disk_gib_hour: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PriceOverride:
+        if (self.host is None) == (not self.labels):
+            raise ValueError("a price override names either a host or labels (exactly one of them)")
+        if self.vcpu_hour is None and self.memory_gib_hour is None and self.disk_gib_hour is None:
+            raise ValueError("a price override sets at least one of vcpu_hour, memory_gib_hour, disk_gib_hour")
+        return self
+
+
+class PricingSettings(_Strict):
+    """The price book of ``nebctl showback`` (docs/accounting.md)."""
+
+    currency: str = Field(default="EUR", min_length=1, max_length=16, description="Shown with every cost.")
+    vcpu_hour: float = Field(default=0.0, ge=0, description="Price of one vCPU for one hour.")
+    memory_gib_hour: float = Field(default=0.0, ge=0, description="Price of one GiB of memory for one hour.")
+    disk_gib_hour: float = Field(default=0.0, ge=0, description="Price of one GiB of disk for one hour.")
+    only_running: bool = Field(
+        default=False, description="Charge CPU and memory only while VMs run (disk is always charged)."
+    )
+    overrides: list[PriceOverride] = Field(default_factory=list, description="Per-host or per-label prices.")
+    instance_hour: dict[str, float] = Field(
+        default_factory=dict,
+        description="Cloud hosts: price of one instance-hour by TYPE or REGION.TYPE (controller/cloudprices.py).",
+    )
+
+
+class DatabaseSettings(_Strict):
+    """Timeouts of the state database, in seconds (durations such as ``30s`` are accepted)."""
+
+    connect_timeout: float = Field(default=10.0, gt=0, description="Servers: to connect and log in.")
+    read_timeout: float = Field(default=60.0, gt=0, description="Servers: to answer one statement.")
+    write_timeout: float = Field(default=60.0, gt=0, description="Servers: to accept what is sent.")
+    busy_timeout: float = Field(default=30.0, ge=0, description="SQLite: for another writer to finish.")
+
+
 class Settings(_Strict):
     prune: bool = Field(default=False, description="Delete resources removed from the manifests (like --prune).")
     parallelism: int = Field(default=16, ge=1, le=1024)
@@ -71,9 +116,16 @@ class Settings(_Strict):
     image_cache: ImageCacheSettings = Field(
         default_factory=ImageCacheSettings, description="The cache of downloaded images (one download per image)."
     )
-    pricing: dict[str, float] = Field(
-        default_factory=dict, description="showback prices: vcpu_hour, memory_gib_hour, disk_gib_hour."
+    serve: ServeSettings = Field(default_factory=ServeSettings, description="The service (nebctl serve).")
+    database: DatabaseSettings = Field(
+        default_factory=DatabaseSettings, description="Timeouts of the state database (docs/database.md)."
     )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="The key of the digests of secrets in the database (default: secret.key in state_dir); "
+        "$NEBCTL_SECRET_KEY_FILE overrides it.",
+    )
+    pricing: PricingSettings = Field(default_factory=PricingSettings, description="showback prices.")
 
     def timeout_for(self, family: str, action: str) -> float:
         """The timeout of one action: 'family.action', else 'family', else the default."""
@@ -86,6 +138,10 @@ def parse_settings(data: dict[str, Any]) -> Settings:
     for key in ("lock_timeout", "shutdown_timeout", "default_timeout"):
         if key in data:
             data[key] = parse_duration(data[key])
+    if isinstance(data.get("database"), dict):
+        data["database"] = {
+            key: parse_duration(value) if key.endswith("_timeout") else value for key, value in data["database"].items()
+        }
     if isinstance(data.get("timeouts"), dict):
         data["timeouts"] = {k: parse_duration(v) for k, v in data["timeouts"].items()}
     return Settings.model_validate(data)

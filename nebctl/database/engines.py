@@ -5,6 +5,11 @@ busy timeout, and every writing transaction starts with ``BEGIN IMMEDIATE``: a d
 and then writes can fail at once with "database is locked" when another process wrote in between, whatever the
 busy timeout, while an immediate one simply waits its turn. The servers run at READ COMMITTED so that every
 backend sees the same thing in the lock protocol (``database.locking``).
+
+Every backend has timeouts (``Timeouts``), so that a server that accepts a connection and then never answers
+gives an error instead of a hang: SQLite's busy timeout; PyMySQL's connect, read and write timeouts; psycopg's
+``connect_timeout``, a server-side ``statement_timeout`` and a client-side wait on every answer (libpq has no
+read timeout of its own, so the connection class waits with one: ``_TimedPgConnection``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +27,18 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from nebctl.database.errors import DatabaseError
 
-SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one before giving up
-CONNECT_TIMEOUT = 10  # seconds, for the servers
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds the database may take before nebctl gives up with an error (the ``database`` settings)."""
+
+    connect: float = 10.0  # servers: to connect and log in
+    read: float = 60.0  # servers: to answer a statement (a row lock waited for counts)
+    write: float = 60.0  # servers: to accept what is sent
+    busy: float = 30.0  # SQLite: for another writer to finish
+
+
+DEFAULT_TIMEOUTS = Timeouts()
 
 # The execution option that marks a transaction as writing (``BEGIN IMMEDIATE`` on SQLite).
 WRITE_OPTION = "nebctl_write"
@@ -54,14 +70,20 @@ def safe_url(url: URL | str) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def create(text: str) -> Engine:
+def create(text: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Engine:
     """An engine for ``text``; for a file-backed SQLite database, its directory is created when missing."""
     url = parse_url(text)
     backend = url.get_backend_name()
     try:
         if backend == "sqlite":
-            return _sqlite_engine(url)
-        connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
+            return _sqlite_engine(url, timeouts)
+        if backend == "postgresql":
+            return _postgresql_engine(url, timeouts)
+        connect_args: dict[str, Any] = {
+            "connect_timeout": max(1, round(timeouts.connect)),
+            "read_timeout": timeouts.read,
+            "write_timeout": timeouts.write,
+        }
         return create_engine(url, isolation_level="READ COMMITTED", pool_pre_ping=True, connect_args=connect_args)
     except exc.NoSuchModuleError as error:
         raise DatabaseError(f"unknown database driver in {safe_url(url)}: {error}") from error
@@ -70,7 +92,46 @@ def create(text: str) -> Engine:
         raise DatabaseError(f"the driver for {safe_url(url)} is not installed: pip install '{package}'") from error
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _postgresql_engine(url: URL, timeouts: Timeouts) -> Engine:
+    import psycopg
+
+    connection_class = _timed_pg_connection(psycopg, timeouts.read)
+    connect_args: dict[str, Any] = {
+        # libpq counts whole seconds, and at least 2.
+        "connect_timeout": max(2, round(timeouts.connect)),
+        # The server gives up on a statement the client no longer waits for.
+        "options": f"-c statement_timeout={int(timeouts.read * 1000)}",
+        # Unacknowledged data on a dead link fails the connection instead of waiting for TCP's minutes.
+        "tcp_user_timeout": int(timeouts.write * 1000),
+    }
+    engine = create_engine(url, isolation_level="READ COMMITTED", pool_pre_ping=True, connect_args=connect_args)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, record: ConnectionPoolEntry, cargs: Any, cparams: dict[str, Any]) -> Any:
+        return connection_class.connect(*cargs, **cparams)
+
+    return engine
+
+
+def _timed_pg_connection(psycopg: Any, read_timeout: float) -> Any:
+    """A psycopg connection class whose every wait for the server ends after ``read_timeout`` seconds."""
+    from psycopg import errors
+
+    class _TimedPgConnection(psycopg.Connection):  # type: ignore[misc]
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            try:
+                return super().wait(gen, interval=interval, timeout=read_timeout if timeout is None else timeout)
+            except errors._WaitTimeout as error:
+                # The protocol is mid-answer: the connection cannot be used again.
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"the server did not answer within {read_timeout:g}s (read timeout)"
+                ) from error
+
+    return _TimedPgConnection
+
+
+def _sqlite_engine(url: URL, timeouts: Timeouts) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if in_memory:
@@ -82,7 +143,7 @@ def _sqlite_engine(url: URL) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise DatabaseError(f"cannot create the directory of {path}: {error.strerror}") from error
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": timeouts.busy, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, record: ConnectionPoolEntry) -> None:
@@ -92,7 +153,7 @@ def _sqlite_engine(url: URL) -> Engine:
         if not in_memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeouts.busy * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -28,7 +28,7 @@ from types import TracebackType
 from sqlalchemy import delete, exc, insert, select, update
 from sqlalchemy.engine import Engine
 
-from nebctl.database.engines import transaction
+from nebctl.database.engines import describe_error, transaction
 from nebctl.database.errors import LockLost, LockNotObtained
 from nebctl.database.models import Lease, Lock
 from nebctl.database.operating import AnyRow, Clock, table
@@ -124,8 +124,9 @@ class LockLease:
                 except LockLost:
                     logger.error("lock %r was lost; another writer may be running", self.record.name)
                     return
-                except Exception:  # a database hiccup: the next period retries, the ttl gives us slack
-                    logger.warning("could not renew lock %r", self.record.name, exc_info=True)
+                except Exception as error:  # a database hiccup: the next period retries, the ttl gives us slack
+                    # One line: a failing database is reported by the command that uses it, once.
+                    logger.warning("could not renew lock %r: %s", self.record.name, describe_error(error))
 
         self._renewer = threading.Thread(target=renew_until_stopped, name=f"lock-{self.name}", daemon=True)
         self._renewer.start()

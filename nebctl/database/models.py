@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Double,
     Float,
     ForeignKey,
     Index,
@@ -219,9 +220,40 @@ AccountingRecord = Table(
     _required("disk", BigInteger),
     _required("reason", String(64)),
     _optional("end_reason", String(64)),
+    # ``running`` or ``stopped``/``suspended``: a state change splits the record, so that showback can price
+    # running and stopped time apart; ``owner`` is the user whose apply placed it (``--by user``).
+    _required("state", String(STATE_LENGTH), default="running", server_default="running"),
+    _optional("owner", String(128)),
     Index(None, "namespace", "name", "started_at"),
     Index(None, "started_at"),
     Index(None, "ended_at"),
+)
+
+# The priced usage of one VM on one host in one calendar month (``nebctl showback``): recomputed on demand from
+# ``accounting_history``, a month's rows replaced together, so that billing can read a table. Hours and costs
+# are double precision (MySQL's FLOAT would keep about seven digits of a bill).
+ShowbackRecord = Table(
+    "showback",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    _required("month", String(7)),
+    _required("namespace", String(NAME_LENGTH)),
+    _required("name", String(NAME_LENGTH)),
+    _optional("stack", String(STACK_LENGTH)),
+    _optional("owner", String(128)),
+    _required("host", String(HOST_LENGTH)),
+    _required("running_hours", Double),
+    _required("stopped_hours", Double),
+    _required("vcpu_hours", Double),
+    _required("memory_gib_hours", Double),
+    _required("disk_gib_hours", Double),
+    _required("cpu_cost", Double),
+    _required("memory_cost", Double),
+    _required("disk_cost", Double),
+    _required("cost", Double),
+    _required("currency", String(16)),
+    _required("computed_at", _TIME),
+    Index(None, "month", "namespace", "name"),
 )
 
 # One run of a user hook program: which event triggered it, how it exited, what it printed (truncated).
@@ -241,6 +273,24 @@ HookRun = Table(
     _required("stderr", Text),
     Index(None, "hook", "started_at"),
     Index(None, "started_at"),
+)
+
+# An external program (exec driver, hook) running for nebctl: its process group, and enough to know the group
+# again safely (its leader's start time, the boot) and to know whether the nebctl that started it still runs.
+# A row lives while the program runs; the next writer ends the groups of a dead nebctl that are still running.
+RunningProgram = Table(
+    "running_programs",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    _required("host", String(HOST_LENGTH)),
+    _required("boot_id", String(64)),
+    _required("pgid", Integer),
+    _required("leader_started", BigInteger),
+    _required("owner_pid", Integer),
+    _required("owner_started", BigInteger),
+    _required("label", String(255)),
+    _required("started_at", _TIME),
+    Index(None, "host"),
 )
 
 # A named mutual-exclusion lock (the writers' lock, docs/database.md): one row while it is held.
@@ -318,4 +368,54 @@ Quota = Table(
     _optional("memory", BigInteger),
     _optional("disk", BigInteger),
     UniqueConstraint("scope_type", "scope"),
+)
+
+# The service's view of each stack it reconciles (``nebctl status``, the metrics, the API): its sync status,
+# the revision of its last sync, the manifests' problems, and a pending ``nebctl sync`` request.
+StackStatus = Table(
+    "stack_status",
+    metadata,
+    Column("stack", String(STACK_LENGTH), primary_key=True),
+    _required("sync_status", String(STATE_LENGTH)),
+    _optional("revision", String(128)),
+    _optional("source", Json),
+    _optional("message", Text),
+    _required("problems", Json),
+    _optional("last_sync_at", _TIME),
+    _optional("last_sync_result", String(STATE_LENGTH)),
+    _optional("last_apply_id", Integer),
+    _optional("sync_requested_at", _TIME),
+    _required("updated_at", _TIME),
+)
+
+# The health of each resource the service watches: healthy, progressing, degraded, unknown, out of sync; with
+# the count of failed heals and when the next one may start (the per-resource backoff).
+ResourceHealth = Table(
+    "resource_health",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _required("kind", String(KIND_LENGTH)),
+    _required("namespace", String(NAME_LENGTH)),
+    _required("name", String(NAME_LENGTH)),
+    _required("stack", String(STACK_LENGTH)),
+    _required("health", String(STATE_LENGTH)),
+    _optional("message", Text),
+    _required("failures", Integer, default=0),
+    _optional("next_attempt_at", _TIME),
+    _required("updated_at", _TIME),
+    UniqueConstraint("kind", "namespace", "name"),
+    Index(None, "stack"),
+)
+
+# What an apply applied: the commit of a git source (sha, author, subject) or the HEAD of a directory that is a
+# git checkout, and whether its tree had uncommitted changes.
+ApplyRevision = Table(
+    "apply_revisions",
+    metadata,
+    Column("apply_id", Integer, ForeignKey("applies.id", ondelete="CASCADE"), primary_key=True),
+    _required("sha", String(64)),
+    _optional("author", String(255)),
+    _optional("subject", Text),
+    _required("dirty", Boolean, default=False),
+    _optional("source", Text),
 )

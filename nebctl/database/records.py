@@ -208,11 +208,14 @@ class HistoryRecord:
     disk: int
     reason: str
     end_reason: str | None
+    state: str = "running"
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryOpening:
-    """A placement record to start (``open_histories``): ``vm`` is placed on ``host`` with these sizes."""
+    """A placement record to start (``open_histories``): ``vm`` is placed on ``host`` with these sizes, in
+    ``state`` (``running``, ``stopped``, ``suspended``), by ``owner``."""
 
     vm: ResourceKey
     host: str
@@ -221,6 +224,37 @@ class HistoryOpening:
     disk: int
     reason: str
     stack: str | None = None
+    state: str = "running"
+    owner: str | None = None
+
+
+# A placement record as showback reads it (``TelemetryOperations.history_spans``): namespace, name, host, stack,
+# owner, state, started_at and ended_at (naive UTC; ended_at None while open), vcpu, memory and disk bytes.
+HistorySpan = tuple[str, str, str, str | None, str | None, str, datetime, datetime | None, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ShowbackRow:
+    """The priced usage of one VM on one host in one month (the ``showback`` table); hours and costs as
+    ``accounting.pricing`` computes them."""
+
+    month: str  # YYYY-MM
+    namespace: str
+    name: str
+    stack: str | None
+    owner: str | None
+    host: str
+    running_hours: float
+    stopped_hours: float
+    vcpu_hours: float
+    memory_gib_hours: float
+    disk_gib_hours: float
+    cpu_cost: float
+    memory_cost: float
+    disk_cost: float
+    cost: float
+    currency: str
+    computed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,3 +339,86 @@ class QuotaRecord:
     vcpu: int | None = None
     memory: int | None = None
     disk: int | None = None
+
+
+class SyncStatus(StrEnum):
+    """A stack's sync status, as the service keeps it."""
+
+    SYNCED = "synced"
+    OUT_OF_SYNC = "out of sync"
+    PROGRESSING = "progressing"
+    DEGRADED = "degraded"
+    UNKNOWN = "unknown"
+
+
+class Health(StrEnum):
+    """A resource's health, as the service keeps it."""
+
+    HEALTHY = "healthy"
+    PROGRESSING = "progressing"
+    OUT_OF_SYNC = "out of sync"
+    DEGRADED = "degraded"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionRecord:
+    """What an apply applied: a commit (``dirty`` when a checkout had uncommitted changes) and where from."""
+
+    sha: str
+    author: str | None = None
+    subject: str | None = None
+    dirty: bool = False
+    source: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The revision as shown and stored on the apply: the short sha, marked when the tree was dirty."""
+        return self.sha[:12] + ("-dirty" if self.dirty else "")
+
+
+@dataclass(frozen=True, slots=True)
+class StackStatusRecord:
+    stack: str
+    sync_status: str
+    revision: str | None = None
+    source: dict[str, Any] | None = None
+    message: str | None = None
+    problems: tuple[str, ...] = ()
+    last_sync_at: datetime | None = None
+    last_sync_result: str | None = None
+    last_apply_id: int | None = None
+    sync_requested_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceHealthRecord:
+    kind: Kind
+    namespace: str
+    name: str
+    stack: str
+    health: str
+    message: str | None = None
+    failures: int = 0
+    next_attempt_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningProgramRecord:
+    """An external program started by a nebctl process, recorded while it runs (``running_programs``)."""
+
+    host: str
+    boot_id: str
+    pgid: int
+    leader_started: int  # the group leader's start time, clock ticks after boot
+    owner_pid: int  # the nebctl process that started it
+    owner_started: int
+    label: str
+    id: int | None = None
+    started_at: datetime | None = None

@@ -7,7 +7,9 @@ and, for an action that completes, writes the action, the resource it changed an
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import hashlib
+import json
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +29,7 @@ from nebctl.database.records import (
     ResourceRecord,
     Severity,
 )
+from nebctl.database.sealing import KeyRing, seal_spec
 
 _resources = table(Resource)
 _applies = table(Apply)
@@ -96,6 +99,24 @@ def _observation(row: AnyRow) -> ObservationRecord:
         details=row.details or {},
         observed_at=row.observed_at,
     )
+
+
+def _sealed(record: ResourceRecord, column: str, ring: KeyRing) -> dict[str, Any]:
+    """A spec column and its hash as stored: secrets sealed (``database.sealing``), the hash of what is stored
+    (a digest of a spec with a secret in clear would let one test guesses of the secret against it)."""
+    spec: dict[str, Any] | None = getattr(record, column)
+    digest: str | None = getattr(record, f"{column}_hash")
+    sealed = seal_spec(record.kind, spec, ring)
+    if sealed is not spec and digest is not None:
+        digest = spec_digest(sealed)
+    return {column: sealed, f"{column}_hash": digest}
+
+
+def spec_digest(spec: Mapping[str, Any] | None) -> str | None:
+    """SHA-256 of the canonical JSON of a spec (``desired_hash``, ``applied_hash``)."""
+    if spec is None:
+        return None
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _apply(row: AnyRow) -> ApplyRecord:
@@ -188,10 +209,8 @@ class StateOperations(Operations):
                 "namespace": record.namespace,
                 "name": record.name,
                 "stack": record.stack,
-                "desired": record.desired,
-                "desired_hash": record.desired_hash,
-                "applied": record.applied,
-                "applied_hash": record.applied_hash,
+                **_sealed(record, "desired", self._secrets),
+                **_sealed(record, "applied", self._secrets),
                 "generation": record.generation,
                 "status": record.status,
                 "live": dict(record.live),

@@ -19,7 +19,10 @@ from nebctl.database import engines, locking, migrating
 from nebctl.database.access import AccessOperations
 from nebctl.database.engines import transaction, translated_errors
 from nebctl.database.operating import Clock
+from nebctl.database.programs import ProgramOperations
 from nebctl.database.records import LeaseRecord, LockRecord
+from nebctl.database.sealing import KeyRing
+from nebctl.database.serving import ServingOperations
 from nebctl.database.state import StateOperations
 from nebctl.database.telemetry import TelemetryOperations
 
@@ -28,16 +31,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _DataOperations(StateOperations, TelemetryOperations, AccessOperations):
+class _DataOperations(StateOperations, TelemetryOperations, AccessOperations, ServingOperations, ProgramOperations):
     """Every data operation; shared by ``Store`` (a transaction each) and ``Batch`` (one for all)."""
 
 
 class Batch(_DataOperations):
     """Operations that all commit together when the ``with store.batch()`` block ends, or not at all."""
 
-    def __init__(self, connection: Connection, clock: Clock) -> None:
+    def __init__(self, connection: Connection, clock: Clock, secrets: KeyRing) -> None:
         self._connection = connection
         self._clock = clock
+        self._secrets = secrets
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -50,26 +54,36 @@ class Batch(_DataOperations):
 class Store(_DataOperations):
     """nebctl's state database. Open with ``Store.open(url)``; close when done (or use it as a context)."""
 
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock, secrets: KeyRing | None = None) -> None:
         self._engine = engine
         self._clock = clock
         self._url = engine.url
+        self._secrets = secrets or KeyRing.ephemeral()
 
     @classmethod
-    def open(cls, url: str, *, clock: Callable[[], datetime] | None = None) -> Store:
+    def open(
+        cls,
+        url: str,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        timeouts: engines.Timeouts = engines.DEFAULT_TIMEOUTS,
+        secrets: KeyRing | None = None,
+    ) -> Store:
         """Connect to ``url`` and check its schema (creating it on a new database).
 
         Raises ``DatabaseError`` with one readable line for a bad URL, an unreachable server or bad
-        credentials, ``SchemaOutdated`` for an older schema and ``SchemaTooNew`` for a newer one.
+        credentials, ``SchemaOutdated`` for an older schema and ``SchemaTooNew`` for a newer one. ``secrets``
+        seals the secrets of the specs written (``database.sealing``); without it, a key of this process only
+        does, which only suits a store whose records no other process plans from (tests, tools).
         """
-        engine = engines.create(url)
+        engine = engines.create(url, timeouts)
         try:
             with translated_errors(engine.url, "cannot open the database"):
                 _ensure_schema(engine)
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, clock or utc_now)
+        return cls(engine, clock or utc_now, secrets)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -104,7 +118,7 @@ class Store(_DataOperations):
     def batch(self) -> Iterator[Batch]:
         """Several writes in one transaction: ``with store.batch() as tx: tx.update_action(...); ...``."""
         with self._write() as connection:
-            yield Batch(connection, self._clock)
+            yield Batch(connection, self._clock, self._secrets)
 
     # --- the writers' lock and leader leases (database.locking) ----------------------------------------------
 

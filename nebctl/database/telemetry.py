@@ -1,28 +1,46 @@
-"""Store operations on what monitoring, accounting and hooks record: samples, placement history, hook runs.
+"""Store operations on what monitoring, accounting and hooks record: samples, placement history, showback, hook
+runs.
 
-Mixed into ``Store`` and ``Batch``. Monitoring writes samples in bulk (one probe per host gives one row per VM),
-the service downsamples and prunes them on a retention schedule, the executor opens and closes accounting
-history as VMs are placed, moved and removed, and the hook runner records each run.
+Mixed into ``Store`` and ``Batch``. Monitoring writes samples in bulk (one observation of every host is one
+transaction: ``add_samples``), the service downsamples and prunes them on a retention schedule, the executor
+opens and closes accounting history as VMs are placed, moved, resized, started, stopped and removed,
+``nebctl showback`` replaces a month's priced records, and the hook runner records each run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, type_coerce, update
+from sqlalchemy.types import NullType
 
 from nebctl.core.keys import ResourceKey
-from nebctl.database.models import AccountingRecord, HookRun, HostSample, VMSample
-from nebctl.database.operating import AnyRow, Operations, chunks, table
-from nebctl.database.records import HistoryOpening, HistoryRecord, HookRunRecord, HostSampleRecord, VMSampleRecord
+from nebctl.database.models import AccountingRecord, HookRun, HostSample, ShowbackRecord, VMSample
+from nebctl.database.operating import AnyRow, Operations, bulk_insert, chunks, table
+from nebctl.database.records import (
+    HistoryOpening,
+    HistoryRecord,
+    HistorySpan,
+    HookRunRecord,
+    HostSampleRecord,
+    ShowbackRow,
+    VMSampleRecord,
+)
 
 _host_samples = table(HostSample)
 _vm_samples = table(VMSample)
 _history = table(AccountingRecord)
 _hook_runs = table(HookRun)
+_showback = table(ShowbackRecord)
+_SHOWBACK_FIELDS = tuple(field.name for field in fields(ShowbackRow))
+_showback_values = attrgetter(*_SHOWBACK_FIELDS[:-1])  # every field but ``computed_at``, as one tuple
+_HOST_FIELDS = tuple(field.name for field in fields(HostSampleRecord))
+_VM_FIELDS = tuple(field.name for field in fields(VMSampleRecord))
+_vm_values = attrgetter(*_VM_FIELDS)  # a VM sample's fields as one tuple, in one C call
 
 # The placement-record statements, built once: the executor's journal runs them every round.
 _CLOSE_HISTORIES = (
@@ -103,7 +121,16 @@ def _history_record(row: AnyRow) -> HistoryRecord:
         disk=row.disk,
         reason=row.reason,
         end_reason=row.end_reason,
+        state=row.state,
+        owner=row.owner,
     )
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    """A time from a server's driver as naive UTC (they return naive UTC already; an aware one is converted)."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _bucket_start(time: datetime, bucket: timedelta) -> datetime:
@@ -113,6 +140,16 @@ def _bucket_start(time: datetime, bucket: timedelta) -> datetime:
 
 class TelemetryOperations(Operations):
     # --- monitoring samples --------------------------------------------------------------------------------
+
+    def add_samples(self, hosts: Sequence[HostSampleRecord], vms: Sequence[VMSampleRecord]) -> None:
+        """One observation of the fleet (every host's probe and every VM of theirs) in one transaction."""
+        host_rows = [{name: getattr(sample, name) for name in _HOST_FIELDS} for sample in hosts]
+        vm_rows = [_vm_values(sample) for sample in vms]
+        with self._write() as connection:
+            for chunk in chunks(host_rows, 1000):
+                connection.execute(insert(_host_samples), list(chunk))  # JSON attributes: SQLAlchemy's path
+            # A fleet's observation is tens of thousands of VM rows: one plain executemany.
+            bulk_insert(connection, _vm_samples, _VM_FIELDS, vm_rows)
 
     def add_host_samples(self, samples: Sequence[HostSampleRecord]) -> None:
         rows = [asdict(sample) for sample in samples]
@@ -199,6 +236,25 @@ class TelemetryOperations(Operations):
         with self._read() as connection:
             return {(row.namespace, row.name): _vm_sample(row) for row in connection.execute(query)}
 
+    def recent_vm_samples(self, since: datetime, *, per_vm: int = 2) -> list[VMSampleRecord]:
+        """The newest ``per_vm`` raw samples of each VM from ``since`` on, oldest first (``nebctl top`` derives
+        rates from the last two). The database picks them (a window function), so a fleet's many samples are
+        not all read back."""
+        columns = _vm_samples.c
+        recency = (
+            func.row_number()
+            .over(partition_by=(columns.namespace, columns.name), order_by=(columns.time.desc(), columns.id.desc()))
+            .label("recency")
+        )
+        ranked = select(_vm_samples, recency).where(columns.time >= since, columns.resolution == 0).subquery("ranked")
+        query = (
+            select(*(ranked.c[column.name] for column in _vm_samples.columns))
+            .where(ranked.c.recency <= per_vm)
+            .order_by(ranked.c.time, ranked.c.id)
+        )
+        with self._read() as connection:
+            return [_vm_sample(row) for row in connection.execute(query)]
+
     def prune_samples(self, before: datetime, *, resolution: int | None = None) -> int:
         """Delete host and VM samples older than ``before`` (of one resolution if given); returns how many."""
         deleted = 0
@@ -210,8 +266,9 @@ class TelemetryOperations(Operations):
                 deleted += connection.execute(statement).rowcount
         return deleted
 
-    def downsample_samples(self, *, before: datetime, bucket: timedelta) -> int:
-        """Fold raw samples older than ``before`` into one sample per host (or VM) and ``bucket``.
+    def downsample_samples(self, *, before: datetime, bucket: timedelta, resolution: int = 0) -> int:
+        """Fold raw samples (or those of ``resolution``, to downsample means again) older than ``before`` into
+        one sample per host (or VM) and ``bucket``.
 
         Gauges (load, memory and disk use, CPU) are averaged; counters (bytes read, written, received, sent),
         the state and custom attributes take the bucket's last value. The folded samples carry
@@ -223,12 +280,12 @@ class TelemetryOperations(Operations):
         with self._write() as connection:
             host_rows = connection.execute(
                 select(_host_samples)
-                .where(_host_samples.c.time < before, _host_samples.c.resolution == 0)
+                .where(_host_samples.c.time < before, _host_samples.c.resolution == resolution)
                 .order_by(_host_samples.c.time, _host_samples.c.id)
             ).all()
             vm_rows = connection.execute(
                 select(_vm_samples)
-                .where(_vm_samples.c.time < before, _vm_samples.c.resolution == 0)
+                .where(_vm_samples.c.time < before, _vm_samples.c.resolution == resolution)
                 .order_by(_vm_samples.c.time, _vm_samples.c.id)
             ).all()
             host_groups: dict[tuple[str, datetime], list[AnyRow]] = {}
@@ -291,8 +348,11 @@ class TelemetryOperations(Operations):
         reason: str,
         stack: str | None = None,
         start: datetime | None = None,
+        state: str = "running",
+        owner: str | None = None,
     ) -> int:
-        """Start a placement record of ``vm`` on ``host``; an open record of the VM is closed first."""
+        """Start a placement record of ``vm`` on ``host``; an open record of the VM is closed first (with
+        ``reason`` as its end reason)."""
         start = start or self._now()
         with self._write() as connection:
             connection.execute(_CLOSE_HISTORIES, _closing(vm, start, reason))
@@ -307,6 +367,8 @@ class TelemetryOperations(Operations):
                     memory=memory,
                     disk=disk,
                     reason=reason,
+                    state=state,
+                    owner=owner,
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -333,6 +395,8 @@ class TelemetryOperations(Operations):
                 "disk": opening.disk,
                 "reason": opening.reason,
                 "end_reason": None,
+                "state": opening.state,
+                "owner": opening.owner,
             }
             for opening in openings
         ]
@@ -370,6 +434,94 @@ class TelemetryOperations(Operations):
             query = query.where(_history.c.host == host)
         with self._read() as connection:
             return [_history_record(row) for row in connection.execute(query)]
+
+    def history_spans(self, *, start: datetime, end: datetime) -> list[HistorySpan]:
+        """What pricing needs of the placement records overlapping [start, end), as plain tuples, by VM and each VM's
+        in ``list_history``'s order: (namespace, name, host, stack, owner, state, started_at, ended_at, vcpu,
+        memory, disk), the times naive UTC. A month of a large fleet is tens of thousands of records: building
+        an aware datetime and a record object for each was most of ``showback``'s reading time."""
+        columns = _history.c
+        # The times come back as the driver gives them (no per-value type processing): a datetime from the
+        # servers' drivers, the stored text on SQLite, parsed here by the C ``fromisoformat``.
+        query = (
+            select(
+                columns.namespace,
+                columns.name,
+                columns.host,
+                columns.stack,
+                columns.owner,
+                columns.state,
+                type_coerce(columns.started_at, NullType()),
+                type_coerce(columns.ended_at, NullType()),
+                columns.vcpu,
+                columns.memory,
+                columns.disk,
+            )
+            .where(columns.started_at < end, or_(columns.ended_at.is_(None), columns.ended_at > start))
+            # By VM, then as ``list_history`` within a VM: each VM's records are summed in the same order, and
+            # pricing's final sort by VM meets presorted runs.
+            .order_by(columns.namespace, columns.name, columns.started_at, columns.id)
+        )
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        if not rows or isinstance(rows[0][6], datetime):
+            if all(row[6].tzinfo is None and (row[7] is None or row[7].tzinfo is None) for row in rows):
+                return [tuple(row) for row in rows]  # naive UTC already, as the servers' drivers give them
+            return [
+                (ns, name, host, stack, owner, state, _naive(began) or began, _naive(ended), vcpu, memory, disk)
+                for ns, name, host, stack, owner, state, began, ended, vcpu, memory, disk in rows
+            ]
+        parse = datetime.fromisoformat
+        return [
+            (ns, name, host, stack, owner, state, parse(began), ended and parse(ended), vcpu, memory, disk)
+            for ns, name, host, stack, owner, state, began, ended, vcpu, memory, disk in rows
+        ]
+
+    # --- showback ------------------------------------------------------------------------------------------
+
+    def replace_showback(self, month: str, rows: Sequence[ShowbackRow]) -> None:
+        """Replace the priced records of ``month`` (YYYY-MM) with ``rows``, in one transaction: a reader sees
+        the old month or the new one, never a mix, and a crash half-way keeps the old one."""
+        computed_at = self._now()
+        if any(row.month != month for row in rows):
+            raise ValueError(f"replace_showback({month!r}) was given rows of another month")
+        # A large fleet's month is tens of thousands of rows: one plain executemany, no per-row processing.
+        values = [(*_showback_values(row), row.computed_at or computed_at) for row in rows]
+        with self._write() as connection:
+            connection.execute(delete(_showback).where(_showback.c.month == month))
+            bulk_insert(connection, _showback, _SHOWBACK_FIELDS, values)
+
+    def list_showback(self, month: str) -> list[ShowbackRow]:
+        """The stored priced records of ``month``, by VM then host."""
+        columns = _showback.c
+        query = (
+            select(_showback)
+            .where(columns.month == month)
+            .order_by(columns.namespace, columns.name, columns.host, columns.id)
+        )
+        with self._read() as connection:
+            return [
+                ShowbackRow(
+                    month=row.month,
+                    namespace=row.namespace,
+                    name=row.name,
+                    stack=row.stack,
+                    owner=row.owner,
+                    host=row.host,
+                    running_hours=row.running_hours,
+                    stopped_hours=row.stopped_hours,
+                    vcpu_hours=row.vcpu_hours,
+                    memory_gib_hours=row.memory_gib_hours,
+                    disk_gib_hours=row.disk_gib_hours,
+                    cpu_cost=row.cpu_cost,
+                    memory_cost=row.memory_cost,
+                    disk_cost=row.disk_cost,
+                    cost=row.cost,
+                    currency=row.currency,
+                    computed_at=row.computed_at,
+                )
+                for row in connection.execute(query)
+            ]
 
     # --- hook runs -----------------------------------------------------------------------------------------
 

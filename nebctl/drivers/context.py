@@ -15,7 +15,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+
+class ProgramWatch(Protocol):
+    """Told of every external program a driver starts and of its end (the journal records them, so that the
+    next nebctl can end the programs of one that died: ``controller.reaping``)."""
+
+    def started(self, pid: int, label: str) -> object:
+        """``pid`` leads its own process group; returns a token for ``ended``."""
+
+    def ended(self, token: object) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,7 @@ class CallContext:
     # Told how a transfer is going (bytes, total, rate, eta: ``downloads.progress``); the executor records it
     # in the running action's result. None: nobody is watching.
     progress: Callable[[Mapping[str, Any]], None] | None = None
+    programs: ProgramWatch | None = None  # who records the programs started in this call
 
     def remaining(self, default: float) -> float:
         """Seconds left before the deadline (``default`` when there is none), never negative."""

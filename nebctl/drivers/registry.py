@@ -61,6 +61,7 @@ _LAZY_BUILTINS: dict[tuple[Family, str], str] = {
     **{(family, name): f"nebctl.drivers.{name}:DRIVER_CLASSES" for name in ("sim", "exec") for family in Family},
     **{(family, "libvirt"): "nebctl.drivers.libvirt:DRIVER_CLASSES" for family in HOST_FAMILIES},
     (Family.MARKETPLACE, "catalogue"): "nebctl.drivers.catalogue:DRIVER_CLASSES",
+    **{(family, "ec2"): "nebctl.drivers.ec2:DRIVER_CLASSES" for family in HOST_FAMILIES},
 }
 
 
@@ -127,7 +128,7 @@ def parse_reference(reference: str) -> tuple[str, str | None]:
 
 
 def default_reference(uri: str) -> str:
-    """The driver reference a host URI implies: sim://, exec://NAME, anything libvirt understands."""
+    """The driver reference a host URI implies: sim://, exec://NAME, ec2://REGION, anything libvirt understands."""
     parts = urlsplit(uri)
     scheme = parts.scheme.split("+", 1)[0]
     if scheme == "sim":
@@ -139,6 +140,8 @@ def default_reference(uri: str) -> str:
         return f"exec:{name}"
     if scheme in ("qemu", "test"):
         return "libvirt"
+    if scheme == "ec2":
+        return "ec2"
     raise RegistrationError(f"host URI {uri!r}: no default driver for scheme {parts.scheme!r}")
 
 

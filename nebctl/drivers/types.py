@@ -181,6 +181,9 @@ class VMDefinition:
     cloud_init: CloudInitData | None = None
     owner: Ownership | None = None
     boot: BootDefinition | None = None
+    # For cloud hosts: the machine image (an AMI) and the instance type placement chose; hypervisors ignore both.
+    image: str | None = None
+    instance_type: str | None = None
 
 
 @dataclass(frozen=True)

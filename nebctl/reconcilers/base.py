@@ -104,6 +104,8 @@ class PlanningContext:
     specs: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
     # The incarnation each VM of the manifests is (or is created as), where it is not 0 (``identity``).
     incarnations: Mapping[ResourceKey, int] = field(default_factory=dict)
+    # VM -> the instance type placement chose for it, on a cloud host (the deploy launches that type).
+    instance_types: Mapping[ResourceKey, str] = field(default_factory=dict)
     # (VM, NIC index) -> MAC address, unique in the installation (``planning``); a NIC missing here (a
     # context built by hand) gets its first derived MAC.
     macs: Mapping[tuple[ResourceKey, int], str] = field(default_factory=dict)
@@ -156,6 +158,7 @@ class Usage:
     vcpu: int
     memory: int
     disk: int
+    state: str = "running"  # its declared state while it holds them (running, stopped, suspended)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,9 @@ from nebctl.reconcilers.identity import (
     security_group_filter,
 )
 from nebctl.reconcilers.spanned import ownership
-from nebctl.schemas.models import AnyManifest, VirtualMachine, spec_document
+from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
+from nebctl.schemas.instance_types import smallest_fitting
+from nebctl.schemas.models import AnyManifest, Host, VirtualMachine, spec_document
 from nebctl.schemas.references import Reference, of_virtual_machine
 
 RULES = [
@@ -168,6 +170,7 @@ class VirtualMachineReconciler:
         # What exists is the recorded identity; what is created, the incarnation the planner chose.
         recorded = VMIdentity.recorded(key, record.live if record is not None else {})
         builder = _Builder(key, recorded)
+        builder.instance_type = ctx.instance_types.get(key)
         new = VMIdentity.of(key, ctx.incarnations.get(key, 0)) if recorded.key == key else recorded
         if change.type is ChangeType.CREATE:
             assert desired is not None
@@ -209,8 +212,10 @@ class VirtualMachineReconciler:
         return deposition(key, live, taken)
 
     def finished(self, spec: Mapping[str, Any]) -> Finished:
-        usage = Usage(vcpu=int(spec["vcpu"]), memory=int(spec["memory"]), disk=disk_total(spec))
         state = spec.get("state")
+        usage = Usage(
+            vcpu=int(spec["vcpu"]), memory=int(spec["memory"]), disk=disk_total(spec), state=str(state or "running")
+        )
         return Finished(host=spec.get("host"), status=str(state) if state else None, usage=usage)
 
     # --- execution --------------------------------------------------------------------------------------------
@@ -340,7 +345,23 @@ def _definition(action: Action, world: World) -> VMDefinition:
         cloud_init=cloud_init,
         owner=ownership(action.key, world.stack),
         boot=BootDefinition(**params["boot"]) if params.get("boot") else None,
+        instance_type=params.get("instanceType")
+        or _instance_type(action, world, int(params["vcpu"]), int(params["memory"])),
     )
+
+
+def _instance_type(action: Action, world: World, vcpu: int, memory: int) -> str | None:
+    """For a plan that carries no type (made before the host was a cloud host): on a cloud host, the VM's
+    ``placement.instanceType``, else the smallest type of the host's capacity map that fits; None elsewhere."""
+    host = world.desired(ResourceKey.of(Kind.HOST, str(action.host))) if action.host else None
+    if not isinstance(host, Host) or host.spec.cloud is None:
+        return None
+    document = world.desired(action.key)
+    if isinstance(document, VirtualMachine) and document.spec.placement.instanceType:
+        return document.spec.placement.instanceType
+    kinds = [KNOWN_INSTANCE_TYPES[name] for name in host.spec.cloud.capacity if name in KNOWN_INSTANCE_TYPES]
+    kind = smallest_fitting(kinds, vcpu, memory)
+    return kind.name if kind is not None else None
 
 
 class _Group:
@@ -363,6 +384,7 @@ class _Builder:
         # 100,000-VM plan holds half a million actions; parameters are read, never changed).
         self._nics: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
         self._volumes: dict[int, str] = {}
+        self.instance_type: str | None = None  # placement's choice on a cloud host
 
     def add(
         self,
@@ -405,7 +427,7 @@ class _Builder:
 
     def deploy_params(self, spec: Mapping[str, Any], first: str, value: Any) -> dict[str, Any]:
         """``{first: value}`` then what a deploy (or a migration) defines: vCPUs, memory, disks and NICs."""
-        return {
+        params = {
             first: value,
             "vcpu": spec["vcpu"],
             "memory": spec["memory"],
@@ -413,6 +435,9 @@ class _Builder:
             "nics": [self.nic_params(nic, i) for i, nic in enumerate(spec["nics"])],
             **({"boot": spec["boot"]} if spec.get("boot") else {}),
         }
+        if self.instance_type is not None:
+            params["instanceType"] = self.instance_type
+        return params
 
     def after(self, first: Sequence[str], then: Sequence[str]) -> None:
         self.edges += [(a, b) for a in first for b in then]

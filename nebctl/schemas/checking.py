@@ -21,8 +21,10 @@ from nebctl.schemas.diagnostics import (
     Diagnostic,
     SourceLocation,
     closest_match,
+    escape_non_ascii,
     in_file_order,
     nearest_location,
+    non_ascii_note,
     show_value,
     subject_of,
 )
@@ -135,4 +137,7 @@ def _unknown_kind_message(value: object) -> str:
     alias = KIND_ALIASES.get(value.strip().lower())
     suggestion = alias.value if alias is not None else closest_match(value, _KIND_NAMES)
     hint = f", did you mean '{suggestion}'?" if suggestion else f": expected one of {', '.join(_KIND_NAMES)}"
+    note = non_ascii_note("kind", value)
+    if note is not None:
+        return f"unknown kind '{escape_non_ascii(value)}': {note}{hint.replace(', did', '; did', 1)}"
     return f"unknown kind '{value}'{hint}"

@@ -9,6 +9,7 @@ cross-document checks (``schemas.validation``); ``schemas.loading`` raises them 
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -63,10 +64,12 @@ class Diagnostic:
 
 
 class ManifestError(Exception):
-    """The manifests are invalid; ``diagnostics`` holds every problem found, in file order."""
+    """The manifests are invalid; ``diagnostics`` holds every problem found, in file order. ``complete`` is
+    False when the reading stopped at a limit on problems (the last diagnostic says what was not checked)."""
 
-    def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
+    def __init__(self, diagnostics: Iterable[Diagnostic], *, complete: bool = True) -> None:
         self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        self.complete = complete
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
 
@@ -89,7 +92,22 @@ def nearest_location(
 def subject_of(kind: str, namespace: str | None, name: str | None) -> str:
     """How diagnostics name a resource: ``Kind/name``, with ``namespace/`` in front outside the default one."""
     prefix = f"{namespace}/" if namespace and namespace != DEFAULT_NAMESPACE else ""
-    return f"{prefix}{kind}/{name}" if name else f"{prefix}{kind}"
+    # Valid names and kinds are ASCII; an invalid one prints escaped, so that a look-alike letter shows.
+    return escape_non_ascii(f"{prefix}{kind}/{name}" if name else f"{prefix}{kind}")
+
+
+def escape_non_ascii(text: str) -> str:
+    """``text`` with every non-ASCII character as a Python escape: a Cyrillic 'e' in 'web' prints as ``w\\u0435b``."""
+    return text.encode("ascii", errors="backslashreplace").decode("ascii")
+
+
+def non_ascii_note(what: str, value: object) -> str | None:
+    """A sentence naming the first non-ASCII character of ``value`` (a look-alike letter, often), or None."""
+    if not isinstance(value, str) or value.isascii():
+        return None
+    character = next(c for c in value if not c.isascii())
+    name = unicodedata.name(character, "unnamed character")
+    return f"the {what} contains a non-ASCII character, U+{ord(character):04X} ({name})"
 
 
 def closest_match(word: str, candidates: Iterable[str]) -> str | None:
@@ -107,10 +125,12 @@ def format_path(path: Sequence[str | int]) -> str:
     return text
 
 
-def show_value(value: object) -> str:
-    """A value as users wrote it, quoted when it is text, shortened when long."""
+def show_value(value: object, *, ascii_only: bool = False) -> str:
+    """A value as users wrote it, quoted when it is text, shortened when long; with ``ascii_only``, non-ASCII
+    characters are escaped (for names and kinds, where a look-alike letter must show)."""
     if isinstance(value, str):
-        text = repr(value) if len(value) <= 60 else repr(value[:57] + "...")
+        quote = ascii if ascii_only else repr
+        text = quote(value) if len(value) <= 60 else quote(value[:57] + "...")
     elif isinstance(value, dict):
         text = "a mapping"
     elif isinstance(value, list):

@@ -94,8 +94,8 @@ def load_paths(paths: Sequence[str | os.PathLike[str]], *, limits: Limits = DEFA
             loaded = _load_fast(texts, limits)
             if loaded is not None:
                 return loaded
-    documents, diagnostics, files_read = read_paths(paths, limits=limits)
-    return _finish(documents, diagnostics, files_read)
+    documents, diagnostics, files_read, complete = _read_paths(paths, limits)
+    return _finish(documents, diagnostics, files_read, complete=complete)
 
 
 def load_text(text: str, filename: str = "<text>", *, limits: Limits = DEFAULT_LIMITS) -> ManifestSet:
@@ -103,8 +103,8 @@ def load_text(text: str, filename: str = "<text>", *, limits: Limits = DEFAULT_L
     loaded = _load_fast([(filename, text)], limits)
     if loaded is not None:
         return loaded
-    documents, diagnostics = parse_text(text, filename, limits=limits)
-    return _finish(documents, diagnostics, (filename,))
+    documents, diagnostics, complete = _parse_text(text, filename, limits, limits.max_problems)
+    return _finish(documents, diagnostics, (filename,), complete=complete)
 
 
 def read_paths(
@@ -112,38 +112,94 @@ def read_paths(
 ) -> tuple[list[LoadedDocument], list[Diagnostic], tuple[str, ...]]:
     """Read and check every document on its own, without the cross-document checks.
 
-    Returns the valid documents, the diagnostics of the invalid ones, and the files read.
+    Returns the valid documents, the diagnostics of the invalid ones, and the files read. Past
+    ``limits.max_problems`` problems, the files left are not read (a last diagnostic says how many).
     """
+    documents, diagnostics, files, _ = _read_paths(paths, limits)
+    return documents, diagnostics, files
+
+
+def _read_paths(
+    paths: Sequence[str | os.PathLike[str]], limits: Limits
+) -> tuple[list[LoadedDocument], list[Diagnostic], tuple[str, ...], bool]:
+    """``read_paths``, and whether everything was checked (False once a limit on problems stopped the reading)."""
     files, diagnostics = expand_paths(paths)
     documents: list[LoadedDocument] = []
-    for file in files:
+    complete = True
+    for index, file in enumerate(files):
+        remaining = limits.max_problems - len(diagnostics)
+        if remaining <= 0:
+            left = len(files) - index
+            diagnostics.append(
+                Diagnostic(
+                    None,
+                    None,
+                    f"stopped after {len(diagnostics)} problems: {left} more file{'s' if left != 1 else ''} "
+                    "not checked",
+                )
+            )
+            return documents, diagnostics, tuple(files[:index]), False
         text, problem = read_file(file, limits)
         if problem is not None:
             diagnostics.append(problem)
             continue
         assert text is not None
-        found, problems = parse_text(text, file, limits=limits)
+        found, problems, checked = _parse_text(text, file, limits, remaining)
         documents.extend(found)
         diagnostics.extend(problems)
-    return documents, diagnostics, tuple(files)
+        complete = complete and checked
+    return documents, diagnostics, tuple(files), complete
 
 
 def parse_text(
     text: str, filename: str = "<text>", *, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[list[LoadedDocument], list[Diagnostic]]:
-    """Check every document of one file on its own; returns the valid ones and the problems of the others."""
-    # Imported when a file needs it: a set of plain files is read by the fast reader alone (about 0.3 ms).
-    from nebctl.schemas.reading.positioned import read_yaml
+    """Check every document of one file on its own; returns the valid ones and the problems of the others.
 
-    raw_documents, diagnostics = read_yaml(text, filename, limits=limits)
+    Past ``limits.max_problems_per_file`` problems the rest of the file is not read; the last diagnostic says so.
+    """
+    documents, diagnostics, _ = _parse_text(text, filename, limits, limits.max_problems)
+    return documents, diagnostics
+
+
+def _parse_text(
+    text: str, filename: str, limits: Limits, allowed: int
+) -> tuple[list[LoadedDocument], list[Diagnostic], bool]:
+    # Imported when a file needs it: a set of plain files is read by the fast reader alone (about 0.3 ms).
+    from nebctl.schemas.reading.positioned import iter_yaml
+
+    cap = max(1, min(limits.max_problems_per_file, allowed))
     loaded: list[LoadedDocument] = []
-    for raw in raw_documents:
-        document, problems = check_document(raw)
-        if document is not None:
-            loaded.append(document)
-        diagnostics.extend(problems)
+    diagnostics: list[Diagnostic] = []
+    complete = True
+    for item in iter_yaml(text, filename, limits=limits):
+        if isinstance(item, Diagnostic):
+            diagnostics.append(item)
+        else:
+            document, problems = check_document(item)
+            if document is not None:
+                loaded.append(document)
+            diagnostics.extend(problems)
+        if len(diagnostics) >= cap:
+            complete = False
+            break
     # Reading errors (tags, aliases) and model errors are found in separate passes: show them in file order.
-    return loaded, in_file_order(diagnostics)
+    diagnostics = in_file_order(diagnostics)
+    if not complete:
+        diagnostics.append(_stopped(text, filename, diagnostics))
+    return loaded, diagnostics, complete
+
+
+def _stopped(text: str, filename: str, diagnostics: Sequence[Diagnostic]) -> Diagnostic:
+    """Where the reading of a file with too many problems stopped, and how much of it was left unchecked."""
+    last = max((d.location.line for d in diagnostics if d.location is not None), default=1)
+    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    rest = f"lines {last + 1} to {lines} were not checked" if lines > last else "nothing after it was checked"
+    return Diagnostic(
+        SourceLocation(filename, last, 1),
+        None,
+        f"stopped reading this file after {len(diagnostics)} problems: {rest}",
+    )
 
 
 def _load_fast(texts: Sequence[tuple[str, str]], limits: Limits) -> ManifestSet | None:
@@ -172,7 +228,12 @@ def _load_fast(texts: Sequence[tuple[str, str]], limits: Limits) -> ManifestSet 
     return ManifestSet.of(documents, tuple(filename for filename, _ in texts))
 
 
-def _finish(documents: list[LoadedDocument], diagnostics: list[Diagnostic], files: tuple[str, ...]) -> ManifestSet:
+def _finish(
+    documents: list[LoadedDocument], diagnostics: list[Diagnostic], files: tuple[str, ...], *, complete: bool = True
+) -> ManifestSet:
+    if not complete:
+        # Part of the set was never read: checks across documents would report references to it as dangling.
+        raise ManifestError(diagnostics, complete=False)
     diagnostics = diagnostics + _cross_document_problems(documents)
     if diagnostics:
         raise ManifestError(diagnostics)

@@ -23,6 +23,7 @@ from nebctl.schemas.diagnostics import (
     closest_match,
     format_path,
     nearest_location,
+    non_ascii_note,
     show_value,
 )
 from nebctl.schemas.model_fields import model_fields_at
@@ -235,9 +236,10 @@ HOOK_EVENTS: tuple[str, ...] = (*_hook_events(), "*")
 def _pattern_message(error: _Error, field_label: str, value: object, pattern: str) -> str:
     shown = show_value(value)
     if pattern == NAME_PATTERN:
+        note = non_ascii_note("name", value)
         return (
-            f"{field_label}: invalid name {shown}: use lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit"
+            f"{field_label}: invalid name {show_value(value, ascii_only=True)}: {note + '; ' if note else ''}"
+            "use lower-case letters, digits and '-', starting and ending with a letter or digit"
         )
     if pattern == HOOK_EVENT_PATTERN:
         suggestion = closest_match(str(value), HOOK_EVENTS)

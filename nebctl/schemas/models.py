@@ -34,6 +34,7 @@ from pydantic import (
 from nebctl.core.keys import DEFAULT_NAMESPACE, NAME_MAX_LENGTH, NAME_PATTERN, Kind
 from nebctl.core.quantities import parse_duration, parse_quantity
 from nebctl.schemas import expressions
+from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
 
 API_VERSION = "nebctl/v1"
 
@@ -220,7 +221,39 @@ class HostVirtualization(SharedModel):
     )
 
 
-HOST_URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "test", "test+unix", "sim", "exec")
+HOST_URI_SCHEMES = (
+    "qemu",
+    "qemu+ssh",
+    "qemu+tcp",
+    "qemu+tls",
+    "qemu+unix",
+    "test",
+    "test+unix",
+    "sim",
+    "exec",
+    "ec2",
+)
+CLOUD_URI_SCHEMES = ("ec2",)
+
+
+class Cloud(SharedModel):
+    """What a cloud host may run: instance types and how many of each. Credentials are never here."""
+
+    capacity: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        min_length=1,
+        description="Instance types and how many of each may run at once, e.g. {t3.small: 10, t3.large: 4};"
+        " placement takes the smallest type left that fits a VM.",
+    )
+
+    @field_validator("capacity")
+    @classmethod
+    def _known_types(cls, capacity: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(capacity) - set(KNOWN_INSTANCE_TYPES))
+        if unknown:
+            raise ValueError(
+                f"unknown instance type {', '.join(unknown)}: known are {', '.join(sorted(KNOWN_INSTANCE_TYPES))}"
+            )
+        return capacity
 
 
 class HostSpec(StrictModel):
@@ -241,16 +274,44 @@ class HostSpec(StrictModel):
     )
     labels: Labels = Field(default_factory=dict)
     enabled: bool = Field(default=True, description="false drains the host: no new VMs are placed on it.")
+    cloud: Cloud | None = Field(
+        default=None, description="For a cloud host (ec2://REGION): the instance types it may run; required there."
+    )
+    tier: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Placement tries hosts of a lower tier first; default 0, and 1 for cloud hosts, so VMs burst"
+        " to the cloud only when no local host fits.",
+    )
 
     @field_validator("uri")
     @classmethod
     def _known_scheme(cls, uri: str) -> str:
-        scheme, sep, _ = uri.partition("://")
+        scheme, sep, rest = uri.partition("://")
         if not sep or scheme not in HOST_URI_SCHEMES:
             raise ValueError(
                 f"unsupported host URI {uri!r}: expected one of {', '.join(s + '://' for s in HOST_URI_SCHEMES)}"
             )
+        if scheme in CLOUD_URI_SCHEMES and not rest.split("?", 1)[0].strip("/"):
+            raise ValueError(f"cloud host URI {uri!r} needs a region: {scheme}://REGION[?endpoint=URL]")
         return uri
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.uri.partition("://")[0] in CLOUD_URI_SCHEMES
+
+    @property
+    def effective_tier(self) -> int:
+        return self.tier if self.tier is not None else (1 if self.is_cloud else 0)
+
+    @model_validator(mode="after")
+    def _cloud_needs_capacity(self) -> HostSpec:
+        if self.is_cloud and self.cloud is None:
+            raise ValueError("a cloud host needs 'cloud.capacity': the instance types it may run and how many")
+        if not self.is_cloud and self.cloud is not None:
+            raise ValueError("'cloud' is for cloud hosts (ec2://REGION) only")
+        return self
 
 
 class Host(StrictModel):
@@ -510,6 +571,12 @@ class PlacementPolicy(StrEnum):
     LOAD = "load"
 
 
+class BurstPolicy(StrEnum):
+    LAST = "last"  # the default: cloud hosts after local ones (by tier)
+    FIRST = "first"
+    NEVER = "never"
+
+
 class Disk(SharedModel):
     image: Name | None = Field(default=None, description="An Image to clone for this VM; omit for a blank disk.")
     size: Quantity | None = Field(default=None, description="Disk size; an image clone is grown, never shrunk.")
@@ -542,6 +609,21 @@ class Placement(SharedModel):
     policy: PlacementPolicy | None = Field(
         default=None, description="packing (fullest first), striping (emptiest first) or load (least CPU load)."
     )
+    burst: BurstPolicy | None = Field(
+        default=None,
+        description="Cloud hosts: last (the default: only when no local host fits), first (before local hosts)"
+        " or never.",
+    )
+    instanceType: str | None = Field(
+        default=None, description="On a cloud host, this instance type instead of the smallest one that fits."
+    )
+
+    @field_validator("instanceType")
+    @classmethod
+    def _known_type(cls, name: str | None) -> str | None:
+        if name is not None and name not in KNOWN_INSTANCE_TYPES:
+            raise ValueError(f"unknown instance type {name!r}: known are {', '.join(sorted(KNOWN_INSTANCE_TYPES))}")
+        return name
 
     @field_validator("requirements", "rank")
     @classmethod

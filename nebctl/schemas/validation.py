@@ -18,7 +18,15 @@ from typing import Any
 
 from nebctl.core.keys import Kind, ResourceKey, parse_kind
 from nebctl.schemas.checking import LoadedDocument
-from nebctl.schemas.diagnostics import DataPath, Diagnostic, SourceLocation, closest_match, format_path
+from nebctl.schemas.diagnostics import (
+    DataPath,
+    Diagnostic,
+    SourceLocation,
+    closest_match,
+    escape_non_ascii,
+    format_path,
+    non_ascii_note,
+)
 from nebctl.schemas.model_fields import item_type, model_fields_at, model_in
 from nebctl.schemas.models import (
     AnyManifest,
@@ -106,12 +114,20 @@ def _malformed_depends_on(document: LoadedDocument) -> list[Diagnostic]:
             kind_text = text.split("/")[-2] if text.count("/") >= 1 else text
             try:
                 parse_kind(kind_text)
-                message = f"invalid reference '{text}' in dependsOn: expected KIND/NAME, such as network/lan"
+                note = non_ascii_note("reference", text)
+                message = (
+                    f"invalid reference '{escape_non_ascii(text)}' in dependsOn: {note}"
+                    if note is not None
+                    else f"invalid reference '{text}' in dependsOn: expected KIND/NAME, such as network/lan"
+                )
             except ValueError:
                 names = sorted({kind.short for kind in Kind} | {kind.value for kind in Kind})
                 suggestion = closest_match(kind_text, names)
                 hint = f", did you mean '{suggestion}'?" if suggestion else ""
-                message = f"unknown kind '{kind_text}' in dependsOn '{text}'{hint}"
+                message = f"unknown kind '{escape_non_ascii(kind_text)}' in dependsOn '{escape_non_ascii(text)}'{hint}"
+                note = non_ascii_note("kind", kind_text)
+                if note is not None:
+                    message += f" ({note})"
             diagnostics.append(Diagnostic(document.locate("spec", "dependsOn", index), document.subject, message))
     return diagnostics
 

@@ -4,7 +4,7 @@ The contract suite (this directory) checks what each driver action *means*, what
 twice gives one VM, actions on a missing object raise ``NotFoundError``, state transitions are the documented
 ones, a host probe returns every VM of the host in one call, storage and network actions behave alike.
 
-How to add a driver (the libvirt one, a plugin): write a builder, a context manager taking the test's
+How to add a driver (the libvirt one, EC2, a plugin): write a builder, a context manager taking the test's
 ``tmp_path`` and yielding a ``DriverSet`` (the four host-family drivers, the ``HostRef`` they act on, and a
 ``second_host`` to migrate to: migration is part of the contract), then add one ``pytest.param`` to
 ``DRIVER_PARAMS`` naming it (with ``marks=`` for what it needs, e.g. ``pytest.mark.libvirt``). Build the drivers
@@ -106,6 +106,17 @@ with contextlib.suppress(ImportError):  # libvirt-python missing: the libvirt se
 
     BUILDERS.update(LIBVIRT_BUILDERS)
     DRIVER_PARAMS += LIBVIRT_PARAMS
+
+# The EC2 drivers against moto's EC2 server on loopback (a dev dependency, so always there).
+from tests.cloud.contract_drivers import EC2_BUILDERS  # noqa: E402  # after the libvirt sets, like them optional
+
+BUILDERS.update(EC2_BUILDERS)
+DRIVER_PARAMS += [pytest.param("ec2")]
+
+# Sets whose host keeps no datastores (a cloud VM's disk comes from its machine image): the storage contract is
+# not theirs, and their storage driver refuses every action with CapabilityError (tests/cloud checks that).
+WITHOUT_STORAGE = frozenset({"ec2"})
+STORAGE_PARAMS = [param for param in DRIVER_PARAMS if param.values[0] not in WITHOUT_STORAGE]
 
 
 @pytest.fixture(params=DRIVER_PARAMS)

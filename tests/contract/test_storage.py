@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nebctl.drivers.errors import CapabilityError, ConflictError, NotFoundError, PermanentError
 from nebctl.drivers.types import DatastoreDefinition, ImageImport, VolumeDefinition
-from tests.contract.conftest import DriverSet, capabilities_on
+from tests.contract.conftest import BUILDERS, STORAGE_PARAMS, DriverSet, capabilities_on
 
 GiB = 1024**3
+
+
+@pytest.fixture(params=STORAGE_PARAMS)
+def drivers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DriverSet]:
+    """The sets whose hosts keep datastores (conftest's ``drivers`` without the cloud's)."""
+    with BUILDERS[request.param](tmp_path) as driver_set:
+        yield driver_set
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from nebctl.drivers.errors import ConflictError, DriverError, NotFoundError
+from nebctl.drivers.errors import CapabilityError, ConflictError, DriverError, NotFoundError
 from nebctl.drivers.states import VMLiveState
 from tests.conftest import in_ci
-from tests.contract.conftest import DriverSet
+from tests.contract.conftest import DriverSet, capabilities_on
 from tests.contract.values import GiB, a_vm
 
 
@@ -62,6 +62,13 @@ def test_cancel_stops_at_once(drivers: DriverSet) -> None:
 def test_suspend_and_resume(drivers: DriverSet) -> None:
     vm = a_vm()
     drivers.virtualization.deploy(drivers.host, vm)
+    if "suspend" not in capabilities_on(drivers.virtualization, drivers.host):
+        # A backend without pause (an EC2 instance) says so by declaration and by its error, and the VM runs on.
+        for action in ("suspend", "resume"):
+            with pytest.raises(CapabilityError):
+                getattr(drivers.virtualization, action)(drivers.host, vm.uuid)
+        assert drivers.virtualization.poll(drivers.host, vm.uuid).state is VMLiveState.RUNNING
+        return
     drivers.virtualization.suspend(drivers.host, vm.uuid)
     assert drivers.virtualization.poll(drivers.host, vm.uuid).state is VMLiveState.SUSPENDED
     drivers.virtualization.resume(drivers.host, vm.uuid)
@@ -79,7 +86,8 @@ def test_reboot_keeps_a_running_vm_running(drivers: DriverSet) -> None:
 def test_actions_that_need_a_running_vm_refuse_a_stopped_one(drivers: DriverSet, action: str) -> None:
     vm = a_vm()
     drivers.virtualization.deploy(drivers.host, vm, start=False)
-    with pytest.raises(ConflictError):
+    refused = ConflictError if action in capabilities_on(drivers.virtualization, drivers.host) else CapabilityError
+    with pytest.raises(refused):
         getattr(drivers.virtualization, action)(drivers.host, vm.uuid)
     assert drivers.virtualization.poll(drivers.host, vm.uuid).state is VMLiveState.STOPPED
 
@@ -112,6 +120,14 @@ def test_migrate_moves_the_vm_and_is_idempotent(drivers: DriverSet) -> None:
     """Asked live. What each set does: sim and exec move the VM in their state files; libvirt-qemu live-migrates
     a QEMU domain from qemu:///system to a second, private libvirtd (tests/support/libvirtd_peer.py);
     libvirt-test migrates cold, libvirt's test hypervisor having no migration (the driver falls back)."""
+    if "migrate" not in capabilities_on(drivers.virtualization, drivers.host):
+        # A backend that cannot move VMs between hosts (a cloud) says so by declaration and by its error.
+        vm = a_vm()
+        drivers.virtualization.deploy(drivers.host, vm)
+        with pytest.raises(CapabilityError):
+            drivers.virtualization.migrate(drivers.host, drivers.host, vm, live=True)
+        assert drivers.virtualization.poll(drivers.host, vm.uuid).state is VMLiveState.RUNNING
+        return
     if drivers.second_host is None:
         reason = f"{drivers.name}: no second host to migrate to: {drivers.no_second_host or 'the set has none'}"
         if drivers.no_second_host and not in_ci():

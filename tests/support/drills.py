@@ -27,6 +27,7 @@ from nebctl.controller.applying import Controller, PlannedApply, PlanOptions
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.settings import Settings
 from nebctl.database.records import ApplyState
+from nebctl.database.sealing import default_key_file, load_key_ring
 from nebctl.database.store import Store
 from nebctl.drivers.registry import build_registry
 from nebctl.drivers.sim import Distribution, Latency, SimFleet
@@ -165,7 +166,9 @@ class Workspace:
 
     @contextmanager
     def store(self) -> Iterator[Store]:
-        store = Store.open(self.db_url)
+        # The key the CLI uses with this configuration (secret.key in the state directory), so that secrets
+        # sealed by a nebctl process compare with the manifests here too.
+        store = Store.open(self.db_url, secrets=load_key_ring(default_key_file(self.state_dir)))
         try:
             yield store
         finally:

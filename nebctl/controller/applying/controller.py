@@ -3,11 +3,12 @@
 ``Controller`` is the I/O shell around the pure planner and the executor: it reads the records (the database),
 observes the hosts (monitoring drivers), makes the plan, and when applying it journals every action in the
 database (``journal``) and updates each resource's record in the same transaction as the action that changed
-it. Used by the CLI (``diff``, ``apply``, ``destroy``) and, later, the service.
+it. Used by the CLI (``diff``, ``apply``, ``destroy``) and the service (``serving.syncing``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
 import os
@@ -26,14 +27,17 @@ from nebctl.controller.applying.values import (
 )
 from nebctl.controller.applying.world import ExecutionWorld
 from nebctl.controller.hooking import HookDispatcher
-from nebctl.controller.observing import DriverSource, known_hosts, observations, observe
+from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
 from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs
+from nebctl.controller.reaping import ProgramRecorder
+from nebctl.controller.sampling import record_observation
 from nebctl.controller.sourcing import ImageSources
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
-from nebctl.database.records import ActionRecord, ApplyState, EventRecord, ResourceRecord, Severity
+from nebctl.database.records import ActionRecord, ApplyState, EventRecord, ResourceRecord, RevisionRecord, Severity
+from nebctl.database.sealing import SECRET_PATHS, KeyRing, SecretKeyError, has_clear_secret, reveal_spec
 from nebctl.database.store import Store
 from nebctl.drivers.protocols import HookDriver
 from nebctl.reconcilers.base import LiveView, Reconciler
@@ -64,19 +68,27 @@ class Controller:
         registry: DriverSource,
         settings: Settings,
         reconcilers: Mapping[Kind, Reconciler] = RECONCILERS,
+        host_attributes: CustomAttributes | None = None,
     ) -> None:
+        """``host_attributes`` gives each host's custom probe attributes; by default the programs of
+        ``settings.probes_dir`` run at each observation (the service hands in its cache of their results)."""
         self.store = store
         self.registry = registry
         self.settings = settings
         self.reconcilers = reconcilers  # each kind's rules, for the planner, the executor and the journal
+        if host_attributes is None and settings.probes_dir is not None:
+            from nebctl.controller.probing import CustomProbes
+
+            host_attributes = CustomProbes(settings.probes_dir, timeout=settings.serve.probe_timeout)
+        self.host_attributes = host_attributes
 
     # --- planning ----------------------------------------------------------------------------------------------
 
     def plan(self, documents: Mapping[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
-        records = {record.key: record for record in self.store.list_resources()}
+        records, resealed = reveal_records(self.store.list_resources(), documents, self.store.secrets)
         own = {key: record for key, record in records.items() if record.stack == options.stack}
         hosts = known_hosts(documents, own)
-        live = observe(hosts, self.registry, parallelism=self.settings.parallelism)
+        live = observe(hosts, self.registry, parallelism=self.settings.parallelism, custom=self.host_attributes)
         self._record_observations(records, live)
         request = PlanRequest(
             stack=options.stack,
@@ -98,31 +110,42 @@ class Controller:
         if problems:
             raise PlanError(problems)
         plan, specs = plan_with_specs(request)
-        return PlannedApply(plan, request, hosts, specs)
+        return PlannedApply(plan, request, hosts, specs, resealed)
 
     def _record_observations(self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView) -> None:
-        """Keep what was just probed, for ``get`` and ``describe``: one bulk write. Failing to keep it costs the
-        user only a staler view, so it is logged and the plan goes on."""
+        """Keep what was just probed, for ``get`` and ``describe``, and its samples, for ``hosts`` and ``top`` (each
+        one bulk write). Failing to keep them costs the user only a staler view, so it is logged and the plan goes
+        on."""
         try:
             self.store.record_observations(observations(records, live), probed=list(live.hosts))
+            record_observation(self.store, live, records)  # the samples that hosts and top show
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
 
     # --- applying ----------------------------------------------------------------------------------------------
+
+    def reseal(self, planned: PlannedApply) -> None:
+        """Write again the records whose secrets an older key sealed, sealed with the current key (a key
+        rotation completes this way). Only under the writers' lock; ``apply`` does it, and a writer that finds
+        nothing to apply calls it directly."""
+        if planned.resealed:
+            self.store.save_resources(planned.resealed)
 
     def apply(
         self,
         planned: PlannedApply,
         *,
         parallelism: int | None = None,
-        revision: str | None = None,
+        revision: RevisionRecord | None = None,
         stop: threading.Event | None = None,
         cancel: threading.Event | None = None,
         on_change: Callable[[Sequence[Change]], None] | None = None,
         on_resume: Callable[[int, int, int], None] | None = None,
+        user: str | None = None,
     ) -> ApplyResult:
         """Execute the plan. The caller holds the writers' lock. ``on_resume(apply_id, done, total)`` is told
-        about an earlier apply of this stack that never finished (it is closed as interrupted)."""
+        about an earlier apply of this stack that never finished (it is closed as interrupted). ``user`` (the
+        system user by default) is recorded as the holder and as the owner of the placements it makes."""
         plan = planned.plan
         stack = plan.stack
         resumed_from = None
@@ -134,8 +157,14 @@ class Controller:
             resumed_from = unfinished.id
             if on_resume is not None:
                 on_resume(unfinished.id, done, len(actions))
-        holder = f"{getpass.getuser()}@{os.uname().nodename}:{os.getpid()}"
-        apply_id = self.store.begin_apply(stack=stack, revision=revision, plan=plan_summary(plan), holder=holder)
+        self.reseal(planned)
+        user = user or getpass.getuser()
+        holder = f"{user}@{os.uname().nodename}:{os.getpid()}"
+        apply_id = self.store.begin_apply(
+            stack=stack, revision=revision.label if revision else None, plan=plan_summary(plan), holder=holder
+        )
+        if revision is not None:
+            self.store.record_revision(apply_id, revision)
         needs = plan.dependencies()
         self.store.journal_actions(
             apply_id,
@@ -162,8 +191,11 @@ class Controller:
             shutdown_timeout=self.settings.shutdown_timeout,
             sources=ImageSources(registry=self.registry, settings=self.settings, documents=planned.request.documents),
         )
-        hooks = self._hooks(planned)
-        journal = StoreJournal(self.store, apply_id, planned, world, on_events=hooks.dispatch if hooks else None)
+        programs = ProgramRecorder(self.store)
+        hooks = self._hooks(planned, programs)
+        journal = StoreJournal(
+            self.store, apply_id, planned, world, on_events=hooks.dispatch if hooks else None, owner=user
+        )
         journal.begin()
         executor = Executor(
             plan,
@@ -175,6 +207,7 @@ class Controller:
             stop=stop,
             cancel=cancel,
             on_change=on_change,
+            programs=programs,
         )
         report = executor.run()
         state = _apply_state(report)
@@ -192,14 +225,14 @@ class Controller:
             hooks.wait()
         return ApplyResult(apply_id, report, resumed_from, state)
 
-    def _hooks(self, planned: PlannedApply) -> HookDispatcher | None:
+    def _hooks(self, planned: PlannedApply, programs: ProgramRecorder) -> HookDispatcher | None:
         """The dispatcher of the manifests' hooks, through the hooks driver (``exec`` runs real programs)."""
         hooks = {key: doc for key, doc in planned.request.documents.items() if isinstance(doc, Hook)}
         if not hooks:
             return None
         name = str(self.settings.drivers.get("hooks", {}).get("driver", "exec"))
         driver: HookDriver = self.registry.get(Family.HOOKS, name)
-        return HookDispatcher(store=self.store, driver=driver, hooks=hooks)
+        return HookDispatcher(store=self.store, driver=driver, hooks=hooks, programs=programs)
 
     def _close_interrupted(self, apply_id: int, actions: Sequence[ActionRecord], done: int) -> None:
         """Close an apply whose process died. Its journal would otherwise keep actions pending or running
@@ -215,6 +248,43 @@ class Controller:
                     continue
                 tx.update_action(apply_id, action.action_id, state=Outcome.CANCELLED.value, error=error)
             tx.finish_apply(apply_id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done})
+
+
+def reveal_records(
+    records: Sequence[ResourceRecord], documents: Mapping[ResourceKey, AnyManifest], ring: KeyRing
+) -> tuple[dict[ResourceKey, ResourceRecord], list[ResourceRecord]]:
+    """The records by key, with each stored secret digest that the manifests' value matches replaced by that
+    value (``database.sealing``), so the planner sees a secret as changed exactly when it changed; and those to
+    write again: digests an older key made, secrets an older nebctl stored in clear. ``PlanError`` names every
+    record sealed with a key not in ``ring``."""
+    revealed: dict[ResourceKey, ResourceRecord] = {}
+    resealed: list[ResourceRecord] = []
+    problems: list[str] = []
+    for record in records:
+        key = record.key
+        document = documents.get(key)
+        if document is None or key.kind not in SECRET_PATHS:
+            revealed[key] = record
+            if has_clear_secret(key.kind, record.applied) or has_clear_secret(key.kind, record.desired):
+                resealed.append(record)  # stored in clear by an older nebctl: the next writer seals it
+            continue
+        clear = spec_document(document)
+        try:
+            applied = reveal_spec(key.kind, record.applied, clear, ring)
+            desired = reveal_spec(key.kind, record.desired, clear, ring)
+        except SecretKeyError as error:
+            problems.append(
+                f"{key}: {error}; put that key back in the key file (below the current key) to compare the "
+                "manifests' secrets with what was applied"
+            )
+            continue
+        clear_record = dataclasses.replace(record, applied=applied.spec, desired=desired.spec)
+        revealed[key] = clear_record
+        if applied.stale or desired.stale:
+            resealed.append(clear_record)
+    if problems:
+        raise PlanError(problems)
+    return revealed, resealed
 
 
 def _apply_state(report: ExecutionReport) -> str:

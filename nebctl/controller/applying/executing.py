@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from nebctl.core.plans import Action, Plan
 from nebctl.core.settings import RetryPolicy
-from nebctl.drivers.context import CallContext, calling
+from nebctl.drivers.context import CallContext, ProgramWatch, calling
 from nebctl.drivers.errors import DriverError, DriverTimeoutError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,10 @@ class Executor:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[Sequence[Change]], None] | None = None,
+        programs: ProgramWatch | None = None,
     ) -> None:
         self.plan = plan
+        self.programs = programs  # told of the external programs the drivers start
         self.runner = runner
         self.journal = journal
         self.parallelism = max(1, parallelism)
@@ -227,6 +229,7 @@ class Executor:
         context = CallContext(
             deadline=time.monotonic() + timeout,
             progress=lambda progress: self._progress.put((action_id, number, dict(progress))),
+            programs=self.programs,
         )
         attempt = _Attempt(action, report.attempts, context, deadline)
         self._running[action_id] = attempt

@@ -37,9 +37,12 @@ class StoreJournal:
         planned: PlannedApply,
         world: ExecutionWorld,
         on_events: Callable[[Sequence[dict[str, Any]]], None] | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.on_events = on_events
+        self.owner = owner
         self.emitted: list[dict[str, Any]] = []
         # What the current round will write, in bulk, when it ends.
         self._updates: list[ActionUpdate] = []
@@ -287,7 +290,7 @@ class StoreJournal:
             self._deleted.append(key)
             self.world.drop(key)
             if self.reconcilers[key.kind].placed:
-                tx.close_history(key, reason="deleted")
+                tx.close_history(key, reason=PlacementReason.DELETED)
             self._event(tx, type=f"{key.kind.short}.deleted", message=f"{key} deleted", key=key)
             return
         record = self._record(key)
@@ -315,13 +318,8 @@ class StoreJournal:
             self._event(tx, type=f"{key.kind.short}.migrated", message=message, key=key)
         usage = finished.usage
         if usage is not None and host:
-            moved = change.type is ChangeType.CREATE or change.previous_host not in (None, host)
-            # Resized is asked last: a created VM's fields are listed only when something asks for them.
-            if (
-                moved
-                or change.type is ChangeType.REPLACE
-                or any(f.path in ("vcpu", "memory") or f.path.startswith("disks") for f in change.fields)
-            ):
+            reason = placement_reason(change, str(host))
+            if reason is not None:
                 # Written with the round's other placements, in one statement (``_write_round``).
                 self._placements.append(
                     HistoryOpening(
@@ -330,9 +328,51 @@ class StoreJournal:
                         vcpu=usage.vcpu,
                         memory=usage.memory,
                         disk=usage.disk,
-                        reason=change.type.value if not moved or change.type is ChangeType.CREATE else "migrated",
+                        reason=reason,
                         stack=stack,
+                        state=usage.state,
+                        owner=self.owner,
                     )
                 )
             if state:
                 self._event(tx, type=f"{key.kind.short}.{state}", message=f"{key} is {state} on {host}", key=key)
+
+
+class PlacementReason:
+    """Why a placement record opens (``reason``) or closes (``end_reason``): the vocabulary of the accounting
+    history, shared by the executor and ``nebctl accounting``."""
+
+    CREATED = "created"
+    REPLACED = "replaced"
+    MIGRATED = "migrated"
+    RESIZED = "resized"
+    STARTED = "started"
+    STOPPED = "stopped"
+    SUSPENDED = "suspended"
+    DELETED = "deleted"
+
+
+def placement_reason(change: ResourceChange, host: str) -> str | None:
+    """The reason a finished change of a placed resource starts a new placement record, or None when the record
+    goes on.
+
+    A creation, a replacement, a move to another host, a new size (vCPUs, memory, disks) and a change of state
+    (running, stopped, suspended) each split the record, so that every record has one host, one size and one
+    state. When several happen at once, the first of that order names the split."""
+    if change.type is ChangeType.CREATE:
+        return PlacementReason.CREATED
+    if change.type is ChangeType.REPLACE:
+        return PlacementReason.REPLACED
+    if change.previous_host not in (None, host):
+        return PlacementReason.MIGRATED
+    # The fields are asked last: a created VM's fields are listed only when something asks for them.
+    paths = [f.path for f in change.fields]
+    if any(path in ("vcpu", "memory") or path.startswith("disks") for path in paths):
+        return PlacementReason.RESIZED
+    for item in change.fields:
+        if item.path == "state":
+            state = str(item.after)
+            return {"running": PlacementReason.STARTED, "suspended": PlacementReason.SUSPENDED}.get(
+                state, PlacementReason.STOPPED
+            )
+    return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from nebctl.controller.applying.executing import ExecutionReport, Outcome
 from nebctl.controller.planning import PlanRequest
 from nebctl.core.keys import ResourceKey
 from nebctl.core.plans import Plan
-from nebctl.database.records import ApplyState, EventRecord
+from nebctl.database.records import ApplyState, EventRecord, ResourceRecord
 from nebctl.drivers.types import HostRef
 
 
@@ -34,6 +34,8 @@ class PlannedApply:
     request: PlanRequest
     hosts: Mapping[str, tuple[HostRef, Any]]
     final_specs: Mapping[ResourceKey, dict[str, Any]]  # the spec each changed resource has once applied
+    # Records whose secrets an older key sealed: the apply writes them again, sealed with the current key.
+    resealed: Sequence[ResourceRecord] = ()
 
 
 @dataclass

@@ -24,6 +24,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
     specs: dict[ResourceKey, dict[str, Any]],
     *,
     deposing: frozenset[ResourceKey] = frozenset(),
+    notes: Mapping[ResourceKey, str] | None = None,
 ) -> tuple[list[ResourceChange], list[DriftItem], list[str]]:
     changes: list[ResourceChange] = []
     uncorrected: list[DriftItem] = []
@@ -47,7 +48,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
         host = ctx.placements.get(key) if reconciler.placed else None
         if record is None or record.applied is None:
             problems.extend(_foreign_live_object(key, record, request))
-            reason = "resuming an interrupted create" if record is not None else ""
+            reason = "resuming an interrupted create" if record is not None else (notes or {}).get(key, "")
             changes.append(
                 ResourceChange(key, ChangeType.CREATE, _added(desired, reconciler.sensitive), host=host, reason=reason)
             )

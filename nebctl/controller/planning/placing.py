@@ -13,6 +13,7 @@ from nebctl.controller.planning.request import PlanRequest, sort_key
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import RecordView
+from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
 from nebctl.schemas.models import Host, VirtualMachine
 
 
@@ -29,6 +30,22 @@ def _candidates(request: PlanRequest, hosts: Sequence[str]) -> list[placing.Host
         spec = document.spec
         probe = request.live.hosts.get(name)
         online = probe is not None and probe.state is HostLiveState.ONLINE
+        if spec.cloud is not None:
+            # A cloud host's room is its capacity map, not what its probe reports (a cloud has no fixed size).
+            slots = {kind: (KNOWN_INSTANCE_TYPES[kind], count) for kind, count in sorted(spec.cloud.capacity.items())}
+            candidates.append(
+                placing.HostCandidate(
+                    name=name,
+                    enabled=spec.enabled,
+                    online=online,
+                    labels={**document.metadata.labels, **spec.labels},
+                    custom=dict(probe.custom) if probe else {},
+                    tier=spec.effective_tier,
+                    cloud=True,
+                    slots=slots,
+                )
+            )
+            continue
         candidates.append(
             placing.HostCandidate(
                 name=name,
@@ -48,6 +65,7 @@ def _candidates(request: PlanRequest, hosts: Sequence[str]) -> list[placing.Host
                 load=probe.cpu_usage if probe else 0.0,
                 labels={**document.metadata.labels, **spec.labels},
                 custom=dict(probe.custom) if probe else {},
+                tier=spec.effective_tier,
             )
         )
     return candidates
@@ -61,6 +79,8 @@ def place_vms(
     deposing: frozenset[ResourceKey] = frozenset(),
     *,
     details: list[str] | None = None,
+    notes: dict[ResourceKey, str] | None = None,
+    instance_types: dict[ResourceKey, str] | None = None,
 ) -> dict[ResourceKey, str]:
     """Where every desired VM goes: its current host while it still fits there, else the policy's choice. The
     old VM of a create-first replacement (``deposing``) is a record outside the manifests: it keeps its share."""
@@ -111,6 +131,12 @@ def place_vms(
             failed.append(unplaced.Unplaced(str(key), decision.reasons, beside))
         else:
             placements[key] = decision.host
+            if instance_types is not None and decision.instance_type:
+                instance_types[key] = decision.instance_type
+            if notes is not None and (decision.instance_type or decision.reason):
+                # What the plan says beside a VM that goes to a cloud host: its instance type, and why there.
+                words = [f"instance type {decision.instance_type}"] if decision.instance_type else []
+                notes[key] = "; ".join([*words, *([decision.reason] if decision.reason else [])])
     if failed:
         problems += unplaced.brief(failed)
         details += unplaced.every_host(failed)

@@ -65,7 +65,11 @@ def _plan_with_specs(
     hosts = sorted(key.name for key in request.documents if key.kind is Kind.HOST)
     spans = spans_of(request, hosts)
     details: list[str] = []
-    placements = place_vms(request, own, hosts, problems, deposing, details=details)
+    notes: dict[ResourceKey, str] = {}
+    instance_types: dict[ResourceKey, str] = {}
+    placements = place_vms(
+        request, own, hosts, problems, deposing, details=details, notes=notes, instance_types=instance_types
+    )
     leases = lease_addresses(request, own, problems, deposing)
     disk_datastores = disk_datastores_of(request.documents, spans, placements, problems)
     specs: dict[ResourceKey, dict[str, Any]] = {}  # filled in by resource_changes, read by the reconcilers' actions
@@ -81,8 +85,9 @@ def _plan_with_specs(
         specs=specs,
         incarnations=(incarnations := incarnations_of(own, deposing)),
         macs=mac_addresses(request, own, incarnations, deposing, problems),
+        instance_types=instance_types,
     )
-    changes, drift, warnings = resource_changes(request, own, ctx, problems, specs, deposing=deposing)
+    changes, drift, warnings = resource_changes(request, own, ctx, problems, specs, deposing=deposing, notes=notes)
     replaced = {c.key for c in changes if c.type is ChangeType.REPLACE}
     wanted = created_first(changes, request) - deposing - refused
     stale = deposing - replaced

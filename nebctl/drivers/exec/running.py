@@ -170,6 +170,9 @@ def run_program(  # noqa: PLR0912, PLR0915 - one process's life: start, feed, wa
         raise PermanentError(f"{label}: program {argv[0]} cannot be started: {error}") from error
 
     assert process.stdin is not None
+    # Recorded while it runs: if nebctl dies now, the program lives on in its session, and the next nebctl
+    # ends it. (Killed below once the call is over, its group is ours to forget.)
+    token = context.programs.started(process.pid, f"{label}: {argv[0]}") if context.programs else None
     collector = _Collector(process, label=label, log=log, max_stdout=max_stdout)
     writer = threading.Thread(target=_write_stdin, args=(process.stdin, stdin), daemon=True)
     writer.start()
@@ -204,6 +207,8 @@ def run_program(  # noqa: PLR0912, PLR0915 - one process's life: start, feed, wa
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+        if context.programs is not None:
+            context.programs.ended(token)
     duration = time.monotonic() - started
     if collector.overflow:
         raise PermanentError(f"{label}: program {argv[0]} wrote more than {max_stdout} bytes on stdout; killed it")

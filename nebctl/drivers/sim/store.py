@@ -87,7 +87,8 @@ class Store:
         self.path = path
         self._busy_timeout = busy_timeout
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Each connection with the thread that opened it: a thread that is gone leaves its connection behind.
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -119,7 +120,16 @@ class Store:
         connection.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
         self._local.connection = connection
         with self._lock:
-            self._connections.append(connection)
+            # Threads come and go (a probe pool per observation, an executor per apply): the connections of
+            # those that ended are closed here, or a long-running service would keep one per thread it ever had.
+            kept = []
+            for thread, other in self._connections:
+                if thread.is_alive():
+                    kept.append((thread, other))
+                else:
+                    other.close()
+            kept.append((threading.current_thread(), connection))
+            self._connections = kept
         return connection
 
     @contextlib.contextmanager
@@ -152,6 +162,6 @@ class Store:
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, []
-        for connection in connections:
+        for _thread, connection in connections:
             connection.close()
         self._local = threading.local()

@@ -10,6 +10,7 @@ located by this reader.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -27,37 +28,56 @@ def read_yaml(
     text: str, filename: str, *, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[list[RawDocument], list[Diagnostic]]:
     """Parse YAML text into plain documents with positions; empty documents (``---`` alone) are dropped."""
+    documents: list[RawDocument] = []
+    diagnostics: list[Diagnostic] = []
+    for item in iter_yaml(text, filename, limits=limits):
+        if isinstance(item, Diagnostic):
+            diagnostics.append(item)
+        else:
+            documents.append(item)
+    return documents, diagnostics
+
+
+def iter_yaml(text: str, filename: str, *, limits: Limits = DEFAULT_LIMITS) -> Iterator[RawDocument | Diagnostic]:
+    """``read_yaml`` one document (or problem) at a time, in file order: a caller that has seen enough
+    problems stops reading, and the rest of the file is never composed (composing is most of the cost)."""
     start = SourceLocation(filename, 1, 1)
     if limits.exceeds_file_size(text):
-        return [], [limits.file_too_large(filename)]
+        yield limits.file_too_large(filename)
+        return
     yaml = YAML(typ="safe", pure=True)
     yaml.Scanner = type("Scanner", (_FlowDepthLimitedScanner,), {"max_flow_depth": limits.max_depth})
     builder = _Builder(yaml, filename, limits)
-    documents: list[RawDocument] = []
-    diagnostics: list[Diagnostic] = []
+    found = False
     try:
         for root in yaml.compose_all(io.StringIO(text)):
             if root is None or (isinstance(root, ScalarNode) and root.tag == YAML_TAG + "null"):
                 continue
+            found = True
             try:
-                documents.append(builder.build(root))
+                document = builder.build(root)
             except _DocumentError as error:
-                diagnostics.append(Diagnostic(error.location, None, error.message))
+                yield Diagnostic(error.location, None, error.message)
+            else:
+                yield document
     except MarkedYAMLError as error:
         # The parser cannot resynchronise after a syntax error: the documents before it are still checked.
-        diagnostics.append(_yaml_error(error, filename))
+        found = True
+        yield _yaml_error(error, filename)
     except ReaderError as error:
+        found = True
         where = _text_location(text, error.position, filename)
-        diagnostics.append(
-            Diagnostic(where, None, f"invalid YAML: character U+{error.character:04X} is not allowed ({error.reason})")
+        yield Diagnostic(
+            where, None, f"invalid YAML: character U+{error.character:04X} is not allowed ({error.reason})"
         )
     except YAMLError as error:
-        diagnostics.append(Diagnostic(start, None, f"invalid YAML: {error}"))
+        found = True
+        yield Diagnostic(start, None, f"invalid YAML: {error}")
     except RecursionError:
-        diagnostics.append(Diagnostic(start, None, "invalid YAML: nesting too deep to read"))
-    if not documents and not diagnostics:
-        diagnostics.append(Diagnostic(start, None, "no manifest in this file (it is empty)"))
-    return documents, diagnostics
+        found = True
+        yield Diagnostic(start, None, "invalid YAML: nesting too deep to read")
+    if not found:
+        yield Diagnostic(start, None, "no manifest in this file (it is empty)")
 
 
 class _DocumentError(Exception):

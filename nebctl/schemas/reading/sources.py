@@ -48,6 +48,10 @@ def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], li
             for file in found:
                 if os.path.isfile(file):
                     add(file)
+                elif os.path.exists(file):
+                    # A FIFO, a device (a link to /dev/zero...), a socket or a directory named *.yaml: opening
+                    # one could block or never end, so it is not read at all.
+                    diagnostics.append(Diagnostic(None, None, f"{file}: not a regular file"))
                 else:
                     diagnostics.append(Diagnostic(None, None, f"{file}: broken symbolic link"))
         elif os.path.isfile(path):

@@ -229,3 +229,30 @@ def test_sim_commands_set_faults_and_report_errors(tmp_path: Path) -> None:
     assert "no simulated host 'nowhere'" in missing.output
     shown = runner.invoke(main, ["--config", str(config), "sim", "show", "-o", "json"])
     assert json.loads(shown.output)["hosts"]["kvm1"]["cpus"] == 4
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    """A service observes through a new probe pool each time: the fleet file must not keep a connection for
+    every thread that ever read it (that was a leak of about 1 MiB per resync)."""
+    from nebctl.drivers.sim.store import Store
+
+    store = Store(tmp_path / "sim.db")
+    opened = []
+
+    def read() -> None:
+        connection = store.read()
+        connection.execute("SELECT 1").fetchone()
+        opened.append(connection)
+
+    for _ in range(50):
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+    read()
+    # This thread's connection stays, and the last ended thread's until the next new connection; the others
+    # are closed.
+    assert len(store._connections) <= 2
+    with pytest.raises(Exception, match="closed"):
+        opened[0].execute("SELECT 1")
+    assert opened[-1].execute("SELECT 1").fetchone() == (1,)
+    store.close()

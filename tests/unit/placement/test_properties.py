@@ -104,7 +104,7 @@ def reference(requests: Sequence[PlacementRequest], hosts: Sequence[HostCandidat
             for name in expressions.parse(r.placement.requirements).names
         )
         allowed = fixed == h.name if fixed else (dynamic or holds(r.placement.requirements, h))
-        if allowed and fits(h, r, 0):
+        if allowed and (not h.online or fits(h, r, 0)):  # an offline host keeps its VMs, whatever it reports
             allocate(h, r, 0)
             result[r.vm] = h.name
     for r in sorted(requests, key=lambda r: r.vm):
@@ -226,6 +226,8 @@ def test_no_host_is_over_allocated(hosts: list[HostCandidate], requests: list[Pl
         memory = math.floor((h.memory - h.reserved_memory) * h.overcommit_memory) - h.allocated_memory
         if not mine:
             continue  # a host over-allocated before the plan stays so, but gets nothing more
+        if not h.online:
+            continue  # an offline host reports no usable capacity: its VMs stay on it, unknown
         assert sum(r.vcpu for r in mine) <= cpu + 1e-9
         assert sum(r.memory for r in mine) <= memory
         if h.disk_free is not None:

@@ -220,6 +220,12 @@ CASES = [
         {"x": "a"},
     ),
     (
+        "a VM stays on an offline host that reports no capacity (it is waited for, not evacuated)",
+        [host("a", online=False, cpus=0, memory="0"), host("b")],
+        [vm("x", current="a", requirements="name == 'a'"), vm("y", current="a")],
+        {"x": "a", "y": "a"},
+    ),
+    (
         "a VM whose requirements no longer hold moves",
         [host("a", labels={"zone": "a"}), host("b", labels={"zone": "b"})],
         [vm("x", current="a", requirements="labels.zone == 'b'")],

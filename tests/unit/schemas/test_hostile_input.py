@@ -193,3 +193,72 @@ def test_huge_integer_is_an_error_not_a_crash() -> None:
         "apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {name: a}\nspec: {memory: " + "9" * 5000 + "}\n"
     )
     assert found[0].startswith("h.yaml:4:16: invalid int value: Exceeds the limit (4300 digits)")
+
+
+def test_fifo_and_link_to_a_device_in_a_directory_are_not_regular_files(tmp_path: Path) -> None:
+    (tmp_path / "ds.yaml").write_text("apiVersion: nebctl/v1\nkind: Datastore\nmetadata: {name: d}\nspec: {path: /d}\n")
+    os.mkfifo(tmp_path / "pipe.yaml")
+    os.symlink("/dev/zero", tmp_path / "zero.yaml")
+    os.symlink(tmp_path / "gone.yaml", tmp_path / "broken.yaml")
+    with pytest.raises(ManifestError) as caught:
+        load_paths([tmp_path])
+    assert [str(d) for d in caught.value.diagnostics] == [
+        f"{tmp_path / 'broken.yaml'}: broken symbolic link",
+        f"{tmp_path / 'pipe.yaml'}: not a regular file",
+        f"{tmp_path / 'zero.yaml'}: not a regular file",
+    ]
+
+
+def network(name: str, kind: str = "Network") -> str:
+    spec = "spec: {mode: isolated, cidr: 10.0.0.0/24}\n"
+    return f"apiVersion: nebctl/v1\nkind: {kind}\nmetadata: {{name: '{name}'}}\n{spec}"
+
+
+def test_look_alike_letters_in_names_and_kinds_are_escaped_and_named() -> None:
+    # "w", CYRILLIC SMALL LETTER IE, "b-1": looks like web-1; "Netw", CYRILLIC SMALL LETTER O, "rk".
+    assert messages(network("w\u0435b-1")) == [
+        "h.yaml:3:18: Network/w\\u0435b-1: metadata.name: invalid name 'w\\u0435b-1': the name contains a non-ASCII "
+        "character, U+0435 (CYRILLIC SMALL LETTER IE); use lower-case letters, digits and '-', starting and ending "
+        "with a letter or digit"
+    ]
+    assert messages(network("web-1", kind="Netw\u043erk")) == [
+        "h.yaml:2:7: unknown kind 'Netw\\u043erk': the kind contains a non-ASCII character, U+043E (CYRILLIC SMALL "
+        "LETTER O); did you mean 'Network'?"
+    ]
+    for line in messages(network("w\u0435b-1") + "---\n" + network("a", kind="Netw\u043erk")):
+        assert line.isascii(), line
+
+
+def test_a_flood_of_invalid_documents_stops_at_the_limit_and_says_what_was_left() -> None:
+    broken = "".join(f"---\n{network(f'N{i}')}" for i in range(500))
+    # Past the limit, even a document that would give its own distinctive problem is not read.
+    text = broken + "---\napiVersion: nebctl/v1\nkind: Unheard\nmetadata: {name: x}\n"
+    found = messages(text, limits=Limits(max_problems_per_file=7))
+    lines = text.count("\n")
+    assert found == [
+        *(
+            f"h.yaml:{5 * i + 4}:18: Network/N{i}: metadata.name: invalid name 'N{i}': use lower-case letters, "
+            "digits and '-', starting and ending with a letter or digit"
+            for i in range(7)
+        ),
+        f"h.yaml:34:1: stopped reading this file after 7 problems: lines 35 to {lines} were not checked",
+    ]
+
+
+def test_the_total_limit_stops_before_the_files_left(tmp_path: Path) -> None:
+    for index in range(5):
+        (tmp_path / f"f{index}.yaml").write_text(network(f"N{index}") + "---\n" + network(f"M{index}"))
+    with pytest.raises(ManifestError) as caught:
+        load_paths([tmp_path], limits=Limits(max_problems_per_file=10, max_problems=3))
+    found = [str(d) for d in caught.value.diagnostics]
+    assert caught.value.complete is False
+    # f0.yaml gives two problems; f1.yaml may give one more, and stops there; f2 to f4 are not read.
+    subjects = [line.split(": ")[1] for line in found]
+    assert subjects == [
+        "Network/N0",
+        "Network/M0",
+        "Network/N1",
+        "stopped reading this file after 1 problems",
+        "3 more files not checked",
+    ]
+    assert found[-1] == "stopped after 4 problems: 3 more files not checked"

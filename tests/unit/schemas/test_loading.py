@@ -83,8 +83,10 @@ spec:
     with pytest.raises(ManifestError) as caught:
         load_text(text)
     assert [str(d) for d in caught.value.diagnostics] == [
-        "<text>:5:15: VirtualMachine/a: unknown field 'vcpu'; expected one of: host, requirements, rank, policy",
-        "<text>:5:24: VirtualMachine/a: unknown field 'memory'; expected one of: host, requirements, rank, policy",
+        "<text>:5:15: VirtualMachine/a: unknown field 'vcpu'; expected one of: host, requirements, rank, policy,"
+        " burst, instanceType",
+        "<text>:5:24: VirtualMachine/a: unknown field 'memory'; expected one of: host, requirements, rank, policy,"
+        " burst, instanceType",
     ]
     (vm,) = load_text(text.replace(", *small]", "]")).of_kind(Kind.VIRTUAL_MACHINE)
     assert isinstance(vm, VirtualMachine)

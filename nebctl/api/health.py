@@ -1,0 +1,27 @@
+"""``/healthz`` (the process serves), ``/readyz`` (the database answers and the manifests were loaded) and
+``/metrics`` (Prometheus text format): what load balancers, orchestrators and Prometheus poll."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+router = APIRouter()
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    ready, checks = request.app.state.service.ready()
+    return JSONResponse({"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    return Response(request.app.state.service.metrics.render(), media_type=PROMETHEUS_TEXT)

@@ -1,0 +1,46 @@
+"""Store operations of the service: stack status (a sync request survives a status write), requests taken once,
+resource health replaced per stack, and each apply's revision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from nebctl.core.keys import Kind
+from nebctl.database.records import ResourceHealthRecord, RevisionRecord, StackStatusRecord
+from nebctl.database.store import Store
+
+
+def test_sync_requests_are_taken_once(store: Store) -> None:
+    assert store.take_sync_requests() == []
+    store.request_sync("web")  # no status yet: the row is created, unknown
+    status = store.stack_status("web")
+    assert status is not None and status.sync_status == "unknown" and status.sync_requested_at is not None
+    store.save_stack_status(StackStatusRecord(stack="web", sync_status="synced", revision="abc"))
+    assert store.stack_status("web").sync_requested_at is not None  # type: ignore[union-attr]
+    assert store.take_sync_requests() == ["web"]
+    assert store.take_sync_requests() == []
+    after = store.stack_status("web")
+    assert after is not None and after.sync_status == "synced" and after.revision == "abc"
+
+
+def test_resource_health_is_replaced_per_stack(store: Store) -> None:
+    def health(name: str, stack: str, value: str) -> ResourceHealthRecord:
+        return ResourceHealthRecord(Kind.VIRTUAL_MACHINE, "default", name, stack, value)
+
+    later = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(seconds=18)
+    store.save_resource_health("a", [health("x", "a", "healthy"), health("y", "a", "degraded")])
+    store.save_resource_health("b", [health("z", "b", "unknown")])
+    store.save_resource_health(
+        "a", [ResourceHealthRecord(Kind.VIRTUAL_MACHINE, "default", "x", "a", "out of sync", "why", 2, later)]
+    )
+    rows = {(h.stack, h.name): (h.health, h.failures, h.next_attempt_at) for h in store.list_resource_health()}
+    assert rows == {("a", "x"): ("out of sync", 2, later), ("b", "z"): ("unknown", 0, None)}
+
+
+def test_apply_revision(store: Store) -> None:
+    apply_id = store.begin_apply(stack="web", revision="0123456789ab", plan={}, holder="t")
+    revision = RevisionRecord("0123456789abcdef", "Ada <ada@example.org>", "Subject", True, "file:///r")
+    store.record_revision(apply_id, revision)
+    assert store.apply_revision(apply_id) == revision
+    assert store.apply_revision(apply_id + 1) is None
+    assert revision.label == "0123456789ab-dirty"
