@@ -6,6 +6,7 @@ next), at chosen times; the hours and costs expected are worked out by hand in t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ from nebctl.accounting.usage import GROUPINGS, clip, month_period
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import HostSampleRecord, Store, VMSampleRecord, engines, migrating
 from nebctl.database.engines import transaction
+from nebctl.database.records import HistoryRecord
 from tests.unit.accounting.test_properties import BOOK as PROPERTY_BOOK
 from tests.unit.accounting.test_properties import LABELS as PROPERTY_LABELS
 from tests.unit.accounting.test_properties import MONTHS, NOW, build, vm_history
@@ -29,6 +31,26 @@ BOOK = PriceBook(Prices(0.02, 0.01, 0.001), (PriceOverride(host="kvm2", vcpu_hou
 
 def t(day: int, hour: int = 0, month: int = 5) -> datetime:
     return datetime(2024, month, day, hour, tzinfo=UTC)
+
+
+def store_histories(store: Store, records: Iterable[HistoryRecord]) -> None:
+    """Opens (and, where they ended, closes) the placement records ``records`` through the store."""
+    for record in records:
+        key = ResourceKey.of(Kind.VIRTUAL_MACHINE, record.name, record.namespace)
+        store.open_history(
+            key,
+            host=record.host,
+            vcpu=record.vcpu,
+            memory=record.memory,
+            disk=record.disk,
+            reason=record.reason,
+            stack=record.stack,
+            start=record.started_at,
+            state=record.state,
+            owner=record.owner,
+        )
+        if record.ended_at is not None:
+            store.close_history(key, reason="deleted", end=record.ended_at)
 
 
 def write_history(store: Store) -> None:
@@ -207,22 +229,7 @@ def test_random_histories_through_the_store(store: Store, histories) -> None:  #
         connection.execute(text("DELETE FROM accounting_history"))
         connection.execute(text("DELETE FROM showback"))
     expected = build(histories)
-    for record in expected:
-        key = ResourceKey.of(Kind.VIRTUAL_MACHINE, record.name, record.namespace)
-        store.open_history(
-            key,
-            host=record.host,
-            vcpu=record.vcpu,
-            memory=record.memory,
-            disk=record.disk,
-            reason=record.reason,
-            stack=record.stack,
-            start=record.started_at,
-            state=record.state,
-            owner=record.owner,
-        )
-        if record.ended_at is not None:
-            store.close_history(key, reason="deleted", end=record.ended_at)
+    store_histories(store, expected)
     stored = store.list_history()
     assert sorted((r.name, r.started_at, r.ended_at, r.host, r.state, r.owner) for r in stored) == sorted(
         (r.name, r.started_at, r.ended_at, r.host, r.state, r.owner) for r in expected

@@ -13,9 +13,8 @@ from sqlalchemy import text
 
 from nebctl.accounting.pricing import bills, price_month, price_spans, showback_key
 from nebctl.accounting.usage import GROUPINGS, clip, month_period
-from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import Store
-from tests.database.test_accounting import BOOK, write_history
+from tests.database.test_accounting import BOOK, store_histories, write_history
 from tests.unit.accounting.test_properties import BOOK as PROPERTY_BOOK
 from tests.unit.accounting.test_properties import LABELS as PROPERTY_LABELS
 from tests.unit.accounting.test_properties import MONTHS, NOW, build, vm_history
@@ -46,22 +45,7 @@ def test_crafted_history_prices_the_same(store: Store, month: str) -> None:
 def test_random_histories_price_the_same(store: Store, histories) -> None:  # type: ignore[no-untyped-def]
     with store.batch() as tx, tx._write() as connection:
         connection.execute(text("DELETE FROM accounting_history"))
-    for record in build(histories):
-        key = ResourceKey.of(Kind.VIRTUAL_MACHINE, record.name, record.namespace)
-        store.open_history(
-            key,
-            host=record.host,
-            vcpu=record.vcpu,
-            memory=record.memory,
-            disk=record.disk,
-            reason=record.reason,
-            stack=record.stack,
-            start=record.started_at,
-            state=record.state,
-            owner=record.owner,
-        )
-        if record.ended_at is not None:
-            store.close_history(key, reason="deleted", end=record.ended_at)
+    store_histories(store, build(histories))
     for month in MONTHS:
         rows = spans_rows(store, month, PROPERTY_BOOK, PROPERTY_LABELS, NOW)
         assert rows == reference(store, month, PROPERTY_BOOK, PROPERTY_LABELS, NOW)
