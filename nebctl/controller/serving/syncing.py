@@ -153,6 +153,9 @@ class StackSyncer:
     ) -> SyncResult:
         assert snapshot.documents is not None
         documents = snapshot.documents
+        # Until the lock is ours the stack is out of sync: a status still saying "synced" from the last apply
+        # would tell a reader waiting for convergence that this change is already done.
+        self._save_status(SyncStatus.OUT_OF_SYNC, revision, snapshot, message="changes to apply; waiting for the lock")
         try:
             lease = self.store.acquire_lock(
                 holder=f"nebctl serve (stack {self.stack})", timeout=self.serve.lock_wait, ttl=LOCK_TTL
@@ -172,6 +175,21 @@ class StackSyncer:
                     documents, PlanOptions(self.stack, prune=self.prune, excludes=frozenset(excluded))
                 )
             plan = planned.plan
+            if not plan.actions and self.store.last_unfinished_apply(self.stack) is None:
+                # Another writer applied the same change while this sync waited for the lock: an empty apply
+                # would only add a line to the history (and one a stop could catch half-recorded).
+                records = {r.key: r for r in self.store.list_resources(stack=self.stack)}
+                status = self._record(
+                    records,
+                    documents,
+                    revision,
+                    snapshot,
+                    excluded=excluded,
+                    drift={k: v for k, v in drift.items() if k in excluded},
+                    plan=plan,
+                )
+                self.metrics.sync_total.labels(self.stack, "in-sync").inc()
+                return SyncResult("in-sync", status)
             self.events.emit(
                 "sync.started",
                 f"sync of stack {self.stack} started ({reason}): {plan.summary}",

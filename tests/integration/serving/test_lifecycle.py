@@ -5,6 +5,7 @@ converges with no duplicate; a CLI apply waits for the service's turn and goes t
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 from tests.integration.serving.conftest import cleanup, make_workspace, vm_states
@@ -101,6 +102,16 @@ def test_a_cli_apply_waits_for_the_service_and_goes_through(tmp_path: Path, clea
     assert service.holder.endswith(f":{served.process.pid}") and not cli.holder.endswith(f":{served.process.pid}")
     assert service.finished_at is not None and cli.started_at >= service.finished_at  # it waited its turn
     assert f"vm-{VMS:02d}" in vm_states(workspace)
-    wait_for(lambda: served.status().get("sync_status") == "synced", timeout=60, what="synced")
+    # The service saw the edit too; its own sync of it must be recorded after the CLI's apply, not before.
+    assert cli.finished_at is not None
+
+    def synced_after_the_cli() -> bool:
+        status = served.status()
+        at = status.get("last_sync_at")
+        return status.get("sync_status") == "synced" and at is not None and datetime.fromisoformat(at) > cli.finished_at
+
+    wait_for(synced_after_the_cli, timeout=60, what="the service's sync after the CLI's apply")
     assert served.terminate() == 0
     assert audit(workspace) == []
+    with workspace.store() as store:
+        assert len(store.list_applies(stack=workspace.stack)) == len(applies)  # nothing left to do: no empty apply
