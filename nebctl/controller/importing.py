@@ -46,6 +46,15 @@ def find_vm(
     raise AdoptionError(f"no VM with id or name {identifier!r} on {where}")
 
 
+def adopted_nics(key: ResourceKey, nics: list[dict[str, Any]], macs: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    """The manifest's NICs as the live VM has them: each keeps the MAC it has (matched by position), so the
+    plan keeps it too; a NIC the VM lacks is left out, so the next plan adds it (with a MAC of its own). A
+    driver that cannot tell the MACs (``macs`` None) leaves every NIC, with the MAC nebctl would derive."""
+    if macs is None:
+        return [{**nic, "mac": mac_address(key, index)} for index, nic in enumerate(nics)]
+    return [{**nic, "mac": mac} for nic, mac in zip(nics, macs, strict=False)]
+
+
 def adopted_record(
     key: ResourceKey,
     *,
@@ -67,8 +76,7 @@ def adopted_record(
     if isinstance(document, VirtualMachine):
         # The manifest says what the VM is: take it as applied, with what monitoring measured laid over it.
         applied = spec_document(document)
-        for index, nic in enumerate(applied["nics"]):
-            nic["mac"] = mac_address(key, index)
+        applied["nics"] = adopted_nics(key, applied["nics"], status.macs)
     else:
         applied = {"disks": [], "nics": [], "dependsOn": [], "cloudInit": None}
     applied["host"] = host

@@ -202,6 +202,9 @@ class VMStatus:
     net_rx: int = 0
     net_tx: int = 0
     owner: Ownership | None = None
+    # The MAC of each of its NICs, in the order of its definition: what ``nebctl import`` records of a VM
+    # nebctl did not create, so its NICs keep their addresses. None: the driver cannot tell.
+    macs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -233,3 +233,48 @@ def test_lifecycle_events_from_the_daemon(drivers: Drivers, qemu_env: QemuEnv, p
         drivers.virt.undeploy(host, vm.uuid)
         for nic in vm.nics:
             drivers.network.clean(host, vm.uuid, nic)
+
+
+def test_an_imported_domain_keeps_the_mac_its_nic_has(drivers: Drivers, qemu_env: QemuEnv, prefix: str) -> None:
+    """A domain defined outside nebctl, with a MAC nebctl would never derive, adopted as a VM whose manifest
+    gives it two NICs: the record keeps the domain's MAC (read from the real daemon by the probe ``import``
+    makes) and leaves out the NIC the domain lacks, for the next plan to add."""
+    from nebctl.controller.importing import adopted_record, find_vm
+    from nebctl.core.keys import Kind, ResourceKey
+    from nebctl.core.settings import Settings
+    from nebctl.drivers.registry import build_registry
+    from nebctl.schemas.loading import load_text
+
+    name, live_mac = f"{prefix}-legacy", f"52:54:00:9a:{qemu_env.subnet:02x}:77"
+    domain = (
+        f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64'>hvm</type></os><devices>"
+        f"<interface type='network'><mac address='{live_mac}'/><source network='{qemu_env.network}'/></interface>"
+        "</devices></domain>"
+    )
+    manifest = (
+        "apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {name: legacy}\n"
+        "spec: {vcpu: 1, memory: 128Mi, nics: [{network: lan}, {network: backend}]}\n"
+        + "".join(
+            f"---\napiVersion: nebctl/v1\nkind: Network\nmetadata: {{name: {net}}}\nspec: {{mode: isolated, "
+            f"cidr: 10.{n}.0.0/24}}\n"
+            for n, net in ((7, "lan"), (8, "backend"))
+        )
+    )
+    key = ResourceKey.of(Kind.VIRTUAL_MACHINE, "legacy")
+    definition = Path(os.environ.get("TMPDIR", "/tmp")) / f"{name}.xml"
+    definition.write_text(domain)
+    registry = build_registry(Settings())
+    try:
+        virsh("define", str(definition))
+        where, status = find_vm(name, {"local": (qemu_env.host, None)}, registry)
+        record = adopted_record(
+            key, stack="s", host=where, status=status, document=load_text(manifest).documents[key], existing=None
+        )
+    finally:
+        registry.close()
+        virsh("undefine", name, check=False)
+        definition.unlink()
+    assert status.macs == (live_mac,)
+    assert record.applied is not None
+    assert [(nic["network"], nic["mac"]) for nic in record.applied["nics"]] == [("lan", live_mac)]

@@ -75,7 +75,8 @@ def status(vm):
     running = vm["state"] == "running"
     return {"uuid": vm["uuid"], "name": vm["name"], "state": vm["state"], "vcpu": vm["vcpu"],
             "memory": vm["memory"], "cpu_usage": 0.1 * vm["vcpu"] if running else 0.0,
-            "memory_used": vm["memory"] // 2 if running else 0, "owner": vm.get("owner")}
+            "memory_used": vm["memory"] // 2 if running else 0, "owner": vm.get("owner"),
+            "macs": vm.get("macs", [])}
 
 
 def the_vm(state, uuid):
@@ -102,7 +103,7 @@ def virtualization(action, state, resource, arguments):
             log("INFO", f"defined VM {resource['name']}")
         if vm["state"] == "stopped" or "name" not in vm:
             vm.update(name=resource["name"], vcpu=resource["vcpu"], memory=resource["memory"],
-                      owner=resource.get("owner"))
+                      owner=resource.get("owner"), macs=[nic["mac"] for nic in resource.get("nics") or []])
         if arguments.get("start", True) and vm["state"] != "running":
             vm["state"] = "running"
             log("INFO", f"started VM {vm['name']}")

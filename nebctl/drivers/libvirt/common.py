@@ -7,6 +7,7 @@ Only the libvirt driver package imports libvirt; this module is its foundation.
 from __future__ import annotations
 
 import contextlib
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any, ClassVar, Self
 
@@ -14,7 +15,7 @@ import libvirt
 
 from nebctl.drivers.libvirt.connections import Connections, default_connections
 from nebctl.drivers.libvirt.failures import error_code
-from nebctl.drivers.libvirt.xmlbuild.base import OWNER_NAMESPACE, OwnerElement
+from nebctl.drivers.libvirt.xmlbuild.base import OwnerElement
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import HostRef, Ownership
 
@@ -78,14 +79,15 @@ class _Ignoring(contextlib.AbstractContextManager[None]):
         return isinstance(error, libvirt.libvirtError) and error_code(error) in self.codes
 
 
-def domain_owner(domain: libvirt.virDomain) -> Ownership | None:
-    try:
-        text = domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, OWNER_NAMESPACE, 0)
-    except libvirt.libvirtError as error:
-        if error_code(error) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
-            return None
-        raise
-    return OwnerElement.parse_text(text)
+def domain_facts(domain: libvirt.virDomain) -> tuple[Ownership | None, tuple[str, ...]]:
+    """What a domain's definition says that its stats do not: its owner and the MAC of each NIC, in order.
+    One round trip (the XML), read once per domain by the monitoring driver: neither changes until the
+    domain is defined again."""
+    document = ET.fromstring(domain.XMLDesc(0))
+    macs = tuple(
+        str(mac.get("address")).lower() for mac in document.findall("./devices/interface/mac") if mac.get("address")
+    )
+    return OwnerElement.parse(document), macs
 
 
 # --- states ----------------------------------------------------------------------------------------------

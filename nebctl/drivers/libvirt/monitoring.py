@@ -19,7 +19,7 @@ import libvirt
 
 from nebctl.core.families import Family
 from nebctl.drivers.errors import DriverError
-from nebctl.drivers.libvirt.common import LibvirtDriverBase, domain_owner, live_state
+from nebctl.drivers.libvirt.common import LibvirtDriverBase, domain_facts, live_state
 from nebctl.drivers.libvirt.connections import Connections
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostProbe, HostRef, Ownership, VMStatus
@@ -76,7 +76,8 @@ class LibvirtMonitoring(LibvirtDriverBase):
         self._lock = threading.Lock()
         self._host_cpu: dict[str, tuple[int, int]] = {}  # uri -> (busy ns, total ns)
         self._vm_cpu: dict[tuple[str, str], tuple[int, float]] = {}  # (uri, uuid) -> (cpu ns, monotonic s)
-        self._owners: dict[tuple[str, str], Ownership | None] = {}
+        # (uri, uuid) -> the domain's owner and NIC MACs, read once per domain (``domain_facts``)
+        self._facts: dict[tuple[str, str], tuple[Ownership | None, tuple[str, ...]]] = {}
 
     # --- hosts --------------------------------------------------------------------------------------------
 
@@ -136,7 +137,7 @@ class LibvirtMonitoring(LibvirtDriverBase):
             alive = {(host.uri, status.uuid) for status in statuses}
             for key in [key for key in self._vm_cpu if key[0] == host.uri and key not in alive]:
                 del self._vm_cpu[key]
-                self._owners.pop(key, None)
+                self._facts.pop(key, None)
         return statuses
 
     def _vm_status(self, uri: str, domain: libvirt.virDomain, stats: Mapping[str, int], now: float) -> VMStatus:
@@ -154,16 +155,16 @@ class LibvirtMonitoring(LibvirtDriverBase):
         with self._lock:
             previous = self._vm_cpu.get(key)
             self._vm_cpu[key] = (cpu_time, now)
-            owner_known = key in self._owners
-            owner = self._owners.get(key)
+            facts = self._facts.get(key)
         usage = 0.0
         if previous is not None and now > previous[1] and cpu_time >= previous[0]:
             usage = (cpu_time - previous[0]) / 1e9 / (now - previous[1])
-        if not owner_known:
-            # The owner is written at define time and does not change: read it once per domain.
-            owner = domain_owner(domain)
+        if facts is None:
+            # The owner and the NICs are written at define time and do not change: read once per domain.
+            facts = domain_facts(domain)
             with self._lock:
-                self._owners[key] = owner
+                self._facts[key] = facts
+        owner, macs = facts
         running = state in (VMLiveState.RUNNING, VMLiveState.SUSPENDED)
         return VMStatus(
             uuid=uuid,
@@ -178,6 +179,7 @@ class LibvirtMonitoring(LibvirtDriverBase):
             net_rx=_sum(stats, "net", "net.count", "rx.bytes"),
             net_tx=_sum(stats, "net", "net.count", "tx.bytes"),
             owner=owner,
+            macs=macs,
         )
 
     # --- events -------------------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ class LibvirtMonitoring(LibvirtDriverBase):
 
         def deliver(uuid: str, event: int, _detail: int) -> None:
             with self._lock:
-                self._owners.pop((host.uri, uuid), None)  # a redefinition may carry a new owner
+                self._facts.pop((host.uri, uuid), None)  # a redefinition may carry a new owner or NICs
             callback(uuid, LIFECYCLE_EVENTS.get(event, str(event)))
 
         if not self.connections.subscribe(host.uri, deliver):

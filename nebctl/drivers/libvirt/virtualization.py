@@ -22,7 +22,7 @@ from nebctl.core.families import Family
 from nebctl.drivers import context
 from nebctl.drivers.errors import ConflictError, PermanentError, TemporaryError
 from nebctl.drivers.libvirt import images, migration, seeds
-from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, domain_owner, ignoring, live_state
+from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, domain_facts, ignoring, live_state
 from nebctl.drivers.libvirt.connections import Connections
 from nebctl.drivers.libvirt.failures import error_code
 from nebctl.drivers.libvirt.xmlbuild.domains import CdromElement, DomainElement
@@ -86,6 +86,7 @@ def guest_type(capabilities: str, wanted: str = "auto") -> tuple[str, str]:
 def domain_status(domain: libvirt.virDomain) -> VMStatus:
     state, reason = domain.state(0)
     _state, max_memory, memory, vcpus, _cpu_time = domain.info()
+    owner, macs = domain_facts(domain)
     return VMStatus(
         uuid=domain.UUIDString(),
         name=domain.name(),
@@ -93,7 +94,8 @@ def domain_status(domain: libvirt.virDomain) -> VMStatus:
         vcpu=int(vcpus),
         memory=int(max_memory) * KIB,
         memory_used=int(memory) * KIB if state == libvirt.VIR_DOMAIN_RUNNING else 0,
-        owner=domain_owner(domain),
+        owner=owner,
+        macs=macs,
     )
 
 
@@ -111,6 +113,7 @@ def deployed_status(vm: VMDefinition, *, running: bool) -> VMStatus:
         memory=memory,
         memory_used=memory if running else 0,
         owner=vm.owner,
+        macs=tuple(nic.mac.lower() for nic in vm.nics),
     )
 
 

@@ -45,6 +45,11 @@ def _definition(vm: VMDefinition) -> str:
     return json.dumps(payload)
 
 
+def _macs(vm: VMDefinition) -> str:
+    """The MACs of the VM's NICs as the fleet keeps them (and ``SimFleet.status`` reads them back)."""
+    return ",".join(nic.mac for nic in vm.nics)
+
+
 class SimVirtualization(SimDriver):
     family: ClassVar[Family] = Family.VIRTUALIZATION
     capabilities: ClassVar[frozenset[str]] = frozenset(
@@ -55,9 +60,10 @@ class SimVirtualization(SimDriver):
     def deploy(self, host: HostRef, vm: VMDefinition, *, start: bool = True) -> VMStatus:
         name, _ = self.fleet.enter("virtualization.deploy", host)
         now = self.fleet.clock()
+        macs = _macs(vm)
         with self.fleet.write() as connection:
             row = connection.execute(
-                "SELECT host, state, started, vcpu, memory FROM vms WHERE uuid = ?", (vm.uuid,)
+                "SELECT host, state, started, vcpu, memory, macs FROM vms WHERE uuid = ?", (vm.uuid,)
             ).fetchone()
             if row is not None and row[0] != name:
                 raise ConflictError(f"VM {vm.name} ({vm.uuid}) is on host {row[0]}, not {name}", driver="sim")
@@ -69,25 +75,27 @@ class SimVirtualization(SimDriver):
             if row is None:
                 state, started = (RUNNING, now) if start else (STOPPED, None)
                 connection.execute(
-                    "INSERT INTO vms (uuid, host, name, state, vcpu, memory, definition, owner, started, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO vms (uuid, host, name, state, vcpu, memory, definition, owner, started, created, "
+                    "macs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (vm.uuid, name, vm.name, state, vm.vcpu, vm.memory, _definition(vm), owner_json(vm.owner),
-                     started, now),
+                     started, now, macs),
                 )  # fmt: skip
                 vcpu, memory = vm.vcpu, vm.memory
             else:
-                _, state, started, vcpu, memory = row
+                _, state, started, vcpu, memory, kept = row
                 if state == STOPPED:
                     # A stopped VM takes the new definition; a running one keeps its own until restarted.
                     vcpu, memory = vm.vcpu, vm.memory
                     connection.execute(
-                        "UPDATE vms SET vcpu = ?, memory = ?, definition = ?, owner = ? WHERE uuid = ?",
-                        (vcpu, memory, _definition(vm), owner_json(vm.owner), vm.uuid),
+                        "UPDATE vms SET vcpu = ?, memory = ?, definition = ?, owner = ?, macs = ? WHERE uuid = ?",
+                        (vcpu, memory, _definition(vm), owner_json(vm.owner), macs, vm.uuid),
                     )
+                else:
+                    macs = kept
                 if start and state != RUNNING:
                     state, started = RUNNING, now
                     connection.execute("UPDATE vms SET state = ?, started = ? WHERE uuid = ?", (state, now, vm.uuid))
-        return self.fleet.status((vm.uuid, vm.name, state, vcpu, memory, owner_json(vm.owner), started), now)
+        return self.fleet.status((vm.uuid, vm.name, state, vcpu, memory, owner_json(vm.owner), started, macs), now)
 
     def _transition(
         self, action: str, host: HostRef, uuid: str, moves: dict[str, str], *, restart: bool = False
@@ -158,7 +166,7 @@ class SimVirtualization(SimDriver):
                 connection.execute(
                     "UPDATE vms SET host = ?, started = ? WHERE uuid = ?", (target_name, started, vm.uuid)
                 )
-                row = (*row[:7], started)
+                row = (*row[:7], started, *row[8:])
         return self.fleet.status(row[1:], now)
 
     @edge

@@ -95,7 +95,7 @@ def owner_from(text: str | None) -> Ownership | None:
 
 
 # The VM columns every status is built from, in this order.
-VM_COLUMNS = "uuid, name, state, vcpu, memory, owner, started"
+VM_COLUMNS = "uuid, name, state, vcpu, memory, owner, started, macs"
 
 
 class SimFleet:
@@ -144,7 +144,7 @@ class SimFleet:
         suffer(self.store.read(), self.rng, action=action, host="")
 
     def status(self, row: tuple[Any, ...], now: float) -> VMStatus:
-        uuid, name, state, vcpu, memory, owner, started = row
+        uuid, name, state, vcpu, memory, owner, started, macs = row
         usage = vm_usage(seed=self.seed, uuid=uuid, state=state, vcpu=vcpu, memory=memory, started=started, now=now)
         return VMStatus(
             uuid=uuid,
@@ -159,6 +159,7 @@ class SimFleet:
             net_rx=usage.net_rx,
             net_tx=usage.net_tx,
             owner=owner_from(owner),
+            macs=tuple(macs.split(",")) if macs else (),
         )
 
     @contextmanager

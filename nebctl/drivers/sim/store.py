@@ -10,6 +10,7 @@ upgrade from reading to writing.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from nebctl.drivers.errors import PermanentError, TemporaryError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: vms.macs, the MACs of each VM's NICs (comma-separated), which its status reports
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,7 +29,7 @@ CREATE TABLE IF NOT EXISTS hosts (
 CREATE TABLE IF NOT EXISTS vms (
     uuid TEXT PRIMARY KEY, host TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
     vcpu INTEGER NOT NULL, memory INTEGER NOT NULL, definition TEXT NOT NULL, owner TEXT,
-    started REAL, created REAL NOT NULL
+    started REAL, created REAL NOT NULL, macs TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS vms_by_host ON vms (host, name);
 CREATE TABLE IF NOT EXISTS datastores (
@@ -72,6 +73,29 @@ CREATE TABLE IF NOT EXISTS hook_runs (
 """
 
 
+def _upgrade(connection: sqlite3.Connection) -> None:
+    """Bring a fleet file an older nebctl wrote up to ``SCHEMA_VERSION`` (a new file is created at 1 and goes
+    through the same steps, so there is one path)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0])
+        if version < 2:
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(vms)")}
+            if "macs" not in columns:
+                connection.execute("ALTER TABLE vms ADD COLUMN macs TEXT NOT NULL DEFAULT ''")
+            # Each VM's MACs, from the definition it was deployed with (its NICs, in order).
+            for uuid, definition in connection.execute("SELECT uuid, definition FROM vms").fetchall():
+                nics = json.loads(definition).get("nics") or []
+                connection.execute(
+                    "UPDATE vms SET macs = ? WHERE uuid = ?", (",".join(str(nic["mac"]) for nic in nics), uuid)
+                )
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
 def _translate(error: sqlite3.Error, path: Path) -> Exception:
     """SQLite errors at the driver edge: a locked file may clear up, anything else will not."""
     text = str(error)
@@ -95,8 +119,9 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = self.connection()
             connection.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}'); COMMIT;"
+                f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO meta VALUES ('schema', '1'); COMMIT;"
             )
+            _upgrade(connection)
         except (sqlite3.Error, OSError) as error:
             self.close()
             if isinstance(error, sqlite3.Error):

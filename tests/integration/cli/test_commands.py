@@ -18,7 +18,7 @@ import pytest
 from nebctl.core.settings import Settings
 from nebctl.drivers.registry import build_registry
 from nebctl.drivers.sim.fleet import open_fleet
-from nebctl.drivers.types import HostRef, VMDefinition
+from nebctl.drivers.types import HostRef, NicDefinition, VMDefinition
 
 REPO = Path(__file__).resolve().parents[3]
 NEBCTL = [sys.executable, "-m", "nebctl"]
@@ -188,6 +188,57 @@ def test_import_adopts_a_live_vm_and_prune_removes_it(env: Env) -> None:
     pruned = env.run("apply", "-f", str(env.manifests), "--prune", "--yes")
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
     assert "legacy-box" not in env.fleet_vms(), "prune must remove the adopted VM itself, by its own UUID"
+
+
+LEGACY_VM = """\
+apiVersion: nebctl/v1
+kind: VirtualMachine
+metadata: {name: legacy}
+spec:
+  vcpu: 1
+  memory: 512Mi
+  nics: [{network: lan}, {network: backend}]
+  placement: {host: kvm-a1}
+"""
+
+
+def test_an_imported_vm_keeps_the_mac_its_nic_has(env: Env) -> None:
+    """The live VM has one NIC, with a MAC nebctl would never derive; the manifest gives it two. Import records
+    the live MAC (not a derived one) and leaves out the NIC the VM lacks; the apply that follows keeps the live
+    MAC and adds the second NIC with a MAC of its own."""
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    (env.manifests / "50-legacy.yaml").write_text(LEGACY_VM)
+    live_mac = "52:54:00:ab:cd:ef"
+    registry = build_registry(Settings(state_dir=env.root))
+    host = HostRef("kvm-a1", "sim://kvm-a1?cpus=16&memory=64Gi&disk=1Ti")
+    uuid = "11111111-2222-3333-4444-666666666666"
+    try:
+        registry.for_host(host).virtualization.deploy(
+            host,
+            VMDefinition(
+                name="legacy-box", uuid=uuid, vcpu=1, memory=2**29, nics=(NicDefinition(network="lan", mac=live_mac),)
+            ),
+        )
+    finally:
+        registry.close()
+    imported = env.run("import", "vm/legacy", "--id", "legacy-box", "-f", str(env.manifests))
+    assert imported.returncode == 0, imported.stderr
+    [record] = json.loads(env.run("get", "vm", "legacy", "-o", "json").stdout)
+    assert [nic["mac"] for nic in record["spec"]["nics"]] == [live_mac]
+
+    applied = env.run("apply", "-f", str(env.manifests), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    registry = build_registry(Settings(state_dir=env.root))
+    try:
+        [status] = [s for s in registry.for_host(host).monitoring.probe_vms(host) if s.uuid == uuid]
+    finally:
+        registry.close()
+    assert status.macs is not None and len(status.macs) == 2
+    assert status.macs[0] == live_mac
+    assert status.macs[1] != live_mac
+    [record] = json.loads(env.run("get", "vm", "legacy", "-o", "json").stdout)
+    assert [nic["mac"] for nic in record["spec"]["nics"]] == list(status.macs)
+    assert env.run("diff", "-f", str(env.manifests)).returncode == 0
 
 
 def test_drift_is_shown_and_healed(env: Env) -> None:
