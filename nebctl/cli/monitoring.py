@@ -246,11 +246,17 @@ def _probe(app: AppContext) -> None:
     """Probe every recorded host now and record the samples (``top --probe``), as ``diff`` does."""
     from nebctl.cli.session import open_registry
     from nebctl.controller.observing import known_hosts, observe
+    from nebctl.controller.reaping import ProgramRecorder
     from nebctl.controller.sampling import record_observation
 
     store = open_store(app)
     records = {record.key: record for record in store.list_resources()}
-    live = observe(known_hosts({}, records), open_registry(app), parallelism=app.settings.parallelism)
+    live = observe(
+        known_hosts({}, records),
+        open_registry(app),
+        parallelism=app.settings.parallelism,
+        programs=ProgramRecorder(store),
+    )
     record_observation(store, live, records)
 
 

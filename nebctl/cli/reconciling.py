@@ -34,7 +34,7 @@ from nebctl.cli.validating import load_manifests
 from nebctl.controller.applying import ApplyResult, PlannedApply, PlanOptions
 from nebctl.controller.applying.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
-from nebctl.controller.reaping import end_orphaned_programs
+from nebctl.controller.reaping import ProgramRecorder, end_orphaned_programs
 from nebctl.core.keys import ResourceKey
 from nebctl.core.quantities import QuantityError, parse_duration
 from nebctl.database.engines import describe_error
@@ -604,7 +604,9 @@ def import_command(
         records = {r.key: r for r in controller.store.list_resources()}
         hosts = known_hosts(documents, records)
         try:
-            where, status = find_vm(identifier, hosts, controller.registry, host=host)
+            where, status = find_vm(
+                identifier, hosts, controller.registry, host=host, programs=ProgramRecorder(controller.store)
+            )
             record = adopted_record(
                 key, stack=stack_name, host=where, status=status, document=documents.get(key), existing=records.get(key)
             )

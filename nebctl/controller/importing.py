@@ -15,6 +15,7 @@ from typing import Any
 from nebctl.controller.observing import DriverSource
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.records import ResourceRecord
+from nebctl.drivers.context import CallContext, ProgramWatch, calling
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.types import HostRef, VMStatus
 from nebctl.reconcilers.identity import mac_address
@@ -27,16 +28,23 @@ class AdoptionError(Exception):
 
 
 def find_vm(
-    identifier: str, hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, *, host: str | None = None
+    identifier: str,
+    hosts: Mapping[str, tuple[HostRef, Any]],
+    registry: DriverSource,
+    *,
+    host: str | None = None,
+    programs: ProgramWatch | None = None,
 ) -> tuple[str, VMStatus]:
-    """The host and status of the live VM whose UUID or name is ``identifier`` (one bulk probe per host)."""
+    """The host and status of the live VM whose UUID or name is ``identifier`` (one bulk probe per host).
+    ``programs`` records the programs an exec driver's probe runs (``observing.observe`` says why)."""
     names = [host] if host else sorted(hosts)
     for name in names:
         if name not in hosts:
             raise AdoptionError(f"host {name!r} is neither in the manifests nor recorded")
         ref, overrides = hosts[name]
         try:
-            statuses = registry.for_host(ref, overrides).monitoring.probe_vms(ref)
+            with calling(CallContext(programs=programs)):
+                statuses = registry.for_host(ref, overrides).monitoring.probe_vms(ref)
         except DriverError as error:
             raise AdoptionError(f"host {name} did not answer: {error}") from error
         for status in statuses:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.records import ObservationRecord
+from nebctl.drivers.context import CallContext, ProgramWatch, calling
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import HostProbe, HostRef, VMStatus
@@ -72,11 +73,18 @@ def observe(
     *,
     parallelism: int = 16,
     custom: CustomAttributes | None = None,
+    programs: ProgramWatch | None = None,
 ) -> LiveView:
     """Probe every host and its VMs. Errors become hosts in state ERROR; nothing here raises for a bad host.
-    ``custom`` adds each answering host's custom probe attributes to its probe's ``custom``."""
+    ``custom`` adds each answering host's custom probe attributes to its probe's ``custom``. ``programs`` is
+    told of every external program a probe runs (an exec driver's, a custom probe), so that those a killed
+    nebctl leaves hanging are ended by the next writer (``reaping``)."""
 
     def probe(name: str) -> tuple[HostProbe, Sequence[VMStatus]]:
+        with calling(CallContext(programs=programs)):
+            return probe_one(name)
+
+    def probe_one(name: str) -> tuple[HostProbe, Sequence[VMStatus]]:
         ref, overrides = hosts[name]
         try:
             monitoring = registry.for_host(ref, overrides).monitoring

@@ -5,7 +5,8 @@ process group, a timeout) with the host's name and URI as its two arguments and 
 ``NEBCTL_HOST_URI``; it prints ``KEY=VALUE`` lines, which become the host's custom attributes (``custom.KEY`` in
 ``requirements`` and ``rank``). A program that fails or times out contributes nothing and is logged; the
 host's other attributes stay. ``observing.observe`` merges the attributes into each host's probe; the service's
-monitoring runs them on the host interval and hands its cached results to the planner.
+monitoring runs them on the host interval and hands its cached results to the planner. Both record each program
+while it runs (``reaping``, through the driver call context), so one a killed nebctl leaves hanging is ended.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from nebctl.drivers.context import current
 from nebctl.drivers.types import HostRef
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,9 @@ def run_probe(program: Path, host: HostRef, *, timeout: float) -> dict[str, str]
     except OSError as error:
         log.warning("probe %s for host %s cannot start: %s", program.name, host.name, error.strerror or error)
         return {}
+    # Recorded while it runs (when the caller records programs): its own session outlives a killed nebctl.
+    watch = current().programs
+    token = watch.started(process.pid, f"probe {program.name} for host {host.name}") if watch else None
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -84,6 +89,9 @@ def run_probe(program: Path, host: HostRef, *, timeout: float) -> dict[str, str]
         process.communicate()
         log.warning("probe %s for host %s timed out after %gs", program.name, host.name, timeout)
         return {}
+    finally:
+        if watch is not None:
+            watch.ended(token)
     if process.returncode != 0:
         detail = stderr.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
         log.warning("probe %s for host %s failed: %s", program.name, host.name, detail[0])

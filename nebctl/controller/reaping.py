@@ -1,10 +1,12 @@
 """External programs that outlive nebctl: recorded while they run, ended by the next writer if nebctl died.
 
-An exec driver's program or a hook runs in its own session (so that its whole process group can be killed at its
-timeout). If nebctl is SIGKILLed meanwhile, nothing kills it any more: it and its children would live on.
-``ProgramRecorder`` records each program in the database as it starts (its process group, its leader's start
-time, the boot, and the nebctl process that started it) and forgets it when it ends; ``end_orphaned_programs``,
-run by every command that takes the writers' lock, ends the groups whose nebctl is gone and records an event.
+An exec driver's program, a hook or a custom probe runs in its own session (so that its whole process group can
+be killed at its timeout). If nebctl is SIGKILLed meanwhile, nothing kills it any more: it and its children would
+live on. ``ProgramRecorder`` records each program in the database as it starts (its process group, its leader's
+start time, the boot, and the nebctl process that started it) and forgets it when it ends: the executor, the
+hooks and every observation of hosts hand it to the drivers through the call context. ``end_orphaned_programs``,
+run by every command that takes the writers' lock (and each sync of the service), ends the groups whose nebctl
+is gone and records an event.
 
 A recorded group is ended only if it is certainly the same: same boot, and either its leader has the recorded
 start time, or the leader is gone and the members left started after it (a pid, hence a group id, is not given

@@ -88,7 +88,13 @@ class Controller:
         records, resealed = reveal_records(self.store.list_resources(), documents, self.store.secrets)
         own = {key: record for key, record in records.items() if record.stack == options.stack}
         hosts = known_hosts(documents, own)
-        live = observe(hosts, self.registry, parallelism=self.settings.parallelism, custom=self.host_attributes)
+        live = observe(
+            hosts,
+            self.registry,
+            parallelism=self.settings.parallelism,
+            custom=self.host_attributes,
+            programs=ProgramRecorder(self.store),
+        )
         self._record_observations(records, live)
         request = PlanRequest(
             stack=options.stack,

@@ -25,6 +25,7 @@ from typing import Any
 
 from nebctl.controller.observing import DriverSource, observations
 from nebctl.controller.probing import CustomProbes
+from nebctl.controller.reaping import ProgramRecorder
 from nebctl.controller.sampling import record_observation
 from nebctl.controller.serving.eventing import EventSink
 from nebctl.controller.serving.metrics import ServiceMetrics
@@ -33,6 +34,7 @@ from nebctl.core.service import ServeSettings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.records import HostSampleRecord, ResourceRecord, Severity
 from nebctl.database.store import Store
+from nebctl.drivers.context import CallContext, calling
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostProbe, HostRef, VMStatus
@@ -100,6 +102,7 @@ class Monitor:
         self._last_probe: dict[str, HostProbe] = {}  # each host's last host probe (VM rounds reuse it)
         self._watching: dict[str, Callable[[], None]] = {}
         self._pool = ThreadPoolExecutor(max_workers=serve.monitor_parallelism, thread_name_prefix="monitor")
+        self._programs = ProgramRecorder(store)
 
     # --- what the service tells it and asks of it -----------------------------------------------------------
 
@@ -204,6 +207,12 @@ class Monitor:
             self._wake.clear()
 
     def _probe(self, name: str, ref: HostRef, overrides: Any, host_probes: bool) -> _Round:
+        # The programs a probe runs (an exec driver's, a custom probe) are recorded while they run, so those a
+        # killed service leaves hanging are ended by the next writer (``reaping``).
+        with calling(CallContext(programs=self._programs)):
+            return self._probe_host(name, ref, overrides, host_probes)
+
+    def _probe_host(self, name: str, ref: HostRef, overrides: Any, host_probes: bool) -> _Round:
         try:
             monitoring = self.registry.for_host(ref, overrides).monitoring
             probe = custom = None

@@ -24,6 +24,7 @@ from nebctl.controller.applying import ApplyResult, Controller, PlannedApply, Pl
 from nebctl.controller.applying.executing import Change, Outcome
 from nebctl.controller.applying.values import spec_hash
 from nebctl.controller.planning import PlanError
+from nebctl.controller.reaping import end_orphaned_programs
 from nebctl.controller.serving.backoff import Backoff
 from nebctl.controller.serving.eventing import EventSink
 from nebctl.controller.serving.metrics import ServiceMetrics
@@ -166,6 +167,8 @@ class StackSyncer:
             return SyncResult("locked", SyncStatus.OUT_OF_SYNC, retry_after=LOCK_RETRY)
         lease.start_renewing()
         try:
+            # Programs that a dead writer started (an exec driver's, a hook, a probe) and that still run end now.
+            end_orphaned_programs(self.store)
             if stop.is_set():
                 return SyncResult("interrupted", SyncStatus.UNKNOWN)
             if reuse is not None and self.store.records_version() == reuse[1]:

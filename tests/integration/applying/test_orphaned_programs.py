@@ -13,6 +13,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from nebctl.controller.reaping import end_orphaned_programs
 from nebctl.database.locking import this_host
@@ -97,6 +100,84 @@ def test_a_hanging_exec_program_of_a_killed_nebctl_is_ended_by_the_next_writer(t
     assert sorted(event.data["pids"]) == sorted(m.pid for m in members)
     assert event.data["pgid"] == leader
     assert "ended 2 processes of" in event.message and "probe_host" in event.message
+
+
+# A probe that hangs on its first call only (after starting a child in its group), then answers like the example.
+HANGING_FIRST = """\
+#!{python}
+import os, subprocess, sys, time
+state = {state!r}
+calls = os.path.join(state, "calls")
+count = int(open(calls).read()) + 1 if os.path.exists(calls) else 1
+open(calls, "w").write(str(count))
+if count == 1:
+    subprocess.Popen(["sleep", "600"])
+    open(os.path.join(state, "hung.pid"), "w").write(str(os.getpid()))
+    time.sleep(600)
+{answer}
+"""
+
+
+@pytest.mark.parametrize("command", ["apply", "diff"])
+@pytest.mark.parametrize("program", ["exec monitoring driver", "custom probe"])
+def test_a_program_hanging_in_an_observation_of_a_killed_nebctl_is_ended_by_the_next_writer(
+    tmp_path: Path, program: str, command: str
+) -> None:
+    """The hosts are probed before anything is planned (by ``diff`` too, which is no writer): a program of that
+    probe hanging when nebctl is SIGKILLed is recorded and ended like an action's."""
+    state = tmp_path / "hang-state"
+    state.mkdir()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    overrides: dict[str, Any]
+    if program == "exec monitoring driver":
+        drivers = tmp_path / "drivers"
+        script = drivers / "monitoring" / "hang" / "probe_host"
+        script.parent.mkdir(parents=True)
+        script.write_text(
+            HANGING_FIRST.format(
+                python=sys.executable,
+                state=str(state),
+                answer=f"os.execv({str(EXAMPLE_PROBE)!r}, [{str(EXAMPLE_PROBE)!r}])",
+            )
+        )
+        uri = "exec://hang"
+        env = {"NEBCTL_EXAMPLE_STATE": str(tmp_path / "example-state")}
+        overrides = {"driver_dir": str(drivers), "drivers": {"exec": {"env": env, "timeout": 900}}}
+    else:
+        probes = tmp_path / "probes"
+        probes.mkdir()
+        script = probes / "rack"
+        script.write_text(HANGING_FIRST.format(python=sys.executable, state=str(state), answer="print('rack=r1')"))
+        uri = "sim://node1"
+        overrides = {"probes_dir": str(probes), "serve": {"probe_timeout": 900}}
+    script.chmod(0o755)
+    (manifests / "host.yaml").write_text(
+        f"apiVersion: nebctl/v1\nkind: Host\nmetadata: {{name: node1}}\nspec: {{uri: '{uri}'}}\n"
+    )
+    workspace = Workspace(tmp_path / "ws", manifests=manifests, stack="hang", settings_overrides=overrides)
+    nebctl = workspace.start(
+        workspace.apply_args() if command == "apply" else workspace.command("diff", "-f", str(manifests))
+    )
+    pid_file = state / "hung.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the probe to hang")
+    leader = int(pid_file.read_text())
+    wait_for(lambda: running_rows(workspace) == 1, "the journal to record the program")
+    wait_for(lambda: len(group_members(leader)) == 2, "the probe's child to start")
+    nebctl.send_signal(signal.SIGKILL)
+    nebctl.communicate()
+    time.sleep(0.5)
+    members = group_members(leader)
+    assert len(members) == 2, "the program and its child outlive the killed nebctl (their own session)"
+
+    result = workspace.apply()
+    assert result.returncode == 0, result.stderr
+    assert group_members(leader) == []
+    assert running_rows(workspace) == 0
+    with workspace.store() as store:
+        [event] = [e for e in store.list_events(limit=1000) if e.type == "program.ended"]
+    assert sorted(event.data["pids"]) == sorted(m.pid for m in members)
+    assert event.data["pgid"] == leader
 
 
 def test_a_recorded_group_whose_pid_now_names_another_process_is_left_alone(tmp_path: Path) -> None:
