@@ -16,6 +16,7 @@ import os
 import subprocess
 import threading
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,3 +279,89 @@ def test_an_imported_domain_keeps_the_mac_its_nic_has(drivers: Drivers, qemu_env
     assert status.macs == (live_mac,)
     assert record.applied is not None
     assert [(nic["network"], nic["mac"]) for nic in record.applied["nics"]] == [("lan", live_mac)]
+
+
+def _filter_includes(name: str) -> list[str]:
+    """The groups a filter includes, as the daemon holds it (read with virsh, not through the driver)."""
+    document = ET.fromstring(virsh("nwfilter-dumpxml", name))
+    return sorted(str(ref.get("filter")) for ref in document.findall("./filterref"))
+
+
+def _nic_filters() -> set[str]:
+    return {line.split()[1] for line in virsh("nwfilter-list").splitlines() if "nebctl-nic-" in line}
+
+
+def test_combined_filters_whose_names_collide_take_the_next_name(
+    drivers: Drivers, qemu_env: QemuEnv, prefix: str
+) -> None:
+    """With the digest narrowed to one bit, two NICs' sets of groups name their combined filters alike: the
+    second set takes the next name, each NIC's domain references the filter that includes exactly its groups,
+    a repeated prepare (a resumed apply) finds the same filters, and once the first set's filter is gone the
+    second still finds its own (no second copy under the freed name)."""
+    from nebctl.drivers.libvirt.xmlbuild.filters import nic_filter_name
+
+    host = qemu_env.host
+    network, virt = drivers.network, drivers.virt
+    bits = (network.nic_filter_bits, virt.nic_filter_bits)
+    groups = [f"{prefix}-g{index}" for index in range(4)]
+    # Two sets whose first names collide at one bit (found by trying pairs of the four groups).
+    pairs = [(a, b) for i, a in enumerate(groups) for b in groups[i + 1 :]]
+    first_set, second_set = next(
+        (x, y) for x in pairs for y in pairs if x < y and nic_filter_name(x, 0, 1) == nic_filter_name(y, 0, 1)
+    )
+    before = _nic_filters()
+    vms = [
+        VMDefinition(
+            name=f"{prefix}-sg{n}",
+            uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{prefix}-sg{n}")),
+            vcpu=1,
+            memory=128 * 1024**2,
+            owner=OWNER,
+            nics=(
+                NicDefinition(
+                    network=qemu_env.network, mac=f"52:54:00:5f:{qemu_env.subnet:02x}:{n:02x}", security_groups=sets
+                ),
+            ),
+        )
+        for n, sets in ((1, first_set), (2, second_set))
+    ]
+    try:
+        network.nic_filter_bits = virt.nic_filter_bits = 1
+        for group in groups:
+            network.update_sg(host, SecurityGroupDefinition(name=group, rules=()))
+        for vm in vms:
+            network.pre(host, vm.uuid, vm.nics[0])
+            virt.deploy(host, vm)
+        names = {}
+        for vm in vms:
+            domain = ET.fromstring(virsh("dumpxml", vm.name))
+            names[vm.name] = str(domain.find("./devices/interface/filterref").get("filter"))  # type: ignore[union-attr]
+            assert _filter_includes(names[vm.name]) == sorted(vm.nics[0].security_groups)
+        assert len(set(names.values())) == 2
+        assert names[vms[0].name] == nic_filter_name(first_set, 0, 1), "the first set keeps the name it always had"
+        created = _nic_filters() - before
+        assert created == set(names.values())
+        for vm in vms:  # a resumed apply prepares again: the same filters, nothing new
+            network.pre(host, vm.uuid, vm.nics[0])
+        assert _nic_filters() - before == created
+
+        virt.undeploy(host, vms[0].uuid)
+        network.clean(host, vms[0].uuid, vms[0].nics[0])
+        assert _nic_filters() - before == {names[vms[1].name]}
+        virt.shutdown(host, vms[1].uuid, timeout=0.5)
+        virt.deploy(host, vms[1])  # defined again while the first name is free: still its own filter
+        domain = ET.fromstring(virsh("dumpxml", vms[1].name))
+        assert domain.find("./devices/interface/filterref").get("filter") == names[vms[1].name]  # type: ignore[union-attr]
+        virt.undeploy(host, vms[1].uuid)
+        network.clean(host, vms[1].uuid, vms[1].nics[0])
+        assert _nic_filters() - before == set()
+    finally:
+        network.nic_filter_bits, virt.nic_filter_bits = bits
+        for vm in vms:
+            virsh("destroy", vm.name, check=False)
+            virsh("undefine", vm.name, check=False)
+        for name in _nic_filters() - before:
+            virsh("nwfilter-undefine", name, check=False)
+        for group in groups:
+            with contextlib.suppress(DriverError):
+                network.delete_sg(host, group)

@@ -16,6 +16,7 @@ import libvirt
 from nebctl.drivers.libvirt.connections import Connections, default_connections
 from nebctl.drivers.libvirt.failures import error_code
 from nebctl.drivers.libvirt.xmlbuild.base import OwnerElement
+from nebctl.drivers.libvirt.xmlbuild.filters import NIC_FILTER_BITS
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import HostRef, Ownership
 
@@ -35,22 +36,26 @@ class LibvirtDriverBase:
 
     def __init__(self, *, connections: Connections | None = None) -> None:
         self.connections = connections if connections is not None else default_connections()
+        # Bits of the digest naming a NIC's combined filter (``nicfilters``): fewer only in tests of collisions.
+        self.nic_filter_bits = NIC_FILTER_BITS
 
     @classmethod
     def from_context(cls, context: Any) -> Self:
         """Build from a ``registry.DriverContext`` (Any avoids an import cycle): the libvirt drivers of one
         registry share one ``Connections``, closed by ``Registry.close``. Options: keepalive_interval,
-        keepalive_count, events (the driver's section of the settings)."""
+        keepalive_count, events, nic_filter_bits (the driver's section of the settings)."""
+        options = dict(context.options or {})
         connections = context.shared.get(SHARED_CONNECTIONS_KEY)
         if connections is None:
-            options = dict(context.options or {})
             connections = Connections(
                 keepalive_interval=int(options.get("keepalive_interval", 5)),
                 keepalive_count=int(options.get("keepalive_count", 3)),
                 events=bool(options.get("events", True)),
             )
             context.shared[SHARED_CONNECTIONS_KEY] = connections
-        return cls(connections=connections)
+        driver = cls(connections=connections)
+        driver.nic_filter_bits = int(options.get("nic_filter_bits", NIC_FILTER_BITS))
+        return driver
 
     def capabilities_on(self, host: HostRef) -> frozenset[str]:
         """What this driver can do on ``host``: its declared ``capabilities`` minus what the host's hypervisor

@@ -18,8 +18,9 @@ from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError
 from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, ignoring
 from nebctl.drivers.libvirt.failures import error_code
+from nebctl.drivers.libvirt.nicfilters import combined_filter
 from nebctl.drivers.libvirt.xmlbuild.base import OwnerElement
-from nebctl.drivers.libvirt.xmlbuild.filters import FilterElement, nic_filter_name
+from nebctl.drivers.libvirt.xmlbuild.filters import FilterElement
 from nebctl.drivers.libvirt.xmlbuild.networks import DhcpHostElement, NetworkElement
 from nebctl.drivers.types import HostRef, NetworkDefinition, NetworkStatus, NicDefinition, SecurityGroupDefinition
 
@@ -84,9 +85,7 @@ class LibvirtNetwork(LibvirtDriverBase):
     def pre(self, host: HostRef, vm_uuid: str, nic: NicDefinition) -> None:
         with self._using(host, f"prepare NIC {nic.mac} of {vm_uuid}") as connection:
             self._reserve(connection.networkLookupByName(nic.network), nic.mac, nic.ip)
-            combined = nic_filter_name(nic.security_groups)
-            if combined is not None and combined not in nic.security_groups:
-                connection.nwfilterDefineXML(FilterElement.combining(combined, nic.security_groups).to_xml())
+            combined_filter(connection, nic.security_groups, bits=self.nic_filter_bits, define=True)
 
     def _reserve(self, network: libvirt.virNetwork, mac: str, ip: str | None) -> None:
         """A static DHCP entry for ``mac``: at ``ip``, or (without one) at the lowest free address of the
@@ -152,8 +151,8 @@ class LibvirtNetwork(LibvirtDriverBase):
             for host_entry in document.findall("./ip/dhcp/host"):
                 if host_entry.get("mac", "").lower() == nic.mac.lower():
                     self._release(network, host_entry.get("mac", nic.mac), host_entry.get("ip", ""))
-            combined = nic_filter_name(nic.security_groups)
-            if combined is not None and combined not in nic.security_groups:
+            combined, exists = combined_filter(connection, nic.security_groups, bits=self.nic_filter_bits)
+            if combined is not None and exists and combined not in nic.security_groups:
                 # Other NICs with the same groups may still use it: libvirt refuses then, which is fine.
                 with ignoring(libvirt.VIR_ERR_NO_NWFILTER, libvirt.VIR_ERR_OPERATION_INVALID,
                               libvirt.VIR_ERR_OPERATION_FAILED, libvirt.VIR_ERR_NO_SUPPORT):  # fmt: skip

@@ -25,8 +25,8 @@ from nebctl.drivers.libvirt import images, migration, seeds
 from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, domain_facts, ignoring, live_state
 from nebctl.drivers.libvirt.connections import Connections
 from nebctl.drivers.libvirt.failures import error_code
+from nebctl.drivers.libvirt.nicfilters import combined_filter
 from nebctl.drivers.libvirt.xmlbuild.domains import CdromElement, DomainElement
-from nebctl.drivers.libvirt.xmlbuild.filters import nic_filter_name
 from nebctl.drivers.libvirt.xmlbuild.storage import VolumeElement
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import HostRef, VMDefinition, VMStatus
@@ -174,7 +174,9 @@ class LibvirtVirtualization(LibvirtDriverBase):
                 domain_type=domain_type,
                 arch=arch,
                 seed=seed,
-                nic_filters=tuple(nic_filter_name(nic.security_groups) for nic in vm.nics),
+                nic_filters=tuple(
+                    combined_filter(connection, nic.security_groups, bits=self.nic_filter_bits)[0] for nic in vm.nics
+                ),
             )
             domain = connection.defineXML(element.to_xml())
             if start:

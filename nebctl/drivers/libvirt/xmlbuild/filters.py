@@ -26,15 +26,23 @@ def filter_uuid(name: str) -> str:
     return str(uuid.uuid5(FILTER_UUID_NAMESPACE, name))
 
 
-def nic_filter_name(groups: tuple[str, ...]) -> str | None:
-    """The filter a NIC references: none, the group's own filter, or a combination named after the set."""
+# Bits of the digest a combined filter's name takes. Fewer are only useful to make collisions likely enough to
+# be seen (the driver's ``nic_filter_bits`` option, set by tests).
+NIC_FILTER_BITS = 64
+
+
+def nic_filter_name(groups: tuple[str, ...], attempt: int = 0, bits: int = NIC_FILTER_BITS) -> str | None:
+    """The filter a NIC references: none, the group's own filter, or a combination named after the set: the
+    first ``bits`` bits of a digest of it. Two sets may still name alike, so the driver takes the next
+    ``attempt`` while the name is another set's (``nicfilters``); attempt 0 is the name nebctl always gave."""
     unique = tuple(sorted(set(groups)))
     if not unique:
         return None
     if len(unique) == 1:
         return unique[0]
-    digest = hashlib.sha256("\0".join(unique).encode()).hexdigest()[:16]
-    return f"nebctl-nic-{digest}"
+    text = "\0".join(unique) + (f"\0#{attempt}" if attempt else "")  # "#" starts no filter name
+    value = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> (NIC_FILTER_BITS - bits)
+    return f"nebctl-nic-{value:016x}"
 
 
 @dataclass(frozen=True)
