@@ -27,8 +27,8 @@ from nebctl.drivers.errors import DriverError
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import HostProbe, HostRef, VMStatus
 from nebctl.reconcilers.base import LiveView, RecordView
+from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.identity import VMIdentity
-from nebctl.reconcilers.vm import VirtualMachineReconciler
 from nebctl.schemas.models import AnyManifest, Host
 
 log = logging.getLogger(__name__)
@@ -117,9 +117,6 @@ def observe(
     return LiveView(hosts=probes, vms=vms, vm_hosts=vm_hosts)
 
 
-_VM = VirtualMachineReconciler()
-
-
 def observations(records: Mapping[ResourceKey, RecordView], live: LiveView) -> list[ObservationRecord]:
     """What ``live`` says of the recorded hosts and VMs it covers, to keep with ``Store.record_observations``
     (``probed=live.hosts``).
@@ -173,7 +170,8 @@ def _host_observation(key: ResourceKey, probe: HostProbe) -> ObservationRecord:
 
 def _vm_observation(key: ResourceKey, record: RecordView, host: str, live: LiveView) -> ObservationRecord | None:
     """The VM's observation where it differs from its record, else None."""
-    observed = _VM.detect_drift(key, record, live)
+    # The VM reconciler's drift, through the protocol: the sentences ``diff`` prints.
+    observed = RECONCILERS[Kind.VIRTUAL_MACHINE].detect_drift(key, record, live)
     if observed.unknown:
         # The reconciler words a silent host as drift (it must not act on the VM); it is not a change of the VM.
         return ObservationRecord(key.kind, key.namespace, key.name, host, "unknown", {"host": host, "drift": []})
