@@ -128,3 +128,12 @@ class ResourceKey(NamedTuple):
     def __str__(self) -> str:
         prefix = "" if self.namespace == DEFAULT_NAMESPACE else f"{self.namespace}/"
         return f"{prefix}{self.kind.short}/{self.name}"
+
+
+# The order resources are listed in a plan, and the tie-break among independent resources: kinds in the enum's
+# order, then namespace and name.
+_KIND_RANK = {kind: rank for rank, kind in enumerate(Kind)}
+
+
+def sort_key(key: ResourceKey) -> tuple[int, str, str]:
+    return (_KIND_RANK[key.kind], key.namespace, key.name)

@@ -87,6 +87,36 @@ class Observed:
     unknown: bool = False  # the live object cannot be seen (host not answering): nebctl must not act on it
 
 
+class PlanInputs(Protocol):
+    """What a plan is made from, as a reconciler's ``resolve`` reads it (``planning.PlanRequest`` fits)."""
+
+    @property
+    def stack(self) -> str: ...
+
+    @property
+    def documents(self) -> Mapping[ResourceKey, AnyManifest]: ...
+
+    @property
+    def records(self) -> Mapping[ResourceKey, RecordView]: ...  # every record of the database, all stacks
+
+    @property
+    def prune(self) -> bool: ...
+
+    @property
+    def mac_bits(self) -> int: ...  # of the digest a derived MAC takes (``identity.mac_address``)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a kind's ``resolve`` settles for the whole plan before anything is compared, keyed by (resource,
+    index): each NIC's address and MAC, each disk's datastore. The planner hands it to every reconciler in the
+    ``PlanningContext``."""
+
+    leases: Mapping[tuple[ResourceKey, int], str] = field(default_factory=dict)
+    macs: Mapping[tuple[ResourceKey, int], str] = field(default_factory=dict)
+    disk_datastores: Mapping[tuple[ResourceKey, int], str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class PlanningContext:
     """Pure values a reconciler needs to turn a change into actions."""
@@ -252,6 +282,22 @@ class Reconciler(Protocol):
         that does not live on a set of hosts."""
         ...
 
+    def resolve(
+        self,
+        request: PlanInputs,
+        own: Mapping[ResourceKey, RecordView],
+        *,
+        spans: Mapping[ResourceKey, tuple[str, ...]],
+        placements: Mapping[ResourceKey, str],
+        incarnations: Mapping[ResourceKey, int],
+        deposing: frozenset[ResourceKey],
+        problems: list[str],
+    ) -> Resolution:
+        """What the plan settles for this kind's resources of the manifests, with the whole installation in view
+        (``own``: this stack's records; ``deposing``: those a create-first replacement deposes): a VM's leases,
+        MACs and disk datastores. Every reason it cannot is appended to ``problems``."""
+        ...
+
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         """The spec to compare and record: the manifest's spec with plan-resolved values (spans, leases)."""
         ...
@@ -264,6 +310,15 @@ class Reconciler(Protocol):
     def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
         """What the kind refuses of a change whose field changes are ``fields`` (dearest: ``effect``), beyond
         the immutable fields its rules name: each a problem the plan reports (a VM's disks only grow)."""
+        ...
+
+    def ignored(self, document: AnyManifest) -> tuple[str, ...]:
+        """Paths whose changes the manifest asks the plan to leave alone (a VM's ``lifecycle.ignoreChanges``)."""
+        ...
+
+    def creates_first(self, document: AnyManifest) -> bool:
+        """Whether the manifest asks for a replacement's new object before the old one goes (a VM's
+        ``lifecycle.createBeforeDestroy``); the planner then deposes the old one (``depose``)."""
         ...
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:

@@ -23,8 +23,10 @@ from nebctl.reconcilers.base import (
     Finished,
     LiveView,
     Observed,
+    PlanInputs,
     PlanningContext,
     RecordView,
+    Resolution,
     World,
     action_id,
 )
@@ -56,6 +58,19 @@ class RegisteredReconciler:
     ) -> tuple[str, ...] | None:
         return None
 
+    def resolve(
+        self,
+        request: PlanInputs,
+        own: Mapping[ResourceKey, RecordView],
+        *,
+        spans: Mapping[ResourceKey, tuple[str, ...]],
+        placements: Mapping[ResourceKey, str],
+        incarnations: Mapping[ResourceKey, int],
+        deposing: frozenset[ResourceKey],
+        problems: list[str],
+    ) -> Resolution:
+        return Resolution()
+
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         return spec_document(document)
 
@@ -77,6 +92,12 @@ class RegisteredReconciler:
 
     def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
         return []
+
+    def ignored(self, document: AnyManifest) -> tuple[str, ...]:
+        return ()
+
+    def creates_first(self, document: AnyManifest) -> bool:
+        return False
 
     def depose(
         self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()

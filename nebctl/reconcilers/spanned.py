@@ -26,8 +26,10 @@ from nebctl.reconcilers.base import (
     Finished,
     LiveView,
     Observed,
+    PlanInputs,
     PlanningContext,
     RecordView,
+    Resolution,
     World,
     action_id,
     per_host,
@@ -103,6 +105,19 @@ class SpannedReconciler:
     ) -> tuple[str, ...] | None:
         return self._span(key, document, documents, hosts)
 
+    def resolve(
+        self,
+        request: PlanInputs,
+        own: Mapping[ResourceKey, RecordView],
+        *,
+        spans: Mapping[ResourceKey, tuple[str, ...]],
+        placements: Mapping[ResourceKey, str],
+        incarnations: Mapping[ResourceKey, int],
+        deposing: frozenset[ResourceKey],
+        problems: list[str],
+    ) -> Resolution:
+        return Resolution()
+
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         spec = spec_document(document)
         spec["hosts"] = list(ctx.spans.get(key, ()))
@@ -145,6 +160,12 @@ class SpannedReconciler:
 
     def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
         return []
+
+    def ignored(self, document: AnyManifest) -> tuple[str, ...]:
+        return ()
+
+    def creates_first(self, document: AnyManifest) -> bool:
+        return False
 
     def depose(
         self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()

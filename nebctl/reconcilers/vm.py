@@ -42,8 +42,10 @@ from nebctl.reconcilers.base import (
     Finished,
     LiveView,
     Observed,
+    PlanInputs,
     PlanningContext,
     RecordView,
+    Resolution,
     Usage,
     World,
     action_id,
@@ -57,6 +59,7 @@ from nebctl.reconcilers.identity import (
     security_group_filter,
 )
 from nebctl.reconcilers.spanned import ownership
+from nebctl.reconcilers.vm_resolution import disk_datastores_of, lease_addresses, mac_addresses
 from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
 from nebctl.schemas.instance_types import smallest_fitting
 from nebctl.schemas.models import AnyManifest, Host, VirtualMachine, spec_document
@@ -113,6 +116,22 @@ class VirtualMachineReconciler:
         hosts: Sequence[str],
     ) -> tuple[str, ...] | None:
         return None  # placed on one host (``placement``), not spanned
+
+    def resolve(
+        self,
+        request: PlanInputs,
+        own: Mapping[ResourceKey, RecordView],
+        *,
+        spans: Mapping[ResourceKey, tuple[str, ...]],
+        placements: Mapping[ResourceKey, str],
+        incarnations: Mapping[ResourceKey, int],
+        deposing: frozenset[ResourceKey],
+        problems: list[str],
+    ) -> Resolution:
+        leases = lease_addresses(request, own, problems, deposing)
+        disk_datastores = disk_datastores_of(request.documents, spans, placements, problems)
+        macs = mac_addresses(request, own, incarnations, deposing, problems)
+        return Resolution(leases=leases, macs=macs, disk_datastores=disk_datastores)
 
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         spec = spec_document(document)
@@ -190,6 +209,14 @@ class VirtualMachineReconciler:
             assert desired is not None and old is not None
             builder.update(old, desired, change)
         return ActionGroup(tuple(builder.actions), tuple(builder.edges), tuple(builder.phases))
+
+    def ignored(self, document: AnyManifest) -> tuple[str, ...]:
+        if isinstance(document, VirtualMachine):
+            return tuple(document.spec.lifecycle.ignoreChanges)
+        return ()
+
+    def creates_first(self, document: AnyManifest) -> bool:
+        return isinstance(document, VirtualMachine) and document.spec.lifecycle.createBeforeDestroy
 
     def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
         """Disks only grow; a replaced VM gets new disks, so a smaller one is not a shrink."""

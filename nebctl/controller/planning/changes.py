@@ -13,7 +13,6 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, DriftItem, ResourceChange
 from nebctl.reconcilers.base import PlanningContext, RecordView, with_metadata
 from nebctl.reconcilers.identity import VMIdentity, deposed_of
-from nebctl.schemas.models import AnyManifest, VirtualMachine
 
 
 def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, new, unknown, deleted outside, equal, changed
@@ -75,7 +74,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
             # field by field (flatten, sort, rule lookups) is most of a no-op plan's time.
             changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))
             continue
-        ignored = _ignored(document)
+        ignored = reconciler.ignored(document)
         fields = compare(
             observed.spec,
             desired,
@@ -153,9 +152,3 @@ def _added(spec: Mapping[str, Any], sensitive: Sequence[str]) -> AddedFields:
 
 def _flat_paths(spec: Mapping[str, Any]) -> list[str]:
     return list(flatten(spec))
-
-
-def _ignored(document: AnyManifest) -> tuple[str, ...]:
-    if isinstance(document, VirtualMachine):
-        return tuple(document.spec.lifecycle.ignoreChanges)
-    return ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from nebctl.controller.planning.changes import resource_changes
@@ -14,11 +14,11 @@ from nebctl.controller.planning.guards import check_deletions, check_quotas
 from nebctl.controller.planning.placing import place_vms
 from nebctl.controller.planning.replacement import check_created_first, created_first, incarnations_of, with_deposed
 from nebctl.controller.planning.request import PlanError, PlanRequest, sort_key
-from nebctl.controller.planning.resolve import disk_datastores_of, lease_addresses, mac_addresses, spans_of
+from nebctl.controller.planning.resolve import spans_of
 from nebctl.controller.planning.selection import select
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, Plan
-from nebctl.reconcilers.base import PlanningContext
+from nebctl.reconcilers.base import PlanningContext, RecordView, Resolution
 
 
 def make_plan(request: PlanRequest) -> Plan:
@@ -70,8 +70,16 @@ def _plan_with_specs(
     placements = place_vms(
         request, own, hosts, problems, deposing, details=details, notes=notes, instance_types=instance_types
     )
-    leases = lease_addresses(request, own, problems, deposing)
-    disk_datastores = disk_datastores_of(request.documents, spans, placements, problems)
+    incarnations = incarnations_of(own, deposing)
+    resolution = _resolve(
+        request,
+        own,
+        spans=spans,
+        placements=placements,
+        incarnations=incarnations,
+        deposing=deposing,
+        problems=problems,
+    )
     specs: dict[ResourceKey, dict[str, Any]] = {}  # filled in by resource_changes, read by the reconcilers' actions
     ctx = PlanningContext(
         stack=request.stack,
@@ -80,11 +88,11 @@ def _plan_with_specs(
         hosts=hosts,
         spans=spans,
         placements=placements,
-        leases=leases,
-        disk_datastores=disk_datastores,
+        leases=resolution.leases,
+        disk_datastores=resolution.disk_datastores,
         specs=specs,
-        incarnations=(incarnations := incarnations_of(own, deposing)),
-        macs=mac_addresses(request, own, incarnations, deposing, problems),
+        incarnations=incarnations,
+        macs=resolution.macs,
         instance_types=instance_types,
     )
     changes, drift, warnings = resource_changes(request, own, ctx, problems, specs, deposing=deposing, notes=notes)
@@ -110,3 +118,42 @@ def _plan_with_specs(
         warnings=tuple(warnings),
     )
     return plan, specs
+
+
+def _resolve(
+    request: PlanRequest,
+    own: Mapping[ResourceKey, RecordView],
+    *,
+    spans: Mapping[ResourceKey, tuple[str, ...]],
+    placements: Mapping[ResourceKey, str],
+    incarnations: Mapping[ResourceKey, int],
+    deposing: frozenset[ResourceKey],
+    problems: list[str],
+) -> Resolution:
+    """What every kind's reconciler resolves (``Reconciler.resolve``), merged: the keys are each kind's own."""
+    found = [
+        resolution
+        for reconciler in request.reconcilers.values()
+        if (
+            resolution := reconciler.resolve(
+                request,
+                own,
+                spans=spans,
+                placements=placements,
+                incarnations=incarnations,
+                deposing=deposing,
+                problems=problems,
+            )
+        )
+        != _NOTHING
+    ]
+    if len(found) <= 1:  # the usual case (only VMs resolve anything): their maps as they are, not copied
+        return found[0] if found else _NOTHING
+    return Resolution(
+        leases={k: v for r in found for k, v in r.leases.items()},
+        macs={k: v for r in found for k, v in r.macs.items()},
+        disk_datastores={k: v for r in found for k, v in r.disk_datastores.items()},
+    )
+
+
+_NOTHING = Resolution()

@@ -16,7 +16,7 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, ResourceChange
 from nebctl.reconcilers.base import RecordView
 from nebctl.reconcilers.identity import VMIdentity
-from nebctl.schemas.models import VirtualMachine, spec_document
+from nebctl.schemas.models import spec_document
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def created_first(changes: Sequence[ResourceChange], request: PlanRequest) -> fr
     for change in changes:
         if change.type is ChangeType.REPLACE and not change.create_first:
             document = request.documents.get(change.key)
-            if isinstance(document, VirtualMachine) and document.spec.lifecycle.createBeforeDestroy:
+            if document is not None and request.reconcilers[change.key.kind].creates_first(document):
                 wanted.add(change.key)
     return frozenset(wanted)
 

@@ -9,14 +9,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.keys import Kind, ResourceKey, sort_key
 from nebctl.reconcilers.base import LiveView, Reconciler, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.reconcilers.identity import MAC_BITS
 from nebctl.schemas.models import AnyManifest
 
-# The order resources are listed in a plan, and the tie-break among independent resources.
+# The order resources are listed in a plan, and the tie-break among independent resources (``core.keys.sort_key``).
 KIND_ORDER = list(Kind)  # the enum lists the kinds in that order
+
+__all__ = ["KIND_ORDER", "PlanError", "PlanRequest", "QuotaLimit", "references", "sort_key"]
 
 
 class PlanError(Exception):
@@ -61,10 +63,3 @@ def references(request: PlanRequest, key: ResourceKey, spec: Mapping[str, Any] |
     if not spec:
         return set()
     return {reference.target for reference in request.reconcilers[key.kind].references(key, spec)}
-
-
-_KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
-
-
-def sort_key(key: ResourceKey) -> tuple[int, str, str]:
-    return (_KIND_RANK[key.kind], key.namespace, key.name)

@@ -4,9 +4,10 @@ unchanged planner, executor and journal.
 The toy stands in for the Marketplace kind (a new kind would add its manifest model and a ``Kind`` member;
 everything else it needs is here). It is a "beacon" lit on one host and tied to a network, both named in its
 labels: it declares those references, the phase of each of its actions, and what its record holds once lit.
-What is checked comes from the toy's own declarations, written out by hand: the planner orders its actions by
-its references and phases, the executor calls its ``realise``, and the journal records its host, its status
-and its usage. Nothing outside this file knows a beacon.
+What is checked comes from the toy's own declarations, written out by hand: the planner records what its
+``resolve`` settled for the plan and orders its actions by its references and phases, the executor calls its
+``realise``, and the journal records its host, its status and its usage. Nothing outside this file knows a
+beacon.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from nebctl.reconcilers.base import (
     Finished,
     LiveView,
     Observed,
+    PlanInputs,
     PlanningContext,
     RecordView,
+    Resolution,
     Usage,
     World,
     action_id,
@@ -85,9 +88,25 @@ class Beacon:
     ) -> tuple[str, ...] | None:
         return None
 
+    def resolve(
+        self,
+        request: PlanInputs,
+        own: Mapping[ResourceKey, RecordView],
+        *,
+        spans: Mapping[ResourceKey, tuple[str, ...]],
+        placements: Mapping[ResourceKey, str],
+        incarnations: Mapping[ResourceKey, int],
+        deposing: frozenset[ResourceKey],
+        problems: list[str],
+    ) -> Resolution:
+        # Settled for the whole plan first, as a VM's leases are: each beacon of the manifests gets a slot.
+        beacons = sorted(key for key in request.documents if key.kind is self.kind)
+        return Resolution(leases={(key, 0): f"slot-{index}" for index, key in enumerate(beacons, start=1)})
+
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         labels = document.metadata.labels
-        return {**spec_document(document), "host": labels["host"], "network": labels["network"]}
+        spec = {**spec_document(document), "host": labels["host"], "network": labels["network"]}
+        return {**spec, "slot": ctx.leases[(key, 0)]}
 
     def detect_drift(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
         return Observed(spec=record.applied)
@@ -114,6 +133,12 @@ class Beacon:
 
     def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
         return []
+
+    def ignored(self, document: AnyManifest) -> tuple[str, ...]:
+        return ()
+
+    def creates_first(self, document: AnyManifest) -> bool:
+        return False
 
     def depose(
         self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
@@ -162,6 +187,7 @@ def test_a_toy_kind_is_planned_applied_and_recorded_through_its_reconciler_alone
         record = store.get_resource(key)
         assert record is not None
         assert (record.status, record.host, record.live.get("lit")) == ("lit", "h1", True)
+        assert record.applied is not None and record.applied["slot"] == "slot-1"  # what its ``resolve`` settled
         (history,) = store.list_history(vm=key)
         assert (history.host, history.vcpu, history.memory, history.disk) == ("h1", 1, 2, 3)
         assert "marketplace.lit" in {event.type for event in store.list_events(key=key)}
