@@ -12,7 +12,7 @@ so a failing host blocks only the VMs placed on it.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -115,6 +115,19 @@ class Resolution:
     leases: Mapping[tuple[ResourceKey, int], str] = field(default_factory=dict)
     macs: Mapping[tuple[ResourceKey, int], str] = field(default_factory=dict)
     disk_datastores: Mapping[tuple[ResourceKey, int], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Removals:
+    """What a plan takes away, for each staying resource's ``still_uses``: the resources deleted or replaced
+    (``going``), deleted only, updated, the spanned resources each host loses (``leaving``, by host), and the
+    changed field paths of each updated resource."""
+
+    going: Set[ResourceKey]
+    deleted: Set[ResourceKey]
+    updated: Set[ResourceKey]
+    leaving: Mapping[str, Set[ResourceKey]]
+    touched_paths: Mapping[ResourceKey, Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -319,6 +332,18 @@ class Reconciler(Protocol):
     def creates_first(self, document: AnyManifest) -> bool:
         """Whether the manifest asks for a replacement's new object before the old one goes (a VM's
         ``lifecycle.createBeforeDestroy``); the planner then deposes the old one (``depose``)."""
+        ...
+
+    def still_uses(
+        self,
+        key: ResourceKey,
+        record: RecordView,
+        document: AnyManifest | None,
+        specs: Mapping[ResourceKey, Mapping[str, Any]],
+        removals: Removals,
+    ) -> list[str]:
+        """What the resource ``key``, which stays (its ``record`` applied), still uses of what the plan takes
+        away (``removals``): each a problem the plan reports (a VM's backing image, network or host)."""
         ...
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:

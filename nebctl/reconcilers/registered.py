@@ -26,6 +26,7 @@ from nebctl.reconcilers.base import (
     PlanInputs,
     PlanningContext,
     RecordView,
+    Removals,
     Resolution,
     World,
     action_id,
@@ -76,6 +77,16 @@ class RegisteredReconciler:
 
     def detect_drift(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
         return Observed(spec=record.applied)
+
+    def still_uses(
+        self,
+        key: ResourceKey,
+        record: RecordView,
+        document: AnyManifest | None,
+        specs: Mapping[ResourceKey, Mapping[str, Any]],
+        removals: Removals,
+    ) -> list[str]:
+        return []
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         if self._probe and change.type in (ChangeType.CREATE, ChangeType.REPLACE):

@@ -29,6 +29,7 @@ from nebctl.reconcilers.base import (
     PlanInputs,
     PlanningContext,
     RecordView,
+    Removals,
     Resolution,
     World,
     action_id,
@@ -127,6 +128,16 @@ class SpannedReconciler:
         # These objects are not probed individually (that would cost a call per object and host); their
         # drift is found when an action on them fails. What was applied is taken as what exists.
         return Observed(spec=record.applied)
+
+    def still_uses(
+        self,
+        key: ResourceKey,
+        record: RecordView,
+        document: AnyManifest | None,
+        specs: Mapping[ResourceKey, Mapping[str, Any]],
+        removals: Removals,
+    ) -> list[str]:
+        return []
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         key = change.key

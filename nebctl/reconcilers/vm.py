@@ -45,6 +45,7 @@ from nebctl.reconcilers.base import (
     PlanInputs,
     PlanningContext,
     RecordView,
+    Removals,
     Resolution,
     Usage,
     World,
@@ -59,6 +60,7 @@ from nebctl.reconcilers.identity import (
     security_group_filter,
 )
 from nebctl.reconcilers.spanned import ownership
+from nebctl.reconcilers.vm_guards import vm_still_uses
 from nebctl.reconcilers.vm_resolution import disk_datastores_of, lease_addresses, mac_addresses
 from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
 from nebctl.schemas.instance_types import smallest_fitting
@@ -177,6 +179,16 @@ class VirtualMachineReconciler:
             was = format_quantity(status.memory)
             drift.append(DriftItem(key, f"memory was changed to {was}", "it will be restored (restart)"))
         return Observed(spec=observed, drift=tuple(drift))
+
+    def still_uses(
+        self,
+        key: ResourceKey,
+        record: RecordView,
+        document: AnyManifest | None,
+        specs: Mapping[ResourceKey, Mapping[str, Any]],
+        removals: Removals,
+    ) -> list[str]:
+        return vm_still_uses(key, record, document, specs, removals, references=self.references)
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         key = change.key

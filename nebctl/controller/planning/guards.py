@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nebctl.controller.planning.placing import vm_disk_total
-from nebctl.controller.planning.request import PlanRequest, references, sort_key
+from nebctl.controller.planning.request import PlanRequest
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, ResourceChange
 from nebctl.core.quantities import format_quantity
-from nebctl.reconcilers.base import RecordView
+from nebctl.reconcilers.base import RecordView, Removals
 from nebctl.schemas.models import VirtualMachine, spec_document
 
 
@@ -21,7 +21,7 @@ def _prevents_destroy(spec: Mapping[str, Any] | None) -> bool:
     return bool(spec and spec.get("lifecycle", {}).get("preventDestroy"))
 
 
-def check_deletions(  # noqa: PLR0912 - each rule of what may not go while a staying VM uses it
+def check_deletions(
     changes: Sequence[ResourceChange],
     request: PlanRequest,
     own: Mapping[ResourceKey, RecordView],
@@ -52,46 +52,15 @@ def check_deletions(  # noqa: PLR0912 - each rule of what may not go while a sta
     touched_paths = {c.key: [f.path for f in c.fields] for c in changes if c.type is ChangeType.UPDATE}
     if not going and not leaving:
         return  # nothing goes away anywhere (the usual re-plan): no VM can be left without what it uses
+    removals = Removals(going=going, deleted=deleted, updated=updated, leaving=leaving, touched_paths=touched_paths)
     for key, record in own.items():
-        if key.kind is not Kind.VIRTUAL_MACHINE or key in going or record.applied is None:
+        if key in going or record.applied is None:
             continue
-        document = request.documents.get(key)
-        kept = len(record.applied.get("disks", []))
-        if key in updated and isinstance(document, VirtualMachine):
-            kept = min(kept, len(document.spec.disks))
-        for disk in record.applied.get("disks", [])[:kept]:
-            image = disk.get("image")
-            image_key = ResourceKey.of(Kind.IMAGE, image, key.namespace) if image else None
-            if image_key in going and disk.get("clone", "overlay") == "overlay":
-                problems.append(
-                    f"{image_key}: cannot be replaced or deleted while {key} uses it as a backing file"
-                    " (replace or delete the VM too)"
-                )
-        # A NIC on a network that goes away must be prepared again (its address moves with a new address plan)
-        # or removed by this plan; otherwise the VM would stay attached to a network deleted under it.
-        touched = touched_paths.get(key, ())
-        for index, nic in enumerate(record.applied.get("nics", [])):
-            network_key = ResourceKey.of(Kind.NETWORK, str(nic.get("network")), key.namespace)
-            if network_key in going and not any(path.startswith(f"nics[{index}]") for path in touched):
-                problems.append(
-                    f"{network_key}: cannot be replaced or deleted while {key} is attached to it"
-                    f" (nics[{index}]; replace the VM or remove the NIC too)"
-                )
-        # A datastore, image, network or group that leaves the VM's host (its span shrinks) while the VM stays
-        # there, or only migrates in this plan (a migration is not ordered before the removal), and still uses it.
-        gone_here = leaving.get(str(record.host))
-        still_used = (
-            references(request, key, specs.get(key, record.applied) if key in updated else record.applied)
-            if gone_here
-            else ()
+        # What a resource that stays still uses that this plan takes away: its kind's rule (a VM's disks,
+        # NICs, host and what it uses on that host).
+        problems.extend(
+            request.reconcilers[key.kind].still_uses(key, record, request.documents.get(key), specs, removals)
         )
-        for used in sorted(set(still_used) & (gone_here or set()), key=sort_key):
-            problems.append(
-                f"{used}: cannot leave host {record.host} while {key} uses it there (move or delete the VM first)"
-            )
-        host_key = ResourceKey.of(Kind.HOST, str(record.host)) if record.host else None
-        if host_key in deleted:
-            problems.append(f"{host_key}: cannot be removed while {key} runs on it")
 
 
 def check_quotas(request: PlanRequest, problems: list[str]) -> None:

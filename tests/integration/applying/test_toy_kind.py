@@ -5,9 +5,9 @@ The toy stands in for the Marketplace kind (a new kind would add its manifest mo
 everything else it needs is here). It is a "beacon" lit on one host and tied to a network, both named in its
 labels: it declares those references, the phase of each of its actions, and what its record holds once lit.
 What is checked comes from the toy's own declarations, written out by hand: the planner records what its
-``resolve`` settled for the plan and orders its actions by its references and phases, the executor calls its
-``realise``, and the journal records its host, its status and its usage. Nothing outside this file knows a
-beacon.
+``resolve`` settled for the plan, refuses what its ``still_uses`` forbids, and orders its actions by its
+references and phases, the executor calls its ``realise``, and the journal records its host, its status and
+its usage. Nothing outside this file knows a beacon.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from nebctl.controller.applying import Controller, PlanOptions
+from nebctl.controller.planning import PlanError
 from nebctl.core.families import Family
 from nebctl.core.fields import Effect, FieldChange, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
@@ -32,6 +35,7 @@ from nebctl.reconcilers.base import (
     PlanInputs,
     PlanningContext,
     RecordView,
+    Removals,
     Resolution,
     Usage,
     World,
@@ -114,6 +118,20 @@ class Beacon:
     def _action(self, key: ResourceKey, operation: str, host: str, *parts: str) -> Action:
         return Action(action_id(key, operation, *parts), key, Family.MONITORING, operation, host, {}, operation)
 
+    def still_uses(
+        self,
+        key: ResourceKey,
+        record: RecordView,
+        document: AnyManifest | None,
+        specs: Mapping[ResourceKey, Mapping[str, Any]],
+        removals: Removals,
+    ) -> list[str]:
+        assert record.applied is not None
+        network = ResourceKey.of(Kind.NETWORK, str(record.applied["network"]), key.namespace)
+        if network in removals.going:
+            return [f"{network}: a lit beacon ({key}) still shines on it"]
+        return []
+
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         key = change.key
         record = ctx.records.get(key)
@@ -191,6 +209,12 @@ def test_a_toy_kind_is_planned_applied_and_recorded_through_its_reconciler_alone
         (history,) = store.list_history(vm=key)
         assert (history.host, history.vcpu, history.memory, history.disk) == ("h1", 1, 2, 3)
         assert "marketplace.lit" in {event.type for event in store.list_events(key=key)}
+
+        # Its network alone replaced: the beacon, which stays, still uses it, and says so (its ``still_uses``).
+        moved = _workspace(tmp_path, cidr="10.9.0.0/24", url="https://a.example/index")
+        with pytest.raises(PlanError) as refused:
+            controller.plan(moved.documents(), PlanOptions(stack="toy"))
+        assert refused.value.problems == ["network/lan: a lit beacon (marketplace/beacon) still shines on it"]
 
         # Both replaced: the beacon is dimmed before the network it used goes, and lit after the new one exists.
         replaced = _workspace(tmp_path, cidr="10.9.0.0/24", url="https://b.example/index")
