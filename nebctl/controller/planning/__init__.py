@@ -3,7 +3,8 @@
 ``make_plan`` is pure: it takes values and returns a ``Plan`` (or raises ``PlanError`` listing every reason the
 plan cannot be made), with no I/O, clock or randomness, so the same input always gives the same plan. It
 decides, in this order (``planner``): which hosts each multi-host resource spans, where new VMs go (``placing``),
-which address each NIC leases and which datastore each disk uses (``resolve``), what changed for every resource
+what each kind settles for the whole plan, such as the address and MAC of each NIC and the datastore of each disk
+(its reconciler's ``resolve``), what changed for every resource
 (manifest changes and drift, through the kind's reconciler: ``changes``), what may not happen (preventDestroy,
 shrinking disks, immutable fields, images still in use, quotas: ``guards``), what ``--target``/``--exclude``
 keep (``selection``), and finally the action graph with the order between resources (``graph``) and the
@@ -14,8 +15,9 @@ after placement and leases; but its new VM must be placed beside the old one and
 when a first pass finds such replacements, the plan is made again with the old VMs *deposed* (``replacement``):
 each kept as a record of its own, deleted once its replacement runs, as the apply's journal will write it.
 
-Every rule of a kind comes from its reconciler (``PlanRequest.reconcilers``): its references, its actions and
-their phases. Used by ``controller.applying`` (the apply loop), the CLI's ``diff`` and the benchmarks.
+Every rule of a kind comes from its reconciler (``PlanRequest.reconcilers``): its references, what it resolves,
+the paths it ignores, whether it creates first, what it still uses, its actions and their phases. Used by
+``controller.applying`` (the apply loop), the CLI's ``diff`` and the benchmarks.
 """
 
 from nebctl.controller.planning.fingerprint import fingerprint
