@@ -9,8 +9,16 @@ With ``only_running`` (OpenNebula's SHOWBACK_ONLY_RUNNING), CPU and memory are c
 ran; disk is charged for every hour, since a stopped VM still holds its disks. Otherwise every hour is charged
 in full.
 
-Pure: ``price_month`` takes the month's usages (``usage.clip``), the book and the hosts' labels, and returns one
-``ShowbackRow`` per VM, host, stack and owner. ``nebctl showback`` stores them and sums them for display.
+A VM on a cloud host ran as an instance type (the placement record's ``instance_type``). When the book has a
+price per hour of that type (``instance_hour``, by ``TYPE`` or ``REGION.TYPE``: ``cloudprices``), the instance's
+hours are charged at that price in place of its vCPU and memory prices (the cloud bills the instance, whatever
+its size): ``cpu_cost`` is the instance-hours times the price, ``memory_cost`` is 0, and the row names the type.
+The instance-hours are the hours CPU and memory would be charged for (with ``only_running``, the running
+hours). Disks are priced as on any host. A type without a price is priced per vCPU and GiB as before.
+
+Pure: ``price_month`` takes the month's usages (``usage.clip``), the book, the hosts' labels and the cloud
+hosts' regions, and returns one ``ShowbackRow`` per VM, host, stack, owner and instance type. ``nebctl
+showback`` stores them and sums them for display.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from nebctl.accounting.cloudprices import instance_hour_price
 from nebctl.accounting.usage import GIB, HOUR, RUNNING, Usage, month_period
 from nebctl.database.records import HistorySpan, ShowbackRow
 
@@ -54,6 +63,7 @@ class PriceBook:
     overrides: Sequence[PriceOverride] = ()
     currency: str = "EUR"
     only_running: bool = False
+    instance_hour: Mapping[str, float] = field(default_factory=dict)  # by TYPE or REGION.TYPE
 
     def prices_for(self, host: str, labels: Mapping[str, str]) -> Prices:
         host_rules = [o for o in self.overrides if o.host is not None and o.applies_to(host, labels)]
@@ -69,9 +79,10 @@ class PriceBook:
         return Prices(**chosen)
 
 
-# Per (namespace, name, host, stack, owner): running seconds, stopped seconds, vCPU-, memory byte- and disk
-# byte-seconds.
-_Sums = dict[tuple[str, str, str, str | None, str | None], list[float]]
+# Per (namespace, name, host, stack, owner, instance type): running seconds, stopped seconds, vCPU-, memory
+# byte- and disk byte-seconds.
+_Key = tuple[str, str, str, str | None, str | None, str | None]
+_Sums = dict[_Key, list[float]]
 
 
 def price_month(
@@ -79,13 +90,15 @@ def price_month(
     usages: Sequence[Usage],
     book: PriceBook,
     host_labels: Mapping[str, Mapping[str, str]],
+    host_regions: Mapping[str, str | None] | None = None,
 ) -> list[ShowbackRow]:
-    """One priced row per (VM, host, stack, owner) of ``usages`` (already cut to ``month``), by VM then host."""
+    """One priced row per (VM, host, stack, owner, instance type) of ``usages`` (already cut to ``month``), by VM
+    then host. ``host_regions`` gives the region of each cloud host, for regional instance-hour prices."""
     # One pass, summing seconds and size-seconds per group.
     sums: _Sums = {}
     only_running = book.only_running
     for usage in usages:
-        key = (usage.namespace, usage.name, usage.host, usage.stack, usage.owner)
+        key = (usage.namespace, usage.name, usage.host, usage.stack, usage.owner, usage.instance_type)
         total = sums.get(key)
         if total is None:
             total = sums[key] = [0.0, 0.0, 0.0, 0.0, 0.0]
@@ -96,7 +109,7 @@ def price_month(
             total[2] += usage.vcpu * seconds
             total[3] += usage.memory * seconds
         total[4] += usage.disk * seconds
-    return _priced(month, sums, book, host_labels)
+    return _priced(month, sums, book, host_labels, host_regions or {})
 
 
 def price_spans(
@@ -104,6 +117,7 @@ def price_spans(
     spans: Iterable[HistorySpan],
     book: PriceBook,
     host_labels: Mapping[str, Mapping[str, str]],
+    host_regions: Mapping[str, str | None] | None = None,
     *,
     now: datetime,
 ) -> list[ShowbackRow]:
@@ -112,55 +126,89 @@ def price_spans(
     rows to the last bit. A month of a large fleet is tens of thousands of records: a ``Usage`` object for
     each was most of ``showback``'s pricing time."""
     period = month_period(month)
-    # The spans' times are naive UTC: so are the bounds here.
-    period_start = period.start.replace(tzinfo=None)
-    period_end = period.end.replace(tzinfo=None)
-    until = now.astimezone(UTC).replace(tzinfo=None)
-    second = timedelta(seconds=1)
+    # The spans' times are microseconds since 1970: so are the bounds here. A span's seconds are its whole
+    # microseconds over a million, the very division ``Usage.seconds`` makes of two datetimes.
+    period_start = _micros(period.start)
+    period_end = _micros(period.end)
+    until = _micros(now)
     sums: _Sums = {}
     only_running = book.only_running
-    for namespace, name, host, stack, owner, state, started_at, ended_at, vcpu, memory, disk in spans:
+    for namespace, name, host, stack, owner, state, started_at, ended_at, vcpu, memory, disk, kind in spans:
         end = until if ended_at is None else ended_at
         start = started_at if started_at > period_start else period_start
         stop = end if end < period_end else period_end
         if stop <= start:
             continue
-        key = (namespace, name, host, stack, owner)
+        key = (namespace, name, host, stack, owner, kind)
         total = sums.get(key)
         if total is None:
             total = sums[key] = [0.0, 0.0, 0.0, 0.0, 0.0]
-        seconds = (stop - start) / second
+        seconds = (stop - start) / 1_000_000
         running = state == RUNNING
         total[0 if running else 1] += seconds
         if running or not only_running:
             total[2] += vcpu * seconds
             total[3] += memory * seconds
         total[4] += disk * seconds
-    return _priced(month, sums, book, host_labels)
+    return _priced(month, sums, book, host_labels, host_regions or {})
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _sort_key(key: _Key) -> tuple[str, str, str, str, str, str]:
+    return (key[0], key[1], key[2], key[3] or "", key[4] or "", key[5] or "")
 
 
 def _priced(
-    month: str, sums: _Sums, book: PriceBook, host_labels: Mapping[str, Mapping[str, str]]
+    month: str,
+    sums: _Sums,
+    book: PriceBook,
+    host_labels: Mapping[str, Mapping[str, str]],
+    host_regions: Mapping[str, str | None],
 ) -> list[ShowbackRow]:
-    """The priced rows of the sums, by VM, host, stack then owner."""
+    """The priced rows of the sums, by VM, host, stack, owner then instance type."""
     prices_of: dict[str, Prices] = {}
+    instance_prices: dict[tuple[str, str], float | None] = {}
     currency = book.currency
+    only_running = book.only_running
     rows: list[ShowbackRow] = []
     append = rows.append
-    for (namespace, name, host, stack, owner), total in sorted(
-        sums.items(), key=lambda item: (item[0][0], item[0][1], item[0][2], item[0][3] or "", item[0][4] or "")
-    ):
+    # The keys arrive sorted from ``Store.history_spans`` (presorted runs cost the sort one comparison each).
+    for key in sorted(sums, key=_sort_key):
+        namespace, name, host, stack, owner, kind = key
+        total = sums[key]
         prices = prices_of.get(host)
         if prices is None:
             prices = prices_of[host] = book.prices_for(host, host_labels.get(host, {}))
         vcpu_hours = total[2] / HOUR
         memory_gib_hours = total[3] / GIB / HOUR
         disk_gib_hours = total[4] / GIB / HOUR
-        cpu_cost = vcpu_hours * prices.vcpu_hour
-        memory_cost = memory_gib_hours * prices.memory_gib_hour
         disk_cost = disk_gib_hours * prices.disk_gib_hour
+        hourly = None
+        if kind is not None:
+            found = (host, kind)
+            if found in instance_prices:
+                hourly = instance_prices[found]
+            else:
+                hourly = instance_prices[found] = instance_hour_price(book.instance_hour, kind, host_regions.get(host))
+        if hourly is None:
+            cpu_cost = vcpu_hours * prices.vcpu_hour
+            memory_cost = memory_gib_hours * prices.memory_gib_hour
+            priced_as = None
+        else:
+            # The hours the instance is charged: those its vCPUs and memory would be.
+            charged = total[0] if only_running else total[0] + total[1]
+            cpu_cost = charged / HOUR * hourly
+            memory_cost = 0.0
+            priced_as = kind
         # Positional, in ``ShowbackRow``'s field order: month, namespace, name, stack, owner, host, running and
-        # stopped hours, vCPU-, memory- and disk-hours, the three costs, their sum, the currency.
+        # stopped hours, vCPU-, memory- and disk-hours, the three costs, their sum, the currency, the type.
         append(
             ShowbackRow(
                 month,
@@ -179,6 +227,7 @@ def _priced(
                 disk_cost,
                 cpu_cost + memory_cost + disk_cost,
                 currency,
+                priced_as,
             )
         )
     return rows

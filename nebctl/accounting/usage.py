@@ -101,6 +101,7 @@ class Usage:
     vcpu: int
     memory: int
     disk: int
+    instance_type: str | None = None  # the cloud instance type it ran as; None off the cloud
 
     @property
     def seconds(self) -> float:
@@ -156,6 +157,7 @@ def clip(records: Iterable[HistoryRecord], period: Period, *, now: datetime) -> 
                 vcpu=record.vcpu,
                 memory=record.memory,
                 disk=record.disk,
+                instance_type=record.instance_type,
             )
         )
     return usages

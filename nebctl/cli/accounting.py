@@ -9,6 +9,7 @@ and prints the sums. The arithmetic is in ``nebctl.accounting``; docs/accounting
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ import click
 from rich.table import Table
 
 from nebctl.accounting import pricing
+from nebctl.accounting.cloudprices import region_of
 from nebctl.accounting.usage import GROUPINGS, Period, Usage, clip, iso, month_of, month_period, parse_time, summarise
 from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.cli.database import open_store
@@ -26,7 +28,7 @@ from nebctl.cli.tables import human_bytes, print_table
 from nebctl.controller.metrics import host_labels
 from nebctl.core.keys import Kind
 from nebctl.core.settings import PricingSettings
-from nebctl.database import ShowbackRow, Store
+from nebctl.database import ResourceRecord, ShowbackRow, Store
 
 # The column a grouping's key prints under: oneacct's names where they mean the same.
 KEY_COLUMNS = {"vm": "VM", "host": "HOSTNAME", "namespace": "NAMESPACE", "stack": "STACK", "user": "UNAME"}
@@ -195,18 +197,40 @@ def price_book(settings: PricingSettings) -> pricing.PriceBook:
         ),
         currency=settings.currency,
         only_running=settings.only_running,
+        instance_hour=dict(settings.instance_hour),
     )
 
 
 def compute_showback(store: Store, month: str, book: pricing.PriceBook, *, now: datetime) -> list[ShowbackRow]:
     """Price ``month`` (up to ``now``) from the placement records and replace its rows in the showback table.
-    Host labels (for label price overrides) are those the Host records carry now."""
+    Host labels (for label price overrides) and cloud regions (for regional instance-hour prices) are those the
+    Host records carry now."""
     period = month_period(month)
-    spans = store.history_spans(start=period.start, end=period.end)
-    labels = host_labels(store.list_resources(kind=Kind.HOST))
-    rows = pricing.price_spans(month, spans, book, labels, now=now)
-    store.replace_showback(month, rows)
+    hosts = store.list_resources(kind=Kind.HOST)
+    labels = host_labels(hosts)
+    # A large fleet's month is hundreds of thousands of small objects (tuples and lists, none in a cycle): the
+    # cyclic collector, triggered by their allocation, would walk them again and again (a third of the time).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        spans = store.history_spans(start=period.start, end=period.end)
+        rows = pricing.price_spans(month, spans, book, labels, host_regions(hosts), now=now)
+        del spans
+        store.replace_showback(month, rows)
+    finally:
+        if collecting:
+            gc.enable()
     return rows
+
+
+def host_regions(records: Sequence[ResourceRecord]) -> dict[str, str | None]:
+    """The region of each recorded cloud Host, from its URI (``ec2://eu-west-1``)."""
+    regions: dict[str, str | None] = {}
+    for record in records:
+        uri = (record.applied or record.desired or {}).get("uri")
+        if record.kind is Kind.HOST and isinstance(uri, str) and region_of(uri) is not None:
+            regions[record.name] = region_of(uri)
+    return regions
 
 
 @click.command("showback")

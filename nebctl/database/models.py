@@ -45,6 +45,7 @@ NAME_LENGTH = 63  # resource and namespace names are DNS labels (docs/manifests.
 STACK_LENGTH = 128
 HOST_LENGTH = 255
 STATE_LENGTH = 32
+INSTANCE_TYPE_LENGTH = 64
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -224,6 +225,8 @@ AccountingRecord = Table(
     # running and stopped time apart; ``owner`` is the user whose apply placed it (``--by user``).
     _required("state", String(STATE_LENGTH), default="running", server_default="running"),
     _optional("owner", String(128)),
+    # The cloud instance type the VM ran as (NULL off the cloud): showback prices it per instance-hour.
+    _optional("instance_type", String(INSTANCE_TYPE_LENGTH)),
     Index(None, "namespace", "name", "started_at"),
     Index(None, "started_at"),
     Index(None, "ended_at"),
@@ -253,6 +256,7 @@ ShowbackRecord = Table(
     _required("cost", Double),
     _required("currency", String(16)),
     _required("computed_at", _TIME),
+    _optional("instance_type", String(INSTANCE_TYPE_LENGTH)),  # priced per hour of this cloud type
     Index(None, "month", "namespace", "name"),
 )
 

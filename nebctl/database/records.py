@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from nebctl.core.keys import Kind, ResourceKey
 
@@ -210,12 +210,13 @@ class HistoryRecord:
     end_reason: str | None
     state: str = "running"
     owner: str | None = None
+    instance_type: str | None = None  # the cloud instance type it ran as; None off the cloud
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryOpening:
     """A placement record to start (``open_histories``): ``vm`` is placed on ``host`` with these sizes, in
-    ``state`` (``running``, ``stopped``, ``suspended``), by ``owner``."""
+    ``state`` (``running``, ``stopped``, ``suspended``), by ``owner``, as ``instance_type`` on a cloud host."""
 
     vm: ResourceKey
     host: str
@@ -226,17 +227,19 @@ class HistoryOpening:
     stack: str | None = None
     state: str = "running"
     owner: str | None = None
+    instance_type: str | None = None
 
 
 # A placement record as showback reads it (``TelemetryOperations.history_spans``): namespace, name, host, stack,
-# owner, state, started_at and ended_at (naive UTC; ended_at None while open), vcpu, memory and disk bytes.
-HistorySpan = tuple[str, str, str, str | None, str | None, str, datetime, datetime | None, int, int, int]
+# owner, state, started_at and ended_at (whole microseconds since 1970-01-01 UTC; ended_at None while open),
+# vcpu, memory and disk bytes, and the cloud instance type (None off the cloud).
+HistorySpan = tuple[str, str, str, str | None, str | None, str, int, int | None, int, int, int, str | None]
 
 
-@dataclass(frozen=True, slots=True)
-class ShowbackRow:
+class ShowbackRow(NamedTuple):
     """The priced usage of one VM on one host in one month (the ``showback`` table); hours and costs as
-    ``accounting.pricing`` computes them."""
+    ``accounting.pricing`` computes them. A named tuple: a large fleet's month is tens of thousands of rows,
+    and a frozen dataclass's per-field ``__setattr__`` made building them most of pricing's time."""
 
     month: str  # YYYY-MM
     namespace: str
@@ -254,6 +257,7 @@ class ShowbackRow:
     disk_cost: float
     cost: float
     currency: str
+    instance_type: str | None = None  # priced per hour of this cloud instance type (cpu_cost); None: per vCPU
     computed_at: datetime | None = None
 
 

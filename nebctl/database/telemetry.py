@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, type_coerce, update
 from sqlalchemy.types import NullType
@@ -36,8 +36,7 @@ _vm_samples = table(VMSample)
 _history = table(AccountingRecord)
 _hook_runs = table(HookRun)
 _showback = table(ShowbackRecord)
-_SHOWBACK_FIELDS = tuple(field.name for field in fields(ShowbackRow))
-_showback_values = attrgetter(*_SHOWBACK_FIELDS[:-1])  # every field but ``computed_at``, as one tuple
+_SHOWBACK_FIELDS = ShowbackRow._fields
 _HOST_FIELDS = tuple(field.name for field in fields(HostSampleRecord))
 _VM_FIELDS = tuple(field.name for field in fields(VMSampleRecord))
 _vm_values = attrgetter(*_VM_FIELDS)  # a VM sample's fields as one tuple, in one C call
@@ -123,14 +122,41 @@ def _history_record(row: AnyRow) -> HistoryRecord:
         end_reason=row.end_reason,
         state=row.state,
         owner=row.owner,
+        instance_type=row.instance_type,
     )
 
 
-def _naive(moment: datetime | None) -> datetime | None:
-    """A time from a server's driver as naive UTC (they return naive UTC already; an aware one is converted)."""
-    if moment is None or moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+# A stored time (SQLite's text, ``YYYY-MM-DD HH:MM:SS.ffffff``) as whole microseconds since 1970: the whole
+# seconds from ``strftime``, then the fraction's digits padded to six (a time written without a fraction reads 0).
+_SQLITE_MICROS = (
+    "(CAST(strftime('%s', {column}) AS INTEGER) * 1000000 + CAST(substr({column} || '000000', 21, 6) AS INTEGER))"
+)
+_SPAN_ORDER = tuple(
+    _history.c[name] for name in ("namespace", "name", "host", "stack", "owner", "instance_type", "started_at", "id")
+)
+_SQLITE_SPANS = (
+    "SELECT namespace, name, host, stack, owner, state, "
+    + _SQLITE_MICROS.format(column="started_at")
+    + ", CASE WHEN ended_at IS NULL THEN NULL ELSE "
+    + _SQLITE_MICROS.format(column="ended_at")
+    + " END, vcpu, memory, disk, instance_type FROM accounting_history"
+    " WHERE started_at < ? AND (ended_at IS NULL OR ended_at > ?) ORDER BY "
+    + ", ".join(column.name for column in _SPAN_ORDER)
+)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _sqlite_text(moment: datetime) -> str:
+    """A time as SQLite holds it (``UTCDateTime``'s text), so that the stored texts compare with it in order."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _micros(moment: datetime) -> int:
+    """A time from a server's driver (naive UTC; an aware one is converted) as microseconds since 1970."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return (moment - _NAIVE_EPOCH) // _MICROSECOND
 
 
 def _bucket_start(time: datetime, bucket: timedelta) -> datetime:
@@ -397,6 +423,7 @@ class TelemetryOperations(Operations):
                 "end_reason": None,
                 "state": opening.state,
                 "owner": opening.owner,
+                "instance_type": opening.instance_type,
             }
             for opening in openings
         ]
@@ -436,45 +463,51 @@ class TelemetryOperations(Operations):
             return [_history_record(row) for row in connection.execute(query)]
 
     def history_spans(self, *, start: datetime, end: datetime) -> list[HistorySpan]:
-        """What pricing needs of the placement records overlapping [start, end), as plain tuples, by VM and each VM's
-        in ``list_history``'s order: (namespace, name, host, stack, owner, state, started_at, ended_at, vcpu,
-        memory, disk), the times naive UTC. A month of a large fleet is tens of thousands of records: building
-        an aware datetime and a record object for each was most of ``showback``'s reading time."""
+        """What pricing needs of the placement records overlapping [start, end), as plain tuples: (namespace,
+        name, host, stack, owner, state, started_at, ended_at, vcpu, memory, disk, instance_type), the times as
+        whole microseconds since 1970 UTC. Ordered by VM, host, stack, owner and instance type (pricing's own
+        order, so that its sort meets a sorted list), then as ``list_history`` (so that each group's records
+        are summed in the same order). A month of a large fleet is tens of thousands of records: building a
+        datetime and a record object for each was most of ``showback``'s reading time."""
         columns = _history.c
-        # The times come back as the driver gives them (no per-value type processing): a datetime from the
-        # servers' drivers, the stored text on SQLite, parsed here by the C ``fromisoformat``.
-        query = (
-            select(
-                columns.namespace,
-                columns.name,
-                columns.host,
-                columns.stack,
-                columns.owner,
-                columns.state,
-                type_coerce(columns.started_at, NullType()),
-                type_coerce(columns.ended_at, NullType()),
-                columns.vcpu,
-                columns.memory,
-                columns.disk,
-            )
-            .where(columns.started_at < end, or_(columns.ended_at.is_(None), columns.ended_at > start))
-            # By VM, then as ``list_history`` within a VM: each VM's records are summed in the same order, and
-            # pricing's final sort by VM meets presorted runs.
-            .order_by(columns.namespace, columns.name, columns.started_at, columns.id)
-        )
         with self._read() as connection:
+            if connection.dialect.name == "sqlite":
+                # SQLite holds the times as text, to the microsecond: the integers are computed there, in C, and
+                # the driver's own cursor returns plain tuples (no row objects).
+                bounds = [
+                    moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+                    for moment in (end, start)
+                ]
+                cursor = connection.connection.cursor()
+                try:
+                    cursor.execute(_SQLITE_SPANS, bounds)
+                    return cast(list[HistorySpan], cursor.fetchall())
+                finally:
+                    cursor.close()
+            # The servers' drivers give datetimes, converted below (no per-value type processing).
+            query = (
+                select(
+                    columns.namespace,
+                    columns.name,
+                    columns.host,
+                    columns.stack,
+                    columns.owner,
+                    columns.state,
+                    type_coerce(columns.started_at, NullType()),
+                    type_coerce(columns.ended_at, NullType()),
+                    columns.vcpu,
+                    columns.memory,
+                    columns.disk,
+                    columns.instance_type,
+                )
+                .where(columns.started_at < end, or_(columns.ended_at.is_(None), columns.ended_at > start))
+                .order_by(*_SPAN_ORDER)
+            )
             rows = connection.execute(query).all()
-        if not rows or isinstance(rows[0][6], datetime):
-            if all(row[6].tzinfo is None and (row[7] is None or row[7].tzinfo is None) for row in rows):
-                return [tuple(row) for row in rows]  # naive UTC already, as the servers' drivers give them
-            return [
-                (ns, name, host, stack, owner, state, _naive(began) or began, _naive(ended), vcpu, memory, disk)
-                for ns, name, host, stack, owner, state, began, ended, vcpu, memory, disk in rows
-            ]
-        parse = datetime.fromisoformat
+        micros = _micros
         return [
-            (ns, name, host, stack, owner, state, parse(began), ended and parse(ended), vcpu, memory, disk)
-            for ns, name, host, stack, owner, state, began, ended, vcpu, memory, disk in rows
+            (ns, name, host, stack, owner, state, micros(began), ended and micros(ended), vcpu, memory, disk, kind)
+            for ns, name, host, stack, owner, state, began, ended, vcpu, memory, disk, kind in rows
         ]
 
     # --- showback ------------------------------------------------------------------------------------------
@@ -486,7 +519,7 @@ class TelemetryOperations(Operations):
         if any(row.month != month for row in rows):
             raise ValueError(f"replace_showback({month!r}) was given rows of another month")
         # A large fleet's month is tens of thousands of rows: one plain executemany, no per-row processing.
-        values = [(*_showback_values(row), row.computed_at or computed_at) for row in rows]
+        values = [row if row[-1] is not None else (*row[:-1], computed_at) for row in rows]
         with self._write() as connection:
             connection.execute(delete(_showback).where(_showback.c.month == month))
             bulk_insert(connection, _showback, _SHOWBACK_FIELDS, values)
@@ -518,6 +551,7 @@ class TelemetryOperations(Operations):
                     disk_cost=row.disk_cost,
                     cost=row.cost,
                     currency=row.currency,
+                    instance_type=row.instance_type,
                     computed_at=row.computed_at,
                 )
                 for row in connection.execute(query)

@@ -118,7 +118,7 @@ def test_showback_of_a_month_stored_and_replaced(store: Store) -> None:
     )
     store.replace_showback("2024-05", rows)
     stored = store.list_showback("2024-05")
-    assert [replace(r, computed_at=None) for r in stored] == [replace(r, computed_at=None) for r in rows]
+    assert [r._replace(computed_at=None) for r in stored] == [r._replace(computed_at=None) for r in rows]
     assert all(r.computed_at is not None and r.currency == "CHF" for r in stored)
     costs = {(r.namespace, r.name, r.host, r.owner): r for r in stored}
     # web on kvm1: 2 h x (2*0.02 + 2*0.01 + 10*0.001) = 2 * 0.07
@@ -245,7 +245,7 @@ def test_random_histories_through_the_store(store: Store, histories) -> None:  #
         assert rows == price_month(month, clip(expected, period, now=NOW), PROPERTY_BOOK, PROPERTY_LABELS)
         store.replace_showback(month, rows)
         kept = store.list_showback(month)
-        assert [replace(r, computed_at=None) for r in kept] == rows
+        assert [r._replace(computed_at=None) for r in kept] == rows
         total = sum(r.cost for r in kept)
         for by in GROUPINGS:
             assert sum(b.cost for b in bills(kept, by)) == pytest.approx(total, rel=1e-9, abs=1e-9)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nebctl.controller.cloudprices import cost, instance_hour_price, region_of
+from nebctl.accounting.cloudprices import cost, instance_hour_price, region_of
 from nebctl.core.settings import parse_settings
 
 PRICING = parse_settings(

@@ -10,8 +10,8 @@ A VM on a cloud host is billed by its instance type, not by its vCPUs and memory
         t3.small: 0.0208
         eu-west-1.t3.large: 0.0912
 
-Pure: showback (and anything else that reports cost) calls ``instance_hour_price`` or ``cost`` with
-``settings.pricing.instance_hour`` and the facts of a VM. ``nebctl showback`` does not call it yet.
+Pure: ``pricing`` (showback) calls ``instance_hour_price`` with the book's ``instance_hour`` (the config's
+``pricing.instance_hour``), a placement record's instance type and its host's region (``region_of``).
 """
 
 from __future__ import annotations
