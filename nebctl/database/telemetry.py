@@ -376,9 +376,10 @@ class TelemetryOperations(Operations):
         start: datetime | None = None,
         state: str = "running",
         owner: str | None = None,
+        instance_type: str | None = None,
     ) -> int:
-        """Start a placement record of ``vm`` on ``host``; an open record of the VM is closed first (with
-        ``reason`` as its end reason)."""
+        """Start a placement record of ``vm`` on ``host`` (as ``instance_type`` on a cloud host); an open record of
+        the VM is closed first (with ``reason`` as its end reason)."""
         start = start or self._now()
         with self._write() as connection:
             connection.execute(_CLOSE_HISTORIES, _closing(vm, start, reason))
@@ -395,6 +396,7 @@ class TelemetryOperations(Operations):
                     reason=reason,
                     state=state,
                     owner=owner,
+                    instance_type=instance_type,
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]

@@ -294,13 +294,21 @@ class VirtualMachineReconciler:
                 drivers.network.clean(host, uuid, _nic(params))
             return {f"nic.{params['nic']}": None}
         if operation == "deploy":
-            status = drivers.virtualization.deploy(host, _definition(action, world), start=bool(params["start"]))
-            return {"uuid": uuid, "host": action.host, "state": status.state.value}
+            definition = _definition(action, world)
+            status = drivers.virtualization.deploy(host, definition, start=bool(params["start"]))
+            # The cloud instance type it runs as (None off the cloud): the placement history keeps it for showback.
+            return {
+                "uuid": uuid,
+                "host": action.host,
+                "state": status.state.value,
+                "instanceType": definition.instance_type,
+            }
         if operation == "migrate":
             source = world.host_ref(str(params["source"]))
             virtualization = world.drivers(str(params["source"])).virtualization
-            virtualization.migrate(source, host, _definition(action, world), live=bool(params.get("live", False)))
-            return {"host": action.host}
+            definition = _definition(action, world)
+            virtualization.migrate(source, host, definition, live=bool(params.get("live", False)))
+            return {"host": action.host, "instanceType": definition.instance_type}
         if operation == "shutdown":
             graceful = drivers.virtualization.shutdown(host, uuid, timeout=world.shutdown_timeout)
             # ``forced`` marks a hard stop (the guest ignored ACPI for the whole timeout): the apply's event
@@ -309,7 +317,7 @@ class VirtualMachineReconciler:
         if operation == "undeploy":
             with contextlib.suppress(NotFoundError):  # already gone: deleting is idempotent
                 drivers.virtualization.undeploy(host, uuid)
-            return {"uuid": None, "name": None, "state": None}
+            return {"uuid": None, "name": None, "state": None, "instanceType": None}
         if operation in ("suspend", "resume", "cancel", "reboot"):
             getattr(drivers.virtualization, operation)(host, uuid)
             return {"state": {"suspend": "suspended", "cancel": "stopped"}.get(operation, "running")}

@@ -48,6 +48,7 @@ def store_histories(store: Store, records: Iterable[HistoryRecord]) -> None:
             start=record.started_at,
             state=record.state,
             owner=record.owner,
+            instance_type=record.instance_type,
         )
         if record.ended_at is not None:
             store.close_history(key, reason="deleted", end=record.ended_at)

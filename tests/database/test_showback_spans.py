@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from nebctl.accounting.pricing import bills, price_month, price_spans, showback_key
+from nebctl.accounting.pricing import PriceBook, bills, price_month, price_spans, showback_key
 from nebctl.accounting.usage import GROUPINGS, clip, month_period
 from nebctl.database import Store
 from tests.database.test_accounting import BOOK, store_histories, write_history
@@ -38,6 +38,27 @@ def test_crafted_history_prices_the_same(store: Store, month: str) -> None:
     now = datetime(2024, 5, 20, 6, 30, 0, 250, tzinfo=UTC)  # some records still open: counted to now
     rows = spans_rows(store, month, BOOK, {}, now)
     assert rows == reference(store, month, BOOK, {}, now)
+
+
+def test_cloud_records_price_the_same_per_instance_hour(store: Store) -> None:
+    from tests.unit.accounting.test_instance_hours import HISTORY, INSTANCE_HOUR, PRICES, REGIONS
+
+    store_histories(store, HISTORY)
+    book = PriceBook(base=PRICES, instance_hour=INSTANCE_HOUR, only_running=True)
+    now = datetime(2024, 6, 10, tzinfo=UTC)
+    rows = price_spans("2024-05", store.history_spans(start=t0, end=t1), book, {}, REGIONS, now=now)
+    period = month_period("2024-05")
+    expected = price_month("2024-05", clip(store.list_history(start=t0, end=t1), period, now=now), book, {}, REGIONS)
+    assert rows == expected
+    assert {row.name: row.instance_type for row in rows} == {
+        "web-1": "t3.small",
+        "web-2": "t3.large",
+        "web-3": None,
+        "db-1": None,
+    }
+
+
+t0, t1 = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -332,6 +332,8 @@ class StoreJournal:
                         stack=stack,
                         state=usage.state,
                         owner=self.owner,
+                        # Set by the VM's deploy on a cloud host: showback prices its hours per instance-hour.
+                        instance_type=record.live.get("instanceType"),
                     )
                 )
             if state:
