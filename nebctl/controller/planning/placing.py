@@ -14,6 +14,7 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import RecordView
 from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
+from nebctl.schemas.instance_types import InstanceType, smallest_fitting
 from nebctl.schemas.models import Host, VirtualMachine
 
 
@@ -71,6 +72,29 @@ def _candidates(request: PlanRequest, hosts: Sequence[str]) -> list[placing.Host
     return candidates
 
 
+def _instance_type_of(record: RecordView, slots: Mapping[str, tuple[InstanceType, int]]) -> str | None:
+    """The instance type another VM on a cloud host holds: the one its deploy recorded, else the smallest type
+    of the capacity map that fits its size (a record from before types were recorded); None when neither."""
+    recorded = record.live.get("instanceType")
+    if isinstance(recorded, str) and recorded in slots:
+        return recorded
+    applied = record.applied or {}
+    fitting = smallest_fitting(
+        (kind for kind, _ in slots.values()), int(applied.get("vcpu", 0)), int(applied.get("memory", 0))
+    )
+    return fitting.name if fitting is not None else None
+
+
+def _left(
+    slots: Mapping[str, tuple[InstanceType, int]] | None, taken: Mapping[str, int] | None
+) -> Mapping[str, tuple[InstanceType, int]] | None:
+    """A cloud host's capacity map less the instances VMs outside this plan hold there (other stacks' VMs and
+    this stack's VMs no longer in the manifests): they run, so they count against the map like placed ones."""
+    if slots is None or not taken:
+        return slots
+    return {name: (kind, max(0, count - taken.get(name, 0))) for name, (kind, count) in slots.items()}
+
+
 def place_vms(
     request: PlanRequest,
     own: Mapping[ResourceKey, RecordView],
@@ -89,16 +113,24 @@ def place_vms(
     # VMs that are not part of this plan's requests (other stacks, or not in the manifests) keep their share.
     allocated_cpu: dict[str, float] = defaultdict(float)
     allocated_memory: dict[str, int] = defaultdict(int)
+    slots_of = {candidate.name: candidate.slots for candidate in candidates if candidate.slots is not None}
+    taken: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # cloud host -> type -> instances
     for key, other in request.records.items():
         if key.kind is Kind.VIRTUAL_MACHINE and key not in vms and other.host and other.applied:
             allocated_cpu[other.host] += float(other.applied.get("vcpu", 0))
             allocated_memory[other.host] += int(other.applied.get("memory", 0))
+            slots = slots_of.get(other.host)
+            if slots is not None:
+                kind = _instance_type_of(other, slots)
+                if kind is not None:
+                    taken[other.host][kind] += 1
     candidates = [
         placing.HostCandidate(
             **{
                 **candidate.__dict__,
                 "allocated_cpu": candidate.allocated_cpu + allocated_cpu[candidate.name],
                 "allocated_memory": candidate.allocated_memory + allocated_memory[candidate.name],
+                "slots": _left(candidate.slots, taken.get(candidate.name)),
             }
         )
         for candidate in candidates
