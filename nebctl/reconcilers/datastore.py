@@ -14,7 +14,7 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.drivers.types import DatastoreDefinition
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import live_name
-from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
+from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, span_of_storage, spec_of
 
 RULES = [
     FieldRule("path", Effect.IMMUTABLE, "the volumes would be stranded; declare a new datastore instead"),
@@ -41,4 +41,5 @@ RECONCILER = SpannedReconciler(
     rules=RULES,
     create=Step(Family.STORAGE, "create_datastore", "create the storage pool", _create),
     delete=Step(Family.STORAGE, "delete_datastore", "delete the storage pool", _delete),
+    span=span_of_storage,
 )

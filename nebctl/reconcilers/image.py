@@ -10,11 +10,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nebctl.core.families import Family
+from nebctl.core.fields import Effect, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.drivers.types import ImageImport
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import image_volume, live_name
-from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
+from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of, storage_hosts
 from nebctl.schemas.models import AnyManifest, Image
 
 
@@ -25,7 +26,8 @@ def _span(
     datastore = documents.get(ResourceKey.of(Kind.DATASTORE, document.spec.datastore))
     chosen = getattr(datastore.spec, "hosts", None) if datastore is not None else None
     known = set(hosts)  # a thousand hosts: a list lookup per host was quadratic
-    return tuple(sorted(host for host in (chosen or hosts) if host in known))
+    # As its datastore's span: the hosts it names, else every host but cloud hosts (they keep no datastores).
+    return tuple(sorted(host for host in (chosen or storage_hosts(documents, hosts)) if host in known))
 
 
 def datastore_key(spec: Mapping[str, Any]) -> ResourceKey:
@@ -68,7 +70,9 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
 
 RECONCILER = SpannedReconciler(
     kind=Kind.IMAGE,
-    rules=[],  # every field of an image decides its content: all changes replace it
+    # Every field of an image but its cloud sources decides its content: those changes replace it. The cloud
+    # sources are read when a VM is deployed on a cloud host: a change applies to the VMs deployed after it.
+    rules=[FieldRule("cloud", Effect.NONE, "read when a VM is deployed on a cloud host")],
     create=Step(Family.STORAGE, "import_image", "import the image", _import),
     delete=Step(Family.STORAGE, "delete", "delete the image volume", _delete),
     span=_span,

@@ -35,7 +35,7 @@ from nebctl.reconcilers.base import (
     action_id,
     per_host,
 )
-from nebctl.schemas.models import AnyManifest, spec_document
+from nebctl.schemas.models import AnyManifest, Host, spec_document
 from nebctl.schemas.references import BY_KIND, Reference
 
 # realise(key, host, world) for one host; returns the live patch.
@@ -51,6 +51,24 @@ def span_of_hosts_field(
     chosen = getattr(document.spec, "hosts", None) or hosts
     known = set(hosts)  # a thousand hosts: a list lookup per host was quadratic
     return tuple(sorted(host for host in chosen if host in known))
+
+
+def storage_hosts(documents: Mapping[ResourceKey, AnyManifest], hosts: Sequence[str]) -> list[str]:
+    """The hosts that can keep datastores: all but cloud hosts (a VM there boots from the cloud's image)."""
+    return [
+        host
+        for host in hosts
+        if not isinstance(cloud := documents.get(ResourceKey.of(Kind.HOST, host)), Host) or cloud.spec.cloud is None
+    ]
+
+
+def span_of_storage(
+    key: ResourceKey, document: AnyManifest, documents: Mapping[ResourceKey, AnyManifest], hosts: Sequence[str]
+) -> tuple[str, ...]:
+    """A datastore's ``hosts`` field when set (only those that exist), else every host but cloud hosts."""
+    if getattr(document.spec, "hosts", None):
+        return span_of_hosts_field(key, document, documents, hosts)
+    return tuple(sorted(storage_hosts(documents, hosts)))
 
 
 def ownership(key: ResourceKey, stack: str) -> Ownership:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Container, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from nebctl.core.families import Family
 from nebctl.core.fields import Effect, FieldChange, FieldRule
@@ -64,7 +65,7 @@ from nebctl.reconcilers.vm_guards import vm_still_uses
 from nebctl.reconcilers.vm_resolution import disk_datastores_of, lease_addresses, mac_addresses
 from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
 from nebctl.schemas.instance_types import smallest_fitting
-from nebctl.schemas.models import AnyManifest, Host, VirtualMachine, spec_document
+from nebctl.schemas.models import AnyManifest, Host, Image, VirtualMachine, spec_document
 from nebctl.schemas.references import Reference, of_virtual_machine
 
 RULES = [
@@ -202,6 +203,7 @@ class VirtualMachineReconciler:
         recorded = VMIdentity.recorded(key, record.live if record is not None else {})
         builder = _Builder(key, recorded)
         builder.instance_type = ctx.instance_types.get(key)
+        builder.documents = ctx.documents
         new = VMIdentity.of(key, ctx.incarnations.get(key, 0)) if recorded.key == key else recorded
         if change.type is ChangeType.CREATE:
             assert desired is not None
@@ -392,6 +394,7 @@ def _definition(action: Action, world: World) -> VMDefinition:
         cloud_init=cloud_init,
         owner=ownership(action.key, world.stack),
         boot=BootDefinition(**params["boot"]) if params.get("boot") else None,
+        image=params.get("image"),
         instance_type=params.get("instanceType")
         or _instance_type(action, world, int(params["vcpu"]), int(params["memory"])),
     )
@@ -432,6 +435,7 @@ class _Builder:
         self._nics: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
         self._volumes: dict[int, str] = {}
         self.instance_type: str | None = None  # placement's choice on a cloud host
+        self.documents: Mapping[ResourceKey, Any] = {}  # the plan's documents: hosts and images, for cloud hosts
 
     def add(
         self,
@@ -484,7 +488,20 @@ class _Builder:
         }
         if self.instance_type is not None:
             params["instanceType"] = self.instance_type
+        uri = self.cloud_uri(str(spec["host"]))
+        if uri is not None:
+            # On a cloud host the instance boots from the first disk's Image as the cloud has it (its root volume
+            # is the VM's disk): no volume of a datastore.
+            params["disks"] = []
+            image = cloud_image(self.documents, self.key, spec, uri)
+            if image is not None:
+                params["image"] = image
         return params
+
+    def cloud_uri(self, host: str) -> str | None:
+        """The URI of ``host`` when it is a cloud host (it keeps no datastores), else None."""
+        document = self.documents.get(ResourceKey.of(Kind.HOST, host))
+        return document.spec.uri if isinstance(document, Host) and document.spec.cloud is not None else None
 
     def after(self, first: Sequence[str], then: Sequence[str]) -> None:
         self.edges += [(a, b) for a in first for b in then]
@@ -572,7 +589,8 @@ class _Builder:
     def create(self, spec: Mapping[str, Any], suffix: str = "") -> _Group:
         group = _Group()
         host = spec["host"]
-        prepared = [self.clone(spec, i, suffix) for i in range(len(spec["disks"]))]
+        disks = range(len(spec["disks"])) if self.cloud_uri(host) is None else range(0)  # a cloud: the image's
+        prepared = [self.clone(spec, i, suffix) for i in disks]
         prepared += [self.nic("pre", spec, i, host, suffix) for i in range(len(spec["nics"]))]
         deploy = self.deploy(spec, start=spec["state"] != "stopped", suffix=suffix)
         self.after(prepared, [deploy])
@@ -595,7 +613,8 @@ class _Builder:
         destroy = Phase.DESTROY
         undeploy = self.simple("undeploy", host, "stop and undefine", phase=destroy)
         released = [self.nic("clean", spec, i, host, phase=destroy) for i in range(len(spec.get("nics", [])))]
-        released += [self.delete_disk(spec, i, host, destroy) for i in range(len(spec.get("disks", [])))]
+        if self.cloud_uri(host) is None:  # a cloud instance's root volume goes with it
+            released += [self.delete_disk(spec, i, host, destroy) for i in range(len(spec.get("disks", [])))]
         self.after([undeploy], released)
         group.entries = [undeploy]
         group.exits = released or [undeploy]
@@ -679,6 +698,8 @@ class _Builder:
     def _disk_and_nic_changes(self, old: Mapping[str, Any], new: Mapping[str, Any], host: str) -> list[str]:
         steps: list[str] = []
         old_disks, new_disks = old.get("disks", []), new["disks"]
+        if self.cloud_uri(host) is not None:  # a cloud instance has no datastore volumes to change
+            old_disks, new_disks = [], []
         for index, disk in enumerate(new_disks):
             if index >= len(old_disks):
                 steps.append(self.clone(new, index, ""))
@@ -715,6 +736,22 @@ class _Builder:
                     steps.remove(clean)
                 steps.append(pre)
         return steps
+
+
+def cloud_image(
+    documents: Mapping[ResourceKey, Any], key: ResourceKey, spec: Mapping[str, Any], uri: str
+) -> str | None:
+    """The image a VM on the cloud host at ``uri`` boots from: its first disk's Image's source for that cloud
+    (on EC2, the AMI of the host's region); None when it has none (the driver's configured default then)."""
+    disks = spec.get("disks") or []
+    name = disks[0].get("image") if disks else None
+    image = documents.get(ResourceKey.of(Kind.IMAGE, str(name), key.namespace)) if name else None
+    if not isinstance(image, Image) or image.spec.cloud is None:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme == "ec2" and image.spec.cloud.ec2 is not None:
+        return image.spec.cloud.ec2.ami_for(parts.hostname)
+    return None
 
 
 def _tag(suffix: str) -> tuple[str, ...]:

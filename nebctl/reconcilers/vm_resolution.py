@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from nebctl.core.keys import Kind, ResourceKey, sort_key
 from nebctl.reconcilers.base import PlanInputs, RecordView
 from nebctl.reconcilers.identity import deposed_of, mac_address
-from nebctl.schemas.models import AnyManifest, Image, Network, VirtualMachine
+from nebctl.schemas.models import AnyManifest, Host, Image, Network, VirtualMachine
 
 
 def lease_addresses(  # noqa: PLR0912 - one pass over every NIC: static, kept, deposed and new addresses
@@ -197,6 +197,15 @@ def _free_address(first: int, last: int, used: set[int], gateway: int) -> int | 
     return None
 
 
+def cloud_hosts(documents: Mapping[ResourceKey, AnyManifest]) -> dict[str, str]:
+    """The cloud hosts among the documents (a ``cloud`` capacity map), each with its URI."""
+    return {
+        key.name: document.spec.uri
+        for key, document in documents.items()
+        if isinstance(document, Host) and document.spec.cloud is not None
+    }
+
+
 def disk_datastores_of(
     documents: Mapping[ResourceKey, AnyManifest],
     spans: Mapping[ResourceKey, tuple[str, ...]],
@@ -213,12 +222,22 @@ def disk_datastores_of(
         for on in span_sets[ds]:
             first_on_host.setdefault(on, ds)
     chosen: dict[tuple[ResourceKey, int], str] = {}
+    cloud = cloud_hosts(documents)
     for key, document in documents.items():
         if not isinstance(document, VirtualMachine):
             continue
         host = placements.get(key)
         if host is None:
             continue  # not placed: already reported, and its disks have nowhere to go
+        if host in cloud:
+            # A cloud host keeps no datastores: the VM boots from its first disk's Image as the cloud has it (an
+            # AMI), and the instance's root volume is its only disk.
+            if len(document.spec.disks) > 1:
+                problems.append(
+                    f"{key}: placed on cloud host {host}, which keeps no datastores: a VM there has at most one"
+                    f" disk (its Image's cloud source), not {len(document.spec.disks)}"
+                )
+            continue
         for index, disk in enumerate(document.spec.disks):
             name = disk.datastore
             if name is None and disk.image is not None:

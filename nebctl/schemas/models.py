@@ -390,6 +390,37 @@ class MarketplaceSource(SharedModel):
     ]
 
 
+AmiId = Annotated[
+    str,
+    StringConstraints(pattern=r"^ami-[0-9a-f]{8,17}$"),
+    Field(description="An Amazon Machine Image id, such as ami-0123456789abcdef0."),
+]
+
+
+class Ec2ImageSource(StrictModel):
+    """The image as an AMI, for VMs on EC2 hosts. AMIs are regional: ``regions`` names one per region, ``ami`` the
+    one for any other region."""
+
+    ami: AmiId | None = Field(default=None, description="The AMI for a region that 'regions' does not name.")
+    regions: dict[str, AmiId] = Field(
+        default_factory=dict, description="The AMI of each region (eu-west-1: ami-...); wins over 'ami'."
+    )
+
+    @model_validator(mode="after")
+    def _some_ami(self) -> Ec2ImageSource:
+        if self.ami is None and not self.regions:
+            raise ValueError("give 'ami', 'regions' or both")
+        return self
+
+    def ami_for(self, region: str | None) -> str | None:
+        """The AMI of ``region``: its own, else the one for any region; None when neither is given."""
+        return self.regions.get(region or "") or self.ami
+
+
+class ImageCloudSources(StrictModel):
+    ec2: Ec2ImageSource | None = Field(default=None, description="The image on EC2 hosts (ec2:// URIs): an AMI.")
+
+
 class ImageSpec(StrictModel):
     source: str | MarketplaceSource = Field(
         description="A local file path, an http(s):// URL (needs sha256), or {marketplace: NAME/APP[@VERSION]}."
@@ -397,6 +428,11 @@ class ImageSpec(StrictModel):
     sha256: Sha256 | None = Field(default=None, description="Expected digest; required for URLs.")
     format: ImageFormat | None = Field(default=None, description="qcow2 or raw; detected when omitted.")
     datastore: Name = Field(description="The Datastore that holds the image.")
+    cloud: ImageCloudSources | None = Field(
+        default=None,
+        description="The same image on cloud hosts, which keep no datastores: a VM placed there whose first disk "
+        "clones this image boots from this source instead (ec2: an AMI per region).",
+    )
 
     @model_validator(mode="after")
     def _url_needs_digest(self) -> ImageSpec:
