@@ -204,6 +204,7 @@ class VirtualMachineReconciler:
         builder = _Builder(key, recorded)
         builder.instance_type = ctx.instance_types.get(key)
         builder.documents = ctx.documents
+        builder.records = ctx.records
         new = VMIdentity.of(key, ctx.incarnations.get(key, 0)) if recorded.key == key else recorded
         if change.type is ChangeType.CREATE:
             assert desired is not None
@@ -436,6 +437,7 @@ class _Builder:
         self._volumes: dict[int, str] = {}
         self.instance_type: str | None = None  # placement's choice on a cloud host
         self.documents: Mapping[ResourceKey, Any] = {}  # the plan's documents: hosts and images, for cloud hosts
+        self.records: Mapping[ResourceKey, RecordView] = {}  # the stack's records: a host being destroyed too
 
     def add(
         self,
@@ -500,8 +502,14 @@ class _Builder:
 
     def cloud_uri(self, host: str) -> str | None:
         """The URI of ``host`` when it is a cloud host (it keeps no datastores), else None."""
-        document = self.documents.get(ResourceKey.of(Kind.HOST, host))
-        return document.spec.uri if isinstance(document, Host) and document.spec.cloud is not None else None
+        key = ResourceKey.of(Kind.HOST, host)
+        document = self.documents.get(key)
+        if isinstance(document, Host):
+            return document.spec.uri if document.spec.cloud is not None else None
+        # A host no longer in the manifests (a destroy): as it was applied.
+        record = self.records.get(key)
+        applied = record.applied if record is not None else None
+        return str(applied.get("uri")) if applied and applied.get("cloud") else None
 
     def after(self, first: Sequence[str], then: Sequence[str]) -> None:
         self.edges += [(a, b) for a in first for b in then]

@@ -11,6 +11,7 @@ SecurityGroup becomes an EC2 security group of the VPC whose rules are replaced 
 from __future__ import annotations
 
 import ipaddress
+import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -54,6 +55,16 @@ def permission(rule: SecurityRuleDefinition) -> list[dict[str, Any]]:
     return result
 
 
+_VPC_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_VPC_LOCKS_GUARD = threading.Lock()
+
+
+def _vpc_lock(host: HostRef) -> threading.Lock:
+    """The lock of one cloud host's VPC (by its URI and name), shared by every driver object in this process."""
+    with _VPC_LOCKS_GUARD:
+        return _VPC_LOCKS.setdefault((host.uri, host.name), threading.Lock())
+
+
 class EC2Network(EC2Driver):
     family: ClassVar[Family] = Family.NETWORK
     capabilities: ClassVar[frozenset[str]] = frozenset(
@@ -63,12 +74,19 @@ class EC2Network(EC2Driver):
     # --- lookups -----------------------------------------------------------------------------------------
 
     def _vpc(self, host: HostRef, *, create: bool) -> dict[str, Any] | None:
+        # The host's VPC is made by the first network or security group that needs it; both can be created at
+        # once (parallel actions), so the look-and-create is serialised, or each would make its own VPC.
+        with _vpc_lock(host):
+            return self._vpc_unlocked(host, create=create)
+
+    def _vpc_unlocked(self, host: HostRef, *, create: bool) -> dict[str, Any] | None:
         client = self.client(host)
         found = client.describe_vpcs(
             Filters=[*host_filters(host, self.options), {"Name": f"tag:{VPC_TAG}", "Values": ["host"]}]
         )["Vpcs"]
         if found or not create:
-            return found[0] if found else None
+            # Oldest-made first would be best; the smallest id is at least the same choice for every caller.
+            return min(found, key=lambda vpc: str(vpc["VpcId"])) if found else None
         cidr = str(self.options.get("vpc_cidr", DEFAULT_VPC_CIDR))
         tags = [*ownership_tags(host, None, self.options), {"Key": VPC_TAG, "Value": "host"}]
         vpc: dict[str, Any] = client.create_vpc(
@@ -144,6 +162,23 @@ class EC2Network(EC2Driver):
         if self._interfaces(host, subnet["SubnetId"]):
             raise ConflictError(f"network {name!r} on host {host.name} still has NICs", driver=DRIVER)
         self.client(host).delete_subnet(SubnetId=subnet["SubnetId"])
+        self._drop_empty_vpc(host)
+
+    def _drop_empty_vpc(self, host: HostRef) -> None:
+        """Delete the host's VPC once nebctl's last network and security group in it are gone: nebctl made it
+        for them, and a destroy leaves nothing of nebctl's behind. The next network or group makes it again."""
+        client = self.client(host)
+        with _vpc_lock(host):
+            vpc = self._vpc_unlocked(host, create=False)
+            if vpc is None:
+                return
+            inside = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
+            if client.describe_subnets(Filters=inside)["Subnets"]:
+                return
+            groups = client.describe_security_groups(Filters=inside)["SecurityGroups"]
+            if any(group.get("GroupName") != "default" for group in groups):
+                return
+            client.delete_vpc(VpcId=vpc["VpcId"])
 
     @edge
     def monitor(self, host: HostRef) -> Mapping[str, NetworkStatus]:
@@ -252,6 +287,7 @@ class EC2Network(EC2Driver):
         if existing is None:
             raise NotFoundError(f"no security group {name!r} on host {host.name}", driver=DRIVER)
         self.client(host).delete_security_group(GroupId=existing["GroupId"])
+        self._drop_empty_vpc(host)
 
 
 def _plain(permissions: list[dict[str, Any]]) -> list[dict[str, Any]]:
