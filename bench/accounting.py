@@ -1,12 +1,13 @@
 """Benchmark of accounting and monitoring samples: showback of a large month, sample ingestion, a day's size.
 
-Run ``.venv/bin/python bench/accounting.py`` (``--backends sqlite,postgresql``; PostgreSQL is started from
-``tests/support/databases.py`` when installed). It prints the figures and rewrites its own section of
-``bench/RESULTS.md``. Three measurements:
+Run ``.venv/bin/python bench/accounting.py`` (``--backends sqlite,postgresql,mariadb``; PostgreSQL and MariaDB
+are started from ``tests/support/databases.py`` when installed). It prints the figures and rewrites its own
+section of ``bench/RESULTS.md``. Three measurements:
 
 1. ``showback`` of 10,000 VMs with a month of history, five placement records each (50,000 records): the
    command's own code path (``compute_showback``: read the month's records, cut them, price them, replace the
-   month's rows in the ``showback`` table), then the sums by VM. Target: under 1 s on SQLite, 2 s on PostgreSQL.
+   month's rows in the ``showback`` table), then the sums by VM. Target: under 1 s on SQLite, 2 s on PostgreSQL
+   (none is set for MariaDB: its figure is for comparison).
 2. Sample ingestion: one observation of 1,000 hosts with 20 VMs each (1,000 host rows and 20,000 VM rows)
    written by ``record_observation``, the path of ``diff``, ``apply`` and the service, repeated. The load needs
    one observation every 10 s; the target is at least ten times that rate.
@@ -163,11 +164,11 @@ def bench_day(directory: str) -> tuple[int, int, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--backends", default="sqlite,postgresql,mariadb")
     parser.add_argument("--no-day", action="store_true", help="skip the simulated day (the longest part)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     arguments = parser.parse_args()
-    from tests.support.databases import ServerUnavailable, start_postgresql
+    from tests.support.databases import ServerUnavailable, start_mariadb, start_postgresql
 
     load_at_start = os.getloadavg()[0]
     lines: list[str] = []
@@ -179,13 +180,14 @@ def main() -> int:
                 label = "SQLite (WAL, synchronous=NORMAL)"
                 urls = (f"sqlite:///{directory}/showback.db", f"sqlite:///{directory}/samples.db")
             else:
+                start = start_postgresql if backend == "postgresql" else start_mariadb
                 try:
-                    server = start_postgresql(durable=True)
+                    server = start(durable=True)
                 except ServerUnavailable as error:
                     print(f"{backend}: skipped: {error}")
                     lines.append(f"| {backend} | not measured: {error} | | |")
                     continue
-                label = "PostgreSQL (loopback, default durability)"
+                label = {"postgresql": "PostgreSQL", "mariadb": "MariaDB"}[backend] + " (loopback, default durability)"
                 urls = (server.create_database("bench_showback"), server.create_database("bench_samples"))
             try:
                 print(f"{label}:", flush=True)
@@ -197,11 +199,15 @@ def main() -> int:
                 margin = INTERVAL / per_round
                 print(f"  one observation of {HOSTS:,} hosts x {VMS_PER_HOST} VMs: {per_round:.2f} s "
                       f"({rate:,.0f} rows/s; {margin:.1f}x the rate a 10 s interval needs)", flush=True)  # fmt: skip
-                target = 1.0 if backend == "sqlite" else 2.0
-                met = "met" if seconds < target else "not met"
+                target = {"sqlite": 1.0, "postgresql": 2.0}.get(backend)
+                goal = (
+                    "no target"
+                    if target is None
+                    else f"target {target:.0f} s: " + ("met" if seconds < target else "not met")
+                )
                 fast_enough = "met" if margin >= 10 else "not met"
                 lines.append(
-                    f"| {label} | {seconds:.2f} s ({priced:,} priced rows; target {target:.0f} s: {met}) "
+                    f"| {label} | {seconds:.2f} s ({priced:,} priced rows; {goal}) "
                     f"| {per_round:.2f} s ({rate:,.0f} rows/s) | {margin:.1f}x ({fast_enough}) |"
                 )
             finally:
@@ -248,12 +254,14 @@ def main() -> int:
             "|---|---|---|---|",
             *lines,
             "",
-            "Targets: showback under 1 s on SQLite and 2 s on PostgreSQL; ingestion at least 10x the rate of one "
-            "observation every 10 s (a margin of 10x or more). The machine is shared with other work, so every "
-            "figure is a lower bound. Where a showback's time goes (profiled): reading the month's records as "
-            "plain tuples, cutting and pricing them in one pass in Python, and replacing the month's rows (one "
-            "per VM and host: this history puts each record on another host, the worst case) with one "
-            "executemany on SQLite and one COPY on PostgreSQL.",
+            "Targets: showback under 1 s on SQLite and 2 s on PostgreSQL (none for MariaDB); ingestion at least "
+            "10x the rate of one observation every 10 s (a margin of 10x or more). The machine is shared with other "
+            "work, so every figure is a lower bound. Where a showback's time goes (profiled): reading the month's "
+            "records as plain tuples (on SQLite, their times as integer microseconds computed by SQLite), cutting "
+            "and pricing them in one pass in Python with the cyclic garbage collector paused (it walked the "
+            "hundreds of thousands of fresh tuples again and again), and replacing the month's rows (one per VM "
+            "and host: this history puts each record on another host, the worst case) with one executemany on "
+            "SQLite and MariaDB and one COPY on PostgreSQL.",
             day,
             "",
         ]
