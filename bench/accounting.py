@@ -162,10 +162,27 @@ def bench_day(directory: str) -> tuple[int, int, float]:
     return os.path.getsize(path), kept, time.perf_counter() - started
 
 
+def _previous_day() -> str:
+    """The simulated day's paragraphs of the section in RESULTS.md (from its first line on), or nothing."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    start = text.find(SECTION)
+    if start < 0:
+        return ""
+    section = text[start:]
+    following = section.find("\n## ", len(SECTION))
+    section = section if following < 0 else section[:following]
+    day = section.find("\nA simulated day")
+    return section[day:].rstrip() if day >= 0 else ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgresql,mariadb")
-    parser.add_argument("--no-day", action="store_true", help="skip the simulated day (the longest part)")
+    parser.add_argument(
+        "--no-day",
+        action="store_true",
+        help="skip the simulated day (the longest part); its figures already in RESULTS.md are kept",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     arguments = parser.parse_args()
     from tests.support.databases import ServerUnavailable, start_mariadb, start_postgresql
@@ -213,7 +230,7 @@ def main() -> int:
             finally:
                 if server is not None:
                     server.stop()
-    day = ""
+    day = _previous_day() if arguments.no_day else ""
     if not arguments.no_day:
         with tempfile.TemporaryDirectory() as directory:
             size, kept, seconds = bench_day(directory)
