@@ -179,7 +179,7 @@ def _priced(
     only_running = book.only_running
     rows: list[ShowbackRow] = []
     append = rows.append
-    # The keys arrive sorted from ``Store.history_spans`` (presorted runs cost the sort one comparison each).
+    # The keys arrive by VM from ``Store.history_spans``: nearly sorted runs, cheap for the sort.
     for key in sorted(sums, key=_sort_key):
         namespace, name, host, stack, owner, kind = key
         total = sums[key]
