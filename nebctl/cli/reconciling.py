@@ -108,6 +108,13 @@ def _options(
     )
 
 
+def manifest_cache(app: AppContext) -> Path | None:
+    """Where ``diff``, ``apply`` and ``import`` keep the checked manifest files (``schemas.caching``): under the
+    state directory, unless the configuration turns it off."""
+    state_dir = app.settings.state_dir
+    return state_dir / "cache" if state_dir is not None and app.settings.manifest_cache else None
+
+
 def _make_plan(app: AppContext, documents: dict[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
     controller = open_controller(app)
     try:
@@ -160,7 +167,7 @@ def diff_command(
     """
     from nebctl import rendering
 
-    manifests = load_manifests(paths)
+    manifests = load_manifests(paths, manifest_cache(app))
     options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
     planned = _make_plan(app, dict(manifests.documents), options)
     plan = planned.plan
@@ -524,7 +531,7 @@ def apply_command(
         raise CliError("give the manifests with -f PATH (or a saved plan with --plan)")
     from nebctl.controller.revisions import checkout_revision
 
-    manifests = load_manifests(paths)
+    manifests = load_manifests(paths, manifest_cache(app))
     options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
     _run_apply(
         app,
@@ -597,7 +604,7 @@ def import_command(
         raise CliError(str(error)) from None
     if not paths and not stack:
         raise CliError("name the stack with --stack NAME or -f PATH")
-    documents = dict(load_manifests(paths).documents) if paths else {}
+    documents = dict(load_manifests(paths, manifest_cache(app)).documents) if paths else {}
     stack_name = check_stack(stack or default_stack(paths))
     with _writer_lock(app, stack=stack_name, command="import", timeout=_lock_timeout(app, lock_timeout)):
         controller = open_controller(app)

@@ -17,12 +17,18 @@ from nebctl.schemas import jsonschema
 from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
 
 
-def load_manifests(paths: Sequence[str]) -> ManifestSet:
+def load_manifests(paths: Sequence[str], cache: Path | None = None) -> ManifestSet:
     """Load and validate ``paths`` for any command; on a problem, print every diagnostic on stderr and exit 1.
 
-    Kept in this light module (no database, drivers or planner imports) so ``validate`` stays fast.
+    With ``cache`` (a directory), files loaded before are not parsed again (``schemas.caching``); the result and
+    the diagnostics are the same. Kept in this light module (no database, drivers or planner imports) so
+    ``validate`` stays fast.
     """
     try:
+        if cache is not None:
+            from nebctl.schemas.caching import load_paths_cached
+
+            return load_paths_cached(paths, cache)
         return load_paths(paths)
     except ManifestError as error:
         for diagnostic in error.diagnostics:

@@ -110,6 +110,11 @@ class Settings(_Strict):
     driver_dir: Path | None = Field(default=None, description="Root of external-program drivers (exec).")
     probes_dir: Path | None = Field(default=None, description="Custom host probe programs (KEY=VALUE output).")
     state_dir: Path | None = Field(default=None, description="Where local state lives (the sim fleet's file).")
+    manifest_cache: bool = Field(
+        default=True,
+        description="Keep checked manifest files under state_dir/cache, so diff and apply do not parse unchanged "
+        "files again (safe to delete at any time).",
+    )
     drivers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Options per driver name, handed to the driver's factory."
     )

@@ -40,7 +40,9 @@ __all__ = [
     "ManifestError",
     "ManifestSet",
     "SourceLocation",
+    "cross_document_problems",
     "expand_paths",
+    "file_documents",
     "load_paths",
     "load_text",
     "parse_text",
@@ -211,21 +213,34 @@ def _load_fast(texts: Sequence[tuple[str, str]], limits: Limits) -> ManifestSet 
     scalars = fast.Scalars()
     documents: list[LoadedDocument] = []
     for filename, text in texts:
-        raw_documents = fast.read_fast(text, filename, limits, scalars)
-        if raw_documents is None:
-            found, problems = parse_text(text, filename, limits=limits)
-            if problems:
-                return None
-            documents.extend(found)
-            continue
-        for raw in raw_documents:
-            document, problems = check_document(raw)
-            if document is None or problems:
-                return None
-            documents.append(document)
-    if _cross_document_problems(documents):
+        found = file_documents(filename, text, limits, scalars)
+        if found is None:
+            return None
+        documents.extend(found)
+    if cross_document_problems(documents):
         return None
     return ManifestSet.of(documents, tuple(filename for filename, _ in texts))
+
+
+def file_documents(
+    filename: str, text: str, limits: Limits, scalars: fast.Scalars | None = None
+) -> list[LoadedDocument] | None:
+    """The valid documents of one file checked on its own, or None when it has any problem (``load_paths`` then
+    reports them). ``scalars`` is the fast reader's cache of values, shared by the files of one set; a file that
+    needs the positioned reader is read with it. The cache of ``schemas.caching`` keeps this per file."""
+    raw_documents = None
+    if fast.LIBYAML_AVAILABLE:
+        raw_documents = fast.read_fast(text, filename, limits, scalars or fast.Scalars())
+    if raw_documents is None:
+        found, problems = parse_text(text, filename, limits=limits)
+        return None if problems else found
+    documents: list[LoadedDocument] = []
+    for raw in raw_documents:
+        document, problems = check_document(raw)
+        if document is None or problems:
+            return None
+        documents.append(document)
+    return documents
 
 
 def _finish(
@@ -234,13 +249,14 @@ def _finish(
     if not complete:
         # Part of the set was never read: checks across documents would report references to it as dangling.
         raise ManifestError(diagnostics, complete=False)
-    diagnostics = diagnostics + _cross_document_problems(documents)
+    diagnostics = diagnostics + cross_document_problems(documents)
     if diagnostics:
         raise ManifestError(diagnostics)
     return ManifestSet.of(documents, files)
 
 
-def _cross_document_problems(documents: list[LoadedDocument]) -> list[Diagnostic]:
+def cross_document_problems(documents: Sequence[LoadedDocument]) -> list[Diagnostic]:
+    """The problems across a set of individually valid documents (``schemas.validation``)."""
     # Imported on first use: ``import nebctl.schemas.loading`` stays without the cross-document checks (about
     # 1 ms), which are needed only once documents have been read.
     from nebctl.schemas.validation import validate_documents

@@ -1,0 +1,175 @@
+"""A cache of validated manifest files, so that loading an unchanged set costs reading its text, not parsing it.
+
+``load_paths_cached`` gives exactly what ``schemas.loading.load_paths`` gives (the same ``ManifestSet``, the same
+``ManifestError`` with the same diagnostics), only faster when the files were loaded before. Used by the CLI's
+``diff``, ``apply`` and ``destroy`` and by the service, with a directory under the state directory.
+
+What is kept, in ``DIRECTORY/manifests/``:
+
+- per file, the documents it holds once checked on its own, keyed by a digest of its name and its exact text
+  (never its modification time, so a file rewritten within the same second is read again);
+- per set, an empty marker saying that this list of files, in this order, passed the checks across documents.
+
+Every key also holds a digest of nebctl's own schema code, of the library versions and of the ``Limits``, so an
+entry written by another version, or under other limits, is never found. Each entry carries a digest of its
+content: an entry that is truncated, corrupt or unreadable is ignored (and written again). Only a set without
+any problem is ever kept: whenever anything is wrong, the uncached loader runs and reports it, so every
+diagnostic is the loader's own. Deleting the directory at any time is safe.
+
+The entries are pickles. They are read only from the state directory, which is as trusted as the database next
+to it (whoever can write either can change what nebctl does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+from nebctl.schemas.checking import LoadedDocument
+from nebctl.schemas.loading import (
+    DEFAULT_LIMITS,
+    Limits,
+    ManifestSet,
+    cross_document_problems,
+    expand_paths,
+    file_documents,
+    load_paths,
+)
+from nebctl.schemas.reading import fast
+from nebctl.schemas.reading.sources import read_file
+
+_MAGIC = b"nebctl-manifest-cache 1\n"
+_DIGEST = hashlib.sha256().digest_size
+# Entries kept beyond those of the set just loaded: the older ones (by last use) are deleted past this many.
+MAX_ENTRIES = 4096
+
+
+def load_paths_cached(
+    paths: Sequence[str | os.PathLike[str]], directory: Path, *, limits: Limits = DEFAULT_LIMITS
+) -> ManifestSet:
+    """``load_paths(paths, limits=limits)``, with the files' checked documents kept in ``directory``."""
+    files, diagnostics = expand_paths(paths)
+    if diagnostics:
+        return load_paths(paths, limits=limits)
+    texts: list[tuple[str, str]] = []
+    for file in files:
+        text, problem = read_file(file, limits)
+        if problem is not None or text is None:
+            return load_paths(paths, limits=limits)
+        texts.append((file, text))
+    store = _Entries(directory / "manifests", _version_tag(limits))
+    scalars: fast.Scalars | None = None
+    documents: list[LoadedDocument] = []
+    keys: list[str] = []
+    for file, text in texts:
+        key = store.key(b"file", file.encode("utf-8", "surrogatepass"), text.encode("utf-8", "surrogatepass"))
+        keys.append(key)
+        found = store.get(key)
+        if not isinstance(found, list):
+            if scalars is None:
+                scalars = fast.Scalars()
+            found = file_documents(file, text, limits, scalars)
+            if found is None:
+                return load_paths(paths, limits=limits)  # it reports the problems
+            # Positions serve diagnostics only, and a set with a problem is loaded again without the cache.
+            found = [LoadedDocument(d.key, d.manifest, d.location, {}, {}) for d in found]
+            store.put(key, found)
+        documents.extend(found)
+    set_key = store.key(b"set", *(key.encode() for key in keys))
+    if store.get(set_key) is not True:
+        if cross_document_problems(documents):
+            return load_paths(paths, limits=limits)
+        store.put(set_key, True)
+    store.prune()
+    return ManifestSet.of(documents, tuple(files))
+
+
+class _Entries:
+    """The entries of one cache directory, each a file named by its key: a header, the digest of the payload,
+    the payload (a pickle). Reading never raises: anything wrong is a miss. Writing is atomic (a temporary file
+    renamed) and a failure to write only costs the next run the time this one spent."""
+
+    def __init__(self, directory: Path, tag: bytes) -> None:
+        self.directory = directory
+        self.tag = tag
+        self.written = 0
+
+    def key(self, *parts: bytes) -> str:
+        digest = hashlib.sha256(self.tag)
+        for part in parts:
+            digest.update(len(part).to_bytes(8, "little"))
+            digest.update(part)
+        return digest.hexdigest()
+
+    def get(self, key: str) -> object:
+        try:
+            with open(self.directory / key, "rb") as handle:
+                data = handle.read()
+        except OSError:
+            return None
+        header = len(_MAGIC) + _DIGEST
+        if not data.startswith(_MAGIC) or hashlib.sha256(data[header:]).digest() != data[len(_MAGIC) : header]:
+            return None
+        try:
+            return pickle.loads(data[header:])
+        except Exception:  # the digest matched yet the payload does not load: a class that moved, say
+            return None
+
+    def put(self, key: str, value: object) -> None:
+        try:
+            payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    out.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+                os.replace(temporary, self.directory / key)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            return
+        self.written += 1
+
+    def prune(self) -> None:
+        """Delete the least recently written entries past ``MAX_ENTRIES`` (only after a run that wrote some)."""
+        if not self.written:
+            return
+        try:
+            entries = [entry for entry in os.scandir(self.directory) if entry.is_file()]
+            if len(entries) <= MAX_ENTRIES:
+                return
+            entries.sort(key=lambda entry: entry.stat().st_mtime_ns)
+            for entry in entries[: len(entries) - MAX_ENTRIES]:
+                os.unlink(entry.path)
+        except OSError:
+            return
+
+
+@cache
+def _code_digest() -> bytes:
+    """A digest of the code that decides what a file's documents are: nebctl's schemas and core packages (read
+    once per process), so an entry written by any other version of them is never found."""
+    import pydantic_core
+    import yaml  # type: ignore[import-untyped]
+
+    import nebctl
+
+    digest = hashlib.sha256()
+    digest.update(f"{sys.version}\0{pydantic_core.__version__}\0{yaml.__version__}\0".encode())
+    root = Path(nebctl.__file__).parent
+    for package in ("schemas", "core"):
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.digest()
+
+
+def _version_tag(limits: Limits) -> bytes:
+    return _code_digest() + repr(limits).encode()
