@@ -86,7 +86,7 @@ def load_paths_cached(
         if cross_document_problems(documents):
             return load_paths(paths, limits=limits)
         store.put(set_key, True)
-    store.prune()
+    store.prune({*keys, set_key})
     return ManifestSet.of(documents, tuple(files))
 
 
@@ -137,16 +137,18 @@ class _Entries:
             return
         self.written += 1
 
-    def prune(self) -> None:
-        """Delete the least recently written entries past ``MAX_ENTRIES`` (only after a run that wrote some)."""
+    def prune(self, keep: set[str]) -> None:
+        """Delete the least recently written entries past ``MAX_ENTRIES``, never those in ``keep`` (the set just
+        loaded); only after a run that wrote some, so a run served from the cache only reads."""
         if not self.written:
             return
         try:
             entries = [entry for entry in os.scandir(self.directory) if entry.is_file()]
-            if len(entries) <= MAX_ENTRIES:
+            excess = len(entries) - max(MAX_ENTRIES, len(keep))
+            if excess <= 0:
                 return
-            entries.sort(key=lambda entry: entry.stat().st_mtime_ns)
-            for entry in entries[: len(entries) - MAX_ENTRIES]:
+            others = sorted((e for e in entries if e.name not in keep), key=lambda entry: entry.stat().st_mtime_ns)
+            for entry in others[:excess]:
                 os.unlink(entry.path)
         except OSError:
             return

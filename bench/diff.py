@@ -1,0 +1,161 @@
+"""Benchmark of ``nebctl diff`` and ``nebctl apply`` as a user runs them: whole commands, fresh processes.
+
+For each size (1,000, 10,000 and 100,000 VMs over 1,000 sim hosts, the fleet of bench/plan.py written as YAML,
+100 VMs per file), on a fresh SQLite database and sim fleet: ``nebctl apply --yes`` creates everything, then
+these runs alternate, each in a fresh process (``--runs`` rounds):
+
+- ``floor``: a script that only parses the same YAML with PyYAML's CSafeLoader and reads and json-decodes every
+  JSON column of every row of the resources table: what any tool that re-reads everything pays;
+- ``diff no-op``: ``nebctl diff`` on the unchanged set (exit 0);
+- ``apply no-op``: ``nebctl apply --yes`` on the unchanged set (nothing to do);
+- ``diff one file``: ``nebctl diff`` after one file's VM changed (a new label each round, so the file and the set
+  are new to the cache every time; exit 2).
+
+Reported: the median wall time of each (and its range), its ratio to the floor's median, and the peak resident
+set (the child's ``ru_maxrss``). Targets: a no-op under 1 s at 10,000 VMs and under 10 s at 100,000, below
+1 GiB of peak memory; one file changed about as fast as the no-op.
+
+Run from the repository root: ``.venv/bin/python bench/diff.py [--sizes 1000 10000] [--runs 5]``; the table
+goes to bench/RESULTS.md. The 100,000 case's first apply takes several minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from bench.plan import manifests  # noqa: E402
+from bench.results import write_section  # noqa: E402
+
+NEBCTL = ROOT / ".venv" / "bin" / "nebctl"
+PER_FILE = 100
+MiB = 1024**2
+
+FLOOR = """\
+import json, sqlite3, sys
+from pathlib import Path
+import yaml
+documents = 0
+for path in sorted(Path(sys.argv[1]).glob("*.yaml")):
+    documents += len(list(yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader)))
+rows = 0
+connection = sqlite3.connect(sys.argv[2])
+for row in connection.execute("SELECT desired, applied, live FROM resources"):
+    for value in row:
+        if value is not None:
+            json.loads(value)
+    rows += 1
+print(documents, rows)
+"""
+
+
+def write_manifests(vms: int, directory: Path) -> list[Path]:
+    """The fleet as YAML files: the hosts and shared resources in one, then 100 VMs per file."""
+    directory.mkdir(parents=True)
+    docs = manifests(vms)
+    shared = [doc for doc in docs if doc["kind"] != "VirtualMachine"]
+    machines = [doc for doc in docs if doc["kind"] == "VirtualMachine"]
+    (directory / "infra.yaml").write_text(yaml.safe_dump_all(shared, sort_keys=False))
+    files = []
+    for start in range(0, len(machines), PER_FILE):
+        path = directory / f"vms-{start // PER_FILE:05d}.yaml"
+        path.write_text(yaml.safe_dump_all(machines[start : start + PER_FILE], sort_keys=False))
+        files.append(path)
+    return files
+
+
+def timed(command: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of a command run in a fresh process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in ok:
+        raise RuntimeError(f"{' '.join(command)} exited {code}: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+    process.stderr.close()  # type: ignore[union-attr]
+    return wall, usage.ru_maxrss * 1024
+
+
+def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int]]]:
+    directory = work / f"m{vms}"
+    files = write_manifests(vms, directory)
+    state = work / f"s{vms}"
+    state.mkdir()
+    config = state / "config.yaml"
+    config.write_text(f"state_dir: {state}\n")
+    database = state / "nebctl.db"
+    env = {**os.environ, "NEBCTL_DB": f"sqlite:///{database}"}
+    base = [str(NEBCTL), "--config", str(config)]
+    wall, peak = timed([*base, "apply", "-f", str(directory), "--stack", "bench", "--yes"], env)
+    print(f"  {vms:,} VMs: first apply {wall:.1f} s, peak {peak / MiB:,.0f} MiB", flush=True)
+    diff = [*base, "diff", "-f", str(directory), "--stack", "bench"]
+    apply = [*base, "apply", "-f", str(directory), "--stack", "bench", "--yes"]
+    floor = [sys.executable, "-c", FLOOR, str(directory), str(database)]
+    edited = files[len(files) // 2]
+    original = edited.read_text()
+    figures: dict[str, list[tuple[float, int]]] = {}
+    for round_ in range(runs):
+        figures.setdefault("floor", []).append(timed(floor, env))
+        figures.setdefault("diff no-op", []).append(timed(diff, env))
+        figures.setdefault("apply no-op", []).append(timed(apply, env))
+        edited.write_text(original.replace("labels: {}", f"labels: {{edit: r{round_}}}", 1))
+        figures.setdefault("diff one file", []).append(timed(diff, env, ok=(2,)))
+        edited.write_text(original)
+        print(f"    round {round_ + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f} s" for k, v in figures.items()), flush=True)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    args = parser.parse_args()
+    rows = [
+        "| VMs | resources | run | median | range | ratio to floor | peak RSS |",
+        "|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    with tempfile.TemporaryDirectory(prefix="nebctl-bench-diff-") as temporary:
+        for vms in args.sizes:
+            figures = run_size(vms, args.runs, Path(temporary))
+            floor = statistics.median(wall for wall, _ in figures["floor"])
+            for name, values in figures.items():
+                walls = [wall for wall, _ in values]
+                median = statistics.median(walls)
+                rows.append(
+                    f"| {vms:,} | {vms + 1008:,} | {name} | {median:.2f} s | {min(walls):.2f}-{max(walls):.2f} s"
+                    f" | {median / floor:.2f} | {max(peak for _, peak in values) / MiB:,.0f} MiB |"
+                )
+            print("\n".join(rows), flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    heading = (
+        f"Last run: `python bench/diff.py {' '.join(sys.argv[1:])}` on {datetime.date.today()}, at"
+        f" {commit.stdout.strip() or 'an unknown commit'}, {os.cpu_count()} CPUs, load average"
+        f" {os.getloadavg()[0]:.1f} at the end; medians of {args.runs} alternating rounds."
+    )
+    if not args.no_write:
+        write_section(
+            "## Whole commands: diff and apply (bench/diff.py)",
+            "## Whole commands: diff and apply (bench/diff.py)\n\n"
+            "`nebctl diff` and `nebctl apply` as a user runs them (fresh processes, SQLite, 1,000 sim hosts, after"
+            " an apply), beside the floor: parsing the same YAML with CSafeLoader and json-decoding every row of"
+            " the resources table.\n\n" + heading + "\n\n" + "\n".join(rows) + "\n",
+        )
+
+
+if __name__ == "__main__":
+    main()

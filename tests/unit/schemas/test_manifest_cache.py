@@ -1,0 +1,249 @@
+"""The cache of checked manifest files (``schemas.caching``) changes no result: whatever the files hold, valid
+or not, edited in any order, ``load_paths_cached`` gives what the uncached loader ``load_paths`` gives (the same
+documents, in the same order, at the same locations; or the same diagnostics). Entries that are corrupt, that
+another version of nebctl wrote, or that a file rewritten within the same second would match by date, are
+never trusted."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nebctl.schemas import caching
+from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
+
+INFRA = """\
+apiVersion: nebctl/v1
+kind: Host
+metadata: {name: h1}
+spec: {uri: "sim://h1?cpus=8&memory=16Gi&disk=1Ti"}
+---
+apiVersion: nebctl/v1
+kind: Network
+metadata: {name: net}
+spec: {mode: nat, cidr: 10.0.0.0/24}
+"""
+
+
+def vm(name: str, vcpu: Any = 1, network: str = "net") -> str:
+    return (
+        f"apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {{name: {name}}}\n"
+        f"spec:\n  vcpu: {vcpu}\n  memory: 1Gi\n  nics: [{{network: {network}}}]\n  placement: {{host: h1}}\n"
+    )
+
+
+def outcome(load: Any) -> tuple[str, Any]:
+    """What a load gives, in a form two loads can be compared by: the set in full, or the diagnostics' text."""
+    try:
+        loaded: ManifestSet = load()
+    except ManifestError as error:
+        return ("error", ([str(d) for d in error.diagnostics], error.complete))
+    return ("set", (list(loaded.documents.items()), list(loaded.locations.items()), loaded.files))
+
+
+def both(paths: list[Path], cache: Path) -> tuple[tuple[str, Any], tuple[str, Any]]:
+    return outcome(lambda: load_paths(paths)), outcome(lambda: caching.load_paths_cached(paths, cache))
+
+
+# Edits of a small manifest directory: each one a function of (directory, a number) that rewrites files.
+def _set_vcpu(directory: Path, n: int) -> None:
+    (directory / f"vm{n % 3}.yaml").write_text(vm(f"vm{n % 3}", vcpu=1 + n % 8))
+
+
+def _bad_vcpu(directory: Path, n: int) -> None:
+    (directory / f"vm{n % 3}.yaml").write_text(vm(f"vm{n % 3}", vcpu="many"))
+
+
+def _dangling(directory: Path, n: int) -> None:
+    (directory / f"vm{n % 3}.yaml").write_text(vm(f"vm{n % 3}", network="nett"))
+
+
+def _duplicate(directory: Path, n: int) -> None:
+    (directory / f"vm{n % 3}.yaml").write_text(vm(f"vm{(n + 1) % 3}"))
+
+
+def _remove(directory: Path, n: int) -> None:
+    (directory / f"vm{n % 3}.yaml").unlink(missing_ok=True)
+
+
+def _restore(directory: Path, n: int) -> None:
+    (directory / f"vm{n % 3}.yaml").write_text(vm(f"vm{n % 3}"))
+
+
+def _two_documents(directory: Path, n: int) -> None:
+    (directory / f"vm{n % 3}.yaml").write_text(vm(f"vm{n % 3}") + "---\n" + vm(f"extra{n}"))
+
+
+def _comment(directory: Path, n: int) -> None:
+    # The same documents one line lower: their locations move, so a cached file must not keep the old ones.
+    path = directory / f"vm{n % 3}.yaml"
+    if path.exists():
+        path.write_text("# moved\n" + path.read_text())
+
+
+def _anchors(directory: Path, n: int) -> None:
+    # An anchor and an alias: a file the positioned reader reads.
+    text = vm(f"vm{n % 3}").replace("memory: 1Gi", "memory: &m 1Gi\n  labels: {}") + "# *m\n"
+    (directory / f"vm{n % 3}.yaml").write_text(text)
+
+
+def _broken_yaml(directory: Path, n: int) -> None:
+    (directory / f"vm{n % 3}.yaml").write_text(vm(f"vm{n % 3}") + "spec: [\n")
+
+
+def _swap(directory: Path, n: int) -> None:
+    first, second = directory / f"vm{n % 3}.yaml", directory / f"vm{(n + 1) % 3}.yaml"
+    if first.exists() and second.exists():
+        a, b = first.read_text(), second.read_text()
+        first.write_text(b)
+        second.write_text(a)
+
+
+EDITS = [_set_vcpu, _bad_vcpu, _dangling, _duplicate, _remove, _restore, _two_documents, _comment, _anchors]
+EDITS += [_broken_yaml, _swap]
+
+
+def fresh_directory(root: Path) -> Path:
+    directory = root / "manifests"
+    directory.mkdir()
+    (directory / "infra.yaml").write_text(INFRA)
+    for index in range(3):
+        (directory / f"vm{index}.yaml").write_text(vm(f"vm{index}"))
+    return directory
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.sampled_from(EDITS), st.integers(0, 20)), max_size=12))
+def test_cached_and_uncached_loads_agree_after_any_edits(tmp_path_factory: pytest.TempPathFactory, edits: Any) -> None:
+    root = tmp_path_factory.mktemp("edits")
+    directory, cache = fresh_directory(root), root / "cache"
+    uncached, cached = both([directory], cache)
+    assert cached == uncached
+    for edit, number in edits:
+        edit(directory, number)
+        uncached, cached = both([directory], cache)
+        assert cached == uncached, edit.__name__
+        # A second load is served from the cache when the set is valid: still the same.
+        assert outcome(lambda: caching.load_paths_cached([directory], cache)) == uncached
+
+
+def test_a_loaded_set_is_kept_and_read_back(tmp_path: Path) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    first = caching.load_paths_cached([directory], cache)
+    # One entry per file and one for the set, nothing else.
+    assert len(list((cache / "manifests").iterdir())) == 4 + 1
+    again = caching.load_paths_cached([directory], cache)
+    assert list(again.documents) == list(first.documents)
+    assert [d.spec for d in again.documents.values()] == [d.spec for d in first.documents.values()]
+
+
+def poison(cache: Path) -> None:
+    """Rewrite every file entry with a well-formed one (right header and digest) that holds no documents: a
+    loader that trusted it would lose the VMs."""
+    for entry in (cache / "manifests").iterdir():
+        payload = pickle.dumps([])
+        digest = caching.hashlib.sha256(payload).digest()
+        if pickle.loads(entry.read_bytes()[len(caching._MAGIC) + len(digest) :]) is not True:
+            entry.write_bytes(caching._MAGIC + digest + payload)
+
+
+def test_entries_are_read_back_unchecked_only_by_the_version_that_wrote_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    expected = outcome(lambda: load_paths([directory]))
+    monkeypatch.setattr(caching, "_code_digest", lambda: b"an older nebctl")
+    caching.load_paths_cached([directory], cache)
+    poison(cache)
+    # The version that wrote the entries reads them (which shows the poisoned entries are what a hit returns)...
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) != expected
+    monkeypatch.undo()
+    # ...and this version never finds them.
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[: len(data) // 2],  # truncated by a crash
+        lambda data: data[:-1] + bytes([data[-1] ^ 1]),  # one bit flipped
+        lambda data: b"",
+        lambda data: b"\x00" * len(data),
+        lambda data: b"nebctl-manifest-cache 1\n" + b"\x00" * 32 + b"not a pickle",
+    ],
+    ids=["truncated", "bit-flip", "empty", "zeros", "bad-digest"],
+)
+def test_corrupt_entries_are_ignored_and_written_again(tmp_path: Path, damage: Any) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    expected = outcome(lambda: load_paths([directory]))
+    caching.load_paths_cached([directory], cache)
+    entries = sorted((cache / "manifests").iterdir())
+    originals = {entry: entry.read_bytes() for entry in entries}
+    for entry in entries:
+        entry.write_bytes(damage(entry.read_bytes()))
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
+    assert {entry: entry.read_bytes() for entry in entries} == originals  # each one written again, whole
+
+
+def test_an_entry_whose_payload_does_not_load_is_ignored(tmp_path: Path) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    expected = outcome(lambda: load_paths([directory]))
+    caching.load_paths_cached([directory], cache)
+    # A digest that matches a payload which is not a pickle at all.
+    payload = b"\x80\x05garbage"
+    for entry in (cache / "manifests").iterdir():
+        entry.write_bytes(caching._MAGIC + caching.hashlib.sha256(payload).digest() + payload)
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
+
+
+def test_a_file_rewritten_with_the_same_size_and_date_is_read_again(tmp_path: Path) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    path = directory / "vm0.yaml"
+    before = caching.load_paths_cached([directory], cache)
+    stat = path.stat()
+    path.write_text(vm("vm0", vcpu=7))  # same length as vcpu: 1
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    after = caching.load_paths_cached([directory], cache)
+    vcpus = {key.name: doc.spec.vcpu for key, doc in after.documents.items() if key.name.startswith("vm")}
+    assert vcpus == {"vm0": 7, "vm1": 1, "vm2": 1}
+    assert before.documents != after.documents
+
+
+def test_a_set_with_problems_gives_the_loaders_diagnostics_and_is_not_kept(tmp_path: Path) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    (directory / "vm1.yaml").write_text(vm("vm1", network="nett"))
+    with pytest.raises(ManifestError) as raised:
+        caching.load_paths_cached([directory], cache)
+    assert [str(d) for d in raised.value.diagnostics] == [
+        f"{directory / 'vm1.yaml'}:7:20: VirtualMachine/vm1: Network 'nett' not found in namespace 'default',"
+        " did you mean 'net'?"
+    ]
+    # Each file is valid on its own and kept; the set, which is not, has no entry.
+    assert len(list((cache / "manifests").iterdir())) == 4
+
+
+def test_an_unwritable_cache_directory_only_costs_time(tmp_path: Path) -> None:
+    directory = fresh_directory(tmp_path)
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the directory would be")
+    assert outcome(lambda: caching.load_paths_cached([directory], blocker)) == outcome(lambda: load_paths([directory]))
+
+
+def test_old_entries_are_pruned_past_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(caching, "MAX_ENTRIES", 6)
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    for vcpu in range(1, 6):
+        (directory / "vm0.yaml").write_text(vm("vm0", vcpu=vcpu))
+        caching.load_paths_cached([directory], cache)
+    assert len(list((cache / "manifests").iterdir())) == 6
+    # The entries of the set just loaded are among those kept: loading it again writes nothing.
+    kept = sorted(entry.name for entry in (cache / "manifests").iterdir())
+    caching.load_paths_cached([directory], cache)
+    assert sorted(entry.name for entry in (cache / "manifests").iterdir()) == kept
