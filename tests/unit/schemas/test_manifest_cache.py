@@ -6,6 +6,7 @@ never trusted."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from nebctl.schemas import caching
 from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
+from nebctl.schemas.models import VirtualMachine
 
 INFRA = """\
 apiVersion: nebctl/v1
@@ -148,7 +150,7 @@ def poison(cache: Path) -> None:
     loader that trusted it would lose the VMs."""
     for entry in (cache / "manifests").iterdir():
         payload = pickle.dumps([])
-        digest = caching.hashlib.sha256(payload).digest()
+        digest = hashlib.sha256(payload).digest()
         if pickle.loads(entry.read_bytes()[len(caching._MAGIC) + len(digest) :]) is not True:
             entry.write_bytes(caching._MAGIC + digest + payload)
 
@@ -198,7 +200,7 @@ def test_an_entry_whose_payload_does_not_load_is_ignored(tmp_path: Path) -> None
     # A digest that matches a payload which is not a pickle at all.
     payload = b"\x80\x05garbage"
     for entry in (cache / "manifests").iterdir():
-        entry.write_bytes(caching._MAGIC + caching.hashlib.sha256(payload).digest() + payload)
+        entry.write_bytes(caching._MAGIC + hashlib.sha256(payload).digest() + payload)
     assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
 
 
@@ -211,7 +213,7 @@ def test_a_file_rewritten_with_the_same_size_and_date_is_read_again(tmp_path: Pa
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
     after = caching.load_paths_cached([directory], cache)
-    vcpus = {key.name: doc.spec.vcpu for key, doc in after.documents.items() if key.name.startswith("vm")}
+    vcpus = {key.name: doc.spec.vcpu for key, doc in after.documents.items() if isinstance(doc, VirtualMachine)}
     assert vcpus == {"vm0": 7, "vm1": 1, "vm2": 1}
     assert before.documents != after.documents
 

@@ -1,0 +1,143 @@
+"""The sim's bulk probe (``SimMonitoring.probe_many``) answers for many hosts exactly what ``probe_host`` and
+``probe_vms`` answer host by host, and ``observing.observe`` uses it, falling back to one probe per host when the
+sim declines (a latency or fault is set, which each host must suffer on its own)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from nebctl.controller.observing import observe
+from nebctl.drivers.sim import Fault, FaultKind, SimFleet, SimMonitoring, SimVirtualization
+from nebctl.drivers.states import HostLiveState, VMLiveState
+from nebctl.drivers.types import HostRef, VMDefinition
+
+HOSTS = [
+    HostRef("a", "sim://a?cpus=8&memory=16Gi&disk=100Gi"),
+    HostRef("b", "sim://b?cpus=4&memory=8Gi&disk=50Gi"),
+    HostRef("down", "sim://down"),
+    HostRef("empty", "sim://empty?cpus=2"),
+    HostRef("alias", "sim://a?cpus=8&memory=16Gi&disk=100Gi"),  # a second name for fleet host a
+]
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[SimFleet]:
+    with SimFleet(tmp_path / "sim.db", clock=lambda: 1_000_000.0, seed=3) as opened:
+        virtualization = SimVirtualization(opened)
+        for index in range(7):
+            host = HOSTS[index % 2]
+            name = f"vm{index}"
+            definition = VMDefinition(name=name, uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), vcpu=1 + index % 3,
+                                      memory=(index + 1) * 1024**3)  # fmt: skip
+            virtualization.deploy(host, definition, start=index != 3)
+        opened.set_vm_state("vm5", VMLiveState.SUSPENDED)
+        SimMonitoring(opened).probe_host(HOSTS[2])  # seen once, then down
+        opened.host_down("down", reason="cable pulled")
+        with opened.write() as connection:
+            for host_name, allocation in (("a", 5 * 1024**3), ("a", 2 * 1024**3), ("b", 1024**3)):
+                connection.execute(
+                    "INSERT INTO volumes (host, datastore, name, path, capacity, allocation, format) "
+                    "VALUES (?, 'local', ?, '/x', ?, ?, 'qcow2')",
+                    (host_name, f"v{allocation}", allocation, allocation),
+                )
+        yield opened
+
+
+def one_by_one(monitoring: SimMonitoring, ref: HostRef) -> tuple[Any, Any]:
+    probe = monitoring.probe_host(ref)
+    return probe, ([] if probe.state is HostLiveState.ERROR else list(monitoring.probe_vms(ref)))
+
+
+def test_the_bulk_probe_answers_what_each_host_answers(fleet: SimFleet) -> None:
+    monitoring = SimMonitoring(fleet)
+    found = monitoring.probe_many(HOSTS)
+    assert found is not None
+    assert {name: (probe, list(vms)) for name, (probe, vms) in found.items()} == {
+        ref.name: one_by_one(monitoring, ref) for ref in HOSTS
+    }
+    # The figures themselves, from the set-up above: host a holds the even VMs, b the odd ones.
+    probe_a, vms_a = found["a"]
+    assert [vm.name for vm in vms_a] == ["vm0", "vm2", "vm4", "vm6"]
+    assert probe_a.free_memory == 16 * 1024**3 - (1 + 3 + 5 + 7) * 1024**3
+    assert probe_a.disk_free == 100 * 1024**3 - 7 * 1024**3
+    probe_b, vms_b = found["b"]
+    assert [(vm.name, vm.state) for vm in vms_b] == [
+        ("vm1", VMLiveState.RUNNING),
+        ("vm3", VMLiveState.STOPPED),
+        ("vm5", VMLiveState.SUSPENDED),
+    ]
+    assert probe_b.free_memory == 8 * 1024**3 - (2 + 6) * 1024**3  # running and suspended VMs hold memory
+    assert found["down"][0].state is HostLiveState.ERROR
+    assert found["down"][0].error == "host does not answer: cable pulled"
+    assert found["empty"][0].cpus == 2 and found["empty"][1] == []
+
+
+def test_a_host_first_seen_by_the_bulk_probe_is_created_as_its_uri_says(fleet: SimFleet) -> None:
+    new = HostRef("new", "sim://new?cpus=6&memory=2Gi&disk=10Gi")
+    found = SimMonitoring(fleet).probe_many([HOSTS[0], new])
+    assert found is not None
+    assert (found["new"][0].cpus, found["new"][0].memory, found["new"][0].disk_total) == (6, 2 * 1024**3, 10 * 1024**3)
+    assert fleet.store.read().execute("SELECT cpus FROM hosts WHERE name = 'new'").fetchone() == (6,)
+
+
+class Registry:
+    """The driver lookup of ``observe``: every host to the one sim monitoring driver (real, on the fleet file)."""
+
+    def __init__(self, monitoring: Any) -> None:
+        self.monitoring = monitoring
+
+    def for_host(self, host: HostRef, overrides: Any = None) -> Any:
+        return SimpleNamespace(monitoring=self.monitoring)
+
+    def get(self, family: Any, reference: str) -> Any:
+        raise AssertionError("not used")
+
+
+class HostByHost:
+    """The sim's monitoring without its bulk probe: what ``observe`` did before drivers had one."""
+
+    def __init__(self, monitoring: SimMonitoring) -> None:
+        self.probe_host = monitoring.probe_host
+        self.probe_vms = monitoring.probe_vms
+
+
+def hosts() -> dict[str, tuple[HostRef, Any]]:
+    return {ref.name: (ref, None) for ref in HOSTS}
+
+
+@pytest.mark.parametrize("parallelism", [1, 8])
+def test_observe_with_the_bulk_probe_sees_what_it_sees_host_by_host(fleet: SimFleet, parallelism: int) -> None:
+    monitoring = SimMonitoring(fleet)
+    calls: list[int] = []
+    probe_many = monitoring.probe_many
+
+    def counted(refs: Any) -> Any:
+        calls.append(len(refs))
+        return probe_many(refs)
+
+    monitoring.probe_many = counted  # type: ignore[method-assign,assignment]
+    bulk = observe(hosts(), Registry(monitoring), parallelism=parallelism)
+    assert calls == [len(HOSTS)]  # one call for every host
+    assert bulk == observe(hosts(), Registry(HostByHost(SimMonitoring(fleet))), parallelism=parallelism)
+
+
+def test_custom_attributes_are_added_to_bulk_probes(fleet: SimFleet) -> None:
+    live = observe(hosts(), Registry(SimMonitoring(fleet)), parallelism=4, custom=lambda ref: {"rack": ref.name})
+    assert live.hosts["a"].custom == {"sim": "true", "vms": "4", "rack": "a"}
+    assert "rack" not in live.hosts["down"].custom
+
+
+def test_with_a_fault_set_each_host_is_probed_on_its_own_and_suffers_it(fleet: SimFleet) -> None:
+    fleet.set_fault(Fault("monitoring.probe_vms", FaultKind.PERMANENT, host="b", message="agent crashed"))
+    assert SimMonitoring(fleet).probe_many(HOSTS) is None
+    live = observe(hosts(), Registry(SimMonitoring(fleet)), parallelism=4)
+    assert live.hosts["b"].state is HostLiveState.ERROR and live.hosts["b"].error == "sim: agent crashed"
+    assert live.hosts["a"].state is HostLiveState.ONLINE
+    assert sorted(status.name for status in live.vms.values()) == ["vm0", "vm2", "vm4", "vm6"]
+    assert live.hosts["a"] == SimMonitoring(fleet).probe_host(HOSTS[0])
