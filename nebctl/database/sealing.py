@@ -135,6 +135,13 @@ def has_clear_secret(kind: Kind, spec: Mapping[str, Any] | None) -> bool:
     )
 
 
+def has_sealed_secret(kind: Kind, spec: Mapping[str, Any] | None) -> bool:
+    """Whether ``spec`` holds a sealed secret (a digest that ``reveal_spec`` could put back in clear)."""
+    if spec is None:
+        return False
+    return any(is_sealed(c[n]) for p in SECRET_PATHS.get(kind, ()) for c, n in _leaves(spec, p))
+
+
 def seal_spec(kind: Kind, spec: Mapping[str, Any] | None, ring: KeyRing) -> Mapping[str, Any] | None:
     """``spec`` with every clear secret replaced by its digest (the same object when there is nothing to seal)."""
     paths = SECRET_PATHS.get(kind)

@@ -37,7 +37,14 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.records import ActionRecord, ApplyState, EventRecord, ResourceRecord, RevisionRecord, Severity
-from nebctl.database.sealing import SECRET_PATHS, KeyRing, SecretKeyError, has_clear_secret, reveal_spec
+from nebctl.database.sealing import (
+    SECRET_PATHS,
+    KeyRing,
+    SecretKeyError,
+    has_clear_secret,
+    has_sealed_secret,
+    reveal_spec,
+)
 from nebctl.database.store import Store
 from nebctl.drivers.protocols import HookDriver
 from nebctl.reconcilers.base import LiveView, Reconciler
@@ -269,7 +276,13 @@ def reveal_records(
     for record in records:
         key = record.key
         document = documents.get(key)
-        if document is None or key.kind not in SECRET_PATHS:
+        # Without a sealed secret there is nothing to reveal: the record as stored (most VMs, which carry no
+        # cloud-init secret; the manifest's spec is not even dumped).
+        if (
+            document is None
+            or key.kind not in SECRET_PATHS
+            or not (has_sealed_secret(key.kind, record.applied) or has_sealed_secret(key.kind, record.desired))
+        ):
             revealed[key] = record
             if has_clear_secret(key.kind, record.applied) or has_clear_secret(key.kind, record.desired):
                 resealed.append(record)  # stored in clear by an older nebctl: the next writer seals it

@@ -24,7 +24,13 @@ def fingerprint(request: PlanRequest) -> str:
     for key in sorted(request.records, key=sort_key):
         record = request.records[key]
         digest.update(str(key).encode())
-        digest.update(_canonical({"stack": record.stack, "applied": record.applied, "status": record.status}))
+        # The digest a stored record keeps of its applied spec (``ResourceRecord.applied_hash``) stands for the
+        # spec: encoding every applied spec again is most of a large no-op plan's fingerprint.
+        applied_hash = getattr(record, "applied_hash", None)
+        if isinstance(applied_hash, str):
+            digest.update(_canonical({"stack": record.stack, "applied#": applied_hash, "status": record.status}))
+        else:
+            digest.update(_canonical({"stack": record.stack, "applied": record.applied, "status": record.status}))
     vm_hosts = request.live.vm_hosts
     for uuid, status in sorted(request.live.vms.items()):
         digest.update(_canonical([uuid, status.state.value, status.vcpu, status.memory, vm_hosts.get(uuid)]))
