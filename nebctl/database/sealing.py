@@ -135,11 +135,11 @@ def has_clear_secret(kind: Kind, spec: Mapping[str, Any] | None) -> bool:
     )
 
 
-def has_sealed_secret(kind: Kind, spec: Mapping[str, Any] | None) -> bool:
-    """Whether ``spec`` holds a sealed secret (a digest that ``reveal_spec`` could put back in clear)."""
-    if spec is None:
-        return False
-    return any(is_sealed(c[n]) for p in SECRET_PATHS.get(kind, ()) for c, n in _leaves(spec, p))
+def secret_values(kind: Kind, *specs: Mapping[str, Any] | None) -> list[Any]:
+    """The values at the secret paths of ``kind`` in ``specs`` (sealed digests, secrets in clear), in one pass:
+    a record whose values hold no digest has nothing for ``reveal_spec`` to put back in clear."""
+    paths = SECRET_PATHS.get(kind, ())
+    return [c[n] for spec in specs if spec is not None for p in paths for c, n in _leaves(spec, p)]
 
 
 def seal_spec(kind: Kind, spec: Mapping[str, Any] | None, ring: KeyRing) -> Mapping[str, Any] | None:

@@ -41,9 +41,9 @@ from nebctl.database.sealing import (
     SECRET_PATHS,
     KeyRing,
     SecretKeyError,
-    has_clear_secret,
-    has_sealed_secret,
+    is_sealed,
     reveal_spec,
+    secret_values,
 )
 from nebctl.database.store import Store
 from nebctl.drivers.protocols import HookDriver
@@ -275,16 +275,16 @@ def reveal_records(
     problems: list[str] = []
     for record in records:
         key = record.key
+        if key.kind not in SECRET_PATHS:
+            revealed[key] = record
+            continue
         document = documents.get(key)
+        values = secret_values(key.kind, record.applied, record.desired)
         # Without a sealed secret there is nothing to reveal: the record as stored (most VMs, which carry no
         # cloud-init secret; the manifest's spec is not even dumped).
-        if (
-            document is None
-            or key.kind not in SECRET_PATHS
-            or not (has_sealed_secret(key.kind, record.applied) or has_sealed_secret(key.kind, record.desired))
-        ):
+        if document is None or not any(is_sealed(value) for value in values):
             revealed[key] = record
-            if has_clear_secret(key.kind, record.applied) or has_clear_secret(key.kind, record.desired):
+            if any(isinstance(value, str) and not is_sealed(value) for value in values):
                 resealed.append(record)  # stored in clear by an older nebctl: the next writer seals it
             continue
         clear = spec_document(document)
