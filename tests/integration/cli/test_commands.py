@@ -275,3 +275,43 @@ def test_a_live_vm_nebctl_does_not_own_is_never_touched(env: Env) -> None:
     assert result.returncode == 1
     assert f"vm/web-1: a live VM with its UUID {squatter} exists and is not owned by nebctl" in result.stderr
     assert env.fleet_vms() == {"someone-elses": "kvm-b2"}, "nothing may be created or changed"
+
+
+def test_diff_prints_the_same_with_and_without_the_manifest_cache(env: Env) -> None:
+    """``diff`` keeps the checked files under state_dir/cache; what it prints is the same as with the cache
+    turned off, for an unchanged set served from the cache, an edited file and a file with a problem."""
+    uncached = env.root / "uncached.yaml"
+    uncached.write_text(f"state_dir: {env.root}\nmanifest_cache: false\n")
+
+    def both() -> tuple[tuple[int, str, str], tuple[int, str, str]]:
+        with_cache = env.run("diff", "-f", str(env.manifests))
+        without = subprocess.run(
+            [*NEBCTL, "--db", env.db, "--config", str(uncached), "diff", "-f", str(env.manifests)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+        return (with_cache.returncode, with_cache.stdout, with_cache.stderr), (
+            without.returncode,
+            without.stdout,
+            without.stderr,
+        )
+
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    cache = env.root / "cache" / "manifests"
+    entries = set(cache.iterdir())
+    assert len(entries) == len(list(env.manifests.glob("*.yaml"))) + 1  # each file, and the set
+    cached, plain = both()
+    assert cached == plain and cached[0] == 0
+    assert set(cache.iterdir()) == entries  # served from the cache: nothing written
+
+    vms = env.manifests / "30-vms.yaml"
+    vms.write_text(vms.read_text().replace("memory: 2Gi", "memory: 3Gi", 1))
+    cached, plain = both()
+    assert cached == plain and cached[0] == 2 and "to change" in cached[1]
+
+    vms.write_text(vms.read_text().replace("memory: 3Gi", "memory: lots", 1))
+    cached, plain = both()
+    assert cached == plain and cached[0] == 1 and "memory" in cached[2]
