@@ -11,9 +11,11 @@ these runs alternate, each in a fresh process (``--runs`` rounds):
 - ``diff one file``: ``nebctl diff`` after one file's VM changed (a new label each round, so the file and the set
   are new to the cache every time; exit 2).
 
-Reported: the median wall time of each (and its range), its ratio to the floor's median, and the peak resident
-set (the child's ``ru_maxrss``). Targets: a no-op under 1 s at 10,000 VMs and under 10 s at 100,000, below
-1 GiB of peak memory; one file changed about as fast as the no-op.
+Reported: the median wall time of each (and its range), its ratio to the floor's median, the median CPU time
+(user + system: on this shared machine, where other work makes wall times vary by 2 to 4x, the steadier figure)
+and its ratio to the floor's, and the peak resident set (the child's ``ru_maxrss``). Targets: a no-op under 1 s
+at 10,000 VMs and under 10 s at 100,000, below 1 GiB of peak memory; one file changed about as fast as the
+no-op.
 
 Run from the repository root: ``.venv/bin/python bench/diff.py [--sizes 1000 10000] [--runs 5]``; the table
 goes to bench/RESULTS.md. The 100,000 case's first apply takes several minutes.
@@ -77,8 +79,8 @@ def write_manifests(vms: int, directory: Path) -> list[Path]:
     return files
 
 
-def timed(command: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of a command run in a fresh process."""
+def timed(command: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (bytes) and CPU seconds (user + system) of a command run in a fresh process."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -87,10 +89,10 @@ def timed(command: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -
     if code not in ok:
         raise RuntimeError(f"{' '.join(command)} exited {code}: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
     process.stderr.close()  # type: ignore[union-attr]
-    return wall, usage.ru_maxrss * 1024
+    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
-def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int]]]:
+def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int, float]]]:
     directory = work / f"m{vms}"
     files = write_manifests(vms, directory)
     state = work / f"s{vms}"
@@ -100,14 +102,14 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
     database = state / "nebctl.db"
     env = {**os.environ, "NEBCTL_DB": f"sqlite:///{database}"}
     base = [str(NEBCTL), "--config", str(config)]
-    wall, peak = timed([*base, "apply", "-f", str(directory), "--stack", "bench", "--yes"], env)
+    wall, peak, _ = timed([*base, "apply", "-f", str(directory), "--stack", "bench", "--yes"], env)
     print(f"  {vms:,} VMs: first apply {wall:.1f} s, peak {peak / MiB:,.0f} MiB", flush=True)
     diff = [*base, "diff", "-f", str(directory), "--stack", "bench"]
     apply = [*base, "apply", "-f", str(directory), "--stack", "bench", "--yes"]
     floor = [sys.executable, "-c", FLOOR, str(directory), str(database)]
     edited = files[len(files) // 2]
     original = edited.read_text()
-    figures: dict[str, list[tuple[float, int]]] = {}
+    figures: dict[str, list[tuple[float, int, float]]] = {}
     for round_ in range(runs):
         figures.setdefault("floor", []).append(timed(floor, env))
         figures.setdefault("diff no-op", []).append(timed(diff, env))
@@ -126,19 +128,22 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()
     rows = [
-        "| VMs | resources | run | median | range | ratio to floor | peak RSS |",
-        "|---:|---:|---|---:|---:|---:|---:|",
+        "| VMs | resources | run | median | range | ratio to floor | CPU (median) | CPU ratio | peak RSS |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory(prefix="nebctl-bench-diff-") as temporary:
         for vms in args.sizes:
             figures = run_size(vms, args.runs, Path(temporary))
-            floor = statistics.median(wall for wall, _ in figures["floor"])
+            floor = statistics.median(wall for wall, _, _ in figures["floor"])
+            floor_cpu = statistics.median(cpu for _, _, cpu in figures["floor"])
             for name, values in figures.items():
-                walls = [wall for wall, _ in values]
+                walls = [wall for wall, _, _ in values]
                 median = statistics.median(walls)
+                cpu = statistics.median(cpu for _, _, cpu in values)
                 rows.append(
                     f"| {vms:,} | {vms + 1008:,} | {name} | {median:.2f} s | {min(walls):.2f}-{max(walls):.2f} s"
-                    f" | {median / floor:.2f} | {max(peak for _, peak in values) / MiB:,.0f} MiB |"
+                    f" | {median / floor:.2f} | {cpu:.2f} s | {cpu / floor_cpu:.2f}"
+                    f" | {max(peak for _, peak, _ in values) / MiB:,.0f} MiB |"
                 )
             print("\n".join(rows), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
