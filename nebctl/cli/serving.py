@@ -102,7 +102,8 @@ def serve_command(
     settings = app.settings.model_copy(update={"serve": serve.model_copy(update=updates)})
     source: Source
     if directory is not None:
-        source = DirectorySource(directory.resolve())
+        cache = settings.state_dir / "cache" if settings.state_dir is not None and settings.manifest_cache else None
+        source = DirectorySource(directory.resolve(), cache)
         stack_name = check_stack(stack or default_stack([str(directory)]))
     else:
         assert git_url is not None

@@ -45,9 +45,16 @@ class Snapshot:
         return self.documents is not None
 
 
-def load_snapshot(path: Path, revision: RevisionRecord | None) -> Snapshot:
+def load_snapshot(path: Path, revision: RevisionRecord | None, cache: Path | None = None) -> Snapshot:
+    """The manifests under ``path``; with ``cache`` (a directory), files that did not change since an earlier
+    load are not parsed again (``schemas.caching``: the same result, the same problems)."""
     try:
-        manifests = load_paths([path])
+        if cache is not None:
+            from nebctl.schemas.caching import load_paths_cached
+
+            manifests = load_paths_cached([path], cache)
+        else:
+            manifests = load_paths([path])
     except ManifestError as error:
         return Snapshot(None, tuple(str(d) for d in error.diagnostics), revision)
     return Snapshot(dict(manifests.documents), (), revision, len(manifests.files))
@@ -84,11 +91,12 @@ def ignored(path: str) -> bool:
 class DirectorySource:
     """A directory of manifests; its revision is the HEAD of the git checkout it lies in, if any."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cache: Path | None = None) -> None:
         self.path = path
+        self.cache = cache  # where checked manifest files are kept (``schemas.caching``), if anywhere
 
     def load(self) -> Snapshot:
-        return load_snapshot(self.path, checkout_revision(self.path))
+        return load_snapshot(self.path, checkout_revision(self.path), self.cache)
 
     def refresh(self) -> bool:
         return False  # the watcher notices changes, and every resync reads the directory again
