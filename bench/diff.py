@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import yaml  # noqa: E402
+import yaml  # type: ignore[import-untyped]  # noqa: E402
 
 from bench.plan import manifests  # noqa: E402
 from bench.results import write_section  # noqa: E402
