@@ -103,12 +103,13 @@ def test_a_cli_apply_waits_for_the_service_and_goes_through(tmp_path: Path, clea
     assert service.finished_at is not None and cli.started_at >= service.finished_at  # it waited its turn
     assert f"vm-{VMS:02d}" in vm_states(workspace)
     # The service saw the edit too; its own sync of it must be recorded after the CLI's apply, not before.
-    assert cli.finished_at is not None
+    cli_finished = cli.finished_at
+    assert cli_finished is not None
 
     def synced_after_the_cli() -> bool:
         status = served.status()
         at = status.get("last_sync_at")
-        return status.get("sync_status") == "synced" and at is not None and datetime.fromisoformat(at) > cli.finished_at
+        return status.get("sync_status") == "synced" and at is not None and datetime.fromisoformat(at) > cli_finished
 
     wait_for(synced_after_the_cli, timeout=60, what="the service's sync after the CLI's apply")
     assert served.terminate() == 0
