@@ -86,6 +86,7 @@ def serve_command(
     from nebctl.api.app import create_app
     from nebctl.api.server import HttpServer, ListenError
     from nebctl.cli.session import open_registry
+    from nebctl.controller.serving.leading import ReplicaRefused
     from nebctl.controller.serving.service import Service
     from nebctl.controller.serving.sources import DirectorySource, GitSource, Source
 
@@ -139,6 +140,8 @@ def serve_command(
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         service.run()
+    except ReplicaRefused as error:
+        raise CliError(str(error)) from None
     finally:
         server.stop()
         for sig, handler in previous.items():
@@ -146,6 +149,8 @@ def serve_command(
 
 
 def _status_document(app: AppContext, stack: str | None) -> list[dict[str, Any]]:
+    from nebctl.controller.serving.leading import lease_name
+
     store = open_store(app)
     statuses = store.list_stack_statuses()
     if stack is not None:
@@ -156,6 +161,9 @@ def _status_document(app: AppContext, stack: str | None) -> list[dict[str, Any]]
     lock = store.lock_status()
     document = []
     for status in statuses:
+        lease, now = store.lease_status(lease_name(status.stack))
+        replicas, now = store.list_replicas(lease_name(status.stack))
+        leading = lease is not None and lease.expires_at > now
         document.append(
             {
                 "stack": status.stack,
@@ -169,6 +177,22 @@ def _status_document(app: AppContext, stack: str | None) -> list[dict[str, Any]]
                 "last_apply": status.last_apply_id,
                 "sync_requested_at": status.sync_requested_at.isoformat() if status.sync_requested_at else None,
                 "lock_holder": lock.holder if lock is not None else None,
+                "leader": lease.holder if lease is not None and leading else None,
+                "term": lease.term if lease is not None else None,
+                "lease_expires_at": lease.expires_at.isoformat() if lease is not None else None,
+                "replicas": [
+                    {
+                        "replica": replica.id,
+                        "role": replica.role,
+                        "term": replica.term,
+                        "host": replica.host,
+                        "pid": replica.pid,
+                        "listen": replica.listen,
+                        "last_heartbeat_at": replica.heartbeat_at.isoformat(),
+                        "heartbeat_age_seconds": round((now - replica.heartbeat_at).total_seconds(), 3),
+                    }
+                    for replica in replicas
+                ],
                 "resources": [
                     {
                         "resource": str(h.key),
@@ -211,6 +235,13 @@ def status_command(app: AppContext, stack: str | None, output: str) -> None:
             click.echo(f"  problem:   {problem}")
         if entry["lock_holder"]:
             click.echo(f"  writing:   {entry['lock_holder']}")
+        if entry["term"] is not None:
+            click.echo(f"  leader:    {entry['leader'] or 'none (the lease expired)'} (term {entry['term']})")
+        for replica in entry["replicas"]:
+            click.echo(
+                f"  replica:   {replica['replica']} {replica['role']}, last heartbeat "
+                f"{replica['heartbeat_age_seconds']:.1f}s ago ({replica['last_heartbeat_at']})"
+            )
         table = Table(box=None, pad_edge=False)
         for column in ("RESOURCE", "HEALTH", "MESSAGE"):
             table.add_column(column)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nebctl.core.quantities import parse_duration
 
@@ -26,6 +26,9 @@ _DURATIONS = (
     "five_minute_retention",
     "hourly_retention",
     "housekeeping_interval",
+    "lease",
+    "lease_renew",
+    "lease_retry",
 )
 
 
@@ -62,6 +65,23 @@ class ServeSettings(BaseModel):
     five_minute_retention: float = Field(default=30 * 86400.0, gt=0, description="5-minute means kept.")
     hourly_retention: float = Field(default=365 * 86400.0, gt=0, description="Hourly means kept.")
     housekeeping_interval: float = Field(default=600.0, gt=0, description="How often samples are downsampled.")
+    lease: float = Field(default=15.0, gt=0, description="How long the leader lease of the replicas lasts.")
+    lease_renew: float = Field(default=5.0, gt=0, description="How often the leader renews its lease.")
+    lease_retry: float = Field(default=2.0, gt=0, description="How often a follower tries to take the lease.")
+    replica: str | None = Field(
+        default=None, max_length=128, description="This replica's name (default: HOST:PID); unique per stack."
+    )
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> ServeSettings:
+        # A renewal must land before the lease runs out, with room for one failed attempt.
+        if self.lease_renew * 2 > self.lease:
+            raise ValueError(
+                f"serve.lease_renew ({self.lease_renew:g}s) must be at most half of serve.lease ({self.lease:g}s)"
+            )
+        if self.lease_retry > self.lease:
+            raise ValueError(f"serve.lease_retry ({self.lease_retry:g}s) must not exceed serve.lease ({self.lease:g}s)")
+        return self
 
     @field_validator(*_DURATIONS, mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""The writers' lock (docs/database.md, ``locks``) and the service's leader leases, on any of the three databases.
+"""The writers' lock (docs/database.md, ``locks``), on any of the three databases.
 
 A lock is one row of ``locks``, keyed by its name. Taking a free lock is an INSERT, which the primary key lets
 only one process win. Taking a stale lock (expired, or held by a dead process on this host) is a compare-and-swap:
@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -30,14 +31,13 @@ from sqlalchemy.engine import Engine
 
 from nebctl.database.engines import describe_error, transaction
 from nebctl.database.errors import LockLost, LockNotObtained
-from nebctl.database.models import Lease, Lock
+from nebctl.database.models import Lock
 from nebctl.database.operating import AnyRow, Clock, table
-from nebctl.database.records import LeaseRecord, LockRecord
+from nebctl.database.records import LockRecord
 
 logger = logging.getLogger(__name__)
 
 _locks = table(Lock)
-_leases = table(Lease)
 
 WRITERS = "writers"
 POLL_INTERVAL = 0.1  # seconds between attempts while waiting (jittered, so waiters do not move in step)
@@ -172,8 +172,12 @@ def acquire(
     ttl: float,
     host: str | None = None,
     pid: int | None = None,
+    superseded: Callable[[LockRecord], bool] | None = None,
 ) -> LockLease:
-    """Take lock ``name``, waiting up to ``timeout`` seconds; ``LockNotObtained`` names the holder."""
+    """Take lock ``name``, waiting up to ``timeout`` seconds; ``LockNotObtained`` names the holder.
+
+    ``superseded`` says of a holder that it may be taken over although it lives: a service replica that lost
+    its leader lease, whose writes are refused anyway (``database.leasing``)."""
     if ttl <= 0:
         raise ValueError("a lock needs a positive ttl")
     host = host or this_host()
@@ -205,7 +209,7 @@ def acquire(
         current = read_lock(engine, name)
         if current is None:
             continue  # released between our insert and our read: try again at once
-        if is_stale(current, clock=clock, host=host):
+        if is_stale(current, clock=clock, host=host) or (superseded is not None and superseded(current)):
             statement = update(_locks).where(_locks.c.name == name, _locks.c.token == current.token).values(mine)
             try:
                 with transaction(engine, write=True) as connection:
@@ -246,63 +250,3 @@ def force_unlock(engine: Engine, name: str) -> LockRecord | None:
     with transaction(engine, write=True) as connection:
         connection.execute(delete(_locks).where(_locks.c.name == name, _locks.c.token == current.token))
     return current
-
-
-# --- leader leases ---------------------------------------------------------------------------------------------
-
-
-def _lease(row: AnyRow) -> LeaseRecord:
-    return LeaseRecord(
-        name=row.name,
-        holder=row.holder,
-        acquired_at=row.acquired_at,
-        renewed_at=row.renewed_at,
-        expires_at=row.expires_at,
-    )
-
-
-def acquire_lease(engine: Engine, clock: Clock, name: str, holder: str, ttl: float) -> bool:
-    """Become (or stay) the holder of lease ``name`` if it is free, expired or already ours."""
-    if renew_lease(engine, clock, name, holder, ttl):
-        return True
-    now = clock()
-    expires = now + timedelta(seconds=ttl)
-    take_over = (
-        update(_leases)
-        .where(_leases.c.name == name, _leases.c.expires_at <= now)
-        .values(holder=holder, acquired_at=now, renewed_at=now, expires_at=expires)
-    )
-    with transaction(engine, write=True) as connection:
-        if connection.execute(take_over).rowcount > 0:
-            return True
-    try:
-        with transaction(engine, write=True) as connection:
-            connection.execute(
-                insert(_leases).values(name=name, holder=holder, acquired_at=now, renewed_at=now, expires_at=expires)
-            )
-    except exc.IntegrityError:
-        return False  # another replica holds it
-    return True
-
-
-def renew_lease(engine: Engine, clock: Clock, name: str, holder: str, ttl: float) -> bool:
-    """Extend our lease; False when it is not ours (any more)."""
-    now = clock()
-    statement = (
-        update(_leases)
-        .where(_leases.c.name == name, _leases.c.holder == holder)
-        .values(renewed_at=now, expires_at=now + timedelta(seconds=ttl))
-    )
-    with transaction(engine, write=True) as connection:
-        return connection.execute(statement).rowcount > 0
-
-
-def release_lease(engine: Engine, name: str, holder: str) -> None:
-    with transaction(engine, write=True) as connection:
-        connection.execute(delete(_leases).where(_leases.c.name == name, _leases.c.holder == holder))
-
-
-def read_lease(engine: Engine, name: str) -> LeaseRecord | None:
-    with transaction(engine, write=False) as connection:
-        row = connection.execute(select(_leases).where(_leases.c.name == name)).first()
-    return _lease(row) if row is not None else None

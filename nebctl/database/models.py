@@ -120,6 +120,8 @@ Apply = Table(
     _optional("finished_at", _TIME),
     _optional("summary", Json),
     _required("plan", Json),
+    # The leader lease's term a service replica began it under (None for a CLI apply): see ``replicas``.
+    _optional("term", BigInteger),
     Index(None, "stack", "id"),
 )
 
@@ -143,6 +145,8 @@ ApplyAction = Table(
     _optional("result", Json),
     _optional("started_at", _TIME),
     _optional("finished_at", _TIME),
+    # The leader lease's term of the last write to this entry (None for a CLI apply): which leader acted.
+    _optional("term", BigInteger),
     UniqueConstraint("apply_id", "action_id"),
 )
 
@@ -310,7 +314,9 @@ Lock = Table(
     _required("expires_at", _TIME),
 )
 
-# A leader lease for the service's replicas: whoever holds an unexpired row acts, the others wait.
+# A leader lease for the service's replicas: whoever holds an unexpired row acts, the others wait. Its times
+# are the database server's clock; ``term`` grows by one at every change of holder and fences the old holder's
+# writes (``database.leasing``).
 Lease = Table(
     "leases",
     metadata,
@@ -319,6 +325,23 @@ Lease = Table(
     _required("acquired_at", _TIME),
     _required("renewed_at", _TIME),
     _required("expires_at", _TIME),
+    _required("term", BigInteger, server_default="0"),
+)
+
+# One row per running replica of ``nebctl serve``: its role, the term it leads under, and its last heartbeat
+# (the database's clock), for ``nebctl status`` and the metrics.
+Replica = Table(
+    "replicas",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    _required("lease", String(64), index=True),
+    _required("host", String(HOST_LENGTH)),
+    _required("pid", Integer),
+    _optional("listen", String(255)),
+    _required("role", String(16)),
+    _optional("term", BigInteger),
+    _required("started_at", _TIME),
+    _required("heartbeat_at", _TIME),
 )
 
 # An identity of the built-in authentication driver (password hashes only, never passwords).

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -32,11 +33,22 @@ def table(model: Table) -> Table:
     return model
 
 
+@dataclass
+class Fence:
+    """The leader lease a replica's writes are fenced by: ``term`` is the term it leads under, None while it
+    does not lead (then every fenced write is refused). The replica's elector changes it; stores read it."""
+
+    lease: str
+    holder: str
+    term: int | None = None
+
+
 class Operations(ABC):
     """Holds the clock and hands out connections; subclasses add the operations themselves."""
 
     _clock: Clock
     _secrets: KeyRing  # seals the secrets of every spec written (database.sealing)
+    _fence: Fence | None = None  # a service replica's leader lease, checked by every write (database.leasing)
 
     @abstractmethod
     def _write(self) -> AbstractContextManager[Connection]:
@@ -53,6 +65,10 @@ class Operations(ABC):
 
     def _now(self) -> datetime:
         return self._clock()
+
+    def _term(self) -> int | None:
+        """The leader lease's term this store writes under (``database.leasing``), None outside the service."""
+        return self._fence.term if self._fence is not None else None
 
 
 def upsert(

@@ -101,6 +101,7 @@ class ApplyRecord:
     finished_at: datetime | None
     summary: dict[str, Any] | None
     plan: dict[str, Any]
+    term: int | None = None  # the leader lease's term of the service replica that began it
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,7 @@ class ActionRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     apply_id: int | None = None
+    term: int | None = None  # the leader lease's term of its last write (None: written outside the service)
 
     @property
     def key(self) -> ResourceKey:
@@ -301,6 +303,22 @@ class LeaseRecord:
     acquired_at: datetime
     renewed_at: datetime
     expires_at: datetime
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRecord:
+    """A running (or lately running) replica of ``nebctl serve``; times are the database's clock."""
+
+    id: str
+    lease: str
+    host: str
+    pid: int
+    listen: str | None
+    role: str  # leader | follower
+    term: int | None
+    started_at: datetime
+    heartbeat_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ _UPDATE_ACTIONS = (
             column: func.coalesce(bindparam(f"new_{column}", type_=_actions.c[column].type), _actions.c[column])
             for column in ("attempts", "error", "result", "started_at", "finished_at")
         },
+        term=bindparam("new_term"),
     )
 )
 _INSERT_EVENTS = insert(_events).returning(_events.c.id, sort_by_parameter_order=True)
@@ -130,6 +131,7 @@ def _apply(row: AnyRow) -> ApplyRecord:
         finished_at=row.finished_at,
         summary=row.summary,
         plan=row.plan,
+        term=row.term,
     )
 
 
@@ -150,6 +152,7 @@ def _action(row: AnyRow) -> ActionRecord:
         result=row.result,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        term=row.term,
     )
 
 
@@ -309,6 +312,7 @@ class StateOperations(Operations):
             "state": ApplyState.RUNNING.value,
             "started_at": self._now(),
             "plan": plan,
+            "term": self._term(),
         }
         with self._write() as connection:
             result = connection.execute(insert(_applies).values(values))
@@ -368,6 +372,7 @@ class StateOperations(Operations):
                 "result": action.result,
                 "started_at": action.started_at,
                 "finished_at": action.finished_at,
+                "term": self._term(),
             }
             for action in actions
         ]
@@ -388,7 +393,7 @@ class StateOperations(Operations):
         finished_at: datetime | None = None,
     ) -> None:
         """Journal a state change of one action; fields left as None keep their value."""
-        values: dict[str, Any] = {"state": str(state)}
+        values: dict[str, Any] = {"state": str(state), "term": self._term()}
         optional = {
             "attempts": attempts,
             "error": error,
@@ -412,6 +417,7 @@ class StateOperations(Operations):
         """
         if not updates:
             return
+        term = self._term()
         rows = [
             {
                 "match_apply": apply_id,
@@ -422,6 +428,7 @@ class StateOperations(Operations):
                 "new_result": change.result,
                 "new_started_at": change.started_at,
                 "new_finished_at": change.finished_at,
+                "new_term": term,
             }
             for change in updates
         ]

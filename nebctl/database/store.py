@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 
-from nebctl.database import engines, locking, migrating
+from nebctl.database import engines, leasing, locking, migrating
 from nebctl.database.access import AccessOperations
 from nebctl.database.engines import transaction, translated_errors
-from nebctl.database.operating import Clock
+from nebctl.database.operating import Clock, Fence
 from nebctl.database.programs import ProgramOperations
-from nebctl.database.records import LeaseRecord, LockRecord
+from nebctl.database.records import LeaseRecord, LockRecord, ReplicaRecord
 from nebctl.database.sealing import KeyRing
 from nebctl.database.serving import ServingOperations
 from nebctl.database.state import StateOperations
@@ -38,10 +38,11 @@ class _DataOperations(StateOperations, TelemetryOperations, AccessOperations, Se
 class Batch(_DataOperations):
     """Operations that all commit together when the ``with store.batch()`` block ends, or not at all."""
 
-    def __init__(self, connection: Connection, clock: Clock, secrets: KeyRing) -> None:
+    def __init__(self, connection: Connection, clock: Clock, secrets: KeyRing, fence: Fence | None = None) -> None:
         self._connection = connection
         self._clock = clock
         self._secrets = secrets
+        self._fence = fence  # checked once, when the batch's transaction began
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -107,6 +108,8 @@ class Store(_DataOperations):
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         with translated_errors(self._url, "database write failed"), transaction(self._engine, write=True) as conn:
+            if self._fence is not None:
+                leasing.check_fence(conn, self._fence)
             yield conn
 
     @contextmanager
@@ -118,9 +121,9 @@ class Store(_DataOperations):
     def batch(self) -> Iterator[Batch]:
         """Several writes in one transaction: ``with store.batch() as tx: tx.update_action(...); ...``."""
         with self._write() as connection:
-            yield Batch(connection, self._clock, self._secrets)
+            yield Batch(connection, self._clock, self._secrets, self._fence)
 
-    # --- the writers' lock and leader leases (database.locking) ----------------------------------------------
+    # --- the writers' lock (database.locking) ----------------------------------------------
 
     def acquire_lock(
         self,
@@ -131,6 +134,7 @@ class Store(_DataOperations):
         ttl: float,
         host: str | None = None,
         pid: int | None = None,
+        superseded: Callable[[LockRecord], bool] | None = None,
     ) -> locking.LockLease:
         """Take lock ``name`` (waiting up to ``timeout`` s) for ``ttl`` s, renewable; see ``database.locking``.
 
@@ -138,7 +142,15 @@ class Store(_DataOperations):
         """
         with translated_errors(self._url, "cannot take the lock"):
             return locking.acquire(
-                self._engine, self._clock, name, holder=holder, timeout=timeout, ttl=ttl, host=host, pid=pid
+                self._engine,
+                self._clock,
+                name,
+                holder=holder,
+                timeout=timeout,
+                ttl=ttl,
+                host=host,
+                pid=pid,
+                superseded=superseded,
             )
 
     def lock_status(self, name: str = locking.WRITERS) -> LockRecord | None:
@@ -154,21 +166,53 @@ class Store(_DataOperations):
         with translated_errors(self._url, "cannot release the lock"):
             return locking.force_unlock(self._engine, name)
 
-    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
-        with translated_errors(self._url, "cannot take the lease"):
-            return locking.acquire_lease(self._engine, self._clock, name, holder, ttl)
+    # --- the leader lease of the service's replicas (database.leasing) ----------------------------------------
 
-    def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
-        with translated_errors(self._url, "cannot renew the lease"):
-            return locking.renew_lease(self._engine, self._clock, name, holder, ttl)
+    def acquire_lease(
+        self, name: str, holder: str, ttl: float, *, takeable: set[str] | None = None
+    ) -> LeaseRecord | None:
+        """Take or keep lease ``name`` for ``ttl`` s (the database's clock); the lease as it now is, whoever holds
+        it (None when another replica took it at the same moment)."""
+        with translated_errors(self._url, "cannot take the leader lease"):
+            return leasing.acquire_lease(self._engine, name, holder, ttl, takeable=takeable or set())
 
-    def release_lease(self, name: str, holder: str) -> None:
-        with translated_errors(self._url, "cannot release the lease"):
-            locking.release_lease(self._engine, name, holder)
+    def renew_lease(self, name: str, holder: str, term: int, ttl: float) -> LeaseRecord | None:
+        """Extend our lease of ``term``; None when it was lost."""
+        with translated_errors(self._url, "cannot renew the leader lease"):
+            return leasing.renew_lease(self._engine, name, holder, term, ttl)
 
-    def lease_status(self, name: str) -> LeaseRecord | None:
-        with translated_errors(self._url, "cannot read the lease"):
-            return locking.read_lease(self._engine, name)
+    def release_lease(self, name: str, holder: str, term: int) -> bool:
+        with translated_errors(self._url, "cannot release the leader lease"):
+            return leasing.release_lease(self._engine, name, holder, term)
+
+    def lease_status(self, name: str) -> tuple[LeaseRecord | None, datetime]:
+        """The lease and the database's clock now."""
+        with translated_errors(self._url, "cannot read the leader lease"):
+            return leasing.read_lease(self._engine, name)
+
+    def heartbeat(
+        self, *, replica: str, lease: str, host: str, pid: int, listen: str | None, role: str, term: int | None
+    ) -> None:
+        with translated_errors(self._url, "cannot record the replica's heartbeat"):
+            leasing.heartbeat(
+                self._engine, replica=replica, lease=lease, host=host, pid=pid, listen=listen, role=role, term=term
+            )
+
+    def list_replicas(self, lease: str) -> tuple[list[ReplicaRecord], datetime]:
+        """The replicas of ``lease`` and the database's clock now."""
+        with translated_errors(self._url, "cannot read the replicas"):
+            return leasing.list_replicas(self._engine, lease)
+
+    def forget_replicas(self, lease: str, *, ids: set[str] | None = None, silent_for: float | None = None) -> int:
+        with translated_errors(self._url, "cannot forget replicas"):
+            return leasing.forget_replicas(self._engine, lease, ids=ids, silent_for=silent_for)
+
+    def fenced(self, fence: Fence) -> Store:
+        """This store (same connections) with every write checked against ``fence`` in its own transaction, and
+        the journal's entries marked with its term: what a service replica acts through."""
+        store = Store(self._engine, self._clock, self._secrets)
+        store._fence = fence
+        return store
 
 
 def _ensure_schema(engine: Engine) -> None:

@@ -1,4 +1,4 @@
-"""The writers' lock and leader leases: in one process with a fake clock, and across real processes."""
+"""The writers' lock: in one process with a fake clock, and across real processes."""
 
 from __future__ import annotations
 
@@ -99,25 +99,6 @@ def test_background_renewal_keeps_the_lock(db_url: str) -> None:
         assert store.lock_status() is None
     finally:
         store.close()
-
-
-def test_leases(store: Store, clock: FakeClock) -> None:
-    assert store.acquire_lease("leader", "replica-1", ttl=15)
-    assert not store.acquire_lease("leader", "replica-2", ttl=15)
-    assert store.acquire_lease("leader", "replica-1", ttl=15)  # re-acquiring our own lease renews it
-    clock.advance(10)
-    assert store.renew_lease("leader", "replica-1", ttl=15)
-    clock.advance(10)
-    assert not store.acquire_lease("leader", "replica-2", ttl=15)
-    clock.advance(6)  # 16 s after the last renewal
-    assert store.acquire_lease("leader", "replica-2", ttl=15)
-    assert not store.renew_lease("leader", "replica-1", ttl=15)
-    lease = store.lease_status("leader")
-    assert lease is not None and lease.holder == "replica-2" and lease.acquired_at == clock.now
-    store.release_lease("leader", "replica-1")  # not ours: no effect
-    assert store.lease_status("leader") is not None
-    store.release_lease("leader", "replica-2")
-    assert store.lease_status("leader") is None
 
 
 def check_exclusive(log: Path, expected_entries: int) -> None:

@@ -2,7 +2,8 @@
 tests, do not clash, and nothing else of the process leaks into ``/metrics``).
 
 ``syncing`` counts syncs and times reconciliations and driver actions, ``monitoring`` sets each host's
-``up``, ``service`` publishes each stack's drift and status; ``nebctl.api`` serves ``render()`` at ``/metrics``.
+``up``, ``service`` publishes each stack's drift and status, ``leading`` the replica's role and the lease's
+term; ``nebctl.api`` serves ``render()`` at ``/metrics``.
 docs/service.md lists every metric.
 """
 
@@ -54,6 +55,20 @@ class ServiceMetrics:
             "nebctl_stack_info",
             "Always 1; the labels carry the stack's sync status and revision.",
             ["stack", "sync_status", "revision"],
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "nebctl_leader",
+            "1 while this replica leads (holds the leader lease and acts), else 0.",
+            ["replica"],
+            registry=self.registry,
+        )
+        self.lease_term = Gauge(
+            "nebctl_lease_term", "The leader lease's term, as this replica last saw it.", registry=self.registry
+        )
+        self.leader_changes = Counter(
+            "nebctl_leader_changes",
+            "Changes of leader (new terms of the lease) this replica has seen.",
             registry=self.registry,
         )
         self._lock = threading.Lock()

@@ -89,6 +89,8 @@ class Monitor:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        self.paused = threading.Event()  # set while this replica does not lead: the leader monitors
+        self.paused.set()
         self._thread: threading.Thread | None = None
         self._hosts: dict[str, tuple[HostRef, Any]] = {}
         self._expected: dict[str, dict[str, ExpectedVM]] = {}  # host -> uuid -> VM
@@ -177,6 +179,10 @@ class Monitor:
         next_vm = now + self.serve.vm_interval
         next_housekeeping = now + min(60.0, self.serve.housekeeping_interval)
         while not self._stopped.is_set():
+            if self.paused.is_set():
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
             now = self.clock()
             with self._lock:
                 urgent, self._urgent = self._urgent, set()

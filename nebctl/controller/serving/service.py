@@ -11,7 +11,9 @@ with the lock released. A process killed outright leaves an unfinished apply, wh
 from __future__ import annotations
 
 import logging
+import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from nebctl.controller.observing import DriverSource, known_hosts
 from nebctl.controller.probing import CustomProbes
 from nebctl.controller.revisions import GitError
 from nebctl.controller.serving.eventing import EventSink
+from nebctl.controller.serving.leading import FOLLOWER, LEADER, Leadership, LeaseTiming
 from nebctl.controller.serving.metrics import ServiceMetrics
 from nebctl.controller.serving.monitoring import ExpectedVM, Monitor
 from nebctl.controller.serving.sources import Snapshot, Source
@@ -29,7 +32,10 @@ from nebctl.controller.serving.syncing import StackSyncer, SyncResult
 from nebctl.core.keys import Kind
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
-from nebctl.database.records import Severity, SyncStatus
+from nebctl.database.leasing import Fenced
+from nebctl.database.locking import this_host
+from nebctl.database.operating import Fence
+from nebctl.database.records import LockRecord, Severity, SyncStatus
 from nebctl.database.store import Store
 
 log = logging.getLogger(__name__)
@@ -64,9 +70,24 @@ class Service:
         self._changed_at: float | None = None
         self._snapshot: Snapshot | None = None
         self._fired: float | None = None  # the last backoff deadline that made a sync
+        self._halt = threading.Event()  # the running apply starts no new action: we stop, or no longer lead
+        self._acting_term: int | None = None  # the term this replica last acted in
+        self.replica = serve.replica or f"{this_host()}:{os.getpid()}"
+        self.leadership = Leadership(
+            store,
+            stack=stack,
+            replica=self.replica,
+            listen=serve.listen,
+            timing=LeaseTiming(serve.lease, serve.lease_renew, serve.lease_retry),
+            events=self.events,
+            metrics=self.metrics,
+            on_change=self._role_changed,
+        )
+        # Monitoring and the controller write through the lease: refused whenever this replica does not lead.
+        acting = store.fenced(self.leadership.fence)
         probes = CustomProbes(settings.probes_dir, timeout=serve.probe_timeout) if settings.probes_dir else None
         self.monitor = Monitor(
-            store=store,
+            store=acting,
             registry=registry,
             serve=serve,
             events=self.events,
@@ -76,7 +97,7 @@ class Service:
             clock=clock,
         )
         self.controller = Controller(
-            store=store,
+            store=acting,
             registry=registry,
             settings=settings,
             host_attributes=self.monitor.attributes if probes is not None else None,
@@ -100,15 +121,25 @@ class Service:
     # --- what the HTTP layer and the signal handlers call -------------------------------------------------------
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Whether the service can do its job: the database answers and the source was loaded."""
-        checks: dict[str, Any] = {"source": self._snapshot is not None}
+        """Whether the service can do its job: the database answers, and the leader has loaded the source (a
+        follower serves reads only). Says the replica's role, the term and the leader it last saw."""
+        term = self.leadership.term
+        seen = self.leadership.leader()
+        checks: dict[str, Any] = {
+            "role": LEADER if term is not None else FOLLOWER,
+            "replica": self.replica,
+            "term": seen.term if seen is not None else None,
+            "leader": seen.holder if seen is not None else None,
+        }
+        if term is not None:
+            checks["source"] = self._snapshot is not None
         try:
             self.store.stack_status(self.stack)
             checks["database"] = True
         except DatabaseError as error:
             checks["database"] = False
             checks["database_error"] = str(error)
-        return bool(checks["source"] and checks["database"]), checks
+        return bool(checks.get("source", True) and checks["database"]), checks
 
     def trigger(self, reason: str) -> None:
         with self._wake:
@@ -116,9 +147,18 @@ class Service:
             self._wake.notify_all()
 
     def stop(self) -> None:
-        """Stop starting actions; ``run`` returns once the running ones are done."""
+        """Stop starting actions; ``run`` returns once the running ones are done (and the lease is released)."""
         self.stopping.set()
+        self._halt.set()
         with self._wake:
+            self._wake.notify_all()
+
+    def _role_changed(self) -> None:
+        """The elector's news: a replica that no longer leads starts no new action, at once."""
+        if self.leadership.fence.term is None:
+            self._halt.set()
+        with self._wake:
+            self._reasons.add("role")
             self._wake.notify_all()
 
     def _source_changed(self) -> None:
@@ -131,7 +171,8 @@ class Service:
     def _interval(self) -> float:
         return self.serve.interval * (1 + random.uniform(0, self.serve.jitter))
 
-    def run(self) -> None:  # noqa: PLR0915 - the service's one loop: start, watch, resync, heal, stop, in order
+    def run(self) -> None:  # noqa: PLR0912, PLR0915 - the service's one loop: start, elect, watch, resync, heal, stop
+        self.leadership.start()  # ReplicaRefused: a second replica on SQLite
         mode = "self-heal" if self.self_heal else "report-only"
         self.events.emit(
             "service.started",
@@ -149,6 +190,19 @@ class Service:
         retry_at: float | None = None
         try:
             while not self.stopping.is_set():
+                term = self.leadership.term
+                if term is None:
+                    if self._acting_term is not None:
+                        self._follow()
+                    with self._wake:
+                        self._reasons.clear()
+                        if not self.stopping.is_set():
+                            self._wake.wait(self.serve.lease_retry)
+                    continue
+                if term != self._acting_term:
+                    # Elected: resume what a former leader left unfinished and converge, from a fresh source.
+                    self._lead(term)
+                    reasons, reload, fetch = {"elected"}, True, True
                 now = time.monotonic()
                 with self._wake:
                     reasons |= self._reasons
@@ -179,7 +233,7 @@ class Service:
                     if reload or self._snapshot is None:
                         self._snapshot = self.source.load()
                     reload = fetch = False
-                    result = self._sync(self._snapshot, ", ".join(sorted(reasons)))
+                    result = self._sync(self._snapshot, ", ".join(sorted(reasons - {"role"})) or "elected", term)
                     reasons = set()
                     if result is not None and result.retry_after is not None:
                         retry_at = time.monotonic() + result.retry_after
@@ -188,7 +242,21 @@ class Service:
         finally:
             stop_watching()
             self.monitor.stop()
+            self.leadership.stop()  # after the running actions: the next leader takes over at once
             self.events.emit("service.stopped", f"nebctl serve of stack {self.stack} stopped", stack=self.stack)
+
+    def _lead(self, term: int) -> None:
+        self._acting_term = term
+        if not self.stopping.is_set():
+            self._halt.clear()
+        self.monitor.paused.clear()
+
+    def _follow(self) -> None:
+        """No longer the leader: stop monitoring (the next leader does), keep serving reads."""
+        self._acting_term = None
+        self.monitor.paused.set()
+        self.monitor.update({}, {}, {})
+        self._snapshot = None
 
     def _sleep(self, next_resync: float, next_poll: float, retry_at: float | None) -> None:
         now = time.monotonic()
@@ -205,7 +273,7 @@ class Service:
                 return
             self._wake.wait(max(0.0, min(wakes) - now))
 
-    def _requested(self) -> bool:
+    def _requested(self) -> bool:  # only a leader takes the requests
         try:
             return self.stack in self.store.take_sync_requests()
         except DatabaseError as error:
@@ -224,10 +292,19 @@ class Service:
             )
             return False
 
-    def _sync(self, snapshot: Snapshot, reason: str) -> SyncResult | None:
-        log.info("sync of stack %s (%s)", self.stack, reason)
+    def _sync(self, snapshot: Snapshot, reason: str, term: int) -> SyncResult | None:
+        log.info("sync of stack %s (%s, term %d)", self.stack, reason, term)
+        # Everything this sync writes is fenced by the term it started in, even if this replica leads again
+        # later in another term: an apply of a former term never writes over what another leader did since.
+        self.controller.store = self.store.fenced(Fence(self.leadership.lease, self.replica, term))
+        self.syncer.lock_holder = f"nebctl serve (stack {self.stack}, replica {self.replica}, term {term})"
+        self.syncer.superseded = lambda holder: superseded(holder, self.stack, term)
         try:
-            result = self.syncer.sync(snapshot, stop=self.stopping, reason=reason)
+            result = self.syncer.sync(snapshot, stop=self._halt, reason=reason)
+        except Fenced as error:
+            log.warning("sync of stack %s stopped: %s", self.stack, error)
+            self.leadership.lost(term, "a write was refused by fencing")
+            return SyncResult("fenced", SyncStatus.UNKNOWN)
         except DatabaseError as error:
             log.error("sync of stack %s failed: %s", self.stack, error)
             return SyncResult("error", SyncStatus.UNKNOWN, retry_after=5.0)
@@ -253,3 +330,13 @@ class Service:
             state = str(record.applied.get("state", "running"))
             expected.setdefault(record.host, {})[str(uuid)] = ExpectedVM(record.key, record.stack, state)
         self.monitor.update(hosts, expected, by_key)
+
+
+_SERVE_HOLDER = re.compile(r"nebctl serve \(stack (?P<stack>.+), replica (?P<replica>.+), term (?P<term>\d+)\)")
+
+
+def superseded(holder: LockRecord, stack: str, term: int) -> bool:
+    """Whether the writers' lock is held by a replica of ``stack`` that led in a term before ``term``: its writes
+    are refused by fencing, so the lock it still holds (paused, or not yet aware) protects nothing."""
+    match = _SERVE_HOLDER.fullmatch(holder.holder)
+    return match is not None and match["stack"] == stack and int(match["term"]) < term

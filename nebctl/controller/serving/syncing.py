@@ -34,8 +34,10 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Plan
 from nebctl.core.service import ServeSettings
 from nebctl.database.errors import DatabaseError, LockNotObtained
+from nebctl.database.leasing import Fenced
 from nebctl.database.records import (
     ApplyState,
+    LockRecord,
     ResourceHealthRecord,
     ResourceRecord,
     Severity,
@@ -73,6 +75,9 @@ class StackSyncer:
     hosts_in_error: Callable[[], frozenset[str]] = frozenset
     source: dict[str, object] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+    # Who takes the writers' lock, and which holders may be taken over (a replica that lost its lease).
+    lock_holder: str | None = None
+    superseded: Callable[[LockRecord], bool] | None = None
     backoff: Backoff[ResourceKey] = field(init=False)
     _reported: set[ResourceKey] = field(default_factory=set, init=False)
     _degraded: dict[ResourceKey, str] = field(default_factory=dict, init=False)
@@ -112,6 +117,8 @@ class StackSyncer:
             planned = self.controller.plan(documents, PlanOptions(self.stack, prune=self.prune))
         except PlanError as error:
             return self._plan_error(error.problems, revision)
+        except Fenced:
+            raise  # this replica no longer leads: the service steps down
         except (DatabaseError, DriverError, OSError) as error:
             log.error("sync of stack %s: %s", self.stack, error)
             self.metrics.sync_total.labels(self.stack, "error").inc()
@@ -159,7 +166,10 @@ class StackSyncer:
         self._save_status(SyncStatus.OUT_OF_SYNC, revision, snapshot, message="changes to apply; waiting for the lock")
         try:
             lease = self.store.acquire_lock(
-                holder=f"nebctl serve (stack {self.stack})", timeout=self.serve.lock_wait, ttl=LOCK_TTL
+                holder=self.lock_holder or f"nebctl serve (stack {self.stack})",
+                timeout=self.serve.lock_wait,
+                ttl=LOCK_TTL,
+                superseded=self.superseded,
             )
         except LockNotObtained as error:
             log.warning("sync of stack %s waits for another writer: %s", self.stack, error)
@@ -205,6 +215,8 @@ class StackSyncer:
             )
         except PlanError as error:
             return self._plan_error(error.problems, revision)
+        except Fenced:
+            raise  # this replica no longer leads: the service steps down
         except (DatabaseError, DriverError, OSError) as error:
             log.error("sync of stack %s: %s", self.stack, error)
             self.metrics.sync_total.labels(self.stack, "error").inc()
