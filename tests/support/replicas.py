@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import shlex
 import signal
+import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +22,7 @@ from typing import Any
 
 from nebctl.controller.serving.leading import lease_name
 from nebctl.database.records import EventRecord
+from tests.support.databases import DatabaseServer, _postgres_bin
 from tests.support.drills import Workspace
 from tests.support.serving import FAST, Served, start_serve, vm_manifest, wait_for, write_manifests
 
@@ -135,7 +140,10 @@ class Replicas:
         return lease.term, lease.holder if lease.expires_at > now else None
 
     def wait_converged(self, timeout: float = 180.0) -> None:
-        """Until the newest apply succeeded and nothing is left to do (the stack is synced)."""
+        """Ask the leader to sync (``nebctl sync --wait``), then wait until the newest apply succeeded and
+        nothing is left to do (the stack is synced)."""
+        result = self.workspace.run("sync", self.workspace.stack, "--wait", f"{timeout:g}s", timeout=timeout + 30)
+        assert result.returncode == 0, result.stderr
 
         def converged() -> bool:
             with self.workspace.store() as store:
@@ -181,3 +189,27 @@ def terms_overlap(workspace: Workspace) -> list[str]:
         if start < end:
             problems.append(f"term {later} started acting at {start} before term {term} stopped at {end}")
     return problems
+
+
+def restart_postgresql(server: DatabaseServer, *, down_for: float) -> None:
+    """Stop the harness's PostgreSQL server (fast: its clients are cut off), keep it down ``down_for`` seconds,
+    and start it again with the same options (those ``postmaster.opts`` recorded), on the same port."""
+    data = server.directory / "data"
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    pg_ctl = str(_postgres_bin() / "pg_ctl")
+    recorded = shlex.split((data / "postmaster.opts").read_text())
+    options: list[str] = []
+    arguments = iter(recorded[1:])
+    for argument in arguments:
+        if argument == "-D":
+            next(arguments)
+            continue
+        options.append(argument)
+    quiet = subprocess.DEVNULL  # the server must not hold our pipes: it outlives pg_ctl
+    stop = [*run_as, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]
+    subprocess.run(stop, stdout=quiet, stderr=quiet, check=True, timeout=120)
+    time.sleep(down_for)
+    log = str(server.directory / "log")
+    start = [*run_as, pg_ctl, "-D", str(data), "-o", shlex.join(options), "-l", log, "-w", "start"]
+    subprocess.run(start, stdout=quiet, stderr=quiet, check=True, timeout=120)
+    server.pid = int((data / "postmaster.pid").read_text().split()[0])
