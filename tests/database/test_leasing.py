@@ -6,6 +6,7 @@ and assert on terms and holders (who may act), never on how long something took.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -16,6 +17,7 @@ from nebctl.database import Store
 from nebctl.database.leasing import Fenced
 from nebctl.database.operating import Fence
 from nebctl.database.records import ActionRecord, EventRecord
+from tests.support.databases import DatabaseServer
 
 
 def test_one_holder_and_a_term_that_only_grows(store: Store) -> None:
@@ -109,11 +111,11 @@ def test_an_expired_lease_fences_its_holder_even_before_anyone_takes_it(store: S
         leader.add_event(_event("too late"))
 
 
-def test_a_takeover_waits_for_the_write_already_checked(db_url: str) -> None:
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])  # SQLite has one writer at a time anyway
+def test_a_takeover_waits_for_the_write_already_checked(backend: str, request: pytest.FixtureRequest) -> None:
     """A write that passed the fence commits before the takeover does; no write passes after it."""
-    if db_url.startswith("sqlite"):
-        pytest.skip("SQLite has one writer at a time: the takeover cannot run during the write at all")
-    store = Store.open(db_url)
+    server: DatabaseServer = request.getfixturevalue(f"{backend}_server")
+    store = Store.open(server.create_database(f"nebctl_fence_{os.getpid()}_{backend}"))
     try:
         lease = store.acquire_lease("serve/s", "a", 0.5)
         assert lease is not None
