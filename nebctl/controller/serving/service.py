@@ -241,8 +241,8 @@ class Service:
                 self._sleep(next_resync, next_poll, retry_at)
         finally:
             stop_watching()
+            self.leadership.stop()  # after the running actions, before the rest: the next leader takes over
             self.monitor.stop()
-            self.leadership.stop()  # after the running actions: the next leader takes over at once
             self.events.emit("service.stopped", f"nebctl serve of stack {self.stack} stopped", stack=self.stack)
 
     def _lead(self, term: int) -> None:
@@ -293,7 +293,7 @@ class Service:
             return False
 
     def _sync(self, snapshot: Snapshot, reason: str, term: int) -> SyncResult | None:
-        log.info("sync of stack %s (%s, term %d)", self.stack, reason, term)
+        log.info("sync of stack %s (%s) in term %d", self.stack, reason, term)
         # Everything this sync writes is fenced by the term it started in, even if this replica leads again
         # later in another term: an apply of a former term never writes over what another leader did since.
         self.controller.store = self.store.fenced(Fence(self.leadership.lease, self.replica, term))

@@ -5,6 +5,7 @@ downsampled on the retention schedule."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -47,10 +48,23 @@ def test_health_readiness_and_metrics(workspace: Workspace, cleanup: list[Served
     assert served.get("/healthz") == (200, '{"status":"ok"}')
     wait_for(lambda: served.status().get("sync_status") == "synced", what="synced")
     status, body = served.get("/readyz")
-    assert status == 200 and json.loads(body) == {"status": "ready", "source": True, "database": True}
+    ready = json.loads(body)
+    replica = f"{socket.gethostname()}:{served.process.pid}"  # the default name of a replica: HOST:PID
+    assert status == 200 and ready == {
+        "status": "ready",
+        "role": "leader",  # the one replica leads, in the lease's first term
+        "replica": replica,
+        "term": 1,
+        "leader": replica,
+        "source": True,
+        "database": True,
+    }
 
     samples = _samples(served)
     assert samples[("nebctl_sync_total", frozenset({("stack", "site"), ("result", "succeeded")}))] == 1
+    assert samples[("nebctl_leader", frozenset({("replica", replica)}))] == 1
+    assert samples[("nebctl_lease_term", frozenset())] == 1
+    assert samples[("nebctl_leader_changes_total", frozenset())] == 0
     assert (
         samples[("nebctl_stack_info", frozenset({("stack", "site"), ("sync_status", "synced"), ("revision", "")}))] == 1
     )
