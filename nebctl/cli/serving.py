@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +25,10 @@ from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.cli.database import open_store
 from nebctl.cli.session import check_stack, default_stack
 from nebctl.core.quantities import QuantityError, parse_duration
+
+if TYPE_CHECKING:
+    from nebctl.api.server import HttpServer
+    from nebctl.controller.serving.service import Service
 
 
 def _duration(option: str, text: str) -> float:
@@ -83,10 +87,7 @@ def serve_command(
     corrects drift (--self-heal) or only reports it (--report-only); serves /healthz, /readyz and /metrics.
     Runs until SIGTERM or Ctrl-C.
     """
-    from nebctl.api.app import create_app
-    from nebctl.api.server import HttpServer, ListenError
     from nebctl.cli.session import open_registry
-    from nebctl.controller.serving.leading import ReplicaRefused
     from nebctl.controller.serving.service import Service
     from nebctl.controller.serving.sources import DirectorySource, GitSource, Source
 
@@ -124,11 +125,7 @@ def serve_command(
         prune=prune,
         parallelism=parallelism,
     )
-    try:
-        server = HttpServer(create_app(service), settings.serve.listen)
-        server.start()
-    except (ListenError, OSError) as error:
-        raise CliError(f"--listen: {error}") from None
+    server = _elect_and_listen(service, settings.serve.listen)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if not service.stopping.is_set():
@@ -140,12 +137,30 @@ def serve_command(
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         service.run()
-    except ReplicaRefused as error:
-        raise CliError(str(error)) from None
     finally:
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _elect_and_listen(service: Service, listen: str) -> HttpServer:
+    """Join the election (refused at once, before anything listens, on SQLite with a replica running), then
+    start the HTTP server."""
+    from nebctl.api.app import create_app
+    from nebctl.api.server import HttpServer, ListenError
+    from nebctl.controller.serving.leading import ReplicaRefused
+
+    try:
+        service.leadership.start()
+    except ReplicaRefused as error:
+        raise CliError(str(error)) from None
+    try:
+        server = HttpServer(create_app(service), listen)
+        server.start()
+    except (ListenError, OSError) as error:
+        service.leadership.stop()
+        raise CliError(f"--listen: {error}") from None
+    return server
 
 
 def _status_document(app: AppContext, stack: str | None) -> list[dict[str, Any]]:

@@ -110,7 +110,10 @@ class Leadership:
     def start(self) -> None:
         """Try once to lead (so that a lone replica leads at once), then keep trying in a thread.
 
-        ``ReplicaRefused`` when the database is SQLite and another live replica of the stack holds it."""
+        ``ReplicaRefused`` when the database is SQLite and another live replica of the stack holds it. Calling it
+        again does nothing."""
+        if self._thread is not None:
+            return
         self._attempt()
         if self.store.backend == "sqlite" and self.fence.term is None:
             self._attempt()  # now that the holder is known: it may be a process of this host that is gone

@@ -172,7 +172,7 @@ class Service:
         return self.serve.interval * (1 + random.uniform(0, self.serve.jitter))
 
     def run(self) -> None:  # noqa: PLR0912, PLR0915 - the service's one loop: start, elect, watch, resync, heal, stop
-        self.leadership.start()  # ReplicaRefused: a second replica on SQLite
+        self.leadership.start()  # ReplicaRefused: a second replica on SQLite (unless the caller started it)
         mode = "self-heal" if self.self_heal else "report-only"
         self.events.emit(
             "service.started",
