@@ -235,11 +235,10 @@ _DEADLOCK_CODES = (1213, "40P01")
 
 def deadlocked(error: exc.DBAPIError) -> bool:
     original = error.orig
-    code = getattr(original, "sqlstate", None)
-    if code is None:
-        arguments = getattr(original, "args", ())
-        code = arguments[0] if arguments else None
-    return code in _DEADLOCK_CODES
+    # psycopg gives the SQLSTATE; PyMySQL the error number first, and since 1.1 a SQLSTATE too (40001).
+    arguments = getattr(original, "args", ())
+    codes = {getattr(original, "sqlstate", None), arguments[0] if arguments else None}
+    return any(code in _DEADLOCK_CODES for code in codes)
 
 
 def force_unlock(engine: Engine, name: str) -> LockRecord | None:
