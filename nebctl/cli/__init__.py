@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("serving", "Ask the running service to sync a stack now."),
     "db": ("database", "Schema migrations of the state database."),
     "unlock": ("database", "Release the writers' lock left by a dead process."),
+    "user": ("access", "Users of the API: add, list, passwd, disable, enable, delete."),
+    "group": ("access", "Groups of users: list, add and remove members."),
+    "token": ("access", "API bearer tokens: create (shown once), list, revoke."),
+    "acl": ("access", "Access rules of the API: add, list, remove, and check who may do what."),
     "completion": ("completing", "Print the shell completion script for bash, zsh or fish."),
     "explain": ("explaining", "The fields of a kind, or of one field, with their descriptions."),
 }

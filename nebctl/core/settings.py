@@ -96,6 +96,68 @@ class DatabaseSettings(_Strict):
     busy_timeout: float = Field(default=30.0, ge=0, description="SQLite: for another writer to finish.")
 
 
+class PasswordHashing(_Strict):
+    """argon2id's cost of the built-in authentication driver. The defaults are OWASP's recommended minimum
+    (19 MiB, 2 passes, 1 lane); a stored hash made with other parameters is rehashed at the next good login."""
+
+    memory_cost: int = Field(default=19456, ge=8, description="KiB of memory per hash.")
+    time_cost: int = Field(default=2, ge=1, description="Passes over the memory.")
+    parallelism: int = Field(default=1, ge=1, le=64, description="Lanes.")
+
+
+class AccessSettings(_Strict):
+    """Authentication and authorization of the HTTP API (docs/api.md)."""
+
+    passwords: PasswordHashing = Field(default_factory=PasswordHashing)
+    exec_program: Path | None = Field(
+        default=None, description="The exec authentication driver's program (JSON on stdin, identity on stdout)."
+    )
+    exec_timeout: float = Field(default=5.0, gt=0, description="Seconds the exec program may take.")
+    exec_unknown_users: bool = Field(
+        default=False, description="Users not in the database log in through the exec program (LDAP and the like)."
+    )
+    authorize_program: Path | None = Field(
+        default=None, description="A program run after the built-in verdict, which it may overturn."
+    )
+    authorize_timeout: float = Field(default=5.0, gt=0, description="Seconds the authorize program may take.")
+    login_free_failures: int = Field(default=3, ge=0, description="Failed logins before they are slowed.")
+    login_delay: float = Field(default=0.5, ge=0, description="Seconds of the first delay; doubled each failure.")
+    login_max_delay: float = Field(default=30.0, ge=0, description="Cap on the delay of a failed login.")
+    login_window: float = Field(default=900.0, gt=0, description="Seconds after which failures are forgotten.")
+    token_lifetime: float = Field(default=86400.0, gt=0, description="Seconds a token from a login lasts.")
+
+    @field_validator(
+        "exec_timeout",
+        "authorize_timeout",
+        "login_delay",
+        "login_max_delay",
+        "login_window",
+        "token_lifetime",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+
+class ApiSettings(_Strict):
+    """The HTTP API of ``nebctl serve`` (docs/api.md)."""
+
+    max_body: int = Field(default=8 * 1024**2, ge=1024, description="Largest request body (a quantity: 8Mi).")
+    webhook_max_body: int = Field(default=1024**2, ge=1024, description="Largest webhook body (1Mi).")
+    webhook_secret_file: Path | None = Field(
+        default=None, description="File holding the git webhooks' HMAC secret (no webhooks without it)."
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default).")
+    metrics_auth: bool = Field(default=False, description="Require authentication on /metrics too.")
+    events_page: int = Field(default=100, ge=1, le=10000, description="Events per page by default.")
+
+    @field_validator("max_body", "webhook_max_body", mode="before")
+    @classmethod
+    def _quantity(cls, value: object) -> int:
+        return parse_quantity(value)
+
+
 class Settings(_Strict):
     prune: bool = Field(default=False, description="Delete resources removed from the manifests (like --prune).")
     parallelism: int = Field(default=16, ge=1, le=1024)
@@ -131,6 +193,8 @@ class Settings(_Strict):
         "$NEBCTL_SECRET_KEY_FILE overrides it.",
     )
     pricing: PricingSettings = Field(default_factory=PricingSettings, description="showback prices.")
+    access: AccessSettings = Field(default_factory=AccessSettings, description="The API's access control.")
+    api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP API of nebctl serve.")
 
     def timeout_for(self, family: str, action: str) -> float:
         """The timeout of one action: 'family.action', else 'family', else the default."""

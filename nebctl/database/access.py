@@ -1,14 +1,15 @@
 """Store operations on identities and permissions: users, API tokens, access rules and quotas.
 
-Mixed into ``Store`` and ``Batch``. These are plain records; the authentication and authorization drivers and
-the ``user``/``acl``/``quota`` commands (a later issue) decide what they mean. Passwords arrive already hashed
-by the authentication driver; API tokens are random secrets of which only a SHA-256 digest is kept (a digest is
-enough for a secret with 256 bits of entropy, and lets a lookup use the unique index).
+Mixed into ``Store`` and ``Batch``. These are plain records; ``controller.access`` (authentication and
+authorization) and the ``user``/``token``/``acl``/``quota`` commands decide what they mean. Passwords arrive
+already hashed by the authentication driver; API tokens are random secrets of which only a SHA-256 digest is
+kept (a digest is enough for a secret with 256 bits of entropy, and lets a lookup use the unique index).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import delete, exc, insert, select, update
 
+from nebctl.core.access import make_rule
 from nebctl.database.errors import DatabaseError, NotFound
 from nebctl.database.models import AccessRule, Quota, Token, User
 from nebctl.database.operating import AnyRow, Operations, table, upsert
@@ -42,6 +44,7 @@ def _user(row: AnyRow) -> UserRecord:
         groups=tuple(row.groups or ()),
         enabled=row.enabled,
         created_at=row.created_at,
+        driver=row.driver,
     )
 
 
@@ -66,6 +69,8 @@ def _rule(row: AnyRow) -> AccessRuleRecord:
         kinds=tuple(row.kinds),
         namespaces=tuple(row.namespaces),
         created_at=row.created_at,
+        effect=row.effect,
+        stacks=tuple(row.stacks) if row.stacks is not None else ("*",),
     )
 
 
@@ -84,13 +89,24 @@ _token_query = select(*_tokens.c, _users.c.name.label("user")).join(_users, _use
 
 
 class AccessOperations(Operations):
+    def now(self) -> datetime:
+        """The store's clock (expiries are computed from it, so that tests can move it)."""
+        return self._now()
+
     # --- users ---------------------------------------------------------------------------------------------
 
     def create_user(
-        self, name: str, *, password_hash: str | None = None, groups: Sequence[str] = (), enabled: bool = True
+        self,
+        name: str,
+        *,
+        password_hash: str | None = None,
+        groups: Sequence[str] = (),
+        enabled: bool = True,
+        driver: str = "builtin",
     ) -> UserRecord:
         values = {
             "name": name,
+            "driver": driver,
             "password_hash": password_hash,
             "groups": list(groups),
             "enabled": enabled,
@@ -179,7 +195,10 @@ class AccessOperations(Operations):
             row = connection.execute(
                 _token_query.where(_tokens.c.token_hash == token_digest(secret), _users.c.enabled.is_(True))
             ).first()
-            if row is None or (row.expires_at is not None and row.expires_at <= now):
+            # The lookup goes by the digest's unique index; the comparison that grants access is constant-time.
+            if row is None or not hmac.compare_digest(row.token_hash, token_digest(secret)):
+                return None
+            if row.expires_at is not None and row.expires_at <= now:
                 return None
             connection.execute(update(_tokens).where(_tokens.c.id == row.id).values(last_used_at=now))
         return _token(row)
@@ -205,16 +224,29 @@ class AccessOperations(Operations):
         actions: Sequence[str],
         kinds: Sequence[str] = ("*",),
         namespaces: Sequence[str] = ("*",),
+        stacks: Sequence[str] = ("*",),
+        effect: str = "allow",
     ) -> AccessRuleRecord:
-        """Allow ``subject`` (a user or a group) ``actions`` on ``kinds`` in ``namespaces`` (``*``: all)."""
-        if subject_type not in ("user", "group"):
-            raise ValueError(f"subject_type must be 'user' or 'group', not {subject_type!r}")
+        """Allow (or deny) ``subject`` (a user, a group, or everyone) ``actions`` on ``kinds`` in ``namespaces``
+        and ``stacks`` (globs, ``*``: all). Raises ``ValueError`` (``core.access.RuleError``) for a bad value."""
+        rule = make_rule(
+            id=0,
+            effect=effect,
+            subject_type=subject_type,
+            subject=subject,
+            actions=actions,
+            kinds=kinds,
+            namespaces=namespaces,
+            stacks=stacks,
+        )
         values = {
-            "subject_type": subject_type,
-            "subject": subject,
-            "actions": list(actions),
-            "kinds": list(kinds),
-            "namespaces": list(namespaces),
+            "subject_type": rule.subject_type.value,
+            "subject": rule.subject,
+            "effect": rule.effect.value,
+            "actions": list(rule.actions),
+            "kinds": list(rule.kinds),
+            "namespaces": list(rule.namespaces),
+            "stacks": list(rule.stacks),
             "created_at": self._now(),
         }
         with self._write() as connection:

@@ -344,7 +344,8 @@ Replica = Table(
     _required("heartbeat_at", _TIME),
 )
 
-# An identity of the built-in authentication driver (password hashes only, never passwords).
+# A user of the API: its authentication driver (``builtin``: the argon2id hash here, never a password;
+# ``exec``: an external program decides), its groups, and whether it may log in.
 User = Table(
     "users",
     metadata,
@@ -354,6 +355,7 @@ User = Table(
     _required("groups", Json),
     _required("enabled", Boolean, default=True),
     _required("created_at", _TIME),
+    _required("driver", String(32), default="builtin", server_default="builtin"),
 )
 
 # An API bearer token of a user; only its SHA-256 is stored, the secret is shown once at creation.
@@ -370,7 +372,8 @@ Token = Table(
     Index(None, "user_id"),
 )
 
-# An allow rule (access is denied by default): a user or group may do some actions on some kinds.
+# An access rule (access is denied by default, a deny wins): a user, a group or everyone (``*``) may, or may
+# not, do some actions on some kinds in some namespaces and stacks (globs; NULL stacks: every stack).
 AccessRule = Table(
     "access_rules",
     metadata,
@@ -381,6 +384,8 @@ AccessRule = Table(
     _required("kinds", Json),
     _required("namespaces", Json),
     _required("created_at", _TIME),
+    _required("effect", String(8), default="allow", server_default="allow"),
+    _optional("stacks", Json),
 )
 
 # Limits for a group or a namespace, enforced at plan time; a NULL limit means unlimited.

@@ -329,6 +329,7 @@ class UserRecord:
     groups: tuple[str, ...]
     enabled: bool
     created_at: datetime
+    driver: str = "builtin"  # builtin | exec
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,12 +346,14 @@ class TokenRecord:
 @dataclass(frozen=True, slots=True)
 class AccessRuleRecord:
     id: int
-    subject_type: str  # user | group
+    subject_type: str  # user | group | everyone
     subject: str
     actions: tuple[str, ...]
     kinds: tuple[str, ...]
     namespaces: tuple[str, ...]
     created_at: datetime
+    effect: str = "allow"  # allow | deny
+    stacks: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True, slots=True)
