@@ -1,5 +1,6 @@
 """``/healthz`` (the process serves), ``/readyz`` (the database answers and the manifests were loaded) and
-``/metrics`` (Prometheus text format): what load balancers, orchestrators and Prometheus poll."""
+``/metrics`` (Prometheus text format): what load balancers, orchestrators and Prometheus poll. They need no
+authentication, except ``/metrics`` when ``api.metrics_auth`` is set."""
 
 from __future__ import annotations
 
@@ -23,5 +24,9 @@ def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:
+    if request.app.state.settings.api.metrics_auth:  # optionally protected like the API
+        from nebctl.api.v1.security import identity
+
+        await identity(request)
     return Response(request.app.state.service.metrics.render(), media_type=PROMETHEUS_TEXT)

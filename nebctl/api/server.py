@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -28,11 +29,23 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 class HttpServer:
-    def __init__(self, app: FastAPI, listen: str) -> None:
+    def __init__(self, app: FastAPI, listen: str, *, tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
+        """``tls_cert``/``tls_key`` (PEM files) serve HTTPS instead of HTTP."""
         import uvicorn
 
         host, port = parse_listen(listen)
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+            timeout_graceful_shutdown=3,  # followers of the event stream are cut rather than waited for
+        )
+        self.scheme = "https" if tls_cert else "http"
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self.listen = listen
@@ -47,7 +60,7 @@ class HttpServer:
             if time.monotonic() > deadline:
                 raise OSError(f"the HTTP server did not start on {self.listen} within {timeout:g}s")
             time.sleep(0.02)
-        log.info("listening on http://%s", self.listen)
+        log.info("listening on %s://%s", self.scheme, self.listen)
 
     def stop(self) -> None:
         self._server.should_exit = True

@@ -19,11 +19,11 @@ import click
 from rich.table import Table
 from ruamel.yaml import YAML
 
-from nebctl.accounting.usage import iso
 from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.cli.database import open_store
 from nebctl.cli.tables import human_bytes, print_table
-from nebctl.controller.metrics import HostTop, HostView, VMView, host_tops, host_views, vm_views
+from nebctl.controller.metrics import HostTop, VMView, host_tops, host_views, vm_views
+from nebctl.rendering.hosts import host_document, jsonable
 
 # How far back ``top`` looks for the two newest samples of each VM (older ones give no rate: not live).
 RATE_WINDOW = timedelta(minutes=10)
@@ -52,49 +52,6 @@ def _age(moment: datetime | None, now: datetime) -> str:
     return f"{seconds}s ago"
 
 
-def _jsonable(value: Any) -> Any:
-    """``value`` with its times in ISO 8601 (UTC), ready for ``json.dumps``."""
-    if isinstance(value, datetime):
-        return iso(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _host_document(view: HostView) -> dict[str, Any]:
-    def capacity(part: Any) -> dict[str, float]:
-        return {
-            "total": part.total,
-            "reserved": part.reserved,
-            "overcommit": part.overcommit,
-            "schedulable": part.schedulable,
-            "allocated": part.allocated,
-            "free": part.free,
-        }
-
-    document: dict[str, Any] = _jsonable(
-        {
-            "name": view.name,
-            "state": view.state,
-            "lastProbe": view.last_probe,
-            "error": view.error,
-            "vms": view.vms,
-            "cpu": {**capacity(view.cpu), "load": view.cpu_load},
-            "memory": {**capacity(view.memory), "used": view.memory_used},
-            "disk": {
-                "total": view.disk_total,
-                "used": view.disk_used,
-                "free": None if view.disk_total is None or view.disk_used is None else view.disk_total - view.disk_used,
-            },
-            "labels": dict(view.labels),
-            "attributes": dict(view.attributes),
-        }
-    )
-    return document
-
-
 def _emit(app: AppContext, output: str, documents: list[dict[str, Any]]) -> bool:
     """Print ``documents`` as JSON or YAML when asked; False for a table."""
     if output == "json":
@@ -121,7 +78,7 @@ def hosts_command(app: AppContext, output: str) -> None:
     """
     store = open_store(app)
     views = host_views(store.list_resources(), store.latest_host_samples())
-    if _emit(app, output, [_host_document(v) for v in views]):
+    if _emit(app, output, [host_document(v) for v in views]):
         return
     if not views:
         click.echo("No hosts found.")
@@ -302,7 +259,7 @@ def _camel(name: str) -> str:
 def _document(value: Any) -> dict[str, Any]:
     """A view as JSON: camelCase keys (as ``hosts`` and ``get``), times in ISO 8601."""
     document = {_camel(key): item for key, item in asdict(value).items()}
-    result: dict[str, Any] = _jsonable(document)
+    result: dict[str, Any] = jsonable(document)
     return result
 
 

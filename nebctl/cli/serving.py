@@ -43,6 +43,14 @@ def _git_stack(url: str, path: str) -> str:
     return default_stack([name]) if name else "default"
 
 
+def _check_tls(cert: Path | None, key: Path | None) -> None:
+    if (cert is None) != (key is None):
+        raise CliError("give both --tls-cert and --tls-key, or neither")
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is not None and not path.is_file():
+            raise CliError(f"{option}: {path} is not a readable file")
+
+
 @click.command("serve")
 @click.option(
     "-f",
@@ -64,6 +72,10 @@ def _git_stack(url: str, path: str) -> str:
     help="Correct drift, or only report it (default: the configuration's serve.self_heal, true).",
 )
 @click.option("--listen", metavar="ADDR", help="HOST:PORT of the HTTP server (default 127.0.0.1:8470).")
+@click.option(
+    "--tls-cert", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM", help="Serve HTTPS: certificate."
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM", help="Its private key.")
 @click.option("--prune", is_flag=True, default=None, help="Delete resources removed from the manifests.")
 @click.option("--parallelism", type=click.IntRange(1, 1024), metavar="N", help="Actions run at once (default 16).")
 @pass_app
@@ -78,14 +90,16 @@ def serve_command(
     interval: str | None,
     self_heal: bool | None,
     listen: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     prune: bool | None,
     parallelism: int | None,
 ) -> None:
     """Keep the infrastructure converged on the manifests, continuously.
 
     Re-plans when the manifests change, on the resync interval and on `nebctl sync`; monitors hosts and VMs;
-    corrects drift (--self-heal) or only reports it (--report-only); serves /healthz, /readyz and /metrics.
-    Runs until SIGTERM or Ctrl-C.
+    corrects drift (--self-heal) or only reports it (--report-only); serves /healthz, /readyz, /metrics and the
+    API under /api/v1 (docs/api.md). Runs until SIGTERM or Ctrl-C.
     """
     from nebctl.cli.session import open_registry
     from nebctl.controller.serving.service import Service
@@ -93,6 +107,7 @@ def serve_command(
 
     if (directory is None) == (git_url is None):
         raise CliError("give the manifests with exactly one of -f DIR or --git URL")
+    _check_tls(tls_cert, tls_key)
     serve = app.settings.serve
     updates: dict[str, Any] = {}
     if interval is not None:
@@ -125,7 +140,7 @@ def serve_command(
         prune=prune,
         parallelism=parallelism,
     )
-    server = _elect_and_listen(service, settings.serve.listen)
+    server = _elect_and_listen(service, settings.serve.listen, tls_cert, tls_key)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if not service.stopping.is_set():
@@ -143,19 +158,23 @@ def serve_command(
             signal.signal(sig, handler)
 
 
-def _elect_and_listen(service: Service, listen: str) -> HttpServer:
+def _elect_and_listen(service: Service, listen: str, tls_cert: Path | None, tls_key: Path | None) -> HttpServer:
     """Join the election (refused at once, before anything listens, on SQLite with a replica running), then
-    start the HTTP server."""
+    start the HTTP server (over TLS when given a certificate and key)."""
     from nebctl.api.app import create_app
     from nebctl.api.server import HttpServer, ListenError
     from nebctl.controller.serving.leading import ReplicaRefused
 
     try:
+        app = create_app(service)
+    except OSError as error:
+        raise CliError(f"api.webhook_secret_file: {error}") from None
+    try:
         service.leadership.start()
     except ReplicaRefused as error:
         raise CliError(str(error)) from None
     try:
-        server = HttpServer(create_app(service), listen)
+        server = HttpServer(app, listen, tls_cert=tls_cert, tls_key=tls_key)
         server.start()
     except (ListenError, OSError) as error:
         service.leadership.stop()

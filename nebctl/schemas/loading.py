@@ -109,6 +109,27 @@ def load_text(text: str, filename: str = "<text>", *, limits: Limits = DEFAULT_L
     return _finish(documents, diagnostics, (filename,), complete=complete)
 
 
+def load_texts(texts: Sequence[tuple[str, str]], *, limits: Limits = DEFAULT_LIMITS) -> ManifestSet:
+    """Load several (file name, text) pairs as one set, as ``load_paths`` loads files (the API's posted
+    manifests); file names are used in diagnostics only."""
+    loaded = _load_fast(texts, limits)
+    if loaded is not None:
+        return loaded
+    documents: list[LoadedDocument] = []
+    diagnostics: list[Diagnostic] = []
+    complete = True
+    for filename, text in texts:
+        remaining = limits.max_problems - len(diagnostics)
+        if remaining <= 0:
+            diagnostics.append(Diagnostic(None, None, f"stopped after {len(diagnostics)} problems"))
+            return _finish(documents, diagnostics, tuple(f for f, _ in texts), complete=False)
+        found, problems, checked = _parse_text(text, filename, limits, remaining)
+        documents.extend(found)
+        diagnostics.extend(problems)
+        complete = complete and checked
+    return _finish(documents, diagnostics, tuple(f for f, _ in texts), complete=complete)
+
+
 def read_paths(
     paths: Sequence[str | os.PathLike[str]], *, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[list[LoadedDocument], list[Diagnostic], tuple[str, ...]]:

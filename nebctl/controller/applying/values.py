@@ -24,6 +24,9 @@ class PlanOptions:
     prune: bool = False
     targets: frozenset[ResourceKey] = frozenset()
     excludes: frozenset[ResourceKey] = frozenset()
+    # Who plans (the API's identity, or the system user of the CLI): the quotas of their groups apply.
+    user: str | None = None
+    groups: tuple[str, ...] | None = None  # None: the user's groups in the database
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ authentication driver (``builtin`` or ``exec``), and access rules that deny as w
 and may be limited to stacks (NULL: every stack).
 
 Revision ID: api_auth
-Revises: cloud_showback
+Revises: replicas
 """
 
 from __future__ import annotations
