@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "group": ("access", "Groups of users: list, add and remove members."),
     "token": ("access", "API bearer tokens: create (shown once), list, revoke."),
     "acl": ("access", "Access rules of the API: add, list, remove, and check who may do what."),
+    "quota": ("quotas", "Quotas of groups and namespaces (VMs, vCPU, memory, disk): set, list with usage, delete."),
     "completion": ("completing", "Print the shell completion script for bash, zsh or fish."),
     "explain": ("explaining", "The fields of a kind, or of one field, with their descriptions."),
 }

@@ -29,6 +29,7 @@ from nebctl.controller.applying.world import ExecutionWorld
 from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
 from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs
+from nebctl.controller.quotas import group_quotas
 from nebctl.controller.reaping import ProgramRecorder
 from nebctl.controller.sampling import record_observation
 from nebctl.controller.sourcing import ImageSources
@@ -116,6 +117,9 @@ class Controller:
                 for q in self.store.list_quotas()
                 if q.scope_type == "namespace"
             ],
+            group_quotas=group_quotas(
+                self.store, user=options.user or getpass.getuser(), groups=options.groups, stack=options.stack
+            ),
             reconcilers=self.reconcilers,
         )
         sources = ImageSources(registry=self.registry, settings=self.settings, documents=documents)

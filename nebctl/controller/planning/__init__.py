@@ -22,6 +22,15 @@ the paths it ignores, whether it creates first, what it still uses, its actions 
 
 from nebctl.controller.planning.fingerprint import fingerprint
 from nebctl.controller.planning.planner import make_plan, plan_with_specs
-from nebctl.controller.planning.request import KIND_ORDER, PlanError, PlanRequest, QuotaLimit
+from nebctl.controller.planning.request import KIND_ORDER, GroupQuota, PlanError, PlanRequest, QuotaLimit
 
-__all__ = ["KIND_ORDER", "PlanError", "PlanRequest", "QuotaLimit", "fingerprint", "make_plan", "plan_with_specs"]
+__all__ = [
+    "KIND_ORDER",
+    "GroupQuota",
+    "PlanError",
+    "PlanRequest",
+    "QuotaLimit",
+    "fingerprint",
+    "make_plan",
+    "plan_with_specs",
+]

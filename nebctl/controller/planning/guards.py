@@ -5,7 +5,7 @@ uses (a backing image, a network, a host, a resource on its host), or take a nam
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from nebctl.controller.planning.placing import vm_disk_total
@@ -64,13 +64,15 @@ def check_deletions(
 
 
 def check_quotas(request: PlanRequest, problems: list[str]) -> None:
-    """Totals per namespace once the plan is applied (this stack's desired VMs plus every other stack's
-    recorded ones) against the namespace's quota."""
-    if not request.quotas:
+    """Quotas once the plan is applied. A namespace's: this stack's desired VMs in it plus every other stack's
+    recorded ones. A group's (of the user who plans): this stack's desired VMs plus what the group's members
+    hold elsewhere (given, as ``GroupQuota.used``). Each excess names the limit, the usage and the request."""
+    if not request.quotas and not request.group_quotas:
         return
-    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    requested: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # by namespace: this stack's VMs
+    used: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # by namespace: other stacks' VMs
 
-    def add(namespace: str, vcpu: int, memory: int, disk: int) -> None:
+    def add(totals: dict[str, list[int]], namespace: str, vcpu: int, memory: int, disk: int) -> None:
         total = totals[namespace]
         total[0] += 1
         total[1] += vcpu
@@ -79,23 +81,38 @@ def check_quotas(request: PlanRequest, problems: list[str]) -> None:
 
     for key, document in request.documents.items():
         if isinstance(document, VirtualMachine):
-            add(key.namespace, document.spec.vcpu, document.spec.memory, vm_disk_total(document))
+            add(requested, key.namespace, document.spec.vcpu, document.spec.memory, vm_disk_total(document))
     for key, record in request.records.items():
         if key.kind is Kind.VIRTUAL_MACHINE and record.stack != request.stack and record.applied:
-            applied = record.applied
-            usage = request.reconcilers[key.kind].finished(applied).usage
+            usage = request.reconcilers[key.kind].finished(record.applied).usage
             if usage is not None:
-                add(key.namespace, usage.vcpu, usage.memory, usage.disk)
+                add(used, key.namespace, usage.vcpu, usage.memory, usage.disk)
     for quota in request.quotas:
-        vms, vcpu, memory, disk = totals.get(quota.namespace, [0, 0, 0, 0])
-        for label, used, limit, show in (
-            ("VMs", vms, quota.vms, str),
-            ("vCPUs", vcpu, quota.vcpu, str),
-            ("memory", memory, quota.memory, format_quantity),
-            ("disk", disk, quota.disk, format_quantity),
-        ):
-            if limit is not None and used > limit:
-                problems.append(
-                    f"namespace {quota.namespace}: quota exceeded: {label} {show(used)} requested, "
-                    f"{show(limit)} allowed"
-                )
+        limits = (quota.vms, quota.vcpu, quota.memory, quota.disk)
+        _exceeded(
+            f"namespace {quota.namespace}", limits, used[quota.namespace], requested[quota.namespace], request, problems
+        )
+    if request.group_quotas:
+        mine = [sum(values) for values in zip(*requested.values(), strict=True)] if requested else [0, 0, 0, 0]
+        for group in request.group_quotas:
+            limits = (group.vms, group.vcpu, group.memory, group.disk)
+            _exceeded(f"group {group.group}", limits, list(group.used), mine, request, problems)
+
+
+def _exceeded(  # noqa: PLR0917 - the scope, its figures, and where to report
+    scope: str,
+    limits: tuple[int | None, ...],
+    used: Sequence[int],
+    requested: Sequence[int],
+    request: PlanRequest,
+    problems: list[str],
+) -> None:
+    shows: tuple[Callable[[int], str], ...] = (str, str, format_quantity, format_quantity)
+    for label, limit, in_use, asked, show in zip(
+        ("VMs", "vCPUs", "memory", "disk"), limits, used, requested, shows, strict=True
+    ):
+        if limit is not None and in_use + asked > limit:
+            problems.append(
+                f"{scope}: quota exceeded: {label}: limit {show(limit)}, in use {show(in_use)} by other stacks, "
+                f"requested {show(asked)} by stack {request.stack}"
+            )

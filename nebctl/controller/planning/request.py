@@ -43,6 +43,19 @@ class QuotaLimit:
 
 
 @dataclass(frozen=True)
+class GroupQuota:
+    """Most the VMs of a group's members may hold, all stacks together, and what they hold outside the stack
+    being planned (VMs, vCPUs, memory bytes, disk bytes); None means no limit on that dimension."""
+
+    group: str
+    used: tuple[int, int, int, int] = (0, 0, 0, 0)
+    vms: int | None = None
+    vcpu: int | None = None
+    memory: int | None = None
+    disk: int | None = None
+
+
+@dataclass(frozen=True)
 class PlanRequest:
     stack: str
     documents: Mapping[ResourceKey, AnyManifest]
@@ -52,6 +65,7 @@ class PlanRequest:
     targets: frozenset[ResourceKey] = frozenset()
     excludes: frozenset[ResourceKey] = frozenset()
     quotas: Sequence[QuotaLimit] = ()
+    group_quotas: Sequence[GroupQuota] = ()  # of the groups of the user who plans
     mac_bits: int = MAC_BITS  # of the digest a derived MAC takes (``identity.mac_address``)
     # Each kind's reconciler: every rule of a kind the planner follows is its reconciler's.
     reconcilers: Mapping[Kind, Reconciler] = field(default_factory=lambda: RECONCILERS)
