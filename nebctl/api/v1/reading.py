@@ -15,7 +15,7 @@ from nebctl.core.access import Action, Effect, Identity, Rule, Target, applies_t
 from nebctl.core.keys import Kind, ResourceKey, parse_kind
 from nebctl.database.records import ActionRecord, ApplyRecord, ResourceRecord
 from nebctl.rendering.hosts import host_document
-from nebctl.rendering.resources import record_view
+from nebctl.rendering.resources import observation_for, record_view
 
 router = APIRouter(tags=["read"])
 Who = Annotated[Identity, Depends(identity)]
@@ -108,8 +108,8 @@ def resources(
         ]
     listing = Target(kind_value.short if kind_value else None, namespace, None, stack)
     records = visible(request, who, records, _target, listing)
-    observations = store.list_observations(kind=kind_value)
-    return [record_view(r, observations.get(r.key)) for r in records]
+    observations = store.list_observations()
+    return [record_view(r, observation_for(r, observations)) for r in records]
 
 
 def _action(action: ActionRecord) -> dict[str, Any]:
@@ -151,7 +151,11 @@ def resource(
         if len(actions) >= 20:
             break
     health = [h for h in store.list_resource_health(record.stack) if h.key == key]
-    view = record_view(record, store.get_observation(key))
+    host = record.host or (record.applied or {}).get("host")
+    rows = [store.get_observation(key)]
+    if record.kind is Kind.VIRTUAL_MACHINE and host:
+        rows.append(store.get_observation(ResourceKey(Kind.HOST, "default", str(host))))
+    view = record_view(record, observation_for(record, {row.key: row for row in rows if row is not None}))
     view["health"] = (
         {"health": health[0].health, "message": health[0].message, "failures": health[0].failures} if health else None
     )

@@ -25,6 +25,7 @@ from tests.support.serving import FAST, Served, start_serve, vm_manifest, wait_f
 CHEAP = PasswordHashing(memory_cost=1024, time_cost=1, parallelism=1)
 PASSWORDS = {"admin": "admin pass 1", "alice": "alice pass 2", "bob": "bob pass 3", "dora": "dora pass 4"}
 WEBHOOK_SECRET = "webhook-secret-7f3a"
+CLOUD_INIT_SECRET = "#cloud-config password: cloud-init-secret-91c2"
 
 
 # The image and network of the VM in namespace secret (references stay within a namespace).
@@ -109,7 +110,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         workspace.manifests,
         [
             vm_manifest("web-1", host="h1"),
-            vm_manifest("web-2", host="h2"),
+            vm_manifest("web-2", host="h2", extra=f"  cloudInit: {{userData: '{CLOUD_INIT_SECRET}'}}\n"),
             vm_manifest("vault", host="h1").replace(
                 "metadata: {name: vault}", "metadata: {name: vault, namespace: secret}"
             ),
@@ -126,7 +127,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 
 def secrets_of(api: Api) -> list[str]:
-    return [*PASSWORDS.values(), *api.tokens.values(), WEBHOOK_SECRET]
+    return [*PASSWORDS.values(), *api.tokens.values(), WEBHOOK_SECRET, "cloud-init-secret-91c2"]
 
 
 def assert_no_secret(api: Api, text: str) -> None:
