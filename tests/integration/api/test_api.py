@@ -273,7 +273,8 @@ def test_invalid_manifests_give_every_error(api: Api) -> None:
     assert ("one.yaml", 5, 9, "VirtualMachine/bad-1") in located
     assert [loc for loc in located if loc[0] == "two.yaml"] == [("two.yaml", 1, 1, None), ("two.yaml", 1, 7, None)]
     assert any("vcpu" in e["message"] for e in errors) and any("unknown kind 'Nope'" in e["message"] for e in errors)
-    for body in ({"files": []}, {"files": [{"name": "x"}]}, {"nope": 1}, [1, 2]):
+    bodies: list[Any] = [{"files": []}, {"files": [{"name": "x"}]}, {"nope": 1}, [1, 2]]
+    for body in bodies:
         assert api.post(V1 + "/plans", json=body).status_code == 422
     assert (
         api.post(V1 + "/plans", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422

@@ -145,7 +145,10 @@ def test_https_only(remote: Remote) -> None:
 def test_webhook_signatures(remote: Remote) -> None:
     body = _push_payload(remote, branch="elsewhere")
     with remote.client() as client:
-        post = lambda headers, content=body: client.post("/api/v1/webhooks/git", content=content, headers=headers)  # noqa: E731
+
+        def post(headers: dict[str, str], content: bytes = body) -> httpx.Response:
+            return client.post("/api/v1/webhooks/git", content=content, headers=headers)
+
         assert post({}).status_code == 401
         assert post(_github(body, "wrong secret")).status_code == 401
         assert post(_github(body + b" ")).status_code == 401  # signed a different body
