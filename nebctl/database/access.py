@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, exc, insert, select, update
@@ -28,6 +28,7 @@ _tokens = table(Token)
 _rules = table(AccessRule)
 _quotas = table(Quota)
 
+LAST_USE_PRECISION = timedelta(minutes=1)
 TOKEN_PREFIX = "nbt_"  # makes leaked tokens recognisable to secret scanners
 _UNCHANGED: Any = object()
 
@@ -191,16 +192,20 @@ class AccessOperations(Operations):
     def verify_token(self, secret: str) -> TokenRecord | None:
         """The token whose secret this is, if it exists, has not expired and its user is enabled."""
         now = self._now()
-        with self._write() as connection:
+        digest = token_digest(secret)
+        with self._read() as connection:
             row = connection.execute(
-                _token_query.where(_tokens.c.token_hash == token_digest(secret), _users.c.enabled.is_(True))
+                _token_query.where(_tokens.c.token_hash == digest, _users.c.enabled.is_(True))
             ).first()
-            # The lookup goes by the digest's unique index; the comparison that grants access is constant-time.
-            if row is None or not hmac.compare_digest(row.token_hash, token_digest(secret)):
-                return None
-            if row.expires_at is not None and row.expires_at <= now:
-                return None
-            connection.execute(update(_tokens).where(_tokens.c.id == row.id).values(last_used_at=now))
+        # The lookup goes by the digest's unique index; the comparison that grants access is constant-time.
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            return None
+        if row.expires_at is not None and row.expires_at <= now:
+            return None
+        # The last use is kept to the minute: a busy client must not turn every read into a write.
+        if row.last_used_at is None or now - row.last_used_at >= LAST_USE_PRECISION:
+            with self._write() as connection:
+                connection.execute(update(_tokens).where(_tokens.c.id == row.id).values(last_used_at=now))
         return _token(row)
 
     def list_tokens(self, *, user: str | None = None) -> list[TokenRecord]:

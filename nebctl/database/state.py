@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.errors import NotFound
@@ -175,9 +175,16 @@ class StateOperations(Operations):
     # --- resources -----------------------------------------------------------------------------------------
 
     def list_resources(
-        self, *, stack: str | None = None, kind: Kind | None = None, namespace: str | None = None
+        self,
+        *,
+        stack: str | None = None,
+        kind: Kind | None = None,
+        namespace: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[ResourceRecord]:
-        """Resources, optionally of one stack, kind or namespace, ordered by kind, namespace and name."""
+        """Resources, optionally of one stack, kind or namespace, ordered by kind, namespace and name; with
+        ``limit``, that many after the first ``offset`` (a page)."""
         query = select(_resources)
         if stack is not None:
             query = query.where(_resources.c.stack == stack)
@@ -186,8 +193,56 @@ class StateOperations(Operations):
         if namespace is not None:
             query = query.where(_resources.c.namespace == namespace)
         query = query.order_by(_resources.c.kind, _resources.c.namespace, _resources.c.name)
+        if limit is not None:
+            query = query.limit(limit).offset(offset)
         with self._read() as connection:
             return [_resource(row) for row in connection.execute(query)]
+
+    def count_resources(
+        self, *, stack: str | None = None, kind: Kind | None = None, namespace: str | None = None
+    ) -> int:
+        """How many resources ``list_resources`` would list without a limit."""
+        query = select(func.count()).select_from(_resources)
+        if stack is not None:
+            query = query.where(_resources.c.stack == stack)
+        if kind is not None:
+            query = query.where(_resources.c.kind == kind.value)
+        if namespace is not None:
+            query = query.where(_resources.c.namespace == namespace)
+        with self._read() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def list_resource_keys(
+        self, *, stack: str | None = None, kind: Kind | None = None, namespace: str | None = None
+    ) -> list[tuple[ResourceKey, str]]:
+        """The keys and stacks of ``list_resources``, in its order, without reading (or decoding) the specs: what
+        a listing needs to choose its page (the API)."""
+        columns = _resources.c
+        query = select(columns.kind, columns.namespace, columns.name, columns.stack)
+        if stack is not None:
+            query = query.where(columns.stack == stack)
+        if kind is not None:
+            query = query.where(columns.kind == kind.value)
+        if namespace is not None:
+            query = query.where(columns.namespace == namespace)
+        query = query.order_by(columns.kind, columns.namespace, columns.name)
+        with self._read() as connection:
+            return [(ResourceKey(Kind(k), ns, n), st) for k, ns, n, st in connection.execute(query)]
+
+    def get_resources(self, keys: Sequence[ResourceKey]) -> list[ResourceRecord]:
+        """The records of ``keys`` that exist, in the order of ``keys`` (one query per 500)."""
+        found: dict[ResourceKey, ResourceRecord] = {}
+        columns = _resources.c
+        with self._read() as connection:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                wanted = tuple_(columns.kind, columns.namespace, columns.name).in_(
+                    [(k.kind.value, k.namespace, k.name) for k in chunk]
+                )
+                for row in connection.execute(select(_resources).where(wanted)):
+                    record = _resource(row)
+                    found[record.key] = record
+        return [found[key] for key in keys if key in found]
 
     def get_resource(self, key: ResourceKey) -> ResourceRecord | None:
         query = select(_resources).where(

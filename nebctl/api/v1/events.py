@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from nebctl.api.v1.reading import json_response
 from nebctl.api.v1.security import access_of, allow, identity
 from nebctl.core.access import Action, Identity, Rule, Target, decide
 from nebctl.database.records import EventRecord
@@ -67,7 +68,7 @@ async def events(
             store.list_events, after_id=after, stack=stack, limit=page, newest=after is None
         )
         shown = _shown(rules, who, found)
-        return {"events": [event_document(e) for e in shown], "next": found[-1].id if found else after}
+        return json_response({"events": [event_document(e) for e in shown], "next": found[-1].id if found else after})
     start = after
     if last_event_id is not None and last_event_id.isdigit():
         start = int(last_event_id)

@@ -4,11 +4,12 @@ what the rules let the caller see (the authorize program, when configured, is as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from nebctl.api.v1.security import access_of, allow, identity
 from nebctl.core.access import Action, Effect, Identity, Rule, Target, applies_to, decide
@@ -36,14 +37,21 @@ def _target(record: ResourceRecord) -> Target:
     return Target(record.kind.short, record.namespace, record.name, record.stack)
 
 
-def visible(request: Request, who: Identity, items: Iterable[Any], target_of: Any, listing: Target) -> list[Any]:
-    """The items ``who`` may get: all of them when an allow for every namespace and stack covers the listing and
-    no deny of ``get`` applies to ``who``; otherwise each item as the rules decide it."""
-    allow(request, who, Action.GET, listing)  # the listing as a whole (and the authorize program, once)
+def covers_all(request: Request, who: Identity, listing: Target) -> bool:
+    """Whether ``who`` may get everything of ``listing``: an allow for every namespace and stack covers it and
+    no deny of ``get`` applies to ``who``. Raises 403 when the listing as a whole is denied (the authorize
+    program, when configured, is asked here, once)."""
+    allow(request, who, Action.GET, listing)
     rules: Sequence[Rule] = access_of(request).authorizer.rules()
     wide = decide(rules, who, Action.GET, Target(listing.kind)).allowed
-    if wide and not any(r.effect is Effect.DENY and applies_to(r, who) and Action.GET in r.actions for r in rules):
+    return wide and not any(r.effect is Effect.DENY and applies_to(r, who) and Action.GET in r.actions for r in rules)
+
+
+def visible(request: Request, who: Identity, items: Iterable[Any], target_of: Any, listing: Target) -> list[Any]:
+    """The items ``who`` may get: all of them when ``covers_all``, otherwise each as the rules decide it."""
+    if covers_all(request, who, listing):
         return list(items)
+    rules = access_of(request).authorizer.rules()
     return [item for item in items if decide(rules, who, Action.GET, target_of(item)).allowed]
 
 
@@ -85,7 +93,7 @@ def _label_filter(selectors: Sequence[str]) -> list[tuple[str, str | None]]:
     return pairs
 
 
-@router.get("/resources")
+@router.get("/resources", response_model=list[dict[str, Any]])
 def resources(
     request: Request,
     *,
@@ -94,22 +102,46 @@ def resources(
     namespace: Annotated[str | None, Query(max_length=63)] = None,
     stack: Annotated[str | None, Query(max_length=128)] = None,
     label: Annotated[list[str] | None, Query(description="KEY or KEY=VALUE, repeatable")] = None,
-) -> list[dict[str, Any]]:
-    """Resources, filtered by kind, namespace, stack and labels; each with its record and live status."""
+    limit: Annotated[int, Query(ge=1, le=10000, description="Resources in this page.")] = 100,
+    offset: Annotated[int, Query(ge=0, lt=2**31, description="Resources skipped (the previous pages).")] = 0,
+) -> Response:
+    """Resources, filtered by kind, namespace, stack and labels, a page at a time (ordered by kind, namespace and
+    name; ``X-Total-Count`` says how many match, ``X-Next-Offset`` where the next page starts); each with its
+    record and live status."""
     store = request.app.state.service.store
     kind_value = _kind(kind) if kind is not None else None
     selectors = _label_filter(label or [])
-    records = store.list_resources(stack=stack, kind=kind_value, namespace=namespace)
-    if selectors:
+    listing = Target(kind_value.short if kind_value else None, namespace, None, stack)
+    if selectors:  # labels live in the specs: every matching record is read
+        records = store.list_resources(stack=stack, kind=kind_value, namespace=namespace)
         records = [
             r
             for r in records
             if all(k in (labels := _labels(r)) and (v is None or str(labels[k]) == v) for k, v in selectors)
         ]
-    listing = Target(kind_value.short if kind_value else None, namespace, None, stack)
-    records = visible(request, who, records, _target, listing)
-    observations = store.list_observations()
-    return [record_view(r, observation_for(r, observations)) for r in records]
+        records = visible(request, who, records, _target, listing)
+        total, page = len(records), records[offset : offset + limit]
+    elif covers_all(request, who, listing):  # the database makes the page
+        total = store.count_resources(stack=stack, kind=kind_value, namespace=namespace)
+        page = store.list_resources(stack=stack, kind=kind_value, namespace=namespace, limit=limit, offset=offset)
+    else:  # the page is chosen from the keys the caller may see; only its records are read
+        keys = store.list_resource_keys(stack=stack, kind=kind_value, namespace=namespace)
+        keys = visible(
+            request, who, keys, lambda ks: Target(ks[0].kind.short, ks[0].namespace, ks[0].name, ks[1]), listing
+        )
+        total, page = len(keys), store.get_resources([key for key, _ in keys[offset : offset + limit]])
+    headers = {"X-Total-Count": str(total)}
+    if offset + limit < total:
+        headers["X-Next-Offset"] = str(offset + limit)
+    observations = store.list_observations() if page else {}
+    return json_response([record_view(r, observation_for(r, observations)) for r in page], headers)
+
+
+def json_response(document: Any, headers: dict[str, str] | None = None) -> Response:
+    """``document`` as JSON, encoded once by the standard library (FastAPI's generic encoder walks every value
+    of a large listing again, for nothing: these documents are plain JSON already)."""
+    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def _action(action: ActionRecord) -> dict[str, Any]:

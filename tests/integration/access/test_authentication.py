@@ -99,6 +99,14 @@ def test_tokens_expire_are_revoked_and_die_with_their_user(store: Store, clock: 
     assert hashlib.sha256(secret.encode()).hexdigest() in {str(v) for row in rows for v in row}
     assert auth.authenticate(TokenCredentials(secret)).name == "alice"
     assert store.list_tokens()[0].last_used_at == clock.now
+    first_use = clock.now
+    clock.now += timedelta(seconds=59)  # the last use is kept to the minute: not written again yet
+    assert auth.authenticate(TokenCredentials(secret)).name == "alice"
+    assert store.list_tokens()[0].last_used_at == first_use
+    clock.now += timedelta(seconds=1)
+    auth.authenticate(TokenCredentials(secret))
+    assert store.list_tokens()[0].last_used_at == clock.now
+    clock.now = first_use
     clock.now += timedelta(hours=1, seconds=1)
     with pytest.raises(AuthenticationError):
         auth.authenticate(TokenCredentials(secret))

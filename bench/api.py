@@ -1,0 +1,232 @@
+"""Benchmark of the HTTP API of ``nebctl serve``: ``GET /api/v1/resources`` under load, beside a floor, and the
+cost of one login.
+
+- Latency (p50, p99) and throughput of ``GET /api/v1/resources`` (its first page, 100 resources, with their
+  records and observations, authenticated by a bearer token and authorized by the access rules) with 10,000
+  resources in the database and 50 concurrent clients. The floor, measured in the same run on the same machine:
+  the same response bytes served from memory by a bare ASGI application under uvicorn (no authentication, no
+  database, no rendering). Targets: p99 under 100 ms, and at least half the floor's throughput.
+- The cost of one login: ``POST /api/v1/login`` (argon2id with the default OWASP parameters, then a token
+  written), and the argon2id verification alone.
+
+The 10,000 resources are records of another stack written straight into the database (VMs with a realistic
+applied spec), so that the run measures the API rather than 10,000 simulated deployments; the service
+reconciles a small stack beside them. Client and servers share the machine: the figures include the client's
+own cost (httpx, asyncio).
+
+Run from the repository root: ``.venv/bin/python bench/api.py [--resources 10000] [--clients 50]
+[--requests 1000]``; ``--write`` replaces the API section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from bench.results import write_section  # noqa: E402
+from nebctl.controller.access import PasswordHasher  # noqa: E402
+from nebctl.core.keys import Kind  # noqa: E402
+from nebctl.database.records import ResourceRecord  # noqa: E402
+from tests.support.drills import Workspace  # noqa: E402
+from tests.support.serving import FAST, free_port, start_serve, vm_manifest, wait_for, write_manifests  # noqa: E402
+
+HEADING = "## HTTP API (bench/api.py)"
+PASSWORD = "a benchmark password"
+PATH = "/api/v1/resources"
+
+FLOOR_APP = textwrap.dedent(
+    """
+    import sys, uvicorn
+    BODY = open(sys.argv[1], "rb").read()
+    HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": BODY})
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
+    """
+)
+
+
+def _records(count: int) -> list[ResourceRecord]:
+    now = datetime.now(UTC)
+    records = []
+    for index in range(count):
+        name = f"vm-{index:05d}"
+        namespace = f"team-{index % 20:02d}"
+        applied = {
+            "vcpu": 2,
+            "memory": 2 * 2**30,
+            "disks": [{"image": "base", "size": 20 * 2**30}],
+            "nics": [{"network": "lan", "ip": f"10.{index // 65536}.{index // 256 % 256}.{index % 256}"}],
+            "host": f"h{index % 8:02d}",
+            "metadata": {"labels": {"tier": "web" if index % 2 else "db", "team": namespace}},
+        }
+        records.append(
+            ResourceRecord(
+                kind=Kind.VIRTUAL_MACHINE,
+                namespace=namespace,
+                name=name,
+                stack="bulk",
+                desired=applied,
+                desired_hash="0" * 64,
+                applied=applied,
+                applied_hash="0" * 64,
+                generation=1,
+                status="running",
+                live={"uuid": f"00000000-0000-0000-0000-{index:012d}", "nic.0": {"mac": "52:54:00:00:00:01"}},
+                host=f"h{index % 8:02d}",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return records
+
+
+async def _load(base: str, headers: dict[str, str], clients: int, requests: int) -> tuple[list[float], float]:
+    """Latencies (s) of ``requests`` GETs made by ``clients`` concurrent clients, and the wall time."""
+    latencies: list[float] = []
+    remaining = [requests]
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(session: httpx.AsyncClient) -> None:
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            started = time.perf_counter()
+            response = await session.get(PATH, headers=headers)
+            await response.aread()
+            latencies.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text[:200]
+
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as session:
+        await session.get(PATH, headers=headers)  # warm: a connection and the server's first request
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        return latencies, time.perf_counter() - started
+
+
+def _figures(latencies: list[float], wall: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "p50": statistics.median(ordered) * 1000,
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "rps": len(ordered) / wall,
+    }
+
+
+def run(resources: int, clients: int, requests: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="nebctl-bench-api-") as tmp:
+        root = Path(tmp)
+        workspace = Workspace(root, manifests=root / "manifests", stack="site", settings_overrides=FAST)
+        write_manifests(workspace.manifests, [vm_manifest("web-1", host="h1")])
+        with workspace.store() as store:
+            records = _records(resources)
+            for start in range(0, len(records), 1000):
+                store.save_resources(records[start : start + 1000])
+            store.create_user("bench", password_hash=PasswordHasher().hash(PASSWORD), groups=["readers"])
+            store.add_access_rule(subject_type="group", subject="readers", actions=["get"])
+            token, _ = store.create_token("bench", name="bench")
+        served = start_serve(workspace, "-f", str(workspace.manifests), "--stack", "site")
+        try:
+            wait_for(lambda: served.status().get("sync_status") == "synced", what="the first sync", timeout=120)
+            headers = {"Authorization": f"Bearer {token}"}
+            base = f"http://127.0.0.1:{served.port}"
+            body = httpx.get(base + PATH, headers=headers, timeout=120)
+            assert body.status_code == 200 and body.headers["x-total-count"] == str(resources + 6)
+            api = _figures(*asyncio.run(_load(base, headers, clients, requests)))
+            logins = []
+            for _ in range(10):
+                started = time.perf_counter()
+                response = httpx.post(base + "/api/v1/login", json={"user": "bench", "password": PASSWORD})
+                logins.append(time.perf_counter() - started)
+                assert response.status_code == 200, response.text
+            hasher = PasswordHasher()
+            encoded = hasher.hash(PASSWORD)
+            started = time.perf_counter()
+            for _ in range(10):
+                assert hasher.verify(encoded, PASSWORD)
+            verify = (time.perf_counter() - started) / 10
+        finally:
+            served.terminate()
+        body_file = root / "body.json"
+        body_file.write_bytes(body.content)
+        port = free_port()
+        floor_process = subprocess.Popen([sys.executable, "-c", FLOOR_APP, str(body_file), str(port)])
+        try:
+            floor_base = f"http://127.0.0.1:{port}"
+
+            def floor_up() -> bool:
+                try:
+                    return httpx.get(floor_base + PATH).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_for(floor_up, what="the floor server")
+            floor = _figures(*asyncio.run(_load(floor_base, {}, clients, requests)))
+        finally:
+            floor_process.terminate()
+            floor_process.wait()
+    return {
+        "api": api,
+        "floor": floor,
+        "bytes": len(body.content),
+        "login_ms": statistics.median(logins) * 1000,
+        "verify_ms": verify * 1000,
+    }
+
+
+def report(result: dict[str, object], resources: int, clients: int, requests: int) -> str:
+    api: dict[str, float] = result["api"]  # type: ignore[assignment]
+    floor: dict[str, float] = result["floor"]  # type: ignore[assignment]
+    load = os.getloadavg()[0]
+    share = api["rps"] / floor["rps"] if floor["rps"] else 0.0
+    return (
+        f"{HEADING}\n\n"
+        f"`GET {PATH}` (first page: 100 resources, {int(str(result['bytes'])) // 1024} KiB of JSON) with {resources:,} "
+        f"resources in the database (SQLite), {clients} concurrent clients, {requests} requests; {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load {load:.1f} at the start, Python {platform.python_version()}, "
+        f"{datetime.now(UTC):%Y-%m-%d}.\n\n"
+        "| | p50 | p99 | requests/s |\n|---|---|---|---|\n"
+        f"| nebctl serve (token, rules, records, observations) | {api['p50']:.0f} ms | {api['p99']:.0f} ms | "
+        f"{api['rps']:.1f} |\n"
+        f"| floor: the same bytes from memory, bare ASGI on uvicorn | {floor['p50']:.0f} ms | {floor['p99']:.0f} ms | "
+        f"{floor['rps']:.1f} |\n\n"
+        f"Throughput: {share:.0%} of the floor's (target: at least 50 %); p99 {api['p99']:.0f} ms (target: under "
+        "100 ms).\n\n"
+        f"One login (`POST /api/v1/login`: argon2id at m=19 MiB, t=2, p=1, then a token written): "
+        f"{result['login_ms']:.0f} ms (median of 10); the argon2id verification alone: {result['verify_ms']:.0f} ms.\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--resources", type=int, default=10000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--write", action="store_true", help="Replace the API section of bench/RESULTS.md.")
+    args = parser.parse_args()
+    result = run(args.resources, args.clients, args.requests)
+    text = report(result, args.resources, args.clients, args.requests)
+    print(text)
+    if args.write:
+        write_section(HEADING, text)
+
+
+if __name__ == "__main__":
+    main()
