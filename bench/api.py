@@ -103,13 +103,19 @@ async def _load(base: str, headers: dict[str, str], clients: int, requests: int)
     """Latencies (s) of ``requests`` GETs made by ``clients`` concurrent clients, and the wall time."""
     latencies: list[float] = []
     remaining = [requests]
+    retried = [0]
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async def client(session: httpx.AsyncClient) -> None:
         while remaining[0] > 0:
             remaining[0] -= 1
             started = time.perf_counter()
-            response = await session.get(PATH, headers=headers)
+            try:
+                response = await session.get(PATH, headers=headers)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # A kept-alive connection the server closed (uvicorn: 5 s idle) as it was reused: once more.
+                retried[0] += 1
+                response = await session.get(PATH, headers=headers)
             await response.aread()
             latencies.append(time.perf_counter() - started)
             assert response.status_code == 200, response.text[:200]
@@ -118,6 +124,8 @@ async def _load(base: str, headers: dict[str, str], clients: int, requests: int)
         await session.get(PATH, headers=headers)  # warm: a connection and the server's first request
         started = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(clients)))
+        if retried[0]:
+            print(f"{retried[0]} request(s) retried on a closed connection", file=sys.stderr)
         return latencies, time.perf_counter() - started
 
 
