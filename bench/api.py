@@ -43,7 +43,7 @@ from nebctl.controller.access import PasswordHasher  # noqa: E402
 from nebctl.core.keys import Kind  # noqa: E402
 from nebctl.database.records import ResourceRecord  # noqa: E402
 from tests.support.drills import Workspace  # noqa: E402
-from tests.support.serving import FAST, free_port, start_serve, vm_manifest, wait_for, write_manifests  # noqa: E402
+from tests.support.serving import free_port, start_serve, vm_manifest, wait_for, write_manifests  # noqa: E402
 
 HEADING = "## HTTP API (bench/api.py)"
 PASSWORD = "a benchmark password"
@@ -141,7 +141,9 @@ def _figures(latencies: list[float], wall: float) -> dict[str, float]:
 def run(resources: int, clients: int, requests: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="nebctl-bench-api-") as tmp:
         root = Path(tmp)
-        workspace = Workspace(root, manifests=root / "manifests", stack="site", settings_overrides=FAST)
+        # The service's default intervals (a VM probe every 10 s), as in production: the tests' fast probing would
+        # take the interpreter from the API several times a second.
+        workspace = Workspace(root, manifests=root / "manifests", stack="site", settings_overrides={})
         write_manifests(workspace.manifests, [vm_manifest("web-1", host="h1")])
         with workspace.store() as store:
             records = _records(resources)

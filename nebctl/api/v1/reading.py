@@ -37,21 +37,26 @@ def _target(record: ResourceRecord) -> Target:
     return Target(record.kind.short, record.namespace, record.name, record.stack)
 
 
-def covers_all(request: Request, who: Identity, listing: Target) -> bool:
-    """Whether ``who`` may get everything of ``listing``: an allow for every namespace and stack covers it and
-    no deny of ``get`` applies to ``who``. Raises 403 when the listing as a whole is denied (the authorize
-    program, when configured, is asked here, once)."""
-    allow(request, who, Action.GET, listing)
-    rules: Sequence[Rule] = access_of(request).authorizer.rules()
+def covers_all(request: Request, who: Identity, listing: Target) -> tuple[bool, Sequence[Rule]]:
+    """Whether ``who`` may get everything of ``listing`` (an allow for every namespace and stack covers it and no
+    deny of ``get`` applies to ``who``), with the rules read for it. Raises 403 when the listing as a whole is
+    denied (the authorize program, when configured, is asked here, once)."""
+    authorizer = access_of(request).authorizer
+    rules = authorizer.rules()
+    decision = authorizer.authorize(who, Action.GET, listing, rules=rules)
+    if not decision.allowed:
+        raise HTTPException(403, detail=f"forbidden: {decision.reason}")
     wide = decide(rules, who, Action.GET, Target(listing.kind)).allowed
-    return wide and not any(r.effect is Effect.DENY and applies_to(r, who) and Action.GET in r.actions for r in rules)
+    return wide and not any(
+        r.effect is Effect.DENY and applies_to(r, who) and Action.GET in r.actions for r in rules
+    ), rules
 
 
 def visible(request: Request, who: Identity, items: Iterable[Any], target_of: Any, listing: Target) -> list[Any]:
     """The items ``who`` may get: all of them when ``covers_all``, otherwise each as the rules decide it."""
-    if covers_all(request, who, listing):
+    everything, rules = covers_all(request, who, listing)
+    if everything:
         return list(items)
-    rules = access_of(request).authorizer.rules()
     return [item for item in items if decide(rules, who, Action.GET, target_of(item)).allowed]
 
 
@@ -121,7 +126,7 @@ def resources(
         ]
         records = visible(request, who, records, _target, listing)
         total, page = len(records), records[offset : offset + limit]
-    elif covers_all(request, who, listing):  # the database makes the page
+    elif covers_all(request, who, listing)[0]:  # the database makes the page
         total = store.count_resources(stack=stack, kind=kind_value, namespace=namespace)
         page = store.list_resources(stack=stack, kind=kind_value, namespace=namespace, limit=limit, offset=offset)
     else:  # the page is chosen from the keys the caller may see; only its records are read

@@ -38,6 +38,7 @@ class Authorizer:
         self.settings = settings or AccessSettings()
 
     def rules(self) -> list[Rule]:
+        """The rules as stored now (read at each call: a rule added or removed counts at once)."""
         return [rule_of(record) for record in self.store.list_access_rules()]
 
     def authorize(
