@@ -35,3 +35,5 @@ printf '  .venv/bin/nebctl --config %s diff -f manifests/examples/\n' "$demo/con
 printf '  .venv/bin/nebctl --config %s get vm             # the drift the diff observed, beside the record\n' "$demo/config.yaml"
 printf '  .venv/bin/nebctl --config %s describe vm/web-1\n' "$demo/config.yaml"
 printf '  .venv/bin/nebctl --config %s serve -f manifests/examples/ --stack examples   # keep it converged (Ctrl-C stops)\n' "$demo/config.yaml"
+printf '  .venv/bin/nebctl user add admin --group ops && .venv/bin/nebctl acl add allow --group ops --action get --action diff --action apply --action admin\n'
+printf '                                                  # a user of the dashboard that serve shows at http://127.0.0.1:8470/\n'

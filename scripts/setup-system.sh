@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the full test suite needs: libvirt with QEMU/KVM and dnsmasq (real VMs and
 # networks), PostgreSQL and MariaDB (the database tests), genisoimage (cloud-init NoCloud ISOs), curl (the
-# reference of bench/images.py).
+# reference of bench/images.py), chromium and chromium-driver (the dashboard's browser tests, through Selenium).
 # Needs root; skips quietly what is already installed. The daemons are started by the test harness itself.
 set -euo pipefail
 packages=(make pkg-config libvirt-dev libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
-          dnsmasq-base postgresql mariadb-server genisoimage curl)
+          dnsmasq-base postgresql mariadb-server genisoimage curl chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -78,6 +78,13 @@ def _check_tls(cert: Path | None, key: Path | None) -> None:
 @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM", help="Its private key.")
 @click.option("--prune", is_flag=True, default=None, help="Delete resources removed from the manifests.")
 @click.option("--parallelism", type=click.IntRange(1, 1024), metavar="N", help="Actions run at once (default 16).")
+@click.option(
+    "--dashboard/--no-dashboard",
+    "dashboard",
+    default=True,
+    show_default=True,
+    help="Serve the web dashboard at / (signed-in users of the database only).",
+)
 @pass_app
 def serve_command(
     app: AppContext,
@@ -94,12 +101,14 @@ def serve_command(
     tls_key: Path | None,
     prune: bool | None,
     parallelism: int | None,
+    dashboard: bool,
 ) -> None:
     """Keep the infrastructure converged on the manifests, continuously.
 
     Re-plans when the manifests change, on the resync interval and on `nebctl sync`; monitors hosts and VMs;
-    corrects drift (--self-heal) or only reports it (--report-only); serves /healthz, /readyz, /metrics and the
-    API under /api/v1 (docs/api.md). Runs until SIGTERM or Ctrl-C.
+    corrects drift (--self-heal) or only reports it (--report-only); serves /healthz, /readyz, /metrics, the
+    API under /api/v1 (docs/api.md) and the web dashboard at / (docs/dashboard.md; unless --no-dashboard). Runs
+    until SIGTERM or Ctrl-C.
     """
     from nebctl.cli.session import open_registry
     from nebctl.controller.serving.service import Service
@@ -140,7 +149,7 @@ def serve_command(
         prune=prune,
         parallelism=parallelism,
     )
-    server = _elect_and_listen(service, settings.serve.listen, tls_cert, tls_key)
+    server = _elect_and_listen(service, settings.serve.listen, tls_cert, tls_key, dashboard=dashboard)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if not service.stopping.is_set():
@@ -158,9 +167,11 @@ def serve_command(
             signal.signal(sig, handler)
 
 
-def _elect_and_listen(service: Service, listen: str, tls_cert: Path | None, tls_key: Path | None) -> HttpServer:
+def _elect_and_listen(
+    service: Service, listen: str, tls_cert: Path | None, tls_key: Path | None, *, dashboard: bool
+) -> HttpServer:
     """Join the election (refused at once, before anything listens, on SQLite with a replica running), then
-    start the HTTP server (over TLS when given a certificate and key)."""
+    start the HTTP server (over TLS when given a certificate and key), with the dashboard unless turned off."""
     from nebctl.api.app import create_app
     from nebctl.api.server import HttpServer, ListenError
     from nebctl.controller.serving.leading import ReplicaRefused
@@ -169,6 +180,13 @@ def _elect_and_listen(service: Service, listen: str, tls_cert: Path | None, tls_
         app = create_app(service)
     except OSError as error:
         raise CliError(f"api.webhook_secret_file: {error}") from None
+    if dashboard:
+        from nebctl.dashboard.app import mount
+        from nebctl.dashboard.identity import AccessAuthority
+
+        # The API's authenticator and authorizer: one login throttle and one set of rules for both faces.
+        access = app.state.access
+        mount(app, service, AccessAuthority(service.store, access.authenticator, access.authorizer))
     try:
         service.leadership.start()
     except ReplicaRefused as error:

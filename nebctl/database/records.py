@@ -38,6 +38,22 @@ class Severity(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ResourceSummary:
+    """A resource's place, status and health without its specs: what a listing of thousands shows (the
+    dashboard). ``health`` is None when the service has not judged it (``message`` and ``failures`` then too)."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    stack: str
+    host: str | None
+    status: str
+    health: str | None = None
+    message: str | None = None
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ResourceRecord:
     """A resource as the database knows it. ``created_at``/``updated_at`` are set by the store on save."""
 

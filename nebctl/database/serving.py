@@ -13,13 +13,14 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 
 from nebctl.core.keys import Kind
 from nebctl.database.models import Apply, ApplyRevision, Resource, ResourceHealth, StackStatus
 from nebctl.database.operating import AnyRow, Operations, table, upsert
 from nebctl.database.records import (
     ResourceHealthRecord,
+    ResourceSummary,
     RevisionRecord,
     StackStatusRecord,
     SyncStatus,
@@ -182,6 +183,36 @@ class ServingOperations(Operations):
             query = query.where(_health.c.stack == stack)
         with self._read() as connection:
             return [_resource_health(row) for row in connection.execute(query)]
+
+    def list_resource_summaries(self, *, stack: str | None = None) -> list[ResourceSummary]:
+        """Every resource's key, stack, host, status and health (one outer join), in ``list_resources``' order,
+        without reading (and decoding) a spec: many times cheaper than ``list_resources`` for a listing."""
+        r, h = _resources.c, _health.c
+        joined = _resources.outerjoin(
+            _health, (h.kind == r.kind) & (h.namespace == r.namespace) & (h.name == r.name) & (h.stack == r.stack)
+        )
+        query = select(r.kind, r.namespace, r.name, r.stack, r.host, r.status, h.health, h.message, h.failures)
+        query = query.select_from(joined)
+        if stack is not None:
+            query = query.where(r.stack == stack)
+        query = query.order_by(r.kind, r.namespace, r.name)
+        with self._read() as connection:
+            return [
+                ResourceSummary(Kind(kind), namespace, name, owner, host, status, health, message, failures or 0)
+                for kind, namespace, name, owner, host, status, health, message, failures in connection.execute(query)
+            ]
+
+    def health_counts(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """Per stack, per health: how many resources, and how many of them have failed heals (one grouped query,
+        for the overview of thousands of resources)."""
+        c = _health.c
+        failing = func.sum(case((c.failures > 0, 1), else_=0))
+        query = select(c.stack, c.health, func.count(), failing).group_by(c.stack, c.health)
+        counts: dict[str, dict[str, tuple[int, int]]] = {}
+        with self._read() as connection:
+            for stack, health, total, failed in connection.execute(query):
+                counts.setdefault(stack, {})[health] = (int(total), int(failed or 0))
+        return counts
 
     # --- what each apply applied ---------------------------------------------------------------------------
 

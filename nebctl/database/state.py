@@ -130,7 +130,7 @@ def _apply(row: AnyRow) -> ApplyRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         summary=row.summary,
-        plan=row.plan,
+        plan=getattr(row, "plan", None) or {},
         term=row.term,
     )
 
@@ -400,9 +400,11 @@ class StateOperations(Operations):
             row = connection.execute(query).first()
         return _apply(row) if row is not None else None
 
-    def list_applies(self, *, stack: str | None = None, limit: int = 20) -> list[ApplyRecord]:
-        """The newest applies first."""
-        query = select(_applies).order_by(_applies.c.id.desc()).limit(limit)
+    def list_applies(self, *, stack: str | None = None, limit: int = 20, plans: bool = True) -> list[ApplyRecord]:
+        """The newest applies first. With ``plans=False`` their plans are not read (each ``plan`` is empty): the
+        plan of a 10,000-resource apply is megabytes of JSON, and a listing does not show it."""
+        columns = list(_applies.c) if plans else [c for c in _applies.c if c.name != "plan"]
+        query = select(*columns).order_by(_applies.c.id.desc()).limit(limit)
         if stack is not None:
             query = query.where(_applies.c.stack == stack)
         with self._read() as connection:

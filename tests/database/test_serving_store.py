@@ -44,3 +44,55 @@ def test_apply_revision(store: Store) -> None:
     assert store.apply_revision(apply_id) == revision
     assert store.apply_revision(apply_id + 1) is None
     assert revision.label == "0123456789ab-dirty"
+
+
+def test_health_counts_group_each_stack_by_health(store: Store) -> None:
+    def health(name: str, stack: str, value: str, failures: int = 0) -> ResourceHealthRecord:
+        return ResourceHealthRecord(Kind.VIRTUAL_MACHINE, "default", name, stack, value, None, failures)
+
+    store.save_resource_health(
+        "a",
+        [
+            health("v1", "a", "healthy"),
+            health("v2", "a", "healthy"),
+            health("v3", "a", "degraded", 3),
+            health("v4", "a", "out of sync", 1),
+            health("v5", "a", "out of sync"),
+        ],
+    )
+    store.save_resource_health("b", [health("w1", "b", "unknown")])
+    assert store.health_counts() == {
+        "a": {"healthy": (2, 0), "degraded": (1, 1), "out of sync": (2, 1)},
+        "b": {"unknown": (1, 0)},
+    }
+
+
+def test_summaries_and_plan_less_applies_say_what_the_full_records_say(store: Store) -> None:
+    from nebctl.database.records import ResourceRecord, ResourceSummary
+
+    spec = {"spec": {"vcpu": 1, "nics": [{"network": "lan"}]}}
+    store.save_resources(
+        [
+            ResourceRecord(Kind.VIRTUAL_MACHINE, "default", "b", "web", desired=spec, status="running", host="h1"),
+            ResourceRecord(Kind.VIRTUAL_MACHINE, "team", "a", "web", desired=spec, status="pending"),
+            ResourceRecord(Kind.NETWORK, "default", "lan", "web", desired={"spec": {}}, status="active"),
+            ResourceRecord(Kind.VIRTUAL_MACHINE, "default", "c", "other", desired=spec, status="running", host="h2"),
+        ]
+    )
+    store.save_resource_health(
+        "web", [ResourceHealthRecord(Kind.VIRTUAL_MACHINE, "default", "b", "web", "degraded", "heal failed", 3)]
+    )
+    summaries = store.list_resource_summaries(stack="web")
+    full = store.list_resources(stack="web")
+    judged = {"b": ("degraded", "heal failed", 3)}
+    assert summaries == [
+        ResourceSummary(r.kind, r.namespace, r.name, r.stack, r.host, r.status, *judged.get(r.name, (None, None, 0)))
+        for r in full
+    ]
+    assert len(summaries) == 3 and len(store.list_resource_summaries()) == 4
+    first = store.begin_apply(stack="web", revision="r1", plan={"changes": [1, 2, 3]}, holder="t")
+    store.finish_apply(first, state="succeeded", summary={"created": 3})
+    (light,) = store.list_applies(stack="web", plans=False)
+    (heavy,) = store.list_applies(stack="web")
+    assert heavy.plan == {"changes": [1, 2, 3]} and light.plan == {}
+    assert (light.id, light.state, light.summary, light.revision) == (first, "succeeded", {"created": 3}, "r1")

@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nebctl.controller.applying import Controller
+from nebctl.controller.applying import Controller, PlanOptions
 from nebctl.controller.observing import DriverSource, known_hosts
+from nebctl.controller.planning import PlanError
 from nebctl.controller.probing import CustomProbes
 from nebctl.controller.revisions import GitError
 from nebctl.controller.serving.eventing import EventSink
@@ -30,6 +31,7 @@ from nebctl.controller.serving.monitoring import ExpectedVM, Monitor
 from nebctl.controller.serving.sources import Snapshot, Source
 from nebctl.controller.serving.syncing import StackSyncer, SyncResult
 from nebctl.core.keys import Kind
+from nebctl.core.plans import Plan
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.leasing import Fenced
@@ -85,6 +87,7 @@ class Service:
         )
         # Monitoring and the controller write through the lease: refused whenever this replica does not lead.
         acting = store.fenced(self.leadership.fence)
+        self.source_error: str | None = None  # why the last fetch of the source failed (None: it did not)
         probes = CustomProbes(settings.probes_dir, timeout=serve.probe_timeout) if settings.probes_dir else None
         self.monitor = Monitor(
             store=acting,
@@ -117,6 +120,11 @@ class Service:
             source=source.describe(),
             clock=clock,
         )
+        # The dashboard's pending plan is made by a controller of its own, in the HTTP thread, as `nebctl diff`
+        # would make it; one at a time, and kept until the records or the manifests change.
+        self._viewer = Controller(store=store, registry=registry, settings=settings)
+        self._plan_lock = threading.Lock()
+        self._plan_cache: tuple[object, Plan, float] | None = None
 
     # --- what the HTTP layer and the signal handlers call -------------------------------------------------------
 
@@ -140,6 +148,40 @@ class Service:
             checks["database"] = False
             checks["database_error"] = str(error)
         return bool(checks.get("source", True) and checks["database"]), checks
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The manifests the last sync loaded (None before the first)."""
+        return self._snapshot
+
+    def pending_plan(self, max_age: float = 10.0) -> Plan:
+        """What a sync would do now, as ``nebctl diff`` shows it: planned from the last loaded manifests against
+        the records and a fresh observation. Kept for ``max_age`` seconds while neither changes. Raises
+        ``PlanError`` when no plan can be made (the manifests are invalid or not loaded yet)."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.documents is None:
+            raise PlanError(list(snapshot.problems) if snapshot else ["the manifests are not loaded yet"])
+        with self._plan_lock:
+            marker = (id(snapshot), self.store.records_version())
+            cached = self._plan_cache
+            if cached is not None and cached[0] == marker and time.monotonic() - cached[2] < max_age:
+                return cached[1]
+            plan = self._viewer.plan(snapshot.documents, PlanOptions(self.stack, prune=self.prune)).plan
+            self._plan_cache = (marker, plan, time.monotonic())
+            return plan
+
+    def set_self_heal(self, enabled: bool, *, by: str) -> None:
+        """Switch between correcting drift and only reporting it, until the service restarts; a sync follows."""
+        self.self_heal = enabled
+        self.syncer.self_heal = enabled
+        mode = "self-heal" if enabled else "report-only"
+        self.events.emit(
+            "service.mode",
+            f"stack {self.stack} is now {mode} (set by {by})",
+            stack=self.stack,
+            data={"self_heal": enabled, "by": by},
+        )
+        self.trigger(f"mode: {mode}")
 
     def trigger(self, reason: str) -> None:
         with self._wake:
@@ -282,8 +324,9 @@ class Service:
 
     def _fetch(self) -> bool:
         try:
-            return self.source.refresh()
+            changed = self.source.refresh()
         except GitError as error:
+            self.source_error = str(error)
             self.events.emit(
                 "source.error",
                 f"cannot fetch the source of stack {self.stack}: {error}; the last fetched commit stays",
@@ -291,6 +334,8 @@ class Service:
                 stack=self.stack,
             )
             return False
+        self.source_error = None
+        return changed
 
     def _sync(self, snapshot: Snapshot, reason: str, term: int) -> SyncResult | None:
         log.info("sync of stack %s (%s) in term %d", self.stack, reason, term)
