@@ -17,6 +17,8 @@ from nebctl.database import DatabaseError, Store, engines, migrating, sealing
 from nebctl.database.engines import transaction, translated_errors
 from nebctl.database.locking import WRITERS
 
+INSTALLATION_FILE_NAME = "installation.id"
+
 
 def database_timeouts(app: AppContext) -> engines.Timeouts:
     """The ``database`` settings as the engines take them."""
@@ -37,6 +39,12 @@ def secret_key_file(app: AppContext) -> Path:
         return Path(configured).expanduser()
     assert app.settings.state_dir is not None, "AppContext.create sets the state directory"
     return sealing.default_key_file(app.settings.state_dir)
+
+
+def installation_file(app: AppContext) -> Path:
+    """Where the installation id is kept beside the database (``database.installing``): next to the key file,
+    which survives the database's loss for the same reason."""
+    return secret_key_file(app).with_name(INSTALLATION_FILE_NAME)
 
 
 def open_store(app: AppContext) -> Store:

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from nebctl.cli.app import AppContext, CliError
-from nebctl.cli.database import open_store
+from nebctl.cli.database import installation_file, open_store
 from nebctl.controller.applying import Controller
 from nebctl.core.keys import ResourceKey, is_valid_name
 from nebctl.drivers.registry import Registry, build_registry
@@ -53,4 +53,9 @@ def open_registry(app: AppContext) -> Registry:
 
 
 def open_controller(app: AppContext) -> Controller:
-    return Controller(store=open_store(app), registry=open_registry(app), settings=app.settings)
+    return Controller(
+        store=open_store(app),
+        registry=open_registry(app),
+        settings=app.settings,
+        installation_file=installation_file(app),
+    )

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-HEAD = "api_auth"
+HEAD = "recover"
 """The newest revision in ``migrations/versions`` (a test checks it against Alembic's head): update it with
 every new migration."""
 

@@ -301,6 +301,15 @@ RunningProgram = Table(
     Index(None, "host"),
 )
 
+# The installation: one row, its id written on every live object nebctl makes (docs/ownership.md), so that two
+# installations sharing hosts never take each other's objects.
+Installation = Table(
+    "installation",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    _required("created_at", _TIME),
+)
+
 # A named mutual-exclusion lock (the writers' lock, docs/database.md): one row while it is held.
 Lock = Table(
     "locks",

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from nebctl.database import engines, leasing, locking, migrating
 from nebctl.database.access import AccessOperations
 from nebctl.database.engines import transaction, translated_errors
+from nebctl.database.installing import InstallationOperations
 from nebctl.database.operating import Clock, Fence
 from nebctl.database.programs import ProgramOperations
 from nebctl.database.records import LeaseRecord, LockRecord, ReplicaRecord
@@ -31,7 +32,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _DataOperations(StateOperations, TelemetryOperations, AccessOperations, ServingOperations, ProgramOperations):
+class _DataOperations(
+    StateOperations, TelemetryOperations, AccessOperations, ServingOperations, ProgramOperations, InstallationOperations
+):
     """Every data operation; shared by ``Store`` (a transaction each) and ``Batch`` (one for all)."""
 
 

@@ -28,12 +28,21 @@ class HostRef:
 
 @dataclass(frozen=True)
 class Ownership:
-    """Who owns a live object; written on the object itself (libvirt ``<metadata>``) so records can be rebuilt."""
+    """Who owns a live object; written on the object itself (libvirt ``<metadata>``, a sim row, the payload of
+    an exec program) so records can be rebuilt (``drivers.ownership`` is the versioned format, docs/ownership.md).
+
+    ``installation`` names the nebctl database that made the object: two installations sharing hosts never
+    take each other's objects. ``spec`` is the spec applied with it, its secrets replaced by their keyed digest
+    (``database.sealing``): enough to rebuild the record, never a secret. Both are empty on objects made before
+    they were written (format 0) and on the bare ownership an action that only needs the owner passes."""
 
     stack: str
     kind: str
     namespace: str
     name: str
+    incarnation: int = 0
+    installation: str = ""
+    spec: Mapping[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
 
 
 # --- storage ----------------------------------------------------------------------------------------------

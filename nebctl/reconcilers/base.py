@@ -21,7 +21,7 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, DriftItem, Phase, ResourceChange
 from nebctl.drivers.registry import HostDriverSet
 from nebctl.drivers.states import HostLiveState
-from nebctl.drivers.types import Appliance, HostProbe, HostRef, VMStatus
+from nebctl.drivers.types import Appliance, HostProbe, HostRef, Ownership, VMStatus
 from nebctl.schemas.models import AnyManifest
 from nebctl.schemas.references import Reference
 
@@ -230,6 +230,11 @@ class World(Protocol):
     def drivers(self, host: str) -> HostDriverSet: ...
 
     def host_ref(self, host: str) -> HostRef: ...
+
+    def ownership(self, key: ResourceKey, incarnation: int = 0) -> Ownership:
+        """What to write on the live objects of ``key`` (incarnation ``incarnation`` of a VM): the stack, the
+        installation, and the spec being applied with its secrets sealed (docs/ownership.md)."""
+        ...
 
     def desired(self, key: ResourceKey) -> AnyManifest | None: ...
 

@@ -14,7 +14,7 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.drivers.types import DatastoreDefinition
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import live_name
-from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, span_of_storage, spec_of
+from nebctl.reconcilers.spanned import SpannedReconciler, Step, span_of_storage, spec_of
 
 RULES = [
     FieldRule("path", Effect.IMMUTABLE, "the volumes would be stranded; declare a new datastore instead"),
@@ -25,7 +25,7 @@ RULES = [
 def _create(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
     spec = spec_of(world, key)
     definition = DatastoreDefinition(
-        name=live_name(key), path=str(spec["path"]), type=str(spec["type"]), owner=ownership(key, world.stack)
+        name=live_name(key), path=str(spec["path"]), type=str(spec["type"]), owner=world.ownership(key)
     )
     status = world.drivers(host).storage.create_datastore(world.host_ref(host), definition)
     return {f"capacity.{host}": status.total}

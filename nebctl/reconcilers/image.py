@@ -15,7 +15,7 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.drivers.types import ImageImport
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import image_volume, live_name
-from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of, storage_hosts
+from nebctl.reconcilers.spanned import SpannedReconciler, Step, spec_of, storage_hosts
 from nebctl.schemas.models import AnyManifest, Image
 
 
@@ -56,7 +56,7 @@ def _import(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
         source=local.path,
         sha256=local.sha256,
         format=image_format,
-        owner=ownership(key, world.stack),
+        owner=world.ownership(key),
     )
     volume = world.drivers(host).storage.import_image(world.host_ref(host), live_name(datastore_key(spec)), request)
     return {**result, "format": volume.format, "size": volume.capacity, "sha256": volume.sha256}

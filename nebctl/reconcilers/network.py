@@ -12,14 +12,14 @@ from typing import Any
 
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.drivers.types import NetworkDefinition
+from nebctl.drivers.types import NetworkDefinition, Ownership
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import live_name
-from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
+from nebctl.reconcilers.spanned import SpannedReconciler, Step, spec_of
 from nebctl.schemas.models import NetworkSpec
 
 
-def definition(key: ResourceKey, spec: Mapping[str, Any], stack: str) -> NetworkDefinition:
+def definition(key: ResourceKey, spec: Mapping[str, Any], owner: Ownership) -> NetworkDefinition:
     model = NetworkSpec.model_validate({k: v for k, v in spec.items() if k != "hosts"})
     first, last = model.effective_range
     return NetworkDefinition(
@@ -32,7 +32,7 @@ def definition(key: ResourceKey, spec: Mapping[str, Any], stack: str) -> Network
         bridge=model.bridge,
         dns=tuple(str(server) for server in model.dns),
         mtu=model.mtu,
-        owner=ownership(key, stack),
+        owner=owner,
     )
 
 
@@ -41,7 +41,9 @@ def leasable(spec: NetworkSpec) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Ad
 
 
 def _create(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
-    status = world.drivers(host).network.create(world.host_ref(host), definition(key, spec_of(world, key), world.stack))
+    status = world.drivers(host).network.create(
+        world.host_ref(host), definition(key, spec_of(world, key), world.ownership(key))
+    )
     return {f"bridge.{host}": status.bridge}
 
 

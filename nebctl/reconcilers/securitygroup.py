@@ -12,15 +12,15 @@ from typing import Any
 from nebctl.core.families import Family
 from nebctl.core.fields import Effect, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.drivers.types import SecurityGroupDefinition, SecurityRuleDefinition
+from nebctl.drivers.types import Ownership, SecurityGroupDefinition, SecurityRuleDefinition
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import security_group_filter
-from nebctl.reconcilers.spanned import SpannedReconciler, Step, ownership, spec_of
+from nebctl.reconcilers.spanned import SpannedReconciler, Step, spec_of
 
 RULES = [FieldRule("rules", Effect.IN_PLACE, "the filter's rules are replaced on every host")]
 
 
-def definition(key: ResourceKey, spec: Mapping[str, Any], stack: str) -> SecurityGroupDefinition:
+def definition(key: ResourceKey, spec: Mapping[str, Any], owner: Ownership) -> SecurityGroupDefinition:
     rules = tuple(
         SecurityRuleDefinition(
             direction=str(rule["direction"]),
@@ -30,11 +30,13 @@ def definition(key: ResourceKey, spec: Mapping[str, Any], stack: str) -> Securit
         )
         for rule in spec.get("rules", [])
     )
-    return SecurityGroupDefinition(name=security_group_filter(key), rules=rules, owner=ownership(key, stack))
+    return SecurityGroupDefinition(name=security_group_filter(key), rules=rules, owner=owner)
 
 
 def _apply(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
-    world.drivers(host).network.update_sg(world.host_ref(host), definition(key, spec_of(world, key), world.stack))
+    world.drivers(host).network.update_sg(
+        world.host_ref(host), definition(key, spec_of(world, key), world.ownership(key))
+    )
     return {}
 
 

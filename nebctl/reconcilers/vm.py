@@ -60,7 +60,6 @@ from nebctl.reconcilers.identity import (
     mac_address,
     security_group_filter,
 )
-from nebctl.reconcilers.spanned import ownership
 from nebctl.reconcilers.vm_guards import vm_still_uses
 from nebctl.reconcilers.vm_resolution import disk_datastores_of, lease_addresses, mac_addresses
 from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
@@ -275,7 +274,7 @@ class VirtualMachineReconciler:
                 size=params.get("size"),
                 backing=params.get("backing"),
                 clone=str(params.get("clone", "overlay")),
-                owner=ownership(action.key, world.stack),
+                owner=world.ownership(action.key, _incarnation(action.key, world)),
             )
             drivers.storage.clone(host, str(params["datastore"]), volume)
             return {f"disk.{params['disk']}": {"volume": volume.volume, "datastore": params["datastore"]}}
@@ -332,6 +331,11 @@ def _identity(key: ResourceKey, world: World) -> tuple[str, str]:
     record = world.record(key)
     identity = VMIdentity.recorded(key, record.live if record is not None else {})
     return identity.uuid, identity.name
+
+
+def _incarnation(key: ResourceKey, world: World) -> int:
+    record = world.record(key)
+    return VMIdentity.recorded(key, record.live if record is not None else {}).incarnation
 
 
 def deposition(
@@ -393,7 +397,7 @@ def _definition(action: Action, world: World) -> VMDefinition:
         disks=tuple(DiskAttachment(volume=d["volume"], datastore=d["datastore"]) for d in params["disks"]),
         nics=tuple(_nic(nic) for nic in params["nics"]),
         cloud_init=cloud_init,
-        owner=ownership(action.key, world.stack),
+        owner=world.ownership(action.key, _incarnation(action.key, world)),
         boot=BootDefinition(**params["boot"]) if params.get("boot") else None,
         image=params.get("image"),
         instance_type=params.get("instanceType")

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from nebctl.controller.applying.executing import Change, ExecutionReport, Executor, Outcome
 from nebctl.controller.applying.journal import StoreJournal
@@ -37,6 +38,7 @@ from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
+from nebctl.database.installing import kept_installation_id
 from nebctl.database.records import ActionRecord, ApplyState, EventRecord, ResourceRecord, RevisionRecord, Severity
 from nebctl.database.sealing import (
     SECRET_PATHS,
@@ -44,6 +46,7 @@ from nebctl.database.sealing import (
     SecretKeyError,
     is_sealed,
     reveal_spec,
+    seal_spec,
     secret_values,
 )
 from nebctl.database.store import Store
@@ -77,6 +80,7 @@ class Controller:
         settings: Settings,
         reconcilers: Mapping[Kind, Reconciler] = RECONCILERS,
         host_attributes: CustomAttributes | None = None,
+        installation_file: Path | None = None,
     ) -> None:
         """``host_attributes`` gives each host's custom probe attributes; by default the programs of
         ``settings.probes_dir`` run at each observation (the service hands in its cache of their results)."""
@@ -89,6 +93,11 @@ class Controller:
 
             host_attributes = CustomProbes(settings.probes_dir, timeout=settings.serve.probe_timeout)
         self.host_attributes = host_attributes
+        self.installation_file = installation_file  # the id's copy beside the key file (database.installing)
+
+    def installation(self) -> str:
+        """This installation's id, written on every live object it makes (docs/ownership.md)."""
+        return kept_installation_id(self.store, self.installation_file)
 
     # --- planning ----------------------------------------------------------------------------------------------
 
@@ -207,6 +216,9 @@ class Controller:
             records={k: r for k, r in planned.request.records.items() if r.stack == stack},  # type: ignore[misc]
             shutdown_timeout=self.settings.shutdown_timeout,
             sources=ImageSources(registry=self.registry, settings=self.settings, documents=planned.request.documents),
+            installation=self.installation(),
+            specs=planned.final_specs,
+            seal=lambda key, spec: seal_spec(key.kind, spec, self.store.secrets) or {},
         )
         programs = ProgramRecorder(self.store)
         hooks = self._hooks(planned, programs)

@@ -5,7 +5,7 @@ each host, the plan's documents, and the records as the journal updates them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ from nebctl.core.keys import ResourceKey
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.registry import HostDriverSet
-from nebctl.drivers.types import Appliance, HostRef
+from nebctl.drivers.types import Appliance, HostRef, Ownership
 from nebctl.reconcilers.base import RecordView
 from nebctl.schemas.models import AnyManifest
 
@@ -31,6 +31,11 @@ class ExecutionWorld:
     records: dict[ResourceKey, ResourceRecord]
     shutdown_timeout: float
     sources: ImageSources
+    # What the ownership written on live objects carries (docs/ownership.md): this installation's id, and the
+    # resolved spec of each resource of the plan with its secrets sealed (``seal``).
+    installation: str = ""
+    specs: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
+    seal: Callable[[ResourceKey, Mapping[str, Any]], Mapping[str, Any]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _drivers: dict[str, HostDriverSet] = field(default_factory=dict)
 
@@ -54,6 +59,20 @@ class ExecutionWorld:
             return self.hosts[host]
         except KeyError:
             raise PermanentError(f"host {host!r} is neither in the manifests nor recorded") from None
+
+    def ownership(self, key: ResourceKey, incarnation: int = 0) -> Ownership:
+        spec = self.specs.get(key)
+        if spec is not None and self.seal is not None:
+            spec = self.seal(key, spec)
+        return Ownership(
+            stack=self.stack,
+            kind=key.kind.value,
+            namespace=key.namespace,
+            name=key.name,
+            incarnation=incarnation,
+            installation=self.installation,
+            spec=dict(spec) if spec is not None else None,
+        )
 
     def desired(self, key: ResourceKey) -> AnyManifest | None:
         return self.documents.get(key)

@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from nebctl.core.quantities import QuantityError, parse_quantity
 from nebctl.core.settings import Settings
+from nebctl.drivers import ownership
 from nebctl.drivers.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
 from nebctl.drivers.sim.behaviour import Fault, Latency, suffer
 from nebctl.drivers.sim.store import Store
@@ -87,11 +88,12 @@ def host_shape(name: str, uri: str) -> HostShape:
 
 
 def owner_json(owner: Ownership | None) -> str | None:
-    return json.dumps([owner.stack, owner.kind, owner.namespace, owner.name]) if owner else None
+    """The ownership document a row keeps (``drivers.ownership``, versioned)."""
+    return ownership.dumps(owner)
 
 
 def owner_from(text: str | None) -> Ownership | None:
-    return Ownership(*json.loads(text)) if text else None
+    return ownership.loads(text)
 
 
 # The VM columns every status is built from, in this order.

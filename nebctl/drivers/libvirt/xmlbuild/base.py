@@ -8,10 +8,12 @@ serialises it indented, so golden files stay readable. The ownership element liv
 from __future__ import annotations
 
 import abc
+import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import ClassVar
 
+from nebctl.drivers import ownership
 from nebctl.drivers.types import Ownership
 
 OWNER_NAMESPACE = "https://nebctl.dev/xmlns/owner/1"
@@ -42,21 +44,32 @@ class XMLBuilder(abc.ABC):
 
 @dataclass(frozen=True)
 class OwnerElement(XMLBuilder):
-    """``<nebctl:owner stack= kind= namespace= name=/>``, the content of a nebctl object's ``<metadata>``."""
+    """``<nebctl:owner stack= kind= namespace= name= format= incarnation= installation=><nebctl:spec>JSON
+    </nebctl:spec></nebctl:owner>``, the content of a nebctl object's ``<metadata>`` (docs/ownership.md)."""
 
     tag: ClassVar[str] = f"{{{OWNER_NAMESPACE}}}owner"
+    spec_tag: ClassVar[str] = f"{{{OWNER_NAMESPACE}}}spec"
     owner: Ownership
 
     def build(self) -> ET.Element:
-        return ET.Element(
-            self.tag,
-            {
-                "stack": self.owner.stack,
-                "kind": self.owner.kind,
-                "namespace": self.owner.namespace,
-                "name": self.owner.name,
-            },
-        )
+        attributes = {
+            "stack": self.owner.stack,
+            "kind": self.owner.kind,
+            "namespace": self.owner.namespace,
+            "name": self.owner.name,
+        }
+        if self.owner.installation:
+            # The versioned fields (drivers.ownership); older documents have none of them and still read.
+            attributes.update(
+                format=str(ownership.VERSION),
+                incarnation=str(self.owner.incarnation),
+                installation=self.owner.installation,
+            )
+        element = ET.Element(self.tag, attributes)
+        if self.owner.spec is not None:
+            spec = ET.SubElement(element, self.spec_tag)
+            spec.text = json.dumps(self.owner.spec, sort_keys=True, separators=(",", ":"))
+        return element
 
     @classmethod
     def parse(cls, element: ET.Element | None) -> Ownership | None:
@@ -67,14 +80,21 @@ class OwnerElement(XMLBuilder):
         owner = element if element.tag in (cls.tag, "owner") else element.find(f"./metadata/{cls.tag}")
         if owner is None:
             return None
+        spec_element = owner.find(cls.spec_tag)
+        if spec_element is None:
+            spec_element = owner.find("spec")
         try:
+            spec = json.loads(spec_element.text or "null") if spec_element is not None else None
             return Ownership(
                 stack=owner.attrib["stack"],
                 kind=owner.attrib["kind"],
                 namespace=owner.attrib["namespace"],
                 name=owner.attrib["name"],
+                incarnation=int(owner.attrib.get("incarnation", "0")),
+                installation=owner.attrib.get("installation", ""),
+                spec=spec if isinstance(spec, dict) else None,
             )
-        except KeyError:
+        except (KeyError, ValueError):
             return None
 
     @classmethod
