@@ -33,6 +33,7 @@ from nebctl.drivers.types import (
     NetworkDefinition,
     NetworkStatus,
     NicDefinition,
+    OwnedObject,
     SecurityGroupDefinition,
     VMDefinition,
     VMStatus,
@@ -152,6 +153,16 @@ class MonitoringDriver(Driver, Protocol):
     def probe_vms(self, host: HostRef) -> Sequence[VMStatus]:
         """Every VM of the host, in one call (never one call per VM)."""
         ...
+
+
+@runtime_checkable
+class InventoryDriver(Protocol):
+    """What a monitoring driver may add: every owned live object of a host other than its VMs (networks,
+    pools, volumes, filters), in one call or a few, never one per object. ``nebctl recover`` rebuilds records
+    from it and planning refuses to create over what it lists without a record; a driver without it leaves
+    only its VMs (``probe_vms``) to both."""
+
+    def inventory(self, host: HostRef) -> Sequence[OwnedObject]: ...
 
 
 @runtime_checkable

@@ -45,6 +45,20 @@ class Ownership:
     spec: Mapping[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
 
 
+@dataclass(frozen=True)
+class OwnedObject:
+    """A live object other than a VM that carries an ownership (a monitoring driver's ``inventory``, listed
+    per host in one call): ``kind`` is the owning resource's kind (a VM's disk volume is its VM's),
+    ``object`` what it is (``network``, ``pool``, ``volume``, ``filter``), ``name`` its live name and
+    ``details`` what recovery and drift read of it (a volume's ``format``, ``capacity`` and ``sha256``, a
+    pool's ``capacity``, a network's ``bridge``)."""
+
+    object: str
+    name: str
+    owner: Ownership
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
 # --- storage ----------------------------------------------------------------------------------------------
 
 

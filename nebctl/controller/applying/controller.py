@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from nebctl.controller.applying.executing import Change, ExecutionReport, Executor, Outcome
 from nebctl.controller.applying.journal import StoreJournal
@@ -32,10 +33,12 @@ from nebctl.controller.observing import CustomAttributes, DriverSource, known_ho
 from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs
 from nebctl.controller.quotas import group_quotas
 from nebctl.controller.reaping import ProgramRecorder
+from nebctl.controller.recovering import SPANNED_OBJECTS, LiveObject, survey, unrecorded
 from nebctl.controller.sampling import record_observation
 from nebctl.controller.sourcing import ImageSources
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import ChangeType, Plan
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.installing import kept_installation_id
@@ -51,6 +54,7 @@ from nebctl.database.sealing import (
 )
 from nebctl.database.store import Store
 from nebctl.drivers.protocols import HookDriver
+from nebctl.drivers.types import HostRef
 from nebctl.reconcilers.base import LiveView, Reconciler
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.schemas.models import AnyManifest, Hook, spec_document
@@ -136,7 +140,50 @@ class Controller:
         if problems:
             raise PlanError(problems)
         plan, specs = plan_with_specs(request)
+        self._refuse_second_copies(plan, own, hosts, live)
         return PlannedApply(plan, request, hosts, specs, resealed)
+
+    def _refuse_second_copies(
+        self,
+        plan: Plan,
+        own: Mapping[ResourceKey, ResourceRecord],
+        hosts: Mapping[str, tuple[HostRef, Any]],
+        live: LiveView,
+    ) -> None:
+        """``PlanError`` naming every live object the plan would create a second copy of: objects carrying an
+        ownership for a resource the database has no record of (a lost database, another installation's or
+        stack's objects). VMs come from the probes just made; other objects are listed (one inventory call per
+        host) only when the plan creates resources of their kinds, so a plan that creates nothing costs nothing."""
+        creates = {c.key for c in plan.changes if c.type is ChangeType.CREATE and c.key not in own}
+        if not creates:
+            return
+        objects = [
+            LiveObject(live.vm_hosts.get(uuid, ""), status.owner, vm=status)
+            for uuid, status in live.vms.items()
+            if status.owner is not None
+        ]
+        if any(key.kind in SPANNED_OBJECTS for key in creates):
+            answering = {name: hosts[name] for name in hosts if live.host_answers(name)}
+            listed = survey(answering, self.registry, parallelism=self.settings.parallelism)
+            objects += [item for item in listed.objects if item.vm is None]
+        unfinished = self.store.last_unfinished_apply(plan.stack)
+        in_flight = (
+            {ResourceKey(a.kind, a.namespace, a.name) for a in self.store.actions_of(unfinished.id)}
+            if unfinished is not None
+            else set()
+        )
+        found, ours = unrecorded(
+            objects, stack=plan.stack, installation=self.installation(), keys=creates, in_flight=in_flight
+        )
+        if found:
+            advice = (
+                "the database lacks records of live objects this stack owns: run `nebctl recover` (or add "
+                "--recover) to rebuild them; nothing was created over them"
+                if ours
+                else "nebctl never creates a second copy over objects it does not own; rename the resources or "
+                "remove those objects"
+            )
+            raise PlanError([*found, advice])
 
     def _record_observations(self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView) -> None:
         """Keep what was just probed, for ``get`` and ``describe``, and its samples, for ``hosts`` and ``top`` (each

@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 
 from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError, NotFoundError
-from nebctl.drivers.sim.fleet import VM_COLUMNS, SimFleet, edge, host_shape, open_fleet, owner_json
+from nebctl.drivers.sim.fleet import VM_COLUMNS, SimFleet, edge, host_shape, open_fleet, owner_from, owner_json
 from nebctl.drivers.states import HostLiveState, VMLiveState
-from nebctl.drivers.types import HostProbe, HostRef, VMDefinition, VMStatus, to_payload
+from nebctl.drivers.types import HostProbe, HostRef, OwnedObject, VMDefinition, VMStatus, to_payload
 
 RUNNING, STOPPED, SUSPENDED = VMLiveState.RUNNING.value, VMLiveState.STOPPED.value, VMLiveState.SUSPENDED.value
 
@@ -191,7 +191,7 @@ class SimVirtualization(SimDriver):
 
 class SimMonitoring(SimDriver):
     family: ClassVar[Family] = Family.MONITORING
-    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "usage"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "usage", "inventory"})
 
     @edge
     def probe_host(self, host: HostRef) -> HostProbe:
@@ -266,8 +266,41 @@ class SimMonitoring(SimDriver):
         )
 
     @edge
+    def inventory(self, host: HostRef) -> Sequence[OwnedObject]:
+        """Every owned network, pool, volume and security group of the host: one query per table."""
+        name, _ = self.fleet.enter("monitoring.inventory", host)
+        connection = self.fleet.store.read()
+        found: list[OwnedObject] = []
+        for network, definition, owner in connection.execute(
+            "SELECT name, definition, owner FROM networks WHERE host = ? AND owner IS NOT NULL", (name,)
+        ):
+            bridge = json.loads(definition).get("bridge") or f"virbr-{network}"[:15]
+            found += _owned("network", network, owner, {"bridge": bridge})
+        disk = connection.execute("SELECT disk FROM hosts WHERE name = ?", (name,)).fetchone()[0]
+        for pool, owner in connection.execute(
+            "SELECT name, owner FROM datastores WHERE host = ? AND owner IS NOT NULL", (name,)
+        ):
+            found += _owned("pool", pool, owner, {"capacity": disk})
+        for pool, volume, capacity, fmt, sha256, owner in connection.execute(
+            "SELECT datastore, name, capacity, format, sha256, owner FROM volumes WHERE host = ? AND owner IS NOT NULL",
+            (name,),
+        ):
+            details = {"pool": pool, "capacity": capacity, "format": fmt, "sha256": sha256}
+            found += _owned("volume", volume, owner, details)
+        for group, owner in connection.execute(
+            "SELECT name, owner FROM security_groups WHERE host = ? AND owner IS NOT NULL", (name,)
+        ):
+            found += _owned("filter", group, owner, {})
+        return found
+
+    @edge
     def probe_vms(self, host: HostRef) -> Sequence[VMStatus]:
         name, _ = self.fleet.enter("monitoring.probe_vms", host)
         now = self.fleet.clock()
         rows = self.fleet.store.read().execute(f"SELECT {VM_COLUMNS} FROM vms WHERE host = ?", (name,)).fetchall()
         return [self.fleet.status(row, now) for row in rows]
+
+
+def _owned(what: str, name: str, text: str, details: dict[str, Any]) -> list[OwnedObject]:
+    owner = owner_from(text)
+    return [OwnedObject(what, name, owner, details)] if owner is not None else []
