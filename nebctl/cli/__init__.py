@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apply": ("reconciling", "Make the infrastructure match the manifests."),
     "destroy": ("reconciling", "Delete everything a stack owns, in reverse dependency order."),
     "import": ("reconciling", "Adopt an existing live VM into a stack."),
+    "recover": ("recovering", "Rebuild lost records from the ownership metadata on live objects."),
     "get": ("inspecting", "List what nebctl manages."),
     "describe": ("inspecting", "Everything known about one resource: spec, live status, actions, events."),
     "events": ("inspecting", "The event log: actions, state changes, drift, applies."),

@@ -70,6 +70,12 @@ def _selection_options(function: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--stack", metavar="NAME", help="Stack owning the resources (default: name of the first -f)."),
             click.option("--prune", is_flag=True, default=None, help="Delete resources removed from the manifests."),
             click.option(
+                "--recover",
+                "recover_first",
+                is_flag=True,
+                help="First rebuild the records of live objects the database lacks (nebctl recover).",
+            ),
+            click.option(
                 "--target",
                 "targets",
                 multiple=True,
@@ -155,6 +161,7 @@ def diff_command(
     paths: tuple[str, ...],
     stack: str | None,
     prune: bool | None,
+    recover_first: bool,
     targets: tuple[str, ...],
     excludes: tuple[str, ...],
     output: str,
@@ -169,6 +176,8 @@ def diff_command(
 
     manifests = load_manifests(paths, manifest_cache(app))
     options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
+    if recover_first:
+        _recover_first(app, dict(manifests.documents), options.stack)
     planned = _make_plan(app, dict(manifests.documents), options)
     plan = planned.plan
     if graph == "dot":
@@ -193,6 +202,15 @@ def diff_command(
     sys.exit(EXIT_CHANGES if plan.has_changes else 0)
 
 
+def _recover_first(
+    app: AppContext, documents: dict[ResourceKey, AnyManifest], stack: str, *, lock_timeout: float | None = None
+) -> None:
+    from nebctl.cli.recovering import recover
+
+    if not recover(app, documents, stack=stack, lock_timeout=lock_timeout):
+        raise CliError("some records could not be rebuilt (see above); nothing was planned")
+
+
 def _read_planfile(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -213,7 +231,7 @@ def _lock_timeout(app: AppContext, text: str | None) -> float:
 
 
 @contextmanager
-def _writer_lock(app: AppContext, *, stack: str, command: str, timeout: float) -> Iterator[None]:
+def writer_lock(app: AppContext, *, stack: str, command: str, timeout: float) -> Iterator[None]:
     from nebctl.cli.database import open_store
 
     store = open_store(app)
@@ -422,7 +440,7 @@ def _run_apply(
     saved: dict[str, Any] | None = None,
     revision: RevisionRecord | None = None,
 ) -> None:
-    with _writer_lock(app, stack=options.stack, command=verb, timeout=_lock_timeout(app, lock_timeout)):
+    with writer_lock(app, stack=options.stack, command=verb, timeout=_lock_timeout(app, lock_timeout)):
         try:
             _plan_and_apply(
                 app, documents, options, yes=yes, parallelism=parallelism, verb=verb, saved=saved, revision=revision
@@ -506,6 +524,7 @@ def apply_command(
     paths: tuple[str, ...],
     stack: str | None,
     prune: bool | None,
+    recover_first: bool,
     targets: tuple[str, ...],
     excludes: tuple[str, ...],
     yes: bool,
@@ -533,6 +552,8 @@ def apply_command(
 
     manifests = load_manifests(paths, manifest_cache(app))
     options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
+    if recover_first:
+        _recover_first(app, dict(manifests.documents), options.stack, lock_timeout=_lock_timeout(app, lock_timeout))
     _run_apply(
         app,
         dict(manifests.documents),
@@ -606,7 +627,7 @@ def import_command(
         raise CliError("name the stack with --stack NAME or -f PATH")
     documents = dict(load_manifests(paths, manifest_cache(app)).documents) if paths else {}
     stack_name = check_stack(stack or default_stack(paths))
-    with _writer_lock(app, stack=stack_name, command="import", timeout=_lock_timeout(app, lock_timeout)):
+    with writer_lock(app, stack=stack_name, command="import", timeout=_lock_timeout(app, lock_timeout)):
         controller = open_controller(app)
         records = {r.key: r for r in controller.store.list_resources()}
         hosts = known_hosts(documents, records)
