@@ -159,7 +159,9 @@ def rebuild(
                 problems.append(record)
             elif record is not None:
                 rebuilt.append(record)
-    if documents is not None and stack is not None:
+    # Hosts and hooks are rebuilt only beside a stack that had live objects here: an installation that finds
+    # none of its own has nothing to recover, and registers nothing.
+    if documents is not None and stack is not None and any(r.stack == stack for r in rebuilt):
         rebuilt += _registered_records(
             found, documents=documents, records=records, stack=stack, problems=problems, notes=notes
         )
