@@ -23,7 +23,7 @@ from typing import Any
 from nebctl.controller.observing import DriverSource
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.records import ResourceRecord
-from nebctl.drivers.errors import DriverError
+from nebctl.drivers.errors import CapabilityError, DriverError
 from nebctl.drivers.protocols import InventoryDriver
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import HostProbe, HostRef, OwnedObject, Ownership, VMStatus
@@ -87,7 +87,11 @@ def survey(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, *, 
             found = [LiveObject(name, s.owner, vm=s) for s in monitoring.probe_vms(ref) if s.owner is not None]
             if not isinstance(monitoring, InventoryDriver):
                 return probe, found, f"host {name}: its monitoring driver lists only VMs (no inventory)"
-            found += [LiveObject(name, item.owner, item=item) for item in monitoring.inventory(ref)]
+            try:
+                listed = monitoring.inventory(ref)
+            except CapabilityError as error:
+                return probe, found, f"host {name}: its monitoring driver lists only VMs ({error})"
+            found += [LiveObject(name, item.owner, item=item) for item in listed]
             return probe, found, None
         except (DriverError, OSError, ValueError) as error:
             log.warning("host %s could not be surveyed: %s", name, error)

@@ -65,6 +65,14 @@ def from_document(document: Any) -> Ownership:
         raise OwnershipFormatError(f"damaged ownership document: {error}") from error
 
 
+def from_payload(data: Any) -> Ownership:
+    """The ownership an exec program hands back: the document it was given in a payload (``types.to_payload``
+    of an ``Ownership``: no ``format`` member), or a format-1 document; ``OwnershipFormatError`` otherwise."""
+    if isinstance(data, Mapping) and "format" not in data:
+        data = {**data, "format": FORMAT}
+    return from_document(data)
+
+
 def dumps(owner: Ownership | None) -> str | None:
     """``owner`` as compact JSON text, None for no owner."""
     if owner is None:

@@ -151,6 +151,8 @@ def migrate(source, target, resource, arguments):
 # --- monitoring -----------------------------------------------------------------------------------------------
 
 def monitoring(action, state, host):
+    if action == "list":
+        return owned_objects(state)
     if action == "probe_vms":
         return [status(vm) for vm in state["vms"].values()]
     if action == "probe_host":
@@ -164,6 +166,27 @@ def monitoring(action, state, host):
     raise Failure("unsupported", f"monitoring action {action} is not implemented")
 
 
+def owned_objects(state):
+    """The ``list`` action: every object that carries an ownership, other than VMs (docs/ownership.md)."""
+    found = []
+    for name, net in state["networks"].items():
+        if net.get("owner"):
+            found.append({"object": "network", "name": name, "owner": net["owner"],
+                          "details": {"bridge": net.get("bridge")}})
+    for name, pool in state["datastores"].items():
+        if pool.get("owner"):
+            found.append({"object": "pool", "name": name, "owner": pool["owner"], "details": {"capacity": 1024**4}})
+    for key, volume in state["volumes"].items():
+        if volume.get("owner"):
+            details = {"pool": key.split("/", 1)[0], "capacity": volume["capacity"], "format": volume["format"],
+                       "sha256": volume.get("sha256")}
+            found.append({"object": "volume", "name": volume["name"], "owner": volume["owner"], "details": details})
+    for name, owner in state.get("group_owners", {}).items():
+        if name in state["groups"]:
+            found.append({"object": "filter", "name": name, "owner": owner, "details": {}})
+    return found
+
+
 # --- storage --------------------------------------------------------------------------------------------------
 
 def volume_key(datastore, name):
@@ -173,7 +196,7 @@ def volume_key(datastore, name):
 def storage(action, state, resource, arguments):
     datastore = arguments.get("datastore") or resource.get("datastore") or resource.get("name")
     if action == "create_datastore":
-        state["datastores"][resource["name"]] = {"path": resource["path"]}
+        state["datastores"][resource["name"]] = {"path": resource["path"], "owner": resource.get("owner")}
         return datastore_status(state, resource["name"])
     if datastore not in state["datastores"]:
         raise Failure("not_found", f"no datastore {datastore}")
@@ -191,7 +214,7 @@ def storage(action, state, resource, arguments):
         if key not in state["volumes"]:
             state["volumes"][key] = {"name": name, "path": path, "capacity": 1024**3, "allocation": 1024**3,
                                      "format": resource.get("format") or "qcow2", "sha256": resource.get("sha256"),
-                                     "source": resource["source"]}
+                                     "source": resource["source"], "owner": resource.get("owner")}
         return volume_info(state["volumes"][key])
     if action == "clone":
         if key in state["volumes"]:
@@ -211,7 +234,7 @@ def storage(action, state, resource, arguments):
         state["volumes"][key] = {"name": name, "path": path, "capacity": size, "allocation": 200 * 1024,
                                  "format": resource.get("format", "qcow2"),
                                  "backing": backing if resource.get("clone") != "full" else None,
-                                 "source": backing}
+                                 "source": backing, "owner": resource.get("owner")}
         return volume_info(state["volumes"][key])
     if key not in state["volumes"]:
         raise Failure("not_found", f"no volume {name} in {datastore}")
@@ -251,6 +274,7 @@ def network(action, state, resource, arguments):
         return {"name": resource["name"], "active": True, "bridge": resource.get("bridge")}
     if action == "update_sg":
         state["groups"][resource["name"]] = resource["rules"]
+        state.setdefault("group_owners", {})[resource["name"]] = resource.get("owner")
         return None
     if action == "delete_sg":
         if resource["name"] not in state["groups"]:

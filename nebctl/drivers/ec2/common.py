@@ -105,6 +105,12 @@ def ownership_tags(host: HostRef, owner: Ownership | None, options: Mapping[str,
             {"Key": "nebctl:namespace", "Value": owner.namespace},
             {"Key": "nebctl:name", "Value": owner.name},
         ]
+        # Format 1's identity fields (docs/ownership.md); the applied spec does not fit in a tag's 256 characters.
+        if owner.installation:
+            tags += [
+                {"Key": "nebctl:incarnation", "Value": str(owner.incarnation)},
+                {"Key": "nebctl:owner-installation", "Value": owner.installation},
+            ]
     installation = options.get("installation")
     if installation:
         tags.append({"Key": INSTALLATION_TAG, "Value": str(installation)})
@@ -123,8 +129,10 @@ def owner_of(tags: Mapping[str, str]) -> Ownership | None:
             kind=tags["nebctl:kind"],
             namespace=tags["nebctl:namespace"],
             name=tags["nebctl:name"],
+            incarnation=int(tags.get("nebctl:incarnation", "0")),
+            installation=tags.get("nebctl:owner-installation", ""),
         )
-    except KeyError:
+    except (KeyError, ValueError):
         return None
 
 

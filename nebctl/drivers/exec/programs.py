@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from nebctl.core.families import Family
+from nebctl.drivers import ownership
 from nebctl.drivers.context import current
 from nebctl.drivers.errors import (
     CapabilityError,
@@ -50,6 +51,7 @@ from nebctl.drivers.types import (
     NetworkDefinition,
     NetworkStatus,
     NicDefinition,
+    OwnedObject,
     SecurityGroupDefinition,
     VMDefinition,
     VMStatus,
@@ -317,13 +319,36 @@ class ExecNetwork(ExecDriver):
 
 class ExecMonitoring(ExecDriver):
     family: ClassVar[Family] = Family.MONITORING
-    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "inventory"})
 
     def probe_host(self, host: HostRef) -> HostProbe:
         return self.decode(HostProbe, self.call("probe_host", host=host), "probe_host")
 
     def probe_vms(self, host: HostRef) -> Sequence[VMStatus]:
         return self.decode_list(VMStatus, self.call("probe_vms", host=host), "probe_vms", "vms")
+
+    def inventory(self, host: HostRef) -> Sequence[OwnedObject]:
+        """The ``list`` program's answer: the host's owned objects other than VMs (docs/ownership.md); a
+        program set without one raises ``CapabilityError``."""
+        data = self.call("list", host=host)
+        if not isinstance(data, list):
+            raise PermanentError(f"{self.label}: list answered {type(data).__name__}, not a list", driver="exec")
+        found = []
+        for item in data:
+            try:
+                found.append(
+                    OwnedObject(
+                        object=str(item["object"]),
+                        name=str(item["name"]),
+                        owner=ownership.from_payload(item["owner"]),
+                        details=dict(item.get("details") or {}),
+                    )
+                )
+            except (KeyError, TypeError, ValueError) as error:
+                raise PermanentError(
+                    f"{self.label}: list answered a bad object {item!r}: {error}", driver="exec"
+                ) from error
+        return found
 
 
 class ExecAuthorization(ExecDriver):

@@ -21,8 +21,9 @@ from nebctl.core.families import Family
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.libvirt.common import LibvirtDriverBase, domain_facts, live_state
 from nebctl.drivers.libvirt.connections import Connections
+from nebctl.drivers.libvirt.network import network_status
 from nebctl.drivers.states import HostLiveState, VMLiveState
-from nebctl.drivers.types import HostProbe, HostRef, Ownership, VMStatus
+from nebctl.drivers.types import HostProbe, HostRef, OwnedObject, Ownership, VMStatus
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -69,7 +70,7 @@ def _is_local(uri: str) -> bool:
 
 class LibvirtMonitoring(LibvirtDriverBase):
     family: ClassVar[Family] = Family.MONITORING
-    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "usage", "events"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "usage", "events", "inventory"})
 
     def __init__(self, *, connections: Connections | None = None) -> None:
         super().__init__(connections=connections)
@@ -181,6 +182,20 @@ class LibvirtMonitoring(LibvirtDriverBase):
             owner=owner,
             macs=macs,
         )
+
+    # --- owned objects ----------------------------------------------------------------------------------------
+
+    def inventory(self, host: HostRef) -> Sequence[OwnedObject]:
+        """The host's networks that carry an ownership, in one listing. Libvirt's XML for pools, volumes and
+        network filters has no ``<metadata>``: those carry no ownership, so they are not listed
+        (docs/ownership.md)."""
+        found: list[OwnedObject] = []
+        with self._using(host, "list owned networks") as connection:
+            for network in connection.listAllNetworks(0):
+                status = network_status(network)
+                if status.owner is not None:
+                    found.append(OwnedObject("network", status.name, status.owner, {"bridge": status.bridge}))
+        return found
 
     # --- events -------------------------------------------------------------------------------------------
 
