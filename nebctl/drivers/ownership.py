@@ -12,6 +12,7 @@ it still reads, with no installation and no spec (such objects are named, never 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -82,9 +83,15 @@ def dumps(owner: Ownership | None) -> str | None:
 
 def loads(text: str | None) -> Ownership | None:
     """The ownership in JSON ``text``; None for no text, and for text that is no ownership this nebctl reads
-    (such an object is treated as not nebctl's: it is never touched)."""
+    (such an object is treated as not nebctl's: it is never touched). The objects of a resource spanning many
+    hosts carry the same text on each: it is parsed once (the result is shared, and never to be changed)."""
     if not text:
         return None
+    return _parsed(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> Ownership | None:
     try:
         return from_document(json.loads(text))
     except (ValueError, OwnershipFormatError):

@@ -17,6 +17,7 @@ kept under a record of its own that is deleted once the new VM runs (``depositio
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Container, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -274,7 +275,8 @@ class VirtualMachineReconciler:
                 size=params.get("size"),
                 backing=params.get("backing"),
                 clone=str(params.get("clone", "overlay")),
-                owner=world.ownership(action.key, _incarnation(action.key, world)),
+                # A disk carries its VM's ownership without the spec: the domain carries that, once.
+                owner=dataclasses.replace(world.ownership(action.key, _incarnation(action.key, world)), spec=None),
             )
             drivers.storage.clone(host, str(params["datastore"]), volume)
             return {f"disk.{params['disk']}": {"volume": volume.volume, "datastore": params["datastore"]}}

@@ -203,8 +203,9 @@ class SimMonitoring(SimDriver):
         if down:
             return HostProbe(name=name, state=HostLiveState.ERROR, error=f"host does not answer: {reason or 'down'}")
         now = self.fleet.clock()
+        # The owners are not needed for the host's figures: NULL in their place spares parsing each document.
         statuses = [self.fleet.status(row, now) for row in connection.execute(
-            f"SELECT {VM_COLUMNS} FROM vms WHERE host = ?", (name,)
+            f"SELECT {VM_COLUMNS.replace('owner', 'NULL')} FROM vms WHERE host = ?", (name,)
         )]  # fmt: skip
         used_disk = connection.execute(
             "SELECT COALESCE(SUM(allocation), 0) FROM volumes WHERE host = ?", (name,)
