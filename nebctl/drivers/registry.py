@@ -64,6 +64,9 @@ _LAZY_BUILTINS: dict[tuple[Family, str], str] = {
     **{(family, "ec2"): "nebctl.drivers.ec2:DRIVER_CLASSES" for family in HOST_FAMILIES},
 }
 
+# The built-in drivers whose library comes with an optional dependency of nebctl (pyproject's extras).
+_EXTRAS = {"libvirt": "libvirt", "ec2": "ec2"}
+
 
 @dataclass(frozen=True)
 class DriverContext:
@@ -328,6 +331,11 @@ class Registry:
                     loaded = getattr(importlib.import_module(module_name), attribute or "DRIVER_CLASSES")
                 except Exception as error:  # ImportError, or anything the module raises while importing
                     entry.problem = f"cannot import {entry.import_path}: {error}"
+                    extra = _EXTRAS.get(name)
+                    if extra is not None and isinstance(error, ImportError):
+                        # A built-in driver whose library is an optional dependency: say how to get it.
+                        entry.problem = f"install nebctl[{extra}] ({error})"
+                        raise CapabilityError(f"driver {name!r} is not available: {entry.problem}") from error
                     raise CapabilityError(f"{family.value} driver {name!r} is not available: {entry.problem}") from (
                         error
                     )

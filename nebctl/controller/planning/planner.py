@@ -18,6 +18,7 @@ from nebctl.controller.planning.resolve import spans_of
 from nebctl.controller.planning.selection import select
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, Plan
+from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import PlanningContext, RecordView, Resolution
 
 
@@ -46,6 +47,19 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def hosts_in_error(request: PlanRequest) -> list[str]:
+    """A line per host of the manifests whose probe failed, with why (a driver that cannot be loaded, a host
+    that does not answer): put before a failed plan's problems, which are often their consequence (a VM that
+    fits on no host)."""
+    found = []
+    for key in request.documents:
+        if key.kind is Kind.HOST:
+            probe = request.live.hosts.get(key.name)
+            if probe is not None and probe.state is HostLiveState.ERROR:
+                found.append(f"host {key.name}: {probe.error or 'does not answer'}")
+    return sorted(found)
 
 
 def _plan_with_specs(
@@ -106,7 +120,7 @@ def _plan_with_specs(
     check_deletions(changes, request, own, problems, specs)
     check_quotas(request, problems)
     if problems:
-        raise PlanError(problems, details)
+        raise PlanError([*hosts_in_error(request), *problems], details)
     actions, edges = action_graph(changes, ctx, request, specs)
     plan = Plan(
         stack=request.stack,
