@@ -58,6 +58,23 @@ _vm_command("stop-vm", "Stop VM (name or uuid) as if powered off by hand.", lamb
 _vm_command("delete-vm", "Remove VM (name or uuid) from its host.", lambda f, vm, h: f.delete_vm(vm, host=h))
 
 
+def _object_command(what: str, help_text: str) -> None:
+    @sim_group.command(f"delete-{what}", help=help_text)
+    @click.argument("host")
+    @click.argument("name")
+    @pass_app
+    def command(app: AppContext, host: str, name: str) -> None:
+        with _fleet(app) as fleet:
+            fleet.delete_object(what, host, name)
+        click.echo(f"{what} {name} deleted on {host} behind nebctl's back")
+
+
+_object_command("network", "Delete a network (and its leases) from a host, as if by hand.")
+_object_command("datastore", "Delete a datastore (pool) from a host, as if by hand.")
+_object_command("volume", "Delete a volume (an image's, a disk's) from a host, as if by hand.")
+_object_command("sg", "Delete a security group's filter from a host, as if by hand.")
+
+
 @sim_group.command("set-memory")
 @click.argument("vm")
 @click.argument("memory")

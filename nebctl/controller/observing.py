@@ -24,7 +24,7 @@ from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.records import ObservationRecord
 from nebctl.drivers.context import CallContext, ProgramWatch, calling
-from nebctl.drivers.errors import DriverError
+from nebctl.drivers.errors import CapabilityError, DriverError
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import HostProbe, HostRef, VMStatus
 from nebctl.reconcilers.base import LiveView, RecordView
@@ -75,11 +75,15 @@ def observe(
     parallelism: int = 16,
     custom: CustomAttributes | None = None,
     programs: ProgramWatch | None = None,
+    inventory: bool = False,
 ) -> LiveView:
     """Probe every host and its VMs. Errors become hosts in state ERROR; nothing here raises for a bad host.
     ``custom`` adds each answering host's custom probe attributes to its probe's ``custom``. ``programs`` is
     told of every external program a probe runs (an exec driver's, a custom probe), so that those a killed
-    nebctl leaves hanging are ended by the next writer (``reaping``)."""
+    nebctl leaves hanging are ended by the next writer (``reaping``). With ``inventory``, each answering host's
+    other objects are listed too (one more bulk call), where its driver can list them: the drift of networks,
+    datastores, images and security groups is read from that."""
+    listed: dict[str, frozenset[tuple[str, str]]] = {}
 
     def probe(name: str) -> tuple[HostProbe, Sequence[VMStatus]]:
         with calling(CallContext(programs=programs)):
@@ -127,6 +131,9 @@ def observe(
                 results.update(zip(answered, pool.map(finish, answered), strict=True))
             else:
                 results.update(answered)
+    if inventory:
+        answering = [name for name in names if results[name][0].state is not HostLiveState.ERROR]
+        listed = _list_objects(hosts, answering, registry, parallelism)
     probes: dict[str, HostProbe] = {}
     vms: dict[str, VMStatus] = {}
     vm_hosts: dict[str, str] = {}
@@ -136,7 +143,31 @@ def observe(
         for status in statuses:
             vms[status.uuid] = status
             vm_hosts[status.uuid] = name
-    return LiveView(hosts=probes, vms=vms, vm_hosts=vm_hosts)
+    return LiveView(hosts=probes, vms=vms, vm_hosts=vm_hosts, objects=listed)
+
+
+def _list_objects(
+    hosts: Mapping[str, tuple[HostRef, Any]], names: Sequence[str], registry: DriverSource, parallelism: int
+) -> dict[str, frozenset[tuple[str, str]]]:
+    """The (object, live name) pairs on each of ``names``, from its monitoring driver's ``inventory`` (one call
+    per host); a host whose driver cannot list (an exec set without its list program) is left out: no drift is
+    read there."""
+    listed: dict[str, frozenset[tuple[str, str]]] = {}
+
+    def list_one(name: str) -> None:
+        ref, overrides = hosts[name]
+        try:
+            lister = getattr(registry.for_host(ref, overrides).monitoring, "inventory", None)
+            if lister is not None:
+                listed[name] = frozenset((item.object, item.name) for item in lister(ref))
+        except CapabilityError:
+            pass
+        except (DriverError, OSError, ValueError) as error:
+            log.warning("host %s did not list its objects: %s", name, error)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(names))), thread_name_prefix="list") as pool:
+        list(pool.map(list_one, names))
+    return listed
 
 
 def _bulk_probes(

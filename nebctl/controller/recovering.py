@@ -94,7 +94,7 @@ def survey(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, *, 
                 listed: Sequence[OwnedObject] = inventory(ref)
             except CapabilityError as error:
                 return probe, found, f"host {name}: its monitoring driver lists only VMs ({error})"
-            found += [LiveObject(name, item.owner, item=item) for item in listed]
+            found += [LiveObject(name, item.owner, item=item) for item in listed if item.owner is not None]
             return probe, found, None
         except (DriverError, OSError, ValueError) as error:
             log.warning("host %s could not be surveyed: %s", name, error)

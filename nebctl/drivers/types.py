@@ -47,7 +47,7 @@ class Ownership:
 
 @dataclass(frozen=True)
 class OwnedObject:
-    """A live object other than a VM that carries an ownership (a monitoring driver's ``inventory``, listed
+    """A live object other than a VM, with its ownership (a monitoring driver's ``inventory``, listed
     per host in one call): ``kind`` is the owning resource's kind (a VM's disk volume is its VM's),
     ``object`` what it is (``network``, ``pool``, ``volume``, ``filter``), ``name`` its live name and
     ``details`` what recovery and drift read of it (a volume's ``format``, ``capacity`` and ``sha256``, a
@@ -55,7 +55,7 @@ class OwnedObject:
 
     object: str
     name: str
-    owner: Ownership
+    owner: Ownership | None  # None: an object whose backend cannot carry one (listed for drift only)
     details: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -71,6 +71,9 @@ class LiveView:
     hosts: Mapping[str, HostProbe] = field(default_factory=dict)
     vms: Mapping[str, VMStatus] = field(default_factory=dict)  # by uuid
     vm_hosts: Mapping[str, str] = field(default_factory=dict)  # uuid -> host name
+    # Per host whose objects were listed (its monitoring driver's ``inventory``): the (object, live name) pairs
+    # there, such as ("network", "lan"). A host missing here was not listed: nothing is judged absent on it.
+    objects: Mapping[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
     def host_answers(self, host: str | None) -> bool:
         """Whether ``host`` was probed and answered. Unprobed hosts count as not answering."""
@@ -152,6 +155,9 @@ class PlanningContext:
     # (VM, NIC index) -> MAC address, unique in the installation (``planning``); a NIC missing here (a
     # context built by hand) gets its first derived MAC.
     macs: Mapping[tuple[ResourceKey, int], str] = field(default_factory=dict)
+    # The spec of each resource as it is now, where drift makes it differ from what was applied (``detect_drift``'s
+    # ``Observed.spec``), filled in with ``specs``: a network deleted on one host is created there again.
+    observed: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
 
 RECONCILER = SpannedReconciler(
     kind=Kind.DATASTORE,
+    live_object=lambda key: ("pool", live_name(key)),
     rules=RULES,
     create=Step(Family.STORAGE, "create_datastore", "create the storage pool", _create),
     delete=Step(Family.STORAGE, "delete_datastore", "delete the storage pool", _delete),

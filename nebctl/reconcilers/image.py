@@ -70,6 +70,7 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
 
 RECONCILER = SpannedReconciler(
     kind=Kind.IMAGE,
+    live_object=lambda key: ("volume", image_volume(key)),
     # Every field of an image but its cloud sources decides its content: those changes replace it. The cloud
     # sources are read when a VM is deployed on a cloud host: a change applies to the VMs deployed after it.
     rules=[FieldRule("cloud", Effect.NONE, "read when a VM is deployed on a cloud host")],

@@ -54,6 +54,7 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
 
 RECONCILER = SpannedReconciler(
     kind=Kind.NETWORK,
+    live_object=lambda key: ("network", live_name(key)),
     rules=[],
     create=Step(Family.NETWORK, "create", "create the network", _create),
     delete=Step(Family.NETWORK, "delete", "delete the network", _delete),

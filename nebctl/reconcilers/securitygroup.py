@@ -47,6 +47,7 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
 
 RECONCILER = SpannedReconciler(
     kind=Kind.SECURITY_GROUP,
+    live_object=lambda key: ("filter", security_group_filter(key)),
     rules=RULES,
     create=Step(Family.NETWORK, "update_sg", "define the security group", _apply),
     delete=Step(Family.NETWORK, "delete_sg", "delete the security group", _delete),

@@ -16,7 +16,7 @@ from typing import Any
 from nebctl.core.families import Family
 from nebctl.core.fields import Effect, FieldChange, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.core.plans import Action, ChangeType, Phase, ResourceChange
+from nebctl.core.plans import Action, ChangeType, DriftItem, Phase, ResourceChange
 from nebctl.drivers.errors import NotFoundError
 from nebctl.drivers.types import Ownership
 from nebctl.reconcilers.base import (
@@ -99,8 +99,10 @@ class SpannedReconciler:
         delete: Step,
         update: Step | None = None,
         span: SpanRule = span_of_hosts_field,
+        live_object: Callable[[ResourceKey], tuple[str, str]] | None = None,
     ) -> None:
         self.kind = kind
+        self._live_object = live_object  # what the resource is on a host: ("network", "lan"), for drift
         self._span = span
         self.rules = [
             FieldRule("hosts", Effect.IN_PLACE, "the resource is added to or removed from hosts"),
@@ -143,9 +145,25 @@ class SpannedReconciler:
         return spec
 
     def detect_drift(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
-        # These objects are not probed individually (that would cost a call per object and host); their
-        # drift is found when an action on them fails. What was applied is taken as what exists.
-        return Observed(spec=record.applied)
+        """What was applied, less the hosts whose listing (``LiveView.objects``: one bulk call per host, never
+        one per object) lacks the object: deleted outside nebctl there, and created again. A host that was not
+        listed (no inventory, not answering) is taken to hold what was applied."""
+        applied = record.applied
+        if applied is None or self._live_object is None or not live.objects:
+            return Observed(spec=applied)
+        thing = self._live_object(key)
+        hosts = [str(host) for host in applied.get("hosts") or []]
+        missing = [host for host in hosts if host in live.objects and thing not in live.objects[host]]
+        if not missing:
+            return Observed(spec=applied)
+        drift = tuple(
+            DriftItem(key, f"{thing[0]} {thing[1]} was deleted outside nebctl on {host}", "it will be created again")
+            for host in missing
+        )
+        kept = [host for host in hosts if host not in missing]
+        if not kept:
+            return Observed(spec=None, drift=drift)
+        return Observed(spec={**applied, "hosts": kept}, drift=drift)
 
     def still_uses(
         self,
@@ -162,6 +180,10 @@ class SpannedReconciler:
         desired_hosts = list(ctx.spans.get(key, ()))
         record = ctx.records.get(key)
         recorded_hosts = _recorded_hosts(record)
+        observed = ctx.observed.get(key)
+        if observed is not None and change.type is ChangeType.UPDATE:
+            # Deleted outside nebctl on some hosts: those are built again, as hosts it is added to.
+            recorded_hosts = [str(host) for host in observed.get("hosts") or []]
         if change.type is ChangeType.CREATE:
             return ActionGroup.of(self._per_host(key, self._create, desired_hosts), Phase.BUILD)
         if change.type is ChangeType.DELETE:

@@ -109,12 +109,16 @@ class Controller:
         records, resealed = reveal_records(self.store.list_resources(), documents, self.store.secrets)
         own = {key: record for key, record in records.items() if record.stack == options.stack}
         hosts = known_hosts(documents, own)
+        # Networks, datastores, images and security groups are listed (a call per host) only for a stack that
+        # has some: their drift is read from that.
+        listing = any(key.kind in SPANNED_OBJECTS for key in own)
         live = observe(
             hosts,
             self.registry,
             parallelism=self.settings.parallelism,
             custom=self.host_attributes,
             programs=ProgramRecorder(self.store),
+            inventory=listing,
         )
         self._record_observations(records, live)
         request = PlanRequest(

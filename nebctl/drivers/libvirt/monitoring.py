@@ -8,6 +8,7 @@ since the last probe (the first probe of a host reports the average since its bo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -186,15 +187,22 @@ class LibvirtMonitoring(LibvirtDriverBase):
     # --- owned objects ----------------------------------------------------------------------------------------
 
     def inventory(self, host: HostRef) -> Sequence[OwnedObject]:
-        """The host's networks that carry an ownership, in one listing. Libvirt's XML for pools, volumes and
-        network filters has no ``<metadata>``: those carry no ownership, so they are not listed
-        (docs/ownership.md)."""
+        """The host's networks, pools, volumes and network filters: a listing of each (and one of each pool's
+        volumes), never a call per object. Networks carry their ownership; libvirt's XML for pools, volumes
+        and filters has no ``<metadata>``, so those are listed without one, for drift only (docs/ownership.md)."""
         found: list[OwnedObject] = []
-        with self._using(host, "list owned networks") as connection:
+        with self._using(host, "list networks, pools, volumes and filters") as connection:
             for network in connection.listAllNetworks(0):
                 status = network_status(network)
-                if status.owner is not None:
-                    found.append(OwnedObject("network", status.name, status.owner, {"bridge": status.bridge}))
+                found.append(OwnedObject("network", status.name, status.owner, {"bridge": status.bridge}))
+            for pool in connection.listAllStoragePools(0):
+                found.append(OwnedObject("pool", pool.name(), None, {}))
+                if pool.isActive():
+                    found += [
+                        OwnedObject("volume", v.name(), None, {"pool": pool.name()}) for v in pool.listAllVolumes(0)
+                    ]
+            with contextlib.suppress(libvirt.libvirtError):  # a hypervisor without nwfilter (the test driver)
+                found += [OwnedObject("filter", f.name(), None, {}) for f in connection.listAllNWFilters(0)]
         return found
 
     # --- events -------------------------------------------------------------------------------------------

@@ -96,6 +96,9 @@ def owner_from(text: str | None) -> Ownership | None:
     return ownership.loads(text)
 
 
+# The table of each kind of object ``SimFleet.delete_object`` removes.
+_OBJECT_TABLES = {"network": "networks", "datastore": "datastores", "volume": "volumes", "sg": "security_groups"}
+
 # The VM columns every status is built from, in this order.
 VM_COLUMNS = "uuid, name, state, vcpu, memory, owner, started, macs"
 
@@ -226,6 +229,17 @@ class SimFleet:
         with self.store.write() as connection:
             uuid, _, _ = self._find_vm(connection, vm, host)
             connection.execute("UPDATE vms SET memory = ? WHERE uuid = ?", (memory, uuid))
+
+    def delete_object(self, what: str, host: str, name: str) -> None:
+        """Remove a network, datastore, volume or security group from a host, as if someone deleted it by hand
+        (``nebctl sim delete-network`` and the like): drift that the next diff shows and apply repairs."""
+        table = _OBJECT_TABLES[what]
+        with self.store.write() as connection:
+            cursor = connection.execute(f"DELETE FROM {table} WHERE host = ? AND name = ?", (host, name))
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"no simulated {what} {name!r} on host {host!r}", driver="sim")
+            if what == "network":
+                connection.execute("DELETE FROM leases WHERE host = ? AND network = ?", (host, name))
 
     def host_down(self, host: str, *, reason: str = "taken down") -> None:
         """The host stops answering: probes report it in error, every other call fails as temporary."""
