@@ -34,44 +34,24 @@ def recover(
     the hosts (``hosts``, else every host of the manifests and the database); print what was done. Returns
     whether everything found could be rebuilt."""
     from nebctl.cli.reconciling import writer_lock
-    from nebctl.controller.observing import known_hosts
-    from nebctl.controller.recovering import rebuild, survey
+    from nebctl.controller.planning import PlanError
 
     controller = open_controller(app)
     timeout = app.settings.lock_timeout if lock_timeout is None else lock_timeout
     with writer_lock(app, stack=stack or "(all)", command="recover", timeout=timeout):
-        existing = {record.key: record for record in controller.store.list_resources()}
-        known = known_hosts(documents, existing)
-        missing = [name for name in hosts if name not in known]
-        if missing:
-            raise CliError(f"--host {missing[0]}: neither in the manifests nor recorded")
-        chosen = {name: known[name] for name in (hosts or sorted(known))}
-        found = survey(chosen, controller.registry, parallelism=app.settings.parallelism)
-        recovery = rebuild(
-            found,
-            installation=controller.installation(),
-            records=existing,
-            stacks={stack} if stack is not None else None,
-            documents=documents if documents and stack is not None else None,
-            stack=stack,
-        )
-        for record in recovery.records:
-            where = f" on {record.host}" if record.host else ""
-            click.echo(f"  {'would rebuild' if dry_run else 'rebuilt'} {record.key} (stack {record.stack}){where}")
-        for note in recovery.notes:
-            click.echo(f"  note: {note}")
-        for item in recovery.foreign:
-            click.echo(f"  left alone: {item}")
-        for problem in recovery.problems:
-            click.echo(f"error: {problem}", err=True)
-        if not dry_run and recovery.records:
-            with controller.store.batch() as tx:  # all or nothing: a recover killed half-way wrote none
-                tx.save_resources(recovery.records)
-                tx.add_event(
-                    type="recover.finished",
-                    message=f"{len(recovery.records)} record(s) rebuilt from live objects",
-                    stack=stack,
-                )
+        try:
+            recovery, found = controller.recover(documents, stack=stack, hosts=hosts, dry_run=dry_run)
+        except PlanError as error:
+            raise CliError("; ".join(error.problems)) from None
+    for record in recovery.records:
+        where = f" on {record.host}" if record.host else ""
+        click.echo(f"  {'would rebuild' if dry_run else 'rebuilt'} {record.key} (stack {record.stack}){where}")
+    for note in recovery.notes:
+        click.echo(f"  note: {note}")
+    for item in recovery.foreign:
+        click.echo(f"  left alone: {item}")
+    for problem in recovery.problems:
+        click.echo(f"error: {problem}", err=True)
     verb = "Would rebuild" if dry_run else "Rebuilt"
     click.echo(f"{verb} {len(recovery.records)} record(s) from {len(found.objects)} owned live object(s).")
     return not recovery.problems

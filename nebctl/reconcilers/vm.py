@@ -296,6 +296,10 @@ class VirtualMachineReconciler:
         if operation == "clean":
             with contextlib.suppress(NotFoundError):  # already gone: deleting is idempotent
                 drivers.network.clean(host, uuid, _nic(params))
+            record = world.record(action.key)
+            if record is not None and record.host not in (None, action.host):
+                # The source host's NIC, released after a move: the record's NIC is the one on its new host.
+                return {}
             return {f"nic.{params['nic']}": None}
         if operation == "deploy":
             definition = _definition(action, world)

@@ -33,7 +33,7 @@ from nebctl.controller.observing import CustomAttributes, DriverSource, known_ho
 from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs
 from nebctl.controller.quotas import group_quotas
 from nebctl.controller.reaping import ProgramRecorder
-from nebctl.controller.recovering import SPANNED_OBJECTS, LiveObject, survey, unrecorded
+from nebctl.controller.recovering import SPANNED_OBJECTS, LiveObject, Recovery, Survey, rebuild, survey, unrecorded
 from nebctl.controller.sampling import record_observation
 from nebctl.controller.sourcing import ImageSources
 from nebctl.core.families import Family
@@ -198,6 +198,47 @@ class Controller:
             record_observation(self.store, live, records)  # the samples that hosts and top show
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
+
+    # --- recovering ---------------------------------------------------------------------------------------------
+
+    def recover(
+        self,
+        documents: Mapping[ResourceKey, AnyManifest],
+        *,
+        stack: str | None,
+        hosts: Sequence[str] = (),
+        dry_run: bool = False,
+    ) -> tuple[Recovery, Survey]:
+        """Rebuild the records the database lacks from the live objects of ``hosts`` (default: every host of
+        the manifests and the database), for ``stack`` (every stack of this installation when None); written
+        in one transaction unless ``dry_run``. The caller holds the writers' lock (``controller.recovering``)."""
+        existing = {record.key: record for record in self.store.list_resources()}
+        known = known_hosts(documents, existing)
+        unknown = [name for name in hosts if name not in known]
+        if unknown:
+            raise PlanError([f"host {unknown[0]!r} is neither in the manifests nor recorded"])
+        chosen = {name: known[name] for name in (hosts or sorted(known))}
+        found = survey(chosen, self.registry, parallelism=self.settings.parallelism)
+        recovery = rebuild(
+            found,
+            installation=self.installation(),
+            records=existing,
+            stacks={stack} if stack is not None else None,
+            documents=documents if documents and stack is not None else None,
+            stack=stack,
+        )
+        if not dry_run and recovery.records:
+            with self.store.batch() as tx:  # all or nothing: a recover killed half-way wrote none
+                tx.save_resources(recovery.records)
+                tx.add_event(
+                    EventRecord(
+                        type="recover.finished",
+                        message=f"{len(recovery.records)} record(s) rebuilt from live objects",
+                        stack=stack,
+                        data={"records": len(recovery.records), "problems": len(recovery.problems)},
+                    )
+                )
+        return recovery, found
 
     # --- applying ----------------------------------------------------------------------------------------------
 

@@ -167,6 +167,10 @@ class SimVirtualization(SimDriver):
                     "UPDATE vms SET host = ?, started = ? WHERE uuid = ?", (target_name, started, vm.uuid)
                 )
                 row = (*row[:7], started, *row[8:])
+            if vm.owner is not None:
+                # The move is applied with a new spec (its host): the VM carries it, as a redefinition would.
+                connection.execute("UPDATE vms SET owner = ? WHERE uuid = ?", (owner_json(vm.owner), vm.uuid))
+                row = (*row[:6], owner_json(vm.owner), *row[7:])
         return self.fleet.status(row[1:], now)
 
     @edge
