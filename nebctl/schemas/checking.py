@@ -113,9 +113,16 @@ def check_document(raw: RawDocument) -> tuple[LoadedDocument | None, list[Diagno
     except pydantic.ValidationError as error:
         # Imported on the first invalid document: loading a valid set (every apply that goes ahead) never needs
         # the wording of pydantic's errors (about 1 ms of import).
-        from nebctl.schemas.model_errors import translate_errors
+        from nebctl.schemas.model_errors import cross_field_diagnostics, translate_errors
 
-        diagnostics.extend(translate_errors(error, model, candidate, subject, raw))
+        found = translate_errors(error, model, candidate, subject, raw)
+        seen = {(d.location, d.message) for d in found}
+        found += [
+            d
+            for d in cross_field_diagnostics(error, model, candidate, subject, raw)
+            if (d.location, d.message) not in seen
+        ]
+        diagnostics.extend(found)
         return None, in_file_order(diagnostics)
     if diagnostics:
         return None, in_file_order(diagnostics)

@@ -8,6 +8,7 @@ author (with 'did you mean' hints). ``schemas.checking`` calls it when a documen
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from nebctl.schemas.diagnostics import (
     show_value,
 )
 from nebctl.schemas.model_fields import model_fields_at
-from nebctl.schemas.models import HOOK_EVENT_PATTERN
+from nebctl.schemas.models import HOOK_EVENT_PATTERN, CrossFieldError
 from nebctl.schemas.reading.raw_documents import RawDocument
 
 
@@ -49,6 +50,43 @@ def translate_errors(
             seen.add((location, message))
             diagnostics.append(Diagnostic(location, subject, message))
     return diagnostics
+
+
+def cross_field_diagnostics(
+    validation_error: pydantic.ValidationError,
+    model: type[BaseModel],
+    data: dict[str, Any],
+    subject: str | None,
+    raw: RawDocument,
+) -> list[Diagnostic]:
+    """The problems across fields (``CrossFieldError``) that pydantic did not look for because another field of
+    the same model was wrong: a model's own checks run only once all its fields are valid. The fields in error
+    are taken out (an unknown field, a value of the wrong type) and the document checked again; what that finds
+    across fields is reported too, at the field it is about, so one run shows every problem."""
+    repaired = copy.deepcopy(data)
+    removed = False
+    for error in validation_error.errors(include_url=False):
+        if error["type"] == "missing":
+            continue
+        path = _resolve(error, data).path
+        parent: Any = repaired
+        for part in path[:-1]:
+            parent = parent[part] if _has_child(parent, part) else None  # taken out for an earlier error
+        if path and isinstance(parent, dict) and path[-1] in parent:
+            del parent[path[-1]]
+            removed = True
+    if not removed:
+        return []
+    try:
+        model.model_validate(repaired)
+    except pydantic.ValidationError as again:
+        found = [
+            e for e in again.errors(include_url=False) if isinstance((e.get("ctx") or {}).get("error"), CrossFieldError)
+        ]
+        if found:
+            rebuilt = pydantic.ValidationError.from_exception_data(again.title, found)  # type: ignore[arg-type]
+            return translate_errors(rebuilt, model, repaired, subject, raw)
+    return []
 
 
 @dataclass
@@ -82,6 +120,9 @@ def _resolve(error: Any, data: Any) -> _Error:
             field_name = str(part)
         elif union_site is None:
             union_site, branch = tuple(path), str(part)
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, CrossFieldError) and _has_child(node, cause.field):
+        path.append(cause.field)  # a problem across fields, about this one: at its line
     return _Error(error["type"], tuple(path), union_site, branch, field_name, on_key, error)
 
 

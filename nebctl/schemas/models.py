@@ -100,6 +100,15 @@ Reference = Annotated[
 _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 
 
+class CrossFieldError(ValueError):
+    """A problem a model finds across its fields, about one of them (``field``): diagnostics place it at that
+    field's line (``schemas.model_errors``) rather than at the model's."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class StrictModel(BaseModel):
     """Base of every manifest model: unknown fields are errors, values are immutable once loaded."""
 
@@ -308,9 +317,11 @@ class HostSpec(StrictModel):
     @model_validator(mode="after")
     def _cloud_needs_capacity(self) -> HostSpec:
         if self.is_cloud and self.cloud is None:
-            raise ValueError("a cloud host needs 'cloud.capacity': the instance types it may run and how many")
+            raise CrossFieldError(
+                "uri", "a cloud host needs 'cloud.capacity': the instance types it may run and how many"
+            )
         if not self.is_cloud and self.cloud is not None:
-            raise ValueError("'cloud' is for cloud hosts (ec2://REGION) only")
+            raise CrossFieldError("cloud", "'cloud' is for cloud hosts (ec2://REGION) only")
         return self
 
 
@@ -438,11 +449,13 @@ class ImageSpec(StrictModel):
     def _url_needs_digest(self) -> ImageSpec:
         if isinstance(self.source, str):
             if not self.source.strip():
-                raise ValueError("source must not be empty")
+                raise CrossFieldError("source", "source must not be empty")
             if self.source.startswith(("http://", "https://")) and self.sha256 is None:
-                raise ValueError("an http(s) source needs 'sha256' so the download can be verified")
+                raise CrossFieldError("source", "an http(s) source needs 'sha256' so the download can be verified")
             if "://" in self.source and not self.source.startswith(("http://", "https://", "file://")):
-                raise ValueError(f"unsupported image source {self.source!r}: use a path, http(s):// or file://")
+                raise CrossFieldError(
+                    "source", f"unsupported image source {self.source!r}: use a path, http(s):// or file://"
+                )
         return self
 
 
@@ -469,7 +482,7 @@ class AddressRange(SharedModel):
     @model_validator(mode="after")
     def _ordered(self) -> AddressRange:
         if self.first > self.last:
-            raise ValueError(f"range first {self.first} is after last {self.last}")
+            raise CrossFieldError("first", f"range first {self.first} is after last {self.last}")
         return self
 
 
@@ -488,17 +501,17 @@ class NetworkSpec(StrictModel):
     @model_validator(mode="after")
     def _consistent(self) -> NetworkSpec:
         if self.mode is NetworkMode.BRIDGE and not self.bridge:
-            raise ValueError("mode 'bridge' needs 'bridge', the name of an existing host bridge")
+            raise CrossFieldError("mode", "mode 'bridge' needs 'bridge', the name of an existing host bridge")
         if self.mode is not NetworkMode.BRIDGE and self.bridge:
-            raise ValueError(f"'bridge' is only for mode 'bridge', not {self.mode.value!r}")
+            raise CrossFieldError("bridge", f"'bridge' is only for mode 'bridge', not {self.mode.value!r}")
         if self.gateway is not None and self.gateway not in self.cidr:
-            raise ValueError(f"gateway {self.gateway} is outside {self.cidr}")
+            raise CrossFieldError("gateway", f"gateway {self.gateway} is outside {self.cidr}")
         if self.range is not None:
             for end in (self.range.first, self.range.last):
                 if end not in self.cidr:
-                    raise ValueError(f"range address {end} is outside {self.cidr}")
+                    raise CrossFieldError("range", f"range address {end} is outside {self.cidr}")
         if self.cidr.num_addresses < 4:
-            raise ValueError(f"cidr {self.cidr} is too small: it needs room for a gateway and hosts")
+            raise CrossFieldError("cidr", f"cidr {self.cidr} is too small: it needs room for a gateway and hosts")
         return self
 
     @property
@@ -572,12 +585,12 @@ class SecurityRule(SharedModel):
     @model_validator(mode="after")
     def _ports_valid(self) -> SecurityRule:
         if self.ports and self.protocol not in ("tcp", "udp"):
-            raise ValueError(f"ports apply to tcp and udp only, not {self.protocol}")
+            raise CrossFieldError("ports", f"ports apply to tcp and udp only, not {self.protocol}")
         for spec in self.ports:
             low, _, high = spec.partition("-")
             first, last = int(low), int(high or low)
             if not 1 <= first <= last <= 65535:
-                raise ValueError(f"invalid port range {spec!r}: ports go from 1 to 65535, low to high")
+                raise CrossFieldError("ports", f"invalid port range {spec!r}: ports go from 1 to 65535, low to high")
         return self
 
 
@@ -624,9 +637,9 @@ class Disk(SharedModel):
     @model_validator(mode="after")
     def _blank_needs_size(self) -> Disk:
         if self.image is None and self.size is None:
-            raise ValueError("a blank disk (no 'image') needs a 'size'")
+            raise CrossFieldError("size", "a blank disk (no 'image') needs a 'size'")
         if self.size is not None and self.size < 1024**2:
-            raise ValueError("a disk must be at least 1Mi")
+            raise CrossFieldError("size", "a disk must be at least 1Mi")
         return self
 
 
@@ -671,9 +684,9 @@ class Placement(SharedModel):
     @model_validator(mode="after")
     def _host_or_rules(self) -> Placement:
         if self.host is not None and (self.requirements or self.rank or self.policy):
-            raise ValueError("set either 'host' or 'requirements'/'rank'/'policy', not both")
+            raise CrossFieldError("host", "set either 'host' or 'requirements'/'rank'/'policy', not both")
         if self.rank is not None and self.policy is not None:
-            raise ValueError("set either 'rank' or 'policy', not both")
+            raise CrossFieldError("rank", "set either 'rank' or 'policy', not both")
         return self
 
 
