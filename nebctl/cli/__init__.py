@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("reconciling", "Show what apply would do, without doing it."),
     "apply": ("reconciling", "Make the infrastructure match the manifests."),
     "destroy": ("reconciling", "Delete everything a stack owns, in reverse dependency order."),
-    "import": ("reconciling", "Adopt an existing live VM into a stack."),
+    "import": ("reconciling", "Adopt an existing live VM, network, datastore or image into a stack."),
     "recover": ("recovering", "Rebuild lost records from the ownership metadata on live objects."),
     "get": ("inspecting", "List what nebctl manages."),
     "describe": ("inspecting", "Everything known about one resource: spec, live status, actions, events."),

@@ -35,7 +35,7 @@ from nebctl.controller.applying import ApplyResult, PlannedApply, PlanOptions
 from nebctl.controller.applying.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
 from nebctl.controller.reaping import ProgramRecorder, end_orphaned_programs
-from nebctl.core.keys import ResourceKey
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.quantities import QuantityError, parse_duration
 from nebctl.database.engines import describe_error
 from nebctl.database.errors import DatabaseError, LockNotObtained
@@ -595,7 +595,9 @@ def destroy_command(
 
 @click.command("import")
 @click.argument("reference", metavar="KIND/NAME")
-@click.option("--id", "identifier", required=True, metavar="ID", help="UUID (or name) of the live object.")
+@click.option(
+    "--id", "identifier", required=True, metavar="ID", help="UUID or name of a VM; live name of another object."
+)
 @click.option("--host", metavar="HOST", help="The host it runs on (default: look on every known host).")
 @_paths_option(required=False)
 @click.option("--stack", metavar="NAME", help="Stack to adopt it into (default: name of the first -f).")
@@ -611,12 +613,12 @@ def import_command(
     stack: str | None,
     lock_timeout: str | None,
 ) -> None:
-    """Adopt an existing live VM into a stack, as KIND/NAME.
+    """Adopt an existing live VM, network, datastore or image into a stack, as KIND/NAME.
 
     With -f, the manifests say what the VM should be (and which hosts exist); the next diff shows what differs
     from what was found, and apply brings it in line and writes the ownership on the VM.
     """
-    from nebctl.controller.importing import AdoptionError, adopted_record, find_vm
+    from nebctl.controller.importing import AdoptionError, adopted_object, adopted_record, find_object, find_vm
     from nebctl.controller.observing import known_hosts
 
     try:
@@ -632,20 +634,33 @@ def import_command(
         records = {r.key: r for r in controller.store.list_resources()}
         hosts = known_hosts(documents, records)
         try:
-            where, status = find_vm(
-                identifier, hosts, controller.registry, host=host, programs=ProgramRecorder(controller.store)
-            )
-            record = adopted_record(
-                key, stack=stack_name, host=where, status=status, document=documents.get(key), existing=records.get(key)
-            )
+            if key.kind is Kind.VIRTUAL_MACHINE:
+                where, status = find_vm(
+                    identifier, hosts, controller.registry, host=host, programs=ProgramRecorder(controller.store)
+                )
+                record = adopted_record(
+                    key,
+                    stack=stack_name,
+                    host=where,
+                    status=status,
+                    document=documents.get(key),
+                    existing=records.get(key),
+                )
+                what = f"VM {status.uuid} on host {where}"
+            else:
+                found = find_object(key, identifier, hosts, controller.registry, host=host)
+                record = adopted_object(
+                    key, stack=stack_name, found=found, document=documents.get(key), existing=records.get(key)
+                )
+                what = f"{next(iter(found.values())).object} {identifier} on {', '.join(sorted(found))}"
         except AdoptionError as error:
             raise CliError(str(error)) from None
         with controller.store.batch() as tx:
             tx.save_resource(record)
             tx.add_event(
-                type="vm.imported", message=f"{key} adopted from VM {status.uuid} on {where}", key=key, stack=stack_name
+                type=f"{key.kind.short}.imported", message=f"{key} adopted from {what}", key=key, stack=stack_name
             )
-    click.echo(f"Imported {key} (VM {status.uuid} on host {where}) into stack {stack_name}.")
+    click.echo(f"Imported {key} ({what}) into stack {stack_name}.")
 
 
 commands: list[click.Command] = [diff_command, apply_command, destroy_command, import_command]

@@ -272,29 +272,26 @@ class SimMonitoring(SimDriver):
 
     @edge
     def inventory(self, host: HostRef) -> Sequence[OwnedObject]:
-        """Every owned network, pool, volume and security group of the host: one query per table."""
+        """Every network, pool, volume and security group of the host, each with its ownership (None for one
+        made without nebctl): one query per table."""
         name, _ = self.fleet.enter("monitoring.inventory", host)
         connection = self.fleet.store.read()
         found: list[OwnedObject] = []
         for network, definition, owner in connection.execute(
-            "SELECT name, definition, owner FROM networks WHERE host = ? AND owner IS NOT NULL", (name,)
+            "SELECT name, definition, owner FROM networks WHERE host = ?", (name,)
         ):
             bridge = json.loads(definition).get("bridge") or f"virbr-{network}"[:15]
             found += _owned("network", network, owner, {"bridge": bridge})
         disk = connection.execute("SELECT disk FROM hosts WHERE name = ?", (name,)).fetchone()[0]
-        for pool, owner in connection.execute(
-            "SELECT name, owner FROM datastores WHERE host = ? AND owner IS NOT NULL", (name,)
-        ):
+        for pool, owner in connection.execute("SELECT name, owner FROM datastores WHERE host = ?", (name,)):
             found += _owned("pool", pool, owner, {"capacity": disk})
         for pool, volume, capacity, fmt, sha256, owner in connection.execute(
-            "SELECT datastore, name, capacity, format, sha256, owner FROM volumes WHERE host = ? AND owner IS NOT NULL",
+            "SELECT datastore, name, capacity, format, sha256, owner FROM volumes WHERE host = ?",
             (name,),
         ):
             details = {"pool": pool, "capacity": capacity, "format": fmt, "sha256": sha256}
             found += _owned("volume", volume, owner, details)
-        for group, owner in connection.execute(
-            "SELECT name, owner FROM security_groups WHERE host = ? AND owner IS NOT NULL", (name,)
-        ):
+        for group, owner in connection.execute("SELECT name, owner FROM security_groups WHERE host = ?", (name,)):
             found += _owned("filter", group, owner, {})
         return found
 
@@ -306,6 +303,5 @@ class SimMonitoring(SimDriver):
         return [self.fleet.status(row, now) for row in rows]
 
 
-def _owned(what: str, name: str, text: str, details: dict[str, Any]) -> list[OwnedObject]:
-    owner = owner_from(text)
-    return [OwnedObject(what, name, owner, details)] if owner is not None else []
+def _owned(what: str, name: str, text: str | None, details: dict[str, Any]) -> list[OwnedObject]:
+    return [OwnedObject(what, name, owner_from(text), details)]
