@@ -22,7 +22,7 @@ from typing import Any
 
 from nebctl.controller.serving.leading import lease_name
 from nebctl.database.records import EventRecord
-from tests.support.databases import DatabaseServer, _postgres_bin
+from tests.support.databases import OWNER_FILE, DatabaseServer, _postgres_bin, stop_pid
 from tests.support.drills import Workspace
 from tests.support.serving import FAST, Served, start_serve, vm_manifest, wait_for, write_manifests
 
@@ -213,3 +213,43 @@ def restart_postgresql(server: DatabaseServer, *, down_for: float) -> None:
     start = [*run_as, pg_ctl, "-D", str(data), "-o", shlex.join(options), "-l", log, "-w", "start"]
     subprocess.run(start, stdout=quiet, stderr=quiet, check=True, timeout=120)
     server.pid = int((data / "postmaster.pid").read_text().split()[0])
+
+
+def restart_mariadb(server: DatabaseServer, *, down_for: float) -> None:
+    """Stop the harness's MariaDB server (SIGTERM: a clean shutdown that cuts its clients off), keep it down
+    ``down_for`` seconds, and start it again with the same command line, on the same port."""
+    command = [part.decode() for part in Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0") if part]
+    stop_pid(server.pid, timeout=60)
+    if server.process is not None:
+        server.process.wait(timeout=10)
+    time.sleep(down_for)
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    server.pid, server.process = process.pid, process
+    # The orphan sweep of a later session recognises the server by this pid.
+    (server.directory / OWNER_FILE).write_text(f"{os.getpid()} {server.pid}")
+
+    def answers() -> bool:
+        import pymysql
+
+        assert process.poll() is None, f"mariadbd exited with status {process.returncode} on restart"
+        try:
+            pymysql.connect(host="127.0.0.1", port=server.port, user="root", connect_timeout=2).close()
+        except pymysql.err.OperationalError:
+            return False
+        return True
+
+    wait_for(answers, timeout=120, what="MariaDB to answer again")
+
+
+def restart_server(server: DatabaseServer, *, down_for: float) -> None:
+    """Restart the harness's PostgreSQL or MariaDB server, down for ``down_for`` seconds."""
+    if server.backend == "postgresql":
+        restart_postgresql(server, down_for=down_for)
+    else:
+        restart_mariadb(server, down_for=down_for)

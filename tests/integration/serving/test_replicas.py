@@ -26,7 +26,7 @@ from tests.support.replicas import (
     Replicas,
     ServerWorkspace,
     replica_workspace,
-    restart_postgresql,
+    restart_server,
     terms_overlap,
     write_vms,
 )
@@ -170,14 +170,14 @@ def test_split_brain_a_paused_leader_is_fenced_and_steps_down(
 
 
 def test_the_database_restarted_under_the_replicas(
-    tmp_path: Path, postgresql_server: DatabaseServer, replicas_of: list[Replicas]
+    tmp_path: Path, server: DatabaseServer, replicas_of: list[Replicas]
 ) -> None:
-    workspace = replica_workspace(tmp_path / "ws", _url(postgresql_server), vms=2)
+    workspace = replica_workspace(tmp_path / "ws", _url(server), vms=2)
     replicas = _started(replicas_of, workspace, 3)
     _, term = replicas.wait_leader()
     replicas.wait_converged()
     # Down for longer than the lease: the leader must stop acting meanwhile, and one leads again after.
-    down = threading.Thread(target=restart_postgresql, args=(postgresql_server,), kwargs={"down_for": LEASE + 2})
+    down = threading.Thread(target=restart_server, args=(server,), kwargs={"down_for": LEASE + 2})
     down.start()
     time.sleep(LEASE + 1.5)
     assert replicas.leaders() == []
