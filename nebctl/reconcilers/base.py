@@ -404,3 +404,50 @@ def per_host(
         )
         for host in hosts
     ]
+
+
+class PlainKind:
+    """The protocol's answers for a kind with nothing to settle across the installation, no guard beyond its
+    references, no ignored fields and one incarnation: every kind but the VM. Its reconciler inherits them."""
+
+    kind: Kind
+
+    def resolve(
+        self,
+        request: PlanInputs,
+        own: Mapping[ResourceKey, RecordView],
+        *,
+        spans: Mapping[ResourceKey, tuple[str, ...]],
+        placements: Mapping[ResourceKey, str],
+        incarnations: Mapping[ResourceKey, int],
+        deposing: frozenset[ResourceKey],
+        problems: list[str],
+    ) -> Resolution:
+        return Resolution()
+
+    def still_uses(
+        self,
+        key: ResourceKey,
+        record: RecordView,
+        document: AnyManifest | None,
+        specs: Mapping[ResourceKey, Mapping[str, Any]],
+        removals: Removals,
+    ) -> list[str]:
+        return []
+
+    def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
+        return []
+
+    def ignored(self, document: AnyManifest) -> tuple[str, ...]:
+        return ()
+
+    def creates_first(self, document: AnyManifest) -> bool:
+        return False
+
+    def depose(
+        self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
+    ) -> Deposition:
+        raise ValueError(f"{key}: a {self.kind.value} is never replaced create-first")
+
+    def finished(self, spec: Mapping[str, Any]) -> Finished:
+        return Finished()

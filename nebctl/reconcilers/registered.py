@@ -7,11 +7,11 @@ are configuration: their changes are recorded, with no driver action.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nebctl.core.families import Family
-from nebctl.core.fields import Effect, FieldChange, FieldRule
+from nebctl.core.fields import Effect, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, ChangeType, Phase, ResourceChange
 from nebctl.drivers.errors import TemporaryError
@@ -19,15 +19,11 @@ from nebctl.drivers.states import HostLiveState
 from nebctl.reconcilers.base import (
     METADATA_RULE,
     ActionGroup,
-    Deposition,
-    Finished,
     LiveView,
     Observed,
-    PlanInputs,
+    PlainKind,
     PlanningContext,
     RecordView,
-    Removals,
-    Resolution,
     World,
     action_id,
 )
@@ -35,7 +31,7 @@ from nebctl.schemas.models import AnyManifest, spec_document
 from nebctl.schemas.references import BY_KIND, Reference
 
 
-class RegisteredReconciler:
+class RegisteredReconciler(PlainKind):
     sensitive: Sequence[str] = ()
     placed = False
 
@@ -59,34 +55,11 @@ class RegisteredReconciler:
     ) -> tuple[str, ...] | None:
         return None
 
-    def resolve(
-        self,
-        request: PlanInputs,
-        own: Mapping[ResourceKey, RecordView],
-        *,
-        spans: Mapping[ResourceKey, tuple[str, ...]],
-        placements: Mapping[ResourceKey, str],
-        incarnations: Mapping[ResourceKey, int],
-        deposing: frozenset[ResourceKey],
-        problems: list[str],
-    ) -> Resolution:
-        return Resolution()
-
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         return spec_document(document)
 
     def detect_drift(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
         return Observed(spec=record.applied)
-
-    def still_uses(
-        self,
-        key: ResourceKey,
-        record: RecordView,
-        document: AnyManifest | None,
-        specs: Mapping[ResourceKey, Mapping[str, Any]],
-        removals: Removals,
-    ) -> list[str]:
-        return []
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         if self._probe and change.type in (ChangeType.CREATE, ChangeType.REPLACE):
@@ -100,23 +73,6 @@ class RegisteredReconciler:
             )
             return ActionGroup.of([probe], Phase.BUILD)
         return ActionGroup()
-
-    def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
-        return []
-
-    def ignored(self, document: AnyManifest) -> tuple[str, ...]:
-        return ()
-
-    def creates_first(self, document: AnyManifest) -> bool:
-        return False
-
-    def depose(
-        self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
-    ) -> Deposition:
-        raise ValueError(f"{key}: a {self.kind.value} is never replaced create-first")
-
-    def finished(self, spec: Mapping[str, Any]) -> Finished:
-        return Finished()
 
     def realise(self, action: Action, world: World) -> Mapping[str, Any]:
         assert action.host is not None

@@ -9,12 +9,12 @@ resource that spans "all hosts" to it on the next apply.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nebctl.core.families import Family
-from nebctl.core.fields import Effect, FieldChange, FieldRule
+from nebctl.core.fields import Effect, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, ChangeType, DriftItem, Phase, ResourceChange
 from nebctl.drivers.errors import NotFoundError
@@ -22,15 +22,11 @@ from nebctl.drivers.types import Ownership
 from nebctl.reconcilers.base import (
     METADATA_RULE,
     ActionGroup,
-    Deposition,
-    Finished,
     LiveView,
     Observed,
-    PlanInputs,
+    PlainKind,
     PlanningContext,
     RecordView,
-    Removals,
-    Resolution,
     World,
     action_id,
     per_host,
@@ -83,7 +79,7 @@ class Step:
     run: HostStep
 
 
-class SpannedReconciler:
+class SpannedReconciler(PlainKind):
     """Reconciler for a kind that lives on a set of hosts. ``update`` is the in-place step, if the kind has one."""
 
     sensitive: Sequence[str] = ()
@@ -126,19 +122,6 @@ class SpannedReconciler:
     ) -> tuple[str, ...] | None:
         return self._span(key, document, documents, hosts)
 
-    def resolve(
-        self,
-        request: PlanInputs,
-        own: Mapping[ResourceKey, RecordView],
-        *,
-        spans: Mapping[ResourceKey, tuple[str, ...]],
-        placements: Mapping[ResourceKey, str],
-        incarnations: Mapping[ResourceKey, int],
-        deposing: frozenset[ResourceKey],
-        problems: list[str],
-    ) -> Resolution:
-        return Resolution()
-
     def desired_spec(self, key: ResourceKey, document: AnyManifest, ctx: PlanningContext) -> dict[str, Any]:
         spec = spec_document(document)
         spec["hosts"] = list(ctx.spans.get(key, ()))
@@ -164,16 +147,6 @@ class SpannedReconciler:
         if not kept:
             return Observed(spec=None, drift=drift)
         return Observed(spec={**applied, "hosts": kept}, drift=drift)
-
-    def still_uses(
-        self,
-        key: ResourceKey,
-        record: RecordView,
-        document: AnyManifest | None,
-        specs: Mapping[ResourceKey, Mapping[str, Any]],
-        removals: Removals,
-    ) -> list[str]:
-        return []
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         key = change.key
@@ -208,23 +181,6 @@ class SpannedReconciler:
             phases = (Phase.BUILD,) * len(built) + (Phase.RELEASE,) * len(left) + (Phase.BUILD,) * len(updated)
             return ActionGroup(tuple(built + left + updated), (), phases)
         return ActionGroup()
-
-    def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
-        return []
-
-    def ignored(self, document: AnyManifest) -> tuple[str, ...]:
-        return ()
-
-    def creates_first(self, document: AnyManifest) -> bool:
-        return False
-
-    def depose(
-        self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
-    ) -> Deposition:
-        raise ValueError(f"{key}: a {self.kind.value} is never replaced create-first")
-
-    def finished(self, spec: Mapping[str, Any]) -> Finished:
-        return Finished()
 
     def _per_host(self, key: ResourceKey, step: Step, hosts: Sequence[str], suffix: str = "") -> list[Action]:
         operation = step.operation
