@@ -19,8 +19,8 @@ import pytest
 
 from nebctl.controller.reaping import end_orphaned_programs
 from nebctl.database.locking import this_host
-from nebctl.database.records import RunningProgramRecord
-from nebctl.drivers.exec.processes import boot_id, group_members, process_info
+from nebctl.database.records import EventRecord, RunningProgramRecord
+from nebctl.drivers.exec.processes import ProcessInfo, boot_id, group_members, process_info
 from tests.support.drills import REPO_ROOT, Workspace
 
 EXAMPLE_PROBE = REPO_ROOT / "examples" / "exec-drivers" / "monitoring" / "example" / "probe_host"
@@ -78,24 +78,10 @@ def test_a_hanging_exec_program_of_a_killed_nebctl_is_ended_by_the_next_writer(t
         settings_overrides={"driver_dir": str(drivers), "drivers": {"exec": {"env": env, "timeout": 900}}},
     )
     nebctl = workspace.start_apply()
-    pid_file = state / "hung.pid"
-    wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the probe to hang")
-    leader = int(pid_file.read_text())
-    wait_for(lambda: running_rows(workspace) == 1, "the journal to record the program")
-    wait_for(lambda: len(group_members(leader)) == 2, "the probe's child to start")
-    nebctl.send_signal(signal.SIGKILL)
-    nebctl.communicate()
-    time.sleep(0.5)
-    members = group_members(leader)
-    assert len(members) == 2, "the program and its child outlive the killed nebctl (their own session)"
+    leader, members = _kill_while_the_probe_hangs(workspace, nebctl, state)
 
     # Any command that takes the writers' lock ends the group (here: the next apply, which converges).
-    result = workspace.apply()
-    assert result.returncode == 0, result.stderr
-    assert group_members(leader) == []
-    assert running_rows(workspace) == 0
-    with workspace.store() as store:
-        [event] = [e for e in store.list_events(limit=1000) if e.type == "program.ended"]
+    event = _next_apply_ends_the_group(workspace, leader)
     assert event.severity == "warning"
     assert sorted(event.data["pids"]) == sorted(m.pid for m in members)
     assert event.data["pgid"] == leader
@@ -159,23 +145,9 @@ def test_a_program_hanging_in_an_observation_of_a_killed_nebctl_is_ended_by_the_
     nebctl = workspace.start(
         workspace.apply_args() if command == "apply" else workspace.command("diff", "-f", str(manifests))
     )
-    pid_file = state / "hung.pid"
-    wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the probe to hang")
-    leader = int(pid_file.read_text())
-    wait_for(lambda: running_rows(workspace) == 1, "the journal to record the program")
-    wait_for(lambda: len(group_members(leader)) == 2, "the probe's child to start")
-    nebctl.send_signal(signal.SIGKILL)
-    nebctl.communicate()
-    time.sleep(0.5)
-    members = group_members(leader)
-    assert len(members) == 2, "the program and its child outlive the killed nebctl (their own session)"
+    leader, members = _kill_while_the_probe_hangs(workspace, nebctl, state)
 
-    result = workspace.apply()
-    assert result.returncode == 0, result.stderr
-    assert group_members(leader) == []
-    assert running_rows(workspace) == 0
-    with workspace.store() as store:
-        [event] = [e for e in store.list_events(limit=1000) if e.type == "program.ended"]
+    event = _next_apply_ends_the_group(workspace, leader)
     assert sorted(event.data["pids"]) == sorted(m.pid for m in members)
     assert event.data["pgid"] == leader
 
@@ -250,3 +222,32 @@ def test_a_hanging_hook_of_a_killed_nebctl_is_ended_by_the_next_writer(tmp_path:
     with workspace.store() as store:
         [event] = [e for e in store.list_events(limit=1000) if e.type == "program.ended"]
     assert sorted(event.data["pids"]) == sorted(m.pid for m in members)
+
+
+def _kill_while_the_probe_hangs(
+    workspace: Workspace, nebctl: subprocess.Popen[str], state: Path
+) -> tuple[int, list[ProcessInfo]]:
+    """SIGKILL ``nebctl`` once its hanging probe (and the probe's child) runs and is journalled; the probe's
+    process group leader and its members, which outlive it."""
+    pid_file = state / "hung.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the probe to hang")
+    leader = int(pid_file.read_text())
+    wait_for(lambda: running_rows(workspace) == 1, "the journal to record the program")
+    wait_for(lambda: len(group_members(leader)) == 2, "the probe's child to start")
+    nebctl.send_signal(signal.SIGKILL)
+    nebctl.communicate()
+    time.sleep(0.5)
+    members = group_members(leader)
+    assert len(members) == 2, "the program and its child outlive the killed nebctl (their own session)"
+    return leader, members
+
+
+def _next_apply_ends_the_group(workspace: Workspace, leader: int) -> EventRecord:
+    """Run the next apply, check it converged and ended the group; the ``program.ended`` event it recorded."""
+    result = workspace.apply()
+    assert result.returncode == 0, result.stderr
+    assert group_members(leader) == []
+    assert running_rows(workspace) == 0
+    with workspace.store() as store:
+        [event] = [e for e in store.list_events(limit=1000) if e.type == "program.ended"]
+    return event
