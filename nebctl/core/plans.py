@@ -69,6 +69,10 @@ class ResourceChange:
     # A replacement that creates the new resource before the old one goes (``lifecycle.createBeforeDestroy``):
     # the old one's deletion is then a change of its own, of its deposed record.
     create_first: bool = False
+    # The live objects already are as declared and only the record is behind (an update interrupted after its
+    # last action, or a change made outside nebctl that happens to be the declared one): no action, the apply
+    # brings the record up to date.
+    record_only: bool = False
 
     @property
     def is_change(self) -> bool:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +241,30 @@ def kill_after(
     process.kill()
     process.communicate()
     raise AssertionError(f"the apply did not reach {finished} finished actions in {limit}s")
+
+
+def first_kill(
+    prepare: Callable[[int], Workspace],
+    start: Callable[[Workspace], subprocess.Popen[str]],
+    *,
+    finished: int,
+    tries: int = 3,
+) -> tuple[Workspace, int, str, list[str]]:
+    """A round's first kill, in a fresh workspace (``prepare(try)``) each time until it lands.
+
+    A process that runs its whole plan and exits 0 before the poller sees ``finished`` actions done (a starved
+    poller on a busy machine) missed the drill's timing, and that round would kill nothing at all: it is tried
+    again. A process that exits with an error is no miss but a failure, and is returned as such. Returns the
+    workspace, where the kill landed (-1: never), what the killed process printed, and the misses."""
+    misses: list[str] = []
+    for attempt in range(tries):
+        workspace = prepare(attempt)
+        process = start(workspace)
+        landed, output = kill_after(workspace, process, finished=finished)
+        if landed >= 0 or process.returncode != 0:
+            return workspace, landed, output, misses
+        misses.append(f"try {attempt + 1} ran to its end before {finished} actions were seen done")
+    return workspace, -1, output, misses
 
 
 def _printed(process: subprocess.Popen[str]) -> str:

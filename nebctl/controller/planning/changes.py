@@ -4,6 +4,7 @@ each kind's reconciler, as one ``ResourceChange`` per resource.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -74,7 +75,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
         if observed.spec == desired:
             # The common case of a converged resource: equal specs have no field to list, and comparing them
             # field by field (flatten, sort, rule lookups) is most of a no-op plan's time.
-            changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))
+            changes.append(_settled(key, record, observed.drift))
             continue
         ignored = reconciler.ignored(document)
         fields = compare(
@@ -92,7 +93,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
                 problems.append(f"{key}: {change.path} cannot change ({change.why})")
         problems.extend(reconciler.refusals(key, fields, effect))
         if not fields:
-            changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host, drift=observed.drift))
+            changes.append(_settled(key, record, observed.drift))
         elif effect is Effect.REPLACE:
             changes.append(
                 ResourceChange(
@@ -121,6 +122,24 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
                 )
             )
     return changes, uncorrected, warnings
+
+
+def _settled(key: ResourceKey, record: RecordView, drift: tuple[DriftItem, ...]) -> ResourceChange:
+    """The change of a resource whose live objects are as declared: none, unless its record is behind them. An
+    update stopped after its last action but before its record was written (status ``updating``) is finished
+    by writing the record; so is one whose drift made the live objects what the manifests now declare (a
+    network's hosts deleted outside nebctl, which the manifests no longer list). Left alone, such a record
+    would keep saying what is no longer so, and the status of an update that is over."""
+    if record.status == "updating":
+        reason = "finishing an interrupted update"
+    elif drift:
+        reason = "already as declared; the record is brought up to date"
+        drift = tuple(
+            dataclasses.replace(item, correction="as the manifests declare; only the record changes") for item in drift
+        )
+    else:
+        return ResourceChange(key, ChangeType.NOOP, host=record.host)
+    return ResourceChange(key, ChangeType.UPDATE, host=record.host, reason=reason, drift=drift, record_only=True)
 
 
 def _foreign_live_object(key: ResourceKey, record: RecordView | None, request: PlanRequest) -> list[str]:

@@ -59,7 +59,7 @@ def action_graph(
     entries: dict[tuple[ResourceKey, str], _Ends] = {}
     exits: dict[tuple[ResourceKey, str], _Ends] = {}
     for change in changes:
-        if not change.is_change:
+        if not change.is_change or change.record_only:
             continue
         group = request.reconcilers[change.key.kind].actions(change, ctx)
         actions.extend(group.actions)

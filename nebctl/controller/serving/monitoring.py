@@ -250,12 +250,17 @@ class Monitor:
                 with self._lock:
                     self._custom[result.name] = result.custom
             drifted += self._compare(result.name, result.statuses or ())
-        self._sample(results, now)
-        self._observed(results)
+        # Told before anything is written: a mismatch is reported once (the next round knows it), so a write
+        # that fails (the database busy, this replica fenced) must not swallow it.
         if drifted:
             self.on_drift("; ".join(drifted[:5]) + (f" and {len(drifted) - 5} more" if len(drifted) > 5 else ""))
         elif recovered:
             self.on_drift("a host answers again")
+        try:
+            self._sample(results, now)
+        except DatabaseError as error:
+            log.warning("could not record the samples: %s", error)
+        self._observed(results)
 
     def _sample(self, results: Sequence[_Round], now: datetime) -> None:
         """The round's samples, through the one path every observation takes (``sampling.record_observation``):

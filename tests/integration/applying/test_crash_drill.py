@@ -13,13 +13,22 @@ part) is paid once per kill. Each round has its own database and fleet file, so 
 
 from __future__ import annotations
 
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.support.drills import Workspace, audit, audit_destroyed, fleet_manifests, kill_after, loose_actions
+from tests.support.drills import (
+    Workspace,
+    audit,
+    audit_destroyed,
+    first_kill,
+    fleet_manifests,
+    kill_after,
+    loose_actions,
+)
 
 LATENCY = (0.02, 0.05)  # seconds per driver call: long enough for kills to land between actions
 RESUMING = "Resuming interrupted apply #"
@@ -47,14 +56,30 @@ class Round:
     final_code: int | None = None
     diff_code: int | None = None
     problems: list[str] = field(default_factory=list)
+    misses: list[str] = field(default_factory=list)  # first runs that ended before their kill (then tried again)
+
+
+def _exited_by_itself(round_: Round, landed: int, output: str) -> None:
+    """A first run that was never killed: after every try ran to its end (the report says so), or failed."""
+    if landed < 0:
+        round_.problems.append(f"the first run was not killed ({round_.misses}); it printed: {output[-1500:]}")
 
 
 def _drill(root: Path, round_: Round) -> Round:
-    workspace = Workspace(root / round_.name, stack="examples")
-    workspace.set_latency(*LATENCY)
-    expect_resume = False
-    for number, finished in enumerate(round_.kills):
-        process = workspace.start_apply("--parallelism", "4")
+    def prepare(attempt: int) -> Workspace:
+        workspace = Workspace(root / f"{round_.name}-{attempt}", stack="examples")
+        workspace.set_latency(*LATENCY)
+        return workspace
+
+    def start(workspace: Workspace) -> subprocess.Popen[str]:
+        return workspace.start_apply("--parallelism", "4")
+
+    workspace, landed, output, round_.misses = first_kill(prepare, start, finished=round_.kills[0])
+    round_.landed.append(landed)
+    _exited_by_itself(round_, landed, output)
+    expect_resume = workspace.newest_apply()[1]
+    for number, finished in enumerate(round_.kills[1:], start=1):
+        process = start(workspace)
         landed, output = kill_after(workspace, process, finished=finished)
         round_.landed.append(landed)
         if expect_resume and RESUMING not in output:
@@ -89,7 +114,7 @@ def test_apply_killed_at_any_point_converges_without_duplicates_or_orphans(tmp_p
 
     report = "\n".join(
         f"{r.name}: landed {r.landed} final={r.final_code} diff={r.diff_code} "
-        f"unresumed={r.unresumed} problems={r.problems}"
+        f"unresumed={r.unresumed} problems={r.problems} misses={r.misses}"
         for r in done
     )
     landed = [n for r in done for n in r.landed if n >= 0]
@@ -118,33 +143,39 @@ TEARDOWN_ROUNDS: dict[str, tuple[int, ...]] = {
 def _teardown_drill(root: Path, round_: Round, *, prune: bool) -> Round:
     """Build a fleet, then kill its destroy (or its apply --prune to one host and no VM) at the round's
     points, and run the command again until it finishes."""
-    manifests = root / f"{round_.name}-manifests"
-    manifests.mkdir(parents=True)
-    (manifests / "fleet.yaml").write_text(fleet_manifests(vms=12, hosts=3), encoding="utf-8")
-    workspace = Workspace(root / round_.name, manifests=manifests, stack="fleet")
-    built = workspace.apply("--parallelism", "16")
-    if built.returncode != 0:
-        round_.problems.append(f"the fleet was not built: {built.stderr[-2000:]}")
-        return round_
-    workspace.set_latency(*LATENCY)
-    if prune:
-        (manifests / "fleet.yaml").write_text(fleet_manifests(vms=0, hosts=1), encoding="utf-8")
 
-    def args(parallelism: str) -> list[str]:
+    def prepare(attempt: int) -> Workspace:
+        manifests = root / f"{round_.name}-{attempt}-manifests"
+        manifests.mkdir(parents=True)
+        (manifests / "fleet.yaml").write_text(fleet_manifests(vms=12, hosts=3), encoding="utf-8")
+        workspace = Workspace(root / f"{round_.name}-{attempt}", manifests=manifests, stack="fleet")
+        built = workspace.apply("--parallelism", "16")
+        assert built.returncode == 0, f"the fleet was not built: {built.stderr[-2000:]}"
+        workspace.set_latency(*LATENCY)
+        if prune:
+            (manifests / "fleet.yaml").write_text(fleet_manifests(vms=0, hosts=1), encoding="utf-8")
+        return workspace
+
+    def args(workspace: Workspace, parallelism: str) -> list[str]:
         if prune:
             return workspace.apply_args("--prune", "--parallelism", parallelism)
         return workspace.destroy_args("--parallelism", parallelism)
 
-    expect_resume = False
-    for number, finished in enumerate(round_.kills):
-        process = workspace.start(args("4"))
+    workspace, landed, output, round_.misses = first_kill(
+        prepare, lambda workspace: workspace.start(args(workspace, "4")), finished=round_.kills[0]
+    )
+    round_.landed.append(landed)
+    _exited_by_itself(round_, landed, output)
+    expect_resume = workspace.newest_apply()[1]
+    for number, finished in enumerate(round_.kills[1:], start=1):
+        process = workspace.start(args(workspace, "4"))
         landed, output = kill_after(workspace, process, finished=finished)
         round_.landed.append(landed)
         if expect_resume and RESUMING not in output:
             round_.unresumed.append(f"run {number + 1} (exit {process.returncode}): {output[-1500:]!r}")
         expect_resume = workspace.newest_apply()[1]
     # One more run must finish: a second one would hide a first that fails for good.
-    result = workspace.start(args("16"))
+    result = workspace.start(args(workspace, "16"))
     out, err = result.communicate(timeout=120)
     round_.final_code = result.returncode
     if result.returncode != 0:
@@ -165,7 +196,7 @@ def test_teardown_killed_at_any_point_is_finished_by_the_next_run(tmp_path: Path
 
     report = "\n".join(
         f"{r.name}: landed {r.landed} final={r.final_code} diff={r.diff_code} "
-        f"unresumed={r.unresumed} problems={r.problems}"
+        f"unresumed={r.unresumed} problems={r.problems} misses={r.misses}"
         for r in done
     )
     landed = [n for r in done for n in r.landed if n >= 0]

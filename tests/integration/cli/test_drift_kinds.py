@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from nebctl.core.keys import Kind, ResourceKey
 from tests.integration.cli.test_commands import Env
+from tests.support.drills import Workspace, fleet_manifests
 
 # What is deleted, on which host, and the sentence and action each must give (written out by hand).
 DELETED = [
@@ -59,3 +61,41 @@ def test_a_kind_deleted_on_every_host_is_created_again(env: Env) -> None:
     assert "# securitygroup/web will be created" in diff.stdout
     assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
     assert env.run("diff", "-f", str(env.manifests)).returncode == 0
+
+
+def test_objects_deleted_outside_on_the_hosts_the_manifests_drop_change_only_the_records(tmp_path: Path) -> None:
+    # The network, the datastore and the image are already gone from h01 and h02 when the manifests drop those
+    # hosts: the live objects are as declared, so the apply runs no action for them and writes their records. A
+    # record still listing the dropped hosts would make every later plan act on hosts nebctl no longer knows.
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "fleet.yaml").write_text(fleet_manifests(vms=0, hosts=3), encoding="utf-8")
+    workspace = Workspace(tmp_path / "ws", manifests=manifests, stack="fleet")
+    assert workspace.apply().returncode == 0
+    for host in ("h01", "h02"):
+        assert workspace.run("sim", "delete-network", host, "lan").returncode == 0
+        assert workspace.run("sim", "delete-datastore", host, "local").returncode == 0
+        assert workspace.run("sim", "delete-volume", host, "image-base").returncode == 0
+    (manifests / "fleet.yaml").write_text(fleet_manifests(vms=0, hosts=1), encoding="utf-8")
+
+    diff = workspace.diff()
+    assert diff.returncode == 2, diff.stdout + diff.stderr
+    assert "# network/lan will be updated in-place (already as declared; the record is brought up to date)" in (
+        diff.stdout
+    )
+    assert (
+        "# network/lan network lan was deleted outside nebctl on h01; as the manifests declare; only the "
+        "record changes" in diff.stdout
+    )
+    applied = workspace.apply("--prune")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert re.findall(r"\] +[\d.]+s (\S+) succeeded", applied.stdout) == []
+    with workspace.store() as store:
+        records = {record.key: record for record in store.list_resources(stack="fleet")}
+    for name in ("network/lan", "datastore/local", "image/base"):
+        record = records[ResourceKey.parse(name)]
+        assert record.applied is not None and record.applied["hosts"] == ["h00"], name
+        assert record.status == "ready", name
+    assert {str(key) for key in records if key.kind is Kind.HOST} == {"host/h00"}
+    again = workspace.diff()
+    assert again.returncode == 0, again.stdout + again.stderr

@@ -113,6 +113,17 @@ def test_interrupted_create_is_resumed(world: World) -> None:
     assert change.type is ChangeType.CREATE and change.reason == "resuming an interrupted create"
 
 
+def test_interrupted_update_with_nothing_left_to_do_is_finished_on_the_record(world: World) -> None:
+    records = dict(world.records)
+    records[WEB] = dataclasses.replace(records[WEB], status="updating")
+    plan = world.plan(BASE, vm(), vm("db"), records=records)
+    change = change_of(plan, "vm/web")
+    assert change.type is ChangeType.UPDATE and change.record_only
+    assert change.reason == "finishing an interrupted update"
+    assert [a for a in plan.actions if a.key == WEB] == []
+    assert change_of(plan, "vm/db").type is ChangeType.NOOP
+
+
 # --- drift ------------------------------------------------------------------------------------------------
 
 
