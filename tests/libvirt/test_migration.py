@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,20 @@ from pathlib import Path
 import pytest
 
 from nebctl.drivers.errors import ConflictError, DriverError, NotFoundError, PermanentError, TemporaryError
+from nebctl.drivers.libvirt.common import domain_facts
 from nebctl.drivers.libvirt.migration import MIGRATION_NAMESPACE, MIGRATION_PREFIX
 from nebctl.drivers.libvirt.seeds import seed_volume_name
+from nebctl.drivers.libvirt.xmlbuild.filters import nic_filter_name
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import (
     CloudInitData,
     DatastoreDefinition,
     DiskAttachment,
     HostRef,
+    NetworkDefinition,
+    NicDefinition,
     Ownership,
+    SecurityGroupDefinition,
     VMDefinition,
     VolumeDefinition,
 )
@@ -237,6 +243,80 @@ def test_live_migration_copies_the_cloud_init_seed_that_qemu_does_not(
         assert (hosts.target_dir / seed).read_bytes() == iso
         assert sorted(p.name for p in hosts.source_dir.iterdir()) == []
         assert_moved(drivers, hosts, vm, live=True)
+
+
+def test_a_live_migration_refers_to_the_targets_own_combined_filter(
+    drivers: Drivers, libvirtd: LibvirtDaemon, libvirtd_peer: PeerDaemon, prefix: str, tmp_path: Path
+) -> None:
+    """Each host names a NIC's combined filter on its own. With the digest narrowed to one bit, the target
+    already holds another set's filter under the name the source gave this NIC's set, so this set's filter is
+    named otherwise there: the migrated domain must refer to that one, never to the other set's (other rules)."""
+    network, virt = drivers.network, drivers.virt
+    bits = (network.nic_filter_bits, virt.nic_filter_bits)
+    groups = [f"{prefix}-mg{index}" for index in range(4)]
+    pairs = [(a, b) for i, a in enumerate(groups) for b in groups[i + 1 :]]
+    ours, theirs = next(
+        (x, y) for x in pairs for y in pairs if x < y and nic_filter_name(x, 0, 1) == nic_filter_name(y, 0, 1)
+    )
+    lan = f"{prefix}-mlan"
+    subnet = 100 + os.getpid() % 100
+    with two_hosts(drivers, libvirtd, libvirtd_peer, prefix, tmp_path) as hosts:
+        vm = dataclasses.replace(
+            a_vm(prefix),
+            nics=(NicDefinition(network=lan, mac=f"52:54:00:6e:{subnet:02x}:01", security_groups=ours),),
+        )
+        other = NicDefinition(network=lan, mac=f"52:54:00:6e:{subnet:02x}:02", security_groups=theirs)
+        try:
+            network.nic_filter_bits = virt.nic_filter_bits = 1
+            status = network.create(hosts.source, NetworkDefinition(
+                name=lan, mode="isolated", cidr=f"10.214.{subnet}.0/24", gateway=f"10.214.{subnet}.1",
+                range_first=f"10.214.{subnet}.100", range_last=f"10.214.{subnet}.200"))  # fmt: skip
+            # The peer's segment: the source's bridge, as the switch between two hosts would give it.
+            xml = f"<network><name>{lan}</name><forward mode='bridge'/><bridge name='{status.bridge}'/></network>"
+            drivers.connections.get(libvirtd_peer.uri).networkCreateXML(xml)
+            for host in (hosts.source, hosts.target):
+                for group in groups:
+                    network.update_sg(host, SecurityGroupDefinition(name=group, rules=()))
+            taken = nic_filter_name(ours, 0, 1)
+            network.pre(hosts.target, str(uuid.uuid4()), other)  # the other set's filter takes the name first
+            network.pre(hosts.source, vm.uuid, vm.nics[0])
+            virt.deploy(hosts.source, vm)
+            assert filter_of(hosts.source, vm.name) == taken
+            network.pre(hosts.target, vm.uuid, vm.nics[0])  # the move prepares the NIC on the target first
+            moved = virt.migrate(hosts.source, hosts.target, vm, live=True)
+            assert (moved.uuid, moved.state) == (vm.uuid, VMLiveState.RUNNING)
+            assert domain_state(hosts.target, vm.name) == "running (migrated)"
+            on_target = filter_of(hosts.target, vm.name)
+            assert on_target != taken
+            assert filter_includes(hosts.target, on_target) == sorted(ours)
+            assert filter_includes(hosts.target, taken) == sorted(theirs)
+            domain = drivers.connections.get(hosts.target.uri).lookupByUUIDString(vm.uuid)
+            assert domain_facts(domain) == (OWNER, (vm.nics[0].mac,))  # the rest of the definition came along
+            inactive = ET.fromstring(virsh(hosts.target.uri, "dumpxml", "--inactive", vm.name).stdout)
+            assert inactive.find("./devices/interface/filterref").get("filter") == on_target  # type: ignore[union-attr]
+        finally:
+            network.nic_filter_bits, virt.nic_filter_bits = bits
+            for host in (hosts.source, hosts.target):
+                virsh(host.uri, "destroy", vm.name)
+                virsh(host.uri, "undefine", vm.name)
+                for name in virsh(host.uri, "nwfilter-list").stdout.split():
+                    if name.startswith("nebctl-nic-") and prefix in virsh(host.uri, "nwfilter-dumpxml", name).stdout:
+                        virsh(host.uri, "nwfilter-undefine", name)
+                for group in groups:
+                    virsh(host.uri, "nwfilter-undefine", group)
+                virsh(host.uri, "net-destroy", lan)
+                virsh(host.uri, "net-undefine", lan)
+
+
+def filter_of(host: HostRef, name: str) -> str:
+    """The filter the domain's (first) NIC refers to, as virsh shows the running domain."""
+    domain = ET.fromstring(virsh(host.uri, "dumpxml", name).stdout)
+    return str(domain.find("./devices/interface/filterref").get("filter"))  # type: ignore[union-attr]
+
+
+def filter_includes(host: HostRef, name: str) -> list[str]:
+    document = ET.fromstring(virsh(host.uri, "nwfilter-dumpxml", name).stdout)
+    return sorted(str(ref.get("filter")) for ref in document.findall("./filterref"))
 
 
 def nebctl(root: Path, *args: str, expected: int = 0) -> str:

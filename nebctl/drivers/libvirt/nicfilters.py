@@ -7,12 +7,17 @@ shortened identities do. What a set's filter is called follows from what the hos
 call: the first attempt's name whose filter includes exactly the set; when none does, the first attempt's name
 that no filter has. ``LibvirtNetwork.pre`` defines it, the domain builder refers to it, ``clean`` removes it.
 The filters are read and defined under one lock, so two NICs prepared at once cannot take one name.
+
+Each host resolves names on its own, so a set's filter may be named otherwise on another host (only after a
+collision there): a live migration gives the target the domain's definition with the target's names
+(``retargeted``), as a cold one does by defining the domain there afresh.
 """
 
 from __future__ import annotations
 
 import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 import libvirt
 
@@ -65,3 +70,17 @@ def combined_filter(
 def _includes(connection: libvirt.virConnect, name: str) -> list[str]:
     document = ET.fromstring(connection.nwfilterLookupByName(name).XMLDesc(0))
     return sorted(str(ref.get("filter")) for ref in document.findall("./filterref"))
+
+
+def retargeted(xml: str, names: Sequence[str | None]) -> str | None:
+    """``xml``, a domain's definition, with each NIC's filter reference set to ``names`` (by NIC, in order; a
+    None leaves that NIC as it is); None when every reference already names it, so the definition can go as
+    it is."""
+    root = ET.fromstring(xml)
+    changed = False
+    for interface, name in zip(root.findall("./devices/interface"), names, strict=False):
+        reference = interface.find("filterref")
+        if reference is not None and name is not None and reference.get("filter") != name:
+            reference.set("filter", name)
+            changed = True
+    return ET.tostring(root, encoding="unicode") if changed else None

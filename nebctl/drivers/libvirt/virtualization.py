@@ -25,7 +25,7 @@ from nebctl.drivers.libvirt import images, migration, seeds
 from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, domain_facts, ignoring, live_state
 from nebctl.drivers.libvirt.connections import Connections
 from nebctl.drivers.libvirt.failures import error_code
-from nebctl.drivers.libvirt.nicfilters import combined_filter
+from nebctl.drivers.libvirt.nicfilters import combined_filter, retargeted
 from nebctl.drivers.libvirt.xmlbuild.domains import CdromElement, DomainElement
 from nebctl.drivers.libvirt.xmlbuild.storage import VolumeElement
 from nebctl.drivers.states import VMLiveState
@@ -361,7 +361,7 @@ class LibvirtVirtualization(LibvirtDriverBase):
             self._copy(source, target, vm, [disk for disk in separate if disk.read_only])
             with self._using(source, f"live-migrate {vm.name} to {target.name}") as source_connection:
                 copied = [disk.device for disk in separate if not disk.read_only]
-                moved_live = self._migrate_live(source_connection, domain, target, copy_disks=copied)
+                moved_live = self._migrate_live(source_connection, domain, target, vm, copy_disks=copied)
             if moved_live:
                 self._complete(source, target, vm, separate, start=False)
                 return self.poll(target, vm.uuid)
@@ -435,17 +435,34 @@ class LibvirtVirtualization(LibvirtDriverBase):
                 migration.copy_volume(source_connection, target_connection, disk, target.name)
 
     def _migrate_live(
-        self, connection: libvirt.virConnect, domain: libvirt.virDomain, target: HostRef, *, copy_disks: list[str]
+        self,
+        connection: libvirt.virConnect,
+        domain: libvirt.virDomain,
+        target: HostRef,
+        vm: VMDefinition,
+        *,
+        copy_disks: list[str],
     ) -> bool:
         """True when the hypervisor moved the running domain; false when it cannot (then we go cold). QEMU copies
         the disks named in ``copy_disks`` (guest devices) and only those: the others are shared with the target,
-        and copying one onto itself would corrupt it."""
+        and copying one onto itself would corrupt it. A NIC whose combined filter is named otherwise on the
+        target (``nicfilters.retargeted``) arrives referring to the target's: the source's name there could be
+        another set's filter."""
         flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
         params: dict[str, object] = {}
         if copy_disks:
             flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
             params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = copy_disks
         target_connection = self.connections.get(target.uri)
+        if any(len(nic.security_groups) > 1 for nic in vm.nics):
+            names = [combined_filter(target_connection, nic.security_groups, bits=self.nic_filter_bits)[0]
+                     for nic in vm.nics]  # fmt: skip
+            secure = libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE
+            running = retargeted(domain.XMLDesc(secure), names)
+            if running is not None:
+                params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = running
+                persistent = retargeted(domain.XMLDesc(secure | libvirt.VIR_DOMAIN_XML_INACTIVE), names)
+                params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = persistent or running
         try:
             domain.migrate3(target_connection, params, flags)
         except libvirt.libvirtError as error:
