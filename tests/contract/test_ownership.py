@@ -2,15 +2,20 @@
 
 A VM's ownership (stack, kind, name, incarnation, installation and the applied spec) is read back from the bulk
 VM probe; a network's, pool's, image volume's and security group's from the monitoring driver's ``inventory``,
-for the objects whose backend can carry it (libvirt: networks only; its pools, volumes and filters have no
-metadata, which the table below says). EC2 keeps the identity fields in tags, without the spec.
+for the objects whose backend can carry it (the table below says which). libvirt keeps a network's in its
+``<metadata>`` and a pool's, image volume's and filter's in the host's ownership ledger, an nwfilter: its test
+hypervisor has no nwfilter, so there only networks carry one. EC2 keeps the identity fields in tags, without
+the spec. Deleting an object takes its ownership with it.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from nebctl.drivers.protocols import InventoryDriver
 from nebctl.drivers.types import (
     DatastoreDefinition,
+    ImageImport,
     Ownership,
     SecurityGroupDefinition,
     SecurityRuleDefinition,
@@ -23,8 +28,9 @@ from tests.contract.values import a_network, a_vm
 LISTED: dict[str, frozenset[str]] = {
     "sim": frozenset({"network", "pool", "volume", "filter"}),
     "exec": frozenset({"network", "pool", "volume", "filter"}),
+    "libvirt-qemu": frozenset({"network", "pool", "volume", "filter"}),
+    "libvirt-test": frozenset({"network"}),
 }
-LIBVIRT_LISTED = frozenset({"network"})
 
 SPEC = {"vcpu": 1, "memory": 1073741824, "cloudInit": {"userData": "hmac-sha256:abc:def"}, "metadata": {"labels": {}}}
 
@@ -34,8 +40,6 @@ def owner(kind: str, name: str, incarnation: int = 0) -> Ownership:
 
 
 def _listed(drivers: DriverSet) -> frozenset[str]:
-    if drivers.name.startswith("libvirt"):
-        return LIBVIRT_LISTED
     return LISTED.get(drivers.name, frozenset())
 
 
@@ -54,7 +58,7 @@ def test_a_vm_s_ownership_comes_back_from_the_bulk_probe(drivers: DriverSet) -> 
         drivers.virtualization.undeploy(drivers.host, vm.uuid)
 
 
-def test_other_objects_ownership_comes_back_from_the_inventory(drivers: DriverSet) -> None:
+def test_other_objects_ownership_comes_back_from_the_inventory(drivers: DriverSet, tmp_path: Path) -> None:
     monitoring = drivers.monitoring
     if drivers.name == "ec2":
         # A cloud host holds no pools or filters of nebctl's; its driver lists only VMs.
@@ -70,6 +74,11 @@ def test_other_objects_ownership_comes_back_from_the_inventory(drivers: DriverSe
         drivers.host, DatastoreDefinition("ownpool", drivers.datastore_path, owner=owner("Datastore", "ownpool"))
     )
     expected["pool", "ownpool"] = owner("Datastore", "ownpool")
+    source = tmp_path / "own.qcow2"
+    source.write_bytes(b"QFI\xfb" + b"\0" * 4096)
+    image = ImageImport("image-own", str(source), format="qcow2", owner=owner("Image", "own"))
+    drivers.storage.import_image(drivers.host, "ownpool", image)
+    expected["volume", "image-own"] = owner("Image", "own")
     if "security-groups" in capabilities_on(drivers.network, drivers.host):
         rules = (SecurityRuleDefinition("in", "tcp", ("22",)),)
         group = SecurityGroupDefinition("nebctl-sg-own", rules, owner=owner("SecurityGroup", "own"))

@@ -5,12 +5,11 @@ for the test (tests/libvirt/test_end_to_end.py's fixture: per-run names, paths a
 1. The examples without their VMs are applied; a network, the image's volume and the security group's nwfilter
    are deleted with virsh: ``diff`` shows each under "Changed outside nebctl", ``apply`` makes them again, and
    the next diff has nothing to do.
-2. The VMs are applied too; the database file is deleted: ``diff`` refuses, naming both domains and the network
-   (the objects libvirt lets carry an ownership: domains and networks; its pools, volumes and filters have no
-   metadata), and ``recover`` rebuilds their records (the others it cannot: it says which host's objects it
-   could not list whole). With the VMs and the network recovered, ``diff`` plans only the kinds libvirt cannot
-   carry ownership for, never a VM or a network.
-3. ``destroy`` leaves nothing of the test in libvirt.
+2. The VMs are applied too; the database file is deleted: ``diff`` refuses, naming both domains, the network
+   (which carry their ownership in their ``<metadata>``), the pool, the image's volume and the group's nwfilter
+   (whose ownership is in the host's ownership ledger), and ``recover`` rebuilds the records of every one of
+   them. The next ``diff`` of the unchanged manifests has nothing to do.
+3. ``destroy`` leaves nothing of the test in libvirt (the ledger either: it goes with its last entry).
 """
 
 from __future__ import annotations
@@ -64,15 +63,17 @@ def test_drift_of_each_kind_and_a_lost_database_on_libvirt(run: Run) -> None:  #
         name = vm["metadata"]["name"]
         assert f"vm/{name}: domain {name} (" in refused.stderr
     assert f"network/{network}: network {network} on kvm-local is this stack's" in refused.stderr
+    assert f"datastore/{pool}: pool {pool} on kvm-local is this stack's" in refused.stderr
+    assert f"image/{image}: volume image-{image} on kvm-local is this stack's" in refused.stderr
+    assert f"securitygroup/{group}: filter nebctl-sg-{group} on kvm-local is this stack's" in refused.stderr
     assert "run `nebctl recover`" in refused.stderr
-    recovered = run.nebctl("recover", *run.manifest_args())
+    recovered = check(run.nebctl("recover", *run.manifest_args()))
     for vm in vms:
-        assert f"rebuilt vm/{vm['metadata']['name']} (stack {run.prefix}) on kvm-local" in recovered.stdout
-    assert f"rebuilt network/{network}" in recovered.stdout
-    after = run.nebctl("diff", *run.manifest_args())
-    for vm in vms:
-        assert f'vm "{vm["metadata"]["name"]}"' not in after.stdout, after.stdout
-    assert f'network "{network}"' not in after.stdout
+        assert f"rebuilt vm/{vm['metadata']['name']} (stack {run.prefix}) on kvm-local" in recovered
+    for key in (f"network/{network}", f"datastore/{pool}", f"image/{image}", f"securitygroup/{group}"):
+        assert f"rebuilt {key} (stack {run.prefix})" in recovered, recovered
+    after = check(run.nebctl("diff", *run.manifest_args()))
+    assert "No changes" in after, after
 
     # 3. destroy leaves nothing.
     for document in run.documents:

@@ -8,7 +8,6 @@ since the last probe (the first probe of a host reports the average since its bo
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -20,6 +19,7 @@ import libvirt
 
 from nebctl.core.families import Family
 from nebctl.drivers.errors import DriverError
+from nebctl.drivers.libvirt import ledger
 from nebctl.drivers.libvirt.common import LibvirtDriverBase, domain_facts, live_state
 from nebctl.drivers.libvirt.connections import Connections
 from nebctl.drivers.libvirt.network import network_status
@@ -61,6 +61,20 @@ def _sum(stats: Mapping[str, object], prefix: str, count_key: str, field: str) -
         value = stats.get(f"{prefix}.{index}.{field}", 0)
         total += int(value) if isinstance(value, int) else 0
     return total
+
+
+def _claimed(
+    claims: Mapping[tuple[str, str, str, str], Sequence[ledger.Entry]],
+    key: tuple[str, str, str, str],
+    details: Mapping[str, object],
+) -> list[OwnedObject]:
+    """The object ``key`` (object, pool, name, uuid) as listed: once per ledger entry that claims it (with what
+    the entry recorded of it), or once without an owner."""
+    what, _pool, name, _uuid = key
+    entries = claims.get(key)
+    if not entries:
+        return [OwnedObject(what, name, None, dict(details))]
+    return [OwnedObject(what, name, e.owner, {**e.details, **details}) for e in entries]
 
 
 def _is_local(uri: str) -> bool:
@@ -188,21 +202,28 @@ class LibvirtMonitoring(LibvirtDriverBase):
 
     def inventory(self, host: HostRef) -> Sequence[OwnedObject]:
         """The host's networks, pools, volumes and network filters: a listing of each (and one of each pool's
-        volumes), never a call per object. Networks carry their ownership; libvirt's XML for pools, volumes
-        and filters has no ``<metadata>``, so those are listed without one, for drift only (docs/ownership.md)."""
+        volumes), never a call per object. Networks carry their ownership in their XML; pools, image volumes and
+        filters in the host's ownership ledgers (``ledger``: one read per ledger, docs/ownership.md). An object
+        claimed by several ledgers is listed once per claim, so whoever reads it sees every claimant."""
         found: list[OwnedObject] = []
         with self._using(host, "list networks, pools, volumes and filters") as connection:
             for network in connection.listAllNetworks(0):
                 status = network_status(network)
                 found.append(OwnedObject("network", status.name, status.owner, {"bridge": status.bridge}))
+            try:
+                filters = list(connection.listAllNWFilters(0))
+            except libvirt.libvirtError:  # a hypervisor without nwfilter (the test driver): no ledger either
+                filters = []
+            claims = ledger.owners(ledger.read_all(connection, filters))
             for pool in connection.listAllStoragePools(0):
-                found.append(OwnedObject("pool", pool.name(), None, {}))
+                uuid = pool.UUIDString()  # kept in the handle: no round trip
+                found += _claimed(claims, ("pool", "", pool.name(), uuid), {})
                 if pool.isActive():
-                    found += [
-                        OwnedObject("volume", v.name(), None, {"pool": pool.name()}) for v in pool.listAllVolumes(0)
-                    ]
-            with contextlib.suppress(libvirt.libvirtError):  # a hypervisor without nwfilter (the test driver)
-                found += [OwnedObject("filter", f.name(), None, {}) for f in connection.listAllNWFilters(0)]
+                    for volume in pool.listAllVolumes(0):
+                        found += _claimed(claims, ("volume", pool.name(), volume.name(), uuid), {"pool": pool.name()})
+            for handle in filters:
+                if not ledger.is_ledger(handle.name()):
+                    found += _claimed(claims, ("filter", "", handle.name(), handle.UUIDString()), {})
         return found
 
     # --- events -------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The libvirt network driver: libvirt networks (nat, isolated, bridge), static DHCP leases for VMs' addresses,
-and security groups as nwfilters bound to the NICs.
+and security groups as nwfilters bound to the NICs. A group's filter made for an owner gets an entry in the
+host's ownership ledger (``ledger``: an nwfilter has no ``<metadata>``), removed with it.
 
 Registered as ``libvirt`` for the network family. A NIC's address is reserved with ``virNetworkUpdate`` (live
 and in the persistent config), so the running dnsmasq hands it out without a network restart.
@@ -16,6 +17,7 @@ import libvirt
 
 from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError
+from nebctl.drivers.libvirt import ledger
 from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, ignoring
 from nebctl.drivers.libvirt.failures import error_code
 from nebctl.drivers.libvirt.nicfilters import combined_filter
@@ -163,11 +165,16 @@ class LibvirtNetwork(LibvirtDriverBase):
     def update_sg(self, host: HostRef, group: SecurityGroupDefinition) -> None:
         with self._using(host, f"update security group {group.name}") as connection:
             # Defining under the same name and uuid replaces the rules, on running NICs too.
-            connection.nwfilterDefineXML(FilterElement.from_group(group).to_xml())
+            handle = connection.nwfilterDefineXML(FilterElement.from_group(group).to_xml())
+            if group.owner is not None:
+                ledger.record(
+                    connection, host.uri, ledger.Entry("filter", group.name, handle.UUIDString(), group.owner)
+                )
 
     def delete_sg(self, host: HostRef, name: str) -> None:
         with self._using(host, f"delete security group {name}") as connection:
             connection.nwfilterLookupByName(name).undefine()
+            ledger.forget(connection, host.uri, "filter", name)
 
     def monitor(self, host: HostRef) -> Mapping[str, NetworkStatus]:
         with self._using(host, "monitor networks") as connection:

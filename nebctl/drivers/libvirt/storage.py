@@ -1,7 +1,8 @@
 """The libvirt storage driver: one dir pool per datastore, image import, disk clones, resize, snapshots.
 
 Registered as ``libvirt`` for the storage family. Every action is idempotent by name: importing, cloning or
-creating something that already exists returns it (a clone is grown to the asked size on the way).
+creating something that already exists returns it (a clone is grown to the asked size on the way). A pool and
+an image volume made for an owner get an entry in the host's ownership ledger (``ledger``), removed with them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import libvirt
 
 from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError, PermanentError
-from nebctl.drivers.libvirt import images
+from nebctl.drivers.libvirt import images, ledger
 from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, ignoring
 from nebctl.drivers.libvirt.failures import error_code
 from nebctl.drivers.libvirt.xmlbuild.storage import BackingStoreElement, PoolElement, VolumeElement
@@ -85,7 +86,15 @@ class LibvirtStorage(LibvirtDriverBase):
                 pool.build(0)  # creates the directory; harmless when it exists
                 pool.create(0)
             pool.setAutostart(1)
-        return self.monitor(host, datastore.name)
+            uuid = pool.UUIDString()
+        status = self.monitor(host, datastore.name)
+        if datastore.owner is not None:
+            with self._using(host, f"record the ownership of datastore {datastore.name}") as connection:
+                details = {"capacity": status.total}
+                ledger.record(
+                    connection, host.uri, ledger.Entry("pool", datastore.name, uuid, datastore.owner, "", details)
+                )
+        return status
 
     def delete_datastore(self, host: HostRef, name: str) -> None:
         with self._using(host, f"delete datastore {name}") as connection:
@@ -98,6 +107,7 @@ class LibvirtStorage(LibvirtDriverBase):
             with ignoring(libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_NO_SUPPORT):
                 pool.delete(0)  # the (empty) directory
             pool.undefine()
+            ledger.forget(connection, host.uri, "pool", name)
 
     def _pool(self, connection: libvirt.virConnect, name: str) -> libvirt.virStoragePool:
         pool = connection.storagePoolLookupByName(name)
@@ -108,6 +118,16 @@ class LibvirtStorage(LibvirtDriverBase):
     # --- volumes ------------------------------------------------------------------------------------------
 
     def import_image(self, host: HostRef, datastore: str, image: ImageImport) -> VolumeInfo:
+        info = self._import_image(host, datastore, image)
+        if image.owner is not None:
+            with self._using(host, f"record the ownership of image {image.volume}") as connection:
+                details = {"pool": datastore, "capacity": info.capacity, "format": info.format, "sha256": info.sha256}
+                pool = connection.storagePoolLookupByName(datastore)
+                entry = ledger.Entry("volume", image.volume, pool.UUIDString(), image.owner, datastore, details)
+                ledger.record(connection, host.uri, entry)
+        return info
+
+    def _import_image(self, host: HostRef, datastore: str, image: ImageImport) -> VolumeInfo:
         with self._using(host, f"import image {image.volume}") as connection:
             pool = self._pool(connection, datastore)
             existing = lookup_volume(pool, image.volume)
@@ -210,6 +230,7 @@ class LibvirtStorage(LibvirtDriverBase):
     def delete(self, host: HostRef, datastore: str, volume: str) -> None:
         with self._using(host, f"delete {volume}") as connection:
             self._pool(connection, datastore).storageVolLookupByName(volume).delete(0)
+            ledger.forget(connection, host.uri, "volume", volume, datastore)
 
     def snapshot(self, host: HostRef, datastore: str, volume: str, snapshot: str) -> VolumeInfo:
         """A point-in-time copy as a sibling volume ``VOLUME@SNAPSHOT`` (consistent while the VM is stopped);
