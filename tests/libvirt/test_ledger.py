@@ -27,6 +27,7 @@ from nebctl.drivers.types import (
     Ownership,
     SecurityGroupDefinition,
     SecurityRuleDefinition,
+    VolumeDefinition,
 )
 from tests.contract.conftest import DriverSet
 from tests.libvirt.contract_drivers import build_libvirt_qemu
@@ -67,8 +68,9 @@ def filter_names() -> set[str]:
 
 
 def an_image(tmp_path: Path, name: str) -> tuple[Path, str]:
+    """A real qcow2 file of 1 MiB virtual size, and its sha256."""
     source = tmp_path / f"{name}.qcow2"
-    source.write_bytes(b"QFI\xfb" + b"\0" * 4096)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(source), "1M"], check=True)
     return source, hashlib.sha256(source.read_bytes()).hexdigest()
 
 
@@ -81,27 +83,38 @@ def test_ownership_is_read_back_and_goes_with_the_object(drivers: DriverSet, tmp
     source, digest = an_image(tmp_path, "base")
     image = ImageImport("image-lg", str(source), sha256=digest, format="qcow2", owner=owner("Image", "lg"))
     drivers.storage.import_image(drivers.host, "lgpool", image)
-    drivers.network.update_sg(drivers.host, SecurityGroupDefinition("nebctl-sg-lg", RULES, owner("SecurityGroup", "lg")))
+    drivers.network.update_sg(
+        drivers.host, SecurityGroupDefinition("nebctl-sg-lg", RULES, owner("SecurityGroup", "lg"))
+    )
 
     found = listed(drivers)
     assert [i.owner for i in found["pool", "lgpool"]] == [owner("Datastore", "lgpool")]  # type: ignore[attr-defined]
     (volume,) = found["volume", "image-lg"]
     assert volume.owner == owner("Image", "lg")  # type: ignore[attr-defined]
     assert volume.owner.spec == {"of": "lg", "secret": "hmac-sha256:k:d"}  # type: ignore[attr-defined]
-    # What was written at import: the file's digest (hand-computed above), format and size (a 4 KiB file, raw
-    # bytes of a qcow2 header that says 0 bytes: libvirt reads the header's virtual size).
+    # What was written at import: the file's digest (computed here), its format and virtual size (qemu-img's).
     assert volume.details["sha256"] == digest  # type: ignore[attr-defined]
     assert volume.details["format"] == "qcow2"  # type: ignore[attr-defined]
+    assert volume.details["capacity"] == 1024 * 1024  # type: ignore[attr-defined]
     assert volume.details["pool"] == "lgpool"  # type: ignore[attr-defined]
     assert [i.owner for i in found["filter", "nebctl-sg-lg"]] == [owner("SecurityGroup", "lg")]  # type: ignore[attr-defined]
     assert ("filter", ledger_name) not in found  # the ledger is not a filter of anybody's
     assert ledger_name in filter_names()
 
-    # A VM disk cloned in the pool carries no entry: its VM's domain carries the ownership.
+    # A VM disk cloned in the pool gets no entry: its VM's domain carries the ownership.
+    disk = VolumeDefinition("lg-disk-0", None, backing="image-lg", owner=owner("VirtualMachine", "lg"))
+    drivers.storage.clone(drivers.host, "lgpool", disk)
+    assert [i.owner for i in listed(drivers)["volume", "lg-disk-0"]] == [None]  # type: ignore[attr-defined]
+    drivers.storage.delete(drivers.host, "lgpool", "lg-disk-0")
+
     # Deleting each object takes its entry; the ledger goes with the last one.
     drivers.network.delete_sg(drivers.host, "nebctl-sg-lg")
     drivers.storage.delete(drivers.host, "lgpool", "image-lg")
-    entries = ledger.read_all(libvirt.open("qemu:///system"))
+    connection = libvirt.open("qemu:///system")
+    try:
+        entries = ledger.read_all(connection)
+    finally:
+        connection.close()
     assert {(e.object, e.name) for e in entries if e.owner.stack == "ledgerstack"} == {("pool", "lgpool")}
     drivers.storage.delete_datastore(drivers.host, "lgpool")
     assert ledger_name not in filter_names()
@@ -111,7 +124,9 @@ def test_an_object_made_again_by_someone_else_is_not_taken(drivers: DriverSet, t
     drivers.storage.create_datastore(
         drivers.host, DatastoreDefinition("lgpool2", drivers.datastore_path, owner=owner("Datastore", "lgpool2"))
     )
-    drivers.network.update_sg(drivers.host, SecurityGroupDefinition("nebctl-sg-lg2", RULES, owner("SecurityGroup", "lg2")))
+    drivers.network.update_sg(
+        drivers.host, SecurityGroupDefinition("nebctl-sg-lg2", RULES, owner("SecurityGroup", "lg2"))
+    )
     assert listed(drivers)["pool", "lgpool2"][0].owner is not None  # type: ignore[attr-defined]
     # Deleted behind nebctl's back, then made by hand under the same names (new UUIDs).
     virsh("pool-destroy", "lgpool2")
@@ -142,7 +157,9 @@ def test_an_object_made_again_by_someone_else_is_not_taken(drivers: DriverSet, t
 def test_an_entry_that_does_not_read_is_ignored(
     drivers: DriverSet, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    drivers.network.update_sg(drivers.host, SecurityGroupDefinition("nebctl-sg-lg4", RULES, owner("SecurityGroup", "lg4")))
+    drivers.network.update_sg(
+        drivers.host, SecurityGroupDefinition("nebctl-sg-lg4", RULES, owner("SecurityGroup", "lg4"))
+    )
     name = ledger.ledger_name(owner("SecurityGroup", "lg4"))
     connection = libvirt.open("qemu:///system")
     try:
