@@ -1,7 +1,8 @@
 """The ownership document every nebctl-made live object carries, as JSON: one versioned format for all drivers.
 
 The sim driver keeps it in each object's row, the libvirt driver in a domain's or network's ``<metadata>``
-(``xmlbuild.base.OwnerElement``), the exec driver hands it to its programs in every creating action's payload
+(``xmlbuild.base.OwnerElement``) and, for pools, image volumes and filters, in its host's ownership ledger
+(``libvirt.ledger``), the exec driver hands it to its programs in every creating action's payload
 and reads it back from their ``list`` action. ``nebctl recover`` (``controller.recovering``) rebuilds records
 from it, and planning refuses to create over an object that carries it without a record (docs/ownership.md).
 

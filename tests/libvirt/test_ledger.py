@@ -24,6 +24,7 @@ from nebctl.drivers.libvirt import ledger
 from nebctl.drivers.types import (
     DatastoreDefinition,
     ImageImport,
+    OwnedObject,
     Ownership,
     SecurityGroupDefinition,
     SecurityRuleDefinition,
@@ -52,9 +53,9 @@ def virsh(*args: str) -> None:
     subprocess.run(["virsh", "-c", "qemu:///system", *args], check=True, capture_output=True)
 
 
-def listed(drivers: DriverSet) -> dict[tuple[str, str], list[object]]:
-    found: dict[tuple[str, str], list[object]] = {}
-    for item in drivers.monitoring.inventory(drivers.host):  # type: ignore[attr-defined]
+def listed(drivers: DriverSet) -> dict[tuple[str, str], list[OwnedObject]]:
+    found: dict[tuple[str, str], list[OwnedObject]] = {}
+    for item in drivers.monitoring.inventory(drivers.host):
         found.setdefault((item.object, item.name), []).append(item)
     return found
 
@@ -88,23 +89,23 @@ def test_ownership_is_read_back_and_goes_with_the_object(drivers: DriverSet, tmp
     )
 
     found = listed(drivers)
-    assert [i.owner for i in found["pool", "lgpool"]] == [owner("Datastore", "lgpool")]  # type: ignore[attr-defined]
+    assert [i.owner for i in found["pool", "lgpool"]] == [owner("Datastore", "lgpool")]
     (volume,) = found["volume", "image-lg"]
-    assert volume.owner == owner("Image", "lg")  # type: ignore[attr-defined]
-    assert volume.owner.spec == {"of": "lg", "secret": "hmac-sha256:k:d"}  # type: ignore[attr-defined]
+    assert volume.owner == owner("Image", "lg")
+    assert volume.owner.spec == {"of": "lg", "secret": "hmac-sha256:k:d"}
     # What was written at import: the file's digest (computed here), its format and virtual size (qemu-img's).
-    assert volume.details["sha256"] == digest  # type: ignore[attr-defined]
-    assert volume.details["format"] == "qcow2"  # type: ignore[attr-defined]
-    assert volume.details["capacity"] == 1024 * 1024  # type: ignore[attr-defined]
-    assert volume.details["pool"] == "lgpool"  # type: ignore[attr-defined]
-    assert [i.owner for i in found["filter", "nebctl-sg-lg"]] == [owner("SecurityGroup", "lg")]  # type: ignore[attr-defined]
+    assert volume.details["sha256"] == digest
+    assert volume.details["format"] == "qcow2"
+    assert volume.details["capacity"] == 1024 * 1024
+    assert volume.details["pool"] == "lgpool"
+    assert [i.owner for i in found["filter", "nebctl-sg-lg"]] == [owner("SecurityGroup", "lg")]
     assert ("filter", ledger_name) not in found  # the ledger is not a filter of anybody's
     assert ledger_name in filter_names()
 
     # A VM disk cloned in the pool gets no entry: its VM's domain carries the ownership.
     disk = VolumeDefinition("lg-disk-0", None, backing="image-lg", owner=owner("VirtualMachine", "lg"))
     drivers.storage.clone(drivers.host, "lgpool", disk)
-    assert [i.owner for i in listed(drivers)["volume", "lg-disk-0"]] == [None]  # type: ignore[attr-defined]
+    assert [i.owner for i in listed(drivers)["volume", "lg-disk-0"]] == [None]
     drivers.storage.delete(drivers.host, "lgpool", "lg-disk-0")
 
     # Deleting each object takes its entry; the ledger goes with the last one.
@@ -127,7 +128,7 @@ def test_an_object_made_again_by_someone_else_is_not_taken(drivers: DriverSet, t
     drivers.network.update_sg(
         drivers.host, SecurityGroupDefinition("nebctl-sg-lg2", RULES, owner("SecurityGroup", "lg2"))
     )
-    assert listed(drivers)["pool", "lgpool2"][0].owner is not None  # type: ignore[attr-defined]
+    assert listed(drivers)["pool", "lgpool2"][0].owner is not None
     # Deleted behind nebctl's back, then made by hand under the same names (new UUIDs).
     virsh("pool-destroy", "lgpool2")
     virsh("pool-undefine", "lgpool2")
@@ -140,8 +141,8 @@ def test_an_object_made_again_by_someone_else_is_not_taken(drivers: DriverSet, t
                          "priority='500'><all/></rule></filter>")  # fmt: skip
     virsh("nwfilter-define", str(hand_made))
     found = listed(drivers)
-    assert [i.owner for i in found["pool", "lgpool2"]] == [None]  # type: ignore[attr-defined]
-    assert [i.owner for i in found["filter", "nebctl-sg-lg2"]] == [None]  # type: ignore[attr-defined]
+    assert [i.owner for i in found["pool", "lgpool2"]] == [None]
+    assert [i.owner for i in found["filter", "nebctl-sg-lg2"]] == [None]
     # The stale entries go at the ledger's next write.
     drivers.storage.create_datastore(
         drivers.host, DatastoreDefinition("lgpool3", str(tmp_path / "third"), owner=owner("Datastore", "lgpool3"))
@@ -174,7 +175,7 @@ def test_an_entry_that_does_not_read_is_ignored(
         connection.close()
     with caplog.at_level(logging.WARNING, logger="nebctl.drivers.libvirt.ledger"):
         found = listed(drivers)
-    assert [i.owner for i in found["filter", "nebctl-sg-lg4"]] == [owner("SecurityGroup", "lg4")]  # type: ignore[attr-defined]
+    assert [i.owner for i in found["filter", "nebctl-sg-lg4"]] == [owner("SecurityGroup", "lg4")]
     assert any("does not read is ignored" in record.getMessage() for record in caplog.records)
 
 
@@ -191,4 +192,4 @@ def test_concurrent_writers_in_one_process_lose_no_entry(drivers: DriverSet) -> 
         thread.join()
     found = listed(drivers)
     for group in groups:
-        assert [i.owner for i in found["filter", group]] == [owner("SecurityGroup", group)]  # type: ignore[attr-defined]
+        assert [i.owner for i in found["filter", group]] == [owner("SecurityGroup", group)]
