@@ -91,4 +91,4 @@ def test_other_objects_ownership_comes_back_from_the_inventory(drivers: DriverSe
             assert listed[what, name] == written, (what, name)
             assert listed[what, name].spec == written.spec  # type: ignore[union-attr]
         else:
-            assert listed[what, name] is None, (what, name)  # libvirt: no metadata to carry one
+            assert listed[what, name] is None, (what, name)  # libvirt's test hypervisor: no nwfilter, no ledger

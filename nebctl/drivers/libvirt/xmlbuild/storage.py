@@ -1,7 +1,8 @@
 """Storage XML: dir pools and their volumes (blank, qcow2 overlays on a backing file, copies, uploads).
 
-Used by ``LibvirtStorage``. Libvirt's volume documents have no ``<metadata>``, so volumes carry no ownership
-element; the controller's deterministic volume names and its records say who owns a disk.
+Used by ``LibvirtStorage``. Libvirt's pool and volume documents have no ``<metadata>``, so they carry no
+ownership element: a pool's and an image volume's ownership is in the host's ownership ledger
+(``libvirt.ledger``), and a VM's disk is its domain's (the deterministic volume names say which).
 """
 
 from __future__ import annotations
