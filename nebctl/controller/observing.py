@@ -1,5 +1,6 @@
 """Observed state from live monitoring: one host probe and one bulk VM probe per host, never one call per VM;
-one call for many hosts where their driver can answer for them all (``probe_many``).
+one call for many hosts where their driver can answer for them all (``probe_many``, and ``list_many`` for the
+drift inventory).
 
 This is an I/O edge: it calls the monitoring drivers (through the registry handed in) and returns a
 ``LiveView`` value for the pure planner. Hosts are probed in parallel, since on real hypervisors each probe is
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -75,14 +76,15 @@ def observe(
     parallelism: int = 16,
     custom: CustomAttributes | None = None,
     programs: ProgramWatch | None = None,
-    inventory: bool = False,
+    inventory: bool | Collection[str] = False,
 ) -> LiveView:
     """Probe every host and its VMs. Errors become hosts in state ERROR; nothing here raises for a bad host.
     ``custom`` adds each answering host's custom probe attributes to its probe's ``custom``. ``programs`` is
     told of every external program a probe runs (an exec driver's, a custom probe), so that those a killed
     nebctl leaves hanging are ended by the next writer (``reaping``). With ``inventory``, each answering host's
     other objects are listed too (one more bulk call), where its driver can list them: the drift of networks,
-    datastores, images and security groups is read from that."""
+    datastores, images and security groups is read from that. ``inventory`` may name the hosts to list (those
+    that something recorded lives on): the others are not listed."""
     listed: dict[str, frozenset[tuple[str, str]]] = {}
 
     def probe(name: str) -> tuple[HostProbe, Sequence[VMStatus]]:
@@ -132,7 +134,8 @@ def observe(
             else:
                 results.update(answered)
     if inventory:
-        answering = [name for name in names if results[name][0].state is not HostLiveState.ERROR]
+        wanted = names if inventory is True else [name for name in names if name in inventory]
+        answering = [name for name in wanted if results[name][0].state is not HostLiveState.ERROR]
         listed = _list_objects(hosts, answering, registry, parallelism)
     probes: dict[str, HostProbe] = {}
     vms: dict[str, VMStatus] = {}
@@ -152,7 +155,7 @@ def _list_objects(
     """The (object, live name) pairs on each of ``names``, from its monitoring driver's ``inventory`` (one call
     per host); a host whose driver cannot list (an exec set without its list program) is left out: no drift is
     read there."""
-    listed: dict[str, frozenset[tuple[str, str]]] = {}
+    listed = _bulk_listings({name: hosts[name] for name in names}, registry)
 
     def list_one(name: str) -> None:
         ref, overrides = hosts[name]
@@ -165,8 +168,37 @@ def _list_objects(
         except (DriverError, OSError, ValueError) as error:
             log.warning("host %s did not list its objects: %s", name, error)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(names))), thread_name_prefix="list") as pool:
-        list(pool.map(list_one, names))
+    one_by_one = [name for name in names if name not in listed]
+    if one_by_one:
+        workers = max(1, min(parallelism, len(one_by_one)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="list") as pool:
+            list(pool.map(list_one, one_by_one))
+    return listed
+
+
+def _bulk_listings(
+    hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource
+) -> dict[str, frozenset[tuple[str, str]]]:
+    """The listings of the hosts whose monitoring driver lists many hosts in one call (``list_many``, which the
+    sim has), by host name; as ``_bulk_probes``, hosts whose driver has none, declines or fails are left to the
+    listings one host at a time."""
+    groups: dict[int, tuple[Any, list[HostRef]]] = {}
+    for ref, overrides in hosts.values():
+        try:
+            monitoring = registry.for_host(ref, overrides).monitoring
+        except (DriverError, OSError, ValueError):
+            continue
+        if callable(getattr(monitoring, "list_many", None)):
+            groups.setdefault(id(monitoring), (monitoring, []))[1].append(ref)
+    listed: dict[str, frozenset[tuple[str, str]]] = {}
+    for monitoring, refs in groups.values():
+        try:
+            found = monitoring.list_many(refs)
+        except (DriverError, OSError, ValueError) as error:
+            log.debug("bulk listing declined, listing host by host: %s", error)
+            continue
+        if found is not None:
+            listed.update(found)
     return listed
 
 

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Text, bindparam, cast, delete, func, insert, select, tuple_, update
 
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.errors import NotFound
@@ -211,6 +211,32 @@ class StateOperations(Operations):
             query = query.where(_resources.c.namespace == namespace)
         with self._read() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def resource_stamps(self) -> list[tuple[ResourceKey, tuple[Any, ...]]]:
+        """Every resource's key and a stamp of its row, in ``list_resources``'s order: every column, the specs
+        and live identifiers as their stored JSON text, read but not decoded. Two equal stamps are two reads of
+        the same row content, whatever the clock did; what a reader that keeps the records between reads
+        (``controller.applying.records_cache``) compares to decode again only the rows that changed."""
+        columns = _resources.c
+        query = select(
+            columns.kind,
+            columns.namespace,
+            columns.name,
+            columns.id,
+            columns.stack,
+            columns.generation,
+            columns.status,
+            columns.host,
+            columns.desired_hash,
+            columns.applied_hash,
+            columns.created_at,
+            columns.updated_at,
+            cast(columns.desired, Text),
+            cast(columns.applied, Text),
+            cast(columns.live, Text),
+        ).order_by(columns.kind, columns.namespace, columns.name)
+        with self._read() as connection:
+            return [(ResourceKey(Kind(row[0]), row[1], row[2]), tuple(row[3:])) for row in connection.execute(query)]
 
     def list_resource_keys(
         self, *, stack: str | None = None, kind: Kind | None = None, namespace: str | None = None

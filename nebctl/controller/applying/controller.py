@@ -19,6 +19,7 @@ from typing import Any
 
 from nebctl.controller.applying.executing import Change, ExecutionReport, Executor, Outcome
 from nebctl.controller.applying.journal import StoreJournal
+from nebctl.controller.applying.records_cache import RecordsCache
 from nebctl.controller.applying.values import (
     ApplyResult,
     PlannedApply,
@@ -62,6 +63,16 @@ from nebctl.schemas.models import AnyManifest, Hook, spec_document
 log = logging.getLogger(__name__)
 
 
+def spanned_hosts(records: Mapping[ResourceKey, ResourceRecord]) -> set[str]:
+    """The hosts on which ``records`` say networks, datastores, images or security groups were created: the
+    only hosts whose objects drift detection reads (``SpannedReconciler.detect_drift``)."""
+    hosts: set[str] = set()
+    for key, record in records.items():
+        if key.kind in SPANNED_OBJECTS and record.applied is not None:
+            hosts.update(str(host) for host in record.applied.get("hosts") or ())
+    return hosts
+
+
 def _imports_again(
     key: ResourceKey, documents: Mapping[ResourceKey, AnyManifest], records: Mapping[ResourceKey, ResourceRecord]
 ) -> bool:
@@ -85,9 +96,12 @@ class Controller:
         reconcilers: Mapping[Kind, Reconciler] = RECONCILERS,
         host_attributes: CustomAttributes | None = None,
         installation_file: Path | None = None,
+        records_cache: RecordsCache | None = None,
     ) -> None:
         """``host_attributes`` gives each host's custom probe attributes; by default the programs of
-        ``settings.probes_dir`` run at each observation (the service hands in its cache of their results)."""
+        ``settings.probes_dir`` run at each observation (the service hands in its cache of their results).
+        ``records_cache`` keeps the records between plans, so that a long-lived controller (the service's) reads
+        again only the rows written since its last plan."""
         self.store = store
         self.registry = registry
         self.settings = settings
@@ -98,6 +112,7 @@ class Controller:
             host_attributes = CustomProbes(settings.probes_dir, timeout=settings.serve.probe_timeout)
         self.host_attributes = host_attributes
         self.installation_file = installation_file  # the id's copy beside the key file (database.installing)
+        self.records_cache = records_cache
 
     def installation(self) -> str:
         """This installation's id, written on every live object it makes (docs/ownership.md)."""
@@ -106,12 +121,13 @@ class Controller:
     # --- planning ----------------------------------------------------------------------------------------------
 
     def plan(self, documents: Mapping[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
-        records, resealed = reveal_records(self.store.list_resources(), documents, self.store.secrets)
+        stored = self.store.list_resources() if self.records_cache is None else self.records_cache.records(self.store)
+        records, resealed = reveal_records(stored, documents, self.store.secrets)
         own = {key: record for key, record in records.items() if record.stack == options.stack}
         hosts = known_hosts(documents, own)
-        # Networks, datastores, images and security groups are listed (a call per host) only for a stack that
-        # has some: their drift is read from that.
-        listing = any(key.kind in SPANNED_OBJECTS for key in own)
+        # Networks, datastores, images and security groups are listed (a call per host, or one for many hosts)
+        # only on the hosts where this stack recorded some: their drift is read from that, and only there.
+        listing = spanned_hosts(own)
         live = observe(
             hosts,
             self.registry,

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nebctl.controller.applying import Controller, PlanOptions
+from nebctl.controller.applying.records_cache import RecordsCache
 from nebctl.controller.observing import DriverSource, known_hosts
 from nebctl.controller.planning import PlanError
 from nebctl.controller.probing import CustomProbes
@@ -104,6 +105,9 @@ class Service:
             registry=registry,
             settings=settings,
             host_attributes=self.monitor.attributes if probes is not None else None,
+            # Each sync reads again only the records written since the last (an edit's plan need not decode
+            # every spec of a large stack again).
+            records_cache=RecordsCache(),
         )
         self.self_heal = serve.self_heal_for(stack) if self_heal is None else self_heal
         self.prune = serve.prune_for(stack, settings.prune) if prune is None else prune

@@ -141,3 +141,75 @@ def test_with_a_fault_set_each_host_is_probed_on_its_own_and_suffers_it(fleet: S
     assert live.hosts["a"].state is HostLiveState.ONLINE
     assert sorted(status.name for status in live.vms.values()) == ["vm0", "vm2", "vm4", "vm6"]
     assert live.hosts["a"] == SimMonitoring(fleet).probe_host(HOSTS[0])
+
+
+def _objects(fleet: SimFleet) -> None:
+    """A network, a pool and a filter on a; a network on b; volumes from the fixture (a, b)."""
+    with fleet.write() as connection:
+        connection.execute("INSERT INTO networks (host, name, definition) VALUES ('a', 'lan', '{}')")
+        connection.execute("INSERT INTO networks (host, name, definition) VALUES ('b', 'lan', '{}')")
+        connection.execute("INSERT INTO datastores (host, name, path, type) VALUES ('a', 'fast', '/f', 'dir')")
+        connection.execute("INSERT INTO security_groups (host, name, rules) VALUES ('a', 'ssh', '[]')")
+
+
+def test_the_bulk_listing_lists_what_each_host_lists(fleet: SimFleet) -> None:
+    _objects(fleet)
+    monitoring = SimMonitoring(fleet)
+    answering = [ref for ref in HOSTS if ref.name != "down"]
+    found = monitoring.list_many(answering)
+    assert found == {ref.name: frozenset((o.object, o.name) for o in monitoring.inventory(ref)) for ref in answering}
+    # Written out, from the set-up above (``alias`` is a second name for host a).
+    on_a = {("network", "lan"), ("pool", "fast"), ("filter", "ssh"), ("volume", f"v{5 * 1024**3}"),
+            ("volume", f"v{2 * 1024**3}")}  # fmt: skip
+    assert found["a"] == found["alias"] == on_a
+    assert found["b"] == {("network", "lan"), ("volume", f"v{1024**3}")}
+    assert found["empty"] == frozenset()
+
+
+def test_the_bulk_listing_declines_a_host_down_or_a_fault(fleet: SimFleet) -> None:
+    assert SimMonitoring(fleet).list_many(HOSTS) is None  # host "down": listed one by one, where it fails
+    fleet.set_fault(Fault("monitoring.inventory", FaultKind.PERMANENT, host="b", message="agent crashed"))
+    assert SimMonitoring(fleet).list_many([HOSTS[0], HOSTS[1]]) is None
+
+
+class ListHostByHost(HostByHost):
+    """The sim's monitoring without its bulk probe nor its bulk listing."""
+
+    def __init__(self, monitoring: SimMonitoring) -> None:
+        super().__init__(monitoring)
+        self.inventory = monitoring.inventory
+
+
+def test_observe_lists_every_host_in_one_call_and_sees_what_it_sees_host_by_host(fleet: SimFleet) -> None:
+    _objects(fleet)
+    monitoring = SimMonitoring(fleet)
+    calls: list[int] = []
+    list_many = monitoring.list_many
+
+    def counted(refs: Any) -> Any:
+        calls.append(len(refs))
+        return list_many(refs)
+
+    monitoring.list_many = counted  # type: ignore[method-assign,assignment]
+    bulk = observe(hosts(), Registry(monitoring), parallelism=4, inventory=True)
+    assert calls == [len(HOSTS) - 1]  # every answering host, in one call
+    assert bulk.objects == observe(hosts(), Registry(ListHostByHost(monitoring)), parallelism=4, inventory=True).objects
+    assert set(bulk.objects) == {"a", "b", "empty", "alias"}  # "down" is not listed: no drift is read there
+    assert ("pool", "fast") in bulk.objects["a"]
+
+
+def test_with_a_fault_on_the_listing_each_host_is_listed_on_its_own(fleet: SimFleet) -> None:
+    _objects(fleet)
+    fleet.set_fault(Fault("monitoring.inventory", FaultKind.PERMANENT, host="b", message="agent crashed"))
+    live = observe(hosts(), Registry(SimMonitoring(fleet)), parallelism=4, inventory=True)
+    assert "b" not in live.objects  # its listing failed: taken to hold what was applied
+    assert ("filter", "ssh") in live.objects["a"]
+
+
+def test_only_the_hosts_named_are_listed(fleet: SimFleet) -> None:
+    _objects(fleet)
+    monitoring = SimMonitoring(fleet)
+    for source in (monitoring, ListHostByHost(monitoring)):
+        live = observe(hosts(), Registry(source), parallelism=4, inventory={"b", "down"})
+        assert live.objects == {"b": frozenset({("network", "lan"), ("volume", f"v{1024**3}")})}
+        assert observe(hosts(), Registry(source), parallelism=4, inventory=set()).objects == {}
