@@ -16,7 +16,7 @@ from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError, NotFoundError
 from nebctl.drivers.sim.fleet import VM_COLUMNS, SimFleet, edge, host_shape, open_fleet, owner_from, owner_json
 from nebctl.drivers.states import HostLiveState, VMLiveState
-from nebctl.drivers.types import HostProbe, HostRef, OwnedObject, VMDefinition, VMStatus, to_payload
+from nebctl.drivers.types import HostProbe, HostRef, OwnedObject, Ownership, VMDefinition, VMStatus, to_payload
 
 RUNNING, STOPPED, SUSPENDED = VMLiveState.RUNNING.value, VMLiveState.STOPPED.value, VMLiveState.SUSPENDED.value
 
@@ -197,6 +197,10 @@ class SimMonitoring(SimDriver):
     family: ClassVar[Family] = Family.MONITORING
     capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "usage", "inventory"})
 
+    def __init__(self, fleet: SimFleet) -> None:
+        super().__init__(fleet)
+        self._owners: dict[str, Ownership | None] = {}  # the ownerships the last bulk probe parsed, by their text
+
     @edge
     def probe_host(self, host: HostRef) -> HostProbe:
         name, down = self.fleet.enter("monitoring.probe_host", host, allow_down=True)
@@ -234,8 +238,12 @@ class SimMonitoring(SimDriver):
                 rows[shape.name] = (shape.cpus, shape.memory, shape.disk, 0, None)
         now = self.fleet.clock()
         statuses: dict[str, list[VMStatus]] = {}
+        # Each VM's ownership document (its spec included) parsed by the last bulk probe is taken as parsed then:
+        # a service probes the same fleet again and again. Only those seen this time are kept for the next.
+        owners: tuple[dict[str, Ownership | None], dict[str, Ownership | None]] = (self._owners, {})
         for row in connection.execute(f"SELECT host, {VM_COLUMNS} FROM vms ORDER BY host, name"):  # probe_vms's order
-            statuses.setdefault(row[0], []).append(self.fleet.status(row[1:], now))
+            statuses.setdefault(row[0], []).append(self.fleet.status(row[1:], now, owners))
+        self._owners = owners[1]
         used = dict(connection.execute("SELECT host, COALESCE(SUM(allocation), 0) FROM volumes GROUP BY host"))
         found: dict[str, tuple[HostProbe, Sequence[VMStatus]]] = {}
         for ref_name, shape in shapes.items():

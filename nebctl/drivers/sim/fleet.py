@@ -148,8 +148,21 @@ class SimFleet:
         """Start an action that is not about a host (authorization, marketplace, hooks): latency and faults."""
         suffer(self.store.read(), self.rng, action=action, host="")
 
-    def status(self, row: tuple[Any, ...], now: float) -> VMStatus:
+    def status(
+        self,
+        row: tuple[Any, ...],
+        now: float,
+        owners: tuple[Mapping[str, Ownership | None], dict[str, Ownership | None]] | None = None,
+    ) -> VMStatus:
+        """The status of a VM row (``VM_COLUMNS``). With ``owners`` (the ownerships parsed before, by their
+        text; and where to put those of this row), an ownership document already parsed is not parsed again."""
         uuid, name, state, vcpu, memory, owner, started, macs = row
+        if owners is None or not owner:
+            parsed = owner_from(owner)
+        else:
+            known, seen = owners
+            parsed = known[owner] if owner in known else owner_from(owner)
+            seen[owner] = parsed
         usage = vm_usage(seed=self.seed, uuid=uuid, state=state, vcpu=vcpu, memory=memory, started=started, now=now)
         return VMStatus(
             uuid=uuid,
@@ -163,7 +176,7 @@ class SimFleet:
             disk_write=usage.disk_write,
             net_rx=usage.net_rx,
             net_tx=usage.net_tx,
-            owner=owner_from(owner),
+            owner=parsed,
             macs=tuple(macs.split(",")) if macs else (),
         )
 

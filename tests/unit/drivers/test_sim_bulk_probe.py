@@ -213,3 +213,36 @@ def test_only_the_hosts_named_are_listed(fleet: SimFleet) -> None:
         live = observe(hosts(), Registry(source), parallelism=4, inventory={"b", "down"})
         assert live.objects == {"b": frozenset({("network", "lan"), ("volume", f"v{1024**3}")})}
         assert observe(hosts(), Registry(source), parallelism=4, inventory=set()).objects == {}
+
+
+def test_owners_parsed_by_the_last_bulk_probe_are_reused_and_a_changed_one_is_parsed_again(fleet: SimFleet) -> None:
+    from nebctl.drivers.sim.fleet import owner_json
+    from nebctl.drivers.types import Ownership
+
+    def owned(name: str, host: str) -> Ownership:
+        return Ownership("web", "VirtualMachine", "default", name, installation="i-1", spec={"host": host})
+
+    with fleet.write() as connection:
+        for index in range(7):
+            connection.execute(
+                "UPDATE vms SET owner = ? WHERE name = ?", (owner_json(owned(f"vm{index}", "a")), f"vm{index}")
+            )
+    monitoring = SimMonitoring(fleet)
+    first = monitoring.probe_many(HOSTS)
+    again = monitoring.probe_many(HOSTS)
+    assert first is not None and again is not None
+    expected = {ref.name: one_by_one(monitoring, ref) for ref in HOSTS}
+    assert as_lists(again) == as_lists(first) == expected
+    assert [vm.owner for vm in again["a"][1]] == [owned(name, "a") for name in ("vm0", "vm2", "vm4", "vm6")]
+    # The document of vm2 changes (a new spec, as a move writes): the next probe reads the new one.
+    with fleet.write() as connection:
+        connection.execute("UPDATE vms SET owner = ? WHERE name = 'vm2'", (owner_json(owned("vm2", "b")),))
+    moved = monitoring.probe_many(HOSTS)
+    assert moved is not None
+    assert [vm.owner for vm in moved["a"][1]] == [owned("vm0", "a"), owned("vm2", "b"), owned("vm4", "a"),
+                                                  owned("vm6", "a")]  # fmt: skip
+    assert as_lists(moved) == {ref.name: one_by_one(monitoring, ref) for ref in HOSTS}
+
+
+def as_lists(found: dict[str, Any]) -> dict[str, Any]:
+    return {name: (probe, list(vms)) for name, (probe, vms) in found.items()}
