@@ -10,6 +10,9 @@ What is kept, in ``DIRECTORY/manifests/``:
   (never its modification time, so a file rewritten within the same second is read again);
 - per set, an empty marker saying that this list of files, in this order, passed the checks across documents.
 
+A long-lived process (the service, with ``remember``) also keeps in memory the documents of the files of its
+last load, by the same keys, so that after an edit only the edited file is parsed or read back.
+
 Every key also holds a digest of nebctl's own schema code, of the library versions and of the ``Limits``, so an
 entry written by another version, or under other limits, is never found. Each entry carries a digest of its
 content: an entry that is truncated, corrupt or unreadable is ignored (and written again). Only a set without
@@ -45,15 +48,24 @@ from nebctl.schemas.reading import fast
 from nebctl.schemas.reading.sources import read_file
 
 _MAGIC = b"nebctl-manifest-cache 1\n"
+# The checked documents of each file of this process's last load with ``remember``, by entry key: a service
+# loads the same set again after each edit, and its unchanged files need not even be read back from the
+# directory. Only the last load's files are kept (the documents are immutable; its snapshot holds them anyway).
+_LAST_LOAD: list[dict[str, list[LoadedDocument]]] = [{}]
 _DIGEST = hashlib.sha256().digest_size
 # Entries kept beyond those of the set just loaded: the older ones (by last use) are deleted past this many.
 MAX_ENTRIES = 4096
 
 
 def load_paths_cached(
-    paths: Sequence[str | os.PathLike[str]], directory: Path, *, limits: Limits = DEFAULT_LIMITS
+    paths: Sequence[str | os.PathLike[str]],
+    directory: Path,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    remember: bool = False,
 ) -> ManifestSet:
-    """``load_paths(paths, limits=limits)``, with the files' checked documents kept in ``directory``."""
+    """``load_paths(paths, limits=limits)``, with the files' checked documents kept in ``directory``; with
+    ``remember`` (a process that loads the same set again and again), also in memory until the next such load."""
     files, diagnostics = expand_paths(paths)
     if diagnostics:
         return load_paths(paths, limits=limits)
@@ -67,10 +79,14 @@ def load_paths_cached(
     scalars: fast.Scalars | None = None
     documents: list[LoadedDocument] = []
     keys: list[str] = []
+    recent: dict[str, list[LoadedDocument]] = _LAST_LOAD[0] if remember else {}
+    loaded: dict[str, list[LoadedDocument]] = {}
     for file, text in texts:
         key = store.key(b"file", file.encode("utf-8", "surrogatepass"), text.encode("utf-8", "surrogatepass"))
         keys.append(key)
-        found = store.get(key)
+        found: object = recent.get(key)
+        if found is None:
+            found = store.get(key)
         if not isinstance(found, list):
             if scalars is None:
                 scalars = fast.Scalars()
@@ -80,6 +96,7 @@ def load_paths_cached(
             # Positions serve diagnostics only, and a set with a problem is loaded again without the cache.
             found = [LoadedDocument(d.key, d.manifest, d.location, {}, {}) for d in found]
             store.put(key, found)
+        loaded[key] = found
         documents.extend(found)
     set_key = store.key(b"set", *(key.encode() for key in keys))
     if store.get(set_key) is not True:
@@ -87,6 +104,8 @@ def load_paths_cached(
             return load_paths(paths, limits=limits)
         store.put(set_key, True)
     store.prune({*keys, set_key})
+    if remember:
+        _LAST_LOAD[0] = loaded
     return ManifestSet.of(documents, tuple(files))
 
 

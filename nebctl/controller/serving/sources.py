@@ -52,7 +52,7 @@ def load_snapshot(path: Path, revision: RevisionRecord | None, cache: Path | Non
         if cache is not None:
             from nebctl.schemas.caching import load_paths_cached
 
-            manifests = load_paths_cached([path], cache)
+            manifests = load_paths_cached([path], cache, remember=True)
         else:
             manifests = load_paths([path])
     except ManifestError as error:

@@ -135,6 +135,46 @@ def test_cached_and_uncached_loads_agree_after_any_edits(tmp_path_factory: pytes
         assert outcome(lambda: caching.load_paths_cached([directory], cache)) == uncached
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.sampled_from(EDITS), st.integers(0, 20)), max_size=12))
+def test_loads_that_remember_their_files_agree_with_uncached_loads_after_any_edits(
+    tmp_path_factory: pytest.TempPathFactory, edits: Any
+) -> None:
+    """As a service loads: each load remembering its files in memory, for the next."""
+    root = tmp_path_factory.mktemp("edits")
+    directory, cache = fresh_directory(root), root / "cache"
+
+    def remembered() -> ManifestSet:
+        return caching.load_paths_cached([directory], cache, remember=True)
+
+    assert outcome(remembered) == outcome(lambda: load_paths([directory]))
+    for edit, number in edits:
+        edit(directory, number)
+        assert outcome(remembered) == outcome(lambda: load_paths([directory])), edit.__name__
+
+
+def test_a_remembered_file_rewritten_with_the_same_size_and_date_is_read_again(tmp_path: Path) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    path = directory / "vm0.yaml"
+    caching.load_paths_cached([directory], cache, remember=True)
+    stat = path.stat()
+    path.write_text(vm("vm0", vcpu=7))  # same length as vcpu: 1
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after = caching.load_paths_cached([directory], cache, remember=True)
+    vcpus = {key.name: doc.spec.vcpu for key, doc in after.documents.items() if isinstance(doc, VirtualMachine)}
+    assert vcpus == {"vm0": 7, "vm1": 1, "vm2": 1}
+
+
+def test_remembered_files_are_not_read_back_from_the_directory_and_only_by_remembering_loads(tmp_path: Path) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    expected = outcome(lambda: load_paths([directory]))
+    caching.load_paths_cached([directory], cache, remember=True)
+    poison(cache)  # entries that would lose the VMs, were they read
+    assert outcome(lambda: caching.load_paths_cached([directory], cache, remember=True)) == expected
+    # A load that does not remember reads the directory (the poisoned entries, well-formed, are what it finds).
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) != expected
+
+
 def test_a_loaded_set_is_kept_and_read_back(tmp_path: Path) -> None:
     directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
     first = caching.load_paths_cached([directory], cache)
