@@ -199,7 +199,7 @@ class SimMonitoring(SimDriver):
 
     def __init__(self, fleet: SimFleet) -> None:
         super().__init__(fleet)
-        self._owners: dict[str, Ownership | None] = {}  # the ownerships the last bulk probe parsed, by their text
+        self._owners: dict[bytes, Ownership | None] = {}  # those the last bulk probe parsed, by their text's digest
 
     @edge
     def probe_host(self, host: HostRef) -> HostProbe:
@@ -240,7 +240,7 @@ class SimMonitoring(SimDriver):
         statuses: dict[str, list[VMStatus]] = {}
         # Each VM's ownership document (its spec included) parsed by the last bulk probe is taken as parsed then:
         # a service probes the same fleet again and again. Only those seen this time are kept for the next.
-        owners: tuple[dict[str, Ownership | None], dict[str, Ownership | None]] = (self._owners, {})
+        owners: tuple[dict[bytes, Ownership | None], dict[bytes, Ownership | None]] = (self._owners, {})
         for row in connection.execute(f"SELECT host, {VM_COLUMNS} FROM vms ORDER BY host, name"):  # probe_vms's order
             statuses.setdefault(row[0], []).append(self.fleet.status(row[1:], now, owners))
         self._owners = owners[1]
