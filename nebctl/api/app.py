@@ -3,7 +3,8 @@
 The running service is reached through ``request.app.state.service`` (a ``ServiceView``), set once at creation,
 so routers stay plain functions of the request and tests can build the app around a real service. Access
 control (``app.state.access``: the authenticator and the authorizer of ``controller.access``) is made here from
-the service's store and settings; the dashboard uses the same objects.
+the service's store and settings; the dashboard uses the same objects. ``app.state.resource_pages`` keeps the
+encoded pages of ``/resources`` (``api.caching``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def create_app(service: ServiceView) -> FastAPI:
     from starlette.middleware.cors import CORSMiddleware
 
     from nebctl.api import health, v1
+    from nebctl.api.caching import PageCache
     from nebctl.api.v1 import limits, webhooks
     from nebctl.api.v1.security import Access, identity
     from nebctl.controller.access import Authenticator, Authorizer
@@ -64,6 +66,7 @@ def create_app(service: ServiceView) -> FastAPI:
         authenticator=Authenticator(service.store, settings.access),
         authorizer=Authorizer(service.store, settings.access),
     )
+    app.state.resource_pages = PageCache()
     secret_file = settings.api.webhook_secret_file
     app.state.webhook_secret = secret_file.read_bytes().strip() if secret_file is not None else None
     app.include_router(health.router)

@@ -22,6 +22,7 @@ from nebctl.database.errors import DatabaseError, NotFound
 from nebctl.database.models import AccessRule, Quota, Token, User
 from nebctl.database.operating import AnyRow, Operations, table, upsert
 from nebctl.database.records import AccessRuleRecord, QuotaRecord, TokenRecord, UserRecord
+from nebctl.database.versions import ACCESS, bump
 
 _users = table(User)
 _tokens = table(Token)
@@ -115,6 +116,7 @@ class AccessOperations(Operations):
         }
         try:
             with self._write() as connection:
+                bump(connection, ACCESS)
                 connection.execute(insert(_users).values(values))
                 row = connection.execute(select(_users).where(_users.c.name == name)).one()
         except DatabaseError as error:
@@ -150,6 +152,7 @@ class AccessOperations(Operations):
             values["enabled"] = enabled
         with self._write() as connection:
             if values:
+                bump(connection, ACCESS)
                 connection.execute(update(_users).where(_users.c.name == name).values(values))
             row = connection.execute(select(_users).where(_users.c.name == name)).first()
         if row is None:
@@ -159,6 +162,7 @@ class AccessOperations(Operations):
     def delete_user(self, name: str) -> bool:
         """Delete a user and (by cascade) its tokens."""
         with self._write() as connection:
+            bump(connection, ACCESS)
             user_id = connection.execute(select(_users.c.id).where(_users.c.name == name)).scalar()
             if user_id is None:
                 return False
@@ -217,6 +221,7 @@ class AccessOperations(Operations):
 
     def revoke_token(self, token_id: int) -> bool:
         with self._write() as connection:
+            bump(connection, ACCESS)
             return connection.execute(delete(_tokens).where(_tokens.c.id == token_id)).rowcount > 0
 
     # --- access rules --------------------------------------------------------------------------------------
@@ -255,6 +260,7 @@ class AccessOperations(Operations):
             "created_at": self._now(),
         }
         with self._write() as connection:
+            bump(connection, ACCESS)
             rule_id = connection.execute(insert(_rules).values(values)).inserted_primary_key[0]  # type: ignore[index]
             row = connection.execute(select(_rules).where(_rules.c.id == rule_id)).one()
         return _rule(row)
@@ -265,6 +271,7 @@ class AccessOperations(Operations):
 
     def delete_access_rule(self, rule_id: int) -> bool:
         with self._write() as connection:
+            bump(connection, ACCESS)
             return connection.execute(delete(_rules).where(_rules.c.id == rule_id)).rowcount > 0
 
     # --- quotas --------------------------------------------------------------------------------------------

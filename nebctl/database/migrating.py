@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from nebctl.database.engines import transaction
 from nebctl.database.errors import SchemaOutdated, SchemaTooNew
-from nebctl.database.models import Base
+from nebctl.database.models import Base, ChangeCounter
+from nebctl.database.versions import seed_rows
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-HEAD = "recover"
+HEAD = "api_cache"
 """The newest revision in ``migrations/versions`` (a test checks it against Alembic's head): update it with
 every new migration."""
 
@@ -101,6 +102,7 @@ def ensure_schema(connection: Connection) -> None:
         # stamped with the head revision as ``alembic stamp heads`` does. None of its tables exists (just
         # checked), so they are created without asking for each one first.
         Base.metadata.create_all(connection, checkfirst=False)
+        connection.execute(insert(ChangeCounter), seed_rows())
         _version.create(connection, checkfirst=True)
         connection.execute(insert(_version).values(version_num=HEAD))
         return

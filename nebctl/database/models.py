@@ -310,6 +310,17 @@ Installation = Table(
     _required("created_at", _TIME),
 )
 
+# Change counters: a row per family of data, its value raised by every write to that family in the write's own
+# transaction, so that a reader anywhere (any replica, the CLI) can tell that nothing changed since it last read
+# by reading one small row. ``resources``: records and observations (what the API's resource pages show);
+# ``access``: users, tokens and access rules. Written by ``database.versions``; read by the API's caches.
+ChangeCounter = Table(
+    "change_counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    _required("value", BigInteger),
+)
+
 # A named mutual-exclusion lock (the writers' lock, docs/database.md): one row while it is held.
 Lock = Table(
     "locks",

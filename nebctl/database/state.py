@@ -30,6 +30,7 @@ from nebctl.database.records import (
     Severity,
 )
 from nebctl.database.sealing import KeyRing, seal_spec
+from nebctl.database.versions import RESOURCES, bump
 
 _resources = table(Resource)
 _applies = table(Apply)
@@ -305,6 +306,7 @@ class StateOperations(Operations):
             for record in records
         ]
         with self._write() as connection:
+            bump(connection, RESOURCES)
             for chunk in chunks(rows, BULK_CHUNK):
                 upsert(connection, _resources, chunk, conflict=("kind", "namespace", "name"), update=_RESOURCE_UPDATED)
 
@@ -321,6 +323,7 @@ class StateOperations(Operations):
             _observations.c.name == key.name,
         )
         with self._write() as connection:
+            bump(connection, RESOURCES)
             connection.execute(forget)
             return connection.execute(statement).rowcount > 0
 
@@ -352,6 +355,7 @@ class StateOperations(Operations):
         ]
         hosts = sorted(set(probed))
         with self._write() as connection:
+            bump(connection, RESOURCES)
             for chunk in chunks(hosts, BULK_CHUNK):
                 connection.execute(delete(_observations).where(_observations.c.host.in_(chunk)))
             for chunk in chunks(rows, BULK_CHUNK):

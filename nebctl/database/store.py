@@ -26,6 +26,7 @@ from nebctl.database.sealing import KeyRing
 from nebctl.database.serving import ServingOperations
 from nebctl.database.state import StateOperations
 from nebctl.database.telemetry import TelemetryOperations
+from nebctl.database.versions import VersionOperations
 
 
 def utc_now() -> datetime:
@@ -33,7 +34,13 @@ def utc_now() -> datetime:
 
 
 class _DataOperations(
-    StateOperations, TelemetryOperations, AccessOperations, ServingOperations, ProgramOperations, InstallationOperations
+    StateOperations,
+    TelemetryOperations,
+    AccessOperations,
+    ServingOperations,
+    ProgramOperations,
+    InstallationOperations,
+    VersionOperations,
 ):
     """Every data operation; shared by ``Store`` (a transaction each) and ``Batch`` (one for all)."""
 

@@ -1,6 +1,10 @@
 """The read side of the API: stacks and their sync status, resources (filtered, each with its live status and
 last actions), hosts, applies with their actions. Everything needs the ``get`` action; a listing holds only
-what the rules let the caller see (the authorize program, when configured, is asked once for the listing)."""
+what the rules let the caller see (the authorize program, when configured, is asked once for the listing).
+
+The pages of ``/resources`` are kept encoded in memory (``api.caching``) by the database's change counters, the
+query and the caller's visibility: a page asked again while nothing changed is bytes from memory. The 403 of a
+listing denied as a whole (and the authorize program) is decided before the cache is looked at."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from nebctl.api.v1.security import access_of, allow, identity
+from nebctl.api.caching import Page, PageCache
+from nebctl.api.v1.security import access_of, allow, identity, rules_of, versions_of
 from nebctl.core.access import Action, Effect, Identity, Rule, Target, applies_to, decide
 from nebctl.core.keys import Kind, ResourceKey, parse_kind
 from nebctl.database.records import ActionRecord, ApplyRecord, ResourceRecord
@@ -42,7 +47,7 @@ def covers_all(request: Request, who: Identity, listing: Target) -> tuple[bool, 
     deny of ``get`` applies to ``who``), with the rules read for it. Raises 403 when the listing as a whole is
     denied (the authorize program, when configured, is asked here, once)."""
     authorizer = access_of(request).authorizer
-    rules = authorizer.rules()
+    rules = rules_of(request)
     decision = authorizer.authorize(who, Action.GET, listing, rules=rules)
     if not decision.allowed:
         raise HTTPException(403, detail=f"forbidden: {decision.reason}")
@@ -117,36 +122,56 @@ def resources(
     kind_value = _kind(kind) if kind is not None else None
     selectors = _label_filter(label or [])
     listing = Target(kind_value.short if kind_value else None, namespace, None, stack)
-    if selectors:  # labels live in the specs: every matching record is read
-        records = store.list_resources(stack=stack, kind=kind_value, namespace=namespace)
-        records = [
-            r
-            for r in records
-            if all(k in (labels := _labels(r)) and (v is None or str(labels[k]) == v) for k, v in selectors)
-        ]
-        records = visible(request, who, records, _target, listing)
-        total, page = len(records), records[offset : offset + limit]
-    elif covers_all(request, who, listing)[0]:  # the database makes the page
-        total = store.count_resources(stack=stack, kind=kind_value, namespace=namespace)
-        page = store.list_resources(stack=stack, kind=kind_value, namespace=namespace, limit=limit, offset=offset)
-    else:  # the page is chosen from the keys the caller may see; only its records are read
-        keys = store.list_resource_keys(stack=stack, kind=kind_value, namespace=namespace)
-        keys = visible(
-            request, who, keys, lambda ks: Target(ks[0].kind.short, ks[0].namespace, ks[0].name, ks[1]), listing
-        )
-        total, page = len(keys), store.get_resources([key for key, _ in keys[offset : offset + limit]])
-    headers = {"X-Total-Count": str(total)}
-    if offset + limit < total:
-        headers["X-Next-Offset"] = str(offset + limit)
-    observations = store.list_observations() if page else {}
-    return json_response([record_view(r, observation_for(r, observations)) for r in page], headers)
+    versions = versions_of(request)
+    everything, rules = covers_all(request, who, listing)  # a 403 here, before any page is looked at
+
+    def build() -> Page:
+        if selectors:  # labels live in the specs: every matching record is read
+            records = store.list_resources(stack=stack, kind=kind_value, namespace=namespace)
+            records = [
+                r
+                for r in records
+                if all(k in (labels := _labels(r)) and (v is None or str(labels[k]) == v) for k, v in selectors)
+            ]
+            if not everything:
+                records = [r for r in records if decide(rules, who, Action.GET, _target(r)).allowed]
+            total, page = len(records), records[offset : offset + limit]
+        elif everything:  # the database makes the page
+            total = store.count_resources(stack=stack, kind=kind_value, namespace=namespace)
+            page = store.list_resources(stack=stack, kind=kind_value, namespace=namespace, limit=limit, offset=offset)
+        else:  # the page is chosen from the keys the caller may see; only its records are read
+            keys = [
+                key
+                for key, in_stack in store.list_resource_keys(stack=stack, kind=kind_value, namespace=namespace)
+                if decide(rules, who, Action.GET, Target(key.kind.short, key.namespace, key.name, in_stack)).allowed
+            ]
+            total, page = len(keys), store.get_resources(keys[offset : offset + limit])
+        headers = {"X-Total-Count": str(total)}
+        if offset + limit < total:
+            headers["X-Next-Offset"] = str(offset + limit)
+        observations = store.list_observations() if page else {}
+        return Page(encode([record_view(r, observation_for(r, observations)) for r in page]), headers)
+
+    # Who sees everything sees the same page; anyone else's page is theirs, under the rules it was chosen by.
+    visibility: tuple[Any, ...] = ("all",) if everything else (who.name, tuple(sorted(who.groups)), versions.access)
+    query = (kind_value, namespace, stack, tuple(selectors), limit, offset)
+    page = _pages(request).get(versions.resources, (query, visibility), build)
+    return Response(page.body, media_type="application/json", headers=page.headers)
+
+
+def _pages(request: Request) -> PageCache:
+    pages: PageCache = request.app.state.resource_pages
+    return pages
+
+
+def encode(document: Any) -> bytes:
+    """``document`` as JSON, encoded once by the standard library (FastAPI's generic encoder walks every value
+    of a large listing again, for nothing: these documents are plain JSON already)."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def json_response(document: Any, headers: dict[str, str] | None = None) -> Response:
-    """``document`` as JSON, encoded once by the standard library (FastAPI's generic encoder walks every value
-    of a large listing again, for nothing: these documents are plain JSON already)."""
-    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(encode(document), media_type="application/json", headers=headers)
 
 
 def _action(action: ActionRecord) -> dict[str, Any]:

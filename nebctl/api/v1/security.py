@@ -5,6 +5,12 @@ and asks the ``Authenticator`` of the application; every failure is the same 401
 ``Retry-After`` while failed logins are being slowed), so that no answer tells whether a user exists.
 ``allow(request, identity, action, target)`` asks the ``Authorizer`` and answers 403 with the reason when
 denied. ``record(...)`` writes the event of a mutating call, with the identity and never a secret.
+
+Every authenticated request first reads the database's change counters (``Store.change_versions``: one small
+query), keeps them as ``request.state.versions`` (``versions_of``), and hands the ``access`` counter to the
+authenticator and the authorizer: a token verified, or the rules read, under the same counter are reused from
+memory, and any change to users, tokens or rules, by any process sharing the database, counts from the next
+request on. The resource pages are cached by the same counters (``reading``).
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from nebctl.controller.access import (
     Target,
     TokenCredentials,
 )
-from nebctl.core.access import Decision
+from nebctl.core.access import Decision, Rule
+from nebctl.database.versions import Versions
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +90,36 @@ async def identity(request: Request) -> Identity:
     if credentials is None:
         raise HTTPException(401, detail="authentication required", headers=UNAUTHORIZED_HEADERS)
     authenticator = access_of(request).authenticator
+    store = request.app.state.service.store
+    address = client_address(request)
+
+    def authenticate() -> Identity:
+        # The counters first: whatever is read after them is at least as new as they say.
+        versions: Versions = store.change_versions()
+        request.state.versions = versions
+        return authenticator.authenticate(credentials, address=address, access_version=versions.access)
+
     try:
-        who: Identity = await run_in_threadpool(
-            authenticator.authenticate, credentials, address=client_address(request)
-        )
+        who: Identity = await run_in_threadpool(authenticate)
     except AuthenticationError as error:
         raise failure(error) from None
     request.state.identity = who
     return who
 
 
+def versions_of(request: Request) -> Versions:
+    """The change counters read by ``identity`` for this request."""
+    versions: Versions = request.state.versions
+    return versions
+
+
+def rules_of(request: Request) -> list[Rule]:
+    """The access rules, as of this request's counters."""
+    return access_of(request).authorizer.rules(versions_of(request).access)
+
+
 def decide(request: Request, who: Identity, action: str, target: Target) -> Decision:
-    return access_of(request).authorizer.authorize(who, action, target)
+    return access_of(request).authorizer.authorize(who, action, target, rules=rules_of(request))
 
 
 def allow(request: Request, who: Identity, action: str, target: Target) -> None:

@@ -6,11 +6,19 @@ name without a record logs in through the program too, and gets a record (driver
 groups, refreshed at each login) so that it can own tokens. Every failure says the same thing, costs about the
 same time (an unknown user is verified against a decoy hash) and counts toward the throttle of the name and of
 the client's address. Used by the API, the dashboard and ``nebctl token``.
+
+A caller that read the database's ``access`` change counter (``Store.change_versions``) before asking may pass it:
+a token verified under that same counter, less than ``TOKEN_REUSE`` seconds ago, is then taken from memory (by
+the SHA-256 digest of the token, never the token itself) instead of two queries. Revoking a token, deleting or
+disabling a user, or changing a user's groups raises the counter, so the next request that reads it verifies
+again; a token's expiry is checked at every use. The API reads the counter at every request.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +27,7 @@ from nebctl.controller.access.passwords import PasswordHasher
 from nebctl.controller.access.throttling import LoginThrottle
 from nebctl.core.access import Identity
 from nebctl.core.settings import AccessSettings
-from nebctl.database.access import TOKEN_PREFIX
+from nebctl.database.access import TOKEN_PREFIX, token_digest
 from nebctl.database.errors import DatabaseError
 from nebctl.database.records import TokenRecord, UserRecord
 from nebctl.database.store import Store
@@ -28,6 +36,10 @@ log = logging.getLogger(__name__)
 
 FAILED = "authentication failed"
 DRIVERS = ("builtin", "exec")
+# Seconds a token's verification is reused while the access counter stays the same: bounds the memory's life and
+# keeps the token's last use (written by a verification, to the minute) about that accurate.
+TOKEN_REUSE = 60.0
+TOKENS_KEPT = 4096  # verifications kept at most (the oldest is dropped first)
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,16 @@ def identity_of(user: UserRecord) -> Identity:
     return Identity(user.name, user.groups, user.driver)
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A token's verification: who it is, under which access counter, until when it may be reused."""
+
+    identity: Identity
+    access: int
+    expires_at: datetime | None
+    reuse_until: float  # time.monotonic()
+
+
 class Authenticator:
     def __init__(
         self,
@@ -80,10 +102,17 @@ class Authenticator:
         self.throttle = throttle or LoginThrottle(
             free=s.login_free_failures, delay=s.login_delay, max_delay=s.login_max_delay, window=s.login_window
         )
+        self._verified: dict[str, _Verified] = {}  # by the token's digest
+        self._verified_lock = threading.Lock()
 
-    def authenticate(self, credentials: Credentials, *, address: str | None = None) -> Identity:
+    def authenticate(
+        self, credentials: Credentials, *, address: str | None = None, access_version: int | None = None
+    ) -> Identity:
+        """``access_version``: the ``access`` change counter, read before this call (see the module's doc)."""
         if isinstance(credentials, TokenCredentials):
-            return self._token(credentials.token)
+            if access_version is None:
+                return self._token(credentials.token)
+            return self._token_reused(credentials.token, access_version)
         return self._password(credentials.user, credentials.password, address)
 
     def login(
@@ -108,6 +137,9 @@ class Authenticator:
     # --- the drivers -------------------------------------------------------------------------------------------
 
     def _token(self, secret: str) -> Identity:
+        return self._verify_token(secret)[0]
+
+    def _verify_token(self, secret: str) -> tuple[Identity, TokenRecord]:
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
             raise AuthenticationError()
         record = self.store.verify_token(secret)
@@ -116,7 +148,29 @@ class Authenticator:
         user = self.store.get_user(record.user)
         if user is None or not user.enabled:
             raise AuthenticationError()
-        return identity_of(user)
+        return identity_of(user), record
+
+    def _token_reused(self, secret: str, access_version: int) -> Identity:
+        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+            raise AuthenticationError()
+        digest = token_digest(secret)
+        found = self._verified.get(digest)
+        if (
+            found is not None
+            and found.access == access_version
+            and time.monotonic() < found.reuse_until
+            and (found.expires_at is None or self.store.now() < found.expires_at)
+        ):
+            return found.identity
+        # Failures are not kept: a token refused now may be valid once created, and refusals cost no more.
+        identity, record = self._verify_token(secret)
+        verified = _Verified(identity, access_version, record.expires_at, time.monotonic() + TOKEN_REUSE)
+        with self._verified_lock:
+            self._verified.pop(digest, None)
+            while len(self._verified) >= TOKENS_KEPT:
+                del self._verified[next(iter(self._verified))]
+            self._verified[digest] = verified
+        return identity
 
     def _password(self, name: str, password: str, address: str | None) -> Identity:
         wait = self.throttle.retry_after(name, address)

@@ -36,10 +36,19 @@ class Authorizer:
     def __init__(self, store: Store, settings: AccessSettings | None = None) -> None:
         self.store = store
         self.settings = settings or AccessSettings()
+        self._kept: tuple[int, list[Rule]] | None = None
 
-    def rules(self) -> list[Rule]:
-        """The rules as stored now (read at each call: a rule added or removed counts at once)."""
-        return [rule_of(record) for record in self.store.list_access_rules()]
+    def rules(self, access_version: int | None = None) -> list[Rule]:
+        """The rules as stored now (read at each call: a rule added or removed counts at once). Given the
+        ``access`` change counter (``Store.change_versions``, read before this call), the rules read under that
+        same counter are reused: adding or removing a rule raises it."""
+        kept = self._kept
+        if access_version is not None and kept is not None and kept[0] == access_version:
+            return kept[1]
+        rules = [rule_of(record) for record in self.store.list_access_rules()]
+        if access_version is not None:
+            self._kept = (access_version, rules)
+        return rules
 
     def authorize(
         self, identity: Identity, action: str, target: Target, *, rules: Sequence[Rule] | None = None
