@@ -158,7 +158,7 @@ def run(resources: int, clients: int, requests: int) -> dict[str, object]:
             headers = {"Authorization": f"Bearer {token}"}
             base = f"http://127.0.0.1:{served.port}"
             body = httpx.get(base + PATH, headers=headers, timeout=120)
-            assert body.status_code == 200 and body.headers["x-total-count"] == str(resources + 6)
+            assert body.status_code == 200 and body.headers["x-total-count"] == str(resources + 6), (body.status_code, body.headers, body.text[:300])
             api = _figures(*asyncio.run(_load(base, headers, clients, requests)))
             logins = []
             for _ in range(10):

@@ -52,5 +52,7 @@ class VersionOperations(Operations):
     def change_versions(self) -> Versions:
         """Every change counter, in one read."""
         with self._read() as connection:
-            values = dict(connection.execute(select(_counters.c.name, _counters.c.value)).tuples().all())
+            values = {
+                str(name): int(value) for name, value in connection.execute(select(_counters.c.name, _counters.c.value))
+            }
         return Versions(resources=int(values.get(RESOURCES, 0)), access=int(values.get(ACCESS, 0)))
