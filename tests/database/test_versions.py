@@ -1,0 +1,90 @@
+"""The change counters: every write to records and observations raises ``resources``, every write to users,
+tokens and rules raises ``access``, in the write's own transaction (a batch that fails raises neither), and
+nothing else raises them (a token's use, which is also a write, does not). On every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.database.records import ObservationRecord, ResourceRecord
+from nebctl.database.store import Store
+from nebctl.database.versions import Versions
+from tests.database.conftest import FakeClock
+
+
+def _vm(name: str, status: str = "running") -> ResourceRecord:
+    return ResourceRecord(Kind.VIRTUAL_MACHINE, "default", name, "web", desired={"vcpu": 1}, status=status)
+
+
+def _raised(store: Store, write: Callable[[], object]) -> tuple[int, int]:
+    """How much ``write`` raised each counter (resources, access)."""
+    before = store.change_versions()
+    write()
+    after = store.change_versions()
+    return after.resources - before.resources, after.access - before.access
+
+
+def test_a_new_database_starts_at_zero(store: Store) -> None:
+    assert store.change_versions() == Versions(resources=0, access=0)
+
+
+def test_each_write_raises_its_family_once(store: Store, clock: FakeClock) -> None:
+    store.create_user("ann", groups=["ops"])
+    rule = store.add_access_rule(subject_type="group", subject="ops", actions=["get"])
+    secret, token = store.create_token("ann", name="t")
+    # (the write, (resources raised by, access raised by)): each write is one transaction, one raise.
+    table: list[tuple[Callable[[], object], tuple[int, int]]] = [
+        (lambda: store.save_resource(_vm("a")), (1, 0)),
+        (lambda: store.save_resources([_vm("b"), _vm("c")]), (1, 0)),
+        (lambda: store.save_resource(_vm("a", status="stopped")), (1, 0)),
+        (
+            lambda: store.record_observations(
+                [ObservationRecord(Kind.HOST, "default", "h1", "h1", "online", {})], probed=["h1"]
+            ),
+            (1, 0),
+        ),
+        (lambda: store.delete_resource(ResourceKey(Kind.VIRTUAL_MACHINE, "default", "b")), (1, 0)),
+        (lambda: store.create_user("ben"), (0, 1)),
+        (lambda: store.update_user("ben", groups=["ops"]), (0, 1)),
+        (lambda: store.update_user("ben", enabled=False), (0, 1)),
+        (lambda: store.add_access_rule(subject_type="user", subject="ben", actions=["get"]), (0, 1)),
+        (lambda: store.delete_access_rule(rule.id), (0, 1)),
+        (lambda: store.revoke_token(token.id), (0, 1)),
+        (lambda: store.delete_user("ben"), (0, 1)),
+        # Neither a token's creation (no one can hold it yet) nor its use (the last use, kept to the minute).
+        (lambda: store.create_token("ann", name="u"), (0, 0)),
+        (lambda: store.verify_token(store.create_token("ann", name="v")[0]), (0, 0)),
+        (store.list_resources, (0, 0)),
+    ]
+    for index, (write, expected) in enumerate(table):
+        clock.advance(120)
+        assert _raised(store, write) == expected, f"row {index}"
+    assert secret  # issued, then revoked above
+
+
+def test_a_failed_batch_raises_nothing(store: Store) -> None:
+    before = store.change_versions()
+    with pytest.raises(RuntimeError), store.batch() as batch:
+        batch.save_resource(_vm("a"))
+        batch.create_user("cid")
+        raise RuntimeError("the batch fails before it commits")
+    assert store.change_versions() == before
+    assert store.get_resource(ResourceKey(Kind.VIRTUAL_MACHINE, "default", "a")) is None
+    with store.batch() as batch:
+        batch.save_resource(_vm("a"))
+        batch.save_resource(_vm("b"))
+        batch.create_user("cid")
+    after = store.change_versions()
+    assert (after.resources - before.resources, after.access - before.access) == (2, 1)
+
+
+def test_another_connection_sees_the_raise_of_a_committed_write(store: Store, db_url: str) -> None:
+    with Store.open(db_url) as other:
+        seen = other.change_versions()
+        store.save_resource(_vm("a"))
+        assert other.change_versions().resources == seen.resources + 1
+        store.create_user("dee")
+        assert other.change_versions().access == seen.access + 1
