@@ -31,7 +31,7 @@ from tests.integration.api.conftest import settings
 from tests.support.databases import DatabaseServer
 from tests.support.drills import Workspace
 from tests.support.replicas import FAST_LEASE, ServerWorkspace
-from tests.support.serving import Served, start_serve, vm_manifest, write_manifests
+from tests.support.serving import Served, start_serve, vm_manifest, wait_for, write_manifests
 
 V1 = "/api/v1"
 TEAMS = {"team-a": ["a-1", "a-2", "a-3"], "team-b": ["b-1", "b-2"]}
@@ -73,7 +73,8 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, postgresql_server: Databa
     # Several replicas need a database server (SQLite holds one): PostgreSQL, which the harness starts.
     root = tmp_path_factory.mktemp("caching")
     overrides = settings(root)
-    overrides["serve"] = {**overrides["serve"], **FAST_LEASE}
+    # Probes an hour apart: observations raise the records' counter too, and would hide a write that did not.
+    overrides["serve"] = {**overrides["serve"], **FAST_LEASE, "vm_interval": "1h", "host_interval": "1h"}
     url = postgresql_server.create_database(f"nebctl_api_cache_{os.getpid()}")
     workspace = ServerWorkspace(root, manifests=root / "manifests", stack="site", settings_overrides=overrides, url=url)
     write_manifests(workspace.manifests, [vm_manifest("web-1", host="h1")])
@@ -94,6 +95,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, postgresql_server: Databa
         start_serve(workspace, "-f", str(workspace.manifests), "--stack", "site", name=f"serve-{n}") for n in (1, 2)
     ]
     try:
+        wait_for(lambda: servers[0].status().get("sync_status") == "synced", what="the first sync")
         yield Replicas(servers, workspace, tokens)
     finally:
         for server in servers:
