@@ -54,6 +54,7 @@ def create_app(service: ServiceView) -> FastAPI:
     from nebctl.api import health, v1
     from nebctl.api.caching import PageCache
     from nebctl.api.v1 import limits, webhooks
+    from nebctl.api.v1.repeated import RepeatedPages
     from nebctl.api.v1.security import Access, identity
     from nebctl.controller.access import Authenticator, Authorizer
     from nebctl.database.errors import DatabaseError
@@ -84,6 +85,7 @@ def create_app(service: ServiceView) -> FastAPI:
         return settings.api.webhook_max_body if path == webhook_path else settings.api.max_body
 
     app.add_middleware(limits.BodyLimit, limit_for=limit_for)
+    app.add_middleware(RepeatedPages, api=app)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,

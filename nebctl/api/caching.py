@@ -66,6 +66,19 @@ class PageCache:
                 self._building.pop(key, None)
             building.release()
 
+    def peek(self, version: int, key: Hashable) -> Page | None:
+        """The page kept for ``key`` under ``version``, without building it (nor waiting for its build)."""
+        with self._lock:
+            return self._pages.get(key) if version == self._version else None
+
+    def put(self, version: int, key: Hashable, page: Page) -> None:
+        """Keep ``page`` for ``key`` under ``version`` (unless a newer version was seen meanwhile)."""
+        with self._lock:
+            if version < self._version:
+                return
+            self._renew(version)
+            self._keep(key, page)
+
     def _renew(self, version: int) -> None:
         if version > self._version:
             self._version = version

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from nebctl.api.caching import Page, PageCache
+from nebctl.api.v1.repeated import repeat_key
 from nebctl.api.v1.security import access_of, allow, identity, rules_of, versions_of
 from nebctl.core.access import Action, Effect, Identity, Rule, Target, applies_to, decide
 from nebctl.core.keys import Kind, ResourceKey, parse_kind
@@ -155,7 +156,10 @@ def resources(
     # Who sees everything sees the same page; anyone else's page is theirs, under the rules it was chosen by.
     visibility: tuple[Any, ...] = ("all",) if everything else (who.name, tuple(sorted(who.groups)), versions.access)
     query = (kind_value, namespace, stack, tuple(selectors), limit, offset)
-    page = _pages(request).get(versions.resources, (query, visibility), build)
+    pages = _pages(request)
+    page = pages.get(versions.resources, (query, visibility), build)
+    # For the same query string by the same caller under the same counters, the middleware answers (repeated).
+    pages.put(versions.resources, repeat_key(request.scope.get("query_string", b""), who, versions.access), page)
     return Response(page.body, media_type="application/json", headers=page.headers)
 
 

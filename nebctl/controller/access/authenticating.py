@@ -150,11 +150,10 @@ class Authenticator:
             raise AuthenticationError()
         return identity_of(user), record
 
-    def _token_reused(self, secret: str, access_version: int) -> Identity:
-        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
-            raise AuthenticationError()
-        digest = token_digest(secret)
-        found = self._verified.get(digest)
+    def remembered(self, secret: str, access_version: int) -> Identity | None:
+        """Who the token ``secret`` was verified to be under the counter ``access_version``, if that is still
+        in memory and may be reused (not expired, verified less than ``TOKEN_REUSE`` s ago); never a query."""
+        found = self._verified.get(token_digest(secret))
         if (
             found is not None
             and found.access == access_version
@@ -162,6 +161,15 @@ class Authenticator:
             and (found.expires_at is None or self.store.now() < found.expires_at)
         ):
             return found.identity
+        return None
+
+    def _token_reused(self, secret: str, access_version: int) -> Identity:
+        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+            raise AuthenticationError()
+        found = self.remembered(secret, access_version)
+        if found is not None:
+            return found
+        digest = token_digest(secret)
         # Failures are not kept: a token refused now may be valid once created, and refusals cost no more.
         identity, record = self._verify_token(secret)
         verified = _Verified(identity, access_version, record.expires_at, time.monotonic() + TOKEN_REUSE)
