@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -50,7 +51,7 @@ class Replicas:
     workspace: Workspace
     tokens: dict[str, str]
 
-    def store(self) -> Store:
+    def store(self) -> AbstractContextManager[Store]:
         return self.workspace.store()
 
     def get(self, server: Served, user: str, **params: Any) -> httpx.Response:
