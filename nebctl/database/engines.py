@@ -108,7 +108,14 @@ def _postgresql_engine(url: URL, timeouts: Timeouts) -> Engine:
 
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, record: ConnectionPoolEntry, cargs: Any, cparams: dict[str, Any]) -> Any:
-        return connection_class.connect(*cargs, **cparams)
+        try:
+            return connection_class.connect(*cargs, **cparams)
+        except psycopg.OperationalError as error:
+            # libpq's words ("connection timeout expired") name no duration; say it as the read timeout does.
+            if "timeout expired" not in str(error):
+                raise
+            seconds = cparams.get("connect_timeout", connect_args["connect_timeout"])
+            raise psycopg.OperationalError(f"the server did not answer within {seconds}s (connect timeout)") from error
 
     return engine
 

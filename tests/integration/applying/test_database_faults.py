@@ -151,6 +151,8 @@ def test_a_server_that_never_answers_gives_one_line_within_the_connect_timeout(s
         line = check_one_clear_line(process, limit=30)
     assert line.startswith(f"error: cannot open the database ({scheme}://nebctl@127.0.0.1:{silent.port}/nebctl): ")
     assert "timeout" in line or "timed out" in line, line
+    if scheme.startswith("postgresql"):
+        assert "the server did not answer within 3s (connect timeout)" in line, line
 
 
 def test_the_timeouts_are_read_from_the_configuration() -> None:
