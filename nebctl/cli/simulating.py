@@ -1,7 +1,9 @@
 """``nebctl sim ...``: change the simulated fleet behind nebctl's back, and configure its latency and faults.
 
 For demos, drills and tests: ``stop-vm``, ``delete-vm``, ``set-memory``, ``host-down`` and ``host-up`` make
-drift that the next ``diff`` sees; ``fault`` and ``latency`` set what the sim driver suffers on each action;
+drift that the next ``diff`` sees, as do ``delete-network`` (``-datastore``, ``-volume``, ``-sg``) and
+``change-network`` (``-datastore``, ``-volume``, ``-sg``) for the objects of the other kinds; ``fault`` and
+``latency`` set what the sim driver suffers on each action;
 ``show`` prints the fleet. They act on the fleet file of the configuration (``drivers.sim.state_file``, else
 ``state_dir/sim.db``), the same one ``apply`` uses. The Python API behind them is ``nebctl.drivers.sim.SimFleet``.
 """
@@ -18,7 +20,8 @@ from rich.table import Table
 from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.core.quantities import QuantityError, format_quantity, parse_quantity
 from nebctl.drivers.errors import DriverError
-from nebctl.drivers.sim import Distribution, Fault, FaultKind, Latency, SimFleet, open_fleet
+from nebctl.drivers.sim import Distribution, Fault, FaultKind, Latency, SimFleet, open_fleet, tampering
+from nebctl.drivers.types import SecurityRuleDefinition
 
 
 @contextmanager
@@ -73,6 +76,100 @@ _object_command("network", "Delete a network (and its leases) from a host, as if
 _object_command("datastore", "Delete a datastore (pool) from a host, as if by hand.")
 _object_command("volume", "Delete a volume (an image's, a disk's) from a host, as if by hand.")
 _object_command("sg", "Delete a security group's filter from a host, as if by hand.")
+
+
+@sim_group.command("change-network")
+@click.argument("host")
+@click.argument("name")
+@click.option("--mode", type=click.Choice(tampering.NETWORK_MODES), help="Another mode.")
+@click.option("--cidr", help="Another address block, such as 10.9.0.0/24.")
+@click.option("--gateway", help="Another gateway address.")
+@click.option("--range", "span", metavar="FIRST-LAST", help="Another DHCP range, such as 10.9.0.10-10.9.0.99.")
+@pass_app
+def change_network_command(  # click passes options by keyword
+    app: AppContext, *, host: str, name: str, mode: str | None, cidr: str | None, gateway: str | None, span: str | None
+) -> None:
+    """Change network NAME on HOST (its mode, addresses or DHCP range), as if by hand."""
+    first = last = None
+    if span is not None:
+        first, dash, last = span.partition("-")
+        if not dash or not first or not last:
+            raise CliError(f"--range {span!r}: expected FIRST-LAST, such as 10.9.0.10-10.9.0.99")
+    _require(mode, cidr, gateway, span, what="--mode, --cidr, --gateway or --range")
+    with _fleet(app) as fleet:
+        tampering.change_network(fleet, host, name, mode=mode, cidr=cidr, gateway=gateway, first=first, last=last)
+    click.echo(f"network {name} changed on {host} behind nebctl's back")
+
+
+@sim_group.command("change-sg")
+@click.argument("host")
+@click.argument("name")
+@click.option(
+    "--rule",
+    "rules",
+    multiple=True,
+    metavar="'DIRECTION PROTOCOL [PORTS [CIDR]]'",
+    help="A rule of the new set, such as 'in tcp 22,80 10.0.0.0/8' (PORTS 'all' for every port); repeatable.",
+)
+@click.option("--no-rules", is_flag=True, help="Leave the filter without rules.")
+@pass_app
+def change_sg_command(app: AppContext, host: str, name: str, rules: tuple[str, ...], no_rules: bool) -> None:
+    """Replace the rules of security group filter NAME on HOST (nebctl-sg-GROUP), as if by hand."""
+    if not rules and not no_rules:
+        raise CliError("change-sg: give the new rules (--rule, repeatable) or --no-rules")
+    parsed = [_rule(text) for text in rules]
+    with _fleet(app) as fleet:
+        tampering.change_security_group(fleet, host, name, parsed)
+    click.echo(f"security group {name} changed on {host} behind nebctl's back")
+
+
+@sim_group.command("change-datastore")
+@click.argument("host")
+@click.argument("name")
+@click.option("--path", help="Another path.")
+@click.option("--type", "kind", help="Another pool type.")
+@pass_app
+def change_datastore_command(app: AppContext, host: str, name: str, path: str | None, kind: str | None) -> None:
+    """Point datastore (pool) NAME on HOST at another path, or give it another type, as if by hand."""
+    _require(path, kind, what="--path or --type")
+    with _fleet(app) as fleet:
+        tampering.change_datastore(fleet, host, name, path=path, type=kind)
+    click.echo(f"datastore {name} changed on {host} behind nebctl's back")
+
+
+@sim_group.command("change-volume")
+@click.argument("host")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(tampering.VOLUME_FORMATS), help="Another format.")
+@click.option("--size", help="Another virtual size, such as 4Gi.")
+@pass_app
+def change_volume_command(app: AppContext, host: str, name: str, fmt: str | None, size: str | None) -> None:
+    """Put another volume in the place of volume NAME on HOST (another format or size), as if by hand."""
+    _require(fmt, size, what="--format or --size")
+    capacity = None
+    if size is not None:
+        try:
+            capacity = parse_quantity(size)
+        except QuantityError as error:
+            raise CliError(f"--size {size!r}: {error}") from error
+    with _fleet(app) as fleet:
+        tampering.change_volume(fleet, host, name, format=fmt, capacity=capacity)
+    click.echo(f"volume {name} changed on {host} behind nebctl's back")
+
+
+def _require(*values: object, what: str) -> None:
+    if all(value is None for value in values):
+        raise CliError(f"nothing to change: give {what}")
+
+
+def _rule(text: str) -> SecurityRuleDefinition:
+    """``in tcp 22,80 10.0.0.0/8``: direction, protocol, ports (``all`` or none for every port), CIDR."""
+    words = text.split()
+    if not 2 <= len(words) <= 4 or words[0] not in ("in", "out") or words[1] not in ("tcp", "udp", "icmp", "any"):
+        raise CliError(f"--rule {text!r}: expected 'DIRECTION PROTOCOL [PORTS [CIDR]]', such as 'in tcp 22 0.0.0.0/0'")
+    ports = () if len(words) < 3 or words[2] == "all" else tuple(words[2].split(","))
+    cidr = words[3] if len(words) == 4 else "0.0.0.0/0"
+    return SecurityRuleDefinition(direction=words[0], protocol=words[1], ports=ports, cidr=cidr)
 
 
 @sim_group.command("set-memory")

@@ -68,6 +68,9 @@ def known_hosts(
 CustomAttributes = Callable[[HostRef], Mapping[str, str]]
 """A host's custom attributes (``probing.CustomProbes``, or the service's cache of their last results)."""
 
+Listing = tuple[frozenset[tuple[str, str]], Mapping[tuple[str, str], Mapping[str, str]]]
+"""A host's listing: its (object, live name) pairs, and the fingerprint of each its driver read one of."""
+
 
 def observe(
     hosts: Mapping[str, tuple[HostRef, Any]],
@@ -85,7 +88,7 @@ def observe(
     other objects are listed too (one more bulk call), where its driver can list them: the drift of networks,
     datastores, images and security groups is read from that. ``inventory`` may name the hosts to list (those
     that something recorded lives on): the others are not listed."""
-    listed: dict[str, frozenset[tuple[str, str]]] = {}
+    listed: dict[str, Listing] = {}
 
     def probe(name: str) -> tuple[HostProbe, Sequence[VMStatus]]:
         with calling(CallContext(programs=programs)):
@@ -146,15 +149,21 @@ def observe(
         for status in statuses:
             vms[status.uuid] = status
             vm_hosts[status.uuid] = name
-    return LiveView(hosts=probes, vms=vms, vm_hosts=vm_hosts, objects=listed)
+    return LiveView(
+        hosts=probes,
+        vms=vms,
+        vm_hosts=vm_hosts,
+        objects={name: pairs for name, (pairs, _) in listed.items()},
+        fingerprints={name: prints for name, (_, prints) in listed.items()},
+    )
 
 
 def _list_objects(
     hosts: Mapping[str, tuple[HostRef, Any]], names: Sequence[str], registry: DriverSource, parallelism: int
-) -> dict[str, frozenset[tuple[str, str]]]:
-    """The (object, live name) pairs on each of ``names``, from its monitoring driver's ``inventory`` (one call
-    per host); a host whose driver cannot list (an exec set without its list program) is left out: no drift is
-    read there."""
+) -> dict[str, Listing]:
+    """The listing of each of ``names``, from its monitoring driver's ``inventory`` (one call per host): the
+    (object, live name) pairs there and the fingerprints the driver read; a host whose driver cannot list (an
+    exec set without its list program) is left out: no drift is read there."""
     listed = _bulk_listings({name: hosts[name] for name in names}, registry)
 
     def list_one(name: str) -> None:
@@ -162,7 +171,11 @@ def _list_objects(
         try:
             lister = getattr(registry.for_host(ref, overrides).monitoring, "inventory", None)
             if lister is not None:
-                listed[name] = frozenset((item.object, item.name) for item in lister(ref))
+                items = lister(ref)
+                listed[name] = (
+                    frozenset((item.object, item.name) for item in items),
+                    {(item.object, item.name): item.fingerprint for item in items if item.fingerprint is not None},
+                )
         except CapabilityError:
             pass
         except (DriverError, OSError, ValueError) as error:
@@ -176,9 +189,7 @@ def _list_objects(
     return listed
 
 
-def _bulk_listings(
-    hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource
-) -> dict[str, frozenset[tuple[str, str]]]:
+def _bulk_listings(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource) -> dict[str, Listing]:
     """The listings of the hosts whose monitoring driver lists many hosts in one call (``list_many``, which the
     sim has), by host name; as ``_bulk_probes``, hosts whose driver has none, declines or fails are left to the
     listings one host at a time."""
@@ -190,7 +201,7 @@ def _bulk_listings(
             continue
         if callable(getattr(monitoring, "list_many", None)):
             groups.setdefault(id(monitoring), (monitoring, []))[1].append(ref)
-    listed: dict[str, frozenset[tuple[str, str]]] = {}
+    listed: dict[str, Listing] = {}
     for monitoring, refs in groups.values():
         try:
             found = monitoring.list_many(refs)

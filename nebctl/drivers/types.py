@@ -51,12 +51,15 @@ class OwnedObject:
     per host in one call): ``kind`` is the owning resource's kind (a VM's disk volume is its VM's),
     ``object`` what it is (``network``, ``pool``, ``volume``, ``filter``), ``name`` its live name and
     ``details`` what recovery and drift read of it (a volume's ``format``, ``capacity`` and ``sha256``, a
-    pool's ``capacity``, a network's ``bridge``)."""
+    pool's ``capacity``, a network's ``bridge``). ``fingerprint`` is what drift compares with the applied spec
+    (``drivers.fingerprints``: a network's address plan, a filter's rules); None where the driver cannot read it
+    in its bulk listing, and then only the object's presence is judged."""
 
     object: str
     name: str
     owner: Ownership | None  # None: an object whose backend cannot carry one (listed for drift only)
     details: Mapping[str, Any] = field(default_factory=dict)
+    fingerprint: Mapping[str, str] | None = None
 
 
 # --- storage ----------------------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class LiveView:
     # Per host whose objects were listed (its monitoring driver's ``inventory``): the (object, live name) pairs
     # there, such as ("network", "lan"). A host missing here was not listed: nothing is judged absent on it.
     objects: Mapping[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    # Per listed host, the fingerprint of each (object, live name) whose driver read one (``OwnedObject``'s):
+    # compared with the applied spec. An object without one is judged by its presence only.
+    fingerprints: Mapping[str, Mapping[tuple[str, str], Mapping[str, str]]] = field(default_factory=dict)
 
     def host_answers(self, host: str | None) -> bool:
         """Whether ``host`` was probed and answered. Unprobed hosts count as not answering."""
@@ -88,6 +91,9 @@ class Observed:
     spec: Mapping[str, Any] | None  # None: the object does not exist (never created, or deleted outside)
     drift: tuple[DriftItem, ...] = ()
     unknown: bool = False  # the live object cannot be seen (host not answering): nebctl must not act on it
+    # The hosts whose live object differs from what was applied (a spanned kind's fingerprint): left out of
+    # ``spec``'s hosts, as a deleted one is, but repaired where it is rather than only created.
+    changed: tuple[str, ...] = ()
 
 
 class PlanInputs(Protocol):
@@ -158,6 +164,9 @@ class PlanningContext:
     # The spec of each resource as it is now, where drift makes it differ from what was applied (``detect_drift``'s
     # ``Observed.spec``), filled in with ``specs``: a network deleted on one host is created there again.
     observed: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
+    # The hosts where drift found a resource's live object changed outside nebctl (``Observed.changed``), filled
+    # in with ``observed``: each is repaired there, in place or by creating it again.
+    changed: Mapping[ResourceKey, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

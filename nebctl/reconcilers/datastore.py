@@ -11,10 +11,11 @@ from typing import Any
 from nebctl.core.families import Family
 from nebctl.core.fields import Effect, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.drivers import fingerprints
 from nebctl.drivers.types import DatastoreDefinition
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import live_name
-from nebctl.reconcilers.spanned import SpannedReconciler, Step, span_of_storage, spec_of
+from nebctl.reconcilers.spanned import Repair, SpannedReconciler, Step, span_of_storage, spec_of
 
 RULES = [
     FieldRule("path", Effect.IMMUTABLE, "the volumes would be stranded; declare a new datastore instead"),
@@ -36,11 +37,21 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
     return {f"capacity.{host}": None}
 
 
+def _fingerprint(key: ResourceKey, applied: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, str]:
+    return fingerprints.of_pool(type=str(applied["type"]), path=str(applied["path"]))
+
+
+CREATE = Step(Family.STORAGE, "create_datastore", "create the storage pool", _create)
+
 RECONCILER = SpannedReconciler(
     kind=Kind.DATASTORE,
     live_object=lambda key: ("pool", live_name(key)),
+    fingerprint=_fingerprint,
+    # A pool holds volumes, so it is never deleted to be repaired: it is defined again as applied, where the
+    # driver can (the sim's is; libvirt refuses to move a pool, and says so).
+    repair=Repair(CREATE, "its pool will be defined again there"),
     rules=RULES,
-    create=Step(Family.STORAGE, "create_datastore", "create the storage pool", _create),
+    create=CREATE,
     delete=Step(Family.STORAGE, "delete_datastore", "delete the storage pool", _delete),
     span=span_of_storage,
 )

@@ -12,6 +12,7 @@ from typing import Any
 from nebctl.core.families import Family
 from nebctl.core.fields import Effect, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.drivers import fingerprints
 from nebctl.drivers.types import ImageImport
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import image_volume, live_name
@@ -68,9 +69,19 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
     return {}
 
 
+def _fingerprint(key: ResourceKey, applied: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, str] | None:
+    """The format and size the import gave (recorded in the live values): the spec may leave both to the image."""
+    if live.get("format") is None or live.get("size") is None:
+        return None
+    return fingerprints.of_volume(format=str(live["format"]), capacity=int(live["size"]))
+
+
 RECONCILER = SpannedReconciler(
     kind=Kind.IMAGE,
     live_object=lambda key: ("volume", image_volume(key)),
+    # Another image put in the volume's place: it is deleted and imported again on that host (refused while VM
+    # disks there use it as their backing file).
+    fingerprint=_fingerprint,
     # Every field of an image but its cloud sources decides its content: those changes replace it. The cloud
     # sources are read when a VM is deployed on a cloud host: a change applies to the VMs deployed after it.
     rules=[FieldRule("cloud", Effect.NONE, "read when a VM is deployed on a cloud host")],

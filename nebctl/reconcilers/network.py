@@ -12,6 +12,7 @@ from typing import Any
 
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.drivers import fingerprints
 from nebctl.drivers.types import NetworkDefinition, Ownership
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import live_name
@@ -19,8 +20,8 @@ from nebctl.reconcilers.spanned import SpannedReconciler, Step, spec_of
 from nebctl.schemas.models import NetworkSpec
 
 
-def definition(key: ResourceKey, spec: Mapping[str, Any], owner: Ownership) -> NetworkDefinition:
-    model = NetworkSpec.model_validate({k: v for k, v in spec.items() if k != "hosts"})
+def definition(key: ResourceKey, spec: Mapping[str, Any], owner: Ownership | None) -> NetworkDefinition:
+    model = NetworkSpec.model_validate({k: v for k, v in spec.items() if k not in ("hosts", "metadata")})
     first, last = model.effective_range
     return NetworkDefinition(
         name=live_name(key),
@@ -52,9 +53,17 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
     return {f"bridge.{host}": None}
 
 
+def _fingerprint(key: ResourceKey, applied: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, str]:
+    """The address plan the applied spec gives (its defaults resolved, as the network was created)."""
+    return fingerprints.of_network(definition(key, applied, None))
+
+
 RECONCILER = SpannedReconciler(
     kind=Kind.NETWORK,
     live_object=lambda key: ("network", live_name(key)),
+    # A network cannot be redefined under its leases: a changed one is deleted and created again on its host
+    # (refused there while NICs still use it).
+    fingerprint=_fingerprint,
     rules=[],
     create=Step(Family.NETWORK, "create", "create the network", _create),
     delete=Step(Family.NETWORK, "delete", "delete the network", _delete),

@@ -12,15 +12,16 @@ from typing import Any
 from nebctl.core.families import Family
 from nebctl.core.fields import Effect, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.drivers import fingerprints
 from nebctl.drivers.types import Ownership, SecurityGroupDefinition, SecurityRuleDefinition
 from nebctl.reconcilers.base import World
 from nebctl.reconcilers.identity import security_group_filter
-from nebctl.reconcilers.spanned import SpannedReconciler, Step, spec_of
+from nebctl.reconcilers.spanned import Repair, SpannedReconciler, Step, spec_of
 
 RULES = [FieldRule("rules", Effect.IN_PLACE, "the filter's rules are replaced on every host")]
 
 
-def definition(key: ResourceKey, spec: Mapping[str, Any], owner: Ownership) -> SecurityGroupDefinition:
+def definition(key: ResourceKey, spec: Mapping[str, Any], owner: Ownership | None) -> SecurityGroupDefinition:
     rules = tuple(
         SecurityRuleDefinition(
             direction=str(rule["direction"]),
@@ -45,11 +46,20 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
     return {}
 
 
+def _fingerprint(key: ResourceKey, applied: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, str]:
+    return fingerprints.of_security_group(definition(key, applied, None).rules)
+
+
+UPDATE = Step(Family.NETWORK, "update_sg", "update the security group's rules", _apply)
+
 RECONCILER = SpannedReconciler(
     kind=Kind.SECURITY_GROUP,
     live_object=lambda key: ("filter", security_group_filter(key)),
+    fingerprint=_fingerprint,
+    # Rules edited by hand are replaced by the applied ones in place: NICs keep referring to the same filter.
+    repair=Repair(UPDATE, "its rules will be set again there"),
     rules=RULES,
     create=Step(Family.NETWORK, "update_sg", "define the security group", _apply),
     delete=Step(Family.NETWORK, "delete_sg", "delete the security group", _delete),
-    update=Step(Family.NETWORK, "update_sg", "update the security group's rules", _apply),
+    update=UPDATE,
 )

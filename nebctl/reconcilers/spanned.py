@@ -36,6 +36,9 @@ from nebctl.schemas.references import BY_KIND, Reference
 
 # realise(key, host, world) for one host; returns the live patch.
 HostStep = Callable[[ResourceKey, str, World], Mapping[str, Any]]
+# fingerprint(key, applied spec, record's live values): what the live object should be on each host, in the
+# terms of ``drivers.fingerprints``; None when the spec does not say.
+ExpectedFingerprint = Callable[[ResourceKey, Mapping[str, Any], Mapping[str, Any]], Mapping[str, str] | None]
 # span(key, document, documents, hosts): the hosts the resource lives on.
 SpanRule = Callable[[ResourceKey, AnyManifest, Mapping[ResourceKey, AnyManifest], Sequence[str]], tuple[str, ...]]
 
@@ -79,6 +82,29 @@ class Step:
     run: HostStep
 
 
+@dataclass(frozen=True)
+class Repair:
+    """How an object changed outside nebctl on a host is put back: by ``step`` (one that redefines an existing
+    object, such as a security group's ``update_sg``), or by deleting it and creating it again when ``step`` is
+    None. ``note`` is the drift's correction, as ``diff`` prints it."""
+
+    step: Step | None = None
+    note: str = "it will be deleted and created again there"
+
+
+def fingerprint_changes(expected: Mapping[str, str], seen: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(field, applied, live) for each field of both fingerprints whose values differ, by field name. A field
+    only one side has is no difference: a driver reads what it can, a spec says what it declares."""
+    shared = sorted(expected.keys() & seen.keys())
+    return [(name, expected[name], seen[name]) for name in shared if expected[name] != seen[name]]
+
+
+def changed_sentence(thing: tuple[str, str], host: str, changes: Sequence[tuple[str, str, str]]) -> str:
+    """``network lan was changed outside nebctl on kvm-a1: cidr 10.0.0.0/24 -> 10.9.0.0/24``."""
+    fields = "; ".join(f"{name} {was} -> {now}" for name, was, now in changes)
+    return f"{thing[0]} {thing[1]} was changed outside nebctl on {host}: {fields}"
+
+
 class SpannedReconciler(PlainKind):
     """Reconciler for a kind that lives on a set of hosts. ``update`` is the in-place step, if the kind has one."""
 
@@ -96,9 +122,13 @@ class SpannedReconciler(PlainKind):
         update: Step | None = None,
         span: SpanRule = span_of_hosts_field,
         live_object: Callable[[ResourceKey], tuple[str, str]] | None = None,
+        fingerprint: ExpectedFingerprint | None = None,
+        repair: Repair = Repair(),
     ) -> None:
         self.kind = kind
         self._live_object = live_object  # what the resource is on a host: ("network", "lan"), for drift
+        self._fingerprint = fingerprint
+        self._repair = repair
         self._span = span
         self.rules = [
             FieldRule("hosts", Effect.IN_PLACE, "the resource is added to or removed from hosts"),
@@ -129,24 +159,36 @@ class SpannedReconciler(PlainKind):
 
     def detect_drift(self, key: ResourceKey, record: RecordView, live: LiveView) -> Observed:
         """What was applied, less the hosts whose listing (``LiveView.objects``: one bulk call per host, never
-        one per object) lacks the object: deleted outside nebctl there, and created again. A host that was not
-        listed (no inventory, not answering) is taken to hold what was applied."""
+        one per object) lacks the object (deleted outside nebctl there: created again) or whose object's
+        fingerprint differs from the applied spec's (changed outside nebctl: repaired there, ``Observed.changed``).
+        A host that was not listed (no inventory, not answering) is taken to hold what was applied; an object
+        listed without a fingerprint is judged by its presence only."""
         applied = record.applied
         if applied is None or self._live_object is None or not live.objects:
             return Observed(spec=applied)
         thing = self._live_object(key)
         hosts = [str(host) for host in applied.get("hosts") or []]
         missing = [host for host in hosts if host in live.objects and thing not in live.objects[host]]
-        if not missing:
+        expected = self._fingerprint(key, applied, record.live) if self._fingerprint is not None else None
+        changed: dict[str, list[tuple[str, str, str]]] = {}
+        if expected:
+            for host in hosts:
+                seen = live.fingerprints.get(host, {}).get(thing)
+                if seen is not None and host not in missing and (changes := fingerprint_changes(expected, seen)):
+                    changed[host] = changes
+        if not missing and not changed:
             return Observed(spec=applied)
         drift = tuple(
             DriftItem(key, f"{thing[0]} {thing[1]} was deleted outside nebctl on {host}", "it will be created again")
-            for host in missing
+            if host in missing
+            else DriftItem(key, changed_sentence(thing, host, changed[host]), self._repair.note)
+            for host in hosts
+            if host in missing or host in changed
         )
-        kept = [host for host in hosts if host not in missing]
-        if not kept:
+        kept = [host for host in hosts if host not in missing and host not in changed]
+        if not kept and not changed:
             return Observed(spec=None, drift=drift)
-        return Observed(spec={**applied, "hosts": kept}, drift=drift)
+        return Observed(spec={**applied, "hosts": kept}, drift=drift, changed=tuple(changed))
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         key = change.key
@@ -168,8 +210,13 @@ class SpannedReconciler(PlainKind):
             phases = (Phase.DESTROY,) * len(deletes) + (Phase.BUILD,) * len(creates)
             return ActionGroup(tuple(deletes + creates), edges, phases)
         if change.type is ChangeType.UPDATE:
-            added = [host for host in desired_hosts if host not in recorded_hosts]
-            removed = [host for host in recorded_hosts if host not in desired_hosts]
+            # Changed outside nebctl on some hosts: the object is there, but not as applied. It is repaired on
+            # those the resource keeps, and deleted from those it leaves.
+            changed = [host for host in ctx.changed.get(key, ()) if host not in recorded_hosts]
+            present = recorded_hosts + changed
+            added = [host for host in desired_hosts if host not in present]
+            removed = [host for host in present if host not in desired_hosts]
+            repaired = [host for host in desired_hosts if host in changed]
             built = self._per_host(key, self._create, added)
             left = self._per_host(key, self._delete, removed)  # the hosts it leaves: released before they go
             in_place = [c for c in change.fields if c.effect is Effect.IN_PLACE and c.path.split("[")[0] != "hosts"]
@@ -178,8 +225,23 @@ class SpannedReconciler(PlainKind):
                 updated = self._per_host(key, self._update, kept)
             else:
                 updated = []
-            phases = (Phase.BUILD,) * len(built) + (Phase.RELEASE,) * len(left) + (Phase.BUILD,) * len(updated)
-            return ActionGroup(tuple(built + left + updated), (), phases)
+            repair = self._repair.step
+            if repair is not None:
+                fixed, gone, remade = self._per_host(key, repair, repaired), [], []
+            else:
+                fixed = []
+                gone = self._per_host(key, self._delete, repaired)
+                remade = self._per_host(key, self._create, repaired)
+            edges = tuple((d.id, c.id) for d, c in zip(gone, remade, strict=True))
+            actions = built + left + updated + fixed + gone + remade
+            phases = (
+                (Phase.BUILD,) * len(built)
+                + (Phase.RELEASE,) * len(left)
+                + (Phase.BUILD,) * (len(updated) + len(fixed))
+                + (Phase.DESTROY,) * len(gone)
+                + (Phase.BUILD,) * len(remade)
+            )
+            return ActionGroup(tuple(actions), edges, phases)
         return ActionGroup()
 
     def _per_host(self, key: ResourceKey, step: Step, hosts: Sequence[str], suffix: str = "") -> list[Action]:

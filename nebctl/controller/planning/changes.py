@@ -56,6 +56,8 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
         observed = reconciler.detect_drift(key, record, request.live)
         if observed.spec is not None and observed.spec is not record.applied:
             ctx.observed[key] = observed.spec  # type: ignore[index]  # the planner's own dict, filled here
+        if observed.changed:
+            ctx.changed[key] = observed.changed  # type: ignore[index]  # likewise
         if observed.unknown:
             uncorrected.extend(observed.drift)
             changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host))

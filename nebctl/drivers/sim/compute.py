@@ -9,14 +9,24 @@ running VM; undeploy removes. Actions are instantaneous unless latency is config
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from nebctl.core.families import Family
+from nebctl.drivers import fingerprints
 from nebctl.drivers.errors import ConflictError, NotFoundError
 from nebctl.drivers.sim.fleet import VM_COLUMNS, SimFleet, edge, host_shape, open_fleet, owner_from, owner_json
 from nebctl.drivers.states import HostLiveState, VMLiveState
-from nebctl.drivers.types import HostProbe, HostRef, OwnedObject, Ownership, VMDefinition, VMStatus, to_payload
+from nebctl.drivers.types import (
+    HostProbe,
+    HostRef,
+    NetworkDefinition,
+    OwnedObject,
+    Ownership,
+    VMDefinition,
+    VMStatus,
+    to_payload,
+)
 
 RUNNING, STOPPED, SUSPENDED = VMLiveState.RUNNING.value, VMLiveState.STOPPED.value, VMLiveState.SUSPENDED.value
 
@@ -279,12 +289,15 @@ class SimMonitoring(SimDriver):
         )
 
     @edge
-    def list_many(self, hosts: Sequence[HostRef]) -> dict[str, frozenset[tuple[str, str]]] | None:
+    def list_many(
+        self, hosts: Sequence[HostRef]
+    ) -> dict[str, tuple[frozenset[tuple[str, str]], dict[tuple[str, str], Mapping[str, str]]]] | None:
         """The (object, name) pairs of every network, pool, volume and filter of each host (by the HostRef's
-        name), as ``inventory`` lists them, in one query per table over the fleet file: what drift detection
-        reads, without the details and owners it does not need. None when some latency or fault is set, or a
-        host is down (the caller then lists host by host, where each call suffers what was set and
-        a host that does not answer is left out). A host seen for the first time is created, as ``enter`` does."""
+        name), with their fingerprints, as ``inventory`` lists them, in one query per table over the fleet file:
+        what drift detection reads, without the details and owners it does not need. None when some latency or
+        fault is set, or a host is down (the caller then lists host by host, where each call suffers what was set
+        and a host that does not answer is left out). A host seen for the first time is created, as ``enter``
+        does."""
         connection = self.fleet.store.read()
         if connection.execute("SELECT 1 FROM behaviours LIMIT 1").fetchone() is not None:
             return None
@@ -298,41 +311,50 @@ class SimMonitoring(SimDriver):
         if any(down[name] for name in names.values()):
             return None
         pairs: dict[str, set[tuple[str, str]]] = {name: set() for name in names.values()}
-        for what, query in (
-            ("network", "SELECT host, name FROM networks"),
-            ("pool", "SELECT host, name FROM datastores"),
-            ("volume", "SELECT host, name FROM volumes"),
-            ("filter", "SELECT host, name FROM security_groups"),
+        prints: dict[str, dict[tuple[str, str], Mapping[str, str]]] = {name: {} for name in names.values()}
+        for what, query, fingerprint in (
+            ("network", "SELECT host, name, definition FROM networks", _network_fingerprint_text),
+            ("pool", "SELECT host, name, type, path FROM datastores", _pool_fingerprint),
+            ("volume", "SELECT host, name, format, capacity FROM volumes", _volume_fingerprint),
+            ("filter", "SELECT host, name, rules FROM security_groups", _rules_fingerprint),
         ):
-            for host, name in connection.execute(query):
+            for host, name, *values in connection.execute(query):
                 found = pairs.get(host)
                 if found is not None:
                     found.add((what, name))
-        return {ref_name: frozenset(pairs[name]) for ref_name, name in names.items()}
+                    seen = fingerprint(*values)
+                    if seen is not None:
+                        prints[host][what, name] = seen
+        return {ref_name: (frozenset(pairs[name]), prints[name]) for ref_name, name in names.items()}
 
     @edge
     def inventory(self, host: HostRef) -> Sequence[OwnedObject]:
         """Every network, pool, volume and security group of the host, each with its ownership (None for one
-        made without nebctl): one query per table."""
+        made without nebctl) and its fingerprint (``drivers.fingerprints``): one query per table."""
         name, _ = self.fleet.enter("monitoring.inventory", host)
         connection = self.fleet.store.read()
         found: list[OwnedObject] = []
         for network, definition, owner in connection.execute(
             "SELECT name, definition, owner FROM networks WHERE host = ?", (name,)
         ):
-            bridge = json.loads(definition).get("bridge") or f"virbr-{network}"[:15]
-            found += _owned("network", network, owner, {"bridge": bridge})
+            data = json.loads(definition)
+            bridge = data.get("bridge") or f"virbr-{network}"[:15]
+            found += _owned("network", network, owner, {"bridge": bridge}, _network_fingerprint(data))
         disk = connection.execute("SELECT disk FROM hosts WHERE name = ?", (name,)).fetchone()[0]
-        for pool, owner in connection.execute("SELECT name, owner FROM datastores WHERE host = ?", (name,)):
-            found += _owned("pool", pool, owner, {"capacity": disk})
+        for pool, path, kind, owner in connection.execute(
+            "SELECT name, path, type, owner FROM datastores WHERE host = ?", (name,)
+        ):
+            found += _owned("pool", pool, owner, {"capacity": disk}, _pool_fingerprint(kind, path))
         for pool, volume, capacity, fmt, sha256, owner in connection.execute(
             "SELECT datastore, name, capacity, format, sha256, owner FROM volumes WHERE host = ?",
             (name,),
         ):
             details = {"pool": pool, "capacity": capacity, "format": fmt, "sha256": sha256}
-            found += _owned("volume", volume, owner, details)
-        for group, owner in connection.execute("SELECT name, owner FROM security_groups WHERE host = ?", (name,)):
-            found += _owned("filter", group, owner, {})
+            found += _owned("volume", volume, owner, details, _volume_fingerprint(fmt, capacity))
+        for group, rules, owner in connection.execute(
+            "SELECT name, rules, owner FROM security_groups WHERE host = ?", (name,)
+        ):
+            found += _owned("filter", group, owner, {}, _rules_fingerprint(rules))
         return found
 
     @edge
@@ -343,5 +365,38 @@ class SimMonitoring(SimDriver):
         return [self.fleet.status(row, now) for row in rows]
 
 
-def _owned(what: str, name: str, text: str | None, details: dict[str, Any]) -> list[OwnedObject]:
-    return [OwnedObject(what, name, owner_from(text), details)]
+def _owned(
+    what: str, name: str, text: str | None, details: dict[str, Any], fingerprint: Mapping[str, str] | None
+) -> list[OwnedObject]:
+    return [OwnedObject(what, name, owner_from(text), details, fingerprint)]
+
+
+# The fingerprint of each kind of row (``drivers.fingerprints``), for ``inventory`` and ``list_many`` alike. A
+# row without what one needs (written by hand into the fleet file) has none: it is judged by its presence.
+
+
+def _network_fingerprint(data: Mapping[str, Any]) -> Mapping[str, str] | None:
+    fields = ("mode", "cidr", "gateway", "range_first", "range_last")
+    if not all(isinstance(data.get(field), str) for field in fields):
+        return None
+    mode, cidr, gateway, first, last = (str(data[field]) for field in fields)
+    return fingerprints.of_network(NetworkDefinition(str(data.get("name", "")), mode, cidr, gateway, first, last))
+
+
+def _network_fingerprint_text(definition: str) -> Mapping[str, str] | None:
+    return _network_fingerprint(json.loads(definition))
+
+
+def _pool_fingerprint(kind: str, path: str) -> Mapping[str, str]:
+    return fingerprints.of_pool(type=kind, path=path)
+
+
+def _volume_fingerprint(fmt: str, capacity: int) -> Mapping[str, str]:
+    return fingerprints.of_volume(format=fmt, capacity=capacity)
+
+
+def _rules_fingerprint(rules: str) -> Mapping[str, str] | None:
+    try:
+        return fingerprints.of_security_group(fingerprints.rules_from_payload(json.loads(rules)))
+    except (KeyError, TypeError, AttributeError):
+        return None
