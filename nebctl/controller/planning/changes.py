@@ -74,7 +74,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
                 )
             )
             continue
-        if observed.spec == desired:
+        if observed.spec == desired and not observed.changed:
             # The common case of a converged resource: equal specs have no field to list, and comparing them
             # field by field (flatten, sort, rule lookups) is most of a no-op plan's time.
             changes.append(_settled(key, record, observed.drift))
@@ -94,7 +94,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
             if change.effect is Effect.IMMUTABLE:
                 problems.append(f"{key}: {change.path} cannot change ({change.why})")
         problems.extend(reconciler.refusals(key, fields, effect))
-        if not fields:
+        if not fields and not observed.changed:
             changes.append(_settled(key, record, observed.drift))
         elif effect is Effect.REPLACE:
             changes.append(
