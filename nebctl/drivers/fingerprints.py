@@ -78,6 +78,43 @@ def rules_from_payload(rules: Iterable[Mapping[str, Any]]) -> list[SecurityRuleD
     ]
 
 
+def from_attributes(what: str, attributes: Mapping[str, Any]) -> dict[str, str]:
+    """The fingerprint of an object an external program listed (the exec driver's ``list``), from its
+    ``attributes`` in the spec's terms: any may be left out. Raises ``ValueError`` naming a value of the wrong
+    type, or an attribute this kind of object does not have."""
+    allowed = _ATTRIBUTES.get(what, ())
+    unknown = sorted(set(attributes) - set(allowed))
+    if unknown:
+        raise ValueError(f"a {what} has no attribute {', '.join(unknown)} (known: {', '.join(allowed) or 'none'})")
+    found: dict[str, str] = {}
+    for name, value in attributes.items():
+        if name == "rules":
+            if not isinstance(value, list) or not all(isinstance(rule, Mapping) for rule in value):
+                raise ValueError("rules: expected a list of rules ({direction, protocol, ports, cidr})")
+            found.update(of_security_group(rules_from_payload(value)))
+        elif name == "size":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"size: expected a number of bytes, got {value!r}")
+            found["size"] = format_quantity(value)
+        elif not isinstance(value, str):
+            raise ValueError(f"{name}: expected a string, got {value!r}")
+        elif name == "cidr":
+            found["cidr"] = _block(value)
+        elif name == "path":
+            found["path"] = value.rstrip("/") or "/"
+        else:
+            found[name] = value
+    return found
+
+
+_ATTRIBUTES = {
+    "network": ("mode", "cidr", "gateway", "range"),
+    "filter": ("rules",),
+    "pool": ("type", "path"),
+    "volume": ("format", "size"),
+}
+
+
 def _block(cidr: str) -> str:
     try:
         return str(ipaddress.ip_network(cidr, strict=False))

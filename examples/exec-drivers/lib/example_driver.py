@@ -167,23 +167,29 @@ def monitoring(action, state, host):
 
 
 def owned_objects(state):
-    """The ``list`` action: every object that carries an ownership, other than VMs (docs/ownership.md)."""
+    """The ``list`` action: every object that carries an ownership, other than VMs, with the attributes nebctl
+    compares with what it applied, in the spec's terms (docs/ownership.md)."""
     found = []
     for name, net in state["networks"].items():
         if net.get("owner"):
+            attributes = {"mode": net["mode"], "cidr": net["cidr"], "gateway": net["gateway"],
+                          "range": f"{net['range_first']}-{net['range_last']}"}
             found.append({"object": "network", "name": name, "owner": net["owner"],
-                          "details": {"bridge": net.get("bridge")}})
+                          "details": {"bridge": net.get("bridge")}, "attributes": attributes})
     for name, pool in state["datastores"].items():
         if pool.get("owner"):
-            found.append({"object": "pool", "name": name, "owner": pool["owner"], "details": {"capacity": 1024**4}})
+            found.append({"object": "pool", "name": name, "owner": pool["owner"], "details": {"capacity": 1024**4},
+                          "attributes": {"type": pool.get("type", "dir"), "path": pool["path"]}})
     for key, volume in state["volumes"].items():
         if volume.get("owner"):
             details = {"pool": key.split("/", 1)[0], "capacity": volume["capacity"], "format": volume["format"],
                        "sha256": volume.get("sha256")}
-            found.append({"object": "volume", "name": volume["name"], "owner": volume["owner"], "details": details})
+            found.append({"object": "volume", "name": volume["name"], "owner": volume["owner"], "details": details,
+                          "attributes": {"format": volume["format"], "size": volume["capacity"]}})
     for name, owner in state.get("group_owners", {}).items():
         if name in state["groups"]:
-            found.append({"object": "filter", "name": name, "owner": owner, "details": {}})
+            found.append({"object": "filter", "name": name, "owner": owner, "details": {},
+                          "attributes": {"rules": state["groups"][name]}})
     return found
 
 
@@ -196,7 +202,8 @@ def volume_key(datastore, name):
 def storage(action, state, resource, arguments):
     datastore = arguments.get("datastore") or resource.get("datastore") or resource.get("name")
     if action == "create_datastore":
-        state["datastores"][resource["name"]] = {"path": resource["path"], "owner": resource.get("owner")}
+        state["datastores"][resource["name"]] = {"path": resource["path"], "type": resource.get("type", "dir"),
+                                                 "owner": resource.get("owner")}
         return datastore_status(state, resource["name"])
     if datastore not in state["datastores"]:
         raise Failure("not_found", f"no datastore {datastore}")

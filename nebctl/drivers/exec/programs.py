@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from nebctl.core.families import Family
-from nebctl.drivers import ownership
+from nebctl.drivers import fingerprints, ownership
 from nebctl.drivers.context import current
 from nebctl.drivers.errors import (
     CapabilityError,
@@ -328,20 +328,26 @@ class ExecMonitoring(ExecDriver):
         return self.decode_list(VMStatus, self.call("probe_vms", host=host), "probe_vms", "vms")
 
     def inventory(self, host: HostRef) -> Sequence[OwnedObject]:
-        """The ``list`` program's answer: the host's owned objects other than VMs (docs/ownership.md); a
-        program set without one raises ``CapabilityError``."""
+        """The ``list`` program's answer: the host's owned objects other than VMs, each with the fingerprint
+        of its ``attributes`` when it gives them (docs/ownership.md); a program set without one raises
+        ``CapabilityError``."""
         data = self.call("list", host=host)
         if not isinstance(data, list):
             raise PermanentError(f"{self.label}: list answered {type(data).__name__}, not a list", driver="exec")
         found = []
         for item in data:
             try:
+                attributes = item.get("attributes")
+                if attributes is not None and not isinstance(attributes, dict):
+                    raise TypeError("attributes: expected an object")
+                what = str(item["object"])
                 found.append(
                     OwnedObject(
-                        object=str(item["object"]),
+                        object=what,
                         name=str(item["name"]),
                         owner=ownership.from_payload(item["owner"]),
                         details=dict(item.get("details") or {}),
+                        fingerprint=fingerprints.from_attributes(what, attributes) if attributes else None,
                     )
                 )
             except (KeyError, TypeError, ValueError) as error:

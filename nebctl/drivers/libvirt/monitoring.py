@@ -22,6 +22,7 @@ from nebctl.drivers.errors import DriverError
 from nebctl.drivers.libvirt import ledger
 from nebctl.drivers.libvirt.common import LibvirtDriverBase, domain_facts, live_state
 from nebctl.drivers.libvirt.connections import Connections
+from nebctl.drivers.libvirt.fingerprinting import group_filter_fingerprint, network_fingerprint, pool_fingerprint
 from nebctl.drivers.libvirt.network import network_status
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostProbe, HostRef, OwnedObject, Ownership, VMStatus
@@ -67,14 +68,15 @@ def _claimed(
     claims: Mapping[tuple[str, str, str, str], Sequence[ledger.Entry]],
     key: tuple[str, str, str, str],
     details: Mapping[str, object],
+    fingerprint: Mapping[str, str] | None = None,
 ) -> list[OwnedObject]:
     """The object ``key`` (object, pool, name, uuid) as listed: once per ledger entry that claims it (with what
-    the entry recorded of it), or once without an owner."""
+    the entry recorded of it), or once without an owner; each with the object's ``fingerprint``."""
     what, _pool, name, _uuid = key
     entries = claims.get(key)
     if not entries:
-        return [OwnedObject(what, name, None, dict(details))]
-    return [OwnedObject(what, name, e.owner, {**e.details, **details}) for e in entries]
+        return [OwnedObject(what, name, None, dict(details), fingerprint)]
+    return [OwnedObject(what, name, e.owner, {**e.details, **details}, fingerprint) for e in entries]
 
 
 def _is_local(uri: str) -> bool:
@@ -204,12 +206,16 @@ class LibvirtMonitoring(LibvirtDriverBase):
         """The host's networks, pools, volumes and network filters: a listing of each (and one of each pool's
         volumes), never a call per object. Networks carry their ownership in their XML; pools, image volumes and
         filters in the host's ownership ledgers (``ledger``: one read per ledger, docs/ownership.md). An object
-        claimed by several ledgers is listed once per claim, so whoever reads it sees every claimant."""
+        claimed by several ledgers is listed once per claim, so whoever reads it sees every claimant. Networks,
+        pools and security group filters carry their fingerprints (``fingerprinting``), from the XML of each:
+        the one further read per such object; volumes have none (reading them is a call per volume)."""
         found: list[OwnedObject] = []
         with self._using(host, "list networks, pools, volumes and filters") as connection:
             for network in connection.listAllNetworks(0):
-                status = network_status(network)
-                found.append(OwnedObject("network", status.name, status.owner, {"bridge": status.bridge}))
+                xml = network.XMLDesc(0)  # read once: for the status and the fingerprint
+                status = network_status(network, xml)
+                details = {"bridge": status.bridge}
+                found.append(OwnedObject("network", status.name, status.owner, details, network_fingerprint(xml)))
             try:
                 filters = list(connection.listAllNWFilters(0))
             except libvirt.libvirtError:  # a hypervisor without nwfilter (the test driver): no ledger either
@@ -217,13 +223,14 @@ class LibvirtMonitoring(LibvirtDriverBase):
             claims = ledger.owners(ledger.read_all(connection, filters))
             for pool in connection.listAllStoragePools(0):
                 uuid = pool.UUIDString()  # kept in the handle: no round trip
-                found += _claimed(claims, ("pool", "", pool.name(), uuid), {})
+                found += _claimed(claims, ("pool", "", pool.name(), uuid), {}, pool_fingerprint(pool.XMLDesc(0)))
                 if pool.isActive():
                     for volume in pool.listAllVolumes(0):
                         found += _claimed(claims, ("volume", pool.name(), volume.name(), uuid), {"pool": pool.name()})
             for handle in filters:
                 if not ledger.is_ledger(handle.name()):
-                    found += _claimed(claims, ("filter", "", handle.name(), handle.UUIDString()), {})
+                    key = ("filter", "", handle.name(), handle.UUIDString())
+                    found += _claimed(claims, key, {}, group_filter_fingerprint(handle))
         return found
 
     # --- events -------------------------------------------------------------------------------------------

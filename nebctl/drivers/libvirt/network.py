@@ -27,8 +27,9 @@ from nebctl.drivers.libvirt.xmlbuild.networks import DhcpHostElement, NetworkEle
 from nebctl.drivers.types import HostRef, NetworkDefinition, NetworkStatus, NicDefinition, SecurityGroupDefinition
 
 
-def network_status(network: libvirt.virNetwork) -> NetworkStatus:
-    document = ET.fromstring(network.XMLDesc(0))
+def network_status(network: libvirt.virNetwork, xml: str | None = None) -> NetworkStatus:
+    """The status of ``network``, from its XML (``xml`` when the caller already read it)."""
+    document = ET.fromstring(xml if xml is not None else network.XMLDesc(0))
     bridge = document.find("./bridge")
     leases = {
         host.get("mac", ""): host.get("ip", "")
