@@ -1,0 +1,76 @@
+"""A network and an nwfilter changed with virsh on real libvirt (qemu:///system of tests/support/libvirtd.py), through
+the real CLI, with manifests/examples-libvirt/ rewritten as tests/libvirt/test_end_to_end.py's fixture does
+(per-run names, paths and /24), without the VMs.
+
+The network's DHCP range is changed with ``virsh net-update`` and the security group's filter is redefined with
+``virsh nwfilter-define`` (port 22 made 2222): ``diff`` shows both under "Changed outside nebctl" with the
+sentences written out below, ``apply`` deletes and creates the network again and sets the filter's rules again
+(nothing else), libvirt then holds what was applied, and the next diff has nothing to do.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.libvirt.test_end_to_end import Run, check, run  # noqa: F401  # ``run`` is the fixture
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(900)]
+
+
+def virsh(*args: str) -> str:
+    return subprocess.run(["virsh", "-c", "qemu:///system", *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_a_network_and_a_filter_changed_with_virsh_are_shown_and_repaired(run: Run) -> None:  # noqa: F811
+    names = {d["kind"]: d["metadata"]["name"] for d in run.documents}
+    network, group = names["Network"], names["SecurityGroup"]
+    spec = next(d["spec"] for d in run.documents if d["kind"] == "Network")
+    octet = spec["cidr"].split(".")[2]  # the fixture's own /24: 10.123.OCTET.0/24
+    run.documents = [d for d in run.documents if d["kind"] != "VirtualMachine"]
+    run.write()
+    check(run.nebctl("apply", *run.manifest_args(), "--yes"))
+    assert not run.nebctl("diff", *run.manifest_args()).returncode
+
+    old_range = f"<range start='10.123.{octet}.100' end='10.123.{octet}.200'/>"
+    new_range = f"<range start='10.123.{octet}.150' end='10.123.{octet}.160'/>"
+    virsh("net-update", network, "delete", "ip-dhcp-range", old_range, "--live", "--config")
+    virsh("net-update", network, "add", "ip-dhcp-range", new_range, "--live", "--config")
+    filter_name = f"nebctl-sg-{group}"
+    xml = virsh("nwfilter-dumpxml", filter_name)
+    assert xml.count("dstportstart='22'") == 1, xml  # the example's one SSH rule
+    edited = run.root / "filter.xml"
+    edited.write_text(xml.replace("dstportstart='22' dstportend='22'", "dstportstart='2222' dstportend='2222'"))
+    virsh("nwfilter-define", str(edited))
+
+    plan = check(run.nebctl("diff", *run.manifest_args()), expected=2)
+    outside = plan.split("Changed outside nebctl:")[1].split("Plan:")[0]
+    lines = sorted(line.strip() for line in outside.strip().splitlines())
+    assert lines == sorted(
+        [
+            f"# network/{network} network {network} was changed outside nebctl on kvm-local: "
+            f"range 10.123.{octet}.100-10.123.{octet}.200 -> 10.123.{octet}.150-10.123.{octet}.160; "
+            "it will be deleted and created again there",
+            f"# securitygroup/{group} filter {filter_name} was changed outside nebctl on kvm-local: "
+            f"rules in icmp all 0.0.0.0/0, in tcp 22 10.123.{octet}.0/24, out any all 0.0.0.0/0 -> "
+            f"in icmp all 0.0.0.0/0, in tcp 2222 10.123.{octet}.0/24, out any all 0.0.0.0/0; "
+            "its rules will be set again there",
+        ]
+    ), plan
+
+    applied = check(run.nebctl("apply", *run.manifest_args(), "--yes"))
+    ran = re.findall(r"\] +[\d.]+s (\S+) succeeded", applied)
+    assert sorted(ran) == sorted(
+        [
+            f"network/{network}:delete:kvm-local",
+            f"network/{network}:create:kvm-local",
+            f"securitygroup/{group}:update_sg:kvm-local",
+        ]
+    ), applied
+    live = run.connection.networkLookupByName(network)
+    assert live.isActive()
+    assert f"start='10.123.{octet}.100' end='10.123.{octet}.200'" in live.XMLDesc(0)
+    assert "dstportstart='22'" in run.connection.nwfilterLookupByName(filter_name).XMLDesc(0)
+    check(run.nebctl("diff", *run.manifest_args()))
