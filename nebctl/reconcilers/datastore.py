@@ -37,7 +37,9 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
     return {f"capacity.{host}": None}
 
 
-def _fingerprint(key: ResourceKey, applied: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, str]:
+def _fingerprint(key: ResourceKey, applied: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, str] | None:
+    if "type" not in applied or "path" not in applied:
+        return None
     return fingerprints.of_pool(type=str(applied["type"]), path=str(applied["path"]))
 
 

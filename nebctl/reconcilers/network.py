@@ -53,9 +53,13 @@ def _delete(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
     return {f"bridge.{host}": None}
 
 
-def _fingerprint(key: ResourceKey, applied: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, str]:
-    """The address plan the applied spec gives (its defaults resolved, as the network was created)."""
-    return fingerprints.of_network(definition(key, applied, None))
+def _fingerprint(key: ResourceKey, applied: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, str] | None:
+    """The address plan the applied spec gives (its defaults resolved, as the network was created); None for a
+    record this nebctl cannot read as a network (written by another version): its presence is all that is judged."""
+    try:
+        return fingerprints.of_network(definition(key, applied, None))
+    except ValueError:
+        return None
 
 
 RECONCILER = SpannedReconciler(
