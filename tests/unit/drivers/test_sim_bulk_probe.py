@@ -156,7 +156,9 @@ def test_the_bulk_listing_lists_what_each_host_lists(fleet: SimFleet) -> None:
     _objects(fleet)
     monitoring = SimMonitoring(fleet)
     answering = [ref for ref in HOSTS if ref.name != "down"]
-    found = monitoring.list_many(answering)
+    listings = monitoring.list_many(answering)
+    assert listings is not None
+    found = {name: pairs for name, (pairs, _) in listings.items()}
     assert found == {ref.name: frozenset((o.object, o.name) for o in monitoring.inventory(ref)) for ref in answering}
     # Written out, from the set-up above (``alias`` is a second name for host a).
     on_a = {("network", "lan"), ("pool", "fast"), ("filter", "ssh"), ("volume", f"v{5 * 1024**3}"),
@@ -164,6 +166,13 @@ def test_the_bulk_listing_lists_what_each_host_lists(fleet: SimFleet) -> None:
     assert found["a"] == found["alias"] == on_a
     assert found["b"] == {("network", "lan"), ("volume", f"v{1024**3}")}
     assert found["empty"] == frozenset()
+    # The fingerprints are those ``inventory`` gives; the networks' hand-written '{}' definitions have none.
+    for ref in answering:
+        listed = {(o.object, o.name): o.fingerprint for o in monitoring.inventory(ref) if o.fingerprint is not None}
+        assert listings[ref.name][1] == listed
+    assert listings["a"][1][("pool", "fast")] == {"type": "dir", "path": "/f"}
+    assert listings["a"][1][("filter", "ssh")] == {"rules": "none"}
+    assert ("network", "lan") not in listings["a"][1]
 
 
 def test_the_bulk_listing_declines_a_host_down_or_a_fault(fleet: SimFleet) -> None:
