@@ -193,16 +193,8 @@ def _bulk_listings(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSou
     """The listings of the hosts whose monitoring driver lists many hosts in one call (``list_many``, which the
     sim has), by host name; as ``_bulk_probes``, hosts whose driver has none, declines or fails are left to the
     listings one host at a time."""
-    groups: dict[int, tuple[Any, list[HostRef]]] = {}
-    for ref, overrides in hosts.values():
-        try:
-            monitoring = registry.for_host(ref, overrides).monitoring
-        except (DriverError, OSError, ValueError):
-            continue
-        if callable(getattr(monitoring, "list_many", None)):
-            groups.setdefault(id(monitoring), (monitoring, []))[1].append(ref)
     listed: dict[str, Listing] = {}
-    for monitoring, refs in groups.values():
+    for monitoring, refs in _by_driver(hosts, registry, "list_many"):
         try:
             found = monitoring.list_many(refs)
         except (DriverError, OSError, ValueError) as error:
@@ -220,16 +212,8 @@ def _bulk_probes(
     the sim has: one pass over its file instead of a thousand round trips), by host name. Hosts whose driver
     has none, declines (returns None) or fails are left to the probes one host at a time, which word their
     errors."""
-    groups: dict[int, tuple[Any, list[HostRef]]] = {}
-    for ref, overrides in hosts.values():
-        try:
-            monitoring = registry.for_host(ref, overrides).monitoring
-        except (DriverError, OSError, ValueError):
-            continue
-        if callable(getattr(monitoring, "probe_many", None)):
-            groups.setdefault(id(monitoring), (monitoring, []))[1].append(ref)
     answered: dict[str, tuple[HostProbe, Sequence[VMStatus]]] = {}
-    for monitoring, refs in groups.values():
+    for monitoring, refs in _by_driver(hosts, registry, "probe_many"):
         if len(refs) < 2:
             continue
         try:
@@ -240,6 +224,23 @@ def _bulk_probes(
         if found is not None:
             answered.update(found)
     return answered
+
+
+def _by_driver(
+    hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, method: str
+) -> list[tuple[Any, list[HostRef]]]:
+    """The hosts whose monitoring driver has ``method`` (a call for many hosts at once), grouped by driver
+    instance: one such call per group. A host whose driver cannot be loaded is left out (its own probe says
+    why)."""
+    groups: dict[int, tuple[Any, list[HostRef]]] = {}
+    for ref, overrides in hosts.values():
+        try:
+            monitoring = registry.for_host(ref, overrides).monitoring
+        except (DriverError, OSError, ValueError):
+            continue
+        if callable(getattr(monitoring, method, None)):
+            groups.setdefault(id(monitoring), (monitoring, []))[1].append(ref)
+    return list(groups.values())
 
 
 def observations(records: Mapping[ResourceKey, RecordView], live: LiveView) -> list[ObservationRecord]:
