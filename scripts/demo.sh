@@ -13,6 +13,9 @@ nebctl() { .venv/bin/nebctl --config "$demo/config.yaml" "$@"; }
 if [ -t 1 ]; then bold=$'\033[1m'; plain=$'\033[0m'; else bold=''; plain=''; fi
 step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 
+# The demo's database follows the checkout: one that an older checkout's run left in .demo/ is upgraded first.
+nebctl db upgrade >/dev/null
+
 step "nebctl validate -f manifests/examples/"
 nebctl validate -f manifests/examples/
 
