@@ -251,6 +251,8 @@ def report(result: dict[str, object], resources: int, clients: int, requests: in
         f"to each server in turn (medians of the rounds); {platform.machine()}, {os.cpu_count()} CPUs shared with "
         f"other work (load {load:.1f} at the start, {result['load_end']:.1f} at the end), Python "
         f"{platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}.\n\n"
+        f"Command: `python bench/api.py --resources {resources} --clients {clients} --requests {requests} "
+        f"--rounds {rounds} --write`\n\n"
         "| | p50 | p99 | requests/s | server CPU per request |\n|---|---|---|---|---|\n"
         f"| nebctl serve (token, rules, records, observations) | {api['p50']:.0f} ms | {api['p99']:.0f} ms | "
         f"{api['rps']:.1f} | {api['cpu_ms']:.2f} ms |\n"
