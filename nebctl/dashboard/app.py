@@ -267,18 +267,18 @@ def mount(app: FastAPI, service: views.DashboardService, authority: Authority) -
         return board.page(request, "vm.html", found, **context)
 
     @app.get("/applies/{apply_id}", response_class=HTMLResponse)
-    def apply_page(request: Request, apply_id: int) -> Response:
+    def apply_page(request: Request, apply_id: int, page: int = 1) -> Response:
         found = board.require(request)
-        context = views.apply(service.store, apply_id)
+        context = views.apply(service.store, apply_id, page=page)
         if context is None:
             raise DeniedError(404, f"no apply {apply_id}")
         check(found[1], "get", Target(stack=context["stack"]))
         return board.page(request, "apply.html", found, **context)
 
     @app.get("/applies/{apply_id}/timeline", response_class=HTMLResponse)
-    def timeline_fragment(request: Request, apply_id: int) -> Response:
+    def timeline_fragment(request: Request, apply_id: int, page: int = 1) -> Response:
         _, user = board.require(request)
-        context = views.apply(service.store, apply_id)
+        context = views.apply(service.store, apply_id, page=page)
         if context is None:
             raise DeniedError(404, f"no apply {apply_id}")
         check(user, "get", Target(stack=context["stack"]))

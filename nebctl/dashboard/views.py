@@ -31,6 +31,7 @@ from nebctl.rendering import render_text
 from nebctl.rendering.resources import masked, readable
 
 GIB = 1024**3
+ACTIONS_PER_PAGE = 200  # bars and rows of one apply timeline page
 SHOWN_PER_GROUP = 100  # rows of one host's group before "show all" (a 10,000-VM stack stays one quick page)
 
 
@@ -286,19 +287,55 @@ def _step(action: ActionRecord) -> Step:
     )
 
 
-def apply(store: Store, apply_id: int, *, now: datetime | None = None) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ActionPage:
+    """Which slice of an apply's actions one timeline page shows (1-based, in journal order)."""
+
+    number: int
+    count: int
+    first: int  # the first action shown, 1-based
+    last: int
+    total: int
+
+    @property
+    def earlier(self) -> int | None:
+        return self.number - 1 if self.number > 1 else None
+
+    @property
+    def later(self) -> int | None:
+        return self.number + 1 if self.number < self.count else None
+
+
+def action_page(total: int, page: int, per_page: int = ACTIONS_PER_PAGE) -> ActionPage:
+    """The page ``page`` of ``total`` actions, moved into range (a page past the end shows the last one)."""
+    count = max(1, -(-total // per_page))
+    number = min(max(page, 1), count)
+    first = (number - 1) * per_page
+    return ActionPage(number, count, min(first + 1, total), min(first + per_page, total), total)
+
+
+def apply(store: Store, apply_id: int, *, now: datetime | None = None, page: int = 1) -> dict[str, Any] | None:
+    """An apply's timeline and actions. The axis spans the whole apply; the bars, rows and errors shown are one
+    page of ``ACTIONS_PER_PAGE`` actions, so a page of a 10,000-action apply, reloaded each second while it
+    runs, stays small. Every failed action is listed (up to a page's worth) with a link to its page."""
     record = store.get_apply(apply_id)
     if record is None:
         return None
     actions = store.actions_of(apply_id)
     steps = [_step(a) for a in actions]
     chart: Timeline = timeline(steps, now=now or datetime.now(UTC), begin=_aware(record.started_at))
-    depends = {a.action_id: ", ".join(a.depends_on) for a in actions}
+    shown = action_page(len(steps), page)
+    window = slice(shown.first - 1, shown.last) if steps else slice(0, 0)
+    failed = [(bar, index // ACTIONS_PER_PAGE + 1) for index, bar in enumerate(chart.bars) if bar.error]
+    depends = {a.action_id: ", ".join(a.depends_on) for a in actions[window]}
     return {
         "apply": apply_row(record),
         "stack": record.stack,
-        "timeline": chart,
-        "rows": list(zip(chart.bars, steps, strict=True)),
+        "timeline": Timeline(chart.bars[window], span=chart.span, start=chart.start),
+        "rows": list(zip(chart.bars[window], steps[window], strict=True)),
+        "pages": shown,
+        "failed": failed[:ACTIONS_PER_PAGE],
+        "failed_total": len(failed),
         "depends": depends,
         "running": record.finished_at is None,
         "states": dict(Counter(str(a.state) for a in actions)),
