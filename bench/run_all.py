@@ -2,9 +2,11 @@
 
 Each runs as its own process, with the arguments that make it write its figures: the state database
 (``db.py``), the planner (``plan.py``), the apply loop (``apply.py --write``), observations (``observations.py``),
-accounting and samples (``accounting.py``), the image cache (``images.py``), the service (``serve.py --write``)
-and the libvirt comparison (``libvirt_apply.py``, which needs libvirtd and downloads Ansible into
-bench/.venv-ansible; ``--skip-ansible`` is passed on to it). ``--only NAME...`` runs some of them. A benchmark
+accounting and samples (``accounting.py``), the image cache (``images.py``), the service (``serve.py --write``),
+recovery (``recover.py``), the dashboard (``dashboard.py --write``), the HTTP API (``api.py --write``), replicas
+(``ha.py --write``), whole ``diff`` and ``apply`` commands (``diff.py``, the longest), and on libvirtd: the
+libvirt comparison (``libvirt_apply.py``, which downloads Ansible into bench/.venv-ansible; ``--skip-ansible`` is
+passed on to it) and the service's heal through lifecycle events (``heal.py``, real QEMU guests). ``--only NAME...`` runs some of them. A benchmark
 that fails does not stop the others; the exit status says whether any failed.
 """
 
@@ -27,7 +29,13 @@ BENCHMARKS: dict[str, list[str]] = {
     "accounting": [],
     "images": [],
     "serve": ["--write"],
+    "recover": [],
+    "dashboard": ["--write"],
+    "api": ["--write"],
+    "ha": ["--write"],
+    "diff": [],
     "libvirt_apply": [],
+    "heal": [],
 }
 
 
