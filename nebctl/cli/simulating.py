@@ -85,19 +85,53 @@ _object_command("sg", "Delete a security group's filter from a host, as if by ha
 @click.option("--cidr", help="Another address block, such as 10.9.0.0/24.")
 @click.option("--gateway", help="Another gateway address.")
 @click.option("--range", "span", metavar="FIRST-LAST", help="Another DHCP range, such as 10.9.0.10-10.9.0.99.")
+@click.option("--bridge", help="Another host bridge (what a bridge-mode network attaches to).")
+@click.option("--mtu", metavar="BYTES|default", help="Another MTU, or 'default' for the driver's.")
+@click.option("--dns", metavar="ADDR[,ADDR...]|none", help="Other DNS servers, comma-separated, or 'none'.")
 @pass_app
 def change_network_command(  # click passes options by keyword
-    app: AppContext, *, host: str, name: str, mode: str | None, cidr: str | None, gateway: str | None, span: str | None
+    app: AppContext,
+    *,
+    host: str,
+    name: str,
+    mode: str | None,
+    cidr: str | None,
+    gateway: str | None,
+    span: str | None,
+    bridge: str | None,
+    mtu: str | None,
+    dns: str | None,
 ) -> None:
-    """Change network NAME on HOST (its mode, addresses or DHCP range), as if by hand."""
+    """Change network NAME on HOST (its mode, addresses, DHCP range, bridge, MTU or DNS servers), as if by
+    hand."""
     first = last = None
     if span is not None:
         first, dash, last = span.partition("-")
         if not dash or not first or not last:
             raise CliError(f"--range {span!r}: expected FIRST-LAST, such as 10.9.0.10-10.9.0.99")
-    _require(mode, cidr, gateway, span, what="--mode, --cidr, --gateway or --range")
+    size: int | None | tampering.Unset = tampering.UNSET
+    if mtu is not None:
+        if mtu != "default" and not mtu.isdigit():
+            raise CliError(f"--mtu {mtu!r}: expected a number of bytes, such as 9000, or 'default'")
+        size = None if mtu == "default" else int(mtu)
+    servers = None if dns is None else [] if dns == "none" else [part.strip() for part in dns.split(",")]
+    _require(
+        mode, cidr, gateway, span, bridge, mtu, dns, what="--mode, --cidr, --gateway, --range, --bridge, --mtu or --dns"
+    )
     with _fleet(app) as fleet:
-        tampering.change_network(fleet, host, name, mode=mode, cidr=cidr, gateway=gateway, first=first, last=last)
+        tampering.change_network(
+            fleet,
+            host,
+            name,
+            mode=mode,
+            cidr=cidr,
+            gateway=gateway,
+            first=first,
+            last=last,
+            bridge=bridge,
+            mtu=size,
+            dns=servers,
+        )
     click.echo(f"network {name} changed on {host} behind nebctl's back")
 
 

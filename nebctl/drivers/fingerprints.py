@@ -21,13 +21,31 @@ Fingerprint = Mapping[str, str]
 
 
 def of_network(network: NetworkDefinition) -> dict[str, str]:
-    """A network's address plan: what every lease on it was made from."""
-    return {
+    """A network's address plan (what every lease on it was made from), and what else of it a driver applies:
+    the host bridge of a bridge-mode network; the MTU and DNS servers of a network nebctl's own bridge carries
+    (``default`` and ``none`` when not declared, as libvirt leaves them out of the XML then, so a network
+    given one by hand differs). A bridge-mode network's MTU and DNS are the LAN's, not the driver's: left out."""
+    found = {
         "mode": network.mode,
         "cidr": _block(network.cidr),
         "gateway": network.gateway,
         "range": f"{network.range_first}-{network.range_last}",
     }
+    if network.mode == "bridge":
+        found["bridge"] = network.bridge or ""
+    else:
+        found["mtu"] = of_mtu(network.mtu)
+        found["dns"] = of_dns(network.dns)
+    return found
+
+
+def of_mtu(mtu: int | None) -> str:
+    return "default" if mtu is None else str(int(mtu))
+
+
+def of_dns(servers: Iterable[str]) -> str:
+    """DNS servers in the order they are handed out (the first is asked first); ``none``."""
+    return ", ".join(str(server) for server in servers) or "none"
 
 
 def of_pool(*, type: str, path: str) -> dict[str, str]:
@@ -92,6 +110,14 @@ def from_attributes(what: str, attributes: Mapping[str, Any]) -> dict[str, str]:
             if not isinstance(value, list) or not all(isinstance(rule, Mapping) for rule in value):
                 raise ValueError("rules: expected a list of rules ({direction, protocol, ports, cidr})")
             found.update(of_security_group(rules_from_payload(value)))
+        elif name == "mtu":
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ValueError(f"mtu: expected a number of bytes or null (the default), got {value!r}")
+            found["mtu"] = of_mtu(value)
+        elif name == "dns":
+            if not isinstance(value, list) or not all(isinstance(server, str) for server in value):
+                raise ValueError(f"dns: expected a list of addresses, got {value!r}")
+            found["dns"] = of_dns(value)
         elif name == "size":
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"size: expected a number of bytes, got {value!r}")
@@ -108,7 +134,7 @@ def from_attributes(what: str, attributes: Mapping[str, Any]) -> dict[str, str]:
 
 
 _ATTRIBUTES = {
-    "network": ("mode", "cidr", "gateway", "range"),
+    "network": ("mode", "cidr", "gateway", "range", "bridge", "mtu", "dns"),
     "filter": ("rules",),
     "pool": ("type", "path"),
     "volume": ("format", "size"),

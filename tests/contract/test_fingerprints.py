@@ -22,7 +22,14 @@ from nebctl.drivers.types import (
 from tests.contract.conftest import DriverSet, capabilities_on
 from tests.contract.values import a_network
 
-NETWORK = {"mode": "nat", "cidr": "10.20.0.0/24", "gateway": "10.20.0.1", "range": "10.20.0.10-10.20.0.50"}
+NETWORK = {
+    "mode": "nat",
+    "cidr": "10.20.0.0/24",
+    "gateway": "10.20.0.1",
+    "range": "10.20.0.10-10.20.0.50",
+    "mtu": "9000",
+    "dns": "10.20.0.2, 9.9.9.9",
+}
 RULES = (
     SecurityRuleDefinition("in", "tcp", ("22",)),
     SecurityRuleDefinition("in", "tcp", ("80-90",), "10.1.0.0/16"),
@@ -40,7 +47,8 @@ def test_the_inventory_fingerprints_what_was_created(drivers: DriverSet, tmp_pat
         assert drivers.name == "ec2"  # a cloud host lists only its VMs
         return
     network = a_network("fplan")
-    drivers.network.create(drivers.host, type(network)(**{**network.__dict__, "owner": OWNER}))
+    declared = {"owner": OWNER, "mtu": 9000, "dns": ("10.20.0.2", "9.9.9.9")}
+    drivers.network.create(drivers.host, type(network)(**{**network.__dict__, **declared}))
     expected: dict[tuple[str, str], dict[str, str]] = {("network", "fplan"): NETWORK}
     drivers.storage.create_datastore(drivers.host, DatastoreDefinition("fppool", drivers.datastore_path, owner=OWNER))
     expected["pool", "fppool"] = {"type": "dir", "path": drivers.datastore_path}

@@ -16,32 +16,45 @@ from nebctl.drivers.libvirt.xmlbuild.storage import PoolElement
 from nebctl.drivers.types import NetworkDefinition, SecurityGroupDefinition, SecurityRuleDefinition
 
 
-def _network(mode: str, bridge: str | None = None) -> str:
-    definition = NetworkDefinition("lab", mode, "10.5.0.0/24", "10.5.0.1", "10.5.0.100", "10.5.0.200", bridge=bridge)
+def _network(mode: str, bridge: str | None = None, mtu: int | None = None, dns: tuple[str, ...] = ()) -> str:
+    definition = NetworkDefinition(
+        "lab", mode, "10.5.0.0/24", "10.5.0.1", "10.5.0.100", "10.5.0.200", bridge=bridge, mtu=mtu, dns=dns
+    )
     return NetworkElement.from_definition(definition).to_xml()
+
+
+PLAN = {"cidr": "10.5.0.0/24", "gateway": "10.5.0.1", "range": "10.5.0.100-10.5.0.200"}
+UNSAID = {"mtu": "default", "dns": "none"}  # no <mtu>, no <dns>: what libvirt holds when neither was declared
 
 
 @pytest.mark.parametrize(
     ("xml", "expected"),
     [
+        (_network("nat"), {"mode": "nat", **PLAN, **UNSAID}),
+        (_network("isolated"), {"mode": "isolated", **PLAN, **UNSAID}),
         (
-            _network("nat"),
-            {"mode": "nat", "cidr": "10.5.0.0/24", "gateway": "10.5.0.1", "range": "10.5.0.100-10.5.0.200"},
+            _network("nat", mtu=9000, dns=("10.5.0.2", "1.1.1.1")),
+            {"mode": "nat", **PLAN, "mtu": "9000", "dns": "10.5.0.2, 1.1.1.1"},
         ),
-        (
-            _network("isolated"),
-            {"mode": "isolated", "cidr": "10.5.0.0/24", "gateway": "10.5.0.1", "range": "10.5.0.100-10.5.0.200"},
-        ),
-        (_network("bridge", "br0"), {"mode": "bridge"}),  # addressing is the LAN's: nothing more to compare
+        # Addressing, MTU and DNS of a bridge-mode network are the LAN's: only the bridge is the driver's.
+        (_network("bridge", "br0"), {"mode": "bridge", "bridge": "br0"}),
+        (_network("bridge", "br0", mtu=1400, dns=("10.5.0.2",)), {"mode": "bridge", "bridge": "br0"}),
         (
             "<network><name>lab</name><forward mode='none'/><ip address='10.9.0.254' prefix='16'>"
             "<dhcp><range start='10.9.1.1' end='10.9.1.9'/></dhcp></ip></network>",
-            {"mode": "isolated", "cidr": "10.9.0.0/16", "gateway": "10.9.0.254", "range": "10.9.1.1-10.9.1.9"},
+            {"mode": "isolated", "cidr": "10.9.0.0/16", "gateway": "10.9.0.254", "range": "10.9.1.1-10.9.1.9"} | UNSAID,
         ),
         (
             "<network><name>lab</name><forward mode='route'/>"
             "<ip address='10.5.0.1' netmask='255.255.255.0'/></network>",
-            {"mode": "route", "cidr": "10.5.0.0/24", "gateway": "10.5.0.1", "range": "none"},
+            {"mode": "route", "cidr": "10.5.0.0/24", "gateway": "10.5.0.1", "range": "none"} | UNSAID,
+        ),
+        (  # edited by hand: an MTU and a forwarder given, one of them for a domain only
+            "<network><name>lab</name><bridge name='virbr7'/><mtu size='1400'/><dns>"
+            "<forwarder addr='8.8.8.8'/><forwarder domain='corp' addr='10.0.0.53'/><forwarder domain='x'/></dns>"
+            "<ip address='10.5.0.1' prefix='24'/></network>",
+            {"mode": "isolated", "cidr": "10.5.0.0/24", "gateway": "10.5.0.1", "range": "none", "mtu": "1400"}
+            | {"dns": "8.8.8.8, 10.0.0.53"},
         ),
     ],
 )

@@ -73,10 +73,17 @@ def host_states(*hosts):
 
 def status(vm):
     running = vm["state"] == "running"
-    return {"uuid": vm["uuid"], "name": vm["name"], "state": vm["state"], "vcpu": vm["vcpu"],
-            "memory": vm["memory"], "cpu_usage": 0.1 * vm["vcpu"] if running else 0.0,
-            "memory_used": vm["memory"] // 2 if running else 0, "owner": vm.get("owner"),
-            "macs": vm.get("macs", [])}
+    return {
+        "uuid": vm["uuid"],
+        "name": vm["name"],
+        "state": vm["state"],
+        "vcpu": vm["vcpu"],
+        "memory": vm["memory"],
+        "cpu_usage": 0.1 * vm["vcpu"] if running else 0.0,
+        "memory_used": vm["memory"] // 2 if running else 0,
+        "owner": vm.get("owner"),
+        "macs": vm.get("macs", []),
+    }
 
 
 def the_vm(state, uuid):
@@ -86,6 +93,7 @@ def the_vm(state, uuid):
 
 
 # --- virtualization -------------------------------------------------------------------------------------------
+
 
 def virtualization(action, state, resource, arguments):
     moves = {  # action -> {from state: to state}; a state not listed is a conflict
@@ -102,8 +110,13 @@ def virtualization(action, state, resource, arguments):
             state["vms"][resource["uuid"]] = vm
             log("INFO", f"defined VM {resource['name']}")
         if vm["state"] == "stopped" or "name" not in vm:
-            vm.update(name=resource["name"], vcpu=resource["vcpu"], memory=resource["memory"],
-                      owner=resource.get("owner"), macs=[nic["mac"] for nic in resource.get("nics") or []])
+            vm.update(
+                name=resource["name"],
+                vcpu=resource["vcpu"],
+                memory=resource["memory"],
+                owner=resource.get("owner"),
+                macs=[nic["mac"] for nic in resource.get("nics") or []],
+            )
         if arguments.get("start", True) and vm["state"] != "running":
             vm["state"] = "running"
             log("INFO", f"started VM {vm['name']}")
@@ -150,6 +163,7 @@ def migrate(source, target, resource, arguments):
 
 # --- monitoring -----------------------------------------------------------------------------------------------
 
+
 def monitoring(action, state, host):
     if action == "list":
         return owned_objects(state)
@@ -160,9 +174,18 @@ def monitoring(action, state, host):
         active = [vm for vm in state["vms"].values() if vm["state"] != "stopped"]
         used = sum(vm["memory"] for vm in active)
         load = sum(status(vm)["cpu_usage"] for vm in active)
-        return {"name": host["name"], "state": "online", "cpus": cpus, "memory": memory,
-                "free_memory": max(0, memory - used), "cpu_usage": min(1.0, load / cpus), "load": load,
-                "disk_total": 1024**4, "disk_free": 1024**4, "custom": {"example": "true"}}
+        return {
+            "name": host["name"],
+            "state": "online",
+            "cpus": cpus,
+            "memory": memory,
+            "free_memory": max(0, memory - used),
+            "cpu_usage": min(1.0, load / cpus),
+            "load": load,
+            "disk_total": 1024**4,
+            "disk_free": 1024**4,
+            "custom": {"example": "true"},
+        }
     raise Failure("unsupported", f"monitoring action {action} is not implemented")
 
 
@@ -172,28 +195,69 @@ def owned_objects(state):
     found = []
     for name, net in state["networks"].items():
         if net.get("owner"):
-            attributes = {"mode": net["mode"], "cidr": net["cidr"], "gateway": net["gateway"],
-                          "range": f"{net['range_first']}-{net['range_last']}"}
-            found.append({"object": "network", "name": name, "owner": net["owner"],
-                          "details": {"bridge": net.get("bridge")}, "attributes": attributes})
+            attributes = {
+                "mode": net["mode"],
+                "cidr": net["cidr"],
+                "gateway": net["gateway"],
+                "range": f"{net['range_first']}-{net['range_last']}",
+            }
+            if net["mode"] == "bridge":
+                attributes["bridge"] = net.get("bridge") or ""
+            else:
+                attributes.update(mtu=net.get("mtu"), dns=list(net.get("dns") or []))
+            found.append(
+                {
+                    "object": "network",
+                    "name": name,
+                    "owner": net["owner"],
+                    "details": {"bridge": net.get("bridge")},
+                    "attributes": attributes,
+                }
+            )
     for name, pool in state["datastores"].items():
         if pool.get("owner"):
-            found.append({"object": "pool", "name": name, "owner": pool["owner"], "details": {"capacity": 1024**4},
-                          "attributes": {"type": pool.get("type", "dir"), "path": pool["path"]}})
+            found.append(
+                {
+                    "object": "pool",
+                    "name": name,
+                    "owner": pool["owner"],
+                    "details": {"capacity": 1024**4},
+                    "attributes": {"type": pool.get("type", "dir"), "path": pool["path"]},
+                }
+            )
     for key, volume in state["volumes"].items():
         if volume.get("owner"):
-            details = {"pool": key.split("/", 1)[0], "capacity": volume["capacity"], "format": volume["format"],
-                       "sha256": volume.get("sha256")}
-            found.append({"object": "volume", "name": volume["name"], "owner": volume["owner"], "details": details,
-                          "attributes": {"format": volume["format"], "size": volume["capacity"]}})
+            details = {
+                "pool": key.split("/", 1)[0],
+                "capacity": volume["capacity"],
+                "format": volume["format"],
+                "sha256": volume.get("sha256"),
+            }
+            found.append(
+                {
+                    "object": "volume",
+                    "name": volume["name"],
+                    "owner": volume["owner"],
+                    "details": details,
+                    "attributes": {"format": volume["format"], "size": volume["capacity"]},
+                }
+            )
     for name, owner in state.get("group_owners", {}).items():
         if name in state["groups"]:
-            found.append({"object": "filter", "name": name, "owner": owner, "details": {},
-                          "attributes": {"rules": state["groups"][name]}})
+            found.append(
+                {
+                    "object": "filter",
+                    "name": name,
+                    "owner": owner,
+                    "details": {},
+                    "attributes": {"rules": state["groups"][name]},
+                }
+            )
     return found
 
 
 # --- storage --------------------------------------------------------------------------------------------------
+
 
 def volume_key(datastore, name):
     return f"{datastore}/{name}"
@@ -202,8 +266,11 @@ def volume_key(datastore, name):
 def storage(action, state, resource, arguments):
     datastore = arguments.get("datastore") or resource.get("datastore") or resource.get("name")
     if action == "create_datastore":
-        state["datastores"][resource["name"]] = {"path": resource["path"], "type": resource.get("type", "dir"),
-                                                 "owner": resource.get("owner")}
+        state["datastores"][resource["name"]] = {
+            "path": resource["path"],
+            "type": resource.get("type", "dir"),
+            "owner": resource.get("owner"),
+        }
         return datastore_status(state, resource["name"])
     if datastore not in state["datastores"]:
         raise Failure("not_found", f"no datastore {datastore}")
@@ -219,9 +286,16 @@ def storage(action, state, resource, arguments):
     path = state["datastores"][datastore]["path"].rstrip("/") + "/" + name
     if action == "import":
         if key not in state["volumes"]:
-            state["volumes"][key] = {"name": name, "path": path, "capacity": 1024**3, "allocation": 1024**3,
-                                     "format": resource.get("format") or "qcow2", "sha256": resource.get("sha256"),
-                                     "source": resource["source"], "owner": resource.get("owner")}
+            state["volumes"][key] = {
+                "name": name,
+                "path": path,
+                "capacity": 1024**3,
+                "allocation": 1024**3,
+                "format": resource.get("format") or "qcow2",
+                "sha256": resource.get("sha256"),
+                "source": resource["source"],
+                "owner": resource.get("owner"),
+            }
         return volume_info(state["volumes"][key])
     if action == "clone":
         if key in state["volumes"]:
@@ -238,10 +312,16 @@ def storage(action, state, resource, arguments):
             if not resource.get("size"):
                 raise Failure("invalid", "a blank volume needs a size")
             size = resource["size"]
-        state["volumes"][key] = {"name": name, "path": path, "capacity": size, "allocation": 200 * 1024,
-                                 "format": resource.get("format", "qcow2"),
-                                 "backing": backing if resource.get("clone") != "full" else None,
-                                 "source": backing, "owner": resource.get("owner")}
+        state["volumes"][key] = {
+            "name": name,
+            "path": path,
+            "capacity": size,
+            "allocation": 200 * 1024,
+            "format": resource.get("format", "qcow2"),
+            "backing": backing if resource.get("clone") != "full" else None,
+            "source": backing,
+            "owner": resource.get("owner"),
+        }
         return volume_info(state["volumes"][key])
     if key not in state["volumes"]:
         raise Failure("not_found", f"no volume {name} in {datastore}")
@@ -275,6 +355,7 @@ def datastore_status(state, datastore):
 
 # --- network --------------------------------------------------------------------------------------------------
 
+
 def network(action, state, resource, arguments):
     if action == "create":
         state["networks"][resource["name"]] = resource
@@ -289,9 +370,15 @@ def network(action, state, resource, arguments):
         del state["groups"][resource["name"]]
         return None
     if action == "monitor":
-        return {name: {"name": name, "active": True, "bridge": net.get("bridge"),
-                       "leases": {mac: lease["ip"] for mac, lease in state["leases"].get(name, {}).items()}}
-                for name, net in state["networks"].items()}
+        return {
+            name: {
+                "name": name,
+                "active": True,
+                "bridge": net.get("bridge"),
+                "leases": {mac: lease["ip"] for mac, lease in state["leases"].get(name, {}).items()},
+            }
+            for name, net in state["networks"].items()
+        }
     name = resource.get("network") or resource.get("name")
     if name not in state["networks"]:
         raise Failure("not_found", f"no network {name}")

@@ -25,11 +25,21 @@ _DHCP = {("out", "udp", "67"), ("in", "udp", "68")}
 
 
 def network_fingerprint(xml: str) -> dict[str, str]:
-    """Mode, address block, gateway and DHCP range of a ``<network>`` (``none`` when it has no DHCP range)."""
+    """Mode, address block, gateway and DHCP range of a ``<network>`` (``none`` when it has no DHCP range); the
+    host bridge of a bridge-mode one, the MTU and DNS forwarders of another (``fingerprints.of_network``:
+    libvirt writes no ``<mtu>`` nor ``<dns>`` when none was given, and adds none when it starts the network)."""
     document = ET.fromstring(xml)
     forward = document.find("./forward")
     mode = forward.get("mode", "nat") if forward is not None else "isolated"
     found = {"mode": "isolated" if mode == "none" else mode}
+    if found["mode"] == "bridge":
+        bridge = document.find("./bridge")
+        found["bridge"] = bridge.get("name", "") if bridge is not None else ""
+    else:
+        mtu = document.find("./mtu")
+        found["mtu"] = mtu.get("size", "default") if mtu is not None else "default"
+        servers = [f.get("addr", "") for f in document.findall("./dns/forwarder") if f.get("addr")]
+        found["dns"] = fingerprints.of_dns(servers)
     ip = document.find("./ip")
     if ip is None or ip.get("family", "ipv4") != "ipv4" or not ip.get("address"):
         return found

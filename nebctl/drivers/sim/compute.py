@@ -380,7 +380,19 @@ def _network_fingerprint(data: Mapping[str, Any]) -> Mapping[str, str] | None:
     if not all(isinstance(data.get(field), str) for field in fields):
         return None
     mode, cidr, gateway, first, last = (str(data[field]) for field in fields)
-    return fingerprints.of_network(NetworkDefinition(str(data.get("name", "")), mode, cidr, gateway, first, last))
+    bridge, mtu, dns = data.get("bridge"), data.get("mtu"), data.get("dns") or ()
+    definition = NetworkDefinition(
+        str(data.get("name", "")),
+        mode,
+        cidr,
+        gateway,
+        first,
+        last,
+        bridge=str(bridge) if bridge is not None else None,
+        dns=tuple(str(server) for server in dns),
+        mtu=int(mtu) if isinstance(mtu, int) else None,
+    )
+    return fingerprints.of_network(definition)
 
 
 def _network_fingerprint_text(definition: str) -> Mapping[str, str] | None:

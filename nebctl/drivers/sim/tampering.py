@@ -8,6 +8,7 @@ transaction; an object that is not there is a ``NotFoundError``.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import json
 import sqlite3
@@ -18,6 +19,15 @@ from nebctl.drivers.sim.fleet import SimFleet
 from nebctl.drivers.types import SecurityRuleDefinition, to_payload
 
 NETWORK_MODES = ("nat", "isolated", "bridge")
+
+
+class Unset(enum.Enum):
+    """An argument not given (where None means something: an MTU back to the default)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
 VOLUME_FORMATS = ("qcow2", "raw")
 
 
@@ -31,10 +41,23 @@ def change_network(
     gateway: str | None = None,
     first: str | None = None,
     last: str | None = None,
+    bridge: str | None = None,
+    mtu: int | None | Unset = UNSET,
+    dns: Sequence[str] | None = None,
 ) -> None:
-    """Give network ``name`` on ``host`` another mode, address block, gateway or DHCP range."""
+    """Give network ``name`` on ``host`` another mode, address block, gateway, DHCP range, host bridge, MTU
+    (None: the driver's default) or DNS servers (empty: none)."""
     if mode is not None and mode not in NETWORK_MODES:
         raise PermanentError(f"mode {mode!r}: expected one of {', '.join(NETWORK_MODES)}", driver="sim")
+    if bridge is not None and not 0 < len(bridge) <= 15:
+        raise PermanentError(f"bridge {bridge!r}: a bridge name has 1 to 15 characters", driver="sim")
+    if isinstance(mtu, int) and not 68 <= mtu <= 65535:
+        raise PermanentError(f"mtu {mtu}: expected 68 to 65535", driver="sim")
+    for server in dns or ():
+        try:
+            ipaddress.IPv4Address(server)
+        except ValueError as error:
+            raise PermanentError(f"dns server {server!r}: {error}", driver="sim") from error
     for label, value, parse in (
         ("cidr", cidr, lambda text: ipaddress.IPv4Network(text, strict=False)),
         ("gateway", gateway, ipaddress.IPv4Address),
@@ -54,6 +77,12 @@ def change_network(
         for field, value in (("mode", mode), ("gateway", gateway), ("range_first", first), ("range_last", last)):
             if value is not None:
                 definition[field] = value
+        if bridge is not None:
+            definition["bridge"] = bridge
+        if not isinstance(mtu, Unset):
+            definition["mtu"] = mtu
+        if dns is not None:
+            definition["dns"] = list(dns)
         connection.execute(
             "UPDATE networks SET definition = ? WHERE host = ? AND name = ?", (json.dumps(definition), host, name)
         )

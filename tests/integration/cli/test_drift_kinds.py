@@ -157,6 +157,38 @@ def test_each_kind_changed_outside_is_shown_and_repaired_on_its_host(env: Env) -
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+# A network's MTU and DNS servers changed by hand (manifests/examples: lan declares mtu 1500 and dns 10.10.0.1,
+# backend neither, so it holds the driver's default MTU and no DNS server). On kvm-b2, where no VM runs.
+MTU_AND_DNS = [
+    (["change-network", "kvm-b2", "lan", "--mtu", "default", "--dns", "none"],
+     "network/lan network lan was changed outside nebctl on kvm-b2: dns 10.10.0.1 -> none; mtu 1500 -> default; "
+     "it will be deleted and created again there"),
+    (["change-network", "kvm-b2", "backend", "--mtu", "9000", "--dns", "1.1.1.1,9.9.9.9"],
+     "network/backend network backend was changed outside nebctl on kvm-b2: dns none -> 1.1.1.1, 9.9.9.9; "
+     "mtu default -> 9000; it will be deleted and created again there"),
+]  # fmt: skip
+
+
+def test_a_network_s_mtu_and_dns_changed_outside_are_shown_and_repaired(env: Env) -> None:
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    for arguments, _ in MTU_AND_DNS:
+        result = env.run("sim", *arguments)
+        assert result.returncode == 0, result.stderr
+    diff = env.run("diff", "-f", str(env.manifests))
+    assert diff.returncode == 2, diff.stdout + diff.stderr
+    outside = diff.stdout.split("Changed outside nebctl:")[1].split("Plan:")[0]
+    assert sorted(line.strip() for line in outside.strip().splitlines()) == sorted(
+        f"# {sentence}" for _, sentence in MTU_AND_DNS
+    )
+    applied = env.run("apply", "-f", str(env.manifests), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert sorted(_succeeded(applied.stdout)) == sorted(
+        f"network/{name}:{step}:kvm-b2" for name in ("lan", "backend") for step in ("delete", "create")
+    )
+    again = env.run("diff", "-f", str(env.manifests))
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
 def test_a_changed_object_on_a_host_that_does_not_answer_is_left_alone(env: Env) -> None:
     # The host cannot be listed: it is taken to hold what was applied, as for a deletion.
     assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
@@ -173,7 +205,11 @@ def test_a_changed_object_on_a_host_that_does_not_answer_is_left_alone(env: Env)
 @pytest.mark.parametrize(
     ("arguments", "error"),
     [
-        (["change-network", "kvm-a1", "lan"], "nothing to change: give --mode, --cidr, --gateway or --range"),
+        (["change-network", "kvm-a1", "lan"], "nothing to change: give --mode, --cidr, --gateway, --range, --bridge"),
+        (["change-network", "kvm-a1", "lan", "--mtu", "big"], "--mtu 'big': expected a number of bytes"),
+        (["change-network", "kvm-a1", "lan", "--mtu", "20"], "mtu 20: expected 68 to 65535"),
+        (["change-network", "kvm-a1", "lan", "--dns", "1.1.1.1,nine"], "dns server 'nine'"),
+        (["change-network", "kvm-a1", "lan", "--bridge", "a-bridge-name-too-long"], "bridge 'a-bridge-name-too-long'"),
         (["change-network", "kvm-a1", "lan", "--cidr", "10.9.0.0/33"], "cidr '10.9.0.0/33'"),
         (["change-network", "kvm-a1", "lan", "--range", "10.9.0.10"], "--range '10.9.0.10': expected FIRST-LAST"),
         (["change-network", "kvm-a1", "nosuch", "--cidr", "10.9.0.0/24"], "no simulated network 'nosuch'"),

@@ -33,6 +33,10 @@ def test_attributes_become_fingerprints(tmp_path: Path) -> None:
         {"object": "filter", "name": "nebctl-sg-web", "owner": OWNER,
          "attributes": {"rules": [{"direction": "in", "protocol": "tcp", "ports": ["443", "22"]},
                                   {"direction": "out", "protocol": "any", "cidr": "10.0.0.0/8"}]}},
+        {"object": "network", "name": "jumbo", "owner": OWNER,
+         "attributes": {"mode": "isolated", "mtu": 9000, "dns": ["10.1.2.2", "9.9.9.9"]}},
+        {"object": "network", "name": "plain", "owner": OWNER, "attributes": {"mtu": None, "dns": []}},
+        {"object": "network", "name": "uplink", "owner": OWNER, "attributes": {"mode": "bridge", "bridge": "br0"}},
         {"object": "pool", "name": "local", "owner": OWNER, "attributes": {"path": "/srv/local/"}},
         {"object": "volume", "name": "image-debian", "owner": OWNER,
          "attributes": {"format": "raw", "size": 3 * 1024**3}},
@@ -41,6 +45,9 @@ def test_attributes_become_fingerprints(tmp_path: Path) -> None:
     listed = {item.name: item.fingerprint for item in listing(tmp_path, objects).inventory(HOST)}
     assert listed == {
         "lan": {"mode": "nat", "cidr": "10.1.2.0/24", "gateway": "10.1.2.1", "range": "10.1.2.10-10.1.2.20"},
+        "jumbo": {"mode": "isolated", "mtu": "9000", "dns": "10.1.2.2, 9.9.9.9"},
+        "plain": {"mtu": "default", "dns": "none"},  # null and []: the driver's default MTU, no DNS server
+        "uplink": {"mode": "bridge", "bridge": "br0"},
         "nebctl-sg-web": {"rules": "in tcp 22 0.0.0.0/0, in tcp 443 0.0.0.0/0, out any all 10.0.0.0/8"},
         "local": {"path": "/srv/local"},  # only what the program gave
         "image-debian": {"format": "raw", "size": "3Gi"},
@@ -54,6 +61,8 @@ def test_attributes_become_fingerprints(tmp_path: Path) -> None:
         ({"object": "network", "attributes": {"cidr": 24}}, "cidr: expected a string, got 24"),
         ({"object": "network", "attributes": {"colour": "blue"}}, "a network has no attribute colour"),
         ({"object": "volume", "attributes": {"size": "2Gi"}}, "size: expected a number of bytes"),
+        ({"object": "network", "attributes": {"mtu": "9000"}}, "mtu: expected a number of bytes or null"),
+        ({"object": "network", "attributes": {"dns": "9.9.9.9"}}, "dns: expected a list of addresses"),
         ({"object": "filter", "attributes": {"rules": "allow all"}}, "rules: expected a list of rules"),
         ({"object": "pool", "attributes": ["dir"]}, "attributes: expected an object"),
     ],
