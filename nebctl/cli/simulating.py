@@ -109,7 +109,7 @@ def change_network_command(  # click passes options by keyword
         first, dash, last = span.partition("-")
         if not dash or not first or not last:
             raise CliError(f"--range {span!r}: expected FIRST-LAST, such as 10.9.0.10-10.9.0.99")
-    size: int | None | tampering.Unset = tampering.UNSET
+    size: int | tampering.Unset | None = tampering.UNSET
     if mtu is not None:
         if mtu != "default" and not mtu.isdigit():
             raise CliError(f"--mtu {mtu!r}: expected a number of bytes, such as 9000, or 'default'")

@@ -106,32 +106,46 @@ def from_attributes(what: str, attributes: Mapping[str, Any]) -> dict[str, str]:
         raise ValueError(f"a {what} has no attribute {', '.join(unknown)} (known: {', '.join(allowed) or 'none'})")
     found: dict[str, str] = {}
     for name, value in attributes.items():
-        if name == "rules":
-            if not isinstance(value, list) or not all(isinstance(rule, Mapping) for rule in value):
-                raise ValueError("rules: expected a list of rules ({direction, protocol, ports, cidr})")
-            found.update(of_security_group(rules_from_payload(value)))
-        elif name == "mtu":
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ValueError(f"mtu: expected a number of bytes or null (the default), got {value!r}")
-            found["mtu"] = of_mtu(value)
-        elif name == "dns":
-            if not isinstance(value, list) or not all(isinstance(server, str) for server in value):
-                raise ValueError(f"dns: expected a list of addresses, got {value!r}")
-            found["dns"] = of_dns(value)
-        elif name == "size":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"size: expected a number of bytes, got {value!r}")
-            found["size"] = format_quantity(value)
-        elif not isinstance(value, str):
-            raise ValueError(f"{name}: expected a string, got {value!r}")
-        elif name == "cidr":
-            found["cidr"] = _block(value)
-        elif name == "path":
-            found["path"] = value.rstrip("/") or "/"
-        else:
-            found[name] = value
+        found.update(_NUMBERED[name](value) if name in _NUMBERED else _text(name, value))
     return found
 
+
+def _text(name: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string, got {value!r}")
+    if name == "cidr":
+        return {"cidr": _block(value)}
+    if name == "path":
+        return {"path": value.rstrip("/") or "/"}
+    return {name: value}
+
+
+def _rules(value: Any) -> dict[str, str]:
+    if not isinstance(value, list) or not all(isinstance(rule, Mapping) for rule in value):
+        raise ValueError("rules: expected a list of rules ({direction, protocol, ports, cidr})")
+    return of_security_group(rules_from_payload(value))
+
+
+def _mtu(value: Any) -> dict[str, str]:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise ValueError(f"mtu: expected a number of bytes or null (the default), got {value!r}")
+    return {"mtu": of_mtu(value)}
+
+
+def _dns(value: Any) -> dict[str, str]:
+    if not isinstance(value, list) or not all(isinstance(server, str) for server in value):
+        raise ValueError(f"dns: expected a list of addresses, got {value!r}")
+    return {"dns": of_dns(value)}
+
+
+def _size(value: Any) -> dict[str, str]:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"size: expected a number of bytes, got {value!r}")
+    return {"size": format_quantity(value)}
+
+
+# The attributes that are no plain string, each with its reader.
+_NUMBERED = {"rules": _rules, "mtu": _mtu, "dns": _dns, "size": _size}
 
 _ATTRIBUTES = {
     "network": ("mode", "cidr", "gateway", "range", "bridge", "mtu", "dns"),

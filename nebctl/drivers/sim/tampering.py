@@ -42,13 +42,12 @@ def change_network(
     first: str | None = None,
     last: str | None = None,
     bridge: str | None = None,
-    mtu: int | None | Unset = UNSET,
+    mtu: int | Unset | None = UNSET,
     dns: Sequence[str] | None = None,
 ) -> None:
     """Give network ``name`` on ``host`` another mode, address block, gateway, DHCP range, host bridge, MTU
     (None: the driver's default) or DNS servers (empty: none)."""
-    if mode is not None and mode not in NETWORK_MODES:
-        raise PermanentError(f"mode {mode!r}: expected one of {', '.join(NETWORK_MODES)}", driver="sim")
+    _check_network(mode=mode, cidr=cidr, gateway=gateway, first=first, last=last)
     if bridge is not None and not 0 < len(bridge) <= 15:
         raise PermanentError(f"bridge {bridge!r}: a bridge name has 1 to 15 characters", driver="sim")
     if isinstance(mtu, int) and not 68 <= mtu <= 65535:
@@ -58,17 +57,6 @@ def change_network(
             ipaddress.IPv4Address(server)
         except ValueError as error:
             raise PermanentError(f"dns server {server!r}: {error}", driver="sim") from error
-    for label, value, parse in (
-        ("cidr", cidr, lambda text: ipaddress.IPv4Network(text, strict=False)),
-        ("gateway", gateway, ipaddress.IPv4Address),
-        ("range first", first, ipaddress.IPv4Address),
-        ("range last", last, ipaddress.IPv4Address),
-    ):
-        if value is not None:
-            try:
-                parse(value)
-            except ValueError as error:
-                raise PermanentError(f"{label} {value!r}: {error}", driver="sim") from error
     with fleet.store.write() as connection:
         row = _row(connection, "SELECT definition FROM networks WHERE host = ? AND name = ?", host, name, "network")
         definition = json.loads(row[0])
@@ -86,6 +74,25 @@ def change_network(
         connection.execute(
             "UPDATE networks SET definition = ? WHERE host = ? AND name = ?", (json.dumps(definition), host, name)
         )
+
+
+def _check_network(
+    *, mode: str | None, cidr: str | None, gateway: str | None, first: str | None, last: str | None
+) -> None:
+    """A clear error for a mode or an address that is none."""
+    if mode is not None and mode not in NETWORK_MODES:
+        raise PermanentError(f"mode {mode!r}: expected one of {', '.join(NETWORK_MODES)}", driver="sim")
+    for label, value, parse in (
+        ("cidr", cidr, lambda text: ipaddress.IPv4Network(text, strict=False)),
+        ("gateway", gateway, ipaddress.IPv4Address),
+        ("range first", first, ipaddress.IPv4Address),
+        ("range last", last, ipaddress.IPv4Address),
+    ):
+        if value is not None:
+            try:
+                parse(value)
+            except ValueError as error:
+                raise PermanentError(f"{label} {value!r}: {error}", driver="sim") from error
 
 
 def change_security_group(fleet: SimFleet, host: str, name: str, rules: Sequence[SecurityRuleDefinition]) -> None:
