@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 
 import pytest
 
@@ -74,3 +75,74 @@ def test_a_network_and_a_filter_changed_with_virsh_are_shown_and_repaired(run: R
     assert f"start='10.123.{octet}.100' end='10.123.{octet}.200'" in live.XMLDesc(0)
     assert "dstportstart='22'" in run.connection.nwfilterLookupByName(filter_name).XMLDesc(0)
     check(run.nebctl("diff", *run.manifest_args()))
+
+
+def _redefine_network(run: Run, name: str, edit: Callable[[str], str]) -> None:  # noqa: F811
+    """What a user does to change a network by hand: dump its XML, edit it, define it, and restart it (the
+    running network keeps its old definition until then)."""
+    xml = virsh("net-dumpxml", "--inactive", name)
+    edited = run.root / f"{name}.xml"
+    edited.write_text(edit(xml))
+    virsh("net-define", str(edited))
+    virsh("net-destroy", name)
+    virsh("net-start", name)
+
+
+def test_a_network_s_mtu_dns_and_bridge_changed_with_virsh_are_shown_and_repaired(run: Run) -> None:  # noqa: F811
+    """The example's isolated network declares an MTU and a DNS server here, and a bridge-mode network joins
+    it (attached to a bridge that need not exist: libvirt starts such a network without looking)."""
+    network = next(d for d in run.documents if d["kind"] == "Network")
+    name = network["metadata"]["name"]
+    octet = network["spec"]["cidr"].split(".")[2]
+    network["spec"].update(mtu=1400, dns=[f"10.123.{octet}.1"])
+    uplink, bridge, moved = f"{run.prefix}-uplink", f"nb{run.prefix[-6:]}", f"nc{run.prefix[-6:]}"
+    run.documents = [d for d in run.documents if d["kind"] != "VirtualMachine"] + [
+        {
+            "apiVersion": "nebctl/v1",
+            "kind": "Network",
+            "metadata": {"name": uplink},
+            "spec": {"mode": "bridge", "bridge": bridge, "cidr": "192.168.231.0/24"},
+        }
+    ]
+    run.write()
+    check(run.nebctl("apply", *run.manifest_args(), "--yes"))
+    check(run.nebctl("diff", *run.manifest_args()))  # the declared MTU, DNS and bridge read back as applied
+
+    def jumbo(xml: str) -> str:
+        assert "<mtu size='1400'/>" in xml and f"<forwarder addr='10.123.{octet}.1'/>" in xml, xml
+        xml = xml.replace("<mtu size='1400'/>", "<mtu size='9000'/>")
+        return xml.replace(f"<forwarder addr='10.123.{octet}.1'/>", "<forwarder addr='9.9.9.9'/>")
+
+    _redefine_network(run, name, jumbo)
+    _redefine_network(run, uplink, lambda xml: xml.replace(f"name='{bridge}'", f"name='{moved}'"))
+
+    plan = check(run.nebctl("diff", *run.manifest_args()), expected=2)
+    outside = plan.split("Changed outside nebctl:")[1].split("Plan:")[0]
+    assert sorted(line.strip() for line in outside.strip().splitlines()) == sorted(
+        [
+            f"# network/{name} network {name} was changed outside nebctl on kvm-local: "
+            f"dns 10.123.{octet}.1 -> 9.9.9.9; mtu 1400 -> 9000; it will be deleted and created again there",
+            f"# network/{uplink} network {uplink} was changed outside nebctl on kvm-local: "
+            f"bridge {bridge} -> {moved}; it will be deleted and created again there",
+        ]
+    ), plan
+
+    applied = check(run.nebctl("apply", *run.manifest_args(), "--yes"))
+    ran = re.findall(r"\] +[\d.]+s (\S+) succeeded", applied)
+    assert sorted(ran) == sorted(
+        f"network/{net}:{step}:kvm-local" for net in (name, uplink) for step in ("delete", "create")
+    ), applied
+    live = run.connection.networkLookupByName(name).XMLDesc(0)
+    assert "<mtu size='1400'/>" in live and f"<forwarder addr='10.123.{octet}.1'/>" in live, live
+    assert f"<bridge name='{bridge}'/>" in run.connection.networkLookupByName(uplink).XMLDesc(0)
+    check(run.nebctl("diff", *run.manifest_args()))
+
+    # Back to no MTU nor DNS declared: a network given them by hand differs from libvirt's default (none).
+    network["spec"].pop("mtu")
+    network["spec"].pop("dns")
+    run.write()
+    check(run.nebctl("apply", *run.manifest_args(), "--yes"))
+    check(run.nebctl("diff", *run.manifest_args()))
+    _redefine_network(run, name, lambda xml: xml.replace("</name>", "</name><mtu size='1450'/>", 1))
+    plan = check(run.nebctl("diff", *run.manifest_args()), expected=2)
+    assert f"network {name} was changed outside nebctl on kvm-local: mtu default -> 1450;" in plan, plan
