@@ -1,4 +1,5 @@
-"""The fingerprints of libvirt networks, nwfilters and pools, read from their XML (``drivers.fingerprints``).
+"""The fingerprints of libvirt networks, nwfilters, pools and volumes, read from their XML
+(``drivers.fingerprints``).
 
 ``LibvirtMonitoring.inventory`` hands each document it reads to these functions: what was built by
 ``xmlbuild`` (``NetworkElement``, ``FilterElement``, ``PoolElement``) is read back in the spec's terms, so that a
@@ -94,4 +95,16 @@ def pool_fingerprint(xml: str) -> dict[str, str]:
     found = {"type": document.get("type", "")}
     if path:
         found.update(fingerprints.of_pool(type=found["type"], path=path))
+    return found
+
+
+def volume_fingerprint(xml: str) -> dict[str, str]:
+    """A ``<volume>``'s format and virtual size (``fingerprints.of_volume``), read as ``storage.volume_info``
+    reads them for the import's answer: a volume without a ``<format>`` is raw."""
+    document = ET.fromstring(xml)
+    format_element = document.find("./target/format")
+    found = {"format": format_element.get("type", "raw") if format_element is not None else "raw"}
+    capacity = document.findtext("./capacity")
+    if capacity is not None and capacity.strip().isdigit():
+        found.update(fingerprints.of_volume(format=found["format"], capacity=int(capacity)))
     return found

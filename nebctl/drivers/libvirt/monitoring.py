@@ -22,7 +22,12 @@ from nebctl.drivers.errors import DriverError
 from nebctl.drivers.libvirt import ledger
 from nebctl.drivers.libvirt.common import LibvirtDriverBase, domain_facts, live_state
 from nebctl.drivers.libvirt.connections import Connections
-from nebctl.drivers.libvirt.fingerprinting import group_filter_fingerprint, network_fingerprint, pool_fingerprint
+from nebctl.drivers.libvirt.fingerprinting import (
+    group_filter_fingerprint,
+    network_fingerprint,
+    pool_fingerprint,
+    volume_fingerprint,
+)
 from nebctl.drivers.libvirt.network import network_status
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostProbe, HostRef, OwnedObject, Ownership, VMStatus
@@ -208,7 +213,8 @@ class LibvirtMonitoring(LibvirtDriverBase):
         filters in the host's ownership ledgers (``ledger``: one read per ledger, docs/ownership.md). An object
         claimed by several ledgers is listed once per claim, so whoever reads it sees every claimant. Networks,
         pools and security group filters carry their fingerprints (``fingerprinting``), from the XML of each:
-        the one further read per such object; volumes have none (reading them is a call per volume)."""
+        the one further read per such object. So do the volumes a ledger claims (images): one read each, while
+        the volumes no ledger claims (VMs' disks, by far the most) are listed without one, unread."""
         found: list[OwnedObject] = []
         with self._using(host, "list networks, pools, volumes and filters") as connection:
             for network in connection.listAllNetworks(0):
@@ -223,10 +229,16 @@ class LibvirtMonitoring(LibvirtDriverBase):
             claims = ledger.owners(ledger.read_all(connection, filters))
             for pool in connection.listAllStoragePools(0):
                 uuid = pool.UUIDString()  # kept in the handle: no round trip
-                found += _claimed(claims, ("pool", "", pool.name(), uuid), {}, pool_fingerprint(pool.XMLDesc(0)))
+                # Its definition as it stands (the inactive one): a path defined again by hand while the pool runs is
+                # drift already, though libvirt moves the pool only when it next starts.
+                xml = pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)
+                found += _claimed(claims, ("pool", "", pool.name(), uuid), {}, pool_fingerprint(xml))
                 if pool.isActive():
                     for volume in pool.listAllVolumes(0):
-                        found += _claimed(claims, ("volume", pool.name(), volume.name(), uuid), {"pool": pool.name()})
+                        key = ("volume", pool.name(), volume.name(), uuid)
+                        # Only a volume a ledger claims (an image's) is read: a VM's disks, the many, are not.
+                        fingerprint = volume_fingerprint(volume.XMLDesc(0)) if key in claims else None
+                        found += _claimed(claims, key, {"pool": pool.name()}, fingerprint)
             for handle in filters:
                 if not ledger.is_ledger(handle.name()):
                     key = ("filter", "", handle.name(), handle.UUIDString())

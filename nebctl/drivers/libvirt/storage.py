@@ -57,6 +57,36 @@ def snapshot_name(volume: str, snapshot: str) -> str:
     return f"{volume}@{snapshot}"
 
 
+def _at_path(connection: libvirt.virConnect, pool: libvirt.virStoragePool, path: str) -> libvirt.virStoragePool:
+    """``pool`` serving ``path``: a dir pool moved elsewhere (by hand, with virsh) is defined again at ``path``,
+    keeping its name, UUID (which the ownership ledger binds its entries to) and the rest of its XML, and is
+    stopped if it runs elsewhere (the caller starts it again). No volume file is touched at either path: a dir
+    pool's stop and definition only change where libvirt looks, and its start lists the files that are there.
+    A running VM keeps the disk files it has open (libvirt lets a pool stop under them; VM disks name their
+    pool and volume, resolved to a path when the VM starts). Any other type of pool is left alone: a conflict."""
+    persistent = ET.fromstring(pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE))
+    live_path = ET.fromstring(pool.XMLDesc(0)).findtext("./target/path") if pool.isActive() else path
+    target = persistent.find("./target/path")
+    if target is not None and _same(target.text, path) and _same(live_path, path):
+        return pool
+    if persistent.get("type") != "dir" or target is None:
+        raise ConflictError(
+            f"pool {pool.name()} is a {persistent.get('type')} pool at {target.text if target is not None else '?'}"
+            f", not a dir pool at {path}: it is not moved",
+            driver=DRIVER_NAME,
+        )
+    if pool.isActive():
+        pool.destroy()  # stops it: the files stay where they are
+    if not _same(target.text, path):
+        target.text = path
+        pool = connection.storagePoolDefineXML(ET.tostring(persistent, encoding="unicode"), 0)
+    return pool
+
+
+def _same(one: str | None, other: str) -> bool:
+    return one is not None and (one.rstrip("/") or "/") == (other.rstrip("/") or "/")
+
+
 class LibvirtStorage(LibvirtDriverBase):
     family: ClassVar[Family] = Family.STORAGE
     capabilities: ClassVar[frozenset[str]] = frozenset(
@@ -76,12 +106,7 @@ class LibvirtStorage(LibvirtDriverBase):
                     raise
                 xml = PoolElement(name=datastore.name, path=datastore.path).to_xml()
                 pool = connection.storagePoolDefineXML(xml, 0)
-            existing_path = ET.fromstring(pool.XMLDesc(0)).findtext("./target/path")
-            if existing_path != datastore.path:
-                raise ConflictError(
-                    f"pool {datastore.name} exists with path {existing_path}, not {datastore.path}",
-                    driver=DRIVER_NAME,
-                )
+            pool = _at_path(connection, pool, datastore.path)
             if not pool.isActive():
                 pool.build(0)  # creates the directory; harmless when it exists
                 pool.create(0)
