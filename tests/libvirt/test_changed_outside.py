@@ -14,8 +14,11 @@ import re
 import subprocess
 from collections.abc import Callable
 
+import libvirt
 import pytest
 
+from nebctl.drivers.libvirt.monitoring import LibvirtMonitoring
+from nebctl.drivers.types import HostRef, OwnedObject
 from tests.libvirt.test_end_to_end import Run, check, run  # noqa: F401  # ``run`` is the fixture
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(900)]
@@ -146,3 +149,107 @@ def test_a_network_s_mtu_dns_and_bridge_changed_with_virsh_are_shown_and_repaire
     _redefine_network(run, name, lambda xml: xml.replace("</name>", "</name><mtu size='1450'/>", 1))
     plan = check(run.nebctl("diff", *run.manifest_args()), expected=2)
     assert f"network {name} was changed outside nebctl on kvm-local: mtu default -> 1450;" in plan, plan
+
+
+def test_an_image_volume_replaced_by_another_image_is_shown_and_imported_again(run: Run) -> None:  # noqa: F811
+    """The image's volume file is replaced by a raw image of 32 MiB (the fixture's is a 64 MiB qcow2) and the pool
+    refreshed, as a user would with qemu-img and virsh. Only the image volume is read for its fingerprint: a
+    volume no ledger claims (one made here by hand, as a VM's disk is) is listed without one."""
+    names = {d["kind"]: d["metadata"]["name"] for d in run.documents}
+    image, pool = names["Image"], names["Datastore"]
+    volume = f"image-{image}"
+    run.documents = [d for d in run.documents if d["kind"] != "VirtualMachine"]
+    run.write()
+    check(run.nebctl("apply", *run.manifest_args(), "--yes"))
+    check(run.nebctl("diff", *run.manifest_args()))
+
+    virsh("vol-create-as", pool, "by-hand", "8M", "--format", "raw")
+    listed = {(item.object, item.name): item.fingerprint for item in _inventory()}
+    assert listed["volume", volume] == {"format": "qcow2", "size": "64Mi"}
+    assert listed["volume", "by-hand"] is None
+    virsh("vol-delete", "by-hand", "--pool", pool)
+
+    path = run.root / "datastore" / volume
+    path.unlink()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(path), "32M"], check=True)
+    virsh("pool-refresh", pool)
+
+    plan = check(run.nebctl("diff", *run.manifest_args()), expected=2)
+    outside = plan.split("Changed outside nebctl:")[1].split("Plan:")[0]
+    assert [line.strip() for line in outside.strip().splitlines()] == [
+        f"# image/{image} volume {volume} was changed outside nebctl on kvm-local: format qcow2 -> raw; "
+        "size 64Mi -> 32Mi; it will be deleted and created again there"
+    ], plan
+    applied = check(run.nebctl("apply", *run.manifest_args(), "--yes"))
+    ran = re.findall(r"\] +[\d.]+s (\S+) succeeded", applied)
+    assert sorted(ran) == [f"image/{image}:delete:kvm-local", f"image/{image}:import_image:kvm-local"], applied
+    info = run.connection.storagePoolLookupByName(pool).storageVolLookupByName(volume).XMLDesc(0)
+    assert "<format type='qcow2'/>" in info and f"<capacity unit='bytes'>{64 * 1024 * 1024}</capacity>" in info
+    assert path.read_bytes()[:4] == b"QFI\xfb"  # the fixture's qcow2 again
+    check(run.nebctl("diff", *run.manifest_args()))
+
+
+def _inventory() -> list[OwnedObject]:
+    return list(LibvirtMonitoring().inventory(HostRef("kvm-local", "qemu:///system")))
+
+
+def _move_pool(run: Run, pool: str, path: str, *, restart: bool) -> None:  # noqa: F811
+    """What a user does to point a pool elsewhere: dump its XML, edit the path, define it; with ``restart``
+    the pool is stopped and started too, so that libvirt lists the (empty) new place."""
+    xml = virsh("pool-dumpxml", "--inactive", pool)
+    edited = run.root / "pool.xml"
+    edited.write_text(re.sub(r"<path>[^<]*</path>", f"<path>{path}</path>", xml, count=1))
+    virsh("pool-define", str(edited))
+    if restart:
+        virsh("pool-destroy", pool)
+        virsh("pool-start", pool)
+
+
+def test_a_pool_moved_with_virsh_under_running_vms_is_defined_again_where_it_was(run: Run) -> None:  # noqa: F811
+    """The datastore's pool is defined at another (empty) directory while both example VMs run with their disks
+    in it. ``apply`` stops it, defines it again at the declared path and starts it: no file moves, the VMs keep
+    running on the disks they have open, and the volumes are listed again. First with the new definition only
+    (libvirt would move the pool when it next starts), then with the pool restarted there, so that its image
+    volume and the VMs' disks vanish from its listing until the repair."""
+    names = {d["kind"]: d["metadata"]["name"] for d in run.documents}
+    pool, image = names["Datastore"], names["Image"]
+    vms = [vm["metadata"]["name"] for vm in run.vms()]
+    check(run.nebctl("apply", *run.manifest_args(), "--yes"))
+    check(run.nebctl("diff", *run.manifest_args()))
+    declared, elsewhere = run.root / "datastore", run.root / "elsewhere"
+    elsewhere.mkdir()
+    files = {path.name: path.stat().st_ino for path in declared.iterdir()}
+    assert f"image-{image}" in files and len(files) >= 3, files  # the image and a disk per VM at least
+    handle = run.connection.storagePoolLookupByName(pool)
+    uuid = handle.UUIDString()
+    moved = (
+        f"# datastore/{pool} pool {pool} was changed outside nebctl on kvm-local: "
+        f"path {declared} -> {elsewhere}; its pool will be defined again there"
+    )
+
+    for restart in (False, True):
+        _move_pool(run, pool, str(elsewhere), restart=restart)
+        plan = check(run.nebctl("diff", *run.manifest_args()), expected=2)
+        outside = plan.split("Changed outside nebctl:")[1].split("Plan:")[0]
+        # Restarted at the empty place, the pool lists neither the image nor the disks: the image looks deleted
+        # (the disks are no resource of their own), and its import after the repair finds it where it was.
+        missing = (
+            f"# image/{image} volume image-{image} was deleted outside nebctl on kvm-local; it will be created again"
+        )
+        assert sorted(line.strip() for line in outside.strip().splitlines()) == sorted(
+            [moved, missing] if restart else [moved]
+        ), plan
+        print("PLAN", restart, plan)
+        applied = check(run.nebctl("apply", *run.manifest_args(), "--yes"))
+        ran = re.findall(r"\] +[\d.]+s (\S+) succeeded", applied)
+        repaired = [f"datastore/{pool}:create_datastore:kvm-local"]
+        assert ran == ([*repaired, f"image/{image}:import_image:kvm-local"] if restart else repaired), applied
+        handle = run.connection.storagePoolLookupByName(pool)
+        assert handle.isActive() and handle.UUIDString() == uuid
+        for flags in (0, libvirt.VIR_STORAGE_XML_INACTIVE):
+            assert f"<path>{declared}</path>" in handle.XMLDesc(flags)
+        assert {volume.name() for volume in handle.listAllVolumes(0)} == set(files)
+        assert {path.name: path.stat().st_ino for path in declared.iterdir()} == files  # not a file re-made
+        assert not any(elsewhere.iterdir())
+        assert all(run.domain(vm).isActive() for vm in vms)
+        check(run.nebctl("diff", *run.manifest_args()))
