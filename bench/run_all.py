@@ -5,10 +5,10 @@ Each runs as its own process, with the arguments that make it write its figures:
 accounting and samples (``accounting.py``), the image cache (``images.py``), the service (``serve.py --write``),
 recovery (``recover.py``), the dashboard (``dashboard.py --write``), the HTTP API (``api.py --write``), replicas
 (``ha.py --write``), whole ``diff`` and ``apply`` commands (``diff.py``, the longest), and on libvirtd: the
-libvirt comparison (``libvirt_apply.py``, which downloads Ansible into bench/.venv-ansible; ``--skip-ansible`` is
-passed on to it) and the service's heal through lifecycle events (``heal.py``, real QEMU guests).
-``--only NAME...`` runs some of them. A benchmark that fails does not stop the others; the exit status says
-whether any failed.
+inventory's cost with many volumes (``libvirt_inventory.py``), the libvirt comparison (``libvirt_apply.py``,
+which downloads Ansible into bench/.venv-ansible; ``--skip-ansible`` is passed on to it) and the service's heal
+through lifecycle events (``heal.py``, real QEMU guests). ``--only NAME...`` runs some of them. A benchmark that
+fails does not stop the others; the exit status says whether any failed.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "api": ["--write"],
     "ha": ["--write"],
     "diff": [],
+    "libvirt_inventory": [],
     "libvirt_apply": [],
     "heal": [],
 }
