@@ -49,8 +49,8 @@ RECONCILER = SpannedReconciler(
     kind=Kind.DATASTORE,
     live_object=lambda key: ("pool", live_name(key)),
     fingerprint=_fingerprint,
-    # A pool holds volumes, so it is never deleted to be repaired: it is defined again as applied, where the
-    # driver can (the sim's is; libvirt refuses to move a pool, and says so).
+    # A pool holds volumes, so it is never deleted to be repaired: it is defined again as applied (libvirt
+    # stops it, defines it at the applied path and starts it: no volume file moves).
     repair=Repair(CREATE, "its pool will be defined again there"),
     rules=RULES,
     create=CREATE,
