@@ -20,7 +20,7 @@ import libvirt
 from nebctl.core.families import Family
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.libvirt import ledger
-from nebctl.drivers.libvirt.common import LibvirtDriverBase, domain_facts, live_state
+from nebctl.drivers.libvirt.common import LibvirtDriverBase, domain_facts, live_state, pool_definition
 from nebctl.drivers.libvirt.connections import Connections
 from nebctl.drivers.libvirt.fingerprinting import (
     group_filter_fingerprint,
@@ -229,9 +229,9 @@ class LibvirtMonitoring(LibvirtDriverBase):
             claims = ledger.owners(ledger.read_all(connection, filters))
             for pool in connection.listAllStoragePools(0):
                 uuid = pool.UUIDString()  # kept in the handle: no round trip
-                # Its definition as it stands (the inactive one): a path defined again by hand while the pool runs is
-                # drift already, though libvirt moves the pool only when it next starts.
-                xml = pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)
+                # As defined: a path defined again by hand is drift at once, though libvirt moves a running pool
+                # only when it next starts.
+                xml = pool_definition(pool)
                 found += _claimed(claims, ("pool", "", pool.name(), uuid), {}, pool_fingerprint(xml))
                 if pool.isActive():
                     for volume in pool.listAllVolumes(0):

@@ -15,7 +15,7 @@ import libvirt
 from nebctl.core.families import Family
 from nebctl.drivers.errors import ConflictError, PermanentError
 from nebctl.drivers.libvirt import images, ledger
-from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, ignoring
+from nebctl.drivers.libvirt.common import DRIVER_NAME, LibvirtDriverBase, ignoring, pool_definition
 from nebctl.drivers.libvirt.failures import error_code
 from nebctl.drivers.libvirt.xmlbuild.storage import BackingStoreElement, PoolElement, VolumeElement
 from nebctl.drivers.types import (
@@ -23,6 +23,7 @@ from nebctl.drivers.types import (
     DatastoreStatus,
     HostRef,
     ImageImport,
+    Ownership,
     VolumeDefinition,
     VolumeInfo,
 )
@@ -57,22 +58,31 @@ def snapshot_name(volume: str, snapshot: str) -> str:
     return f"{volume}@{snapshot}"
 
 
-def _at_path(connection: libvirt.virConnect, pool: libvirt.virStoragePool, path: str) -> libvirt.virStoragePool:
-    """``pool`` serving ``path``: a dir pool moved elsewhere (by hand, with virsh) is defined again at ``path``,
-    keeping its name, UUID (which the ownership ledger binds its entries to) and the rest of its XML, and is
-    stopped if it runs elsewhere (the caller starts it again). No volume file is touched at either path: a dir
-    pool's stop and definition only change where libvirt looks, and its start lists the files that are there.
-    A running VM keeps the disk files it has open (libvirt lets a pool stop under them; VM disks name their
-    pool and volume, resolved to a path when the VM starts). Any other type of pool is left alone: a conflict."""
-    persistent = ET.fromstring(pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE))
+def _at_path(
+    connection: libvirt.virConnect, pool: libvirt.virStoragePool, path: str, owner: Ownership | None
+) -> libvirt.virStoragePool:
+    """``pool`` serving ``path``: a dir pool of ``owner``'s moved elsewhere (by hand, with virsh) is defined
+    again at ``path``, keeping its name, UUID (which the ownership ledger binds its entries to) and the rest of
+    its XML, and is stopped if it runs elsewhere (the caller starts it again). No volume file is touched at
+    either path: a dir pool's stop and definition only change where libvirt looks, and its start lists the
+    files that are there. A running VM keeps the disk files it has open (libvirt lets a pool stop under them;
+    VM disks name their pool and volume, resolved to a path when the VM starts). A pool of another type, or one
+    ``owner``'s ledger does not claim (made without nebctl, or by another stack), is left alone: a conflict."""
+    persistent = ET.fromstring(pool_definition(pool))
     live_path = ET.fromstring(pool.XMLDesc(0)).findtext("./target/path") if pool.isActive() else path
     target = persistent.find("./target/path")
     if target is not None and _same(target.text, path) and _same(live_path, path):
         return pool
+    where = target.text if target is not None else "no path"
     if persistent.get("type") != "dir" or target is None:
         raise ConflictError(
-            f"pool {pool.name()} is a {persistent.get('type')} pool at {target.text if target is not None else '?'}"
-            f", not a dir pool at {path}: it is not moved",
+            f"pool {pool.name()} is a {persistent.get('type')} pool at {where}, not a dir pool at {path}: "
+            "it is not moved",
+            driver=DRIVER_NAME,
+        )
+    if not _claims(connection, pool, owner):
+        raise ConflictError(
+            f"pool {pool.name()} exists with path {where}, not {path}, and is not this datastore's: it is not moved",
             driver=DRIVER_NAME,
         )
     if pool.isActive():
@@ -81,6 +91,21 @@ def _at_path(connection: libvirt.virConnect, pool: libvirt.virStoragePool, path:
         target.text = path
         pool = connection.storagePoolDefineXML(ET.tostring(persistent, encoding="unicode"), 0)
     return pool
+
+
+def _claims(connection: libvirt.virConnect, pool: libvirt.virStoragePool, owner: Ownership | None) -> bool:
+    """Whether an entry of the host's ledgers gives ``pool`` (this very pool: its UUID) to ``owner``."""
+    if owner is None:
+        return False
+    mine = (owner.installation, owner.stack, owner.kind, owner.namespace, owner.name)
+    return any(
+        entry.object == "pool"
+        and entry.name == pool.name()
+        and entry.uuid == pool.UUIDString()
+        and (entry.owner.installation, entry.owner.stack, entry.owner.kind, entry.owner.namespace, entry.owner.name)
+        == mine
+        for entry in ledger.read_all(connection)
+    )
 
 
 def _same(one: str | None, other: str) -> bool:
@@ -106,7 +131,7 @@ class LibvirtStorage(LibvirtDriverBase):
                     raise
                 xml = PoolElement(name=datastore.name, path=datastore.path).to_xml()
                 pool = connection.storagePoolDefineXML(xml, 0)
-            pool = _at_path(connection, pool, datastore.path)
+            pool = _at_path(connection, pool, datastore.path, datastore.owner)
             if not pool.isActive():
                 pool.build(0)  # creates the directory; harmless when it exists
                 pool.create(0)
