@@ -147,11 +147,11 @@ def _inventory_without_reads(driver: LibvirtMonitoring, host: HostRef) -> None:
     def pools_only(entries: Any) -> dict[tuple[str, str, str, str], list[ledger.Entry]]:
         return {key: value for key, value in owners(entries).items() if key[0] != "volume"}
 
-    ledger.owners = pools_only  # type: ignore[assignment]
+    ledger.owners = pools_only
     try:
         driver.inventory(host)
     finally:
-        ledger.owners = owners  # type: ignore[assignment]
+        ledger.owners = owners
 
 
 def _version() -> str:

@@ -4,7 +4,7 @@ change-network --bridge/--mtu/--dns`` does). The expected fingerprints are writt
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ def fleet(tmp_path: Path) -> Iterator[SimFleet]:
         yield opened
 
 
-def listed(fleet: SimFleet) -> dict[str, object]:
+def listed(fleet: SimFleet) -> dict[str, Mapping[str, str] | None]:
     monitoring = SimMonitoring(fleet)
     found = {item.name: item.fingerprint for item in monitoring.inventory(HOST) if item.object == "network"}
     bulk = monitoring.list_many([HOST])
