@@ -4,7 +4,8 @@ The running service is reached through ``request.app.state.service`` (a ``Servic
 so routers stay plain functions of the request and tests can build the app around a real service. Access
 control (``app.state.access``: the authenticator and the authorizer of ``controller.access``) is made here from
 the service's store and settings; the dashboard uses the same objects. ``app.state.resource_pages`` keeps the
-encoded pages of ``/resources`` (``api.caching``).
+encoded pages of ``/resources`` (``api.caching``). ``front(app)`` is what the server runs: the application
+behind the answerer of repeated pages (``v1.repeated``), which is outside the framework's own middleware.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from typing import Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
+from starlette.types import ASGIApp
 
 from nebctl import __version__
 from nebctl.controller.applying import Controller
@@ -54,7 +56,6 @@ def create_app(service: ServiceView) -> FastAPI:
     from nebctl.api import health, v1
     from nebctl.api.caching import PageCache
     from nebctl.api.v1 import limits, webhooks
-    from nebctl.api.v1.repeated import RepeatedPages
     from nebctl.api.v1.security import Access, identity
     from nebctl.controller.access import Authenticator, Authorizer
     from nebctl.database.errors import DatabaseError
@@ -85,7 +86,6 @@ def create_app(service: ServiceView) -> FastAPI:
         return settings.api.webhook_max_body if path == webhook_path else settings.api.max_body
 
     app.add_middleware(limits.BodyLimit, limit_for=limit_for)
-    app.add_middleware(RepeatedPages, api=app)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -94,3 +94,11 @@ def create_app(service: ServiceView) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
     return app
+
+
+def front(app: FastAPI) -> ASGIApp:
+    """``app`` behind the answerer of repeated ``/resources`` pages, which runs before any of the framework's
+    layers (error pages, routing, dependencies): what ``api.server.HttpServer`` serves."""
+    from nebctl.api.v1.repeated import RepeatedPages
+
+    return RepeatedPages(app, api=app)

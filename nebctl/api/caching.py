@@ -17,12 +17,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
 class Page:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The response's headers as ASGI sends them (a JSON body): encoded once per page, not per answer."""
+        return [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+            *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()),
+        ]
 
 
 class PageCache:

@@ -33,9 +33,11 @@ class HttpServer:
         """``tls_cert``/``tls_key`` (PEM files) serve HTTPS instead of HTTP."""
         import uvicorn
 
+        from nebctl.api.app import front
+
         host, port = parse_listen(listen)
         config = uvicorn.Config(
-            app,
+            front(app),
             host=host,
             port=port,
             log_config=None,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
 
 from nebctl.database import engines, leasing, locking, migrating
 from nebctl.database.access import AccessOperations
@@ -26,7 +27,7 @@ from nebctl.database.sealing import KeyRing
 from nebctl.database.serving import ServingOperations
 from nebctl.database.state import StateOperations
 from nebctl.database.telemetry import TelemetryOperations
-from nebctl.database.versions import VersionOperations
+from nebctl.database.versions import CounterReader, VersionOperations, Versions
 
 
 def utc_now() -> datetime:
@@ -70,6 +71,8 @@ class Store(_DataOperations):
         self._clock = clock
         self._url = engine.url
         self._secrets = secrets or KeyRing.ephemeral()
+        # An in-memory SQLite database has one connection, shared through the pool: nothing to keep beside it.
+        self._counters = None if isinstance(engine.pool, StaticPool) else CounterReader(engine)
 
     @classmethod
     def open(
@@ -97,7 +100,21 @@ class Store(_DataOperations):
         return cls(engine, clock or utc_now, secrets)
 
     def close(self) -> None:
+        if self._counters is not None:
+            self._counters.close()
         self._engine.dispose()
+
+    def change_versions(self) -> Versions:
+        """Every change counter, in one read on the connection kept for them (``versions.CounterReader``)."""
+        if self._counters is None:
+            return super().change_versions()
+        return self._counters.read()
+
+    @property
+    def local_reads(self) -> bool:
+        """Whether reading the change counters is a local file read that never waits on the network (SQLite): a
+        caller on an event loop may then read them in place rather than from a worker thread."""
+        return self.backend == "sqlite"
 
     def __enter__(self) -> Store:
         return self
@@ -222,6 +239,7 @@ class Store(_DataOperations):
         the journal's entries marked with its term: what a service replica acts through."""
         store = Store(self._engine, self._clock, self._secrets)
         store._fence = fence
+        store._counters = self._counters  # one kept connection for the counters, closed with this store
         return store
 
 

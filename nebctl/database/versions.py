@@ -7,15 +7,25 @@ counter's row lock then orders writers, and a counter's value is never reused. `
 every counter in one query; the HTTP API keys its caches by them (``api.caching``), so that a change made by any
 process sharing the database (another replica, the CLI) is seen by the next request that reads them. A reader
 must read the counters before the data they guard: what it then reads is at least as new as the counters say.
+
+The HTTP API reads them on every request, so ``Store.change_versions`` reads them with a ``CounterReader``: one
+fixed SQL statement on one connection kept for it (outside the pool, in autocommit, so that each read is its own
+short transaction and sees every commit made before it), rather than a pooled connection, a transaction and a
+compiled statement each time; a few microseconds on SQLite instead of a few hundred.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from nebctl.database.engines import describe_error, safe_url
+from nebctl.database.errors import DatabaseError
 from nebctl.database.models import ChangeCounter
 from nebctl.database.operating import Operations, table
 
@@ -56,5 +66,79 @@ class VersionOperations(Operations):
     def change_versions(self) -> Versions:
         """Every change counter, in one read."""
         with self._read() as connection:
-            values = {str(name): int(value) for name, value in connection.execute(_READ_ALL)}
-        return Versions(resources=int(values.get(RESOURCES, 0)), access=int(values.get(ACCESS, 0)))
+            return _versions(connection.execute(_READ_ALL))
+
+
+def _versions(rows: Any) -> Versions:
+    values = {str(name): int(value) for name, value in rows}
+    return Versions(resources=int(values.get(RESOURCES, 0)), access=int(values.get(ACCESS, 0)))
+
+
+class CounterReader:
+    """Reads every change counter on a connection of its own, kept open between reads (thread-safe: one read at a
+    time). A failed read closes that connection, so the next read opens a new one, and raises ``DatabaseError``."""
+
+    # Plain SQL with no parameter: the same text on every backend, which PostgreSQL's driver prepares once
+    # it has seen it a few times.
+    SQL = f"SELECT name, value FROM {_counters.name}"
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    def read(self) -> Versions:
+        with self._lock:
+            kept = self._connection is not None
+            try:
+                rows = self._rows()
+            except Exception as error:
+                self._discard()
+                if not kept:
+                    raise self._failed(error) from error
+                # The kept connection may have been closed by the server (a restart, an idle timeout) since the
+                # last read: once more, on a new one.
+                try:
+                    rows = self._rows()
+                except Exception as again:
+                    self._discard()
+                    raise self._failed(again) from again
+        return _versions(rows)
+
+    def _rows(self) -> list[Any]:
+        connection = self._connection if self._connection is not None else self._open()
+        cursor = connection.cursor()
+        try:
+            cursor.execute(self.SQL)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def _failed(self, error: Exception) -> DatabaseError:
+        return DatabaseError(f"database read failed ({safe_url(self._engine.url)}): {describe_error(error)}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()
+
+    def _open(self) -> Any:
+        # A connection made by the engine (its connect arguments, timeouts and SQLite pragmas), taken out of the
+        # pool for good; autocommit, so that no transaction stays open between reads.
+        fairy = self._engine.raw_connection()
+        fairy.detach()
+        connection: Any = fairy.dbapi_connection
+        dialect = self._engine.dialect.name
+        if dialect == "postgresql":
+            connection.rollback()  # whatever the engine's set-up left open, before autocommit may be set
+            connection.autocommit = True
+        elif dialect == "mysql":
+            connection.autocommit(True)
+        # SQLite: the engine's connections already leave transactions to explicit BEGINs (engines).
+        self._connection = connection
+        return connection
+
+    def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a broken connection: closing it is only tidying up
+                connection.close()

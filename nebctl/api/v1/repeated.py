@@ -1,5 +1,6 @@
 """A page of ``/resources`` asked again, answered from memory before the framework routes, parses and
-authenticates the request anew: an ASGI middleware of the API application.
+authenticates the request anew: the ASGI application in front of the API application (``app.front``), so that
+such a request costs little more than sending the bytes.
 
 It answers only a ``GET /api/v1/resources`` with a bearer token, and only when everything it would otherwise
 decide is already decided under the database's current change counters (read once, as any request does): the
@@ -8,6 +9,11 @@ minute ago), and the page that the full handler (``reading.resources``) served t
 same query string under the same counters, which the handler keeps for it. So the answer is the one the handler
 would give, bytes and headers alike; anything else (another scheme, an unknown or refused token, a query not
 seen, a configured authorize program or CORS, a database error) goes on to the application unchanged.
+
+On SQLite the counters are read in place, on the event loop: a read of two rows from a local file on a kept
+connection (``database.versions.CounterReader``), which in WAL mode does not wait for writers, costs less than
+handing it to a worker thread and back. On a database server, where a read is a network round trip, a worker
+thread reads them.
 """
 
 from __future__ import annotations
@@ -42,12 +48,7 @@ class RepeatedPages:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == PATH:
             page = await self._page(scope)
             if page is not None:
-                headers = [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(page.body)).encode()),
-                    *((name.lower().encode(), value.encode()) for name, value in page.headers.items()),
-                ]
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.start", "status": 200, "headers": page.raw_headers})
                 await send({"type": "http.response.body", "body": page.body})
                 return
         await self.app(scope, receive, send)
@@ -60,8 +61,9 @@ class RepeatedPages:
         token = _bearer(scope)
         if token is None:
             return None
+        store = state.service.store
         try:
-            versions = await run_in_threadpool(state.service.store.change_versions)
+            versions = store.change_versions() if store.local_reads else await run_in_threadpool(store.change_versions)
         except Exception:  # the application answers it, as it answers any database error
             return None
         who = access.authenticator.remembered(token, versions.access)
