@@ -1,14 +1,18 @@
 """The change counters: every write to records and observations raises ``resources``, every write to users,
 tokens and rules raises ``access``, in the write's own transaction (a batch that fails raises neither), and
-nothing else raises them (a token's use, which is also a write, does not). On every backend."""
+nothing else raises them (a token's use, which is also a write, does not). On every backend. The connection
+kept for reading them outlives a server that closed it: the next read is made on a new one."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import text
 
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.database import engines
 from nebctl.database.records import ObservationRecord, ResourceRecord
 from nebctl.database.store import Store
 from nebctl.database.versions import Versions
@@ -88,3 +92,36 @@ def test_another_connection_sees_the_raise_of_a_committed_write(store: Store, db
         assert other.change_versions().resources == seen.resources + 1
         store.create_user("dee")
         assert other.change_versions().access == seen.access + 1
+
+
+# Ends every session on the test's database but the one asking, as a server restart or an idle timeout would.
+KILL_OTHERS = {
+    "postgresql": (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    ),
+    "mariadb": "SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+}
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_the_counters_are_read_on_a_new_connection_after_the_server_closed_the_kept_one(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue(f"{backend}_server")
+    url = server.create_database(f"nebctl_test_{os.getpid()}_kept_{backend}")
+    admin = engines.create(url)
+    try:
+        with Store.open(url) as store:
+            before = store.change_versions()  # the connection kept for the counters is open from here
+            with admin.connect() as connection:
+                killed = 0
+                for row in connection.execute(text(KILL_OTHERS[backend])).all():
+                    if backend == "mariadb":
+                        connection.execute(text(f"KILL {int(row[0])}"))
+                    killed += 1
+                assert killed >= 1  # at least the kept connection
+            store.save_resource(_vm("a"))  # the pool's connections are checked before use (pre-ping)
+            assert store.change_versions() == Versions(resources=before.resources + 1, access=before.access)
+    finally:
+        admin.dispose()
