@@ -5,7 +5,9 @@ disabled or deleted user and an expired token are refused at their next request;
 user's groups changes what that user sees at the next request; and callers who may see different things never
 get each other's page, even asking the same URL at the same moment.
 
-The replicas share a PostgreSQL database (the test harness starts the server). The resources listed are records
+The replicas share a PostgreSQL database (the test harness starts the server). On SQLite, where a single
+server reads the counters in place on its event loop rather than from a worker thread, the same promises hold
+for a change made by another process. The resources listed are records
 of a stack of their own (``bulk``), written straight into the database; the expected pages are the tables
 below, not anything the server computed.
 """
@@ -20,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -246,3 +249,32 @@ def test_callers_who_see_different_things_never_get_each_others_page(replicas: R
     assert len(answers) == len(jobs)
     for user, seen in answers:
         assert seen == allowed[user], user
+
+
+def test_on_sqlite_a_change_or_a_revocation_counts_from_the_next_repeated_request(tmp_path: Path) -> None:
+    overrides = settings(tmp_path)
+    overrides["serve"] = {**overrides["serve"], "vm_interval": "1h", "host_interval": "1h"}
+    workspace = Workspace(tmp_path, manifests=tmp_path / "manifests", stack="site", settings_overrides=overrides)
+    write_manifests(workspace.manifests, [vm_manifest("web-1", host="h1")])
+    with workspace.store() as store:
+        store.save_resources([_vm("team-a", name) for name in TEAMS["team-a"]])
+        store.create_user("tia")
+        store.add_access_rule(subject_type="user", subject="tia", actions=["get"])
+        revoked, record = store.create_token("tia", name="to revoke")
+        kept, _ = store.create_token("tia", name="to keep")
+    server = start_serve(workspace, "-f", str(workspace.manifests), "--stack", "site")
+    try:
+        wait_for(lambda: server.status().get("sync_status") == "synced", what="the first sync")
+        expected = {f"team-a/{name}": "running" for name in TEAMS["team-a"]}
+        for _ in range(3):  # built, then repeated
+            assert listed(get(server, revoked, namespace="team-a")) == expected
+            assert listed(get(server, kept, namespace="team-a")) == expected
+        with workspace.store() as store:  # another process, as the CLI
+            store.save_resource(_vm("team-a", "a-2", status="stopped"))
+        assert listed(get(server, kept, namespace="team-a")) == {**expected, "team-a/a-2": "stopped"}
+        with workspace.store() as store:
+            assert store.revoke_token(record.id)
+        assert get(server, revoked, namespace="team-a").status_code == 401
+        assert get(server, kept, namespace="team-a").status_code == 200
+    finally:
+        server.terminate()
