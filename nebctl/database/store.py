@@ -113,8 +113,9 @@ class Store(_DataOperations):
     @property
     def local_reads(self) -> bool:
         """Whether reading the change counters is a local file read that never waits on the network (SQLite): a
-        caller on an event loop may then read them in place rather than from a worker thread."""
-        return self.backend == "sqlite"
+        caller on an event loop may then read them in place rather than from a worker thread. Not for an in-memory
+        database, whose one connection the worker threads share."""
+        return self.backend == "sqlite" and self._counters is not None
 
     def __enter__(self) -> Store:
         return self
