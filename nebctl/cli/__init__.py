@@ -164,5 +164,9 @@ def main(ctx: click.Context, db_url: str | None, config_path: str | None, log_fo
       nebctl get vm                      see what is there
     """
     ctx.obj = AppContext.create(
-        db_url=db_url, config_path=config_path, log_format=LogFormat(log_format), verbosity=verbose
+        db_url=db_url,
+        config_path=config_path,
+        log_format=LogFormat(log_format),
+        verbosity=verbose,
+        program=isinstance(ctx.command, LazyGroup) and ctx.command._program,
     )

@@ -40,6 +40,7 @@ from nebctl.core.quantities import QuantityError, parse_duration
 from nebctl.database.engines import describe_error
 from nebctl.database.errors import DatabaseError, LockNotObtained
 from nebctl.database.records import RevisionRecord
+from nebctl.schemas.loading import ManifestSet
 from nebctl.schemas.models import AnyManifest
 
 PROGRESS_LINE_INTERVAL = 5.0  # seconds between two progress lines of one transfer, off a terminal
@@ -121,10 +122,16 @@ def manifest_cache(app: AppContext) -> Path | None:
     return state_dir / "cache" if state_dir is not None and app.settings.manifest_cache else None
 
 
+def _load(app: AppContext, paths: Sequence[str]) -> ManifestSet:
+    with app.long_lived():
+        return load_manifests(paths, manifest_cache(app))
+
+
 def _make_plan(app: AppContext, documents: dict[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
     controller = open_controller(app)
     try:
-        return controller.plan(documents, options)
+        with app.long_lived():
+            return controller.plan(documents, options)
     except PlanError as error:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
@@ -174,7 +181,7 @@ def diff_command(
     """
     from nebctl import rendering
 
-    manifests = load_manifests(paths, manifest_cache(app))
+    manifests = _load(app, paths)
     options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
     if recover_first:
         _recover_first(app, dict(manifests.documents), options.stack)
@@ -550,7 +557,7 @@ def apply_command(
         raise CliError("give the manifests with -f PATH (or a saved plan with --plan)")
     from nebctl.controller.revisions import checkout_revision
 
-    manifests = load_manifests(paths, manifest_cache(app))
+    manifests = _load(app, paths)
     options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
     if recover_first:
         _recover_first(app, dict(manifests.documents), options.stack, lock_timeout=_lock_timeout(app, lock_timeout))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,39 @@ def test_validate_diff_and_apply_import_no_networkx(tmp_path: Path) -> None:
         "print(codes, 'networkx' in sys.modules)\n"
     )
     assert found.splitlines()[-1] == "[0, 2, 0] False"
+
+
+def test_diff_and_apply_as_a_program_pause_the_collector_and_give_the_same_results(tmp_path: Path) -> None:
+    """As a program, ``diff`` and ``apply`` make their manifests, records, live view and plan with the collector
+    paused, then freeze them (``AppContext.long_lived``): the collector runs again afterwards, more objects are
+    frozen than the modules alone, and the exit codes and the diffs' output are those of the same commands run
+    in-process, where nothing is paused."""
+    (tmp_path / "config.yaml").write_text(f"state_dir: {tmp_path / 'program'}\n")
+    found = run_program(  # a program's stdout is the file the commands write to: each is caught on its own
+        "import contextlib, gc, io, json\n"
+        "from nebctl.cli import main\n"
+        f"base = ['--db', 'sqlite:///{tmp_path / 'program.db'}', '--config', '{tmp_path / 'config.yaml'}']\n"
+        "runs = []\n"
+        "stack = ['--stack', 'examples']\n"
+        "for command in (['validate'], ['diff', *stack], ['apply', '--yes', *stack], ['diff', *stack]):\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        try:\n"
+        "            main([*base, *command, '-f', 'manifests/examples'])\n"
+        "        except SystemExit as exit:\n"
+        "            runs.append([exit.code, out.getvalue(), gc.isenabled(), gc.get_freeze_count()])\n"
+        "print(json.dumps(runs))\n"
+    )
+    runs = json.loads(found.splitlines()[-1])
+    assert [run[0] for run in runs] == [0, 2, 0, 0]
+    assert all(run[2] for run in runs)  # the collector runs again after every command
+    assert runs[1][3] > runs[0][3]  # the diff's objects were frozen beside the modules
+    (tmp_path / "inproc.yaml").write_text(f"state_dir: {tmp_path / 'inproc'}\n")
+    base = ["--db", f"sqlite:///{tmp_path / 'inproc.db'}", "--config", str(tmp_path / "inproc.yaml")]
+    frozen = gc.get_freeze_count()
+    for run, command in zip(runs[1:], (["diff"], ["apply", "--yes"], ["diff"]), strict=True):
+        result = CliRunner().invoke(main, [*base, *command, "-f", "manifests/examples", "--stack", "examples"])
+        assert result.exit_code == run[0], result.output
+        if command == ["diff"]:  # an apply's report says how long its actions took
+            assert result.stdout == run[1]
+    assert gc.isenabled() and gc.get_freeze_count() == frozen  # in-process: left alone
