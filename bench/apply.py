@@ -5,11 +5,12 @@ each on a fresh database and fleet file:
 
 - no latency: every driver call returns at once, so the wall time of the apply is the controller's own work
   (scheduling, threads, the journal's transactions, records) plus the sim's SQLite writes; overhead per action
-  = wall time / actions. Target: under 2 ms.
+  = wall time / actions. Target: under 0.7 ms.
 - fixed latency per action (50 ms): efficiency = ideal / measured, the ideal being the larger of the critical
-  path (longest dependency chain x latency) and the total work / parallelism. Target: at least 0.9.
+  path (longest dependency chain x latency) and the total work / parallelism. Target: at least 0.95.
 
-Run from the repository root: ``.venv/bin/python bench/apply.py [--vms N] [--latency S] [--parallelism N]``.
+Run from the repository root: ``.venv/bin/python bench/apply.py [--vms N] [--latency S] [--parallelism N]
+[--runs N]``; with several runs (each pair on fresh files, alternated), the medians and ranges are reported.
 ``--write`` replaces the apply section of bench/RESULTS.md with the figures and the command.
 """
 
@@ -19,6 +20,7 @@ import argparse
 import os
 import platform
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +38,8 @@ from tests.support.drills import Workspace, fleet_manifests  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 BEGIN, END = "<!-- bench/apply.py: begin -->", "<!-- bench/apply.py: end -->"
+OVERHEAD_TARGET_MS = 0.7  # controller time per action with instant drivers
+EFFICIENCY_TARGET = 0.95  # ideal / measured wall time at 50 ms per action
 
 
 @dataclass
@@ -75,47 +79,74 @@ def run(root: Path, *, vms: int, hosts: int, latency: float, parallelism: int) -
     )
 
 
+def _spread(values: list[float], digits: int) -> str:
+    """The median of ``values`` and, over several runs, their range."""
+    median = f"{statistics.median(values):.{digits}f}"
+    if len(values) == 1:
+        return median
+    return f"{median} (range {min(values):.{digits}f}-{max(values):.{digits}f} over {len(values)} runs)"
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vms", type=int, default=1000)
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per action in the second run")
     parser.add_argument("--parallelism", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=1, help="pairs of runs (medians and ranges are reported)")
     parser.add_argument("--write", action="store_true", help="write the figures into bench/RESULTS.md")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="nebctl-bench-apply-") as tmp:
-        bare = run(Path(tmp) / "bare", vms=args.vms, hosts=args.hosts, latency=0.0, parallelism=args.parallelism)
-        slow = run(
-            Path(tmp) / "slow", vms=args.vms, hosts=args.hosts, latency=args.latency, parallelism=args.parallelism
-        )
-    for figures in (bare, slow):
+    bares: list[Run] = []
+    slows: list[Run] = []
+    for index in range(args.runs):  # alternated, so that a change of the machine's load touches both alike
+        with tempfile.TemporaryDirectory(prefix="nebctl-bench-apply-") as tmp:
+            bares.append(
+                run(Path(tmp) / "bare", vms=args.vms, hosts=args.hosts, latency=0.0, parallelism=args.parallelism)
+            )
+            slows.append(
+                run(
+                    Path(tmp) / "slow",
+                    vms=args.vms,
+                    hosts=args.hosts,
+                    latency=args.latency,
+                    parallelism=args.parallelism,
+                )
+            )
+        print(f"run {index + 1}: no latency {bares[-1].apply_seconds:.2f} s, slow {slows[-1].apply_seconds:.2f} s")
+    for figures in (*bares, *slows):
         if figures.state != "succeeded":
             print(f"the apply did not succeed: {figures.state}", file=sys.stderr)
             return 1
 
-    overhead_ms = bare.apply_seconds / bare.actions * 1000
-    cpu_ms = bare.apply_cpu_seconds / bare.actions * 1000
+    bare, slow = bares[0], slows[0]
+    overheads = [b.apply_seconds / b.actions * 1000 for b in bares]
+    cpus = [b.apply_cpu_seconds / b.actions * 1000 for b in bares]
     load = os.getloadavg()[0]
     ideal = max(slow.critical_path * args.latency, slow.actions * args.latency / args.parallelism)
-    efficiency = ideal / slow.apply_seconds
+    efficiencies = [ideal / s.apply_seconds for s in slows]
+    overhead_ms, efficiency = statistics.median(overheads), statistics.median(efficiencies)
     lines = [
         f"- plan: {args.vms} VMs on {args.hosts} sim hosts, {bare.actions} actions, critical path "
         f"{bare.critical_path} actions, parallelism {args.parallelism}",
-        f"- no latency: apply {bare.apply_seconds:.2f} s, **{overhead_ms:.2f} ms of overhead per action** "
-        f"(target < 2 ms: {'met' if overhead_ms < 2 else 'MISSED'}); CPU time {cpu_ms:.2f} ms per action; planning "
-        f"took {bare.plan_seconds:.2f} s",
-        f"- {args.latency * 1000:g} ms per action: apply {slow.apply_seconds:.2f} s, ideal {ideal:.2f} s "
-        f"(max of critical path {slow.critical_path * args.latency:.2f} s and work / parallelism "
-        f"{slow.actions * args.latency / args.parallelism:.2f} s), **efficiency {efficiency:.3f}** "
-        f"(target >= 0.9: {'met' if efficiency >= 0.9 else 'MISSED'})",
+        f"- no latency: apply {_spread([b.apply_seconds for b in bares], 2)} s, **{_spread(overheads, 2)} ms of "
+        f"overhead per action** (target < {OVERHEAD_TARGET_MS} ms: {_verdict(overhead_ms < OVERHEAD_TARGET_MS)}); "
+        f"CPU time {_spread(cpus, 2)} ms per action; planning took {_spread([b.plan_seconds for b in bares], 2)} s",
+        f"- {args.latency * 1000:g} ms per action: apply {_spread([s.apply_seconds for s in slows], 2)} s, ideal "
+        f"{ideal:.2f} s (max of critical path {slow.critical_path * args.latency:.2f} s and work / parallelism "
+        f"{slow.actions * args.latency / args.parallelism:.2f} s), **efficiency {_spread(efficiencies, 3)}** "
+        f"(target >= {EFFICIENCY_TARGET}: {_verdict(efficiency >= EFFICIENCY_TARGET)})",
         f"- machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end of the run (other work shares them)",
     ]
     print("\n".join(lines))
     if args.write:
         command = "python bench/apply.py " + shlex.join(sys.argv[1:])
         write_results(lines, command)
-    return 0 if overhead_ms < 2 and efficiency >= 0.9 else 1
+    return 0 if overhead_ms < OVERHEAD_TARGET_MS and efficiency >= EFFICIENCY_TARGET else 1
 
 
 def write_results(lines: list[str], command: str) -> None:
