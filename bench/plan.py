@@ -13,7 +13,8 @@ inputs too and the difference is what planning itself needs.
 - ``controller``: ``Controller.plan()`` through the real sim driver and a SQLite store (observation, the
   database read and the plan), for the smaller sizes; the no-op case first applies the full plan for real.
 
-Run: ``.venv/bin/python bench/plan.py`` (all sizes), or ``--sizes 1000 10000 --modes pure``. Targets:
+Run: ``.venv/bin/python bench/plan.py`` (all sizes), or ``--sizes 1000 10000 --modes pure``; ``--runs N`` runs each
+row N times (the median wall time and its range). Targets:
 a no-op plan of 10,000 resources under 1 s, of 100,000 under 10 s, peak memory under 1 GiB.
 """
 
@@ -24,6 +25,7 @@ import datetime
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -253,6 +255,7 @@ def main() -> None:
         "--controller-sizes", type=int, nargs="+", default=[1000, 10000], help="sizes run through the sim"
     )
     parser.add_argument("--controller-hosts", type=int, default=HOSTS, help="sim hosts of the controller runs")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each row: the median wall time and its range")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="pure", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
@@ -276,15 +279,24 @@ def main() -> None:
             for case in ("full", "noop"):
                 command = [sys.executable, __file__, "--child", "--mode", mode, "--size", str(size)]
                 command += ["--case", case, "--hosts", str(hosts)]
-                done = subprocess.run(command, check=False, capture_output=True, text=True)
-                if done.returncode != 0:
-                    rows.append(f"| {mode} | {hosts} | {size} | | {case} | failed: {done.stderr[-300:]!r} |")
+                runs = []
+                for _ in range(args.runs):  # each a fresh process
+                    done = subprocess.run(command, check=False, capture_output=True, text=True)
+                    if done.returncode != 0:
+                        rows.append(f"| {mode} | {hosts} | {size} | | {case} | failed: {done.stderr[-300:]!r} |")
+                        break
+                    runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
                 else:
-                    figures = json.loads(done.stdout.strip().splitlines()[-1])
+                    figures = runs[0]
+                    walls = [run["wall"] for run in runs]
+                    wall = f"{statistics.median(walls):.2f} s"
+                    if len(walls) > 1:
+                        wall += f" ({min(walls):.2f}-{max(walls):.2f})"
                     rows.append(
                         f"| {mode} | {hosts:,} | {size:,} | {figures['resources']:,} | {case}"
-                        f" | {figures['changes']:,} | {figures['actions']:,} | {figures['wall']:.2f} s"
-                        f" | {figures['rss_before'] / MiB:,.0f} MiB | {figures['peak_rss'] / MiB:,.0f} MiB |"
+                        f" | {figures['changes']:,} | {figures['actions']:,} | {wall}"
+                        f" | {max(run['rss_before'] for run in runs) / MiB:,.0f} MiB"
+                        f" | {max(run['peak_rss'] for run in runs) / MiB:,.0f} MiB |"
                     )
                 print(rows[-1], flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
