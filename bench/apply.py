@@ -79,12 +79,12 @@ def run(root: Path, *, vms: int, hosts: int, latency: float, parallelism: int) -
     )
 
 
-def _spread(values: list[float], digits: int) -> str:
+def _spread(values: list[float], digits: int, unit: str = "") -> str:
     """The median of ``values`` and, over several runs, their range."""
-    median = f"{statistics.median(values):.{digits}f}"
+    median = f"{statistics.median(values):.{digits}f}{unit}"
     if len(values) == 1:
         return median
-    return f"{median} (range {min(values):.{digits}f}-{max(values):.{digits}f} over {len(values)} runs)"
+    return f"{median} ({min(values):.{digits}f}-{max(values):.{digits}f}{unit} over {len(values)} runs)"
 
 
 def _verdict(met: bool) -> str:
@@ -130,13 +130,14 @@ def main() -> int:
     ideal = max(slow.critical_path * args.latency, slow.actions * args.latency / args.parallelism)
     efficiencies = [ideal / s.apply_seconds for s in slows]
     overhead_ms, efficiency = statistics.median(overheads), statistics.median(efficiencies)
+    walls = _spread([b.apply_seconds for b in bares], 2, " s")
     lines = [
         f"- plan: {args.vms} VMs on {args.hosts} sim hosts, {bare.actions} actions, critical path "
         f"{bare.critical_path} actions, parallelism {args.parallelism}",
-        f"- no latency: apply {_spread([b.apply_seconds for b in bares], 2)} s, **{_spread(overheads, 2)} ms of "
-        f"overhead per action** (target < {OVERHEAD_TARGET_MS} ms: {_verdict(overhead_ms < OVERHEAD_TARGET_MS)}); "
-        f"CPU time {_spread(cpus, 2)} ms per action; planning took {_spread([b.plan_seconds for b in bares], 2)} s",
-        f"- {args.latency * 1000:g} ms per action: apply {_spread([s.apply_seconds for s in slows], 2)} s, ideal "
+        f"- no latency: apply {walls}, **{_spread(overheads, 2, ' ms')} of overhead per action** (target < "
+        f"{OVERHEAD_TARGET_MS} ms: {_verdict(overhead_ms < OVERHEAD_TARGET_MS)}); CPU time "
+        f"{_spread(cpus, 2, ' ms')} per action; planning took {_spread([b.plan_seconds for b in bares], 2, ' s')}",
+        f"- {args.latency * 1000:g} ms per action: apply {_spread([s.apply_seconds for s in slows], 2, ' s')}, ideal "
         f"{ideal:.2f} s (max of critical path {slow.critical_path * args.latency:.2f} s and work / parallelism "
         f"{slow.actions * args.latency / args.parallelism:.2f} s), **efficiency {_spread(efficiencies, 3)}** "
         f"(target >= {EFFICIENCY_TARGET}: {_verdict(efficiency >= EFFICIENCY_TARGET)})",
