@@ -53,6 +53,9 @@ class DriftItem:
     key: ResourceKey
     message: str  # "was stopped", "was deleted", "memory was changed from 2Gi to 1Gi"
     correction: str | None  # "it will be started"; None when nebctl will not act (host not answering)
+    # The host the difference is on, for a resource living on several hosts (a network changed on one): what
+    # the plan does about it depends on the host (repaired, deleted where the manifests drop it, or refused).
+    host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,9 @@ class Observed:
     # The hosts whose live object differs from what was applied (a spanned kind's fingerprint): left out of
     # ``spec``'s hosts, as a deleted one is, but repaired where it is rather than only created.
     changed: tuple[str, ...] = ()
+    # The hosts of ``changed`` whose object is repaired by deleting it and creating it again (not in place):
+    # the planner refuses that repair where a VM still holds the object (``Reconciler.holds``).
+    rebuilt: tuple[str, ...] = ()
 
 
 class PlanInputs(Protocol):
@@ -366,6 +369,12 @@ class Reconciler(Protocol):
         away (``removals``): each a problem the plan reports (a VM's backing image, network or host)."""
         ...
 
+    def holds(self, key: ResourceKey, record: RecordView, target: ResourceKey) -> str | None:
+        """How the live object of ``key`` (its ``record`` applied) holds that of ``target`` on its host, so that
+        the target cannot be deleted there under it: "is attached to it (nics[0])"; None when it does not. The
+        planner refuses to repair a changed object by deleting and creating it again while one holds it."""
+        ...
+
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         """The driver actions of ``change``, their order and their phases."""
         ...
@@ -446,6 +455,9 @@ class PlainKind:
 
     def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
         return []
+
+    def holds(self, key: ResourceKey, record: RecordView, target: ResourceKey) -> str | None:
+        return None
 
     def ignored(self, document: AnyManifest) -> tuple[str, ...]:
         return ()

@@ -179,16 +179,19 @@ class SpannedReconciler(PlainKind):
         if not missing and not changed:
             return Observed(spec=applied)
         drift = tuple(
-            DriftItem(key, f"{thing[0]} {thing[1]} was deleted outside nebctl on {host}", "it will be created again")
+            DriftItem(
+                key, f"{thing[0]} {thing[1]} was deleted outside nebctl on {host}", "it will be created again", host
+            )
             if host in missing
-            else DriftItem(key, changed_sentence(thing, host, changed[host]), self._repair.note)
+            else DriftItem(key, changed_sentence(thing, host, changed[host]), self._repair.note, host)
             for host in hosts
             if host in missing or host in changed
         )
         kept = [host for host in hosts if host not in missing and host not in changed]
         if not kept and not changed:
             return Observed(spec=None, drift=drift)
-        return Observed(spec={**applied, "hosts": kept}, drift=drift, changed=tuple(changed))
+        rebuilt = tuple(changed) if self._repair.step is None else ()
+        return Observed(spec={**applied, "hosts": kept}, drift=drift, changed=tuple(changed), rebuilt=rebuilt)
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         key = change.key

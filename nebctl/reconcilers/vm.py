@@ -61,7 +61,7 @@ from nebctl.reconcilers.identity import (
     mac_address,
     security_group_filter,
 )
-from nebctl.reconcilers.vm_guards import vm_still_uses
+from nebctl.reconcilers.vm_guards import vm_holds, vm_still_uses
 from nebctl.reconcilers.vm_resolution import disk_datastores_of, lease_addresses, mac_addresses
 from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
 from nebctl.schemas.instance_types import smallest_fitting
@@ -190,6 +190,9 @@ class VirtualMachineReconciler:
         removals: Removals,
     ) -> list[str]:
         return vm_still_uses(key, record, document, specs, removals, references=self.references)
+
+    def holds(self, key: ResourceKey, record: RecordView, target: ResourceKey) -> str | None:
+        return vm_holds(key, record, target)
 
     def actions(self, change: ResourceChange, ctx: PlanningContext) -> ActionGroup:
         key = change.key

@@ -1,7 +1,7 @@
 """What a VM that stays still uses of what a plan takes away: the images backing its disks, the networks of its
 NICs, its host, and what it uses on that host. Each is a problem the plan reports instead of leaving the VM
 without it. Pure; reached through the VM reconciler's ``still_uses`` (the planner asks every kind's reconciler
-about each of its records that stays).
+about each of its records that stays) and ``holds`` (which live objects on its host it keeps from being deleted).
 """
 
 from __future__ import annotations
@@ -76,3 +76,22 @@ def _targets(references: References, key: ResourceKey, spec: Mapping[str, Any] |
     if not spec:
         return set()
     return {reference.target for reference in references(key, spec)}
+
+
+def vm_holds(key: ResourceKey, record: RecordView, target: ResourceKey) -> str | None:
+    """How the VM ``key`` (its ``record`` applied) holds the live object of ``target`` on its host: an image
+    its overlay disk is backed by (deleting the volume would pull the file from under the disk), a network its
+    NIC is attached to (libvirt refuses to delete a network whose DHCP entries its NICs hold; so does the sim).
+    A full clone copies its image, and a security group is always repaired in place: neither is held."""
+    applied = record.applied or {}
+    if target.kind is Kind.IMAGE:
+        for index, disk in enumerate(applied.get("disks", [])):
+            image = disk.get("image")
+            overlay = disk.get("clone", "overlay") == "overlay"
+            if image and overlay and ResourceKey.of(Kind.IMAGE, image, key.namespace) == target:
+                return f"uses it as the backing file of disks[{index}]"
+    if target.kind is Kind.NETWORK:
+        for index, nic in enumerate(applied.get("nics", [])):
+            if ResourceKey.of(Kind.NETWORK, str(nic.get("network")), key.namespace) == target:
+                return f"is attached to it (nics[{index}])"
+    return None

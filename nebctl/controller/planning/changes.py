@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nebctl.controller.planning.repairs import settle_repairs
 from nebctl.controller.planning.request import PlanRequest, sort_key
 from nebctl.core.fields import AddedFields, Effect, compare, dearest, flatten
 from nebctl.core.keys import Kind, ResourceKey
@@ -53,7 +54,10 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
                 ResourceChange(key, ChangeType.CREATE, _added(desired, reconciler.sensitive), host=host, reason=reason)
             )
             continue
-        observed = reconciler.detect_drift(key, record, request.live)
+        observed, refused = settle_repairs(
+            key, reconciler.detect_drift(key, record, request.live), record, request, ctx.spans.get(key, ())
+        )
+        uncorrected.extend(refused)
         if observed.spec is not None and observed.spec is not record.applied:
             ctx.observed[key] = observed.spec  # type: ignore[index]  # the planner's own dict, filled here
         if observed.changed:

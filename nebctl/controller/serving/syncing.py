@@ -424,7 +424,7 @@ class StackSyncer:
                 degraded=self._degraded,
                 backing_off=backing_off,
                 reported=reported,
-                unknown={item.key for item in plan.drift},
+                unknown={item.key for item in plan.drift if item.correction is None},  # not a refused repair
                 failed={k: v for k, v in (failed or {}).items() if k not in drift},
                 pending=(pending or set()) | unmanaged,
                 hosts_in_error=self.hosts_in_error(),

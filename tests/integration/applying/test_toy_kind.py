@@ -152,6 +152,9 @@ class Beacon:
     def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
         return []
 
+    def holds(self, key: ResourceKey, record: RecordView, target: ResourceKey) -> str | None:
+        return None
+
     def ignored(self, document: AnyManifest) -> tuple[str, ...]:
         return ()
 

@@ -226,3 +226,106 @@ def test_bad_changes_are_refused_and_change_nothing(env: Env, arguments: list[st
     assert error in result.stderr, result.stderr
     again = env.run("diff", "-f", str(env.manifests))
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+# Changed where VMs use them (the placements of manifests/examples on the sim: lb-1 on kvm-a1 with its NIC on lan,
+# web-1 on kvm-a2 with its disk backed by debian-12): only deleting and creating them again would repair them, which
+# the drivers refuse under a NIC (libvirt and the sim) or would pull a backing file from under a disk. The diff says
+# so, names the VMs and what to do, written out by hand; the apply leaves them and repairs the rest.
+REFUSED = [
+    "# network/lan network lan was changed outside nebctl on kvm-a1: cidr 10.10.0.0/24 -> 10.9.0.0/24; "
+    "gateway 10.10.0.1 -> 10.9.0.1; range 10.10.0.10-10.10.0.200 -> 10.9.0.10-10.9.0.99; nebctl cannot repair it "
+    "there while vm/lb-1 is attached to it (nics[0]): it would have to be deleted and created again. Put it back as "
+    "applied by hand, or move that VM off kvm-a1 (or delete it), then apply again",
+    "# image/debian-12 volume image-debian-12 was changed outside nebctl on kvm-a2: size 2Gi -> 3Gi; nebctl cannot "
+    "repair it there while vm/web-1 uses it as the backing file of disks[0]: it would have to be deleted and created "
+    "again. Put it back as applied by hand, or move that VM off kvm-a2 (or delete it), then apply again",
+]
+LAN_CHANGE = ["change-network", "kvm-a1", "lan", "--cidr", "10.9.0.0/24", "--gateway", "10.9.0.1",
+              "--range", "10.9.0.10-10.9.0.99"]  # fmt: skip
+
+
+def _outside(output: str) -> list[str]:
+    """The lines of the "Changed outside nebctl" section, sorted."""
+    section = output.split("Changed outside nebctl:\n", maxsplit=1)[1]
+    return sorted(line.strip() for line in section.split("\n\n", maxsplit=1)[0].splitlines())
+
+
+def test_objects_changed_under_vms_are_refused_at_plan_time_and_the_rest_applies(env: Env) -> None:
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    placed = env.fleet_vms()
+    assert (placed["lb-1"], placed["web-1"]) == ("kvm-a1", "kvm-a2")  # what REFUSED is written for
+    for arguments in (LAN_CHANGE, ["change-volume", "kvm-a2", "image-debian-12", "--size", "3Gi"],
+                      ["change-sg", "kvm-a2", "nebctl-sg-web", "--rule", "in tcp 2222"]):  # fmt: skip
+        assert env.run("sim", *arguments).returncode == 0
+    diff = env.run("diff", "-f", str(env.manifests))
+    assert diff.returncode == 2, diff.stdout + diff.stderr
+    assert _outside(diff.stdout) == sorted(
+        [
+            *REFUSED,
+            f"# securitygroup/web filter nebctl-sg-web was changed outside nebctl on kvm-a2: rules {WEB_RULES} "
+            "-> in tcp 2222 0.0.0.0/0; its rules will be set again there",
+        ]
+    )
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in diff.stdout  # the security group only
+    applied = env.run("apply", "-f", str(env.manifests), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert _succeeded(applied.stdout) == ["securitygroup/web:update_sg:kvm-a2"]
+    # Nothing left to do, but the refused drift is still shown, with what to do about it.
+    again = env.run("diff", "-f", str(env.manifests))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _outside(again.stdout) == sorted(REFUSED)
+    assert "No changes." in again.stdout
+
+    # The user deletes the VM that holds the network: the same plan deletes it first, then repairs the network.
+    vms = env.manifests / "30-vms.yaml"
+    vms.write_text("\n---\n".join(d for d in vms.read_text().split("\n---\n") if "name: lb-1\n" not in d))
+    pruned = env.run("apply", "-f", str(env.manifests), "--yes", "--prune")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    ran = _succeeded(pruned.stdout)
+    assert ran[-2:] == ["network/lan:delete:kvm-a1", "network/lan:create:kvm-a1"], ran
+    assert "vm/lb-1:undeploy" in ran
+    last = env.run("diff", "-f", str(env.manifests))
+    assert _outside(last.stdout) == [REFUSED[1]], last.stdout
+
+
+def test_an_object_deleted_under_vms_is_created_again(env: Env) -> None:
+    # A missing network needs no VM to stop: it is created again where lb-1's NIC still holds its lease.
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    assert env.run("sim", "delete-network", "kvm-a1", "lan").returncode == 0
+    diff = env.run("diff", "-f", str(env.manifests))
+    assert _outside(diff.stdout) == ["# network/lan network lan was deleted outside nebctl on kvm-a1; it will be "
+                                     "created again"]  # fmt: skip
+    applied = env.run("apply", "-f", str(env.manifests), "--yes")
+    assert _succeeded(applied.stdout) == ["network/lan:create:kvm-a1"], applied.stdout + applied.stderr
+    assert env.run("diff", "-f", str(env.manifests)).returncode == 0
+
+
+def test_objects_changed_or_deleted_outside_on_the_hosts_the_manifests_drop_are_worded_as_the_plan_acts(
+    tmp_path: Path,
+) -> None:
+    # The network is deleted on h01 and changed on h02 when the manifests drop both hosts: the plan neither
+    # creates it again on h01 nor repairs it on h02, it deletes it there, and the drift says so.
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "fleet.yaml").write_text(fleet_manifests(vms=0, hosts=3), encoding="utf-8")
+    workspace = Workspace(tmp_path / "ws", manifests=manifests, stack="fleet")
+    assert workspace.apply().returncode == 0
+    assert workspace.run("sim", "delete-network", "h01", "lan").returncode == 0
+    assert workspace.run("sim", "change-network", "h02", "lan", "--mode", "isolated").returncode == 0
+    (manifests / "fleet.yaml").write_text(fleet_manifests(vms=0, hosts=1), encoding="utf-8")
+
+    diff = workspace.diff()
+    assert diff.returncode == 2, diff.stdout + diff.stderr
+    assert _outside(diff.stdout) == [
+        "# network/lan network lan was changed outside nebctl on h02: mode nat -> isolated; the manifests no "
+        "longer put it on h02: it will be deleted there, not repaired",
+        "# network/lan network lan was deleted outside nebctl on h01; the manifests no longer put it on h01: it "
+        "is not created again there",
+    ]
+    applied = workspace.apply("--prune")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert [action for action in _succeeded(applied.stdout) if action.startswith("network/")] == [
+        "network/lan:delete:h02"
+    ]
+    assert workspace.diff().returncode == 0
