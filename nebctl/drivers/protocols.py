@@ -34,6 +34,7 @@ from nebctl.drivers.types import (
     NetworkStatus,
     NicDefinition,
     OwnedObject,
+    Ownership,
     SecurityGroupDefinition,
     VMDefinition,
     VMStatus,
@@ -163,6 +164,17 @@ class InventoryDriver(Protocol):
     only its VMs (``probe_vms``) to both."""
 
     def inventory(self, host: HostRef) -> Sequence[OwnedObject]: ...
+
+
+@runtime_checkable
+class OwnershipDriver(Protocol):
+    """What a monitoring driver may add: write the ownership of one live object again, leaving the object
+    itself as it is. The planner asks for it where a change only alters what the ownership carries (a
+    resource's labels or annotations), so that ``nebctl recover`` rebuilds what was last applied. ``what`` and
+    ``name`` are as ``inventory`` lists the object, or ``("vm", UUID)``; ``pool`` is a volume's pool. A driver
+    without it keeps the ownership the object was made with (docs/ownership.md)."""
+
+    def own(self, host: HostRef, what: str, name: str, owner: Ownership, *, pool: str = "") -> None: ...
 
 
 @runtime_checkable

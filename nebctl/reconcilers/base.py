@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from nebctl.core.fields import Effect, FieldChange, FieldRule
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, DriftItem, Phase, ResourceChange
+from nebctl.drivers.errors import CapabilityError
 from nebctl.drivers.registry import HostDriverSet
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import Appliance, HostProbe, HostRef, Ownership, VMStatus
@@ -472,3 +473,17 @@ class PlainKind:
 
     def finished(self, spec: Mapping[str, Any]) -> Finished:
         return Finished()
+
+
+def write_ownership(world: World, host: str, what: str, name: str, owner: Ownership, *, pool: str = "") -> None:
+    """Write ``owner`` on the live object (``what``, ``name``) of ``host`` through its monitoring driver's
+    ``own`` (``drivers.protocols.OwnershipDriver``). A driver without it, or one that cannot for this object
+    (libvirt's networks), leaves the ownership the object was made with: the change is still recorded, and only
+    ``nebctl recover`` would rebuild the older spec (docs/ownership.md)."""
+    own = getattr(world.drivers(host).monitoring, "own", None)
+    if own is None:
+        return
+    try:
+        own(world.host_ref(host), what, name, owner, pool=pool)
+    except CapabilityError:
+        return

@@ -88,4 +88,5 @@ RECONCILER = SpannedReconciler(
     create=Step(Family.STORAGE, "import_image", "import the image", _import),
     delete=Step(Family.STORAGE, "delete", "delete the image volume", _delete),
     span=_span,
+    pool=lambda spec: live_name(datastore_key(spec)),
 )

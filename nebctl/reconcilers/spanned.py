@@ -30,6 +30,7 @@ from nebctl.reconcilers.base import (
     World,
     action_id,
     per_host,
+    write_ownership,
 )
 from nebctl.schemas.models import AnyManifest, Host, spec_document
 from nebctl.schemas.references import BY_KIND, Reference
@@ -124,9 +125,11 @@ class SpannedReconciler(PlainKind):
         live_object: Callable[[ResourceKey], tuple[str, str]] | None = None,
         fingerprint: ExpectedFingerprint | None = None,
         repair: Repair = Repair(),
+        pool: Callable[[Mapping[str, Any]], str] | None = None,
     ) -> None:
         self.kind = kind
         self._live_object = live_object  # what the resource is on a host: ("network", "lan"), for drift
+        self._pool = pool  # the pool its live object is in, from its spec (an image volume's)
         self._fingerprint = fingerprint
         self._repair = repair
         self._span = span
@@ -228,6 +231,12 @@ class SpannedReconciler(PlainKind):
                 updated = self._per_host(key, self._update, kept)
             else:
                 updated = []
+            # A change only the record would see (labels, annotations) is written on the live objects the rest
+            # of the change leaves alone, in their ownership: ``nebctl recover`` rebuilds it from there.
+            recorded = [c for c in change.fields if c.path.split("[")[0] != "hosts"]
+            acted = {action.host for action in updated}
+            owned = [h for h in desired_hosts if h in recorded_hosts and h not in acted] if recorded else []
+            restamped = self._per_host(key, OWN, owned) if self._live_object is not None else []
             repair = self._repair.step
             if repair is not None:
                 fixed, gone, remade = self._per_host(key, repair, repaired), [], []
@@ -236,11 +245,11 @@ class SpannedReconciler(PlainKind):
                 gone = self._per_host(key, self._delete, repaired)
                 remade = self._per_host(key, self._create, repaired)
             edges = tuple((d.id, c.id) for d, c in zip(gone, remade, strict=True))
-            actions = built + left + updated + fixed + gone + remade
+            actions = built + left + updated + restamped + fixed + gone + remade
             phases = (
                 (Phase.BUILD,) * len(built)
                 + (Phase.RELEASE,) * len(left)
-                + (Phase.BUILD,) * (len(updated) + len(fixed))
+                + (Phase.BUILD,) * (len(updated) + len(restamped) + len(fixed))
                 + (Phase.DESTROY,) * len(gone)
                 + (Phase.BUILD,) * len(remade)
             )
@@ -267,6 +276,12 @@ class SpannedReconciler(PlainKind):
 
     def realise(self, action: Action, world: World) -> Mapping[str, Any]:
         assert action.host is not None, "spanned resources act per host"
+        if action.operation == OWN.operation:
+            assert self._live_object is not None, "only a kind with a live object is planned an ownership write"
+            what, name = self._live_object(action.key)
+            pool = self._pool(spec_of(world, action.key)) if self._pool is not None else ""
+            write_ownership(world, action.host, what, name, world.ownership(action.key), pool=pool)
+            return {}
         for step in (self._create, self._delete, self._update):
             if step is not None and step.operation == action.operation:
                 if step is self._delete:
@@ -276,6 +291,13 @@ class SpannedReconciler(PlainKind):
                         return {}  # already gone: deleting is idempotent
                 return step.run(action.key, action.host, world)
         raise ValueError(f"{self.kind.value} has no action {action.operation!r}")
+
+
+def _own(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
+    raise AssertionError("realised by SpannedReconciler.realise")  # the live object's names are the reconciler's
+
+
+OWN = Step(Family.MONITORING, "own", "write the applied spec (labels, annotations) on its live object", _own)
 
 
 def _recorded_hosts(record: RecordView | None) -> list[str]:

@@ -52,6 +52,7 @@ from nebctl.reconcilers.base import (
     Usage,
     World,
     action_id,
+    write_ownership,
 )
 from nebctl.reconcilers.identity import (
     VMIdentity,
@@ -88,6 +89,8 @@ RULES = [
 ]
 DEFAULT = FieldRule("", Effect.REPLACE, "this field cannot change in place")
 SENSITIVE = ["cloudInit"]
+# The actions that define the VM again, its ownership with it: after one, nothing more needs writing.
+DEFINING = frozenset({"deploy", "migrate"})
 
 # The spec's state a live VM is in; TRANSITIONING and UNKNOWN have none (no drift is read from them).
 STATE_FROM_LIVE = {
@@ -226,6 +229,19 @@ class VirtualMachineReconciler:
         elif change.type is ChangeType.UPDATE:
             assert desired is not None and old is not None
             builder.update(old, desired, change)
+            if change.fields and not any(action.operation in DEFINING for action in builder.actions):
+                # Nothing defines the VM again (a change of its labels, annotations or lifecycle settings, a disk
+                # grown in place, a state changed): its ownership is written after the rest, so that ``nebctl
+                # recover`` rebuilds the spec applied now.
+                steps = [action.id for action in builder.actions]
+                own = builder.add(
+                    "own",
+                    str(desired["host"]),
+                    family=Family.MONITORING,
+                    description="write the applied spec (labels, annotations) on the live VM",
+                    params={},
+                )
+                builder.after(steps, [own])
         return ActionGroup(tuple(builder.actions), tuple(builder.edges), tuple(builder.phases))
 
     def ignored(self, document: AnyManifest) -> tuple[str, ...]:
@@ -265,7 +281,7 @@ class VirtualMachineReconciler:
 
     # --- execution --------------------------------------------------------------------------------------------
 
-    def realise(self, action: Action, world: World) -> Mapping[str, Any]:
+    def realise(self, action: Action, world: World) -> Mapping[str, Any]:  # noqa: PLR0912 - a branch per operation
         assert action.host is not None
         host = world.host_ref(action.host)
         drivers = world.drivers(action.host)
@@ -329,6 +345,10 @@ class VirtualMachineReconciler:
             with contextlib.suppress(NotFoundError):  # already gone: deleting is idempotent
                 drivers.virtualization.undeploy(host, uuid)
             return {"uuid": None, "name": None, "state": None, "instanceType": None}
+        if operation == "own":
+            owner = world.ownership(action.key, _incarnation(action.key, world))
+            write_ownership(world, action.host, "vm", uuid, owner)
+            return {}
         if operation in ("suspend", "resume", "cancel", "reboot"):
             getattr(drivers.virtualization, operation)(host, uuid)
             return {"state": {"suspend": "suspended", "cancel": "stopped"}.get(operation, "running")}

@@ -16,6 +16,10 @@ from nebctl.core.plans import ChangeType, DriftItem, ResourceChange
 from nebctl.reconcilers.base import PlanningContext, RecordView, with_metadata
 from nebctl.reconcilers.identity import VMIdentity, deposed_of
 
+# The reason of an update whose fields no driver acts on (labels, annotations, nebctl's own settings): the
+# reconciler writes them in the ownership its live objects carry, and nothing else of them changes.
+OWNERSHIP_ONLY = "only the applied spec written on its live objects changes"
+
 
 def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, new, unknown, deleted outside, equal, changed
     request: PlanRequest,
@@ -123,6 +127,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
                     restart=effect is Effect.RESTART,
                     host=host or record.host,
                     previous_host=previous_host,
+                    reason=OWNERSHIP_ONLY if effect is Effect.NONE and not observed.drift else "",
                     drift=observed.drift,
                     unchanged=unchanged,
                 )

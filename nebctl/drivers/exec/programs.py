@@ -52,6 +52,7 @@ from nebctl.drivers.types import (
     NetworkStatus,
     NicDefinition,
     OwnedObject,
+    Ownership,
     SecurityGroupDefinition,
     VMDefinition,
     VMStatus,
@@ -319,13 +320,19 @@ class ExecNetwork(ExecDriver):
 
 class ExecMonitoring(ExecDriver):
     family: ClassVar[Family] = Family.MONITORING
-    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "inventory"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "inventory", "own"})
 
     def probe_host(self, host: HostRef) -> HostProbe:
         return self.decode(HostProbe, self.call("probe_host", host=host), "probe_host")
 
     def probe_vms(self, host: HostRef) -> Sequence[VMStatus]:
         return self.decode_list(VMStatus, self.call("probe_vms", host=host), "probe_vms", "vms")
+
+    def own(self, host: HostRef, what: str, name: str, owner: Ownership, *, pool: str = "") -> None:
+        """The ``own`` program: keep ``owner`` (``arguments.owner``, as creating actions pass it) for the object
+        ``arguments.object``/``arguments.name`` (``pool``: a volume's; ``vm``: a VM by its UUID), as ``list``
+        and ``probe_vms`` give it back. A program set without one raises ``CapabilityError``."""
+        self.call("own", host=host, arguments={"object": what, "name": name, "pool": pool, "owner": owner})
 
     def inventory(self, host: HostRef) -> Sequence[OwnedObject]:
         """The ``list`` program's answer: the host's owned objects other than VMs, each with the fingerprint

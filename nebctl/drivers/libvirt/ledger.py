@@ -30,7 +30,7 @@ import re
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import libvirt
@@ -167,10 +167,25 @@ def record(connection: libvirt.virConnect, uri: str, entry: Entry) -> None:
         if current is None and not _has_filters(connection):
             return  # no nwfilter on this hypervisor: nowhere to keep it (it has no security groups either)
         kept = {e.slot: e for e in _live(connection, current or [])}
-        if kept.get(entry.slot) == entry:
+        before = kept.get(entry.slot)
+        # An ownership compares without its spec: an entry whose spec alone changed is written too.
+        if before == entry and before is not None and before.owner.spec == entry.owner.spec:
             return
         kept[entry.slot] = entry
         _write(connection, name, kept.values())
+
+
+def restamp(connection: libvirt.virConnect, uri: str, object_: str, name: str, *, pool: str, owner: Ownership) -> bool:
+    """Write ``owner`` in the entry its ledger holds for the object (``pool``: a volume's), keeping what the entry
+    says of the object itself; False when that ledger holds none."""
+    ledger = ledger_name(owner)
+    with _lock(uri, ledger):
+        entries = _read_one(connection, ledger) or []
+        slot = (object_, pool, name)
+        if not any(entry.slot == slot for entry in entries):
+            return False
+        _write(connection, ledger, [replace(e, owner=owner) if e.slot == slot else e for e in entries])
+        return True
 
 
 def forget(connection: libvirt.virConnect, uri: str, object_: str, name: str, pool: str = "") -> None:

@@ -19,7 +19,7 @@ import libvirt
 
 from nebctl.core.families import Family
 from nebctl.drivers.errors import DriverError
-from nebctl.drivers.libvirt import ledger
+from nebctl.drivers.libvirt import ledger, owning
 from nebctl.drivers.libvirt.common import LibvirtDriverBase, domain_facts, live_state, pool_definition
 from nebctl.drivers.libvirt.connections import Connections
 from nebctl.drivers.libvirt.fingerprinting import (
@@ -92,7 +92,9 @@ def _is_local(uri: str) -> bool:
 
 class LibvirtMonitoring(LibvirtDriverBase):
     family: ClassVar[Family] = Family.MONITORING
-    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "usage", "events", "inventory"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"probe_host", "probe_vms", "usage", "events", "inventory", "own"}
+    )
 
     def __init__(self, *, connections: Connections | None = None) -> None:
         super().__init__(connections=connections)
@@ -244,6 +246,14 @@ class LibvirtMonitoring(LibvirtDriverBase):
                     key = ("filter", "", handle.name(), handle.UUIDString())
                     found += _claimed(claims, key, {}, group_filter_fingerprint(handle))
         return found
+
+    def own(self, host: HostRef, what: str, name: str, owner: Ownership, *, pool: str = "") -> None:
+        """Write ``owner`` on one object, the object untouched (``owning``)."""
+        with self._using(host, f"write the ownership of {what} {name}") as connection:
+            owning.own(connection, host.uri, what, name, owner=owner, pool=pool)
+        if what == "vm":
+            with self._lock:
+                self._facts.pop((host.uri, name), None)  # read again at the next probe
 
     # --- events -------------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from nebctl.core.families import Family
 from nebctl.drivers import fingerprints
-from nebctl.drivers.errors import ConflictError, NotFoundError
+from nebctl.drivers.errors import ConflictError, NotFoundError, PermanentError
 from nebctl.drivers.sim.fleet import VM_COLUMNS, SimFleet, edge, host_shape, open_fleet, owner_from, owner_json
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import (
@@ -27,6 +27,15 @@ from nebctl.drivers.types import (
     VMStatus,
     to_payload,
 )
+
+# The table holding each object ``own`` writes on, and the column naming it there.
+_OWNED_TABLES: Mapping[str, tuple[str, str]] = {
+    "vm": ("vms", "uuid"),
+    "network": ("networks", "name"),
+    "pool": ("datastores", "name"),
+    "volume": ("volumes", "name"),
+    "filter": ("security_groups", "name"),
+}
 
 RUNNING, STOPPED, SUSPENDED = VMLiveState.RUNNING.value, VMLiveState.STOPPED.value, VMLiveState.SUSPENDED.value
 
@@ -205,7 +214,7 @@ class SimVirtualization(SimDriver):
 
 class SimMonitoring(SimDriver):
     family: ClassVar[Family] = Family.MONITORING
-    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "usage", "inventory"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"probe_host", "probe_vms", "usage", "inventory", "own"})
 
     def __init__(self, fleet: SimFleet) -> None:
         super().__init__(fleet)
@@ -356,6 +365,23 @@ class SimMonitoring(SimDriver):
         ):
             found += _owned("filter", group, owner, {}, _rules_fingerprint(rules))
         return found
+
+    @edge
+    def own(self, host: HostRef, what: str, name: str, owner: Ownership, *, pool: str = "") -> None:
+        """Write ``owner`` in the row of the object ``inventory`` lists as (``what``, ``name``), or of the VM
+        whose UUID is ``name``; ``NotFoundError`` when there is none."""
+        host_name, _ = self.fleet.enter("monitoring.own", host)
+        table, column = _OWNED_TABLES.get(what, ("", ""))
+        if not table:
+            raise PermanentError(f"no simulated object kind {what!r}", driver="sim")
+        # The table and column come from _OWNED_TABLES, never from the caller.
+        query = f"UPDATE {table} SET owner = ? WHERE host = ? AND {column} = ?"
+        arguments: tuple[str | None, ...] = (owner_json(owner), host_name, name)
+        if what == "volume":
+            query, arguments = f"{query} AND datastore = ?", (*arguments, pool)
+        with self.fleet.write() as connection:
+            if connection.execute(query, arguments).rowcount == 0:
+                raise NotFoundError(f"no {what} {name} on host {host_name}", driver="sim")
 
     @edge
     def probe_vms(self, host: HostRef) -> Sequence[VMStatus]:

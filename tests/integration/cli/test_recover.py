@@ -10,6 +10,7 @@ gives the same records. Two installations sharing the fleet never see each other
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -158,3 +159,57 @@ def test_two_installations_on_one_fleet_never_take_each_others_objects(tmp_path:
     assert diff.returncode == 1
     assert "vm/web-1: domain web-1" in diff.stderr and "not this one" in diff.stderr
     assert first.run("diff", "-f", str(first.manifests)).returncode == 0
+
+
+# Labels and annotations changed on one resource of each kind (file, text before, text after), and the metadata
+# each record must then hold, written out by hand from manifests/examples.
+RELABELLED = [
+    ("30-vms.yaml", "labels: {app: shop, tier: edge}", "labels: {app: shop, tier: front}\n  annotations: {owner: ops}",
+     ("VirtualMachine", "lb-1"), {"labels": {"app": "shop", "tier": "front"}, "annotations": {"owner": "ops"}}),
+    ("20-networks.yaml", "  name: lan\n", "  name: lan\n  labels: {zone: dmz}\n",
+     ("Network", "lan"), {"labels": {"zone": "dmz"}}),
+    ("20-networks.yaml", "  name: web\n", "  name: web\n  annotations: {note: edge}\n",
+     ("SecurityGroup", "web"), {"annotations": {"note": "edge"}}),
+    ("10-images.yaml", "labels: {os: debian}", "labels: {os: debian-12}",
+     ("Image", "debian-12"), {"labels": {"os": "debian-12"}}),
+    ("00-fleet.yaml", "  name: local\nspec:\n  type: dir", "  name: local\n  labels: {tier: fast}\nspec:\n  type: dir",
+     ("Datastore", "local"), {"labels": {"tier": "fast"}}),
+]  # fmt: skip
+# What the apply of those changes runs: the ownership written again on each live object (lb-1 runs on kvm-a1;
+# the others span the four hosts), and nothing else.
+OWNED = ["vm/lb-1:own"] + [
+    f"{resource}:own:{host}"
+    for resource in ("network/lan", "securitygroup/web", "image/debian-12", "datastore/local")
+    for host in ("kvm-a1", "kvm-a2", "kvm-b1", "kvm-b2")
+]
+
+
+def test_labels_changed_are_written_on_the_live_objects_and_recovered(env: Env) -> None:
+    assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
+    for name, old, new, _, _ in RELABELLED:
+        path = env.manifests / name
+        text = path.read_text()
+        assert text.count(old) == 1, (name, old)
+        path.write_text(text.replace(old, new))
+    diff = env.run("diff", "-f", str(env.manifests))
+    assert diff.returncode == 2, diff.stdout + diff.stderr
+    for address in ("vm/lb-1", "network/lan", "securitygroup/web", "image/debian-12", "datastore/local"):
+        assert (
+            f"# {address} will be updated in-place (only the applied spec written on its live objects changes)"
+            in diff.stdout
+        ), diff.stdout
+    assert "Plan: 0 to add, 5 to change, 0 to destroy." in diff.stdout
+    applied = env.run("apply", "-f", str(env.manifests), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert sorted(re.findall(r"\] +[\d.]+s (\S+) succeeded", applied.stdout)) == sorted(OWNED)
+
+    _lose_database(env)
+    recovered = env.run("recover", "-f", str(env.manifests))
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    after = env.run("diff", "-f", str(env.manifests))
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "No changes." in after.stdout
+    rebuilt = records(env.root / "nebctl.db")
+    for _, _, _, (kind, name), metadata in RELABELLED:
+        applied_spec = _normalised(rebuilt[kind, "default", name])[4]
+        assert applied_spec["metadata"] == metadata, (kind, name)
