@@ -233,9 +233,9 @@ class SpannedReconciler(PlainKind):
                 updated = []
             # A change only the record would see (labels, annotations) is written on the live objects the rest
             # of the change leaves alone, in their ownership: ``nebctl recover`` rebuilds it from there.
-            recorded = [c for c in change.fields if c.path.split("[")[0] != "hosts"]
             acted = {action.host for action in updated}
-            owned = [h for h in desired_hosts if h in recorded_hosts and h not in acted] if recorded else []
+            kept_here = [host for host in desired_hosts if host in recorded_hosts and host not in acted]
+            owned = kept_here if _respecified(key, ctx) else []
             restamped = self._per_host(key, OWN, owned) if self._live_object is not None else []
             repair = self._repair.step
             if repair is not None:
@@ -298,6 +298,15 @@ def _own(key: ResourceKey, host: str, world: World) -> Mapping[str, Any]:
 
 
 OWN = Step(Family.MONITORING, "own", "write the applied spec (labels, annotations) on its live object", _own)
+
+
+def _respecified(key: ResourceKey, ctx: PlanningContext) -> bool:
+    """Whether the spec to apply differs from the one applied (their spans aside): the ownership on the live
+    objects carries the applied spec, so it is written again where nothing else of the change rewrites it."""
+    record, desired = ctx.records.get(key), ctx.specs.get(key)
+    if record is None or record.applied is None or desired is None:
+        return False
+    return {**record.applied, "hosts": None} != {**desired, "hosts": None}
 
 
 def _recorded_hosts(record: RecordView | None) -> list[str]:

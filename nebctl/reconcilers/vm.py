@@ -229,10 +229,12 @@ class VirtualMachineReconciler:
         elif change.type is ChangeType.UPDATE:
             assert desired is not None and old is not None
             builder.update(old, desired, change)
-            if change.fields and not any(action.operation in DEFINING for action in builder.actions):
-                # Nothing defines the VM again (a change of its labels, annotations or lifecycle settings, a disk
-                # grown in place, a state changed): its ownership is written after the rest, so that ``nebctl
-                # recover`` rebuilds the spec applied now.
+            recorded_only = any(field.effect is Effect.NONE for field in change.fields)
+            if recorded_only and old != desired and not any(a.operation in DEFINING for a in builder.actions):
+                # A field no driver acts on changes (labels, annotations, lifecycle settings) and nothing defines
+                # the VM again: its ownership is written after the rest, so that ``nebctl recover`` rebuilds the
+                # spec applied now. A correction of drift alone leaves the applied spec, and the ownership, as
+                # they were.
                 steps = [action.id for action in builder.actions]
                 own = builder.add(
                     "own",

@@ -78,23 +78,24 @@ TABLE = [
     pytest.param(
         {"host: h1": "host: h2"}, ChangeType.UPDATE, False, ["pre", "migrate", "clean"], id="fixed-host-moves"
     ),
-    pytest.param({"app: web": "app: db"}, ChangeType.UPDATE, False, [], id="metadata-labels-record-only"),
+    # Fields no driver acts on: only the VM's ownership is written again (what ``recover`` rebuilds the record from).
+    pytest.param({"app: web": "app: db"}, ChangeType.UPDATE, False, ["own"], id="metadata-labels-ownership-only"),
     pytest.param(
         {"labels: {app: web}": "labels: {app: web}, annotations: {owner: ops}"},
         ChangeType.UPDATE,
         False,
-        [],
-        id="metadata-annotations-record-only",
+        ["own"],
+        id="metadata-annotations-ownership-only",
     ),
     pytest.param(
         {"memory: 2Gi": "memory: 2Gi\n  lifecycle: {preventDestroy: true}"},
         ChangeType.UPDATE,
         False,
-        [],
-        id="lifecycle-is-record-only",
+        ["own"],
+        id="lifecycle-is-ownership-only",
     ),
     pytest.param(
-        {"memory: 2Gi": "memory: 2Gi\n  dependsOn: [network/lan]"}, ChangeType.UPDATE, False, [], id="depends-on"
+        {"memory: 2Gi": "memory: 2Gi\n  dependsOn: [network/lan]"}, ChangeType.UPDATE, False, ["own"], id="depends-on"
     ),
 ]
 
