@@ -10,9 +10,13 @@ the spec. Deleting an object takes its ownership with it.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from nebctl.drivers.protocols import InventoryDriver
+import pytest
+
+from nebctl.drivers.errors import CapabilityError, DriverError
+from nebctl.drivers.protocols import InventoryDriver, OwnershipDriver
 from nebctl.drivers.types import (
     DatastoreDefinition,
     ImageImport,
@@ -92,3 +96,68 @@ def test_other_objects_ownership_comes_back_from_the_inventory(drivers: DriverSe
             assert listed[what, name].spec == written.spec  # type: ignore[union-attr]
         else:
             assert listed[what, name] is None, (what, name)  # libvirt's test hypervisor: no nwfilter, no ledger
+
+
+# The objects whose ownership each driver writes again in place (``OwnershipDriver.own``); the others keep the
+# ownership they were made with, and ``own`` says it cannot (``CapabilityError``).
+OWNED_AGAIN: dict[str, frozenset[str]] = {
+    "sim": frozenset({"vm", "network", "pool", "volume", "filter"}),
+    "exec": frozenset({"vm", "network", "pool", "volume", "filter"}),
+    "libvirt-qemu": frozenset({"vm", "pool", "volume", "filter"}),  # a network's XML only changes at its restart
+    "libvirt-test": frozenset({"vm"}),  # no nwfilter there, so no ledger to write in
+}
+
+
+def test_an_ownership_written_again_comes_back_with_its_new_spec(drivers: DriverSet, tmp_path: Path) -> None:
+    monitoring = drivers.monitoring
+    if drivers.name == "ec2":
+        assert not isinstance(drivers.monitoring, OwnershipDriver)  # tags without the spec: nothing to write again
+        return
+    assert isinstance(drivers.monitoring, OwnershipDriver)
+
+    def relabelled(written: Ownership) -> Ownership:
+        return dataclasses.replace(written, spec={**(written.spec or {}), "metadata": {"labels": {"tier": "new"}}})
+
+    vm = a_vm("own-1")
+    vm = dataclasses.replace(vm, owner=owner("VirtualMachine", "own-1"))
+    drivers.virtualization.deploy(drivers.host, vm, start=False)
+    written: dict[tuple[str, str], Ownership] = {("vm", vm.uuid): relabelled(owner("VirtualMachine", "own-1"))}
+    network = dataclasses.replace(a_network("ownlan2"), owner=owner("Network", "ownlan2"))
+    drivers.network.create(drivers.host, network)
+    written["network", "ownlan2"] = relabelled(owner("Network", "ownlan2"))
+    drivers.storage.create_datastore(
+        drivers.host, DatastoreDefinition("ownpool2", drivers.datastore_path, owner=owner("Datastore", "ownpool2"))
+    )
+    written["pool", "ownpool2"] = relabelled(owner("Datastore", "ownpool2"))
+    source = tmp_path / "own2.qcow2"
+    source.write_bytes(b"QFI\xfb" + b"\0" * 4096)
+    drivers.storage.import_image(
+        drivers.host, "ownpool2", ImageImport("image-own2", str(source), format="qcow2", owner=owner("Image", "own2"))
+    )
+    written["volume", "image-own2"] = relabelled(owner("Image", "own2"))
+    if "security-groups" in capabilities_on(drivers.network, drivers.host):
+        rules = (SecurityRuleDefinition("in", "tcp", ("22",)),)
+        group = SecurityGroupDefinition("nebctl-sg-own2", rules, owner=owner("SecurityGroup", "own2"))
+        drivers.network.update_sg(drivers.host, group)
+        written["filter", "nebctl-sg-own2"] = relabelled(owner("SecurityGroup", "own2"))
+    try:
+        for (what, name), new in written.items():
+            pool = "ownpool2" if what == "volume" else ""
+            if what in OWNED_AGAIN[drivers.name]:
+                monitoring.own(drivers.host, what, name, new, pool=pool)
+            else:
+                with pytest.raises(CapabilityError):
+                    monitoring.own(drivers.host, what, name, new, pool=pool)
+        seen = {("vm", s.uuid): s.owner for s in monitoring.probe_vms(drivers.host)}
+        seen |= {(item.object, item.name): item.owner for item in monitoring.inventory(drivers.host)}
+        for (what, name), new in written.items():
+            if what in OWNED_AGAIN[drivers.name]:
+                got = seen[what, name]
+                assert got == new and got is not None and got.spec == new.spec, (what, name)
+            elif seen.get((what, name)) is not None:
+                assert seen[what, name].spec == owner(new.kind, new.name).spec, (what, name)
+        # What is not there cannot be written on.
+        with pytest.raises(DriverError):
+            monitoring.own(drivers.host, "vm", a_vm("own-none").uuid, written["vm", vm.uuid])
+    finally:
+        drivers.virtualization.undeploy(drivers.host, vm.uuid)

@@ -164,9 +164,11 @@ def migrate(source, target, resource, arguments):
 # --- monitoring -----------------------------------------------------------------------------------------------
 
 
-def monitoring(action, state, host):
+def monitoring(action, state, host, arguments):
     if action == "list":
         return owned_objects(state)
+    if action == "own":
+        return own(state, arguments)
     if action == "probe_vms":
         return [status(vm) for vm in state["vms"].values()]
     if action == "probe_host":
@@ -254,6 +256,26 @@ def owned_objects(state):
                 }
             )
     return found
+
+
+def own(state, arguments):
+    """The ``own`` action: keep a new ownership for an object (its applied spec changed, labels say), the object
+    itself untouched; ``list`` and ``probe_vms`` give it back."""
+    what, name, owner = arguments["object"], arguments["name"], arguments["owner"]
+    if what == "filter":
+        if name not in state["groups"]:
+            raise Failure("not_found", f"no security group {name}")
+        state.setdefault("group_owners", {})[name] = owner
+        return None
+    tables = {"vm": "vms", "network": "networks", "pool": "datastores", "volume": "volumes"}
+    if what not in tables:
+        raise Failure("unsupported", f"no object kind {what}")
+    key = volume_key(arguments.get("pool") or "", name) if what == "volume" else name
+    target = state[tables[what]].get(key)
+    if target is None:
+        raise Failure("not_found", f"no {what} {name}")
+    target["owner"] = owner
+    return None
 
 
 # --- storage --------------------------------------------------------------------------------------------------
@@ -423,7 +445,7 @@ def act(family, action, host, resource, arguments):
         if family == "virtualization":
             return virtualization(action, state, resource, arguments)
         if family == "monitoring":
-            return monitoring(action, state, host)
+            return monitoring(action, state, host, arguments)
         if family == "storage":
             return storage(action, state, resource, arguments)
         if family == "network":

@@ -5,7 +5,8 @@ annotations), so that ``nebctl recover`` rebuilds what was last applied (docs/ow
 is its ``<metadata>`` element, replaced live and in its persistent definition (``virDomainSetMetadata``);
 pools, image volumes and filters have theirs in the host's ownership ledger (``ledger.restamp``). A network's
 is in its XML, which libvirt (before 9.7) can only redefine for its next start: that is refused
-(``CapabilityError``), and the network keeps the ownership it was made with.
+(``CapabilityError``), and the network keeps the ownership it was made with; so is an object whose ledger entry
+is missing (a hypervisor without nwfilters keeps no ledger).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import xml.etree.ElementTree as ET
 
 import libvirt
 
-from nebctl.drivers.errors import CapabilityError, NotFoundError
+from nebctl.drivers.errors import CapabilityError
 from nebctl.drivers.libvirt import ledger
 from nebctl.drivers.libvirt.common import DRIVER_NAME
 from nebctl.drivers.libvirt.xmlbuild.base import OWNER_NAMESPACE, OwnerElement
@@ -36,7 +37,11 @@ def own(connection: libvirt.virConnect, uri: str, what: str, name: str, *, owner
         return
     if what in ledger.OBJECTS:
         if not ledger.restamp(connection, uri, what, name, pool=pool, owner=owner):
-            raise NotFoundError(f"{what} {name}: no ownership entry for it on this host", driver=DRIVER_NAME)
+            # No entry to rewrite (a hypervisor without nwfilters keeps none, an older nebctl wrote none): the
+            # next definition of the object writes one.
+            raise CapabilityError(
+                f"{what} {name} has no ownership entry on this host to write again", driver=DRIVER_NAME
+            )
         return
     raise CapabilityError(f"the ownership of a libvirt {what} cannot be written again in place", driver=DRIVER_NAME)
 
