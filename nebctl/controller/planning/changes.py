@@ -127,12 +127,22 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
                     restart=effect is Effect.RESTART,
                     host=host or record.host,
                     previous_host=previous_host,
-                    reason=OWNERSHIP_ONLY if effect is Effect.NONE and not observed.drift else "",
+                    reason=_ownership_only(key, effect, observed.drift, reconciler.placed, ctx),
                     drift=observed.drift,
                     unchanged=unchanged,
                 )
             )
     return changes, uncorrected, warnings
+
+
+def _ownership_only(
+    key: ResourceKey, effect: Effect, drift: Sequence[DriftItem], placed: bool, ctx: PlanningContext
+) -> str:
+    """The reason of an update whose fields no driver acts on, for a kind with live objects (a VM, a resource
+    spanning hosts): their ownership is all that is written. A kind without (a host, a hook) has no reason."""
+    if effect is not Effect.NONE or drift or not (placed or key in ctx.spans):
+        return ""
+    return OWNERSHIP_ONLY
 
 
 def _settled(key: ResourceKey, record: RecordView, drift: tuple[DriftItem, ...]) -> ResourceChange:
