@@ -275,7 +275,9 @@ def _spanned_record(key: ResourceKey, items: Sequence[LiveObject]) -> ResourceRe
         return f"{key}: an object carries no applied spec (an older nebctl made it); not rebuilt"
     first = specs[0]
     assert first is not None
-    if any(spec is not first and spec != first for spec in specs[1:]):
+    # The span may differ: a host added to it later got the objects of a spec listing it, and the hosts it had
+    # kept theirs (an apply writes nothing on them). The record's span is where the objects are found.
+    if any(spec is not first and spec != first and _spanless(spec) != _spanless(first) for spec in specs[1:]):
         hosts = ", ".join(sorted(item.host for item in items))
         return f"{key}: its objects on {hosts} carry different applied specs (an apply stopped half-way); not rebuilt"
     applied = dict(first)
@@ -295,6 +297,10 @@ def _spanned_record(key: ResourceKey, items: Sequence[LiveObject]) -> ResourceRe
             if details.get("sha256"):
                 live["sha256"] = details["sha256"]
     return _record(key, items[0].owner.stack, applied, live, status="ready")
+
+
+def _spanless(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {name: value for name, value in (spec or {}).items() if name != "hosts"}
 
 
 def _record(

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.integration.cli.test_commands import NEBCTL, REPO, Env
+from tests.support.drills import Workspace, fleet_manifests
 
 # The columns recovery rebuilds, and the ones it does not (``desired`` is the manifest's text, which recover
 # takes from -f; ``generation`` counts applies, which live objects do not remember).
@@ -213,3 +214,26 @@ def test_labels_changed_are_written_on_the_live_objects_and_recovered(env: Env) 
     for _, _, _, (kind, name), metadata in RELABELLED:
         applied_spec = _normalised(rebuilt[kind, "default", name])[4]
         assert applied_spec["metadata"] == metadata, (kind, name)
+
+
+def test_resources_whose_span_grew_are_recovered_from_objects_of_both_specs(tmp_path: Path) -> None:
+    # A host added to the manifests gets the network, datastore and image with a spec that lists it; the first
+    # two hosts keep the objects (and the specs) they had. Recovery takes the span from where the objects are.
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "fleet.yaml").write_text(fleet_manifests(vms=0, hosts=2), encoding="utf-8")
+    workspace = Workspace(tmp_path / "ws", manifests=manifests, stack="fleet")
+    assert workspace.apply().returncode == 0
+    (manifests / "fleet.yaml").write_text(fleet_manifests(vms=0, hosts=3), encoding="utf-8")
+    assert workspace.apply().returncode == 0
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{workspace.db_path}{suffix}").unlink(missing_ok=True)
+    recovered = workspace.run("recover", "-f", str(manifests), "--stack", "fleet")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    with workspace.store() as store:
+        records = {str(record.key): record for record in store.list_resources(stack="fleet")}
+    for name in ("network/lan", "datastore/local", "image/base"):
+        applied = records[name].applied
+        assert applied is not None and applied["hosts"] == ["h00", "h01", "h02"], name
+    after = workspace.diff()
+    assert after.returncode == 0, after.stdout + after.stderr
