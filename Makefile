@@ -28,8 +28,8 @@ test-image:                     ## the Debian guest image of the real-guest test
 	 else echo "test-image: not root; run 'sudo make test-image' (the real-guest tests will fail in CI)" >&2; fi
 
 lint:
-	$(BIN)/ruff check nebctl tests bench
-	$(BIN)/ruff format --check nebctl tests bench
+	$(BIN)/ruff check nebctl tests bench examples
+	$(BIN)/ruff format --check nebctl tests bench examples
 	$(BIN)/lint-imports
 
 typecheck:

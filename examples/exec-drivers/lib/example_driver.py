@@ -17,7 +17,7 @@ import sys
 TEMPORARY = 75
 
 
-class Failure(Exception):
+class DriverError(Exception):
     def __init__(self, kind, message, status=1):
         super().__init__(message)
         self.kind, self.message, self.status = kind, message, status
@@ -32,7 +32,7 @@ def locked_state(host):
     """The host's state, its file locked while the block runs, and a function that writes it back."""
     root = os.environ.get("NEBCTL_EXAMPLE_STATE")
     if not root:
-        raise Failure("config", "NEBCTL_EXAMPLE_STATE is not set (drivers.exec.env in nebctl's configuration)")
+        raise DriverError("config", "NEBCTL_EXAMPLE_STATE is not set (drivers.exec.env in nebctl's configuration)")
     os.makedirs(root, exist_ok=True)
     path = os.path.join(root, f"{host}.json")
     with open(os.path.join(root, f"{host}.lock"), "a") as lock:
@@ -88,7 +88,7 @@ def status(vm):
 
 def the_vm(state, uuid):
     if uuid not in state["vms"]:
-        raise Failure("not_found", f"no VM {uuid}")
+        raise DriverError("not_found", f"no VM {uuid}")
     return state["vms"][uuid]
 
 
@@ -124,7 +124,7 @@ def virtualization(action, state, resource, arguments):
     if action in moves:
         vm = the_vm(state, resource["uuid"])
         if vm["state"] not in moves[action]:
-            raise Failure("conflict", f"cannot {action} VM {vm['uuid']}: it is {vm['state']}")
+            raise DriverError("conflict", f"cannot {action} VM {vm['uuid']}: it is {vm['state']}")
         vm["state"] = moves[action][vm["state"]]
         return None
     if action == "undeploy":
@@ -133,7 +133,7 @@ def virtualization(action, state, resource, arguments):
         return None
     if action == "poll":
         return status(the_vm(state, resource["uuid"]))
-    raise Failure("unsupported", f"virtualization action {action} is not implemented")
+    raise DriverError("unsupported", f"virtualization action {action} is not implemented")
 
 
 def migrate(source, target, resource, arguments):
@@ -145,11 +145,11 @@ def migrate(source, target, resource, arguments):
         return status(the_vm(target, uuid))
     vm = the_vm(source, uuid)
     if any(other["uuid"] != uuid and other.get("name") == vm.get("name") for other in target["vms"].values()):
-        raise Failure("conflict", f"host {target_name} already has a VM named {vm.get('name')}")
+        raise DriverError("conflict", f"host {target_name} already has a VM named {vm.get('name')}")
     disks = [(disk["datastore"], disk["volume"]) for disk in resource.get("disks") or []]
     for datastore, _name in disks:  # every check before anything moves
         if datastore not in target["datastores"]:
-            raise Failure("not_found", f"no datastore {datastore} on host {target_name}")
+            raise DriverError("not_found", f"no datastore {datastore} on host {target_name}")
     for datastore, name in disks:
         key = volume_key(datastore, name)
         if key in source["volumes"] and key not in target["volumes"]:
@@ -188,7 +188,7 @@ def monitoring(action, state, host, arguments):
             "disk_free": 1024**4,
             "custom": {"example": "true"},
         }
-    raise Failure("unsupported", f"monitoring action {action} is not implemented")
+    raise DriverError("unsupported", f"monitoring action {action} is not implemented")
 
 
 def owned_objects(state):
@@ -264,16 +264,16 @@ def own(state, arguments):
     what, name, owner = arguments["object"], arguments["name"], arguments["owner"]
     if what == "filter":
         if name not in state["groups"]:
-            raise Failure("not_found", f"no security group {name}")
+            raise DriverError("not_found", f"no security group {name}")
         state.setdefault("group_owners", {})[name] = owner
         return None
     tables = {"vm": "vms", "network": "networks", "pool": "datastores", "volume": "volumes"}
     if what not in tables:
-        raise Failure("unsupported", f"no object kind {what}")
+        raise DriverError("unsupported", f"no object kind {what}")
     key = volume_key(arguments.get("pool") or "", name) if what == "volume" else name
     target = state[tables[what]].get(key)
     if target is None:
-        raise Failure("not_found", f"no {what} {name}")
+        raise DriverError("not_found", f"no {what} {name}")
     target["owner"] = owner
     return None
 
@@ -295,14 +295,19 @@ def storage(action, state, resource, arguments):
         }
         return datastore_status(state, resource["name"])
     if datastore not in state["datastores"]:
-        raise Failure("not_found", f"no datastore {datastore}")
+        raise DriverError("not_found", f"no datastore {datastore}")
     if action == "delete_datastore":
         if any(key.startswith(datastore + "/") for key in state["volumes"]):
-            raise Failure("conflict", f"datastore {datastore} still holds volumes")
+            raise DriverError("conflict", f"datastore {datastore} still holds volumes")
         del state["datastores"][datastore]
         return None
     if action == "monitor":
         return datastore_status(state, datastore)
+    return volume_action(action, state, datastore, resource, arguments)
+
+
+def volume_action(action, state, datastore, resource, arguments):
+    """The storage actions on one volume of an existing datastore."""
     name = resource["volume"]
     key = volume_key(datastore, name)
     path = state["datastores"][datastore]["path"].rstrip("/") + "/" + name
@@ -320,48 +325,52 @@ def storage(action, state, resource, arguments):
             }
         return volume_info(state["volumes"][key])
     if action == "clone":
-        if key in state["volumes"]:
-            return volume_info(state["volumes"][key])
-        backing = resource.get("backing")
-        if backing is not None:
-            base = state["volumes"].get(volume_key(datastore, backing))
-            if base is None:
-                raise Failure("not_found", f"no volume {backing} to clone")
-            size = resource["size"] or base["capacity"]
-            if size < base["capacity"]:
-                raise Failure("invalid", f"cannot clone {backing} into a smaller volume")
-        else:
-            if not resource.get("size"):
-                raise Failure("invalid", "a blank volume needs a size")
-            size = resource["size"]
-        state["volumes"][key] = {
-            "name": name,
-            "path": path,
-            "capacity": size,
-            "allocation": 200 * 1024,
-            "format": resource.get("format", "qcow2"),
-            "backing": backing if resource.get("clone") != "full" else None,
-            "source": backing,
-            "owner": resource.get("owner"),
-        }
+        if key not in state["volumes"]:
+            state["volumes"][key] = cloned_volume(state, datastore, name, path, resource)
         return volume_info(state["volumes"][key])
     if key not in state["volumes"]:
-        raise Failure("not_found", f"no volume {name} in {datastore}")
+        raise DriverError("not_found", f"no volume {name} in {datastore}")
     volume = state["volumes"][key]
     if action == "resize":
         if arguments["size"] < volume["capacity"]:
-            raise Failure("invalid", f"shrinking volume {name} is refused")
+            raise DriverError("invalid", f"shrinking volume {name} is refused")
         volume["capacity"] = arguments["size"]
         return volume_info(volume)
     if action == "delete":
         if any(v.get("backing") == name for k, v in state["volumes"].items() if k.startswith(datastore + "/")):
-            raise Failure("conflict", f"volume {name} is a backing file")
+            raise DriverError("conflict", f"volume {name} is a backing file")
         del state["volumes"][key]
         return None
     if action == "snapshot":
         volume.setdefault("snapshots", []).append(arguments["snapshot"])
         return volume_info(volume)
-    raise Failure("unsupported", f"storage action {action} is not implemented")
+    raise DriverError("unsupported", f"storage action {action} is not implemented")
+
+
+def cloned_volume(state, datastore, name, path, resource):
+    """A new volume: a copy-on-write (or full) clone of its backing volume, or blank with the size asked."""
+    backing = resource.get("backing")
+    if backing is not None:
+        base = state["volumes"].get(volume_key(datastore, backing))
+        if base is None:
+            raise DriverError("not_found", f"no volume {backing} to clone")
+        size = resource["size"] or base["capacity"]
+        if size < base["capacity"]:
+            raise DriverError("invalid", f"cannot clone {backing} into a smaller volume")
+    else:
+        if not resource.get("size"):
+            raise DriverError("invalid", "a blank volume needs a size")
+        size = resource["size"]
+    return {
+        "name": name,
+        "path": path,
+        "capacity": size,
+        "allocation": 200 * 1024,
+        "format": resource.get("format", "qcow2"),
+        "backing": backing if resource.get("clone") != "full" else None,
+        "source": backing,
+        "owner": resource.get("owner"),
+    }
 
 
 def volume_info(volume):
@@ -388,7 +397,7 @@ def network(action, state, resource, arguments):
         return None
     if action == "delete_sg":
         if resource["name"] not in state["groups"]:
-            raise Failure("not_found", f"no security group {resource['name']}")
+            raise DriverError("not_found", f"no security group {resource['name']}")
         del state["groups"][resource["name"]]
         return None
     if action == "monitor":
@@ -403,31 +412,36 @@ def network(action, state, resource, arguments):
         }
     name = resource.get("network") or resource.get("name")
     if name not in state["networks"]:
-        raise Failure("not_found", f"no network {name}")
+        raise DriverError("not_found", f"no network {name}")
     leases = state["leases"].setdefault(name, {})
     if action == "delete":
         if leases:
-            raise Failure("conflict", f"network {name} still has NICs")
+            raise DriverError("conflict", f"network {name} still has NICs")
         del state["networks"][name]
         state["leases"].pop(name, None)
         return None
+    return nic_action(action, state["networks"][name], leases, resource, arguments)
+
+
+def nic_action(action, net, leases, resource, arguments):
+    """The network actions on one NIC's lease on the network ``net``."""
     mac = resource["mac"]
     if action == "pre":
         taken = {lease["ip"] for other, lease in leases.items() if other != mac}
-        ip = resource.get("ip") or next_free(state["networks"][name], taken)
+        ip = resource.get("ip") or next_free(net, taken)
         if ip in taken:
-            raise Failure("conflict", f"address {ip} is taken")
+            raise DriverError("conflict", f"address {ip} is taken")
         leases[mac] = {"ip": ip, "vm": arguments["vm_uuid"]}
         log("DEBUG", f"leased {ip} to {mac}")
         return None
     if action == "post":
         if mac not in leases:
-            raise Failure("not_found", f"NIC {mac} was not prepared")
+            raise DriverError("not_found", f"NIC {mac} was not prepared")
         return None
     if action == "clean":
         leases.pop(mac, None)
         return None
-    raise Failure("unsupported", f"network action {action} is not implemented")
+    raise DriverError("unsupported", f"network action {action} is not implemented")
 
 
 def next_free(net, taken):
@@ -436,7 +450,7 @@ def next_free(net, taken):
         candidate = str(ipaddress.ip_address(number))
         if candidate not in taken and candidate != net.get("gateway"):
             return candidate
-    raise Failure("invalid", "no free address left")
+    raise DriverError("invalid", "no free address left")
 
 
 def act(family, action, host, resource, arguments):
@@ -450,7 +464,7 @@ def act(family, action, host, resource, arguments):
             return storage(action, state, resource, arguments)
         if family == "network":
             return network(action, state, resource, arguments)
-        raise Failure("unsupported", f"family {family} is not implemented")
+        raise DriverError("unsupported", f"family {family} is not implemented")
 
 
 def main():
@@ -464,7 +478,7 @@ def main():
                 result = migrate(source, target, resource, arguments)
         else:
             result = act(family, action, host, resource, arguments)
-    except Failure as failure:
+    except DriverError as failure:
         log("ERROR", failure.message)
         print(json.dumps({"error": {"kind": failure.kind, "message": failure.message}}))
         return failure.status
