@@ -48,19 +48,44 @@ def references_of(key: ResourceKey, manifest: AnyManifest) -> list[Reference]:
     ]
 
 
+# The references of the documents of the last check, by the identity of their manifests. A service checks its
+# whole set again after each edit, and the documents of its unchanged files are the very objects it checked before
+# (``schemas.caching`` keeps them in memory): only the edited file's references need reading again. The manifests
+# are frozen, so an object's references never change; each entry holds its manifest, so that its identity cannot
+# pass to another object while the entry lives, and the key it was read under. Only the last check's are kept (a
+# new dict each time, swapped in whole, so two threads checking at once each see a complete one).
+_LAST_REFERENCES: list[dict[int, tuple[AnyManifest, ResourceKey, list[Reference]]]] = [{}]
+
+
+def _references_remembered(
+    key: ResourceKey,
+    manifest: AnyManifest,
+    last: dict[int, tuple[AnyManifest, ResourceKey, list[Reference]]],
+    kept: dict[int, tuple[AnyManifest, ResourceKey, list[Reference]]],
+) -> list[Reference]:
+    entry = last.get(id(manifest))
+    if entry is None or entry[0] is not manifest or entry[1] != key:
+        entry = (manifest, key, references_of(key, manifest))
+    kept[id(manifest)] = entry
+    return entry[2]
+
+
 def validate_documents(documents: Sequence[LoadedDocument]) -> list[Diagnostic]:
     """Every cross-document problem of a set of individually valid documents, sorted by file position."""
     unique, diagnostics = _duplicates(documents)
     # Each document's references to documents of the set, in order, with the path of the first to each target.
     edges: dict[ResourceKey, dict[ResourceKey, DataPath]] = {}
+    last = _LAST_REFERENCES[0]
+    kept: dict[int, tuple[AnyManifest, ResourceKey, list[Reference]]] = {}
     for document in unique.values():
         targets = edges[document.key] = {}
         diagnostics.extend(_malformed_depends_on(document))
-        for reference in references_of(document.key, document.manifest):
+        for reference in _references_remembered(document.key, document.manifest, last, kept):
             if reference.target in unique:
                 targets.setdefault(reference.target, reference.path)
             else:
                 diagnostics.append(_dangling(document, reference, unique))
+    _LAST_REFERENCES[0] = kept
     if _has_cycle(edges):
         diagnostics.extend(_cycles(edges, unique))
     diagnostics.extend(_static_addresses(unique))
