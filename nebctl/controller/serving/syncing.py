@@ -233,7 +233,7 @@ class StackSyncer:
             data={"apply": result.apply_id, "state": state, "revision": revision},
         )
         self.metrics.sync_total.labels(self.stack, str(state)).inc()
-        records = self._stack_records()
+        records = {r.key: r for r in self.store.list_resources(stack=self.stack)}
         pending = set()
         if result.report.interrupted:
             pending = {r.action.key for r in result.report.reports.values() if r.state is not Outcome.SUCCEEDED}
@@ -251,15 +251,6 @@ class StackSyncer:
             result=str(state),
         )
         return SyncResult("applied" if state == ApplyState.SUCCEEDED else str(state), status, apply_id=result.apply_id)
-
-    def _stack_records(self) -> dict[ResourceKey, ResourceRecord]:
-        """This stack's records as they are now. Read through the controller's records cache when it has one:
-        the same records as ``list_resources`` gives, and the apply just made moved many rows, so reading them
-        now, once the actions are done, spares the next plan (an edit's, which the user waits for) decoding them
-        again before its first action."""
-        cache = self.controller.records_cache
-        stored = cache.records(self.store) if cache is not None else self.store.list_resources(stack=self.stack)
-        return {r.key: r for r in stored if r.stack == self.stack}
 
     # --- drift ----------------------------------------------------------------------------------------------
 
