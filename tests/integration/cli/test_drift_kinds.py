@@ -133,6 +133,12 @@ def _succeeded(output: str) -> list[str]:
     return re.findall(r"\] +[\d.]+s (\S+) succeeded", output)
 
 
+def _changed_outside(stdout: str) -> list[str]:
+    """The lines of a diff's "Changed outside nebctl" section, stripped and sorted."""
+    outside = stdout.split("Changed outside nebctl:", 1)[1].split("Plan:", 1)[0]
+    return sorted(line.strip() for line in outside.strip().splitlines())
+
+
 def test_each_kind_changed_outside_is_shown_and_repaired_on_its_host(env: Env) -> None:
     assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
     for arguments, _, _ in CHANGED:
@@ -140,10 +146,7 @@ def test_each_kind_changed_outside_is_shown_and_repaired_on_its_host(env: Env) -
         assert result.returncode == 0, result.stderr
     diff = env.run("diff", "-f", str(env.manifests))
     assert diff.returncode == 2, diff.stdout + diff.stderr
-    outside = diff.stdout.split("Changed outside nebctl:")[1].split("Plan:")[0]
-    assert sorted(line.strip() for line in outside.strip().splitlines()) == sorted(
-        f"# {sentence}" for _, sentence, _ in CHANGED
-    )
+    assert _changed_outside(diff.stdout) == sorted(f"# {sentence}" for _, sentence, _ in CHANGED)
     assert "Plan: 0 to add, 4 to change, 0 to destroy." in diff.stdout
     applied = env.run("apply", "-f", str(env.manifests), "--yes")
     assert applied.returncode == 0, applied.stdout + applied.stderr
@@ -176,10 +179,7 @@ def test_a_network_s_mtu_and_dns_changed_outside_are_shown_and_repaired(env: Env
         assert result.returncode == 0, result.stderr
     diff = env.run("diff", "-f", str(env.manifests))
     assert diff.returncode == 2, diff.stdout + diff.stderr
-    outside = diff.stdout.split("Changed outside nebctl:")[1].split("Plan:")[0]
-    assert sorted(line.strip() for line in outside.strip().splitlines()) == sorted(
-        f"# {sentence}" for _, sentence in MTU_AND_DNS
-    )
+    assert _changed_outside(diff.stdout) == sorted(f"# {sentence}" for _, sentence in MTU_AND_DNS)
     applied = env.run("apply", "-f", str(env.manifests), "--yes")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert sorted(_succeeded(applied.stdout)) == sorted(
