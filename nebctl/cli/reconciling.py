@@ -9,6 +9,8 @@ them. A saved plan (``diff --out``) is applied only if nothing moved since it wa
 from __future__ import annotations
 
 import contextlib
+import functools
+import getpass
 import json
 import signal
 import sys
@@ -24,10 +26,12 @@ import click
 
 from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.cli.completing import complete_reference
+from nebctl.cli.database import open_store
 from nebctl.cli.session import (
     check_stack,
     default_stack,
     open_controller,
+    open_registry,
     parse_keys,
 )
 from nebctl.cli.validating import load_manifests
@@ -36,6 +40,7 @@ from nebctl.controller.applying.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
 from nebctl.controller.reaping import ProgramRecorder, end_orphaned_programs
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Plan
 from nebctl.core.quantities import QuantityError, parse_duration
 from nebctl.database.engines import describe_error
 from nebctl.database.errors import DatabaseError, LockNotObtained
@@ -144,6 +149,80 @@ def _make_plan(app: AppContext, documents: dict[ResourceKey, AnyManifest], optio
         raise CliError(str(error)) from error
 
 
+class _Keeping:
+    """A run's side of ``controller.kept_plans``: the digest of its inputs, read before the manifests are loaded,
+    and the kept plan found with it or the plan to keep. Off (every method a no-op) without the cache directory
+    (``manifest_cache: false``, which turns off both caches) or for a run the plan is not the whole of (a saved
+    plan, ``--recover``, ``--out``, ``--graph``)."""
+
+    def __init__(self, app: AppContext, paths: Sequence[str], options: PlanOptions | None, *, enabled: bool) -> None:
+        self.app = app
+        self.paths = paths
+        self.options = options
+        self.kept: Any = None
+        self.before: bytes | None = None
+        cache = manifest_cache(app)
+        if enabled and cache is not None and options is not None:
+            from nebctl.controller.kept_plans import KeptPlans
+
+            self.kept = KeptPlans(cache / "plans", database=app.db_url, stack=options.stack)
+            self.before = self._inputs()
+
+    def _inputs(self) -> bytes | None:
+        from nebctl.cli.database import secret_key_file
+        from nebctl.controller.kept_plans import inputs_digest
+
+        assert self.options is not None
+        key_file = secret_key_file(self.app)
+        try:
+            return inputs_digest(
+                paths=self.paths,
+                options=[self.options, getpass.getuser(), str(key_file)],
+                configuration=self.app.settings.model_dump_json(),
+                key_file=key_file,
+                store=open_store(self.app),
+            )
+        except DatabaseError:
+            return None  # planning reports the database's trouble
+
+    def find(self) -> Plan | None:
+        """The kept plan for these inputs, if every input is as it was."""
+        if self.kept is None or self.before is None:
+            return None
+        try:
+            found: Plan | None = self.kept.find(self.before, open_store(self.app), open_registry(self.app))
+        except DatabaseError:
+            return None
+        return found
+
+    def keep(self, planned: PlannedApply, documents: dict[ResourceKey, AnyManifest]) -> None:
+        if self.kept is None or self.before is None or planned.plan.has_changes:
+            return
+        try:
+            self.kept.keep(
+                before=self.before,
+                after=self._inputs(),
+                plan=planned.plan,
+                documents=documents,
+                hosts=planned.hosts,
+                versions=planned.versions,
+                token=planned.request.live.token,
+                resealed=bool(planned.resealed),
+                store=open_store(self.app),
+            )
+        except DatabaseError:
+            return
+
+
+def _early_options(selection: Callable[[], PlanOptions]) -> PlanOptions | None:
+    """The options, for the kept plan's digest, before the manifests are loaded; None when they are wrong (the
+    manifests' problems are reported first, then the options', as without a kept plan)."""
+    try:
+        return selection()
+    except CliError:
+        return None
+
+
 def _color(stream: Any = None) -> bool:
     stream = stream or sys.stdout
     return bool(getattr(stream, "isatty", lambda: False)())
@@ -181,12 +260,23 @@ def diff_command(
     """
     from nebctl import rendering
 
-    manifests = _load(app, paths)
-    options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
-    if recover_first:
-        _recover_first(app, dict(manifests.documents), options.stack)
-    planned = _make_plan(app, dict(manifests.documents), options)
-    plan = planned.plan
+    selection = functools.partial(
+        _options, app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes
+    )
+    keeping = _Keeping(
+        app, paths, _early_options(selection), enabled=not recover_first and out_file is None and graph is None
+    )
+    kept = keeping.find()
+    if kept is not None:
+        plan = kept
+    else:
+        manifests = _load(app, paths)
+        options = selection()
+        if recover_first:
+            _recover_first(app, dict(manifests.documents), options.stack)
+        planned = _make_plan(app, dict(manifests.documents), options)
+        keeping.keep(planned, dict(manifests.documents))
+        plan = planned.plan
     if graph == "dot":
         click.echo(rendering.render_dot(plan), nl=False)
     elif output == "json":
@@ -239,7 +329,6 @@ def _lock_timeout(app: AppContext, text: str | None) -> float:
 
 @contextmanager
 def writer_lock(app: AppContext, *, stack: str, command: str, timeout: float) -> Iterator[None]:
-    from nebctl.cli.database import open_store
 
     store = open_store(app)
     try:
@@ -437,7 +526,7 @@ def _report(result: ApplyResult, verb: str) -> None:
 
 def _run_apply(
     app: AppContext,
-    documents: dict[ResourceKey, AnyManifest],
+    documents: dict[ResourceKey, AnyManifest] | Callable[[], dict[ResourceKey, AnyManifest]],
     options: PlanOptions,
     *,
     yes: bool,
@@ -445,12 +534,27 @@ def _run_apply(
     lock_timeout: str | None,
     verb: str,
     saved: dict[str, Any] | None = None,
-    revision: RevisionRecord | None = None,
+    revision: Callable[[], RevisionRecord | None] | None = None,
+    keeping: _Keeping | None = None,
 ) -> None:
+    """Plan and apply under the writers' lock. ``documents`` may be a callable loading them, for a run that
+    first looks for a kept plan (``keeping``) and loads the manifests only if it finds none."""
     with writer_lock(app, stack=options.stack, command=verb, timeout=_lock_timeout(app, lock_timeout)):
         try:
+            if keeping is not None and _show_kept(app, options, keeping):
+                return
+            if callable(documents):
+                documents = documents()
             _plan_and_apply(
-                app, documents, options, yes=yes, parallelism=parallelism, verb=verb, saved=saved, revision=revision
+                app,
+                documents,
+                options,
+                yes=yes,
+                parallelism=parallelism,
+                verb=verb,
+                saved=saved,
+                revision=revision() if revision is not None else None,
+                keeping=keeping,
             )
         except DatabaseError as error:
             # One line, and no traceback: every finished action is journalled, so the next run resumes.
@@ -458,6 +562,20 @@ def _run_apply(
                 f"the state database failed during the {verb}: {error}; the journal keeps what was done; "
                 f"run {verb} again when it is writable"
             ) from error
+
+
+def _show_kept(app: AppContext, options: PlanOptions, keeping: _Keeping) -> bool:
+    """Print the kept plan, as an apply that finds nothing to do prints its plan, when one is found for this
+    run's inputs and no apply of the stack is left unfinished (which the apply would resume). Under the lock."""
+    from nebctl import rendering
+
+    if open_store(app).last_unfinished_apply(options.stack) is not None:
+        return False
+    kept = keeping.find()
+    if kept is None:
+        return False
+    click.echo(rendering.render_text(kept, color=_color()), nl=False)
+    return True
 
 
 def _plan_and_apply(
@@ -470,10 +588,13 @@ def _plan_and_apply(
     verb: str,
     saved: dict[str, Any] | None,
     revision: RevisionRecord | None,
+    keeping: _Keeping | None = None,
 ) -> None:
     from nebctl import rendering
 
     planned = _make_plan(app, documents, options)
+    if keeping is not None:
+        keeping.keep(planned, documents)
     plan = planned.plan
     if saved is not None and saved.get("fingerprint") != plan.fingerprint:
         raise CliError(
@@ -557,20 +678,32 @@ def apply_command(
         raise CliError("give the manifests with -f PATH (or a saved plan with --plan)")
     from nebctl.controller.revisions import checkout_revision
 
-    manifests = _load(app, paths)
-    options = _options(app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes)
-    if recover_first:
-        _recover_first(app, dict(manifests.documents), options.stack, lock_timeout=_lock_timeout(app, lock_timeout))
+    selection = functools.partial(
+        _options, app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes
+    )
+    keeping = _Keeping(app, paths, _early_options(selection), enabled=saved is None and not recover_first)
+
+    def documents() -> dict[ResourceKey, AnyManifest]:
+        return dict(_load(app, paths).documents)
+
+    # Looked for before the lock too, so that the manifests' problems come before the lock's, as they always did:
+    # without a kept plan the manifests are loaded first; with one they are known to load.
+    loaded = None if keeping.find() is not None else documents()
+    options = selection()
+    if recover_first and loaded is not None:
+        _recover_first(app, loaded, options.stack, lock_timeout=_lock_timeout(app, lock_timeout))
     _run_apply(
         app,
-        dict(manifests.documents),
+        documents if loaded is None else loaded,
         options,
         yes=yes,
         parallelism=parallelism,
         lock_timeout=lock_timeout,
         verb="apply",
         saved=saved,
-        revision=checkout_revision(Path(paths[0])),  # the commit of the manifests, when they are in a checkout
+        # The commit of the manifests, when they are in a checkout: asked of git only when the apply is made.
+        revision=lambda: checkout_revision(Path(paths[0])),
+        keeping=keeping,
     )
 
 

@@ -124,6 +124,8 @@ def observe(
         return host, statuses
 
     names = sorted(hosts)
+    # Custom probe programs answer outside any driver's word, so a view with them has no token.
+    token = observation_token(hosts, registry) if custom is None else None
     answered = _bulk_probes(hosts, registry)
     one_by_one = [name for name in names if name not in answered]
     if len(names) <= 1 or parallelism <= 1:
@@ -140,6 +142,17 @@ def observe(
         wanted = names if inventory is True else [name for name in names if name in inventory]
         answering = [name for name in wanted if results[name][0].state is not HostLiveState.ERROR]
         listed = _list_objects(hosts, answering, registry, parallelism)
+    if token is not None and observation_token(hosts, registry) != token:
+        token = None  # something changed while the hosts were probed: the view may mix the two states
+    return _view(names, results, listed, token)
+
+
+def _view(
+    names: Sequence[str],
+    results: Mapping[str, tuple[HostProbe, Sequence[VMStatus]]],
+    listed: Mapping[str, Listing],
+    token: str | None,
+) -> LiveView:
     probes: dict[str, HostProbe] = {}
     vms: dict[str, VMStatus] = {}
     vm_hosts: dict[str, str] = {}
@@ -155,7 +168,27 @@ def observe(
         vm_hosts=vm_hosts,
         objects={name: pairs for name, (pairs, _) in listed.items()},
         fingerprints={name: prints for name, (_, prints) in listed.items()},
+        token=token,
     )
+
+
+def observation_token(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource) -> str | None:
+    """One word for the live state of every host of ``hosts`` (``ObservationTokenDriver``: one call per driver
+    instance, the hosts in name order), or None when some host's driver has no such word or gives none."""
+    groups = _by_driver(hosts, registry, "observation_token")
+    if sum(len(refs) for _, refs in groups) != len(hosts):
+        return None
+    words = []
+    for monitoring, refs in groups:
+        try:
+            word = monitoring.observation_token(sorted(refs, key=lambda ref: ref.name))
+        except (DriverError, OSError, ValueError) as error:
+            log.debug("no observation token: %s", error)
+            return None
+        if word is None:
+            return None
+        words.append(f"{type(monitoring).__name__}:{','.join(sorted(ref.name for ref in refs))}:{word}")
+    return "\n".join(sorted(words))
 
 
 def _list_objects(

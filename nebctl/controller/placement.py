@@ -65,7 +65,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -80,6 +80,8 @@ _CPU_TOLERANCE = 1e-9
 # Names whose value changes as this call places VMs; expressions reading them are re-evaluated per change.
 DYNAMIC_NAMES = frozenset({"free_cpu", "free_memory", "allocated_cpu", "allocated_memory", "disk_free"})
 BUILTIN_NAMES = frozenset({"name", "cpus", "memory", "load", "labels", "custom"}) | DYNAMIC_NAMES
+# Names read from a host's usage figures, which move with the clock, not with anything nebctl or a user does.
+USAGE_NAMES = frozenset({"load"})
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -371,6 +373,21 @@ class _Rule:
 
 
 _UNSET = object()
+
+
+def reads_usage(placements: Iterable[Placement]) -> bool:
+    """Whether some of ``placements`` has requirements reading a host's usage figures (``USAGE_NAMES``): a VM
+    already on a host is moved off it once they fail there, so its plan depends on the clock. Rank and policy
+    choose among hosts for new VMs only."""
+    for placement in placements:
+        if placement.requirements:
+            try:
+                names = expressions.parse(placement.requirements).names
+            except expressions.ExpressionError:
+                return True  # not for this to judge: validation reports it
+            if any(name.split(".", 1)[0] in USAGE_NAMES for name in names):
+                return True
+    return False
 
 
 def _reads_dynamic(expression: expressions.Expression) -> bool:

@@ -239,6 +239,30 @@ class StateOperations(Operations):
         with self._read() as connection:
             return [(ResourceKey(Kind(row[0]), row[1], row[2]), tuple(row[3:])) for row in connection.execute(query)]
 
+    def resources_stamp(self) -> tuple[Any, ...]:
+        """The resources table in one aggregate row: how many rows, the oldest creation, the newest update, the
+        highest id, the sum of the generations and the total length of each column written as text. With the
+        change counters, which every writer of nebctl raises (but a database made again from nothing counts from
+        zero again, and an edit by hand raises none), what ``controller.kept_plans`` takes as the records being as
+        they were: a few milliseconds for 10,000 rows, where reading them all takes a tenth of a second."""
+        columns = _resources.c
+
+        def length(column: Any) -> Any:
+            return func.coalesce(func.sum(func.length(cast(column, Text))), 0)
+
+        query = select(
+            func.count(),
+            func.min(columns.created_at),
+            func.max(columns.updated_at),
+            func.max(columns.id),
+            func.coalesce(func.sum(columns.generation), 0),
+            *(length(column) for column in (columns.desired, columns.applied, columns.live)),
+            *(length(column) for column in (columns.stack, columns.status, columns.host)),
+            *(length(column) for column in (columns.desired_hash, columns.applied_hash)),
+        )
+        with self._read() as connection:
+            return tuple(connection.execute(query).one())
+
     def list_resource_keys(
         self, *, stack: str | None = None, kind: Kind | None = None, namespace: str | None = None
     ) -> list[tuple[ResourceKey, str]]:

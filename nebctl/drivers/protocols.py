@@ -178,6 +178,19 @@ class OwnershipDriver(Protocol):
 
 
 @runtime_checkable
+class ObservationTokenDriver(Protocol):
+    """What a monitoring driver may add: one word for many hosts, equal between two calls only when each host's
+    probe, VMs and listing would report the same, usage figures aside (CPU, memory used, I/O: they move with the
+    clock, and no plan that is kept reads them). None when the driver cannot vouch for that. A caller that saw
+    the same word before and after an observation may take later calls returning it as that observation again:
+    ``diff`` and ``apply`` keep a plan that changed nothing and reuse it while every input, this word included,
+    is as it was (``controller.kept_plans``). The sim has it (its file counts its changes); a backend without a
+    cheap version of its state leaves it out and is observed every time."""
+
+    def observation_token(self, hosts: Sequence[HostRef]) -> str | None: ...
+
+
+@runtime_checkable
 class AuthorizationDriver(Driver, Protocol):
     def authenticate(self, user: str, secret: str) -> Identity:
         """The identity and groups of ``user``; ``PermanentError`` when the secret is wrong."""

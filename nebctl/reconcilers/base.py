@@ -78,6 +78,9 @@ class LiveView:
     # Per listed host, the fingerprint of each (object, live name) whose driver read one (``OwnedObject``'s):
     # compared with the applied spec. An object without one is judged by its presence only.
     fingerprints: Mapping[str, Mapping[tuple[str, str], Mapping[str, str]]] = field(default_factory=dict)
+    # The drivers' word for the state this view saw (``ObservationTokenDriver``), when every host's driver gave
+    # one and it did not change while the view was made; None otherwise. Planning never reads it.
+    token: str | None = None
 
     def host_answers(self, host: str | None) -> bool:
         """Whether ``host`` was probed and answered. Unprobed hosts count as not answering."""

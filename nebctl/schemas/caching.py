@@ -75,7 +75,7 @@ def load_paths_cached(
         if problem is not None or text is None:
             return load_paths(paths, limits=limits)
         texts.append((file, text))
-    store = _Entries(directory / "manifests", _version_tag(limits))
+    store = Entries(directory / "manifests", _version_tag(limits))
     scalars: fast.Scalars | None = None
     documents: list[LoadedDocument] = []
     keys: list[str] = []
@@ -109,7 +109,7 @@ def load_paths_cached(
     return ManifestSet.of(documents, tuple(files))
 
 
-class _Entries:
+class Entries:
     """The entries of one cache directory, each a file named by its key: a header, the digest of the payload,
     the payload (a pickle). Reading never raises: anything wrong is a miss. Writing is atomic (a temporary file
     renamed) and a failure to write only costs the next run the time this one spent."""

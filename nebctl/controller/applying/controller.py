@@ -121,6 +121,9 @@ class Controller:
     # --- planning ----------------------------------------------------------------------------------------------
 
     def plan(self, documents: Mapping[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
+        # The counters before the records (what is read after them is at least as new as they say): with those
+        # read at the end, they tell whether anything but this plan's own writing came between.
+        versions = self.store.change_versions()
         stored = self.store.list_resources() if self.records_cache is None else self.records_cache.records(self.store)
         records, resealed = reveal_records(stored, documents, self.store.secrets)
         own = {key: record for key, record in records.items() if record.stack == options.stack}
@@ -136,7 +139,7 @@ class Controller:
             programs=ProgramRecorder(self.store),
             inventory=listing,
         )
-        self._record_observations(records, live)
+        recorded = self._record_observations(records, live)
         request = PlanRequest(
             stack=options.stack,
             documents=documents,
@@ -161,7 +164,9 @@ class Controller:
             raise PlanError(problems)
         plan, specs = plan_with_specs(request)
         self._refuse_second_copies(plan, own, hosts, live)
-        return PlannedApply(plan, request, hosts, specs, resealed)
+        after = self.store.change_versions()
+        ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions
+        return PlannedApply(plan, request, hosts, specs, resealed, versions=after if after == ours else None)
 
     def _refuse_second_copies(
         self,
@@ -205,15 +210,20 @@ class Controller:
             )
             raise PlanError([*found, advice])
 
-    def _record_observations(self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView) -> None:
+    def _record_observations(self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView) -> bool:
         """Keep what was just probed, for ``get`` and ``describe``, and its samples, for ``hosts`` and ``top`` (each
         one bulk write). Failing to keep them costs the user only a staler view, so it is logged and the plan goes
-        on."""
+        on. Whether the observations were written (which raised the resources' change counter once)."""
         try:
             self.store.record_observations(observations(records, live), probed=list(live.hosts))
+        except DatabaseError as error:
+            log.warning("could not record what was observed: %s", error)
+            return False
+        try:
             record_observation(self.store, live, records)  # the samples that hosts and top show
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
+        return True
 
     # --- recovering ---------------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from nebctl.controller.planning import PlanRequest
 from nebctl.core.keys import ResourceKey
 from nebctl.core.plans import Plan
 from nebctl.database.records import ApplyState, EventRecord, ResourceRecord
+from nebctl.database.versions import Versions
 from nebctl.drivers.types import HostRef
 
 
@@ -39,6 +40,9 @@ class PlannedApply:
     final_specs: Mapping[ResourceKey, dict[str, Any]]  # the spec each changed resource has once applied
     # Records whose secrets an older key sealed: the apply writes them again, sealed with the current key.
     resealed: Sequence[ResourceRecord] = ()
+    # The database's change counters once the plan was made, when nothing but the plan's own writing of what it
+    # observed came between its reading of the records and its end; None when something else wrote.
+    versions: Versions | None = None
 
 
 @dataclass

@@ -221,6 +221,16 @@ class SimMonitoring(SimDriver):
         self._owners: dict[bytes, Ownership | None] = {}  # those the last bulk probe parsed, by their text's digest
 
     @edge
+    def observation_token(self, hosts: Sequence[HostRef]) -> str | None:
+        """A word equal between two calls exactly when the probes and listings of these hosts would report the
+        same, usage figures aside (they move with the clock): the fleet file's identity and change count (the
+        rows of every host are in one file). None while some latency or fault is set: answers then vary."""
+        connection = self.fleet.store.read()
+        if connection.execute("SELECT 1 FROM behaviours LIMIT 1").fetchone() is not None:
+            return None
+        return self.fleet.store.changes()
+
+    @edge
     def probe_host(self, host: HostRef) -> HostProbe:
         name, down = self.fleet.enter("monitoring.probe_host", host, allow_down=True)
         connection = self.fleet.store.read()

@@ -5,12 +5,17 @@ by two threads at once); the file runs in WAL mode so readers never wait for the
 concurrent writers from other processes queue instead of failing. Writes are short ``BEGIN IMMEDIATE``
 transactions: taking the write lock up front avoids the deadlock two deferred transactions hit when both try to
 upgrade from reading to writing.
+
+The file also counts its own changes (triggers on every table a probe reads, so no writer can forget): the
+monitoring driver's ``observation_token`` reads that count, which lets a caller tell, with one query, that the
+fleet is as it was when it last probed it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -72,6 +77,17 @@ CREATE TABLE IF NOT EXISTS hook_runs (
 );
 """
 
+# Every table whose rows a probe or a listing reads. Each row written to one of them, by any connection (this
+# driver, ``nebctl sim``, a test's own sqlite3), raises the file's change count in the same transaction:
+# ``changes()`` then tells two reads of the same fleet apart from two reads of different ones.
+_COUNTED = ("hosts", "vms", "datastores", "volumes", "snapshots", "networks", "leases", "security_groups", "behaviours")
+_COUNTING = "".join(
+    f"CREATE TRIGGER IF NOT EXISTS count_{table}_{event.lower()} AFTER {event} ON {table} "
+    "BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'changes'; END;"
+    for table in _COUNTED
+    for event in ("INSERT", "UPDATE", "DELETE")
+)
+
 
 def _upgrade(connection: sqlite3.Connection) -> None:
     """Bring a fleet file an older nebctl wrote up to ``SCHEMA_VERSION`` (a new file is created at 1 and goes
@@ -118,8 +134,12 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = self.connection()
+            # The file's identity (a new file, even at the same path, counts its changes from 0 again).
+            identity = os.urandom(16).hex()
             connection.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO meta VALUES ('schema', '1'); COMMIT;"
+                f"BEGIN IMMEDIATE; {_SCHEMA} {_COUNTING} INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
+                f" INSERT OR IGNORE INTO meta VALUES ('identity', '{identity}');"
+                " INSERT OR IGNORE INTO meta VALUES ('changes', '0'); COMMIT;"
             )
             _upgrade(connection)
         except (sqlite3.Error, OSError) as error:
@@ -179,6 +199,12 @@ class Store:
     def read(self) -> sqlite3.Connection:
         """The thread's connection in autocommit mode: each statement sees the latest committed state."""
         return self.connection()
+
+    def changes(self) -> str:
+        """The file's identity and its change count, as one word: equal words are the same rows in every counted
+        table (a commit that changed any row raised the count)."""
+        rows = dict(self.read().execute("SELECT key, value FROM meta WHERE key IN ('identity', 'changes')"))
+        return f"{rows['identity']}:{rows['changes']}"
 
     def translate(self, error: sqlite3.Error) -> Exception:
         return _translate(error, self.path)

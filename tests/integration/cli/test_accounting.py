@@ -167,9 +167,10 @@ def test_history_follows_create_migrate_resize_stop_destroy(env: Env) -> None:
 def test_hosts_and_top_after_applies(env: Env) -> None:
     env.declare(host="h1")
     env.apply()
-    # Two observations after the VM exists (the apply observed before creating it): rates need two samples.
+    # Two observations after the VM exists (the apply observed before creating it): rates need two samples. The
+    # second diff would show the plan the first one kept, without probing: ``top --probe`` probes.
     env.run("diff", "-f", str(env.manifests), check=False)
-    env.run("diff", "-f", str(env.manifests), check=False)
+    env.run("top", "--probe", "-o", "json", check=False)
     hosts = {h["name"]: h for h in env.json("hosts", "-o", "json")}
     h1 = hosts["h1"]
     assert h1["state"] == "up" and h1["lastProbe"] and h1["vms"] == 1
