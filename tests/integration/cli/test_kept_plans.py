@@ -170,9 +170,9 @@ def test_a_corrupt_or_truncated_kept_plan_is_ignored(world: World) -> None:
     assert not world.kept()
     assert world.kept()  # kept again by the run before
     [entry] = (world.root / "cache" / "plans").iterdir()
-    data = bytearray(entry.read_bytes())
-    data[-10] ^= 0xFF
-    entry.write_bytes(bytes(data))
+    flipped = bytearray(entry.read_bytes())
+    flipped[-10] ^= 0xFF
+    entry.write_bytes(bytes(flipped))
     assert not world.kept()
 
 
