@@ -6,10 +6,13 @@ these runs alternate, each in a fresh process (``--runs`` rounds):
 
 - ``floor``: a script that only parses the same YAML with PyYAML's CSafeLoader and reads and json-decodes every
   JSON column of every row of the resources table: what any tool that re-reads everything pays;
-- ``diff no-op``: ``nebctl diff`` on the unchanged set (exit 0);
-- ``apply no-op``: ``nebctl apply --yes`` on the unchanged set (nothing to do);
 - ``diff one file``: ``nebctl diff`` after one file's VM changed (a new label each round, so the file and the set
-  are new to the cache every time; exit 2).
+  are new to the cache every time; exit 2); the file is then written back as it was;
+- ``diff no-op, planned``: ``nebctl diff`` on the unchanged set (exit 0), right after that: the diff before kept
+  what it observed, which moved the database's change counter, so no kept plan matches and this one plans (and
+  keeps its plan);
+- ``diff no-op, kept``: ``nebctl diff`` again: every input is as it was, so the kept plan is shown again;
+- ``apply no-op, kept``: ``nebctl apply --yes`` on the unchanged set (nothing to do, the kept plan).
 
 Reported: the median wall time of each (and its range), its ratio to the floor's median, the median CPU time
 (user + system: on this shared machine, where other work makes wall times vary by 2 to 4x, the steadier figure)
@@ -79,16 +82,28 @@ def write_manifests(vms: int, directory: Path) -> list[Path]:
     return files
 
 
-def timed(command: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, int, float]:
-    """Wall seconds, peak RSS (bytes) and CPU seconds (user + system) of a command run in a fresh process."""
+# What ``-v`` logs when a kept plan is shown again (``controller.kept_plans``).
+KEPT = b"it is shown again"
+
+
+def timed(
+    command: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,), kept: bool | None = None
+) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (bytes) and CPU seconds (user + system) of a command run in a fresh process. With
+    ``kept``, the command (run with ``-v``) must have shown a kept plan again, or must not have."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
-    if code not in ok:
-        raise RuntimeError(f"{' '.join(command)} exited {code}: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+    errors = process.stderr.read()  # type: ignore[union-attr]
     process.stderr.close()  # type: ignore[union-attr]
+    if code not in ok:
+        raise RuntimeError(f"{' '.join(command)} exited {code}: {errors.decode()[-2000:]}")
+    if kept is not None and (KEPT in errors) != kept:
+        raise RuntimeError(
+            f"{' '.join(command)}: expected {'a' if kept else 'no'} kept plan: {errors.decode()[-2000:]}"
+        )
     return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
@@ -107,19 +122,20 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
     base = [str(NEBCTL), "--config", str(config)]
     wall, peak, _ = timed([*base, "apply", "-f", str(directory), "--stack", "bench", "--yes"], env)
     print(f"  {vms:,} VMs: first apply {wall:.1f} s, peak {peak / MiB:,.0f} MiB", flush=True)
-    diff = [*base, "diff", "-f", str(directory), "--stack", "bench"]
-    apply = [*base, "apply", "-f", str(directory), "--stack", "bench", "--yes"]
+    diff = [*base, "-v", "diff", "-f", str(directory), "--stack", "bench"]
+    apply = [*base, "-v", "apply", "-f", str(directory), "--stack", "bench", "--yes"]
     floor = [sys.executable, "-c", FLOOR, str(directory), str(database)]
     edited = files[len(files) // 2]
     original = edited.read_text()
     figures: dict[str, list[tuple[float, int, float]]] = {}
     for round_ in range(runs):
         figures.setdefault("floor", []).append(timed(floor, env))
-        figures.setdefault("diff no-op", []).append(timed(diff, env))
-        figures.setdefault("apply no-op", []).append(timed(apply, env))
         edited.write_text(original.replace("labels: {}", f"labels: {{edit: r{round_}}}", 1))
-        figures.setdefault("diff one file", []).append(timed(diff, env, ok=(2,)))
+        figures.setdefault("diff one file", []).append(timed(diff, env, ok=(2,), kept=False))
         edited.write_text(original)
+        figures.setdefault("diff no-op, planned", []).append(timed(diff, env, kept=False))
+        figures.setdefault("diff no-op, kept", []).append(timed(diff, env, kept=True))
+        figures.setdefault("apply no-op, kept", []).append(timed(apply, env, kept=True))
         print(f"    round {round_ + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f} s" for k, v in figures.items()), flush=True)
     return figures
 
