@@ -174,24 +174,23 @@ class _Keeping:
 
         assert self.options is not None
         key_file = secret_key_file(self.app)
-        try:
-            return inputs_digest(
-                paths=self.paths,
-                options=[self.options, getpass.getuser(), str(key_file)],
-                configuration=self.app.settings.model_dump_json(),
-                key_file=key_file,
-                store=open_store(self.app),
-            )
-        except DatabaseError:
-            return None  # planning reports the database's trouble
+        return inputs_digest(
+            paths=self.paths,
+            options=[self.options, getpass.getuser(), str(key_file)],
+            configuration=self.app.settings.model_dump_json(),
+            key_file=key_file,
+        )
 
     def find(self) -> Plan | None:
-        """The kept plan for these inputs, if every input is as it was."""
+        """The kept plan for these inputs, if every input is as it was. The store and the drivers are opened only
+        when a kept plan has these inputs; any trouble with them means planning, which reports it."""
         if self.kept is None or self.before is None:
             return None
         try:
-            found: Plan | None = self.kept.find(self.before, open_store(self.app), open_registry(self.app))
-        except DatabaseError:
+            found: Plan | None = self.kept.find(
+                self.before, lambda: open_store(self.app), lambda: open_registry(self.app)
+            )
+        except (DatabaseError, CliError):
             return None
         return found
 
@@ -210,7 +209,7 @@ class _Keeping:
                 resealed=bool(planned.resealed),
                 store=open_store(self.app),
             )
-        except DatabaseError:
+        except (DatabaseError, CliError):
             return
 
 

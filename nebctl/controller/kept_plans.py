@@ -8,9 +8,9 @@ these is as it was:
   so a file rewritten within the same second counts as changed);
 - the options (stack, prune, targets, excludes, the user and groups whose quotas apply), the configuration,
   the database's URL, the key file of the secrets, nebctl's own code and Python's version;
-- the database: its change counters (``database.versions``: every write of records, observations, users and
-  tokens raises one), a summary of the resources table (a database made again from nothing counts from zero
-  again) and the quotas;
+- the database: its change counters (``database.versions``: every write of records, observations, users,
+  tokens and quotas raises one), a summary of the resources table (a database made again from nothing counts
+  from zero again) and the quotas themselves;
 - the live state: the monitoring drivers' word for it (``drivers.protocols.ObservationTokenDriver``).
 
 Only a plan that changed nothing is kept, and only when it reseals no record, its inputs read the same before and
@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -54,9 +54,10 @@ log = logging.getLogger(__name__)
 class _Kept:
     """One kept plan and the digests it must be found with."""
 
-    inputs: bytes  # the files, options, configuration, key file and quotas
+    inputs: bytes  # the files, options, configuration and key file
     versions: Versions  # the change counters once it was made
     table: tuple[Any, ...]  # ``Store.resources_stamp`` once it was made
+    quotas: str  # every quota, as text
     hosts: Mapping[str, tuple[HostRef, Any]]  # the hosts it observed, to ask their drivers again
     live: bytes  # a digest of the drivers' word for what it observed
     plan: Plan
@@ -70,15 +71,19 @@ class KeptPlans:
         self._name = self._entries.key(b"plan", database.encode(), stack.encode())
         self._stack = stack
 
-    def find(self, inputs: bytes, store: Store, registry: DriverSource) -> Plan | None:
+    def find(self, inputs: bytes, store: Callable[[], Store], registry: Callable[[], DriverSource]) -> Plan | None:
         """The kept plan when ``inputs`` (``inputs_digest``), the database and the live state are as when it was
-        made; else None. Reads the database twice (two one-row queries) and asks each host's driver once."""
+        made; else None. Opens the store and the drivers (``store``, ``registry``) only when a kept plan has these
+        inputs; then reads the database three times (small queries) and asks each host's driver once."""
         kept = self._entries.get(self._name)
         if not isinstance(kept, _Kept) or kept.inputs != inputs:
             return None
-        if store.change_versions() != kept.versions or store.resources_stamp() != kept.table:
+        opened = store()
+        if opened.change_versions() != kept.versions or opened.resources_stamp() != kept.table:
             return None
-        word = observation_token(kept.hosts, registry)
+        if repr(opened.list_quotas()) != kept.quotas:
+            return None
+        word = observation_token(kept.hosts, registry())
         if word is None or _digest(word.encode()) != kept.live:
             return None
         log.info("nothing a plan is made from changed since the last plan of stack %s: it is shown again", self._stack)
@@ -110,9 +115,10 @@ class KeptPlans:
         ):
             return False
         table = store.resources_stamp()
+        quotas = repr(store.list_quotas())
         if store.change_versions() != versions:
-            return False  # a write came after the plan: the table just read may not be the plan's
-        kept = _Kept(before, versions, table, dict(hosts), _digest(token.encode()), plan)
+            return False  # a write came after the plan: what was just read may not be what it read
+        kept = _Kept(before, versions, table, quotas, dict(hosts), _digest(token.encode()), plan)
         self._entries.put(self._name, kept)
         return True
 
@@ -123,12 +129,10 @@ def inputs_digest(
     options: Sequence[object],
     configuration: str,
     key_file: Path,
-    store: Store,
 ) -> bytes | None:
-    """A digest of what a plan reads outside the database's records and the live state: the manifest files (as
-    ``-f`` expands them, each one's bytes), ``options`` (their ``repr``), ``configuration`` (the settings as
-    text), the key file and the quotas. None when a path cannot be expanded or a file read: the loader reports
-    that."""
+    """A digest of what a plan reads outside the database and the live state: the manifest files (as ``-f``
+    expands them, each one's bytes), ``options`` (their ``repr``), ``configuration`` (the settings as text) and
+    the key file. None when a path cannot be expanded or a file read: the loader reports that."""
     files, diagnostics = expand_paths(paths)
     if diagnostics:
         return None
@@ -146,7 +150,6 @@ def inputs_digest(
         add(b"")
     except OSError:
         return None
-    add(repr(store.list_quotas()).encode())
     for file in files:
         try:
             data = Path(file).read_bytes()

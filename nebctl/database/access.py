@@ -289,6 +289,7 @@ class AccessOperations(Operations):
             "disk": quota.disk,
         }
         with self._write() as connection:
+            bump(connection, ACCESS)
             upsert(
                 connection, _quotas, [row], conflict=("scope_type", "scope"), update=("vms", "vcpu", "memory", "disk")
             )
@@ -307,4 +308,5 @@ class AccessOperations(Operations):
     def delete_quota(self, scope_type: str, scope: str) -> bool:
         statement = delete(_quotas).where(_quotas.c.scope_type == scope_type, _quotas.c.scope == scope)
         with self._write() as connection:
+            bump(connection, ACCESS)
             return connection.execute(statement).rowcount > 0

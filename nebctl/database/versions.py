@@ -2,7 +2,7 @@
 transaction as the write.
 
 ``bump(connection, family)`` is called by the store's writers (``database.state`` for records and observations,
-``database.access`` for users, tokens and rules), first in their transaction: on PostgreSQL and MariaDB the
+``database.access`` for users, tokens, rules and quotas), first in their transaction: on PostgreSQL and MariaDB the
 counter's row lock then orders writers, and a counter's value is never reused. ``Store.change_versions()`` reads
 every counter in one query; the HTTP API keys its caches by them (``api.caching``), so that a change made by any
 process sharing the database (another replica, the CLI) is seen by the next request that reads them. A reader
@@ -32,7 +32,7 @@ from nebctl.database.operating import Operations, table
 _counters = table(ChangeCounter)
 
 RESOURCES = "resources"  # resource records and what monitoring observed of them
-ACCESS = "access"  # users (their groups, whether enabled), tokens, access rules
+ACCESS = "access"  # users (their groups, whether enabled), tokens, access rules, quotas
 FAMILIES = (RESOURCES, ACCESS)
 
 

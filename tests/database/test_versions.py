@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import engines
-from nebctl.database.records import ObservationRecord, ResourceRecord
+from nebctl.database.records import ObservationRecord, QuotaRecord, ResourceRecord
 from nebctl.database.store import Store
 from nebctl.database.versions import Versions
 from tests.database.conftest import FakeClock
@@ -58,6 +58,9 @@ def test_each_write_raises_its_family_once(store: Store, clock: FakeClock) -> No
         (lambda: store.delete_access_rule(rule.id), (0, 1)),
         (lambda: store.revoke_token(token.id), (0, 1)),
         (lambda: store.delete_user("ben"), (0, 1)),
+        (lambda: store.set_quota(QuotaRecord("namespace", "default", vms=3)), (0, 1)),
+        (lambda: store.set_quota(QuotaRecord("group", "ops", vcpu=8)), (0, 1)),
+        (lambda: store.delete_quota("namespace", "default"), (0, 1)),
         # Neither a token's creation (no one can hold it yet) nor its use (the last use, kept to the minute).
         (lambda: store.create_token("ann", name="u"), (0, 0)),
         (lambda: store.verify_token(store.create_token("ann", name="v")[0]), (0, 0)),
