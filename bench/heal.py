@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 import libvirt  # noqa: E402
 
 from bench.results import write_section  # noqa: E402
-from tests.libvirt.test_end_to_end import NEBCTL, Run, _load_examples, _remove_prefixed, _rewrite  # noqa: E402
+from tests.support.libvirt_scenario import NEBCTL, Run, load_examples, remove_prefixed, rewrite_examples  # noqa: E402
 from tests.support.libvirtd import exclusive_objects, start_daemon  # noqa: E402
 from tests.support.serving import free_port, wait_for  # noqa: E402
 
@@ -181,14 +181,14 @@ def main() -> int:
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(root / "base.qcow2"), "64M"], check=True)
     (root / "config.yaml").write_text("shutdown_timeout: 1s\nparallelism: 8\n")
     connection = libvirt.open(daemon.uri)
-    documents = _rewrite(_load_examples(), prefix, root, random.randint(1, 254))
+    documents = rewrite_examples(load_examples(), prefix, root, random.randint(1, 254))
     scenario = Run(root, manifests, prefix, documents, connection)
     scenario.write()
     try:
         with exclusive_objects():
             figures, floor = measure(scenario, arguments.rounds)
     finally:
-        _remove_prefixed(connection, prefix)
+        remove_prefixed(connection, prefix)
         connection.close()
         if arguments.keep_log:
             shutil.copy(root / "serve.log", arguments.keep_log)

@@ -19,7 +19,8 @@ import pytest
 
 from nebctl.drivers.libvirt.monitoring import LibvirtMonitoring
 from nebctl.drivers.types import HostRef, OwnedObject
-from tests.libvirt.test_end_to_end import Run, check, run  # noqa: F401  # ``run`` is the fixture
+from tests.libvirt.test_end_to_end import run  # noqa: F401  # the fixture
+from tests.support.libvirt_scenario import Run, check
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(900)]
 

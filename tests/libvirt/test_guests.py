@@ -48,8 +48,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.conftest import in_ci
-from tests.libvirt.test_end_to_end import Run, _remove_prefixed, check
 from tests.support.guests import GuestImage, KvmProbe, PhoneHome, Report, guest_image, kvm_boots_a_kernel
+from tests.support.libvirt_scenario import Run, check, remove_prefixed
 from tests.support.libvirtd import LibvirtDaemon, exclusive_objects
 from tests.support.libvirtd_peer import PeerDaemon
 
@@ -125,12 +125,12 @@ def kvm(image: GuestImage, pytestconfig: pytest.Config) -> KvmProbe:
     return probe
 
 
-def _load_examples() -> list[dict[str, Any]]:
+def load_examples() -> list[dict[str, Any]]:
     yaml = YAML(typ="safe", pure=True)
     return [doc for path in sorted(EXAMPLES.glob("*.yaml")) for doc in yaml.load_all(path.read_text())]
 
 
-def _rewrite(
+def rewrite_examples(
     documents: list[dict[str, Any]], prefix: str, datastore: Path, octet: int, image: GuestImage, domain_type: str,
     peer: PeerDaemon,
 ) -> list[dict[str, Any]]:  # fmt: skip
@@ -204,7 +204,7 @@ def guests(
     # Under /var/lib/libvirt, which the peer daemon sees as a directory of its own (its mount namespace): the
     # same path is then two directories, as on two hosts with local disks, and a migration copies the disk.
     datastore = Path("/var/lib/libvirt") / f"{prefix}-datastore"
-    documents = _rewrite(_load_examples(), prefix, datastore, octet, image, domain_type, libvirtd_peer)
+    documents = rewrite_examples(load_examples(), prefix, datastore, octet, image, domain_type, libvirtd_peer)
     connection = libvirt.open(libvirtd.uri)
     peer_connection = libvirt.open(libvirtd_peer.uri)
     run = Run(tmp_path, manifests, prefix, documents, connection)
@@ -216,8 +216,8 @@ def guests(
             yield Guests(run, phone, libvirtd_peer, peer_connection, host, f"{prefix}-peer", datastore)
     finally:
         try:
-            _remove_prefixed(peer_connection, prefix)
-            _remove_prefixed(connection, prefix)
+            remove_prefixed(peer_connection, prefix)
+            remove_prefixed(connection, prefix)
         finally:
             peer_connection.close()
             connection.close()
@@ -357,7 +357,7 @@ def test_guests_get_their_addresses_run_user_data_and_are_filtered_restarted_mig
     check(run.nebctl("destroy", "--stack", run.prefix, "--yes"))
     guests.peer_connection.networkLookupByName(network).destroy()  # the test's own bridging
     for connection in (run.connection, guests.peer_connection):
-        assert _remove_prefixed(connection, run.prefix) == []  # no domain, network, pool, volume or nwfilter
+        assert remove_prefixed(connection, run.prefix) == []  # no domain, network, pool, volume or nwfilter
         for uuid_ in uuids.values():
             with pytest.raises(libvirt.libvirtError):
                 connection.lookupByUUIDString(uuid_)

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from nebctl.drivers.libvirt.xmlbuild.base import OWNER_NAMESPACE
-from tests.libvirt.test_end_to_end import Run, check, run  # noqa: F401  # ``run`` is the fixture
+from tests.libvirt.test_end_to_end import run  # noqa: F401  # the fixture
+from tests.support.libvirt_scenario import Run, check
 
 try:
     import libvirt

@@ -18,7 +18,8 @@ import subprocess
 
 import pytest
 
-from tests.libvirt.test_end_to_end import Run, _remove_prefixed, check, run  # noqa: F401  # ``run`` is the fixture
+from tests.libvirt.test_end_to_end import run  # noqa: F401  # the fixture
+from tests.support.libvirt_scenario import Run, check, remove_prefixed
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(900)]
 
@@ -81,4 +82,4 @@ def test_drift_of_each_kind_and_a_lost_database_on_libvirt(run: Run) -> None:  #
     run.write()
     check(run.nebctl("apply", *run.manifest_args(), "--yes"))
     check(run.nebctl("destroy", "--stack", run.prefix, "--yes"))
-    assert _remove_prefixed(run.connection, run.prefix) == []
+    assert remove_prefixed(run.connection, run.prefix) == []

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from tests.libvirt.test_end_to_end import NEBCTL, Run, run
+from tests.libvirt.test_end_to_end import run  # the fixture
+from tests.support.libvirt_scenario import NEBCTL, Run
 from tests.support.serving import free_port, wait_for
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(900)]

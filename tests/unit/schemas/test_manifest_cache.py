@@ -19,25 +19,7 @@ from hypothesis import strategies as st
 from nebctl.schemas import caching
 from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
 from nebctl.schemas.models import VirtualMachine
-
-INFRA = """\
-apiVersion: nebctl/v1
-kind: Host
-metadata: {name: h1}
-spec: {uri: "sim://h1?cpus=8&memory=16Gi&disk=1Ti"}
----
-apiVersion: nebctl/v1
-kind: Network
-metadata: {name: net}
-spec: {mode: nat, cidr: 10.0.0.0/24}
-"""
-
-
-def vm(name: str, vcpu: Any = 1, network: str = "net") -> str:
-    return (
-        f"apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {{name: {name}}}\n"
-        f"spec:\n  vcpu: {vcpu}\n  memory: 1Gi\n  nics: [{{network: {network}}}]\n  placement: {{host: h1}}\n"
-    )
+from tests.support.small_sets import INFRA, vm
 
 
 def outcome(load: Any) -> tuple[str, Any]:

@@ -12,25 +12,7 @@ from nebctl.schemas import validation
 from nebctl.schemas.caching import load_paths_cached
 from nebctl.schemas.checking import LoadedDocument
 from nebctl.schemas.loading import ManifestError, read_paths
-
-INFRA = """\
-apiVersion: nebctl/v1
-kind: Host
-metadata: {name: h1}
-spec: {uri: "sim://h1?cpus=8&memory=16Gi&disk=1Ti"}
----
-apiVersion: nebctl/v1
-kind: Network
-metadata: {name: net}
-spec: {mode: nat, cidr: 10.0.0.0/24}
-"""
-
-
-def vm(name: str, network: str = "net") -> str:
-    return (
-        f"apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {{name: {name}}}\n"
-        f"spec:\n  vcpu: 1\n  memory: 1Gi\n  nics: [{{network: {network}}}]\n  placement: {{host: h1}}\n"
-    )
+from tests.support.small_sets import INFRA, vm
 
 
 def documents(directory: Path) -> list[LoadedDocument]:
