@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import json
 import signal
 import sys
@@ -27,11 +26,11 @@ import click
 from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.cli.completing import complete_reference
 from nebctl.cli.database import open_store
+from nebctl.cli.keeping import Keeping, cache_directory, early_options
 from nebctl.cli.session import (
     check_stack,
     default_stack,
     open_controller,
-    open_registry,
     parse_keys,
 )
 from nebctl.cli.validating import load_manifests
@@ -40,7 +39,6 @@ from nebctl.controller.applying.executing import Change, Outcome
 from nebctl.controller.planning import PlanError
 from nebctl.controller.reaping import ProgramRecorder, end_orphaned_programs
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.core.plans import Plan
 from nebctl.core.quantities import QuantityError, parse_duration
 from nebctl.database.engines import describe_error
 from nebctl.database.errors import DatabaseError, LockNotObtained
@@ -120,16 +118,9 @@ def _options(
     )
 
 
-def manifest_cache(app: AppContext) -> Path | None:
-    """Where ``diff``, ``apply`` and ``import`` keep the checked manifest files (``schemas.caching``): under the
-    state directory, unless the configuration turns it off."""
-    state_dir = app.settings.state_dir
-    return state_dir / "cache" if state_dir is not None and app.settings.manifest_cache else None
-
-
 def _load(app: AppContext, paths: Sequence[str]) -> ManifestSet:
     with app.long_lived():
-        return load_manifests(paths, manifest_cache(app))
+        return load_manifests(paths, cache_directory(app))
 
 
 def _make_plan(app: AppContext, documents: dict[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
@@ -147,79 +138,6 @@ def _make_plan(app: AppContext, documents: dict[ResourceKey, AnyManifest], optio
         raise CliError("the plan cannot be made; nothing was changed") from None
     except DatabaseError as error:
         raise CliError(str(error)) from error
-
-
-class _Keeping:
-    """A run's side of ``controller.kept_plans``: the digest of its inputs, read before the manifests are loaded,
-    and the kept plan found with it or the plan to keep. Off (every method a no-op) without the cache directory
-    (``manifest_cache: false``, which turns off both caches) or for a run the plan is not the whole of (a saved
-    plan, ``--recover``, ``--out``, ``--graph``)."""
-
-    def __init__(self, app: AppContext, paths: Sequence[str], options: PlanOptions | None, *, enabled: bool) -> None:
-        self.app = app
-        self.paths = paths
-        self.options = options
-        self.kept: Any = None
-        self.before: bytes | None = None
-        cache = manifest_cache(app)
-        if enabled and cache is not None and options is not None:
-            from nebctl.controller.kept_plans import KeptPlans
-
-            self.kept = KeptPlans(cache / "plans", database=app.db_url, stack=options.stack)
-            self.before = self._inputs()
-
-    def _inputs(self) -> bytes | None:
-        from nebctl.cli.database import secret_key_file
-        from nebctl.controller.kept_plans import inputs_digest
-
-        assert self.options is not None
-        key_file = secret_key_file(self.app)
-        return inputs_digest(
-            paths=self.paths,
-            options=[self.options, getpass.getuser(), str(key_file)],
-            configuration=self.app.settings.model_dump_json(),
-            key_file=key_file,
-        )
-
-    def find(self) -> Plan | None:
-        """The kept plan for these inputs, if every input is as it was. The store and the drivers are opened only
-        when a kept plan has these inputs; any trouble with them means planning, which reports it."""
-        if self.kept is None or self.before is None:
-            return None
-        try:
-            found: Plan | None = self.kept.find(
-                self.before, lambda: open_store(self.app), lambda: open_registry(self.app)
-            )
-        except (DatabaseError, CliError):
-            return None
-        return found
-
-    def keep(self, planned: PlannedApply, documents: dict[ResourceKey, AnyManifest]) -> None:
-        if self.kept is None or self.before is None or planned.plan.has_changes:
-            return
-        try:
-            self.kept.keep(
-                before=self.before,
-                after=self._inputs(),
-                plan=planned.plan,
-                documents=documents,
-                hosts=planned.hosts,
-                versions=planned.versions,
-                token=planned.request.live.token,
-                resealed=bool(planned.resealed),
-                store=open_store(self.app),
-            )
-        except (DatabaseError, CliError):
-            return
-
-
-def _early_options(selection: Callable[[], PlanOptions]) -> PlanOptions | None:
-    """The options, for the kept plan's digest, before the manifests are loaded; None when they are wrong (the
-    manifests' problems are reported first, then the options', as without a kept plan)."""
-    try:
-        return selection()
-    except CliError:
-        return None
 
 
 def _color(stream: Any = None) -> bool:
@@ -262,8 +180,8 @@ def diff_command(
     selection = functools.partial(
         _options, app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes
     )
-    keeping = _Keeping(
-        app, paths, _early_options(selection), enabled=not recover_first and out_file is None and graph is None
+    keeping = Keeping(
+        app, paths, early_options(selection), enabled=not recover_first and out_file is None and graph is None
     )
     kept = keeping.find()
     if kept is not None:
@@ -534,7 +452,7 @@ def _run_apply(
     verb: str,
     saved: dict[str, Any] | None = None,
     revision: Callable[[], RevisionRecord | None] | None = None,
-    keeping: _Keeping | None = None,
+    keeping: Keeping | None = None,
 ) -> None:
     """Plan and apply under the writers' lock. ``documents`` may be a callable loading them, for a run that
     first looks for a kept plan (``keeping``) and loads the manifests only if it finds none."""
@@ -563,7 +481,7 @@ def _run_apply(
             ) from error
 
 
-def _show_kept(app: AppContext, options: PlanOptions, keeping: _Keeping) -> bool:
+def _show_kept(app: AppContext, options: PlanOptions, keeping: Keeping) -> bool:
     """Print the kept plan, as an apply that finds nothing to do prints its plan, when one is found for this
     run's inputs and no apply of the stack is left unfinished (which the apply would resume). Under the lock."""
     from nebctl import rendering
@@ -587,7 +505,7 @@ def _plan_and_apply(
     verb: str,
     saved: dict[str, Any] | None,
     revision: RevisionRecord | None,
-    keeping: _Keeping | None = None,
+    keeping: Keeping | None = None,
 ) -> None:
     from nebctl import rendering
 
@@ -680,7 +598,7 @@ def apply_command(
     selection = functools.partial(
         _options, app, paths=paths, stack=stack, prune=prune, targets=targets, excludes=excludes
     )
-    keeping = _Keeping(app, paths, _early_options(selection), enabled=saved is None and not recover_first)
+    keeping = Keeping(app, paths, early_options(selection), enabled=saved is None and not recover_first)
 
     def documents() -> dict[ResourceKey, AnyManifest]:
         return dict(_load(app, paths).documents)
@@ -766,7 +684,7 @@ def import_command(
         raise CliError(str(error)) from None
     if not paths and not stack:
         raise CliError("name the stack with --stack NAME or -f PATH")
-    documents = dict(load_manifests(paths, manifest_cache(app)).documents) if paths else {}
+    documents = dict(load_manifests(paths, cache_directory(app)).documents) if paths else {}
     stack_name = check_stack(stack or default_stack(paths))
     with writer_lock(app, stack=stack_name, command="import", timeout=_lock_timeout(app, lock_timeout)):
         controller = open_controller(app)
