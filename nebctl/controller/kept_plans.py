@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,12 +71,25 @@ class KeptPlans:
         self._entries = Entries(directory, _code_digest())
         self._name = self._entries.key(b"plan", database.encode(), stack.encode())
         self._stack = stack
+        # The entry last read, with its file's identity: ``apply`` looks twice (before and under the writers' lock)
+        # and a large plan takes a while to read back.
+        self._read: tuple[tuple[int, int, int], object] | None = None
+
+    def _entry(self) -> object:
+        try:
+            status = os.stat(self._entries.directory / self._name)
+        except OSError:
+            return None
+        identity = (status.st_ino, status.st_size, status.st_mtime_ns)
+        if self._read is None or self._read[0] != identity:
+            self._read = (identity, self._entries.get(self._name))
+        return self._read[1]
 
     def find(self, inputs: bytes, store: Callable[[], Store], registry: Callable[[], DriverSource]) -> Plan | None:
         """The kept plan when ``inputs`` (``inputs_digest``), the database and the live state are as when it was
         made; else None. Opens the store and the drivers (``store``, ``registry``) only when a kept plan has these
         inputs; then reads the database three times (small queries) and asks each host's driver once."""
-        kept = self._entries.get(self._name)
+        kept = self._entry()
         if not isinstance(kept, _Kept) or kept.inputs != inputs:
             return None
         opened = store()
