@@ -1,14 +1,22 @@
 """The records kept between plans (``controller.applying.records_cache``), on every backend: each read gives
 exactly what ``Store.list_resources()`` gives, decoding only the rows written since the last read, even when
-the clock does not move between writes (a row's stamp is its content, not its update time)."""
+the clock does not move between writes (a row's stamp is its content, not its update time); and the records as
+revealed for planning are what ``reveal_records`` gives, revealed again only when their row or manifest moved."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
+import pytest
+
+from nebctl.controller.applying.controller import reveal_records
 from nebctl.controller.applying.records_cache import RecordsCache
+from nebctl.controller.planning import PlanError
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import ResourceRecord, Store
+from nebctl.database.sealing import KeyRing, seal_spec
+from nebctl.schemas.loading import load_text
 
 VM = Kind.VIRTUAL_MACHINE
 
@@ -98,3 +106,95 @@ def test_a_row_written_between_the_two_reads_is_read_again_next_time(store: Stor
     got = cache.records(store)
     assert cache.read_rows == 1  # kept under the older stamp, so read again
     assert got == store.list_resources()
+
+
+# --- the records as revealed for planning, kept beside them ---------------------------------------------------
+
+FIRST, SECOND = b"first-key-0123456789abcdef", b"second-key-0123456789abcdef"
+
+
+def manifest(name: str, user_data: str | None) -> Any:
+    cloud = f"  cloudInit: {{userData: {json.dumps(user_data)}}}\n" if user_data is not None else ""
+    text = (
+        f"apiVersion: nebctl/v1\nkind: VirtualMachine\nmetadata: {{name: {name}}}\n"
+        f"spec:\n  vcpu: 1\n  memory: 512Mi\n  disks: [{{size: 4Gi}}]\n{cloud}"
+    )
+    return next(iter(load_text(text).documents.values()))
+
+
+def stored_vm(name: str, user_data: str | None, ring: KeyRing | None) -> ResourceRecord:
+    spec: dict[str, Any] = {"vcpu": 1}
+    if user_data is not None:
+        spec["cloudInit"] = {"userData": user_data}
+    sealed = dict(seal_spec(VM, spec, ring) or {}) if ring is not None else spec  # None: as an old nebctl wrote it
+    return ResourceRecord(kind=VM, namespace="default", name=name, stack="web", applied=sealed, desired=sealed)
+
+
+class Counting:
+    """``reveal_records`` itself, noting which records each call was given."""
+
+    def __init__(self) -> None:
+        self.given: list[list[str]] = []
+
+    def __call__(self, records: Any, documents: Any, ring: KeyRing) -> Any:
+        self.given.append([record.name for record in records])
+        return reveal_records(records, documents, ring)
+
+
+def test_revealed_records_are_what_reveal_records_gives_and_only_changed_ones_are_revealed_again() -> None:
+    ring = KeyRing((FIRST,))
+    stored = [
+        stored_vm("a", "#cloud-config\nsecret-a", ring),  # sealed; the manifest has the same value
+        stored_vm("b", None, ring),  # no secret
+        stored_vm("c", "in clear", None),  # stored in clear by an older nebctl: to be sealed again
+    ]
+    documents = {
+        ResourceKey(VM, "default", n): manifest(n, u)
+        for n, u in [("a", "#cloud-config\nsecret-a"), ("b", None), ("c", "in clear")]
+    }
+    cache, counting = RecordsCache(), Counting()
+    got = cache.revealed(stored, documents, ring, counting)
+    assert got == reveal_records(stored, documents, ring)
+    assert got[0][ResourceKey(VM, "default", "a")].applied == {
+        "vcpu": 1,
+        "cloudInit": {"userData": "#cloud-config\nsecret-a"},
+    }
+    assert [r.name for r in got[1]] == ["c"]
+    assert list(got[0]) == [r.key for r in stored]  # the records' order
+
+    # Nothing changed: nothing is revealed again, and the result is the same (the record to seal included).
+    again = cache.revealed(stored, documents, ring, counting)
+    assert again == got and counting.given[-1] == []
+
+    # a's manifest now has another secret: the digest stays (the planner sees the change); only a is looked at.
+    documents[ResourceKey(VM, "default", "a")] = manifest("a", "#cloud-config\nother")
+    moved = cache.revealed(stored, documents, ring, counting)
+    assert counting.given[-1] == ["a"]
+    assert moved == reveal_records(stored, documents, ring)
+    assert moved[0][ResourceKey(VM, "default", "a")].applied == stored[0].applied  # still the digest
+
+    # b's row was written again (another record object): only b.
+    stored[1] = stored_vm("b", None, ring)
+    assert cache.revealed(stored, documents, ring, counting) == reveal_records(stored, documents, ring)
+    assert counting.given[-1] == ["b"]
+
+    # A new key ring (the key rotated: the old one verifies, the new one seals): every record again, and a's
+    # digest (of the old key) is then to be sealed again once its manifest matches.
+    documents[ResourceKey(VM, "default", "a")] = manifest("a", "#cloud-config\nsecret-a")
+    rotated = KeyRing((SECOND, FIRST))
+    got = cache.revealed(stored, documents, rotated, counting)
+    assert counting.given[-1] == ["a", "b", "c"]
+    assert got == reveal_records(stored, documents, rotated)
+    assert [r.name for r in got[1]] == ["a", "c"]
+
+
+def test_a_record_sealed_with_a_missing_key_is_refused_every_time() -> None:
+    ring = KeyRing((FIRST,))
+    stored = [stored_vm("a", "s", KeyRing((SECOND,))), stored_vm("b", "t", ring)]
+    documents = {ResourceKey(VM, "default", n): manifest(n, u) for n, u in [("a", "s"), ("b", "t")]}
+    cache = RecordsCache()
+    for _ in range(2):  # a refusal keeps nothing that would let the next plan through
+        with pytest.raises(PlanError, match="put that key back"):
+            cache.revealed(stored, documents, ring, reveal_records)
+    stored[0] = stored_vm("a", "s", ring)
+    assert cache.revealed(stored, documents, ring, reveal_records) == reveal_records(stored, documents, ring)

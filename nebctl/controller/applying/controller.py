@@ -125,7 +125,10 @@ class Controller:
         # read at the end, they tell whether anything but this plan's own writing came between.
         versions = self.store.change_versions()
         stored = self.store.list_resources() if self.records_cache is None else self.records_cache.records(self.store)
-        records, resealed = reveal_records(stored, documents, self.store.secrets)
+        if self.records_cache is None:
+            records, resealed = reveal_records(stored, documents, self.store.secrets)
+        else:  # only the records whose row or manifest changed since the last plan are revealed again
+            records, resealed = self.records_cache.revealed(stored, documents, self.store.secrets, reveal_records)
         own = {key: record for key, record in records.items() if record.stack == options.stack}
         hosts = known_hosts(documents, own)
         # Networks, datastores, images and security groups are listed (a call per host, or one for many hosts)

@@ -74,6 +74,9 @@ class Service:
         self._snapshot: Snapshot | None = None
         self._fired: float | None = None  # the last backoff deadline that made a sync
         self._halt = threading.Event()  # the running apply starts no new action: we stop, or no longer lead
+        # Set from a change of the source (or the start of a sync) until the sync's apply starts or it ends:
+        # monitoring's rounds wait meanwhile, so that the plan a user waits for has the interpreter.
+        self._planning = threading.Event()
         self._acting_term: int | None = None  # the term this replica last acted in
         self.replica = serve.replica or f"{this_host()}:{os.getpid()}"
         self.leadership = Leadership(
@@ -99,7 +102,9 @@ class Service:
             on_drift=lambda why: self.trigger(f"monitoring: {why}"),
             probes=probes,
             clock=clock,
+            planning=self._planning.is_set,
         )
+        self.records_cache = RecordsCache()
         self.controller = Controller(
             store=acting,
             registry=registry,
@@ -107,7 +112,7 @@ class Service:
             host_attributes=self.monitor.attributes if probes is not None else None,
             # Each sync reads again only the records written since the last (an edit's plan need not decode
             # every spec of a large stack again).
-            records_cache=RecordsCache(),
+            records_cache=self.records_cache,
         )
         self.self_heal = serve.self_heal_for(stack) if self_heal is None else self_heal
         self.prune = serve.prune_for(stack, settings.prune) if prune is None else prune
@@ -123,6 +128,7 @@ class Service:
             hosts_in_error=self.monitor.hosts_in_error,
             source=source.describe(),
             clock=clock,
+            on_acting=self._planning.clear,
         )
         # The dashboard's pending plan is made by a controller of its own, in the HTTP thread, as `nebctl diff`
         # would make it; one at a time, and kept until the records or the manifests change.
@@ -208,7 +214,9 @@ class Service:
             self._wake.notify_all()
 
     def _source_changed(self) -> None:
+        log.debug("the source of stack %s changed", self.stack)
         with self._wake:
+            self._planning.set()
             self._changed_at = time.monotonic()
             self._wake.notify_all()
 
@@ -274,10 +282,12 @@ class Service:
                     reasons.add("retry")
                     retry_at = None
                 if reasons:
+                    began = time.monotonic()
                     if fetch:
                         reload |= self._fetch()
                     if reload or self._snapshot is None:
                         self._snapshot = self.source.load()
+                        log.debug("manifests of stack %s read in %.3fs", self.stack, time.monotonic() - began)
                     reload = fetch = False
                     result = self._sync(self._snapshot, ", ".join(sorted(reasons - {"role"})) or "elected", term)
                     reasons = set()
@@ -348,6 +358,7 @@ class Service:
         self.controller.store = self.store.fenced(Fence(self.leadership.lease, self.replica, term))
         self.syncer.lock_holder = f"nebctl serve (stack {self.stack}, replica {self.replica}, term {term})"
         self.syncer.superseded = lambda holder: superseded(holder, self.stack, term)
+        self._planning.set()
         try:
             result = self.syncer.sync(snapshot, stop=self._halt, reason=reason)
         except Fenced as error:
@@ -357,13 +368,22 @@ class Service:
         except DatabaseError as error:
             log.error("sync of stack %s failed: %s", self.stack, error)
             return SyncResult("error", SyncStatus.UNKNOWN, retry_after=5.0)
+        finally:
+            with self._wake:
+                if self._changed_at is None:  # else a change noticed meanwhile waits for its own sync
+                    self._planning.clear()
+        began = time.monotonic()
         self._watch_targets(snapshot)
+        log.debug("monitoring told the sync's hosts and VMs in %.3fs", time.monotonic() - began)
         return result
 
     def _watch_targets(self, snapshot: Snapshot) -> None:
         """Tell monitoring which hosts to probe and which VMs to expect, from the records after the sync."""
         try:
-            records = self.store.list_resources()
+            # Read through the controller's records cache: the same records as ``list_resources`` gives, but
+            # only the rows the sync wrote are decoded (at 10,000 VMs, a tenth of the CPU of decoding them all).
+            # This runs while a change made meanwhile waits, and the next plan then finds those rows decoded.
+            records = self.records_cache.records(self.store)
         except DatabaseError as error:
             log.error("cannot read the records: %s", error)
             return

@@ -78,6 +78,7 @@ class StackSyncer:
     # Who takes the writers' lock, and which holders may be taken over (a replica that lost its lease).
     lock_holder: str | None = None
     superseded: Callable[[LockRecord], bool] | None = None
+    on_acting: Callable[[], None] | None = None  # told when the apply starts (the planning is over)
     backoff: Backoff[ResourceKey] = field(init=False)
     _reported: set[ResourceKey] = field(default_factory=set, init=False)
     _degraded: dict[ResourceKey, str] = field(default_factory=dict, init=False)
@@ -113,8 +114,15 @@ class StackSyncer:
         self._problems = ()
         documents = snapshot.documents
         try:
+            began, cpu = time.monotonic(), time.thread_time()
             version = self.store.records_version()
             planned = self.controller.plan(documents, PlanOptions(self.stack, prune=self.prune))
+            log.debug(
+                "plan of stack %s made in %.3fs (%.3fs of CPU)",
+                self.stack,
+                time.monotonic() - began,
+                time.thread_time() - cpu,
+            )
         except PlanError as error:
             return self._plan_error(error.problems, revision)
         except Fenced:
@@ -176,6 +184,7 @@ class StackSyncer:
             self.metrics.sync_total.labels(self.stack, "locked").inc()
             return SyncResult("locked", SyncStatus.OUT_OF_SYNC, retry_after=LOCK_RETRY)
         lease.start_renewing()
+        log.debug("writers' lock taken for stack %s", self.stack)
         try:
             # Programs that a dead writer started (an exec driver's, a hook, a probe) and that still run end now.
             end_orphaned_programs(self.store)
@@ -210,6 +219,9 @@ class StackSyncer:
                 data={"reason": reason, "revision": revision, "actions": len(plan.actions)},
             )
             self._save_status(SyncStatus.PROGRESSING, revision, snapshot, message=f"applying: {plan.summary}")
+            log.debug("apply of stack %s starts: %s", self.stack, plan.summary)
+            if self.on_acting is not None:
+                self.on_acting()
             result = self.controller.apply(
                 planned, parallelism=self.parallelism, revision=snapshot.revision, stop=stop, on_change=self._timed
             )
