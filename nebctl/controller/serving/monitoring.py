@@ -188,13 +188,16 @@ class Monitor:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            self._yield_to_sync()
+            urgent_only = self._yield_to_sync()
             now = self.clock()
             with self._lock:
                 urgent, self._urgent = self._urgent, set()
-                new, self._new_hosts = self._new_hosts, set()
+                new, self._new_hosts = (set(), self._new_hosts) if urgent_only else (self._new_hosts, set())
                 hosts = dict(self._hosts)
             try:
+                if urgent_only:  # the rest waits on
+                    self._round({name: hosts[name] for name in urgent if name in hosts}, host_probes=False)
+                    continue
                 if new and now < next_host:
                     self._round({name: hosts[name] for name in new if name in hosts}, host_probes=True)
                 if now >= next_host:
@@ -218,18 +221,20 @@ class Monitor:
                 self._wake.wait(wait)
             self._wake.clear()
 
-    def _yield_to_sync(self) -> None:
+    def _yield_to_sync(self) -> bool:
         """Wait while the service plans a sync (a change was noticed and its first action has not started), at
         most ``YIELD_AT_MOST`` seconds: the plan probes every host itself, and a round of a large fleet beside it
         (about a second of CPU at 10,000 VMs) would only share the interpreter with the change a user waits for.
-        A VM check a lifecycle event asked for does not wait."""
+        A VM check a lifecycle event asked for does not wait: true when that cut the wait short (only that check
+        is made then; the rest waits on)."""
         deadline = time.monotonic() + YIELD_AT_MOST
         while self.planning() and time.monotonic() < deadline:
             with self._lock:
                 if self._urgent:
-                    return
+                    return True
             if self._stopped.wait(0.05):
-                return
+                break
+        return False
 
     def _probe(self, name: str, ref: HostRef, overrides: Any, host_probes: bool) -> _Round:
         # The programs a probe runs (an exec driver's, a custom probe) are recorded while they run, so those a
