@@ -275,7 +275,9 @@ class Service:
                         reasons.add("request")
                         reload = fetch = True
                 deadline = self.syncer.next_deadline()
-                if deadline is not None and deadline != self._fired and self.clock() >= deadline - 0.01:
+                # Not a moment early: the sync asks the backoff whether the heal may start, with its own clock
+                # reading, and a deadline fired before it is due would be spent on a sync that heals nothing.
+                if deadline is not None and deadline != self._fired and self.clock() >= deadline:
                     reasons.add("backoff")
                     self._fired = deadline  # each deadline once: a failed heal sets the next one
                 if retry_at is not None and now >= retry_at:
