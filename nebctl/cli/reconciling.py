@@ -246,7 +246,6 @@ def _lock_timeout(app: AppContext, text: str | None) -> float:
 
 @contextmanager
 def writer_lock(app: AppContext, *, stack: str, command: str, timeout: float) -> Iterator[None]:
-
     store = open_store(app)
     try:
         lease = store.acquire_lock(holder=f"nebctl {command} (stack {stack})", timeout=timeout, ttl=60.0)
@@ -618,7 +617,7 @@ def apply_command(
         lock_timeout=lock_timeout,
         verb="apply",
         saved=saved,
-        # The commit of the manifests, when they are in a checkout: asked of git only when the apply is made.
+        # The commit of the manifests, when they are in a checkout: asked of git only by a run that plans.
         revision=lambda: checkout_revision(Path(paths[0])),
         keeping=keeping,
     )
