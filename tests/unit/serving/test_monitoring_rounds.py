@@ -92,14 +92,9 @@ class _Counting(_StoppedVM):
         return super().probe_vms(ref)
 
 
-def test_rounds_wait_while_the_service_plans_but_not_a_lifecycle_check_nor_past_the_bound(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'nebctl.db'}")
-    driver = _Counting()
-    planning = threading.Event()
-    planning.set()  # a change was noticed: its sync is about to plan
-    monitor = Monitor(
+def _planning_aware_monitor(store: Store, driver: _Counting, planning: threading.Event) -> Monitor:
+    """A monitor of ``driver``'s hosts, rounds every 0.1 s, told the service plans while ``planning`` is set."""
+    return Monitor(
         store=store,
         registry=SimpleNamespace(for_host=lambda host, overrides=None: SimpleNamespace(monitoring=driver)),
         serve=ServeSettings(vm_interval=0.1, host_interval=0.1),
@@ -108,6 +103,16 @@ def test_rounds_wait_while_the_service_plans_but_not_a_lifecycle_check_nor_past_
         on_drift=lambda why: None,
         planning=planning.is_set,
     )
+
+
+def test_rounds_wait_while_the_service_plans_but_not_a_lifecycle_check_nor_past_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'nebctl.db'}")
+    driver = _Counting()
+    planning = threading.Event()
+    planning.set()  # a change was noticed: its sync is about to plan
+    monitor = _planning_aware_monitor(store, driver, planning)
     monitor.update({"h1": (HostRef("h1", "sim://h1"), None)}, {"h1": {"uuid-web": ExpectedVM(WEB, "site", "running")}})
     monitor.paused.clear()
     monitor.start()
@@ -130,15 +135,7 @@ def test_rounds_wait_while_the_service_plans_but_not_a_lifecycle_check_nor_past_
     monkeypatch.setattr(monitoring, "YIELD_AT_MOST", 0.5)
     driver.host_probes.clear()
     planning.set()
-    monitor = Monitor(
-        store=store,
-        registry=SimpleNamespace(for_host=lambda host, overrides=None: SimpleNamespace(monitoring=driver)),
-        serve=ServeSettings(vm_interval=0.1, host_interval=0.1),
-        events=EventSink(store),
-        metrics=ServiceMetrics(),
-        on_drift=lambda why: None,
-        planning=planning.is_set,
-    )
+    monitor = _planning_aware_monitor(store, driver, planning)
     monitor.update({"h1": (HostRef("h1", "sim://h1"), None)}, {})
     monitor.paused.clear()
     started = time.monotonic()
