@@ -7,10 +7,12 @@ these runs alternate, each in a fresh process (``--runs`` rounds):
 - ``floor``: a script that only parses the same YAML with PyYAML's CSafeLoader and reads and json-decodes every
   JSON column of every row of the resources table: what any tool that re-reads everything pays;
 - ``diff one file``: ``nebctl diff`` after one file's VM changed (a new label each round, so the file and the set
-  are new to the cache every time; exit 2); the file is then written back as it was;
-- ``diff no-op, planned``: ``nebctl diff`` on the unchanged set (exit 0), right after that: the diff before kept
-  what it observed, which moved the database's change counter, so no kept plan matches and this one plans (and
-  keeps its plan);
+  are new to the cache every time; exit 2), seconds after the last plan: it plans on that plan's observation,
+  which the sim vouches is still the fleet's state (``controller.kept_observations``); the file is then written
+  back as it was;
+- ``diff no-op, planned``: ``nebctl diff`` on the unchanged set (exit 0), with the kept plans and observations
+  deleted first: the whole plan, probes included, as the first no-op after a change elsewhere makes it (it keeps
+  its plan and observation again);
 - ``diff no-op, kept``: ``nebctl diff`` again: every input is as it was, so the kept plan is shown again;
 - ``apply no-op, kept``: ``nebctl apply --yes`` on the unchanged set (nothing to do, the kept plan).
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,15 +85,22 @@ def write_manifests(vms: int, directory: Path) -> list[Path]:
     return files
 
 
-# What ``-v`` logs when a kept plan is shown again (``controller.kept_plans``).
+# What ``-v`` logs when a kept plan is shown again (``controller.kept_plans``), and when a plan reuses the last
+# observation (``controller.kept_observations``).
 KEPT = b"it is shown again"
+REUSED = b"that observation is reused"
 
 
 def timed(
-    command: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,), kept: bool | None = None
+    command: list[str],
+    env: dict[str, str],
+    ok: tuple[int, ...] = (0,),
+    kept: bool | None = None,
+    reused: bool | None = None,
 ) -> tuple[float, int, float]:
     """Wall seconds, peak RSS (bytes) and CPU seconds (user + system) of a command run in a fresh process. With
-    ``kept``, the command (run with ``-v``) must have shown a kept plan again, or must not have."""
+    ``kept`` (``reused``), the command (run with ``-v``) must have shown a kept plan again (planned on the last
+    observation), or must not have."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -104,6 +114,8 @@ def timed(
         raise RuntimeError(
             f"{' '.join(command)}: expected {'a' if kept else 'no'} kept plan: {errors.decode()[-2000:]}"
         )
+    if reused is not None and (REUSED in errors) != reused:
+        raise RuntimeError(f"{' '.join(command)}: expected {'a' if reused else 'no'} reused observation: {errors!r}")
     return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
@@ -125,15 +137,19 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
     diff = [*base, "-v", "diff", "-f", str(directory), "--stack", "bench"]
     apply = [*base, "-v", "apply", "-f", str(directory), "--stack", "bench", "--yes"]
     floor = [sys.executable, "-c", FLOOR, str(directory), str(database)]
+    kept = [state / "cache" / "plans", state / "cache" / "observations"]
+    timed(diff, env)  # the apply moved the fleet: this first diff observes, and keeps its plan and observation
     edited = files[len(files) // 2]
     original = edited.read_text()
     figures: dict[str, list[tuple[float, int, float]]] = {}
     for round_ in range(runs):
         figures.setdefault("floor", []).append(timed(floor, env))
         edited.write_text(original.replace("labels: {}", f"labels: {{edit: r{round_}}}", 1))
-        figures.setdefault("diff one file", []).append(timed(diff, env, ok=(2,), kept=False))
+        figures.setdefault("diff one file", []).append(timed(diff, env, ok=(2,), kept=False, reused=True))
         edited.write_text(original)
-        figures.setdefault("diff no-op, planned", []).append(timed(diff, env, kept=False))
+        for directory in kept:
+            shutil.rmtree(directory, ignore_errors=True)
+        figures.setdefault("diff no-op, planned", []).append(timed(diff, env, kept=False, reused=False))
         figures.setdefault("diff no-op, kept", []).append(timed(diff, env, kept=True))
         figures.setdefault("apply no-op, kept", []).append(timed(apply, env, kept=True))
         print(f"    round {round_ + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f} s" for k, v in figures.items()), flush=True)

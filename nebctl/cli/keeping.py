@@ -7,25 +7,16 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from nebctl.cli.app import AppContext, CliError
 from nebctl.cli.database import open_store, secret_key_file
-from nebctl.cli.session import open_registry
+from nebctl.cli.session import cache_directory, open_registry
 from nebctl.controller.applying import PlannedApply, PlanOptions
 from nebctl.core.keys import ResourceKey
 from nebctl.core.plans import Plan
 from nebctl.database.errors import DatabaseError
 from nebctl.schemas.models import AnyManifest
-
-
-def cache_directory(app: AppContext) -> Path | None:
-    """Where ``diff``, ``apply`` and ``import`` keep the checked manifest files (``schemas.caching``, in
-    ``manifests/``) and ``diff`` and ``apply`` their kept plans (in ``plans/``): under the state directory, unless
-    the configuration turns it off (``manifest_cache: false``)."""
-    state_dir = app.settings.state_dir
-    return state_dir / "cache" if state_dir is not None and app.settings.manifest_cache else None
 
 
 class Keeping:

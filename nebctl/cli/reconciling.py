@@ -26,8 +26,9 @@ import click
 from nebctl.cli.app import AppContext, CliError, pass_app
 from nebctl.cli.completing import complete_reference
 from nebctl.cli.database import open_store
-from nebctl.cli.keeping import Keeping, cache_directory, early_options
+from nebctl.cli.keeping import Keeping, early_options
 from nebctl.cli.session import (
+    cache_directory,
     check_stack,
     default_stack,
     open_controller,

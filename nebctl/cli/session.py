@@ -14,6 +14,7 @@ import click
 from nebctl.cli.app import AppContext, CliError
 from nebctl.cli.database import installation_file, open_store
 from nebctl.controller.applying import Controller
+from nebctl.controller.kept_observations import ObservationKeeper
 from nebctl.core.keys import ResourceKey, is_valid_name
 from nebctl.drivers.registry import Registry, build_registry
 
@@ -52,10 +53,23 @@ def open_registry(app: AppContext) -> Registry:
     return registry
 
 
+def cache_directory(app: AppContext) -> Path | None:
+    """Where ``diff``, ``apply`` and ``import`` keep the checked manifest files (``schemas.caching``, in
+    ``manifests/``), ``diff`` and ``apply`` their kept plans (in ``plans/``) and every plan its observation of the
+    hosts (in ``observations/``): under the state directory, unless the configuration turns it off
+    (``manifest_cache: false``)."""
+    state_dir = app.settings.state_dir
+    return state_dir / "cache" if state_dir is not None and app.settings.manifest_cache else None
+
+
 def open_controller(app: AppContext) -> Controller:
+    """The controller of a command that plans: its observation is kept for the next command, which reuses it
+    while the drivers vouch that the hosts are as observed (``controller.kept_observations``)."""
+    cache = cache_directory(app)
     return Controller(
         store=open_store(app),
         registry=open_registry(app),
         settings=app.settings,
         installation_file=installation_file(app),
+        observations=ObservationKeeper(cache / "observations", database=app.db_url) if cache is not None else None,
     )

@@ -13,6 +13,7 @@ import getpass
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from nebctl.controller.applying.values import (
 )
 from nebctl.controller.applying.world import ExecutionWorld
 from nebctl.controller.hooking import HookDispatcher
+from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
 from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
+from nebctl.controller.placement import reads_usage
 from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs
 from nebctl.controller.quotas import group_quotas
 from nebctl.controller.reaping import ProgramRecorder
@@ -58,7 +61,7 @@ from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import HostRef
 from nebctl.reconcilers.base import LiveView, Reconciler
 from nebctl.reconcilers.catalogue import RECONCILERS
-from nebctl.schemas.models import AnyManifest, Hook, spec_document
+from nebctl.schemas.models import AnyManifest, Hook, VirtualMachine, spec_document
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +100,13 @@ class Controller:
         host_attributes: CustomAttributes | None = None,
         installation_file: Path | None = None,
         records_cache: RecordsCache | None = None,
+        observations: ObservationKeeper | None = None,
     ) -> None:
         """``host_attributes`` gives each host's custom probe attributes; by default the programs of
         ``settings.probes_dir`` run at each observation (the service hands in its cache of their results).
         ``records_cache`` keeps the records between plans, so that a long-lived controller (the service's) reads
-        again only the rows written since its last plan."""
+        again only the rows written since its last plan. ``observations`` keeps each plan's observation for the
+        next, which reuses it while the drivers vouch that the hosts are as observed (``kept_observations``)."""
         self.store = store
         self.registry = registry
         self.settings = settings
@@ -113,6 +118,7 @@ class Controller:
         self.host_attributes = host_attributes
         self.installation_file = installation_file  # the id's copy beside the key file (database.installing)
         self.records_cache = records_cache
+        self.observations = observations
 
     def installation(self) -> str:
         """This installation's id, written on every live object it makes (docs/ownership.md)."""
@@ -134,15 +140,25 @@ class Controller:
         # Networks, datastores, images and security groups are listed (a call per host, or one for many hosts)
         # only on the hosts where this stack recorded some: their drift is read from that, and only there.
         listing = spanned_hosts(own)
-        live = observe(
-            hosts,
-            self.registry,
-            parallelism=self.settings.parallelism,
-            custom=self.host_attributes,
-            programs=ProgramRecorder(self.store),
-            inventory=listing,
-        )
-        recorded = self._record_observations(records, live)
+        # Custom probe programs answer outside any driver's word, and usage figures move with the clock: with
+        # either, every plan observes afresh.
+        keeper = self.observations if self.host_attributes is None and not _reads_usage(documents) else None
+        kept = keeper.find(hosts, listing, self.registry) if keeper is not None else None
+        if kept is None:
+            observed_at = time.time()
+            live = observe(
+                hosts,
+                self.registry,
+                parallelism=self.settings.parallelism,
+                custom=self.host_attributes,
+                programs=ProgramRecorder(self.store),
+                inventory=listing,
+            )
+            recorded = self._record_observations(records, live)
+        else:
+            observed_at, live = kept.at, kept.live
+            # Its rows are in the database unless something was written since it was kept there.
+            recorded = kept.versions != versions and self._record_observations(records, live)
         request = PlanRequest(
             stack=options.stack,
             documents=documents,
@@ -169,7 +185,10 @@ class Controller:
         self._refuse_second_copies(plan, own, hosts, live)
         after = self.store.change_versions()
         ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions
-        return PlannedApply(plan, request, hosts, specs, resealed, versions=after if after == ours else None)
+        mine = after if after == ours else None
+        if keeper is not None and (kept is None or recorded):
+            keeper.keep(KeptObservation(dict(hosts), frozenset(listing), live, observed_at, mine if recorded else None))
+        return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
 
     def _refuse_second_copies(
         self,
@@ -398,6 +417,10 @@ class Controller:
                     continue
                 tx.update_action(apply_id, action.action_id, state=Outcome.CANCELLED.value, error=error)
             tx.finish_apply(apply_id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done})
+
+
+def _reads_usage(documents: Mapping[ResourceKey, AnyManifest]) -> bool:
+    return reads_usage(doc.spec.placement for doc in documents.values() if isinstance(doc, VirtualMachine))
 
 
 def reveal_records(

@@ -21,6 +21,7 @@ from typing import Any
 
 from nebctl.controller.applying import Controller, PlanOptions
 from nebctl.controller.applying.records_cache import RecordsCache
+from nebctl.controller.kept_observations import ObservationKeeper
 from nebctl.controller.observing import DriverSource, known_hosts
 from nebctl.controller.planning import PlanError
 from nebctl.controller.probing import CustomProbes
@@ -113,6 +114,8 @@ class Service:
             # Each sync reads again only the records written since the last (an edit's plan need not decode
             # every spec of a large stack again).
             records_cache=self.records_cache,
+            # A sync whose hosts the drivers vouch are as the last sync saw them plans on that observation.
+            observations=ObservationKeeper(),
         )
         self.self_heal = serve.self_heal_for(stack) if self_heal is None else self_heal
         self.prune = serve.prune_for(stack, settings.prune) if prune is None else prune

@@ -249,3 +249,58 @@ def test_the_kept_plan_always_agrees_with_planning(tmp_path_factory: pytest.Temp
         world.kept()  # asserts the agreement
         # Again, now that this state's plan is kept if it changed nothing (these manifests read no usage figure).
         assert world.kept() == (world.last_code == 0)
+
+
+# --- kept observations: an edited set is planned on the last observation while the fleet is as it was -----------
+
+REUSED = "that observation is reused"
+
+
+def counters(world: World) -> dict[str, int]:
+    with sqlite3.connect(world.root / "nebctl.db") as database:
+        return dict(database.execute("SELECT name, value FROM change_counters"))
+
+
+def test_an_edit_is_planned_on_the_last_observation_and_writes_nothing(world: World) -> None:
+    assert world.diff()[0] == 0  # observes (the apply moved the fleet) and keeps what it saw
+    before = counters(world)
+    world.vms_file.write_text(world.original.replace("memory: 2Gi", "memory: 3Gi", 1))
+    truth = world.uncached_diff()
+    result = world.run("-v", "diff", "-f", str(world.manifests))
+    assert REUSED in result.stderr
+    assert (result.returncode, result.stdout) == truth and result.returncode == 2
+    assert counters(world) == before  # its rows are those of the observation it reused: nothing written again
+
+    # Something else written since (a quota): the observation is still reused, and kept in the database again.
+    assert world.run("quota", "set", "namespace", "default", "--vms", "100").returncode == 0
+    written = counters(world)
+    result = world.run("-v", "diff", "-f", str(world.manifests))
+    assert REUSED in result.stderr and (result.returncode, result.stdout) == world.uncached_diff()
+    assert counters(world) == {**written, "resources": written["resources"] + 1}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [["sim", "stop-vm", "web-1"], ["sim", "set-memory", "web-2", "3Gi"], ["sim", "host-down", "kvm-a1"]],
+    ids=["vm-stopped", "memory-changed", "host-down"],
+)
+def test_a_fleet_that_moved_is_observed_again(world: World, change: list[str]) -> None:
+    assert world.diff()[0] == 0
+    assert world.run(*change).returncode == 0
+    world.vms_file.write_text(world.original.replace("vcpu: 2", "vcpu: 3", 1))
+    truth = world.uncached_diff()
+    result = world.run("-v", "diff", "-f", str(world.manifests))
+    assert REUSED not in result.stderr
+    assert (result.returncode, result.stdout) == truth
+
+
+def test_requirements_reading_the_load_are_observed_every_time(world: World) -> None:
+    text = world.original.replace(
+        "requirements: \"labels.zone == 'a'\"", "requirements: \"load < 50 and labels.zone == 'a'\""
+    )
+    assert text != world.original
+    world.vms_file.write_text(text)
+    assert world.diff()[0] == 2
+    world.vms_file.write_text(text.replace("vcpu: 2", "vcpu: 3", 1))
+    result = world.run("-v", "diff", "-f", str(world.manifests))
+    assert REUSED not in result.stderr and result.returncode == 2

@@ -84,7 +84,7 @@ def test_found_again_only_while_every_input_is_as_it_was(world: Any) -> None:
 def test_another_version_never_finds_it(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     store, registry, root = world
     assert keep(KeptPlans(root / "plans", database="db", stack="s"), store, registry)
-    monkeypatch.setattr(kept_plans, "_code_digest", lambda: b"another nebctl")
+    monkeypatch.setattr(kept_plans, "code_digest", lambda: b"another nebctl")
     assert find(KeptPlans(root / "plans", database="db", stack="s"), store, registry) is None
 
 

@@ -1,0 +1,115 @@
+"""The last observation a plan made, kept so that the next plan reuses it instead of probing every host again,
+while the monitoring drivers vouch that nothing they report has changed since.
+
+A plan observes every host (``observing.observe``) and keeps what it saw in the database (observations and usage
+samples). When the same hosts' drivers give the same word for their state (``ObservationTokenDriver``: equal
+words are equal probes and listings, usage figures aside), observing again would see the same thing and keeping
+it again would write the same rows: an edit of one file, then ``diff``, need not pay for either.
+
+A kept observation is reused only when all of these hold:
+
+- it was made for the same hosts (names, URIs, driver overrides) and listed the same hosts' objects;
+- the drivers' word for those hosts is the one the observation was made under (``LiveView.token``, which
+  ``observe`` sets only when the word did not move while it probed);
+- it is at most ``max_age`` seconds old (60 by default: as old as the service's host probes let a host's figures
+  get). Usage figures (load) are left out of the drivers' word because they move with the clock: they may be
+  that old, never older;
+- the caller checked that no VM's requirements read usage figures (a VM already placed moves once they fail
+  where it runs, so such a plan needs fresh ones).
+
+Where the database's change counters are those the observation was kept under, its rows are still in the
+database and nothing is written again; otherwise the caller keeps it again against the records as they are now.
+
+``ObservationKeeper`` keeps one in memory (the service's controller, which plans many times) or in a directory
+(the CLI's ``STATE_DIR/cache/observations``: one entry per database, in the format of ``schemas.caching``'s
+entries, never found by another version of nebctl; without the applied spec each VM's ownership carries, which
+no plan reads). Reading never fails a plan: a missing, stale, corrupt or
+foreign entry means observing as usual. Deleting the directory is always safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nebctl.controller.kept_plans import code_digest
+from nebctl.controller.observing import DriverSource, observation_token
+from nebctl.database.versions import Versions
+from nebctl.drivers.types import HostRef
+from nebctl.reconcilers.base import LiveView
+from nebctl.schemas.caching import Entries
+
+log = logging.getLogger(__name__)
+
+MAX_AGE = 60.0  # seconds: the service's default host probe interval
+
+
+@dataclass(frozen=True)
+class KeptObservation:
+    """One observation and what it was made for."""
+
+    hosts: Mapping[str, tuple[HostRef, Any]]  # the hosts observed, with their drivers' overrides
+    listed: frozenset[str]  # the hosts whose objects were listed
+    live: LiveView  # its token is the drivers' word it was made under
+    at: float  # when it was made (``time.time()``)
+    versions: Versions | None  # the change counters once it was kept in the database; None if it was not
+
+
+class ObservationKeeper:
+    """The last observation of one database's hosts, in memory or in ``directory``."""
+
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        database: str = "",
+        max_age: float = MAX_AGE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._entries = Entries(directory, code_digest()) if directory is not None else None
+        self._name = self._entries.key(b"observation", database.encode()) if self._entries is not None else ""
+        self._memory: KeptObservation | None = None
+        self.max_age = max_age
+        self.clock = clock
+
+    def find(
+        self, hosts: Mapping[str, tuple[HostRef, Any]], listed: Collection[str], registry: DriverSource
+    ) -> KeptObservation | None:
+        """The kept observation of ``hosts`` (those of ``listed`` listed too) while their drivers' word is still
+        the one it was made under and it is young enough; else None. Asks each driver once, when one is kept."""
+        kept = self._memory if self._entries is None else self._entries.get(self._name)
+        if not isinstance(kept, KeptObservation) or kept.live.token is None:
+            return None
+        age = self.clock() - kept.at
+        if not 0 <= age <= self.max_age or kept.listed != frozenset(listed) or dict(kept.hosts) != dict(hosts):
+            return None
+        if observation_token(hosts, registry) != kept.live.token:
+            return None
+        log.info("the drivers vouch that the hosts are as observed %.1f s ago: that observation is reused", age)
+        return kept
+
+    def keep(self, observation: KeptObservation) -> None:
+        """Keep ``observation`` for the next plan (only one the drivers vouched for can ever be found again)."""
+        if observation.live.token is None:
+            return
+        if self._entries is None:
+            self._memory = observation
+        else:
+            self._entries.put(self._name, dataclasses.replace(observation, live=_without_owned_specs(observation.live)))
+
+
+def _without_owned_specs(live: LiveView) -> LiveView:
+    """``live`` without the spec each VM's ownership carries: only recovery reads those, from a survey of its
+    own, never a plan. They are most of a large observation's size and of the time to read it back."""
+    vms = {
+        uuid: status
+        if status.owner is None or status.owner.spec is None
+        else dataclasses.replace(status, owner=dataclasses.replace(status.owner, spec=None))
+        for uuid, status in live.vms.items()
+    }
+    return dataclasses.replace(live, vms=vms)

@@ -1,0 +1,135 @@
+"""``controller.kept_observations.ObservationKeeper`` on the sim fleet: a kept observation is found again only for
+the same hosts and listing, while the fleet is as it was and the observation is young enough; never by another
+version of nebctl, never from a corrupt file; and the file leaves out the specs the VMs' ownerships carry."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nebctl.controller import kept_observations
+from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
+from nebctl.controller.observing import observe
+from nebctl.core.settings import Settings
+from nebctl.database.versions import Versions
+from nebctl.drivers.registry import Registry, build_registry
+from nebctl.drivers.sim.fleet import open_fleet
+from nebctl.drivers.states import VMLiveState
+from nebctl.drivers.types import HostRef, Ownership, VMStatus
+from nebctl.reconcilers.base import LiveView
+
+HOSTS: dict[str, tuple[HostRef, Any]] = {name: (HostRef(name, f"sim://{name}"), None) for name in ("h1", "h2")}
+VERSIONS = Versions(resources=7, access=1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Any:
+    settings = Settings(state_dir=tmp_path)
+    fleet = open_fleet(settings)
+    try:
+        fleet.add_host("h1")
+        fleet.add_host("h2")
+    finally:
+        fleet.close()
+    registry = build_registry(settings, entry_points=False)
+    yield registry, tmp_path
+    registry.close()
+
+
+def observed(registry: Registry, at: float = 1000.0) -> KeptObservation:
+    live = observe(HOSTS, registry)
+    assert live.token is not None  # the sim vouches for what it reported
+    return KeptObservation(HOSTS, frozenset({"h1"}), live, at, VERSIONS)
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["memory", "directory"])
+def test_found_again_only_for_the_same_hosts_while_the_fleet_is_as_it_was(world: Any, in_memory: bool) -> None:
+    registry, root = world
+    clock = Clock()
+    keeper = ObservationKeeper(None if in_memory else root / "observations", database="db", clock=clock)
+    assert keeper.find(HOSTS, {"h1"}, registry) is None
+    observation = observed(registry)
+    keeper.keep(observation)
+
+    found = keeper.find(HOSTS, {"h1"}, registry)
+    assert found is not None and found.live == observation.live and found.versions == VERSIONS
+    assert keeper.find(HOSTS, {"h1", "h2"}, registry) is None  # another listing
+    assert keeper.find({"h1": HOSTS["h1"]}, {"h1"}, registry) is None  # other hosts
+    moved = {**HOSTS, "h2": (HostRef("h2", "sim://elsewhere"), None)}
+    assert keeper.find(moved, {"h1"}, registry) is None
+
+    clock.now += 60.0
+    assert keeper.find(HOSTS, {"h1"}, registry) is not None  # as old as the host probes let figures get
+    clock.now += 0.5
+    assert keeper.find(HOSTS, {"h1"}, registry) is None  # older: the load it holds is too stale
+    clock.now -= 120.0
+    assert keeper.find(HOSTS, {"h1"}, registry) is None  # from the future: a clock that moved back
+
+    clock.now = 1000.0
+    fleet = open_fleet(Settings(state_dir=root))
+    try:
+        fleet.add_host("h3")  # the fleet moves, even on a host not observed: the word is the whole file's
+    finally:
+        fleet.close()
+    assert keeper.find(HOSTS, {"h1"}, registry) is None
+
+
+def test_a_view_the_drivers_did_not_vouch_for_is_never_kept(world: Any) -> None:
+    registry, root = world
+    keeper = ObservationKeeper(root / "observations", database="db", clock=Clock())
+    keeper.keep(dataclasses.replace(observed(registry), live=dataclasses.replace(observed(registry).live, token=None)))
+    assert not (root / "observations").exists()
+    assert keeper.find(HOSTS, {"h1"}, registry) is None
+
+
+def test_another_version_another_database_or_a_corrupt_file_finds_nothing(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, root = world
+    directory = root / "observations"
+    ObservationKeeper(directory, database="db", clock=Clock()).keep(observed(registry))
+    assert ObservationKeeper(directory, database="db", clock=Clock()).find(HOSTS, {"h1"}, registry) is not None
+    assert ObservationKeeper(directory, database="other", clock=Clock()).find(HOSTS, {"h1"}, registry) is None
+
+    [entry] = directory.iterdir()
+    data = bytearray(entry.read_bytes())
+    data[-5] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    assert ObservationKeeper(directory, database="db", clock=Clock()).find(HOSTS, {"h1"}, registry) is None
+
+    ObservationKeeper(directory, database="db", clock=Clock()).keep(observed(registry))
+    monkeypatch.setattr(kept_observations, "code_digest", lambda: b"another nebctl")
+    assert ObservationKeeper(directory, database="db", clock=Clock()).find(HOSTS, {"h1"}, registry) is None
+
+
+def test_the_file_leaves_out_the_specs_of_the_ownerships(world: Any) -> None:
+    registry, root = world
+    observation = observed(registry)
+    owner = Ownership("s", "VirtualMachine", "default", "web", 2, "install", spec={"password": "not on disk"})
+    vm = VMStatus(uuid="u1", name="web", state=VMLiveState.RUNNING, vcpu=1, memory=1, owner=owner)
+    live = LiveView(hosts=observation.live.hosts, vms={"u1": vm}, vm_hosts={"u1": "h1"}, token=observation.live.token)
+    directory = root / "observations"
+    ObservationKeeper(directory, database="db", clock=Clock()).keep(dataclasses.replace(observation, live=live))
+    [entry] = directory.iterdir()
+    assert b"not on disk" not in entry.read_bytes()
+    found = ObservationKeeper(directory, database="db", clock=Clock()).find(HOSTS, {"h1"}, registry)
+    assert found is not None
+    kept_owner = found.live.vms["u1"].owner
+    assert kept_owner is not None and kept_owner.spec is None
+    assert (kept_owner.stack, kept_owner.name, kept_owner.incarnation, kept_owner.installation) == (
+        "s",
+        "web",
+        2,
+        "install",
+    )
