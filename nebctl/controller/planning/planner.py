@@ -127,7 +127,8 @@ def _plan_with_specs(
         changes=tuple(changes),
         actions=tuple(actions),
         edges=edges,
-        fingerprint=fingerprint(original),  # what the state was: the deposed records are not written yet
+        # What the state was (the deposed records are not written yet), computed when first asked for.
+        fingerprinted=lambda: fingerprint(original),
         drift=tuple(drift),
         warnings=tuple(warnings),
     )

@@ -31,7 +31,7 @@ def action(action_id: str) -> Action:
 
 
 def plan_of(ids: Iterable[str], edges: Iterable[tuple[str, str]] = ()) -> Plan:
-    return Plan(stack="unit", changes=(), actions=tuple(action(i) for i in ids), edges=tuple(edges), fingerprint="f")
+    return Plan(stack="unit", changes=(), actions=tuple(action(i) for i in ids), edges=tuple(edges), fingerprinted="f")
 
 
 class Recorder:

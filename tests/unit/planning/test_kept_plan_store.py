@@ -23,7 +23,7 @@ from nebctl.drivers.types import HostRef
 
 INPUTS = b"digest of the files, options, configuration and key file"
 HOSTS: dict[str, tuple[HostRef, Any]] = {name: (HostRef(name, f"sim://{name}"), None) for name in ("h1", "h2")}
-NOTHING = Plan(stack="s", changes=(), actions=(), edges=(), fingerprint="f")
+NOTHING = Plan(stack="s", changes=(), actions=(), edges=(), fingerprinted="f")
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_what_is_not_kept(world: Any) -> None:
     store, registry, root = world
     kept = KeptPlans(root / "plans", database="db", stack="s")
     change = ResourceChange(ResourceKey(Kind.HOST, "default", "h1"), ChangeType.UPDATE)
-    changing = Plan(stack="s", changes=(change,), actions=(), edges=(), fingerprint="f")
+    changing = Plan(stack="s", changes=(change,), actions=(), edges=(), fingerprinted="f")
     assert not keep(kept, store, registry, plan=changing)
     assert not keep(kept, store, registry, after=b"a file changed while the plan was made")
     assert not keep(kept, store, registry, versions=None)  # another writer came between the plan's reads

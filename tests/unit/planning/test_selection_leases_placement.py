@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import random
 
 import pytest
@@ -193,6 +194,17 @@ def test_same_input_same_plan_whatever_the_order(seed: int) -> None:
     assert again.actions == reference.actions
     assert again.edges == reference.edges
     assert again.changes == reference.changes
+
+
+def test_a_pickled_plan_carries_its_fingerprint_not_what_it_is_computed_from() -> None:
+    world = converge(BASE, vm("a"))
+    request = world.request(documents(BASE, vm("a", **{"vcpu: 2": "vcpu: 3"})))
+    plan = make_plan(request)
+    data = pickle.dumps(plan)
+    assert b"PlanRequest" not in data and b"nebctl.schemas.models" not in data  # no request, no manifest inside
+    again = pickle.loads(data)
+    assert again.fingerprint == plan.fingerprint == make_plan(request).fingerprint
+    assert len(plan.fingerprint) == 64 and again.changes == plan.changes
 
 
 def test_fingerprint_moves_with_the_live_state() -> None:
