@@ -101,12 +101,15 @@ class Controller:
         installation_file: Path | None = None,
         records_cache: RecordsCache | None = None,
         observations: ObservationKeeper | None = None,
+        keep_observations: bool = True,
     ) -> None:
         """``host_attributes`` gives each host's custom probe attributes; by default the programs of
         ``settings.probes_dir`` run at each observation (the service hands in its cache of their results).
         ``records_cache`` keeps the records between plans, so that a long-lived controller (the service's) reads
         again only the rows written since its last plan. ``observations`` keeps each plan's observation for the
-        next, which reuses it while the drivers vouch that the hosts are as observed (``kept_observations``)."""
+        next, which reuses it while the drivers vouch that the hosts are as observed (``kept_observations``). Without
+        ``keep_observations`` a plan writes nothing of what it observed: the service's monitor keeps that, every
+        round, and an edit's first action need not wait for it."""
         self.store = store
         self.registry = registry
         self.settings = settings
@@ -119,6 +122,7 @@ class Controller:
         self.installation_file = installation_file  # the id's copy beside the key file (database.installing)
         self.records_cache = records_cache
         self.observations = observations
+        self.keep_observations = keep_observations
 
     def installation(self) -> str:
         """This installation's id, written on every live object it makes (docs/ownership.md)."""
@@ -236,6 +240,8 @@ class Controller:
         """Keep what was just probed, for ``get`` and ``describe``, and its samples, for ``hosts`` and ``top`` (each
         one bulk write). Failing to keep them costs the user only a staler view, so it is logged and the plan goes
         on. Whether the observations were written (which raised the resources' change counter once)."""
+        if not self.keep_observations:
+            return False
         try:
             self.store.record_observations(observations(records, live), probed=list(live.hosts))
         except DatabaseError as error:

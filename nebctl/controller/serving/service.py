@@ -116,6 +116,9 @@ class Service:
             records_cache=self.records_cache,
             # A sync whose hosts the drivers vouch are as the last sync saw them plans on that observation.
             observations=ObservationKeeper(),
+            # The monitor keeps what it observes every round; a sync writing the same before acting only delayed
+            # an edit's first action (a third of a second at 10,000 VMs).
+            keep_observations=False,
         )
         self.self_heal = serve.self_heal_for(stack) if self_heal is None else self_heal
         self.prune = serve.prune_for(stack, settings.prune) if prune is None else prune
