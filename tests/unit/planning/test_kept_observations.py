@@ -1,6 +1,7 @@
 """``controller.kept_observations.ObservationKeeper`` on the sim fleet: a kept observation is found again only for
 the same hosts and listing, while the fleet is as it was and the observation is young enough; never by another
-version of nebctl, never from a corrupt file; and the file leaves out the specs the VMs' ownerships carry."""
+version of nebctl, never from a corrupt file; and the file leaves out the specs the VMs' ownerships carry. A
+controller plans on it until the fleet moves, and writes it to the database only where asked to."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from nebctl.controller import kept_observations
+from nebctl.controller.applying import Controller, PlanOptions
 from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
 from nebctl.controller.observing import observe
 from nebctl.core.settings import Settings
@@ -20,6 +22,7 @@ from nebctl.drivers.sim.fleet import open_fleet
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import HostRef, Ownership, VMStatus
 from nebctl.reconcilers.base import LiveView
+from tests.support.drills import Workspace
 
 HOSTS: dict[str, tuple[HostRef, Any]] = {name: (HostRef(name, f"sim://{name}"), None) for name in ("h1", "h2")}
 VERSIONS = Versions(resources=7, access=1)
@@ -133,3 +136,49 @@ def test_the_file_leaves_out_the_specs_of_the_ownerships(world: Any) -> None:
         2,
         "install",
     )
+
+
+# --- the controller: a plan on the kept observation, and the service's plans writing none -----------------------
+
+
+def test_the_controller_plans_on_a_vouched_for_observation_until_the_fleet_moves(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path / "w")
+    applied = workspace.apply()
+    assert applied.returncode == 0, applied.stderr
+    documents = workspace.documents()
+    options = PlanOptions(stack=workspace.stack)
+    registry = build_registry(workspace.settings)
+    try:
+        with workspace.store() as store:
+            # The service's: the observation in memory, nothing of it written (its monitor writes that).
+            quiet = Controller(
+                store=store,
+                registry=registry,
+                settings=workspace.settings,
+                observations=ObservationKeeper(),
+                keep_observations=False,
+            )
+            before = store.change_versions()
+            first = quiet.plan(documents, options)
+            assert store.change_versions() == before and not first.plan.has_changes
+            second = quiet.plan(documents, options)
+            assert second.request.live is first.request.live  # planned on the kept view, no probe
+            assert store.change_versions() == before
+
+            with workspace.fleet() as fleet:
+                fleet.stop_vm("web-1")
+            third = quiet.plan(documents, options)
+            assert third.request.live is not first.request.live  # the fleet moved: observed again
+            assert third.plan.has_changes and any(c.key.name == "web-1" for c in third.plan.changes)
+
+            # The CLI's: each fresh observation is written (once), a reused one is not written again.
+            keeping = Controller(
+                store=store, registry=registry, settings=workspace.settings, observations=ObservationKeeper()
+            )
+            counted = store.change_versions().resources
+            keeping.plan(documents, options)
+            assert store.change_versions().resources == counted + 1
+            keeping.plan(documents, options)
+            assert store.change_versions().resources == counted + 1
+    finally:
+        registry.close()
