@@ -123,6 +123,7 @@ def observe(
                 host = dataclasses.replace(host, custom={**host.custom, **extra})
         return host, statuses
 
+    registry = _Monitors(registry)
     names = sorted(hosts)
     # Custom probe programs answer outside any driver's word, so a view with them has no token.
     token = observation_token(hosts, registry) if custom is None else None
@@ -266,14 +267,40 @@ def _by_driver(
     instance: one such call per group. A host whose driver cannot be loaded is left out (its own probe says
     why)."""
     groups: dict[int, tuple[Any, list[HostRef]]] = {}
-    for ref, overrides in hosts.values():
-        try:
-            monitoring = registry.for_host(ref, overrides).monitoring
-        except (DriverError, OSError, ValueError):
-            continue
-        if callable(getattr(monitoring, method, None)):
+    for name, (ref, _) in hosts.items():
+        monitoring = _monitoring(hosts, registry, name)
+        if monitoring is not None and callable(getattr(monitoring, method, None)):
             groups.setdefault(id(monitoring), (monitoring, []))[1].append(ref)
     return list(groups.values())
+
+
+class _Monitors:
+    """Each host's monitoring driver, looked up once per observation: an observation groups the hosts by driver
+    for the token, the bulk probe, the bulk listing and the token again, and a lookup (the host's overrides
+    resolved, four families asked of the registry) cost more than the bulk probe's share of the host."""
+
+    def __init__(self, registry: DriverSource) -> None:
+        self.registry = registry
+        self.found: dict[tuple[str, int], Any] = {}
+
+    def for_host(self, host: HostRef, overrides: Any = None) -> Any:
+        # By the host and the identity of its overrides: the mapping of hosts an observation is handed holds both.
+        key = (host.name, id(overrides))
+        if key not in self.found:
+            self.found[key] = self.registry.for_host(host, overrides)
+        return self.found[key]
+
+    def get(self, family: Family, reference: str) -> Any:
+        return self.registry.get(family, reference)
+
+
+def _monitoring(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, name: str) -> Any:
+    """The monitoring driver of host ``name``, or None when it cannot be loaded (its own probe says why)."""
+    ref, overrides = hosts[name]
+    try:
+        return registry.for_host(ref, overrides).monitoring
+    except (DriverError, OSError, ValueError):
+        return None
 
 
 def observations(records: Mapping[ResourceKey, RecordView], live: LiveView) -> list[ObservationRecord]:

@@ -379,14 +379,14 @@ def reads_usage(placements: Iterable[Placement]) -> bool:
     """Whether some of ``placements`` has requirements reading a host's usage figures (``USAGE_NAMES``): a VM
     already on a host is moved off it once they fail there, so its plan depends on the clock. Rank and policy
     choose among hosts for new VMs only."""
-    for placement in placements:
-        if placement.requirements:
-            try:
-                names = expressions.parse(placement.requirements).names
-            except expressions.ExpressionError:
-                return True  # not for this to judge: validation reports it
-            if any(name.split(".", 1)[0] in USAGE_NAMES for name in names):
-                return True
+    # Each distinct expression once: a large set repeats a few over thousands of VMs.
+    for requirements in {placement.requirements for placement in placements if placement.requirements}:
+        try:
+            names = expressions.parse(requirements).names
+        except expressions.ExpressionError:
+            return True  # not for this to judge: validation reports it
+        if any(name.split(".", 1)[0] in USAGE_NAMES for name in names):
+            return True
     return False
 
 

@@ -8,6 +8,7 @@ running VM; undeploy removes. Actions are instantaneous unless latency is config
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -431,18 +432,25 @@ def _network_fingerprint(data: Mapping[str, Any]) -> Mapping[str, str] | None:
     return fingerprints.of_network(definition)
 
 
+# The fingerprints are pure functions of a row's text, and a fleet repeats the same few networks, pools and
+# rules on every host: a bulk listing of 1,000 hosts computed the same ones thousands of times. Their results are
+# only read (``Mapping``), so one object may serve every host.
+@functools.lru_cache(maxsize=4096)
 def _network_fingerprint_text(definition: str) -> Mapping[str, str] | None:
     return _network_fingerprint(json.loads(definition))
 
 
+@functools.lru_cache(maxsize=4096)
 def _pool_fingerprint(kind: str, path: str) -> Mapping[str, str]:
     return fingerprints.of_pool(type=kind, path=path)
 
 
+@functools.lru_cache(maxsize=4096)
 def _volume_fingerprint(fmt: str, capacity: int) -> Mapping[str, str]:
     return fingerprints.of_volume(format=fmt, capacity=capacity)
 
 
+@functools.lru_cache(maxsize=4096)
 def _rules_fingerprint(rules: str) -> Mapping[str, str] | None:
     try:
         return fingerprints.of_security_group(fingerprints.rules_from_payload(json.loads(rules)))
