@@ -146,7 +146,9 @@ class Controller:
         listing = spanned_hosts(own)
         # Custom probe programs answer outside any driver's word, and usage figures move with the clock: with
         # either, every plan observes afresh.
-        keeper = self.observations if self.host_attributes is None and not _reads_usage(documents) else None
+        keeper = self.observations
+        if keeper is not None and (self.host_attributes is not None or _reads_usage(documents)):
+            keeper = None
         kept = keeper.find(hosts, listing, self.registry) if keeper is not None else None
         if kept is None:
             observed_at = time.time()
