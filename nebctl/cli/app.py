@@ -74,6 +74,9 @@ def configure_logging(log_format: LogFormat, verbosity: int) -> None:
     # psycopg warns of errors it ignores while closing a connection that nebctl already gave up on (a server
     # that stopped answering): the command's own error says what matters; -v shows them.
     logging.getLogger("psycopg").setLevel(level if verbosity else logging.ERROR)
+    # SQLAlchemy's pool logs, with a traceback, a rollback that fails while it takes back such a connection
+    # (PyMySQL's read timeout); that is the same failure again, already reported in the command's own words.
+    logging.getLogger("sqlalchemy.pool").setLevel(level if verbosity else logging.CRITICAL)
 
 
 def default_data_dir() -> Path:

@@ -30,8 +30,14 @@ COMPARED = "kind, namespace, name, stack, applied, status, host, live"
 
 
 def records(db: Path) -> dict[tuple[str, str, str], tuple[Any, ...]]:
+    """The records of ``db``; none when a process killed while creating the file left it without a schema (the
+    schema is created in one transaction, so a file holds all of it or none of it)."""
     connection = sqlite3.connect(db)
     try:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "resources" not in tables:
+            assert not tables, f"a partly created schema: {sorted(tables)}"
+            return {}
         rows = connection.execute(f"SELECT {COMPARED} FROM resources").fetchall()
     finally:
         connection.close()
