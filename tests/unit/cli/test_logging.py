@@ -4,6 +4,7 @@ a failure the command already reported in one line."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy
@@ -12,13 +13,16 @@ from nebctl.cli.app import LogFormat, configure_logging
 
 
 @pytest.fixture(autouse=True)
-def _restore_levels() -> object:
-    names = ("nebctl", "psycopg", "sqlalchemy.pool")
-    saved = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in names}
-    yield None
-    for name, (level, handlers) in saved.items():
-        logging.getLogger(name).setLevel(level)
-        logging.getLogger(name).handlers[:] = handlers
+def _restore_loggers() -> Iterator[None]:
+    """``configure_logging`` changes process-wide loggers (levels, handlers, and nebctl's propagation, which the
+    other tests' ``caplog`` relies on): each is put back as it was."""
+    loggers = [logging.getLogger(name) for name in ("nebctl", "psycopg", "sqlalchemy.pool")]
+    saved = [(logger.level, list(logger.handlers), logger.propagate) for logger in loggers]
+    yield
+    for logger, (level, handlers, propagate) in zip(loggers, saved, strict=True):
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
 
 
 def _pool_reports_a_failed_reset() -> None:
