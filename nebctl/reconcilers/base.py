@@ -361,6 +361,17 @@ class Reconciler(Protocol):
         ``lifecycle.createBeforeDestroy``); the planner then deposes the old one (``depose``)."""
         ...
 
+    def shared_inputs(self, document: AnyManifest) -> object | None:
+        """What the plan's installation-wide steps read of a manifest of this kind (placement, leases, MACs, disk
+        datastores, the spans of multi-host resources), as a value compared with ``==``; None when they may read
+        any of it. A planner that plans again after an edit (``planning.incremental``) redoes only the edited
+        resources when this stays equal for each of them; any other edit means planning everything."""
+        ...
+
+    def shared_record_inputs(self, record: RecordView) -> object | None:
+        """The same for a record of this kind: what those steps read of it; None when they may read any of it."""
+        ...
+
     def still_uses(
         self,
         key: ResourceKey,
@@ -468,6 +479,12 @@ class PlainKind:
 
     def creates_first(self, document: AnyManifest) -> bool:
         return False
+
+    def shared_inputs(self, document: AnyManifest) -> object | None:
+        return None  # hosts, networks, images, datastores: what every VM's resolution and every span reads
+
+    def shared_record_inputs(self, record: RecordView) -> object | None:
+        return None
 
     def depose(
         self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()

@@ -63,7 +63,13 @@ from nebctl.reconcilers.identity import (
     security_group_filter,
 )
 from nebctl.reconcilers.vm_guards import vm_holds, vm_still_uses
-from nebctl.reconcilers.vm_resolution import disk_datastores_of, lease_addresses, mac_addresses
+from nebctl.reconcilers.vm_resolution import (
+    disk_datastores_of,
+    lease_addresses,
+    mac_addresses,
+    vm_record_shared_inputs,
+    vm_shared_inputs,
+)
 from nebctl.schemas.instance_types import KNOWN as KNOWN_INSTANCE_TYPES
 from nebctl.schemas.instance_types import smallest_fitting
 from nebctl.schemas.models import AnyManifest, Host, Image, VirtualMachine, spec_document
@@ -253,6 +259,12 @@ class VirtualMachineReconciler:
 
     def creates_first(self, document: AnyManifest) -> bool:
         return isinstance(document, VirtualMachine) and document.spec.lifecycle.createBeforeDestroy
+
+    def shared_inputs(self, document: AnyManifest) -> object | None:
+        return vm_shared_inputs(document) if isinstance(document, VirtualMachine) else None
+
+    def shared_record_inputs(self, record: RecordView) -> object | None:
+        return vm_record_shared_inputs(record)
 
     def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:
         """Disks only grow; a replaced VM gets new disks, so a smaller one is not a shrink."""

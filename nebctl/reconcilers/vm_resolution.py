@@ -159,6 +159,39 @@ def mac_addresses(  # noqa: PLR0912 - one pass over every NIC: kept, recorded, d
     return macs
 
 
+def vm_shared_inputs(vm: VirtualMachine) -> tuple[object, ...]:
+    """What a plan's installation-wide steps read of a VM's manifest: its size, disks and placement rules (where
+    it goes, and the quotas), its NICs' networks and static addresses (leases, MACs) and its disks' datastores and
+    images (disk datastores). Two manifests equal here resolve alike, whatever else of them differs."""
+    spec = vm.spec
+    return (
+        spec.vcpu,
+        spec.memory,
+        spec.placement,
+        tuple((nic.network, nic.ip) for nic in spec.nics),
+        tuple((disk.size, disk.datastore, disk.image) for disk in spec.disks),
+    )
+
+
+def vm_record_shared_inputs(record: RecordView) -> tuple[object, ...]:
+    """What those steps read of a VM's record: its stack and host, the size it holds there, its NICs' addresses
+    and MACs (applied, or prepared by an unfinished apply), its incarnation, instance type and deposition."""
+    applied = record.applied
+    live = record.live
+    nics = None
+    if applied is not None:
+        nics = tuple((nic.get("network"), nic.get("ip"), nic.get("mac")) for nic in applied.get("nics", []))
+    return (
+        record.stack,
+        record.host,
+        None if applied is None else (applied.get("vcpu"), applied.get("memory"), nics),
+        {name: value for name, value in live.items() if name.startswith("nic.")},
+        live.get("incarnation"),
+        live.get("instanceType"),
+        live.get("deposed"),
+    )
+
+
 def _next_free_mac(after: str, used: set[str], bits: int) -> str | None:
     """The first MAC after ``after`` (wrapping around the ``bits``-bit range) that is not in ``used``."""
     size = 1 << bits

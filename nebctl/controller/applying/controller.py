@@ -34,7 +34,7 @@ from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
 from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
 from nebctl.controller.placement import reads_usage
-from nebctl.controller.planning import PlanError, PlanRequest, QuotaLimit, plan_with_specs
+from nebctl.controller.planning import PlanError, PlanRequest, PlanTrace, QuotaLimit, plan_again
 from nebctl.controller.quotas import group_quotas
 from nebctl.controller.reaping import ProgramRecorder
 from nebctl.controller.recovering import SPANNED_OBJECTS, LiveObject, Recovery, Survey, rebuild, survey, unrecorded
@@ -102,6 +102,7 @@ class Controller:
         records_cache: RecordsCache | None = None,
         observations: ObservationKeeper | None = None,
         keep_observations: bool = True,
+        incremental: bool = False,
     ) -> None:
         """``host_attributes`` gives each host's custom probe attributes; by default the programs of
         ``settings.probes_dir`` run at each observation (the service hands in its cache of their results).
@@ -109,7 +110,9 @@ class Controller:
         again only the rows written since its last plan. ``observations`` keeps each plan's observation for the
         next, which reuses it while the drivers vouch that the hosts are as observed (``kept_observations``). Without
         ``keep_observations`` a plan writes nothing of what it observed: the service's monitor keeps that, every
-        round, and an edit's first action need not wait for it."""
+        round, and an edit's first action need not wait for it. With ``incremental`` (a controller that plans again
+        and again, the service's), each plan redoes only the resources that moved since the last one where it can
+        (``planning.incremental``); the records cache and the kept observation are what let it tell."""
         self.store = store
         self.registry = registry
         self.settings = settings
@@ -123,6 +126,8 @@ class Controller:
         self.records_cache = records_cache
         self.observations = observations
         self.keep_observations = keep_observations
+        self.incremental = incremental
+        self._trace: PlanTrace | None = None  # the last plan's, for the next (``incremental``)
 
     def installation(self) -> str:
         """This installation's id, written on every live object it makes (docs/ownership.md)."""
@@ -187,7 +192,13 @@ class Controller:
         problems = sources.missing_appliances(key for key in documents if _imports_again(key, documents, own))
         if problems:
             raise PlanError(problems)
-        plan, specs = plan_with_specs(request)
+        try:
+            plan, specs, trace = plan_again(request, self._trace if self.incremental else None)
+        except PlanError:
+            self._trace = None
+            raise
+        if self.incremental:
+            self._trace = trace
         self._refuse_second_copies(plan, own, hosts, live)
         after = self.store.change_versions()
         ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions

@@ -10,6 +10,9 @@ shrinking disks, immutable fields, images still in use, quotas: ``guards``), wha
 keep (``selection``), and finally the action graph with the order between resources (``graph``) and the
 fingerprint of what the plan was made from (``fingerprint``).
 
+A planner that lives on (the service's) hands each plan the trace of its last one (``plan_again``), and only the
+resources that moved are planned again when nothing the installation shares moved with them (``incremental``).
+
 A VM replaced with ``lifecycle.createBeforeDestroy`` is only known to be replaced once its changes are known,
 after placement and leases; but its new VM must be placed beside the old one and lease other addresses. So
 when a first pass finds such replacements, the plan is made again with the old VMs *deposed* (``replacement``):
@@ -21,7 +24,8 @@ the paths it ignores, whether it creates first, what it still uses, its actions 
 """
 
 from nebctl.controller.planning.fingerprint import fingerprint
-from nebctl.controller.planning.planner import make_plan, plan_with_specs
+from nebctl.controller.planning.incremental import PlanTrace
+from nebctl.controller.planning.planner import make_plan, plan_again, plan_with_specs
 from nebctl.controller.planning.request import KIND_ORDER, GroupQuota, PlanError, PlanRequest, QuotaLimit
 
 __all__ = [
@@ -29,8 +33,10 @@ __all__ = [
     "GroupQuota",
     "PlanError",
     "PlanRequest",
+    "PlanTrace",
     "QuotaLimit",
     "fingerprint",
     "make_plan",
+    "plan_again",
     "plan_with_specs",
 ]

@@ -5,7 +5,7 @@ each kind's reconciler, as one ``ResourceChange`` per resource.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nebctl.controller.planning.repairs import settle_repairs
@@ -21,6 +21,11 @@ from nebctl.reconcilers.identity import VMIdentity, deposed_of
 OWNERSHIP_ONLY = "only the applied spec written on its live objects changes"
 
 
+# What the plan says of one resource: its change (None for a record kept outside the manifests), the drift it
+# leaves uncorrected, and a warning (such a kept record's).
+Outcome = tuple[ResourceChange | None, tuple[DriftItem, ...], str | None]
+
+
 def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, new, unknown, deleted outside, equal, changed
     request: PlanRequest,
     own: Mapping[ResourceKey, RecordView],
@@ -30,62 +35,59 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
     *,
     deposing: frozenset[ResourceKey] = frozenset(),
     notes: Mapping[ResourceKey, str] | None = None,
-) -> tuple[list[ResourceChange], list[DriftItem], list[str]]:
-    changes: list[ResourceChange] = []
-    uncorrected: list[DriftItem] = []
-    warnings: list[str] = []
-    for key in sorted(request.documents.keys() | own.keys(), key=sort_key):
+    keys: Iterable[ResourceKey] | None = None,
+) -> dict[ResourceKey, Outcome]:
+    """Each resource's outcome, in the plan's order: of every resource of the manifests and of ``own`` records,
+    or of ``keys`` only (a plan made again for a few resources, ``incremental``)."""
+    outcomes: dict[ResourceKey, Outcome] = {}
+    for key in sorted(request.documents.keys() | own.keys() if keys is None else keys, key=sort_key):
         reconciler = request.reconcilers[key.kind]
         document = request.documents.get(key)
         record = own.get(key)
         if document is None:
             assert record is not None
-            # A deposed old VM is always deleted, whatever became of an earlier attempt: it only waited for
-            # its replacement.
-            if request.prune or record.status == "deleting" or deposed_of(key, record.live) is not None:
-                changes.append(
-                    ResourceChange(key, ChangeType.DELETE, host=record.host, reason=_deleting_reason(key, record))
-                )
-            else:
-                warnings.append(f"{key} is no longer in the manifests; it is kept (use --prune to delete it)")
+            outcomes[key] = _gone(key, record, request)
             continue
         desired = specs[key] = with_metadata(reconciler.desired_spec(key, document, ctx), document)
         host = ctx.placements.get(key) if reconciler.placed else None
         if record is None or record.applied is None:
             problems.extend(_foreign_live_object(key, record, request))
             reason = "resuming an interrupted create" if record is not None else (notes or {}).get(key, "")
-            changes.append(
-                ResourceChange(key, ChangeType.CREATE, _added(desired, reconciler.sensitive), host=host, reason=reason)
+            created = ResourceChange(
+                key, ChangeType.CREATE, _added(desired, reconciler.sensitive), host=host, reason=reason
             )
+            outcomes[key] = (created, (), None)
             continue
         observed, refused = settle_repairs(
             key, reconciler.detect_drift(key, record, request.live), record, request, ctx.spans.get(key, ())
         )
-        uncorrected.extend(refused)
+        uncorrected = tuple(refused)
         if observed.spec is not None and observed.spec is not record.applied:
             ctx.observed[key] = observed.spec  # type: ignore[index]  # the planner's own dict, filled here
         if observed.changed:
             ctx.changed[key] = observed.changed  # type: ignore[index]  # likewise
         if observed.unknown:
-            uncorrected.extend(observed.drift)
-            changes.append(ResourceChange(key, ChangeType.NOOP, host=record.host))
+            outcomes[key] = (
+                ResourceChange(key, ChangeType.NOOP, host=record.host),
+                (*uncorrected, *observed.drift),
+                None,
+            )
             continue
         if observed.spec is None:
-            changes.append(
-                ResourceChange(
-                    key,
-                    ChangeType.CREATE,
-                    _added(desired, reconciler.sensitive),
-                    host=host,
-                    reason="deleted outside nebctl",
-                    drift=observed.drift,
-                )
+            created = ResourceChange(
+                key,
+                ChangeType.CREATE,
+                _added(desired, reconciler.sensitive),
+                host=host,
+                reason="deleted outside nebctl",
+                drift=observed.drift,
             )
+            outcomes[key] = (created, uncorrected, None)
             continue
         if observed.spec == desired and not observed.changed:
             # The common case of a converged resource: equal specs have no field to list, and comparing them
             # field by field (flatten, sort, rule lookups) is most of a no-op plan's time.
-            changes.append(_settled(key, record, observed.drift))
+            outcomes[key] = (_settled(key, record, observed.drift), uncorrected, None)
             continue
         ignored = reconciler.ignored(document)
         fields = compare(
@@ -98,41 +100,51 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
         )
         effect = dearest(fields)
         unchanged = max(0, len(_flat_paths(desired)) - len(fields))
-        for change in fields:
-            if change.effect is Effect.IMMUTABLE:
-                problems.append(f"{key}: {change.path} cannot change ({change.why})")
+        for field_change in fields:
+            if field_change.effect is Effect.IMMUTABLE:
+                problems.append(f"{key}: {field_change.path} cannot change ({field_change.why})")
         problems.extend(reconciler.refusals(key, fields, effect))
         if not fields and not observed.changed:
-            changes.append(_settled(key, record, observed.drift))
+            change = _settled(key, record, observed.drift)
         elif effect is Effect.REPLACE:
-            changes.append(
-                ResourceChange(
-                    key,
-                    ChangeType.REPLACE,
-                    tuple(fields),
-                    host=host or record.host,
-                    previous_host=record.host,
-                    drift=observed.drift,
-                    unchanged=unchanged,
-                    create_first=key in deposing,
-                )
+            change = ResourceChange(
+                key,
+                ChangeType.REPLACE,
+                tuple(fields),
+                host=host or record.host,
+                previous_host=record.host,
+                drift=observed.drift,
+                unchanged=unchanged,
+                create_first=key in deposing,
             )
         else:
             previous_host = observed.spec.get("host") if reconciler.placed else None
-            changes.append(
-                ResourceChange(
-                    key,
-                    ChangeType.UPDATE,
-                    tuple(fields),
-                    restart=effect is Effect.RESTART,
-                    host=host or record.host,
-                    previous_host=previous_host,
-                    reason=_ownership_only(key, effect, observed.drift, reconciler.placed, ctx),
-                    drift=observed.drift,
-                    unchanged=unchanged,
-                )
+            change = ResourceChange(
+                key,
+                ChangeType.UPDATE,
+                tuple(fields),
+                restart=effect is Effect.RESTART,
+                host=host or record.host,
+                previous_host=previous_host,
+                reason=_ownership_only(key, effect, observed.drift, reconciler.placed, ctx),
+                drift=observed.drift,
+                unchanged=unchanged,
             )
-    return changes, uncorrected, warnings
+        outcomes[key] = (change, uncorrected, None)
+    return outcomes
+
+
+def _gone(key: ResourceKey, record: RecordView, request: PlanRequest) -> Outcome:
+    """The outcome of a record of the stack that the manifests no longer declare: deleted with ``--prune``, else
+    kept with a warning. A deposed old VM is always deleted, whatever became of an earlier attempt: it only waited
+    for its replacement."""
+    if request.prune or record.status == "deleting" or deposed_of(key, record.live) is not None:
+        return (
+            ResourceChange(key, ChangeType.DELETE, host=record.host, reason=_deleting_reason(key, record)),
+            (),
+            None,
+        )
+    return (None, (), f"{key} is no longer in the manifests; it is kept (use --prune to delete it)")
 
 
 def _ownership_only(

@@ -11,6 +11,7 @@ from nebctl.controller.planning.changes import resource_changes
 from nebctl.controller.planning.fingerprint import fingerprint
 from nebctl.controller.planning.graph import action_graph
 from nebctl.controller.planning.guards import check_deletions, check_quotas
+from nebctl.controller.planning.incremental import PlanTrace, Shared, replanned
 from nebctl.controller.planning.placing import place_vms
 from nebctl.controller.planning.replacement import check_created_first, created_first, incarnations_of, with_deposed
 from nebctl.controller.planning.request import PlanError, PlanRequest, sort_key
@@ -31,8 +32,18 @@ def plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict[
     """The plan, and the resolved spec of every resource the manifests declare (host, leases, datastores and
     spans filled in): what each record's ``applied`` becomes once its actions succeed. The specs hold secrets
     in clear, which is why they travel beside the plan and never inside it."""
+    plan, specs, _ = plan_again(request, None)
+    return plan, specs
+
+
+def plan_again(
+    request: PlanRequest, previous: PlanTrace | None
+) -> tuple[Plan, dict[ResourceKey, dict[str, Any]], PlanTrace | None]:
+    """``plan_with_specs``, redoing only what moved since ``previous`` (the trace of the last plan of a planner
+    that lives on, ``incremental``), and the trace of this plan for the next (None when it replaced VMs create-first:
+    the next plan is made whole)."""
     with _collector_paused():
-        return _plan_with_specs(request)
+        return _plan_with_specs(request, previous=previous)
 
 
 @contextlib.contextmanager
@@ -66,7 +77,8 @@ def _plan_with_specs(
     original: PlanRequest,
     deposing: frozenset[ResourceKey] = frozenset(),
     refused: frozenset[ResourceKey] = frozenset(),
-) -> tuple[Plan, dict[ResourceKey, dict[str, Any]]]:
+    previous: PlanTrace | None = None,
+) -> tuple[Plan, dict[ResourceKey, dict[str, Any]], PlanTrace | None]:
     """The plan, with the VMs of ``deposing`` replaced create-first (their old VMs deposed); ``refused`` are
     VMs that asked for it but turned out not to be replaced once planned so (they are not asked again)."""
     request = with_deposed(original, deposing)
@@ -76,40 +88,25 @@ def _plan_with_specs(
     for key in sorted(foreign, key=sort_key):  # only the few found are sorted, not every document
         other = request.records[key]
         problems.append(f"{key}: belongs to stack {other.stack!r}; nebctl never touches another stack's objects")
-    hosts = sorted(key.name for key in request.documents if key.kind is Kind.HOST)
-    spans = spans_of(request, hosts)
     details: list[str] = []
-    notes: dict[ResourceKey, str] = {}
-    instance_types: dict[ResourceKey, str] = {}
-    placements = place_vms(
-        request, own, hosts, problems, deposing, details=details, notes=notes, instance_types=instance_types
-    )
-    incarnations = incarnations_of(own, deposing)
-    resolution = _resolve(
-        request,
-        own,
-        spans=spans,
-        placements=placements,
-        incarnations=incarnations,
-        deposing=deposing,
-        problems=problems,
-    )
-    specs: dict[ResourceKey, dict[str, Any]] = {}  # filled in by resource_changes, read by the reconcilers' actions
-    ctx = PlanningContext(
-        stack=request.stack,
-        documents=request.documents,
-        records=own,
-        hosts=hosts,
-        spans=spans,
-        placements=placements,
-        leases=resolution.leases,
-        disk_datastores=resolution.disk_datastores,
-        specs=specs,
-        incarnations=incarnations,
-        macs=resolution.macs,
-        instance_types=instance_types,
-    )
-    changes, drift, warnings = resource_changes(request, own, ctx, problems, specs, deposing=deposing, notes=notes)
+    again = replanned(previous, request) if previous is not None and not deposing else None
+    specs: dict[ResourceKey, dict[str, Any]]  # filled in by resource_changes, read by the reconcilers' actions
+    if previous is not None and again is not None:
+        shared = previous.shared
+        specs, observed, changed = dict(previous.specs), dict(previous.observed), dict(previous.changed)
+        for key in again:  # planned again below: what the last plan found of them goes
+            specs.pop(key, None)
+            observed.pop(key, None)
+            changed.pop(key, None)
+        ctx = _context(request, own, shared, specs, observed=observed, changed=changed)
+        fresh = resource_changes(request, own, ctx, problems, specs, keys=again, notes=shared.notes)
+        outcomes = {key: fresh[key] if key in again else outcome for key, outcome in previous.outcomes.items()}
+    else:
+        shared = _shared(request, own, deposing, problems, details)
+        specs = {}
+        ctx = _context(request, own, shared, specs, observed={}, changed={})
+        outcomes = resource_changes(request, own, ctx, problems, specs, deposing=deposing, notes=shared.notes)
+    changes = [change for change, _, _ in outcomes.values() if change is not None]
     replaced = {c.key for c in changes if c.type is ChangeType.REPLACE}
     wanted = created_first(changes, request) - deposing - refused
     stale = deposing - replaced
@@ -129,10 +126,68 @@ def _plan_with_specs(
         edges=edges,
         # What the state was (the deposed records are not written yet), computed when first asked for.
         fingerprinted=lambda: fingerprint(original),
-        drift=tuple(drift),
-        warnings=tuple(warnings),
+        drift=tuple(item for _, items, _ in outcomes.values() for item in items),
+        warnings=tuple(warning for _, _, warning in outcomes.values() if warning is not None),
     )
-    return plan, specs
+    # A plan that deposed VMs is made whole the next time: its request is not the one the next plan compares with.
+    trace = None if deposing else PlanTrace(request, shared, outcomes, specs, ctx.observed, ctx.changed)
+    return plan, specs, trace
+
+
+def _shared(
+    request: PlanRequest,
+    own: Mapping[ResourceKey, RecordView],
+    deposing: frozenset[ResourceKey],
+    problems: list[str],
+    details: list[str],
+) -> Shared:
+    """The installation-wide steps, in order: spans, placement, incarnations, each kind's resolution."""
+    hosts = sorted(key.name for key in request.documents if key.kind is Kind.HOST)
+    spans = spans_of(request, hosts)
+    notes: dict[ResourceKey, str] = {}
+    instance_types: dict[ResourceKey, str] = {}
+    placements = place_vms(
+        request, own, hosts, problems, deposing, details=details, notes=notes, instance_types=instance_types
+    )
+    incarnations = incarnations_of(own, deposing)
+    resolution = _resolve(
+        request,
+        own,
+        spans=spans,
+        placements=placements,
+        incarnations=incarnations,
+        deposing=deposing,
+        problems=problems,
+    )
+    return Shared(hosts, spans, placements, instance_types, notes, incarnations, resolution)
+
+
+def _context(
+    request: PlanRequest,
+    own: Mapping[ResourceKey, RecordView],
+    shared: Shared,
+    specs: dict[ResourceKey, dict[str, Any]],
+    *,
+    observed: dict[ResourceKey, Mapping[str, Any]],
+    changed: dict[ResourceKey, tuple[str, ...]],
+) -> PlanningContext:
+    resolution = shared.resolution
+    return PlanningContext(
+        stack=request.stack,
+        documents=request.documents,
+        records=own,
+        hosts=shared.hosts,
+        spans=shared.spans,
+        placements=shared.placements,
+        leases=resolution.leases,
+        disk_datastores=resolution.disk_datastores,
+        specs=specs,
+        incarnations=shared.incarnations,
+        macs=resolution.macs,
+        instance_types=shared.instance_types,
+        observed=observed,
+        changed=changed,
+    )
 
 
 def _resolve(

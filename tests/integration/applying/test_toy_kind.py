@@ -161,6 +161,12 @@ class Beacon:
     def creates_first(self, document: AnyManifest) -> bool:
         return False
 
+    def shared_inputs(self, document: AnyManifest) -> object | None:
+        return None  # its ``resolve`` reads every beacon: any edit of one plans everything again
+
+    def shared_record_inputs(self, record: RecordView) -> object | None:
+        return None
+
     def depose(
         self, key: ResourceKey, live: Mapping[str, Any], taken: Container[ResourceKey] = frozenset()
     ) -> Deposition:

@@ -1,0 +1,116 @@
+"""Planning again after a small change, for a planner that lives on (the service): what the last plan found is
+kept (a ``PlanTrace``), and the next plan redoes only the resources whose own inputs moved, when it can show that
+nothing the whole installation shares moved with them.
+
+A plan has two kinds of steps. The installation-wide ones (placement, addresses and MACs, disk datastores, the
+incarnations) read every VM's manifest and record; the per-resource ones (the desired spec, drift, the comparison)
+read one resource's manifest, record and live state, and what the installation-wide steps settled for it. The
+per-resource results of the last plan still hold for every resource whose manifest and record are the same
+objects as then (the manifest cache and the records cache hand out unchanged ones again), when the live view is
+the same object too (an observation kept while the drivers vouch for it) and the options are equal. The
+installation-wide results still hold when, besides, every resource that did change is a kind whose reconciler says
+what those steps read of it (``Reconciler.shared_inputs``, ``shared_record_inputs``) and that stayed equal: a label,
+an annotation, cloud-init data, a state change of a VM. Anything else (a VM that grows, a new NIC, a new VM, a host
+or network edited, another stack's record moved) means planning everything, as does a change of more than a
+quarter of the resources (a whole plan then costs about as much). Resources that had drift are planned again too:
+whether their repair is refused reads the records of the VMs that hold their objects (``repairs``).
+
+The checks across resources (deletions, quotas, targets) and the action graph always run over the whole plan.
+Pure: values in, values out; ``tests/property/test_incremental_plans.py`` compares it with the whole plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nebctl.controller.planning.changes import Outcome
+from nebctl.controller.planning.request import PlanRequest
+from nebctl.core.keys import ResourceKey
+from nebctl.reconcilers.base import Resolution
+
+# More changed resources than this share of the manifests: the whole plan is made.
+MOST_REPLANNED = 0.25
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What a plan's installation-wide steps settled: the hosts of the manifests, the spans of multi-host
+    resources, each VM's host (with its instance type and the note the plan prints beside it), each VM's
+    incarnation, and each kind's resolution (addresses, MACs, disk datastores)."""
+
+    hosts: list[str]
+    spans: Mapping[ResourceKey, tuple[str, ...]]
+    placements: Mapping[ResourceKey, str]
+    instance_types: Mapping[ResourceKey, str]
+    notes: Mapping[ResourceKey, str]
+    incarnations: Mapping[ResourceKey, int]
+    resolution: Resolution
+
+
+@dataclass(frozen=True)
+class PlanTrace:
+    """What a plan was made from and found, for the next plan to redo only what moved (``replanned``)."""
+
+    request: PlanRequest
+    shared: Shared
+    outcomes: Mapping[ResourceKey, Outcome]  # every resource's, in the plan's order, before selection
+    specs: Mapping[ResourceKey, dict[str, Any]]  # the resolved spec of each resource of the manifests
+    observed: Mapping[ResourceKey, Mapping[str, Any]]  # ``PlanningContext.observed``
+    changed: Mapping[ResourceKey, tuple[str, ...]]  # ``PlanningContext.changed``
+
+
+def replanned(previous: PlanTrace, request: PlanRequest) -> frozenset[ResourceKey] | None:
+    """The resources to plan again when everything else of ``request`` is as ``previous`` found it; None when the
+    whole plan must be made (the module's rules)."""
+    before = previous.request
+    if (
+        request.live is not before.live
+        or request.reconcilers is not before.reconcilers
+        or _options(request) != _options(before)
+        or request.documents.keys() != before.documents.keys()
+        or request.records.keys() != before.records.keys()
+    ):
+        return None
+    again: set[ResourceKey] = set()
+    reconcilers = request.reconcilers
+    old_documents = before.documents
+    for key, document in request.documents.items():
+        old = old_documents[key]
+        if document is old:
+            continue
+        shared = reconcilers[key.kind].shared_inputs(document)
+        if shared is None or shared != reconcilers[key.kind].shared_inputs(old):
+            return None
+        again.add(key)
+    old_records = before.records
+    documents = request.documents
+    for key, record in request.records.items():
+        old_record = old_records[key]
+        if record is old_record:
+            continue
+        if key not in documents:
+            return None  # a record outside the manifests counts in the shared steps (another stack's VM)
+        shared = reconcilers[key.kind].shared_record_inputs(record)
+        if shared is None or shared != reconcilers[key.kind].shared_record_inputs(old_record):
+            return None
+        again.add(key)
+    if len(again) > MOST_REPLANNED * max(1, len(documents)):
+        return None
+    for key, (change, drift, _) in previous.outcomes.items():
+        if drift or (change is not None and change.drift):
+            again.add(key)  # how its drift is repaired reads the records of the VMs that hold its objects
+    return frozenset(again)
+
+
+def _options(request: PlanRequest) -> tuple[object, ...]:
+    return (
+        request.stack,
+        request.prune,
+        request.targets,
+        request.excludes,
+        tuple(request.quotas),
+        tuple(request.group_quotas),
+        request.mac_bits,
+    )

@@ -1,0 +1,265 @@
+"""Planning again from the last plan's trace (``planning.incremental``) gives the plan a whole plan gives.
+
+The property drives a world through random steps, the way the service meets them: manifests edited (labels, state,
+size, NICs, placement), VMs added and removed, a host edited, drift, plans applied, the same inputs again. After
+each step the plan made from the last trace and the plan made whole must be equal in every part (changes, actions,
+order, drift, warnings, resolved specs), or fail with the same problems. The examples below state, for a few
+edits, which resources are planned again, and that the whole plan is made whenever something shared moved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nebctl.controller.planning import PlanError, PlanRequest, PlanTrace, plan_again, plan_with_specs
+from nebctl.controller.planning.incremental import replanned
+from nebctl.core.keys import ResourceKey
+from nebctl.core.plans import Plan
+from nebctl.database.records import ResourceRecord
+from nebctl.drivers.states import VMLiveState
+from nebctl.reconcilers.base import LiveView
+from nebctl.reconcilers.identity import VMIdentity
+from nebctl.schemas.models import AnyManifest
+
+from .test_changed_outside import FULL, OVERLAY, listed
+from .world import BASE, World, actions_of, applied, converge, documents, key, vm, without
+
+NAMES = [f"vm{index}" for index in range(8)]
+PLACEMENTS = ["placement: {host: h1}", "placement: {host: h2}", "placement: {policy: packing}", "placement: {}"]
+
+
+def _vm(name: str, *, vcpu: int = 2, label: str = "web", state: str = "running", nics: int = 1, where: int = 2) -> str:
+    text = vm(name, **{"vcpu: 2": f"vcpu: {vcpu}\n  state: {state}", "app: web": f"app: {label}"})
+    text = text.replace("placement: {host: h1}", PLACEMENTS[where])
+    if nics == 2:
+        text = text.replace(
+            "    - {network: lan, securityGroups: [ssh]}",
+            "    - {network: lan, securityGroups: [ssh]}\n    - {network: lan}",
+        )
+    return text
+
+
+def _one(text: str) -> AnyManifest:
+    """The document of ``text``, validated beside the usual surroundings (in place of its namesake there)."""
+    name = text.split("name: ", 1)[1].split(",", 1)[0].split("}", 1)[0]
+    wanted = key(("host/" if "kind: Host" in text else "vm/") + name)
+    return documents(without(BASE, name), text)[wanted]
+
+
+def _start() -> World:
+    texts = [BASE] + [_vm(name, where=index % len(PLACEMENTS)) for index, name in enumerate(NAMES[:6])]
+    return converge(*texts)
+
+
+def _same(incremental: tuple[Plan, dict[ResourceKey, Any]], whole: tuple[Plan, dict[ResourceKey, Any]]) -> None:
+    (plan, specs), (expected, expected_specs) = incremental, whole
+    assert plan.changes == expected.changes
+    assert plan.actions == expected.actions
+    assert plan.edges == expected.edges
+    assert plan.drift == expected.drift
+    assert plan.warnings == expected.warnings
+    assert specs == expected_specs
+
+
+def _plans(request: PlanRequest, trace: PlanTrace | None) -> PlanTrace | None:
+    """Plan ``request`` from ``trace`` and whole; both must agree. The incremental plan's trace, for the next."""
+    try:
+        plan, specs, following = plan_again(request, trace)
+    except PlanError as error:
+        with pytest.raises(PlanError) as whole:
+            plan_with_specs(request)
+        assert error.problems == whole.value.problems
+        return None  # the controller forgets its trace when a plan fails
+    _same((plan, specs), plan_with_specs(request))
+    return following
+
+
+# One step: what it does to the manifests, the records and the live view. Unchanged objects stay the same objects,
+# as the manifest cache and the records cache hand them out again.
+STEPS = st.one_of(
+    st.tuples(st.just("label"), st.sampled_from(NAMES), st.sampled_from(["web", "db", "cache"])),
+    st.tuples(st.just("state"), st.sampled_from(NAMES), st.sampled_from(["running", "stopped"])),
+    st.tuples(st.just("vcpu"), st.sampled_from(NAMES), st.sampled_from([1, 2, 4, 16])),
+    st.tuples(st.just("nics"), st.sampled_from(NAMES), st.sampled_from([1, 2])),
+    st.tuples(st.just("where"), st.sampled_from(NAMES), st.integers(0, len(PLACEMENTS) - 1)),
+    st.tuples(st.just("same copy"), st.sampled_from(NAMES), st.just(0)),
+    st.tuples(st.just("remove"), st.sampled_from(NAMES), st.just(0)),
+    st.tuples(st.just("stopped outside"), st.sampled_from(NAMES), st.just(0)),
+    st.tuples(st.just("record status"), st.sampled_from(NAMES), st.sampled_from(["updating", "running"])),
+    st.tuples(st.just("record host"), st.sampled_from(NAMES), st.sampled_from(["h1", "h2"])),
+    st.tuples(st.just("host label"), st.just("h2"), st.sampled_from(["a", "b"])),
+    st.tuples(st.just("apply"), st.just(""), st.just(0)),
+    st.tuples(st.just("again"), st.just(""), st.just(0)),
+)
+
+
+@dataclasses.dataclass
+class _State:
+    documents: dict[ResourceKey, AnyManifest]
+    records: dict[ResourceKey, ResourceRecord]
+    live: LiveView
+    settings: dict[str, dict[str, Any]]  # each VM's parameters, as ``_vm`` takes them
+    prune: bool
+
+    def request(self) -> PlanRequest:
+        return PlanRequest(
+            stack="demo", documents=dict(self.documents), records=dict(self.records), live=self.live, prune=self.prune
+        )
+
+
+def _step(state: _State, step: tuple[str, str, Any]) -> None:
+    what, name, value = step
+    if what == "apply":
+        _apply(state)
+    elif what == "host label":
+        text = f"apiVersion: nebctl/v1\nkind: Host\nmetadata: {{name: h2, labels: {{rack: {value}}}}}\nspec: {{uri: 'sim://h2'}}"
+        state.documents[key("host/h2")] = _one(text)
+    elif what != "again":
+        _vm_step(state, what, key(f"vm/{name}"), value)
+
+
+def _vm_step(state: _State, what: str, vm_key: ResourceKey, value: Any) -> None:
+    name = vm_key.name
+    parameters = state.settings.setdefault(name, {"where": NAMES.index(name) % len(PLACEMENTS)})
+    if what in ("label", "state", "vcpu", "nics", "where"):
+        parameters[what] = value
+        state.documents[vm_key] = _one(_vm(name, **parameters))
+    elif what == "same copy" and vm_key in state.documents:
+        state.documents[vm_key] = _one(_vm(name, **parameters))
+    elif what == "remove":
+        state.documents.pop(vm_key, None)
+    elif what == "stopped outside" and vm_key in state.records:
+        uuid = VMIdentity.recorded(vm_key, state.records[vm_key].live).uuid
+        if uuid in state.live.vms:
+            vms = {**state.live.vms, uuid: dataclasses.replace(state.live.vms[uuid], state=VMLiveState.STOPPED)}
+            state.live = dataclasses.replace(state.live, vms=vms)
+    elif what == "record status" and vm_key in state.records:
+        state.records[vm_key] = dataclasses.replace(state.records[vm_key], status=value)
+    elif what == "record host" and vm_key in state.records:  # as a migration outside nebctl, recorded
+        state.records[vm_key] = dataclasses.replace(state.records[vm_key], host=value)
+
+
+def _apply(state: _State) -> None:
+    """Every change of the plan done, as the journal records it: the records it wrote are new objects, the
+    others stay the objects they were."""
+    try:
+        world = applied(state.request())
+    except PlanError:
+        return
+    for record_key, record in world.records.items():
+        if state.records.get(record_key) != record:
+            state.records[record_key] = record
+    for gone in set(state.records) - set(world.records):
+        del state.records[gone]
+    state.live = world.live
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(STEPS, min_size=1, max_size=12), prune=st.booleans())
+def test_a_plan_made_from_the_last_trace_is_the_whole_plan(steps: list[tuple[str, str, Any]], prune: bool) -> None:
+    world = _start()
+    state = _State(dict(world.documents), dict(world.records), world.live, {}, prune)
+    trace = _plans(state.request(), None)
+    for step in steps:
+        _step(state, step)
+        trace = _plans(state.request(), trace)
+
+
+# --- which resources are planned again --------------------------------------------------------------------------
+
+
+def _traced(world: World) -> tuple[PlanRequest, PlanTrace]:
+    request = PlanRequest(stack="demo", documents=dict(world.documents), records=dict(world.records), live=world.live)
+    _, _, trace = plan_again(request, None)
+    assert trace is not None
+    return request, trace
+
+
+def _edited(request: PlanRequest, changes: Mapping[ResourceKey, AnyManifest], **others: Any) -> PlanRequest:
+    return dataclasses.replace(request, documents={**request.documents, **changes}, **others)
+
+
+def test_a_label_edit_plans_only_that_vm_again_and_updates_it() -> None:
+    request, trace = _traced(_start())
+    edited = _edited(request, {key("vm/vm1"): _one(_vm("vm1", label="db", where=1))})
+    assert replanned(trace, edited) == frozenset({key("vm/vm1")})
+    plan, _, _ = plan_again(edited, trace)
+    assert [(str(c.key), c.type.value) for c in plan.changes if c.is_change] == [("vm/vm1", "update")]
+    assert [f.path for c in plan.changes if c.is_change for f in c.fields] == ["metadata.labels.app"]
+
+
+def test_the_same_inputs_plan_nothing_again() -> None:
+    request, trace = _traced(_start())
+    assert replanned(trace, dataclasses.replace(request, documents=dict(request.documents))) == frozenset()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param({"vcpu": 4}, id="a VM grows"),
+        pytest.param({"nics": 2}, id="a NIC more"),
+        pytest.param({"where": 3}, id="other placement rules"),
+    ],
+)
+def test_an_edit_of_what_vms_share_plans_everything(edit: dict[str, Any]) -> None:
+    request, trace = _traced(_start())
+    assert replanned(trace, _edited(request, {key("vm/vm1"): _one(_vm("vm1", **{"where": 1, **edit}))})) is None
+
+
+def test_new_vms_other_kinds_drift_and_options_plan_everything() -> None:
+    world = _start()
+    request, trace = _traced(world)
+    host = _one("apiVersion: nebctl/v1\nkind: Host\nmetadata: {name: h2, labels: {rack: a}}\nspec: {uri: 'sim://h2'}")
+    assert replanned(trace, _edited(request, {key("host/h2"): host})) is None
+    assert replanned(trace, _edited(request, {key("vm/vm7"): _one(_vm("vm7"))})) is None
+    stopped = world.with_vm(key("vm/vm1"), state=VMLiveState.STOPPED)
+    assert replanned(trace, _edited(request, {}, live=stopped.live)) is None
+    assert replanned(trace, _edited(request, {}, prune=True)) is None
+    base = documents(BASE)
+    assert all(document is not base[k] for k, document in request.documents.items() if k in base)
+
+
+def test_a_record_rewritten_with_the_same_addresses_is_planned_again_alone() -> None:
+    request, trace = _traced(_start())
+    record = request.records[key("vm/vm2")]
+    assert isinstance(record, ResourceRecord)
+    moved = dataclasses.replace(record, status="updating")
+    again = replanned(trace, dataclasses.replace(request, records={**request.records, key("vm/vm2"): moved}))
+    assert again == frozenset({key("vm/vm2")})
+    elsewhere = dataclasses.replace(record, host="h1" if record.host == "h2" else "h2")
+    assert replanned(trace, dataclasses.replace(request, records={**request.records, key("vm/vm2"): elsewhere})) is None
+
+
+def test_a_refused_repair_is_judged_again_when_the_vm_holding_its_object_changes() -> None:
+    # vm/web's disk is an overlay of image/debian, whose volume changed on h1: its repair there is refused while
+    # the VM holds it. The VM then becomes a full copy (its record rewritten, nothing it shares moved): the repair
+    # is no longer refused, although neither the image's manifest nor its record changed.
+    world = converge(BASE, vm())
+    image = key("image/debian")
+    imported = dataclasses.replace(world.records[image], live={"format": "qcow2", "size": 2 * 1024**3})
+    world = dataclasses.replace(world, records={**world.records, image: imported})
+    as_imported = {("volume", "image-debian"): {"format": "qcow2", "size": "2Gi"}}
+    world = listed(world, {"h1": {("volume", "image-debian"): {"format": "raw", "size": "2Gi"}}, "h2": as_imported})
+    request, trace = _traced(world)
+    assert [str(item.key) for item in plan_with_specs(request)[0].drift] == ["image/debian"]
+
+    web = key("vm/web")
+    record = request.records[web]
+    assert isinstance(record, ResourceRecord) and record.applied is not None
+    disks = [{**record.applied["disks"][0], "clone": "full"}]
+    copied = dataclasses.replace(record, applied={**record.applied, "disks": disks})
+    full = _one(vm(**{OVERLAY: FULL}))
+    edited = dataclasses.replace(
+        request, documents={**request.documents, web: full}, records={**request.records, web: copied}
+    )
+    assert replanned(trace, edited) == frozenset({web, image})
+    plan, specs, _ = plan_again(edited, trace)
+    _same((plan, specs), plan_with_specs(edited))
+    assert plan.drift == ()
+    assert sorted(str(action.host) for action in actions_of(plan, "image/debian")) == ["h1", "h1"]  # delete, import
