@@ -134,6 +134,16 @@ class Resolution:
 
 
 @dataclass(frozen=True)
+class SharedInputs:
+    """What a plan's installation-wide steps read of one manifest or record, as values compared with ``==``:
+    ``placing``, what placement reads (a VM's size, its rules, its current host), and ``resolving``, what the other
+    steps read (addresses, MACs, disk datastores, incarnations). ``Reconciler.shared_inputs`` gives them."""
+
+    placing: object = None
+    resolving: object = None
+
+
+@dataclass(frozen=True)
 class Removals:
     """What a plan takes away, for each staying resource's ``still_uses``: the resources deleted or replaced
     (``going``), deleted only, updated, the spanned resources each host loses (``leaving``, by host), and the
@@ -361,14 +371,14 @@ class Reconciler(Protocol):
         ``lifecycle.createBeforeDestroy``); the planner then deposes the old one (``depose``)."""
         ...
 
-    def shared_inputs(self, document: AnyManifest) -> object | None:
-        """What the plan's installation-wide steps read of a manifest of this kind (placement, leases, MACs, disk
-        datastores, the spans of multi-host resources), as a value compared with ``==``; None when they may read
-        any of it. A planner that plans again after an edit (``planning.incremental``) redoes only the edited
-        resources when this stays equal for each of them; any other edit means planning everything."""
+    def shared_inputs(self, document: AnyManifest) -> SharedInputs | None:
+        """What the plan's installation-wide steps read of a manifest of this kind; None when they may read any
+        of it. A planner that plans again after an edit (``planning.incremental``) redoes only the edited
+        resources when these stay equal for each of them (or, for ``placing``, when placing every VM again
+        gives every VM the same host); any other edit means planning everything."""
         ...
 
-    def shared_record_inputs(self, record: RecordView) -> object | None:
+    def shared_record_inputs(self, record: RecordView) -> SharedInputs | None:
         """The same for a record of this kind: what those steps read of it; None when they may read any of it."""
         ...
 
@@ -480,10 +490,10 @@ class PlainKind:
     def creates_first(self, document: AnyManifest) -> bool:
         return False
 
-    def shared_inputs(self, document: AnyManifest) -> object | None:
+    def shared_inputs(self, document: AnyManifest) -> SharedInputs | None:
         return None  # hosts, networks, images, datastores: what every VM's resolution and every span reads
 
-    def shared_record_inputs(self, record: RecordView) -> object | None:
+    def shared_record_inputs(self, record: RecordView) -> SharedInputs | None:
         return None
 
     def depose(

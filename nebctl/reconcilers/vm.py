@@ -49,6 +49,7 @@ from nebctl.reconcilers.base import (
     RecordView,
     Removals,
     Resolution,
+    SharedInputs,
     Usage,
     World,
     action_id,
@@ -260,10 +261,10 @@ class VirtualMachineReconciler:
     def creates_first(self, document: AnyManifest) -> bool:
         return isinstance(document, VirtualMachine) and document.spec.lifecycle.createBeforeDestroy
 
-    def shared_inputs(self, document: AnyManifest) -> object | None:
+    def shared_inputs(self, document: AnyManifest) -> SharedInputs | None:
         return vm_shared_inputs(document) if isinstance(document, VirtualMachine) else None
 
-    def shared_record_inputs(self, record: RecordView) -> object | None:
+    def shared_record_inputs(self, record: RecordView) -> SharedInputs | None:
         return vm_record_shared_inputs(record)
 
     def refusals(self, key: ResourceKey, fields: Sequence[FieldChange], effect: Effect) -> list[str]:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from nebctl.core.keys import Kind, ResourceKey, sort_key
-from nebctl.reconcilers.base import PlanInputs, RecordView
+from nebctl.reconcilers.base import PlanInputs, RecordView, SharedInputs
 from nebctl.reconcilers.identity import deposed_of, mac_address
 from nebctl.schemas.models import AnyManifest, Host, Image, Network, VirtualMachine
 
@@ -159,36 +159,40 @@ def mac_addresses(  # noqa: PLR0912 - one pass over every NIC: kept, recorded, d
     return macs
 
 
-def vm_shared_inputs(vm: VirtualMachine) -> tuple[object, ...]:
+def vm_shared_inputs(vm: VirtualMachine) -> SharedInputs:
     """What a plan's installation-wide steps read of a VM's manifest: its size, disks and placement rules (where
-    it goes, and the quotas), its NICs' networks and static addresses (leases, MACs) and its disks' datastores and
-    images (disk datastores). Two manifests equal here resolve alike, whatever else of them differs."""
+    it goes, and the quotas); its NICs' networks and static addresses (leases, MACs) and its disks' datastores and
+    images (disk datastores). Two manifests equal here are placed and resolved alike, whatever else differs."""
     spec = vm.spec
-    return (
-        spec.vcpu,
-        spec.memory,
-        spec.placement,
-        tuple((nic.network, nic.ip) for nic in spec.nics),
-        tuple((disk.size, disk.datastore, disk.image) for disk in spec.disks),
+    return SharedInputs(
+        placing=(spec.vcpu, spec.memory, tuple(disk.size for disk in spec.disks), spec.placement),
+        resolving=(
+            tuple((nic.network, nic.ip) for nic in spec.nics),
+            tuple((disk.datastore, disk.image) for disk in spec.disks),
+        ),
     )
 
 
-def vm_record_shared_inputs(record: RecordView) -> tuple[object, ...]:
-    """What those steps read of a VM's record: its stack and host, the size it holds there, its NICs' addresses
-    and MACs (applied, or prepared by an unfinished apply), its incarnation, instance type and deposition."""
+def vm_record_shared_inputs(record: RecordView) -> SharedInputs:
+    """What those steps read of a VM's record: its host and the size and instance type it holds there (where it
+    stays); its stack, its NICs' addresses and MACs (applied, or prepared by an unfinished apply), its incarnation
+    and deposition (the rest)."""
     applied = record.applied
     live = record.live
-    nics = None
+    size = nics = None
     if applied is not None:
+        size = (applied.get("vcpu"), applied.get("memory"))
         nics = tuple((nic.get("network"), nic.get("ip"), nic.get("mac")) for nic in applied.get("nics", []))
-    return (
-        record.stack,
-        record.host,
-        None if applied is None else (applied.get("vcpu"), applied.get("memory"), nics),
-        {name: value for name, value in live.items() if name.startswith("nic.")},
-        live.get("incarnation"),
-        live.get("instanceType"),
-        live.get("deposed"),
+    return SharedInputs(
+        placing=(record.host, size, live.get("instanceType")),
+        resolving=(
+            record.stack,
+            applied is None,
+            nics,
+            {name: value for name, value in live.items() if name.startswith("nic.")},
+            live.get("incarnation"),
+            live.get("deposed"),
+        ),
     )
 
 

@@ -10,9 +10,11 @@ objects as then (the manifest cache and the records cache hand out unchanged one
 the same object too (an observation kept while the drivers vouch for it) and the options are equal. The
 installation-wide results still hold when, besides, every resource that did change is a kind whose reconciler says
 what those steps read of it (``Reconciler.shared_inputs``, ``shared_record_inputs``) and that stayed equal: a label,
-an annotation, cloud-init data, a state change of a VM. Anything else (a VM that grows, a new NIC, a new VM, a host
-or network edited, another stack's record moved) means planning everything, as does a change of more than a
-quarter of the resources (a whole plan then costs about as much). Resources that had drift are planned again too:
+an annotation, cloud-init data, a state change of a VM. When only what placement reads moved (a VM's size or
+placement rules, its recorded host), every VM is placed again, and the rest is kept if every VM gets the host it
+had. Anything else (a VM placed elsewhere, a new NIC, a new VM, a host or network edited, another stack's record
+moved) means planning everything, as does a change of more than a quarter of the resources (a whole plan then
+costs about as much). Resources that had drift are planned again too:
 whether their repair is refused reads the records of the VMs that hold their objects (``repairs``).
 
 The checks across resources (deletions, quotas, targets) and the action graph always run over the whole plan.
@@ -28,7 +30,7 @@ from typing import Any
 from nebctl.controller.planning.changes import Outcome
 from nebctl.controller.planning.request import PlanRequest
 from nebctl.core.keys import ResourceKey
-from nebctl.reconcilers.base import Resolution
+from nebctl.reconcilers.base import Resolution, SharedInputs
 
 # More changed resources than this share of the manifests: the whole plan is made.
 MOST_REPLANNED = 0.25
@@ -61,9 +63,18 @@ class PlanTrace:
     changed: Mapping[ResourceKey, tuple[str, ...]]  # ``PlanningContext.changed``
 
 
-def replanned(previous: PlanTrace, request: PlanRequest) -> frozenset[ResourceKey] | None:
-    """The resources to plan again when everything else of ``request`` is as ``previous`` found it; None when the
-    whole plan must be made (the module's rules)."""
+@dataclass(frozen=True)
+class Replan:
+    """What a plan made from a trace redoes: the resources planned again, and whether every VM is placed again
+    (something placement reads moved); the placement must then come out as before, or the whole plan is made."""
+
+    keys: frozenset[ResourceKey]
+    placing: bool = False
+
+
+def replanned(previous: PlanTrace, request: PlanRequest) -> Replan | None:
+    """What to redo when everything else of ``request`` is as ``previous`` found it; None when the whole plan must
+    be made (the module's rules)."""
     before = previous.request
     if (
         request.live is not before.live
@@ -74,15 +85,18 @@ def replanned(previous: PlanTrace, request: PlanRequest) -> frozenset[ResourceKe
     ):
         return None
     again: set[ResourceKey] = set()
+    placing = False
     reconcilers = request.reconcilers
     old_documents = before.documents
     for key, document in request.documents.items():
         old = old_documents[key]
         if document is old:
             continue
-        shared = reconcilers[key.kind].shared_inputs(document)
-        if shared is None or shared != reconcilers[key.kind].shared_inputs(old):
+        reconciler = reconcilers[key.kind]
+        moved = _moved(reconciler.shared_inputs(document), reconciler.shared_inputs(old))
+        if moved is None:
             return None
+        placing = placing or moved
         again.add(key)
     old_records = before.records
     documents = request.documents
@@ -92,16 +106,26 @@ def replanned(previous: PlanTrace, request: PlanRequest) -> frozenset[ResourceKe
             continue
         if key not in documents:
             return None  # a record outside the manifests counts in the shared steps (another stack's VM)
-        shared = reconcilers[key.kind].shared_record_inputs(record)
-        if shared is None or shared != reconcilers[key.kind].shared_record_inputs(old_record):
+        reconciler = reconcilers[key.kind]
+        moved = _moved(reconciler.shared_record_inputs(record), reconciler.shared_record_inputs(old_record))
+        if moved is None:
             return None
+        placing = placing or moved
         again.add(key)
     if len(again) > MOST_REPLANNED * max(1, len(documents)):
         return None
     for key, (change, drift, _) in previous.outcomes.items():
         if drift or (change is not None and change.drift):
             again.add(key)  # how its drift is repaired reads the records of the VMs that hold its objects
-    return frozenset(again)
+    return Replan(frozenset(again), placing)
+
+
+def _moved(now: SharedInputs | None, before: SharedInputs | None) -> bool | None:
+    """Whether what placement reads moved (False: nothing shared moved); None when something else shared did, or
+    the kind does not say what it shares."""
+    if now is None or before is None or now.resolving != before.resolving:
+        return None
+    return now.placing != before.placing
 
 
 def _options(request: PlanRequest) -> tuple[object, ...]:

@@ -11,7 +11,7 @@ from nebctl.controller.planning.changes import resource_changes
 from nebctl.controller.planning.fingerprint import fingerprint
 from nebctl.controller.planning.graph import action_graph
 from nebctl.controller.planning.guards import check_deletions, check_quotas
-from nebctl.controller.planning.incremental import PlanTrace, Shared, replanned
+from nebctl.controller.planning.incremental import PlanTrace, Replan, Shared, replanned
 from nebctl.controller.planning.placing import place_vms
 from nebctl.controller.planning.replacement import check_created_first, created_first, incarnations_of, with_deposed
 from nebctl.controller.planning.request import PlanError, PlanRequest, sort_key
@@ -89,10 +89,11 @@ def _plan_with_specs(
         other = request.records[key]
         problems.append(f"{key}: belongs to stack {other.stack!r}; nebctl never touches another stack's objects")
     details: list[str] = []
-    again = replanned(previous, request) if previous is not None and not deposing else None
+    replan = replanned(previous, request) if previous is not None and not deposing else None
+    shared = _shared_again(request, own, previous, replan) if previous is not None and replan is not None else None
     specs: dict[ResourceKey, dict[str, Any]]  # filled in by resource_changes, read by the reconcilers' actions
-    if previous is not None and again is not None:
-        shared = previous.shared
+    if previous is not None and replan is not None and shared is not None:
+        again = replan.keys
         specs, observed, changed = dict(previous.specs), dict(previous.observed), dict(previous.changed)
         for key in again:  # planned again below: what the last plan found of them goes
             specs.pop(key, None)
@@ -132,6 +133,23 @@ def _plan_with_specs(
     # A plan that deposed VMs is made whole the next time: its request is not the one the next plan compares with.
     trace = None if deposing else PlanTrace(request, shared, outcomes, specs, ctx.observed, ctx.changed)
     return plan, specs, trace
+
+
+def _shared_again(
+    request: PlanRequest, own: Mapping[ResourceKey, RecordView], previous: PlanTrace, replan: Replan
+) -> Shared | None:
+    """What the last plan's installation-wide steps settled, when it still holds: as it was, or (``replan.placing``)
+    with every VM placed again, when each gets the host, instance type and note it had. None: plan everything."""
+    shared = previous.shared
+    if not replan.placing:
+        return shared
+    problems: list[str] = []
+    notes: dict[ResourceKey, str] = {}
+    instance_types: dict[ResourceKey, str] = {}
+    placements = place_vms(request, own, shared.hosts, problems, notes=notes, instance_types=instance_types)
+    if problems or placements != shared.placements or instance_types != shared.instance_types or notes != shared.notes:
+        return None  # a VM goes elsewhere: addresses and datastores may follow it (the whole plan says why not)
+    return shared
 
 
 def _shared(

@@ -37,6 +37,7 @@ from nebctl.reconcilers.base import (
     RecordView,
     Removals,
     Resolution,
+    SharedInputs,
     Usage,
     World,
     action_id,
@@ -161,10 +162,10 @@ class Beacon:
     def creates_first(self, document: AnyManifest) -> bool:
         return False
 
-    def shared_inputs(self, document: AnyManifest) -> object | None:
+    def shared_inputs(self, document: AnyManifest) -> SharedInputs | None:
         return None  # its ``resolve`` reads every beacon: any edit of one plans everything again
 
-    def shared_record_inputs(self, record: RecordView) -> object | None:
+    def shared_record_inputs(self, record: RecordView) -> SharedInputs | None:
         return None
 
     def depose(

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nebctl.controller.planning import PlanError, PlanRequest, PlanTrace, plan_again, plan_with_specs
-from nebctl.controller.planning.incremental import replanned
+from nebctl.controller.planning.incremental import Replan, replanned
 from nebctl.core.keys import ResourceKey
 from nebctl.core.plans import Plan
 from nebctl.database.records import ResourceRecord
@@ -57,6 +57,11 @@ def _start() -> World:
     return converge(*texts)
 
 
+def _small(live: LiveView) -> LiveView:
+    """``live`` with hosts of 10 CPUs: a VM that grows can push another off its host."""
+    return dataclasses.replace(live, hosts={name: dataclasses.replace(p, cpus=10) for name, p in live.hosts.items()})
+
+
 def _same(incremental: tuple[Plan, dict[ResourceKey, Any]], whole: tuple[Plan, dict[ResourceKey, Any]]) -> None:
     (plan, specs), (expected, expected_specs) = incremental, whole
     assert plan.changes == expected.changes
@@ -85,7 +90,7 @@ def _plans(request: PlanRequest, trace: PlanTrace | None) -> PlanTrace | None:
 STEPS = st.one_of(
     st.tuples(st.just("label"), st.sampled_from(NAMES), st.sampled_from(["web", "db", "cache"])),
     st.tuples(st.just("state"), st.sampled_from(NAMES), st.sampled_from(["running", "stopped"])),
-    st.tuples(st.just("vcpu"), st.sampled_from(NAMES), st.sampled_from([1, 2, 4, 16])),
+    st.tuples(st.just("vcpu"), st.sampled_from(NAMES), st.sampled_from([1, 2, 3, 4, 8])),
     st.tuples(st.just("nics"), st.sampled_from(NAMES), st.sampled_from([1, 2])),
     st.tuples(st.just("where"), st.sampled_from(NAMES), st.integers(0, len(PLACEMENTS) - 1)),
     st.tuples(st.just("same copy"), st.sampled_from(NAMES), st.just(0)),
@@ -157,14 +162,17 @@ def _apply(state: _State) -> None:
             state.records[record_key] = record
     for gone in set(state.records) - set(world.records):
         del state.records[gone]
-    state.live = world.live
+    state.live = _small(world.live) if state.live.hosts["h1"].cpus == 10 else world.live
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(STEPS, min_size=1, max_size=12), prune=st.booleans())
-def test_a_plan_made_from_the_last_trace_is_the_whole_plan(steps: list[tuple[str, str, Any]], prune: bool) -> None:
+@given(steps=st.lists(STEPS, min_size=1, max_size=12), prune=st.booleans(), small=st.booleans())
+def test_a_plan_made_from_the_last_trace_is_the_whole_plan(
+    steps: list[tuple[str, str, Any]], prune: bool, small: bool
+) -> None:
     world = _start()
-    state = _State(dict(world.documents), dict(world.records), world.live, {}, prune)
+    live = _small(world.live) if small else world.live
+    state = _State(dict(world.documents), dict(world.records), live, {}, prune)
     trace = _plans(state.request(), None)
     for step in steps:
         _step(state, step)
@@ -188,7 +196,7 @@ def _edited(request: PlanRequest, changes: Mapping[ResourceKey, AnyManifest], **
 def test_a_label_edit_plans_only_that_vm_again_and_updates_it() -> None:
     request, trace = _traced(_start())
     edited = _edited(request, {key("vm/vm1"): _one(_vm("vm1", label="db", where=1))})
-    assert replanned(trace, edited) == frozenset({key("vm/vm1")})
+    assert replanned(trace, edited) == Replan(frozenset({key("vm/vm1")}))
     plan, _, _ = plan_again(edited, trace)
     assert [(str(c.key), c.type.value) for c in plan.changes if c.is_change] == [("vm/vm1", "update")]
     assert [f.path for c in plan.changes if c.is_change for f in c.fields] == ["metadata.labels.app"]
@@ -196,20 +204,41 @@ def test_a_label_edit_plans_only_that_vm_again_and_updates_it() -> None:
 
 def test_the_same_inputs_plan_nothing_again() -> None:
     request, trace = _traced(_start())
-    assert replanned(trace, dataclasses.replace(request, documents=dict(request.documents))) == frozenset()
+    assert replanned(trace, dataclasses.replace(request, documents=dict(request.documents))) == Replan(frozenset())
 
 
 @pytest.mark.parametrize(
-    "edit",
+    ("edit", "expected"),
     [
-        pytest.param({"vcpu": 4}, id="a VM grows"),
-        pytest.param({"nics": 2}, id="a NIC more"),
-        pytest.param({"where": 3}, id="other placement rules"),
+        pytest.param({"vcpu": 4}, Replan(frozenset({key("vm/vm1")}), placing=True), id="a VM grows"),
+        pytest.param({"where": 3}, Replan(frozenset({key("vm/vm1")}), placing=True), id="other placement rules"),
+        pytest.param({"nics": 2}, None, id="a NIC more"),
     ],
 )
-def test_an_edit_of_what_vms_share_plans_everything(edit: dict[str, Any]) -> None:
+def test_what_an_edit_of_what_vms_share_replans(edit: dict[str, Any], expected: Replan | None) -> None:
     request, trace = _traced(_start())
-    assert replanned(trace, _edited(request, {key("vm/vm1"): _one(_vm("vm1", **{"where": 1, **edit}))})) is None
+    assert replanned(trace, _edited(request, {key("vm/vm1"): _one(_vm("vm1", **{"where": 1, **edit}))})) == expected
+
+
+def test_a_vm_that_grows_in_place_is_planned_alone_and_one_that_moves_another_plans_everything() -> None:
+    # vm/a is fixed on h1, vm/b and vm/c are packed beside it; on hosts of 10 CPUs, vm/a growing from 2 to 4 vCPUs
+    # leaves room for both; growing to 8, it leaves none for vm/c (the last in name order), which goes to h2.
+    world = converge(BASE, _vm("a", where=0), _vm("b", where=2), _vm("c", where=2))
+    world = dataclasses.replace(world, live=_small(world.live))
+    request, trace = _traced(world)
+    assert {record.host for k, record in request.records.items() if k.kind.value == "VirtualMachine"} == {"h1"}
+
+    grown = _edited(request, {key("vm/a"): _one(_vm("a", vcpu=4, where=0))})
+    assert replanned(trace, grown) == Replan(frozenset({key("vm/a")}), placing=True)
+    plan, specs, _ = plan_again(grown, trace)
+    _same((plan, specs), plan_with_specs(grown))
+    assert [(str(c.key), c.type.value, c.restart) for c in plan.changes if c.is_change] == [("vm/a", "update", True)]
+
+    crowded = _edited(request, {key("vm/a"): _one(_vm("a", vcpu=8, where=0))})
+    plan, specs, _ = plan_again(crowded, trace)
+    _same((plan, specs), plan_with_specs(crowded))
+    moves = [(str(c.key), c.previous_host, c.host) for c in plan.changes if c.previous_host not in (None, c.host)]
+    assert moves == [("vm/c", "h1", "h2")]
 
 
 def test_new_vms_other_kinds_drift_and_options_plan_everything() -> None:
@@ -225,15 +254,20 @@ def test_new_vms_other_kinds_drift_and_options_plan_everything() -> None:
     assert all(document is not base[k] for k, document in request.documents.items() if k in base)
 
 
-def test_a_record_rewritten_with_the_same_addresses_is_planned_again_alone() -> None:
+def test_a_record_rewritten_is_planned_again_alone_unless_its_addresses_moved() -> None:
     request, trace = _traced(_start())
     record = request.records[key("vm/vm2")]
     assert isinstance(record, ResourceRecord)
     moved = dataclasses.replace(record, status="updating")
     again = replanned(trace, dataclasses.replace(request, records={**request.records, key("vm/vm2"): moved}))
-    assert again == frozenset({key("vm/vm2")})
+    assert again == Replan(frozenset({key("vm/vm2")}))
     elsewhere = dataclasses.replace(record, host="h1" if record.host == "h2" else "h2")
-    assert replanned(trace, dataclasses.replace(request, records={**request.records, key("vm/vm2"): elsewhere})) is None
+    again = replanned(trace, dataclasses.replace(request, records={**request.records, key("vm/vm2"): elsewhere}))
+    assert again == Replan(frozenset({key("vm/vm2")}), placing=True)  # where it stays is placement's to say
+    nics = [{"network": "lan", "ip": "10.0.0.19"}]
+    readdressed = dataclasses.replace(record, applied={**(record.applied or {}), "nics": nics})
+    records = {**request.records, key("vm/vm2"): readdressed}
+    assert replanned(trace, dataclasses.replace(request, records=records)) is None
 
 
 def test_a_refused_repair_is_judged_again_when_the_vm_holding_its_object_changes() -> None:
@@ -258,7 +292,7 @@ def test_a_refused_repair_is_judged_again_when_the_vm_holding_its_object_changes
     edited = dataclasses.replace(
         request, documents={**request.documents, web: full}, records={**request.records, web: copied}
     )
-    assert replanned(trace, edited) == frozenset({web, image})
+    assert replanned(trace, edited) == Replan(frozenset({web, image}))
     plan, specs, _ = plan_again(edited, trace)
     _same((plan, specs), plan_with_specs(edited))
     assert plan.drift == ()
