@@ -199,6 +199,12 @@ class Controller:
             raise
         if self.incremental:
             self._trace = trace
+            redone = trace.replanned if trace is not None else None
+            if redone is None:
+                log.debug("plan of stack %s made whole", options.stack)
+            else:
+                how = ", every VM placed again" if redone.placing else ""
+                log.debug("plan of stack %s: %d resource(s) planned again%s", options.stack, len(redone.keys), how)
         self._refuse_second_copies(plan, own, hosts, live)
         after = self.store.change_versions()
         ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions

@@ -5,20 +5,22 @@ nothing the whole installation shares moved with them.
 A plan has two kinds of steps. The installation-wide ones (placement, addresses and MACs, disk datastores, the
 incarnations) read every VM's manifest and record; the per-resource ones (the desired spec, drift, the comparison)
 read one resource's manifest, record and live state, and what the installation-wide steps settled for it. The
-per-resource results of the last plan still hold for every resource whose manifest and record are the same
-objects as then (the manifest cache and the records cache hand out unchanged ones again), when the live view is
-the same object too (an observation kept while the drivers vouch for it) and the options are equal. The
-installation-wide results still hold when, besides, every resource that did change is a kind whose reconciler says
-what those steps read of it (``Reconciler.shared_inputs``, ``shared_record_inputs``) and that stayed equal: a label,
-an annotation, cloud-init data, a state change of a VM. When only what placement reads moved (a VM's size or
-placement rules, its recorded host), every VM is placed again, and the rest is kept if every VM gets the host it
-had. Anything else (a VM placed elsewhere, a new NIC, a new VM, a host or network edited, another stack's record
-moved) means planning everything, as does a change of more than a quarter of the resources (a whole plan then
-costs about as much). Resources that had drift are planned again too:
-whether their repair is refused reads the records of the VMs that hold their objects (``repairs``).
+per-resource results of the last plan still hold for every resource whose manifest and record are the same objects
+as then (the manifest cache and the records cache hand out unchanged ones again) and whose live state is as
+planning read it then (a VM's state, size, owner and host; not its usage figures), when the options are equal.
+
+The installation-wide results still hold when, besides, every resource that did change is of a kind whose
+reconciler says what those steps read of it (``Reconciler.shared_inputs``, ``shared_record_inputs``), and that
+stayed equal: a label, an annotation, cloud-init data, a state change of a VM. When only what placement reads moved
+(a VM's size or placement rules, its recorded host, a host's probed capacity), every VM is placed again, and the
+rest is kept if every VM gets the host it had. Anything else means planning everything: a VM placed elsewhere, a
+new NIC, a new VM, a host or network edited, another stack's record moved, a host that stops or starts answering,
+a host's objects listed differently, or more than a quarter of the resources changed (a whole plan then costs about
+as much). Resources that had drift are planned again too: whether their repair is refused reads the records of the
+VMs that hold their objects (``repairs``).
 
 The checks across resources (deletions, quotas, targets) and the action graph always run over the whole plan.
-Pure: values in, values out; ``tests/property/test_incremental_plans.py`` compares it with the whole plan.
+Pure: values in, values out; tests/unit/planning/test_incremental_plans.py compares it with the whole plan.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from typing import Any
 
 from nebctl.controller.planning.changes import Outcome
 from nebctl.controller.planning.request import PlanRequest
-from nebctl.core.keys import ResourceKey
-from nebctl.reconcilers.base import Resolution, SharedInputs
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.drivers.types import VMStatus
+from nebctl.reconcilers.base import LiveView, Resolution, SharedInputs
+from nebctl.reconcilers.identity import VMIdentity
 
 # More changed resources than this share of the manifests: the whole plan is made.
 MOST_REPLANNED = 0.25
@@ -61,6 +65,9 @@ class PlanTrace:
     specs: Mapping[ResourceKey, dict[str, Any]]  # the resolved spec of each resource of the manifests
     observed: Mapping[ResourceKey, Mapping[str, Any]]  # ``PlanningContext.observed``
     changed: Mapping[ResourceKey, tuple[str, ...]]  # ``PlanningContext.changed``
+    # How many resources this plan planned again from the last trace (and whether it placed every VM again); None
+    # when it was made whole. For the logs.
+    replanned: Replan | None = None
 
 
 @dataclass(frozen=True)
@@ -77,13 +84,36 @@ def replanned(previous: PlanTrace, request: PlanRequest) -> Replan | None:
     be made (the module's rules)."""
     before = previous.request
     if (
-        request.live is not before.live
-        or request.reconcilers is not before.reconcilers
+        request.reconcilers is not before.reconcilers
         or _options(request) != _options(before)
         or request.documents.keys() != before.documents.keys()
         or request.records.keys() != before.records.keys()
     ):
         return None
+    again: set[ResourceKey] = set()
+    placing = False
+    if request.live is not before.live:
+        seen = _seen_again(before.live, request.live, request)
+        if seen is None:
+            return None
+        placing, moved_vms = seen
+        again.update(moved_vms)
+    edited = _edited(before, request)
+    if edited is None:
+        return None
+    placing = placing or edited[0]
+    again.update(edited[1])
+    if len(again) > MOST_REPLANNED * max(1, len(request.documents)):
+        return None
+    for key, (change, drift, _) in previous.outcomes.items():
+        if drift or (change is not None and change.drift):
+            again.add(key)  # how its drift is repaired reads the records of the VMs that hold its objects
+    return Replan(frozenset(again), placing)
+
+
+def _edited(before: PlanRequest, request: PlanRequest) -> tuple[bool, set[ResourceKey]] | None:
+    """Whether what placement reads of the manifests and records moved, and the resources whose manifest or record
+    is not the object it was; None when something else they share moved."""
     again: set[ResourceKey] = set()
     placing = False
     reconcilers = request.reconcilers
@@ -112,12 +142,47 @@ def replanned(previous: PlanTrace, request: PlanRequest) -> Replan | None:
             return None
         placing = placing or moved
         again.add(key)
-    if len(again) > MOST_REPLANNED * max(1, len(documents)):
+    return placing, again
+
+
+def _seen_again(before: LiveView, now: LiveView, request: PlanRequest) -> tuple[bool, set[ResourceKey]] | None:
+    """What moved between two observations, as planning reads them: whether a host's probe moved (every VM is then
+    placed again) and the VMs of the manifests whose live state, size, owner or host moved (planned again). None
+    when a host started or stopped answering, or a host's listing of objects moved: planning everything."""
+    placing = False
+    if now.hosts != before.hosts:
+        if now.hosts.keys() != before.hosts.keys() or any(
+            probe.state is not before.hosts[name].state for name, probe in now.hosts.items()
+        ):
+            return None
+        placing = True
+    if now.objects != before.objects or now.fingerprints != before.fingerprints:
         return None
-    for key, (change, drift, _) in previous.outcomes.items():
-        if drift or (change is not None and change.drift):
-            again.add(key)  # how its drift is repaired reads the records of the VMs that hold its objects
-    return Replan(frozenset(again), placing)
+    moved = {
+        uuid
+        for uuid in now.vms.keys() | before.vms.keys()
+        if _planned(now.vms.get(uuid)) != _planned(before.vms.get(uuid))
+        or now.vm_hosts.get(uuid) != before.vm_hosts.get(uuid)
+    }
+    if not moved:
+        return placing, set()
+    own = request.records
+    found = set()
+    for key in request.documents:
+        if key.kind is Kind.VIRTUAL_MACHINE:
+            record = own.get(key)
+            live = record.live if record is not None and record.stack == request.stack else {}
+            if VMIdentity.recorded(key, live).uuid in moved:
+                found.add(key)
+    return placing, found
+
+
+def _planned(status: VMStatus | None) -> tuple[object, ...] | None:
+    """What planning reads of a VM's live status (``VirtualMachineReconciler.detect_drift``, and the owner of a
+    VM about to be created): not its usage figures, which move with every probe."""
+    if status is None:
+        return None
+    return (status.state, status.vcpu, status.memory, status.owner)
 
 
 def _moved(now: SharedInputs | None, before: SharedInputs | None) -> bool | None:

@@ -91,6 +91,7 @@ def _plan_with_specs(
     details: list[str] = []
     replan = replanned(previous, request) if previous is not None and not deposing else None
     shared = _shared_again(request, own, previous, replan) if previous is not None and replan is not None else None
+    redone = replan if shared is not None else None
     specs: dict[ResourceKey, dict[str, Any]]  # filled in by resource_changes, read by the reconcilers' actions
     if previous is not None and replan is not None and shared is not None:
         again = replan.keys
@@ -131,7 +132,7 @@ def _plan_with_specs(
         warnings=tuple(warning for _, _, warning in outcomes.values() if warning is not None),
     )
     # A plan that deposed VMs is made whole the next time: its request is not the one the next plan compares with.
-    trace = None if deposing else PlanTrace(request, shared, outcomes, specs, ctx.observed, ctx.changed)
+    trace = None if deposing else PlanTrace(request, shared, outcomes, specs, ctx.observed, ctx.changed, redone)
     return plan, specs, trace
 
 

@@ -22,7 +22,7 @@ from nebctl.controller.planning.incremental import Replan, replanned
 from nebctl.core.keys import ResourceKey
 from nebctl.core.plans import Plan
 from nebctl.database.records import ResourceRecord
-from nebctl.drivers.states import VMLiveState
+from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.reconcilers.base import LiveView
 from nebctl.reconcilers.identity import VMIdentity
 from nebctl.schemas.models import AnyManifest
@@ -99,6 +99,11 @@ STEPS = st.one_of(
     st.tuples(st.just("record status"), st.sampled_from(NAMES), st.sampled_from(["updating", "running"])),
     st.tuples(st.just("record host"), st.sampled_from(NAMES), st.sampled_from(["h1", "h2"])),
     st.tuples(st.just("host label"), st.just("h2"), st.sampled_from(["a", "b"])),
+    st.tuples(st.just("usage moved"), st.sampled_from(NAMES), st.floats(0, 2)),
+    st.tuples(st.just("vm gone"), st.sampled_from(NAMES), st.just(0)),
+    st.tuples(st.just("vm moved"), st.sampled_from(NAMES), st.sampled_from(["h1", "h2"])),
+    st.tuples(st.just("probe moved"), st.sampled_from(["h1", "h2"]), st.integers(1, 64)),
+    st.tuples(st.just("host down"), st.sampled_from(["h1", "h2"]), st.sampled_from(["error", "online"])),
     st.tuples(st.just("apply"), st.just(""), st.just(0)),
     st.tuples(st.just("again"), st.just(""), st.just(0)),
 )
@@ -125,6 +130,12 @@ def _step(state: _State, step: tuple[str, str, Any]) -> None:
     elif what == "host label":
         text = f"apiVersion: nebctl/v1\nkind: Host\nmetadata: {{name: h2, labels: {{rack: {value}}}}}\nspec: {{uri: 'sim://h2'}}"
         state.documents[key("host/h2")] = _one(text)
+    elif what == "probe moved":  # its capacity and usage as probed: placement reads them
+        probe = dataclasses.replace(state.live.hosts[name], cpus=value, cpu_usage=value / 100)
+        state.live = dataclasses.replace(state.live, hosts={**state.live.hosts, name: probe})
+    elif what == "host down":
+        probe = dataclasses.replace(state.live.hosts[name], state=HostLiveState(value))
+        state.live = dataclasses.replace(state.live, hosts={**state.live.hosts, name: probe})
     elif what != "again":
         _vm_step(state, what, key(f"vm/{name}"), value)
 
@@ -144,6 +155,18 @@ def _vm_step(state: _State, what: str, vm_key: ResourceKey, value: Any) -> None:
         if uuid in state.live.vms:
             vms = {**state.live.vms, uuid: dataclasses.replace(state.live.vms[uuid], state=VMLiveState.STOPPED)}
             state.live = dataclasses.replace(state.live, vms=vms)
+    elif what in ("usage moved", "vm gone", "vm moved") and vm_key in state.records:
+        uuid = VMIdentity.recorded(vm_key, state.records[vm_key].live).uuid
+        vms, vm_hosts = dict(state.live.vms), dict(state.live.vm_hosts)
+        if uuid not in vms:
+            return
+        if what == "usage moved":  # what the probe measures, which planning does not read
+            vms[uuid] = dataclasses.replace(vms[uuid], cpu_usage=value, memory_used=int(value * 1024))
+        elif what == "vm gone":
+            del vms[uuid], vm_hosts[uuid]
+        else:
+            vm_hosts[uuid] = value
+        state.live = dataclasses.replace(state.live, vms=vms, vm_hosts=vm_hosts)
     elif what == "record status" and vm_key in state.records:
         state.records[vm_key] = dataclasses.replace(state.records[vm_key], status=value)
     elif what == "record host" and vm_key in state.records:  # as a migration outside nebctl, recorded
@@ -162,7 +185,7 @@ def _apply(state: _State) -> None:
             state.records[record_key] = record
     for gone in set(state.records) - set(world.records):
         del state.records[gone]
-    state.live = _small(world.live) if state.live.hosts["h1"].cpus == 10 else world.live
+    state.live = dataclasses.replace(world.live, hosts=state.live.hosts)  # the hosts' probes as they were
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -241,14 +264,16 @@ def test_a_vm_that_grows_in_place_is_planned_alone_and_one_that_moves_another_pl
     assert moves == [("vm/c", "h1", "h2")]
 
 
-def test_new_vms_other_kinds_drift_and_options_plan_everything() -> None:
+def test_new_vms_other_kinds_hosts_that_stop_answering_and_options_plan_everything() -> None:
     world = _start()
     request, trace = _traced(world)
     host = _one("apiVersion: nebctl/v1\nkind: Host\nmetadata: {name: h2, labels: {rack: a}}\nspec: {uri: 'sim://h2'}")
     assert replanned(trace, _edited(request, {key("host/h2"): host})) is None
     assert replanned(trace, _edited(request, {key("vm/vm7"): _one(_vm("vm7"))})) is None
-    stopped = world.with_vm(key("vm/vm1"), state=VMLiveState.STOPPED)
-    assert replanned(trace, _edited(request, {}, live=stopped.live)) is None
+    down = world.with_host("h2", HostLiveState.ERROR)
+    assert replanned(trace, _edited(request, {}, live=down.live)) is None
+    listed = dataclasses.replace(world.live, objects={"h1": frozenset({("network", "lan")})})
+    assert replanned(trace, _edited(request, {}, live=listed)) is None
     assert replanned(trace, _edited(request, {}, prune=True)) is None
     base = documents(BASE)
     assert all(document is not base[k] for k, document in request.documents.items() if k in base)
@@ -297,3 +322,17 @@ def test_a_refused_repair_is_judged_again_when_the_vm_holding_its_object_changes
     _same((plan, specs), plan_with_specs(edited))
     assert plan.drift == ()
     assert sorted(str(action.host) for action in actions_of(plan, "image/debian")) == ["h1", "h1"]  # delete, import
+
+
+def test_a_vm_stopped_outside_is_planned_again_alone_and_usage_figures_plan_nothing_again() -> None:
+    world = _start()
+    request, trace = _traced(world)
+    stopped = world.with_vm(key("vm/vm1"), state=VMLiveState.STOPPED).live
+    assert replanned(trace, _edited(request, {}, live=stopped)) == Replan(frozenset({key("vm/vm1")}))
+    plan, specs, _ = plan_again(_edited(request, {}, live=stopped), trace)
+    _same((plan, specs), plan_with_specs(_edited(request, {}, live=stopped)))
+    assert [(str(c.key), [d.message for d in c.drift]) for c in plan.changes if c.is_change] == [
+        ("vm/vm1", ["was stopped"])
+    ]
+    busy = world.with_vm(key("vm/vm1"), cpu_usage=1.5, memory_used=10**9).live
+    assert replanned(trace, _edited(request, {}, live=busy)) == Replan(frozenset())
