@@ -60,6 +60,7 @@ class SyncResult:
     status: SyncStatus
     apply_id: int | None = None
     retry_after: float | None = None
+    acted: int = 0  # resources the apply changed
 
 
 @dataclass
@@ -262,7 +263,23 @@ class StackSyncer:
             apply_id=result.apply_id,
             result=str(state),
         )
-        return SyncResult("applied" if state == ApplyState.SUCCEEDED else str(state), status, apply_id=result.apply_id)
+        outcome = "applied" if state == ApplyState.SUCCEEDED else str(state)
+        acted = sum(1 for change in plan.changes if change.is_change)
+        return SyncResult(outcome, status, apply_id=result.apply_id, acted=acted)
+
+    def warm(self, snapshot: Snapshot) -> None:
+        """Plan ``snapshot`` once, for nothing but the trace the controller keeps of it: after an apply that changed
+        much of the stack, the next plan would otherwise be made whole (``planning.incremental``), and the next
+        edit would wait for it. Nothing is written; a plan that fails is left for the next sync to report."""
+        if snapshot.documents is None:
+            return
+        began = time.monotonic()
+        try:
+            self.controller.plan(snapshot.documents, PlanOptions(self.stack, prune=self.prune))
+        except (PlanError, DatabaseError, DriverError, OSError) as error:
+            log.debug("planner of stack %s not warmed: %s", self.stack, error)
+            return
+        log.debug("planner of stack %s warmed in %.3fs", self.stack, time.monotonic() - began)
 
     # --- drift ----------------------------------------------------------------------------------------------
 
