@@ -80,8 +80,8 @@ def reaction(root: Path, vms: int, edits: int) -> tuple[int, list[float]]:
         _synced(served, timeout=3600)
         # Warm, as a service that has run for one interval: besides the first sync (which created everything), one
         # resync, whose plan the planner keeps to plan the next edit from (``planning.incremental``).
-        resynced = workspace.run("sync", "bench", "--wait", "10m", timeout=700)
-        assert resynced.returncode == 0, resynced.stderr
+        warmed = workspace.run("sync", "bench", "--wait", "10m", timeout=700)
+        assert warmed.returncode == 0, warmed.stderr
         with workspace.store() as store:
             resources = len(store.list_resources(stack="bench"))
         edited = workspace.manifests / "edited.yaml"
@@ -191,8 +191,8 @@ def memory(root: Path, vms: int, resyncs: int) -> tuple[int, int, int, float]:
         _synced(served, timeout=3600)
         # Warm, as a service that has run for one interval: besides the first sync (which created everything), one
         # resync, whose plan the planner keeps to plan the next edit from (``planning.incremental``).
-        resynced = workspace.run("sync", "bench", "--wait", "10m", timeout=700)
-        assert resynced.returncode == 0, resynced.stderr
+        warmed = workspace.run("sync", "bench", "--wait", "10m", timeout=700)
+        assert warmed.returncode == 0, warmed.stderr
         with workspace.store() as store:
             resources = len(store.list_resources(stack="bench"))
 

@@ -34,7 +34,7 @@ from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
 from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
 from nebctl.controller.placement import reads_usage
-from nebctl.controller.planning import PlanError, PlanRequest, PlanTrace, QuotaLimit, plan_again
+from nebctl.controller.planning import PlanError, PlanRequest, PlanTrace, QuotaLimit, Replan, plan_again
 from nebctl.controller.quotas import group_quotas
 from nebctl.controller.reaping import ProgramRecorder
 from nebctl.controller.recovering import SPANNED_OBJECTS, LiveObject, Recovery, Survey, rebuild, survey, unrecorded
@@ -128,6 +128,9 @@ class Controller:
         self.keep_observations = keep_observations
         self.incremental = incremental
         self._trace: PlanTrace | None = None  # the last plan's, for the next (``incremental``)
+        # What the last plan planned again from the trace before it (None: it was made whole), for the service's
+        # metrics and logs.
+        self.last_replan: Replan | None = None
 
     def installation(self) -> str:
         """This installation's id, written on every live object it makes (docs/ownership.md)."""
@@ -195,11 +198,11 @@ class Controller:
         try:
             plan, specs, trace = plan_again(request, self._trace if self.incremental else None)
         except PlanError:
-            self._trace = None
+            self._trace = self.last_replan = None
             raise
         if self.incremental:
             self._trace = trace
-            redone = trace.replanned if trace is not None else None
+            redone = self.last_replan = trace.replanned if trace is not None else None
             if redone is None:
                 log.debug("plan of stack %s made whole", options.stack)
             else:

@@ -24,7 +24,7 @@ the paths it ignores, whether it creates first, what it still uses, its actions 
 """
 
 from nebctl.controller.planning.fingerprint import fingerprint
-from nebctl.controller.planning.incremental import PlanTrace
+from nebctl.controller.planning.incremental import PlanTrace, Replan
 from nebctl.controller.planning.planner import make_plan, plan_again, plan_with_specs
 from nebctl.controller.planning.request import KIND_ORDER, GroupQuota, PlanError, PlanRequest, QuotaLimit
 
@@ -35,6 +35,7 @@ __all__ = [
     "PlanRequest",
     "PlanTrace",
     "QuotaLimit",
+    "Replan",
     "fingerprint",
     "make_plan",
     "plan_again",

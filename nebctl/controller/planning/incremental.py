@@ -16,8 +16,8 @@ stayed equal: a label, an annotation, cloud-init data, a state change of a VM. W
 rest is kept if every VM gets the host it had. Anything else means planning everything: a VM placed elsewhere, a
 new NIC, a new VM, a host or network edited, another stack's record moved, a host that stops or starts answering,
 a host's objects listed differently, or more than a quarter of the resources changed (a whole plan then costs about
-as much). Resources that had drift are planned again too: whether their repair is refused reads the records of the
-VMs that hold their objects (``repairs``).
+as much; up to a hundred are planned again in any case). Resources that had drift are planned again too: whether
+their repair is refused reads the records of the VMs that hold their objects (``repairs``).
 
 The checks across resources (deletions, quotas, targets) and the action graph always run over the whole plan.
 Pure: values in, values out; tests/unit/planning/test_incremental_plans.py compares it with the whole plan.
@@ -25,19 +25,21 @@ Pure: values in, values out; tests/unit/planning/test_incremental_plans.py compa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nebctl.controller.planning.changes import Outcome
 from nebctl.controller.planning.request import PlanRequest
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import ChangeType, ResourceChange
 from nebctl.drivers.types import VMStatus
 from nebctl.reconcilers.base import LiveView, Resolution, SharedInputs
 from nebctl.reconcilers.identity import VMIdentity
 
-# More changed resources than this share of the manifests: the whole plan is made.
+# More changed resources than this share of the manifests (and than ``FEW``): the whole plan is made.
 MOST_REPLANNED = 0.25
+FEW = 100  # planned again in any case: a few milliseconds, less than a whole plan of any larger stack
 
 
 @dataclass(frozen=True)
@@ -103,12 +105,21 @@ def replanned(previous: PlanTrace, request: PlanRequest) -> Replan | None:
         return None
     placing = placing or edited[0]
     again.update(edited[1])
-    if len(again) > MOST_REPLANNED * max(1, len(request.documents)):
+    if len(again) > max(FEW, MOST_REPLANNED * len(request.documents)):
         return None
     for key, (change, drift, _) in previous.outcomes.items():
         if drift or (change is not None and change.drift):
             again.add(key)  # how its drift is repaired reads the records of the VMs that hold its objects
     return Replan(frozenset(again), placing)
+
+
+def whole_after(changes: Sequence[ResourceChange], documents: int) -> bool:
+    """Whether the plan made once ``changes`` are applied will be made whole: they create or delete records (the
+    records' keys move), or change more resources than a plan made from a trace redoes (of ``documents``)."""
+    acted = [change for change in changes if change.is_change]
+    if len(acted) > max(FEW, MOST_REPLANNED * documents):
+        return True
+    return any(change.type in (ChangeType.CREATE, ChangeType.DELETE, ChangeType.REPLACE) for change in acted)
 
 
 def _edited(before: PlanRequest, request: PlanRequest) -> tuple[bool, set[ResourceKey]] | None:

@@ -26,6 +26,12 @@ class ServiceMetrics:
         self.sync_total = Counter(
             "nebctl_sync_total", "Syncs of a stack, by result.", ["stack", "result"], registry=self.registry
         )
+        self.plans_total = Counter(
+            "nebctl_plans_total",
+            "Plans made of a stack: whole, or from the last plan's trace (only what moved planned again).",
+            ["stack", "how"],
+            registry=self.registry,
+        )
         self.reconcile_duration = Histogram(
             "nebctl_reconcile_duration_seconds",
             "Time of one reconciliation of a stack: load, observe, plan and apply.",

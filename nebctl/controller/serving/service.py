@@ -24,7 +24,6 @@ from nebctl.controller.applying.records_cache import RecordsCache
 from nebctl.controller.kept_observations import ObservationKeeper
 from nebctl.controller.observing import DriverSource, known_hosts
 from nebctl.controller.planning import PlanError
-from nebctl.controller.planning.incremental import MOST_REPLANNED
 from nebctl.controller.probing import CustomProbes
 from nebctl.controller.revisions import GitError
 from nebctl.controller.serving.eventing import EventSink
@@ -386,7 +385,7 @@ class Service:
         began = time.monotonic()
         self._watch_targets(snapshot)
         log.debug("monitoring told the sync's hosts and VMs in %.3fs", time.monotonic() - began)
-        if result.acted > MOST_REPLANNED * len(snapshot.documents or ()):
+        if result.cold:
             with self._wake:
                 idle = self._changed_at is None and not self._reasons
             if idle:  # a change noticed meanwhile is planned by its own sync, which warms the planner as well

@@ -24,6 +24,7 @@ from nebctl.controller.applying import ApplyResult, Controller, PlannedApply, Pl
 from nebctl.controller.applying.executing import Change, Outcome
 from nebctl.controller.applying.values import spec_hash
 from nebctl.controller.planning import PlanError
+from nebctl.controller.planning.incremental import whole_after
 from nebctl.controller.reaping import end_orphaned_programs
 from nebctl.controller.serving.backoff import Backoff
 from nebctl.controller.serving.eventing import EventSink
@@ -60,7 +61,9 @@ class SyncResult:
     status: SyncStatus
     apply_id: int | None = None
     retry_after: float | None = None
-    acted: int = 0  # resources the apply changed
+    # Whether the next plan would be made whole (the apply created or deleted resources, or changed many): the
+    # service then plans once more when idle, only to keep that plan's trace (``warm``).
+    cold: bool = False
 
 
 @dataclass
@@ -118,6 +121,7 @@ class StackSyncer:
             began, cpu = time.monotonic(), time.thread_time()
             version = self.store.records_version()
             planned = self.controller.plan(documents, PlanOptions(self.stack, prune=self.prune))
+            self._count_plan()
             log.debug(
                 "plan of stack %s made in %.3fs (%.3fs of CPU)",
                 self.stack,
@@ -197,6 +201,7 @@ class StackSyncer:
                 planned = self.controller.plan(
                     documents, PlanOptions(self.stack, prune=self.prune, excludes=frozenset(excluded))
                 )
+                self._count_plan()
             plan = planned.plan
             if not plan.actions and self.store.last_unfinished_apply(self.stack) is None:
                 # Another writer applied the same change while this sync waited for the lock: an empty apply
@@ -264,18 +269,23 @@ class StackSyncer:
             result=str(state),
         )
         outcome = "applied" if state == ApplyState.SUCCEEDED else str(state)
-        acted = sum(1 for change in plan.changes if change.is_change)
-        return SyncResult(outcome, status, apply_id=result.apply_id, acted=acted)
+        cold = whole_after(plan.changes, len(documents))
+        return SyncResult(outcome, status, apply_id=result.apply_id, cold=cold)
+
+    def _count_plan(self) -> None:
+        how = "whole" if self.controller.last_replan is None else "incremental"
+        self.metrics.plans_total.labels(self.stack, how).inc()
 
     def warm(self, snapshot: Snapshot) -> None:
-        """Plan ``snapshot`` once, for nothing but the trace the controller keeps of it: after an apply that changed
-        much of the stack, the next plan would otherwise be made whole (``planning.incremental``), and the next
-        edit would wait for it. Nothing is written; a plan that fails is left for the next sync to report."""
+        """Plan ``snapshot`` once, for nothing but the trace the controller keeps of it: after an apply that created,
+        deleted or changed much, the next plan would otherwise be made whole (``planning.incremental``), and the
+        next edit would wait for it. Nothing is written; a plan that fails is left for the next sync to report."""
         if snapshot.documents is None:
             return
         began = time.monotonic()
         try:
             self.controller.plan(snapshot.documents, PlanOptions(self.stack, prune=self.prune))
+            self._count_plan()
         except (PlanError, DatabaseError, DriverError, OSError) as error:
             log.debug("planner of stack %s not warmed: %s", self.stack, error)
             return

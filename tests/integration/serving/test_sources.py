@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.integration.serving.conftest import cleanup, make_workspace, vm_memory, vm_states, workspace
 from tests.support.drills import Workspace
 from tests.support.serving import Served, start_serve, vm_manifest, wait_for
@@ -34,8 +36,19 @@ def test_a_manifest_edit_is_applied(workspace: Workspace, cleanup: list[Served])
     )
     wait_for(lambda: vm_memory(workspace)["web-1"] == 2**30, what="web-1 to get 1Gi")
     assert vm_memory(workspace)["web-2"] == 512 * 2**20
+    # The first sync created everything, so its plan, and the one the service made after it, were made whole; the
+    # edit's plan was made from the last one's trace (web-1 planned again, every VM placed again where it was).
+    assert _plans(served) == {"whole": 2, "incremental": 1}
     assert served.terminate() == 0
     assert workspace.diff().returncode == 0  # nothing left to do
+
+
+def _plans(served: Served) -> dict[str, float]:
+    """``nebctl_plans_total`` of the stack, by how each plan was made."""
+    status, text = served.get("/metrics")
+    assert status == 200
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "nebctl_plans"]
+    return {s.labels["how"]: s.value for s in family.samples if s.name == "nebctl_plans_total"}
 
 
 def test_editor_scratch_files_do_not_trigger_a_sync(workspace: Workspace, cleanup: list[Served]) -> None:
