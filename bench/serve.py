@@ -126,14 +126,15 @@ def edit_cpu(root: Path, vms: int, edits: int) -> list[tuple[float, float]]:
     original = edited.read_text(encoding="utf-8")
     with workspace.store() as store:
         settings = workspace.settings
-        # As the service's controller, without its kept observation: there each edit's apply moves the fleet, so
-        # the next plan observes again (these edits are planned only).
+        # As the service's controller (each plan made from the last one's trace), without its kept observation:
+        # there each edit's apply moves the fleet, so the next plan observes again (these edits are planned only).
         controller = Controller(
             store=store,
             registry=build_registry(settings),
             settings=settings,
             records_cache=RecordsCache(),
             keep_observations=False,
+            incremental=True,
         )
 
         def once() -> tuple[float, float]:
