@@ -25,21 +25,23 @@ Pure: values in, values out; tests/unit/planning/test_incremental_plans.py compa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nebctl.controller.planning.changes import Outcome
 from nebctl.controller.planning.request import PlanRequest
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, ResourceChange
 from nebctl.drivers.types import VMStatus
-from nebctl.reconcilers.base import LiveView, Resolution, SharedInputs
+from nebctl.reconcilers.base import LiveView, RecordView, Resolution, SharedInputs
 from nebctl.reconcilers.identity import VMIdentity
 
 # More changed resources than this share of the manifests (and than ``FEW``): the whole plan is made.
 MOST_REPLANNED = 0.25
 FEW = 100  # planned again in any case: a few milliseconds, less than a whole plan of any larger stack
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def replanned(previous: PlanTrace, request: PlanRequest) -> Replan | None:
         return None
     placing = placing or edited[0]
     again.update(edited[1])
-    if len(again) > max(FEW, MOST_REPLANNED * len(request.documents)):
+    if _many(len(again), len(request.documents)):
         return None
     for key, (change, drift, _) in previous.outcomes.items():
         if drift or (change is not None and change.drift):
@@ -117,7 +119,7 @@ def whole_after(changes: Sequence[ResourceChange], documents: int) -> bool:
     """Whether the plan made once ``changes`` are applied will be made whole: they create or delete records (the
     records' keys move), or change more resources than a plan made from a trace redoes (of ``documents``)."""
     acted = [change for change in changes if change.is_change]
-    if len(acted) > max(FEW, MOST_REPLANNED * documents):
+    if _many(len(acted), documents):
         return True
     return any(change.type in (ChangeType.CREATE, ChangeType.DELETE, ChangeType.REPLACE) for change in acted)
 
@@ -125,30 +127,35 @@ def whole_after(changes: Sequence[ResourceChange], documents: int) -> bool:
 def _edited(before: PlanRequest, request: PlanRequest) -> tuple[bool, set[ResourceKey]] | None:
     """Whether what placement reads of the manifests and records moved, and the resources whose manifest or record
     is not the object it was; None when something else they share moved."""
+    reconcilers = request.reconcilers
+    documents = _changed(request.documents, before.documents, lambda k, d: reconcilers[k.kind].shared_inputs(d))
+    if documents is None:
+        return None
+
+    def record_inputs(key: ResourceKey, record: RecordView) -> SharedInputs | None:
+        # A record outside the manifests counts in the shared steps (another stack's VM): None, plan everything.
+        return reconcilers[key.kind].shared_record_inputs(record) if key in request.documents else None
+
+    records = _changed(request.records, before.records, record_inputs)
+    if records is None:
+        return None
+    return documents[0] or records[0], documents[1] | records[1]
+
+
+def _changed(
+    now: Mapping[ResourceKey, V],
+    before: Mapping[ResourceKey, V],
+    inputs: Callable[[ResourceKey, V], SharedInputs | None],
+) -> tuple[bool, set[ResourceKey]] | None:
+    """The keys whose value is not the object it was in ``before`` (same keys), and whether what placement reads of
+    them (``inputs``) moved; None when anything else they share moved, or a kind does not say what it shares."""
     again: set[ResourceKey] = set()
     placing = False
-    reconcilers = request.reconcilers
-    old_documents = before.documents
-    for key, document in request.documents.items():
-        old = old_documents[key]
-        if document is old:
+    for key, value in now.items():
+        old = before[key]
+        if value is old:
             continue
-        reconciler = reconcilers[key.kind]
-        moved = _moved(reconciler.shared_inputs(document), reconciler.shared_inputs(old))
-        if moved is None:
-            return None
-        placing = placing or moved
-        again.add(key)
-    old_records = before.records
-    documents = request.documents
-    for key, record in request.records.items():
-        old_record = old_records[key]
-        if record is old_record:
-            continue
-        if key not in documents:
-            return None  # a record outside the manifests counts in the shared steps (another stack's VM)
-        reconciler = reconcilers[key.kind]
-        moved = _moved(reconciler.shared_record_inputs(record), reconciler.shared_record_inputs(old_record))
+        moved = _moved(inputs(key, value), inputs(key, old))
         if moved is None:
             return None
         placing = placing or moved
@@ -194,6 +201,11 @@ def _planned(status: VMStatus | None) -> tuple[object, ...] | None:
     if status is None:
         return None
     return (status.state, status.vcpu, status.memory, status.owner)
+
+
+def _many(count: int, documents: int) -> bool:
+    """Whether ``count`` resources of a stack of ``documents`` are more than a plan made from a trace redoes."""
+    return count > max(FEW, MOST_REPLANNED * documents)
 
 
 def _moved(now: SharedInputs | None, before: SharedInputs | None) -> bool | None:
