@@ -8,11 +8,12 @@ these runs alternate, each in a fresh process (``--runs`` rounds):
   JSON column of every row of the resources table: what any tool that re-reads everything pays;
 - ``diff one file``: ``nebctl diff`` after one file's VM changed (a new label each round, so the file and the set
   are new to the cache every time; exit 2), seconds after the last plan: it plans on that plan's observation,
-  which the sim vouches is still the fleet's state (``controller.kept_observations``); the file is then written
-  back as it was;
-- ``diff no-op, planned``: ``nebctl diff`` on the unchanged set (exit 0), with the kept plans and observations
-  deleted first: the whole plan, probes included, as the first no-op after a change elsewhere makes it (it keeps
-  its plan and observation again);
+  which the sim vouches is still the fleet's state (``controller.kept_observations``), and from that plan's trace,
+  planning again only the edited file's resources (``controller.kept_traces``); the file is then written back as
+  it was;
+- ``diff no-op, planned``: ``nebctl diff`` on the unchanged set (exit 0), with the kept plans, observations and
+  traces deleted first: the whole plan, probes included, as the first no-op after a change elsewhere makes it (it
+  keeps its plan, observation and trace again);
 - ``diff no-op, kept``: ``nebctl diff`` again: every input is as it was, so the kept plan is shown again;
 - ``apply no-op, kept``: ``nebctl apply --yes`` on the unchanged set (nothing to do, the kept plan).
 
@@ -85,10 +86,12 @@ def write_manifests(vms: int, directory: Path) -> list[Path]:
     return files
 
 
-# What ``-v`` logs when a kept plan is shown again (``controller.kept_plans``), and when a plan reuses the last
-# observation (``controller.kept_observations``).
+# What ``-v`` logs when a kept plan is shown again (``controller.kept_plans``), when a plan reuses the last
+# observation (``controller.kept_observations``), and when it is made from the last whole plan's trace
+# (``controller.kept_traces``).
 KEPT = b"it is shown again"
 REUSED = b"that observation is reused"
+TRACED = b"made from the last one's trace"
 
 
 def timed(
@@ -97,10 +100,11 @@ def timed(
     ok: tuple[int, ...] = (0,),
     kept: bool | None = None,
     reused: bool | None = None,
+    traced: bool | None = None,
 ) -> tuple[float, int, float]:
     """Wall seconds, peak RSS (bytes) and CPU seconds (user + system) of a command run in a fresh process. With
-    ``kept`` (``reused``), the command (run with ``-v``) must have shown a kept plan again (planned on the last
-    observation), or must not have."""
+    ``kept`` (``reused``, ``traced``), the command (run with ``-v``) must have shown a kept plan again (planned on
+    the last observation, from the last trace), or must not have."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -116,6 +120,8 @@ def timed(
         )
     if reused is not None and (REUSED in errors) != reused:
         raise RuntimeError(f"{' '.join(command)}: expected {'a' if reused else 'no'} reused observation: {errors!r}")
+    if traced is not None and (TRACED in errors) != traced:
+        raise RuntimeError(f"{' '.join(command)}: expected {'a' if traced else 'no'} plan from a trace: {errors!r}")
     return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
@@ -137,7 +143,7 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
     diff = [*base, "-v", "diff", "-f", str(directory), "--stack", "bench"]
     apply = [*base, "-v", "apply", "-f", str(directory), "--stack", "bench", "--yes"]
     floor = [sys.executable, "-c", FLOOR, str(directory), str(database)]
-    kept = [state / "cache" / "plans", state / "cache" / "observations"]
+    kept = [state / "cache" / name for name in ("plans", "observations", "traces")]
     timed(diff, env)  # the apply moved the fleet: this first diff observes, and keeps its plan and observation
     edited = files[len(files) // 2]
     original = edited.read_text()
@@ -145,11 +151,11 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
     for round_ in range(runs):
         figures.setdefault("floor", []).append(timed(floor, env))
         edited.write_text(original.replace("labels: {}", f"labels: {{edit: r{round_}}}", 1))
-        figures.setdefault("diff one file", []).append(timed(diff, env, ok=(2,), kept=False, reused=True))
+        figures.setdefault("diff one file", []).append(timed(diff, env, ok=(2,), kept=False, reused=True, traced=True))
         edited.write_text(original)
         for directory in kept:
             shutil.rmtree(directory, ignore_errors=True)
-        figures.setdefault("diff no-op, planned", []).append(timed(diff, env, kept=False, reused=False))
+        figures.setdefault("diff no-op, planned", []).append(timed(diff, env, kept=False, reused=False, traced=False))
         figures.setdefault("diff no-op, kept", []).append(timed(diff, env, kept=True))
         figures.setdefault("apply no-op, kept", []).append(timed(apply, env, kept=True))
         print(f"    round {round_ + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f} s" for k, v in figures.items()), flush=True)

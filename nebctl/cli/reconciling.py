@@ -124,11 +124,11 @@ def _load(app: AppContext, paths: Sequence[str]) -> ManifestSet:
         return load_manifests(paths, cache_directory(app))
 
 
-def _make_plan(app: AppContext, documents: dict[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
+def _make_plan(app: AppContext, manifests: ManifestSet, options: PlanOptions) -> PlannedApply:
     controller = open_controller(app)
     try:
         with app.long_lived():
-            return controller.plan(documents, options)
+            return controller.plan(dict(manifests.documents), options, manifests.stamps)
     except PlanError as error:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
@@ -192,7 +192,7 @@ def diff_command(
         options = selection()
         if recover_first:
             _recover_first(app, dict(manifests.documents), options.stack)
-        planned = _make_plan(app, dict(manifests.documents), options)
+        planned = _make_plan(app, manifests, options)
         keeping.keep(planned, dict(manifests.documents))
         plan = planned.plan
     if graph == "dot":
@@ -443,7 +443,7 @@ def _report(result: ApplyResult, verb: str) -> None:
 
 def _run_apply(
     app: AppContext,
-    documents: dict[ResourceKey, AnyManifest] | Callable[[], dict[ResourceKey, AnyManifest]],
+    manifests: ManifestSet | Callable[[], ManifestSet],
     options: PlanOptions,
     *,
     yes: bool,
@@ -454,17 +454,17 @@ def _run_apply(
     revision: Callable[[], RevisionRecord | None] | None = None,
     keeping: Keeping | None = None,
 ) -> None:
-    """Plan and apply under the writers' lock. ``documents`` may be a callable loading them, for a run that
+    """Plan and apply under the writers' lock. ``manifests`` may be a callable loading them, for a run that
     first looks for a kept plan (``keeping``) and loads the manifests only if it finds none."""
     with writer_lock(app, stack=options.stack, command=verb, timeout=_lock_timeout(app, lock_timeout)):
         try:
             if keeping is not None and _show_kept(app, options, keeping):
                 return
-            if callable(documents):
-                documents = documents()
+            if callable(manifests):
+                manifests = manifests()
             _plan_and_apply(
                 app,
-                documents,
+                manifests,
                 options,
                 yes=yes,
                 parallelism=parallelism,
@@ -497,7 +497,7 @@ def _show_kept(app: AppContext, options: PlanOptions, keeping: Keeping) -> bool:
 
 def _plan_and_apply(
     app: AppContext,
-    documents: dict[ResourceKey, AnyManifest],
+    manifests: ManifestSet,
     options: PlanOptions,
     *,
     yes: bool,
@@ -509,9 +509,9 @@ def _plan_and_apply(
 ) -> None:
     from nebctl import rendering
 
-    planned = _make_plan(app, documents, options)
+    planned = _make_plan(app, manifests, options)
     if keeping is not None:
-        keeping.keep(planned, documents)
+        keeping.keep(planned, dict(manifests.documents))
     plan = planned.plan
     if saved is not None and saved.get("fingerprint") != plan.fingerprint:
         raise CliError(
@@ -600,18 +600,18 @@ def apply_command(
     )
     keeping = Keeping(app, paths, early_options(selection), enabled=saved is None and not recover_first)
 
-    def documents() -> dict[ResourceKey, AnyManifest]:
-        return dict(_load(app, paths).documents)
+    def manifests() -> ManifestSet:
+        return _load(app, paths)
 
     # Looked for before the lock too, so that the manifests' problems come before the lock's, as they always did:
     # without a kept plan the manifests are loaded first; with one they are known to load.
-    loaded = None if keeping.find() is not None else documents()
+    loaded = None if keeping.find() is not None else manifests()
     options = selection()
     if recover_first and loaded is not None:
-        _recover_first(app, loaded, options.stack, lock_timeout=_lock_timeout(app, lock_timeout))
+        _recover_first(app, dict(loaded.documents), options.stack, lock_timeout=_lock_timeout(app, lock_timeout))
     _run_apply(
         app,
-        documents if loaded is None else loaded,
+        manifests if loaded is None else loaded,
         options,
         yes=yes,
         parallelism=parallelism,
@@ -647,7 +647,8 @@ def destroy_command(
     if not paths and not stack:
         raise CliError("name the stack with --stack NAME or -f PATH")
     options = PlanOptions(stack=check_stack(stack or default_stack(paths)), prune=True)
-    _run_apply(app, {}, options, yes=yes, parallelism=parallelism, lock_timeout=lock_timeout, verb="destroy")
+    nothing = ManifestSet(documents={}, locations={}, files=())
+    _run_apply(app, nothing, options, yes=yes, parallelism=parallelism, lock_timeout=lock_timeout, verb="destroy")
 
 
 @click.command("import")

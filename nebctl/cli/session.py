@@ -15,6 +15,7 @@ from nebctl.cli.app import AppContext, CliError
 from nebctl.cli.database import installation_file, open_store
 from nebctl.controller.applying import Controller
 from nebctl.controller.kept_observations import ObservationKeeper
+from nebctl.controller.kept_traces import KeptTraces
 from nebctl.core.keys import ResourceKey, is_valid_name
 from nebctl.drivers.registry import Registry, build_registry
 
@@ -55,16 +56,17 @@ def open_registry(app: AppContext) -> Registry:
 
 def cache_directory(app: AppContext) -> Path | None:
     """Where ``diff``, ``apply`` and ``import`` keep the checked manifest files (``schemas.caching``, in
-    ``manifests/``), ``diff`` and ``apply`` their kept plans (in ``plans/``) and every plan its observation of the
-    hosts (in ``observations/``): under the state directory, unless the configuration turns it off
-    (``manifest_cache: false``)."""
+    ``manifests/``), ``diff`` and ``apply`` their kept plans (in ``plans/``) and plan traces (in ``traces/``), and
+    every plan its observation of the hosts (in ``observations/``): under the state directory, unless the
+    configuration turns it off (``manifest_cache: false``)."""
     state_dir = app.settings.state_dir
     return state_dir / "cache" if state_dir is not None and app.settings.manifest_cache else None
 
 
 def open_controller(app: AppContext) -> Controller:
     """The controller of a command that plans: its observation is kept for the next command, which reuses it
-    while the drivers vouch that the hosts are as observed (``controller.kept_observations``)."""
+    while the drivers vouch that the hosts are as observed (``controller.kept_observations``), and so is the trace
+    of its plan, from which the next plan redoes only what moved (``controller.kept_traces``)."""
     cache = cache_directory(app)
     return Controller(
         store=open_store(app),
@@ -72,4 +74,5 @@ def open_controller(app: AppContext) -> Controller:
         settings=app.settings,
         installation_file=installation_file(app),
         observations=ObservationKeeper(cache / "observations", database=app.db_url) if cache is not None else None,
+        traces=KeptTraces(cache / "traces", database=app.db_url) if cache is not None else None,
     )

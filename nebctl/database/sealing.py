@@ -139,7 +139,15 @@ def secret_values(kind: Kind, *specs: Mapping[str, Any] | None) -> list[Any]:
     """The values at the secret paths of ``kind`` in ``specs`` (sealed digests, secrets in clear), in one pass:
     a record whose values hold no digest has nothing for ``reveal_spec`` to put back in clear."""
     paths = SECRET_PATHS.get(kind, ())
-    return [c[n] for spec in specs if spec is not None for p in paths for c, n in _leaves(spec, p)]
+    return [
+        c[n]
+        for spec in specs
+        if spec is not None
+        for p in paths
+        # Most specs lack the mapping a path starts from (a VM without cloud-init): not walked.
+        if len(p) == 1 or isinstance(spec.get(p[0]), Mapping)
+        for c, n in _leaves(spec, p)
+    ]
 
 
 def seal_spec(kind: Kind, spec: Mapping[str, Any] | None, ring: KeyRing) -> Mapping[str, Any] | None:

@@ -13,6 +13,10 @@ What is kept, in ``DIRECTORY/manifests/``:
 A long-lived process (the service, with ``remember``) also keeps in memory the documents of the files of its
 last load, by the same keys, so that after an edit only the edited file is parsed or read back.
 
+Each document of a set loaded here gets a stamp (``ManifestSet.stamps``): its file's key and its place in the
+file. Two loads that give a document the same stamp read it from the same text, so a kept plan trace can tell the
+edited manifests from the others without comparing them (``controller.kept_traces``).
+
 Every key also holds a digest of nebctl's own schema code, of the library versions and of the ``Limits``, so an
 entry written by another version, or under other limits, is never found. Each entry carries a digest of its
 content: an entry that is truncated, corrupt or unreadable is ignored (and written again). Only a set without
@@ -34,6 +38,7 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
+from nebctl.core.keys import ResourceKey
 from nebctl.schemas.checking import LoadedDocument
 from nebctl.schemas.loading import (
     DEFAULT_LIMITS,
@@ -79,6 +84,7 @@ def load_paths_cached(
     scalars: fast.Scalars | None = None
     documents: list[LoadedDocument] = []
     keys: list[str] = []
+    stamps: dict[ResourceKey, str] = {}
     recent: dict[str, list[LoadedDocument]] = _LAST_LOAD[0] if remember else {}
     loaded: dict[str, list[LoadedDocument]] = {}
     for file, text in texts:
@@ -98,6 +104,8 @@ def load_paths_cached(
             store.put(key, found)
         loaded[key] = found
         documents.extend(found)
+        for index, document in enumerate(found):
+            stamps[document.key] = f"{key}:{index}"  # the file's name and text, nebctl's schema code, the place
     set_key = store.key(b"set", *(key.encode() for key in keys))
     if store.get(set_key) is not True:
         if cross_document_problems(documents):
@@ -106,7 +114,7 @@ def load_paths_cached(
     store.prune({*keys, set_key})
     if remember:
         _LAST_LOAD[0] = loaded
-    return ManifestSet.of(documents, tuple(files))
+    return ManifestSet.of(documents, tuple(files), stamps)
 
 
 class Entries:

@@ -21,8 +21,8 @@ in as ``Limits`` with safe defaults. Callers import what they use from here; the
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.schemas.checking import LoadedDocument, check_document
@@ -52,18 +52,27 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ManifestSet:
-    """A valid set of manifests: every document by key, in load order, and where each one was found."""
+    """A valid set of manifests: every document by key, in load order, and where each one was found. A set loaded
+    through the manifest cache (``schemas.caching``) also has a stamp per document: two loads giving a document the
+    same stamp read it from the same text, so it is the same document (a kept plan trace compares them)."""
 
     documents: dict[ResourceKey, AnyManifest]
     locations: dict[ResourceKey, SourceLocation]
     files: tuple[str, ...]
+    stamps: Mapping[ResourceKey, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def of(cls, documents: Sequence[LoadedDocument], files: tuple[str, ...]) -> ManifestSet:
+    def of(
+        cls,
+        documents: Sequence[LoadedDocument],
+        files: tuple[str, ...],
+        stamps: Mapping[ResourceKey, str] | None = None,
+    ) -> ManifestSet:
         return cls(
             documents={doc.key: doc.manifest for doc in documents},
             locations={doc.key: doc.location for doc in documents},
             files=files,
+            stamps=stamps or {},
         )
 
     def __len__(self) -> int:

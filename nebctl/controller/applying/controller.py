@@ -32,6 +32,7 @@ from nebctl.controller.applying.values import (
 from nebctl.controller.applying.world import ExecutionWorld
 from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
+from nebctl.controller.kept_traces import KeptTraces
 from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
 from nebctl.controller.placement import reads_usage
 from nebctl.controller.planning import PlanError, PlanRequest, PlanTrace, QuotaLimit, Replan, plan_again
@@ -57,6 +58,7 @@ from nebctl.database.sealing import (
     secret_values,
 )
 from nebctl.database.store import Store
+from nebctl.database.versions import Versions
 from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import HostRef
 from nebctl.reconcilers.base import LiveView, Reconciler
@@ -103,6 +105,7 @@ class Controller:
         observations: ObservationKeeper | None = None,
         keep_observations: bool = True,
         incremental: bool = False,
+        traces: KeptTraces | None = None,
     ) -> None:
         """``host_attributes`` gives each host's custom probe attributes; by default the programs of
         ``settings.probes_dir`` run at each observation (the service hands in its cache of their results).
@@ -112,7 +115,9 @@ class Controller:
         ``keep_observations`` a plan writes nothing of what it observed: the service's monitor keeps that, every
         round, and an edit's first action need not wait for it. With ``incremental`` (a controller that plans again
         and again, the service's), each plan redoes only the resources that moved since the last one where it can
-        (``planning.incremental``); the records cache and the kept observation are what let it tell."""
+        (``planning.incremental``); the records cache and the kept observation are what let it tell. ``traces``
+        keeps the trace of each whole plan between processes (``kept_traces``, the CLI's): a plan given the
+        manifests' stamps then does the same from there."""
         self.store = store
         self.registry = registry
         self.settings = settings
@@ -127,6 +132,7 @@ class Controller:
         self.observations = observations
         self.keep_observations = keep_observations
         self.incremental = incremental
+        self.traces = traces
         self._trace: PlanTrace | None = None  # the last plan's, for the next (``incremental``)
         # What the last plan planned again from the trace before it (None: it was made whole), for the service's
         # metrics and logs.
@@ -138,11 +144,18 @@ class Controller:
 
     # --- planning ----------------------------------------------------------------------------------------------
 
-    def plan(self, documents: Mapping[ResourceKey, AnyManifest], options: PlanOptions) -> PlannedApply:
+    def plan(
+        self,
+        documents: Mapping[ResourceKey, AnyManifest],
+        options: PlanOptions,
+        stamps: Mapping[ResourceKey, str] | None = None,
+    ) -> PlannedApply:
+        """The plan of ``documents``; ``stamps`` are theirs (``ManifestSet.stamps``), for a kept trace."""
         # The counters before the records (what is read after them is at least as new as they say): with those
         # read at the end, they tell whether anything but this plan's own writing came between.
         versions = self.store.change_versions()
         stored = self.store.list_resources() if self.records_cache is None else self.records_cache.records(self.store)
+        previous = self._previous_trace(options.stack, versions, stamps)
         if self.records_cache is None:
             records, resealed = reveal_records(stored, documents, self.store.secrets)
         else:  # only the records whose row or manifest changed since the last plan are revealed again
@@ -173,7 +186,44 @@ class Controller:
             observed_at, live = kept.at, kept.live
             # Its rows are in the database unless something was written since it was kept there.
             recorded = kept.versions != versions and self._record_observations(records, live)
-        request = PlanRequest(
+        request = self._request(documents, records, live, options)
+        sources = ImageSources(registry=self.registry, settings=self.settings, documents=documents)
+        problems = sources.missing_appliances(key for key in documents if _imports_again(key, documents, own))
+        if problems:
+            raise PlanError(problems)
+        plan, specs, trace = self._plan_from(request, previous, stamps)
+        self._refuse_second_copies(plan, own, hosts, live)
+        after = self.store.change_versions()
+        ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions
+        mine = after if after == ours else None
+        if keeper is not None and (kept is None or recorded):
+            keeper.keep(KeptObservation(dict(hosts), frozenset(listing), live, observed_at, mine if recorded else None))
+        if self.traces is not None and trace is not None and trace.replanned is None and mine is not None and stamps:
+            self.traces.keep(options.stack, trace, dict(stamps), mine, self.store)
+        return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
+
+    def _previous_trace(
+        self, stack: str, versions: Versions, stamps: Mapping[ResourceKey, str] | None
+    ) -> PlanTrace | None:
+        """The trace the plan starts from: the last plan's (``incremental``), or the one kept between processes
+        when the records just read are those it was made from (the counters read before them are still the
+        same) and the reconcilers are nebctl's own (whose code the kept trace's version covers)."""
+        if self.incremental:
+            return self._trace
+        if self.traces is None or not stamps or self.reconcilers is not RECONCILERS:
+            return None
+        if self.store.change_versions() != versions:
+            return None
+        return self.traces.find(stack, versions, self.store)
+
+    def _request(
+        self,
+        documents: Mapping[ResourceKey, AnyManifest],
+        records: Mapping[ResourceKey, ResourceRecord],
+        live: LiveView,
+        options: PlanOptions,
+    ) -> PlanRequest:
+        return PlanRequest(
             stack=options.stack,
             documents=documents,
             records=records,
@@ -191,30 +241,35 @@ class Controller:
             ),
             reconcilers=self.reconcilers,
         )
-        sources = ImageSources(registry=self.registry, settings=self.settings, documents=documents)
-        problems = sources.missing_appliances(key for key in documents if _imports_again(key, documents, own))
-        if problems:
-            raise PlanError(problems)
+
+    def _plan_from(
+        self, request: PlanRequest, previous: PlanTrace | None, stamps: Mapping[ResourceKey, str] | None
+    ) -> tuple[Plan, dict[ResourceKey, dict[str, Any]], PlanTrace | None]:
+        """``plan_again``, keeping the trace for the next plan (``incremental``) and saying what was redone."""
         try:
-            plan, specs, trace = plan_again(request, self._trace if self.incremental else None)
+            plan, specs, trace = plan_again(request, previous, stamps)
         except PlanError:
             self._trace = self.last_replan = None
             raise
+        redone = trace.replanned if trace is not None else None
         if self.incremental:
             self._trace = trace
-            redone = self.last_replan = trace.replanned if trace is not None else None
-            if redone is None:
-                log.debug("plan of stack %s made whole", options.stack)
-            else:
-                how = ", every VM placed again" if redone.placing else ""
-                log.debug("plan of stack %s: %d resource(s) planned again%s", options.stack, len(redone.keys), how)
-        self._refuse_second_copies(plan, own, hosts, live)
-        after = self.store.change_versions()
-        ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions
-        mine = after if after == ours else None
-        if keeper is not None and (kept is None or recorded):
-            keeper.keep(KeptObservation(dict(hosts), frozenset(listing), live, observed_at, mine if recorded else None))
-        return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
+            self.last_replan = redone
+        if previous is None and not self.incremental:
+            return plan, specs, trace
+        if redone is None:
+            log.debug("plan of stack %s made whole", request.stack)
+        else:
+            how = ", every VM placed again" if redone.placing else ""
+            # The service plans this way at every edit (its -vv says so); a command says it at -v.
+            log.log(
+                logging.DEBUG if self.incremental else logging.INFO,
+                "plan of stack %s made from the last one's trace: %d resource(s) planned again%s",
+                request.stack,
+                len(redone.keys),
+                how,
+            )
+        return plan, specs, trace
 
     def _refuse_second_copies(
         self,

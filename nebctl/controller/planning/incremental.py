@@ -20,28 +20,34 @@ as much; up to a hundred are planned again in any case). Resources that had drif
 their repair is refused reads the records of the VMs that hold their objects (``repairs``).
 
 The checks across resources (deletions, quotas, targets) and the action graph always run over the whole plan.
+
+A trace can also be kept between processes (``kept_trace``, for the CLI: ``controller.kept_traces``). It then holds no
+request: in its place, a stamp of each manifest (what the manifest cache names the text it comes from) with what
+the installation-wide steps read of it, and the options. Whoever hands such a trace back vouches that the records
+and the live view are those it was made from (the database's change counters, the same kept observation); a
+manifest then counts as changed when its stamp did. The specs holding a secret in clear are never kept: those
+resources are planned again each time.
+
 Pure: values in, values out; tests/unit/planning/test_incremental_plans.py compares it with the whole plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from nebctl.controller.planning.changes import Outcome
 from nebctl.controller.planning.request import PlanRequest
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, ResourceChange
-from nebctl.drivers.types import VMStatus
+from nebctl.drivers.types import HostProbe, VMStatus
 from nebctl.reconcilers.base import LiveView, RecordView, Resolution, SharedInputs
 from nebctl.reconcilers.identity import VMIdentity
 
 # More changed resources than this share of the manifests (and than ``FEW``): the whole plan is made.
 MOST_REPLANNED = 0.25
 FEW = 100  # planned again in any case: a few milliseconds, less than a whole plan of any larger stack
-
-V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -60,10 +66,24 @@ class Shared:
 
 
 @dataclass(frozen=True)
-class PlanTrace:
-    """What a plan was made from and found, for the next plan to redo only what moved (``replanned``)."""
+class Stamped:
+    """What a trace kept between processes has instead of its request: the options, each manifest's stamp and what
+    the installation-wide steps read of it (``Reconciler.shared_inputs``), the resources whose results were not
+    kept (their specs held secrets in clear: they are planned again) and what planning read of the live view."""
 
-    request: PlanRequest
+    options: tuple[object, ...]
+    stamps: Mapping[ResourceKey, str]
+    inputs: Mapping[ResourceKey, SharedInputs | None]
+    unkept: frozenset[ResourceKey]
+    seen: Seen  # what planning read of the live view
+
+
+@dataclass(frozen=True)
+class PlanTrace:
+    """What a plan was made from and found, for the next plan to redo only what moved (``replanned``). A trace kept
+    between processes has no ``request`` but ``stamped``."""
+
+    request: PlanRequest | None
     shared: Shared
     outcomes: Mapping[ResourceKey, Outcome]  # every resource's, in the plan's order, before selection
     specs: Mapping[ResourceKey, dict[str, Any]]  # the resolved spec of each resource of the manifests
@@ -72,6 +92,7 @@ class PlanTrace:
     # How many resources this plan planned again from the last trace (and whether it placed every VM again); None
     # when it was made whole. For the logs.
     replanned: Replan | None = None
+    stamped: Stamped | None = None
 
 
 @dataclass(frozen=True)
@@ -83,36 +104,65 @@ class Replan:
     placing: bool = False
 
 
-def replanned(previous: PlanTrace, request: PlanRequest) -> Replan | None:
+def replanned(
+    previous: PlanTrace, request: PlanRequest, stamps: Mapping[ResourceKey, str] | None = None
+) -> Replan | None:
     """What to redo when everything else of ``request`` is as ``previous`` found it; None when the whole plan must
-    be made (the module's rules)."""
+    be made (the module's rules). ``stamps`` are the manifests' (``ManifestSet.stamps``), for a kept trace."""
     before = previous.request
-    if (
-        request.reconcilers is not before.reconcilers
-        or _options(request) != _options(before)
-        or request.documents.keys() != before.documents.keys()
-        or request.records.keys() != before.records.keys()
-    ):
-        return None
-    again: set[ResourceKey] = set()
-    placing = False
-    if request.live is not before.live:
-        seen = _seen_again(before.live, request.live, request)
-        if seen is None:
+    if before is None:
+        found = _restamped(previous, request, stamps)
+        if found is None:
             return None
-        placing, moved_vms = seen
-        again.update(moved_vms)
-    edited = _edited(before, request)
-    if edited is None:
-        return None
-    placing = placing or edited[0]
-    again.update(edited[1])
+        placing, again = found
+    else:
+        if (
+            request.reconcilers is not before.reconcilers
+            or _options(request) != _options(before)
+            or request.documents.keys() != before.documents.keys()
+            or request.records.keys() != before.records.keys()
+        ):
+            return None
+        again = set()
+        placing = False
+        if request.live is not before.live:
+            moved = _seen_again(seen(before.live), seen(request.live), request)
+            if moved is None:
+                return None
+            placing, moved_vms = moved
+            again.update(moved_vms)
+        edited = _edited(before, request)
+        if edited is None:
+            return None
+        placing = placing or edited[0]
+        again.update(edited[1])
     if _many(len(again), len(request.documents)):
         return None
     for key, (change, drift, _) in previous.outcomes.items():
         if drift or (change is not None and change.drift):
             again.add(key)  # how its drift is repaired reads the records of the VMs that hold its objects
     return Replan(frozenset(again), placing)
+
+
+def kept_trace(trace: PlanTrace, stamps: Mapping[ResourceKey, str], unkept: frozenset[ResourceKey]) -> PlanTrace | None:
+    """``trace`` as kept between processes: no request, the manifests' ``stamps`` instead, and nothing of the
+    resources of ``unkept`` (their specs hold secrets in clear). None when a manifest has no stamp."""
+    request = trace.request
+    if request is None or stamps.keys() != request.documents.keys():
+        return None
+    reconcilers = request.reconcilers
+    inputs = {key: reconcilers[key.kind].shared_inputs(document) for key, document in request.documents.items()}
+    # A placeholder keeps each resource's place in the plan's order; it is planned again (``_restamped``).
+    nothing: Outcome = (None, (), None)
+    return PlanTrace(
+        request=None,
+        shared=trace.shared,
+        outcomes={key: nothing if key in unkept else outcome for key, outcome in trace.outcomes.items()},
+        specs={key: spec for key, spec in trace.specs.items() if key not in unkept},
+        observed=_observed(trace, unkept),
+        changed={key: value for key, value in trace.changed.items() if key not in unkept},
+        stamped=Stamped(_options(request), dict(stamps), inputs, unkept, seen(request.live)),
+    )
 
 
 def whole_after(changes: Sequence[ResourceChange], documents: int) -> bool:
@@ -128,34 +178,84 @@ def _edited(before: PlanRequest, request: PlanRequest) -> tuple[bool, set[Resour
     """Whether what placement reads of the manifests and records moved, and the resources whose manifest or record
     is not the object it was; None when something else they share moved."""
     reconcilers = request.reconcilers
-    documents = _changed(request.documents, before.documents, lambda k, d: reconcilers[k.kind].shared_inputs(d))
-    if documents is None:
+    documents, old_documents = request.documents, before.documents
+    found = _changed(
+        documents,
+        lambda key: documents[key] is old_documents[key],
+        lambda key: reconcilers[key.kind].shared_inputs(documents[key]),
+        lambda key: reconcilers[key.kind].shared_inputs(old_documents[key]),
+    )
+    if found is None:
         return None
+    records, old_records = request.records, before.records
 
     def record_inputs(key: ResourceKey, record: RecordView) -> SharedInputs | None:
         # A record outside the manifests counts in the shared steps (another stack's VM): None, plan everything.
-        return reconcilers[key.kind].shared_record_inputs(record) if key in request.documents else None
+        return reconcilers[key.kind].shared_record_inputs(record) if key in documents else None
 
-    records = _changed(request.records, before.records, record_inputs)
-    if records is None:
+    moved = _changed(
+        records,
+        lambda key: records[key] is old_records[key],
+        lambda key: record_inputs(key, records[key]),
+        lambda key: record_inputs(key, old_records[key]),
+    )
+    if moved is None:
         return None
-    return documents[0] or records[0], documents[1] | records[1]
+    return found[0] or moved[0], found[1] | moved[1]
+
+
+def _observed(trace: PlanTrace, unkept: frozenset[ResourceKey]) -> dict[ResourceKey, Mapping[str, Any]]:
+    """The trace's ``observed`` without ``unkept``; a resource observed as its spec resolves shares that value,
+    which a pickle then writes once (the most part, and half the size of a large trace)."""
+    specs = trace.specs
+    found: dict[ResourceKey, Mapping[str, Any]] = {}
+    for key, value in trace.observed.items():
+        if key not in unkept:
+            spec = specs.get(key)
+            found[key] = spec if spec is not None and spec == value else value
+    return found
+
+
+def _restamped(
+    previous: PlanTrace, request: PlanRequest, stamps: Mapping[ResourceKey, str] | None
+) -> tuple[bool, set[ResourceKey]] | None:
+    """For a kept trace (its records vouched for): whether what placement reads moved, and the resources to plan
+    again: those whose manifest's stamp moved, whose live state moved, and whose results were not kept."""
+    kept_as = previous.stamped
+    if kept_as is None or stamps is None or stamps.keys() != kept_as.stamps.keys():
+        return None
+    if request.documents.keys() != stamps.keys() or _options(request) != kept_as.options:
+        return None
+    now = seen(request.live)
+    live = _seen_again(kept_as.seen, now, request) if now != kept_as.seen else (False, set())
+    if live is None:
+        return None
+    reconcilers, documents, old = request.reconcilers, request.documents, kept_as.stamps
+    found = _changed(
+        stamps,
+        lambda key: stamps[key] == old[key],
+        lambda key: reconcilers[key.kind].shared_inputs(documents[key]),
+        kept_as.inputs.__getitem__,
+    )
+    if found is None:
+        return None
+    return live[0] or found[0], live[1] | found[1] | kept_as.unkept
 
 
 def _changed(
-    now: Mapping[ResourceKey, V],
-    before: Mapping[ResourceKey, V],
-    inputs: Callable[[ResourceKey, V], SharedInputs | None],
+    keys: Iterable[ResourceKey],
+    same: Callable[[ResourceKey], bool],
+    now: Callable[[ResourceKey], SharedInputs | None],
+    before: Callable[[ResourceKey], SharedInputs | None],
 ) -> tuple[bool, set[ResourceKey]] | None:
-    """The keys whose value is not the object it was in ``before`` (same keys), and whether what placement reads of
-    them (``inputs``) moved; None when anything else they share moved, or a kind does not say what it shares."""
+    """The ``keys`` that are not the ``same`` as before, and whether what placement reads of them (``now``,
+    ``before``) moved; None when anything else they share moved, or a kind does not say what it shares."""
     again: set[ResourceKey] = set()
     placing = False
-    for key, value in now.items():
-        old = before[key]
-        if value is old:
+    for key in keys:
+        if same(key):
             continue
-        moved = _moved(inputs(key, value), inputs(key, old))
+        moved = _moved(now(key), before(key))
         if moved is None:
             return None
         placing = placing or moved
@@ -163,7 +263,26 @@ def _changed(
     return placing, again
 
 
-def _seen_again(before: LiveView, now: LiveView, request: PlanRequest) -> tuple[bool, set[ResourceKey]] | None:
+@dataclass(frozen=True)
+class Seen:
+    """What planning reads of a live view (``seen``): every host's probe, the objects listed on each host and their
+    fingerprints, and each VM's state, size, owner and host by uuid (not its usage figures, which move with every
+    probe, nor the spec its ownership carries, which only recovery reads)."""
+
+    hosts: Mapping[str, HostProbe]
+    objects: Mapping[str, frozenset[tuple[str, str]]]
+    fingerprints: Mapping[str, Mapping[tuple[str, str], Mapping[str, str]]]
+    vms: Mapping[str, tuple[object, ...]]
+
+
+def seen(live: LiveView) -> Seen:
+    """What planning reads of ``live`` (``Seen``)."""
+    where = live.vm_hosts
+    vms = {uuid: (*_planned(status), where.get(uuid)) for uuid, status in live.vms.items()}
+    return Seen(live.hosts, live.objects, live.fingerprints, vms)
+
+
+def _seen_again(before: Seen, now: Seen, request: PlanRequest) -> tuple[bool, set[ResourceKey]] | None:
     """What moved between two observations, as planning reads them: whether a host's probe moved (every VM is then
     placed again) and the VMs of the manifests whose live state, size, owner or host moved (planned again). None
     when a host started or stopped answering, or a host's listing of objects moved: planning everything."""
@@ -176,12 +295,7 @@ def _seen_again(before: LiveView, now: LiveView, request: PlanRequest) -> tuple[
         placing = True
     if now.objects != before.objects or now.fingerprints != before.fingerprints:
         return None
-    moved = {
-        uuid
-        for uuid in now.vms.keys() | before.vms.keys()
-        if _planned(now.vms.get(uuid)) != _planned(before.vms.get(uuid))
-        or now.vm_hosts.get(uuid) != before.vm_hosts.get(uuid)
-    }
+    moved = {uuid for uuid in now.vms.keys() | before.vms.keys() if now.vms.get(uuid) != before.vms.get(uuid)}
     if not moved:
         return placing, set()
     own = request.records
@@ -195,12 +309,17 @@ def _seen_again(before: LiveView, now: LiveView, request: PlanRequest) -> tuple[
     return placing, found
 
 
-def _planned(status: VMStatus | None) -> tuple[object, ...] | None:
+def _planned(status: VMStatus) -> tuple[object, ...]:
     """What planning reads of a VM's live status (``VirtualMachineReconciler.detect_drift``, and the owner of a
-    VM about to be created): not its usage figures, which move with every probe."""
-    if status is None:
-        return None
-    return (status.state, status.vcpu, status.memory, status.owner)
+    VM about to be created): not its usage figures, which move with every probe; its owner as compared (the spec
+    it carries aside)."""
+    owner = status.owner
+    who = (
+        None
+        if owner is None
+        else (owner.stack, owner.kind, owner.namespace, owner.name, owner.incarnation, owner.installation)
+    )
+    return (status.state, status.vcpu, status.memory, who)
 
 
 def _many(count: int, documents: int) -> bool:

@@ -37,13 +37,14 @@ def plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict[
 
 
 def plan_again(
-    request: PlanRequest, previous: PlanTrace | None
+    request: PlanRequest, previous: PlanTrace | None, stamps: Mapping[ResourceKey, str] | None = None
 ) -> tuple[Plan, dict[ResourceKey, dict[str, Any]], PlanTrace | None]:
     """``plan_with_specs``, redoing only what moved since ``previous`` (the trace of the last plan of a planner
-    that lives on, ``incremental``), and the trace of this plan for the next (None when it replaced VMs create-first:
-    the next plan is made whole)."""
+    that lives on, or one kept between processes, ``incremental``), and the trace of this plan for the next (None
+    when it replaced VMs create-first: the next plan is made whole). ``stamps`` are the manifests' stamps, which a
+    kept trace is compared with."""
     with _collector_paused():
-        return _plan_with_specs(request, previous=previous)
+        return _plan_with_specs(request, previous=previous, stamps=stamps)
 
 
 @contextlib.contextmanager
@@ -78,6 +79,7 @@ def _plan_with_specs(
     deposing: frozenset[ResourceKey] = frozenset(),
     refused: frozenset[ResourceKey] = frozenset(),
     previous: PlanTrace | None = None,
+    stamps: Mapping[ResourceKey, str] | None = None,
 ) -> tuple[Plan, dict[ResourceKey, dict[str, Any]], PlanTrace | None]:
     """The plan, with the VMs of ``deposing`` replaced create-first (their old VMs deposed); ``refused`` are
     VMs that asked for it but turned out not to be replaced once planned so (they are not asked again)."""
@@ -89,7 +91,7 @@ def _plan_with_specs(
         other = request.records[key]
         problems.append(f"{key}: belongs to stack {other.stack!r}; nebctl never touches another stack's objects")
     details: list[str] = []
-    replan = replanned(previous, request) if previous is not None and not deposing else None
+    replan = replanned(previous, request, stamps) if previous is not None and not deposing else None
     shared = _shared_again(request, own, previous, replan) if previous is not None and replan is not None else None
     redone = replan if shared is not None else None
     specs: dict[ResourceKey, dict[str, Any]]  # filled in by resource_changes, read by the reconcilers' actions

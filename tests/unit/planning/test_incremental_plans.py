@@ -10,6 +10,7 @@ edits, which resources are planned again, and that the whole plan is made whenev
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nebctl.controller.planning import PlanError, PlanRequest, PlanTrace, plan_again, plan_with_specs
-from nebctl.controller.planning.incremental import Replan, replanned
+from nebctl.controller.planning.incremental import Replan, kept_trace, replanned
 from nebctl.core.keys import ResourceKey
 from nebctl.core.plans import Plan
 from nebctl.database.records import ResourceRecord
@@ -336,3 +337,102 @@ def test_a_vm_stopped_outside_is_planned_again_alone_and_usage_figures_plan_noth
     ]
     busy = world.with_vm(key("vm/vm1"), cpu_usage=1.5, memory_used=10**9).live
     assert replanned(trace, _edited(request, {}, live=busy)) == Replan(frozenset())
+
+
+# --- a trace kept between processes ---------------------------------------------------------------------------------
+
+
+class _Stamps:
+    """Each manifest's stamp, as the manifest cache gives them: a new one whenever a document is read from other
+    text (here: whenever the step made a new object, an identical copy included)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[AnyManifest, str]] = {}  # the documents are held, so their ids stay theirs
+
+    def of(self, documents: Mapping[ResourceKey, AnyManifest]) -> dict[ResourceKey, str]:
+        found = {}
+        for document_key, document in documents.items():
+            held = self._seen.get(id(document))
+            if held is None:
+                held = self._seen[id(document)] = (document, f"text-{len(self._seen)}")
+            found[document_key] = held[1]
+        return found
+
+
+def _kept(trace: PlanTrace | None, stamps: dict[ResourceKey, str], unkept: frozenset[ResourceKey]) -> PlanTrace | None:
+    """``trace`` as another process reads it back: kept, pickled, read."""
+    if trace is None:
+        return None
+    lean = kept_trace(trace, stamps, unkept & trace.specs.keys())
+    assert lean is not None and lean.request is None
+    return pickle.loads(pickle.dumps(lean))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(STEPS, min_size=1, max_size=12),
+    prune=st.booleans(),
+    small=st.booleans(),
+    unkept=st.sets(st.sampled_from(NAMES), max_size=3),
+)
+def test_a_plan_made_from_a_kept_trace_is_the_whole_plan(
+    steps: list[tuple[str, str, Any]], prune: bool, small: bool, unkept: set[str]
+) -> None:
+    # As the CLI keeps it: the trace of each whole plan, for the plans after it while the records are those it
+    # read (once they moved, the controller finds no trace: the next plan is whole, and its trace is kept).
+    world = _start()
+    live = _small(world.live) if small else world.live
+    state = _State(dict(world.documents), dict(world.records), live, {}, prune)
+    stamps = _Stamps()
+    secret = frozenset(key(f"vm/{name}") for name in unkept)  # as if their specs held a secret in clear
+    request = state.request()
+    kept = _kept(_plans(request, None), stamps.of(request.documents), secret)
+    read = dict(state.records)
+    for step in steps:
+        _step(state, step)
+        request = state.request()
+        now = stamps.of(request.documents)
+        records_as_read = state.records.keys() == read.keys() and all(state.records[k] is r for k, r in read.items())
+        previous = kept if records_as_read else None
+        try:
+            plan, specs, trace = plan_again(request, previous, now)
+        except PlanError as error:
+            with pytest.raises(PlanError) as whole:
+                plan_with_specs(request)
+            assert error.problems == whole.value.problems
+            continue
+        _same((plan, specs), plan_with_specs(request))
+        if trace is not None and trace.replanned is None:  # made whole: its trace is kept instead
+            kept, read = _kept(trace, now, secret), dict(state.records)
+
+
+def test_a_kept_trace_replans_the_edited_manifests_those_it_left_out_and_the_vms_that_moved() -> None:
+    world = _start()
+    request, trace = _traced(world)
+    stamps = {document_key: f"text-{document_key}" for document_key in request.documents}
+    kept = _kept(trace, stamps, frozenset({key("vm/vm3")}))
+    assert kept is not None and kept.stamped is not None
+    assert key("vm/vm3") not in kept.specs  # never written: its spec holds a secret
+    assert replanned(kept, request, stamps) == Replan(frozenset({key("vm/vm3")}))
+
+    # The same manifest read from other text (an identical copy): planned again, nothing shared moved.
+    assert replanned(kept, request, {**stamps, key("vm/vm1"): "other"}) == Replan(
+        frozenset({key("vm/vm1"), key("vm/vm3")})
+    )
+    grown = _edited(request, {key("vm/vm1"): _one(_vm("vm1", vcpu=4, where=1))})
+    expected = Replan(frozenset({key("vm/vm1"), key("vm/vm3")}), placing=True)
+    assert replanned(kept, grown, {**stamps, key("vm/vm1"): "other"}) == expected
+    plan, specs, _ = plan_again(grown, kept, {**stamps, key("vm/vm1"): "other"})
+    _same((plan, specs), plan_with_specs(grown))
+
+    stopped = world.with_vm(key("vm/vm2"), state=VMLiveState.STOPPED).live
+    assert replanned(kept, _edited(request, {}, live=stopped), stamps) == Replan(
+        frozenset({key("vm/vm2"), key("vm/vm3")})
+    )
+
+    # Without the stamps, with a manifest more or less, or other options: the whole plan.
+    assert replanned(kept, request, None) is None
+    assert replanned(kept, request, {k: v for k, v in stamps.items() if k != key("vm/vm1")}) is None
+    assert replanned(kept, _edited(request, {}, prune=True), stamps) is None
+    down = world.with_host("h2", HostLiveState.ERROR).live
+    assert replanned(kept, _edited(request, {}, live=down), stamps) is None
