@@ -365,7 +365,9 @@ def _kept(trace: PlanTrace | None, stamps: dict[ResourceKey, str], unkept: froze
         return None
     lean = kept_trace(trace, stamps, unkept & trace.specs.keys())
     assert lean is not None and lean.request is None
-    return pickle.loads(pickle.dumps(lean))
+    read = pickle.loads(pickle.dumps(lean))
+    assert isinstance(read, PlanTrace)
+    return read
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
