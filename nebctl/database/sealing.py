@@ -131,7 +131,10 @@ def has_clear_secret(kind: Kind, spec: Mapping[str, Any] | None) -> bool:
     if spec is None:
         return False
     return any(
-        isinstance(c[n], str) and not is_sealed(c[n]) for p in SECRET_PATHS.get(kind, ()) for c, n in _leaves(spec, p)
+        isinstance(c[n], str) and not is_sealed(c[n])
+        for p in SECRET_PATHS.get(kind, ())
+        if _may_hold(spec, p)
+        for c, n in _leaves(spec, p)
     )
 
 
@@ -140,14 +143,14 @@ def secret_values(kind: Kind, *specs: Mapping[str, Any] | None) -> list[Any]:
     a record whose values hold no digest has nothing for ``reveal_spec`` to put back in clear."""
     paths = SECRET_PATHS.get(kind, ())
     return [
-        c[n]
-        for spec in specs
-        if spec is not None
-        for p in paths
-        # Most specs lack the mapping a path starts from (a VM without cloud-init): not walked.
-        if len(p) == 1 or isinstance(spec.get(p[0]), Mapping)
-        for c, n in _leaves(spec, p)
+        c[n] for spec in specs if spec is not None for p in paths if _may_hold(spec, p) for c, n in _leaves(spec, p)
     ]
+
+
+def _may_hold(spec: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+    """Whether ``path`` may name a value in ``spec``: most specs lack the mapping it starts from (a VM without
+    cloud-init), which is cheaper to tell than walking it."""
+    return len(path) == 1 or isinstance(spec.get(path[0]), Mapping)
 
 
 def seal_spec(kind: Kind, spec: Mapping[str, Any] | None, ring: KeyRing) -> Mapping[str, Any] | None:
