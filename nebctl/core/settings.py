@@ -174,8 +174,9 @@ class Settings(_Strict):
     state_dir: Path | None = Field(default=None, description="Where local state lives (the sim fleet's file).")
     manifest_cache: bool = Field(
         default=True,
-        description="Keep checked manifest files, and plans that changed nothing, under state_dir/cache, so diff "
-        "and apply neither parse unchanged files nor plan an unchanged set again (safe to delete at any time).",
+        description="Keep checked manifest files, plans that changed nothing, observations and plan traces under "
+        "state_dir/cache, so diff and apply neither parse unchanged files, plan an unchanged set again, nor plan "
+        "every resource again after an edit of a few (safe to delete at any time).",
     )
     drivers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Options per driver name, handed to the driver's factory."
