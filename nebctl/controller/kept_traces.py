@@ -10,37 +10,65 @@ stamps, ``ManifestSet.stamps``), the options and what it reads of the live view 
 
 Only the trace of a whole plan is kept (a plan made from a kept trace leaves it in place: it stays valid for the
 next edit, which compares its manifests with the same stamps). The trace holds the resolved specs, the changes and
-the installation-wide results, never a manifest, a record or a secret: a resource whose resolved spec holds a
-secret in clear is left out, and planned again every time. An entry written by another version of nebctl, or
-truncated, corrupt or unreadable, is never used (``schemas.caching.Entries``); deleting the directory is always
-safe.
+the installation-wide results, never a manifest, a record or a secret. A secret in clear (cloud-init data, a hook's
+environment) in a resource's resolved spec or observed state is the manifest's value: it is written as a marker
+(``FROM_MANIFEST``), and put back from the manifest when the trace is read, for the resources whose manifest has the
+stamp it had (the same text, so the same secret; the others are planned again anyway). A resource whose plan holds a
+secret anywhere else (a change or drift to show, a value that is not the manifest's) is left out, and planned again
+every time. An entry written by another version of nebctl, or truncated, corrupt or unreadable, is never used
+(``schemas.caching.Entries``); deleting the directory is always safe.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, SecretStr
+
 from nebctl.controller.kept_plans import code_digest
 from nebctl.controller.planning import PlanTrace, kept_trace
+from nebctl.controller.planning.changes import Outcome
 from nebctl.core.keys import ResourceKey
-from nebctl.database.sealing import has_clear_secret
+from nebctl.database.sealing import has_clear_secret, is_sealed, map_secrets
 from nebctl.database.store import Store
 from nebctl.database.versions import Versions
 from nebctl.schemas.caching import Entries
+from nebctl.schemas.models import AnyManifest
 
 log = logging.getLogger(__name__)
 
 
+class _FromManifest:
+    """Where a kept trace had a secret: the manifest's value, put back when the trace is read."""
+
+    def __reduce__(self) -> str:
+        return "FROM_MANIFEST"  # the one instance, whichever process reads it back
+
+    def __repr__(self) -> str:
+        return "FROM_MANIFEST"
+
+
+FROM_MANIFEST = _FromManifest()
+
+
+class _NotTheManifestsError(Exception):
+    """A secret in clear that is not the manifest's value: it cannot be put back from the manifest."""
+
+
 @dataclass(frozen=True)
 class _Entry:
-    """One kept trace and the state of the database it was made from."""
+    """One kept trace, the state of the database it was made from, and the resources whose secrets it left as
+    ``FROM_MANIFEST``."""
 
     versions: Versions
     table: tuple[Any, ...]
     trace: PlanTrace
+    hidden: frozenset[ResourceKey] = frozenset()
 
 
 class KeptTraces:
@@ -53,14 +81,38 @@ class KeptTraces:
     def _name(self, stack: str) -> str:
         return self._entries.key(b"trace", self._database, stack.encode())
 
-    def find(self, stack: str, versions: Versions, store: Store) -> PlanTrace | None:
+    def find(
+        self,
+        stack: str,
+        versions: Versions,
+        store: Store,
+        documents: Mapping[ResourceKey, AnyManifest],
+        stamps: Mapping[ResourceKey, str],
+    ) -> PlanTrace | None:
         """The kept trace of ``stack`` if the database's records are those it was made from: ``versions``, the
         change counters read before the records, must be those it was kept with, and still be (the caller reads
-        them after the records too: ``versions`` is what both reads gave)."""
+        them after the records too: ``versions`` is what both reads gave). Its secrets are put back from
+        ``documents``, the manifests of this plan, for those whose ``stamps`` are as they were."""
         kept = self._entries.get(self._name(stack))
         if not isinstance(kept, _Entry) or kept.versions != versions or kept.table != store.resources_stamp():
             return None
-        return kept.trace
+        trace = kept.trace
+        if not kept.hidden or trace.stamped is None:
+            return trace
+        before = trace.stamped.stamps
+        specs, observed = dict(trace.specs), dict(trace.observed)
+        for key in kept.hidden:
+            document = documents.get(key)
+            if document is None or stamps.get(key) != before.get(key):
+                continue  # planned again: what the trace held of it is not read
+
+            def fill(path: tuple[str, ...], value: object, document: AnyManifest = document) -> object:
+                return _in_manifest(document, path) if value is FROM_MANIFEST else value
+
+            specs[key] = map_secrets(key.kind, specs[key], fill)
+            if key in observed:
+                observed[key] = map_secrets(key.kind, observed[key], fill)
+        return dataclasses.replace(trace, specs=specs, observed=observed)
 
     def keep(
         self,
@@ -72,13 +124,74 @@ class KeptTraces:
     ) -> bool:
         """Keep ``trace`` (of a whole plan, made from the records as ``versions`` counts them) for the next
         process; whether it was kept."""
-        unkept = frozenset(key for key, spec in trace.specs.items() if has_clear_secret(key.kind, spec))
-        lean = kept_trace(trace, stamps, unkept)
+        request = trace.request
+        if request is None:
+            return False
+        unkept: set[ResourceKey] = set()
+        specs, observed = dict(trace.specs), dict(trace.observed)
+        for key, spec in trace.specs.items():
+            seen = observed.get(key)
+            if not has_clear_secret(key.kind, spec) and not has_clear_secret(key.kind, seen):
+                continue
+            hidden = _hidden(key, spec, seen, trace.outcomes.get(key), request.documents.get(key))
+            if hidden is None:
+                unkept.add(key)
+                continue
+            specs[key] = hidden[0]
+            if hidden[1] is not None:
+                observed[key] = hidden[1]
+        hiding = frozenset(key for key in specs if specs[key] is not trace.specs[key])
+        lean = kept_trace(dataclasses.replace(trace, specs=specs, observed=observed), stamps, frozenset(unkept))
         if lean is None:
             return False
         table = store.resources_stamp()
         if store.change_versions() != versions:
             return False  # a write came between: the table just read may not be the records the plan read
-        self._entries.put(self._name(stack), _Entry(versions, table, lean))
+        self._entries.put(self._name(stack), _Entry(versions, table, lean, hiding))
         log.debug("the trace of this plan of stack %s is kept for the next", stack)
         return True
+
+
+def _hidden(
+    key: ResourceKey,
+    spec: Mapping[str, Any],
+    observed: Mapping[str, Any] | None,
+    outcome: Outcome | None,
+    document: AnyManifest | None,
+) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """``spec`` and ``observed`` with each secret in clear replaced by ``FROM_MANIFEST``; None when the resource's
+    plan holds a secret elsewhere (a change or drift, which would show or compare it) or one that is not the
+    manifest's value."""
+    if document is None or outcome is None:
+        return None
+    change, drift, _ = outcome
+    if drift or (change is not None and (change.is_change or change.drift)):
+        return None
+
+    def hide(path: tuple[str, ...], value: object) -> object:
+        if not isinstance(value, str) or is_sealed(value):
+            return value  # a digest: no secret
+        if value != _in_manifest(document, path):
+            raise _NotTheManifestsError
+        return FROM_MANIFEST
+
+    try:
+        return map_secrets(key.kind, spec, hide), map_secrets(key.kind, observed, hide) if observed else None
+    except _NotTheManifestsError:
+        return None
+
+
+def _in_manifest(document: AnyManifest, path: tuple[str, ...]) -> str | None:
+    """The manifest's value in clear at ``path`` of its spec (``schemas.models.spec_document``'s), without
+    dumping the whole spec; None when there is none."""
+    node: object = document.spec
+    for part in path:
+        if isinstance(node, BaseModel):
+            node = getattr(node, part, None)
+        elif isinstance(node, Mapping):
+            node = node.get(part)
+        else:
+            return None
+    if isinstance(node, SecretStr):
+        return node.get_secret_value()
+    return node if isinstance(node, str) else None

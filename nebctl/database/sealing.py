@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,17 @@ def _may_hold(spec: Mapping[str, Any], path: tuple[str, ...]) -> bool:
     """Whether ``path`` may name a value in ``spec``: most specs lack the mapping it starts from (a VM without
     cloud-init), which is cheaper to tell than walking it."""
     return len(path) == 1 or isinstance(spec.get(path[0]), Mapping)
+
+
+def map_secrets(kind: Kind, spec: Mapping[str, Any], change: Callable[[tuple[str, ...], Any], Any]) -> dict[str, Any]:
+    """A copy of ``spec`` with each value at a secret path of ``kind`` replaced by ``change(path, value)``, the
+    path naming the value itself (a ``*`` replaced by its key); ``spec`` is left as it was."""
+    copied = _copy(spec, kind)
+    for path in SECRET_PATHS.get(kind, ()):
+        if _may_hold(copied, path):
+            for container, name in _leaves(copied, path):
+                container[name] = change((*path[:-1], name), container[name])
+    return copied
 
 
 def seal_spec(kind: Kind, spec: Mapping[str, Any] | None, ring: KeyRing) -> Mapping[str, Any] | None:

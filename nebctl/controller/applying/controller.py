@@ -155,7 +155,7 @@ class Controller:
         # read at the end, they tell whether anything but this plan's own writing came between.
         versions = self.store.change_versions()
         stored = self.store.list_resources() if self.records_cache is None else self.records_cache.records(self.store)
-        previous = self._previous_trace(options.stack, versions, stamps)
+        previous = self._previous_trace(options.stack, versions, documents, stamps)
         if self.records_cache is None:
             records, resealed = reveal_records(stored, documents, self.store.secrets)
         else:  # only the records whose row or manifest changed since the last plan are revealed again
@@ -203,7 +203,11 @@ class Controller:
         return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
 
     def _previous_trace(
-        self, stack: str, versions: Versions, stamps: Mapping[ResourceKey, str] | None
+        self,
+        stack: str,
+        versions: Versions,
+        documents: Mapping[ResourceKey, AnyManifest],
+        stamps: Mapping[ResourceKey, str] | None,
     ) -> PlanTrace | None:
         """The trace the plan starts from: the last plan's (``incremental``), or the one kept between processes
         when the records just read are those it was made from (the counters read before them are still the
@@ -214,7 +218,7 @@ class Controller:
             return None
         if self.store.change_versions() != versions:
             return None
-        return self.traces.find(stack, versions, self.store)
+        return self.traces.find(stack, versions, self.store, documents, stamps)
 
     def _request(
         self,

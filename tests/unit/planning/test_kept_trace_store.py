@@ -1,0 +1,88 @@
+"""``controller.kept_traces.KeptTraces`` on a real SQLite store: a kept trace is found only while the records are
+those it was made from; the secrets of its resolved specs are never written, and come back from the manifests."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nebctl.controller.kept_traces import KeptTraces
+from nebctl.controller.planning import PlanTrace, plan_again
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.database import Store
+from nebctl.database.records import ResourceRecord
+from nebctl.schemas.models import AnyManifest
+
+from .world import BASE, converge, documents, key, vm
+
+SECRET = "#cloud-config\npassword: kept-trace-secret"
+CLOUD_INIT = '  placement: {host: h1}\n  cloudInit: {userData: "#cloud-config\\npassword: kept-trace-secret"}'
+
+
+def _traced(*texts: str) -> tuple[PlanTrace, dict[ResourceKey, AnyManifest], dict[ResourceKey, str]]:
+    world = converge(*texts)
+    request = world.request()
+    _, _, trace = plan_again(request, None)
+    assert trace is not None
+    return trace, dict(request.documents), {document: f"text of {document}" for document in request.documents}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(f"sqlite:///{tmp_path / 'nebctl.db'}")
+    yield opened
+    opened.close()
+
+
+def test_secrets_are_never_written_and_come_back_from_the_manifests(tmp_path: Path, store: Store) -> None:
+    trace, manifests, stamps = _traced(BASE, vm("web", **{"  placement: {host: h1}": CLOUD_INIT}), vm("db"))
+    web = key("vm/web")
+    assert trace.specs[web]["cloudInit"]["userData"] == SECRET
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    versions = store.change_versions()
+    assert kept.keep("demo", trace, stamps, versions, store)
+    [entry] = (tmp_path / "traces").iterdir()
+    assert b"kept-trace-secret" not in entry.read_bytes()
+
+    found = kept.find("demo", versions, store, manifests, stamps)
+    assert found is not None and found.stamped is not None
+    assert found.specs == trace.specs  # the secret put back, every other spec as it was
+    assert found.observed == trace.observed
+    assert web not in found.stamped.unkept
+
+    # Its manifest read from other text: it is planned again, so its secret is not put back (nor read).
+    edited = kept.find("demo", versions, store, manifests, {**stamps, web: "other text"})
+    assert edited is not None and edited.specs[web]["cloudInit"]["userData"] != SECRET
+
+
+def test_a_secret_in_a_change_leaves_its_resource_out(tmp_path: Path, store: Store) -> None:
+    world = converge(BASE, vm("web"))
+    request = world.request()
+    grown = documents(BASE, vm("web", **{"  placement: {host: h1}": CLOUD_INIT, "vcpu: 2": "vcpu: 4"}))
+    request = dataclasses.replace(request, documents=grown)
+    _, _, trace = plan_again(request, None)
+    assert trace is not None
+    stamps = {document: "text" for document in grown}
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    versions = store.change_versions()
+    assert kept.keep("demo", trace, stamps, versions, store)
+    [entry] = (tmp_path / "traces").iterdir()
+    assert b"kept-trace-secret" not in entry.read_bytes()
+    found = kept.find("demo", versions, store, grown, stamps)
+    assert found is not None and found.stamped is not None
+    assert key("vm/web") in found.stamped.unkept and key("vm/web") not in found.specs
+
+
+def test_a_trace_is_found_only_while_the_records_are_those_it_read(tmp_path: Path, store: Store) -> None:
+    trace, manifests, stamps = _traced(BASE, vm("web"))
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    versions = store.change_versions()
+    assert kept.keep("demo", trace, stamps, versions, store)
+    assert kept.find("demo", versions, store, manifests, stamps) is not None
+    assert kept.find("other", versions, store, manifests, stamps) is None  # another stack's
+    assert KeptTraces(tmp_path / "traces", database="another").find("demo", versions, store, manifests, stamps) is None
+    store.save_resource(ResourceRecord(Kind.HOST, "default", "h9", stack="demo"))
+    assert kept.find("demo", store.change_versions(), store, manifests, stamps) is None
