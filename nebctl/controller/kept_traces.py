@@ -34,7 +34,7 @@ from nebctl.controller.kept_plans import code_digest
 from nebctl.controller.planning import PlanTrace, kept_trace
 from nebctl.controller.planning.changes import Outcome
 from nebctl.core.keys import ResourceKey
-from nebctl.database.sealing import has_clear_secret, is_sealed, map_secrets
+from nebctl.database.sealing import SECRET_PATHS, has_clear_secret, is_sealed, map_secrets
 from nebctl.database.store import Store
 from nebctl.database.versions import Versions
 from nebctl.schemas.caching import Entries
@@ -129,11 +129,16 @@ class KeptTraces:
             return False
         unkept: set[ResourceKey] = set()
         specs, observed = dict(trace.specs), dict(trace.observed)
-        for key, spec in trace.specs.items():
-            seen = observed.get(key)
-            if not has_clear_secret(key.kind, spec) and not has_clear_secret(key.kind, seen):
+        for key, outcome in trace.outcomes.items():
+            if key.kind not in SECRET_PATHS:
                 continue
-            hidden = _hidden(key, spec, seen, trace.outcomes.get(key), request.documents.get(key))
+            # What a resource's outcome can hold: its resolved spec, its observed state and its record's
+            # applied spec (a deletion lists it, an update compares with it).
+            spec, seen, record = specs.get(key), observed.get(key), request.records.get(key)
+            held = (spec, seen, record.applied if record is not None else None)
+            if not any(has_clear_secret(key.kind, value) for value in held):
+                continue
+            hidden = _hidden(key, spec, seen, outcome, request.documents.get(key))
             if hidden is None:
                 unkept.add(key)
                 continue
@@ -154,15 +159,15 @@ class KeptTraces:
 
 def _hidden(
     key: ResourceKey,
-    spec: Mapping[str, Any],
+    spec: Mapping[str, Any] | None,
     observed: Mapping[str, Any] | None,
-    outcome: Outcome | None,
+    outcome: Outcome,
     document: AnyManifest | None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
     """``spec`` and ``observed`` with each secret in clear replaced by ``FROM_MANIFEST``; None when the resource's
-    plan holds a secret elsewhere (a change or drift, which would show or compare it) or one that is not the
-    manifest's value."""
-    if document is None or outcome is None:
+    plan holds a secret elsewhere (a change or drift, which would show or compare it; a deletion) or one that is not
+    the manifest's value."""
+    if document is None or spec is None:
         return None
     change, drift, _ = outcome
     if drift or (change is not None and (change.is_change or change.drift)):

@@ -86,3 +86,24 @@ def test_a_trace_is_found_only_while_the_records_are_those_it_read(tmp_path: Pat
     assert KeptTraces(tmp_path / "traces", database="another").find("demo", versions, store, manifests, stamps) is None
     store.save_resource(ResourceRecord(Kind.HOST, "default", "h9", stack="demo"))
     assert kept.find("demo", store.change_versions(), store, manifests, stamps) is None
+
+
+def test_a_deleted_resource_whose_record_holds_a_secret_in_clear_is_left_out(tmp_path: Path, store: Store) -> None:
+    # A record written by a nebctl from before secrets were sealed holds its secret in clear; its manifest gone,
+    # the plan deletes it (and lists what it held): nothing of it may be written.
+    world = converge(BASE, vm("web", **{"  placement: {host: h1}": CLOUD_INIT}), vm("db"))
+    web = key("vm/web")
+    applied = world.records[web].applied
+    assert applied is not None and applied["cloudInit"]["userData"] == SECRET
+    remaining = {k: d for k, d in world.documents.items() if k != web}
+    request = dataclasses.replace(world.request(), documents=remaining, prune=True)
+    _, _, trace = plan_again(request, None)
+    assert trace is not None and trace.outcomes[web][0] is not None
+    stamps = {document: "text" for document in remaining}
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    versions = store.change_versions()
+    assert kept.keep("demo", trace, stamps, versions, store)
+    [entry] = (tmp_path / "traces").iterdir()
+    assert b"kept-trace-secret" not in entry.read_bytes()
+    found = kept.find("demo", versions, store, remaining, stamps)
+    assert found is not None and found.stamped is not None and web in found.stamped.unkept
