@@ -9,7 +9,10 @@ read both before and after the records are. The planner itself compares the rest
 stamps, ``ManifestSet.stamps``), the options and what it reads of the live view (``planning.incremental``).
 
 Only the trace of a whole plan is kept (a plan made from a kept trace leaves it in place: it stays valid for the
-next edit, which compares its manifests with the same stamps). The trace holds the resolved specs, the changes and
+next edit, which compares its manifests with the same stamps). The database's state it holds for is an entry of its
+own: a plan made from the trace that wrote nothing but what it observed (which raises the counters and changes no
+record) moves that state to the counters it leaves (``advance``), so that observing the fleet again does not cost
+the next command its trace. The trace holds the resolved specs, the changes and
 the installation-wide results, never a manifest, a record or a secret. A secret in clear (cloud-init data, a hook's
 environment) in a resource's resolved spec or observed state is the manifest's value: it is written as a marker
 (``FROM_MANIFEST``), and put back from the manifest when the trace is read, for the resources whose manifest has the
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +66,23 @@ class _NotTheManifestsError(Exception):
 
 @dataclass(frozen=True)
 class _Entry:
-    """One kept trace, the state of the database it was made from, and the resources whose secrets it left as
-    ``FROM_MANIFEST``."""
+    """One kept trace, and the resources whose secrets it left as ``FROM_MANIFEST``. ``token`` ties it to its
+    ``_State``."""
 
-    versions: Versions
-    table: tuple[Any, ...]
+    token: bytes
     trace: PlanTrace
     hidden: frozenset[ResourceKey] = frozenset()
+
+
+@dataclass(frozen=True)
+class _State:
+    """The state of the database a kept trace (the ``_Entry`` of the same ``token``) holds for: a small entry of
+    its own, so that a plan that only kept what it observed (which raises the counters and changes no record) can
+    say so without writing the trace again (``advance``)."""
+
+    token: bytes
+    versions: Versions
+    table: tuple[Any, ...]
 
 
 class KeptTraces:
@@ -80,6 +94,15 @@ class KeptTraces:
 
     def _name(self, stack: str) -> str:
         return self._entries.key(b"trace", self._database, stack.encode())
+
+    def _state_name(self, stack: str) -> str:
+        return self._entries.key(b"trace-state", self._database, stack.encode())
+
+    def _state(self, stack: str, versions: Versions, store: Store) -> _State | None:
+        state = self._entries.get(self._state_name(stack))
+        if not isinstance(state, _State) or state.versions != versions or state.table != store.resources_stamp():
+            return None
+        return state
 
     def find(
         self,
@@ -93,8 +116,9 @@ class KeptTraces:
         change counters read before the records, must be those it was kept with, and still be (the caller reads
         them after the records too: ``versions`` is what both reads gave). Its secrets are put back from
         ``documents``, the manifests of this plan, for those whose ``stamps`` are as they were."""
-        kept = self._entries.get(self._name(stack))
-        if not isinstance(kept, _Entry) or kept.versions != versions or kept.table != store.resources_stamp():
+        state = self._state(stack, versions, store)
+        kept = self._entries.get(self._name(stack)) if state is not None else None
+        if state is None or not isinstance(kept, _Entry) or kept.token != state.token:
             return None
         trace = kept.trace
         if not kept.hidden or trace.stamped is None:
@@ -152,8 +176,22 @@ class KeptTraces:
         table = store.resources_stamp()
         if store.change_versions() != versions:
             return False  # a write came between: the table just read may not be the records the plan read
-        self._entries.put(self._name(stack), _Entry(versions, table, lean, hiding))
+        token = os.urandom(16)
+        # The trace first, then its state: a state is never found beside another trace (a crash between them
+        # leaves a state whose token is not the trace's).
+        self._entries.put(self._name(stack), _Entry(token, lean, hiding))
+        self._entries.put(self._state_name(stack), _State(token, versions, table))
         log.debug("the trace of this plan of stack %s is kept for the next", stack)
+        return True
+
+    def advance(self, stack: str, before: Versions, after: Versions, store: Store) -> bool:
+        """Say that the kept trace of ``stack``, made from the records as ``before`` counts them, still holds at
+        ``after``: the caller's plan, made from it, wrote nothing but what it observed (no record changes), and
+        nothing else was written (``after`` is what the counters say now). Whether it was said."""
+        state = self._state(stack, before, store)
+        if state is None or store.change_versions() != after:
+            return False
+        self._entries.put(self._state_name(stack), _State(state.token, after, state.table))
         return True
 
 

@@ -198,8 +198,12 @@ class Controller:
         mine = after if after == ours else None
         if keeper is not None and (kept is None or recorded):
             keeper.keep(KeptObservation(dict(hosts), frozenset(listing), live, observed_at, mine if recorded else None))
-        if self.traces is not None and trace is not None and trace.replanned is None and mine is not None and stamps:
-            self.traces.keep(options.stack, trace, dict(stamps), mine, self.store)
+        if self.traces is not None and mine is not None and stamps:
+            if trace is not None and trace.replanned is None:
+                self.traces.keep(options.stack, trace, dict(stamps), mine, self.store)
+            elif previous is not None and recorded:
+                # Made from the kept trace, this plan wrote only what it observed: the trace still holds.
+                self.traces.advance(options.stack, versions, mine, self.store)
         return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
 
     def _previous_trace(

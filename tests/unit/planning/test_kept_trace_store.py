@@ -30,6 +30,13 @@ def _traced(*texts: str) -> tuple[PlanTrace, dict[ResourceKey, AnyManifest], dic
     return trace, dict(request.documents), {document: f"text of {document}" for document in request.documents}
 
 
+def _written(tmp_path: Path) -> bytes:
+    """Every byte kept: the trace and the state of the database it holds for."""
+    entries = sorted((tmp_path / "traces").iterdir())
+    assert len(entries) == 2
+    return b"".join(entry.read_bytes() for entry in entries)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     opened = Store.open(f"sqlite:///{tmp_path / 'nebctl.db'}")
@@ -44,8 +51,7 @@ def test_secrets_are_never_written_and_come_back_from_the_manifests(tmp_path: Pa
     kept = KeptTraces(tmp_path / "traces", database="db")
     versions = store.change_versions()
     assert kept.keep("demo", trace, stamps, versions, store)
-    [entry] = (tmp_path / "traces").iterdir()
-    assert b"kept-trace-secret" not in entry.read_bytes()
+    assert b"kept-trace-secret" not in _written(tmp_path)
 
     found = kept.find("demo", versions, store, manifests, stamps)
     assert found is not None and found.stamped is not None
@@ -69,8 +75,7 @@ def test_a_secret_in_a_change_leaves_its_resource_out(tmp_path: Path, store: Sto
     kept = KeptTraces(tmp_path / "traces", database="db")
     versions = store.change_versions()
     assert kept.keep("demo", trace, stamps, versions, store)
-    [entry] = (tmp_path / "traces").iterdir()
-    assert b"kept-trace-secret" not in entry.read_bytes()
+    assert b"kept-trace-secret" not in _written(tmp_path)
     found = kept.find("demo", versions, store, grown, stamps)
     assert found is not None and found.stamped is not None
     assert key("vm/web") in found.stamped.unkept and key("vm/web") not in found.specs
@@ -103,7 +108,23 @@ def test_a_deleted_resource_whose_record_holds_a_secret_in_clear_is_left_out(tmp
     kept = KeptTraces(tmp_path / "traces", database="db")
     versions = store.change_versions()
     assert kept.keep("demo", trace, stamps, versions, store)
-    [entry] = (tmp_path / "traces").iterdir()
-    assert b"kept-trace-secret" not in entry.read_bytes()
+    assert b"kept-trace-secret" not in _written(tmp_path)
     found = kept.find("demo", versions, store, remaining, stamps)
     assert found is not None and found.stamped is not None and web in found.stamped.unkept
+
+
+def test_a_plan_that_only_kept_what_it_observed_leaves_the_trace_valid(tmp_path: Path, store: Store) -> None:
+    trace, manifests, stamps = _traced(BASE, vm("web"))
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    before = store.change_versions()
+    assert kept.keep("demo", trace, stamps, before, store)
+    store.record_observations([], probed=["h1"])  # raises the counters, changes no record
+    after = store.change_versions()
+    assert after != before and kept.find("demo", after, store, manifests, stamps) is None
+    assert not kept.advance("demo", after, after, store)  # not from the counters it holds at
+    assert kept.advance("demo", before, after, store)
+    assert kept.find("demo", after, store, manifests, stamps) is not None
+    # A record written since: the counters moved past what the caller says; nothing is advanced.
+    store.save_resource(ResourceRecord(Kind.HOST, "default", "h9", stack="demo"))
+    assert not kept.advance("demo", after, after, store)
+    assert kept.find("demo", store.change_versions(), store, manifests, stamps) is None
