@@ -23,10 +23,10 @@ The checks across resources (deletions, quotas, targets) and the action graph al
 
 A trace can also be kept between processes (``kept_trace``, for the CLI: ``controller.kept_traces``). It then holds no
 request: in its place, a stamp of each manifest (what the manifest cache names the text it comes from) with what
-the installation-wide steps read of it, and the options. Whoever hands such a trace back vouches that the records
-and the live view are those it was made from (the database's change counters, the same kept observation); a
-manifest then counts as changed when its stamp did. The specs holding a secret in clear are never kept: those
-resources are planned again each time.
+the installation-wide steps read of it, the options, and what planning read of the live view (``Seen``). Whoever
+hands such a trace back vouches that the records are those it was made from (the database's change counters); a
+manifest then counts as changed when its stamp did, and the live view is compared as above. The resources the
+caller left out of it (``unkept``: their plans hold secrets) are planned again each time.
 
 Pure: values in, values out; tests/unit/planning/test_incremental_plans.py compares it with the whole plan.
 """
@@ -69,7 +69,7 @@ class Shared:
 class Stamped:
     """What a trace kept between processes has instead of its request: the options, each manifest's stamp and what
     the installation-wide steps read of it (``Reconciler.shared_inputs``), the resources whose results were not
-    kept (their specs held secrets in clear: they are planned again) and what planning read of the live view."""
+    kept (they are planned again) and what planning read of the live view."""
 
     options: tuple[object, ...]
     stamps: Mapping[ResourceKey, str]
@@ -146,7 +146,7 @@ def replanned(
 
 def kept_trace(trace: PlanTrace, stamps: Mapping[ResourceKey, str], unkept: frozenset[ResourceKey]) -> PlanTrace | None:
     """``trace`` as kept between processes: no request, the manifests' ``stamps`` instead, and nothing of the
-    resources of ``unkept`` (their specs hold secrets in clear). None when a manifest has no stamp."""
+    resources of ``unkept`` (the caller's: those whose plans hold secrets). None when a manifest has no stamp."""
     request = trace.request
     if request is None or stamps.keys() != request.documents.keys():
         return None
