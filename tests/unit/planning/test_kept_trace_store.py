@@ -37,6 +37,23 @@ def _written(tmp_path: Path) -> bytes:
     return b"".join(entry.read_bytes() for entry in entries)
 
 
+def _kept_and_found(
+    tmp_path: Path,
+    store: Store,
+    trace: PlanTrace,
+    manifests: dict[ResourceKey, AnyManifest],
+    stamps: dict[ResourceKey, str],
+) -> tuple[KeptTraces, PlanTrace]:
+    """``trace`` kept, with no secret in what was written, and found again as the next process finds it."""
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    versions = store.change_versions()
+    assert kept.keep("demo", trace, stamps, versions, store)
+    assert b"kept-trace-secret" not in _written(tmp_path)
+    found = kept.find("demo", versions, store, manifests, stamps)
+    assert found is not None and found.stamped is not None
+    return kept, found
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     opened = Store.open(f"sqlite:///{tmp_path / 'nebctl.db'}")
@@ -48,19 +65,14 @@ def test_secrets_are_never_written_and_come_back_from_the_manifests(tmp_path: Pa
     trace, manifests, stamps = _traced(BASE, vm("web", **{"  placement: {host: h1}": CLOUD_INIT}), vm("db"))
     web = key("vm/web")
     assert trace.specs[web]["cloudInit"]["userData"] == SECRET
-    kept = KeptTraces(tmp_path / "traces", database="db")
-    versions = store.change_versions()
-    assert kept.keep("demo", trace, stamps, versions, store)
-    assert b"kept-trace-secret" not in _written(tmp_path)
-
-    found = kept.find("demo", versions, store, manifests, stamps)
-    assert found is not None and found.stamped is not None
+    kept, found = _kept_and_found(tmp_path, store, trace, manifests, stamps)
+    assert found.stamped is not None
     assert found.specs == trace.specs  # the secret put back, every other spec as it was
     assert found.observed == trace.observed
     assert web not in found.stamped.unkept
 
     # Its manifest read from other text: it is planned again, so its secret is not put back (nor read).
-    edited = kept.find("demo", versions, store, manifests, {**stamps, web: "other text"})
+    edited = kept.find("demo", store.change_versions(), store, manifests, {**stamps, web: "other text"})
     assert edited is not None and edited.specs[web]["cloudInit"]["userData"] != SECRET
 
 
@@ -71,13 +83,8 @@ def test_a_secret_in_a_change_leaves_its_resource_out(tmp_path: Path, store: Sto
     request = dataclasses.replace(request, documents=grown)
     _, _, trace = plan_again(request, None)
     assert trace is not None
-    stamps = {document: "text" for document in grown}
-    kept = KeptTraces(tmp_path / "traces", database="db")
-    versions = store.change_versions()
-    assert kept.keep("demo", trace, stamps, versions, store)
-    assert b"kept-trace-secret" not in _written(tmp_path)
-    found = kept.find("demo", versions, store, grown, stamps)
-    assert found is not None and found.stamped is not None
+    _, found = _kept_and_found(tmp_path, store, trace, grown, {document: "text" for document in grown})
+    assert found.stamped is not None
     assert key("vm/web") in found.stamped.unkept and key("vm/web") not in found.specs
 
 
@@ -104,13 +111,8 @@ def test_a_deleted_resource_whose_record_holds_a_secret_in_clear_is_left_out(tmp
     request = dataclasses.replace(world.request(), documents=remaining, prune=True)
     _, _, trace = plan_again(request, None)
     assert trace is not None and trace.outcomes[web][0] is not None
-    stamps = {document: "text" for document in remaining}
-    kept = KeptTraces(tmp_path / "traces", database="db")
-    versions = store.change_versions()
-    assert kept.keep("demo", trace, stamps, versions, store)
-    assert b"kept-trace-secret" not in _written(tmp_path)
-    found = kept.find("demo", versions, store, remaining, stamps)
-    assert found is not None and found.stamped is not None and web in found.stamped.unkept
+    _, found = _kept_and_found(tmp_path, store, trace, remaining, {document: "text" for document in remaining})
+    assert found.stamped is not None and web in found.stamped.unkept
 
 
 def test_a_plan_that_only_kept_what_it_observed_leaves_the_trace_valid(tmp_path: Path, store: Store) -> None:
