@@ -110,32 +110,10 @@ def replanned(
     """What to redo when everything else of ``request`` is as ``previous`` found it; None when the whole plan must
     be made (the module's rules). ``stamps`` are the manifests' (``ManifestSet.stamps``), for a kept trace."""
     before = previous.request
-    if before is None:
-        found = _restamped(previous, request, stamps)
-        if found is None:
-            return None
-        placing, again = found
-    else:
-        if (
-            request.reconcilers is not before.reconcilers
-            or _options(request) != _options(before)
-            or request.documents.keys() != before.documents.keys()
-            or request.records.keys() != before.records.keys()
-        ):
-            return None
-        again = set()
-        placing = False
-        if request.live is not before.live:
-            moved = _seen_again(seen(before.live), seen(request.live), request)
-            if moved is None:
-                return None
-            placing, moved_vms = moved
-            again.update(moved_vms)
-        edited = _edited(before, request)
-        if edited is None:
-            return None
-        placing = placing or edited[0]
-        again.update(edited[1])
+    found = _restamped(previous, request, stamps) if before is None else _reused(before, request)
+    if found is None:
+        return None
+    placing, again = found
     if _many(len(again), len(request.documents)):
         return None
     for key, (change, drift, _) in previous.outcomes.items():
@@ -172,6 +150,27 @@ def whole_after(changes: Sequence[ResourceChange], documents: int) -> bool:
     if _many(len(acted), documents):
         return True
     return any(change.type in (ChangeType.CREATE, ChangeType.DELETE, ChangeType.REPLACE) for change in acted)
+
+
+def _reused(before: PlanRequest, request: PlanRequest) -> tuple[bool, set[ResourceKey]] | None:
+    """For the last plan's own request: whether what placement reads moved, and the resources to plan again: those
+    whose manifest or record is not the object it was, and whose live state moved."""
+    if (
+        request.reconcilers is not before.reconcilers
+        or _options(request) != _options(before)
+        or request.documents.keys() != before.documents.keys()
+        or request.records.keys() != before.records.keys()
+    ):
+        return None
+    live = (
+        (False, set()) if request.live is before.live else _seen_again(seen(before.live), seen(request.live), request)
+    )
+    if live is None:
+        return None
+    edited = _edited(before, request)
+    if edited is None:
+        return None
+    return live[0] or edited[0], live[1] | edited[1]
 
 
 def _edited(before: PlanRequest, request: PlanRequest) -> tuple[bool, set[ResourceKey]] | None:
