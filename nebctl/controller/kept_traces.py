@@ -152,6 +152,7 @@ class KeptTraces:
         if request is None:
             return False
         unkept: set[ResourceKey] = set()
+        hiding: set[ResourceKey] = set()
         specs, observed = dict(trace.specs), dict(trace.observed)
         for key, outcome in trace.outcomes.items():
             if key.kind not in SECRET_PATHS:
@@ -166,10 +167,10 @@ class KeptTraces:
             if hidden is None:
                 unkept.add(key)
                 continue
+            hiding.add(key)
             specs[key] = hidden[0]
             if hidden[1] is not None:
                 observed[key] = hidden[1]
-        hiding = frozenset(key for key in specs if specs[key] is not trace.specs[key])
         lean = kept_trace(dataclasses.replace(trace, specs=specs, observed=observed), stamps, frozenset(unkept))
         if lean is None:
             return False
@@ -179,7 +180,7 @@ class KeptTraces:
         token = os.urandom(16)
         # The trace first, then its state: a state is never found beside another trace (a crash between them
         # leaves a state whose token is not the trace's).
-        self._entries.put(self._name(stack), _Entry(token, lean, hiding))
+        self._entries.put(self._name(stack), _Entry(token, lean, frozenset(hiding)))
         self._entries.put(self._state_name(stack), _State(token, versions, table))
         log.debug("the trace of this plan of stack %s is kept for the next", stack)
         return True
