@@ -9,8 +9,10 @@ is killed by the exec driver) and counts as a temporary failure.
 
 Every state change goes to a ``Journal`` before the next step depends on it; the scheduler hands the journal
 all the changes of one round at once, so a durable journal commits one transaction per round instead of one
-per change. ``stop`` ends the run gracefully (no new actions; running ones finish), ``cancel`` abandons the
-running ones too. Who calls it: ``controller.applying.controller``.
+per change. While the process is saturated, the scheduler waits a little for more outcomes before a round
+(``applying.batching``), so that each transaction carries more of them. ``stop`` ends the run gracefully (no
+new actions; running ones finish), ``cancel`` abandons the running ones too. Who calls it:
+``controller.applying.controller``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from nebctl.controller.applying.batching import Batching
 from nebctl.core.plans import Action, Plan
 from nebctl.core.settings import RetryPolicy
 from nebctl.drivers.context import CallContext, ProgramWatch, calling
@@ -119,8 +122,10 @@ class Executor:
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[Sequence[Change]], None] | None = None,
         programs: ProgramWatch | None = None,
+        batching: Batching | None = None,
     ) -> None:
         self.plan = plan
+        self.batching = batching or Batching()
         self.programs = programs  # told of the external programs the drivers start
         self.runner = runner
         self.journal = journal
@@ -196,6 +201,8 @@ class Executor:
                     finished.append(self._done.get_nowait())
                 except queue.Empty:
                     break
+            if finished:
+                self._linger(finished)
             for action_id, number, result, error in finished:
                 attempt = self._running.get(action_id)
                 if attempt is None or attempt.number != number:
@@ -211,6 +218,21 @@ class Executor:
         self._flush()
         interrupted = self.stop.is_set() or self.cancel.is_set()
         return ExecutionReport(self._reports, interrupted=interrupted, wall_time=self.clock() - started)
+
+    def _linger(self, finished: list[tuple[str, int, Mapping[str, Any] | None, BaseException | None]]) -> None:
+        """Wait for more outcomes while the batching says it is worth it and some attempt has not answered."""
+        linger = self.batching.linger()
+        if linger <= 0.0:
+            return
+        until = time.monotonic() + linger
+        while len(finished) < len(self._running):
+            remaining = until - time.monotonic()
+            if remaining <= 0.0:
+                return
+            try:
+                finished.append(self._done.get(timeout=remaining))
+            except queue.Empty:
+                return
 
     def _next_wakeup(self) -> float:
         candidates = [0.2]  # re-check stop/cancel flags at least this often
@@ -356,7 +378,9 @@ class Executor:
         if not self._pending_changes:
             return
         changes, self._pending_changes = self._pending_changes, []
+        started = time.perf_counter()
         self.journal.record(changes)
+        self.batching.journalled(time.perf_counter() - started)
         if self.on_change is not None:
             self.on_change(changes)
 

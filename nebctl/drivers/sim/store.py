@@ -4,7 +4,9 @@ Used by ``sim.fleet.SimFleet`` only. Each thread gets its own connection (sqlite
 by two threads at once); the file runs in WAL mode so readers never wait for the writer, with a busy timeout so
 concurrent writers from other processes queue instead of failing. Writes are short ``BEGIN IMMEDIATE``
 transactions: taking the write lock up front avoids the deadlock two deferred transactions hit when both try to
-upgrade from reading to writing.
+upgrade from reading to writing. The writers of one process also queue on a lock of their own (one per file):
+SQLite's busy handler waits by sleeping, 1 ms, then 2, 5, 10 ms and longer, so sixteen threads of an apply
+fighting for the file slept far longer than the writes took; a lock hands over to the next writer at once.
 
 The file also counts its own changes (triggers on every table a probe reads, so no writer can forget): the
 monitoring driver's ``observation_token`` reads that count, which lets a caller tell, with one query, that the
@@ -112,6 +114,17 @@ def _upgrade(connection: sqlite3.Connection) -> None:
     connection.execute("COMMIT")
 
 
+# The in-process writers' lock of each fleet file, by its resolved path: every ``Store`` of one file shares it.
+_WRITERS: dict[Path, threading.Lock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writers_lock(path: Path) -> threading.Lock:
+    key = path.resolve()
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(key, threading.Lock())
+
+
 def _translate(error: sqlite3.Error, path: Path) -> Exception:
     """SQLite errors at the driver edge: a locked file may clear up, anything else will not."""
     text = str(error)
@@ -133,6 +146,7 @@ class Store:
         self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._writers = _writers_lock(path)
             connection = self.connection()
             # The file's identity (a new file, even at the same path, counts its changes from 0 again).
             identity = os.urandom(16).hex()
@@ -181,20 +195,25 @@ class Store:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction, taking the lock at its start."""
         connection = self.connection()
+        if not self._writers.acquire(timeout=self._busy_timeout):
+            raise TemporaryError(f"sim fleet file {self.path} is busy: another thread kept writing", driver="sim")
         try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise _translate(error, self.path) from error
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        try:
-            connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            connection.execute("ROLLBACK")
-            raise _translate(error, self.path) from error
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise _translate(error, self.path) from error
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            try:
+                connection.execute("COMMIT")
+            except sqlite3.Error as error:
+                connection.execute("ROLLBACK")
+                raise _translate(error, self.path) from error
+        finally:
+            self._writers.release()
 
     def read(self) -> sqlite3.Connection:
         """The thread's connection in autocommit mode: each statement sees the latest committed state."""

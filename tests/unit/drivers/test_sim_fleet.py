@@ -27,6 +27,7 @@ from nebctl.drivers.sim import (
     SimMonitoring,
     SimVirtualization,
 )
+from nebctl.drivers.sim.store import Store
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostRef, VMDefinition
 
@@ -165,6 +166,46 @@ def test_many_threads_deploy_concurrently(fleet: SimFleet) -> None:
         thread.join()
     assert errors == []
     assert len(SimMonitoring(fleet).probe_vms(HOST)) == 320
+
+
+def test_writers_of_one_process_queue_in_the_process_not_in_sqlite(tmp_path: Path) -> None:
+    """SQLite's busy handler waits by sleeping (1, 2, 5, 10 ms and longer): threads of one process, even through
+    two ``Store``s of the same file, queue on an in-process lock instead, and reach SQLite one at a time."""
+    first, second = Store(tmp_path / "sim.db"), Store(tmp_path / "sim.db")
+    holding, release, done = threading.Event(), threading.Event(), threading.Event()
+    statements: list[str] = []
+
+    def hold() -> None:
+        with first.write():
+            holding.set()
+            release.wait(10)
+
+    def write() -> None:
+        connection = second.connection()
+        connection.set_trace_callback(statements.append)
+        with second.write() as writing:
+            writing.execute("INSERT OR REPLACE INTO meta VALUES ('probe', '1')")
+        done.set()
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=write)]
+    try:
+        threads[0].start()
+        assert holding.wait(10)
+        threads[1].start()
+        assert not done.wait(0.3)
+        asked = list(statements)
+        release.set()
+        assert done.wait(10)
+        assert asked == []  # it waited for the first writer without asking SQLite for the lock
+        assert statements[0] == "BEGIN IMMEDIATE"
+        assert dict(first.read().execute("SELECT key, value FROM meta"))["probe"] == "1"
+    finally:
+        release.set()
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join(15)
+        first.close()
+        second.close()
 
 
 def _run(code: str, state: Path) -> str:
