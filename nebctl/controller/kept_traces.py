@@ -2,10 +2,12 @@
 few manifests redoes only what moved (``planning.incremental``) instead of planning every resource again.
 
 Used by the CLI's ``diff`` and ``apply`` (``Controller`` with ``traces``), in ``STATE_DIR/cache/traces``. A kept
-trace is handed to the planner only while the database holds the records it was made from: the change counters
+trace is handed to the planner with the records that are not those it was made from. When the change counters
 (``database.versions``; every write of a record raises them) and the summary of the resources table
 (``Store.resources_stamp``: a database made again from nothing counts from zero again) are those it was kept with,
-read both before and after the records are. The planner itself compares the rest: the manifests (their
+read both before and after the records are, there are none. Otherwise (an apply wrote records, another process
+did), a digest of each row (``Store.resource_stamps``, kept with the trace) names the records that moved; with a
+record more or less, the trace is not used. The planner compares the rest: those records, the manifests (their
 stamps, ``ManifestSet.stamps``), the options and what it reads of the live view (``planning.incremental``).
 
 Only the trace of a whole plan is kept (a plan made from a kept trace leaves it in place: it stays valid for the
@@ -25,6 +27,7 @@ every time. An entry written by another version of nebctl, or truncated, corrupt
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -35,7 +38,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from nebctl.controller.kept_plans import code_digest
-from nebctl.controller.planning import PlanTrace, kept_trace
+from nebctl.controller.planning import PlanTrace, kept_trace, with_moved_records
 from nebctl.controller.planning.changes import Outcome
 from nebctl.core.keys import ResourceKey
 from nebctl.database.sealing import SECRET_PATHS, has_clear_secret, is_sealed, map_secrets
@@ -72,6 +75,7 @@ class _Entry:
     token: bytes
     trace: PlanTrace
     hidden: frozenset[ResourceKey] = frozenset()
+    rows: Mapping[ResourceKey, bytes] | None = None  # a digest of each record's row (``_row_digests``)
 
 
 @dataclass(frozen=True)
@@ -116,11 +120,18 @@ class KeptTraces:
         change counters read before the records, must be those it was kept with, and still be (the caller reads
         them after the records too: ``versions`` is what both reads gave). Its secrets are put back from
         ``documents``, the manifests of this plan, for those whose ``stamps`` are as they were."""
-        state = self._state(stack, versions, store)
-        kept = self._entries.get(self._name(stack)) if state is not None else None
-        if state is None or not isinstance(kept, _Entry) or kept.token != state.token:
+        state = self._entries.get(self._state_name(stack))
+        if not isinstance(state, _State):
+            return None
+        kept = self._entries.get(self._name(stack))
+        if not isinstance(kept, _Entry) or kept.token != state.token:
             return None
         trace = kept.trace
+        if state.versions != versions or state.table != store.resources_stamp():
+            moved = _moved_rows(kept, versions, store)
+            if moved is None:
+                return None
+            trace = with_moved_records(trace, moved)
         if not kept.hidden or trace.stamped is None:
             return trace
         before = trace.stamped.stamps
@@ -174,13 +185,14 @@ class KeptTraces:
         lean = kept_trace(dataclasses.replace(trace, specs=specs, observed=observed), stamps, frozenset(unkept))
         if lean is None:
             return False
+        rows = _row_digests(store)
         table = store.resources_stamp()
         if store.change_versions() != versions:
             return False  # a write came between: the table just read may not be the records the plan read
         token = os.urandom(16)
         # The trace first, then its state: a state is never found beside another trace (a crash between them
         # leaves a state whose token is not the trace's).
-        self._entries.put(self._name(stack), _Entry(token, lean, frozenset(hiding)))
+        self._entries.put(self._name(stack), _Entry(token, lean, frozenset(hiding), rows))
         self._entries.put(self._state_name(stack), _State(token, versions, table))
         log.debug("the trace of this plan of stack %s is kept for the next", stack)
         return True
@@ -194,6 +206,26 @@ class KeptTraces:
             return False
         self._entries.put(self._state_name(stack), _State(state.token, after, state.table))
         return True
+
+
+def _row_digests(store: Store) -> dict[ResourceKey, bytes]:
+    """A digest of each record's row as stored (every column, the specs as their JSON text, undecoded): equal
+    digests are the same record. About a tenth of a second for 10,000 rows."""
+    return {
+        key: hashlib.blake2b(repr(stamp).encode(), digest_size=16).digest() for key, stamp in store.resource_stamps()
+    }
+
+
+def _moved_rows(kept: _Entry, versions: Versions, store: Store) -> frozenset[ResourceKey] | None:
+    """The records whose rows are not those ``kept`` was made from; None when a record was added or removed, the
+    entry holds no digests, or a write came while they were read (``versions`` are the counters the caller read
+    before its records, and still the same after them)."""
+    if kept.rows is None:
+        return None
+    rows = _row_digests(store)
+    if rows.keys() != kept.rows.keys() or store.change_versions() != versions:
+        return None
+    return frozenset(key for key, digest in rows.items() if kept.rows[key] != digest)
 
 
 def _hidden(

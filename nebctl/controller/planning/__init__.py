@@ -24,7 +24,7 @@ the paths it ignores, whether it creates first, what it still uses, its actions 
 """
 
 from nebctl.controller.planning.fingerprint import fingerprint
-from nebctl.controller.planning.incremental import PlanTrace, Replan, kept_trace
+from nebctl.controller.planning.incremental import PlanTrace, Replan, kept_trace, with_moved_records
 from nebctl.controller.planning.planner import make_plan, plan_again, plan_with_specs
 from nebctl.controller.planning.request import KIND_ORDER, GroupQuota, PlanError, PlanRequest, QuotaLimit
 
@@ -41,4 +41,5 @@ __all__ = [
     "make_plan",
     "plan_again",
     "plan_with_specs",
+    "with_moved_records",
 ]

@@ -23,16 +23,19 @@ The checks across resources (deletions, quotas, targets) and the action graph al
 
 A trace can also be kept between processes (``kept_trace``, for the CLI: ``controller.kept_traces``). It then holds no
 request: in its place, a stamp of each manifest (what the manifest cache names the text it comes from) with what
-the installation-wide steps read of it, the options, and what planning read of the live view (``Seen``). Whoever
-hands such a trace back vouches that the records are those it was made from (the database's change counters); a
-manifest then counts as changed when its stamp did, and the live view is compared as above. The resources the
-caller left out of it (``unkept``: their plans hold secrets) are planned again each time.
+the installation-wide steps read of it, what those steps read of each record, the options, and what planning read
+of the live view (``Seen``). Whoever hands such a trace back vouches for the records: they are those it was made
+from, but for the ones it names as moved (``with_moved_records``: an apply wrote them, say). A manifest then counts
+as changed when its stamp did, a moved record as a record that is not the object it was, and the live view is
+compared as above. The resources the caller left out of it (``unkept``: their plans hold secrets) are planned again
+each time.
 
 Pure: values in, values out; tests/unit/planning/test_incremental_plans.py compares it with the whole plan.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +79,10 @@ class Stamped:
     inputs: Mapping[ResourceKey, SharedInputs | None]
     unkept: frozenset[ResourceKey]
     seen: Seen  # what planning read of the live view
+    records: Mapping[ResourceKey, SharedInputs | None]  # what the installation-wide steps read of each record
+    # The records that are not those the trace was made from, as whoever hands it back found them (they are
+    # compared like the records of an edit); empty as kept.
+    moved: frozenset[ResourceKey] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,7 @@ def kept_trace(trace: PlanTrace, stamps: Mapping[ResourceKey, str], unkept: froz
         return None
     reconcilers = request.reconcilers
     inputs = {key: reconcilers[key.kind].shared_inputs(document) for key, document in request.documents.items()}
+    records = {key: _record_inputs(request, key, record) for key, record in request.records.items()}
     # A placeholder keeps each resource's place in the plan's order; it is planned again (``_restamped``).
     nothing: Outcome = (None, (), None)
     return PlanTrace(
@@ -139,8 +147,16 @@ def kept_trace(trace: PlanTrace, stamps: Mapping[ResourceKey, str], unkept: froz
         specs={key: spec for key, spec in trace.specs.items() if key not in unkept},
         observed=_observed(trace, unkept),
         changed={key: value for key, value in trace.changed.items() if key not in unkept},
-        stamped=Stamped(_options(request), dict(stamps), inputs, unkept, seen(request.live)),
+        stamped=Stamped(_options(request), dict(stamps), inputs, unkept, seen(request.live), records),
     )
+
+
+def with_moved_records(trace: PlanTrace, moved: frozenset[ResourceKey]) -> PlanTrace:
+    """``trace``, kept between processes, for records of which those of ``moved`` are not the ones it was made
+    from (the others are); ``trace`` itself when there are none or it was not kept."""
+    if not moved or trace.stamped is None:
+        return trace
+    return dataclasses.replace(trace, stamped=dataclasses.replace(trace.stamped, moved=moved))
 
 
 def whole_after(changes: Sequence[ResourceChange], documents: int) -> bool:
@@ -187,20 +203,21 @@ def _edited(before: PlanRequest, request: PlanRequest) -> tuple[bool, set[Resour
     if found is None:
         return None
     records, old_records = request.records, before.records
-
-    def record_inputs(key: ResourceKey, record: RecordView) -> SharedInputs | None:
-        # A record outside the manifests counts in the shared steps (another stack's VM): None, plan everything.
-        return reconcilers[key.kind].shared_record_inputs(record) if key in documents else None
-
     moved = _changed(
         records,
         lambda key: records[key] is old_records[key],
-        lambda key: record_inputs(key, records[key]),
-        lambda key: record_inputs(key, old_records[key]),
+        lambda key: _record_inputs(request, key, records[key]),
+        lambda key: _record_inputs(request, key, old_records[key]),
     )
     if moved is None:
         return None
     return found[0] or moved[0], found[1] | moved[1]
+
+
+def _record_inputs(request: PlanRequest, key: ResourceKey, record: RecordView) -> SharedInputs | None:
+    """What the installation-wide steps read of ``record``. A record outside the manifests counts in those steps
+    (another stack's VM): None, plan everything."""
+    return request.reconcilers[key.kind].shared_record_inputs(record) if key in request.documents else None
 
 
 def _observed(trace: PlanTrace, unkept: frozenset[ResourceKey]) -> dict[ResourceKey, Mapping[str, Any]]:
@@ -219,11 +236,23 @@ def _restamped(
     previous: PlanTrace, request: PlanRequest, stamps: Mapping[ResourceKey, str] | None
 ) -> tuple[bool, set[ResourceKey]] | None:
     """For a kept trace (its records vouched for): whether what placement reads moved, and the resources to plan
-    again: those whose manifest's stamp moved, whose live state moved, and whose results were not kept."""
+    again: those whose manifest's stamp moved, whose record moved, whose live state moved, and whose results were
+    not kept."""
     kept_as = previous.stamped
     if kept_as is None or stamps is None or stamps.keys() != kept_as.stamps.keys():
         return None
     if request.documents.keys() != stamps.keys() or _options(request) != kept_as.options:
+        return None
+    records = request.records
+    if records.keys() != kept_as.records.keys():
+        return None
+    rewritten = _changed(
+        kept_as.moved,
+        lambda key: False,
+        lambda key: _record_inputs(request, key, records[key]),
+        kept_as.records.__getitem__,
+    )
+    if rewritten is None:
         return None
     now = seen(request.live)
     live = _seen_again(kept_as.seen, now, request) if now != kept_as.seen else (False, set())
@@ -238,7 +267,7 @@ def _restamped(
     )
     if found is None:
         return None
-    return live[0] or found[0], live[1] | found[1] | kept_as.unkept
+    return live[0] or found[0] or rewritten[0], live[1] | found[1] | rewritten[1] | kept_as.unkept
 
 
 def _changed(

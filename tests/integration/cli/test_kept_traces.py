@@ -59,7 +59,8 @@ def test_an_edit_is_planned_from_the_trace_of_the_last_whole_plan(world: World) 
     assert planned(world)[0::2] == (2, True)
     applied = world.run("-v", "apply", "-f", str(world.manifests), "--yes")
     assert applied.returncode == 0 and FROM_TRACE in applied.stderr
-    assert planned(world)[0::2] == (0, False)  # the records moved: planned whole, and kept again
+    # The apply rewrote records: the trace names them (their rows' digests moved) and they are planned again.
+    assert planned(world)[0::2] == (0, True)
 
 
 def test_a_plan_that_observed_the_fleet_again_leaves_the_trace_valid(world: World) -> None:
@@ -102,7 +103,7 @@ def test_secrets_are_put_back_from_the_manifests_and_never_written(world: World)
     applied = world.run("-v", "apply", "-f", str(world.manifests), "--yes")
     assert applied.returncode == 0 and FROM_TRACE in applied.stderr
     assert world.run("sim", "show").stdout.count("web-1") >= 1  # the apply went through with web-1 untouched
-    assert planned(world)[0::2] == (0, False)
+    assert planned(world)[0::2] == (0, True)
 
 
 def test_a_file_rewritten_in_the_same_second_at_the_same_size_is_planned(world: World) -> None:
@@ -114,7 +115,7 @@ def test_a_file_rewritten_in_the_same_second_at_the_same_size_is_planned(world: 
     assert (code, from_trace) == (2, True) and "vcpu" in out
 
 
-def test_records_written_by_hand_make_the_plan_whole(world: World) -> None:
+def test_records_written_by_hand_are_planned_again(world: World) -> None:
     planned(world)
     with sqlite3.connect(world.root / "nebctl.db") as database:
         changed = database.execute(
@@ -122,7 +123,16 @@ def test_records_written_by_hand_make_the_plan_whole(world: World) -> None:
         ).rowcount
         assert changed == 1
     world.vms_file.write_text(world.original.replace("memory: 2Gi", "memory: 3Gi", 1))
-    assert planned(world)[0::2] == (2, False)
+    assert planned(world)[0::2] == (2, True)  # from the trace, web-1's row named as moved
+
+
+def test_a_record_more_makes_the_plan_whole(world: World) -> None:
+    planned(world)
+    (world.manifests / "90-host.yaml").write_text(
+        "apiVersion: nebctl/v1\nkind: Host\nmetadata: {name: h9}\nspec: {uri: 'sim://h9'}\n"
+    )
+    assert world.run("apply", "-f", str(world.manifests), "--yes").returncode == 0
+    assert planned(world)[0::2] == (0, False)  # the records' keys moved: planned whole, its trace kept
 
 
 def test_a_corrupt_or_truncated_trace_is_ignored(world: World) -> None:

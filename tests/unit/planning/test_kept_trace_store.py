@@ -1,9 +1,11 @@
-"""``controller.kept_traces.KeptTraces`` on a real SQLite store: a kept trace is found only while the records are
-those it was made from; the secrets of its resolved specs are never written, and come back from the manifests."""
+"""``controller.kept_traces.KeptTraces`` on a real SQLite store: a kept trace is found with the records that are not
+those it was made from, and not found once a record was added or removed; the secrets of its resolved specs are
+never written, and come back from the manifests."""
 
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,6 +90,32 @@ def test_a_secret_in_a_change_leaves_its_resource_out(tmp_path: Path, store: Sto
     assert key("vm/web") in found.stamped.unkept and key("vm/web") not in found.specs
 
 
+def test_a_trace_is_found_with_the_records_that_moved_since_it_was_kept(tmp_path: Path, store: Store) -> None:
+    world = converge(BASE, vm("web"), vm("db"))
+    store.save_resources(list(world.records.values()))
+    trace, manifests, stamps = _traced(BASE, vm("web"), vm("db"))
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    assert kept.keep("demo", trace, stamps, store.change_versions(), store)
+
+    web, db = key("vm/web"), key("vm/db")
+    store.save_resource(dataclasses.replace(world.records[web], status="updating"))  # as an apply writes it
+    found = kept.find("demo", store.change_versions(), store, manifests, stamps)
+    assert found is not None and found.stamped is not None and found.stamped.moved == {web}
+
+    # Edited by hand, which raises no counter: the row's digest still tells.
+    with sqlite3.connect(tmp_path / "nebctl.db") as connection:
+        connection.execute("UPDATE resources SET host = 'h2' WHERE name = 'db'")
+    found = kept.find("demo", store.change_versions(), store, manifests, stamps)
+    assert found is not None and found.stamped is not None and found.stamped.moved == {web, db}
+
+    # A record more, or one less: the trace is not used.
+    store.save_resource(ResourceRecord(Kind.HOST, "default", "h9", stack="demo"))
+    assert kept.find("demo", store.change_versions(), store, manifests, stamps) is None
+    store.delete_resource(ResourceKey.of(Kind.HOST, "h9"))
+    store.delete_resource(db)
+    assert kept.find("demo", store.change_versions(), store, manifests, stamps) is None
+
+
 def test_a_trace_is_found_only_while_the_records_are_those_it_read(tmp_path: Path, store: Store) -> None:
     trace, manifests, stamps = _traced(BASE, vm("web"))
     kept = KeptTraces(tmp_path / "traces", database="db")
@@ -122,9 +150,10 @@ def test_a_plan_that_only_kept_what_it_observed_leaves_the_trace_valid(tmp_path:
     assert kept.keep("demo", trace, stamps, before, store)
     store.record_observations([], probed=["h1"])  # raises the counters, changes no record
     after = store.change_versions()
-    assert after != before and kept.find("demo", after, store, manifests, stamps) is None
+    found = kept.find("demo", after, store, manifests, stamps)  # each row compared: none moved
+    assert after != before and found is not None and found.stamped is not None and not found.stamped.moved
     assert not kept.advance("demo", after, after, store)  # not from the counters it holds at
-    assert kept.advance("demo", before, after, store)
+    assert kept.advance("demo", before, after, store)  # the next finds it without comparing the rows
     assert kept.find("demo", after, store, manifests, stamps) is not None
     # A record written since: the counters moved past what the caller says; nothing is advanced.
     store.save_resource(ResourceRecord(Kind.HOST, "default", "h9", stack="demo"))
