@@ -9,8 +9,11 @@ these runs alternate, each in a fresh process (``--runs`` rounds):
 - ``diff one file``: ``nebctl diff`` after one file's VM changed (a new label each round, so the file and the set
   are new to the cache every time; exit 2), seconds after the last plan: it plans on that plan's observation,
   which the sim vouches is still the fleet's state (``controller.kept_observations``), and from that plan's trace,
-  planning again only the edited file's resources (``controller.kept_traces``); the file is then written back as
-  it was;
+  planning again only the edited file's resources (``controller.kept_traces``);
+- ``apply one file``: ``nebctl apply --yes`` of that edit (one VM's label), planned from the same trace;
+- ``diff after that apply``: ``nebctl diff`` again: the apply rewrote a record, which the trace names as moved
+  (its row's digest) and plans again with the edited file's resources, instead of planning everything; the file
+  is then written back as it was, and applied (not timed);
 - ``diff no-op, planned``: ``nebctl diff`` on the unchanged set (exit 0), with the kept plans, observations and
   traces deleted first: the whole plan, probes included, as the first no-op after a change elsewhere makes it (it
   keeps its plan, observation and trace again);
@@ -152,7 +155,11 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
         figures.setdefault("floor", []).append(timed(floor, env))
         edited.write_text(original.replace("labels: {}", f"labels: {{edit: r{round_}}}", 1))
         figures.setdefault("diff one file", []).append(timed(diff, env, ok=(2,), kept=False, reused=True, traced=True))
+        # The edit applied, then diffed again: the records the apply wrote are planned again from the same trace.
+        figures.setdefault("apply one file", []).append(timed(apply, env, kept=False, traced=True))
+        figures.setdefault("diff after that apply", []).append(timed(diff, env, kept=False, traced=True))
         edited.write_text(original)
+        timed(apply, env)  # the records as they were, for the no-op runs
         for directory in kept:
             shutil.rmtree(directory, ignore_errors=True)
         figures.setdefault("diff no-op, planned", []).append(timed(diff, env, kept=False, reused=False, traced=False))

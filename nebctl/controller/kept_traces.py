@@ -116,10 +116,11 @@ class KeptTraces:
         documents: Mapping[ResourceKey, AnyManifest],
         stamps: Mapping[ResourceKey, str],
     ) -> PlanTrace | None:
-        """The kept trace of ``stack`` if the database's records are those it was made from: ``versions``, the
-        change counters read before the records, must be those it was kept with, and still be (the caller reads
-        them after the records too: ``versions`` is what both reads gave). Its secrets are put back from
-        ``documents``, the manifests of this plan, for those whose ``stamps`` are as they were."""
+        """The kept trace of ``stack``, naming the records that are not those it was made from (none when
+        ``versions``, the change counters the caller read before its records and again after them, and the table's
+        summary are those it was kept with; otherwise each row's digest tells); None when a record was added or
+        removed since. Its secrets are put back from ``documents``, the manifests of this plan, for those whose
+        ``stamps`` are as they were."""
         state = self._entries.get(self._state_name(stack))
         if not isinstance(state, _State):
             return None
@@ -185,7 +186,7 @@ class KeptTraces:
         lean = kept_trace(dataclasses.replace(trace, specs=specs, observed=observed), stamps, frozenset(unkept))
         if lean is None:
             return False
-        rows = _row_digests(store)
+        rows = _row_digests(store, {key: key for key in request.records})
         table = store.resources_stamp()
         if store.change_versions() != versions:
             return False  # a write came between: the table just read may not be the records the plan read
@@ -208,11 +209,14 @@ class KeptTraces:
         return True
 
 
-def _row_digests(store: Store) -> dict[ResourceKey, bytes]:
+def _row_digests(store: Store, keys: Mapping[ResourceKey, ResourceKey] | None = None) -> dict[ResourceKey, bytes]:
     """A digest of each record's row as stored (every column, the specs as their JSON text, undecoded): equal
-    digests are the same record. About a tenth of a second for 10,000 rows."""
+    digests are the same record. About a tenth of a second for 10,000 rows. ``keys`` maps each key to the equal
+    object the trace holds, which a pickle then writes once."""
+    same = keys or {}
     return {
-        key: hashlib.blake2b(repr(stamp).encode(), digest_size=16).digest() for key, stamp in store.resource_stamps()
+        same.get(key, key): hashlib.blake2b(repr(stamp).encode(), digest_size=16).digest()
+        for key, stamp in store.resource_stamps()
     }
 
 

@@ -230,8 +230,9 @@ class StateOperations(Operations):
             columns.host,
             columns.desired_hash,
             columns.applied_hash,
-            columns.created_at,
-            columns.updated_at,
+            # As stored: a time parsed into a datetime costs more than the rest of the row.
+            cast(columns.created_at, Text),
+            cast(columns.updated_at, Text),
             cast(columns.desired, Text),
             cast(columns.applied, Text),
             cast(columns.live, Text),

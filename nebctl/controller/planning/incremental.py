@@ -79,7 +79,7 @@ class Stamped:
     inputs: Mapping[ResourceKey, SharedInputs | None]
     unkept: frozenset[ResourceKey]
     seen: Seen  # what planning read of the live view
-    records: Mapping[ResourceKey, SharedInputs | None]  # what the installation-wide steps read of each record
+    records: Mapping[ResourceKey, SharedInputs]  # what the installation-wide steps read of each record that says
     # The records that are not those the trace was made from, as whoever hands it back found them (they are
     # compared like the records of an edit); empty as kept.
     moved: frozenset[ResourceKey] = frozenset()
@@ -137,7 +137,13 @@ def kept_trace(trace: PlanTrace, stamps: Mapping[ResourceKey, str], unkept: froz
         return None
     reconcilers = request.reconcilers
     inputs = {key: reconcilers[key.kind].shared_inputs(document) for key, document in request.documents.items()}
-    records = {key: _record_inputs(request, key, record) for key, record in request.records.items()}
+    # Only where the steps say what they read (a VM of the manifests): a moved record of any other is read as
+    # having moved everything, which plans everything, as it would have without an entry.
+    records = {
+        key: read
+        for key, record in request.records.items()
+        if (read := _record_inputs(request, key, record)) is not None
+    }
     # A placeholder keeps each resource's place in the plan's order; it is planned again (``_restamped``).
     nothing: Outcome = (None, (), None)
     return PlanTrace(
@@ -244,13 +250,11 @@ def _restamped(
     if request.documents.keys() != stamps.keys() or _options(request) != kept_as.options:
         return None
     records = request.records
-    if records.keys() != kept_as.records.keys():
-        return None
     rewritten = _changed(
         kept_as.moved,
         lambda key: False,
-        lambda key: _record_inputs(request, key, records[key]),
-        kept_as.records.__getitem__,
+        lambda key: _record_inputs(request, key, records[key]) if key in records else None,
+        kept_as.records.get,
     )
     if rewritten is None:
         return None
