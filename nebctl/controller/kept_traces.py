@@ -104,9 +104,7 @@ class KeptTraces:
 
     def _state(self, stack: str, versions: Versions, store: Store) -> _State | None:
         state = self._entries.get(self._state_name(stack))
-        if not isinstance(state, _State) or state.versions != versions or state.table != store.resources_stamp():
-            return None
-        return state
+        return state if isinstance(state, _State) and _holds(state, versions, store) else None
 
     def find(
         self,
@@ -128,7 +126,7 @@ class KeptTraces:
         if not isinstance(kept, _Entry) or kept.token != state.token:
             return None
         trace = kept.trace
-        if state.versions != versions or state.table != store.resources_stamp():
+        if not _holds(state, versions, store):
             moved = _moved_rows(kept, versions, store)
             if moved is None:
                 return None
@@ -207,6 +205,11 @@ class KeptTraces:
             return False
         self._entries.put(self._state_name(stack), _State(state.token, after, state.table))
         return True
+
+
+def _holds(state: _State, versions: Versions, store: Store) -> bool:
+    """Whether the database is in ``state``: the change counters ``versions`` and the table's summary are its."""
+    return state.versions == versions and state.table == store.resources_stamp()
 
 
 def _row_digests(store: Store, keys: Mapping[ResourceKey, ResourceKey] | None = None) -> dict[ResourceKey, bytes]:

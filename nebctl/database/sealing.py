@@ -166,16 +166,13 @@ def map_secrets(kind: Kind, spec: Mapping[str, Any], change: Callable[[tuple[str
 
 def seal_spec(kind: Kind, spec: Mapping[str, Any] | None, ring: KeyRing) -> Mapping[str, Any] | None:
     """``spec`` with every clear secret replaced by its digest (the same object when there is nothing to seal)."""
-    paths = SECRET_PATHS.get(kind)
-    if spec is None or not paths or not has_clear_secret(kind, spec):
+    if spec is None or not has_clear_secret(kind, spec):
         return spec
-    sealed = _copy(spec, kind)
-    for path in paths:
-        for container, name in _leaves(sealed, path):
-            value = container[name]
-            if isinstance(value, str) and not is_sealed(value):
-                container[name] = ring.seal(value)
-    return sealed
+
+    def seal(path: tuple[str, ...], value: Any) -> Any:
+        return ring.seal(value) if isinstance(value, str) and not is_sealed(value) else value
+
+    return map_secrets(kind, spec, seal)
 
 
 @dataclass(frozen=True)

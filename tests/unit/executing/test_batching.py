@@ -41,13 +41,18 @@ def batching(clocks: Clocks) -> Batching:
     return Batching(cpu=clocks.cpu, wall=clocks.wall, window=0.05, busy=0.9, cap=0.005)
 
 
+def rounds(subject: Batching, clocks: Clocks, count: int, *, cpus: float, cost: float = 0.001) -> None:
+    """``count`` rounds 10 ms apart, each journalled in ``cost`` seconds, the process keeping ``cpus`` CPUs busy."""
+    for _ in range(count):
+        clocks.spend(0.01, cpus=cpus)
+        subject.journalled(cost)
+
+
 def test_an_idle_process_never_waits_for_more_outcomes() -> None:
     clocks = Clocks()
     subject = batching(clocks)
     assert subject.linger() == 0.0  # nothing measured yet
-    for _ in range(10):
-        clocks.spend(0.01, cpus=0.3)  # actions waiting on the world: the interpreter is mostly idle
-        subject.journalled(0.001)
+    rounds(subject, clocks, 10, cpus=0.3)  # actions waiting on the world: the interpreter is mostly idle
     assert not subject.saturated
     assert subject.linger() == 0.0
 
@@ -55,27 +60,19 @@ def test_an_idle_process_never_waits_for_more_outcomes() -> None:
 def test_a_saturated_process_waits_about_a_rounds_cost_and_never_more_than_the_cap() -> None:
     clocks = Clocks()
     subject = batching(clocks)
-    for _ in range(6):
-        clocks.spend(0.01, cpus=1.0)
-        subject.journalled(0.001)
+    rounds(subject, clocks, 6, cpus=1.0)
     assert subject.saturated
     assert abs(subject.linger() - 0.001) < 1e-9
-    for _ in range(40):  # rounds grow expensive: the wait follows, up to the cap
-        clocks.spend(0.01, cpus=1.0)
-        subject.journalled(0.05)
+    rounds(subject, clocks, 40, cpus=1.0, cost=0.05)  # rounds grow expensive: the wait follows, up to the cap
     assert subject.linger() == 0.005
 
 
 def test_the_wait_stops_once_the_process_is_idle_again() -> None:
     clocks = Clocks()
     subject = batching(clocks)
-    for _ in range(6):
-        clocks.spend(0.01, cpus=1.2)
-        subject.journalled(0.001)
+    rounds(subject, clocks, 6, cpus=1.2)
     assert subject.linger() > 0.0
-    for _ in range(6):
-        clocks.spend(0.01, cpus=0.2)
-        subject.journalled(0.001)
+    rounds(subject, clocks, 6, cpus=0.2)
     assert subject.linger() == 0.0
 
 
