@@ -19,6 +19,7 @@ from sqlalchemy import Row, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
+from nebctl.database import direct
 from nebctl.database.sealing import KeyRing
 from nebctl.database.types import UTCDateTime
 
@@ -85,7 +86,7 @@ def upsert(
     """
     if rows:
         statement = _upsert_statement(connection.dialect.name, table, tuple(conflict), tuple(update))
-        connection.execute(statement, list(rows))
+        direct.execute(connection, statement, rows)
 
 
 @lru_cache(maxsize=64)

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Text, bindparam, cast, delete, func, insert, select, tuple_, update
 
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.database import direct
 from nebctl.database.errors import NotFound
 from nebctl.database.models import Apply, ApplyAction, Event, Resource, ResourceObservation
 from nebctl.database.operating import AnyRow, Operations, chunks, table, upsert
@@ -546,7 +547,7 @@ class StateOperations(Operations):
         ]
         with self._write() as connection:
             for chunk in chunks(rows, BULK_CHUNK):
-                connection.execute(_UPDATE_ACTIONS, list(chunk))
+                direct.execute(connection, _UPDATE_ACTIONS, chunk)
 
     def actions_of(self, apply_id: int) -> list[ActionRecord]:
         """The journal of one apply, in the order it was planned."""
@@ -608,7 +609,7 @@ class StateOperations(Operations):
             return
         with self._write() as connection:
             for chunk in chunks(self._event_rows(events), BULK_CHUNK):
-                connection.execute(_APPEND_EVENTS, list(chunk))
+                direct.execute(connection, _APPEND_EVENTS, chunk)
 
     def _event_rows(self, events: Sequence[EventRecord]) -> list[dict[str, Any]]:
         now = self._now()

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from nebctl.database import direct
 from nebctl.database.engines import describe_error, safe_url
 from nebctl.database.errors import DatabaseError
 from nebctl.database.models import ChangeCounter
@@ -56,7 +57,7 @@ _RAISE = update(_counters).where(_counters.c.name == bindparam("family")).values
 
 def bump(connection: Connection, family: str) -> None:
     """Raise ``family``'s counter inside the caller's writing transaction."""
-    raised = connection.execute(_RAISE, {"family": family}).rowcount
+    raised = direct.execute(connection, _RAISE, [{"family": family}])
     if not raised:  # a database whose rows were removed by hand: the row comes back, past any value seen
         connection.execute(insert(_counters).values(name=family, value=1))
 

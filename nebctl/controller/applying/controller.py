@@ -453,23 +453,25 @@ class Controller:
         )
         programs = ProgramRecorder(self.store)
         hooks = self._hooks(planned, programs)
-        journal = StoreJournal(
-            self.store, apply_id, planned, world, on_events=hooks.dispatch if hooks else None, owner=user
-        )
-        journal.begin()
-        executor = Executor(
-            plan,
-            lambda action: self.reconcilers[action.key.kind].realise(action, world),
-            journal=journal,
-            parallelism=parallelism or self.settings.parallelism,
-            retry=self.settings.retry,
-            timeout_for=lambda action: self.settings.timeout_for(action.family.value, action.operation),
-            stop=stop,
-            cancel=cancel,
-            on_change=on_change,
-            programs=programs,
-        )
-        report = executor.run()
+        # The journal's rounds run on one connection kept for the apply: they are on the executor's critical path.
+        with self.store.keeping_connection() as journalled:
+            journal = StoreJournal(
+                journalled, apply_id, planned, world, on_events=hooks.dispatch if hooks else None, owner=user
+            )
+            journal.begin()
+            executor = Executor(
+                plan,
+                lambda action: self.reconcilers[action.key.kind].realise(action, world),
+                journal=journal,
+                parallelism=parallelism or self.settings.parallelism,
+                retry=self.settings.retry,
+                timeout_for=lambda action: self.settings.timeout_for(action.family.value, action.operation),
+                stop=stop,
+                cancel=cancel,
+                on_change=on_change,
+                programs=programs,
+            )
+            report = executor.run()
         state = _apply_state(report)
         self.store.finish_apply(apply_id, state=state, summary=report_summary(report, plan))
         finished = EventRecord(

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from nebctl.drivers.context import current
 from nebctl.drivers.errors import DriverTimeoutError, PermanentError, TemporaryError
@@ -67,9 +69,14 @@ def patterns(action: str) -> tuple[str, str, str]:
     return action, f"{family}.*", "*"
 
 
-_MATCHING = (
-    "SELECT id, kind, probability, remaining, duration, distribution, a, b, message FROM behaviours "
-    "WHERE action IN (?, ?, ?) AND (host IS NULL OR host = ?) ORDER BY id"
+_COLUMNS = "id, kind, probability, remaining, duration, distribution, a, b, message"
+_MATCHING = f"SELECT {_COLUMNS} FROM behaviours WHERE action IN (?, ?, ?) AND (host IS NULL OR host = ?) ORDER BY id"
+# A host's row and the rules that match an action on it, in one statement: every driver call starts with both.
+HOST_AND_MATCHING = (
+    "SELECT hosts.down, hosts.reason, "
+    + ", ".join(f"behaviours.{column}" for column in _COLUMNS.split(", "))
+    + " FROM hosts LEFT JOIN behaviours ON behaviours.action IN (?, ?, ?)"
+    " AND (behaviours.host IS NULL OR behaviours.host = hosts.name) WHERE hosts.name = ? ORDER BY behaviours.id"
 )
 
 
@@ -87,9 +94,18 @@ def _wait(seconds: float | None, *, what: str) -> None:
         raise DriverTimeoutError(f"{what}: deadline passed", driver="sim")
 
 
-def suffer(connection: sqlite3.Connection, rng: random.Random, *, action: str, host: str) -> None:
-    """Apply the latency and the faults that match this call, in the order they were set."""
-    rows = connection.execute(_MATCHING, (*patterns(action), host)).fetchall()
+def suffer(
+    connection: sqlite3.Connection,
+    rng: random.Random,
+    *,
+    action: str,
+    host: str,
+    rows: Sequence[tuple[Any, ...]] | None = None,
+) -> None:
+    """Apply the latency and the faults that match this call, in the order they were set. ``rows`` are the
+    matching rules (``matching``) when the caller read them already, with the host's row."""
+    if rows is None:
+        rows = connection.execute(_MATCHING, (*patterns(action), host)).fetchall()
     if not rows:
         return
     for row_id, kind, probability, remaining, duration, distribution, a, b, message in rows:

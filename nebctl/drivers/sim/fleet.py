@@ -29,7 +29,7 @@ from nebctl.core.quantities import QuantityError, parse_quantity
 from nebctl.core.settings import Settings
 from nebctl.drivers import ownership
 from nebctl.drivers.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
-from nebctl.drivers.sim.behaviour import Fault, Latency, suffer
+from nebctl.drivers.sim.behaviour import HOST_AND_MATCHING, Fault, Latency, patterns, suffer
 from nebctl.drivers.sim.store import Store
 from nebctl.drivers.sim.usage import vm_usage
 from nebctl.drivers.states import VMLiveState
@@ -134,16 +134,17 @@ class SimFleet:
         apply latency and faults. Returns the fleet's host name and whether it is down."""
         shape = host_shape(host.name, host.uri)
         connection = self.store.read()
-        row = connection.execute("SELECT down, reason FROM hosts WHERE name = ?", (shape.name,)).fetchone()
-        if row is None:
+        rows = connection.execute(HOST_AND_MATCHING, (*patterns(action), shape.name)).fetchall()
+        if not rows:
             self.add_host(shape.name, uri=shape.uri, cpus=shape.cpus, memory=shape.memory, disk=shape.disk)
-            down = False
-        else:
-            down = bool(row[0])
-            if down and not allow_down:
-                raise TemporaryError(f"host {shape.name} does not answer: {row[1] or 'down'}", driver="sim")
-        suffer(connection, self.rng, action=action, host=shape.name)
-        return shape.name, down
+            suffer(connection, self.rng, action=action, host=shape.name)
+            return shape.name, False
+        down, reason = rows[0][:2]
+        if down and not allow_down:
+            raise TemporaryError(f"host {shape.name} does not answer: {reason or 'down'}", driver="sim")
+        rules = [row[2:] for row in rows if row[2] is not None]  # a host with no rule has one row of NULLs
+        suffer(connection, self.rng, action=action, host=shape.name, rows=rules)
+        return shape.name, bool(down)
 
     def enter_service(self, action: str) -> None:
         """Start an action that is not about a host (authorization, marketplace, hooks): latency and faults."""
