@@ -81,6 +81,8 @@ class SimVirtualization(SimDriver):
         name, _ = self.fleet.enter("virtualization.deploy", host)
         now = self.fleet.clock()
         macs = _macs(vm)
+        # Made before the write: other threads wait for the fleet file while it is held.
+        definition, owner = _definition(vm), owner_json(vm.owner)
         with self.fleet.write() as connection:
             row = connection.execute(
                 "SELECT host, state, started, vcpu, memory, macs FROM vms WHERE uuid = ?", (vm.uuid,)
@@ -97,8 +99,7 @@ class SimVirtualization(SimDriver):
                 connection.execute(
                     "INSERT INTO vms (uuid, host, name, state, vcpu, memory, definition, owner, started, created, "
                     "macs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (vm.uuid, name, vm.name, state, vm.vcpu, vm.memory, _definition(vm), owner_json(vm.owner),
-                     started, now, macs),
+                    (vm.uuid, name, vm.name, state, vm.vcpu, vm.memory, definition, owner, started, now, macs),
                 )  # fmt: skip
                 vcpu, memory = vm.vcpu, vm.memory
             else:
@@ -108,14 +109,14 @@ class SimVirtualization(SimDriver):
                     vcpu, memory = vm.vcpu, vm.memory
                     connection.execute(
                         "UPDATE vms SET vcpu = ?, memory = ?, definition = ?, owner = ?, macs = ? WHERE uuid = ?",
-                        (vcpu, memory, _definition(vm), owner_json(vm.owner), macs, vm.uuid),
+                        (vcpu, memory, definition, owner, macs, vm.uuid),
                     )
                 else:
                     macs = kept
                 if start and state != RUNNING:
                     state, started = RUNNING, now
                     connection.execute("UPDATE vms SET state = ?, started = ? WHERE uuid = ?", (state, now, vm.uuid))
-        return self.fleet.status((vm.uuid, vm.name, state, vcpu, memory, owner_json(vm.owner), started, macs), now)
+        return self.fleet.status((vm.uuid, vm.name, state, vcpu, memory, owner, started, macs), now)
 
     def _transition(
         self, action: str, host: HostRef, uuid: str, moves: dict[str, str], *, restart: bool = False
