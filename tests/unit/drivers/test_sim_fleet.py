@@ -68,6 +68,22 @@ def test_counted_temporary_fault_fails_that_many_calls(fleet: SimFleet) -> None:
     assert virt.deploy(HOST, vm()).state is VMLiveState.RUNNING
 
 
+def test_the_rules_of_a_call_are_those_of_its_host_and_action_in_the_order_they_were_set(fleet: SimFleet) -> None:
+    """A call reads its host's row and its matching rules in one statement: rules of another host or action are
+    not its own, and its own apply in the order they were set, each while its count lasts."""
+    virt = SimVirtualization(fleet)
+    virt.deploy(HOST, vm("first"))  # the host exists: its row is read with the rules
+    fleet.set_fault(Fault("virtualization.deploy", FaultKind.PERMANENT, host="kvm2", message="another host's"))
+    fleet.set_fault(Fault("virtualization.shutdown", FaultKind.PERMANENT, message="another action's"))
+    fleet.set_fault(Fault("virtualization.deploy", FaultKind.TEMPORARY, host="kvm1", count=1, message="set first"))
+    fleet.set_fault(Fault("*", FaultKind.PERMANENT, count=1, message="set second"))
+    with pytest.raises(TemporaryError, match="set first"):
+        virt.deploy(HOST, vm())
+    with pytest.raises(PermanentError, match="set second"):
+        virt.deploy(HOST, vm())
+    assert virt.deploy(HOST, vm()).state is VMLiveState.RUNNING
+
+
 def test_family_wide_permanent_fault_and_clearing_it(fleet: SimFleet) -> None:
     virt = SimVirtualization(fleet)
     virt.deploy(HOST, vm())
