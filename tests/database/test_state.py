@@ -247,3 +247,17 @@ def test_times_survive_as_utc(store: Store) -> None:
     started = store.actions_of(apply_id)[0].started_at
     assert started == paris and started is not None
     assert started.tzinfo == UTC and started.microsecond == 654321
+
+
+def test_json_values_read_back_as_the_standard_library_reads_them(store: Store) -> None:
+    """The JSON columns are parsed by orjson, and what it refuses by ``json``: an integer past 64 bits, and (on
+    SQLite, the one backend that stores it) the ``Infinity`` that ``json.dumps`` writes for an infinite float."""
+    spec: dict[str, object] = {"big": 2**70, "negative": -(2**65), "text": "ünïcødé ✓", "nested": [1, 2.5, None]}
+    if store.backend == "sqlite":  # the servers' JSON columns refuse it on write
+        spec["infinite"] = float("inf")
+    store.save_resource(vm("web-1", desired=spec, live={"uuid": "u-1", "disks": [{"size": 2**66}]}))
+    record = store.get_resource(ResourceKey(VM, "default", "web-1"))
+    assert record is not None
+    assert record.desired == spec and record.live == {"uuid": "u-1", "disks": [{"size": 2**66}]}
+    (listed,) = [r for r in store.list_resources() if r.name == "web-1"]
+    assert listed.desired == spec
