@@ -259,10 +259,15 @@ class Store(_DataOperations):
             yield self
             return
         store = self._sharing()
-        with translated_errors(self._url, "cannot connect to the database"), self._engine.connect() as connection:
+        with translated_errors(self._url, "cannot connect to the database"):
+            connection = self._engine.connect()
+        try:
             connection.execution_options(**{WRITE_OPTION: True})
             store._kept = connection
             yield store
+        finally:
+            store._kept = None
+            connection.close()
 
     def _sharing(self) -> Store:
         """A store on the same engine, keys and fence; closed with this one."""
