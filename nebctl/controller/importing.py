@@ -20,9 +20,9 @@ from nebctl.database.records import ResourceRecord
 from nebctl.drivers.context import CallContext, ProgramWatch, calling
 from nebctl.drivers.errors import DriverError
 from nebctl.drivers.types import HostRef, OwnedObject, VMStatus
-from nebctl.reconcilers.base import with_metadata
 from nebctl.reconcilers.identity import image_volume, live_name, mac_address
 from nebctl.reconcilers.vm import STATE_FROM_LIVE
+from nebctl.schemas.digests import with_metadata
 from nebctl.schemas.models import AnyManifest, VirtualMachine, spec_document
 
 

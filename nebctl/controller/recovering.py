@@ -27,9 +27,9 @@ from nebctl.database.state import spec_digest
 from nebctl.drivers.errors import CapabilityError, DriverError
 from nebctl.drivers.states import HostLiveState
 from nebctl.drivers.types import HostProbe, HostRef, OwnedObject, Ownership, VMStatus
-from nebctl.reconcilers.base import with_metadata
 from nebctl.reconcilers.identity import VMIdentity, deposed_key, live_name
 from nebctl.reconcilers.vm import STATE_FROM_LIVE
+from nebctl.schemas.digests import with_metadata
 from nebctl.schemas.models import AnyManifest, spec_document
 
 log = logging.getLogger(__name__)

@@ -31,21 +31,6 @@ from nebctl.schemas.references import Reference
 METADATA_RULE = FieldRule("metadata", Effect.NONE, "labels and annotations are recorded only")
 
 
-def with_metadata(spec: dict[str, Any], document: AnyManifest) -> dict[str, Any]:
-    """``spec`` plus the document's labels and annotations under ``metadata``: the document that is compared
-    with, and recorded as, what was applied. Left out when both are empty, so that records written before
-    metadata was recorded (and resources without labels) compare equal."""
-    metadata = document.metadata
-    if metadata.labels or metadata.annotations:
-        recorded: dict[str, Any] = {}
-        if metadata.labels:
-            recorded["labels"] = dict(metadata.labels)
-        if metadata.annotations:
-            recorded["annotations"] = dict(metadata.annotations)
-        spec["metadata"] = recorded
-    return spec
-
-
 class RecordView(Protocol):
     """The parts of a stored resource record that planning reads (the database's record type fits)."""
 

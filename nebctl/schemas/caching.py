@@ -35,11 +35,14 @@ import pickle
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from nebctl.core.keys import ResourceKey
 from nebctl.schemas.checking import LoadedDocument
+from nebctl.schemas.digests import computed_digest
+from nebctl.schemas.digests import remember as remember_digests
 from nebctl.schemas.loading import (
     DEFAULT_LIMITS,
     Limits,
@@ -49,6 +52,7 @@ from nebctl.schemas.loading import (
     file_documents,
     load_paths,
 )
+from nebctl.schemas.models import AnyManifest
 from nebctl.schemas.reading import fast
 from nebctl.schemas.reading.sources import read_file
 
@@ -56,7 +60,7 @@ _MAGIC = b"nebctl-manifest-cache 1\n"
 # The checked documents of each file of this process's last load with ``remember``, by entry key: a service
 # loads the same set again after each edit, and its unchanged files need not even be read back from the
 # directory. Only the last load's files are kept (the documents are immutable; its snapshot holds them anyway).
-_LAST_LOAD: list[dict[str, list[LoadedDocument]]] = [{}]
+_LAST_LOAD: list[dict[str, _File]] = [{}]
 _DIGEST = hashlib.sha256().digest_size
 # Entries kept beyond those of the set just loaded: the older ones (by last use) are deleted past this many.
 MAX_ENTRIES = 4096
@@ -85,26 +89,29 @@ def load_paths_cached(
     documents: list[LoadedDocument] = []
     keys: list[str] = []
     stamps: dict[ResourceKey, str] = {}
-    recent: dict[str, list[LoadedDocument]] = _LAST_LOAD[0] if remember else {}
-    loaded: dict[str, list[LoadedDocument]] = {}
+    recent: dict[str, _File] = _LAST_LOAD[0] if remember else {}
+    loaded: dict[str, _File] = {}
+    digests: list[tuple[AnyManifest, bytes]] = []
     for file, text in texts:
         key = store.key(b"file", file.encode("utf-8", "surrogatepass"), text.encode("utf-8", "surrogatepass"))
         keys.append(key)
         found: object = recent.get(key)
         if found is None:
             found = store.get(key)
-        if not isinstance(found, list):
+        if not isinstance(found, _File):
             if scalars is None:
                 scalars = fast.Scalars()
-            found = file_documents(file, text, limits, scalars)
-            if found is None:
+            checked = file_documents(file, text, limits, scalars)
+            if checked is None:
                 return load_paths(paths, limits=limits)  # it reports the problems
             # Positions serve diagnostics only, and a set with a problem is loaded again without the cache.
-            found = [LoadedDocument(d.key, d.manifest, d.location, {}, {}) for d in found]
+            kept = [LoadedDocument(d.key, d.manifest, d.location, {}, {}) for d in checked]
+            found = _File(kept, tuple(computed_digest(d.manifest) for d in kept))
             store.put(key, found)
         loaded[key] = found
-        documents.extend(found)
-        for index, document in enumerate(found):
+        documents.extend(found.documents)
+        digests.extend((d.manifest, digest) for d, digest in zip(found.documents, found.digests, strict=True))
+        for index, document in enumerate(found.documents):
             stamps[document.key] = f"{key}:{index}"  # the file's name and text, nebctl's schema code, the place
     set_key = store.key(b"set", *(key.encode() for key in keys))
     if store.get(set_key) is not True:
@@ -114,7 +121,16 @@ def load_paths_cached(
     store.prune({*keys, set_key})
     if remember:
         _LAST_LOAD[0] = loaded
+    remember_digests(digests)
     return ManifestSet.of(documents, tuple(files), stamps)
+
+
+@dataclass(frozen=True)
+class _File:
+    """A file's checked documents, each with its digest as applied (``schemas.digests``), kept together."""
+
+    documents: list[LoadedDocument]
+    digests: tuple[bytes, ...]
 
 
 class Entries:

@@ -13,8 +13,9 @@ from nebctl.controller.planning.request import PlanRequest, sort_key
 from nebctl.core.fields import AddedFields, Effect, compare, dearest, flatten
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, DriftItem, ResourceChange
-from nebctl.reconcilers.base import PlanningContext, RecordView, with_metadata
+from nebctl.reconcilers.base import PlanningContext, RecordView
 from nebctl.reconcilers.identity import VMIdentity, deposed_of
+from nebctl.schemas.digests import with_metadata
 
 # The reason of an update whose fields no driver acts on (labels, annotations, nebctl's own settings): the
 # reconciler writes them in the ownership its live objects carry, and nothing else of them changes.

@@ -9,8 +9,7 @@ import json
 from typing import Any
 
 from nebctl.controller.planning.request import PlanRequest, sort_key
-from nebctl.reconcilers.base import with_metadata
-from nebctl.schemas.models import spec_document
+from nebctl.schemas.digests import document_digest
 
 
 def fingerprint(request: PlanRequest) -> str:
@@ -19,8 +18,9 @@ def fingerprint(request: PlanRequest) -> str:
     digest.update(request.stack.encode())
     for key in sorted(request.documents, key=sort_key):
         digest.update(str(key).encode())
-        document = request.documents[key]
-        digest.update(_canonical(with_metadata(spec_document(document), document)))
+        # Each document as applied, by its own digest: kept with the document by the manifest cache, so that a
+        # plan of an unchanged set does not dump and encode every document again.
+        digest.update(document_digest(request.documents[key]))
     for key in sorted(request.records, key=sort_key):
         record = request.records[key]
         digest.update(str(key).encode())

@@ -171,7 +171,7 @@ def poison(cache: Path) -> None:
     """Rewrite every file entry with a well-formed one (right header and digest) that holds no documents: a
     loader that trusted it would lose the VMs."""
     for entry in (cache / "manifests").iterdir():
-        payload = pickle.dumps([])
+        payload = pickle.dumps(caching._File([], ()))
         digest = hashlib.sha256(payload).digest()
         if pickle.loads(entry.read_bytes()[len(caching._MAGIC) + len(digest) :]) is not True:
             entry.write_bytes(caching._MAGIC + digest + payload)
