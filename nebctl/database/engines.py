@@ -72,6 +72,12 @@ def read_json(text: str | bytes) -> Any:
         return json.loads(text)
 
 
+# What every engine is made with. The server backends also check a pooled connection before handing it out (a
+# server may have closed it) and read committed data, as each transaction here expects.
+_COMMON_OPTIONS: dict[str, Any] = {"json_deserializer": read_json}
+_SERVER_OPTIONS: dict[str, Any] = {**_COMMON_OPTIONS, "isolation_level": "READ COMMITTED", "pool_pre_ping": True}
+
+
 def safe_url(url: URL | str) -> str:
     """The URL with its password masked, fit for messages and logs."""
     if isinstance(url, str):
@@ -96,13 +102,7 @@ def create(text: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Engine:
             "read_timeout": timeouts.read,
             "write_timeout": timeouts.write,
         }
-        return create_engine(
-            url,
-            json_deserializer=read_json,
-            isolation_level="READ COMMITTED",
-            pool_pre_ping=True,
-            connect_args=connect_args,
-        )
+        return create_engine(url, **_SERVER_OPTIONS, connect_args=connect_args)
     except exc.NoSuchModuleError as error:
         raise DatabaseError(f"unknown database driver in {safe_url(url)}: {error}") from error
     except ModuleNotFoundError as error:
@@ -122,13 +122,7 @@ def _postgresql_engine(url: URL, timeouts: Timeouts) -> Engine:
         # Unacknowledged data on a dead link fails the connection instead of waiting for TCP's minutes.
         "tcp_user_timeout": int(timeouts.write * 1000),
     }
-    engine = create_engine(
-        url,
-        json_deserializer=read_json,
-        isolation_level="READ COMMITTED",
-        pool_pre_ping=True,
-        connect_args=connect_args,
-    )
+    engine = create_engine(url, **_SERVER_OPTIONS, connect_args=connect_args)
 
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, record: ConnectionPoolEntry, cargs: Any, cparams: dict[str, Any]) -> Any:
@@ -167,9 +161,7 @@ def _sqlite_engine(url: URL, timeouts: Timeouts) -> Engine:
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if in_memory:
         # One shared connection, or every new connection would see a new, empty database.
-        engine = create_engine(
-            url, json_deserializer=read_json, poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
+        engine = create_engine(url, **_COMMON_OPTIONS, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         path = Path(database).expanduser()
         try:
@@ -177,7 +169,7 @@ def _sqlite_engine(url: URL, timeouts: Timeouts) -> Engine:
         except OSError as error:
             raise DatabaseError(f"cannot create the directory of {path}: {error.strerror}") from error
         engine = create_engine(
-            url, json_deserializer=read_json, connect_args={"timeout": timeouts.busy, "check_same_thread": False}
+            url, **_COMMON_OPTIONS, connect_args={"timeout": timeouts.busy, "check_same_thread": False}
         )
 
     @event.listens_for(engine, "connect")

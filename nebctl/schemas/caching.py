@@ -98,7 +98,7 @@ def load_paths_cached(
         found: object = recent.get(key)
         if found is None:
             found = store.get(key)
-        if not isinstance(found, _File):
+        if not (isinstance(found, _File) and len(found.digests) == len(found.documents)):
             if scalars is None:
                 scalars = fast.Scalars()
             checked = file_documents(file, text, limits, scalars)

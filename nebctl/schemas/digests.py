@@ -17,7 +17,8 @@ from typing import Any
 
 from nebctl.schemas.models import AnyManifest, spec_document
 
-# One encoder for every value: ``json.dumps`` with these options builds a new one per call.
+# One encoder for every value: ``json.dumps`` with these options builds a new one per call, which a plan of
+# 100,000 resources would pay hundreds of thousands of times. The output is the same.
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 # The documents of the last set loaded through the manifest cache, by identity, with their digests. Replaced
@@ -40,10 +41,15 @@ def with_metadata(spec: dict[str, Any], document: AnyManifest) -> dict[str, Any]
     return spec
 
 
+def canonical_json(value: Any) -> bytes:
+    """``value`` as canonical JSON: sorted keys, no spaces, anything JSON lacks written as its ``str``. Equal
+    values give equal bytes, which is what a digest of them needs."""
+    return _ENCODER.encode(value).encode()
+
+
 def computed_digest(document: AnyManifest) -> bytes:
     """The SHA-256 of the canonical JSON of the document as applied, computed."""
-    canonical = _ENCODER.encode(with_metadata(spec_document(document), document))
-    return hashlib.sha256(canonical.encode()).digest()
+    return hashlib.sha256(canonical_json(with_metadata(spec_document(document), document))).digest()
 
 
 def document_digest(document: AnyManifest) -> bytes:

@@ -177,6 +177,24 @@ def poison(cache: Path) -> None:
             entry.write_bytes(caching._MAGIC + digest + payload)
 
 
+def test_an_entry_whose_digests_are_not_one_per_document_is_ignored(tmp_path: Path) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    expected = outcome(lambda: load_paths([directory]))
+    caching.load_paths_cached([directory], cache)
+    rewritten = 0
+    for entry in (cache / "manifests").iterdir():
+        data = entry.read_bytes()
+        header = len(caching._MAGIC) + hashlib.sha256().digest_size
+        kept = pickle.loads(data[header:])
+        if isinstance(kept, caching._File):
+            # Well-formed (right header and digest of the payload), but its documents have lost their digests.
+            payload = pickle.dumps(caching._File(kept.documents, kept.digests[:-1]))
+            entry.write_bytes(caching._MAGIC + hashlib.sha256(payload).digest() + payload)
+            rewritten += 1
+    assert rewritten == 4
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
+
+
 def test_entries_are_read_back_unchecked_only_by_the_version_that_wrote_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
