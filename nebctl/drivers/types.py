@@ -311,8 +311,13 @@ class HookResult:
 
 def to_payload(value: Any) -> Any:
     """Convert dataclasses, enums, mappings and tuples to plain JSON data (for external programs, the journal)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_payload(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind in _PLAIN:
+        # The common leaves, by exact type: a ``str`` enum is a ``str`` too, but not of this type.
+        return value
+    names = _field_names(kind)
+    if names is not None:
+        return {name: to_payload(getattr(value, name)) for name in names}
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, Mapping):
@@ -320,3 +325,19 @@ def to_payload(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_payload(v) for v in value]
     return value
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+# The field names of each type ``to_payload`` met, None for a type that is not a dataclass.
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass type, None for any other type. A VM's definition is some fifty values
+    deep; asking ``dataclasses`` for the fields of each was most of the conversion's time."""
+    if kind not in _FIELD_NAMES:
+        is_dataclass = dataclasses.is_dataclass(kind)
+        _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind)) if is_dataclass else None
+    return _FIELD_NAMES[kind]

@@ -5,6 +5,10 @@ live in the fleet file (table ``behaviours``), so a test harness, ``nebctl sim f
 can change them while an apply runs. An action is named ``family.action`` (``virtualization.deploy``); a rule
 matches it exactly, by family (``virtualization.*``) or for everything (``*``), on every host or one.
 
+A latency counts from the moment the call reached the sim, as a backend's answer time does: the sim's own reads
+before the wait (the host's row, the rules) are part of it, not added to it. The writes of the call, which must
+not happen when the wait is cancelled, come after it.
+
 Waiting (latency, hangs) honours the call context: a cancelled call or a passed deadline ends the wait with
 ``DriverTimeoutError``, which is how the executor cancels a hanging sim action.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -101,18 +106,22 @@ def suffer(
     action: str,
     host: str,
     rows: Sequence[tuple[Any, ...]] | None = None,
+    since: float | None = None,
 ) -> None:
     """Apply the latency and the faults that match this call, in the order they were set. ``rows`` are the
-    matching rules (``matching``) when the caller read them already, with the host's row."""
+    matching rules (``matching``) when the caller read them already, with the host's row; ``since`` is when the
+    call reached the sim (``time.monotonic``), which its latency counts from (by default, now)."""
     if rows is None:
         rows = connection.execute(_MATCHING, (*patterns(action), host)).fetchall()
     if not rows:
         return
+    answer = time.monotonic() if since is None else since  # when the call answers, as far as latency goes
     for row_id, kind, probability, remaining, duration, distribution, a, b, message in rows:
         if kind == "latency":
             delay = Latency(action, Distribution(distribution), a or 0.0, b or 0.0).draw(rng)
             if delay > 0:
-                _wait(delay, what=f"{action} on {host}")
+                answer += delay
+                _wait(max(0.0, answer - time.monotonic()), what=f"{action} on {host}")
             continue
         if probability is not None and rng.random() >= probability:
             continue
@@ -130,3 +139,4 @@ def suffer(
         if kind == FaultKind.PERMANENT:
             raise PermanentError(text, driver="sim")
         _wait(duration, what=f"{text}: hung")
+        answer = time.monotonic()  # a later latency comes on top of the hang

@@ -132,18 +132,19 @@ class SimFleet:
     def enter(self, action: str, host: HostRef, *, allow_down: bool = False) -> tuple[str, bool]:
         """Start an action on ``host``: create it on first sight, refuse it when down (unless ``allow_down``),
         apply latency and faults. Returns the fleet's host name and whether it is down."""
+        since = time.monotonic()
         shape = host_shape(host.name, host.uri)
         connection = self.store.read()
         rows = connection.execute(HOST_AND_MATCHING, (*patterns(action), shape.name)).fetchall()
         if not rows:
             self.add_host(shape.name, uri=shape.uri, cpus=shape.cpus, memory=shape.memory, disk=shape.disk)
-            suffer(connection, self.rng, action=action, host=shape.name)
+            suffer(connection, self.rng, action=action, host=shape.name, since=since)
             return shape.name, False
         down, reason = rows[0][:2]
         if down and not allow_down:
             raise TemporaryError(f"host {shape.name} does not answer: {reason or 'down'}", driver="sim")
         rules = [row[2:] for row in rows if row[2] is not None]  # a host with no rule has one row of NULLs
-        suffer(connection, self.rng, action=action, host=shape.name, rows=rules)
+        suffer(connection, self.rng, action=action, host=shape.name, rows=rules, since=since)
         return shape.name, bool(down)
 
     def enter_service(self, action: str) -> None:

@@ -27,6 +27,7 @@ from nebctl.drivers.sim import (
     SimMonitoring,
     SimVirtualization,
 )
+from nebctl.drivers.sim.behaviour import suffer
 from nebctl.drivers.sim.store import Store
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostRef, VMDefinition
@@ -130,6 +131,31 @@ def test_latency_delays_each_call(fleet: SimFleet) -> None:
     started = time.monotonic()
     virt.deploy(HOST, vm())
     assert time.monotonic() - started < 0.1
+
+
+def test_a_latency_counts_from_when_the_call_reached_the_sim(fleet: SimFleet) -> None:
+    # A backend's answer time includes its own work: a call that reached the sim 0.3 s ago (the sim was slow to
+    # read its rules, say) answers 0.4 s after that, not 0.4 s after the rules were read.
+    fleet.set_latency(Latency("virtualization.deploy", Distribution.FIXED, 0.4))
+    connection = fleet.store.read()
+    started = time.monotonic()
+    suffer(connection, fleet.rng, action="virtualization.deploy", host="kvm1", since=started - 0.3)
+    assert 0.05 < time.monotonic() - started < 0.3
+    # A call that reached it long ago (past its latency) still answers, at once.
+    started = time.monotonic()
+    suffer(connection, fleet.rng, action="virtualization.deploy", host="kvm1", since=started - 5.0)
+    assert time.monotonic() - started < 0.3
+    # Without a start, the latency counts from now; and a hang that ended is not part of a latency after it.
+    fleet.set_fault(Fault("virtualization.deploy", FaultKind.HANG, duration=0.2, count=1))
+    started = time.monotonic()
+    suffer(connection, fleet.rng, action="virtualization.deploy", host="kvm1")  # the latency, then the hang
+    assert time.monotonic() - started >= 0.6
+    fleet.clear_latency()
+    fleet.set_fault(Fault("virtualization.deploy", FaultKind.HANG, duration=0.2, count=1))
+    fleet.set_latency(Latency("virtualization.deploy", Distribution.FIXED, 0.3))  # set after: applies after
+    started = time.monotonic()
+    suffer(connection, fleet.rng, action="virtualization.deploy", host="kvm1", since=started)
+    assert time.monotonic() - started >= 0.5
 
 
 def test_a_down_host_probes_in_error_and_refuses_other_calls(fleet: SimFleet) -> None:
