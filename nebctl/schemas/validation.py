@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from nebctl.core.keys import Kind, ResourceKey, parse_kind
@@ -68,6 +68,21 @@ def _references_remembered(
         entry = (manifest, key, references_of(key, manifest))
     kept[id(manifest)] = entry
     return entry[2]
+
+
+def remember_references(known: Iterable[tuple[ResourceKey, AnyManifest, list[Reference]]]) -> None:
+    """Take these references (``references_of(key, manifest)``, read before: the manifest cache keeps each
+    document's) as those of their documents, for the next check: it then computes only the others'."""
+    last = dict(_LAST_REFERENCES[0])
+    for key, manifest, references in known:
+        last[id(manifest)] = (manifest, key, references)
+    _LAST_REFERENCES[0] = last
+
+
+def references_known(manifest: AnyManifest) -> bool:
+    """Whether the next check already holds this very document's references."""
+    entry = _LAST_REFERENCES[0].get(id(manifest))
+    return entry is not None and entry[0] is manifest
 
 
 def validate_documents(documents: Sequence[LoadedDocument]) -> list[Diagnostic]:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nebctl.schemas import caching
+from nebctl.schemas import caching, validation
 from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
 from nebctl.schemas.models import VirtualMachine
 from tests.support.small_sets import INFRA, vm
@@ -167,11 +167,46 @@ def test_a_loaded_set_is_kept_and_read_back(tmp_path: Path) -> None:
     assert [d.spec for d in again.documents.values()] == [d.spec for d in first.documents.values()]
 
 
+def test_a_set_checked_again_takes_the_references_of_unchanged_files_from_their_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    caching.load_paths_cached([directory], cache)
+    (directory / "vm1.yaml").write_text(vm("vm1", vcpu=4))
+    expected = outcome(lambda: load_paths([directory]))
+    # As another process: nothing held in memory, so only the entries can spare reading each document again.
+    monkeypatch.setattr(validation, "_LAST_REFERENCES", [{}])
+    read: list[str] = []
+
+    def counted(key: Any, manifest: Any) -> Any:
+        read.append(key.name)
+        return real(key, manifest)
+
+    real = validation.references_of
+    monkeypatch.setattr(validation, "references_of", counted)
+    monkeypatch.setattr(caching, "references_of", counted)
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
+    assert read == ["vm1"]
+
+
+def test_references_kept_with_unchanged_files_still_dangle_when_their_target_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    caching.load_paths_cached([directory], cache)
+    # The network is renamed: the three VMs, whose files did not change, now name a network that is not there.
+    (directory / "infra.yaml").write_text(INFRA.replace("metadata: {name: net}", "metadata: {name: net2}"))
+    expected = outcome(lambda: load_paths([directory]))
+    assert expected[0] == "error" and sum("net" in line for line in expected[1][0]) == 3
+    monkeypatch.setattr(validation, "_LAST_REFERENCES", [{}])
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
+
+
 def poison(cache: Path) -> None:
     """Rewrite every file entry with a well-formed one (right header and digest) that holds no documents: a
     loader that trusted it would lose the VMs."""
     for entry in (cache / "manifests").iterdir():
-        payload = pickle.dumps(caching._File([], ()))
+        payload = pickle.dumps(caching._File([], (), pickle.dumps([])))
         digest = hashlib.sha256(payload).digest()
         if pickle.loads(entry.read_bytes()[len(caching._MAGIC) + len(digest) :]) is not True:
             entry.write_bytes(caching._MAGIC + digest + payload)
@@ -188,7 +223,7 @@ def test_an_entry_whose_digests_are_not_one_per_document_is_ignored(tmp_path: Pa
         kept = pickle.loads(data[header:])
         if isinstance(kept, caching._File):
             # Well-formed (right header and digest of the payload), but its documents have lost their digests.
-            payload = pickle.dumps(caching._File(kept.documents, kept.digests[:-1]))
+            payload = pickle.dumps(caching._File(kept.documents, kept.digests[:-1], kept.references))
             entry.write_bytes(caching._MAGIC + hashlib.sha256(payload).digest() + payload)
             rewritten += 1
     assert rewritten == 4
