@@ -1,4 +1,5 @@
-"""Built statements run on the driver's cursor: the few statements on an apply's critical path, on SQLite.
+"""Built statements run on the driver's cursor, on SQLite: the writes on an apply's critical path, and the reads of
+every record that each plan starts with.
 
 SQLAlchemy's execution of a statement (its execution context, events, result set-up) costs several times what
 SQLite takes to run a small one, and the executor's journal runs four of them per round of changes, about one
@@ -6,6 +7,8 @@ round per finished action, while the next actions wait. ``execute`` compiles eac
 and set of parameter names, runs every value through the bind processors SQLAlchemy itself would use (JSON,
 times), and hands the rows to the driver's ``executemany`` inside the caller's transaction. What is written is
 what SQLAlchemy would write; driver errors come out as SQLAlchemy's, so callers translate them as before.
+``rows`` does the same for a query, and runs each value it reads through the result processors SQLAlchemy would
+use, so each row is the tuple SQLAlchemy would give.
 
 The server backends keep SQLAlchemy's path: there, each statement's round trip to the server dominates, and
 SQLAlchemy packs many rows into one statement where the driver would send one per row.
@@ -20,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql import ClauseElement, Executable, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 
 
@@ -61,6 +64,54 @@ def execute(connection: Connection, statement: Executable, rows: Sequence[Mappin
         raise exc.DBAPIError.instance(prepared.sql, values, error, sqlite3.Error) from error
     finally:
         cursor.close()
+
+
+def rows(
+    connection: Connection, query: Select[Any], parameters: Mapping[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` (built once, not per call) with ``parameters`` by name, each a tuple of its selected
+    columns' values as SQLAlchemy gives them (JSON parsed, times as the column's type makes them). Reading every
+    record of 10,000 VMs through SQLAlchemy's result rows took three times what the driver and the values'
+    processing take."""
+    given = dict(parameters or {})
+    if connection.dialect.name != "sqlite":
+        return [tuple(row) for row in connection.execute(query, given)]
+    prepared = _prepare(connection.dialect, query, tuple(given))
+    given.update(prepared.constants)
+    values = tuple(
+        given[name] if process is None else process(given[name])
+        for name, process in zip(prepared.names, prepared.processors, strict=True)
+    )
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    try:
+        fetched = driver.execute(prepared.sql, values).fetchall()
+    except sqlite3.Error as error:
+        raise exc.DBAPIError.instance(prepared.sql, values, error, sqlite3.Error) from error
+    processors = _results(connection.dialect, query)
+    if not any(processors):
+        return fetched
+    return [
+        tuple(value if process is None else process(value) for value, process in zip(row, processors, strict=True))
+        for row in fetched
+    ]
+
+
+def _results(dialect: Dialect, query: Select[Any]) -> tuple[Callable[[Any], Any] | None, ...]:
+    """What turns each selected column's driver value into SQLAlchemy's: the dialect's own result processors."""
+    key = (id(query), dialect.name)
+    kept = _result_processors.get(key)
+    if kept is not None and kept[0] is query:
+        return kept[1]
+    processors = tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, None) for column in query.selected_columns
+    )
+    _result_processors[key] = (query, processors)
+    return processors
+
+
+# By query, as ``_prepared``: the queries given are built once.
+_result_processors: dict[tuple[int, str], tuple[Select[Any], tuple[Callable[[Any], Any] | None, ...]]] = {}
 
 
 def _prepare(dialect: Dialect, statement: Executable, names: tuple[str, ...]) -> _Prepared:

@@ -7,13 +7,14 @@ and, for an action that completes, writes the action, the resource it changed an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, delete, func, insert, select, tuple_, update
+from sqlalchemy import Select, Text, bindparam, cast, delete, func, insert, select, tuple_, update
 
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import direct
@@ -74,22 +75,63 @@ _RESOURCE_UPDATED = (
 
 
 def _resource(row: AnyRow) -> ResourceRecord:
+    return _resource_of(tuple(getattr(row, name) for name in _RECORD_COLUMNS))
+
+
+# A record's columns, in the order ``_resource_of`` reads them.
+_RECORD_COLUMNS = (
+    "kind",
+    "namespace",
+    "name",
+    "stack",
+    "desired",
+    "desired_hash",
+    "applied",
+    "applied_hash",
+    "generation",
+    "status",
+    "live",
+    "host",
+    "created_at",
+    "updated_at",
+)
+
+
+def _resource_of(values: tuple[Any, ...]) -> ResourceRecord:
+    """A record from its columns' values, in the order of ``_RECORD_COLUMNS``."""
+    kind, namespace, name, stack, desired, desired_hash, applied, applied_hash = values[:8]
+    generation, status, live, host, created_at, updated_at = values[8:]
     return ResourceRecord(
-        kind=Kind(row.kind),
-        namespace=row.namespace,
-        name=row.name,
-        stack=row.stack,
-        desired=row.desired,
-        desired_hash=row.desired_hash,
-        applied=row.applied,
-        applied_hash=row.applied_hash,
-        generation=row.generation,
-        status=row.status,
-        live=row.live or {},
-        host=row.host,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        kind=Kind(kind),
+        namespace=namespace,
+        name=name,
+        stack=stack,
+        desired=desired,
+        desired_hash=desired_hash,
+        applied=applied,
+        applied_hash=applied_hash,
+        generation=generation,
+        status=status,
+        live=live or {},
+        host=host,
+        created_at=created_at,
+        updated_at=updated_at,
     )
+
+
+@functools.cache
+def _listing(stack: bool, kind: bool, namespace: bool) -> Select[Any]:
+    """The query of ``list_resources`` without a page, with a parameter for each filter given: built once for
+    each combination, so that ``direct.rows`` prepares it once."""
+    columns = _resources.c
+    query = select(*(columns[name] for name in _RECORD_COLUMNS))
+    if stack:
+        query = query.where(columns.stack == bindparam("stack"))
+    if kind:
+        query = query.where(columns.kind == bindparam("kind"))
+    if namespace:
+        query = query.where(columns.namespace == bindparam("namespace"))
+    return query.order_by(columns.kind, columns.namespace, columns.name)
 
 
 def _observation(row: AnyRow) -> ObservationRecord:
@@ -187,6 +229,12 @@ class StateOperations(Operations):
     ) -> list[ResourceRecord]:
         """Resources, optionally of one stack, kind or namespace, ordered by kind, namespace and name; with
         ``limit``, that many after the first ``offset`` (a page)."""
+        if limit is None:
+            filters = {"stack": stack, "kind": kind.value if kind is not None else None, "namespace": namespace}
+            given = {name: value for name, value in filters.items() if value is not None}
+            query = _listing(stack is not None, kind is not None, namespace is not None)
+            with self._read() as connection:
+                return [_resource_of(values) for values in direct.rows(connection, query, given)]
         query = select(_resources)
         if stack is not None:
             query = query.where(_resources.c.stack == stack)

@@ -16,7 +16,7 @@ from nebctl.database import ActionRecord, DatabaseError, EventRecord, ResourceRe
 from nebctl.database.leasing import Fenced
 from nebctl.database.models import ApplyAction, ChangeCounter
 from nebctl.database.operating import Fence
-from nebctl.database.state import _APPEND_EVENTS, _UPDATE_ACTIONS
+from nebctl.database.state import _APPEND_EVENTS, _UPDATE_ACTIONS, _listing
 
 VM = Kind.VIRTUAL_MACHINE
 WHEN = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -210,4 +210,31 @@ def test_the_bulk_writers_read_back_as_given_on_every_backend(db_url: str) -> No
     assert [e.data for e in store.list_events(limit=10) if e.type == "t"] == data
     record = store.get_resource(ResourceRecord(VM, "default", "web", "web").key)
     assert record is not None and (record.live, record.status) == ({"uuid": "u"}, "ready")
+    store.close()
+
+
+def test_rows_read_directly_are_those_sqlalchemy_reads_on_every_backend(db_url: str) -> None:
+    store = Store.open(db_url, clock=lambda: WHEN)
+    desired = {"vcpu": 2, "labels": {"tier": "wéb"}, "disks": [{"size": 10.5, "image": None}]}
+    store.save_resources(
+        [
+            ResourceRecord(VM, "default", "web", "s", desired=desired, desired_hash="d" * 64, status="ready"),
+            ResourceRecord(VM, "other", "db", "s", live={"uuid": "u", "ip": ["10.0.0.2"]}, host="h1", status="ready"),
+            ResourceRecord(Kind.HOST, "default", "h1", "t", generation=3, status="ready"),
+        ]
+    )
+    query = _listing(True, False, False)
+    with store._read() as connection:
+        read = direct.rows(connection, query, {"stack": "s"})
+        expected = [tuple(row) for row in connection.execute(query, {"stack": "s"})]
+    assert read == expected
+    assert [(row[1], row[2]) for row in read] == [("default", "web"), ("other", "db")]
+    web, db = store.list_resources(stack="s")
+    # As written, times as aware UTC: independent of how either path reads them.
+    assert (web.desired, web.desired_hash, web.applied, web.live) == (desired, "d" * 64, None, {})
+    assert (db.live, db.host, db.created_at, db.updated_at) == ({"uuid": "u", "ip": ["10.0.0.2"]}, "h1", WHEN, WHEN)
+    assert [r.name for r in store.list_resources(kind=Kind.HOST)] == ["h1"]
+    assert [r.name for r in store.list_resources(namespace="other")] == ["db"]
+    assert [r.name for r in store.list_resources(stack="s", kind=VM, namespace="default")] == ["web"]
+    assert [r.name for r in store.list_resources()] == ["h1", "web", "db"]  # by kind, namespace, name
     store.close()
