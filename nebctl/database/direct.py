@@ -70,9 +70,8 @@ def rows(
     connection: Connection, query: Select[Any], parameters: Mapping[str, Any] | None = None
 ) -> list[tuple[Any, ...]]:
     """The rows of ``query`` (built once, not per call) with ``parameters`` by name, each a tuple of its selected
-    columns' values as SQLAlchemy gives them (JSON parsed, times as the column's type makes them). Reading every
-    record of 10,000 VMs through SQLAlchemy's result rows took three times what the driver and the values'
-    processing take."""
+    columns' values as SQLAlchemy gives them (JSON parsed, times as the column's type makes them). SQLAlchemy's
+    result rows were a sixth of reading every record of 10,000 VMs, which every plan starts with."""
     given = dict(parameters or {})
     if connection.dialect.name != "sqlite":
         return [tuple(row) for row in connection.execute(query, given)]
