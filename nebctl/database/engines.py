@@ -14,7 +14,6 @@ read timeout of its own, so the connection class waits with one: ``_TimedPgConne
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
+from nebctl.core import jsontext
 from nebctl.database.errors import DatabaseError
 
 
@@ -62,19 +61,9 @@ def parse_url(text: str) -> URL:
     return url
 
 
-def read_json(text: str | bytes) -> Any:
-    """A JSON column's value, as ``json.loads`` reads it. orjson's parser takes less than half the time, which a
-    plan reading every record pays on every value of three columns (33,000 values at 10,000 VMs); what it refuses
-    and ``json`` reads (an integer past 64 bits, ``NaN``) goes to ``json``, so the value is always the same."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
-
-
 # What every engine is made with. The server backends also check a pooled connection before handing it out (a
 # server may have closed it) and read committed data, as each transaction here expects.
-_COMMON_OPTIONS: dict[str, Any] = {"json_deserializer": read_json}
+_COMMON_OPTIONS: dict[str, Any] = {"json_deserializer": jsontext.loads}
 _SERVER_OPTIONS: dict[str, Any] = {**_COMMON_OPTIONS, "isolation_level": "READ COMMITTED", "pool_pre_ping": True}
 
 

@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from nebctl.core import jsontext
 from nebctl.drivers.types import Ownership
 
 FORMAT = "nebctl-owner/1"
@@ -94,6 +95,6 @@ def loads(text: str | None) -> Ownership | None:
 @functools.lru_cache(maxsize=1024)
 def _parsed(text: str) -> Ownership | None:
     try:
-        return from_document(json.loads(text))
+        return from_document(jsontext.loads(text))
     except (ValueError, OwnershipFormatError):
         return None

@@ -248,7 +248,7 @@ CLOUD_URI_SCHEMES = ("ec2",)
 class Cloud(SharedModel):
     """What a cloud host may run: instance types and how many of each. Credentials are never here."""
 
-    capacity: dict[str, Annotated[int, Field(ge=0)]] = Field(
+    capacity: dict[str, Annotated[int, Field(ge=0, le=1_000_000)]] = Field(
         min_length=1,
         description="Instance types and how many of each may run at once, e.g. {t3.small: 10, t3.large: 4};"
         " placement takes the smallest type left that fits a VM.",

@@ -250,14 +250,25 @@ def test_times_survive_as_utc(store: Store) -> None:
 
 
 def test_json_values_read_back_as_the_standard_library_reads_them(store: Store) -> None:
-    """The JSON columns are parsed by orjson, and what it refuses by ``json``: an integer past 64 bits, and (on
-    SQLite, the one backend that stores it) the ``Infinity`` that ``json.dumps`` writes for an infinite float."""
-    spec: dict[str, object] = {"big": 2**70, "negative": -(2**65), "text": "ünïcødé ✓", "nested": [1, 2.5, None]}
+    """The JSON columns are parsed by orjson, and what it refuses by ``json``: (on SQLite, the one backend that
+    stores it) the ``Infinity`` that ``json.dumps`` writes for an infinite float. Integers at both ends of the
+    64-bit range come back as the same integers (their types checked: a float of a power of two would compare
+    equal)."""
+    spec: dict[str, object] = {
+        "big": 2**64 - 1,
+        "negative": -(2**63),
+        "odd": 2**53 + 1,  # no float has this value
+        "text": "ünïcødé ✓",
+        "nested": [1, 2.5, None],
+    }
     if store.backend == "sqlite":  # the servers' JSON columns refuse it on write
         spec["infinite"] = float("inf")
-    store.save_resource(vm("web-1", desired=spec, live={"uuid": "u-1", "disks": [{"size": 2**66}]}))
+    live = {"uuid": "u-1", "disks": [{"size": 2**62 + 3}]}
+    store.save_resource(vm("web-1", desired=spec, live=live))
     record = store.get_resource(ResourceKey(VM, "default", "web-1"))
     assert record is not None
-    assert record.desired == spec and record.live == {"uuid": "u-1", "disks": [{"size": 2**66}]}
+    assert record.desired == spec and record.live == live
     (listed,) = [r for r in store.list_resources() if r.name == "web-1"]
-    assert listed.desired == spec
+    assert listed.desired == spec and listed.live == live
+    assert listed.desired is not None
+    assert all(type(listed.desired[name]) is int for name in ("big", "negative", "odd"))

@@ -30,6 +30,8 @@ def test_a_cloud_host_with_its_capacity_map_ranks_after_local_hosts_by_default()
         ({"uri": "ec2://", "cloud": {"capacity": {"t3.small": 1}}}, "needs a region"),
         ({"uri": "ec2://eu-west-1", "cloud": {"capacity": {"t9.huge": 1}}}, "unknown instance type t9.huge"),
         ({"uri": "ec2://eu-west-1", "cloud": {"capacity": {"t3.small": -1}}}, "greater than or equal to 0"),
+        # Counts are bounded, so that a spec never holds an integer past what its record reads back exactly.
+        ({"uri": "ec2://eu-west-1", "cloud": {"capacity": {"t3.small": 10**20}}}, "less than or equal to 1000000"),
         ({"uri": "ec2://eu-west-1", "cloud": {"capacity": {}}}, "at least 1 item"),
         ({"uri": "sim://kvm1", "cloud": {"capacity": {"t3.small": 1}}}, "'cloud' is for cloud hosts"),
         ({"uri": "ec2://eu-west-1", "cloud": {"capacity": {"t3.small": 1}, "accessKey": "x"}}, "Extra inputs"),
