@@ -27,13 +27,19 @@ def fingerprint(request: PlanRequest) -> str:
         # spec: encoding every applied spec again is most of a large no-op plan's fingerprint.
         applied_hash = getattr(record, "applied_hash", None)
         if isinstance(applied_hash, str):
-            digest.update(_canonical({"stack": record.stack, "applied#": applied_hash, "status": record.status}))
+            digest.update(_plain("applied#", record.stack, applied_hash, record.status))
         else:
             digest.update(_canonical({"stack": record.stack, "applied": record.applied, "status": record.status}))
     vm_hosts = request.live.vm_hosts
     for uuid, status in sorted(request.live.vms.items()):
-        digest.update(_canonical([uuid, status.state.value, status.vcpu, status.memory, vm_hosts.get(uuid)]))
+        digest.update(_plain(uuid, status.state.value, status.vcpu, status.memory, vm_hosts.get(uuid)))
     for name, probe in sorted(request.live.hosts.items()):
-        digest.update(_canonical([name, probe.state.value]))
+        digest.update(_plain(name, probe.state.value))
     digest.update(_canonical([sorted(map(str, request.targets)), sorted(map(str, request.excludes)), request.prune]))
     return digest.hexdigest()
+
+
+def _plain(*values: str | int | float | None) -> bytes:
+    """Values of plain types, written unambiguously: their tuple's ``repr``, which quotes and escapes each string.
+    It takes a fifth of the time of canonical JSON, which a plan of 10,000 VMs pays for each VM and each record."""
+    return repr(values).encode()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import random
+from typing import Any
 
 import pytest
 
 from nebctl.controller.planning import PlanError, PlanRequest, make_plan
+from nebctl.controller.planning.fingerprint import fingerprint
 from nebctl.core.plans import ChangeType
+from nebctl.database.records import ResourceRecord
 from tests.unit.planning.world import (
     BASE,
     World,
@@ -211,6 +214,33 @@ def test_fingerprint_moves_with_the_live_state() -> None:
     world = converge(BASE, vm("a"))
     before = make_plan(world.request()).fingerprint
     assert make_plan(world.request(live=online(["h1", "h2"]))).fingerprint != before
+
+
+def test_fingerprint_moves_with_every_part_of_each_record_and_each_vm() -> None:
+    world = converge(BASE, vm("a"))
+    plain = world.request()
+    key, other = [k for k, r in plain.records.items() if r.applied is not None][:2]
+    # One record as the database gives them, with the digest of its applied spec; another without one.
+    first, second = plain.records[key], plain.records[other]
+    assert isinstance(first, ResourceRecord) and isinstance(second, ResourceRecord)
+    hashed = dataclasses.replace(first, applied_hash="a" * 64)
+    request = dataclasses.replace(plain, records={**plain.records, key: hashed})
+    before = fingerprint(request)
+    assert fingerprint(dataclasses.replace(request, records=dict(request.records))) == before
+    unhashed = second
+    uuid, status = next(iter(request.live.vms.items()))
+    vms, vm_hosts = request.live.vms, request.live.vm_hosts
+    moved: list[dict[str, Any]] = [
+        {"records": {**request.records, key: dataclasses.replace(hashed, status="failed")}},
+        {"records": {**request.records, key: dataclasses.replace(hashed, applied_hash="0" * 64)}},
+        {"records": {**request.records, key: dataclasses.replace(hashed, stack="other")}},
+        {"records": {**request.records, other: dataclasses.replace(unhashed, applied={"changed": 1})}},
+        {"live": dataclasses.replace(request.live, vms={**vms, uuid: dataclasses.replace(status, vcpu=9)})},
+        {"live": dataclasses.replace(request.live, vms={**vms, uuid: dataclasses.replace(status, memory=1)})},
+        {"live": dataclasses.replace(request.live, vm_hosts={**vm_hosts, uuid: "elsewhere"})},
+    ]
+    prints = [fingerprint(dataclasses.replace(request, **change)) for change in moved]
+    assert before not in prints and len(set(prints)) == len(prints)
 
 
 def test_static_address_taken_from_a_sticky_lease_moves_the_lease() -> None:
