@@ -134,6 +134,27 @@ def _listing(stack: bool, kind: bool, namespace: bool) -> Select[Any]:
     return query.order_by(columns.kind, columns.namespace, columns.name)
 
 
+# The query of ``resource_stamps``: every column of each row, the times and JSON columns as stored (a time parsed
+# into a datetime costs more than the rest of the row).
+_STAMPS = select(
+    _resources.c.kind,
+    _resources.c.namespace,
+    _resources.c.name,
+    _resources.c.id,
+    _resources.c.stack,
+    _resources.c.generation,
+    _resources.c.status,
+    _resources.c.host,
+    _resources.c.desired_hash,
+    _resources.c.applied_hash,
+    cast(_resources.c.created_at, Text),
+    cast(_resources.c.updated_at, Text),
+    cast(_resources.c.desired, Text),
+    cast(_resources.c.applied, Text),
+    cast(_resources.c.live, Text),
+).order_by(_resources.c.kind, _resources.c.namespace, _resources.c.name)
+
+
 def _observation(row: AnyRow) -> ObservationRecord:
     return ObservationRecord(
         kind=Kind(row.kind),
@@ -267,27 +288,9 @@ class StateOperations(Operations):
         and live identifiers as their stored JSON text, read but not decoded. Two equal stamps are two reads of
         the same row content, whatever the clock did; what a reader that keeps the records between reads
         (``controller.applying.records_cache``) compares to decode again only the rows that changed."""
-        columns = _resources.c
-        query = select(
-            columns.kind,
-            columns.namespace,
-            columns.name,
-            columns.id,
-            columns.stack,
-            columns.generation,
-            columns.status,
-            columns.host,
-            columns.desired_hash,
-            columns.applied_hash,
-            # As stored: a time parsed into a datetime costs more than the rest of the row.
-            cast(columns.created_at, Text),
-            cast(columns.updated_at, Text),
-            cast(columns.desired, Text),
-            cast(columns.applied, Text),
-            cast(columns.live, Text),
-        ).order_by(columns.kind, columns.namespace, columns.name)
         with self._read() as connection:
-            return [(ResourceKey(Kind(row[0]), row[1], row[2]), tuple(row[3:])) for row in connection.execute(query)]
+            rows = direct.rows(connection, _STAMPS)
+        return [(ResourceKey(Kind(row[0]), row[1], row[2]), tuple(row[3:])) for row in rows]
 
     def resources_stamp(self) -> tuple[Any, ...]:
         """The resources table in one aggregate row: how many rows, the oldest creation, the newest update, the
