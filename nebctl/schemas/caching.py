@@ -157,14 +157,16 @@ class _File:
     references: bytes
 
     def whole(self) -> bool:
-        """Whether there is a digest for each document (an entry is a pickle: trust its shape no more than that)."""
+        """Whether there is a digest for each document and the references are there (an entry is a pickle: trust
+        its shape no more than that)."""
         return len(self.digests) == len(self.documents) and isinstance(self.references, bytes)
 
 
 def _remember_references(fresh: list[tuple[LoadedDocument, list[Reference]]], hits: list[_File]) -> None:
     """Hand the checks across documents the references of every document of the set: those just read, and those
     kept with the files found checked (but for the documents it read them of in this process's last check: the
-    same objects, in a process that loads again and again). Reading them costs a tenth of computing them."""
+    same objects, in a process that loads again and again). A document whose references are not handed over is
+    read by the check itself, so this only ever spares work."""
     known: list[tuple[LoadedDocument, list[Reference]]] = list(fresh)
     for entry in hits:
         if entry.documents and references_known(entry.documents[0].manifest):
