@@ -35,6 +35,13 @@ class _Prepared:
     processors: tuple[Callable[[Any], Any] | None, ...]
     constants: dict[str, Any]  # parameters of the statement itself, the same for every row
 
+    def bound(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Each row's values in the statement's order, with its constants, through the bind processors."""
+        pairs = tuple(zip(self.names, self.processors, strict=True))
+        if self.constants:
+            rows = [{**self.constants, **row} for row in rows]
+        return [tuple(row[name] if process is None else process(row[name]) for name, process in pairs) for row in rows]
+
 
 # By statement: the statements given are built once (module constants, cached upserts), so this stays small.
 _prepared: dict[tuple[int, str, tuple[str, ...]], _Prepared] = {}
@@ -49,14 +56,8 @@ def execute(connection: Connection, statement: Executable, rows: Sequence[Mappin
         result = connection.execute(statement, dict(rows[0]) if len(rows) == 1 else [dict(row) for row in rows])
         return int(result.rowcount)
     prepared = _prepare(connection.dialect, statement, tuple(rows[0]))
-    pairs = tuple(zip(prepared.names, prepared.processors, strict=True))
-    constants = prepared.constants
-    if constants:
-        rows = [{**constants, **row} for row in rows]
-    values = [tuple(row[name] if process is None else process(row[name]) for name, process in pairs) for row in rows]
-    driver = connection.connection.driver_connection
-    assert isinstance(driver, sqlite3.Connection)
-    cursor = driver.cursor()
+    values = prepared.bound(rows)
+    cursor = _driver(connection).cursor()
     try:
         cursor.executemany(prepared.sql, values)
         return cursor.rowcount
@@ -76,15 +77,9 @@ def rows(
     if connection.dialect.name != "sqlite":
         return [tuple(row) for row in connection.execute(query, given)]
     prepared = _prepare(connection.dialect, query, tuple(given))
-    given.update(prepared.constants)
-    values = tuple(
-        given[name] if process is None else process(given[name])
-        for name, process in zip(prepared.names, prepared.processors, strict=True)
-    )
-    driver = connection.connection.driver_connection
-    assert isinstance(driver, sqlite3.Connection)
+    (values,) = prepared.bound([given])
     try:
-        fetched = driver.execute(prepared.sql, values).fetchall()
+        fetched = _driver(connection).execute(prepared.sql, values).fetchall()
     except sqlite3.Error as error:
         raise exc.DBAPIError.instance(prepared.sql, values, error, sqlite3.Error) from error
     processors = _results(connection.dialect, query)
@@ -94,6 +89,13 @@ def rows(
         tuple(value if process is None else process(value) for value, process in zip(row, processors, strict=True))
         for row in fetched
     ]
+
+
+def _driver(connection: Connection) -> sqlite3.Connection:
+    """The SQLite driver's own connection under ``connection``, in the same transaction."""
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
 
 
 def _results(dialect: Dialect, query: Select[Any]) -> tuple[Callable[[Any], Any] | None, ...]:
