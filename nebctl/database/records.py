@@ -25,10 +25,12 @@ class ApplyState(StrEnum):
 
 class ActionState(StrEnum):
     PENDING = "pending"
+    QUEUED = "queued"  # its start is journalled; it runs as soon as a slot of the executor frees
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"  # something it depends on failed
+    CANCELLED = "cancelled"  # the apply was stopped before or while it ran
 
 
 class Severity(StrEnum):

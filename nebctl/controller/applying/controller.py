@@ -497,13 +497,16 @@ class Controller:
         return HookDispatcher(store=self.store, driver=driver, hooks=hooks, programs=programs)
 
     def _close_interrupted(self, apply_id: int, actions: Sequence[ActionRecord], done: int) -> None:
-        """Close an apply whose process died. Its journal would otherwise keep actions pending or running
-        forever; they are closed as cancelled (the outcome of one that was running is whatever the hosts now
-        report, which the new plan was made from), together with the apply, in one transaction."""
+        """Close an apply whose process died. Its journal would otherwise keep actions pending, queued or
+        running forever; they are closed as cancelled (the outcome of one that was queued or running is whatever
+        the hosts now report, which the new plan was made from), together with the apply, in one transaction."""
         with self.store.batch() as tx:
             for action in actions:
                 if action.state == Outcome.RUNNING:
                     error = f"interrupted while running: the process of apply #{apply_id} died"
+                elif action.state == Outcome.QUEUED:
+                    # Its start was journalled: it may have begun, with no round after it to say so.
+                    error = f"interrupted while starting or running: the process of apply #{apply_id} died"
                 elif action.state == Outcome.PENDING:
                     error = f"not started: the process of apply #{apply_id} died"
                 else:

@@ -13,6 +13,17 @@ per change. While the process is saturated, the scheduler waits a little for mor
 (``applying.batching``), so that each transaction carries more of them. ``stop`` ends the run gracefully (no
 new actions; running ones finish), ``cancel`` abandons the running ones too. Who calls it:
 ``controller.applying.controller``.
+
+A round is on every action's path: a start must be durable before the action runs, and the outcome of the
+action before it frees a slot commits with the start of the next. So, while the process is not saturated, each
+round also journals the starts of a few ready actions beyond the free slots (``queued``, at most a quarter of the
+parallelism). When an outcome frees a slot, a queued action starts at once, and the round that journals the
+outcome (and records the queued one as running) follows. A slot at 50 ms per action used to wait a round's
+0.7 ms of its 52. While saturated, the extra updates would only add work, and no action is queued. A queued
+action starts this way only within ``QUEUED_FRESH`` of the last round: an action never starts long after the
+last write that showed this process may still act (a replica's writes are fenced by its lease). A queued action
+that never started is cancelled at the end like a pending one; after a crash, ``_close_interrupted`` treats it
+as possibly started.
 """
 
 from __future__ import annotations
@@ -38,9 +49,12 @@ from nebctl.drivers.errors import DriverError, DriverTimeoutError, TemporaryErro
 
 log = logging.getLogger(__name__)
 
+QUEUED_FRESH = 1.0  # seconds after a round within which a queued action may start before the next round
+
 
 class Outcome(StrEnum):
     PENDING = "pending"
+    QUEUED = "queued"  # its start is journalled: it runs the moment a slot frees, without waiting for a round
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -153,6 +167,8 @@ class Executor:
         # Progress reported by running attempts (a download's bytes): journalled as the action's result.
         self._progress: queue.SimpleQueue[tuple[str, int, Mapping[str, Any]]] = queue.SimpleQueue()
         self._workers = _Workers()
+        self.reserve = max(1, self.parallelism // 4)
+        self._journalled_at = float("-inf")
 
     # --- the scheduling loop ------------------------------------------------------------------------------
 
@@ -162,31 +178,25 @@ class Executor:
         finally:
             self._workers.close()
 
-    def _run(self) -> ExecutionReport:  # noqa: PLR0912 - the scheduler's one loop; split, its state would be passed around
+    def _run(self) -> ExecutionReport:
         started = self.clock()
         ready: deque[str] = deque(sorted(a for a, n in self._needs.items() if n == 0))
+        queued: deque[str] = deque()
         sequence = 0
-        while ready or self._running or self._waiting:
+        while ready or queued or self._running or self._waiting:
             if self.cancel.is_set():
                 self._abandon_running()
                 break
             if self.stop.is_set():
                 ready.clear()
+                queued.clear()  # never started: cancelled at the end, like the pending ones
                 self._waiting.clear()
                 if not self._running:
                     break
             now = self.clock()
             while self._waiting and self._waiting[0][0] <= now and not self.stop.is_set():
                 ready.append(heapq.heappop(self._waiting)[2])
-            launches: list[str] = []
-            while ready and len(self._running) + len(launches) < self.parallelism:
-                launches.append(ready.popleft())
-            for action_id in launches:
-                report = self._reports[action_id]
-                report.attempts += 1
-                report.state = Outcome.RUNNING
-                report.started = report.started or self.clock()
-                self._change(Change(report.action, Outcome.RUNNING, attempts=report.attempts))
+            launches = self._starts(ready, queued)
             self._flush()  # the last round's outcomes and these starts, durable before anything new runs
             for action_id in launches:
                 self._launch(action_id)
@@ -212,12 +222,47 @@ class Executor:
                 self._settle(action_id, result, error, ready, sequence)
             self._record_progress()
             self._expire_deadlines(ready)
+            self._launch_queued(queued)
             # No flush here: the outcomes just settled are journalled at the top of the next round together
             # with the starts they unblock, in one transaction, still before any of those starts runs.
         self._finish_unreached()
         self._flush()
         interrupted = self.stop.is_set() or self.cancel.is_set()
         return ExecutionReport(self._reports, interrupted=interrupted, wall_time=self.clock() - started)
+
+    def _starts(self, ready: deque[str], queued: deque[str]) -> list[str]:
+        """The actions to launch after this round (queued ones first), and the ready ones it queues."""
+        launches: list[str] = []
+        while (queued or ready) and len(self._running) + len(launches) < self.parallelism:
+            action_id = queued.popleft() if queued else ready.popleft()
+            self._start(action_id, Outcome.RUNNING)
+            launches.append(action_id)
+        while ready and len(queued) < self.reserve and not self.batching.saturated:
+            action_id = ready.popleft()
+            self._start(action_id, Outcome.QUEUED)
+            queued.append(action_id)
+        return launches
+
+    def _start(self, action_id: str, state: Outcome) -> None:
+        """A new attempt of ``action_id``, running or queued, for the next round to journal."""
+        report = self._reports[action_id]
+        if report.state is not Outcome.QUEUED:
+            report.attempts += 1
+        report.state = state
+        if state is Outcome.RUNNING:
+            report.started = report.started or self.clock()
+        self._change(Change(report.action, state, attempts=report.attempts))
+
+    def _launch_queued(self, queued: deque[str]) -> None:
+        """Fill the slots the last outcomes freed with queued actions, before the round that journals those
+        outcomes: their starts are durable already. Only while that journal is recent, so that an action never
+        starts long after the last write that proved this process may still act (a replica's fenced lease)."""
+        if self.stop.is_set() or self.cancel.is_set() or time.perf_counter() - self._journalled_at > QUEUED_FRESH:
+            return
+        while queued and len(self._running) < self.parallelism:
+            action_id = queued.popleft()
+            self._start(action_id, Outcome.RUNNING)
+            self._launch(action_id)
 
     def _linger(self, finished: list[tuple[str, int, Mapping[str, Any] | None, BaseException | None]]) -> None:
         """Wait for more outcomes while the batching says it is worth it and some attempt has not answered."""
@@ -364,7 +409,7 @@ class Executor:
     def _finish_unreached(self) -> None:
         """Actions never started because of a stop: cancelled, so the journal says why they did not run."""
         for report in self._reports.values():
-            if report.state is Outcome.PENDING:
+            if report.state in (Outcome.PENDING, Outcome.QUEUED):
                 report.state = Outcome.CANCELLED
                 report.error = report.error or "not started: the apply was interrupted"
                 self._change(Change(report.action, Outcome.CANCELLED, attempts=report.attempts, error=report.error))
@@ -380,7 +425,8 @@ class Executor:
         changes, self._pending_changes = self._pending_changes, []
         started = time.perf_counter()
         self.journal.record(changes)
-        self.batching.journalled(time.perf_counter() - started)
+        self._journalled_at = time.perf_counter()
+        self.batching.journalled(self._journalled_at - started)
         if self.on_change is not None:
             self.on_change(changes)
 

@@ -64,6 +64,33 @@ def test_an_apply_whose_process_died_is_closed_as_interrupted_and_resumed(tmp_pa
     assert audit(workspace) == []
 
 
+def test_an_action_queued_when_the_process_died_is_closed_as_possibly_started(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path, vms=8)
+    with workspace.store() as store:
+        controller = workspace.controller(store)
+        queued: list[str] = []
+
+        def die_once_one_is_queued(changes: Sequence[Change]) -> None:
+            queued.extend(c.action.id for c in changes if c.state is Outcome.QUEUED)
+            if queued:
+                raise Crash
+
+        with pytest.raises(Crash):
+            controller.apply(workspace.plan(store), parallelism=4, on_change=die_once_one_is_queued)
+        (dead,) = store.list_applies(stack="fleet")
+        journalled = {a.action_id: a for a in store.actions_of(dead.id)}
+        assert {str(journalled[action_id].state) for action_id in queued} == {"queued"}
+
+        result = controller.apply(workspace.plan(store))
+        assert result.state == ApplyState.SUCCEEDED and result.resumed_from == dead.id
+        closed = {a.action_id: a for a in store.actions_of(dead.id)}
+        for action_id in queued:
+            assert closed[action_id].state == "cancelled"
+            died = f"interrupted while starting or running: the process of apply #{dead.id} died"
+            assert closed[action_id].error == died
+    assert audit(workspace) == []
+
+
 def test_twenty_percent_temporary_failures_still_converge(tmp_path: Path) -> None:
     workspace = _workspace(tmp_path, vms=12, **FAST_RETRIES)
     with workspace.fleet() as fleet:

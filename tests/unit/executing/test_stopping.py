@@ -45,8 +45,10 @@ def test_stop_starts_nothing_new_and_lets_the_running_actions_finish() -> None:
     for never in ("c", "d", "a2"):
         assert never not in runner.calls
         assert report.reports[never].state is Outcome.CANCELLED
-        assert journal.states(never) == [Outcome.CANCELLED]
         assert "interrupted" in (report.reports[never].error or "")
+    # c was queued behind the two running ones (its start journalled ahead); it never ran, and says so.
+    assert journal.states("c") == [Outcome.QUEUED, Outcome.CANCELLED]
+    assert journal.states("d") == journal.states("a2") == [Outcome.CANCELLED]
     assert runner.cancel_seen["a"] == [False]
 
 
