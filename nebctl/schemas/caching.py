@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -180,12 +181,22 @@ def _remember_references(fresh: list[tuple[LoadedDocument, list[Reference]]], hi
 class Entries:
     """The entries of one cache directory, each a file named by its key: a header, the digest of the payload,
     the payload (a pickle). Reading never raises: anything wrong is a miss. Writing is atomic (a temporary file
-    renamed) and a failure to write only costs the next run the time this one spent."""
+    renamed) and a failure to write only costs the next run the time this one spent.
 
-    def __init__(self, directory: Path, tag: bytes) -> None:
-        self.directory = directory
+    With ``one_version``, the entries live in a subdirectory named by the tag, and writing one deletes the other
+    subdirectories (and the entries an older layout kept at the top): entries whose number does not grow with use
+    (one plan, trace or observation per stack and database) would otherwise stay behind at every upgrade, as large
+    as the stack's, since another version never finds them. Two versions used in turn on one directory then only
+    cost each other their caches."""
+
+    def __init__(self, directory: Path, tag: bytes, *, one_version: bool = False) -> None:
+        self.root = directory
+        self.directory = directory / hashlib.sha256(tag).hexdigest()[:16] if one_version else directory
         self.tag = tag
         self.written = 0
+
+    def path(self, key: str) -> Path:
+        return self.directory / key
 
     def key(self, *parts: bytes) -> str:
         digest = hashlib.sha256(self.tag)
@@ -222,7 +233,25 @@ class Entries:
                 raise
         except (OSError, pickle.PicklingError, TypeError, AttributeError):
             return
+        if self.written == 0 and self.directory != self.root:
+            self._forget_other_versions()
         self.written += 1
+
+    def _forget_other_versions(self) -> None:
+        """Delete what other versions kept beside this one's subdirectory: their subdirectories, and the entries
+        of the older layout (files named by a key). Anything that fails to go stays; the next write tries again."""
+        try:
+            others = [entry for entry in os.scandir(self.root) if entry.path != str(self.directory)]
+        except OSError:
+            return
+        for entry in others:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                elif len(entry.name) == 2 * _DIGEST and all(c in "0123456789abcdef" for c in entry.name):
+                    os.unlink(entry.path)
+            except OSError:
+                continue
 
     def prune(self, keep: set[str]) -> None:
         """Delete the least recently written entries past ``MAX_ENTRIES``, never those in ``keep`` (the set just

@@ -90,7 +90,7 @@ def test_an_unchanged_set_shows_the_kept_plan_for_diff_and_apply(world: World) -
     first = world.run("-v", "diff", "-f", str(world.manifests))
     assert first.returncode == 0 and "No changes." in first.stdout
     assert SHOWN_AGAIN not in first.stderr  # the apply before changed the records: this one planned
-    assert len(list((world.root / "cache" / "plans").iterdir())) == 1
+    assert len(list((world.root / "cache" / "plans").glob("*/*"))) == 1
 
     again = world.run("-v", "diff", "-f", str(world.manifests))
     assert (again.returncode, again.stdout) == (0, first.stdout)
@@ -164,12 +164,12 @@ def test_options_key_file_and_a_removed_file_are_planned(world: World) -> None:
 
 def test_a_corrupt_or_truncated_kept_plan_is_ignored(world: World) -> None:
     assert world.kept() or world.kept()
-    [entry] = (world.root / "cache" / "plans").iterdir()
+    [entry] = (world.root / "cache" / "plans").glob("*/*")
     data = entry.read_bytes()
     entry.write_bytes(data[: len(data) // 2])
     assert not world.kept()
     assert world.kept()  # kept again by the run before
-    [entry] = (world.root / "cache" / "plans").iterdir()
+    [entry] = (world.root / "cache" / "plans").glob("*/*")
     flipped = bytearray(entry.read_bytes())
     flipped[-10] ^= 0xFF
     entry.write_bytes(bytes(flipped))

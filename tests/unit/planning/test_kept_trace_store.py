@@ -34,7 +34,7 @@ def _traced(*texts: str) -> tuple[PlanTrace, dict[ResourceKey, AnyManifest], dic
 
 def _written(tmp_path: Path) -> bytes:
     """Every byte kept: the trace and the state of the database it holds for."""
-    entries = sorted((tmp_path / "traces").iterdir())
+    entries = sorted((tmp_path / "traces").glob("*/*"))
     assert len(entries) == 2
     return b"".join(entry.read_bytes() for entry in entries)
 
