@@ -15,15 +15,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from nebctl.core.memos import IdentityMemo
 from nebctl.schemas.models import AnyManifest, spec_document
 
 # One encoder for every value: ``json.dumps`` with these options builds a new one per call, which a plan of
 # 100,000 resources would pay hundreds of thousands of times. The output is the same.
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
-# The documents of the last set loaded through the manifest cache, by identity, with their digests. Replaced
-# whole by each load, never changed in place, so a reader in another thread sees one set or the other.
-_REMEMBERED: list[dict[int, tuple[AnyManifest, bytes]]] = [{}]
+# The digests of the documents of the last set loaded through the manifest cache.
+_REMEMBERED: IdentityMemo[AnyManifest, bytes] = IdentityMemo()
 
 
 def with_metadata(spec: dict[str, Any], document: AnyManifest) -> dict[str, Any]:
@@ -54,13 +54,11 @@ def computed_digest(document: AnyManifest) -> bytes:
 
 def document_digest(document: AnyManifest) -> bytes:
     """``computed_digest(document)``, kept from the manifest cache when this document was loaded through it."""
-    kept = _REMEMBERED[0].get(id(document))
-    if kept is not None and kept[0] is document:
-        return kept[1]
-    return computed_digest(document)
+    kept = _REMEMBERED.get(document)
+    return kept if kept is not None else computed_digest(document)
 
 
 def remember(pairs: Iterable[tuple[AnyManifest, bytes]]) -> None:
     """Keep these documents' digests (``computed_digest``'s, kept with them) for ``document_digest``, instead of
     those of the set loaded before."""
-    _REMEMBERED[0] = {id(document): (document, digest) for document, digest in pairs}
+    _REMEMBERED.replace(pairs)

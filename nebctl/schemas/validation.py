@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from nebctl.core.keys import Kind, ResourceKey, parse_kind
+from nebctl.core.memos import IdentityMemo
 from nebctl.schemas.checking import LoadedDocument
 from nebctl.schemas.diagnostics import (
     DataPath,
@@ -48,41 +49,22 @@ def references_of(key: ResourceKey, manifest: AnyManifest) -> list[Reference]:
     ]
 
 
-# The references of the documents of the last check, by the identity of their manifests. A service checks its
-# whole set again after each edit, and the documents of its unchanged files are the very objects it checked before
+# The references of the documents of the last check (with the key each was read under). A service checks its whole
+# set again after each edit, and the documents of its unchanged files are the very objects it checked before
 # (``schemas.caching`` keeps them in memory): only the edited file's references need reading again. The manifests
-# are frozen, so an object's references never change; each entry holds its manifest, so that its identity cannot
-# pass to another object while the entry lives, and the key it was read under. Only the last check's are kept (a
-# new dict each time, swapped in whole, so two threads checking at once each see a complete one).
-_LAST_REFERENCES: list[dict[int, tuple[AnyManifest, ResourceKey, list[Reference]]]] = [{}]
-
-
-def _references_remembered(
-    key: ResourceKey,
-    manifest: AnyManifest,
-    last: dict[int, tuple[AnyManifest, ResourceKey, list[Reference]]],
-    kept: dict[int, tuple[AnyManifest, ResourceKey, list[Reference]]],
-) -> list[Reference]:
-    entry = last.get(id(manifest))
-    if entry is None or entry[0] is not manifest or entry[1] != key:
-        entry = (manifest, key, references_of(key, manifest))
-    kept[id(manifest)] = entry
-    return entry[2]
+# are frozen, so an object's references never change. Only the last check's are kept.
+_LAST_REFERENCES: IdentityMemo[AnyManifest, tuple[ResourceKey, list[Reference]]] = IdentityMemo()
 
 
 def remember_references(known: Iterable[tuple[ResourceKey, AnyManifest, list[Reference]]]) -> None:
     """Take these references (``references_of(key, manifest)``, read before: the manifest cache keeps each
     document's) as those of their documents, for the next check: it then computes only the others'."""
-    last = dict(_LAST_REFERENCES[0])
-    for key, manifest, references in known:
-        last[id(manifest)] = (manifest, key, references)
-    _LAST_REFERENCES[0] = last
+    _LAST_REFERENCES.add((manifest, (key, references)) for key, manifest, references in known)
 
 
 def references_known(manifest: AnyManifest) -> bool:
     """Whether the next check already holds this very document's references."""
-    entry = _LAST_REFERENCES[0].get(id(manifest))
-    return entry is not None and entry[0] is manifest
+    return _LAST_REFERENCES.get(manifest) is not None
 
 
 def validate_documents(documents: Sequence[LoadedDocument]) -> list[Diagnostic]:
@@ -90,17 +72,20 @@ def validate_documents(documents: Sequence[LoadedDocument]) -> list[Diagnostic]:
     unique, diagnostics = _duplicates(documents)
     # Each document's references to documents of the set, in order, with the path of the first to each target.
     edges: dict[ResourceKey, dict[ResourceKey, DataPath]] = {}
-    last = _LAST_REFERENCES[0]
-    kept: dict[int, tuple[AnyManifest, ResourceKey, list[Reference]]] = {}
+    kept: list[tuple[AnyManifest, tuple[ResourceKey, list[Reference]]]] = []
     for document in unique.values():
         targets = edges[document.key] = {}
         diagnostics.extend(_malformed_depends_on(document))
-        for reference in _references_remembered(document.key, document.manifest, last, kept):
+        known = _LAST_REFERENCES.get(document.manifest)
+        if known is None or known[0] != document.key:
+            known = (document.key, references_of(document.key, document.manifest))
+        kept.append((document.manifest, known))
+        for reference in known[1]:
             if reference.target in unique:
                 targets.setdefault(reference.target, reference.path)
             else:
                 diagnostics.append(_dangling(document, reference, unique))
-    _LAST_REFERENCES[0] = kept
+    _LAST_REFERENCES.replace(kept)
     if _has_cycle(edges):
         diagnostics.extend(_cycles(edges, unique))
     diagnostics.extend(_static_addresses(unique))

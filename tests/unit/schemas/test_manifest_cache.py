@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nebctl.core.memos import IdentityMemo
 from nebctl.schemas import caching, validation
 from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
 from nebctl.schemas.models import VirtualMachine
@@ -175,7 +176,7 @@ def test_a_set_checked_again_takes_the_references_of_unchanged_files_from_their_
     (directory / "vm1.yaml").write_text(vm("vm1", vcpu=4))
     expected = outcome(lambda: load_paths([directory]))
     # As another process: nothing held in memory, so only the entries can spare reading each document again.
-    monkeypatch.setattr(validation, "_LAST_REFERENCES", [{}])
+    monkeypatch.setattr(validation, "_LAST_REFERENCES", IdentityMemo())
     read: list[str] = []
 
     def counted(key: Any, manifest: Any) -> Any:
@@ -198,7 +199,7 @@ def test_references_kept_with_unchanged_files_still_dangle_when_their_target_goe
     (directory / "infra.yaml").write_text(INFRA.replace("metadata: {name: net}", "metadata: {name: net2}"))
     expected = outcome(lambda: load_paths([directory]))
     assert expected[0] == "error" and sum("net" in line for line in expected[1][0]) == 3
-    monkeypatch.setattr(validation, "_LAST_REFERENCES", [{}])
+    monkeypatch.setattr(validation, "_LAST_REFERENCES", IdentityMemo())
     assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
 
 
