@@ -21,7 +21,9 @@ file. Two loads that give a document the same stamp read it from the same text, 
 edited manifests from the others without comparing them (``controller.kept_traces``).
 
 Every key also holds a digest of nebctl's own schema code, of the library versions and of the ``Limits``, so an
-entry written by another version, or under other limits, is never found. Each entry carries a digest of its
+entry written by another version, or under other limits, is never found; the entries of each version of that code
+sit in a subdirectory of their own, and the first entry another version writes deletes it (``Entries``). Each entry
+carries a digest of its
 content: an entry that is truncated, corrupt or unreadable is ignored (and written again). Only a set without
 any problem is ever kept: whenever anything is wrong, the uncached loader runs and reports it, so every
 diagnostic is the loader's own. Deleting the directory at any time is safe.
@@ -87,7 +89,7 @@ def load_paths_cached(
     texts = _texts(files, limits)
     if texts is None:
         return load_paths(paths, limits=limits)  # it reports the file that cannot be read
-    store = Entries(directory / "manifests", _version_tag(limits))
+    store = Entries(directory / "manifests", _version_tag(limits), version=_code_digest())
     scalars: fast.Scalars | None = None
     documents: list[LoadedDocument] = []
     keys: list[str] = []
@@ -183,15 +185,15 @@ class Entries:
     the payload (a pickle). Reading never raises: anything wrong is a miss. Writing is atomic (a temporary file
     renamed) and a failure to write only costs the next run the time this one spent.
 
-    With ``one_version``, the entries live in a subdirectory named by the tag, and writing one deletes the other
-    subdirectories (and the entries an older layout kept at the top): entries whose number does not grow with use
-    (one plan, trace or observation per stack and database) would otherwise stay behind at every upgrade, as large
-    as the stack's, since another version never finds them. Two versions used in turn on one directory then only
-    cost each other their caches."""
+    The entries live in a subdirectory named by ``version`` (a digest of nebctl's code), and the first entry this
+    process writes deletes the other subdirectories and the entries an older layout kept at the top: another
+    version never finds them, so every upgrade would otherwise leave its caches behind, each as large as the
+    stack's. Two versions used in turn on one directory only cost each other their caches. ``tag`` (the version
+    and whatever else an entry is only valid for) goes into every key."""
 
-    def __init__(self, directory: Path, tag: bytes, *, one_version: bool = False) -> None:
+    def __init__(self, directory: Path, tag: bytes, *, version: bytes) -> None:
         self.root = directory
-        self.directory = directory / hashlib.sha256(tag).hexdigest()[:16] if one_version else directory
+        self.directory = directory / hashlib.sha256(version).hexdigest()[:16]
         self.tag = tag
         self.written = 0
 
@@ -233,7 +235,7 @@ class Entries:
                 raise
         except (OSError, pickle.PicklingError, TypeError, AttributeError):
             return
-        if self.written == 0 and self.directory != self.root:
+        if self.written == 0:
             self._forget_other_versions()
         self.written += 1
 

@@ -304,11 +304,11 @@ def test_diff_prints_the_same_with_and_without_the_manifest_cache(env: Env) -> N
 
     assert env.run("apply", "-f", str(env.manifests), "--yes").returncode == 0
     cache = env.root / "cache" / "manifests"
-    entries = set(cache.iterdir())
+    entries = set(cache.glob("*/*"))
     assert len(entries) == len(list(env.manifests.glob("*.yaml"))) + 1  # each file, and the set
     cached, plain = both()
     assert cached == plain and cached[0] == 0
-    assert set(cache.iterdir()) == entries  # served from the cache: nothing written
+    assert set(cache.glob("*/*")) == entries  # served from the cache: nothing written
 
     vms = env.manifests / "30-vms.yaml"
     vms.write_text(vms.read_text().replace("memory: 2Gi", "memory: 3Gi", 1))
