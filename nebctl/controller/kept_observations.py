@@ -71,7 +71,7 @@ class ObservationKeeper:
         max_age: float = MAX_AGE,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._entries = Entries(directory, code_digest(), version=code_digest()) if directory is not None else None
+        self._entries = Entries(directory, code_digest()) if directory is not None else None
         self._name = self._entries.key(b"observation", database.encode()) if self._entries is not None else ""
         self._memory: KeptObservation | None = None
         self.max_age = max_age

@@ -68,7 +68,7 @@ class KeptPlans:
     """The kept plan of one stack on one database, in ``directory`` (the CLI's: ``STATE_DIR/cache/plans``)."""
 
     def __init__(self, directory: Path, *, database: str, stack: str) -> None:
-        self._entries = Entries(directory, code_digest(), version=code_digest())
+        self._entries = Entries(directory, code_digest())
         self._name = self._entries.key(b"plan", database.encode(), stack.encode())
         self._stack = stack
         # The entry last read, with its file's identity: ``apply`` looks twice (before and under the writers' lock)

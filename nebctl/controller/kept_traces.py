@@ -93,7 +93,7 @@ class KeptTraces:
     """The kept trace of each stack of one database, in ``directory``."""
 
     def __init__(self, directory: Path, *, database: str) -> None:
-        self._entries = Entries(directory, code_digest(), version=code_digest())
+        self._entries = Entries(directory, code_digest())
         self._database = database.encode()
 
     def _name(self, stack: str) -> str:

@@ -23,10 +23,9 @@ edited manifests from the others without comparing them (``controller.kept_trace
 Every key also holds a digest of nebctl's own schema code, of the library versions and of the ``Limits``, so an
 entry written by another version, or under other limits, is never found; the entries of each version of that code
 sit in a subdirectory of their own, and the first entry another version writes deletes it (``Entries``). Each entry
-carries a digest of its
-content: an entry that is truncated, corrupt or unreadable is ignored (and written again). Only a set without
-any problem is ever kept: whenever anything is wrong, the uncached loader runs and reports it, so every
-diagnostic is the loader's own. Deleting the directory at any time is safe.
+carries a digest of its content: an entry that is truncated, corrupt or unreadable is ignored (and written again).
+Only a set without any problem is ever kept: whenever anything is wrong, the uncached loader runs and reports it,
+so every diagnostic is the loader's own. Deleting the directory at any time is safe.
 
 The entries are pickles. They are read only from the state directory, which is as trusted as the database next
 to it (whoever can write either can change what nebctl does).
@@ -185,15 +184,15 @@ class Entries:
     the payload (a pickle). Reading never raises: anything wrong is a miss. Writing is atomic (a temporary file
     renamed) and a failure to write only costs the next run the time this one spent.
 
-    The entries live in a subdirectory named by ``version`` (a digest of nebctl's code), and the first entry this
-    process writes deletes the other subdirectories and the entries an older layout kept at the top: another
-    version never finds them, so every upgrade would otherwise leave its caches behind, each as large as the
-    stack's. Two versions used in turn on one directory only cost each other their caches. ``tag`` (the version
-    and whatever else an entry is only valid for) goes into every key."""
+    ``tag`` goes into every key: a digest of nebctl's code and whatever else an entry is only valid for. The
+    entries live in a subdirectory named by ``version`` (the code's digest alone; by default, ``tag``), and the
+    first entry this object writes deletes the other subdirectories and the entries an older layout kept at the
+    top: another version never finds them, so every upgrade would otherwise leave its caches behind, each as large
+    as the stack's. Two versions used in turn on one directory only cost each other their caches."""
 
-    def __init__(self, directory: Path, tag: bytes, *, version: bytes) -> None:
+    def __init__(self, directory: Path, tag: bytes, *, version: bytes | None = None) -> None:
         self.root = directory
-        self.directory = directory / hashlib.sha256(version).hexdigest()[:16]
+        self.directory = directory / hashlib.sha256(tag if version is None else version).hexdigest()[:16]
         self.tag = tag
         self.written = 0
 

@@ -14,15 +14,15 @@ per change. While the process is saturated, the scheduler waits a little for mor
 new actions; running ones finish), ``cancel`` abandons the running ones too. Who calls it:
 ``controller.applying.controller``.
 
-A round is on every action's path: a start must be durable before the action runs, and the outcome of the
-action before it frees a slot commits with the start of the next. So, while the process is not saturated, each
-round also journals the starts of a few ready actions beyond the free slots (``queued``, at most a quarter of the
-parallelism). When an outcome frees a slot, a queued action starts at once, and the round that journals the
-outcome (and records the queued one as running) follows. A slot at 50 ms per action used to wait a round's
-0.7 ms of its 52. While saturated, the extra updates would only add work, and no action is queued. A queued
-action starts this way only within ``QUEUED_FRESH`` of the last round: an action never starts long after the
+A round is on every action's path: an action's start must be durable before it runs, so a slot freed by an
+outcome waits for the round that journals that outcome and the next start (at 50 ms per action, 0.7 ms of the
+slot's 52; bench/apply.py). So, while the process is not saturated, each round also journals the starts of a few
+ready actions beyond the free slots (``queued``, at most a quarter of the parallelism). When an outcome frees a
+slot, a queued action starts at once, and the round that journals the outcome (and records the queued one as
+running) follows. While saturated, the extra updates would only add work: nothing is queued. A queued action
+starts this way only within ``QUEUED_FRESH`` of the last round, so that an action never starts long after the
 last write that showed this process may still act (a replica's writes are fenced by its lease). A queued action
-that never started is cancelled at the end like a pending one; after a crash, ``_close_interrupted`` treats it
+that never started is cancelled at the end like a pending one; after a crash, ``_close_interrupted`` closes it
 as possibly started.
 """
 
