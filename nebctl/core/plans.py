@@ -82,6 +82,15 @@ class ResourceChange:
     def is_change(self) -> bool:
         return self.type is not ChangeType.NOOP
 
+    def __reduce__(self) -> tuple[Callable[..., ResourceChange], tuple[object, ...]]:
+        # Unpickled through the constructor, with the values in field order. The default for a frozen class with
+        # slots looks the fields up again for every object: most of the time it took to read back the kept plan
+        # of 10,000 unchanged resources, which every `diff` of an unchanged set does.
+        return (ResourceChange, tuple(getattr(self, name) for name in _RESOURCE_CHANGE_FIELDS))
+
+
+_RESOURCE_CHANGE_FIELDS = tuple(ResourceChange.__dataclass_fields__)
+
 
 @dataclass(frozen=True, slots=True)
 class Action:

@@ -100,3 +100,40 @@ def test_a_resource_that_refers_to_itself_still_lists_each_edge_once() -> None:
     plan = make_plan(PlanRequest(stack="demo", documents=docs, records={}, live=online(["h1", "h2"])))
     assert _no_repeated_edge(plan.edges)
     assert ("vm/loop:deploy", "vm/loop:disk0:clone") in plan.edges  # the self-reference, linked once
+
+
+def test_a_resource_change_reads_back_from_a_pickle_with_every_field() -> None:
+    import pickle
+
+    from nebctl.core.fields import Effect, FieldChange
+    from nebctl.core.plans import DriftItem, ResourceChange
+
+    # Every field away from its default, so that a field left out of the pickle would come back as the default.
+    change = ResourceChange(
+        key=ResourceKey.of(Kind.VIRTUAL_MACHINE, "web"),
+        type=ChangeType.REPLACE,
+        fields=(FieldChange("spec.vcpu", 1, 2, Effect.REPLACE, sensitive=True, why="the size"),),
+        restart=True,
+        host="h2",
+        previous_host="h1",
+        reason="resuming an interrupted create",
+        drift=(DriftItem(ResourceKey.of(Kind.VIRTUAL_MACHINE, "web"), "was stopped", "it will be started", "h2"),),
+        unchanged=7,
+        create_first=True,
+        record_only=True,
+    )
+    again = pickle.loads(pickle.dumps(change, protocol=pickle.HIGHEST_PROTOCOL))
+    assert again == change
+    assert [getattr(again, name) for name in ResourceChange.__slots__] == [
+        change.key,
+        ChangeType.REPLACE,
+        change.fields,
+        True,
+        "h2",
+        "h1",
+        "resuming an interrupted create",
+        change.drift,
+        7,
+        True,
+        True,
+    ]
