@@ -34,7 +34,7 @@ class _OutcomeRoundWaits(Recorder):
 
 
 def _three_actions_two_slots(limit: float) -> tuple[Executor, _OutcomeRoundWaits]:
-    """a and b run; c waits for a slot. a ends at once, b only when the returned gate opens."""
+    """a and b run, c waits for a slot: a ends once the first round is journalled, b once c has started."""
     c_started = threading.Event()
 
     def c(attempt: int) -> Mapping[str, Any]:
@@ -46,7 +46,6 @@ def _three_actions_two_slots(limit: float) -> tuple[Executor, _OutcomeRoundWaits
     runner = Scripted({"a": blocks(a_may_end), "b": blocks(gate), "c": c})
     journal = _OutcomeRoundWaits("a", c_started, limit)
     executor = Executor(plan_of(["a", "b", "c"]), runner, journal=journal, parallelism=2)
-    # a ends once the first round (a, b running, c queued) is journalled.
     original = journal.record
 
     def record(changes: Sequence[Change]) -> None:
