@@ -11,7 +11,9 @@ record more or less, the trace is not used. The planner compares the rest: those
 stamps, ``ManifestSet.stamps``), the options and what it reads of the live view (``planning.incremental``).
 
 Only the trace of a whole plan is kept (a plan made from a kept trace leaves it in place: it stays valid for the
-next edit, which compares its manifests with the same stamps). The database's state it holds for is an entry of its
+next edit, which compares its manifests with the same stamps). What it holds of each manifest and record for the
+installation-wide steps stays pickled value by value (``PickledMapping``): it is read back only for the few that
+moved. The database's state it holds for is an entry of its
 own: a plan made from the trace that wrote nothing but what it observed (which raises the counters and changes no
 record) moves that state to the counters it leaves (``advance``), so that observing the fleet again does not cost
 the next command its trace. The trace holds the resolved specs, the changes and
@@ -30,7 +32,8 @@ import dataclasses
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+import pickle
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,27 @@ class _FromManifest:
 
 
 FROM_MANIFEST = _FromManifest()
+
+
+class PickledMapping(Mapping[ResourceKey, Any]):
+    """A mapping whose values stay pickled, each on its own, until one is read. A trace's inputs of every manifest
+    and record are compared only for those that moved (a few, after an edit): reading all of them back was about
+    half of the time to read a trace of 10,000 VMs."""
+
+    def __init__(self, values: Mapping[ResourceKey, Any]) -> None:
+        self._pickled = {key: pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL) for key, value in values.items()}
+
+    def __getitem__(self, key: ResourceKey) -> Any:
+        return pickle.loads(self._pickled[key])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._pickled
+
+    def __iter__(self) -> Iterator[ResourceKey]:
+        return iter(self._pickled)
+
+    def __len__(self) -> int:
+        return len(self._pickled)
 
 
 class _NotTheManifestsError(Exception):
@@ -182,8 +206,15 @@ class KeptTraces:
             if hidden[1] is not None:
                 observed[key] = hidden[1]
         lean = kept_trace(dataclasses.replace(trace, specs=specs, observed=observed), stamps, frozenset(unkept))
-        if lean is None:
+        if lean is None or lean.stamped is None:
             return False
+        stamped = lean.stamped
+        lean = dataclasses.replace(
+            lean,
+            stamped=dataclasses.replace(
+                stamped, inputs=PickledMapping(stamped.inputs), records=PickledMapping(stamped.records)
+            ),
+        )
         rows = _row_digests(store, {key: key for key in request.records})
         table = store.resources_stamp()
         if store.change_versions() != versions:

@@ -5,6 +5,7 @@ never written, and come back from the manifests."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +160,30 @@ def test_a_plan_that_only_kept_what_it_observed_leaves_the_trace_valid(tmp_path:
     store.save_resource(ResourceRecord(Kind.HOST, "default", "h9", stack="demo"))
     assert not kept.advance("demo", after, after, store)
     assert kept.find("demo", store.change_versions(), store, manifests, stamps) is None
+
+
+def test_what_a_trace_holds_of_each_manifest_and_record_is_read_back_as_kept_and_only_when_asked(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = converge(BASE, vm("web"), vm("db"))
+    store.save_resources(list(world.records.values()))
+    trace, manifests, stamps = _traced(BASE, vm("web"), vm("db"))
+    assert trace.request is not None
+    _, found = _kept_and_found(tmp_path, store, trace, manifests, stamps)
+    assert found.stamped is not None
+    loads: list[bytes] = []
+    real = pickle.loads
+
+    def counted(data: bytes) -> object:
+        loads.append(data)
+        return real(data)
+
+    monkeypatch.setattr(pickle, "loads", counted)  # the module kept_traces reads its values back with
+    web = key("vm/web")
+    reconciler = trace.request.reconcilers[Kind.VIRTUAL_MACHINE]
+    # Each value equals what the reconciler reads of the manifest now (the trace was made from these manifests).
+    assert found.stamped.inputs[web] == reconciler.shared_inputs(manifests[web])
+    assert len(loads) == 1  # the one value asked for, not the others
+    assert set(found.stamped.inputs) == set(manifests)
+    assert found.stamped.records.get(web) is not None and len(loads) == 2
+    assert found.stamped.records.get(ResourceKey.of(Kind.VIRTUAL_MACHINE, "absent")) is None
