@@ -13,17 +13,16 @@ stamps, ``ManifestSet.stamps``), the options and what it reads of the live view 
 Only the trace of a whole plan is kept (a plan made from a kept trace leaves it in place: it stays valid for the
 next edit, which compares its manifests with the same stamps). What it holds of each manifest and record for the
 installation-wide steps stays pickled value by value (``PickledMapping``): it is read back only for the few that
-moved. The database's state it holds for is an entry of its
-own: a plan made from the trace that wrote nothing but what it observed (which raises the counters and changes no
-record) moves that state to the counters it leaves (``advance``), so that observing the fleet again does not cost
-the next command its trace. The trace holds the resolved specs, the changes and
-the installation-wide results, never a manifest, a record or a secret. A secret in clear (cloud-init data, a hook's
-environment) in a resource's resolved spec or observed state is the manifest's value: it is written as a marker
-(``FROM_MANIFEST``), and put back from the manifest when the trace is read, for the resources whose manifest has the
-stamp it had (the same text, so the same secret; the others are planned again anyway). A resource whose plan holds a
-secret anywhere else (a change or drift to show, a value that is not the manifest's) is left out, and planned again
-every time. An entry written by another version of nebctl, or truncated, corrupt or unreadable, is never used
-(``schemas.caching.Entries``); deleting the directory is always safe.
+moved. The database's state it holds for is an entry of its own: a plan made from the trace that wrote nothing but
+what it observed (which raises the counters and changes no record) moves that state to the counters it leaves
+(``advance``), so that observing the fleet again does not cost the next command its trace. The trace holds the
+resolved specs, the changes and the installation-wide results, never a manifest, a record or a secret. A secret in
+clear (cloud-init data, a hook's environment) in a resource's resolved spec or observed state is the manifest's
+value: it is written as a marker (``FROM_MANIFEST``), and put back from the manifest when the trace is read, for the
+resources whose manifest has the stamp it had (the same text, so the same secret; the others are planned again
+anyway). A resource whose plan holds a secret anywhere else (a change or drift to show, a value that is not the
+manifest's) is left out, and planned again every time. An entry written by another version of nebctl, or truncated,
+corrupt or unreadable, is never used (``schemas.caching.Entries``); deleting the directory is always safe.
 """
 
 from __future__ import annotations
