@@ -19,6 +19,9 @@ from typing import Any
 
 import orjson
 
+# The integers ``loads`` reads back exactly (orjson's signed and unsigned 64-bit ones); values kept as JSON stay here.
+EXACT_INTEGERS = range(-(2**63), 2**64)
+
 
 def loads(text: str | bytes) -> Any:
     """The value of JSON ``text``: ``json.loads(text)``, faster (but for integers outside 64 bits: see above)."""

@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any, TypeVar, Union, get_args, get_origin
 
 import nebctl.drivers.types as driver_types
+from nebctl.core import jsontext
 
 T = TypeVar("T")
 
@@ -67,8 +68,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:  # noqa: PLR0912 - one b
         raise ValueError(f"{where}: expected a number, got {value!r}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            if not -(2**63) <= value < 2**64:
-                # nebctl keeps values as JSON that it reads back with 64-bit integers (core.jsontext).
+            if value not in jsontext.EXACT_INTEGERS:
+                # nebctl keeps values as JSON, which it reads back with 64-bit integers (core.jsontext).
                 raise ValueError(f"{where}: {value} is outside the 64-bit range")
             return value
         if isinstance(value, float) and value.is_integer():
