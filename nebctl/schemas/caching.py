@@ -11,7 +11,11 @@ What is kept, in ``DIRECTORY/manifests/``:
   document's digest as applied and the references it makes (read back only when the set must be checked across
   documents again: after one file of 10,000 documents changed, reading every document's references again was a
   third of the load);
-- per set, an empty marker saying that this list of files, in this order, passed the checks across documents.
+- per set, an empty marker saying that this list of files, in this order, passed the checks across documents;
+- per list of file names, the entries of the last set of them that passed. After an edit of a few files, the set
+  passes without the whole check when each edited file's documents pass their own checks and read to the checks
+  across documents as they did in that set (the same keys, reference targets, static addresses, networks;
+  ``validation.crossing``). Anything else checks the whole set.
 
 A long-lived process (the service, with ``remember``) also keeps in memory the documents of the files of its
 last load, by the same keys, so that after an edit only the edited file is parsed or read back.
@@ -61,7 +65,13 @@ from nebctl.schemas.models import AnyManifest
 from nebctl.schemas.reading import fast
 from nebctl.schemas.reading.sources import read_file
 from nebctl.schemas.references import Reference
-from nebctl.schemas.validation import references_known, references_of, remember_references
+from nebctl.schemas.validation import (
+    crossing,
+    own_problems,
+    references_known,
+    references_of,
+    remember_references,
+)
 
 _MAGIC = b"nebctl-manifest-cache 1\n"
 # The checked documents of each file of this process's last load with ``remember``, by entry key: a service
@@ -71,6 +81,8 @@ _LAST_LOAD: list[dict[str, _File]] = [{}]
 _DIGEST = hashlib.sha256().digest_size
 # Entries kept beyond those of the set just loaded: the older ones (by last use) are deleted past this many.
 MAX_ENTRIES = 4096
+# Edited files past this many: the whole set is checked again rather than each file against its last entry.
+EDITED_FILES = 16
 
 
 def load_paths_cached(
@@ -123,13 +135,10 @@ def load_paths_cached(
         digests.extend((d.manifest, digest) for d, digest in zip(found.documents, found.digests, strict=True))
         for index, document in enumerate(found.documents):
             stamps[document.key] = f"{key}:{index}"  # the file's name and text, nebctl's schema code, the place
-    set_key = store.key(b"set", *(key.encode() for key in keys))
-    if store.get(set_key) is not True:
-        _remember_references(fresh, hits)
-        if cross_document_problems(documents):
-            return load_paths(paths, limits=limits)
-        store.put(set_key, True)
-    store.prune({*keys, set_key})
+    markers = _checked_set(store, files, keys=keys, loaded=loaded, documents=documents, fresh=fresh, hits=hits)
+    if markers is None:
+        return load_paths(paths, limits=limits)  # it reports the problems
+    store.prune({*keys, *markers})
     if remember:
         _LAST_LOAD[0] = loaded
     remember_digests(digests)
@@ -162,6 +171,67 @@ class _File:
         """Whether there is a digest for each document and the references are there (an entry is a pickle: trust
         its shape no more than that)."""
         return len(self.digests) == len(self.documents) and isinstance(self.references, bytes)
+
+
+def _checked_set(
+    store: Entries,
+    files: Sequence[str],
+    *,
+    keys: list[str],
+    loaded: dict[str, _File],
+    documents: list[LoadedDocument],
+    fresh: list[tuple[LoadedDocument, list[Reference]]],
+    hits: list[_File],
+) -> tuple[str, str] | None:
+    """Check the set of ``files`` (whose entries are ``keys``, ``loaded``) across documents, unless it passed
+    before or passes as an edit of the last set of them that did (``_passes_as_edited``): the keys of the entries
+    that say so, or None when it has a problem."""
+    set_key = store.key(b"set", *(key.encode() for key in keys))
+    last_key = store.key(b"last-set", *(file.encode("utf-8", "surrogatepass") for file in files))
+    if store.get(set_key) is not True:
+        if not _passes_as_edited(store, store.get(last_key), keys, loaded):
+            _remember_references(fresh, hits)
+            if cross_document_problems(documents):
+                return None
+        store.put(set_key, True)
+        store.put(last_key, tuple(keys))
+    return set_key, last_key
+
+
+def _passes_as_edited(store: Entries, last: object, keys: list[str], loaded: dict[str, _File]) -> bool:
+    """Whether the set whose files have the entries ``keys`` (``loaded``) passes the checks across documents
+    because ``last``, the entries of the same files when they last passed, differ only in files whose documents
+    pass their own checks and read to the checks across documents as they did (``validation.crossing``: the same
+    keys, reference targets, static addresses and networks). Reading those few files' old entries spares checking
+    the whole set again after an edit: a tenth of a second at 10,000 documents. False when it cannot tell (an old
+    entry pruned, files added or removed, many edited): the whole check then runs."""
+    if not isinstance(last, tuple) or len(last) != len(keys):
+        return False
+    edited = [index for index, (before, now) in enumerate(zip(last, keys, strict=True)) if before != now]
+    if not edited or len(edited) > EDITED_FILES:
+        return False
+    for index in edited:
+        before, now = store.get(last[index]), loaded[keys[index]]
+        if not isinstance(before, _File) or not before.whole():
+            return False
+        crossed = _crossings(before)
+        if crossed is None or crossed != _crossings(now):
+            return False
+        if any(own_problems(document) for document in now.documents):
+            return False
+    return True
+
+
+def _crossings(entry: _File) -> list[tuple[object, ...]] | None:
+    """What the checks across documents read of each document of a file's entry; None when its references do not
+    read back as one list per document."""
+    references = pickle.loads(entry.references)  # the entry's digest covered these bytes
+    if not isinstance(references, list) or len(references) != len(entry.documents):
+        return None
+    return [
+        crossing(document.key, document.manifest, read)
+        for document, read in zip(entry.documents, references, strict=True)
+    ]
 
 
 def _remember_references(fresh: list[tuple[LoadedDocument, list[Reference]]], hits: list[_File]) -> None:

@@ -98,6 +98,29 @@ def validate_documents(documents: Sequence[LoadedDocument]) -> list[Diagnostic]:
     return sorted(diagnostics, key=lambda d: _position(d, file_order))
 
 
+def own_problems(document: LoadedDocument) -> list[Diagnostic]:
+    """The problems ``validate_documents`` finds in a document whatever the other documents are: a malformed
+    ``dependsOn`` entry, an ``ignoreChanges`` path the VM spec does not have."""
+    manifest = document.manifest
+    if not isinstance(manifest, VirtualMachine):
+        return []
+    return [*_malformed_depends_on(document), *_ignore_changes(document, manifest)]
+
+
+def crossing(key: ResourceKey, manifest: AnyManifest, references: Sequence[Reference]) -> tuple[object, ...]:
+    """Everything the checks of ``validate_documents`` that span documents read of one (``references`` are its
+    ``references_of``): its key (duplicates), the targets of its references (dangling ones, cycles), a VM's static
+    addresses and a network's spec (addresses in range, taken twice). A set whose documents all passed their own
+    checks (``own_problems``) and in which these are as they were in a set that passed, passes too. Whoever adds a
+    check across documents adds what it reads here."""
+    addresses: object = None
+    if isinstance(manifest, VirtualMachine):
+        addresses = tuple((nic.network, nic.ip) for nic in manifest.spec.nics)
+    elif isinstance(manifest, Network):
+        addresses = manifest.spec.model_dump()
+    return (key, tuple(reference.target for reference in references), addresses)
+
+
 def _position(diagnostic: Diagnostic, file_order: dict[str, int]) -> tuple[int, int, int]:
     location = diagnostic.location
     if location is None:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nebctl.core.memos import IdentityMemo
-from nebctl.schemas import caching, validation
+from nebctl.schemas import caching, loading, validation
 from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
 from nebctl.schemas.models import VirtualMachine
 from tests.support.small_sets import INFRA, vm
@@ -90,8 +90,33 @@ def _swap(directory: Path, n: int) -> None:
         second.write_text(a)
 
 
+# Edits that keep each file's documents but move what the checks across documents read of them (or what a
+# document's own checks find): a set that passed and is then edited so must be checked as the loader checks it.
+ADDRESSES = ["10.0.0.5", "10.0.0.6", "10.0.0.1", "10.0.1.5", "10.0.0.255"]  # the last three: gateway, outside, range
+
+
+def _static_address(directory: Path, n: int) -> None:
+    (directory / f"vm{n % 3}.yaml").write_text(vm(f"vm{n % 3}", ip=ADDRESSES[n % len(ADDRESSES)]))
+
+
+def _ordered_after(directory: Path, n: int) -> None:
+    # vm0 after vm1 after vm2 after vm0 is a cycle once all three are written; "vmm/x" names no kind.
+    target = ["vm/vm1", "vm/vm2", "vm/vm0", "vmm/x", "vm/gone"][n % 5]
+    (directory / f"vm{n % 3}.yaml").write_text(vm(f"vm{n % 3}", depends_on=(target,)))
+
+
+def _ignored(directory: Path, n: int) -> None:
+    path = ["vcpu", "memory", "vpcu", "nics[0].network"][n % 4]
+    (directory / f"vm{n % 3}.yaml").write_text(vm(f"vm{n % 3}", ignore=(path,)))
+
+
+def _network(directory: Path, n: int) -> None:
+    cidr = ["10.0.0.0/24", "10.0.0.0/16", "10.9.0.0/24"][n % 3]
+    (directory / "infra.yaml").write_text(INFRA.replace("cidr: 10.0.0.0/24", f"cidr: {cidr}"))
+
+
 EDITS = [_set_vcpu, _bad_vcpu, _dangling, _duplicate, _remove, _restore, _two_documents, _comment, _anchors]
-EDITS += [_broken_yaml, _swap]
+EDITS += [_broken_yaml, _swap, _static_address, _ordered_after, _ignored, _network]
 
 
 def fresh_directory(root: Path) -> Path:
@@ -161,8 +186,8 @@ def test_remembered_files_are_not_read_back_from_the_directory_and_only_by_remem
 def test_a_loaded_set_is_kept_and_read_back(tmp_path: Path) -> None:
     directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
     first = caching.load_paths_cached([directory], cache)
-    # One entry per file and one for the set, nothing else.
-    assert len(list((cache / "manifests").glob("*/*"))) == 4 + 1
+    # One entry per file, one for the set and one naming the entries of the set these files last made.
+    assert len(list((cache / "manifests").glob("*/*"))) == 4 + 2
     again = caching.load_paths_cached([directory], cache)
     assert list(again.documents) == list(first.documents)
     assert [d.spec for d in again.documents.values()] == [d.spec for d in first.documents.values()]
@@ -201,6 +226,84 @@ def test_references_kept_with_unchanged_files_still_dangle_when_their_target_goe
     assert expected[0] == "error" and sum("net" in line for line in expected[1][0]) == 3
     monkeypatch.setattr(validation, "_LAST_REFERENCES", IdentityMemo())
     assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
+
+
+def whole_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the loader's checks of a whole set across documents (one entry per check)."""
+    counted: list[int] = []
+    real = loading.cross_document_problems
+
+    def check(documents: Any) -> Any:
+        counted.append(len(documents))
+        return real(documents)
+
+    monkeypatch.setattr(caching, "cross_document_problems", check)
+    return counted
+
+
+def test_an_edit_that_the_checks_across_documents_do_not_read_is_not_checked_across_the_whole_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    caching.load_paths_cached([directory], cache)
+    checks = whole_checks(monkeypatch)
+    (directory / "vm1.yaml").write_text(vm("vm1", vcpu=4, ignore=("memory",)))
+    loaded = caching.load_paths_cached([directory], cache)
+    assert outcome(lambda: loaded) == outcome(lambda: load_paths([directory]))
+    assert checks == []
+    # Two files edited at once, one of them back as it was: still each against the last set that passed.
+    (directory / "vm1.yaml").write_text(vm("vm1"))
+    (directory / "vm2.yaml").write_text(vm("vm2", vcpu=2))
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) == outcome(lambda: load_paths([directory]))
+    assert checks == []
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: (d / "vm1.yaml").write_text(vm("vm1", depends_on=("vm/vm2",))),  # a reference more
+        lambda d: (d / "vm1.yaml").write_text(vm("vm1", ip="10.0.0.7")),  # a static address
+        lambda d: (d / "vm1.yaml").write_text(vm("vm1") + "---\n" + vm("vm3")),  # a document more
+        lambda d: (d / "infra.yaml").write_text(INFRA.replace("10.0.0.0/24", "10.0.0.0/16")),  # a network
+        lambda d: (d / "vm3.yaml").write_text(vm("vm3")),  # a file more
+    ],
+    ids=["reference", "address", "document", "network", "file"],
+)
+def test_an_edit_of_what_the_checks_across_documents_read_checks_the_whole_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: Any
+) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    caching.load_paths_cached([directory], cache)
+    checks = whole_checks(monkeypatch)
+    edit(directory)
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) == outcome(lambda: load_paths([directory]))
+    assert len(checks) == 1
+
+
+def test_an_edit_whose_document_fails_its_own_checks_is_reported_as_the_loader_reports_it(tmp_path: Path) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    caching.load_paths_cached([directory], cache)
+    (directory / "vm1.yaml").write_text(vm("vm1", depends_on=("vmm/x",), ignore=("vpcu",)))
+    expected = outcome(lambda: load_paths([directory]))
+    assert expected[0] == "error" and len(expected[1][0]) == 2
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
+
+
+def test_a_set_whose_last_entries_are_gone_is_checked_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    caching.load_paths_cached([directory], cache)
+    entries = {entry.name: entry for entry in (cache / "manifests").glob("*/*")}
+    (directory / "vm1.yaml").write_text(vm("vm1", vcpu=4))
+    checks = whole_checks(monkeypatch)
+    caching.load_paths_cached([directory], cache)  # writes vm1's new entry, and the set's
+    for name in {entry.name for entry in (cache / "manifests").glob("*/*")} - entries.keys():
+        (cache / "manifests" / entries[next(iter(entries))].parent.name / name).unlink()
+    for entry in entries.values():
+        if entry.stat().st_size > 100:  # a file's entry, not a marker: vm1's last one among them
+            entry.unlink()
+    (directory / "vm1.yaml").write_text(vm("vm1", vcpu=5))
+    assert outcome(lambda: caching.load_paths_cached([directory], cache)) == outcome(lambda: load_paths([directory]))
+    assert checks == [5]
 
 
 def poison(cache: Path) -> None:
