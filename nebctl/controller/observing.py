@@ -50,15 +50,21 @@ def known_hosts(
     """Every host nebctl should look at: those of the manifests and those it recorded before (a host removed
     from the manifests may still carry VMs to delete). Value: the host reference and its driver overrides."""
     hosts: dict[str, tuple[HostRef, Any]] = {}
-    for key, record in records.items():
-        if key.kind is Kind.HOST and record.applied is not None:
+    for key in records:
+        if key.kind is not Kind.HOST:
+            continue  # (only hosts' records are read: the others may not even be decoded yet)
+        record = records[key]
+        if record.applied is not None:
             virtualization = record.applied.get("virtualization") or {}
             domain_type = str(virtualization.get("domainType", "auto"))
             hosts[key.name] = (
                 HostRef(key.name, str(record.applied["uri"]), domain_type),
                 record.applied.get("drivers"),
             )
-    for key, document in documents.items():
+    for key in documents:
+        if key.kind is not Kind.HOST:
+            continue
+        document = documents[key]
         if isinstance(document, Host):
             domain_type = document.spec.virtualization.domainType if document.spec.virtualization else "auto"
             hosts[key.name] = (HostRef(key.name, document.spec.uri, domain_type), document.spec.drivers)

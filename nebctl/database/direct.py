@@ -73,22 +73,32 @@ def rows(
     """The rows of ``query`` (built once, not per call) with ``parameters`` by name, each a tuple of its selected
     columns' values as SQLAlchemy gives them (JSON parsed, times as the column's type makes them). SQLAlchemy's
     result rows were a sixth of reading every record of 10,000 VMs, which every plan starts with."""
-    given = dict(parameters or {})
-    if connection.dialect.name != "sqlite":
-        return [tuple(row) for row in connection.execute(query, given)]
-    prepared = _prepare(connection.dialect, query, tuple(given))
-    (values,) = prepared.bound([given])
-    try:
-        fetched = _driver(connection).execute(prepared.sql, values).fetchall()
-    except sqlite3.Error as error:
-        raise exc.DBAPIError.instance(prepared.sql, values, error, sqlite3.Error) from error
-    processors = _results(connection.dialect, query)
+    fetched, processors = raw_rows(connection, query, parameters)
     if not any(processors):
         return fetched
     return [
         tuple(value if process is None else process(value) for value, process in zip(row, processors, strict=True))
         for row in fetched
     ]
+
+
+def raw_rows(
+    connection: Connection, query: Select[Any], parameters: Mapping[str, Any] | None = None
+) -> tuple[list[tuple[Any, ...]], tuple[Callable[[Any], Any] | None, ...]]:
+    """The rows of ``query`` as the driver gives them, and what turns each column's value into SQLAlchemy's (None
+    where it is the same): for a reader that converts only the values it reads (``database.record_rows``). Other
+    databases than SQLite give SQLAlchemy's values at once."""
+    given = dict(parameters or {})
+    if connection.dialect.name != "sqlite":
+        fetched = [tuple(row) for row in connection.execute(query, given)]
+        return fetched, (None,) * len(query.selected_columns)
+    prepared = _prepare(connection.dialect, query, tuple(given))
+    (values,) = prepared.bound([given])
+    try:
+        fetched = _driver(connection).execute(prepared.sql, values).fetchall()
+    except sqlite3.Error as error:
+        raise exc.DBAPIError.instance(prepared.sql, values, error, sqlite3.Error) from error
+    return fetched, _results(connection.dialect, query)
 
 
 def _driver(connection: Connection) -> sqlite3.Connection:

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -145,6 +146,31 @@ def secret_values(kind: Kind, *specs: Mapping[str, Any] | None) -> list[Any]:
     return [
         c[n] for spec in specs if spec is not None for p in paths if _may_hold(spec, p) for c, n in _leaves(spec, p)
     ]
+
+
+def stored_may_hold_secrets(kind: Kind, stored: object) -> bool:
+    """Whether a spec of ``kind`` as stored (its JSON text, or its value when the driver decoded it) may hold a
+    value at a secret path. A value is looked into; text is not decoded: it holds none when no member of it is
+    named as a path starts and holds what the path goes on in (an object; for a path of one name, anything but
+    null). Text with an escape sequence may spell a name otherwise, so it may hold one."""
+    if stored is None:
+        return False
+    if not isinstance(stored, str):
+        return not isinstance(stored, Mapping) or bool(secret_values(kind, stored))
+    pattern = _SECRET_MEMBERS.get(kind)
+    return pattern is not None and ("\\u" in stored or pattern.search(stored) is not None)
+
+
+def _members(paths: tuple[tuple[str, ...], ...]) -> re.Pattern[str]:
+    """What ``stored_may_hold_secrets`` looks for: a member named as one of ``paths`` starts, with its value."""
+    return re.compile(  # (the quoted name, a colon, and an opening brace or a value other than null)
+        "|".join(
+            sorted({f'"{re.escape(path[0])}"\\s*:\\s*' + ("(?!null)" if len(path) == 1 else "\\{") for path in paths})
+        )
+    )
+
+
+_SECRET_MEMBERS = {kind: _members(paths) for kind, paths in SECRET_PATHS.items()}
 
 
 def _may_hold(spec: Mapping[str, Any], path: tuple[str, ...]) -> bool:

@@ -35,7 +35,15 @@ from nebctl.controller.kept_observations import KeptObservation, ObservationKeep
 from nebctl.controller.kept_traces import KeptTraces
 from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
 from nebctl.controller.placement import reads_usage
-from nebctl.controller.planning import PlanError, PlanRequest, PlanTrace, QuotaLimit, Replan, plan_again
+from nebctl.controller.planning import (
+    PlanError,
+    PlanRequest,
+    PlanTrace,
+    QuotaLimit,
+    Replan,
+    own_records,
+    plan_again,
+)
 from nebctl.controller.quotas import group_quotas
 from nebctl.controller.reaping import ProgramRecorder
 from nebctl.controller.recovering import SPANNED_OBJECTS, LiveObject, Recovery, Survey, rebuild, survey, unrecorded
@@ -47,6 +55,7 @@ from nebctl.core.plans import ChangeType, Plan
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.installing import kept_installation_id
+from nebctl.database.record_rows import RecordRows
 from nebctl.database.records import ActionRecord, ApplyState, EventRecord, ResourceRecord, RevisionRecord, Severity
 from nebctl.database.sealing import (
     SECRET_PATHS,
@@ -72,9 +81,11 @@ def spanned_hosts(records: Mapping[ResourceKey, ResourceRecord]) -> set[str]:
     """The hosts on which ``records`` say networks, datastores, images or security groups were created: the
     only hosts whose objects drift detection reads (``SpannedReconciler.detect_drift``)."""
     hosts: set[str] = set()
-    for key, record in records.items():
-        if key.kind in SPANNED_OBJECTS and record.applied is not None:
-            hosts.update(str(host) for host in record.applied.get("hosts") or ())
+    for key in records:
+        if key.kind in SPANNED_OBJECTS:  # only their records are read (``RecordRows`` decodes a record when read)
+            applied = records[key].applied
+            if applied is not None:
+                hosts.update(str(host) for host in applied.get("hosts") or ())
     return hosts
 
 
@@ -154,13 +165,17 @@ class Controller:
         # The counters before the records (what is read after them is at least as new as they say): with those
         # read at the end, they tell whether anything but this plan's own writing came between.
         versions = self.store.change_versions()
-        stored = self.store.list_resources() if self.records_cache is None else self.records_cache.records(self.store)
-        previous = self._previous_trace(options.stack, versions, documents, stamps)
+        records: Mapping[ResourceKey, ResourceRecord]
         if self.records_cache is None:
-            records, resealed = reveal_records(stored, documents, self.store.secrets)
+            # Each record decoded only when read: a plan made from a kept trace reads few of them.
+            rows = self.store.record_rows()
+            previous = self._previous_trace(options.stack, versions, documents, stamps)
+            records, resealed = reveal_rows(rows, documents, self.store.secrets)
         else:  # only the records whose row or manifest changed since the last plan are revealed again
+            stored = self.records_cache.records(self.store)
+            previous = self._previous_trace(options.stack, versions, documents, stamps)
             records, resealed = self.records_cache.revealed(stored, documents, self.store.secrets, reveal_records)
-        own = {key: record for key, record in records.items() if record.stack == options.stack}
+        own = own_records(records, options.stack)
         hosts = known_hosts(documents, own)
         # Networks, datastores, images and security groups are listed (a call per host, or one for many hosts)
         # only on the hosts where this stack recorded some: their drift is read from that, and only there.
@@ -517,6 +532,15 @@ class Controller:
 
 def _reads_usage(documents: Mapping[ResourceKey, AnyManifest]) -> bool:
     return reads_usage(doc.spec.placement for doc in documents.values() if isinstance(doc, VirtualMachine))
+
+
+def reveal_rows(
+    rows: RecordRows, documents: Mapping[ResourceKey, AnyManifest], ring: KeyRing
+) -> tuple[RecordRows, list[ResourceRecord]]:
+    """``reveal_records`` of every record of ``rows``, reading only those whose stored specs may hold a secret
+    (told from their text): the others are revealed as stored, and have nothing to seal again."""
+    revealed, resealed = reveal_records([rows[key] for key in rows if rows.may_hold_secrets(key)], documents, ring)
+    return rows.with_records(revealed), resealed
 
 
 def reveal_records(

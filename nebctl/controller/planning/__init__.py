@@ -26,7 +26,14 @@ the paths it ignores, whether it creates first, what it still uses, its actions 
 from nebctl.controller.planning.fingerprint import fingerprint
 from nebctl.controller.planning.incremental import PlanTrace, Replan, kept_trace, with_moved_records
 from nebctl.controller.planning.planner import make_plan, plan_again, plan_with_specs
-from nebctl.controller.planning.request import KIND_ORDER, GroupQuota, PlanError, PlanRequest, QuotaLimit
+from nebctl.controller.planning.request import (
+    KIND_ORDER,
+    GroupQuota,
+    PlanError,
+    PlanRequest,
+    QuotaLimit,
+    own_records,
+)
 
 __all__ = [
     "KIND_ORDER",
@@ -39,6 +46,7 @@ __all__ = [
     "fingerprint",
     "kept_trace",
     "make_plan",
+    "own_records",
     "plan_again",
     "plan_with_specs",
     "with_moved_records",

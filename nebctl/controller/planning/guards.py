@@ -44,9 +44,11 @@ def check_deletions(
     updated = {c.key for c in changes if c.type is ChangeType.UPDATE}
     leaving: dict[str, set[ResourceKey]] = defaultdict(set)  # host -> spanned resources this plan removes there
     for change in changes:
+        if change.type is not ChangeType.UPDATE:
+            continue  # (no record read: most of a plan from a kept trace is never even decoded)
         record = own.get(change.key)
         spec = specs.get(change.key)
-        if change.type is ChangeType.UPDATE and record is not None and record.applied and spec and "hosts" in spec:
+        if record is not None and record.applied and spec and "hosts" in spec:
             for host in set(record.applied.get("hosts") or ()) - set(spec["hosts"]):
                 leaving[str(host)].add(change.key)
     touched_paths = {c.key: [f.path for f in c.fields] for c in changes if c.type is ChangeType.UPDATE}

@@ -14,7 +14,7 @@ from nebctl.controller.planning.guards import check_deletions, check_quotas
 from nebctl.controller.planning.incremental import PlanTrace, Replan, Shared, replanned
 from nebctl.controller.planning.placing import place_vms
 from nebctl.controller.planning.replacement import check_created_first, created_first, incarnations_of, with_deposed
-from nebctl.controller.planning.request import PlanError, PlanRequest, sort_key
+from nebctl.controller.planning.request import PlanError, PlanRequest, own_records, sort_key
 from nebctl.controller.planning.resolve import spans_of
 from nebctl.controller.planning.selection import select
 from nebctl.core.keys import Kind, ResourceKey
@@ -85,7 +85,7 @@ def _plan_with_specs(
     VMs that asked for it but turned out not to be replaced once planned so (they are not asked again)."""
     request = with_deposed(original, deposing)
     problems: list[str] = []
-    own = {key: record for key, record in request.records.items() if record.stack == request.stack}
+    own = own_records(request.records, request.stack)
     foreign = [key for key in request.documents if key in request.records and key not in own]
     for key in sorted(foreign, key=sort_key):  # only the few found are sorted, not every document
         other = request.records[key]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from nebctl.core.keys import Kind, ResourceKey, sort_key
 from nebctl.reconcilers.base import LiveView, Reconciler, RecordView
@@ -18,7 +18,7 @@ from nebctl.schemas.models import AnyManifest
 # The order resources are listed in a plan, and the tie-break among independent resources (``core.keys.sort_key``).
 KIND_ORDER = list(Kind)  # the enum lists the kinds in that order
 
-__all__ = ["KIND_ORDER", "PlanError", "PlanRequest", "QuotaLimit", "references", "sort_key"]
+__all__ = ["KIND_ORDER", "PlanError", "PlanRequest", "QuotaLimit", "own_records", "references", "sort_key"]
 
 
 class PlanError(Exception):
@@ -69,6 +69,25 @@ class PlanRequest:
     mac_bits: int = MAC_BITS  # of the digest a derived MAC takes (``identity.mac_address``)
     # Each kind's reconciler: every rule of a kind the planner follows is its reconciler's.
     reconcilers: Mapping[Kind, Reconciler] = field(default_factory=lambda: RECONCILERS)
+
+
+Record = TypeVar("Record", bound=RecordView)
+Held_co = TypeVar("Held_co", bound=RecordView, covariant=True)
+
+
+@runtime_checkable
+class ByStack(Protocol[Held_co]):
+    """Records that tell their stack's own without reading every record (``database.record_rows.RecordRows``)."""
+
+    def of_stack(self, stack: str) -> Mapping[ResourceKey, Held_co]: ...
+
+
+def own_records(records: Mapping[ResourceKey, Record], stack: str) -> Mapping[ResourceKey, Record]:
+    """The records of ``stack``: through the records' own view when they have one (``ByStack``), which a plan made
+    from a kept trace needs, since it reads only a few records; otherwise a dict of them."""
+    if isinstance(records, ByStack):
+        return cast("Mapping[ResourceKey, Record]", records.of_stack(stack))
+    return {key: record for key, record in records.items() if record.stack == stack}
 
 
 def references(request: PlanRequest, key: ResourceKey, spec: Mapping[str, Any] | None) -> set[ResourceKey]:

@@ -9,13 +9,14 @@ import pickle
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nebctl.controller.kept_traces import KeptTraces
 from nebctl.controller.planning import PlanTrace, plan_again
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.database import Store
+from nebctl.database import Store, record_rows
 from nebctl.database.records import ResourceRecord
 from nebctl.schemas.models import AnyManifest
 
@@ -187,3 +188,32 @@ def test_what_a_trace_holds_of_each_manifest_and_record_is_read_back_as_kept_and
     assert set(found.stamped.inputs) == set(manifests)
     assert found.stamped.records.get(web) is not None and len(loads) == 2
     assert found.stamped.records.get(ResourceKey.of(Kind.VIRTUAL_MACHINE, "absent")) is None
+
+
+def test_a_plan_from_a_kept_trace_reads_only_the_records_it_plans_again(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [BASE, *(vm(f"vm{n}") for n in range(8))]
+    world = converge(*texts)
+    store.save_resources(list(world.records.values()))
+    trace, manifests, stamps = _traced(*texts)
+    _, found = _kept_and_found(tmp_path, store, trace, manifests, stamps)
+    # One VM's label edited: its stamp moves, and only it is planned again.
+    edited = documents(BASE, *(vm(f"vm{n}", **({"app: web": "app: db"} if n == 3 else {})) for n in range(8)))
+    vm3 = key("vm/vm3")
+    decoded: list[str] = []
+    real = record_rows.record_of
+
+    def counted(values: Any) -> ResourceRecord:
+        decoded.append(values[2])
+        return real(values)
+
+    monkeypatch.setattr(record_rows, "record_of", counted)
+    request = dataclasses.replace(world.request(edited), records=store.record_rows())
+    plan, _, _ = plan_again(request, found, {**stamps, vm3: "edited text"})
+    assert decoded == ["vm3"]
+    # The plan is the whole plan's, made from every record decoded.
+    monkeypatch.setattr(record_rows, "record_of", real)
+    whole, _, _ = plan_again(dataclasses.replace(request, records=dict(store.record_rows())), None)
+    assert (plan.changes, plan.actions, plan.edges) == (whole.changes, whole.actions, whole.edges)
+    assert [change.key for change in plan.changes if change.is_change] == [vm3]

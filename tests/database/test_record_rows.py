@@ -1,0 +1,102 @@
+"""``Store.record_rows`` (``database.record_rows.RecordRows``): every record ``list_resources`` lists, by key and in
+its order, on every backend; each decoded only when read, and the stack and whether the specs may hold a secret
+told without decoding; and ``sealing.stored_may_hold_secrets`` never says no where a stored spec holds a secret."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nebctl.core.keys import Kind
+from nebctl.database import ResourceRecord, Store, record_rows
+from nebctl.database.sealing import secret_values, stored_may_hold_secrets
+
+VM = Kind.VIRTUAL_MACHINE
+WHEN = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+CLOUD_INIT = {"userData": "sealed:v1:abc:def", "metaData": None, "networkConfig": None}
+
+
+def _records() -> list[ResourceRecord]:
+    return [
+        ResourceRecord(VM, "default", "web", "s", desired={"vcpu": 2, "cloudInit": None}, status="ready"),
+        ResourceRecord(VM, "default", "init", "s", applied={"vcpu": 1, "cloudInit": CLOUD_INIT}, status="ready"),
+        ResourceRecord(VM, "other", "db", "t", live={"uuid": "u"}, host="h1", status="ready"),
+        ResourceRecord(Kind.HOST, "default", "h1", "s", applied={"uri": "sim://h1", "env": {"A": "b"}}, generation=3),
+        ResourceRecord(Kind.HOOK, "default", "notify", "s", desired={"env": {"TOKEN": "x"}}),
+    ]
+
+
+def test_record_rows_are_the_records_listed_on_every_backend(db_url: str) -> None:
+    store = Store.open(db_url, clock=lambda: WHEN)
+    try:
+        store.save_resources(_records())
+        listed = store.list_resources()
+        rows = store.record_rows()
+        assert list(rows) == [record.key for record in listed]
+        assert list(rows.values()) == listed
+        assert list(rows.of_stack("s").values()) == [record for record in listed if record.stack == "s"]
+        # Only the VM whose specs hold cloud-init data and the hook with an environment may hold a secret; a host's
+        # "env" is not where a host keeps one.
+        assert {key.name for key in rows if rows.may_hold_secrets(key)} == {"init", "notify"}
+    finally:
+        store.close()
+
+
+def test_a_record_is_decoded_only_when_read_and_then_kept(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'nebctl.db'}", clock=lambda: WHEN)
+    try:
+        store.save_resources(_records())
+        decoded: list[str] = []
+        real = record_rows.record_of
+
+        def counted(values: Any) -> ResourceRecord:
+            decoded.append(values[2])
+            return real(values)
+
+        monkeypatch.setattr(record_rows, "record_of", counted)
+        rows = store.record_rows()
+        own = rows.of_stack("s")
+        assert len(own) == 4 and {key.name for key in rows if rows.may_hold_secrets(key)} == {"init", "notify"}
+        assert decoded == []  # keys, stacks and the secrets' test read no record
+        web = next(key for key in own if key.name == "web")
+        assert own[web] is rows[web] and own[web].desired == {"vcpu": 2, "cloudInit": None}
+        assert decoded == ["web"]
+        revealed = ResourceRecord(VM, "default", "web", "s", desired={"vcpu": 3})
+        replaced = rows.with_records({web: revealed})
+        assert replaced[web] is revealed and replaced.of_stack("s")[web] is revealed and rows[web] is not revealed
+    finally:
+        store.close()
+
+
+SECRET_KINDS = st.sampled_from([VM, Kind.HOOK])
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5))
+NAMES = st.sampled_from(["cloudInit", "env", "userData", "TOKEN", "labels", "cloud", "é"])
+VALUES = st.recursive(SCALARS, lambda inner: st.dictionaries(NAMES, inner, max_size=3), max_leaves=8)
+SPECS = st.dictionaries(NAMES, VALUES, max_size=4)
+
+
+@given(kind=SECRET_KINDS, spec=SPECS, ascii_only=st.booleans(), compact=st.booleans())
+def test_a_spec_holding_a_secret_is_never_told_apart_by_its_text(
+    kind: Kind, spec: dict[str, Any], ascii_only: bool, compact: bool
+) -> None:
+    """Whatever a stored spec holds, and however its JSON is spelled (escaped or not, spaced or not): where the
+    decoded spec has a value at a secret path, its text may hold a secret."""
+    text = json.dumps(spec, ensure_ascii=ascii_only, separators=(",", ":") if compact else None)
+    if secret_values(kind, json.loads(text)):
+        assert stored_may_hold_secrets(kind, text)
+
+
+def test_a_spec_without_a_secret_is_told_apart_by_its_text() -> None:
+    assert not stored_may_hold_secrets(VM, json.dumps({"vcpu": 1, "cloudInit": None}))
+    assert not stored_may_hold_secrets(VM, json.dumps({"labels": {"cloudInit": "x"}}))
+    assert not stored_may_hold_secrets(Kind.NETWORK, json.dumps({"cloudInit": CLOUD_INIT}))
+    assert not stored_may_hold_secrets(VM, None)
+    assert stored_may_hold_secrets(VM, json.dumps({"cloudInit": CLOUD_INIT}))
+    # Decoded by the driver (the server databases): looked into.
+    assert not stored_may_hold_secrets(VM, {"cloudInit": None})
+    assert stored_may_hold_secrets(VM, {"cloudInit": CLOUD_INIT})
