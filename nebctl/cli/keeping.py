@@ -6,7 +6,7 @@ its caches (the checked manifest files and the kept plans).
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from nebctl.cli.app import AppContext, CliError
@@ -63,7 +63,7 @@ class Keeping:
             return None
         return found
 
-    def keep(self, planned: PlannedApply, documents: dict[ResourceKey, AnyManifest]) -> None:
+    def keep(self, planned: PlannedApply, documents: Mapping[ResourceKey, AnyManifest]) -> None:
         if self.kept is None or self.before is None or planned.plan.has_changes:
             return
         try:

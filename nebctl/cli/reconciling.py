@@ -128,7 +128,7 @@ def _make_plan(app: AppContext, manifests: ManifestSet, options: PlanOptions) ->
     controller = open_controller(app)
     try:
         with app.long_lived():
-            return controller.plan(dict(manifests.documents), options, manifests.stamps)
+            return controller.plan(manifests.documents, options, manifests.stamps)
     except PlanError as error:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
@@ -193,7 +193,7 @@ def diff_command(
         if recover_first:
             _recover_first(app, dict(manifests.documents), options.stack)
         planned = _make_plan(app, manifests, options)
-        keeping.keep(planned, dict(manifests.documents))
+        keeping.keep(planned, manifests.documents)
         plan = planned.plan
     if graph == "dot":
         click.echo(rendering.render_dot(plan), nl=False)
@@ -511,7 +511,7 @@ def _plan_and_apply(
 
     planned = _make_plan(app, manifests, options)
     if keeping is not None:
-        keeping.keep(planned, dict(manifests.documents))
+        keeping.keep(planned, manifests.documents)
     plan = planned.plan
     if saved is not None and saved.get("fingerprint") != plan.fingerprint:
         raise CliError(

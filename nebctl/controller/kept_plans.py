@@ -38,14 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from nebctl.controller.observing import DriverSource, observation_token
-from nebctl.controller.placement import reads_usage
+from nebctl.controller.placement import documents_read_usage
 from nebctl.core.keys import ResourceKey
 from nebctl.core.plans import Plan
 from nebctl.database.store import Store
 from nebctl.database.versions import Versions
 from nebctl.drivers.types import HostRef
 from nebctl.schemas.caching import Entries
-from nebctl.schemas.models import AnyManifest, VirtualMachine
+from nebctl.schemas.models import AnyManifest
 from nebctl.schemas.reading.sources import expand_paths
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class KeptPlans:
             or token is None
             or resealed
             or plan.has_changes
-            or reads_usage(doc.spec.placement for doc in documents.values() if isinstance(doc, VirtualMachine))
+            or documents_read_usage(documents)
         ):
             return False
         table = store.resources_stamp()

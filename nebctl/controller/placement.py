@@ -68,11 +68,13 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Protocol, runtime_checkable
 
+from nebctl.core.keys import ResourceKey
 from nebctl.core.quantities import format_quantity
 from nebctl.schemas import expressions
 from nebctl.schemas.instance_types import InstanceType, size_key
-from nebctl.schemas.models import BurstPolicy, Placement, PlacementPolicy
+from nebctl.schemas.models import AnyManifest, BurstPolicy, Placement, PlacementPolicy, VirtualMachine
 
 # CPU capacity is a float (fractional CPUs, overcommit ratios); a tolerance keeps 4 * 1.1 - 0.4 == 4 a fit.
 _CPU_TOLERANCE = 1e-9
@@ -375,14 +377,34 @@ class _Rule:
 _UNSET = object()
 
 
+@runtime_checkable
+class _Requirements(Protocol):
+    """Documents that tell their VMs' distinct placement requirements without reading every VM
+    (``schemas.caching.CachedDocuments``)."""
+
+    def requirements(self) -> frozenset[str]: ...
+
+
+def documents_read_usage(documents: Mapping[ResourceKey, AnyManifest]) -> bool:
+    """Whether the placement requirements of some VM of ``documents`` read usage figures (``reads_usage``)."""
+    if isinstance(documents, _Requirements):
+        return requirements_read_usage(documents.requirements())
+    return reads_usage(doc.spec.placement for doc in documents.values() if isinstance(doc, VirtualMachine))
+
+
 def reads_usage(placements: Iterable[Placement]) -> bool:
     """Whether some of ``placements`` has requirements reading a host's usage figures (``USAGE_NAMES``): a VM
     already on a host is moved off it once they fail there, so its plan depends on the clock. Rank and policy
     choose among hosts for new VMs only."""
+    return requirements_read_usage(placement.requirements for placement in placements)
+
+
+def requirements_read_usage(requirements: Iterable[str | None]) -> bool:
+    """``reads_usage`` of placements with these requirements."""
     # Each distinct expression once: a large set repeats a few over thousands of VMs.
-    for requirements in {placement.requirements for placement in placements if placement.requirements}:
+    for text in {text for text in requirements if text}:
         try:
-            names = expressions.parse(requirements).names
+            names = expressions.parse(text).names
         except expressions.ExpressionError:
             return True  # not for this to judge: validation reports it
         if any(name.split(".", 1)[0] in USAGE_NAMES for name in names):

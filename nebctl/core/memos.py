@@ -4,8 +4,8 @@ A long-lived process loads the same manifest set again and again, and the docume
 very objects it had (the manifest cache keeps them). What was computed of such an object (its digest, its
 references) holds as long as the object: looking it up by ``id`` costs nothing, where recomputing it means dumping
 the document. Each entry holds its object, so that the identity cannot pass to another object while the entry
-lives, and a lookup checks that it is the same object. The entries are replaced whole, never changed in place, so a
-reader in another thread sees one generation or the other, never half of each.
+lives, and a lookup checks that it is the same object. A generation is replaced whole (``replace``), so a
+reader in another thread sees one or the other, never half of each; ``add`` puts entries into the current one.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class IdentityMemo(Generic[Held, Value]):
         self._entries = {id(held): (held, value) for held, value in pairs}
 
     def add(self, pairs: Iterable[tuple[Held, Value]]) -> None:
-        """Keep these pairs beside the ones kept (a new generation made of both)."""
-        entries = dict(self._entries)
-        entries.update((id(held), (held, value)) for held, value in pairs)
-        self._entries = entries
+        """Keep these pairs beside the ones kept, in the same generation: a reader in another thread may find some
+        of them before the others (each is whole), which for a memo only means computing a value once more. Adding
+        in place keeps a set added file by file from being copied once per file."""
+        self._entries.update((id(held), (held, value)) for held, value in pairs)

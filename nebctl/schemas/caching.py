@@ -43,15 +43,16 @@ import pickle
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
 from nebctl.core.keys import ResourceKey
 from nebctl.schemas.checking import LoadedDocument
+from nebctl.schemas.diagnostics import SourceLocation
 from nebctl.schemas.digests import computed_digest
 from nebctl.schemas.digests import remember as remember_digests
+from nebctl.schemas.digests import remember_more as remember_more_digests
 from nebctl.schemas.loading import (
     DEFAULT_LIMITS,
     Limits,
@@ -61,7 +62,7 @@ from nebctl.schemas.loading import (
     file_documents,
     load_paths,
 )
-from nebctl.schemas.models import AnyManifest
+from nebctl.schemas.models import AnyManifest, VirtualMachine
 from nebctl.schemas.reading import fast
 from nebctl.schemas.reading.sources import read_file
 from nebctl.schemas.references import Reference
@@ -102,12 +103,10 @@ def load_paths_cached(
         return load_paths(paths, limits=limits)  # it reports the file that cannot be read
     store = Entries(directory / "manifests", _version_tag(limits), version=_code_digest())
     scalars: fast.Scalars | None = None
-    documents: list[LoadedDocument] = []
     keys: list[str] = []
     stamps: dict[ResourceKey, str] = {}
     recent: dict[str, _File] = _LAST_LOAD[0] if remember else {}
     loaded: dict[str, _File] = {}
-    digests: list[tuple[AnyManifest, bytes]] = []
     fresh: list[tuple[LoadedDocument, list[Reference]]] = []  # the references of the files checked now
     hits: list[_File] = []  # the files found checked
     for file, text in texts:
@@ -125,24 +124,25 @@ def load_paths_cached(
             # Positions serve diagnostics only, and a set with a problem is loaded again without the cache.
             kept = [LoadedDocument(d.key, d.manifest, d.location, {}, {}) for d in checked]
             references = [references_of(d.key, d.manifest) for d in kept]
-            found = _File(kept, tuple(computed_digest(d.manifest) for d in kept), pickle.dumps(references))
+            found = _File.of(kept, tuple(computed_digest(d.manifest) for d in kept), pickle.dumps(references))
             store.put(key, found)
             fresh.extend(zip(kept, references, strict=True))
         else:
             hits.append(found)
         loaded[key] = found
-        documents.extend(found.documents)
-        digests.extend((d.manifest, digest) for d, digest in zip(found.documents, found.digests, strict=True))
-        for index, document in enumerate(found.documents):
-            stamps[document.key] = f"{key}:{index}"  # the file's name and text, nebctl's schema code, the place
-    markers = _checked_set(store, files, keys=keys, loaded=loaded, documents=documents, fresh=fresh, hits=hits)
+        for index, document_key in enumerate(found.keys):
+            stamps[document_key] = f"{key}:{index}"  # the file's name and text, nebctl's schema code, the place
+    entries = [loaded[key] for key in keys]
+    markers = _checked_set(store, files, keys=keys, loaded=loaded, entries=entries, fresh=fresh, hits=hits)
     if markers is None:
         return load_paths(paths, limits=limits)  # it reports the problems
     store.prune({*keys, *markers})
     if remember:
         _LAST_LOAD[0] = loaded
-    remember_digests(digests)
-    return ManifestSet.of(documents, tuple(files), stamps)
+    # The digests of the documents read already (checked now, or kept in memory); the others' as they are read.
+    remember_digests(pair for entry in entries for pair in entry.read_digests())
+    documents = CachedDocuments(entries)
+    return ManifestSet(documents, documents.locations(), tuple(files), stamps)
 
 
 def _texts(files: Sequence[str], limits: Limits) -> list[tuple[str, str]] | None:
@@ -156,21 +156,134 @@ def _texts(files: Sequence[str], limits: Limits) -> list[tuple[str, str]] | None
     return texts
 
 
-@dataclass(frozen=True)
 class _File:
-    """A file's checked documents, each with its digest as applied (``schemas.digests``) and, pickled, the
-    references it makes (``schemas.validation.references_of``), kept together. The references are read back only
-    when a set must be checked across documents again, so a load that finds its set checked does not pay for
-    them."""
+    """A file's checked documents, kept pickled until one is read (a plan made from a kept trace reads those of the
+    few edited files), with their keys, each one's digest as applied (``schemas.digests``), the distinct placement
+    requirements of its VMs, and, pickled, the references each makes (``schemas.validation.references_of``). The
+    references are read back only when a set must be checked across documents again, so a load that finds its set
+    checked does not pay for them."""
 
-    documents: list[LoadedDocument]
-    digests: tuple[bytes, ...]
-    references: bytes
+    __slots__ = ("_read", "digests", "documents_pickled", "keys", "references", "requirements")
+
+    def __init__(
+        self,
+        keys: tuple[ResourceKey, ...],
+        documents_pickled: bytes,
+        digests: tuple[bytes, ...],
+        references: bytes,
+        requirements: frozenset[str],
+    ) -> None:
+        self.keys = keys
+        self.documents_pickled = documents_pickled
+        self.digests = digests
+        self.references = references
+        self.requirements = requirements
+        self._read: list[LoadedDocument] | None = None
+
+    @classmethod
+    def of(cls, documents: list[LoadedDocument], digests: tuple[bytes, ...], references: bytes) -> _File:
+        """The entry of a file just checked, whose documents are these very objects."""
+        made = cls(
+            tuple(document.key for document in documents),
+            pickle.dumps(documents, protocol=pickle.HIGHEST_PROTOCOL),
+            digests,
+            references,
+            frozenset(
+                document.manifest.spec.placement.requirements
+                for document in documents
+                if isinstance(document.manifest, VirtualMachine) and document.manifest.spec.placement.requirements
+            ),
+        )
+        made._read = documents
+        return made
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.keys, self.documents_pickled, self.digests, self.references, self.requirements)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        self.keys, self.documents_pickled, self.digests, self.references, self.requirements = state  # type: ignore[assignment]
+        self._read = None
 
     def whole(self) -> bool:
-        """Whether there is a digest for each document and the references are there (an entry is a pickle: trust
+        """Whether there is a key and a digest for each document and the rest is there (an entry is a pickle: trust
         its shape no more than that)."""
-        return len(self.digests) == len(self.documents) and isinstance(self.references, bytes)
+        return (
+            isinstance(self.keys, tuple)
+            and len(self.digests) == len(self.keys)
+            and isinstance(self.documents_pickled, bytes)
+            and isinstance(self.references, bytes)
+            and isinstance(self.requirements, frozenset)
+        )
+
+    def documents(self) -> list[LoadedDocument]:
+        """The checked documents, read back the first time (then the same objects, whose digests ``document_digest``
+        then knows)."""
+        if self._read is None:
+            read = pickle.loads(self.documents_pickled)  # the entry's digest covered these bytes
+            if not (isinstance(read, list) and [document.key for document in read] == list(self.keys)):
+                raise ValueError("a manifest cache entry whose documents are not its keys'")
+            self._read = read
+            remember_more_digests(zip((document.manifest for document in read), self.digests, strict=True))
+        return self._read
+
+    def read_digests(self) -> list[tuple[AnyManifest, bytes]]:
+        """Each document read back so far with its digest (none when they were not read)."""
+        if self._read is None:
+            return []
+        return [(document.manifest, digest) for document, digest in zip(self._read, self.digests, strict=True)]
+
+
+class CachedDocuments(Mapping[ResourceKey, AnyManifest]):
+    """The documents of a set loaded through the cache, by key in load order: each file's read back from its entry
+    when one of them is first asked for. What every VM's placement requirements are is told without reading any
+    (``requirements``)."""
+
+    def __init__(self, entries: Sequence[_File]) -> None:
+        self._entries = entries
+        self._where = {key: (entry, index) for entry in entries for index, key in enumerate(entry.keys)}
+
+    def __getitem__(self, key: ResourceKey) -> AnyManifest:
+        entry, index = self._where[key]
+        return entry.documents()[index].manifest
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._where
+
+    def __iter__(self) -> Iterator[ResourceKey]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def requirements(self) -> frozenset[str]:
+        """The distinct placement requirements of the set's VMs."""
+        return frozenset().union(*(entry.requirements for entry in self._entries))
+
+    def locations(self) -> Mapping[ResourceKey, SourceLocation]:
+        """Where each document was found, read back as the documents are."""
+        return _Locations(self._where)
+
+    def loaded(self) -> list[LoadedDocument]:
+        """Every document of the set, in load order (each file read back)."""
+        return [document for entry in self._entries for document in entry.documents()]
+
+
+class _Locations(Mapping[ResourceKey, SourceLocation]):
+    def __init__(self, where: Mapping[ResourceKey, tuple[_File, int]]) -> None:
+        self._where = where
+
+    def __getitem__(self, key: ResourceKey) -> SourceLocation:
+        entry, index = self._where[key]
+        return entry.documents()[index].location
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._where
+
+    def __iter__(self) -> Iterator[ResourceKey]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
 
 
 def _checked_set(
@@ -179,7 +292,7 @@ def _checked_set(
     *,
     keys: list[str],
     loaded: dict[str, _File],
-    documents: list[LoadedDocument],
+    entries: list[_File],
     fresh: list[tuple[LoadedDocument, list[Reference]]],
     hits: list[_File],
 ) -> tuple[str, str] | None:
@@ -191,7 +304,7 @@ def _checked_set(
     if store.get(set_key) is not True:
         if not _passes_as_edited(store, store.get(last_key), keys, loaded):
             _remember_references(fresh, hits)
-            if cross_document_problems(documents):
+            if cross_document_problems([document for entry in entries for document in entry.documents()]):
                 return None
         store.put(set_key, True)
         store.put(last_key, tuple(keys))
@@ -217,7 +330,7 @@ def _passes_as_edited(store: Entries, last: object, keys: list[str], loaded: dic
         crossed = _crossings(before)
         if crossed is None or crossed != _crossings(now):
             return False
-        if any(own_problems(document) for document in now.documents):
+        if any(own_problems(document) for document in now.documents()):
             return False
     return True
 
@@ -226,11 +339,11 @@ def _crossings(entry: _File) -> list[tuple[object, ...]] | None:
     """What the checks across documents read of each document of a file's entry; None when its references do not
     read back as one list per document."""
     references = pickle.loads(entry.references)  # the entry's digest covered these bytes
-    if not isinstance(references, list) or len(references) != len(entry.documents):
+    documents = entry.documents()
+    if not isinstance(references, list) or len(references) != len(documents):
         return None
     return [
-        crossing(document.key, document.manifest, read)
-        for document, read in zip(entry.documents, references, strict=True)
+        crossing(document.key, document.manifest, read) for document, read in zip(documents, references, strict=True)
     ]
 
 
@@ -241,11 +354,12 @@ def _remember_references(fresh: list[tuple[LoadedDocument, list[Reference]]], hi
     read by the check itself, so this only ever spares work."""
     known: list[tuple[LoadedDocument, list[Reference]]] = list(fresh)
     for entry in hits:
-        if entry.documents and references_known(entry.documents[0].manifest):
+        documents = entry.documents()
+        if documents and references_known(documents[0].manifest):
             continue  # this process checked these very documents last time, and still holds their references
         references = pickle.loads(entry.references)  # the entry's digest covered these bytes
-        if isinstance(references, list) and len(references) == len(entry.documents):
-            known.extend(zip(entry.documents, references, strict=True))
+        if isinstance(references, list) and len(references) == len(documents):
+            known.extend(zip(documents, references, strict=True))
     remember_references((document.key, document.manifest, references) for document, references in known)
 
 

@@ -3,7 +3,8 @@ fingerprint is made of, one per document.
 
 Computing one means dumping the document and encoding it as canonical JSON, about 20 µs; a plan's fingerprint
 needs every document's, 0.2 s at 10,000 VMs. The manifest cache (``schemas.caching``) keeps each document's digest
-with the document, and hands the digests of the set it loaded last to ``remember``: ``document_digest`` then
+with the document, and hands the digests of the set it loaded last to ``remember`` (and ``remember_more``, as it
+reads the documents of a file back): ``document_digest`` then
 returns the kept digest of exactly those document objects (documents are immutable), and computes it for any
 other. Either way the digest is the same; only its cost differs.
 """
@@ -62,3 +63,9 @@ def remember(pairs: Iterable[tuple[AnyManifest, bytes]]) -> None:
     """Keep these documents' digests (``computed_digest``'s, kept with them) for ``document_digest``, instead of
     those of the set loaded before."""
     _REMEMBERED.replace(pairs)
+
+
+def remember_more(pairs: Iterable[tuple[AnyManifest, bytes]]) -> None:
+    """Keep these documents' digests too: those of a file of the set loaded last, read back from the cache after
+    the load (``schemas.caching`` reads a file's documents when one is first asked for)."""
+    _REMEMBERED.add(pairs)

@@ -56,8 +56,8 @@ class ManifestSet:
     through the manifest cache (``schemas.caching``) also has a stamp per document: two loads giving a document the
     same stamp read it from the same text, so it is the same document (a kept plan trace compares them)."""
 
-    documents: dict[ResourceKey, AnyManifest]
-    locations: dict[ResourceKey, SourceLocation]
+    documents: Mapping[ResourceKey, AnyManifest]
+    locations: Mapping[ResourceKey, SourceLocation]
     files: tuple[str, ...]
     stamps: Mapping[ResourceKey, str] = field(default_factory=dict, compare=False, repr=False)
 

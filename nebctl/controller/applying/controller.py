@@ -34,7 +34,7 @@ from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
 from nebctl.controller.kept_traces import KeptTraces
 from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
-from nebctl.controller.placement import reads_usage
+from nebctl.controller.placement import documents_read_usage
 from nebctl.controller.planning import (
     PlanError,
     PlanRequest,
@@ -72,7 +72,7 @@ from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import HostRef
 from nebctl.reconcilers.base import LiveView, Reconciler
 from nebctl.reconcilers.catalogue import RECONCILERS
-from nebctl.schemas.models import AnyManifest, Hook, VirtualMachine, spec_document
+from nebctl.schemas.models import AnyManifest, Hook, spec_document
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class Controller:
         # Custom probe programs answer outside any driver's word, and usage figures move with the clock: with
         # either, every plan observes afresh.
         keeper = self.observations
-        if keeper is not None and (self.host_attributes is not None or _reads_usage(documents)):
+        if keeper is not None and (self.host_attributes is not None or documents_read_usage(documents)):
             keeper = None
         kept = keeper.find(hosts, listing, self.registry) if keeper is not None else None
         if kept is None:
@@ -528,10 +528,6 @@ class Controller:
                     continue
                 tx.update_action(apply_id, action.action_id, state=Outcome.CANCELLED.value, error=error)
             tx.finish_apply(apply_id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done})
-
-
-def _reads_usage(documents: Mapping[ResourceKey, AnyManifest]) -> bool:
-    return reads_usage(doc.spec.placement for doc in documents.values() if isinstance(doc, VirtualMachine))
 
 
 def reveal_rows(

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.memos import IdentityMemo
 from nebctl.schemas import caching, loading, validation
 from nebctl.schemas.loading import ManifestError, ManifestSet, load_paths
@@ -305,11 +306,50 @@ def test_a_set_whose_edited_file_lost_its_last_entry_is_checked_whole(
     assert checks == [5]
 
 
+def test_a_set_read_from_the_cache_reads_back_only_the_documents_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    expected = load_paths([directory])
+    caching.load_paths_cached([directory], cache)
+    read: list[tuple[ResourceKey, ...]] = []
+    real = caching._File.documents
+
+    def counted(entry: caching._File) -> Any:
+        if entry._read is None:
+            read.append(entry.keys)
+        return real(entry)
+
+    monkeypatch.setattr(caching._File, "documents", counted)
+    loaded = caching.load_paths_cached([directory], cache)
+    assert list(loaded.documents) == list(expected.documents) and read == []  # the keys, without a document
+    vm1 = ResourceKey.of(Kind.VIRTUAL_MACHINE, "vm1")
+    assert loaded.documents[vm1] == expected.documents[vm1]
+    assert loaded.locations[vm1] == expected.locations[vm1]
+    assert read == [(vm1,)]  # its file's, once
+
+
+def test_the_placement_requirements_of_a_cached_set_are_those_of_its_vms(tmp_path: Path) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    for name, requirements in (("vm1", "load < 0.5"), ("vm2", "cpu > 2")):
+        placed = vm(name).replace("placement: {host: h1}", f"placement: {{requirements: '{requirements}'}}")
+        (directory / f"{name}.yaml").write_text(placed)
+    expected = {
+        document.spec.placement.requirements
+        for document in load_paths([directory]).documents.values()
+        if isinstance(document, VirtualMachine) and document.spec.placement.requirements
+    }
+    assert expected == {"load < 0.5", "cpu > 2"}
+    for _ in range(2):  # parsed, then read back
+        documents = caching.load_paths_cached([directory], cache).documents
+        assert isinstance(documents, caching.CachedDocuments) and documents.requirements() == expected
+
+
 def poison(cache: Path) -> None:
     """Rewrite every file entry with a well-formed one (right header and digest) that holds no documents: a
     loader that trusted it would lose the VMs."""
     for entry in (cache / "manifests").glob("*/*"):
-        payload = pickle.dumps(caching._File([], (), pickle.dumps([])))
+        payload = pickle.dumps(caching._File((), pickle.dumps([]), (), pickle.dumps([]), frozenset()))
         digest = hashlib.sha256(payload).digest()
         if pickle.loads(entry.read_bytes()[len(caching._MAGIC) + len(digest) :]) is not True:
             entry.write_bytes(caching._MAGIC + digest + payload)
@@ -326,7 +366,8 @@ def test_an_entry_whose_digests_are_not_one_per_document_is_ignored(tmp_path: Pa
         kept = pickle.loads(data[header:])
         if isinstance(kept, caching._File):
             # Well-formed (right header and digest of the payload), but its documents have lost their digests.
-            payload = pickle.dumps(caching._File(kept.documents, kept.digests[:-1], kept.references))
+            lost = caching._File(kept.keys, kept.documents_pickled, kept.digests[:-1], kept.references, frozenset())
+            payload = pickle.dumps(lost)
             entry.write_bytes(caching._MAGIC + hashlib.sha256(payload).digest() + payload)
             rewritten += 1
     assert rewritten == 4
