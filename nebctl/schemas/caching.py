@@ -17,6 +17,11 @@ What is kept, in ``DIRECTORY/manifests/``:
   across documents as they did in that set (the same keys, reference targets, static addresses, networks;
   ``validation.crossing``). Anything else checks the whole set.
 
+The documents of a set loaded here are a ``CachedDocuments`` mapping: each file's are read back from its entry
+when one of them is first asked for, so that a plan made from a kept trace reads only the edited files'. Their keys
+(and the distinct placement requirements of the VMs, which tell whether a plan reads usage figures) come with the
+entry without reading the documents.
+
 A long-lived process (the service, with ``remember``) also keeps in memory the documents of the files of its
 last load, by the same keys, so that after an edit only the edited file is parsed or read back.
 
