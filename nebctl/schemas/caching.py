@@ -48,9 +48,10 @@ import pickle
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 from nebctl.core.keys import ResourceKey
 from nebctl.schemas.checking import LoadedDocument
@@ -79,6 +80,7 @@ from nebctl.schemas.validation import (
     remember_references,
 )
 
+Read = TypeVar("Read")
 _MAGIC = b"nebctl-manifest-cache 1\n"
 # The checked documents of each file of this process's last load with ``remember``, by entry key: a service
 # loads the same set again after each edit, and its unchanged files need not even be read back from the
@@ -238,27 +240,38 @@ class _File:
         return [(document.manifest, digest) for document, digest in zip(self._read, self.digests, strict=True)]
 
 
-class CachedDocuments(Mapping[ResourceKey, AnyManifest]):
-    """The documents of a set loaded through the cache, by key in load order: each file's read back from its entry
-    when one of them is first asked for. What every VM's placement requirements are is told without reading any
-    (``requirements``)."""
+class _ByKey(Mapping[ResourceKey, Read]):
+    """What ``pick`` reads of each document of some files' entries, by key in load order: each file's documents are
+    read back from its entry when one of them is first asked for."""
 
-    def __init__(self, entries: Sequence[_File]) -> None:
-        self._entries = entries
-        self._where = {key: (entry, index) for entry in entries for index, key in enumerate(entry.keys)}
+    def __init__(self, places: Mapping[ResourceKey, tuple[_File, int]], pick: Callable[[LoadedDocument], Read]) -> None:
+        self._places = places
+        self._pick = pick
 
-    def __getitem__(self, key: ResourceKey) -> AnyManifest:
-        entry, index = self._where[key]
-        return entry.documents()[index].manifest
+    def __getitem__(self, key: ResourceKey) -> Read:
+        entry, index = self._places[key]
+        return self._pick(entry.documents()[index])
 
     def __contains__(self, key: object) -> bool:
-        return key in self._where
+        return key in self._places
 
     def __iter__(self) -> Iterator[ResourceKey]:
-        return iter(self._where)
+        return iter(self._places)
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(self._places)
+
+
+class CachedDocuments(_ByKey[AnyManifest]):
+    """The documents of a set loaded through the cache (``_ByKey``). What every VM's placement requirements are is
+    told without reading any (``requirements``)."""
+
+    def __init__(self, entries: Sequence[_File]) -> None:
+        super().__init__(
+            {key: (entry, index) for entry in entries for index, key in enumerate(entry.keys)},
+            lambda document: document.manifest,
+        )
+        self._entries = entries
 
     def requirements(self) -> frozenset[str]:
         """The distinct placement requirements of the set's VMs."""
@@ -266,29 +279,7 @@ class CachedDocuments(Mapping[ResourceKey, AnyManifest]):
 
     def locations(self) -> Mapping[ResourceKey, SourceLocation]:
         """Where each document was found, read back as the documents are."""
-        return _Locations(self._where)
-
-    def loaded(self) -> list[LoadedDocument]:
-        """Every document of the set, in load order (each file read back)."""
-        return [document for entry in self._entries for document in entry.documents()]
-
-
-class _Locations(Mapping[ResourceKey, SourceLocation]):
-    def __init__(self, where: Mapping[ResourceKey, tuple[_File, int]]) -> None:
-        self._where = where
-
-    def __getitem__(self, key: ResourceKey) -> SourceLocation:
-        entry, index = self._where[key]
-        return entry.documents()[index].location
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._where
-
-    def __iter__(self) -> Iterator[ResourceKey]:
-        return iter(self._where)
-
-    def __len__(self) -> int:
-        return len(self._where)
+        return _ByKey(self._places, lambda document: document.location)
 
 
 def _checked_set(
