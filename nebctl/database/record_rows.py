@@ -34,7 +34,9 @@ RECORD_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_STACK, _DESIRED, _APPLIED = (RECORD_COLUMNS.index(name) for name in ("stack", "desired", "applied"))
+_STACK, _DESIRED, _APPLIED, _APPLIED_HASH, _STATUS = (
+    RECORD_COLUMNS.index(name) for name in ("stack", "desired", "applied", "applied_hash", "status")
+)
 
 Processors = Sequence[Callable[[Any], Any] | None]
 """What turns each column's value, as the driver gives it, into the record's (``direct.raw_rows``)."""
@@ -106,6 +108,12 @@ class RecordRows(Mapping[ResourceKey, ResourceRecord]):
         return RecordRows(
             {key: row for key, row in self._rows.items() if row[_STACK] == stack}, self._processors, self._decoded
         )
+
+    def summary(self, key: ResourceKey) -> tuple[str, str | None, str]:
+        """The record's stack, the digest of its applied spec and its status, from its row (these columns are
+        text, which no driver converts)."""
+        row = self._rows[key]
+        return row[_STACK], row[_APPLIED_HASH], row[_STATUS]
 
     def may_hold_secrets(self, key: ResourceKey) -> bool:
         """Whether the record's stored specs may hold a secret (sealed, or in clear), told from the row's text: a

@@ -273,6 +273,11 @@ class CachedDocuments(_ByKey[AnyManifest]):
         )
         self._entries = entries
 
+    def digest(self, key: ResourceKey) -> bytes:
+        """The document's digest as applied (``digests.computed_digest``'s), kept in its file's entry."""
+        entry, index = self._places[key]
+        return entry.digests[index]
+
     def requirements(self) -> frozenset[str]:
         """The distinct placement requirements of the set's VMs."""
         return frozenset().union(*(entry.requirements for entry in self._entries))

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from nebctl.core.keys import ResourceKey
 from nebctl.core.memos import IdentityMemo
 from nebctl.schemas.models import AnyManifest, spec_document
 
@@ -25,6 +26,14 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 # The digests of the documents of the last set loaded through the manifest cache.
 _REMEMBERED: IdentityMemo[AnyManifest, bytes] = IdentityMemo()
+
+
+@runtime_checkable
+class DigestsByKey(Protocol):
+    """Documents that tell each one's digest (``computed_digest``'s) without reading it
+    (``schemas.caching.CachedDocuments``, from each file's entry)."""
+
+    def digest(self, key: ResourceKey) -> bytes: ...
 
 
 def with_metadata(spec: dict[str, Any], document: AnyManifest) -> dict[str, Any]:

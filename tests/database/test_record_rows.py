@@ -100,3 +100,16 @@ def test_a_spec_without_a_secret_is_told_apart_by_its_text() -> None:
     # Decoded by the driver (the server databases): looked into.
     assert not stored_may_hold_secrets(VM, {"cloudInit": None})
     assert stored_may_hold_secrets(VM, {"cloudInit": CLOUD_INIT})
+
+
+def test_a_records_summary_is_its_stack_applied_digest_and_status_on_every_backend(db_url: str) -> None:
+    store = Store.open(db_url, clock=lambda: WHEN)
+    try:
+        hashed = ResourceRecord(VM, "default", "hashed", "s", applied={"vcpu": 1}, applied_hash="a" * 64)
+        store.save_resources([*_records(), hashed])
+        rows = store.record_rows()
+        summaries = {key: rows.summary(key) for key in rows}
+        assert summaries == {r.key: (r.stack, r.applied_hash, r.status) for r in store.list_resources()}
+        assert summaries[hashed.key] == ("s", "a" * 64, "pending")
+    finally:
+        store.close()

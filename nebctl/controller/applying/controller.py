@@ -504,7 +504,9 @@ class Controller:
 
     def _hooks(self, planned: PlannedApply, programs: ProgramRecorder) -> HookDispatcher | None:
         """The dispatcher of the manifests' hooks, through the hooks driver (``exec`` runs real programs)."""
-        hooks = {key: doc for key, doc in planned.request.documents.items() if isinstance(doc, Hook)}
+        documents = planned.request.documents
+        # By key first: the documents of a set read from the manifest cache are read back only when asked for.
+        hooks = {key: doc for key in documents if key.kind is Kind.HOOK and isinstance(doc := documents[key], Hook)}
         if not hooks:
             return None
         name = str(self.settings.drivers.get("hooks", {}).get("driver", "exec"))

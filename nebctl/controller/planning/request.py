@@ -82,6 +82,14 @@ class ByStack(Protocol[Held_co]):
     def of_stack(self, stack: str) -> Mapping[ResourceKey, Held_co]: ...
 
 
+@runtime_checkable
+class RecordSummaries(Protocol):
+    """Records that tell each one's stack, the digest of its applied spec and its status without reading it
+    (``database.record_rows.RecordRows``): what a plan's fingerprint is made of."""
+
+    def summary(self, key: ResourceKey) -> tuple[str, str | None, str]: ...
+
+
 def own_records(records: Mapping[ResourceKey, Record], stack: str) -> Mapping[ResourceKey, Record]:
     """The records of ``stack``: through the records' own view when they have one (``ByStack``), which a plan made
     from a kept trace needs, since it reads only a few records; otherwise a dict of them."""

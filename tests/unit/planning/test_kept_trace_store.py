@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from nebctl.controller.kept_traces import KeptTraces
-from nebctl.controller.planning import PlanTrace, plan_again
+from nebctl.controller.planning import PlanTrace, fingerprint, plan_again
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import Store, record_rows
 from nebctl.database.records import ResourceRecord
+from nebctl.schemas import caching
+from nebctl.schemas.caching import load_paths_cached
 from nebctl.schemas.models import AnyManifest
 
 from .world import BASE, converge, documents, key, vm
@@ -217,3 +219,31 @@ def test_a_plan_from_a_kept_trace_reads_only_the_records_it_plans_again(
     whole, _, _ = plan_again(dataclasses.replace(request, records=dict(store.record_rows())), None)
     assert (plan.changes, plan.actions, plan.edges) == (whole.changes, whole.actions, whole.edges)
     assert [change.key for change in plan.changes if change.is_change] == [vm3]
+
+
+def test_a_fingerprint_reads_no_record_and_no_document_back(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fingerprint an apply records is made of each record's stack, applied digest and status and of each
+    document's digest: the rows and the manifest cache's entries hold them, so nothing is read back for it, and it
+    is the fingerprint of the same records and documents held in dicts."""
+    texts = [BASE, *(vm(f"vm{n}") for n in range(4))]
+    world = converge(*texts)
+    # As the journal stores them: with the digest of their applied spec.
+    hashed = [dataclasses.replace(r, applied_hash=f"{n:064x}") for n, r in enumerate(world.records.values())]
+    store.save_resources(hashed)
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    for index, text in enumerate(texts):
+        (manifests / f"{index}.yaml").write_text(text)
+    load_paths_cached([manifests], tmp_path / "cache")  # parsed and kept
+    loaded = load_paths_cached([manifests], tmp_path / "cache")  # read from the cache
+    plain = dataclasses.replace(
+        world.request(dict(loaded.documents)), records={r.key: r for r in store.list_resources()}
+    )
+    read: list[object] = []
+    monkeypatch.setattr(record_rows, "record_of", read.append)
+    monkeypatch.setattr(caching._File, "documents", read.append)
+    lazy = dataclasses.replace(plain, documents=loaded.documents, records=store.record_rows())
+    assert fingerprint(lazy) == fingerprint(plain)
+    assert read == []
