@@ -459,7 +459,7 @@ class Controller:
             registry=self.registry,
             hosts=planned.hosts,
             documents=planned.request.documents,
-            records={k: r for k, r in planned.request.records.items() if r.stack == stack},  # type: ignore[misc]
+            records=own_records(planned.request.records, stack),  # type: ignore[arg-type]
             shutdown_timeout=self.settings.shutdown_timeout,
             sources=ImageSources(registry=self.registry, settings=self.settings, documents=planned.request.documents),
             installation=self.installation(),

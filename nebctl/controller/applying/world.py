@@ -28,7 +28,9 @@ class ExecutionWorld:
     registry: DriverSource
     hosts: Mapping[str, tuple[HostRef, Any]]
     documents: Mapping[ResourceKey, AnyManifest]
-    records: dict[ResourceKey, ResourceRecord]
+    # The stack's records as planned, never written: what the journal writes goes on top (``keep``, ``drop``). A
+    # plan made from a kept trace reads few records back (``database.record_rows``); neither does this.
+    records: Mapping[ResourceKey, ResourceRecord]
     shutdown_timeout: float
     sources: ImageSources
     # What the ownership written on live objects carries (docs/ownership.md): this installation's id, and the
@@ -38,6 +40,8 @@ class ExecutionWorld:
     seal: Callable[[ResourceKey, Mapping[str, Any]], Mapping[str, Any]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _drivers: dict[str, HostDriverSet] = field(default_factory=dict)
+    _written: dict[ResourceKey, ResourceRecord] = field(default_factory=dict)
+    _dropped: set[ResourceKey] = field(default_factory=set)
 
     def drivers(self, host: str) -> HostDriverSet:
         # Resolved once per host, not per action: the registry shares each driver anyway, and resolving (the
@@ -78,8 +82,7 @@ class ExecutionWorld:
         return self.documents.get(key)
 
     def record(self, key: ResourceKey) -> RecordView | None:
-        with self._lock:
-            return self.records.get(key)
+        return self.current(key)
 
     # The journal's side: it keeps the records up to date as it writes them, while reconcilers read them from
     # the executor's worker threads.
@@ -87,17 +90,21 @@ class ExecutionWorld:
     def current(self, key: ResourceKey) -> ResourceRecord | None:
         """The record of ``key`` as the journal last wrote it."""
         with self._lock:
-            return self.records.get(key)
+            if key in self._written:
+                return self._written[key]
+            return None if key in self._dropped else self.records.get(key)
 
     def keep(self, record: ResourceRecord) -> None:
         """``record`` is now the resource's record."""
         with self._lock:
-            self.records[record.key] = record
+            self._written[record.key] = record
+            self._dropped.discard(record.key)
 
     def drop(self, key: ResourceKey) -> None:
         """The resource of ``key`` is gone, and so is its record."""
         with self._lock:
-            self.records.pop(key, None)
+            self._written.pop(key, None)
+            self._dropped.add(key)
 
     def appliance(self, marketplace: str, app: str, version: str | None = None) -> Appliance:
         return self.sources.appliance(marketplace, app, version)
