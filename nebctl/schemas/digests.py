@@ -1,12 +1,13 @@
 """The digest of a manifest as applied (its spec with secrets in clear, its labels and annotations): what a plan's
 fingerprint is made of, one per document.
 
-Computing one means dumping the document and encoding it as canonical JSON, about 20 µs; a plan's fingerprint
-needs every document's, 0.2 s at 10,000 VMs. The manifest cache (``schemas.caching``) keeps each document's digest
-with the document, and hands the digests of the set it loaded last to ``remember`` (and ``remember_more``, as it
-reads the documents of a file back): ``document_digest`` then
-returns the kept digest of exactly those document objects (documents are immutable), and computes it for any
-other. Either way the digest is the same; only its cost differs.
+Computing one means dumping the document and encoding it as canonical JSON, about 20 µs; a plan's fingerprint needs
+every document's, 0.2 s at 10,000 VMs. The manifest cache (``schemas.caching``) keeps each document's digest with
+the document, and hands the digests of the set it loaded last to ``remember`` (and ``remember_more``, as it reads
+the documents of a file back): ``document_digest`` then returns the kept digest of exactly those document objects
+(documents are immutable), and computes it for any other. A set read from the manifest cache also tells each
+document's digest by key (``DigestsByKey``), without reading the document back. Either way the digest is the same;
+only its cost differs.
 """
 
 from __future__ import annotations
