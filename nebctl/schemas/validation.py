@@ -75,7 +75,7 @@ def validate_documents(documents: Sequence[LoadedDocument]) -> list[Diagnostic]:
     kept: list[tuple[AnyManifest, tuple[ResourceKey, list[Reference]]]] = []
     for document in unique.values():
         targets = edges[document.key] = {}
-        diagnostics.extend(_malformed_depends_on(document))
+        diagnostics.extend(own_problems(document))
         known = _LAST_REFERENCES.get(document.manifest)
         if known is None or known[0] != document.key:
             known = (document.key, references_of(document.key, document.manifest))
@@ -89,9 +89,6 @@ def validate_documents(documents: Sequence[LoadedDocument]) -> list[Diagnostic]:
     if _has_cycle(edges):
         diagnostics.extend(_cycles(edges, unique))
     diagnostics.extend(_static_addresses(unique))
-    for document in unique.values():
-        if isinstance(document.manifest, VirtualMachine):
-            diagnostics.extend(_ignore_changes(document, document.manifest))
     file_order: dict[str, int] = {}
     for document in documents:
         file_order.setdefault(document.location.file, len(file_order))
