@@ -386,21 +386,19 @@ class _Requirements(Protocol):
 
 
 def documents_read_usage(documents: Mapping[ResourceKey, AnyManifest]) -> bool:
-    """Whether the placement requirements of some VM of ``documents`` read usage figures (``reads_usage``)."""
+    """Whether the placement requirements of some VM of ``documents`` read usage figures (``requirements_read_usage``):
+    told by the documents when they can, without reading every VM."""
     if isinstance(documents, _Requirements):
         return requirements_read_usage(documents.requirements())
-    return reads_usage(doc.spec.placement for doc in documents.values() if isinstance(doc, VirtualMachine))
-
-
-def reads_usage(placements: Iterable[Placement]) -> bool:
-    """Whether some of ``placements`` has requirements reading a host's usage figures (``USAGE_NAMES``): a VM
-    already on a host is moved off it once they fail there, so its plan depends on the clock. Rank and policy
-    choose among hosts for new VMs only."""
-    return requirements_read_usage(placement.requirements for placement in placements)
+    return requirements_read_usage(
+        doc.spec.placement.requirements for doc in documents.values() if isinstance(doc, VirtualMachine)
+    )
 
 
 def requirements_read_usage(requirements: Iterable[str | None]) -> bool:
-    """``reads_usage`` of placements with these requirements."""
+    """Whether some of these placement requirements read a host's usage figures (``USAGE_NAMES``): a VM already on
+    a host is moved off it once they fail there, so its plan depends on the clock. Rank and policy choose among
+    hosts for new VMs only."""
     # Each distinct expression once: a large set repeats a few over thousands of VMs.
     for text in {text for text in requirements if text}:
         try:

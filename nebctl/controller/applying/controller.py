@@ -165,15 +165,15 @@ class Controller:
         # The counters before the records (what is read after them is at least as new as they say): with those
         # read at the end, they tell whether anything but this plan's own writing came between.
         versions = self.store.change_versions()
+        # Each record decoded only when read (a plan made from a kept trace reads few of them), or kept by the
+        # service's cache.
+        stored = self.store.record_rows() if self.records_cache is None else self.records_cache.records(self.store)
+        previous = self._previous_trace(options.stack, versions, documents, stamps)
         records: Mapping[ResourceKey, ResourceRecord]
-        if self.records_cache is None:
-            # Each record decoded only when read: a plan made from a kept trace reads few of them.
-            rows = self.store.record_rows()
-            previous = self._previous_trace(options.stack, versions, documents, stamps)
-            records, resealed = reveal_rows(rows, documents, self.store.secrets)
+        if isinstance(stored, RecordRows):
+            records, resealed = reveal_rows(stored, documents, self.store.secrets)
         else:  # only the records whose row or manifest changed since the last plan are revealed again
-            stored = self.records_cache.records(self.store)
-            previous = self._previous_trace(options.stack, versions, documents, stamps)
+            assert self.records_cache is not None
             records, resealed = self.records_cache.revealed(stored, documents, self.store.secrets, reveal_records)
         own = own_records(records, options.stack)
         hosts = known_hosts(documents, own)
