@@ -13,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nebctl.core.keys import Kind
-from nebctl.database import ResourceRecord, Store, record_rows
+from nebctl.database import ResourceRecord, Store
 from nebctl.database.sealing import secret_values, stored_may_hold_secrets
+from tests.support.decoding import decoded_records
 
 VM = Kind.VIRTUAL_MACHINE
 WHEN = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -51,14 +52,7 @@ def test_a_record_is_decoded_only_when_read_and_then_kept(tmp_path: Any, monkeyp
     store = Store.open(f"sqlite:///{tmp_path / 'nebctl.db'}", clock=lambda: WHEN)
     try:
         store.save_resources(_records())
-        decoded: list[str] = []
-        real = record_rows.record_of
-
-        def counted(values: Any) -> ResourceRecord:
-            decoded.append(values[2])
-            return real(values)
-
-        monkeypatch.setattr(record_rows, "record_of", counted)
+        decoded = decoded_records(monkeypatch)
         rows = store.record_rows()
         own = rows.of_stack("s")
         assert len(own) == 4 and {key.name for key in rows if rows.may_hold_secrets(key)} == {"init", "notify"}

@@ -9,7 +9,6 @@ import pickle
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,6 +20,7 @@ from nebctl.database.records import ResourceRecord
 from nebctl.schemas import caching
 from nebctl.schemas.caching import load_paths_cached
 from nebctl.schemas.models import AnyManifest
+from tests.support.decoding import decoded_records
 
 from .world import BASE, converge, documents, key, vm
 
@@ -203,19 +203,11 @@ def test_a_plan_from_a_kept_trace_reads_only_the_records_it_plans_again(
     # One VM's label edited: its stamp moves, and only it is planned again.
     edited = documents(BASE, *(vm(f"vm{n}", **({"app: web": "app: db"} if n == 3 else {})) for n in range(8)))
     vm3 = key("vm/vm3")
-    decoded: list[str] = []
-    real = record_rows.record_of
-
-    def counted(values: Any) -> ResourceRecord:
-        decoded.append(values[2])
-        return real(values)
-
-    monkeypatch.setattr(record_rows, "record_of", counted)
+    decoded = decoded_records(monkeypatch)
     request = dataclasses.replace(world.request(edited), records=store.record_rows())
     plan, _, _ = plan_again(request, found, {**stamps, vm3: "edited text"})
     assert decoded == ["vm3"]
     # The plan is the whole plan's, made from every record decoded.
-    monkeypatch.setattr(record_rows, "record_of", real)
     whole, _, _ = plan_again(dataclasses.replace(request, records=dict(store.record_rows())), None)
     assert (plan.changes, plan.actions, plan.edges) == (whole.changes, whole.actions, whole.edges)
     assert [change.key for change in plan.changes if change.is_change] == [vm3]
