@@ -49,25 +49,33 @@ def known_hosts(
 ) -> dict[str, tuple[HostRef, Any]]:
     """Every host nebctl should look at: those of the manifests and those it recorded before (a host removed
     from the manifests may still carry VMs to delete). Value: the host reference and its driver overrides."""
-    hosts: dict[str, tuple[HostRef, Any]] = {}
-    for key in records:
-        if key.kind is not Kind.HOST:
-            continue  # (only hosts' records are read: the others may not even be decoded yet)
-        record = records[key]
-        if record.applied is not None:
-            virtualization = record.applied.get("virtualization") or {}
-            domain_type = str(virtualization.get("domainType", "auto"))
-            hosts[key.name] = (
-                HostRef(key.name, str(record.applied["uri"]), domain_type),
-                record.applied.get("drivers"),
-            )
+    # A host's manifest says where it is over its record; only the records of hosts without one are read (the
+    # others may not even be decoded yet, like the records of every other kind).
+    declared: dict[str, tuple[HostRef, Any]] = {}
     for key in documents:
         if key.kind is not Kind.HOST:
             continue
         document = documents[key]
         if isinstance(document, Host):
             domain_type = document.spec.virtualization.domainType if document.spec.virtualization else "auto"
-            hosts[key.name] = (HostRef(key.name, document.spec.uri, domain_type), document.spec.drivers)
+            declared[key.name] = (HostRef(key.name, document.spec.uri, domain_type), document.spec.drivers)
+    hosts: dict[str, tuple[HostRef, Any]] = {}
+    for key in records:
+        if key.kind is not Kind.HOST:
+            continue
+        if key.name in declared:
+            hosts[key.name] = declared[key.name]
+            continue
+        record = records[key]
+        if record.applied is not None:
+            virtualization = record.applied.get("virtualization") or {}
+            recorded_type = str(virtualization.get("domainType", "auto"))
+            hosts[key.name] = (
+                HostRef(key.name, str(record.applied["uri"]), recorded_type),
+                record.applied.get("drivers"),
+            )
+    for name, host in declared.items():
+        hosts.setdefault(name, host)
     return hosts
 
 

@@ -374,8 +374,11 @@ class Registry:
 
     def get(self, family: Family, reference: str) -> Any:
         """The driver instance for ``reference`` (``sim``, ``exec:NAME``...), built once and then shared."""
-        name, instance = parse_reference(reference)
         key = (family, reference)
+        existing = self._instances.get(key)  # the common case, without the lock: a host's drivers are asked often
+        if existing is not None:
+            return existing
+        name, instance = parse_reference(reference)
         with self._lock:
             existing = self._instances.get(key)
             if existing is not None:
@@ -400,9 +403,14 @@ class Registry:
         chosen: dict[Family, str] = {}
         if overrides is not None and not isinstance(overrides, Mapping):
             overrides = overrides.model_dump() if hasattr(overrides, "model_dump") else vars(overrides)
+        implied: str | None = None  # the same for every family: worked out once
         for family in HOST_FAMILIES:
             override = overrides.get(family.value) if overrides else None
-            chosen[family] = override or default_reference(host.uri)
+            if override:
+                chosen[family] = override
+            else:
+                implied = implied or default_reference(host.uri)
+                chosen[family] = implied
         return HostDriverSet(
             host=host,
             virtualization=self.get(Family.VIRTUALIZATION, chosen[Family.VIRTUALIZATION]),

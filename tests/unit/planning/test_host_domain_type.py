@@ -56,6 +56,32 @@ def test_documents_and_records_give_their_domain_type() -> None:
     }
 
 
+class _Counted(dict[ResourceKey, Record]):
+    """Records that say which were read."""
+
+    def __init__(self, records: dict[ResourceKey, Record]) -> None:
+        super().__init__(records)
+        self.read: list[str] = []
+
+    def __getitem__(self, key: ResourceKey) -> Record:
+        self.read.append(key.name)
+        return super().__getitem__(key)
+
+
+def test_only_the_records_of_hosts_without_a_manifest_are_read() -> None:
+    documents = load_text(HOSTS).documents
+    records = _Counted(
+        {
+            ResourceKey.of(Kind.HOST, "plain"): Record({"uri": "qemu+ssh://elsewhere/system"}),
+            ResourceKey.of(Kind.HOST, "gone"): Record({"uri": "qemu+ssh://gone/system"}),
+        }
+    )
+    hosts = known_hosts(documents, records)
+    assert records.read == ["gone"]  # the manifest of "plain" says where it is: its record is not even read
+    assert [name for name in hosts] == ["plain", "gone", "nested"]  # the records' order, then the manifests' own
+    assert hosts["plain"][0].uri == "qemu+ssh://plain/system"
+
+
 def test_an_unknown_domain_type_is_refused_where_it_is_written() -> None:
     with pytest.raises(ManifestError) as refused:
         load_text(HOSTS.replace("domainType: qemu", "domainType: xen"), "hosts.yaml")
