@@ -23,8 +23,9 @@ database and nothing is written again; otherwise the caller keeps it again again
 ``ObservationKeeper`` keeps one in memory (the service's controller, which plans many times) or in a directory
 (the CLI's ``STATE_DIR/cache/observations``: one entry per database, in the format of ``schemas.caching``'s
 entries, never found by another version of nebctl; without the applied spec each VM's ownership carries, which
-no plan reads). Reading never fails a plan: a missing, stale, corrupt or
-foreign entry means observing as usual. Deleting the directory is always safe.
+no plan reads; its VMs and listings read back only where a plan reads them). An entry whose file is older than
+``max_age`` is not even read. Reading never fails a plan: a missing, stale, corrupt or foreign entry means
+observing as usual. Deleting the directory is always safe.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any
 
 from nebctl.controller.kept_plans import code_digest
 from nebctl.controller.observing import DriverSource, observation_token
+from nebctl.core.deferred import Deferred, DeferredChunks, DeferredPart
 from nebctl.database.versions import Versions
 from nebctl.drivers.types import HostRef
 from nebctl.reconcilers.base import LiveView
@@ -82,6 +84,12 @@ class ObservationKeeper:
     ) -> KeptObservation | None:
         """The kept observation of ``hosts`` (those of ``listed`` listed too) while their drivers' word is still
         the one it was made under and it is young enough; else None. Asks each driver once, when one is kept."""
+        if self._entries is not None:
+            # An entry is written after its observation was made: one whose file is already too old holds one that
+            # is older still, and is not even read (reading a large fleet's takes longer than this whole check).
+            written = self._entries.modified(self._name)
+            if written is None or self.clock() - written > self.max_age:
+                return None
         kept = self._memory if self._entries is None else self._entries.get(self._name)
         if not isinstance(kept, KeptObservation) or kept.live.token is None:
             return None
@@ -100,16 +108,25 @@ class ObservationKeeper:
         if self._entries is None:
             self._memory = observation
         else:
-            self._entries.put(self._name, dataclasses.replace(observation, live=_without_owned_specs(observation.live)))
+            self._entries.put(self._name, dataclasses.replace(observation, live=_as_kept(observation.live)))
 
 
-def _without_owned_specs(live: LiveView) -> LiveView:
-    """``live`` without the spec each VM's ownership carries: only recovery reads those, from a survey of its
-    own, never a plan. They are most of a large observation's size and of the time to read it back."""
+def _as_kept(live: LiveView) -> LiveView:
+    """``live`` as the file keeps it: without the spec each VM's ownership carries (only recovery reads those, from
+    a survey of its own, never a plan; they were most of a large observation's size and of the time to read it
+    back), its VMs in chunks by host and its listings apart, each read back when first read (``core.deferred``): a
+    plan on the view its kept trace was made from reads the VMs it plans again, and nothing else of them."""
     vms = {
         uuid: status
         if status.owner is None or status.owner.spec is None
         else dataclasses.replace(status, owner=dataclasses.replace(status.owner, spec=None))
         for uuid, status in live.vms.items()
     }
-    return dataclasses.replace(live, vms=vms)
+    where = live.vm_hosts
+    listings: Deferred[tuple[Mapping[Any, Any], ...]] = Deferred((live.objects, live.fingerprints))
+    return dataclasses.replace(
+        live,
+        vms=DeferredChunks(vms, where.get),
+        objects=DeferredPart(listings, 0),
+        fingerprints=DeferredPart(listings, 1),
+    )

@@ -13,7 +13,9 @@ stamps, ``ManifestSet.stamps``), the options and what it reads of the live view 
 Only the trace of a whole plan is kept (a plan made from a kept trace leaves it in place: it stays valid for the
 next edit, which compares its manifests with the same stamps). What it holds of each manifest and record for the
 installation-wide steps stays pickled value by value (``PickledMapping``): it is read back only for the few that
-moved. The database's state it holds for is an entry of its own: a plan made from the trace that wrote nothing but
+moved. Its resolved specs and observed states, and what planning read of the live view, stay pickled whole
+(``core.deferred``) until a plan reads one: a plan after an edit of a few manifests most often reads none of them.
+The database's state it holds for is an entry of its own: a plan made from the trace that wrote nothing but
 what it observed (which raises the counters and changes no record) moves that state to the counters it leaves
 (``advance``), so that observing the fleet again does not cost the next command its trace. The trace holds the
 resolved specs, the changes and the installation-wide results, never a manifest, a record or a secret. A secret in
@@ -42,10 +44,13 @@ from pydantic import BaseModel, SecretStr
 from nebctl.controller.kept_plans import code_digest
 from nebctl.controller.planning import PlanTrace, kept_trace, with_moved_records
 from nebctl.controller.planning.changes import Outcome
+from nebctl.controller.planning.incremental import Seen, seen
+from nebctl.core.deferred import Deferred, DeferredPart
 from nebctl.core.keys import ResourceKey
 from nebctl.database.sealing import SECRET_PATHS, has_clear_secret, is_sealed, map_secrets
 from nebctl.database.store import Store
 from nebctl.database.versions import Versions
+from nebctl.reconcilers.base import LiveView
 from nebctl.schemas.caching import Entries
 from nebctl.schemas.models import AnyManifest
 
@@ -103,13 +108,20 @@ class _Entry:
 
 @dataclass(frozen=True)
 class _State:
-    """The state of the database a kept trace (the ``_Entry`` of the same ``token``) holds for: a small entry of
-    its own, so that a plan that only kept what it observed (which raises the counters and changes no record) can
-    say so without writing the trace again (``advance``)."""
+    """The state of the database and the live view a kept trace (the ``_Entry`` of the same ``token``) holds for:
+    an entry of its own, so that a plan made from the trace that only kept what it observed (which raises the
+    counters and changes no record), or that found its results holding for another view, can say so without writing
+    the trace again (``advance``)."""
 
     token: bytes
     versions: Versions
     table: tuple[Any, ...]
+    seen: Deferred[Seen]  # what planning read of the live view (``Stamped.seen``)
+    observation: bytes | None  # that view's identity (``Stamped.observation``)
+
+
+# In place of what a kept trace's entry read of the live view, which its state holds.
+_IN_STATE: Deferred[Seen] = Deferred(Seen({}, {}, {}, {}))
 
 
 class KeptTraces:
@@ -149,6 +161,9 @@ class KeptTraces:
         if not isinstance(kept, _Entry) or kept.token != state.token:
             return None
         trace = kept.trace
+        if trace.stamped is not None:
+            stamped = dataclasses.replace(trace.stamped, seen=state.seen, observation=state.observation)
+            trace = dataclasses.replace(trace, stamped=stamped)
         if not _holds(state, versions, store):
             moved = _moved_rows(kept, versions, store)
             if moved is None:
@@ -208,10 +223,19 @@ class KeptTraces:
         if lean is None or lean.stamped is None:
             return False
         stamped = lean.stamped
+        # The specs and observed states are read back only when a plan asks for one (most often of the few
+        # resources it plans again), and together: a resource observed as its spec resolves shares that value.
+        both: Deferred[tuple[Mapping[Any, Any], ...]] = Deferred((lean.specs, lean.observed))
         lean = dataclasses.replace(
             lean,
+            specs=DeferredPart(both, 0),
+            observed=DeferredPart(both, 1),
             stamped=dataclasses.replace(
-                stamped, inputs=PickledMapping(stamped.inputs), records=PickledMapping(stamped.records)
+                stamped,
+                inputs=PickledMapping(stamped.inputs),
+                records=PickledMapping(stamped.records),
+                seen=_IN_STATE,
+                observation=None,
             ),
         )
         rows = _row_digests(store, {key: key for key in request.records})
@@ -222,18 +246,25 @@ class KeptTraces:
         # The trace first, then its state: a state is never found beside another trace (a crash between them
         # leaves a state whose token is not the trace's).
         self._entries.put(self._name(stack), _Entry(token, lean, frozenset(hiding), rows))
-        self._entries.put(self._state_name(stack), _State(token, versions, table))
+        self._entries.put(self._state_name(stack), _State(token, versions, table, stamped.seen, stamped.observation))
         log.debug("the trace of this plan of stack %s is kept for the next", stack)
         return True
 
-    def advance(self, stack: str, before: Versions, after: Versions, store: Store) -> bool:
+    def advance(
+        self, stack: str, before: Versions, after: Versions, store: Store, view: LiveView | None = None
+    ) -> bool:
         """Say that the kept trace of ``stack``, made from the records as ``before`` counts them, still holds at
         ``after``: the caller's plan, made from it, wrote nothing but what it observed (no record changes), and
-        nothing else was written (``after`` is what the counters say now). Whether it was said."""
+        nothing else was written (``after`` is what the counters say now). With ``view``, the trace's results hold
+        for that live view too, which the caller's plan found (``Replan.view_holds``): the next plan compares its
+        view with that one. Whether it was said."""
         state = self._state(stack, before, store)
         if state is None or store.change_versions() != after:
             return False
-        self._entries.put(self._state_name(stack), _State(state.token, after, state.table))
+        seen_now, observation = (
+            (state.seen, state.observation) if view is None else (Deferred(seen(view)), view.identity)
+        )
+        self._entries.put(self._state_name(stack), _State(state.token, after, state.table, seen_now, observation))
         return True
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -184,6 +185,7 @@ def _view(
         objects={name: pairs for name, (pairs, _) in listed.items()},
         fingerprints={name: prints for name, (_, prints) in listed.items()},
         token=token,
+        identity=os.urandom(16),
     )
 
 

@@ -66,6 +66,10 @@ class LiveView:
     # The drivers' word for the state this view saw (``ObservationTokenDriver``), when every host's driver gave
     # one and it did not change while the view was made; None otherwise. Planning never reads it.
     token: str | None = None
+    # Names this very view (random, given when it was made), kept with it: equal identities are one observation,
+    # read back from where it was kept. A plan made from a kept trace compares nothing it read of a view of the
+    # identity it was made from. None: a view made without one (the service's monitoring, tests).
+    identity: bytes | None = field(default=None, compare=False)
 
     def host_answers(self, host: str | None) -> bool:
         """Whether ``host`` was probed and answered. Unprobed hosts count as not answering."""

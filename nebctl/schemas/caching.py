@@ -391,6 +391,13 @@ class Entries:
             digest.update(part)
         return digest.hexdigest()
 
+    def modified(self, key: str) -> float | None:
+        """When the entry's file was last written (``time.time()``'s clock), or None when there is none."""
+        try:
+            return os.stat(self.directory / key).st_mtime
+        except OSError:
+            return None
+
     def get(self, key: str) -> object:
         try:
             with open(self.directory / key, "rb") as handle:

@@ -216,9 +216,15 @@ class Controller:
         if self.traces is not None and mine is not None and stamps:
             if trace is not None and trace.replanned is None:
                 self.traces.keep(options.stack, trace, dict(stamps), mine, self.store)
-            elif previous is not None and recorded:
-                # Made from the kept trace, this plan wrote only what it observed: the trace still holds.
-                self.traces.advance(options.stack, versions, mine, self.store)
+            elif previous is not None:
+                # Made from the kept trace, this plan wrote only what it observed: the trace still holds. When the
+                # plan found its results holding for this live view, which the trace was not made from, the trace
+                # takes it: the next plan on this view (a kept observation) compares nothing of it.
+                holds = trace is not None and trace.replanned is not None and trace.replanned.view_holds
+                moved = previous.stamped is not None and previous.stamped.observation != live.identity
+                view = live if holds and moved and live.identity is not None else None
+                if recorded or view is not None:
+                    self.traces.advance(options.stack, versions, mine, self.store, view)
         return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
 
     def _previous_trace(
@@ -267,7 +273,7 @@ class Controller:
 
     def _plan_from(
         self, request: PlanRequest, previous: PlanTrace | None, stamps: Mapping[ResourceKey, str] | None
-    ) -> tuple[Plan, dict[ResourceKey, dict[str, Any]], PlanTrace | None]:
+    ) -> tuple[Plan, Mapping[ResourceKey, dict[str, Any]], PlanTrace | None]:
         """``plan_again``, keeping the trace for the next plan (``incremental``) and saying what was redone."""
         try:
             plan, specs, trace = plan_again(request, previous, stamps)

@@ -5,7 +5,7 @@ each kind's reconciler, as one ``ResourceChange`` per resource.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from nebctl.controller.planning.repairs import settle_repairs
@@ -32,7 +32,7 @@ def resource_changes(  # noqa: PLR0912 - one decision table per resource: gone, 
     own: Mapping[ResourceKey, RecordView],
     ctx: PlanningContext,
     problems: list[str],
-    specs: dict[ResourceKey, dict[str, Any]],
+    specs: MutableMapping[ResourceKey, dict[str, Any]],
     *,
     deposing: frozenset[ResourceKey] = frozenset(),
     notes: Mapping[ResourceKey, str] | None = None,

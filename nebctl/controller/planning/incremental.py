@@ -27,7 +27,8 @@ the installation-wide steps read of it, what those steps read of each record, th
 of the live view (``Seen``). Whoever hands such a trace back vouches for the records: they are those it was made
 from, but for the ones it names as moved (``with_moved_records``: an apply wrote them, say). A manifest then counts
 as changed when its stamp did, a moved record as a record that is not the object it was, and the live view is
-compared as above. The resources the caller left out of it (``unkept``: their plans hold secrets) are planned again
+compared as above, unless it is the very view the trace was made from (``LiveView.identity``: a kept
+observation). The resources the caller left out of it (``unkept``: their plans hold secrets) are planned again
 each time.
 
 Pure: values in, values out; tests/unit/planning/test_incremental_plans.py compares it with the whole plan.
@@ -36,12 +37,13 @@ Pure: values in, values out; tests/unit/planning/test_incremental_plans.py compa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nebctl.controller.planning.changes import Outcome
 from nebctl.controller.planning.request import PlanRequest
+from nebctl.core.deferred import Deferred
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, ResourceChange
 from nebctl.drivers.types import HostProbe, VMStatus
@@ -51,6 +53,8 @@ from nebctl.reconcilers.identity import VMIdentity
 # More changed resources than this share of the manifests (and than ``FEW``): the whole plan is made.
 MOST_REPLANNED = 0.25
 FEW = 100  # planned again in any case: a few milliseconds, less than a whole plan of any larger stack
+
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,14 @@ class Stamped:
     stamps: Mapping[ResourceKey, str]
     inputs: Mapping[ResourceKey, SharedInputs | None]
     unkept: frozenset[ResourceKey]
-    seen: Seen  # what planning read of the live view
+    seen: Deferred[Seen]  # what planning read of the live view (built only when compared)
     records: Mapping[ResourceKey, SharedInputs]  # what the installation-wide steps read of each record that says
     # The records that are not those the trace was made from, as whoever hands it back found them (they are
     # compared like the records of an edit); empty as kept.
     moved: frozenset[ResourceKey] = frozenset()
+    # The identity of the live view the plan read (``LiveView.identity``): a plan that reads the very same view
+    # (a kept observation) need not compare what it reads of it.
+    observation: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,58 @@ class PlanTrace:
     stamped: Stamped | None = None
 
 
+class Overlay(MutableMapping[ResourceKey, Item]):
+    """A mapping to write in, over ``base`` without the keys of ``hidden``: ``base`` is read only for what is asked
+    of it (a kept trace's specs, built from their pickle only when read: ``core.deferred``). Laid over another
+    overlay, it takes that one's base, so overlays never pile up."""
+
+    def __init__(self, base: Mapping[ResourceKey, Item], hidden: Collection[ResourceKey]) -> None:
+        if isinstance(base, Overlay):
+            self._base: Mapping[ResourceKey, Item] = base._base
+            self._own: dict[ResourceKey, Item] = {key: v for key, v in base._own.items() if key not in hidden}
+            self._hidden: frozenset[ResourceKey] = base._hidden | frozenset(hidden)
+        else:
+            self._base, self._own, self._hidden = base, {}, frozenset(hidden)
+
+    def __getitem__(self, key: ResourceKey) -> Item:
+        if key in self._own:
+            return self._own[key]
+        if key in self._hidden:
+            raise KeyError(key)
+        return self._base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._own or (key not in self._hidden and key in self._base)
+
+    def __setitem__(self, key: ResourceKey, value: Item) -> None:
+        self._own[key] = value
+
+    def __delitem__(self, key: ResourceKey) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._own.pop(key, None)
+        self._hidden |= {key}
+
+    def __iter__(self) -> Iterator[ResourceKey]:
+        own, hidden = self._own, self._hidden
+        yield from (key for key in self._base if key not in own and key not in hidden)
+        yield from own
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def without(base: Mapping[ResourceKey, Item], keys: Collection[ResourceKey]) -> MutableMapping[ResourceKey, Item]:
+    """``base`` without ``keys``, to write in: a copy of a dict (the service's trace, in memory), an ``Overlay`` of
+    anything else (a kept trace's, whose values are read only where asked)."""
+    if isinstance(base, dict):
+        copy = dict(base)
+        for key in keys:
+            copy.pop(key, None)
+        return copy
+    return Overlay(base, keys)
+
+
 @dataclass(frozen=True)
 class Replan:
     """What a plan made from a trace redoes: the resources planned again, and whether every VM is placed again
@@ -109,6 +168,10 @@ class Replan:
 
     keys: frozenset[ResourceKey]
     placing: bool = False
+    # A kept trace's: no resource is planned again for its live state (at most the hosts' probes moved, and then
+    # every VM was placed as before). The trace's results then hold for this plan's live view, and the trace may
+    # take what it reads of that view (``KeptTraces.advance``), so that the next plan on it compares nothing.
+    view_holds: bool = False
 
 
 def replanned(
@@ -117,16 +180,23 @@ def replanned(
     """What to redo when everything else of ``request`` is as ``previous`` found it; None when the whole plan must
     be made (the module's rules). ``stamps`` are the manifests' (``ManifestSet.stamps``), for a kept trace."""
     before = previous.request
-    found = _restamped(previous, request, stamps) if before is None else _reused(before, request)
-    if found is None:
-        return None
-    placing, again = found
+    view_holds = False
+    if before is None:
+        restamped = _restamped(previous, request, stamps)
+        if restamped is None:
+            return None
+        placing, again, view_holds = restamped
+    else:
+        found = _reused(before, request)
+        if found is None:
+            return None
+        placing, again = found
     if _many(len(again), len(request.documents)):
         return None
     for key, (change, drift, _) in previous.outcomes.items():
         if drift or (change is not None and change.drift):
             again.add(key)  # how its drift is repaired reads the records of the VMs that hold its objects
-    return Replan(frozenset(again), placing)
+    return Replan(frozenset(again), placing, view_holds=view_holds)
 
 
 def kept_trace(trace: PlanTrace, stamps: Mapping[ResourceKey, str], unkept: frozenset[ResourceKey]) -> PlanTrace | None:
@@ -153,7 +223,15 @@ def kept_trace(trace: PlanTrace, stamps: Mapping[ResourceKey, str], unkept: froz
         specs={key: spec for key, spec in trace.specs.items() if key not in unkept},
         observed=_observed(trace, unkept),
         changed={key: value for key, value in trace.changed.items() if key not in unkept},
-        stamped=Stamped(_options(request), dict(stamps), inputs, unkept, seen(request.live), records),
+        stamped=Stamped(
+            _options(request),
+            dict(stamps),
+            inputs,
+            unkept,
+            Deferred(seen(request.live)),
+            records,
+            observation=request.live.identity,
+        ),
     )
 
 
@@ -240,10 +318,10 @@ def _observed(trace: PlanTrace, unkept: frozenset[ResourceKey]) -> dict[Resource
 
 def _restamped(
     previous: PlanTrace, request: PlanRequest, stamps: Mapping[ResourceKey, str] | None
-) -> tuple[bool, set[ResourceKey]] | None:
-    """For a kept trace (its records vouched for): whether what placement reads moved, and the resources to plan
-    again: those whose manifest's stamp moved, whose record moved, whose live state moved, and whose results were
-    not kept."""
+) -> tuple[bool, set[ResourceKey], bool] | None:
+    """For a kept trace (its records vouched for): whether what placement reads moved, the resources to plan
+    again (those whose manifest's stamp moved, whose record moved, whose live state moved, and whose results were
+    not kept), and whether none of them is planned again for its live state (``Replan.view_holds``)."""
     kept_as = previous.stamped
     if kept_as is None or stamps is None or stamps.keys() != kept_as.stamps.keys():
         return None
@@ -258,8 +336,10 @@ def _restamped(
     )
     if rewritten is None:
         return None
-    now = seen(request.live)
-    live = _seen_again(kept_as.seen, now, request) if now != kept_as.seen else (False, set())
+    live: tuple[bool, set[ResourceKey]] | None = (False, set())
+    if kept_as.observation is None or request.live.identity != kept_as.observation:
+        now, before = seen(request.live), kept_as.seen.get()
+        live = _seen_again(before, now, request) if now != before else (False, set())
     if live is None:
         return None
     reconcilers, documents, old = request.reconcilers, request.documents, kept_as.stamps
@@ -271,7 +351,8 @@ def _restamped(
     )
     if found is None:
         return None
-    return live[0] or found[0] or rewritten[0], live[1] | found[1] | rewritten[1] | kept_as.unkept
+    placing = live[0] or found[0] or rewritten[0]
+    return placing, live[1] | found[1] | rewritten[1] | kept_as.unkept, not live[1]
 
 
 def _changed(

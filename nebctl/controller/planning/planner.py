@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from nebctl.controller.planning.changes import resource_changes
 from nebctl.controller.planning.fingerprint import fingerprint
 from nebctl.controller.planning.graph import action_graph
 from nebctl.controller.planning.guards import check_deletions, check_quotas
-from nebctl.controller.planning.incremental import PlanTrace, Replan, Shared, replanned
+from nebctl.controller.planning.incremental import PlanTrace, Replan, Shared, replanned, without
 from nebctl.controller.planning.placing import place_vms
 from nebctl.controller.planning.replacement import check_created_first, created_first, incarnations_of, with_deposed
 from nebctl.controller.planning.request import PlanError, PlanRequest, own_records, sort_key
@@ -28,7 +28,7 @@ def make_plan(request: PlanRequest) -> Plan:
     return plan_with_specs(request)[0]
 
 
-def plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict[str, Any]]]:
+def plan_with_specs(request: PlanRequest) -> tuple[Plan, Mapping[ResourceKey, dict[str, Any]]]:
     """The plan, and the resolved spec of every resource the manifests declare (host, leases, datastores and
     spans filled in): what each record's ``applied`` becomes once its actions succeed. The specs hold secrets
     in clear, which is why they travel beside the plan and never inside it."""
@@ -38,7 +38,7 @@ def plan_with_specs(request: PlanRequest) -> tuple[Plan, dict[ResourceKey, dict[
 
 def plan_again(
     request: PlanRequest, previous: PlanTrace | None, stamps: Mapping[ResourceKey, str] | None = None
-) -> tuple[Plan, dict[ResourceKey, dict[str, Any]], PlanTrace | None]:
+) -> tuple[Plan, Mapping[ResourceKey, dict[str, Any]], PlanTrace | None]:
     """``plan_with_specs``, redoing only what moved since ``previous`` (the trace of the last plan of a planner
     that lives on, or one kept between processes, ``incremental``), and the trace of this plan for the next (None
     when it replaced VMs create-first: the next plan is made whole). ``stamps`` are the manifests' stamps, which a
@@ -80,7 +80,7 @@ def _plan_with_specs(
     refused: frozenset[ResourceKey] = frozenset(),
     previous: PlanTrace | None = None,
     stamps: Mapping[ResourceKey, str] | None = None,
-) -> tuple[Plan, dict[ResourceKey, dict[str, Any]], PlanTrace | None]:
+) -> tuple[Plan, Mapping[ResourceKey, dict[str, Any]], PlanTrace | None]:
     """The plan, with the VMs of ``deposing`` replaced create-first (their old VMs deposed); ``refused`` are
     VMs that asked for it but turned out not to be replaced once planned so (they are not asked again)."""
     request = with_deposed(original, deposing)
@@ -94,14 +94,13 @@ def _plan_with_specs(
     replan = replanned(previous, request, stamps) if previous is not None and not deposing else None
     shared = _shared_again(request, own, previous, replan) if previous is not None and replan is not None else None
     redone = replan if shared is not None else None
-    specs: dict[ResourceKey, dict[str, Any]]  # filled in by resource_changes, read by the reconcilers' actions
+    specs: MutableMapping[ResourceKey, dict[str, Any]]  # filled in by resource_changes, read by the actions
     if previous is not None and replan is not None and shared is not None:
         again = replan.keys
-        specs, observed, changed = dict(previous.specs), dict(previous.observed), dict(previous.changed)
-        for key in again:  # planned again below: what the last plan found of them goes
-            specs.pop(key, None)
-            observed.pop(key, None)
-            changed.pop(key, None)
+        # Planned again below, what the last plan found of these goes. A kept trace's specs and observed states
+        # are read only where asked (for the changed resources, most often those planned again).
+        specs = without(previous.specs, again)
+        observed, changed = without(previous.observed, again), without(previous.changed, again)
         ctx = _context(request, own, shared, specs, observed=observed, changed=changed)
         fresh = resource_changes(request, own, ctx, problems, specs, keys=again, notes=shared.notes)
         outcomes = {key: fresh[key] if key in again else outcome for key, outcome in previous.outcomes.items()}
@@ -187,10 +186,10 @@ def _context(
     request: PlanRequest,
     own: Mapping[ResourceKey, RecordView],
     shared: Shared,
-    specs: dict[ResourceKey, dict[str, Any]],
+    specs: MutableMapping[ResourceKey, dict[str, Any]],
     *,
-    observed: dict[ResourceKey, Mapping[str, Any]],
-    changed: dict[ResourceKey, tuple[str, ...]],
+    observed: MutableMapping[ResourceKey, Mapping[str, Any]],
+    changed: MutableMapping[ResourceKey, tuple[str, ...]],
 ) -> PlanningContext:
     resolution = shared.resolution
     return PlanningContext(

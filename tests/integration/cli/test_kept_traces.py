@@ -9,7 +9,9 @@ whatever was edited, rewritten, written by hand or broken in the cache, the outp
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -71,6 +73,28 @@ def test_a_plan_that_observed_the_fleet_again_leaves_the_trace_valid(world: Worl
     assert planned(world)[0::2] == (2, True)
     world.vms_file.write_text(world.original.replace("memory: 2Gi", "memory: 3Gi", 1))
     assert planned(world)[0::2] == (2, True)
+
+
+def test_a_plan_on_a_fresh_view_hands_it_to_the_trace(world: World) -> None:
+    """An observation too old to reuse: the next ``diff`` observes every host afresh, and its usage figures moved,
+    so every VM is placed again (as before). The trace then takes that view, and the plans on it (the kept
+    observation) place none again."""
+    planned(world)  # whole: the trace kept
+    # A label: nothing placement reads.
+    world.vms_file.write_text(world.original.replace("tier: edge", "tier: front", 1))
+    result = world.run("-v", "diff", "-f", str(world.manifests))
+    assert FROM_TRACE in result.stderr and "observation is reused" in result.stderr  # the apply's observation
+    assert "every VM placed again" not in result.stderr  # the very view the trace was made from
+    [observation] = (world.root / "cache" / "observations").glob("*/*")
+    os.utime(observation, (time.time() - 120, time.time() - 120))  # older than any kept observation may be
+    result = world.run("-v", "diff", "-f", str(world.manifests))
+    assert FROM_TRACE in result.stderr and "observation is reused" not in result.stderr
+    assert "every VM placed again" in result.stderr  # the sim's usage figures move with every probe
+    for _ in range(2):
+        code, _, from_trace = planned(world)
+        assert (code, from_trace) == (2, True)
+        result = world.run("-v", "diff", "-f", str(world.manifests))
+        assert "observation is reused" in result.stderr and "every VM placed again" not in result.stderr
 
 
 def test_no_secret_is_kept_in_a_trace(world: World) -> None:

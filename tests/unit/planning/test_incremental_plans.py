@@ -63,7 +63,7 @@ def _small(live: LiveView) -> LiveView:
     return dataclasses.replace(live, hosts={name: dataclasses.replace(p, cpus=10) for name, p in live.hosts.items()})
 
 
-def _same(incremental: tuple[Plan, dict[ResourceKey, Any]], whole: tuple[Plan, dict[ResourceKey, Any]]) -> None:
+def _same(incremental: tuple[Plan, Mapping[ResourceKey, Any]], whole: tuple[Plan, Mapping[ResourceKey, Any]]) -> None:
     (plan, specs), (expected, expected_specs) = incremental, whole
     assert plan.changes == expected.changes
     assert plan.actions == expected.actions
@@ -412,21 +412,22 @@ def test_a_kept_trace_replans_the_edited_manifests_those_it_left_out_and_the_vms
     kept = _kept(trace, stamps, frozenset({key("vm/vm3")}))
     assert kept is not None and kept.stamped is not None
     assert key("vm/vm3") not in kept.specs  # never written: its spec holds a secret
-    assert replanned(kept, request, stamps) == Replan(frozenset({key("vm/vm3")}))
+    # No VM planned again for its live state: the trace's results hold for this view (``view_holds``).
+    assert replanned(kept, request, stamps) == Replan(frozenset({key("vm/vm3")}), view_holds=True)
 
     # The same manifest read from other text (an identical copy): planned again, nothing shared moved.
     assert replanned(kept, request, {**stamps, key("vm/vm1"): "other"}) == Replan(
-        frozenset({key("vm/vm1"), key("vm/vm3")})
+        frozenset({key("vm/vm1"), key("vm/vm3")}), view_holds=True
     )
     grown = _edited(request, {key("vm/vm1"): _one(_vm("vm1", vcpu=4, where=1))})
-    expected = Replan(frozenset({key("vm/vm1"), key("vm/vm3")}), placing=True)
+    expected = Replan(frozenset({key("vm/vm1"), key("vm/vm3")}), placing=True, view_holds=True)
     assert replanned(kept, grown, {**stamps, key("vm/vm1"): "other"}) == expected
     plan, specs, _ = plan_again(grown, kept, {**stamps, key("vm/vm1"): "other"})
     _same((plan, specs), plan_with_specs(grown))
 
     stopped = world.with_vm(key("vm/vm2"), state=VMLiveState.STOPPED).live
     assert replanned(kept, _edited(request, {}, live=stopped), stamps) == Replan(
-        frozenset({key("vm/vm2"), key("vm/vm3")})
+        frozenset({key("vm/vm2"), key("vm/vm3")})  # vm2 planned again for its live state: the view does not hold
     )
 
     # Without the stamps, with a manifest more or less, or other options: the whole plan.

@@ -6,6 +6,7 @@ controller plans on it until the fleet moves, and writes it to the database only
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from nebctl.controller import kept_observations
 from nebctl.controller.applying import Controller, PlanOptions
 from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
 from nebctl.controller.observing import observe
+from nebctl.core.deferred import DeferredChunks
 from nebctl.core.settings import Settings
 from nebctl.database.versions import Versions
 from nebctl.drivers.registry import Registry, build_registry
@@ -22,6 +24,7 @@ from nebctl.drivers.sim.fleet import open_fleet
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import HostRef, Ownership, VMStatus
 from nebctl.reconcilers.base import LiveView
+from nebctl.schemas.caching import Entries
 from tests.support.drills import Workspace
 
 HOSTS: dict[str, tuple[HostRef, Any]] = {name: (HostRef(name, f"sim://{name}"), None) for name in ("h1", "h2")}
@@ -67,6 +70,9 @@ def test_found_again_only_for_the_same_hosts_while_the_fleet_is_as_it_was(world:
 
     found = keeper.find(HOSTS, {"h1"}, registry)
     assert found is not None and found.live == observation.live and found.versions == VERSIONS
+    # The very view, read back: its identity, which a plan made from a kept trace of that view compares alone.
+    assert found.live.identity is not None and found.live.identity == observation.live.identity
+    assert observe(HOSTS, registry).identity not in (None, observation.live.identity)  # each view its own
     assert keeper.find(HOSTS, {"h1", "h2"}, registry) is None  # another listing
     assert keeper.find({"h1": HOSTS["h1"]}, {"h1"}, registry) is None  # other hosts
     moved = {**HOSTS, "h2": (HostRef("h2", "sim://elsewhere"), None)}
@@ -86,6 +92,49 @@ def test_found_again_only_for_the_same_hosts_while_the_fleet_is_as_it_was(world:
     finally:
         fleet.close()
     assert keeper.find(HOSTS, {"h1"}, registry) is None
+
+
+def test_an_entry_whose_file_is_too_old_is_not_even_read(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry, root = world
+    clock = Clock()
+    keeper = ObservationKeeper(root / "observations", database="db", clock=clock)
+    observation = observed(registry, at=clock.now)
+    keeper.keep(observation)
+    [entry] = (root / "observations").glob("*/*")
+    os.utime(entry, (clock.now, clock.now))  # written as the observation was made (the clock is the test's)
+    read: list[str] = []
+    real = Entries.get
+
+    def counted(self: Entries, key: str) -> object:
+        read.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(Entries, "get", counted)
+    clock.now += 60.0
+    assert keeper.find(HOSTS, {"h1"}, registry) is not None and len(read) == 1
+    os.utime(entry, (clock.now - 61.0, clock.now - 61.0))  # the file is older than the oldest it may hold
+    assert keeper.find(HOSTS, {"h1"}, registry) is None and len(read) == 1  # not read
+    os.utime(entry, (clock.now - 59.0, clock.now - 59.0))  # a file younger than its observation says: read, refused
+    clock.now += 0.5
+    assert keeper.find(HOSTS, {"h1"}, registry) is None and len(read) == 2
+
+
+def test_a_view_read_back_builds_the_vms_of_one_host_at_a_time(world: Any) -> None:
+    registry, root = world
+    observation = observed(registry)
+    owner = Ownership("s", "VirtualMachine", "default", "web", 0, "install")
+    vms = {f"u{n}": VMStatus(uuid=f"u{n}", name=f"vm{n}", state=VMLiveState.RUNNING, owner=owner) for n in range(4)}
+    where = {"u0": "h1", "u1": "h2", "u2": "h1", "u3": "h2"}
+    objects = {"h1": frozenset({("network", "lan")})}
+    live = dataclasses.replace(observation.live, vms=vms, vm_hosts=where, objects=objects)
+    keeper = ObservationKeeper(root / "observations", database="db", clock=Clock())
+    keeper.keep(dataclasses.replace(observation, live=live))
+    found = keeper.find(HOSTS, {"h1"}, registry)
+    assert found is not None and isinstance(found.live.vms, DeferredChunks)
+    assert found.live.vms["u2"].name == "vm2" and found.live.vms.chunks_read == 1  # h1's VMs only
+    assert found.live.objects == objects
+    assert found.live == live  # all of it, as it was
+    assert found.live.vms.chunks_read == 2
 
 
 def test_a_view_the_drivers_did_not_vouch_for_is_never_kept(world: Any) -> None:

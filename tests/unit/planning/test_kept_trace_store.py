@@ -14,9 +14,13 @@ import pytest
 
 from nebctl.controller.kept_traces import KeptTraces
 from nebctl.controller.planning import PlanTrace, fingerprint, plan_again
+from nebctl.core.deferred import DeferredPart
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.plans import Plan
 from nebctl.database import Store, record_rows
 from nebctl.database.records import ResourceRecord
+from nebctl.drivers.states import VMLiveState
+from nebctl.reconcilers.base import LiveView
 from nebctl.schemas import caching
 from nebctl.schemas.caching import load_paths_cached
 from nebctl.schemas.models import AnyManifest
@@ -239,3 +243,93 @@ def test_a_fingerprint_reads_no_record_and_no_document_back(
     lazy = dataclasses.replace(plain, documents=loaded.documents, records=store.record_rows())
     assert fingerprint(lazy) == fingerprint(plain)
     assert read == []
+
+
+def test_a_plan_from_a_kept_trace_and_the_view_it_read_builds_no_spec_and_compares_no_live_state(
+    tmp_path: Path, store: Store
+) -> None:
+    """The specs, observed states and live view a trace holds are built only when read. A plan made from it after
+    an edit of one VM reads none of them when its live view is the very one the trace read (the same identity: a
+    kept observation); with another view, it compares what it reads of it, and plans again the VM that stopped."""
+    texts = [BASE, *(vm(f"vm{n}") for n in range(8))]
+    world = converge(*texts)
+    store.save_resources(list(world.records.values()))
+    view = dataclasses.replace(world.live, identity=b"view one")
+    request = dataclasses.replace(world.request(), live=view)
+    _, _, trace = plan_again(request, None)
+    assert trace is not None
+    stamps = {document: f"text of {document}" for document in request.documents}
+    kept, found = _kept_and_found(tmp_path, store, trace, dict(request.documents), stamps)
+    assert found.stamped is not None and found.stamped.observation == b"view one"
+    edited = documents(BASE, *(vm(f"vm{n}", **({"app: web": "app: db"} if n == 3 else {})) for n in range(8)))
+    vm3, vm5 = key("vm/vm3"), key("vm/vm5")
+    again = {**stamps, vm3: "edited text"}
+
+    def planned(live: LiveView, trace: PlanTrace) -> Plan:
+        request = dataclasses.replace(world.request(edited), records=store.record_rows(), live=live)
+        plan, _, made = plan_again(request, trace, again)
+        assert made is not None and made.replanned is not None  # made from the trace, not whole
+        whole, _, _ = plan_again(dataclasses.replace(request, records=dict(store.record_rows())), None)
+        assert (plan.changes, plan.actions, plan.edges) == (whole.changes, whole.actions, whole.edges)
+        return plan
+
+    plan = planned(view, found)
+    assert [change.key for change in plan.changes if change.is_change] == [vm3]
+    assert isinstance(found.specs, DeferredPart) and not found.specs.read
+    assert not found.stamped.seen.read
+    # Another view (another observation), where vm5 stopped: compared, and vm5 is planned again (started).
+    stopped = dataclasses.replace(world.with_vm(vm5, state=VMLiveState.STOPPED).live, identity=b"view two")
+    again_found = kept.find("demo", store.change_versions(), store, dict(request.documents), stamps)
+    assert again_found is not None and again_found.stamped is not None
+    plan = planned(stopped, again_found)
+    assert again_found.stamped.seen.read
+    assert {change.key for change in plan.changes if change.is_change} == {vm3, vm5}
+
+
+def test_a_trace_advanced_to_a_view_where_only_the_hosts_probes_moved_compares_nothing_of_it(
+    tmp_path: Path, store: Store
+) -> None:
+    """A view where a host's usage figures moved (a fresh probe): every VM is placed again, as before, so the
+    trace's results hold for that view (``view_holds``). Advanced to it, the trace is found with it, and the next plan
+    on it (a kept observation: the same identity) neither compares it nor places any VM again. A view where a VM
+    moved does not hold: the VM's results in the trace are the old view's."""
+    texts = [BASE, *(vm(f"vm{n}") for n in range(6))]
+    world = converge(*texts)
+    store.save_resources(list(world.records.values()))
+    request = dataclasses.replace(world.request(), live=dataclasses.replace(world.live, identity=b"one"))
+    _, _, trace = plan_again(request, None)
+    assert trace is not None
+    stamps = {document: f"text of {document}" for document in request.documents}
+    kept, found = _kept_and_found(tmp_path, store, trace, dict(request.documents), stamps)
+    edited = documents(BASE, *(vm(f"vm{n}", **({"app: web": "app: db"} if n == 1 else {})) for n in range(6)))
+    again = {**stamps, key("vm/vm1"): "edited text"}
+    busier = {**world.live.hosts, "h1": dataclasses.replace(world.live.hosts["h1"], cpu_usage=0.9, free_memory=1)}
+    two = dataclasses.replace(world.live, hosts=busier, identity=b"two")
+
+    def planned(live: LiveView, trace: PlanTrace) -> PlanTrace:
+        request = dataclasses.replace(world.request(edited), records=store.record_rows(), live=live)
+        plan, _, made = plan_again(request, trace, again)
+        assert made is not None and made.replanned is not None  # made from the trace, not whole
+        whole, _, _ = plan_again(dataclasses.replace(request, records=dict(store.record_rows())), None)
+        assert (plan.changes, plan.actions, plan.edges) == (whole.changes, whole.actions, whole.edges)
+        return made
+
+    made = planned(two, found)
+    assert made.replanned is not None and made.replanned.placing and made.replanned.view_holds
+    versions = store.change_versions()
+    assert kept.advance("demo", versions, versions, store, two)
+    advanced = kept.find("demo", versions, store, dict(request.documents), stamps)
+    assert advanced is not None and advanced.stamped is not None and advanced.stamped.observation == b"two"
+    made = planned(two, advanced)
+    assert made.replanned is not None and not made.replanned.placing  # compared nothing: the very view
+    assert not advanced.stamped.seen.read
+    # The view advanced to is what a fresh view is compared with: h1's figures as in view two, vm3 stopped.
+    stopped = dataclasses.replace(world.with_vm(key("vm/vm3"), state=VMLiveState.STOPPED).live, hosts=busier)
+    made = planned(dataclasses.replace(stopped, identity=b"three"), advanced)
+    assert made.replanned is not None and not made.replanned.placing and not made.replanned.view_holds
+    assert key("vm/vm3") in made.replanned.keys
+    # Advanced without a view, it keeps the one it had.
+    assert kept.advance("demo", versions, versions, store)
+    found_again = kept.find("demo", versions, store, dict(request.documents), stamps)
+    assert found_again is not None and found_again.stamped is not None
+    assert found_again.stamped.observation == b"two"
