@@ -132,6 +132,11 @@ def parse_reference(reference: str) -> tuple[str, str | None]:
 
 def default_reference(uri: str) -> str:
     """The driver reference a host URI implies: sim://, exec://NAME, ec2://REGION, anything libvirt understands."""
+    # The common schemes without parsing the URI: asked once per host by every observation of a large fleet.
+    if uri.startswith("sim://"):
+        return "sim"
+    if uri.startswith(("qemu:", "qemu+")):
+        return "libvirt"
     parts = urlsplit(uri)
     scheme = parts.scheme.split("+", 1)[0]
     if scheme == "sim":

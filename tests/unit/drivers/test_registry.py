@@ -161,6 +161,9 @@ def test_a_plugin_cannot_take_the_name_of_a_builtin_not_imported_yet() -> None:
         ("qemu+ssh://kvm1/system", "libvirt"),
         ("test:///default", "libvirt"),
         ("exec://example", "exec:example"),
+        ("SIM://kvm1", "sim"),  # schemes are case-insensitive
+        ("Qemu+SSH://kvm1/system", "libvirt"),
+        ("ec2://eu-west-1", "ec2"),
     ],
 )
 def test_the_uri_scheme_gives_the_default_driver(uri: str, reference: str) -> None:
