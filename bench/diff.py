@@ -10,6 +10,11 @@ these runs alternate, each in a fresh process (``--runs`` rounds):
   are new to the cache every time; exit 2), seconds after the last plan: it plans on that plan's observation,
   which the sim vouches is still the fleet's state (``controller.kept_observations``), and from that plan's trace,
   planning again only the edited file's resources (``controller.kept_traces``);
+- ``diff one file, a minute later``: the same, but with the kept observation too old to reuse (its file dated back
+  two minutes, as if the user came back later; a kept observation is reused for 60 s): every host is observed
+  afresh, and since the sim's usage figures move with every probe, every VM is placed again (as before). The plan
+  is still made from the trace, which then takes that view: the ``diff one file`` after it (another label) plans
+  on the new observation and compares nothing of it;
 - ``apply one file``: ``nebctl apply --yes`` of that edit (one VM's label), planned from the same trace;
 - ``diff after that apply``: ``nebctl diff`` again: the apply rewrote a record, which the trace names as moved
   (its row's digest) and plans again with the edited file's resources, instead of planning everything; the file
@@ -128,6 +133,14 @@ def timed(
     return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
+def date_back(directory: Path, seconds: float) -> None:
+    """Date every file under ``directory`` back by ``seconds``: a kept observation whose file is older than 60 s is
+    not reused (``controller.kept_observations``), as when the user comes back to it later."""
+    then = time.time() - seconds
+    for path in directory.glob("*/*"):
+        os.utime(path, (then, then))
+
+
 def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int, float]]]:
     directory = work / f"m{vms}"
     files = write_manifests(vms, directory)
@@ -153,6 +166,11 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
     figures: dict[str, list[tuple[float, int, float]]] = {}
     for round_ in range(runs):
         figures.setdefault("floor", []).append(timed(floor, env))
+        edited.write_text(original.replace("labels: {}", f"labels: {{edit: r{round_}-later}}", 1))
+        date_back(state / "cache" / "observations", 120.0)
+        figures.setdefault("diff one file, a minute later", []).append(
+            timed(diff, env, ok=(2,), kept=False, reused=False, traced=True)
+        )
         edited.write_text(original.replace("labels: {}", f"labels: {{edit: r{round_}}}", 1))
         figures.setdefault("diff one file", []).append(timed(diff, env, ok=(2,), kept=False, reused=True, traced=True))
         # The edit applied, then diffed again: the records the apply wrote are planned again from the same trace.

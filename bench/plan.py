@@ -181,7 +181,7 @@ _FORKED: dict[str, Any] = {}
 def _specs_of_request() -> dict[Any, Any]:
     from nebctl.controller.planning import plan_with_specs
 
-    return plan_with_specs(_FORKED["request"])[1]
+    return dict(plan_with_specs(_FORKED["request"])[1])
 
 
 def run_controller(vms: int, case: str, hosts: int) -> dict[str, Any]:
