@@ -261,10 +261,10 @@ class KeptTraces:
         state = self._state(stack, before, store)
         if state is None or store.change_versions() != after:
             return False
-        seen_now, observation = (
-            (state.seen, state.observation) if view is None else (Deferred(seen(view)), view.identity)
-        )
-        self._entries.put(self._state_name(stack), _State(state.token, after, state.table, seen_now, observation))
+        advanced = dataclasses.replace(state, versions=after)
+        if view is not None:
+            advanced = dataclasses.replace(advanced, seen=Deferred(seen(view)), observation=view.identity)
+        self._entries.put(self._state_name(stack), advanced)
         return True
 
 
