@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nebctl.controller.kept_traces import KeptTraces
-from nebctl.controller.planning import PlanTrace, fingerprint, plan_again
+from nebctl.controller.planning import PlanRequest, PlanTrace, fingerprint, plan_again
 from nebctl.core.deferred import DeferredPart
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Plan
@@ -62,6 +62,19 @@ def _kept_and_found(
     found = kept.find("demo", versions, store, manifests, stamps)
     assert found is not None and found.stamped is not None
     return kept, found
+
+
+def _planned_from(
+    trace: PlanTrace, request: PlanRequest, store: Store, stamps: dict[ResourceKey, str]
+) -> tuple[Plan, PlanTrace]:
+    """The plan of ``request`` on the store's records, made from ``trace`` (not whole), and its trace; the plan is
+    the whole plan's, made from every record decoded."""
+    request = dataclasses.replace(request, records=store.record_rows())
+    plan, _, made = plan_again(request, trace, stamps)
+    assert made is not None and made.replanned is not None  # made from the trace, not whole
+    whole, _, _ = plan_again(dataclasses.replace(request, records=dict(store.record_rows())), None)
+    assert (plan.changes, plan.actions, plan.edges) == (whole.changes, whole.actions, whole.edges)
+    return plan, made
 
 
 @pytest.fixture
@@ -266,12 +279,7 @@ def test_a_plan_from_a_kept_trace_and_the_view_it_read_builds_no_spec_and_compar
     again = {**stamps, vm3: "edited text"}
 
     def planned(live: LiveView, trace: PlanTrace) -> Plan:
-        request = dataclasses.replace(world.request(edited), records=store.record_rows(), live=live)
-        plan, _, made = plan_again(request, trace, again)
-        assert made is not None and made.replanned is not None  # made from the trace, not whole
-        whole, _, _ = plan_again(dataclasses.replace(request, records=dict(store.record_rows())), None)
-        assert (plan.changes, plan.actions, plan.edges) == (whole.changes, whole.actions, whole.edges)
-        return plan
+        return _planned_from(trace, dataclasses.replace(world.request(edited), live=live), store, again)[0]
 
     plan = planned(view, found)
     assert [change.key for change in plan.changes if change.is_change] == [vm3]
@@ -307,12 +315,7 @@ def test_a_trace_advanced_to_a_view_where_only_the_hosts_probes_moved_compares_n
     two = dataclasses.replace(world.live, hosts=busier, identity=b"two")
 
     def planned(live: LiveView, trace: PlanTrace) -> PlanTrace:
-        request = dataclasses.replace(world.request(edited), records=store.record_rows(), live=live)
-        plan, _, made = plan_again(request, trace, again)
-        assert made is not None and made.replanned is not None  # made from the trace, not whole
-        whole, _, _ = plan_again(dataclasses.replace(request, records=dict(store.record_rows())), None)
-        assert (plan.changes, plan.actions, plan.edges) == (whole.changes, whole.actions, whole.edges)
-        return made
+        return _planned_from(trace, dataclasses.replace(world.request(edited), live=live), store, again)[1]
 
     made = planned(two, found)
     assert made.replanned is not None and made.replanned.placing and made.replanned.view_holds
