@@ -12,6 +12,7 @@ from typing import Any
 from nebctl.controller.observing import DriverSource
 from nebctl.controller.sourcing import ImageSources, LocalImage
 from nebctl.core.keys import ResourceKey
+from nebctl.core.overlay import Overlay
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.errors import PermanentError
 from nebctl.drivers.registry import HostDriverSet
@@ -40,8 +41,10 @@ class ExecutionWorld:
     seal: Callable[[ResourceKey, Mapping[str, Any]], Mapping[str, Any]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _drivers: dict[str, HostDriverSet] = field(default_factory=dict)
-    _written: dict[ResourceKey, ResourceRecord] = field(default_factory=dict)
-    _dropped: set[ResourceKey] = field(default_factory=set)
+    _current: Overlay[ResourceKey, ResourceRecord] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._current = Overlay(self.records)
 
     def drivers(self, host: str) -> HostDriverSet:
         # Resolved once per host, not per action: the registry shares each driver anyway, and resolving (the
@@ -90,21 +93,17 @@ class ExecutionWorld:
     def current(self, key: ResourceKey) -> ResourceRecord | None:
         """The record of ``key`` as the journal last wrote it."""
         with self._lock:
-            if key in self._written:
-                return self._written[key]
-            return None if key in self._dropped else self.records.get(key)
+            return self._current.get(key)
 
     def keep(self, record: ResourceRecord) -> None:
         """``record`` is now the resource's record."""
         with self._lock:
-            self._written[record.key] = record
-            self._dropped.discard(record.key)
+            self._current[record.key] = record
 
     def drop(self, key: ResourceKey) -> None:
         """The resource of ``key`` is gone, and so is its record."""
         with self._lock:
-            self._written.pop(key, None)
-            self._dropped.add(key)
+            self._current.pop(key, None)
 
     def appliance(self, marketplace: str, app: str, version: str | None = None) -> Appliance:
         return self.sources.appliance(marketplace, app, version)

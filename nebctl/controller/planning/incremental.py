@@ -37,7 +37,7 @@ Pure: values in, values out; tests/unit/planning/test_incremental_plans.py compa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -45,6 +45,7 @@ from nebctl.controller.planning.changes import Outcome
 from nebctl.controller.planning.request import PlanRequest
 from nebctl.core.deferred import Deferred
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.overlay import Overlay
 from nebctl.core.plans import ChangeType, ResourceChange
 from nebctl.drivers.types import HostProbe, VMStatus
 from nebctl.reconcilers.base import LiveView, RecordView, Resolution, SharedInputs
@@ -109,50 +110,9 @@ class PlanTrace:
     stamped: Stamped | None = None
 
 
-class Overlay(MutableMapping[ResourceKey, Item]):
-    """A mapping to write in, over ``base`` without the keys of ``hidden``: ``base`` is read only for what is asked
-    of it (a kept trace's specs, built from their pickle only when read: ``core.deferred``). Laid over another
-    overlay, it takes that one's base, so overlays never pile up."""
-
-    def __init__(self, base: Mapping[ResourceKey, Item], hidden: Collection[ResourceKey]) -> None:
-        if isinstance(base, Overlay):
-            self._base: Mapping[ResourceKey, Item] = base._base
-            self._own: dict[ResourceKey, Item] = {key: v for key, v in base._own.items() if key not in hidden}
-            self._hidden: frozenset[ResourceKey] = base._hidden | frozenset(hidden)
-        else:
-            self._base, self._own, self._hidden = base, {}, frozenset(hidden)
-
-    def __getitem__(self, key: ResourceKey) -> Item:
-        if key in self._own:
-            return self._own[key]
-        if key in self._hidden:
-            raise KeyError(key)
-        return self._base[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._own or (key not in self._hidden and key in self._base)
-
-    def __setitem__(self, key: ResourceKey, value: Item) -> None:
-        self._own[key] = value
-
-    def __delitem__(self, key: ResourceKey) -> None:
-        if key not in self:
-            raise KeyError(key)
-        self._own.pop(key, None)
-        self._hidden |= {key}
-
-    def __iter__(self) -> Iterator[ResourceKey]:
-        own, hidden = self._own, self._hidden
-        yield from (key for key in self._base if key not in own and key not in hidden)
-        yield from own
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
 def without(base: Mapping[ResourceKey, Item], keys: Collection[ResourceKey]) -> MutableMapping[ResourceKey, Item]:
-    """``base`` without ``keys``, to write in: a copy of a dict (the service's trace, in memory), an ``Overlay`` of
-    anything else (a kept trace's, whose values are read only where asked)."""
+    """``base`` without ``keys``, to write in: a copy of a dict (the service's trace, in memory), an ``Overlay``
+    (``core.overlay``) of anything else (a kept trace's, whose values are read only where asked)."""
     if isinstance(base, dict):
         copy = dict(base)
         for key in keys:

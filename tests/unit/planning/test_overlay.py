@@ -1,5 +1,5 @@
-"""``incremental.Overlay`` and ``without``: a mapping to write in over a base without some keys behaves as a copy of
-the base with those keys popped, and reads the base only for what is asked of it."""
+"""``core.overlay.Overlay`` and ``incremental.without``: a mapping to write in over a base without some keys
+behaves as a copy of the base with those keys popped, and reads the base only for what is asked of it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from collections.abc import Iterator, Mapping
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nebctl.controller.planning.incremental import Overlay, without
+from nebctl.controller.planning.incremental import without
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.overlay import Overlay
 
 KEYS = [ResourceKey.of(Kind.VIRTUAL_MACHINE, f"vm{n}") for n in range(8)]
 keys = st.sampled_from(KEYS)
@@ -46,7 +47,7 @@ def test_an_overlay_is_a_copy_with_the_keys_popped(
     base: dict[ResourceKey, int], hidden: frozenset[ResourceKey], steps: list[tuple[str, object, object]]
 ) -> None:
     model = {key: value for key, value in base.items() if key not in hidden}
-    overlay: Overlay[int] = Overlay(_Asked(base), hidden)
+    overlay: Overlay[ResourceKey, int] = Overlay(_Asked(base), hidden)
     for step, argument, value in steps:
         if step == "set":
             assert isinstance(argument, ResourceKey) and isinstance(value, int)
