@@ -47,6 +47,7 @@ from nebctl.controller.planning.changes import Outcome
 from nebctl.controller.planning.incremental import Seen, seen
 from nebctl.core.deferred import Deferred, DeferredPart
 from nebctl.core.keys import ResourceKey
+from nebctl.database.record_rows import RecordRows, RowSummary
 from nebctl.database.sealing import SECRET_PATHS, has_clear_secret, is_sealed, map_secrets
 from nebctl.database.store import Store
 from nebctl.database.versions import Versions
@@ -103,7 +104,11 @@ class _Entry:
     token: bytes
     trace: PlanTrace
     hidden: frozenset[ResourceKey] = frozenset()
-    rows: Mapping[ResourceKey, bytes] | None = None  # a digest of each record's row (``_row_digests``)
+    # A digest of each record's row (``_row_digests``): read only when records were written since.
+    rows: Deferred[Mapping[ResourceKey, bytes]] | None = None
+    # What each record's row tells undecoded (``RecordRows.summaries``), for a plan while the database still holds
+    # those rows: it reads a row only when it reads its record (``KnownRows``).
+    known: Mapping[ResourceKey, RowSummary] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,23 @@ class _State:
 _IN_STATE: Deferred[Seen] = Deferred(Seen({}, {}, {}, {}))
 
 
+@dataclass(frozen=True)
+class KeptTrace:
+    """A stack's kept trace as read (``KeptTraces.read``), before the records are, and whether the database holds
+    the very records it was made from (the change counters the caller read, and the table's summary, are those it
+    was kept with)."""
+
+    entry: _Entry
+    state: _State
+    holds: bool
+
+    @property
+    def known(self) -> Mapping[ResourceKey, RowSummary] | None:
+        """What each record's row tells undecoded, when the database holds the records the trace was made from: a
+        plan reads the rows of those it reads (``Store.known_rows``), if nothing is written meanwhile."""
+        return self.entry.known if self.holds else None
+
+
 class KeptTraces:
     """The kept trace of each stack of one database, in ``directory``."""
 
@@ -141,6 +163,17 @@ class KeptTraces:
         state = self._entries.get(self._state_name(stack))
         return state if isinstance(state, _State) and _holds(state, versions, store) else None
 
+    def read(self, stack: str, versions: Versions, store: Store) -> KeptTrace | None:
+        """The kept trace of ``stack`` and its state, and whether the database holds the records it was made from
+        (``versions`` are the change counters the caller read); None when there is none."""
+        state = self._entries.get(self._state_name(stack))
+        if not isinstance(state, _State):
+            return None
+        kept = self._entries.get(self._name(stack))
+        if not isinstance(kept, _Entry) or kept.token != state.token:
+            return None
+        return KeptTrace(kept, state, _holds(state, versions, store))
+
     def find(
         self,
         stack: str,
@@ -148,23 +181,23 @@ class KeptTraces:
         store: Store,
         documents: Mapping[ResourceKey, AnyManifest],
         stamps: Mapping[ResourceKey, str],
+        *,
+        read: KeptTrace | None = None,
     ) -> PlanTrace | None:
-        """The kept trace of ``stack``, naming the records that are not those it was made from (none when
-        ``versions``, the change counters the caller read before its records and again after them, and the table's
-        summary are those it was kept with; otherwise each row's digest tells); None when a record was added or
-        removed since. Its secrets are put back from ``documents``, the manifests of this plan, for those whose
-        ``stamps`` are as they were."""
-        state = self._entries.get(self._state_name(stack))
-        if not isinstance(state, _State):
+        """The kept trace of ``stack`` (``read`` already, or read now), naming the records that are not those it was
+        made from (none when ``versions``, the change counters the caller read before its records and again after
+        them, and the table's summary are those it was kept with; otherwise each row's digest tells); None when a
+        record was added or removed since. Its secrets are put back from ``documents``, the manifests of this plan,
+        for those whose ``stamps`` are as they were."""
+        found = read if read is not None else self.read(stack, versions, store)
+        if found is None:
             return None
-        kept = self._entries.get(self._name(stack))
-        if not isinstance(kept, _Entry) or kept.token != state.token:
-            return None
+        kept, state = found.entry, found.state
         trace = kept.trace
         if trace.stamped is not None:
             stamped = dataclasses.replace(trace.stamped, seen=state.seen, observation=state.observation)
             trace = dataclasses.replace(trace, stamped=stamped)
-        if not _holds(state, versions, store):
+        if not found.holds:
             moved = _moved_rows(kept, versions, store)
             if moved is None:
                 return None
@@ -242,10 +275,11 @@ class KeptTraces:
         table = store.resources_stamp()
         if store.change_versions() != versions:
             return False  # a write came between: the table just read may not be the records the plan read
+        known = request.records.summaries() if isinstance(request.records, RecordRows) else None
         token = os.urandom(16)
         # The trace first, then its state: a state is never found beside another trace (a crash between them
         # leaves a state whose token is not the trace's).
-        self._entries.put(self._name(stack), _Entry(token, lean, frozenset(hiding), rows))
+        self._entries.put(self._name(stack), _Entry(token, lean, frozenset(hiding), Deferred(rows), known))
         self._entries.put(self._state_name(stack), _State(token, versions, table, stamped.seen, stamped.observation))
         log.debug("the trace of this plan of stack %s is kept for the next", stack)
         return True
@@ -290,10 +324,10 @@ def _moved_rows(kept: _Entry, versions: Versions, store: Store) -> frozenset[Res
     before its records, and still the same after them)."""
     if kept.rows is None:
         return None
-    rows = _row_digests(store)
-    if rows.keys() != kept.rows.keys() or store.change_versions() != versions:
+    rows, before = _row_digests(store), kept.rows.get()
+    if rows.keys() != before.keys() or store.change_versions() != versions:
         return None
-    return frozenset(key for key, digest in rows.items() if kept.rows[key] != digest)
+    return frozenset(key for key, digest in rows.items() if before[key] != digest)
 
 
 def _hidden(

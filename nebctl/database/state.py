@@ -10,18 +10,41 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Text, bindparam, cast, delete, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import direct
 from nebctl.database.errors import NotFound
 from nebctl.database.models import Apply, ApplyAction, Event, Resource, ResourceObservation
 from nebctl.database.operating import AnyRow, Operations, chunks, table, upsert
-from nebctl.database.record_rows import RECORD_COLUMNS, RecordRows, record_of
+from nebctl.database.record_rows import (
+    RECORD_COLUMNS,
+    ROWS_AT_ONCE,
+    KnownRows,
+    Processors,
+    RecordRows,
+    RowSummary,
+    record_of,
+)
 from nebctl.database.records import (
     ActionRecord,
     ActionUpdate,
@@ -87,6 +110,42 @@ def _listing(stack: bool, kind: bool, namespace: bool) -> Select[Any]:
 
 # The query of ``resource_stamps``: every column of each row, the times and JSON columns as stored (a time parsed
 # into a datetime costs more than the rest of the row).
+# The rows of ``ROWS_AT_ONCE`` keys (a key given more than once where there are fewer): one statement, prepared once.
+# Each key is its own condition, which every database answers from the unique index (SQLite scans the whole table
+# for a list of row values).
+_BY_KEYS = select(*(_resources.c[name] for name in RECORD_COLUMNS)).where(
+    or_(
+        *(
+            and_(
+                _resources.c.kind == bindparam(f"kind{index}"),
+                _resources.c.namespace == bindparam(f"namespace{index}"),
+                _resources.c.name == bindparam(f"name{index}"),
+            )
+            for index in range(ROWS_AT_ONCE)
+        )
+    )
+)
+
+
+class _StoredRows:
+    """``record_rows.RowSource`` over a store: the rows of some keys, or every row."""
+
+    def __init__(self, read: Callable[[], AbstractContextManager[Connection]]) -> None:
+        self._read = read
+
+    def rows(self, keys: Sequence[ResourceKey]) -> tuple[Sequence[Sequence[Any]], Processors]:
+        given: dict[str, str] = {}
+        for index in range(ROWS_AT_ONCE):
+            key = keys[min(index, len(keys) - 1)]
+            given.update({f"kind{index}": key.kind.value, f"namespace{index}": key.namespace, f"name{index}": key.name})
+        with self._read() as connection:
+            return direct.raw_rows(connection, _BY_KEYS, given)
+
+    def every_row(self) -> tuple[Sequence[Sequence[Any]], Processors]:
+        with self._read() as connection:
+            return direct.raw_rows(connection, _listing(False, False, False))
+
+
 _STAMPS = select(
     _resources.c.kind,
     _resources.c.namespace,
@@ -225,6 +284,11 @@ class StateOperations(Operations):
         with self._read() as connection:
             fetched, processors = direct.raw_rows(connection, _listing(False, False, False))
         return RecordRows.of(fetched, processors)
+
+    def known_rows(self, known: Mapping[ResourceKey, RowSummary]) -> KnownRows:
+        """The records of ``known`` (``RecordRows.summaries`` of rows the caller knows the table still holds), as
+        ``record_rows`` gives them, each row read only when its record is asked for (``KnownRows``)."""
+        return KnownRows(known, _StoredRows(self._read))
 
     def count_resources(
         self, *, stack: str | None = None, kind: Kind | None = None, namespace: str | None = None

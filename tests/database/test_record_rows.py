@@ -5,6 +5,7 @@ told without decoding; and ``sealing.stored_may_hold_secrets`` never says no whe
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nebctl.core.keys import Kind
-from nebctl.database import ResourceRecord, Store
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.database import ResourceRecord, Store, record_rows
 from nebctl.database.sealing import secret_values, stored_may_hold_secrets
 from tests.support.decoding import decoded_records
 
@@ -107,3 +108,89 @@ def test_a_records_summary_is_its_stack_applied_digest_and_status_on_every_backe
         assert summaries[hashed.key] == ("s", "a" * 64, "pending")
     finally:
         store.close()
+
+
+# --- KnownRows: the records of rows known already, each row read when its record is ----------------------------
+
+
+def test_known_rows_are_the_records_listed_and_read_a_few_rows_at_a_time_on_every_backend(db_url: str) -> None:
+    store = Store.open(db_url, clock=lambda: WHEN)
+    try:
+        store.save_resources(_records())
+        listed = store.list_resources()
+        known = store.known_rows(store.record_rows().summaries())
+        assert list(known) == [record.key for record in listed] and known.read_rows == 0
+        # Stacks, summaries and the secrets' test come from what was known: no row read.
+        assert {key.name for key in known if known.may_hold_secrets(key)} == {"init", "notify"}
+        assert {key: known.summary(key) for key in known} == {
+            r.key: (r.stack, r.applied_hash, r.status) for r in listed
+        }
+        own = known.of_stack("s")
+        assert list(own) == [record.key for record in listed if record.stack == "s"] and known.read_rows == 0
+        web = next(key for key in own if key.name == "web")
+        assert own[web] == next(record for record in listed if record.key == web)
+        assert 1 <= known.read_rows <= len(listed)
+        assert own[web] is known[web]  # decoded once, shared by the views
+        assert list(known.values()) == listed
+        assert list(own.values()) == [record for record in listed if record.stack == "s"]
+        assert known.get(ResourceRecord(VM, "default", "absent", "s").key) is None
+    finally:
+        store.close()
+
+
+def test_a_known_row_that_is_gone_is_told_apart_from_a_key_that_is_not_there(tmp_path: Any) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'nebctl.db'}", clock=lambda: WHEN)
+    try:
+        store.save_resources(_records())
+        known = store.known_rows(store.record_rows().summaries())
+        web = next(key for key in known if key.name == "web")
+        store.delete_resource(web)
+        with pytest.raises(record_rows.RowsMovedError, match="no longer in the database"):
+            known.get(web)  # not None: the records known are not the database's any more
+        assert known.get(ResourceRecord(VM, "default", "absent", "s").key) is None
+    finally:
+        store.close()
+
+
+class _Rows:
+    """Rows in memory, counting the reads: what the reading order is checked against."""
+
+    def __init__(self, count: int) -> None:
+        # The columns of ``RECORD_COLUMNS``: key and stack, four specs and digests, generation, status, live...
+        rest: tuple[Any, ...] = (None, None, None, None, 1, "ready", {}, None, WHEN, WHEN)
+        self.by_key: dict[ResourceKey, tuple[Any, ...]] = {
+            ResourceKey(VM, "default", f"vm{n:03d}"): (VM.value, "default", f"vm{n:03d}", "s", *rest)
+            for n in range(count)
+        }
+        self.reads: list[list[str]] = []
+
+    def rows(self, keys: Sequence[ResourceKey]) -> tuple[list[Sequence[Any]], record_rows.Processors]:
+        assert len(keys) <= record_rows.ROWS_AT_ONCE
+        self.reads.append([key.name for key in keys])
+        return [self.by_key[key] for key in keys if key in self.by_key], UNCONVERTED
+
+    def every_row(self) -> tuple[list[Sequence[Any]], record_rows.Processors]:
+        self.reads.append(["every row"])
+        return list(self.by_key.values()), UNCONVERTED
+
+
+UNCONVERTED = (None,) * len(record_rows.RECORD_COLUMNS)
+
+
+def test_known_rows_read_the_next_unread_rows_with_each_and_every_row_past_a_quarter() -> None:
+    source = _Rows(1000)
+    summaries: dict[ResourceKey, record_rows.RowSummary] = {key: ("s", None, "ready", False) for key in source.by_key}
+    known = record_rows.KnownRows(summaries, source)
+    keys = list(summaries)
+    known[keys[10]]
+    assert source.reads == [[f"vm{n:03d}" for n in range(10, 74)]]  # the key and the 63 after it
+    known[keys[70]], known[keys[11]]  # read already: no query
+    known[keys[5]]
+    # From vm005 on, skipping the rows read already.
+    assert source.reads[1] == [*(f"vm{n:03d}" for n in range(5, 10)), *(f"vm{n:03d}" for n in range(74, 133))]
+    assert known.read_rows == 128
+    known[keys[133]]
+    assert source.reads[2] == [f"vm{n:03d}" for n in range(133, 197)] and known.read_rows == 192
+    known[keys[197]]  # 64 more would pass a quarter of the rows: every row at once
+    assert source.reads[3] == ["every row"] and known.read_rows == 1000
+    assert [record.name for record in known.values()] == [key.name for key in keys] and len(source.reads) == 4

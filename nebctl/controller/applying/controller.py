@@ -32,7 +32,7 @@ from nebctl.controller.applying.values import (
 from nebctl.controller.applying.world import ExecutionWorld
 from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
-from nebctl.controller.kept_traces import KeptTraces
+from nebctl.controller.kept_traces import KeptTrace, KeptTraces
 from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
 from nebctl.controller.placement import documents_read_usage
 from nebctl.controller.planning import (
@@ -55,7 +55,7 @@ from nebctl.core.plans import ChangeType, Plan
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.installing import kept_installation_id
-from nebctl.database.record_rows import RecordRows
+from nebctl.database.record_rows import RecordRows, RowsMovedError
 from nebctl.database.records import ActionRecord, ApplyState, EventRecord, ResourceRecord, RevisionRecord, Severity
 from nebctl.database.sealing import (
     SECRET_PATHS,
@@ -162,13 +162,60 @@ class Controller:
         stamps: Mapping[ResourceKey, str] | None = None,
     ) -> PlannedApply:
         """The plan of ``documents``; ``stamps`` are theirs (``ManifestSet.stamps``), for a kept trace."""
+        try:
+            return self._plan(documents, options, stamps, known_rows=True)
+        except RowsMovedError:
+            # Records were written while this plan read their rows one at a time: it may have read two states of
+            # the database. Planned again from the rows as one query reads them.
+            return self._plan(documents, options, stamps, known_rows=False)
+
+    def _plan(
+        self,
+        documents: Mapping[ResourceKey, AnyManifest],
+        options: PlanOptions,
+        stamps: Mapping[ResourceKey, str] | None,
+        *,
+        known_rows: bool,
+    ) -> PlannedApply:
         # The counters before the records (what is read after them is at least as new as they say): with those
         # read at the end, they tell whether anything but this plan's own writing came between.
         versions = self.store.change_versions()
-        # Each record decoded only when read (a plan made from a kept trace reads few of them), or kept by the
-        # service's cache.
-        stored = self.store.record_rows() if self.records_cache is None else self.records_cache.records(self.store)
-        previous = self._previous_trace(options.stack, versions, documents, stamps)
+        kept_trace = self._kept_trace(options.stack, versions, stamps)
+        known = kept_trace.known if kept_trace is not None and known_rows else None
+        stored: RecordRows | Sequence[ResourceRecord]
+        if known is not None:
+            # The database holds the records the kept trace was made from: a row is read when its record is (a
+            # plan made from the trace reads few), and the counters at the end tell whether they all still were.
+            stored = self.store.known_rows(known)
+        elif self.records_cache is None:  # each record decoded only when read
+            stored = self.store.record_rows()
+        else:  # or kept by the service's cache
+            stored = self.records_cache.records(self.store)
+        previous = self._previous_trace(
+            options.stack, versions, documents, stamps, kept=kept_trace, rows_known=known is not None
+        )
+        try:
+            return self._plan_with(
+                documents, options, stamps, versions=versions, stored=stored, previous=previous, whole=known is None
+            )
+        except PlanError as error:
+            if known is not None and self.store.change_versions() != versions:
+                raise RowsMovedError("records were written while this plan read them") from error
+            raise
+
+    def _plan_with(
+        self,
+        documents: Mapping[ResourceKey, AnyManifest],
+        options: PlanOptions,
+        stamps: Mapping[ResourceKey, str] | None,
+        *,
+        versions: Versions,
+        stored: RecordRows | Sequence[ResourceRecord],
+        previous: PlanTrace | None,
+        whole: bool,
+    ) -> PlannedApply:
+        """The plan of ``documents`` from the records ``stored`` (``whole``: read in one query, not row by row as
+        asked for) and the trace ``previous``, with ``versions`` the counters read before them."""
         records: Mapping[ResourceKey, ResourceRecord]
         if isinstance(stored, RecordRows):
             records, resealed = reveal_rows(stored, documents, self.store.secrets)
@@ -210,6 +257,8 @@ class Controller:
         self._refuse_second_copies(plan, own, hosts, live)
         after = self.store.change_versions()
         ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions
+        if not whole and after != ours:
+            raise RowsMovedError("records were written while this plan read them")
         mine = after if after == ours else None
         if keeper is not None and (kept is None or recorded):
             keeper.keep(KeptObservation(dict(hosts), frozenset(listing), live, observed_at, mine if recorded else None))
@@ -227,23 +276,34 @@ class Controller:
                     self.traces.advance(options.stack, versions, mine, self.store, view)
         return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
 
+    def _kept_trace(self, stack: str, versions: Versions, stamps: Mapping[ResourceKey, str] | None) -> KeptTrace | None:
+        """The trace kept between processes for ``stack``, read before the records (``KeptTraces.read``), when a
+        plan may start from it: this one is not the service's (``incremental``), its manifests have stamps, and the
+        reconcilers are nebctl's own (whose code the kept trace's version covers)."""
+        if self.incremental or self.traces is None or not stamps or self.reconcilers is not RECONCILERS:
+            return None
+        return self.traces.read(stack, versions, self.store)
+
     def _previous_trace(
         self,
         stack: str,
         versions: Versions,
         documents: Mapping[ResourceKey, AnyManifest],
         stamps: Mapping[ResourceKey, str] | None,
+        *,
+        kept: KeptTrace | None,
+        rows_known: bool,
     ) -> PlanTrace | None:
-        """The trace the plan starts from: the last plan's (``incremental``), or the one kept between processes
-        when the records just read are those it was made from (the counters read before them are still the
-        same) and the reconcilers are nebctl's own (whose code the kept trace's version covers)."""
+        """The trace the plan starts from: the last plan's (``incremental``), or ``kept``, when the records are
+        those it was made from: read with the rows it knows (``rows_known``), or read just now while the counters
+        read before them stayed the same."""
         if self.incremental:
             return self._trace
-        if self.traces is None or not stamps or self.reconcilers is not RECONCILERS:
+        if kept is None or not stamps:
             return None
-        if self.store.change_versions() != versions:
+        if not rows_known and self.store.change_versions() != versions:
             return None
-        return self.traces.find(stack, versions, self.store, documents, stamps)
+        return self.traces.find(stack, versions, self.store, documents, stamps, read=kept) if self.traces else None
 
     def _request(
         self,

@@ -1,0 +1,239 @@
+"""A plan made from a kept trace while the database holds the very records the trace was made from reads only the
+rows of the records it reads (``database.record_rows.KnownRows``); when records are written meanwhile, it is made
+again from every row read at once.
+
+The controller here is the CLI's (kept observations and kept traces, on the simulated fleet and SQLite). The
+statement of what is right is the plan of a controller that keeps neither, made from every record read at once, on
+the same database and fleet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nebctl.controller.applying import Controller, PlannedApply, PlanOptions
+from nebctl.controller.kept_observations import ObservationKeeper
+from nebctl.controller.kept_traces import KeptTraces
+from nebctl.controller.planning import PlanError
+from nebctl.core.keys import Kind, ResourceKey
+from nebctl.database import ResourceRecord, Store, record_rows
+from nebctl.database.record_rows import KnownRows, RowSummary
+from nebctl.drivers.registry import Registry, build_registry
+from nebctl.schemas.caching import load_paths_cached
+from tests.support.drills import Workspace, fleet_manifests
+
+# Enough records that reading them a few at a time is worth it (past a quarter of them, every row is read).
+VMS, PER_FILE = 1000, 50
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """A fleet of 1,000 VMs in files of 50, applied by a ``nebctl`` process."""
+    root = tmp_path_factory.mktemp("known-rows")
+    manifests = root / "manifests"
+    manifests.mkdir()
+    documents = fleet_manifests(vms=VMS, hosts=4).split("---\n")
+    infrastructure = documents[:-VMS]
+    # Each VM on a host of its own choosing: a placement policy reads usage figures, which move with the clock, so
+    # every plan would observe afresh (and word every VM's drift, reading every record).
+    vms = [vm.replace("{policy: striping}", f"{{host: h{index % 4:02d}}}") for index, vm in enumerate(documents[-VMS:])]
+    (manifests / "base.yaml").write_text("---\n".join(infrastructure))
+    for start in range(0, VMS, PER_FILE):
+        (manifests / f"vms-{start // PER_FILE}.yaml").write_text("---\n".join(vms[start : start + PER_FILE]))
+    workspace = Workspace(root / "w", manifests=manifests)
+    result = workspace.apply()
+    assert result.returncode == 0, result.stderr
+    return workspace
+
+
+@pytest.fixture
+def workspace(applied: Workspace, tmp_path: Path) -> Iterator[Workspace]:
+    """A copy of the applied workspace for one test, with its manifests as applied."""
+    root = tmp_path / "copy"
+    shutil.copytree(applied.root, root / "w")
+    shutil.copytree(applied.manifests, root / "manifests")
+    yield Workspace(root / "w", manifests=root / "manifests")
+
+
+class _Opened:
+    """The CLI's controller in this process, or the plain one (no kept observation, no kept trace)."""
+
+    def __init__(self, workspace: Workspace, store: Store, registry: Registry) -> None:
+        self.workspace, self.store, self.registry = workspace, store, registry
+        cache = workspace.state_dir / "cache"
+        self.cli = Controller(
+            store=store,
+            registry=registry,
+            settings=workspace.settings,
+            observations=ObservationKeeper(cache / "observations", database=workspace.db_url),
+            traces=KeptTraces(cache / "traces", database=workspace.db_url),
+        )
+        self.plain = Controller(store=store, registry=registry, settings=workspace.settings)
+
+    def plan(self, controller: Controller) -> PlannedApply:
+        loaded = load_paths_cached([self.workspace.manifests], self.workspace.state_dir / "cache")
+        return controller.plan(loaded.documents, PlanOptions(stack=self.workspace.stack), loaded.stamps)
+
+
+@pytest.fixture
+def opened(workspace: Workspace) -> Iterator[_Opened]:
+    registry = build_registry(workspace.settings)
+    try:
+        with workspace.store() as store:
+            yield _Opened(workspace, store, registry)
+    finally:
+        registry.close()
+
+
+def _same(planned: PlannedApply, truth: PlannedApply) -> None:
+    assert (planned.plan.changes, planned.plan.actions, planned.plan.edges) == (
+        truth.plan.changes,
+        truth.plan.actions,
+        truth.plan.edges,
+    )
+
+
+def _edit(workspace: Workspace, file: str, old: str, new: str) -> None:
+    """The first ``old`` of ``file`` made ``new`` (a label of its first VM: placed where it was, planned again)."""
+    path = workspace.manifests / file
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def _known_rows(monkeypatch: pytest.MonkeyPatch) -> list[KnownRows]:
+    """The ``KnownRows`` each plan reads from, from now on."""
+    made: list[KnownRows] = []
+    real = Store.known_rows
+
+    def known_rows(store: Store, known: dict[ResourceKey, RowSummary]) -> KnownRows:
+        made.append(real(store, known))
+        return made[-1]
+
+    monkeypatch.setattr(Store, "known_rows", known_rows)
+    return made
+
+
+def _whole_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A line per reading of every row at once (``Store.record_rows``), from now on."""
+    read: list[int] = []
+    real = Store.record_rows
+
+    def record_rows_read(store: Store) -> Any:
+        read.append(1)
+        return real(store)
+
+    monkeypatch.setattr(Store, "record_rows", record_rows_read)
+    return read
+
+
+def test_a_plan_after_an_edit_reads_the_rows_of_the_records_it_plans_again(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = opened.plan(opened.cli)  # whole (the apply wrote the records): its trace is kept
+    assert not first.plan.has_changes
+    made = _known_rows(monkeypatch)
+    _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
+    planned = opened.plan(opened.cli)
+    [known] = made
+    # The 50 VMs of the edited file are planned again: their rows and the next ones in key order, and those of the
+    # datastore, image and network, whose hosts are listed (with the hosts and VMs after them): two queries.
+    assert PER_FILE <= known.read_rows <= 2 * record_rows.ROWS_AT_ONCE < len(known)
+    truth = opened.plan(opened.plain)
+    _same(planned, truth)
+    assert [change.key.name for change in planned.plan.changes if change.is_change] == ["vm-0150"]
+
+
+def test_records_written_while_a_plan_reads_their_rows_make_it_plan_again_from_every_row(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened.plan(opened.cli)
+    made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
+    # Another writer, between the first rows this plan reads and the next: the record of a VM of the edited file
+    # says it was applied with 7 vCPUs (so the manifest's 1 is a change).
+    written: list[str] = []
+    real_rows = record_rows._Reading.row
+
+    def row_then_write(reading: Any, key: ResourceKey) -> Any:
+        found = real_rows(reading, key)
+        if not written:
+            with opened.workspace.store() as other:
+                [record] = other.get_resources([ResourceKey.parse("vm/vm-0151")])
+                assert record.applied is not None
+                other.save_resource(dataclasses.replace(record, applied={**record.applied, "vcpu": 7}))
+            written.append(key.name)
+        return found
+
+    monkeypatch.setattr(record_rows._Reading, "row", row_then_write)
+    _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
+    planned = opened.plan(opened.cli)
+    assert written and len(made) == 1 and whole == [1]  # read row by row, then planned again from every row
+    truth = opened.plan(opened.plain)
+    _same(planned, truth)
+    assert any(change.key.name == "vm-0151" and change.is_change for change in planned.plan.changes)
+
+
+def test_a_record_deleted_while_a_plan_reads_the_rows_makes_it_plan_again_from_every_row(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened.plan(opened.cli)
+    made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
+    deleted = ResourceKey.parse("vm/vm-0155")  # of the edited file: its row is read after the first ones
+    real_row = record_rows._Reading.row
+
+    def deleted_first(reading: Any, key: ResourceKey) -> Any:
+        if not reading.rows:
+            opened.store.delete_resource(deleted)
+        return real_row(reading, key)
+
+    monkeypatch.setattr(record_rows._Reading, "row", deleted_first)
+    _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
+    # Its VM is still there, with this stack's ownership: the plan refuses to create it again, as a plan made from
+    # every row says, and names it (not a record of the known rows that is gone, nor any other error).
+    with pytest.raises(PlanError) as planned:
+        opened.plan(opened.cli)
+    assert len(made) == 1 and whole == [1]
+    with pytest.raises(PlanError) as truth:
+        opened.plan(opened.plain)
+    assert planned.value.problems == truth.value.problems and "vm/vm-0155" in planned.value.problems[0]
+
+
+def test_a_plan_that_fails_while_records_are_written_is_made_again_from_every_row(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Problems found on rows read one query at a time, while another writer wrote, may be those of no state the
+    database was ever in: they are not reported, the plan is made again from every row."""
+    opened.plan(opened.cli)
+    made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
+    real = Controller._refuse_second_copies
+    refused: list[int] = []
+
+    def refused_while_written(controller: Controller, *args: Any) -> None:
+        if not refused:
+            refused.append(1)
+            with opened.workspace.store() as other:  # any record written: here, one of another stack
+                other.save_resource(ResourceRecord(Kind.NETWORK, "default", "elsewhere", "other"))
+            raise PlanError(["found on rows read while another writer wrote"])
+        real(controller, *args)
+
+    monkeypatch.setattr(Controller, "_refuse_second_copies", refused_while_written)
+    _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
+    planned = opened.plan(opened.cli)
+    assert refused and len(made) == 1 and whole == [1]
+
+    # Without another writer, the problems are the plan's own: reported as they are.
+    def refused_alone(controller: Controller, *args: Any) -> None:
+        raise PlanError(["the plan's own problem"])
+
+    monkeypatch.setattr(Controller, "_refuse_second_copies", refused_alone)
+    with pytest.raises(PlanError, match="the plan's own problem"):
+        opened.plan(opened.cli)
+    assert len(made) == 2 and whole == [1]  # made from the known rows only
+    monkeypatch.setattr(Controller, "_refuse_second_copies", real)
+    _same(planned, opened.plan(opened.plain))
