@@ -5,6 +5,7 @@ told without decoding; and ``sealing.stored_may_hold_secrets`` never says no whe
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -194,3 +195,23 @@ def test_known_rows_read_the_next_unread_rows_with_each_and_every_row_past_a_qua
     known[keys[197]]  # 64 more would pass a quarter of the rows: every row at once
     assert source.reads[3] == ["every row"] and known.read_rows == 1000
     assert [record.name for record in known.values()] == [key.name for key in keys] and len(source.reads) == 4
+
+
+def test_known_summaries_read_back_are_the_summaries_and_build_the_digests_only_when_asked() -> None:
+    summaries: dict[ResourceKey, record_rows.RowSummary] = {
+        ResourceKey(VM, "default", "web"): ("s", "a" * 64, "ready", False),
+        ResourceKey(VM, "default", "init"): ("s", None, "pending", True),
+        ResourceKey(Kind.HOST, "default", "h1"): ("t", "b" * 64, "ready", False),
+    }
+    read = pickle.loads(pickle.dumps(record_rows.KnownSummaries(summaries)))
+    assert list(read) == list(summaries) and len(read) == 3
+    assert [read.stack(key) for key in read] == ["s", "s", "t"]
+    assert [read.may_hold_secrets(key) for key in read] == [False, True, False]
+    assert not read._rest.read  # stacks and the secrets' test: the digests and statuses are not built
+    assert dict(read) == summaries and read._rest.read
+    own = read.of_stack("s")
+    assert list(own) == list(summaries)[:2] and ResourceKey(Kind.HOST, "default", "h1") not in own
+    assert dict(pickle.loads(pickle.dumps(own))) == {key: summaries[key] for key in list(summaries)[:2]}
+    assert ResourceKey(VM, "default", "absent") not in read and "not a key" not in read
+    with pytest.raises(KeyError):
+        own[ResourceKey(Kind.HOST, "default", "h1")]
