@@ -174,10 +174,14 @@ class KnownSummaries(Mapping[ResourceKey, RowSummary]):
         read._keys, read._stacks, read._secrets, read._rest, read._places = keys, stacks, secrets, rest, None
         return read
 
-    def _place(self, key: object) -> int:
-        if self._places is None:  # built when first asked
+    def _index(self) -> dict[ResourceKey, int]:
+        """Each key's place in the columns, built when first asked."""
+        if self._places is None:
             self._places = {each: place for place, each in enumerate(self._keys)}
-        return self._places[key]  # type: ignore[index]
+        return self._places
+
+    def _place(self, key: ResourceKey) -> int:
+        return (self._places if self._places is not None else self._index())[key]
 
     def __getitem__(self, key: ResourceKey) -> RowSummary:
         place = self._place(key)
@@ -185,11 +189,8 @@ class KnownSummaries(Mapping[ResourceKey, RowSummary]):
         return self._stacks[place], applied_hash, status, bool(self._secrets[place])
 
     def __contains__(self, key: object) -> bool:
-        try:
-            self._place(key)
-        except (KeyError, TypeError):
-            return False
-        return True
+        # A plan asks this of every manifest's key, twice: a dictionary's own test, without a call more.
+        return key in (self._places if self._places is not None else self._index())
 
     def __iter__(self) -> Iterator[ResourceKey]:
         return iter(self._keys)
@@ -205,10 +206,9 @@ class KnownSummaries(Mapping[ResourceKey, RowSummary]):
 
     def of_stack(self, stack: str) -> KnownSummaries:
         """The summaries of ``stack``'s records, sharing these columns."""
-        if self._places is None:
-            self._places = {each: place for place, each in enumerate(self._keys)}
         view: KnownSummaries = KnownSummaries.__new__(KnownSummaries)
-        view._places = {key: place for key, place in self._places.items() if self._stacks[place] == stack}
+        stacks = self._stacks
+        view._places = {key: place for key, place in self._index().items() if stacks[place] == stack}
         view._keys = tuple(view._places)
         view._stacks, view._secrets, view._rest = self._stacks, self._secrets, self._rest
         return view
