@@ -79,17 +79,24 @@ class ObservationKeeper:
         self.max_age = max_age
         self.clock = clock
 
+    def too_old(self) -> bool:
+        """Whether ``find`` surely finds nothing, told without reading anything: there is no kept observation, or
+        its file was written too long ago (a plan then observes afresh, and reads every record to write what it
+        saw)."""
+        if self._entries is None:
+            return self._memory is None or self.clock() - self._memory.at > self.max_age
+        written = self._entries.modified(self._name)
+        return written is None or self.clock() - written > self.max_age
+
     def find(
         self, hosts: Mapping[str, tuple[HostRef, Any]], listed: Collection[str], registry: DriverSource
     ) -> KeptObservation | None:
         """The kept observation of ``hosts`` (those of ``listed`` listed too) while their drivers' word is still
         the one it was made under and it is young enough; else None. Asks each driver once, when one is kept."""
-        if self._entries is not None:
-            # An entry is written after its observation was made: one whose file is already too old holds one that
-            # is older still, and is not even read (reading a large fleet's takes longer than this whole check).
-            written = self._entries.modified(self._name)
-            if written is None or self.clock() - written > self.max_age:
-                return None
+        # An entry is written after its observation was made: one whose file is already too old holds one that is
+        # older still, and is not even read (reading a large fleet's takes longer than this whole check).
+        if self._entries is not None and self.too_old():
+            return None
         kept = self._memory if self._entries is None else self._entries.get(self._name)
         if not isinstance(kept, KeptObservation) or kept.live.token is None:
             return None

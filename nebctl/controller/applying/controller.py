@@ -181,7 +181,9 @@ class Controller:
         # read at the end, they tell whether anything but this plan's own writing came between.
         versions = self.store.change_versions()
         kept_trace = self._kept_trace(options.stack, versions, stamps)
-        known = kept_trace.known if kept_trace is not None and known_rows else None
+        # A plan that observes afresh writes what it saw, which reads every record: in one query, then.
+        afresh = self._observes_afresh(documents) or (self.observations is not None and self.observations.too_old())
+        known = kept_trace.known if kept_trace is not None and known_rows and not afresh else None
         stored: RecordRows | Sequence[ResourceRecord]
         if known is not None:
             # The database holds the records the kept trace was made from: a row is read when its record is (a
@@ -229,9 +231,7 @@ class Controller:
         listing = spanned_hosts(own)
         # Custom probe programs answer outside any driver's word, and usage figures move with the clock: with
         # either, every plan observes afresh.
-        keeper = self.observations
-        if keeper is not None and (self.host_attributes is not None or documents_read_usage(documents)):
-            keeper = None
+        keeper = None if self._observes_afresh(documents) else self.observations
         kept = keeper.find(hosts, listing, self.registry) if keeper is not None else None
         if kept is None:
             observed_at = time.time()
@@ -275,6 +275,12 @@ class Controller:
                 if recorded or view is not None:
                     self.traces.advance(options.stack, versions, mine, self.store, view)
         return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
+
+    def _observes_afresh(self, documents: Mapping[ResourceKey, AnyManifest]) -> bool:
+        """Whether the plan of ``documents`` observes the hosts afresh, whatever the kept observation: custom probe
+        programs answer outside any driver's word, and usage figures move with the clock."""
+        keeper = self.observations
+        return keeper is None or self.host_attributes is not None or documents_read_usage(documents)
 
     def _kept_trace(self, stack: str, versions: Versions, stamps: Mapping[ResourceKey, str] | None) -> KeptTrace | None:
         """The trace kept between processes for ``stack``, read before the records (``KeptTraces.read``), when a

@@ -10,6 +10,7 @@ the same database and fleet.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,4 +237,19 @@ def test_a_plan_that_fails_while_records_are_written_is_made_again_from_every_ro
         opened.plan(opened.cli)
     assert len(made) == 2 and whole == [1]  # made from the known rows only
     monkeypatch.setattr(Controller, "_refuse_second_copies", real)
+    _same(planned, opened.plan(opened.plain))
+
+
+def test_a_plan_that_observes_afresh_reads_every_row_in_one_query(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It writes what it saw, wording each VM's drift from its record: every record is read anyway."""
+    opened.plan(opened.cli)
+    made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
+    [entry] = (opened.workspace.state_dir / "cache" / "observations").glob("*/*")
+    written = entry.stat().st_mtime - 2 * opened.cli.observations.max_age  # type: ignore[union-attr]
+    os.utime(entry, (written, written))  # too old to be reused: the hosts are observed again
+    _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
+    planned = opened.plan(opened.cli)
+    assert made == [] and whole == [1]
     _same(planned, opened.plan(opened.plain))
