@@ -15,10 +15,13 @@ next edit, which compares its manifests with the same stamps). What it holds of 
 installation-wide steps stays pickled value by value (``PickledMapping``): it is read back only for the few that
 moved. Its resolved specs and observed states, and what planning read of the live view, stay pickled whole
 (``core.deferred``) until a plan reads one: a plan after an edit of a few manifests most often reads none of them.
-The database's state it holds for is an entry of its own: a plan made from the trace that wrote nothing but
-what it observed (which raises the counters and changes no record) moves that state to the counters it leaves
-(``advance``), so that observing the fleet again does not cost the next command its trace. The trace holds the
-resolved specs, the changes and the installation-wide results, never a manifest, a record or a secret. A secret in
+It also keeps what each record's row told undecoded (``database.record_rows.KnownSummaries``): while the database
+holds the very records it was made from, a plan reads the rows of the records it reads, and no other
+(``Store.known_rows``; the controller checks the counters again at the end). The database's state it holds for is
+an entry of its own: a plan made from the trace that wrote nothing but what it observed (which raises the counters
+and changes no record) moves that state to the counters it leaves (``advance``), so that observing the fleet again
+does not cost the next command its trace. The trace holds the resolved specs, the changes and the installation-wide
+results, never a manifest, a record's specs or a secret. A secret in
 clear (cloud-init data, a hook's environment) in a resource's resolved spec or observed state is the manifest's
 value: it is written as a marker (``FROM_MANIFEST``), and put back from the manifest when the trace is read, for the
 resources whose manifest has the stamp it had (the same text, so the same secret; the others are planned again

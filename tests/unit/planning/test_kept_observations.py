@@ -119,6 +119,27 @@ def test_an_entry_whose_file_is_too_old_is_not_even_read(world: Any, monkeypatch
     assert keeper.find(HOSTS, {"h1"}, registry) is None and len(read) == 2
 
 
+@pytest.mark.parametrize("in_memory", [True, False], ids=["memory", "directory"])
+def test_too_old_tells_without_reading_that_nothing_would_be_found(world: Any, in_memory: bool) -> None:
+    """What the controller asks before reading the records (a plan that observes afresh reads them all)."""
+    registry, root = world
+    clock = Clock()
+    directory = None if in_memory else root / "observations"
+    keeper = ObservationKeeper(directory, database="db", clock=clock)
+    assert keeper.too_old()  # nothing kept
+    keeper.keep(observed(registry, at=clock.now))
+    if directory is not None:
+        [entry] = directory.glob("*/*")
+        os.utime(entry, (clock.now, clock.now))
+    clock.now += 60.0
+    assert not keeper.too_old() and keeper.find(HOSTS, {"h1"}, registry) is not None
+    clock.now += 0.5
+    assert keeper.too_old() and keeper.find(HOSTS, {"h1"}, registry) is None
+    other = ObservationKeeper(directory, database="another", clock=clock)
+    clock.now -= 0.5
+    assert other.too_old()  # nothing kept for another database
+
+
 def test_a_view_read_back_builds_the_vms_of_one_host_at_a_time(world: Any) -> None:
     registry, root = world
     observation = observed(registry)
