@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from nebctl.core.families import Family
 from nebctl.core.fields import FieldChange
@@ -59,8 +59,11 @@ class DriftItem:
     host: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceChange:
+class ResourceChange(NamedTuple):
+    """One resource's change, for people. A named tuple, not a frozen dataclass: a plan holds one per resource, and
+    a kept plan or trace of 10,000 unchanged resources builds them all again when read; a tuple is built a third as
+    fast as a frozen dataclass, each field set through ``object.__setattr__``."""
+
     key: ResourceKey
     type: ChangeType
     fields: Sequence[FieldChange] = ()  # for a create, listed when read (``fields.AddedFields``)
@@ -81,15 +84,6 @@ class ResourceChange:
     @property
     def is_change(self) -> bool:
         return self.type is not ChangeType.NOOP
-
-    def __reduce__(self) -> tuple[Callable[..., ResourceChange], tuple[object, ...]]:
-        # Unpickled through the constructor, with the values in field order. The default for a frozen class with
-        # slots looks the fields up again for every object: most of the time it took to read back the kept plan
-        # of 10,000 unchanged resources, which every `diff` of an unchanged set does.
-        return (ResourceChange, tuple(getattr(self, name) for name in _RESOURCE_CHANGE_FIELDS))
-
-
-_RESOURCE_CHANGE_FIELDS = tuple(ResourceChange.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)

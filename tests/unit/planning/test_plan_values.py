@@ -124,7 +124,7 @@ def test_a_resource_change_reads_back_from_a_pickle_with_every_field() -> None:
     )
     again = pickle.loads(pickle.dumps(change, protocol=pickle.HIGHEST_PROTOCOL))
     assert again == change
-    assert [getattr(again, name) for name in ResourceChange.__slots__] == [
+    assert type(again) is ResourceChange and [getattr(again, name) for name in ResourceChange._fields] == [
         change.key,
         ChangeType.REPLACE,
         change.fields,
