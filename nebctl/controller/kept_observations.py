@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nebctl.controller.kept_plans import code_digest
 from nebctl.controller.observing import DriverSource, observation_token
@@ -118,6 +118,18 @@ class ObservationKeeper:
             self._entries.put(self._name, dataclasses.replace(observation, live=_as_kept(observation.live)))
 
 
+Copied = TypeVar("Copied")
+
+
+def _copied(value: Copied, **changes: Any) -> Copied:
+    """``dataclasses.replace`` of a frozen dataclass without slots or ``__post_init__`` (a VM's status, its
+    ownership): its attributes copied as they are, with ``changes``. ``replace`` runs ``__init__`` with every field
+    looked up again, which was most of the time to keep a fleet's observation (20,000 copies at 10,000 VMs)."""
+    copy: Copied = object.__new__(type(value))
+    copy.__dict__.update(value.__dict__, **changes)
+    return copy
+
+
 def _as_kept(live: LiveView) -> LiveView:
     """``live`` as the file keeps it: without the spec each VM's ownership carries (only recovery reads those, from
     a survey of its own, never a plan; they were most of a large observation's size and of the time to read it
@@ -126,7 +138,7 @@ def _as_kept(live: LiveView) -> LiveView:
     vms = {
         uuid: status
         if status.owner is None or status.owner.spec is None
-        else dataclasses.replace(status, owner=dataclasses.replace(status.owner, spec=None))
+        else _copied(status, owner=_copied(status.owner, spec=None))
         for uuid, status in live.vms.items()
     }
     where = live.vm_hosts

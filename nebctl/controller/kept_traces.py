@@ -189,10 +189,6 @@ class KeptTraces:
     def _state_name(self, stack: str) -> str:
         return self._entries.key(b"trace-state", self._database, stack.encode())
 
-    def _state(self, stack: str, versions: Versions, store: Store) -> _State | None:
-        state = self._entries.get(self._state_name(stack))
-        return state if isinstance(state, _State) and _holds(state, versions, store) else None
-
     def read(self, stack: str, versions: Versions, store: Store) -> KeptTrace | None:
         """The kept trace of ``stack`` and its state, and whether the database holds the records it was made from
         (``versions`` are the change counters the caller read); None when there is none."""
@@ -316,15 +312,29 @@ class KeptTraces:
         return True
 
     def advance(
-        self, stack: str, before: Versions, after: Versions, store: Store, view: LiveView | None = None
+        self,
+        stack: str,
+        before: Versions,
+        after: Versions,
+        store: Store,
+        view: LiveView | None = None,
+        *,
+        read: KeptTrace | None = None,
     ) -> bool:
         """Say that the kept trace of ``stack``, made from the records as ``before`` counts them, still holds at
         ``after``: the caller's plan, made from it, wrote nothing but what it observed (no record changes), and
         nothing else was written (``after`` is what the counters say now). With ``view``, the trace's results hold
         for that live view too, which the caller's plan found (``Replan.view_holds``): the next plan compares its
-        view with that one. Whether it was said."""
-        state = self._state(stack, before, store)
-        if state is None or store.change_versions() != after:
+        view with that one. ``read`` is the trace as the caller read it at ``before``. Whether it was said."""
+        state = self._entries.get(self._state_name(stack))
+        if not isinstance(state, _State) or state.versions != before:
+            return False
+        # The table's summary was found as kept when the caller read this very state at these counters, and only
+        # the caller wrote since (the counters at ``after`` say so): it did not move, and is not read again.
+        checked = read is not None and read.holds and read.state.token == state.token
+        if not checked and state.table != store.resources_stamp():
+            return False
+        if store.change_versions() != after:
             return False
         advanced = dataclasses.replace(state, versions=after)
         if view is not None:

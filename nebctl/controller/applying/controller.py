@@ -198,7 +198,14 @@ class Controller:
         )
         try:
             return self._plan_with(
-                documents, options, stamps, versions=versions, stored=stored, previous=previous, whole=known is None
+                documents,
+                options,
+                stamps,
+                versions=versions,
+                stored=stored,
+                previous=previous,
+                kept_trace=kept_trace,
+                whole=known is None,
             )
         except PlanError as error:
             if known is not None and self.store.change_versions() != versions:
@@ -214,10 +221,12 @@ class Controller:
         versions: Versions,
         stored: RecordRows | Sequence[ResourceRecord],
         previous: PlanTrace | None,
+        kept_trace: KeptTrace | None,
         whole: bool,
     ) -> PlannedApply:
         """The plan of ``documents`` from the records ``stored`` (``whole``: read in one query, not row by row as
-        asked for) and the trace ``previous``, with ``versions`` the counters read before them."""
+        asked for) and the trace ``previous`` (``kept_trace``, as read), with ``versions`` the counters read before
+        them."""
         records: Mapping[ResourceKey, ResourceRecord]
         if isinstance(stored, RecordRows):
             records, resealed = reveal_rows(stored, documents, self.store.secrets)
@@ -273,7 +282,7 @@ class Controller:
                 moved = previous.stamped is not None and previous.stamped.observation != live.identity
                 view = live if holds and moved and live.identity is not None else None
                 if recorded or view is not None:
-                    self.traces.advance(options.stack, versions, mine, self.store, view)
+                    self.traces.advance(options.stack, versions, mine, self.store, view, read=kept_trace)
         return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
 
     def _observes_afresh(self, documents: Mapping[ResourceKey, AnyManifest]) -> bool:

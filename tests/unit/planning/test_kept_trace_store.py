@@ -182,6 +182,35 @@ def test_a_plan_that_only_kept_what_it_observed_leaves_the_trace_valid(tmp_path:
     assert kept.find("demo", store.change_versions(), store, manifests, stamps) is None
 
 
+def test_a_trace_advanced_as_its_plan_read_it_is_not_checked_against_the_table_again(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan read the trace, and found the table as kept, at the counters it advances from; only its own writing
+    came since. Another state (a trace kept meanwhile) is checked again."""
+    trace, manifests, stamps = _traced(BASE, vm("web"))
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    before = store.change_versions()
+    assert kept.keep("demo", trace, stamps, before, store)
+    read = kept.read("demo", before, store)
+    assert read is not None and read.holds
+    store.record_observations([], probed=["h1"])
+    after = store.change_versions()
+    summaries: list[int] = []
+    real = Store.resources_stamp
+
+    def summary(opened: Store) -> tuple[object, ...]:
+        summaries.append(1)
+        return real(opened)
+
+    monkeypatch.setattr(Store, "resources_stamp", summary)
+    assert kept.advance("demo", before, after, store, read=read) and summaries == []
+    assert kept.find("demo", after, store, manifests, stamps) is not None
+    assert kept.keep("demo", trace, stamps, after, store)  # another trace, another state: the read is not its
+    summaries.clear()
+    store.record_observations([], probed=["h1"])
+    assert kept.advance("demo", after, store.change_versions(), store, read=read) and summaries == [1]
+
+
 def test_what_a_trace_holds_of_each_manifest_and_record_is_read_back_as_kept_and_only_when_asked(
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
