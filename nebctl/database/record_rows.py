@@ -76,17 +76,21 @@ def record_of(values: Sequence[Any]) -> ResourceRecord:
 
 class RecordRows(Mapping[ResourceKey, ResourceRecord]):
     """Every record read, by key, in the order read; each decoded from its row when first asked for, then the same
-    object. Views (``of_stack``, ``with_records``) share the rows and what was decoded."""
+    object. Views (``of_stack``, ``with_records``) share the rows, what was decoded and what was told of secrets."""
 
     def __init__(
         self,
         rows: dict[ResourceKey, Sequence[Any]],
         processors: Processors,
         decoded: dict[ResourceKey, ResourceRecord] | None = None,
+        secrets: dict[ResourceKey, bool] | None = None,
     ) -> None:
         self._rows = rows
         self._processors = processors
         self._decoded: dict[ResourceKey, ResourceRecord] = {} if decoded is None else decoded
+        # ``may_hold_secrets`` by key, as told: revealing the secrets asks it of every row, and so does keeping a
+        # trace of the same plan (``summaries``); the text is searched once.
+        self._secrets: dict[ResourceKey, bool] = {} if secrets is None else secrets
 
     @classmethod
     def of(cls, rows: Sequence[Sequence[Any]], processors: Processors) -> RecordRows:
@@ -117,9 +121,8 @@ class RecordRows(Mapping[ResourceKey, ResourceRecord]):
 
     def of_stack(self, stack: str) -> RecordRows:
         """The records of ``stack``, told from each row's stack without decoding it."""
-        return RecordRows(
-            {key: row for key, row in self._rows.items() if row[_STACK] == stack}, self._processors, self._decoded
-        )
+        rows = {key: row for key, row in self._rows.items() if row[_STACK] == stack}
+        return RecordRows(rows, self._processors, self._decoded, self._secrets)
 
     def summary(self, key: ResourceKey) -> tuple[str, str | None, str]:
         """The record's stack, the digest of its applied spec and its status, from its row (these columns are
@@ -132,12 +135,16 @@ class RecordRows(Mapping[ResourceKey, ResourceRecord]):
         record of a kind without secrets, or whose specs do not even name where one goes, holds none."""
         if key.kind not in SECRET_PATHS:
             return False
-        row = self._rows[key]
-        return stored_may_hold_secrets(key.kind, row[_DESIRED]) or stored_may_hold_secrets(key.kind, row[_APPLIED])
+        told = self._secrets.get(key)
+        if told is None:
+            row = self._rows[key]
+            told = stored_may_hold_secrets(key.kind, row[_DESIRED]) or stored_may_hold_secrets(key.kind, row[_APPLIED])
+            self._secrets[key] = told
+        return told
 
     def with_records(self, records: Mapping[ResourceKey, ResourceRecord]) -> RecordRows:
         """These records, with those of ``records`` (of keys among them) in place of their rows'."""
-        return RecordRows(self._rows, self._processors, {**self._decoded, **records})
+        return RecordRows(self._rows, self._processors, {**self._decoded, **records}, self._secrets)
 
     def summaries(self) -> dict[ResourceKey, RowSummary]:
         """What each row tells without being decoded (``summary``, ``may_hold_secrets``), by key in this order: what

@@ -215,3 +215,30 @@ def test_known_summaries_read_back_are_the_summaries_and_build_the_digests_only_
     assert ResourceKey(VM, "default", "absent") not in read and "not a key" not in read
     with pytest.raises(KeyError):
         own[ResourceKey(Kind.HOST, "default", "h1")]
+
+
+def test_what_a_row_tells_of_secrets_is_searched_for_once_whatever_the_view(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Revealing the secrets asks every row, and keeping the plan's trace asks them again (``summaries``)."""
+    store = Store.open(f"sqlite:///{tmp_path / 'nebctl.db'}", clock=lambda: WHEN)
+    try:
+        store.save_resources(_records())
+        rows = store.record_rows()
+        searched: list[object] = []
+        real = stored_may_hold_secrets
+
+        def counted(kind: Kind, stored: object) -> bool:
+            searched.append(stored)
+            return real(kind, stored)
+
+        monkeypatch.setattr(record_rows, "stored_may_hold_secrets", counted)
+        told = {key.name for key in rows if rows.may_hold_secrets(key)}
+        assert told == {"init", "notify"} and searched
+        searched.clear()
+        revealed = rows.with_records({})
+        assert {key.name for key, summary in revealed.summaries().items() if summary[3]} == told
+        assert {key.name for key in revealed.of_stack("s") if revealed.of_stack("s").may_hold_secrets(key)} == told
+        assert searched == []
+    finally:
+        store.close()
