@@ -14,7 +14,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -196,21 +197,16 @@ class Controller:
         previous = self._previous_trace(
             options.stack, versions, documents, stamps, kept=kept_trace, rows_known=known is not None
         )
-        try:
-            return self._plan_with(
-                documents,
-                options,
-                stamps,
-                versions=versions,
-                stored=stored,
-                previous=previous,
-                kept_trace=kept_trace,
-                whole=known is None,
-            )
-        except PlanError as error:
-            if known is not None and self.store.change_versions() != versions:
-                raise RowsMovedError("records were written while this plan read them") from error
-            raise
+        return self._plan_with(
+            documents,
+            options,
+            stamps,
+            versions=versions,
+            stored=stored,
+            previous=previous,
+            kept_trace=kept_trace,
+            whole=known is None,
+        )
 
     def _plan_with(
         self,
@@ -229,7 +225,8 @@ class Controller:
         them."""
         records: Mapping[ResourceKey, ResourceRecord]
         if isinstance(stored, RecordRows):
-            records, resealed = reveal_rows(stored, documents, self.store.secrets)
+            with self._unless_moved(whole, versions):
+                records, resealed = reveal_rows(stored, documents, self.store.secrets)
         else:  # only the records whose row or manifest changed since the last plan are revealed again
             assert self.records_cache is not None
             records, resealed = self.records_cache.revealed(stored, documents, self.store.secrets, reveal_records)
@@ -257,15 +254,17 @@ class Controller:
             observed_at, live = kept.at, kept.live
             # Its rows are in the database unless something was written since it was kept there.
             recorded = kept.versions != versions and self._record_observations(records, live)
-        request = self._request(documents, records, live, options)
-        sources = ImageSources(registry=self.registry, settings=self.settings, documents=documents)
-        problems = sources.missing_appliances(key for key in documents if _imports_again(key, documents, own))
-        if problems:
-            raise PlanError(problems)
-        plan, specs, trace = self._plan_from(request, previous, stamps)
-        self._refuse_second_copies(plan, own, hosts, live)
-        after = self.store.change_versions()
+        # The counters as this plan's own writing leaves them.
         ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions
+        with self._unless_moved(whole, ours):
+            request = self._request(documents, records, live, options)
+            sources = ImageSources(registry=self.registry, settings=self.settings, documents=documents)
+            problems = sources.missing_appliances(key for key in documents if _imports_again(key, documents, own))
+            if problems:
+                raise PlanError(problems)
+            plan, specs, trace = self._plan_from(request, previous, stamps)
+            self._refuse_second_copies(plan, own, hosts, live)
+        after = self.store.change_versions()
         if not whole and after != ours:
             raise RowsMovedError("records were written while this plan read them")
         mine = after if after == ours else None
@@ -284,6 +283,18 @@ class Controller:
                 if recorded or view is not None:
                     self.traces.advance(options.stack, versions, mine, self.store, view, read=kept_trace)
         return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
+
+    @contextmanager
+    def _unless_moved(self, whole: bool, ours: Versions) -> Iterator[None]:
+        """``PlanError`` as it is, unless the records were read row by row as asked for (not ``whole``) and the
+        counters moved past ``ours`` (what this plan's own writing leaves): problems found on two states of the
+        database are not reported, the plan is made again (``RowsMovedError``)."""
+        try:
+            yield
+        except PlanError as error:
+            if not whole and self.store.change_versions() != ours:
+                raise RowsMovedError("records were written while this plan read them") from error
+            raise
 
     def _observes_afresh(self, documents: Mapping[ResourceKey, AnyManifest]) -> bool:
         """Whether the plan of ``documents`` observes the hosts afresh, whatever the kept observation: custom probe

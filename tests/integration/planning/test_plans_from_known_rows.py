@@ -253,3 +253,25 @@ def test_a_plan_that_observes_afresh_reads_every_row_in_one_query(
     planned = opened.plan(opened.cli)
     assert made == [] and whole == [1]
     _same(planned, opened.plan(opened.plain))
+
+
+def test_a_plan_that_fails_after_writing_its_own_observation_reports_it_once(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counters moved by the plan's own writing (a fresh observation, the fleet having moved) are not another
+    writer's: the problems are reported as they are, without planning again (nor writing the observation twice)."""
+    opened.plan(opened.cli)
+    with opened.workspace.fleet() as fleet:
+        fleet.stop_vm("vm-0152")  # the drivers' word moves: the kept observation is not reused
+    made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
+    counted = opened.store.change_versions().resources
+
+    def refused_alone(controller: Controller, *args: Any) -> None:
+        raise PlanError(["the plan's own problem"])
+
+    monkeypatch.setattr(Controller, "_refuse_second_copies", refused_alone)
+    _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
+    with pytest.raises(PlanError, match="the plan's own problem"):
+        opened.plan(opened.cli)
+    assert len(made) == 1 and whole == []  # made from the known rows, once
+    assert opened.store.change_versions().resources == counted + 1  # its observation written once
