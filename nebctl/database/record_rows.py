@@ -74,6 +74,11 @@ def record_of(values: Sequence[Any]) -> ResourceRecord:
     )
 
 
+def by_key(rows: Sequence[Sequence[Any]]) -> dict[ResourceKey, Sequence[Any]]:
+    """``rows`` (each the values of ``RECORD_COLUMNS``) by their records' keys, in their order."""
+    return {ResourceKey(Kind(row[0]), row[1], row[2]): row for row in rows}
+
+
 class RecordRows(Mapping[ResourceKey, ResourceRecord]):
     """Every record read, by key, in the order read; each decoded from its row when first asked for, then the same
     object. Views (``of_stack``, ``with_records``) share the rows, what was decoded and what was told of secrets."""
@@ -95,7 +100,7 @@ class RecordRows(Mapping[ResourceKey, ResourceRecord]):
     @classmethod
     def of(cls, rows: Sequence[Sequence[Any]], processors: Processors) -> RecordRows:
         """The records of ``rows`` (each the values of ``RECORD_COLUMNS``, as the driver gave them)."""
-        return cls({ResourceKey(Kind(row[0]), row[1], row[2]): row for row in rows}, processors)
+        return cls(by_key(rows), processors)
 
     def __getitem__(self, key: ResourceKey) -> ResourceRecord:
         try:
@@ -269,8 +274,8 @@ class _Reading:
             read, self.processors = self.source.rows(self._unread_from(key))
         else:
             read, self.processors = self.source.every_row()
-        for found in read:
-            self.rows.setdefault(ResourceKey(Kind(found[0]), found[1], found[2]), found)
+        for found_key, found in by_key(read).items():
+            self.rows.setdefault(found_key, found)
         row = self.rows.get(key)
         if row is None:
             raise RowsMovedError(f"the record of {key} is no longer in the database")

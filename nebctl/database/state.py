@@ -281,9 +281,7 @@ class StateOperations(Operations):
 
     def record_rows(self) -> RecordRows:
         """Every record, as ``list_resources()`` lists them, by key; each decoded from its row only when read."""
-        with self._read() as connection:
-            fetched, processors = direct.raw_rows(connection, _listing(False, False, False))
-        return RecordRows.of(fetched, processors)
+        return RecordRows.of(*_StoredRows(self._read).every_row())
 
     def known_rows(self, known: Mapping[ResourceKey, RowSummary]) -> KnownRows:
         """The records of ``known`` (``RecordRows.summaries`` of rows the caller knows the table still holds), as
