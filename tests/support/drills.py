@@ -213,6 +213,18 @@ class Workspace:
         return (0, False) if row is None else (int(row[0]), row[1] is None)
 
 
+def finish(process: subprocess.Popen[str], *, timeout: float) -> tuple[str, str]:
+    """What ``process`` printed (stdout, stderr) once it exits. One that outlives ``timeout`` is killed before
+    the timeout is raised: a hung CLI fails its own test, not whichever test the garbage collector next finds
+    its open pipes in."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("NEBCTL_DB", None)

@@ -158,9 +158,11 @@ class Executor:
             self._needs[after] += 1
             self._successors[before].append(after)
         self._reports = {action.id: ActionReport(action) for action in plan.actions}
-        self._done: queue.SimpleQueue[tuple[str, int, Mapping[str, Any] | None, BaseException | None]] = (
-            queue.SimpleQueue()
-        )
+        # Outcomes of attempts. A ``Queue``, not a ``SimpleQueue``: the scheduler waits on it in the main thread,
+        # where Ctrl-C's handler runs, and CPython's ``SimpleQueue.get(timeout=...)``, interrupted by a handler
+        # that returns after the timeout, waits again with no timeout at all: the cancel it set went unseen
+        # until some attempt finished, and a hanging one never does.
+        self._done: queue.Queue[tuple[str, int, Mapping[str, Any] | None, BaseException | None]] = queue.Queue()
         self._running: dict[str, _Attempt] = {}
         self._waiting: list[tuple[float, int, str]] = []  # retry heap: (when, tie-break, action id)
         self._pending_changes: list[Change] = []

@@ -17,6 +17,7 @@ from tests.support.drills import (
     FINAL_ACTION_STATES,
     Workspace,
     audit,
+    finish,
     fleet_manifests,
     loose_actions,
 )
@@ -93,7 +94,7 @@ def test_two_applies_started_together_one_acts_the_other_exits_3_naming_the_hold
     # Slow enough that the winner still holds the lock when the loser, started at the same time, asks.
     workspace.set_latency(0.25, 0.3)
     first, second = (workspace.start_apply("--parallelism", "2", "--lock-timeout", "0") for _ in range(2))
-    outputs = [p.communicate(timeout=240) for p in (first, second)]
+    outputs = [finish(p, timeout=240) for p in (first, second)]
     codes = sorted(p.returncode for p in (first, second))
     assert codes == [0, 3], outputs
     loser = outputs[[first.returncode, second.returncode].index(3)]
@@ -108,7 +109,7 @@ def test_an_apply_waiting_for_the_lock_then_finds_nothing_to_do(tmp_path: Path) 
     workspace = _workspace(tmp_path, vms=4)
     workspace.set_latency(0.05, 0.1)
     first, second = (workspace.start_apply("--lock-timeout", "5m") for _ in range(2))
-    outputs = [p.communicate(timeout=240) for p in (first, second)]
+    outputs = [finish(p, timeout=240) for p in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], outputs
     assert sum("No changes." in out for out, _ in outputs) == 1, outputs
     with workspace.store() as store:
@@ -124,7 +125,7 @@ def test_ctrl_c_stops_new_actions_waits_for_running_ones_and_the_next_apply_fini
     process = workspace.start_apply("--parallelism", "3")
     _wait_for_progress(workspace, process, finished=6)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    out, err = finish(process, timeout=120)
     assert process.returncode == 1, out + err
     assert "Interrupted: no new actions will start" in err
     assert "did not run: the apply was interrupted; run it again to finish" in err
@@ -164,7 +165,7 @@ def test_a_second_ctrl_c_cancels_running_actions_and_the_journal_stays_consisten
     process.send_signal(signal.SIGINT)
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    out, err = finish(process, timeout=60)
     assert process.returncode == 1, out + err
     assert "Cancelling the running actions." in err
     with workspace.store() as store:

@@ -4,12 +4,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from collections.abc import Mapping, Sequence
+from types import FrameType
 from typing import Any
 
 from nebctl.controller.applying.executing import Change, Executor, Outcome
 from nebctl.core.settings import RetryPolicy
+from nebctl.drivers.context import current
 from nebctl.drivers.errors import TemporaryError
 
 from .plans import Recorder, Scripted, blocks, fail_times, hangs, plan_of, wait_for
@@ -147,3 +152,41 @@ def test_every_action_ends_in_a_final_state_in_the_journal_whatever_happens() ->
     assert set(last) == set(ids)
     assert all(state in FINAL for state in last.values()), last
     assert {r.state for r in out[0].reports.values()} <= FINAL
+
+
+def test_a_cancel_from_a_signal_handler_that_outlasts_the_schedulers_wait_is_seen() -> None:
+    # Ctrl-C's handler runs in the main thread, which is the scheduler's, in the middle of its wait for an
+    # outcome. A handler that returns after that wait's timeout once left the scheduler blocked until some
+    # attempt finished (CPython's SimpleQueue.get then waits with no timeout at all): here, until the hanging
+    # action gave up by itself after 3 s, and the cancel was never seen.
+    assert threading.current_thread() is threading.main_thread()  # signal handlers only run there
+    entered = threading.Event()
+
+    def gives_up_after_3s(attempt: int) -> Mapping[str, Any]:
+        entered.set()
+        current().cancelled.wait(3)
+        return {"late": True}
+
+    runner = Scripted({"a": gives_up_after_3s})
+    cancel = threading.Event()
+
+    def slow_handler(signum: int, frame: FrameType | None) -> None:
+        time.sleep(0.5)  # longer than any of the scheduler's waits (0.2 s at most)
+        cancel.set()
+
+    previous = signal.signal(signal.SIGUSR1, slow_handler)
+    try:
+        executor = Executor(plan_of(["a"]), runner, journal=Recorder(), cancel=cancel)
+        threading.Thread(target=_signal_once_entered, args=(entered,), daemon=True).start()
+        report = executor.run()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert report.interrupted
+    assert report.reports["a"].state is Outcome.CANCELLED, report.reports["a"]
+    assert "cancelled while running" in (report.reports["a"].error or "")
+
+
+def _signal_once_entered(entered: threading.Event) -> None:
+    if entered.wait(5):
+        time.sleep(0.05)  # the scheduler is back in its wait for an outcome
+        os.kill(os.getpid(), signal.SIGUSR1)
