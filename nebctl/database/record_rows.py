@@ -124,6 +124,11 @@ class RecordRows(Mapping[ResourceKey, ResourceRecord]):
     def __len__(self) -> int:
         return len(self._rows)
 
+    def raw_rows(self) -> Mapping[ResourceKey, Sequence[Any]]:
+        """Each row read, by key, as the driver gave it (the values of ``RECORD_COLUMNS``, undecoded); of a view, the
+        rows it shares."""
+        return self._rows
+
     def of_stack(self, stack: str) -> RecordRows:
         """The records of ``stack``, told from each row's stack without decoding it."""
         rows = {key: row for key, row in self._rows.items() if row[_STACK] == stack}

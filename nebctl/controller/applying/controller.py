@@ -195,7 +195,13 @@ class Controller:
         else:  # or kept by the service's cache
             stored = self.records_cache.records(self.store)
         previous = self._previous_trace(
-            options.stack, versions, documents, stamps, kept=kept_trace, rows_known=known is not None
+            options.stack,
+            versions,
+            documents,
+            stamps,
+            kept=kept_trace,
+            rows_known=known is not None,
+            every_row=stored if known is None and isinstance(stored, RecordRows) else None,
         )
         return self._plan_with(
             documents,
@@ -272,7 +278,8 @@ class Controller:
             keeper.keep(KeptObservation(dict(hosts), frozenset(listing), live, observed_at, mine if recorded else None))
         if self.traces is not None and mine is not None and stamps:
             if trace is not None and trace.replanned is None:
-                self.traces.keep(options.stack, trace, dict(stamps), mine, self.store)
+                every_row = stored if whole and isinstance(stored, RecordRows) else None
+                self.traces.keep(options.stack, trace, dict(stamps), mine, self.store, rows=every_row)
             elif previous is not None:
                 # Made from the kept trace, this plan wrote only what it observed: the trace still holds. When the
                 # plan found its results holding for this live view, which the trace was not made from, the trace
@@ -319,17 +326,21 @@ class Controller:
         *,
         kept: KeptTrace | None,
         rows_known: bool,
+        every_row: RecordRows | None,
     ) -> PlanTrace | None:
         """The trace the plan starts from: the last plan's (``incremental``), or ``kept``, when the records are
         those it was made from: read with the rows it knows (``rows_known``), or read just now while the counters
-        read before them stayed the same."""
+        read before them stayed the same (``every_row``, when read in one query: the rows the trace's digests are
+        compared with)."""
         if self.incremental:
             return self._trace
         if kept is None or not stamps:
             return None
         if not rows_known and self.store.change_versions() != versions:
             return None
-        return self.traces.find(stack, versions, self.store, documents, stamps, read=kept) if self.traces else None
+        if self.traces is None:
+            return None
+        return self.traces.find(stack, versions, self.store, documents, stamps, read=kept, rows=every_row)
 
     def _request(
         self,

@@ -137,6 +137,30 @@ def test_a_trace_is_found_with_the_records_that_moved_since_it_was_kept(tmp_path
     assert kept.find("demo", store.change_versions(), store, manifests, stamps) is None
 
 
+def test_the_records_that_moved_are_told_from_the_rows_the_plan_read_in_one_query(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = converge(BASE, vm("web"), vm("db"))
+    store.save_resources(list(world.records.values()))
+    trace, manifests, stamps = _traced(BASE, vm("web"), vm("db"))
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    assert kept.keep("demo", trace, stamps, store.change_versions(), store, rows=store.record_rows())
+    web = key("vm/web")
+    store.save_resource(dataclasses.replace(world.records[web], status="updating"))  # as an apply writes it
+    versions, rows = store.change_versions(), store.record_rows()
+
+    def read_again() -> None:
+        raise AssertionError("the table was read again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "record_rows", read_again)
+        found = kept.find("demo", versions, store, manifests, stamps, rows=rows)
+    assert found is not None and found.stamped is not None and found.stamped.moved == {web}
+    # The digests kept from the plan's rows are those of the rows read again: the same answer either way.
+    found = kept.find("demo", versions, store, manifests, stamps)
+    assert found is not None and found.stamped is not None and found.stamped.moved == {web}
+
+
 def test_a_trace_is_found_only_while_the_records_are_those_it_read(tmp_path: Path, store: Store) -> None:
     trace, manifests, stamps = _traced(BASE, vm("web"))
     kept = KeptTraces(tmp_path / "traces", database="db")
