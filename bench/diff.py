@@ -17,8 +17,11 @@ these runs alternate, each in a fresh process (``--runs`` rounds):
   on the new observation and compares nothing of it;
 - ``apply one file``: ``nebctl apply --yes`` of that edit (one VM's label), planned from the same trace;
 - ``diff after that apply``: ``nebctl diff`` again: the apply rewrote a record, which the trace names as moved
-  (its row's digest) and plans again with the edited file's resources, instead of planning everything; the file
-  is then written back as it was, and applied (not timed);
+  (its row's digest) and plans again with the edited file's resources, instead of planning everything; the apply
+  moved the fleet, so every host is observed afresh and every VM placed again;
+- ``diff one file, after an apply``: the file edited again (another label) and diffed: the steady state of editing
+  after an apply. The trace's records moved (told from their rows again) and it took the last diff's view, which
+  is observed no more; the file is then written back as it was, and applied (not timed);
 - ``diff no-op, planned``: ``nebctl diff`` on the unchanged set (exit 0), with the kept plans, observations and
   traces deleted first: the whole plan, probes included, as the first no-op after a change elsewhere makes it (it
   keeps its plan, observation and trace again);
@@ -176,6 +179,11 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
         # The edit applied, then diffed again: the records the apply wrote are planned again from the same trace.
         figures.setdefault("apply one file", []).append(timed(apply, env, kept=False, traced=True))
         figures.setdefault("diff after that apply", []).append(timed(diff, env, kept=False, traced=True))
+        # Editing on after an apply, as users do: the trace's records moved, its view is the last diff's.
+        edited.write_text(original.replace("labels: {}", f"labels: {{edit: r{round_}-next}}", 1))
+        figures.setdefault("diff one file, after an apply", []).append(
+            timed(diff, env, ok=(2,), kept=False, reused=True, traced=True)
+        )
         edited.write_text(original)
         timed(apply, env)  # the records as they were, for the no-op runs
         for directory in kept:

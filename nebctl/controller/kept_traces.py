@@ -331,10 +331,23 @@ class KeptTraces:
         ``after``: the caller's plan, made from it, wrote nothing but what it observed (no record changes), and
         nothing else was written (``after`` is what the counters say now). With ``view``, the trace's results hold
         for that live view too, which the caller's plan found (``Replan.view_holds``): the next plan compares its
-        view with that one. ``read`` is the trace as the caller read it at ``before``. Whether it was said."""
+        view with that one. ``read`` is the trace as the caller read it at ``before``. Whether it was said.
+
+        When records moved since the trace was kept (an apply wrote some), the trace holds at its own counters still,
+        and the next plan tells the moved records from their rows as the caller's did; but the trace takes ``view``
+        all the same, when the caller read this very state: otherwise every plan after an apply, on a view other than
+        the trace's, would compare it and place every VM again."""
         state = self._entries.get(self._state_name(stack))
-        if not isinstance(state, _State) or state.versions != before:
+        if not isinstance(state, _State):
             return False
+        if state.versions != before:
+            if view is None or read is None or not _same_state(read.state, state):
+                return False
+            if store.change_versions() != after:
+                return False  # another writer came since the caller's plan: its view may not be theirs
+            taken = dataclasses.replace(state, seen=Deferred(seen(view)), observation=view.identity)
+            self._entries.put(self._state_name(stack), taken)
+            return True
         # The table's summary was found as kept when the caller read this very state at these counters, and only
         # the caller wrote since (the counters at ``after`` say so): it did not move, and is not read again.
         checked = read is not None and read.holds and read.state.token == state.token
@@ -347,6 +360,12 @@ class KeptTraces:
             advanced = dataclasses.replace(advanced, seen=Deferred(seen(view)), observation=view.identity)
         self._entries.put(self._state_name(stack), advanced)
         return True
+
+
+def _same_state(one: _State, other: _State) -> bool:
+    """Whether two reads of a trace's state are the same state: the same trace, at the same counters, on the same
+    live view."""
+    return one.token == other.token and one.versions == other.versions and one.observation == other.observation
 
 
 def _holds(state: _State, versions: Versions, store: Store) -> bool:

@@ -389,3 +389,47 @@ def test_a_trace_advanced_to_a_view_where_only_the_hosts_probes_moved_compares_n
     found_again = kept.find("demo", versions, store, dict(request.documents), stamps)
     assert found_again is not None and found_again.stamped is not None
     assert found_again.stamped.observation == b"two"
+
+
+def test_a_trace_whose_records_moved_still_takes_the_view_its_plan_found_holding(tmp_path: Path, store: Store) -> None:
+    """After an apply (a record written since the trace was kept), a plan on a fresh view where only the hosts'
+    probes moved places every VM again, as before. Advanced to that view, the trace keeps its own counters (the
+    next plan tells the written record from its row again) and compares nothing of the view: the plans after an
+    apply, on a kept observation, do not place every VM again each time."""
+    texts = [BASE, *(vm(f"vm{n}") for n in range(6))]
+    world = converge(*texts)
+    store.save_resources(list(world.records.values()))
+    request = dataclasses.replace(world.request(), live=dataclasses.replace(world.live, identity=b"one"))
+    _, _, trace = plan_again(request, None)
+    assert trace is not None
+    stamps = {document: f"text of {document}" for document in request.documents}
+    kept, _ = _kept_and_found(tmp_path, store, trace, dict(request.documents), stamps)
+    vm2 = key("vm/vm2")
+    store.save_resource(dataclasses.replace(world.records[vm2], generation=7))  # as an apply writes it
+    versions = store.change_versions()
+    read = kept.read("demo", versions, store)
+    assert read is not None and not read.holds
+    busier = {**world.live.hosts, "h1": dataclasses.replace(world.live.hosts["h1"], cpu_usage=0.9, free_memory=1)}
+    two = dataclasses.replace(world.live, hosts=busier, identity=b"two")
+
+    def planned(live: LiveView) -> PlanTrace:
+        found = kept.find("demo", versions, store, dict(request.documents), stamps)
+        assert found is not None and found.stamped is not None and found.stamped.moved == {vm2}
+        return _planned_from(found, dataclasses.replace(world.request(), live=live), store, stamps)[1]
+
+    made = planned(two)
+    assert made.replanned is not None and made.replanned.placing and made.replanned.view_holds
+    assert not kept.advance("demo", versions, versions, store, two)  # not said to be the state the plan read
+    assert kept.advance("demo", versions, versions, store, two, read=read)
+    made = planned(two)  # the moved record still told from its row, and planned again
+    assert made.replanned is not None and not made.replanned.placing and vm2 in made.replanned.keys
+
+    # Another writer after the plan, or a state the plan did not read: the view is not taken.
+    again = kept.read("demo", versions, store)
+    assert again is not None
+    three = dataclasses.replace(two, identity=b"three")
+    store.save_resource(ResourceRecord(Kind.HOST, "default", "h9", stack="demo"))
+    assert not kept.advance("demo", versions, versions, store, three, read=again)
+    assert not kept.advance("demo", versions, store.change_versions(), store, three, read=read)
+    state = kept.read("demo", store.change_versions(), store)
+    assert state is not None and state.state.observation == b"two"
