@@ -154,6 +154,9 @@ class _State:
     table: tuple[Any, ...]
     seen: Deferred[Seen]  # what planning read of the live view (``Stamped.seen``)
     observation: bytes | None  # that view's identity (``Stamped.observation``)
+    # The records written since the trace was kept (an apply's), with what their rows tell now, when a plan made
+    # from the trace told them and advanced the state to its counters: while it holds, they are the moved ones.
+    moved: Mapping[ResourceKey, RowSummary] = dataclasses.field(default_factory=dict)
 
 
 # In place of what a kept trace's entry read of the live view, which its state holds.
@@ -172,9 +175,13 @@ class KeptTrace:
 
     @property
     def known(self) -> Mapping[ResourceKey, RowSummary] | None:
-        """What each record's row tells undecoded, when the database holds the records the trace was made from: a
-        plan reads the rows of those it reads (``Store.known_rows``), if nothing is written meanwhile."""
-        return self.entry.known if self.holds else None
+        """What each record's row tells undecoded, when the database holds the records the trace was made from (or
+        those its state names as written since): a plan reads the rows of those it reads (``Store.known_rows``),
+        if nothing is written meanwhile."""
+        known = self.entry.known
+        if not self.holds or known is None or not self.state.moved:
+            return known if self.holds else None
+        return known.with_changed(self.state.moved) if isinstance(known, KnownSummaries) else None
 
 
 class KeptTraces:
@@ -226,7 +233,9 @@ class KeptTraces:
         if trace.stamped is not None:
             stamped = dataclasses.replace(trace.stamped, seen=state.seen, observation=state.observation)
             trace = dataclasses.replace(trace, stamped=stamped)
-        if not found.holds:
+        if found.holds:
+            trace = with_moved_records(trace, frozenset(state.moved))
+        else:
             moved = _moved_rows(kept, versions, store, rows)
             if moved is None:
                 return None
@@ -326,6 +335,7 @@ class KeptTraces:
         view: LiveView | None = None,
         *,
         read: KeptTrace | None = None,
+        moved: Mapping[ResourceKey, RowSummary] | None = None,
     ) -> bool:
         """Say that the kept trace of ``stack``, made from the records as ``before`` counts them, still holds at
         ``after``: the caller's plan, made from it, wrote nothing but what it observed (no record changes), and
@@ -333,19 +343,26 @@ class KeptTraces:
         for that live view too, which the caller's plan found (``Replan.view_holds``): the next plan compares its
         view with that one. ``read`` is the trace as the caller read it at ``before``. Whether it was said.
 
-        When records moved since the trace was kept (an apply wrote some), the trace holds at its own counters still,
-        and the next plan tells the moved records from their rows as the caller's did; but the trace takes ``view``
-        all the same, when the caller read this very state: otherwise every plan after an apply, on a view other than
-        the trace's, would compare it and place every VM again."""
+        When records moved since the trace was kept (an apply wrote some), ``moved`` are those the caller's plan
+        told from every row it read at ``before``, with what their rows told: the state then holds at ``after``
+        with them, and the next plan reads only the rows of the records it reads again. The trace takes ``view``
+        too. Both only when the caller read this very state and nobody wrote since: otherwise every plan after an
+        apply would read every row to tell the moved records, and, on a view other than the trace's, compare it
+        and place every VM again."""
         state = self._entries.get(self._state_name(stack))
         if not isinstance(state, _State):
             return False
         if state.versions != before:
-            if view is None or read is None or not _same_state(read.state, state):
+            if (view is None and moved is None) or read is None or not _same_state(read.state, state):
                 return False
+            taken = state
+            if moved is not None:
+                # The table now, then the counters: a write between them would show in the counters.
+                taken = dataclasses.replace(taken, versions=after, table=store.resources_stamp(), moved=dict(moved))
             if store.change_versions() != after:
-                return False  # another writer came since the caller's plan: its view may not be theirs
-            taken = dataclasses.replace(state, seen=Deferred(seen(view)), observation=view.identity)
+                return False  # another writer came since the caller's plan: what it told may not hold
+            if view is not None:
+                taken = dataclasses.replace(taken, seen=Deferred(seen(view)), observation=view.identity)
             self._entries.put(self._state_name(stack), taken)
             return True
         # The table's summary was found as kept when the caller read this very state at these counters, and only

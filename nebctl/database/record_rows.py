@@ -167,7 +167,7 @@ class KnownSummaries(Mapping[ResourceKey, RowSummary]):
     record (about 10 ms of each command that reads the trace of 10,000 records); the applied digests and
     statuses, which only a plan's fingerprint reads, stay pickled until read. ``of_stack`` views share the columns."""
 
-    __slots__ = ("_keys", "_places", "_rest", "_secrets", "_stacks")
+    __slots__ = ("_changed", "_keys", "_places", "_rest", "_secrets", "_stacks")
 
     def __init__(self, summaries: Mapping[ResourceKey, RowSummary]) -> None:
         same: dict[str, str] = {}  # one object per distinct stack, which a pickle writes once
@@ -177,9 +177,10 @@ class KnownSummaries(Mapping[ResourceKey, RowSummary]):
         self._secrets = bytes(secrets for _, _, _, secrets in values)
         self._rest = Deferred(tuple((applied_hash, status) for _, applied_hash, status, _ in values))
         self._places: dict[ResourceKey, int] | None = None
+        self._changed: Mapping[ResourceKey, RowSummary] = {}
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        if len(self._keys) != len(self._stacks):  # a view: its own columns
+        if len(self._keys) != len(self._stacks) or self._changed:  # a view: its own columns
             return KnownSummaries, (dict(self),)
         return KnownSummaries._read_back, (self._keys, self._stacks, self._secrets, self._rest)
 
@@ -189,7 +190,23 @@ class KnownSummaries(Mapping[ResourceKey, RowSummary]):
     ) -> KnownSummaries:
         read: KnownSummaries = cls.__new__(cls)
         read._keys, read._stacks, read._secrets, read._rest, read._places = keys, stacks, secrets, rest, None
+        read._changed = {}
         return read
+
+    def with_changed(self, changed: Mapping[ResourceKey, RowSummary]) -> KnownSummaries | None:
+        """These summaries, with those of ``changed`` (rows written since, of keys among these, each of the same
+        stack) in their place, sharing the columns; None when one is not among these or changed stack."""
+        if not changed:
+            return self
+        stacks, index = self._stacks, self._index()
+        for key, (stack, _, _, _) in changed.items():
+            place = index.get(key)
+            if place is None or stacks[place] != stack:
+                return None
+        view: KnownSummaries = KnownSummaries.__new__(KnownSummaries)
+        view._keys, view._stacks, view._secrets, view._rest = self._keys, stacks, self._secrets, self._rest
+        view._places, view._changed = self._places, {**self._changed, **changed}
+        return view
 
     def _index(self) -> dict[ResourceKey, int]:
         """Each key's place in the columns, built when first asked."""
@@ -202,6 +219,9 @@ class KnownSummaries(Mapping[ResourceKey, RowSummary]):
 
     def __getitem__(self, key: ResourceKey) -> RowSummary:
         place = self._place(key)
+        changed = self._changed.get(key)
+        if changed is not None:
+            return changed
         applied_hash, status = self._rest.get()[place]
         return self._stacks[place], applied_hash, status, bool(self._secrets[place])
 
@@ -219,7 +239,9 @@ class KnownSummaries(Mapping[ResourceKey, RowSummary]):
         return self._stacks[self._place(key)]
 
     def may_hold_secrets(self, key: ResourceKey) -> bool:
-        return bool(self._secrets[self._place(key)])
+        place = self._place(key)
+        changed = self._changed.get(key)
+        return changed[3] if changed is not None else bool(self._secrets[place])
 
     def of_stack(self, stack: str) -> KnownSummaries:
         """The summaries of ``stack``'s records, sharing these columns."""
@@ -228,6 +250,7 @@ class KnownSummaries(Mapping[ResourceKey, RowSummary]):
         view._places = {key: place for key, place in self._index().items() if stacks[place] == stack}
         view._keys = tuple(view._places)
         view._stacks, view._secrets, view._rest = self._stacks, self._secrets, self._rest
+        view._changed = {key: summary for key, summary in self._changed.items() if key in view._places}
         return view
 
 

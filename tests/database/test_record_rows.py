@@ -217,6 +217,29 @@ def test_known_summaries_read_back_are_the_summaries_and_build_the_digests_only_
         own[ResourceKey(Kind.HOST, "default", "h1")]
 
 
+def test_known_summaries_with_rows_written_since_answer_those_rows_summaries() -> None:
+    web, init = ResourceKey(VM, "default", "web"), ResourceKey(VM, "default", "init")
+    h1 = ResourceKey(Kind.HOST, "default", "h1")
+    summaries: dict[ResourceKey, record_rows.RowSummary] = {
+        web: ("s", "a" * 64, "ready", False),
+        init: ("s", None, "pending", True),
+        h1: ("t", "b" * 64, "ready", False),
+    }
+    read = pickle.loads(pickle.dumps(record_rows.KnownSummaries(summaries)))
+    written: dict[ResourceKey, record_rows.RowSummary] = {init: ("s", "c" * 64, "ready", False)}
+    changed = read.with_changed(written)
+    assert changed is not None and dict(changed) == {**summaries, **written}
+    assert list(changed) == list(summaries) and not changed.may_hold_secrets(init) and changed.stack(init) == "s"
+    assert dict(read) == summaries  # the summaries it was made from are left as they were
+    own = changed.of_stack("s")
+    assert dict(own) == {web: summaries[web], init: written[init]} and h1 not in own
+    assert dict(pickle.loads(pickle.dumps(changed))) == {**summaries, **written}
+    assert read.with_changed({}) is read
+    # A row of another key, or one whose stack changed, is not one of these: no view.
+    assert read.with_changed({ResourceKey(VM, "default", "absent"): ("s", None, "ready", False)}) is None
+    assert read.with_changed({web: ("t", "a" * 64, "ready", False)}) is None
+
+
 def test_what_a_row_tells_of_secrets_is_searched_for_once_whatever_the_view(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

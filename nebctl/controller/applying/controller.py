@@ -56,7 +56,7 @@ from nebctl.core.plans import ChangeType, Plan
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.installing import kept_installation_id
-from nebctl.database.record_rows import RecordRows, RowsMovedError
+from nebctl.database.record_rows import RecordRows, RowsMovedError, RowSummary
 from nebctl.database.records import ActionRecord, ApplyState, EventRecord, ResourceRecord, RevisionRecord, Severity
 from nebctl.database.sealing import (
     SECRET_PATHS,
@@ -283,12 +283,16 @@ class Controller:
             elif previous is not None:
                 # Made from the kept trace, this plan wrote only what it observed: the trace still holds. When the
                 # plan found its results holding for this live view, which the trace was not made from, the trace
-                # takes it: the next plan on this view (a kept observation) compares nothing of it.
-                holds = trace is not None and trace.replanned is not None and trace.replanned.view_holds
+                # takes it: the next plan on this view (a kept observation) compares nothing of it. The records
+                # written since the trace was kept, told from every row, go with it: the next plan reads the rows of
+                # those it reads, no others.
+                replanned = trace.replanned if trace is not None else None
+                holds = replanned is not None and replanned.view_holds
                 moved = previous.stamped is not None and previous.stamped.observation != live.identity
                 view = live if holds and moved and live.identity is not None else None
-                if recorded or view is not None:
-                    self.traces.advance(options.stack, versions, mine, self.store, view, read=kept_trace)
+                told = _told_moved(previous, kept_trace, stored) if replanned is not None and whole else None
+                if recorded or view is not None or told is not None:
+                    self.traces.advance(options.stack, versions, mine, self.store, view, read=kept_trace, moved=told)
         return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
 
     @contextmanager
@@ -633,6 +637,20 @@ class Controller:
                     continue
                 tx.update_action(apply_id, action.action_id, state=Outcome.CANCELLED.value, error=error)
             tx.finish_apply(apply_id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done})
+
+
+def _told_moved(
+    previous: PlanTrace, kept: KeptTrace | None, stored: RecordRows | Sequence[ResourceRecord]
+) -> dict[ResourceKey, RowSummary] | None:
+    """The records that moved since the kept trace ``previous`` was made, told from every row (``stored``, read in
+    one query) because the trace did not hold, with what their rows tell: for its state (``KeptTraces.advance``).
+    None when the trace held, or nothing moved."""
+    if kept is None or kept.holds or not isinstance(stored, RecordRows) or previous.stamped is None:
+        return None
+    moved = previous.stamped.moved
+    if not moved:
+        return None
+    return {key: (*stored.summary(key), stored.may_hold_secrets(key)) for key in moved}
 
 
 def reveal_rows(

@@ -275,3 +275,36 @@ def test_a_plan_that_fails_after_writing_its_own_observation_reports_it_once(
         opened.plan(opened.cli)
     assert len(made) == 1 and whole == []  # made from the known rows, once
     assert opened.store.change_versions().resources == counted + 1  # its observation written once
+
+
+def test_after_an_apply_the_plans_of_later_edits_read_only_the_rows_they_read(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An apply writes records, so the kept trace no longer holds: the next plan reads every row and tells the
+    records that moved from their digests. It hands them, with what their rows tell, to the trace's state: the plans
+    after it read the rows of the records they read again (the moved ones among them), until someone writes."""
+    opened.plan(opened.cli)  # whole: its trace is kept
+    _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
+    applied = opened.workspace.apply()  # a nebctl process: vm-0150's record rewritten, the fleet moved
+    assert applied.returncode == 0, applied.stderr
+    made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
+    after = opened.plan(opened.cli)
+    assert not after.plan.has_changes and made == [] and whole == [1]  # every row read, once
+    _edit(opened.workspace, "vms-5.yaml", "namespace: default}", "namespace: default, labels: {edited: y}}")
+    planned = opened.plan(opened.cli)
+    [known] = made
+    assert whole == [1] and PER_FILE <= known.read_rows <= 3 * record_rows.ROWS_AT_ONCE < len(known)
+    assert "vm-0150" in {key.name for key in known.raw_rows()}  # written by the apply: planned again
+    _same(planned, opened.plan(opened.plain))
+    assert [change.key.name for change in planned.plan.changes if change.is_change] == ["vm-0250"]
+
+    # Another writer: the state does not hold, every row is read and told again, the written record included.
+    with opened.workspace.store() as other:
+        [record] = other.get_resources([ResourceKey.parse("vm/vm-0251")])
+        assert record.applied is not None
+        other.save_resource(dataclasses.replace(record, applied={**record.applied, "vcpu": 7}))
+    whole.clear()
+    planned = opened.plan(opened.cli)
+    assert whole == [1] and len(made) == 1
+    _same(planned, opened.plan(opened.plain))
+    assert {change.key.name for change in planned.plan.changes if change.is_change} == {"vm-0250", "vm-0251"}

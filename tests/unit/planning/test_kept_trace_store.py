@@ -433,3 +433,39 @@ def test_a_trace_whose_records_moved_still_takes_the_view_its_plan_found_holding
     assert not kept.advance("demo", versions, store.change_versions(), store, three, read=read)
     state = kept.read("demo", store.change_versions(), store)
     assert state is not None and state.state.observation == b"two"
+
+
+def test_the_records_a_plan_told_moved_go_with_the_trace_state_until_someone_writes(
+    tmp_path: Path, store: Store
+) -> None:
+    world = converge(BASE, vm("web"), vm("db"))
+    store.save_resources(list(world.records.values()))
+    request = dataclasses.replace(world.request(), records=store.record_rows())  # as the CLI reads them
+    _, _, trace = plan_again(request, None)
+    assert trace is not None
+    manifests = dict(request.documents)
+    stamps = {document: f"text of {document}" for document in manifests}
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    assert kept.keep("demo", trace, stamps, store.change_versions(), store, rows=store.record_rows())
+    web, db = key("vm/web"), key("vm/db")
+    store.save_resource(dataclasses.replace(world.records[web], status="updating"))  # as an apply writes it
+    versions, rows = store.change_versions(), store.record_rows()
+    read = kept.read("demo", versions, store)
+    assert read is not None and not read.holds and read.known is None
+    told = {web: rows.summaries()[web]}
+    assert not kept.advance("demo", versions, versions, store, moved=told)  # not said to be the state it read
+    assert kept.advance("demo", versions, versions, store, read=read, moved=told)
+
+    now = kept.read("demo", versions, store)
+    assert now is not None and now.holds and now.known is not None
+    assert dict(now.known) == rows.summaries()  # the written row's summary as it is now, the others as kept
+    found = kept.find("demo", versions, store, manifests, stamps, read=now)
+    assert found is not None and found.stamped is not None and found.stamped.moved == {web}
+
+    # Someone writes: the state no longer holds, and every row tells what moved since the trace was kept.
+    store.save_resource(dataclasses.replace(world.records[db], status="updating"))
+    later = store.change_versions()
+    again = kept.read("demo", later, store)
+    assert again is not None and not again.holds
+    found = kept.find("demo", later, store, manifests, stamps, read=again)
+    assert found is not None and found.stamped is not None and found.stamped.moved == {web, db}
