@@ -21,7 +21,9 @@ holds the very records it was made from, a plan reads the rows of the records it
 (``Store.known_rows``; the controller checks the counters again at the end). The database's state it holds for is
 an entry of its own: a plan made from the trace that wrote nothing but what it observed (which raises the counters
 and changes no record) moves that state to the counters it leaves (``advance``), so that observing the fleet again
-does not cost the next command its trace. The trace holds the resolved specs, the changes and the installation-wide
+does not cost the next command its trace. After an apply, the plan that told the records it wrote from every row
+moves the state too, with those records and what their rows tell: the plans after it read few rows again. The
+trace holds the resolved specs, the changes and the installation-wide
 results, never a manifest, a record's specs or a secret. A secret in
 clear (cloud-init data, a hook's environment) in a resource's resolved spec or observed state is the manifest's
 value: it is written as a marker (``FROM_MANIFEST``), and put back from the manifest when the trace is read, for the
