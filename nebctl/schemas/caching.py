@@ -68,7 +68,7 @@ from nebctl.schemas.loading import (
     file_documents,
     load_paths,
 )
-from nebctl.schemas.models import AnyManifest, VirtualMachine
+from nebctl.schemas.models import AnyManifest, PlacementInputs, VirtualMachine, placement_inputs
 from nebctl.schemas.reading import fast
 from nebctl.schemas.reading.sources import read_file
 from nebctl.schemas.references import Reference
@@ -166,11 +166,12 @@ def _texts(files: Sequence[str], limits: Limits) -> list[tuple[str, str]] | None
 class _File:
     """A file's checked documents, kept pickled until one is read (a plan made from a kept trace reads those of the
     few edited files), with their keys, each one's digest as applied (``schemas.digests``), the distinct placement
-    requirements of its VMs, and, pickled, the references each makes (``schemas.validation.references_of``). The
-    references are read back only when a set must be checked across documents again, so a load that finds its set
-    checked does not pay for them."""
+    requirements of its VMs, and, pickled, the references each makes (``schemas.validation.references_of``) and
+    what placing each VM reads (``models.placement_inputs``, by place in the file). The references are read back
+    only when a set must be checked across documents again, so a load that finds its set checked does not pay for
+    them; the placement inputs when every VM is placed again, which then reads no VM."""
 
-    __slots__ = ("_read", "digests", "documents_pickled", "keys", "references", "requirements")
+    __slots__ = ("_read", "digests", "documents_pickled", "keys", "placing", "references", "requirements")
 
     def __init__(
         self,
@@ -179,12 +180,15 @@ class _File:
         digests: tuple[bytes, ...],
         references: bytes,
         requirements: frozenset[str],
+        *,
+        placing: bytes,
     ) -> None:
         self.keys = keys
         self.documents_pickled = documents_pickled
         self.digests = digests
         self.references = references
         self.requirements = requirements
+        self.placing = placing
         self._read: list[LoadedDocument] | None = None
 
     @classmethod
@@ -200,15 +204,16 @@ class _File:
                 for document in documents
                 if isinstance(document.manifest, VirtualMachine) and document.manifest.spec.placement.requirements
             ),
+            placing=pickle.dumps(_placing(documents), protocol=pickle.HIGHEST_PROTOCOL),
         )
         made._read = documents
         return made
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.keys, self.documents_pickled, self.digests, self.references, self.requirements)
+        return (self.keys, self.documents_pickled, self.digests, self.references, self.requirements, self.placing)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        self.keys, self.documents_pickled, self.digests, self.references, self.requirements = state  # type: ignore[assignment]
+        (self.keys, self.documents_pickled, self.digests, self.references, self.requirements, self.placing) = state  # type: ignore[assignment]
         self._read = None
 
     def whole(self) -> bool:
@@ -220,6 +225,7 @@ class _File:
             and isinstance(self.documents_pickled, bytes)
             and isinstance(self.references, bytes)
             and isinstance(self.requirements, frozenset)
+            and isinstance(self.placing, bytes)
         )
 
     def documents(self) -> list[LoadedDocument]:
@@ -233,11 +239,30 @@ class _File:
             remember_more_digests(zip((document.manifest for document in read), self.digests, strict=True))
         return self._read
 
+    def placement_inputs(self) -> list[tuple[int, PlacementInputs]]:
+        """What placing each VM of the file reads of it, by its place in the file: from its documents when they were
+        read, else read back from the entry."""
+        if self._read is not None:
+            return _placing(self._read)
+        read = pickle.loads(self.placing)  # the entry's digest covered these bytes
+        if not (isinstance(read, list) and all(isinstance(place, int) and place < len(self.keys) for place, _ in read)):
+            raise ValueError("a manifest cache entry whose placement inputs are not its documents'")
+        return read
+
     def read_digests(self) -> list[tuple[AnyManifest, bytes]]:
         """Each document read back so far with its digest (none when they were not read)."""
         if self._read is None:
             return []
         return [(document.manifest, digest) for document, digest in zip(self._read, self.digests, strict=True)]
+
+
+def _placing(documents: Sequence[LoadedDocument]) -> list[tuple[int, PlacementInputs]]:
+    """What placing each VM of ``documents`` reads of it, with its place among them."""
+    return [
+        (place, placement_inputs(document.manifest))
+        for place, document in enumerate(documents)
+        if isinstance(document.manifest, VirtualMachine)
+    ]
 
 
 class _ByKey(Mapping[ResourceKey, Read]):
@@ -281,6 +306,11 @@ class CachedDocuments(_ByKey[AnyManifest]):
     def requirements(self) -> frozenset[str]:
         """The distinct placement requirements of the set's VMs."""
         return frozenset().union(*(entry.requirements for entry in self._entries))
+
+    def placement_inputs(self) -> dict[ResourceKey, PlacementInputs]:
+        """What placing each VM of the set reads of it (``models.placement_inputs``), by key in load order, without
+        reading the VMs back."""
+        return {entry.keys[place]: inputs for entry in self._entries for place, inputs in entry.placement_inputs()}
 
     def locations(self) -> Mapping[ResourceKey, SourceLocation]:
         """Where each document was found, read back as the documents are."""

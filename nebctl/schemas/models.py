@@ -751,6 +751,21 @@ class VirtualMachine(StrictModel):
     )
 
 
+def vm_disk_total(vm: VirtualMachine) -> int:
+    """Disk a VM asks for (placement and quotas); a clone without a size counts as nothing extra."""
+    return sum(disk.size or 0 for disk in vm.spec.disks)
+
+
+PlacementInputs = tuple[int, int, int, Placement]
+"""What placing a VM reads of its manifest: its vCPUs, memory, disk (``vm_disk_total``) and placement rules."""
+
+
+def placement_inputs(vm: VirtualMachine) -> PlacementInputs:
+    """What placing ``vm`` reads of it."""
+    spec = vm.spec
+    return spec.vcpu, spec.memory, vm_disk_total(vm), spec.placement
+
+
 # --- Hook -------------------------------------------------------------------------------------------------
 
 # Every event nebctl records about resources and applies (docs/manifests.md lists them with their meaning).

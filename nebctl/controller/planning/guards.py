@@ -8,13 +8,12 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from nebctl.controller.planning.placing import vm_disk_total
 from nebctl.controller.planning.request import PlanRequest
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, ResourceChange
 from nebctl.core.quantities import format_quantity
 from nebctl.reconcilers.base import RecordView, Removals
-from nebctl.schemas.models import VirtualMachine, spec_document
+from nebctl.schemas.models import VirtualMachine, spec_document, vm_disk_total
 
 
 def _prevents_destroy(spec: Mapping[str, Any] | None) -> bool:

@@ -345,11 +345,48 @@ def test_the_placement_requirements_of_a_cached_set_are_those_of_its_vms(tmp_pat
         assert isinstance(documents, caching.CachedDocuments) and documents.requirements() == expected
 
 
+def test_what_placing_each_vm_reads_of_a_cached_set_is_told_without_reading_the_vms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
+    sized = vm("vm1").replace("placement: {host: h1}", "placement: {requirements: 'cpu > 2', policy: striping}")
+    (directory / "vm1.yaml").write_text(sized)
+    # The statement of what is right: the uncached loader's VMs, each read whole.
+    expected = {
+        key: (document.spec.vcpu, document.spec.memory, sum(disk.size or 0 for disk in document.spec.disks))
+        for key, document in load_paths([directory]).documents.items()
+        if isinstance(document, VirtualMachine)
+    }
+    placements = {
+        key: document.spec.placement
+        for key, document in load_paths([directory]).documents.items()
+        if isinstance(document, VirtualMachine)
+    }
+    fresh = caching.load_paths_cached([directory], cache).documents
+    assert isinstance(fresh, caching.CachedDocuments)
+    told = fresh.placement_inputs()
+    assert {key: inputs[:3] for key, inputs in told.items()} == expected
+    assert {key: inputs[3] for key, inputs in told.items()} == placements
+    read: list[object] = []
+    real = caching._File.documents
+
+    def counted(entry: caching._File) -> list[Any]:
+        read.append(entry.keys)
+        return real(entry)
+
+    monkeypatch.setattr(caching._File, "documents", counted)
+    again = caching.load_paths_cached([directory], cache).documents  # read back from the entries
+    assert isinstance(again, caching.CachedDocuments)
+    assert again.placement_inputs() == told and read == []
+
+
 def poison(cache: Path) -> None:
     """Rewrite every file entry with a well-formed one (right header and digest) that holds no documents: a
     loader that trusted it would lose the VMs."""
     for entry in (cache / "manifests").glob("*/*"):
-        payload = pickle.dumps(caching._File((), pickle.dumps([]), (), pickle.dumps([]), frozenset()))
+        payload = pickle.dumps(
+            caching._File((), pickle.dumps([]), (), pickle.dumps([]), frozenset(), placing=pickle.dumps([]))
+        )
         digest = hashlib.sha256(payload).digest()
         if pickle.loads(entry.read_bytes()[len(caching._MAGIC) + len(digest) :]) is not True:
             entry.write_bytes(caching._MAGIC + digest + payload)
@@ -366,7 +403,14 @@ def test_an_entry_whose_digests_are_not_one_per_document_is_ignored(tmp_path: Pa
         kept = pickle.loads(data[header:])
         if isinstance(kept, caching._File):
             # Well-formed (right header and digest of the payload), but its documents have lost their digests.
-            lost = caching._File(kept.keys, kept.documents_pickled, kept.digests[:-1], kept.references, frozenset())
+            lost = caching._File(
+                kept.keys,
+                kept.documents_pickled,
+                kept.digests[:-1],
+                kept.references,
+                frozenset(),
+                placing=kept.placing,
+            )
             payload = pickle.dumps(lost)
             entry.write_bytes(caching._MAGIC + hashlib.sha256(payload).digest() + payload)
             rewritten += 1
