@@ -183,6 +183,7 @@ class KeptTrace:
         known = self.entry.known
         if not self.holds or known is None or not self.state.moved:
             return known if self.holds else None
+        # A view with the written rows' summaries; none (every row read at once) if they cannot be told apart.
         return known.with_changed(self.state.moved) if isinstance(known, KnownSummaries) else None
 
 

@@ -644,13 +644,10 @@ def _told_moved(
 ) -> dict[ResourceKey, RowSummary] | None:
     """The records that moved since the kept trace ``previous`` was made, told from every row (``stored``, read in
     one query) because the trace did not hold, with what their rows tell: for its state (``KeptTraces.advance``).
-    None when the trace held, or nothing moved."""
+    Empty when none did (another process's writing moved the counters, not a record); None when the trace held."""
     if kept is None or kept.holds or not isinstance(stored, RecordRows) or previous.stamped is None:
         return None
-    moved = previous.stamped.moved
-    if not moved:
-        return None
-    return {key: (*stored.summary(key), stored.may_hold_secrets(key)) for key in moved}
+    return {key: (*stored.summary(key), stored.may_hold_secrets(key)) for key in previous.stamped.moved}
 
 
 def reveal_rows(
