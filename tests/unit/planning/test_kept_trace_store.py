@@ -26,7 +26,7 @@ from nebctl.schemas.caching import load_paths_cached
 from nebctl.schemas.models import AnyManifest
 from tests.support.decoding import decoded_records
 
-from .world import BASE, converge, documents, key, vm
+from .world import BASE, World, converge, documents, key, vm
 
 SECRET = "#cloud-config\npassword: kept-trace-secret"
 CLOUD_INIT = '  placement: {host: h1}\n  cloudInit: {userData: "#cloud-config\\npassword: kept-trace-secret"}'
@@ -347,6 +347,20 @@ def test_a_plan_from_a_kept_trace_and_the_view_it_read_builds_no_spec_and_compar
     assert {change.key for change in plan.changes if change.is_change} == {vm3, vm5}
 
 
+def _six_vms_kept(
+    tmp_path: Path, store: Store
+) -> tuple[World, PlanRequest, dict[ResourceKey, str], KeptTraces, PlanTrace]:
+    """Six VMs on the store, their whole plan's trace (on a view called ``one``) kept and found again."""
+    world = converge(BASE, *(vm(f"vm{n}") for n in range(6)))
+    store.save_resources(list(world.records.values()))
+    request = dataclasses.replace(world.request(), live=dataclasses.replace(world.live, identity=b"one"))
+    _, _, trace = plan_again(request, None)
+    assert trace is not None
+    stamps = {document: f"text of {document}" for document in request.documents}
+    kept, found = _kept_and_found(tmp_path, store, trace, dict(request.documents), stamps)
+    return world, request, stamps, kept, found
+
+
 def test_a_trace_advanced_to_a_view_where_only_the_hosts_probes_moved_compares_nothing_of_it(
     tmp_path: Path, store: Store
 ) -> None:
@@ -354,14 +368,7 @@ def test_a_trace_advanced_to_a_view_where_only_the_hosts_probes_moved_compares_n
     trace's results hold for that view (``view_holds``). Advanced to it, the trace is found with it, and the next plan
     on it (a kept observation: the same identity) neither compares it nor places any VM again. A view where a VM
     moved does not hold: the VM's results in the trace are the old view's."""
-    texts = [BASE, *(vm(f"vm{n}") for n in range(6))]
-    world = converge(*texts)
-    store.save_resources(list(world.records.values()))
-    request = dataclasses.replace(world.request(), live=dataclasses.replace(world.live, identity=b"one"))
-    _, _, trace = plan_again(request, None)
-    assert trace is not None
-    stamps = {document: f"text of {document}" for document in request.documents}
-    kept, found = _kept_and_found(tmp_path, store, trace, dict(request.documents), stamps)
+    world, request, stamps, kept, found = _six_vms_kept(tmp_path, store)
     edited = documents(BASE, *(vm(f"vm{n}", **({"app: web": "app: db"} if n == 1 else {})) for n in range(6)))
     again = {**stamps, key("vm/vm1"): "edited text"}
     busier = {**world.live.hosts, "h1": dataclasses.replace(world.live.hosts["h1"], cpu_usage=0.9, free_memory=1)}
@@ -396,14 +403,7 @@ def test_a_trace_whose_records_moved_still_takes_the_view_its_plan_found_holding
     probes moved places every VM again, as before. Advanced to that view, the trace keeps its own counters (the
     next plan tells the written record from its row again) and compares nothing of the view: the plans after an
     apply, on a kept observation, do not place every VM again each time."""
-    texts = [BASE, *(vm(f"vm{n}") for n in range(6))]
-    world = converge(*texts)
-    store.save_resources(list(world.records.values()))
-    request = dataclasses.replace(world.request(), live=dataclasses.replace(world.live, identity=b"one"))
-    _, _, trace = plan_again(request, None)
-    assert trace is not None
-    stamps = {document: f"text of {document}" for document in request.documents}
-    kept, _ = _kept_and_found(tmp_path, store, trace, dict(request.documents), stamps)
+    world, request, stamps, kept, _ = _six_vms_kept(tmp_path, store)
     vm2 = key("vm/vm2")
     store.save_resource(dataclasses.replace(world.records[vm2], generation=7))  # as an apply writes it
     versions = store.change_versions()
