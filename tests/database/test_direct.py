@@ -17,6 +17,7 @@ from nebctl.database.leasing import Fenced
 from nebctl.database.models import ApplyAction, ChangeCounter
 from nebctl.database.operating import Fence
 from nebctl.database.state import _APPEND_EVENTS, _UPDATE_ACTIONS, _listing
+from tests.support.sqlite_files import another_writer
 
 VM = Kind.VIRTUAL_MACHINE
 WHEN = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -238,3 +239,18 @@ def test_rows_read_directly_are_those_sqlalchemy_reads_on_every_backend(db_url: 
     assert [r.name for r in store.list_resources(stack="s", kind=VM, namespace="default")] == ["web"]
     assert [r.name for r in store.list_resources()] == ["h1", "web", "db"]  # by kind, namespace, name
     store.close()
+
+
+def test_a_new_database_file_another_process_is_writing_is_waited_for(tmp_path: Path) -> None:
+    """Switching a new SQLite file to WAL needs its exclusive lock, and SQLite answers "database is locked" at once,
+    past any busy timeout, while another connection writes to the file in rollback mode (two nebctl processes
+    making a new database at once): the engine waits for it instead."""
+    path = tmp_path / "nebctl.db"
+    with another_writer(path):
+        store = Store.open(f"sqlite:///{path}")
+    try:
+        assert store.count_resources() == 0
+    finally:
+        store.close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)

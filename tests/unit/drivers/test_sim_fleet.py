@@ -31,6 +31,7 @@ from nebctl.drivers.sim.behaviour import suffer
 from nebctl.drivers.sim.store import Store
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import HostRef, VMDefinition
+from tests.support.sqlite_files import another_writer
 
 HOST = HostRef("kvm1", "sim://kvm1?cpus=4&memory=8Gi&disk=100Gi")
 REPO = Path(__file__).resolve().parents[3]
@@ -339,3 +340,17 @@ def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
         opened[0].execute("SELECT 1")
     assert opened[-1].execute("SELECT 1").fetchone() == (1,)
     store.close()
+
+
+def test_a_new_fleet_file_another_process_is_writing_is_waited_for(tmp_path: Path) -> None:
+    """Two processes opening a new fleet file at once both switch it to WAL, which needs the file's exclusive lock:
+    SQLite answers the one that finds the other writing with "database is locked" at once, without its busy
+    timeout. The store waits for the other (here a connection making a table, in rollback mode, for 0.3 s)."""
+    path = tmp_path / "sim.db"
+    with another_writer(path):
+        store = Store(path)
+    try:
+        assert store.read().execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert store.read().execute("SELECT count(*) FROM first_writer").fetchone() == (0,)
+    finally:
+        store.close()
