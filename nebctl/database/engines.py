@@ -15,7 +15,6 @@ read timeout of its own, so the connection class waits with one: ``_TimedPgConne
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from nebctl.core import jsontext
+from nebctl.core.sqlite_files import use_write_ahead_log
 from nebctl.database.errors import DatabaseError
 
 
@@ -168,17 +168,7 @@ def _sqlite_engine(url: URL, timeouts: Timeouts) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         if not in_memory:
-            # A new file's switch to WAL needs its exclusive lock: SQLite says "locked" at once, without waiting,
-            # while another process writes to the new file (switching it too), so it is tried again meanwhile.
-            deadline = time.monotonic() + timeouts.busy
-            while True:
-                try:
-                    cursor.execute("PRAGMA journal_mode=WAL")
-                    break
-                except sqlite3.OperationalError as error:
-                    if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                        raise
-                    time.sleep(0.01)
+            use_write_ahead_log(cursor, timeouts.busy)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(timeouts.busy * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -20,10 +20,10 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from nebctl.core.sqlite_files import use_write_ahead_log
 from nebctl.drivers.errors import PermanentError, TemporaryError
 
 SCHEMA_VERSION = 2  # 2: vms.macs, the MACs of each VM's NICs (comma-separated), which its status reports
@@ -134,22 +134,6 @@ def _translate(error: sqlite3.Error, path: Path) -> Exception:
     return PermanentError(f"sim fleet file {path}: {text}", driver="sim")
 
 
-def _write_ahead(connection: sqlite3.Connection, timeout: float) -> None:
-    """Put the file in WAL mode, waiting up to ``timeout`` seconds for another process doing the same. Switching a
-    new file needs its exclusive lock; when another process already writes to it (switching it too, or making its
-    tables), SQLite answers "database is locked" at once instead of waiting, since waiting could deadlock the two:
-    so the switch is tried again until the other is done."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
-
-
 class Store:
     """Per-thread connections to one fleet file, and the transaction helpers the fleet uses."""
 
@@ -190,7 +174,7 @@ class Store:
         connection = sqlite3.connect(
             self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
-        _write_ahead(connection, self._busy_timeout)
+        use_write_ahead_log(connection, self._busy_timeout)
         # NORMAL in WAL mode skips the fsync per commit; a simulated fleet may lose its last commit on power loss.
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
