@@ -141,7 +141,7 @@ class _Entry:
     rows: Deferred[Mapping[ResourceKey, bytes]] | None = None
     # What each record's row tells undecoded (``RecordRows.summaries``), for a plan while the database still holds
     # those rows: it reads a row only when it reads its record (``KnownRows``).
-    known: Mapping[ResourceKey, RowSummary] | None = None
+    known: KnownSummaries | None = None
 
 
 @dataclass(frozen=True)
@@ -180,11 +180,10 @@ class KeptTrace:
         """What each record's row tells undecoded, when the database holds the records the trace was made from (or
         those its state names as written since): a plan reads the rows of those it reads (``Store.known_rows``),
         if nothing is written meanwhile."""
-        known = self.entry.known
-        if not self.holds or known is None or not self.state.moved:
-            return known if self.holds else None
-        # A view with the written rows' summaries; none (every row read at once) if they cannot be told apart.
-        return known.with_changed(self.state.moved) if isinstance(known, KnownSummaries) else None
+        if not self.holds or self.entry.known is None:
+            return None
+        # With the written rows' summaries in their place; none (every row read at once) if they cannot be.
+        return self.entry.known.with_changed(self.state.moved)
 
 
 class KeptTraces:
