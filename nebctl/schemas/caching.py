@@ -245,7 +245,8 @@ class _File:
         if self._read is not None:
             return _placing(self._read)
         read = pickle.loads(self.placing)  # the entry's digest covered these bytes
-        if not (isinstance(read, list) and all(isinstance(place, int) and place < len(self.keys) for place, _ in read)):
+        count = len(self.keys)
+        if not (isinstance(read, list) and all(isinstance(place, int) and 0 <= place < count for place, _ in read)):
             raise ValueError("a manifest cache entry whose placement inputs are not its documents'")
         return read
 
