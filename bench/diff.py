@@ -12,13 +12,13 @@ these runs alternate, each in a fresh process (``--runs`` rounds):
   planning again only the edited file's resources (``controller.kept_traces``);
 - ``diff one file, a minute later``: the same, but with the kept observation too old to reuse (its file dated back
   two minutes, as if the user came back later; a kept observation is reused for 60 s): every host is observed
-  afresh, and since the sim's usage figures move with every probe, every VM is placed again (as before). The plan
-  is still made from the trace, which then takes that view: the ``diff one file`` after it (another label) plans
-  on the new observation and compares nothing of it;
+  afresh; the sim's usage figures move with every probe, which the VMs that stay where they are do not read, so
+  none is placed again. The plan is still made from the trace, which then takes that view: the ``diff one file``
+  after it (another label) plans on the new observation and compares nothing of it;
 - ``apply one file``: ``nebctl apply --yes`` of that edit (one VM's label), planned from the same trace;
 - ``diff after that apply``: ``nebctl diff`` again: the apply rewrote a record, which the trace names as moved
   (its row's digest) and plans again with the edited file's resources, instead of planning everything; the apply
-  moved the fleet, so every host is observed afresh and every VM placed again;
+  moved the fleet, so every host is observed afresh;
 - ``diff one file, after an apply``: the file edited again (another label) and diffed: the steady state of editing
   after an apply. The trace's records moved (told from their rows again) and it took the last diff's view, which
   is observed no more; the file is then written back as it was, and applied (not timed);

@@ -13,11 +13,14 @@ The installation-wide results still hold when, besides, every resource that did 
 reconciler says what those steps read of it (``Reconciler.shared_inputs``, ``shared_record_inputs``), and that
 stayed equal: a label, an annotation, cloud-init data, a state change of a VM. When only what placement reads moved
 (a VM's size or placement rules, its recorded host, a host's probed capacity), every VM is placed again, and the
-rest is kept if every VM gets the host it had. Anything else means planning everything: a VM placed elsewhere, a
-new NIC, a new VM, a host or network edited, another stack's record moved, a host that stops or starts answering,
-a host's objects listed differently, or more than a quarter of the resources changed (a whole plan then costs about
-as much; up to a hundred are planned again in any case). Resources that had drift are planned again too: whether
-their repair is refused reads the records of the VMs that hold their objects (``repairs``).
+rest is kept if every VM gets the host it had. A host's usage figures (CPU usage, load, free memory and disk),
+which move with every probe, count only when the last plan placed some VM away from the host its record names, or
+some VM's requirements read them: a VM that stays where it is reads none of them. Anything else means planning
+everything: a VM placed elsewhere, a new NIC, a new VM, a host or network edited, another stack's record moved, a
+host that stops or starts answering, a host's objects listed differently, or more than a quarter of the resources
+changed (a whole plan then costs about as much; up to a hundred are planned again in any case). Resources that
+had drift are planned again too: whether their repair is refused reads the records of the VMs that hold their
+objects (``repairs``).
 
 The checks across resources (deletions, quotas, targets) and the action graph always run over the whole plan.
 
@@ -41,6 +44,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapp
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from nebctl.controller.placement import documents_read_usage
 from nebctl.controller.planning.changes import Outcome
 from nebctl.controller.planning.request import PlanRequest
 from nebctl.core.deferred import Deferred
@@ -71,6 +75,9 @@ class Shared:
     notes: Mapping[ResourceKey, str]
     incarnations: Mapping[ResourceKey, int]
     resolution: Resolution
+    # Whether every VM stayed on the host its record names (placement's first step kept it there): where each
+    # goes then reads no host's usage figures, unless some VM's requirements read them (``_seen_again``).
+    stayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,7 @@ def replanned(
             return None
         placing, again, view_holds = restamped
     else:
-        found = _reused(before, request)
+        found = _reused(before, request, previous.shared.stayed)
         if found is None:
             return None
         placing, again = found
@@ -212,9 +219,10 @@ def whole_after(changes: Sequence[ResourceChange], documents: int) -> bool:
     return any(change.type in (ChangeType.CREATE, ChangeType.DELETE, ChangeType.REPLACE) for change in acted)
 
 
-def _reused(before: PlanRequest, request: PlanRequest) -> tuple[bool, set[ResourceKey]] | None:
-    """For the last plan's own request: whether what placement reads moved, and the resources to plan again: those
-    whose manifest or record is not the object it was, and whose live state moved."""
+def _reused(before: PlanRequest, request: PlanRequest, stayed: bool) -> tuple[bool, set[ResourceKey]] | None:
+    """For the last plan's own request (``stayed``: its ``Shared.stayed``): whether what placement reads moved, and
+    the resources to plan again: those whose manifest or record is not the object it was, and whose live state
+    moved."""
     if (
         request.reconcilers is not before.reconcilers
         or _options(request) != _options(before)
@@ -222,9 +230,8 @@ def _reused(before: PlanRequest, request: PlanRequest) -> tuple[bool, set[Resour
         or request.records.keys() != before.records.keys()
     ):
         return None
-    live = (
-        (False, set()) if request.live is before.live else _seen_again(seen(before.live), seen(request.live), request)
-    )
+    same = request.live is before.live
+    live = (False, set()) if same else _seen_again(seen(before.live), seen(request.live), request, stayed)
     if live is None:
         return None
     edited = _edited(before, request)
@@ -299,7 +306,8 @@ def _restamped(
     live: tuple[bool, set[ResourceKey]] | None = (False, set())
     if kept_as.observation is None or request.live.identity != kept_as.observation:
         now, before = seen(request.live), kept_as.seen.get()
-        live = _seen_again(before, now, request) if now != before else (False, set())
+        stayed = previous.shared.stayed
+        live = _seen_again(before, now, request, stayed) if now != before else (False, set())
     if live is None:
         return None
     reconcilers, documents, old = request.reconcilers, request.documents, kept_as.stamps
@@ -355,17 +363,24 @@ def seen(live: LiveView) -> Seen:
     return Seen(live.hosts, live.objects, live.fingerprints, vms)
 
 
-def _seen_again(before: Seen, now: Seen, request: PlanRequest) -> tuple[bool, set[ResourceKey]] | None:
-    """What moved between two observations, as planning reads them: whether a host's probe moved (every VM is then
-    placed again) and the VMs of the manifests whose live state, size, owner or host moved (planned again). None
-    when a host started or stopped answering, or a host's listing of objects moved: planning everything."""
+def _seen_again(before: Seen, now: Seen, request: PlanRequest, stayed: bool) -> tuple[bool, set[ResourceKey]] | None:
+    """What moved between two observations, as planning reads them: whether a host's probe moved as placement reads
+    it (every VM is then placed again; ``stayed`` is the last plan's ``Shared.stayed``) and the VMs of the manifests
+    whose live state, size, owner or host moved (planned again). None when a host started or stopped answering, or
+    a host's listing of objects moved: planning everything."""
     placing = False
     if now.hosts != before.hosts:
         if now.hosts.keys() != before.hosts.keys() or any(
             probe.state is not before.hosts[name].state for name, probe in now.hosts.items()
         ):
             return None
-        placing = True
+        # Usage figures move with every probe; a VM that stays where it is does not read them (its requirements
+        # aside): while every VM stayed, a probe whose other figures are as they were places none elsewhere.
+        placing = (
+            not stayed
+            or documents_read_usage(request.documents)
+            or any(_read_by_staying(probe) != _read_by_staying(before.hosts[name]) for name, probe in now.hosts.items())
+        )
     if now.objects != before.objects or now.fingerprints != before.fingerprints:
         return None
     moved = {uuid for uuid in now.vms.keys() | before.vms.keys() if now.vms.get(uuid) != before.vms.get(uuid)}
@@ -380,6 +395,15 @@ def _seen_again(before: Seen, now: Seen, request: PlanRequest) -> tuple[bool, se
             if VMIdentity.recorded(key, live).uuid in moved:
                 found.add(key)
     return placing, found
+
+
+def _read_by_staying(probe: HostProbe) -> tuple[object, ...]:
+    """What placing a VM that stays on this host reads of its probe (``placement.place``'s first step): its size
+    and custom attributes, for the VM's room and requirements, and whether its free disk is below nothing (a VM
+    that stays is charged no disk). Not its usage figures (CPU usage, load, free memory, free disk), which move
+    with the clock, and which only the rank of hosts for a VM placed anew reads, with requirements that name
+    them (``placement.requirements_read_usage``)."""
+    return (probe.cpus, probe.memory, probe.custom, probe.error, probe.disk_total > 0 and probe.disk_free < 0)
 
 
 def _planned(status: VMStatus) -> tuple[object, ...]:

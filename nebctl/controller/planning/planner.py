@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
@@ -151,7 +152,14 @@ def _shared_again(
     placements = place_vms(request, own, shared.hosts, problems, notes=notes, instance_types=instance_types)
     if problems or placements != shared.placements or instance_types != shared.instance_types or notes != shared.notes:
         return None  # a VM goes elsewhere: addresses and datastores may follow it (the whole plan says why not)
-    return shared
+    # The same hosts, but a record's host may have moved: whether each VM stays where recorded is told again.
+    stayed = _stayed(placements, own)
+    return shared if stayed == shared.stayed else dataclasses.replace(shared, stayed=stayed)
+
+
+def _stayed(placements: Mapping[ResourceKey, str], own: Mapping[ResourceKey, RecordView]) -> bool:
+    """Whether every VM placed goes to the host its record names (``Shared.stayed``)."""
+    return all((record := own.get(key)) is not None and record.host == host for key, host in placements.items())
 
 
 def _shared(
@@ -179,7 +187,9 @@ def _shared(
         deposing=deposing,
         problems=problems,
     )
-    return Shared(hosts, spans, placements, instance_types, notes, incarnations, resolution)
+    return Shared(
+        hosts, spans, placements, instance_types, notes, incarnations, resolution, stayed=_stayed(placements, own)
+    )
 
 
 def _context(

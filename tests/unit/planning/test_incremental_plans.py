@@ -24,6 +24,7 @@ from nebctl.core.keys import ResourceKey
 from nebctl.core.plans import Plan
 from nebctl.database.records import ResourceRecord
 from nebctl.drivers.states import HostLiveState, VMLiveState
+from nebctl.drivers.types import HostProbe
 from nebctl.reconcilers.base import LiveView
 from nebctl.reconcilers.identity import VMIdentity
 from nebctl.schemas.models import AnyManifest
@@ -32,7 +33,16 @@ from .test_changed_outside import FULL, OVERLAY, listed
 from .world import BASE, World, actions_of, applied, converge, documents, key, vm, without
 
 NAMES = [f"vm{index}" for index in range(8)]
-PLACEMENTS = ["placement: {host: h1}", "placement: {host: h2}", "placement: {policy: packing}", "placement: {}"]
+PLACEMENTS = [
+    "placement: {host: h1}",
+    "placement: {host: h2}",
+    "placement: {policy: packing}",
+    "placement: {}",
+    # Rules that read the hosts' usage figures: the emptiest host by CPU load, a host under some load.
+    "placement: {policy: load}",
+    "placement: {requirements: 'load < 0.5'}",
+]
+FIRST_PLACEMENTS = 4  # those of the VMs at the start, in turn: the others come by edits
 
 
 def _vm(name: str, *, vcpu: int = 2, label: str = "web", state: str = "running", nics: int = 1, where: int = 2) -> str:
@@ -54,7 +64,7 @@ def _one(text: str) -> AnyManifest:
 
 
 def _start() -> World:
-    texts = [BASE] + [_vm(name, where=index % len(PLACEMENTS)) for index, name in enumerate(NAMES[:6])]
+    texts = [BASE] + [_vm(name, where=index % FIRST_PLACEMENTS) for index, name in enumerate(NAMES[:6])]
     return converge(*texts)
 
 
@@ -107,6 +117,7 @@ STEPS = st.one_of(
     st.tuples(st.just("vm gone"), st.sampled_from(NAMES), st.just(0)),
     st.tuples(st.just("vm moved"), st.sampled_from(NAMES), st.sampled_from(["h1", "h2"])),
     st.tuples(st.just("probe moved"), st.sampled_from(["h1", "h2"]), st.integers(1, 64)),
+    st.tuples(st.just("host usage moved"), st.sampled_from(["h1", "h2"]), st.floats(0, 1)),
     st.tuples(st.just("host down"), st.sampled_from(["h1", "h2"]), st.sampled_from(["error", "online"])),
     st.tuples(st.just("apply"), st.just(""), st.just(0)),
     st.tuples(st.just("again"), st.just(""), st.just(0)),
@@ -137,6 +148,9 @@ def _step(state: _State, step: tuple[str, str, Any]) -> None:
     elif what == "probe moved":  # its capacity and usage as probed: placement reads them
         probe = dataclasses.replace(state.live.hosts[name], cpus=value, cpu_usage=value / 100)
         state.live = dataclasses.replace(state.live, hosts={**state.live.hosts, name: probe})
+    elif what == "host usage moved":  # what moves with every probe: only VMs placed anew read it
+        probe = _busy(state.live.hosts[name], value)
+        state.live = dataclasses.replace(state.live, hosts={**state.live.hosts, name: probe})
     elif what == "host down":
         probe = dataclasses.replace(state.live.hosts[name], state=HostLiveState(value))
         state.live = dataclasses.replace(state.live, hosts={**state.live.hosts, name: probe})
@@ -144,9 +158,20 @@ def _step(state: _State, step: tuple[str, str, Any]) -> None:
         _vm_step(state, what, key(f"vm/{name}"), value)
 
 
+def _busy(probe: HostProbe, usage: float) -> HostProbe:
+    """``probe`` with other usage figures: CPU usage and load, free memory and disk."""
+    return dataclasses.replace(
+        probe,
+        cpu_usage=usage,
+        load=usage * probe.cpus,
+        free_memory=int(probe.memory * (1 - usage)),
+        disk_free=int(probe.disk_total * (1 - usage)),
+    )
+
+
 def _vm_step(state: _State, what: str, vm_key: ResourceKey, value: Any) -> None:
     name = vm_key.name
-    parameters = state.settings.setdefault(name, {"where": NAMES.index(name) % len(PLACEMENTS)})
+    parameters = state.settings.setdefault(name, {"where": NAMES.index(name) % FIRST_PLACEMENTS})
     if what in ("label", "state", "vcpu", "nics", "where"):
         parameters[what] = value
         state.documents[vm_key] = _one(_vm(name, **parameters))
@@ -340,6 +365,53 @@ def test_a_vm_stopped_outside_is_planned_again_alone_and_usage_figures_plan_noth
     ]
     busy = world.with_vm(key("vm/vm1"), cpu_usage=1.5, memory_used=10**9).live
     assert replanned(trace, _edited(request, {}, live=busy)) == Replan(frozenset())
+
+
+def _hosts_busier(live: LiveView, usage: float) -> LiveView:
+    return dataclasses.replace(live, hosts={name: _busy(probe, usage) for name, probe in live.hosts.items()})
+
+
+def test_usage_figures_of_the_hosts_place_no_vm_again_while_every_vm_stays_where_it_is() -> None:
+    world = _start()
+    request, trace = _traced(world)
+    assert trace.shared.stayed  # converged: every VM is on the host its record names
+    busier = _edited(request, {}, live=_hosts_busier(world.live, 0.7))
+    assert replanned(trace, busier) == Replan(frozenset())
+    _same(plan_again(busier, trace)[:2], plan_with_specs(busier))
+    # What a VM that stays reads of its host moved: every VM is placed again.
+    smaller = _edited(request, {}, live=_small(busier.live))
+    assert replanned(trace, smaller) == Replan(frozenset(), placing=True)
+
+
+@pytest.mark.parametrize(
+    ("where", "stays"),
+    [
+        pytest.param(5, True, id="requirements that read the load"),
+        pytest.param(4, False, id="a new VM placed by load"),
+    ],
+)
+def test_usage_figures_place_every_vm_again_where_some_vm_reads_them(where: int, stays: bool) -> None:
+    # A VM whose requirements read the load moves off its host once they fail there; a VM not yet created goes
+    # to the least loaded host, which the usage figures tell.
+    world = _start()
+    if stays:
+        world = converge(
+            *[BASE, *(_vm(name, where=index % FIRST_PLACEMENTS) for index, name in enumerate(NAMES[:5]))],
+            _vm("vm5", where=where),
+        )
+    request, _ = _traced(world)
+    if not stays:
+        request = _edited(request, {key("vm/vm7"): _one(_vm("vm7", where=where))})
+    _, _, trace = plan_again(request, None)
+    assert trace is not None and trace.shared.stayed is stays
+    for usage in (0.2, 0.7):  # the load requirement holds, then fails; h2 busier, then h1
+        hosts = dict(request.live.hosts)
+        hosts["h1"] = _busy(hosts["h1"], usage)
+        hosts["h2"] = _busy(hosts["h2"], 0.9 - usage)
+        busier = _edited(request, {}, live=dataclasses.replace(request.live, hosts=hosts))
+        found = replanned(trace, busier)
+        assert found is not None and found.placing
+        _plans(busier, trace)
 
 
 # --- a trace kept between processes ---------------------------------------------------------------------------------

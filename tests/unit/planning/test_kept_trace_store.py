@@ -364,14 +364,15 @@ def _six_vms_kept(
 def test_a_trace_advanced_to_a_view_where_only_the_hosts_probes_moved_compares_nothing_of_it(
     tmp_path: Path, store: Store
 ) -> None:
-    """A view where a host's usage figures moved (a fresh probe): every VM is placed again, as before, so the
-    trace's results hold for that view (``view_holds``). Advanced to it, the trace is found with it, and the next plan
-    on it (a kept observation: the same identity) neither compares it nor places any VM again. A view where a VM
-    moved does not hold: the VM's results in the trace are the old view's."""
+    """A view where a host's probe moved (a fresh probe, the host grown): every VM is placed again, as before, so
+    the trace's results hold for that view (``view_holds``). Advanced to it, the trace is found with it, and the
+    next plan on it (a kept observation: the same identity) neither compares it nor places any VM again. A view
+    where a VM moved does not hold: the VM's results in the trace are the old view's."""
     world, request, stamps, kept, found = _six_vms_kept(tmp_path, store)
     edited = documents(BASE, *(vm(f"vm{n}", **({"app: web": "app: db"} if n == 1 else {})) for n in range(6)))
     again = {**stamps, key("vm/vm1"): "edited text"}
-    busier = {**world.live.hosts, "h1": dataclasses.replace(world.live.hosts["h1"], cpu_usage=0.9, free_memory=1)}
+    h1 = world.live.hosts["h1"]
+    busier = {**world.live.hosts, "h1": dataclasses.replace(h1, cpus=h1.cpus * 2, cpu_usage=0.9, free_memory=1)}
     two = dataclasses.replace(world.live, hosts=busier, identity=b"two")
 
     def planned(live: LiveView, trace: PlanTrace) -> PlanTrace:
@@ -409,7 +410,8 @@ def test_a_trace_whose_records_moved_still_takes_the_view_its_plan_found_holding
     versions = store.change_versions()
     read = kept.read("demo", versions, store)
     assert read is not None and not read.holds
-    busier = {**world.live.hosts, "h1": dataclasses.replace(world.live.hosts["h1"], cpu_usage=0.9, free_memory=1)}
+    h1 = world.live.hosts["h1"]
+    busier = {**world.live.hosts, "h1": dataclasses.replace(h1, cpus=h1.cpus * 2, cpu_usage=0.9, free_memory=1)}
     two = dataclasses.replace(world.live, hosts=busier, identity=b"two")
 
     def planned(live: LiveView) -> PlanTrace:
