@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from nebctl.controller.applying import Controller, PlanOptions
+from nebctl.controller.planning import PlanError
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import Action, Plan
 from nebctl.core.settings import Settings
@@ -346,7 +347,13 @@ def test_apply_then_plan_again_finds_nothing_to_do(data: st.DataObject) -> None:
     second = data.draw(edits(first), label="edited")
     with fleet() as controller:
         converge(controller, first, prune=False)
-        converge(controller, second, prune=True, previous=first)
+        try:
+            converge(controller, second, prune=True, previous=first)
+        except PlanError as error:
+            # An edit that replaces what a VM created before its old one is destroyed shares with it (a network
+            # whose range moved) is refused, saying why (tests/unit/planning covers it): nothing to converge to.
+            assume(not all("createBeforeDestroy cannot be honoured" in problem for problem in error.problems))
+            raise
 
 
 def test_the_rendered_sets_are_valid_manifests() -> None:
