@@ -39,8 +39,8 @@ RECORD_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_STACK, _DESIRED, _APPLIED, _APPLIED_HASH, _STATUS = (
-    RECORD_COLUMNS.index(name) for name in ("stack", "desired", "applied", "applied_hash", "status")
+_STACK, _DESIRED, _APPLIED, _APPLIED_HASH, _STATUS, _LIVE, _HOST = (
+    RECORD_COLUMNS.index(name) for name in ("stack", "desired", "applied", "applied_hash", "status", "live", "host")
 )
 
 Processors = Sequence[Callable[[Any], Any] | None]
@@ -72,6 +72,54 @@ def record_of(values: Sequence[Any]) -> ResourceRecord:
         created_at=created_at,
         updated_at=updated_at,
     )
+
+
+_UNREAD: Any = object()
+
+
+class RowView:
+    """A record as planning's steps read it (``reconcilers.base.RecordView``: its stack, applied spec, status, live
+    state and host), from its row: the applied spec and the live state are decoded when first read, the desired
+    spec and the times never. ``RecordRows.views`` hands them out for a pass over every record that reads a few
+    columns of each (what an observation records of each VM): decoding every column of 10,000 rows was 0.18 s, the
+    desired spec and the times 0.1 s of it."""
+
+    __slots__ = ("_applied", "_live", "_processors", "_row")
+
+    def __init__(self, row: Sequence[Any], processors: Processors) -> None:
+        self._row = row
+        self._processors = processors
+        self._applied: Any = _UNREAD
+        self._live: Any = _UNREAD
+
+    def _decoded(self, column: int) -> Any:
+        value, process = self._row[column], self._processors[column]
+        return value if process is None else process(value)
+
+    @property
+    def stack(self) -> str:
+        return str(self._row[_STACK])
+
+    @property
+    def status(self) -> str:
+        return str(self._row[_STATUS])
+
+    @property
+    def host(self) -> str | None:
+        host = self._row[_HOST]
+        return None if host is None else str(host)
+
+    @property
+    def applied(self) -> dict[str, Any] | None:
+        if self._applied is _UNREAD:
+            self._applied = self._decoded(_APPLIED)
+        return self._applied  # type: ignore[no-any-return]
+
+    @property
+    def live(self) -> dict[str, Any]:
+        if self._live is _UNREAD:
+            self._live = self._decoded(_LIVE) or {}
+        return self._live  # type: ignore[no-any-return]
 
 
 def by_key(rows: Sequence[Sequence[Any]]) -> dict[ResourceKey, Sequence[Any]]:
@@ -160,6 +208,12 @@ class RecordRows(Mapping[ResourceKey, ResourceRecord]):
         """What each row tells without being decoded (``summary``, ``may_hold_secrets``), by key in this order: what
         ``KnownRows`` answers from."""
         return {key: (*self.summary(key), self.may_hold_secrets(key)) for key in self}
+
+    def views(self) -> Mapping[ResourceKey, ResourceRecord | RowView]:
+        """Each record as planning's steps read it, by key in this order: the record where it was decoded already,
+        else a ``RowView`` of its row, which decodes only the columns read."""
+        decoded, processors = self._decoded, self._processors
+        return {key: decoded.get(key) or RowView(row, processors) for key, row in self._rows.items()}
 
 
 class KnownSummaries(Mapping[ResourceKey, RowSummary]):
@@ -376,3 +430,7 @@ class KnownRows(RecordRows):
 
     def summaries(self) -> dict[ResourceKey, RowSummary]:
         return {key: self._known[key] for key in self._known}
+
+    def views(self) -> Mapping[ResourceKey, ResourceRecord | RowView]:
+        # Its rows are read from the database as their records are asked for: every record, for a pass over all.
+        return self

@@ -69,6 +69,54 @@ def test_a_record_is_decoded_only_when_read_and_then_kept(tmp_path: Any, monkeyp
         store.close()
 
 
+def test_views_read_a_records_stack_applied_spec_status_live_state_and_host_from_its_row(db_url: str) -> None:
+    store = Store.open(db_url, clock=lambda: WHEN)
+    try:
+        store.save_resources(_records())
+        listed = {record.key: record for record in store.list_resources()}
+        rows = store.record_rows()
+        web = next(key for key in rows if key.name == "web")
+        decoded = rows[web]  # decoded already: its view is the record
+        views = rows.views()
+        assert list(views) == list(listed) and views[web] is decoded
+        for key, view in views.items():
+            record = listed[key]
+            assert (view.stack, view.applied, view.status, view.live, view.host) == (
+                record.stack,
+                record.applied,
+                record.status,
+                record.live,
+                record.host,
+            )
+    finally:
+        store.close()
+
+
+def test_a_view_decodes_only_the_columns_read_and_each_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    processed: list[str] = []
+
+    def processor(column: str) -> Any:
+        def process(value: Any) -> Any:
+            processed.append(column)
+            return None if value is None else json.loads(value)
+
+        return process
+
+    json_columns = {"desired", "applied", "live"}
+    processors = [processor(name) if name in json_columns else None for name in record_rows.RECORD_COLUMNS]
+    row = ["VirtualMachine", "default", "web", "s", '{"vcpu": 4}', "d", '{"vcpu": 2}', "a", 1, "ready"]
+    row += ['{"uuid": "u"}', "h1", "2024-05-01", "2024-05-02"]
+    rows = record_rows.RecordRows.of([row], processors)
+    decoded = decoded_records(monkeypatch)
+    [view] = rows.views().values()
+    assert (view.stack, view.status, view.host) == ("s", "ready", "h1") and processed == []
+    assert view.applied == {"vcpu": 2} and view.applied == {"vcpu": 2} and view.live == {"uuid": "u"}
+    assert processed == ["applied", "live"] and decoded == []  # no record built, the desired spec never decoded
+    empty = record_rows.RecordRows.of([[*row[:10], None, None, *row[12:]]], processors)
+    [bare] = empty.views().values()
+    assert bare.live == {} and bare.host is None
+
+
 SECRET_KINDS = st.sampled_from([VM, Kind.HOOK])
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5))
 NAMES = st.sampled_from(["cloudInit", "env", "userData", "TOKEN", "labels", "cloud", "é"])

@@ -449,13 +449,15 @@ class Controller:
         on. Whether the observations were written (which raised the resources' change counter once)."""
         if not self.keep_observations:
             return False
+        # Each VM's applied spec and live state, not its whole record: the plan reads few of them again.
+        views = records.views() if isinstance(records, RecordRows) else records
         try:
-            self.store.record_observations(observations(records, live), probed=list(live.hosts))
+            self.store.record_observations(observations(views, live), probed=list(live.hosts))
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
             return False
         try:
-            record_observation(self.store, live, records)  # the samples that hosts and top show
+            record_observation(self.store, live, views)  # the samples that hosts and top show
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
         return True
