@@ -17,6 +17,10 @@ A kept observation is reused only when all of these hold:
 - the caller checked that no VM's requirements read usage figures (a VM already placed moves once they fail
   where it runs, so such a plan needs fresh ones).
 
+When only the drivers' word moved, and they gave a word for each host too (``LiveView.host_tokens``), the kept
+observation may still serve with the hosts whose word moved probed again (``Reusable``, ``observing.observe_again``):
+an apply acts on a few hosts of many. The view made so counts as old as the one kept.
+
 Where the database's change counters are those the observation was kept under, its rows are still in the
 database and nothing is written again; otherwise the caller keeps it again against the records as they are now.
 
@@ -62,6 +66,15 @@ class KeptObservation:
     versions: Versions | None  # the change counters once it was kept in the database; None if it was not
 
 
+@dataclass(frozen=True)
+class Reusable:
+    """A kept observation that may be used again (``ObservationKeeper.reusable``): as it is (``whole``: the drivers
+    vouch that the hosts are as it saw them), or with the hosts whose word moved probed again."""
+
+    kept: KeptObservation
+    whole: bool
+
+
 class ObservationKeeper:
     """The last observation of one database's hosts, in memory or in ``directory``."""
 
@@ -93,6 +106,16 @@ class ObservationKeeper:
     ) -> KeptObservation | None:
         """The kept observation of ``hosts`` (those of ``listed`` listed too) while their drivers' word is still
         the one it was made under and it is young enough; else None. Asks each driver once, when one is kept."""
+        found = self.reusable(hosts, listed, registry)
+        return found.kept if found is not None and found.whole else None
+
+    def reusable(
+        self, hosts: Mapping[str, tuple[HostRef, Any]], listed: Collection[str], registry: DriverSource
+    ) -> Reusable | None:
+        """The kept observation of ``hosts`` (those of ``listed`` listed too) while it is young enough, and whether
+        their drivers' word is still the one it was made under (``Reusable.whole``). One whose word moved is found
+        only when it holds each host's word too (``LiveView.host_tokens``): the caller then probes again the hosts
+        whose word moved (``observing.observe_again``). None otherwise. Asks each driver once, when one is kept."""
         # An entry is written after its observation was made: one whose file is already too old holds one that is
         # older still, and is not even read (reading a large fleet's takes longer than this whole check).
         if self._entries is not None and self.too_old():
@@ -104,9 +127,9 @@ class ObservationKeeper:
         if not 0 <= age <= self.max_age or kept.listed != frozenset(listed) or dict(kept.hosts) != dict(hosts):
             return None
         if observation_token(hosts, registry) != kept.live.token:
-            return None
+            return Reusable(kept, whole=False) if kept.live.host_tokens is not None else None
         log.info("the drivers vouch that the hosts are as observed %.1f s ago: that observation is reused", age)
-        return kept
+        return Reusable(kept, whole=True)
 
     def keep(self, observation: KeptObservation) -> None:
         """Keep ``observation`` for the next plan (only one the drivers vouched for can ever be found again)."""

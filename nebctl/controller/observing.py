@@ -142,6 +142,7 @@ def observe(
     names = sorted(hosts)
     # Custom probe programs answer outside any driver's word, so a view with them has no token.
     token = observation_token(hosts, registry) if custom is None else None
+    words = host_tokens(hosts, registry) if token is not None else None
     answered = _bulk_probes(hosts, registry)
     one_by_one = [name for name in names if name not in answered]
     if len(names) <= 1 or parallelism <= 1:
@@ -160,7 +161,57 @@ def observe(
         listed = _list_objects(hosts, answering, registry, parallelism)
     if token is not None and observation_token(hosts, registry) != token:
         token = None  # something changed while the hosts were probed: the view may mix the two states
-    return _view(names, results, listed, token)
+    if words is not None and (token is None or host_tokens(hosts, registry) != words):
+        words = None
+    return _view(names, results, listed, token, words)
+
+
+def observe_again(
+    kept: LiveView,
+    hosts: Mapping[str, tuple[HostRef, Any]],
+    registry: DriverSource,
+    *,
+    parallelism: int = 16,
+    programs: ProgramWatch | None = None,
+    inventory: bool | Collection[str] = False,
+) -> tuple[LiveView, list[str]] | None:
+    """``kept``, an observation of ``hosts`` made with each host's word (``LiveView.host_tokens``), with the hosts
+    whose word moved since probed again (and listed again, those of ``inventory``): the others are as ``kept`` saw
+    them, their drivers say. The view, and the hosts probed again; None when some host's driver gives no word now.
+    Its token and words are the drivers' now, unless they moved while the hosts were probed (the view may then mix
+    two states: the next plan observes afresh). Usage figures of the hosts not probed again are as old as
+    ``kept``'s."""
+    registry = _Monitors(registry)
+    token, words, before = observation_token(hosts, registry), host_tokens(hosts, registry), kept.host_tokens
+    if token is None or words is None or before is None or words.keys() != before.keys():
+        return None
+    moved = sorted(name for name, word in words.items() if word != before[name])
+    wanted = moved if inventory is True else [name for name in moved if inventory and name in inventory]
+    subset = {name: hosts[name] for name in moved}
+    fresh = observe(subset, registry, parallelism=parallelism, programs=programs, inventory=wanted) if moved else None
+    if fresh is None:
+        fresh = LiveView()
+    gone = set(moved)
+    kept_hosts = kept.vm_hosts
+    vms = {uuid: status for uuid, status in kept.vms.items() if kept_hosts[uuid] not in gone}
+    vm_hosts = {uuid: host for uuid, host in kept_hosts.items() if host not in gone}
+    vms.update(fresh.vms)
+    vm_hosts.update(fresh.vm_hosts)
+    stable = observation_token(hosts, registry) == token and host_tokens(hosts, registry) == words
+    view = LiveView(
+        hosts={name: fresh.hosts.get(name) or kept.hosts[name] for name in sorted(hosts)},
+        vms=vms,
+        vm_hosts=vm_hosts,
+        objects={**{name: pairs for name, pairs in kept.objects.items() if name not in gone}, **fresh.objects},
+        fingerprints={
+            **{name: prints for name, prints in kept.fingerprints.items() if name not in gone},
+            **fresh.fingerprints,
+        },
+        token=token if stable else None,
+        host_tokens=words if stable else None,
+        identity=os.urandom(16),
+    )
+    return view, moved
 
 
 def _view(
@@ -168,6 +219,7 @@ def _view(
     results: Mapping[str, tuple[HostProbe, Sequence[VMStatus]]],
     listed: Mapping[str, Listing],
     token: str | None,
+    words: Mapping[str, str] | None = None,
 ) -> LiveView:
     probes: dict[str, HostProbe] = {}
     vms: dict[str, VMStatus] = {}
@@ -185,8 +237,33 @@ def _view(
         objects={name: pairs for name, (pairs, _) in listed.items()},
         fingerprints={name: prints for name, (_, prints) in listed.items()},
         token=token,
+        host_tokens=words,
         identity=os.urandom(16),
     )
+
+
+def host_tokens(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource) -> dict[str, str] | None:
+    """Each host's word (``HostTokensDriver``: one call per driver instance, the hosts in name order), by host
+    name; None when some host's driver has none, or gives none for some host."""
+    groups = _by_driver(hosts, registry, "host_tokens")
+    if sum(len(refs) for _, refs in groups) != len(hosts):
+        return None
+    words: dict[str, str] = {}
+    for monitoring, refs in groups:
+        try:
+            found = monitoring.host_tokens(sorted(refs, key=lambda ref: ref.name))
+        except (DriverError, OSError, ValueError) as error:
+            log.debug("no host tokens: %s", error)
+            return None
+        if found is None:
+            return None
+        driver = type(monitoring).__name__
+        for ref in refs:
+            word = found.get(ref.name)
+            if word is None:
+                return None
+            words[ref.name] = f"{driver}:{word}"
+    return words
 
 
 def observation_token(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource) -> str | None:

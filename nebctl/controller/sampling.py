@@ -12,7 +12,7 @@ record whose identity has the VM's UUID. VMs that nebctl does not own are not sa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from nebctl.core.keys import Kind, ResourceKey
@@ -64,16 +64,21 @@ def vm_sample(key: ResourceKey, host: str, status: VMStatus, at: datetime) -> VM
 
 
 def samples_of(
-    live: LiveView, records: Mapping[ResourceKey, RecordView], at: datetime
+    live: LiveView, records: Mapping[ResourceKey, RecordView], at: datetime, only: Collection[str] | None = None
 ) -> tuple[list[HostSampleRecord], list[VMSampleRecord]]:
-    """The rows of one observation: one per probed host, one per VM nebctl owns on an answering host."""
-    hosts = [host_sample(probe, at) for _, probe in sorted(live.hosts.items())]
+    """The rows of one observation: one per probed host, one per VM nebctl owns on an answering host; of the hosts
+    of ``only`` when given (those an observation probed again: the others' figures were sampled before)."""
+    probes = sorted(live.hosts.items()) if only is None else sorted((name, live.hosts[name]) for name in only)
+    hosts = [host_sample(probe, at) for _, probe in probes]
     by_uuid: dict[str, ResourceKey] | None = None  # built only if some VM carries no ownership metadata
     vms = []
     vm_kind = Kind.VIRTUAL_MACHINE
     vm_kind_text = vm_kind.value
     vm_hosts = live.vm_hosts
+    wanted = None if only is None else frozenset(only)
     for uuid, status in live.vms.items():
+        if wanted is not None and vm_hosts.get(uuid) not in wanted:
+            continue
         key: ResourceKey | None = None
         owner = status.owner
         if owner is not None and owner.kind == vm_kind_text:
@@ -91,9 +96,15 @@ def samples_of(
 
 
 def record_observation(
-    store: Store | Batch, live: LiveView, records: Mapping[ResourceKey, RecordView], at: datetime | None = None
+    store: Store | Batch,
+    live: LiveView,
+    records: Mapping[ResourceKey, RecordView],
+    at: datetime | None = None,
+    *,
+    only: Collection[str] | None = None,
 ) -> None:
-    """Write the samples of one observation, hosts and VMs, in one transaction (at the store's clock)."""
-    hosts, vms = samples_of(live, records, at or store._now())
+    """Write the samples of one observation, hosts and VMs (of the hosts of ``only`` when given), in one transaction
+    (at the store's clock)."""
+    hosts, vms = samples_of(live, records, at or store._now(), only)
     if hosts or vms:
         store.add_samples(hosts, vms)

@@ -191,6 +191,17 @@ class ObservationTokenDriver(Protocol):
 
 
 @runtime_checkable
+class HostTokensDriver(Protocol):
+    """What a monitoring driver may add beside ``observation_token``: a word for each host, equal between two calls
+    only when that host's probe, VMs and listing would report the same, usage figures aside; None when the driver
+    cannot vouch for that. A caller that kept an observation probes again only the hosts whose word moved since
+    (an apply acts on a few hosts), and takes the others as observed then (``controller.kept_observations``). The
+    sim has it (its file counts each host's changes too)."""
+
+    def host_tokens(self, hosts: Sequence[HostRef]) -> Mapping[str, str] | None: ...
+
+
+@runtime_checkable
 class AuthorizationDriver(Driver, Protocol):
     def authenticate(self, user: str, secret: str) -> Identity:
         """The identity and groups of ``user``; ``PermanentError`` when the secret is wrong."""

@@ -66,6 +66,9 @@ class LiveView:
     # The drivers' word for the state this view saw (``ObservationTokenDriver``), when every host's driver gave
     # one and it did not change while the view was made; None otherwise. Planning never reads it.
     token: str | None = None
+    # Each host's word (``HostTokensDriver``), by host name, when every host's driver gave one and none changed
+    # while the view was made; None otherwise: a later observation probes again only the hosts whose word moved.
+    host_tokens: Mapping[str, str] | None = field(default=None, compare=False)
     # Names this very view (random, given when it was made), kept with it: equal identities are one observation,
     # read back from where it was kept. A plan made from a kept trace compares nothing it read of a view of the
     # identity it was made from. None: a view made without one (the service's monitoring, tests).

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,14 @@ from nebctl.controller.applying.world import ExecutionWorld
 from nebctl.controller.hooking import HookDispatcher
 from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
 from nebctl.controller.kept_traces import KeptTrace, KeptTraces
-from nebctl.controller.observing import CustomAttributes, DriverSource, known_hosts, observations, observe
+from nebctl.controller.observing import (
+    CustomAttributes,
+    DriverSource,
+    known_hosts,
+    observations,
+    observe,
+    observe_again,
+)
 from nebctl.controller.placement import documents_read_usage
 from nebctl.controller.planning import (
     PlanError,
@@ -241,25 +248,8 @@ class Controller:
         # Networks, datastores, images and security groups are listed (a call per host, or one for many hosts)
         # only on the hosts where this stack recorded some: their drift is read from that, and only there.
         listing = spanned_hosts(own)
-        # Custom probe programs answer outside any driver's word, and usage figures move with the clock: with
-        # either, every plan observes afresh.
         keeper = None if self._observes_afresh(documents) else self.observations
-        kept = keeper.find(hosts, listing, self.registry) if keeper is not None else None
-        if kept is None:
-            observed_at = time.time()
-            live = observe(
-                hosts,
-                self.registry,
-                parallelism=self.settings.parallelism,
-                custom=self.host_attributes,
-                programs=ProgramRecorder(self.store),
-                inventory=listing,
-            )
-            recorded = self._record_observations(records, live)
-        else:
-            observed_at, live = kept.at, kept.live
-            # Its rows are in the database unless something was written since it was kept there.
-            recorded = kept.versions != versions and self._record_observations(records, live)
+        live, observed_at, recorded, kept = self._observation(keeper, records, hosts, listing, versions)
         # The counters as this plan's own writing leaves them.
         ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions
         with self._unless_moved(whole, ours):
@@ -294,6 +284,57 @@ class Controller:
                 if recorded or view is not None or told is not None:
                     self.traces.advance(options.stack, versions, mine, self.store, view, read=kept_trace, moved=told)
         return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
+
+    def _observation(
+        self,
+        keeper: ObservationKeeper | None,
+        records: Mapping[ResourceKey, ResourceRecord],
+        hosts: Mapping[str, tuple[HostRef, Any]],
+        listing: Collection[str],
+        versions: Versions,
+    ) -> tuple[LiveView, float, bool, KeptObservation | None]:
+        """The live view a plan reads, when it was made, whether what it saw was written to the database, and the
+        kept observation it is, if any (``keeper``'s, when the drivers vouch that the hosts are as it saw them).
+        Without ``keeper`` (custom probe programs answer outside any driver's word, and usage figures move with the
+        clock), every host is observed afresh; with one whose word moved for some hosts (an apply acted on them),
+        only those are probed again."""
+        found = keeper.reusable(hosts, listing, self.registry) if keeper is not None else None
+        if found is not None and found.whole:
+            kept = found.kept
+            # Its rows are in the database unless something was written since it was kept there.
+            return kept.live, kept.at, kept.versions != versions and self._record_observations(records, kept.live), kept
+        again = (
+            observe_again(
+                found.kept.live,
+                hosts,
+                self.registry,
+                parallelism=self.settings.parallelism,
+                programs=ProgramRecorder(self.store),
+                inventory=listing,
+            )
+            if found is not None
+            else None
+        )
+        if found is not None and again is not None:
+            live, probed = again
+            observed_at = found.kept.at  # the hosts not probed again are as old as that observation
+            log.info(
+                "%d of %d host(s) probed again (their drivers' word moved); the others as observed %.1f s ago",
+                len(probed),
+                len(hosts),
+                time.time() - observed_at,
+            )
+            return live, observed_at, self._record_observations(records, live, sampled=probed), None
+        observed_at = time.time()
+        live = observe(
+            hosts,
+            self.registry,
+            parallelism=self.settings.parallelism,
+            custom=self.host_attributes,
+            programs=ProgramRecorder(self.store),
+            inventory=listing,
+        )
+        return live, observed_at, self._record_observations(records, live), None
 
     @contextmanager
     def _unless_moved(self, whole: bool, ours: Versions) -> Iterator[None]:
@@ -443,10 +484,13 @@ class Controller:
             )
             raise PlanError([*found, advice])
 
-    def _record_observations(self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView) -> bool:
+    def _record_observations(
+        self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView, *, sampled: Collection[str] | None = None
+    ) -> bool:
         """Keep what was just probed, for ``get`` and ``describe``, and its samples, for ``hosts`` and ``top`` (each
-        one bulk write). Failing to keep them costs the user only a staler view, so it is logged and the plan goes
-        on. Whether the observations were written (which raised the resources' change counter once)."""
+        one bulk write; the samples of the hosts of ``sampled`` only, when given: those probed again). Failing to
+        keep them costs the user only a staler view, so it is logged and the plan goes on. Whether the observations
+        were written (which raised the resources' change counter once)."""
         if not self.keep_observations:
             return False
         # Each VM's applied spec and live state, not its whole record: the plan reads few of them again.
@@ -457,7 +501,7 @@ class Controller:
             log.warning("could not record what was observed: %s", error)
             return False
         try:
-            record_observation(self.store, live, views)  # the samples that hosts and top show
+            record_observation(self.store, live, views, only=sampled)  # the samples that hosts and top show
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
         return True

@@ -16,7 +16,16 @@ from typing import Any, ClassVar
 from nebctl.core.families import Family
 from nebctl.drivers import fingerprints
 from nebctl.drivers.errors import ConflictError, NotFoundError, PermanentError
-from nebctl.drivers.sim.fleet import VM_COLUMNS, SimFleet, edge, host_shape, open_fleet, owner_from, owner_json
+from nebctl.drivers.sim.fleet import (
+    VM_COLUMNS,
+    SimFleet,
+    edge,
+    fleet_host,
+    host_shape,
+    open_fleet,
+    owner_from,
+    owner_json,
+)
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import (
     HostProbe,
@@ -231,6 +240,17 @@ class SimMonitoring(SimDriver):
         if connection.execute("SELECT 1 FROM behaviours LIMIT 1").fetchone() is not None:
             return None
         return self.fleet.store.changes()
+
+    @edge
+    def host_tokens(self, hosts: Sequence[HostRef]) -> dict[str, str] | None:
+        """A word for each of these hosts (by the HostRef's name), equal between two calls exactly when that host's
+        probe and listing would report the same, usage figures aside: the fleet file's identity and the host's own
+        change count. None while some latency or fault is set."""
+        connection = self.fleet.store.read()
+        if connection.execute("SELECT 1 FROM behaviours LIMIT 1").fetchone() is not None:
+            return None
+        identity, counts = self.fleet.store.host_changes()
+        return {ref.name: f"{identity}:{counts.get(fleet_host(ref.name, ref.uri), 0)}" for ref in hosts}
 
     @edge
     def probe_host(self, host: HostRef) -> HostProbe:

@@ -71,10 +71,16 @@ class HostShape:
 
 
 @functools.lru_cache(maxsize=4096)
-def host_shape(name: str, uri: str) -> HostShape:
-    """The fleet host a HostRef stands for: ``sim://NAME`` names it (else the Host's name); the query sizes it."""
+def fleet_host(name: str, uri: str) -> str:
+    """The name of the fleet host a HostRef stands for: ``sim://NAME`` names it, else the Host's name."""
     parts = urlsplit(uri)
-    fleet_name = parts.netloc if parts.scheme == "sim" and parts.netloc else name
+    return parts.netloc if parts.scheme == "sim" and parts.netloc else name
+
+
+def host_shape(name: str, uri: str) -> HostShape:
+    """The fleet host a HostRef stands for (``fleet_host``); the URI's query sizes it."""
+    parts = urlsplit(uri)
+    fleet_name = fleet_host(name, uri)
     query = dict(parse_qsl(parts.query))
     try:
         return HostShape(

@@ -10,7 +10,7 @@ fighting for the file slept far longer than the writes took; a lock hands over t
 
 The file also counts its own changes (triggers on every table a probe reads, so no writer can forget): the
 monitoring driver's ``observation_token`` reads that count, which lets a caller tell, with one query, that the
-fleet is as it was when it last probed it.
+fleet is as it was when it last probed it; and each host's (``host_tokens``), which tells the hosts that moved.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS leases_by_ip ON leases (host, network, ip);
 CREATE TABLE IF NOT EXISTS security_groups (
     host TEXT NOT NULL, name TEXT NOT NULL, rules TEXT NOT NULL, owner TEXT, PRIMARY KEY (host, name)
 );
+CREATE TABLE IF NOT EXISTS host_changes (host TEXT PRIMARY KEY, changes INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS behaviours (
     id INTEGER PRIMARY KEY, action TEXT NOT NULL, host TEXT, kind TEXT NOT NULL,
     probability REAL, remaining INTEGER, duration REAL, distribution TEXT, a REAL, b REAL, message TEXT
@@ -89,6 +90,27 @@ _COUNTING = "".join(
     "BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'changes'; END;"
     for table in _COUNTED
     for event in ("INSERT", "UPDATE", "DELETE")
+)
+
+
+# Each host's own count besides: every row of those tables belongs to one host (its ``host``; a host's own row, its
+# ``name``), and a row written raises the count of its host (of both, for a row moved from one host to another).
+# ``host_changes()`` then tells which hosts moved since an observation, so that only those are probed again.
+_HOST_COLUMNS = {table: "name" if table == "hosts" else "host" for table in _COUNTED if table != "behaviours"}
+
+
+def _raise_count(row: str, column: str) -> str:
+    return (
+        f"INSERT INTO host_changes VALUES ({row}.{column}, 1) ON CONFLICT (host) DO UPDATE SET changes = changes + 1;"
+    )
+
+
+_COUNTING_BY_HOST = "".join(
+    f"CREATE TRIGGER IF NOT EXISTS count_{table}_{event.lower()}_by_host AFTER {event} ON {table} BEGIN "
+    + "".join(_raise_count(row, column) for row in rows)
+    + " END;"
+    for table, column in _HOST_COLUMNS.items()
+    for event, rows in (("INSERT", ("NEW",)), ("UPDATE", ("OLD", "NEW")), ("DELETE", ("OLD",)))
 )
 
 
@@ -152,7 +174,8 @@ class Store:
             # The file's identity (a new file, even at the same path, counts its changes from 0 again).
             identity = os.urandom(16).hex()
             connection.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} {_COUNTING} INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
+                f"BEGIN IMMEDIATE; {_SCHEMA} {_COUNTING} {_COUNTING_BY_HOST}"
+                " INSERT OR IGNORE INTO meta VALUES ('schema', '1');"
                 f" INSERT OR IGNORE INTO meta VALUES ('identity', '{identity}');"
                 " INSERT OR IGNORE INTO meta VALUES ('changes', '0'); COMMIT;"
             )
@@ -225,6 +248,13 @@ class Store:
         table (a commit that changed any row raised the count)."""
         rows = dict(self.read().execute("SELECT key, value FROM meta WHERE key IN ('identity', 'changes')"))
         return f"{rows['identity']}:{rows['changes']}"
+
+    def host_changes(self) -> tuple[str, dict[str, int]]:
+        """The file's identity and each host's own change count (a host none of whose rows was ever written has
+        none): equal counts of one host in one file are the same rows of that host in every counted table."""
+        connection = self.read()
+        identity = connection.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()[0]
+        return str(identity), dict(connection.execute("SELECT host, changes FROM host_changes"))
 
     def translate(self, error: sqlite3.Error) -> Exception:
         return _translate(error, self.path)

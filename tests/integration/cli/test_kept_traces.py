@@ -97,6 +97,27 @@ def test_a_plan_on_a_fresh_view_hands_it_to_the_trace(world: World) -> None:
         assert "observation is reused" in result.stderr and "every VM placed again" not in result.stderr
 
 
+def test_a_diff_after_an_apply_probes_again_only_the_hosts_it_acted_on(world: World) -> None:
+    """An apply moves the fleet, but only on the hosts it acted on: the next ``diff`` probes those again and takes
+    the others as its last observation saw them (their drivers' word did not move). Its output is the uncached
+    diff's, and so is the output after a VM on one other host was stopped behind nebctl's back."""
+    planned(world)  # whole: its observation kept, with each host's word
+    world.vms_file.write_text(world.original.replace("tier: edge", "tier: front", 1))  # one VM's label
+    applied = world.run("apply", "-f", str(world.manifests), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    truth = world.uncached_diff()
+    result = world.run("-v", "diff", "-f", str(world.manifests))
+    assert (result.returncode, result.stdout) == truth == (0, truth[1]), result.stderr
+    assert "1 of 4 host(s) probed again" in result.stderr and FROM_TRACE in result.stderr
+
+    assert world.run("sim", "stop-vm", "web-2").returncode == 0
+    truth = world.uncached_diff()
+    result = world.run("-v", "diff", "-f", str(world.manifests))
+    assert (result.returncode, result.stdout) == truth, result.stderr
+    assert truth[0] == 2 and "web-2" in truth[1]  # stopped outside: its drift shown
+    assert "1 of 4 host(s) probed again" in result.stderr
+
+
 def test_no_secret_is_kept_in_a_trace(world: World) -> None:
     planned(world)
     assert SECRET.encode() not in b"".join(traces(world))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,15 @@ import pytest
 from nebctl.controller import kept_observations
 from nebctl.controller.applying import Controller, PlanOptions
 from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
-from nebctl.controller.observing import observe
+from nebctl.controller.observing import observe, observe_again
 from nebctl.core.deferred import DeferredChunks
 from nebctl.core.settings import Settings
 from nebctl.database.versions import Versions
 from nebctl.drivers.registry import Registry, build_registry
+from nebctl.drivers.sim import Fault, FaultKind, SimMonitoring, SimVirtualization
 from nebctl.drivers.sim.fleet import open_fleet
 from nebctl.drivers.states import VMLiveState
-from nebctl.drivers.types import HostRef, Ownership, VMStatus
+from nebctl.drivers.types import HostRef, Ownership, VMDefinition, VMStatus
 from nebctl.reconcilers.base import LiveView
 from nebctl.schemas.caching import Entries
 from tests.support.drills import Workspace
@@ -206,6 +208,84 @@ def test_the_file_leaves_out_the_specs_of_the_ownerships(world: Any) -> None:
         2,
         "install",
     )
+
+
+def _deploy(root: Path, host: str, name: str) -> None:
+    fleet = open_fleet(Settings(state_dir=root))
+    try:
+        definition = VMDefinition(name=name, uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), vcpu=1, memory=2**30)
+        SimVirtualization(fleet).deploy(HOSTS[host][0], definition, start=True)
+    finally:
+        fleet.close()
+
+
+def _as_planned(live: LiveView) -> tuple[object, ...]:
+    """What a plan reads of ``live`` (its usage figures aside, which move with every probe)."""
+    vms = {uuid: (status.state, status.vcpu, status.memory, status.owner) for uuid, status in live.vms.items()}
+    hosts = {name: (probe.state, probe.cpus, probe.memory) for name, probe in live.hosts.items()}
+    return hosts, vms, dict(live.vm_hosts), dict(live.objects), dict(live.fingerprints)
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["memory", "directory"])
+def test_only_the_hosts_whose_word_moved_are_probed_again(
+    world: Any, in_memory: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, root = world
+    for host, name in (("h1", "a"), ("h1", "b"), ("h2", "c")):
+        _deploy(root, host, name)
+    keeper = ObservationKeeper(None if in_memory else root / "observations", database="db", clock=Clock())
+    live = observe(HOSTS, registry, inventory=True)
+    assert live.token is not None and live.host_tokens is not None and live.host_tokens.keys() == HOSTS.keys()
+    keeper.keep(KeptObservation(HOSTS, frozenset(HOSTS), live, 1000.0, VERSIONS))
+    found = keeper.reusable(HOSTS, HOSTS, registry)
+    assert found is not None and found.whole
+
+    _deploy(root, "h2", "d")  # h2 moved, h1 did not
+    assert keeper.find(HOSTS, HOSTS, registry) is None
+    found = keeper.reusable(HOSTS, HOSTS, registry)
+    assert found is not None and not found.whole
+    probed: list[str] = []
+    one, many = SimMonitoring.probe_host, SimMonitoring.probe_many
+
+    def probe_host(self: SimMonitoring, ref: HostRef) -> Any:
+        probed.append(ref.name)
+        return one(self, ref)
+
+    def probe_many(self: SimMonitoring, hosts: Any) -> Any:
+        probed.extend(ref.name for ref in hosts)
+        return many(self, hosts)
+
+    monkeypatch.setattr(SimMonitoring, "probe_host", probe_host)
+    monkeypatch.setattr(SimMonitoring, "probe_many", probe_many)
+    again = observe_again(found.kept.live, HOSTS, registry, inventory=True)
+    assert again is not None
+    view, moved = again
+    assert moved == ["h2"] and probed == ["h2"]
+    assert view.hosts["h1"] == live.hosts["h1"]  # as the kept observation saw it, usage figures included
+    monkeypatch.undo()
+    fresh = observe(HOSTS, registry, inventory=True)
+    assert _as_planned(view) == _as_planned(fresh)  # what a whole observation sees now
+    assert (view.token, view.host_tokens) == (fresh.token, fresh.host_tokens)
+    assert view.identity not in (None, live.identity, fresh.identity)
+    assert len(view.vms) == 4
+
+    # No word for some host now (a fault set): nothing to observe again from.
+    fleet = open_fleet(Settings(state_dir=root))
+    try:
+        fleet.set_fault(Fault(action="monitoring.probe_vms", kind=FaultKind.TEMPORARY, probability=0.5))
+    finally:
+        fleet.close()
+    assert observe_again(found.kept.live, HOSTS, registry, inventory=True) is None
+
+
+def test_a_kept_observation_without_the_hosts_words_is_not_observed_again(world: Any) -> None:
+    registry, root = world
+    keeper = ObservationKeeper(root / "observations", database="db", clock=Clock())
+    observation = observed(registry)
+    keeper.keep(dataclasses.replace(observation, live=dataclasses.replace(observation.live, host_tokens=None)))
+    assert keeper.reusable(HOSTS, {"h1"}, registry) is not None  # as it is: the whole fleet's word holds
+    _deploy(root, "h2", "d")
+    assert keeper.reusable(HOSTS, {"h1"}, registry) is None
 
 
 # --- the controller: a plan on the kept observation, and the service's plans writing none -----------------------
