@@ -187,10 +187,10 @@ def observe_again(
         return None
     moved = sorted(name for name, word in words.items() if word != before[name])
     wanted = moved if inventory is True else [name for name in moved if inventory and name in inventory]
-    subset = {name: hosts[name] for name in moved}
-    fresh = observe(subset, registry, parallelism=parallelism, programs=programs, inventory=wanted) if moved else None
-    if fresh is None:
-        fresh = LiveView()
+    fresh = LiveView()
+    if moved:
+        subset = {name: hosts[name] for name in moved}
+        fresh = observe(subset, registry, parallelism=parallelism, programs=programs, inventory=wanted)
     gone = set(moved)
     kept_hosts = kept.vm_hosts
     vms = {uuid: status for uuid, status in kept.vms.items() if kept_hosts[uuid] not in gone}
