@@ -1,7 +1,10 @@
 """The sim's observation token (``SimMonitoring.observation_token``) and ``observing.observation_token``: the word
 stays the same while nothing a probe or a listing reports changes, and changes with every write to the fleet,
 whoever makes it (the driver, the drift API, a plain sqlite3 connection); no word while a fault or latency is set,
-for a fleet file made again at the same path, or when some host's driver has no token."""
+for a fleet file made again at the same path, or when some host's driver has no token.
+
+The sim's word for each host (``SimMonitoring.host_tokens``) and ``observing.host_tokens`` likewise, host by host: a
+host's word changes with every write to one of its rows, and no other host's does."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from nebctl.controller.observing import observation_token, observe
+from nebctl.controller.observing import host_tokens, observation_token, observe
 from nebctl.drivers.sim import Fault, FaultKind, SimFleet, SimMonitoring, SimVirtualization
 from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import HostRef, VMDefinition
@@ -82,6 +85,7 @@ def test_observe_gives_the_word_only_when_every_driver_has_one_and_it_held(fleet
     monitoring = SimMonitoring(fleet)
     live = observe(_hosts(HOSTS), _registry(monitoring), parallelism=1)
     assert live.token is not None and live.token == observation_token(_hosts(HOSTS), _registry(monitoring))
+    assert live.host_tokens is not None and live.host_tokens == host_tokens(_hosts(HOSTS), _registry(monitoring))
 
     class Wordless:
         """A monitoring driver with no token (as libvirt's is today): it answers like the sim otherwise."""
@@ -106,4 +110,74 @@ def test_observe_gives_the_word_only_when_every_driver_has_one_and_it_held(fleet
         def probe_many(self, hosts: Sequence[HostRef]) -> None:
             return None  # declined: host by host, so that the write falls between two probes
 
-    assert observe(_hosts(HOSTS), _registry(Moving(fleet)), parallelism=1).token is None
+    moving = observe(_hosts(HOSTS), _registry(Moving(fleet)), parallelism=1)
+    assert moving.token is None and moving.host_tokens is None
+
+
+# --- each host's word ------------------------------------------------------------------------------------------
+
+# "c" stands for the fleet's host "a" (its URI names it): it shares a's word.
+WORDED = [*HOSTS, HostRef("c", "sim://a")]
+
+
+def _moved(before: dict[str, str], after: dict[str, str] | None) -> set[str]:
+    assert after is not None and after.keys() == before.keys()
+    return {name for name, word in after.items() if word != before[name]}
+
+
+def test_a_hosts_word_moves_with_every_write_to_its_rows_and_no_other_hosts(fleet: SimFleet) -> None:
+    monitoring = SimMonitoring(fleet)
+    first = monitoring.host_tokens(WORDED)
+    assert first is not None and first["a"] == first["c"] != first["b"]
+    monitoring.probe_many(HOSTS)  # reading changes nothing
+    monitoring.list_many(HOSTS)
+    assert monitoring.host_tokens(WORDED) == first
+
+    fleet.set_vm_state("vm1", VMLiveState.STOPPED)  # vm1 is on b (the drift API)
+    second = monitoring.host_tokens(WORDED)
+    assert second is not None and _moved(first, second) == {"b"}
+
+    with sqlite3.connect(fleet.path) as outside:  # another process, behind the driver's back
+        outside.execute("UPDATE hosts SET memory = memory + 1 WHERE name = 'a'")
+    third = monitoring.host_tokens(WORDED)
+    assert third is not None and _moved(second, third) == {"a", "c"}
+
+    with sqlite3.connect(fleet.path) as outside:  # a VM moved from a to b: both hosts' rows moved
+        outside.execute("UPDATE vms SET host = 'b' WHERE name = 'vm0'")
+    fourth = monitoring.host_tokens(WORDED)
+    assert fourth is not None and _moved(third, fourth) == {"a", "b", "c"}
+
+    SimVirtualization(fleet).undeploy(HOSTS[1], str(uuid.uuid5(uuid.NAMESPACE_DNS, "vm1")))
+    assert _moved(fourth, monitoring.host_tokens(WORDED)) == {"b"}
+
+
+def test_no_words_while_a_fault_is_set_nor_for_a_file_made_again(fleet: SimFleet, tmp_path: Path) -> None:
+    monitoring = SimMonitoring(fleet)
+    before = monitoring.host_tokens(WORDED)
+    fleet.set_fault(Fault(action="monitoring.probe_vms", kind=FaultKind.TEMPORARY, probability=0.5))
+    assert monitoring.host_tokens(WORDED) is None
+    fleet.clear_faults()
+    assert monitoring.host_tokens(WORDED) is not None
+
+    path = tmp_path / "other.db"
+    with SimFleet(path) as other:
+        made = SimMonitoring(other).host_tokens(WORDED)
+    path.unlink()
+    with SimFleet(path) as other:
+        again = SimMonitoring(other).host_tokens(WORDED)
+    assert made is not None and again is not None and before is not None
+    assert not set(made.values()) & set(again.values())  # each file its own identity
+
+
+def _registry_of(monitorings: dict[str, Any]) -> SimpleNamespace:
+    return SimpleNamespace(
+        for_host=lambda ref, overrides=None: SimpleNamespace(monitoring=monitorings[ref.name]),
+    )
+
+
+def test_every_host_has_a_word_or_none_has(fleet: SimFleet) -> None:
+    monitoring = SimMonitoring(fleet)
+    hosts = {ref.name: (ref, None) for ref in HOSTS}
+    words = host_tokens(hosts, _registry_of({"a": monitoring, "b": monitoring}))
+    assert words is not None and words.keys() == {"a", "b"} and words["a"] != words["b"]
+    assert host_tokens(hosts, _registry_of({"a": monitoring, "b": SimpleNamespace()})) is None  # b's driver has none
