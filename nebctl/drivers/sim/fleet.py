@@ -77,6 +77,7 @@ def fleet_host(name: str, uri: str) -> str:
     return parts.netloc if parts.scheme == "sim" and parts.netloc else name
 
 
+@functools.lru_cache(maxsize=4096)
 def host_shape(name: str, uri: str) -> HostShape:
     """The fleet host a HostRef stands for (``fleet_host``); the URI's query sizes it."""
     parts = urlsplit(uri)
