@@ -245,44 +245,51 @@ def _view(
 def host_tokens(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource) -> dict[str, str] | None:
     """Each host's word (``HostTokensDriver``: one call per driver instance, the hosts in name order), by host
     name; None when some host's driver has none, or gives none for some host."""
-    groups = _by_driver(hosts, registry, "host_tokens")
-    if sum(len(refs) for _, refs in groups) != len(hosts):
+    answers = _asked(hosts, registry, "host_tokens")
+    if answers is None:
         return None
     words: dict[str, str] = {}
-    for monitoring, refs in groups:
-        try:
-            found = monitoring.host_tokens(sorted(refs, key=lambda ref: ref.name))
-        except (DriverError, OSError, ValueError) as error:
-            log.debug("no host tokens: %s", error)
-            return None
-        if found is None:
-            return None
-        driver = type(monitoring).__name__
+    for monitoring, refs, found in answers:
         for ref in refs:
             word = found.get(ref.name)
             if word is None:
                 return None
-            words[ref.name] = f"{driver}:{word}"
+            words[ref.name] = f"{type(monitoring).__name__}:{word}"
     return words
 
 
 def observation_token(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource) -> str | None:
     """One word for the live state of every host of ``hosts`` (``ObservationTokenDriver``: one call per driver
     instance, the hosts in name order), or None when some host's driver has no such word or gives none."""
-    groups = _by_driver(hosts, registry, "observation_token")
+    answers = _asked(hosts, registry, "observation_token")
+    if answers is None:
+        return None
+    words = (
+        f"{type(monitoring).__name__}:{','.join(sorted(ref.name for ref in refs))}:{word}"
+        for monitoring, refs, word in answers
+    )
+    return "\n".join(sorted(words))
+
+
+def _asked(
+    hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, method: str
+) -> list[tuple[Any, list[HostRef], Any]] | None:
+    """Each monitoring driver instance of ``hosts``, its hosts, and its answer to ``method`` (asked once, the hosts
+    in name order); None when some host's driver has no such method, or fails, or answers None."""
+    groups = _by_driver(hosts, registry, method)
     if sum(len(refs) for _, refs in groups) != len(hosts):
         return None
-    words = []
+    answers = []
     for monitoring, refs in groups:
         try:
-            word = monitoring.observation_token(sorted(refs, key=lambda ref: ref.name))
+            answer = getattr(monitoring, method)(sorted(refs, key=lambda ref: ref.name))
         except (DriverError, OSError, ValueError) as error:
-            log.debug("no observation token: %s", error)
+            log.debug("no answer to %s: %s", method, error)
             return None
-        if word is None:
+        if answer is None:
             return None
-        words.append(f"{type(monitoring).__name__}:{','.join(sorted(ref.name for ref in refs))}:{word}")
-    return "\n".join(sorted(words))
+        answers.append((monitoring, refs, answer))
+    return answers
 
 
 def _list_objects(
