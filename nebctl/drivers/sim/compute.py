@@ -236,8 +236,7 @@ class SimMonitoring(SimDriver):
         """A word equal between two calls exactly when the probes and listings of these hosts would report the
         same, usage figures aside (they move with the clock): the fleet file's identity and change count (the
         rows of every host are in one file). None while some latency or fault is set: answers then vary."""
-        connection = self.fleet.store.read()
-        if connection.execute("SELECT 1 FROM behaviours LIMIT 1").fetchone() is not None:
+        if self.fleet.misbehaves():
             return None
         return self.fleet.store.changes()
 
@@ -246,8 +245,7 @@ class SimMonitoring(SimDriver):
         """A word for each of these hosts (by the HostRef's name), equal between two calls exactly when that host's
         probe and listing would report the same, usage figures aside: the fleet file's identity and the host's own
         change count. None while some latency or fault is set."""
-        connection = self.fleet.store.read()
-        if connection.execute("SELECT 1 FROM behaviours LIMIT 1").fetchone() is not None:
+        if self.fleet.misbehaves():
             return None
         identity, counts = self.fleet.store.host_changes()
         return {ref.name: f"{identity}:{counts.get(fleet_host(ref.name, ref.uri), 0)}" for ref in hosts}
@@ -276,9 +274,9 @@ class SimMonitoring(SimDriver):
         """Every host's ``probe_host`` and ``probe_vms`` (by the HostRef's name) in one pass over the fleet file,
         as a backend that answers for many hosts in one call does. None when some latency or fault is set (the
         caller then probes host by host, so that each call suffers what was set for it)."""
-        connection = self.fleet.store.read()
-        if connection.execute("SELECT 1 FROM behaviours LIMIT 1").fetchone() is not None:
+        if self.fleet.misbehaves():
             return None
+        connection = self.fleet.store.read()
         shapes = {ref.name: host_shape(ref.name, ref.uri) for ref in hosts}
         rows = {
             row[0]: row[1:] for row in connection.execute("SELECT name, cpus, memory, disk, down, reason FROM hosts")
@@ -339,9 +337,9 @@ class SimMonitoring(SimDriver):
         fault is set, or a host is down (the caller then lists host by host, where each call suffers what was set
         and a host that does not answer is left out). A host seen for the first time is created, as ``enter``
         does."""
-        connection = self.fleet.store.read()
-        if connection.execute("SELECT 1 FROM behaviours LIMIT 1").fetchone() is not None:
+        if self.fleet.misbehaves():
             return None
+        connection = self.fleet.store.read()
         shapes = {ref.name: host_shape(ref.name, ref.uri) for ref in hosts}
         names = {ref_name: shape.name for ref_name, shape in shapes.items()}
         down = dict(connection.execute("SELECT name, down FROM hosts"))

@@ -279,6 +279,11 @@ class SimFleet:
             if cursor.rowcount == 0:
                 raise NotFoundError(f"no simulated host {host!r}", driver="sim")
 
+    def misbehaves(self) -> bool:
+        """Whether some fault or latency is set: the fleet's answers then vary from call to call, so no word vouches
+        for them and no call answers for many hosts at once (each call must suffer what was set for it)."""
+        return self.store.read().execute("SELECT 1 FROM behaviours LIMIT 1").fetchone() is not None
+
     def set_fault(self, fault: Fault) -> int:
         """Add a fault rule; returns its id."""
         if fault.probability is not None and not 0 <= fault.probability <= 1:
