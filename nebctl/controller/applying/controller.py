@@ -303,8 +303,8 @@ class Controller:
             kept = found.kept
             # Its rows are in the database unless something was written since it was kept there.
             return kept.live, kept.at, kept.versions != versions and self._record_observations(records, kept.live), kept
-        again = (
-            observe_again(
+        if found is not None:
+            again = observe_again(
                 found.kept.live,
                 hosts,
                 self.registry,
@@ -312,19 +312,16 @@ class Controller:
                 programs=ProgramRecorder(self.store),
                 inventory=listing,
             )
-            if found is not None
-            else None
-        )
-        if found is not None and again is not None:
-            live, probed = again
-            observed_at = found.kept.at  # the hosts not probed again are as old as that observation
-            log.info(
-                "%d of %d host(s) probed again (their drivers' word moved); the others as observed %.1f s ago",
-                len(probed),
-                len(hosts),
-                time.time() - observed_at,
-            )
-            return live, observed_at, self._record_observations(records, live, sampled=probed), None
+            if again is not None:
+                live, probed = again
+                observed_at = found.kept.at  # the hosts not probed again are as old as that observation
+                log.info(
+                    "%d of %d host(s) probed again (their drivers' word moved); the others as observed %.1f s ago",
+                    len(probed),
+                    len(hosts),
+                    time.time() - observed_at,
+                )
+                return live, observed_at, self._record_observations(records, live, sampled=probed), None
         observed_at = time.time()
         live = observe(
             hosts,
