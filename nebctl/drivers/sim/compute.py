@@ -287,13 +287,17 @@ class SimMonitoring(SimDriver):
                 rows[shape.name] = (shape.cpus, shape.memory, shape.disk, 0, None)
         now = self.fleet.clock()
         statuses: dict[str, list[VMStatus]] = {}
+        where, asked = _of_hosts([shape.name for shape in shapes.values()], len(rows))
         # Each VM's ownership document (its spec included) parsed by the last bulk probe is taken as parsed then:
         # a service probes the same fleet again and again. Only those seen this time are kept for the next.
         owners: tuple[dict[bytes, Ownership | None], dict[bytes, Ownership | None]] = (self._owners, {})
-        for row in connection.execute(f"SELECT host, {VM_COLUMNS} FROM vms ORDER BY host, name"):  # probe_vms's order
+        query = f"SELECT host, {VM_COLUMNS} FROM vms{where} ORDER BY host, name"  # probe_vms's order
+        for row in connection.execute(query, asked):
             statuses.setdefault(row[0], []).append(self.fleet.status(row[1:], now, owners))
         self._owners = owners[1]
-        used = dict(connection.execute("SELECT host, COALESCE(SUM(allocation), 0) FROM volumes GROUP BY host"))
+        used = dict(
+            connection.execute(f"SELECT host, COALESCE(SUM(allocation), 0) FROM volumes{where} GROUP BY host", asked)
+        )
         found: dict[str, tuple[HostProbe, Sequence[VMStatus]]] = {}
         for ref_name, shape in shapes.items():
             cpus, memory, disk, down, reason = rows[shape.name]
@@ -351,13 +355,14 @@ class SimMonitoring(SimDriver):
             return None
         pairs: dict[str, set[tuple[str, str]]] = {name: set() for name in names.values()}
         prints: dict[str, dict[tuple[str, str], Mapping[str, str]]] = {name: {} for name in names.values()}
+        where, asked = _of_hosts(list(pairs), len(down))
         for what, query, fingerprint in (
             ("network", "SELECT host, name, definition FROM networks", _network_fingerprint_text),
             ("pool", "SELECT host, name, type, path FROM datastores", _pool_fingerprint),
             ("volume", "SELECT host, name, format, capacity FROM volumes", _volume_fingerprint),
             ("filter", "SELECT host, name, rules FROM security_groups", _rules_fingerprint),
         ):
-            for host, name, *values in connection.execute(query):
+            for host, name, *values in connection.execute(query + where, asked):
                 found = pairs.get(host)
                 if found is not None:
                     found.add((what, name))
@@ -419,6 +424,19 @@ class SimMonitoring(SimDriver):
         now = self.fleet.clock()
         rows = self.fleet.store.read().execute(f"SELECT {VM_COLUMNS} FROM vms WHERE host = ?", (name,)).fetchall()
         return [self.fleet.status(row, now) for row in rows]
+
+
+def _of_hosts(names: Sequence[str], fleet: int) -> tuple[str, tuple[str, ...]]:
+    """A ``WHERE`` clause (and its parameters) keeping the rows of the hosts ``names`` when they are a few of the
+    ``fleet``'s hosts, else none: every table's key starts with the host, so a few hosts' rows are found by it. A
+    plan after an apply probes again the host the apply acted on, of a thousand: reading every row to keep that
+    host's was most of that bulk probe."""
+    if len(names) * 4 >= fleet or len(names) > _FEW_HOSTS:
+        return "", ()
+    return f" WHERE host IN ({', '.join('?' * len(names))})", tuple(names)
+
+
+_FEW_HOSTS = 500  # below SQLite's least limit of parameters in one statement (999)
 
 
 def _owned(

@@ -255,3 +255,25 @@ def test_owners_parsed_by_the_last_bulk_probe_are_reused_and_a_changed_one_is_pa
 
 def as_lists(found: dict[str, Any]) -> dict[str, Any]:
     return {name: (probe, list(vms)) for name, (probe, vms) in found.items()}
+
+
+def test_a_few_hosts_of_many_are_probed_and_listed_from_their_own_rows(fleet: SimFleet) -> None:
+    _objects(fleet)
+    monitoring = SimMonitoring(fleet)
+    for index in range(8):  # a fleet of a dozen hosts, of which b is asked alone
+        monitoring.probe_host(HostRef(f"extra{index}", f"sim://extra{index}"))
+    statements: list[str] = []
+    fleet.store.read().set_trace_callback(statements.append)
+    probed = monitoring.probe_many([HOSTS[1]])
+    listed = monitoring.list_many([HOSTS[1]])
+    fleet.store.read().set_trace_callback(None)
+    assert probed is not None and listed is not None
+    assert {name: (probe, list(vms)) for name, (probe, vms) in probed.items()} == {
+        "b": one_by_one(monitoring, HOSTS[1])
+    }
+    assert [vm.name for vm in probed["b"][1]] == ["vm1", "vm3", "vm5"]
+    assert probed["b"][0].disk_free == 50 * 1024**3 - 1024**3
+    assert listed == {"b": (frozenset({("network", "lan"), ("volume", f"v{1024**3}")}), {
+        ("volume", f"v{1024**3}"): {"format": "qcow2", "size": "1Gi"}})}  # fmt: skip
+    # Read by the host's key: the VMs, volumes, networks, pools and filters of b, no other host's rows.
+    assert sum("WHERE host IN ('b')" in statement for statement in statements) == 6
