@@ -22,7 +22,9 @@ observation may still serve with the hosts whose word moved probed again (``Reus
 an apply acts on a few hosts of many. The view made so counts as old as the one kept.
 
 Where the database's change counters are those the observation was kept under, its rows are still in the
-database and nothing is written again; otherwise the caller keeps it again against the records as they are now.
+database and nothing is written again. Otherwise the caller keeps it again against the records as they are now:
+only the rows of the hosts probed again and of the records that moved since its rows were written, which a digest
+of each record's row as they were worded from tells (``KeptObservation.worded``, ``RecordRows.view_digests``).
 
 ``ObservationKeeper`` keeps one in memory (the service's controller, which plans many times) or in a directory
 (the CLI's ``STATE_DIR/cache/observations``: one entry per database, in the format of ``schemas.caching``'s
@@ -45,8 +47,9 @@ from typing import Any, TypeVar
 from nebctl.controller.kept_plans import code_digest
 from nebctl.controller.observing import DriverSource, observation_token
 from nebctl.core.deferred import Deferred, DeferredChunks, DeferredPart
+from nebctl.core.keys import ResourceKey
 from nebctl.database.versions import Versions
-from nebctl.drivers.types import HostRef
+from nebctl.drivers.types import HostRef, VMStatus
 from nebctl.reconcilers.base import LiveView
 from nebctl.schemas.caching import Entries
 
@@ -64,6 +67,10 @@ class KeptObservation:
     live: LiveView  # its token is the drivers' word it was made under
     at: float  # when it was made (``time.time()``)
     versions: Versions | None  # the change counters once it was kept in the database; None if it was not
+    # A digest of each host's and VM's record as its rows in the database were worded from, when it was written
+    # there (``RecordRows.view_digests``): those rows stand for the records whose digest is still the same, and
+    # the hosts not probed again.
+    worded: Deferred[Mapping[ResourceKey, bytes]] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,22 +160,29 @@ def _copied(value: Copied, **changes: Any) -> Copied:
     return copy
 
 
+def _without_spec(status: VMStatus) -> VMStatus:
+    """``status`` without the spec its ownership carries."""
+    if status.owner is None or status.owner.spec is None:
+        return status
+    return _copied(status, owner=_copied(status.owner, spec=None))
+
+
 def _as_kept(live: LiveView) -> LiveView:
     """``live`` as the file keeps it: without the spec each VM's ownership carries (only recovery reads those, from
     a survey of its own, never a plan; they were most of a large observation's size and of the time to read it
     back), its VMs in chunks by host and its listings apart, each read back when first read (``core.deferred``): a
     plan on the view its kept trace was made from reads the VMs it plans again, and nothing else of them."""
-    vms = {
-        uuid: status
-        if status.owner is None or status.owner.spec is None
-        else _copied(status, owner=_copied(status.owner, spec=None))
-        for uuid, status in live.vms.items()
-    }
-    where = live.vm_hosts
+    # A view observed partly again (``observing.observe_again``) shares the chunks read back of the hosts it did
+    # not probe again, as they were written: only the new ones are made and pickled.
+    vms = (
+        live.vms.changed(_without_spec)
+        if isinstance(live.vms, DeferredChunks)
+        else DeferredChunks({uuid: _without_spec(status) for uuid, status in live.vms.items()}, live.vm_hosts.get)
+    )
     listings: Deferred[tuple[Mapping[Any, Any], ...]] = Deferred((live.objects, live.fingerprints))
     return dataclasses.replace(
         live,
-        vms=DeferredChunks(vms, where.get),
+        vms=vms,
         objects=DeferredPart(listings, 0),
         fingerprints=DeferredPart(listings, 1),
     )

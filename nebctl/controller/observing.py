@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from nebctl.core.deferred import DeferredChunks
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database.records import ObservationRecord
@@ -193,10 +194,15 @@ def observe_again(
         fresh = observe(subset, registry, parallelism=parallelism, programs=programs, inventory=wanted)
     gone = set(moved)
     kept_hosts = kept.vm_hosts
-    vms = {uuid: status for uuid, status in kept.vms.items() if kept_hosts[uuid] not in gone}
     vm_hosts = {uuid: host for uuid, host in kept_hosts.items() if host not in gone}
-    vms.update(fresh.vms)
     vm_hosts.update(fresh.vm_hosts)
+    vms: Mapping[str, VMStatus]
+    if isinstance(kept.vms, DeferredChunks):
+        # Read back from a file in chunks by host: the other hosts' chunks are shared, unread.
+        vms = kept.vms.replaced(gone, fresh.vms, fresh.vm_hosts.get)
+    else:
+        vms = {uuid: status for uuid, status in kept.vms.items() if kept_hosts[uuid] not in gone}
+        vms.update(fresh.vms)
     stable = observation_token(hosts, registry) == token and host_tokens(hosts, registry) == words
     view = LiveView(
         hosts={name: fresh.hosts.get(name) or kept.hosts[name] for name in sorted(hosts)},
@@ -403,9 +409,17 @@ def _monitoring(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource
         return None
 
 
-def observations(records: Mapping[ResourceKey, RecordView], live: LiveView) -> list[ObservationRecord]:
+def observations(
+    records: Mapping[ResourceKey, RecordView],
+    live: LiveView,
+    *,
+    hosts: Collection[str] | None = None,
+    keys: Collection[ResourceKey] = (),
+) -> list[ObservationRecord]:
     """What ``live`` says of the recorded hosts and VMs it covers, to keep with ``Store.record_observations``
-    (``probed=live.hosts``).
+    (``probed=live.hosts``). With ``hosts``, only what it says of those hosts and their VMs, and of the records of
+    ``keys`` wherever they are (``probed=hosts, replaced=keys``): the rest of what it would say is in the
+    database already.
 
     Every probed host gets an observation; a VM whose recorded host was probed gets one only where it differs
     from its record: drift (stopped, deleted, moved, resized: the planner's own sentences, from the VM
@@ -419,11 +433,16 @@ def observations(records: Mapping[ResourceKey, RecordView], live: LiveView) -> l
     for key, record in records.items():
         if key.kind is Kind.HOST:
             probe = live.hosts.get(key.name)
-            if probe is not None:
+            if probe is not None and (hosts is None or key.name in hosts or key in keys):
                 found.append(_host_observation(key, probe))
-        elif key.kind is Kind.VIRTUAL_MACHINE and record.applied is not None:
-            host = record.host or record.applied.get("host")
-            if host in live.hosts:
+        elif key.kind is Kind.VIRTUAL_MACHINE:
+            if hosts is not None and record.host is not None and record.host not in hosts and key not in keys:
+                continue  # told from the host's column: its applied spec is not even decoded
+            applied = record.applied
+            if applied is None:
+                continue
+            host = record.host or applied.get("host")
+            if host in live.hosts and (hosts is None or host in hosts or key in keys):
                 observation = _vm_observation(key, record, str(host), live)
                 if observation is not None:
                     found.append(observation)

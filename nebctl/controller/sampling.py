@@ -76,8 +76,11 @@ def samples_of(
     vm_kind_text = vm_kind.value
     vm_hosts = live.vm_hosts
     wanted = None if only is None else frozenset(only)
-    for uuid, status in live.vms.items():
-        if wanted is not None and vm_hosts.get(uuid) not in wanted:
+    # The VMs of the hosts wanted, told by their hosts: a view read back in chunks by host builds theirs only.
+    statuses = live.vms
+    chosen = statuses.items() if wanted is None else ((u, statuses.get(u)) for u, h in vm_hosts.items() if h in wanted)
+    for uuid, status in chosen:
+        if status is None:
             continue
         key: ResourceKey | None = None
         owner = status.owner

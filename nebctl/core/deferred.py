@@ -14,7 +14,7 @@ built when one of its values is read.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 Value = TypeVar("Value")
@@ -28,17 +28,19 @@ class Deferred(Generic[Value]):
     """A value that, once read back from a pickle, stays pickled until ``get``. Reading it from two threads at
     once may build it twice, which is harmless: both get equal values, and one is kept."""
 
-    __slots__ = ("_pickled", "_value")
+    __slots__ = ("_pickled", "_stored", "_value")
 
     def __init__(self, value: Value) -> None:
         self._value: Value = value
         self._pickled: bytes | None = None
+        self._stored = False
 
     @classmethod
     def _read_back(cls, pickled: bytes) -> Deferred[Any]:
         deferred: Deferred[Any] = cls.__new__(cls)
         deferred._pickled = pickled
         deferred._value = _UNREAD
+        deferred._stored = True
         return deferred
 
     def get(self) -> Value:
@@ -52,6 +54,11 @@ class Deferred(Generic[Value]):
     def read(self) -> bool:
         """Whether the value has been built (or never was pickled)."""
         return self._value is not _UNREAD
+
+    @property
+    def stored(self) -> bool:
+        """Whether the value was read back from a pickle (rather than made in this process)."""
+        return self._stored
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         pickled = self._pickled
@@ -105,6 +112,34 @@ class DeferredChunks(Mapping[Key, Item]):
             chunks.setdefault(name, {})[key] = value
         self._index = index
         self._chunks = {name: Deferred(chunk) for name, chunk in chunks.items()}
+
+    def replaced(
+        self, dropped: Collection[Hashable], values: Mapping[Key, Item], chunk_of: Callable[[Key], Hashable]
+    ) -> DeferredChunks[Key, Item]:
+        """This mapping without the chunks named in ``dropped``, with ``values`` in chunks of their own (named by
+        ``chunk_of``; a key in both is ``values``'). The other chunks are shared as they are: one never read is not
+        built, and pickling the result writes the bytes it was read back from (a kept observation with a few hosts
+        probed again is written again without building or pickling the others)."""
+        gone = set(dropped)
+        fresh = DeferredChunks(values, chunk_of)
+        merged: DeferredChunks[Key, Item] = DeferredChunks.__new__(DeferredChunks)
+        merged._index = {key: name for key, name in self._index.items() if name not in gone}
+        merged._index.update(fresh._index)
+        merged._chunks = {name: chunk for name, chunk in self._chunks.items() if name not in gone}
+        merged._chunks.update(fresh._chunks)
+        return merged
+
+    def changed(self, change: Callable[[Item], Item]) -> DeferredChunks[Key, Item]:
+        """This mapping with ``change`` made to each value of the chunks made in this process; those read back from a
+        pickle are shared as they are. For a change that what was pickled had undergone already (a part left out
+        of what is written), so that writing the mapping again spares building and pickling what was read back."""
+        changed: DeferredChunks[Key, Item] = DeferredChunks.__new__(DeferredChunks)
+        changed._index = self._index
+        changed._chunks = {
+            name: chunk if chunk.stored else Deferred({key: change(value) for key, value in chunk.get().items()})
+            for name, chunk in self._chunks.items()
+        }
+        return changed
 
     def __getitem__(self, key: Key) -> Item:
         return self._chunks[self._index[key]].get()[key]

@@ -428,9 +428,17 @@ class StateOperations(Operations):
 
     # --- what monitoring last saw --------------------------------------------------------------------------
 
-    def record_observations(self, observations: Sequence[ObservationRecord], *, probed: Collection[str]) -> None:
+    def record_observations(
+        self,
+        observations: Sequence[ObservationRecord],
+        *,
+        probed: Collection[str],
+        replaced: Collection[ResourceKey] = (),
+    ) -> None:
         """Keep ``observations`` as all that the probes of the hosts ``probed`` saw, replacing what those hosts'
-        earlier probes left (a VM no longer differing from its record loses its row).
+        earlier probes left (a VM no longer differing from its record loses its row), and as all there is of the
+        resources of ``replaced``, whatever host their rows name (records that moved since their rows were
+        written, of hosts not probed again).
 
         Rows are few: one per host, and one per VM only where it differs from its record (``observations`` in
         ``controller.observing`` decides); a VM of a probed host without a row was seen as recorded, at its
@@ -453,10 +461,16 @@ class StateOperations(Operations):
             for observation in observations
         ]
         hosts = sorted(set(probed))
+        columns = _observations.c
         with self._write() as connection:
             bump(connection, RESOURCES)
             for chunk in chunks(hosts, BULK_CHUNK):
-                connection.execute(delete(_observations).where(_observations.c.host.in_(chunk)))
+                connection.execute(delete(_observations).where(columns.host.in_(chunk)))
+            for chunk in chunks(list(replaced), 500):  # three parameters a key, as ``get_resources`` reads them
+                keys = [(key.kind.value, key.namespace, key.name) for key in chunk]
+                connection.execute(
+                    delete(_observations).where(tuple_(columns.kind, columns.namespace, columns.name).in_(keys))
+                )
             for chunk in chunks(rows, BULK_CHUNK):
                 upsert(
                     connection,

@@ -67,3 +67,28 @@ def test_a_thousand_hosts_in_one_round(store: Store) -> None:
     store.record_observations([_host(name, "error") for name in hosts], probed=hosts)
     rows = store.list_observations(kind=Kind.HOST)
     assert len(rows) == 1500 and {row.state for row in rows.values()} == {"error"}
+
+
+def test_the_rows_of_resources_replaced_go_whatever_host_they_name(store: Store, clock: FakeClock) -> None:
+    first = clock.now
+    store.record_observations(
+        [_host("h1"), _host("h2"), _vm("a", "h1", "stopped", "was stopped"), _vm("b", "h2", "absent"),
+         _vm("c", "h2", "stopped")],
+        probed=["h1", "h2"],
+    )  # fmt: skip
+    # No host probed again; the records of a and c moved: a is as recorded now (no row), c's row is new, b's stays.
+    clock.advance(60)
+    many = [ResourceKey(VM, "default", f"gone-{index}") for index in range(1200)]  # more than one chunk of keys
+    replaced = [ResourceKey(VM, "default", "a"), ResourceKey(VM, "default", "c"), *many]
+    store.record_observations([_vm("c", "h2", "running", "was started")], probed=[], replaced=replaced)
+    rows = store.list_observations()
+    assert set(rows) == {
+        ResourceKey(Kind.HOST, "default", "h1"),
+        ResourceKey(Kind.HOST, "default", "h2"),
+        ResourceKey(VM, "default", "b"),
+        ResourceKey(VM, "default", "c"),
+    }
+    c = rows[ResourceKey(VM, "default", "c")]
+    assert (c.host, c.state, c.drift, c.observed_at) == ("h2", "running", ("was started",), clock.now)
+    assert rows[ResourceKey(VM, "default", "b")].observed_at == first
+    assert rows[ResourceKey(Kind.HOST, "default", "h2")].observed_at == first

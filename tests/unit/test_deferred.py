@@ -69,3 +69,22 @@ def test_chunks_are_built_one_at_a_time_as_their_values_are_read() -> None:
     assert back.get("vm9") is None
     assert {key: value.name for key, value in back.items()} == {key: key for key in values}
     assert back.chunks_read == 3 and _Counted.built == 6
+
+
+def test_chunks_replaced_share_the_others_unread_and_pickle_them_as_read() -> None:
+    _Counted.built = 0
+    values = {f"vm{n}": _Counted(f"vm{n}") for n in range(6)}
+    back = pickle.loads(pickle.dumps(DeferredChunks(values, lambda key: f"h{int(key[2:]) % 3}")))
+    fresh = {"vm2": _Counted("vm2 again"), "vm7": _Counted("vm7")}
+    merged = back.replaced({"h2"}, fresh, lambda key: "h2")  # h2 held vm2 and vm5: vm5 is gone
+    assert _Counted.built == 0 and merged.chunks_read == 1  # the new chunk only, made here
+    assert sorted(merged) == ["vm0", "vm1", "vm2", "vm3", "vm4", "vm7"]
+    assert merged["vm2"].name == "vm2 again" and "vm5" not in merged
+    stripped = merged.changed(lambda value: _Counted(value.name.upper()))
+    assert stripped["vm7"].name == "VM7" and stripped["vm2"].name == "VM2 AGAIN"  # made here: changed
+    again = pickle.loads(pickle.dumps(stripped))
+    assert _Counted.built == 0  # h0's and h1's chunks were written as they were read back, never built
+    assert {key: value.name for key, value in again.items()} == {
+        "vm0": "vm0", "vm1": "vm1", "vm2": "VM2 AGAIN", "vm3": "vm3", "vm4": "vm4", "vm7": "VM7"
+    }  # fmt: skip
+    assert _Counted.built == 6

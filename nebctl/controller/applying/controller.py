@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ from nebctl.controller.reaping import ProgramRecorder
 from nebctl.controller.recovering import SPANNED_OBJECTS, LiveObject, Recovery, Survey, rebuild, survey, unrecorded
 from nebctl.controller.sampling import record_observation
 from nebctl.controller.sourcing import ImageSources
+from nebctl.core.deferred import Deferred
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, Plan
@@ -249,7 +251,8 @@ class Controller:
         # only on the hosts where this stack recorded some: their drift is read from that, and only there.
         listing = spanned_hosts(own)
         keeper = None if self._observes_afresh(documents) else self.observations
-        live, observed_at, recorded, kept = self._observation(keeper, records, hosts, listing, versions)
+        observed = self._observation(keeper, records, hosts, listing, versions)
+        live, recorded = observed.live, observed.recorded is not None
         # The counters as this plan's own writing leaves them.
         ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions
         with self._unless_moved(whole, ours):
@@ -264,8 +267,10 @@ class Controller:
         if not whole and after != ours:
             raise RowsMovedError("records were written while this plan read them")
         mine = after if after == ours else None
-        if keeper is not None and (kept is None or recorded):
-            keeper.keep(KeptObservation(dict(hosts), frozenset(listing), live, observed_at, mine if recorded else None))
+        if keeper is not None and (observed.kept is None or observed.recorded is not None):
+            worded = observed.recorded.worded if observed.recorded is not None else None
+            at, written = observed.at, mine if recorded else None
+            keeper.keep(KeptObservation(dict(hosts), frozenset(listing), live, at, written, worded))
         if self.traces is not None and mine is not None and stamps:
             if trace is not None and trace.replanned is None:
                 every_row = stored if whole and isinstance(stored, RecordRows) else None
@@ -292,17 +297,18 @@ class Controller:
         hosts: Mapping[str, tuple[HostRef, Any]],
         listing: Collection[str],
         versions: Versions,
-    ) -> tuple[LiveView, float, bool, KeptObservation | None]:
-        """The live view a plan reads, when it was made, whether what it saw was written to the database, and the
-        kept observation it is, if any (``keeper``'s, when the drivers vouch that the hosts are as it saw them).
-        Without ``keeper`` (custom probe programs answer outside any driver's word, and usage figures move with the
-        clock), every host is observed afresh; with one whose word moved for some hosts (an apply acted on them),
-        only those are probed again."""
+    ) -> _Observed:
+        """The live view a plan reads (``_Observed``), and the kept observation it is, if any (``keeper``'s, when the
+        drivers vouch that the hosts are as it saw them). Without ``keeper`` (custom probe programs answer outside
+        any driver's word, and usage figures move with the clock), every host is observed afresh; with one whose
+        word moved for some hosts (an apply acted on them), only those are probed again."""
         found = keeper.reusable(hosts, listing, self.registry) if keeper is not None else None
         if found is not None and found.whole:
             kept = found.kept
             # Its rows are in the database unless something was written since it was kept there.
-            return kept.live, kept.at, kept.versions != versions and self._record_observations(records, kept.live), kept
+            if kept.versions == versions:
+                return _Observed(kept.live, kept.at, kept)
+            return _Observed(kept.live, kept.at, kept, self._record_observations(records, kept.live, since=kept))
         if found is not None:
             again = observe_again(
                 found.kept.live,
@@ -321,7 +327,9 @@ class Controller:
                     len(hosts),
                     time.time() - observed_at,
                 )
-                return live, observed_at, self._record_observations(records, live, sampled=probed), None
+                return _Observed(
+                    live, observed_at, None, self._record_observations(records, live, since=found.kept, probed=probed)
+                )
         observed_at = time.time()
         live = observe(
             hosts,
@@ -331,7 +339,7 @@ class Controller:
             programs=ProgramRecorder(self.store),
             inventory=listing,
         )
-        return live, observed_at, self._record_observations(records, live), None
+        return _Observed(live, observed_at, None, self._record_observations(records, live))
 
     @contextmanager
     def _unless_moved(self, whole: bool, ours: Versions) -> Iterator[None]:
@@ -482,26 +490,43 @@ class Controller:
             raise PlanError([*found, advice])
 
     def _record_observations(
-        self, records: Mapping[ResourceKey, ResourceRecord], live: LiveView, *, sampled: Collection[str] | None = None
-    ) -> bool:
+        self,
+        records: Mapping[ResourceKey, ResourceRecord],
+        live: LiveView,
+        *,
+        since: KeptObservation | None = None,
+        probed: Collection[str] = (),
+    ) -> _Recorded | None:
         """Keep what was just probed, for ``get`` and ``describe``, and its samples, for ``hosts`` and ``top`` (each
-        one bulk write; the samples of the hosts of ``sampled`` only, when given: those probed again). Failing to
-        keep them costs the user only a staler view, so it is logged and the plan goes on. Whether the observations
-        were written (which raised the resources' change counter once)."""
+        one bulk write). ``live`` is the kept observation ``since`` (with the hosts of ``probed`` probed again) when
+        given: where its rows were written and worded from records told by their digests, only the rows of the
+        hosts probed again and of the records that moved since are written (and the samples of those hosts only).
+        Failing to keep them costs the user only a staler view, so it is logged and the plan goes on. What was
+        written (which raised the resources' change counter once); None when nothing was."""
         if not self.keep_observations:
-            return False
+            return None
         # Each VM's applied spec and live state, not its whole record: the plan reads few of them again.
         views = records.views() if isinstance(records, RecordRows) else records
+        worded = records.view_digests(_WORDED) if isinstance(records, RecordRows) else None
+        before = since.worded.get() if since is not None and since.worded is not None and worded is not None else None
+        sampled: Collection[str] | None = None
         try:
-            self.store.record_observations(observations(views, live), probed=list(live.hosts))
+            if before is None or worded is None:
+                self.store.record_observations(observations(views, live), probed=list(live.hosts))
+            else:
+                moved = {key for key, digest in worded.items() if before.get(key) != digest}
+                moved.update(key for key in before if key not in worded)
+                sampled = set(probed)
+                found = observations(views, live, hosts=sampled, keys=moved)
+                self.store.record_observations(found, probed=sorted(sampled), replaced=moved)
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
-            return False
+            return None
         try:
             record_observation(self.store, live, views, only=sampled)  # the samples that hosts and top show
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
-        return True
+        return _Recorded(Deferred(worded) if worded is not None else None)
 
     # --- recovering ---------------------------------------------------------------------------------------------
 
@@ -680,6 +705,29 @@ class Controller:
                     continue
                 tx.update_action(apply_id, action.action_id, state=Outcome.CANCELLED.value, error=error)
             tx.finish_apply(apply_id, state=ApplyState.INTERRUPTED, summary={"resumed": True, "done": done})
+
+
+# The kinds whose records an observation words (``observing.observations``).
+_WORDED = frozenset({Kind.HOST, Kind.VIRTUAL_MACHINE})
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """What ``Controller._record_observations`` wrote: ``worded``, the digests of the records its rows were worded
+    from (``RecordRows.view_digests``), when it had them."""
+
+    worded: Deferred[Mapping[ResourceKey, bytes]] | None
+
+
+@dataclass(frozen=True)
+class _Observed:
+    """The live view a plan reads (``Controller._observation``): when it was made, the kept observation it is (if
+    it is one, as it was kept), and what was written of it to the database (None: nothing)."""
+
+    live: LiveView
+    at: float
+    kept: KeptObservation | None
+    recorded: _Recorded | None = None
 
 
 def _told_moved(

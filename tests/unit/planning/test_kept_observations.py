@@ -27,7 +27,7 @@ from nebctl.drivers.states import VMLiveState
 from nebctl.drivers.types import HostRef, Ownership, VMDefinition, VMStatus
 from nebctl.reconcilers.base import LiveView
 from nebctl.schemas.caching import Entries
-from tests.support.drills import Workspace
+from tests.support.drills import Workspace, fleet_manifests
 
 HOSTS: dict[str, tuple[HostRef, Any]] = {name: (HostRef(name, f"sim://{name}"), None) for name in ("h1", "h2")}
 VERSIONS = Versions(resources=7, access=1)
@@ -330,5 +330,69 @@ def test_the_controller_plans_on_a_vouched_for_observation_until_the_fleet_moves
             assert store.change_versions().resources == counted + 1
             keeping.plan(documents, options)
             assert store.change_versions().resources == counted + 1
+    finally:
+        registry.close()
+
+
+def _rows(store: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The observations in the database: each VM's row whole but its time, each host's state and time."""
+    found = store.list_observations()
+    vms = {key.name: (o.host, o.state, o.details) for key, o in found.items() if key.kind.value == "VirtualMachine"}
+    hosts = {key.name: (o.state, o.observed_at) for key, o in found.items() if key.kind.value == "Host"}
+    return vms, hosts
+
+
+def test_an_observation_written_again_writes_what_moved_and_leaves_what_a_whole_one_writes(tmp_path: Path) -> None:
+    manifests = tmp_path / "fleet.yaml"
+    manifests.write_text(fleet_manifests(vms=8, hosts=4))
+    workspace = Workspace(tmp_path / "w", manifests=manifests)
+    applied = workspace.apply()
+    assert applied.returncode == 0, applied.stderr
+    documents, options = workspace.documents(), PlanOptions(stack=workspace.stack)
+    registry = build_registry(workspace.settings)
+    try:
+        with workspace.store() as store:
+            records = {r.name: r for r in store.list_resources() if r.kind.value == "VirtualMachine"}
+            on = {name: str(record.host) for name, record in records.items()}
+            drifting = "vm-0000"
+            quiet = next(name for name in sorted(on) if on[name] not in (on[drifting],))  # another host
+            stopped = next(name for name in sorted(on) if on[name] not in (on[drifting], on[quiet]))
+            with workspace.fleet() as fleet:
+                fleet.stop_vm(drifting)
+            keeper = ObservationKeeper(tmp_path / "observations", database="db")
+            controller = Controller(store=store, registry=registry, settings=workspace.settings, observations=keeper)
+            controller.plan(documents, options)  # observed whole, and written
+            vms, hosts = _rows(store)
+            assert vms == {drifting: (on[drifting], "stopped", {"drift": ["was stopped"], "host": on[drifting],
+                                                                "vcpu": 1, "memory": 512 * 2**20})}  # fmt: skip
+
+            # Behind the kept observation's back: a VM stops (its host's word moves), and two records are written
+            # on hosts whose word does not: the drifting VM's now says it is stopped (its row goes), and a running
+            # VM's says it is stopped (it gets a row, its host not probed again).
+            with workspace.fleet() as fleet:
+                fleet.stop_vm(stopped)
+            store.save_resources(
+                [
+                    dataclasses.replace(records[name], applied={**(records[name].applied or {}), "state": "stopped"})
+                    for name in (drifting, quiet)
+                ]
+            )
+            controller.plan(documents, options)
+            partial_vms, partial_hosts = _rows(store)
+            # The rows of the hosts not probed again were not written again; the probed host's were.
+            assert {name: at for name, (_, at) in partial_hosts.items() if name != on[stopped]} == {
+                name: at for name, (_, at) in hosts.items() if name != on[stopped]
+            }
+            assert partial_hosts[on[stopped]][1] > hosts[on[stopped]][1]
+
+            # What an observation of every host, written whole, leaves.
+            Controller(store=store, registry=registry, settings=workspace.settings).plan(documents, options)
+            whole_vms, whole_hosts = _rows(store)
+            assert partial_vms == whole_vms
+            assert {name: state for name, (state, _) in partial_hosts.items()} == {
+                name: state for name, (state, _) in whole_hosts.items()
+            }
+            assert set(whole_vms) == {quiet, stopped}
+            assert whole_vms[quiet][1] == "running" and whole_vms[stopped][1] == "stopped"
     finally:
         registry.close()
