@@ -24,7 +24,7 @@ an apply acts on a few hosts of many. The view made so counts as old as the one 
 Where the database's change counters are those the observation was kept under, its rows are still in the
 database and nothing is written again. Otherwise the caller keeps it again against the records as they are now:
 only the rows of the hosts probed again and of the records that moved since its rows were written, which a digest
-of each record's row as they were worded from tells (``KeptObservation.worded``, ``RecordRows.view_digests``).
+of each record's row as they were worded from tells (``KeptObservation.worded``, ``RecordRows.row_digests``).
 
 ``ObservationKeeper`` keeps one in memory (the service's controller, which plans many times) or in a directory
 (the CLI's ``STATE_DIR/cache/observations``: one entry per database, in the format of ``schemas.caching``'s
@@ -67,9 +67,9 @@ class KeptObservation:
     live: LiveView  # its token is the drivers' word it was made under
     at: float  # when it was made (``time.time()``)
     versions: Versions | None  # the change counters once it was kept in the database; None if it was not
-    # A digest of each host's and VM's record as its rows in the database were worded from, when it was written
-    # there (``RecordRows.view_digests``): those rows stand for the records whose digest is still the same, and
-    # the hosts not probed again.
+    # A digest of each record's row as its rows in the database were worded from, when it was written there
+    # (``RecordRows.row_digests``): those rows stand for the records whose digest is still the same, on the hosts
+    # not probed again.
     worded: Deferred[Mapping[ResourceKey, bytes]] | None = None
 
 

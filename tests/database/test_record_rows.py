@@ -93,33 +93,35 @@ def test_views_read_a_records_stack_applied_spec_status_live_state_and_host_from
         store.close()
 
 
-def test_a_rows_view_digest_moves_with_what_a_view_reads_and_with_each_write_on_every_backend(db_url: str) -> None:
+def test_a_rows_digest_moves_with_each_column_and_each_write_on_every_backend(db_url: str) -> None:
     now = [WHEN]
     store = Store.open(db_url, clock=lambda: now[0])
     try:
         store.save_resources(_records())
-        kinds = {VM, Kind.HOST}
-        first = store.record_rows().view_digests(kinds)
-        assert set(first) == {r.key for r in _records() if r.kind in kinds}
-        assert store.record_rows().view_digests(kinds) == first  # the same rows read again
-        web, init, db, host = (record for record in _records() if record.kind in kinds)
-        # Each column a view reads, changed in one record; the times left as they were.
+        rows = store.record_rows()
+        first = rows.row_digests()
+        assert list(first) == list(rows) and len(set(first.values())) == len(first)
+        assert store.record_rows().row_digests() == first  # the same rows read again
+        assert rows.of_stack("t").row_digests() == {key: first[key] for key in rows if rows[key].stack == "t"}
+        web, init, db, host, hook = _records()
+        # One column changed in each record; the times left as they were.
         store.save_resources(
             [
                 dataclasses.replace(web, status="failed"),
                 dataclasses.replace(init, applied={"vcpu": 2, "cloudInit": CLOUD_INIT}),
                 dataclasses.replace(db, live={"uuid": "v"}),
                 dataclasses.replace(host, host="h2"),
+                dataclasses.replace(hook, desired={"env": {"TOKEN": "y"}}),
             ]
         )
-        moved = store.record_rows().view_digests(kinds)
-        assert {key for key in first if moved[key] != first[key]} == {web.key, init.key, db.key, host.key}
+        moved = store.record_rows().row_digests()
+        assert {key for key in first if moved[key] != first[key]} == {r.key for r in _records()}
         # Written back and forth to what it held: its time tells it apart.
         store.save_resources([dataclasses.replace(db, live={"uuid": "u"})])
         now[0] = WHEN.replace(second=5)
         store.save_resources([dataclasses.replace(db, live={"uuid": "v"})])
-        assert store.record_rows().view_digests(kinds)[db.key] != moved[db.key]
-        assert store.record_rows().view_digests({VM})[web.key] == moved[web.key]
+        again = store.record_rows().row_digests()
+        assert again[db.key] != moved[db.key] and again[web.key] == moved[web.key]
     finally:
         store.close()
 

@@ -507,15 +507,15 @@ class Controller:
             return None
         # Each VM's applied spec and live state, not its whole record: the plan reads few of them again.
         views = records.views() if isinstance(records, RecordRows) else records
-        worded = records.view_digests(_WORDED) if isinstance(records, RecordRows) else None
+        worded = records.row_digests() if isinstance(records, RecordRows) else None
         before = since.worded.get() if since is not None and since.worded is not None and worded is not None else None
         sampled: Collection[str] | None = None
         try:
             if before is None or worded is None:
                 self.store.record_observations(observations(views, live), probed=list(live.hosts))
             else:
-                moved = {key for key, digest in worded.items() if before.get(key) != digest}
-                moved.update(key for key in before if key not in worded)
+                moved = {key for key, digest in worded.items() if before.get(key) != digest and key.kind in _WORDED}
+                moved.update(key for key in before if key not in worded and key.kind in _WORDED)
                 sampled = set(probed)
                 found = observations(views, live, hosts=sampled, keys=moved)
                 self.store.record_observations(found, probed=sorted(sampled), replaced=moved)
@@ -713,8 +713,8 @@ _WORDED = frozenset({Kind.HOST, Kind.VIRTUAL_MACHINE})
 
 @dataclass(frozen=True)
 class _Recorded:
-    """What ``Controller._record_observations`` wrote: ``worded``, the digests of the records its rows were worded
-    from (``RecordRows.view_digests``), when it had them."""
+    """What ``Controller._record_observations`` wrote: ``worded``, the digests of the records' rows its rows were
+    worded from (``RecordRows.row_digests``), when it had them."""
 
     worded: Deferred[Mapping[ResourceKey, bytes]] | None
 
