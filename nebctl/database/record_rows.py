@@ -44,6 +44,9 @@ _STACK, _DESIRED, _APPLIED, _APPLIED_HASH, _STATUS, _LIVE, _HOST = (
     RECORD_COLUMNS.index(name) for name in ("stack", "desired", "applied", "applied_hash", "status", "live", "host")
 )
 
+ROW_DIGEST_SIZE = 16
+"""The bytes of each digest ``RecordRows.row_digests`` gives."""
+
 Processors = Sequence[Callable[[Any], Any] | None]
 """What turns each column's value, as the driver gives it, into the record's (``direct.raw_rows``)."""
 
@@ -230,7 +233,7 @@ class RecordRows(Mapping[ResourceKey, ResourceRecord]):
                     told[key] = digest(
                         f"{kind}\0{namespace}\0{name}\0{stack}\0{desired}\0{desired_hash}\0{applied}\0"
                         f"{applied_hash}\0{generation}\0{status}\0{live}\0{host!r}\0{created_at}\0{updated_at}".encode(),
-                        digest_size=16,
+                        digest_size=ROW_DIGEST_SIZE,
                     ).digest()
         return {key: told[key] for key in rows}
 

@@ -58,14 +58,13 @@ from nebctl.controller.reaping import ProgramRecorder
 from nebctl.controller.recovering import SPANNED_OBJECTS, LiveObject, Recovery, Survey, rebuild, survey, unrecorded
 from nebctl.controller.sampling import record_observation
 from nebctl.controller.sourcing import ImageSources
-from nebctl.core.deferred import Deferred
 from nebctl.core.families import Family
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.plans import ChangeType, Plan
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.installing import kept_installation_id
-from nebctl.database.record_rows import RecordRows, RowsMovedError, RowSummary
+from nebctl.database.record_rows import ROW_DIGEST_SIZE, RecordRows, RowsMovedError, RowSummary
 from nebctl.database.records import ActionRecord, ApplyState, EventRecord, ResourceRecord, RevisionRecord, Severity
 from nebctl.database.sealing import (
     SECRET_PATHS,
@@ -508,14 +507,15 @@ class Controller:
         # Each VM's applied spec and live state, not its whole record: the plan reads few of them again.
         views = records.views() if isinstance(records, RecordRows) else records
         worded = records.row_digests() if isinstance(records, RecordRows) else None
-        before = since.worded.get() if since is not None and since.worded is not None and worded is not None else None
+        before = _digests(since.worded) if since is not None and since.worded is not None else None
         sampled: Collection[str] | None = None
         try:
             if before is None or worded is None:
                 self.store.record_observations(observations(views, live), probed=list(live.hosts))
             else:
-                moved = {key for key, digest in worded.items() if before.get(key) != digest and key.kind in _WORDED}
-                moved.update(key for key in before if key not in worded and key.kind in _WORDED)
+                # A record whose row is not one they were worded from (written since, or new). One deleted took its
+                # row with it (``Store.delete_resource``).
+                moved = {key for key, digest in worded.items() if digest not in before and key.kind in _WORDED}
                 sampled = set(probed)
                 found = observations(views, live, hosts=sampled, keys=moved)
                 self.store.record_observations(found, probed=sorted(sampled), replaced=moved)
@@ -526,7 +526,7 @@ class Controller:
             record_observation(self.store, live, views, only=sampled)  # the samples that hosts and top show
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
-        return _Recorded(Deferred(worded) if worded is not None else None)
+        return _Recorded(b"".join(worded.values()) if worded is not None else None)
 
     # --- recovering ---------------------------------------------------------------------------------------------
 
@@ -711,12 +711,18 @@ class Controller:
 _WORDED = frozenset({Kind.HOST, Kind.VIRTUAL_MACHINE})
 
 
+def _digests(joined: bytes) -> set[bytes]:
+    """The digests ``RecordRows.row_digests`` gives, from their bytes end to end."""
+    size = ROW_DIGEST_SIZE
+    return {joined[start : start + size] for start in range(0, len(joined), size)}
+
+
 @dataclass(frozen=True)
 class _Recorded:
     """What ``Controller._record_observations`` wrote: ``worded``, the digests of the records' rows its rows were
     worded from (``RecordRows.row_digests``), when it had them."""
 
-    worded: Deferred[Mapping[ResourceKey, bytes]] | None
+    worded: bytes | None
 
 
 @dataclass(frozen=True)
