@@ -50,14 +50,18 @@ class Keeping:
             key_file=key_file,
         )
 
-    def find(self) -> Plan | None:
-        """The kept plan for these inputs, if every input is as it was. The store and the drivers are opened only
-        when a kept plan has these inputs; any trouble with them means planning, which reports it."""
+    def find(self, *, fingerprinted: bool = False) -> Plan | None:
+        """The kept plan for these inputs, if every input is as it was (and it was kept with its fingerprint, where
+        ``fingerprinted``: the run shows it). The store and the drivers are opened only when a kept plan has these
+        inputs; any trouble with them means planning, which reports it."""
         if self.kept is None or self.before is None:
             return None
         try:
             found: Plan | None = self.kept.find(
-                self.before, lambda: open_store(self.app), lambda: open_registry(self.app)
+                self.before,
+                lambda: open_store(self.app),
+                lambda: open_registry(self.app),
+                fingerprinted=fingerprinted,
             )
         except (DatabaseError, CliError):
             return None

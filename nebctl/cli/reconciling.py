@@ -184,7 +184,8 @@ def diff_command(
     keeping = Keeping(
         app, paths, early_options(selection), enabled=not recover_first and out_file is None and graph is None
     )
-    kept = keeping.find()
+    kept = keeping.find(fingerprinted=output == "json")  # the JSON document shows the fingerprint
+    made: tuple[PlannedApply, ManifestSet] | None = None
     if kept is not None:
         plan = kept
     else:
@@ -193,7 +194,7 @@ def diff_command(
         if recover_first:
             _recover_first(app, dict(manifests.documents), options.stack)
         planned = _make_plan(app, manifests, options)
-        keeping.keep(planned, manifests.documents)
+        made = planned, manifests
         plan = planned.plan
     if graph == "dot":
         click.echo(rendering.render_dot(plan), nl=False)
@@ -201,6 +202,8 @@ def diff_command(
         click.echo(json.dumps(rendering.render_json(plan), indent=2))
     else:
         click.echo(rendering.render_text(plan, color=_color()), nl=False)
+    if made is not None:  # once shown: with its fingerprint if the output told it
+        keeping.keep(made[0], made[1].documents)
     if out_file is not None:
         document = {
             "format": PLANFILE_FORMAT,

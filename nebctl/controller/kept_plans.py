@@ -20,6 +20,10 @@ usage figures (which the drivers' word leaves out: they move with the clock). An
 is missing, truncated, corrupt or from another version, means planning as usual. Deleting the directory is
 always safe.
 
+A plan is kept with its fingerprint (``Plan.fingerprint``: a digest of every document, record and VM it was made
+from) only when its run computed it, to show it: the text of a plan never does, and computing it was a fifth of
+keeping a plan of 10,000 resources. A run that shows it (``diff -o json``) takes only a kept plan that has it.
+
 What a kept plan does not redo is the observation's keeping: ``get``, ``hosts`` and ``top`` show what the plan
 that was kept observed (the same, since the drivers' word is the same), with that plan's time. The files hold
 digests of the inputs, never the inputs: no secret of the manifests or the configuration is written here.
@@ -85,12 +89,20 @@ class KeptPlans:
             self._read = (identity, self._entries.get(self._name))
         return self._read[1]
 
-    def find(self, inputs: bytes, store: Callable[[], Store], registry: Callable[[], DriverSource]) -> Plan | None:
+    def find(
+        self,
+        inputs: bytes,
+        store: Callable[[], Store],
+        registry: Callable[[], DriverSource],
+        *,
+        fingerprinted: bool = False,
+    ) -> Plan | None:
         """The kept plan when ``inputs`` (``inputs_digest``), the database and the live state are as when it was
-        made; else None. Opens the store and the drivers (``store``, ``registry``) only when a kept plan has these
-        inputs; then reads the database three times (small queries) and asks each host's driver once."""
+        made, and it was kept with its fingerprint where ``fingerprinted`` (the caller shows it); else None. Opens
+        the store and the drivers (``store``, ``registry``) only when a kept plan has these inputs; then reads the
+        database three times (small queries) and asks each host's driver once."""
         kept = self._entry()
-        if not isinstance(kept, _Kept) or kept.inputs != inputs:
+        if not isinstance(kept, _Kept) or kept.inputs != inputs or (fingerprinted and not kept.plan.has_fingerprint):
             return None
         opened = store()
         if opened.change_versions() != kept.versions or opened.resources_stamp() != kept.table:

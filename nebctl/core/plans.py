@@ -173,8 +173,8 @@ class Plan:
     edges: Sequence[tuple[str, str]]  # (before, after): ``after`` starts once ``before`` has succeeded; ``Edges``
     # The digest of the desired and observed state the plan was made from (``fingerprint``), or how to compute it:
     # an apply records it and a saved plan carries it, but a ``diff`` that prints the plan never reads it, and at
-    # 10,000 resources computing it costs a tenth of the plan.
-    fingerprinted: str | Callable[[], str] = field(compare=False, repr=False)
+    # 10,000 resources computing it costs a tenth of the plan. None: a plan read back without it (``__getstate__``).
+    fingerprinted: str | Callable[[], str] | None = field(compare=False, repr=False)
     drift: tuple[DriftItem, ...] = ()  # drift nebctl does not correct (a host that does not answer)
     warnings: tuple[str, ...] = ()
 
@@ -182,13 +182,22 @@ class Plan:
     def fingerprint(self) -> str:
         """The digest a saved plan is checked with: it is refused once the state it was made from has moved."""
         source = self.fingerprinted
+        if source is None:
+            raise LookupError("this plan was kept without its fingerprint")  # who needs one asks ``fingerprinted``
         return source if isinstance(source, str) else source()
 
+    @property
+    def has_fingerprint(self) -> bool:
+        """Whether ``fingerprint`` can be told: a plan read back from a pickle may have been written without it."""
+        return self.fingerprinted is not None or "fingerprint" in self.__dict__
+
     def __getstate__(self) -> dict[str, Any]:
-        """A plan is pickled (a kept plan) with its fingerprint, never with what it is computed from."""
+        """A plan is pickled (a kept plan) with its fingerprint if it was computed (something showed it), else
+        without: never with what it is computed from, which is most of what the plan was made from."""
         state = dict(self.__dict__)
-        state.pop("fingerprint", None)
-        state["fingerprinted"] = self.fingerprint
+        known = state.pop("fingerprint", None)
+        source = self.fingerprinted
+        state["fingerprinted"] = known if known is not None else source if isinstance(source, str) else None
         return state
 
     @property

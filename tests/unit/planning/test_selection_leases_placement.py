@@ -199,15 +199,20 @@ def test_same_input_same_plan_whatever_the_order(seed: int) -> None:
     assert again.changes == reference.changes
 
 
-def test_a_pickled_plan_carries_its_fingerprint_not_what_it_is_computed_from() -> None:
+def test_a_pickled_plan_carries_its_fingerprint_once_computed_never_what_it_is_computed_from() -> None:
     world = converge(BASE, vm("a"))
     request = world.request(documents(BASE, vm("a", **{"vcpu: 2": "vcpu: 3"})))
     plan = make_plan(request)
+    unknown = pickle.loads(pickle.dumps(plan))  # before anything read its fingerprint: written without
+    assert plan.has_fingerprint and not unknown.has_fingerprint and unknown.changes == plan.changes
+    with pytest.raises(LookupError, match="without its fingerprint"):
+        unknown.fingerprint  # noqa: B018
+    assert len(plan.fingerprint) == 64
     data = pickle.dumps(plan)
     assert b"PlanRequest" not in data and b"nebctl.schemas.models" not in data  # no request, no manifest inside
     again = pickle.loads(data)
-    assert again.fingerprint == plan.fingerprint == make_plan(request).fingerprint
-    assert len(plan.fingerprint) == 64 and again.changes == plan.changes
+    assert again.has_fingerprint and again.fingerprint == plan.fingerprint == make_plan(request).fingerprint
+    assert pickle.loads(pickle.dumps(again)).fingerprint == plan.fingerprint
 
 
 def test_fingerprint_moves_with_the_live_state() -> None:
