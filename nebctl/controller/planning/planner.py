@@ -14,7 +14,13 @@ from nebctl.controller.planning.graph import action_graph
 from nebctl.controller.planning.guards import check_deletions, check_quotas
 from nebctl.controller.planning.incremental import PlanTrace, Replan, Shared, replanned, without
 from nebctl.controller.planning.placing import place_vms
-from nebctl.controller.planning.replacement import check_created_first, created_first, incarnations_of, with_deposed
+from nebctl.controller.planning.replacement import (
+    check_created_first,
+    check_created_first_order,
+    created_first,
+    incarnations_of,
+    with_deposed,
+)
 from nebctl.controller.planning.request import PlanError, PlanRequest, own_records, sort_key
 from nebctl.controller.planning.resolve import spans_of
 from nebctl.controller.planning.selection import select
@@ -123,6 +129,9 @@ def _plan_with_specs(
     if problems:
         raise PlanError([*hosts_in_error(request), *problems], details)
     actions, edges = action_graph(changes, ctx, request, specs)
+    check_created_first_order(changes, actions, edges, problems)
+    if problems:
+        raise PlanError([*hosts_in_error(request), *problems], details)
     plan = Plan(
         stack=request.stack,
         changes=tuple(changes),

@@ -7,13 +7,13 @@ create-first replacement that cannot keep its promise (``check_created_first``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nebctl.controller.planning.request import PlanRequest, references, sort_key
 from nebctl.core.keys import Kind, ResourceKey
-from nebctl.core.plans import ChangeType, ResourceChange
+from nebctl.core.plans import Action, ChangeType, ResourceChange
 from nebctl.reconcilers.base import RecordView
 from nebctl.reconcilers.identity import VMIdentity
 from nebctl.schemas.models import spec_document
@@ -88,3 +88,36 @@ def check_created_first(changes: Sequence[ResourceChange], request: PlanRequest,
                 " new VM use, is replaced by this plan (deleted, then created), so the old VM would have to go"
                 " before the new one is created; drop createBeforeDestroy for this change"
             )
+
+
+def check_created_first_order(
+    changes: Sequence[ResourceChange], actions: Sequence[Action], edges: Iterable[tuple[str, str]], problems: list[str]
+) -> None:
+    """A create-first replacement whose new VM must wait for something that waits for its old VM to go (an
+    address it is given that a VM the old one depends on releases, say) makes an order that cannot run: said
+    plainly, naming the replacements caught in it, instead of a plan whose actions would wait for each other
+    forever. Only plans with such replacements are looked at (every other order is built acyclic)."""
+    first = {change.key for change in changes if change.create_first}
+    if not first:
+        return
+    after: dict[str, list[str]] = {action.id: [] for action in actions}
+    waiting = dict.fromkeys(after, 0)
+    for before, then in edges:
+        after[before].append(then)
+        waiting[then] += 1
+    ready = [action_id for action_id, count in waiting.items() if count == 0]
+    while ready:  # Kahn's order: what is never ready sits on a cycle, or after one
+        for then in after[ready.pop()]:
+            waiting[then] -= 1
+            if waiting[then] == 0:
+                ready.append(then)
+    stuck = {action.key for action in actions if waiting[action.id] > 0}
+    for key in sorted(first & stuck, key=sort_key):
+        problems.append(
+            f"{key}: lifecycle.createBeforeDestroy cannot be honoured: the new VM would have to wait for what "
+            "waits for the old VM to go (an address or a resource the old VM's dependencies release), so neither "
+            "could ever start; drop createBeforeDestroy for this change"
+        )
+    if stuck and not problems:
+        names = ", ".join(str(key) for key in sorted(stuck, key=sort_key)[:5])
+        problems.append(f"the order of this plan's actions cannot run: {names} wait for each other")

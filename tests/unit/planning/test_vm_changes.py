@@ -242,6 +242,26 @@ def test_create_first_is_refused_when_a_network_it_uses_is_replaced_too(create_f
     ]
 
 
+def test_create_first_is_refused_when_the_new_vm_would_take_an_address_its_old_ones_dependency_releases() -> None:
+    # web depends on db; db goes, and the new web is given the address db releases (the range's first). db may go
+    # only once the old web has gone, which waits for the new web, which waits for db's address: no order runs.
+    depending = {**CREATE_FIRST, "placement: {host: h1}": "placement: {host: h1}\n  dependsOn: [vm/db]"}
+    world = converge(BASE, vm("db"), vm(**depending))
+    applied = world.records[key_of("vm/db")].applied
+    assert applied is not None and applied["nics"][0]["ip"] == "10.0.0.10"
+    with pytest.raises(PlanError) as raised:
+        world.plan(BASE, vm(**CREATE_FIRST, **NEW_IMAGE), prune=True)
+    assert raised.value.problems == [
+        "vm/web: lifecycle.createBeforeDestroy cannot be honoured: the new VM would have to wait for what waits for"
+        " the old VM to go (an address or a resource the old VM's dependencies release), so neither could ever"
+        " start; drop createBeforeDestroy for this change"
+    ]
+    # Without createBeforeDestroy the old web goes first, then db; the new web keeps the old one's address.
+    plan = world.plan(BASE, vm(**NEW_IMAGE), prune=True)
+    assert precedes(plan, "vm/web:undeploy", "vm/db:undeploy")
+    assert [a.params["ip"] for a in actions_of(plan, "vm/web") if a.operation == "pre"] == ["10.0.0.11"]
+
+
 def test_an_interrupted_create_first_replacement_finishes_the_new_vm_then_deletes_the_old_one(
     create_first: World,
 ) -> None:
