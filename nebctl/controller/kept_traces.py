@@ -51,7 +51,8 @@ from pydantic import BaseModel, SecretStr
 from nebctl.controller.kept_plans import code_digest
 from nebctl.controller.planning import PlanTrace, kept_trace, with_moved_records
 from nebctl.controller.planning.changes import Outcome
-from nebctl.controller.planning.incremental import Seen, seen
+from nebctl.controller.planning.incremental import Seen
+from nebctl.controller.planning.incremental import seen as seen_in
 from nebctl.core.deferred import Deferred, DeferredPart
 from nebctl.core.keys import ResourceKey
 from nebctl.database.record_rows import KnownSummaries, RecordRows, RowSummary
@@ -337,6 +338,7 @@ class KeptTraces:
         *,
         read: KeptTrace | None = None,
         moved: Mapping[ResourceKey, RowSummary] | None = None,
+        seen: Seen | None = None,
     ) -> bool:
         """Say that the kept trace of ``stack``, made from the records as ``before`` counts them, still holds at
         ``after``: the caller's plan, made from it, wrote nothing but what it observed (no record changes), and
@@ -349,7 +351,7 @@ class KeptTraces:
         with them, and the next plan reads only the rows of the records it reads again. The trace takes ``view``
         too. Both only when the caller read this very state and nobody wrote since: otherwise every plan after an
         apply would read every row to tell the moved records, and, on a view other than the trace's, compare it
-        and place every VM again."""
+        and place every VM again. ``seen`` is what planning read of ``view``, when the caller's plan told it."""
         state = self._entries.get(self._state_name(stack))
         if not isinstance(state, _State):
             return False
@@ -363,7 +365,7 @@ class KeptTraces:
             if store.change_versions() != after:
                 return False  # another writer came since the caller's plan: what it told may not hold
             if view is not None:
-                taken = dataclasses.replace(taken, seen=Deferred(seen(view)), observation=view.identity)
+                taken = dataclasses.replace(taken, seen=_seen_of(view, seen), observation=view.identity)
             self._entries.put(self._state_name(stack), taken)
             return True
         # The table's summary was found as kept when the caller read this very state at these counters, and only
@@ -375,9 +377,14 @@ class KeptTraces:
             return False
         advanced = dataclasses.replace(state, versions=after)
         if view is not None:
-            advanced = dataclasses.replace(advanced, seen=Deferred(seen(view)), observation=view.identity)
+            advanced = dataclasses.replace(advanced, seen=_seen_of(view, seen), observation=view.identity)
         self._entries.put(self._state_name(stack), advanced)
         return True
+
+
+def _seen_of(view: LiveView, told: Seen | None) -> Deferred[Seen]:
+    """What planning reads of ``view``: ``told``, if the caller's plan told it, else read now."""
+    return Deferred(told if told is not None else seen_in(view))
 
 
 def _same_state(one: _State, other: _State) -> bool:

@@ -286,7 +286,10 @@ class Controller:
                 view = live if holds and moved and live.identity is not None else None
                 told = _told_moved(previous, kept_trace, stored) if replanned is not None and whole else None
                 if recorded or view is not None or told is not None:
-                    self.traces.advance(options.stack, versions, mine, self.store, view, read=kept_trace, moved=told)
+                    told_seen = replanned.seen if replanned is not None and view is not None else None
+                    self.traces.advance(
+                        options.stack, versions, mine, self.store, view, read=kept_trace, moved=told, seen=told_seen
+                    )
         return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
 
     def _observation(

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from nebctl.controller.placement import documents_read_usage
@@ -139,6 +139,9 @@ class Replan:
     # every VM was placed as before). The trace's results then hold for this plan's live view, and the trace may
     # take what it reads of that view (``KeptTraces.advance``), so that the next plan on it compares nothing.
     view_holds: bool = False
+    # What planning read of this plan's live view, where it told it (comparing it with a kept trace's): the trace
+    # takes it with the view (``KeptTraces.advance``) without reading the view again.
+    seen: Seen | None = field(default=None, compare=False, repr=False)
 
 
 def replanned(
@@ -148,11 +151,12 @@ def replanned(
     be made (the module's rules). ``stamps`` are the manifests' (``ManifestSet.stamps``), for a kept trace."""
     before = previous.request
     view_holds = False
+    now: Seen | None = None
     if before is None:
         restamped = _restamped(previous, request, stamps)
         if restamped is None:
             return None
-        placing, again, view_holds = restamped
+        placing, again, view_holds, now = restamped
     else:
         found = _reused(before, request, previous.shared.stayed)
         if found is None:
@@ -163,7 +167,7 @@ def replanned(
     for key, (change, drift, _) in previous.outcomes.items():
         if drift or (change is not None and change.drift):
             again.add(key)  # how its drift is repaired reads the records of the VMs that hold its objects
-    return Replan(frozenset(again), placing, view_holds=view_holds)
+    return Replan(frozenset(again), placing, view_holds=view_holds, seen=now)
 
 
 def kept_trace(trace: PlanTrace, stamps: Mapping[ResourceKey, str], unkept: frozenset[ResourceKey]) -> PlanTrace | None:
@@ -285,7 +289,7 @@ def _observed(trace: PlanTrace, unkept: frozenset[ResourceKey]) -> dict[Resource
 
 def _restamped(
     previous: PlanTrace, request: PlanRequest, stamps: Mapping[ResourceKey, str] | None
-) -> tuple[bool, set[ResourceKey], bool] | None:
+) -> tuple[bool, set[ResourceKey], bool, Seen | None] | None:
     """For a kept trace (its records vouched for): whether what placement reads moved, the resources to plan
     again (those whose manifest's stamp moved, whose record moved, whose live state moved, and whose results were
     not kept), and whether none of them is planned again for its live state (``Replan.view_holds``)."""
@@ -304,6 +308,7 @@ def _restamped(
     if rewritten is None:
         return None
     live: tuple[bool, set[ResourceKey]] | None = (False, set())
+    now: Seen | None = None
     if kept_as.observation is None or request.live.identity != kept_as.observation:
         now, before = seen(request.live), kept_as.seen.get()
         stayed = previous.shared.stayed
@@ -320,7 +325,7 @@ def _restamped(
     if found is None:
         return None
     placing = live[0] or found[0] or rewritten[0]
-    return placing, live[1] | found[1] | rewritten[1] | kept_as.unkept, not live[1]
+    return placing, live[1] | found[1] | rewritten[1] | kept_as.unkept, not live[1], now
 
 
 def _changed(
