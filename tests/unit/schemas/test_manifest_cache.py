@@ -6,7 +6,6 @@ never trusted."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -387,9 +386,8 @@ def poison(cache: Path) -> None:
         payload = pickle.dumps(
             caching._File((), pickle.dumps([]), (), pickle.dumps([]), frozenset(), placing=pickle.dumps([]))
         )
-        digest = hashlib.sha256(payload).digest()
-        if pickle.loads(entry.read_bytes()[len(caching._MAGIC) + len(digest) :]) is not True:
-            entry.write_bytes(caching._MAGIC + digest + payload)
+        if pickle.loads(caching.unframed(entry.read_bytes()) or b"") is not True:
+            entry.write_bytes(caching.framed(payload))
 
 
 def test_an_entry_whose_digests_are_not_one_per_document_is_ignored(tmp_path: Path) -> None:
@@ -398,9 +396,7 @@ def test_an_entry_whose_digests_are_not_one_per_document_is_ignored(tmp_path: Pa
     caching.load_paths_cached([directory], cache)
     rewritten = 0
     for entry in (cache / "manifests").glob("*/*"):
-        data = entry.read_bytes()
-        header = len(caching._MAGIC) + hashlib.sha256().digest_size
-        kept = pickle.loads(data[header:])
+        kept = pickle.loads(caching.unframed(entry.read_bytes()) or b"")
         if isinstance(kept, caching._File):
             # Well-formed (right header and digest of the payload), but its documents have lost their digests.
             lost = caching._File(
@@ -412,7 +408,7 @@ def test_an_entry_whose_digests_are_not_one_per_document_is_ignored(tmp_path: Pa
                 placing=kept.placing,
             )
             payload = pickle.dumps(lost)
-            entry.write_bytes(caching._MAGIC + hashlib.sha256(payload).digest() + payload)
+            entry.write_bytes(caching.framed(payload))
             rewritten += 1
     assert rewritten == 4
     assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
@@ -440,9 +436,11 @@ def test_entries_are_read_back_unchecked_only_by_the_version_that_wrote_them(
         lambda data: data[:-1] + bytes([data[-1] ^ 1]),  # one bit flipped
         lambda data: b"",
         lambda data: b"\x00" * len(data),
-        lambda data: b"nebctl-manifest-cache 1\n" + b"\x00" * 32 + b"not a pickle",
+        lambda data: data[: caching._HEADER - 4] + bytes(4) + data[caching._HEADER :],  # its CRC zeroed
+        lambda data: data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0x10]) + data[len(data) // 2 + 1 :],
+        lambda data: data + b"\x00",  # a byte more than its length says
     ],
-    ids=["truncated", "bit-flip", "empty", "zeros", "bad-digest"],
+    ids=["truncated", "bit-flip", "empty", "zeros", "bad-crc", "bit-flip-inside", "too-long"],
 )
 def test_corrupt_entries_are_ignored_and_written_again(tmp_path: Path, damage: Any) -> None:
     directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
@@ -460,10 +458,10 @@ def test_an_entry_whose_payload_does_not_load_is_ignored(tmp_path: Path) -> None
     directory, cache = fresh_directory(tmp_path), tmp_path / "cache"
     expected = outcome(lambda: load_paths([directory]))
     caching.load_paths_cached([directory], cache)
-    # A digest that matches a payload which is not a pickle at all.
+    # A length and CRC that match a payload which is not a pickle at all.
     payload = b"\x80\x05garbage"
     for entry in (cache / "manifests").glob("*/*"):
-        entry.write_bytes(caching._MAGIC + hashlib.sha256(payload).digest() + payload)
+        entry.write_bytes(caching.framed(payload))
     assert outcome(lambda: caching.load_paths_cached([directory], cache)) == expected
 
 
