@@ -74,6 +74,10 @@ class KeptPlans:
     def __init__(self, directory: Path, *, database: str, stack: str) -> None:
         self._entries = Entries(directory, code_digest())
         self._name = self._entries.key(b"plan", database.encode(), stack.encode())
+        # The inputs' digest of the kept plan, apart: a run whose inputs are others (a file edited since) tells
+        # it from a few bytes instead of reading the plan back (13 ms at 10,000 VMs). Only ever a way to find
+        # nothing sooner: a plan found is checked against its own inputs.
+        self._inputs_name = self._entries.key(b"plan-inputs", database.encode(), stack.encode())
         self._stack = stack
         # The entry last read, with its file's identity: ``apply`` looks twice (before and under the writers' lock)
         # and a large plan takes a while to read back.
@@ -101,6 +105,9 @@ class KeptPlans:
         made, and it was kept with its fingerprint where ``fingerprinted`` (the caller shows it); else None. Opens
         the store and the drivers (``store``, ``registry``) only when a kept plan has these inputs; then reads the
         database three times (small queries) and asks each host's driver once."""
+        told = self._entries.get(self._inputs_name)
+        if isinstance(told, bytes) and told != inputs:
+            return None
         kept = self._entry()
         if not isinstance(kept, _Kept) or kept.inputs != inputs or (fingerprinted and not kept.plan.has_fingerprint):
             return None
@@ -145,7 +152,10 @@ class KeptPlans:
         if store.change_versions() != versions:
             return False  # a write came after the plan: what was just read may not be what it read
         kept = _Kept(before, versions, table, quotas, dict(hosts), _digest(token.encode()), plan)
+        # The plan first, then its inputs' digest: a crash between them leaves a digest that finds nothing or the
+        # plan, which is checked against its own.
         self._entries.put(self._name, kept)
+        self._entries.put(self._inputs_name, before)
         return True
 
 

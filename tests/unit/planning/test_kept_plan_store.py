@@ -20,6 +20,7 @@ from nebctl.database.records import QuotaRecord, ResourceRecord
 from nebctl.drivers.registry import Registry, build_registry
 from nebctl.drivers.sim.fleet import open_fleet
 from nebctl.drivers.types import HostRef
+from nebctl.schemas.caching import Entries
 
 INPUTS = b"digest of the files, options, configuration and key file"
 HOSTS: dict[str, tuple[HostRef, Any]] = {name: (HostRef(name, f"sim://{name}"), None) for name in ("h1", "h2")}
@@ -102,3 +103,35 @@ def test_what_is_not_kept(world: Any) -> None:
     store.set_quota(QuotaRecord("group", "ops", vcpu=2))  # written after the plan, before it is kept
     assert not keep(kept, store, registry, versions=stale)
     assert find(kept, store, registry) is None
+
+
+def test_other_inputs_are_told_without_reading_the_plan_back_and_a_stale_digest_finds_nothing_wrong(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, registry, root = world
+    kept = KeptPlans(root / "plans", database="db", stack="s")
+    assert keep(kept, store, registry)
+    read: list[object] = []
+    get = Entries.get
+
+    def counted(self: Any, key: str) -> object:
+        found = get(self, key)
+        read.append(found)
+        return found
+
+    monkeypatch.setattr(Entries, "get", counted)
+    assert find(KeptPlans(root / "plans", database="db", stack="s"), store, registry, inputs=b"edited") is None
+    assert read == [INPUTS]  # the inputs' digest alone
+    read.clear()
+    assert find(KeptPlans(root / "plans", database="db", stack="s"), store, registry) == NOTHING
+    assert len(read) == 2
+    monkeypatch.undo()
+
+    # A crash between the plan and its inputs' digest: the digest of the plan before with the plan after.
+    digests = [path for path in (root / "plans").glob("*/*") if path.stat().st_size < 200]
+    assert len(digests) == 1
+    before = digests[0].read_bytes()
+    assert keep(kept, store, registry, before=b"new", after=b"new")
+    digests[0].write_bytes(before)
+    assert find(KeptPlans(root / "plans", database="db", stack="s"), store, registry) is None  # INPUTS: plan's are new
+    assert find(KeptPlans(root / "plans", database="db", stack="s"), store, registry, inputs=b"new") is None
