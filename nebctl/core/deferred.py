@@ -117,11 +117,12 @@ class DeferredChunks(Mapping[Key, Item]):
         self, dropped: Collection[Hashable], values: Mapping[Key, Item], chunk_of: Callable[[Key], Hashable]
     ) -> DeferredChunks[Key, Item]:
         """This mapping without the chunks named in ``dropped``, with ``values`` in chunks of their own (named by
-        ``chunk_of``; a key in both is ``values``'). The other chunks are shared as they are: one never read is not
-        built, and pickling the result writes the bytes it was read back from (a kept observation with a few hosts
-        probed again is written again without building or pickling the others)."""
-        gone = set(dropped)
+        ``chunk_of``; a chunk of that name here is dropped too, and a key in both is ``values``'). The other chunks
+        are shared as they are: one never read is not built, and pickling the result writes the bytes it was read
+        back from (a kept observation with a few hosts probed again is written again without building or pickling
+        the others)."""
         fresh = DeferredChunks(values, chunk_of)
+        gone = {*dropped, *fresh._chunks}
         merged: DeferredChunks[Key, Item] = DeferredChunks.__new__(DeferredChunks)
         merged._index = {key: name for key, name in self._index.items() if name not in gone}
         merged._index.update(fresh._index)
