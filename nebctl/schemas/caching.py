@@ -109,6 +109,8 @@ def unframed(data: bytes) -> memoryview | None:
     if len(payload) != length or zlib.crc32(payload) != int.from_bytes(data[_HEADER - 4 : _HEADER], "little"):
         return None
     return payload
+
+
 # Entries kept beyond those of the set just loaded: the older ones (by last use) are deleted past this many.
 MAX_ENTRIES = 4096
 # Edited files past this many: the whole set is checked again rather than each file against its last entry.

@@ -292,7 +292,8 @@ def _restamped(
 ) -> tuple[bool, set[ResourceKey], bool, Seen | None] | None:
     """For a kept trace (its records vouched for): whether what placement reads moved, the resources to plan
     again (those whose manifest's stamp moved, whose record moved, whose live state moved, and whose results were
-    not kept), and whether none of them is planned again for its live state (``Replan.view_holds``)."""
+    not kept), whether none of them is planned again for its live state (``Replan.view_holds``), and what
+    planning reads of the request's live view, when it was read to compare (``Replan.seen``)."""
     kept_as = previous.stamped
     if kept_as is None or stamps is None or stamps.keys() != kept_as.stamps.keys():
         return None
