@@ -18,6 +18,7 @@ from typing import Any
 
 from nebctl.core.keys import Kind, ResourceKey, parse_kind
 from nebctl.core.memos import IdentityMemo
+from nebctl.core.ordering import never_free
 from nebctl.schemas.checking import LoadedDocument
 from nebctl.schemas.diagnostics import (
     DataPath,
@@ -192,23 +193,9 @@ def _dangling(document: LoadedDocument, reference: Reference, unique: dict[Resou
 
 
 def _has_cycle(edges: dict[ResourceKey, dict[ResourceKey, DataPath]]) -> bool:
-    """Whether the reference graph has a cycle (Kahn's algorithm: some document is never freed of references)."""
-    waiting = dict.fromkeys(edges, 0)
-    referrers: dict[ResourceKey, list[ResourceKey]] = {key: [] for key in edges}
-    for source, targets in edges.items():
-        for target in targets:
-            waiting[source] += 1
-            referrers[target].append(source)
-    ready = [key for key, count in waiting.items() if count == 0]
-    freed = 0
-    while ready:
-        key = ready.pop()
-        freed += 1
-        for source in referrers[key]:
-            waiting[source] -= 1
-            if waiting[source] == 0:
-                ready.append(source)
-    return freed < len(edges)
+    """Whether the reference graph has a cycle: some document is never freed of references (a document waits for
+    those it refers to)."""
+    return bool(never_free(edges, ((target, source) for source, targets in edges.items() for target in targets)))
 
 
 def _cycles(

@@ -13,6 +13,7 @@ from typing import Any
 
 from nebctl.controller.planning.request import PlanRequest, references, sort_key
 from nebctl.core.keys import Kind, ResourceKey
+from nebctl.core.ordering import never_free
 from nebctl.core.plans import Action, ChangeType, ResourceChange
 from nebctl.reconcilers.base import RecordView
 from nebctl.reconcilers.identity import VMIdentity
@@ -100,18 +101,8 @@ def check_created_first_order(
     first = {change.key for change in changes if change.create_first}
     if not first:
         return
-    after: dict[str, list[str]] = {action.id: [] for action in actions}
-    waiting = dict.fromkeys(after, 0)
-    for before, then in edges:
-        after[before].append(then)
-        waiting[then] += 1
-    ready = [action_id for action_id, count in waiting.items() if count == 0]
-    while ready:  # Kahn's order: what is never ready sits on a cycle, or after one
-        for then in after[ready.pop()]:
-            waiting[then] -= 1
-            if waiting[then] == 0:
-                ready.append(then)
-    stuck = {action.key for action in actions if waiting[action.id] > 0}
+    waiting = never_free((action.id for action in actions), edges)
+    stuck = {action.key for action in actions if action.id in waiting}
     for key in sorted(first & stuck, key=sort_key):
         problems.append(
             f"{key}: lifecycle.createBeforeDestroy cannot be honoured: the new VM would have to wait for what "
