@@ -266,10 +266,11 @@ class Controller:
         if not whole and after != ours:
             raise RowsMovedError("records were written while this plan read them")
         mine = after if after == ours else None
-        if keeper is not None and (observed.kept is None or observed.recorded is not None):
+        if keeper is not None and (observed.kept is None or recorded):
             worded = observed.recorded.worded if observed.recorded is not None else None
-            at, written = observed.at, mine if recorded else None
-            keeper.keep(KeptObservation(dict(hosts), frozenset(listing), live, at, written, worded))
+            keeper.keep(
+                KeptObservation(dict(hosts), frozenset(listing), live, observed.at, mine if recorded else None, worded)
+            )
         if self.traces is not None and mine is not None and stamps:
             if trace is not None and trace.replanned is None:
                 every_row = stored if whole and isinstance(stored, RecordRows) else None
