@@ -381,6 +381,31 @@ class KeptTraces:
         self._entries.put(self._state_name(stack), advanced)
         return True
 
+    def written(
+        self,
+        stack: str,
+        before: Versions,
+        after: Versions,
+        store: Store,
+        moved: Mapping[ResourceKey, RowSummary],
+    ) -> bool:
+        """Say that the kept trace of ``stack``, which holds for the records as ``before`` counts them (the caller
+        found it so, or made it so), holds at ``after`` with the records of ``moved``, written since, with what
+        their rows tell now: the caller wrote them (an apply), and nothing else was written (``after`` is what the
+        counters say now, and they count only its writing since ``before``). The next plan then reads the rows of
+        the records it reads, instead of every row to tell which moved. Whether it was said."""
+        state = self._entries.get(self._state_name(stack))
+        if not isinstance(state, _State) or state.versions != before:
+            return False
+        # The table now, then the counters: a write between them would show in the counters.
+        table = store.resources_stamp()
+        if store.change_versions() != after:
+            return False
+        advanced = dataclasses.replace(state, versions=after, table=table, moved={**state.moved, **moved})
+        self._entries.put(self._state_name(stack), advanced)
+        log.debug("the kept trace of stack %s holds with the %d record(s) this apply wrote", stack, len(moved))
+        return True
+
 
 def _seen_of(view: LiveView, told: Seen | None) -> Deferred[Seen]:
     """What planning reads of ``view``: ``told``, if the caller's plan told it, else read now."""

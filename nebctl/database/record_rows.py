@@ -462,3 +462,10 @@ class KnownRows(RecordRows):
     def views(self) -> Mapping[ResourceKey, ResourceRecord | RowView]:
         # Its rows are read from the database as their records are asked for: every record, for a pass over all.
         return self
+
+    def read_views(self) -> Mapping[ResourceKey, ResourceRecord | RowView]:
+        """``views`` of the records whose rows were read so far, and only those (``row_digests`` digests them)."""
+        decoded, processors, known = self._decoded, self._reading.processors, self._known
+        return {
+            key: decoded.get(key) or RowView(row, processors) for key, row in self._reading.rows.items() if key in known
+        }

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Connection,
     Select,
     Text,
@@ -43,6 +44,7 @@ from nebctl.database.record_rows import (
     Processors,
     RecordRows,
     RowSummary,
+    by_key,
     record_of,
 )
 from nebctl.database.records import (
@@ -123,6 +125,18 @@ _BY_KEYS = select(*(_resources.c[name] for name in RECORD_COLUMNS)).where(
             )
             for index in range(ROWS_AT_ONCE)
         )
+    )
+)
+
+
+# The rows a store's ``rows_on_hosts`` reads in one query: the resources placed on up to this many hosts, and the
+# hosts' own records (one statement, prepared once; a host given more than once where there are fewer).
+_HOSTS_AT_ONCE = 16
+_host_names: list[BindParameter[str]] = [bindparam(f"host{index}") for index in range(_HOSTS_AT_ONCE)]
+_ON_HOSTS = select(*(_resources.c[name] for name in RECORD_COLUMNS)).where(
+    or_(
+        _resources.c.host.in_(_host_names),
+        and_(_resources.c.kind == Kind.HOST.value, _resources.c.name.in_(_host_names)),
     )
 )
 
@@ -283,6 +297,30 @@ class StateOperations(Operations):
         """Every record, as ``list_resources()`` lists them, by key; each decoded from its row only when read."""
         return RecordRows.of(*_StoredRows(self._read).every_row())
 
+    def rows_of(self, keys: Collection[ResourceKey]) -> RecordRows:
+        """The records of ``keys`` that there are, as ``record_rows`` gives them (a query per ``ROWS_AT_ONCE``)."""
+        wanted, source = sorted(keys), _StoredRows(self._read)
+        found: list[Sequence[Any]] = []
+        processors: Processors = ()
+        for start in range(0, len(wanted), ROWS_AT_ONCE):
+            rows, processors = source.rows(wanted[start : start + ROWS_AT_ONCE])
+            found.extend(rows)
+        return RecordRows.of(found, processors)
+
+    def rows_on_hosts(self, hosts: Collection[str]) -> RecordRows:
+        """The records of the resources whose row names one of ``hosts`` (``ResourceRecord.host``), and of those
+        hosts, as ``record_rows`` gives them: what an observation of those hosts words (a query per 16 hosts)."""
+        wanted = sorted(set(hosts))
+        found: dict[ResourceKey, Sequence[Any]] = {}
+        processors: Processors = ()
+        with self._read() as connection:
+            for start in range(0, len(wanted), _HOSTS_AT_ONCE):
+                chunk = wanted[start : start + _HOSTS_AT_ONCE]
+                given = {f"host{index}": chunk[min(index, len(chunk) - 1)] for index in range(_HOSTS_AT_ONCE)}
+                rows, processors = direct.raw_rows(connection, _ON_HOSTS, given)
+                found.update(by_key(rows))
+        return RecordRows(found, processors)
+
     def known_rows(self, known: Mapping[ResourceKey, RowSummary]) -> KnownRows:
         """The records of ``known`` (``RecordRows.summaries`` of rows the caller knows the table still holds), as
         ``record_rows`` gives them, each row read only when its record is asked for (``KnownRows``)."""
@@ -405,7 +443,7 @@ class StateOperations(Operations):
             for record in records
         ]
         with self._write() as connection:
-            bump(connection, RESOURCES)
+            bump(connection, RESOURCES, written=(record.key for record in records))
             for chunk in chunks(rows, BULK_CHUNK):
                 upsert(connection, _resources, chunk, conflict=("kind", "namespace", "name"), update=_RESOURCE_UPDATED)
 
@@ -422,7 +460,7 @@ class StateOperations(Operations):
             _observations.c.name == key.name,
         )
         with self._write() as connection:
-            bump(connection, RESOURCES)
+            bump(connection, RESOURCES, written=(key,))
             connection.execute(forget)
             return connection.execute(statement).rowcount > 0
 

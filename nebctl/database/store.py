@@ -8,6 +8,7 @@ the executor, monitoring and the service receive a ``Store``; they never see SQL
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from nebctl.core.keys import ResourceKey
 from nebctl.database import engines, leasing, locking, migrating
 from nebctl.database.access import AccessOperations
 from nebctl.database.engines import WRITE_OPTION, transaction, translated_errors
@@ -27,7 +29,7 @@ from nebctl.database.sealing import KeyRing
 from nebctl.database.serving import ServingOperations
 from nebctl.database.state import StateOperations
 from nebctl.database.telemetry import TelemetryOperations
-from nebctl.database.versions import CounterReader, VersionOperations, Versions
+from nebctl.database.versions import PENDING, RESOURCES, CounterReader, Pending, VersionOperations, Versions
 
 
 def utc_now() -> datetime:
@@ -44,6 +46,35 @@ class _DataOperations(
     VersionOperations,
 ):
     """Every data operation; shared by ``Store`` (a transaction each) and ``Batch`` (one for all)."""
+
+
+class OwnWrites:
+    """What a store (and those sharing its connections) committed while watched (``Store.own_writes``): how many
+    times it raised the resources' change counter, and the records it wrote (saved or deleted). Whoever knows the
+    counter before and reads it after tells from it that nobody else wrote meanwhile: each commit that raises a
+    counter raises it by one, writers one after the other."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # an apply's journal commits from the executor's threads
+        self._raised = 0
+        self._written: set[ResourceKey] = set()
+
+    def add(self, pending: Pending) -> None:
+        with self._lock:
+            self._raised += pending.raised.get(RESOURCES, 0)
+            self._written |= pending.written
+
+    @property
+    def raised(self) -> int:
+        """How many committed transactions raised the resources' change counter."""
+        with self._lock:
+            return self._raised
+
+    @property
+    def written(self) -> frozenset[ResourceKey]:
+        """The records whose rows the committed transactions saved or deleted."""
+        with self._lock:
+            return frozenset(self._written)
 
 
 class Batch(_DataOperations):
@@ -74,6 +105,7 @@ class Store(_DataOperations):
         # An in-memory SQLite database has one connection, shared through the pool: nothing to keep beside it.
         self._counters = None if isinstance(engine.pool, StaticPool) else CounterReader(engine)
         self._kept: Connection | None = None  # the one connection of ``keeping_connection``, if in one
+        self._watches: list[OwnWrites] = []  # shared with the stores sharing its connections (``_sharing``)
 
     @classmethod
     def open(
@@ -141,10 +173,27 @@ class Store(_DataOperations):
                 leasing.check_fence(conn, self._fence)
             yield conn
 
-    def _transaction(self, *, write: bool) -> AbstractContextManager[Connection]:
-        if self._kept is not None:
-            return _begun(self._kept)
-        return transaction(self._engine, write=write)
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        begun = _begun(self._kept) if self._kept is not None else transaction(self._engine, write=write)
+        with begun as connection:
+            pending = Pending()
+            connection.info[PENDING] = pending  # what ``versions.bump`` notes, told once committed
+            yield connection
+        # Only reached once committed: a transaction rolled back raised and wrote nothing.
+        if pending.raised:
+            for watch in list(self._watches):
+                watch.add(pending)
+
+    @contextmanager
+    def own_writes(self) -> Iterator[OwnWrites]:
+        """What this store (and those sharing its connections) commits until the block ends (``OwnWrites``)."""
+        watch = OwnWrites()
+        self._watches.append(watch)
+        try:
+            yield watch
+        finally:
+            self._watches.remove(watch)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -274,6 +323,7 @@ class Store(_DataOperations):
         store = Store(self._engine, self._clock, self._secrets)
         store._fence = self._fence
         store._counters = self._counters  # one kept connection for the counters, closed with this store
+        store._watches = self._watches  # what it commits is this store's own writing
         return store
 
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from nebctl.core.keys import ResourceKey
 from nebctl.database import direct
 from nebctl.database.engines import describe_error, safe_url
 from nebctl.database.errors import DatabaseError
@@ -55,11 +57,29 @@ def seed_rows() -> list[dict[str, object]]:
 _RAISE = update(_counters).where(_counters.c.name == bindparam("family")).values(value=_counters.c.value + 1)
 
 
-def bump(connection: Connection, family: str) -> None:
-    """Raise ``family``'s counter inside the caller's writing transaction."""
+@dataclass
+class Pending:
+    """What one transaction raised and wrote so far (``bump``): the store hands it to whoever watches its own
+    writes once the transaction commits (``Store.own_writes``), and drops it when it rolls back."""
+
+    raised: dict[str, int] = field(default_factory=dict)
+    written: set[ResourceKey] = field(default_factory=set)
+
+
+# Where a store's transaction keeps its ``Pending`` (the connection's ``info``, set anew at each begin).
+PENDING = "nebctl.pending"
+
+
+def bump(connection: Connection, family: str, written: Iterable[ResourceKey] = ()) -> None:
+    """Raise ``family``'s counter inside the caller's writing transaction, which writes (saves or deletes) the
+    records of ``written``."""
     raised = direct.execute(connection, _RAISE, [{"family": family}])
     if not raised:  # a database whose rows were removed by hand: the row comes back, past any value seen
         connection.execute(insert(_counters).values(name=family, value=1))
+    pending = connection.info.get(PENDING)
+    if isinstance(pending, Pending):
+        pending.raised[family] = pending.raised.get(family, 0) + 1
+        pending.written.update(written)
 
 
 # Built once: every API request runs it, and building a statement costs more than running it on SQLite.

@@ -347,3 +347,33 @@ def test_what_a_row_tells_of_secrets_is_searched_for_once_whatever_the_view(
         assert searched == []
     finally:
         store.close()
+
+
+def test_rows_of_keys_and_of_hosts_are_those_every_row_gives(db_url: str) -> None:
+    store = Store.open(db_url, clock=lambda: WHEN)
+    try:
+        hosts = [f"h{index:02d}" for index in range(20)]
+        placed = [
+            ResourceRecord(VM, "default", f"vm{index}", "s", applied={"vcpu": 1}, host=hosts[index % 20], status="ok")
+            for index in range(60)
+        ]
+        store.save_resources([*_records(), *placed])
+        every = store.record_rows()
+        wanted = [record.key for record in placed[:70:3]] + [ResourceKey(VM, "default", "missing")]
+        found = store.rows_of(wanted)
+        assert set(found) == set(wanted[:-1])
+        assert {key: found[key] for key in found} == {key: every[key] for key in wanted[:-1]}
+        assert found.row_digests() == {key: every.row_digests()[key] for key in found}
+
+        # More hosts than one query asks for (16), and "h1", which is a host's record too.
+        asked = [*hosts[:18], "h1"]
+        on = store.rows_on_hosts(asked)
+        expected = {
+            r.key for r in [*placed, *_records()] if r.host in asked or (r.kind is Kind.HOST and r.name in asked)
+        }
+        assert set(on) == expected and ResourceKey(Kind.HOST, "default", "h1") in expected
+        assert {key: on[key] for key in on} == {key: every[key] for key in expected}
+        assert on.row_digests() == {key: every.row_digests()[key] for key in on}
+        assert len(store.rows_on_hosts([])) == 0 and len(store.rows_of([])) == 0
+    finally:
+        store.close()

@@ -128,3 +128,32 @@ def test_the_counters_are_read_on_a_new_connection_after_the_server_closed_the_k
             assert store.change_versions() == Versions(resources=before.resources + 1, access=before.access)
     finally:
         admin.dispose()
+
+
+def test_own_writes_are_what_the_store_committed_while_watched(store: Store, db_url: str) -> None:
+    """What an apply tells another writer by: each commit that raised the resources' counter, and the records it
+    wrote, of this store and of those sharing its connections; not a rolled back batch, not another store's writes,
+    not the access counter's, and nothing before or after the block."""
+    key = {name: ResourceKey(Kind.VIRTUAL_MACHINE, "default", name) for name in "abcdefg"}
+    store.save_resource(_vm("g"))  # before the block
+    before = store.change_versions()
+    with store.own_writes() as written:
+        store.save_resources([_vm("a"), _vm("b")])
+        with pytest.raises(RuntimeError), store.batch() as batch:
+            batch.save_resource(_vm("c"))
+            raise RuntimeError("rolled back")
+        with store.batch() as batch:
+            batch.save_resource(_vm("d"))
+            batch.delete_resource(key["a"])
+        store.record_observations([], probed=["h1"])  # raises the counter, writes no record
+        store.create_user("ann")
+        with Store.open(db_url) as other:
+            other.save_resource(_vm("e"))
+        with store.keeping_connection() as kept:
+            kept.save_resource(_vm("f"))
+    store.save_resource(_vm("g"))  # after it
+    assert written.raised == 5
+    assert written.written == {key["a"], key["b"], key["d"], key["f"]}
+    now = store.change_versions()
+    # The counter counts the other store's write and the one after the block too: the difference tells them.
+    assert now.resources - before.resources == written.raised + 2

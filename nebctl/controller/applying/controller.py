@@ -64,7 +64,7 @@ from nebctl.core.plans import ChangeType, Plan
 from nebctl.core.settings import Settings
 from nebctl.database.errors import DatabaseError
 from nebctl.database.installing import kept_installation_id
-from nebctl.database.record_rows import ROW_DIGEST_SIZE, RecordRows, RowsMovedError, RowSummary
+from nebctl.database.record_rows import ROW_DIGEST_SIZE, KnownRows, RecordRows, RowsMovedError, RowSummary, RowView
 from nebctl.database.records import ActionRecord, ApplyState, EventRecord, ResourceRecord, RevisionRecord, Severity
 from nebctl.database.sealing import (
     SECRET_PATHS,
@@ -75,7 +75,7 @@ from nebctl.database.sealing import (
     seal_spec,
     secret_values,
 )
-from nebctl.database.store import Store
+from nebctl.database.store import OwnWrites, Store
 from nebctl.database.versions import Versions
 from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import HostRef
@@ -250,7 +250,12 @@ class Controller:
         # only on the hosts where this stack recorded some: their drift is read from that, and only there.
         listing = spanned_hosts(own)
         keeper = None if self._observes_afresh(documents) else self.observations
-        observed = self._observation(keeper, records, hosts, listing, versions)
+        # The records written since the trace the plan starts from was made, the only ones whose rows may be read
+        # again (the records as the trace read them): None when the plan starts from none.
+        stamped = previous.stamped if previous is not None else None
+        observed = self._observation(
+            keeper, records, hosts, listing, versions, moved=stamped.moved if stamped is not None else None
+        )
         live, recorded = observed.live, observed.recorded is not None
         # The counters as this plan's own writing leaves them.
         ours = dataclasses.replace(versions, resources=versions.resources + 1) if recorded else versions
@@ -271,10 +276,12 @@ class Controller:
             keeper.keep(
                 KeptObservation(dict(hosts), frozenset(listing), live, observed.at, mine if recorded else None, worded)
             )
+        # Whether the kept trace holds at ``mine``: found holding, and nothing written since (or kept, or moved on).
+        trace_holds = kept_trace is not None and kept_trace.holds and mine == versions
         if self.traces is not None and mine is not None and stamps:
             if trace is not None and trace.replanned is None:
                 every_row = stored if whole and isinstance(stored, RecordRows) else None
-                self.traces.keep(options.stack, trace, dict(stamps), mine, self.store, rows=every_row)
+                trace_holds = self.traces.keep(options.stack, trace, dict(stamps), mine, self.store, rows=every_row)
             elif previous is not None:
                 # Made from the kept trace, this plan wrote only what it observed: the trace still holds. When the
                 # plan found its results holding for this live view, which the trace was not made from, the trace
@@ -283,15 +290,16 @@ class Controller:
                 # those it reads, no others.
                 replanned = trace.replanned if trace is not None else None
                 holds = replanned is not None and replanned.view_holds
-                moved = previous.stamped is not None and previous.stamped.observation != live.identity
-                view = live if holds and moved and live.identity is not None else None
+                other_view = previous.stamped is not None and previous.stamped.observation != live.identity
+                view = live if holds and other_view and live.identity is not None else None
                 told = _told_moved(previous, kept_trace, stored) if replanned is not None and whole else None
                 if recorded or view is not None or told is not None:
                     told_seen = replanned.seen if replanned is not None and view is not None else None
-                    self.traces.advance(
+                    advanced = self.traces.advance(
                         options.stack, versions, mine, self.store, view, read=kept_trace, moved=told, seen=told_seen
                     )
-        return PlannedApply(plan, request, hosts, specs, resealed, versions=mine)
+                    trace_holds = advanced or trace_holds
+        return PlannedApply(plan, request, hosts, specs, resealed, versions=mine, trace_holds=trace_holds)
 
     def _observation(
         self,
@@ -300,6 +308,8 @@ class Controller:
         hosts: Mapping[str, tuple[HostRef, Any]],
         listing: Collection[str],
         versions: Versions,
+        *,
+        moved: Collection[ResourceKey] | None,
     ) -> _Observed:
         """The live view a plan reads (``_Observed``), and the kept observation it is, if any (``keeper``'s, when the
         drivers vouch that the hosts are as it saw them). Without ``keeper`` (custom probe programs answer outside
@@ -311,7 +321,9 @@ class Controller:
             # Its rows are in the database unless something was written since it was kept there.
             if kept.versions == versions:
                 return _Observed(kept.live, kept.at, kept)
-            return _Observed(kept.live, kept.at, kept, self._record_observations(records, kept.live, since=kept))
+            return _Observed(
+                kept.live, kept.at, kept, self._record_observations(records, kept.live, since=kept, moved=moved)
+            )
         if found is not None:
             again = observe_again(
                 found.kept.live,
@@ -331,7 +343,10 @@ class Controller:
                     time.time() - observed_at,
                 )
                 return _Observed(
-                    live, observed_at, None, self._record_observations(records, live, since=found.kept, probed=probed)
+                    live,
+                    observed_at,
+                    None,
+                    self._record_observations(records, live, since=found.kept, probed=probed, moved=moved),
                 )
         observed_at = time.time()
         live = observe(
@@ -499,38 +514,70 @@ class Controller:
         *,
         since: KeptObservation | None = None,
         probed: Collection[str] = (),
+        moved: Collection[ResourceKey] | None = None,
     ) -> _Recorded | None:
         """Keep what was just probed, for ``get`` and ``describe``, and its samples, for ``hosts`` and ``top`` (each
         one bulk write). ``live`` is the kept observation ``since`` (with the hosts of ``probed`` probed again) when
         given: where its rows were written and worded from records told by their digests, only the rows of the
         hosts probed again and of the records that moved since are written (and the samples of those hosts only).
-        Failing to keep them costs the user only a staler view, so it is logged and the plan goes on. What was
-        written (which raised the resources' change counter once); None when nothing was."""
+        ``records`` may be rows read only as asked for (``KnownRows``, the records of a kept trace that holds, with
+        ``moved`` the records written since it was made): the rows an observation words are read then. Failing to
+        keep them costs the user only a staler view, so it is logged and the plan goes on. What was written (which
+        raised the resources' change counter once); None when nothing was."""
         if not self.keep_observations:
             return None
-        # Each VM's applied spec and live state, not its whole record: the plan reads few of them again.
-        views = records.views() if isinstance(records, RecordRows) else records
-        worded = records.row_digests() if isinstance(records, RecordRows) else None
         before = _digests(since.worded) if since is not None and since.worded is not None else None
         sampled: Collection[str] | None = None
         try:
-            if before is None or worded is None:
-                self.store.record_observations(observations(views, live), probed=list(live.hosts))
+            wording = self._wording(records, probed if before is not None else None, moved)
+            if before is None or wording.worded is None:
+                self.store.record_observations(observations(wording.views, live), probed=list(live.hosts))
             else:
                 # A record whose row is not one they were worded from (written since, or new). One deleted took its
                 # row with it (``Store.delete_resource``).
-                moved = {key for key, digest in worded.items() if digest not in before and key.kind in _WORDED}
+                told = wording.worded.items()
+                changed = {key for key, digest in told if digest not in before and key.kind in _WORDED}
                 sampled = set(probed)
-                found = observations(views, live, hosts=sampled, keys=moved)
-                self.store.record_observations(found, probed=sorted(sampled), replaced=moved)
+                found = observations(wording.views, live, hosts=sampled, keys=changed)
+                self.store.record_observations(found, probed=sorted(sampled), replaced=changed)
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
             return None
         try:
-            record_observation(self.store, live, views, only=sampled)  # the samples that hosts and top show
+            record_observation(self.store, live, wording.views, only=sampled)  # the samples that hosts and top show
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
-        return _Recorded(b"".join(worded.values()) if worded is not None else None)
+        if wording.worded is None:
+            return _Recorded(None)
+        digests = wording.worded.values()
+        if wording.complete or before is None:
+            return _Recorded(b"".join(digests))
+        # The rows not read are those the kept observation was worded from (they did not move): their digests stay.
+        return _Recorded(b"".join(before.union(digests)))
+
+    def _wording(
+        self,
+        records: Mapping[ResourceKey, ResourceRecord],
+        probed: Collection[str] | None,
+        moved: Collection[ResourceKey] | None,
+    ) -> _Wording:
+        """The records an observation words (``_record_observations``): each VM's applied spec and live state, not its
+        whole record (the plan reads few of them again). Of rows read only as asked for (``KnownRows``), those of the
+        hosts of ``probed`` and their resources and the records of ``moved`` (when writing only those, and the
+        records that moved are known), else every row."""
+        if not isinstance(records, RecordRows):
+            return _Wording(records, None, True)
+        if not isinstance(records, KnownRows):
+            return _Wording(records.views(), records.row_digests(), True)
+        if probed is None or moved is None:
+            # Every row, each told as the plan read it where it did.
+            every = self.store.record_rows()
+            return _Wording({**every.views(), **records.read_views()}, every.row_digests(), True)
+        for key in moved:
+            records.get(key)  # its row read, if it is still known
+        around = self.store.rows_on_hosts(probed) if probed else RecordRows({}, ())
+        views = {**around.views(), **records.read_views()}
+        return _Wording(views, {**around.row_digests(), **records.row_digests()}, False)
 
     # --- recovering ---------------------------------------------------------------------------------------------
 
@@ -608,6 +655,34 @@ class Controller:
             resumed_from = unfinished.id
             if on_resume is not None:
                 on_resume(unfinished.id, done, len(actions))
+        with self.store.own_writes() as written:
+            result = self._apply(
+                planned,
+                resumed_from=resumed_from,
+                parallelism=parallelism,
+                revision=revision,
+                stop=stop,
+                cancel=cancel,
+                on_change=on_change,
+                user=user,
+            )
+        self._trace_after(planned, written)
+        return result
+
+    def _apply(
+        self,
+        planned: PlannedApply,
+        *,
+        resumed_from: int | None,
+        parallelism: int | None,
+        revision: RevisionRecord | None,
+        stop: threading.Event | None,
+        cancel: threading.Event | None,
+        on_change: Callable[[Sequence[Change]], None] | None,
+        user: str | None,
+    ) -> ApplyResult:
+        plan = planned.plan
+        stack = plan.stack
         self.reseal(planned)
         user = user or getpass.getuser()
         holder = f"{user}@{os.uname().nodename}:{os.getpid()}"
@@ -681,6 +756,27 @@ class Controller:
             hooks.wait()
         return ApplyResult(apply_id, report, resumed_from, state)
 
+    def _trace_after(self, planned: PlannedApply, written: OwnWrites) -> None:
+        """Move the stack's kept trace on past what this apply wrote (``KeptTraces.written``), when it held at the
+        plan's counters and the counters now count nothing but this apply's writing: the next plan then reads the
+        rows of the records it reads, not every row to tell those that moved. An apply that created or removed a
+        record leaves it (the trace holds for the very records it was made from, no more, no fewer)."""
+        before = planned.versions
+        if self.traces is None or before is None or not planned.trace_holds:
+            return
+        now = self.store.change_versions()
+        if now.access != before.access or now.resources != before.resources + written.raised:
+            return  # another writer came between the plan and now
+        keys = written.written
+        records = planned.request.records
+        if not keys or any(key not in records for key in keys):
+            return
+        rows = self.store.rows_of(keys)
+        if len(rows) != len(keys):
+            return
+        moved = {key: (*rows.summary(key), rows.may_hold_secrets(key)) for key in rows}
+        self.traces.written(planned.plan.stack, before, now, self.store, moved)
+
     def _hooks(self, planned: PlannedApply, programs: ProgramRecorder) -> HookDispatcher | None:
         """The dispatcher of the manifests' hooks, through the hooks driver (``exec`` runs real programs)."""
         documents = planned.request.documents
@@ -719,6 +815,16 @@ def _digests(joined: bytes) -> set[bytes]:
     """The digests ``RecordRows.row_digests`` gives, from their bytes end to end."""
     size = ROW_DIGEST_SIZE
     return {joined[start : start + size] for start in range(0, len(joined), size)}
+
+
+@dataclass(frozen=True)
+class _Wording:
+    """The records an observation is worded from (``Controller._wording``), the digests of their rows (None: not
+    rows), and whether those are every row."""
+
+    views: Mapping[ResourceKey, ResourceRecord | RowView]
+    worded: Mapping[ResourceKey, bytes] | None
+    complete: bool
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ class PlannedApply:
     # The database's change counters once the plan was made, when nothing but the plan's own writing of what it
     # observed came between its reading of the records and its end; None when something else wrote.
     versions: Versions | None = None
+    # Whether the stack's kept trace (``kept_traces``) holds for the records as ``versions`` counts them: the plan
+    # found it so, kept it, or moved its state there. An apply then moves it on with the records it writes.
+    trace_holds: bool = False
 
 
 @dataclass

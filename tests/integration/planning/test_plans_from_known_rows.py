@@ -282,25 +282,50 @@ def test_a_plan_that_fails_after_writing_its_own_observation_reports_it_once(
 def test_after_an_apply_the_plans_of_later_edits_read_only_the_rows_they_read(
     opened: _Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An apply writes records, so the kept trace no longer holds: the next plan reads every row and tells the
-    records that moved from their digests. It hands them, with what their rows tell, to the trace's state: the plans
-    after it read the rows of the records they read again (the moved ones among them), until someone writes."""
+    """An apply made from the kept trace moves its state on past the records it wrote, with what their rows tell, when
+    nobody else wrote meanwhile: the plans after it read the rows of the records they read (the written ones among
+    them), not every row to tell which moved."""
     opened.plan(opened.cli)  # whole: its trace is kept
     _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
     applied = opened.workspace.apply()  # a nebctl process: vm-0150's record rewritten, the fleet moved
     assert applied.returncode == 0, applied.stderr
     made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
     after = opened.plan(opened.cli)
-    assert not after.plan.has_changes and made == [] and whole == [1]  # every row read, once
+    [known] = made
+    assert not after.plan.has_changes and whole == []
+    assert PER_FILE <= known.read_rows <= 3 * record_rows.ROWS_AT_ONCE < len(known)
+    assert "vm-0150" in {key.name for key in known.raw_rows()}  # written by the apply: planned again
     _edit(opened.workspace, "vms-5.yaml", "namespace: default}", "namespace: default, labels: {edited: y}}")
     planned = opened.plan(opened.cli)
-    [known] = made
-    assert whole == [1] and PER_FILE <= known.read_rows <= 3 * record_rows.ROWS_AT_ONCE < len(known)
-    assert "vm-0150" in {key.name for key in known.raw_rows()}  # written by the apply: planned again
+    assert len(made) == 2 and whole == [] and made[1].read_rows <= 3 * record_rows.ROWS_AT_ONCE
+    # The plain controller observes afresh and writes it: the statement of what is right comes last.
     _same(planned, opened.plan(opened.plain))
     assert [change.key.name for change in planned.plan.changes if change.is_change] == ["vm-0250"]
 
-    # Another writer: the state does not hold, every row is read and told again, the written record included.
+
+def test_after_another_writer_the_next_plan_tells_the_moved_records_from_every_row_once(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records written by another writer (not an apply made from the trace) leave the kept trace's state behind: the
+    next plan reads every row and tells the records that moved from their digests. It hands them, with what their
+    rows tell, to the trace's state: the plans after it read the rows of the records they read again (the moved
+    ones among them), until someone writes."""
+    opened.plan(opened.cli)  # whole: its trace is kept
+    with opened.workspace.store() as other:  # vm-0150's record written again as it was (its row's times move)
+        other.save_resources(other.get_resources([ResourceKey.parse("vm/vm-0150")]))
+    made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
+    after = opened.plan(opened.cli)
+    assert made == [] and whole == [1] and not after.plan.has_changes  # every row read, once
+    whole.clear()
+    _edit(opened.workspace, "vms-5.yaml", "namespace: default}", "namespace: default, labels: {edited: y}}")
+    planned = opened.plan(opened.cli)
+    [known] = made
+    assert whole == [] and PER_FILE <= known.read_rows <= 3 * record_rows.ROWS_AT_ONCE < len(known)
+    assert "vm-0150" in {key.name for key in known.raw_rows()}  # written by the other writer: planned again
+    _same(planned, opened.plan(opened.plain))
+    assert [change.key.name for change in planned.plan.changes if change.is_change] == ["vm-0250"]
+
+    # Another writer again: the state does not hold, every row is read and told again.
     with opened.workspace.store() as other:
         [record] = other.get_resources([ResourceKey.parse("vm/vm-0251")])
         assert record.applied is not None
@@ -310,3 +335,94 @@ def test_after_an_apply_the_plans_of_later_edits_read_only_the_rows_they_read(
     assert whole == [1] and len(made) == 1
     _same(planned, opened.plan(opened.plain))
     assert {change.key.name for change in planned.plan.changes if change.is_change} == {"vm-0250", "vm-0251"}
+
+
+def _apply(opened: _Opened, planned: PlannedApply, *, meanwhile: Any = None) -> None:
+    """Apply ``planned`` with the CLI's controller in this process, calling ``meanwhile`` at its first change."""
+    called: list[int] = []
+
+    def on_change(changes: Any) -> None:
+        if meanwhile is not None and not called:
+            called.append(1)
+            meanwhile()
+
+    result = opened.cli.apply(planned, on_change=on_change)
+    assert result.report.ok
+
+
+def test_an_apply_with_another_writer_meanwhile_leaves_the_trace_behind(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counters after an apply count another writer's record too: what the apply wrote is not all that moved,
+    and the next plan tells the moved records from every row (the other writer's among them)."""
+    opened.plan(opened.cli)
+    _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
+    planned = opened.plan(opened.cli)
+    assert planned.trace_holds
+
+    def other_writes() -> None:
+        with opened.workspace.store() as other:
+            [record] = other.get_resources([ResourceKey.parse("vm/vm-0251")])
+            assert record.applied is not None
+            other.save_resource(dataclasses.replace(record, applied={**record.applied, "vcpu": 7}))
+
+    _apply(opened, planned, meanwhile=other_writes)
+    made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
+    after = opened.plan(opened.cli)
+    assert made == [] and whole == [1]
+    _same(after, opened.plan(opened.plain))
+    assert [change.key.name for change in after.plan.changes if change.is_change] == ["vm-0251"]
+
+
+def test_an_apply_alone_moves_the_trace_on_and_one_that_creates_a_record_does_not(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened.plan(opened.cli)
+    _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
+    _apply(opened, opened.plan(opened.cli))
+    made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
+    after = opened.plan(opened.cli)
+    assert len(made) == 1 and whole == [] and not after.plan.has_changes
+    _same(after, opened.plan(opened.plain))
+
+    # A VM more: its record is one the trace was not made from, the trace is left as it was.
+    path = opened.workspace.manifests / "vms-5.yaml"
+    first = path.read_text().split("---\n")[0]
+    path.write_text(path.read_text() + "---\n" + first.replace("vm-0250", "vm-extra"))
+    planned = opened.plan(opened.cli)
+    assert [change.key.name for change in planned.plan.changes if change.is_change] == ["vm-extra"]
+    _apply(opened, planned)
+    made.clear()
+    whole.clear()
+    after = opened.plan(opened.cli)
+    assert made == [] and whole == [1] and not after.plan.has_changes
+    _same(after, opened.plan(opened.plain))
+
+
+def _vm_rows(store: Store) -> dict[str, tuple[Any, ...]]:
+    """What the database keeps of each VM's last observation (a row only where it differs from its record), but
+    its time."""
+    found = store.list_observations()
+    return {key.name: (o.host, o.state, o.details) for key, o in found.items() if key.kind is Kind.VIRTUAL_MACHINE}
+
+
+def test_an_observation_written_from_known_rows_keeps_the_rows_of_the_vms_it_did_not_plan_again(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host probed again has its rows written again, each VM's worded from its record, before the plan reads any:
+    those of its VMs the plan does not plan again (seen as the trace saw them) are read for it too."""
+    with opened.workspace.fleet() as fleet:
+        fleet.stop_vm("vm-0152")  # on h00: the whole plan's trace sees it stopped
+    opened.plan(opened.cli)
+    assert _vm_rows(opened.store).keys() == {"vm-0152"}
+    with opened.workspace.fleet() as fleet:
+        fleet.stop_vm("vm-0156")  # h00's word moves: probed again
+    made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
+    planned = opened.plan(opened.cli)
+    assert len(made) == 1 and whole == []  # made from the known rows
+    written = _vm_rows(opened.store)
+    assert written.keys() == {"vm-0152", "vm-0156"} and written["vm-0152"][1] == "stopped"
+    # What an observation of every host, written whole from every record, leaves.
+    truth = opened.plan(opened.plain)
+    assert written == _vm_rows(opened.store)
+    _same(planned, truth)

@@ -471,3 +471,40 @@ def test_the_records_a_plan_told_moved_go_with_the_trace_state_until_someone_wri
     assert again is not None and not again.holds
     found = kept.find("demo", later, store, manifests, stamps, read=again)
     assert found is not None and found.stamped is not None and found.stamped.moved == {web, db}
+
+
+def test_a_writer_moves_the_trace_state_past_its_own_records_from_the_counters_it_held_at(
+    tmp_path: Path, store: Store
+) -> None:
+    world = converge(BASE, vm("web"), vm("db"))
+    store.save_resources(list(world.records.values()))
+    request = dataclasses.replace(world.request(), records=store.record_rows())
+    _, _, trace = plan_again(request, None)
+    assert trace is not None
+    manifests = dict(request.documents)
+    stamps = {document: f"text of {document}" for document in manifests}
+    kept = KeptTraces(tmp_path / "traces", database="db")
+    before = store.change_versions()
+    assert kept.keep("demo", trace, stamps, before, store, rows=store.record_rows())
+    web, db = key("vm/web"), key("vm/db")
+    store.save_resource(dataclasses.replace(world.records[web], status="updating"))  # the writer's own record
+    after = store.change_versions()
+    told = {web: store.rows_of([web]).summaries()[web]}
+    assert not kept.written("demo", after, after, store, told)  # not the counters the state holds at
+    assert not kept.written("demo", before, before, store, told)  # not the counters now
+    assert kept.written("demo", before, after, store, told)
+
+    now = kept.read("demo", after, store)
+    assert now is not None and now.holds and now.known is not None
+    assert dict(now.known) == store.record_rows().summaries()
+    found = kept.find("demo", after, store, manifests, stamps, read=now)
+    assert found is not None and found.stamped is not None and found.stamped.moved == {web}
+
+    # Its state moves on again with the next writing, the records written before still among the moved ones.
+    store.save_resource(dataclasses.replace(world.records[db], status="updating"))
+    later = store.change_versions()
+    assert kept.written("demo", after, later, store, {db: store.rows_of([db]).summaries()[db]})
+    read = kept.read("demo", later, store)
+    assert read is not None and read.holds
+    found = kept.find("demo", later, store, manifests, stamps, read=read)
+    assert found is not None and found.stamped is not None and found.stamped.moved == {web, db}
