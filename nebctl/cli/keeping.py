@@ -81,6 +81,7 @@ class Keeping:
                 token=planned.request.live.token,
                 resealed=bool(planned.resealed),
                 store=open_store(self.app),
+                table=planned.table,
             )
         except (DatabaseError, CliError):
             return

@@ -134,9 +134,11 @@ class KeptPlans:
         token: str | None,
         resealed: bool,
         store: Store,
+        table: tuple[Any, ...] | None = None,
     ) -> bool:
         """Keep ``plan`` if it may be found again (the module's rules); ``before`` and ``after`` are the inputs'
-        digests read before the manifests were loaded and once the plan was made. Whether it was kept."""
+        digests read before the manifests were loaded and once the plan was made. ``table`` is the resources
+        table's summary at ``versions``, when the caller knows it (else it is read). Whether it was kept."""
         if (
             before is None
             or before != after
@@ -147,7 +149,8 @@ class KeptPlans:
             or documents_read_usage(documents)
         ):
             return False
-        table = store.resources_stamp()
+        if table is None:
+            table = store.resources_stamp()
         quotas = repr(store.list_quotas())
         if store.change_versions() != versions:
             return False  # a write came after the plan: what was just read may not be what it read

@@ -204,6 +204,9 @@ def observe_again(
         vms = {uuid: status for uuid, status in kept.vms.items() if kept_hosts[uuid] not in gone}
         vms.update(fresh.vms)
     stable = observation_token(hosts, registry) == token and host_tokens(hosts, registry) == words
+    since = tuple((ancestor, probed | gone) for ancestor, probed in kept.probed_since)
+    if kept.identity is not None:
+        since = ((kept.identity, frozenset(gone)), *since)
     view = LiveView(
         hosts={name: fresh.hosts.get(name) or kept.hosts[name] for name in sorted(hosts)},
         vms=vms,
@@ -216,8 +219,14 @@ def observe_again(
         token=token if stable else None,
         host_tokens=words if stable else None,
         identity=os.urandom(16),
+        probed_since=since[:ANCESTORS],
     )
     return view, moved
+
+
+# How many of the views a view was made from it names (``LiveView.probed_since``): a kept trace's state holds for
+# one of the last few a diff observed again, most often the last (an apply, then diffs on what it moved).
+ANCESTORS = 8
 
 
 def _view(

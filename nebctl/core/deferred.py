@@ -142,6 +142,15 @@ class DeferredChunks(Mapping[Key, Item]):
         }
         return changed
 
+    def chunk(self, name: Hashable) -> dict[Key, Item]:
+        """The values of chunk ``name`` (built if it was not), none when there is no such chunk."""
+        found = self._chunks.get(name)
+        if found is None:
+            return {}
+        index = self._index
+        # A chunk shared by ``replaced`` may hold keys that now belong to another chunk: those are not its.
+        return {key: value for key, value in found.get().items() if index.get(key) == name}
+
     def __getitem__(self, key: Key) -> Item:
         return self._chunks[self._index[key]].get()[key]
 

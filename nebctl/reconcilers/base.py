@@ -73,6 +73,17 @@ class LiveView:
     # read back from where it was kept. A plan made from a kept trace compares nothing it read of a view of the
     # identity it was made from. None: a view made without one (the service's monitoring, tests).
     identity: bytes | None = field(default=None, compare=False)
+    # The views this one was made from by probing some hosts again (``observing.observe_again``), nearest first:
+    # each one's identity and the hosts probed again since it; the other hosts are as that view saw them.
+    probed_since: tuple[tuple[bytes, frozenset[str]], ...] = field(default=(), compare=False)
+
+    def hosts_probed_since(self, identity: bytes | None) -> frozenset[str] | None:
+        """The hosts probed again since the view of ``identity``, when this view was made from it by probing hosts
+        again (``probed_since``); None when it was not."""
+        for ancestor, hosts in self.probed_since:
+            if ancestor == identity:
+                return hosts
+        return None
 
     def host_answers(self, host: str | None) -> bool:
         """Whether ``host`` was probed and answered. Unprobed hosts count as not answering."""

@@ -88,3 +88,17 @@ def test_chunks_replaced_share_the_others_unread_and_pickle_them_as_read() -> No
         "vm0": "vm0", "vm1": "vm1", "vm2": "VM2 AGAIN", "vm3": "vm3", "vm4": "vm4", "vm7": "VM7"
     }  # fmt: skip
     assert _Counted.built == 6
+
+
+def test_a_chunk_is_built_alone_and_holds_only_its_own_keys() -> None:
+    _Counted.built = 0
+    values = {f"vm{n}": _Counted(f"vm{n}") for n in range(6)}
+    back = pickle.loads(pickle.dumps(DeferredChunks(values, lambda key: f"h{int(key[2:]) % 3}")))
+    assert {key: value.name for key, value in back.chunk("h1").items()} == {"vm1": "vm1", "vm4": "vm4"}
+    assert back.chunks_read == 1 and _Counted.built == 2
+    assert back.chunk("h9") == {}
+    # vm1 moves to h2, which is made again: h1's chunk, shared, still holds it, but it is no longer h1's.
+    merged = back.replaced({"h2"}, {"vm1": _Counted("vm1 on h2"), "vm2": _Counted("vm2")}, lambda key: "h2")
+    assert list(merged.chunk("h1")) == ["vm4"]
+    assert {key: value.name for key, value in merged.chunk("h2").items()} == {"vm1": "vm1 on h2", "vm2": "vm2"}
+    assert merged.chunk("h0").keys() == {"vm0", "vm3"}

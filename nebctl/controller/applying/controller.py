@@ -299,7 +299,9 @@ class Controller:
                         options.stack, versions, mine, self.store, view, read=kept_trace, moved=told, seen=told_seen
                     )
                     trace_holds = advanced or trace_holds
-        return PlannedApply(plan, request, hosts, specs, resealed, versions=mine, trace_holds=trace_holds)
+        # The table's summary the kept trace was found holding with, which no plan's writing moves.
+        table = kept_trace.state.table if kept_trace is not None and kept_trace.holds and mine is not None else None
+        return PlannedApply(plan, request, hosts, specs, resealed, versions=mine, trace_holds=trace_holds, table=table)
 
     def _observation(
         self,

@@ -46,6 +46,9 @@ class PlannedApply:
     # Whether the stack's kept trace (``kept_traces``) holds for the records as ``versions`` counts them: the plan
     # found it so, kept it, or moved its state there. An apply then moves it on with the records it writes.
     trace_holds: bool = False
+    # The resources table's summary at ``versions`` (``Store.resources_stamp``), when the plan knew it without
+    # reading it again: the kept trace's, which held (a plan writes no record).
+    table: tuple[Any, ...] | None = None
 
 
 @dataclass

@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 from nebctl.controller.placement import documents_read_usage
 from nebctl.controller.planning.changes import Outcome
 from nebctl.controller.planning.request import PlanRequest
-from nebctl.core.deferred import Deferred
+from nebctl.core.deferred import Deferred, DeferredChunks
 from nebctl.core.keys import Kind, ResourceKey
 from nebctl.core.overlay import Overlay
 from nebctl.core.plans import ChangeType, ResourceChange
@@ -311,9 +311,15 @@ def _restamped(
     live: tuple[bool, set[ResourceKey]] | None = (False, set())
     now: Seen | None = None
     if kept_as.observation is None or request.live.identity != kept_as.observation:
-        now, before = seen(request.live), kept_as.seen.get()
-        stayed = previous.shared.stayed
-        live = _seen_again(before, now, request, stayed) if now != before else (False, set())
+        before, stayed = kept_as.seen.get(), previous.shared.stayed
+        # A view made from the trace's by probing a few hosts again (an apply moved them): only those are compared.
+        within = request.live.hosts_probed_since(kept_as.observation)
+        now = seen_since(request.live, before, within) if within is not None else None
+        if now is not None:
+            live = _seen_again(before, now, request, stayed, within)
+        else:
+            now = seen(request.live)
+            live = _seen_again(before, now, request, stayed) if now != before else (False, set())
     if live is None:
         return None
     reconcilers, documents, old = request.reconcilers, request.documents, kept_as.stamps
@@ -363,17 +369,41 @@ class Seen:
 
 
 def seen(live: LiveView) -> Seen:
-    """What planning reads of ``live`` (``Seen``)."""
+    """What planning reads of ``live`` (``Seen``), its VMs in chunks by host (``core.deferred.DeferredChunks``): a
+    view made from it by probing a few hosts again is compared, and kept, by those hosts' chunks (``seen_since``)."""
     where = live.vm_hosts
     vms = {uuid: (*_planned(status), where.get(uuid)) for uuid, status in live.vms.items()}
+    return Seen(live.hosts, live.objects, live.fingerprints, DeferredChunks(vms, where.get))
+
+
+def seen_since(live: LiveView, before: Seen, hosts: Collection[str]) -> Seen | None:
+    """What planning reads of ``live``, a view made from the one ``before`` was read of by probing ``hosts`` again
+    (``LiveView.hosts_probed_since``): the VMs of those hosts are read from ``live``, the other hosts' chunks are
+    ``before``'s, shared unread. None when ``before``'s VMs are not in chunks."""
+    if not isinstance(before.vms, DeferredChunks):
+        return None
+    fresh = {uuid: (*_planned(status), host) for uuid, (status, host) in _vms_on(live, hosts).items()}
+    vms = before.vms.replaced(hosts, fresh, lambda uuid: fresh[uuid][-1])
     return Seen(live.hosts, live.objects, live.fingerprints, vms)
 
 
-def _seen_again(before: Seen, now: Seen, request: PlanRequest, stayed: bool) -> tuple[bool, set[ResourceKey]] | None:
+def _vms_on(live: LiveView, hosts: Collection[str]) -> dict[str, tuple[VMStatus, str]]:
+    """Each VM of ``live`` on one of ``hosts``, with its host: built from those hosts' chunks alone where the view
+    keeps its VMs in chunks by host."""
+    if isinstance(live.vms, DeferredChunks):
+        return {uuid: (status, host) for host in hosts for uuid, status in live.vms.chunk(host).items()}
+    where = live.vm_hosts
+    return {uuid: (status, where[uuid]) for uuid, status in live.vms.items() if where.get(uuid) in hosts}
+
+
+def _seen_again(
+    before: Seen, now: Seen, request: PlanRequest, stayed: bool, within: Collection[str] | None = None
+) -> tuple[bool, set[ResourceKey]] | None:
     """What moved between two observations, as planning reads them: whether a host's probe moved as placement reads
     it (every VM is then placed again; ``stayed`` is the last plan's ``Shared.stayed``) and the VMs of the manifests
     whose live state, size, owner or host moved (planned again). None when a host started or stopped answering, or
-    a host's listing of objects moved: planning everything."""
+    a host's listing of objects moved: planning everything. With ``within``, ``now`` is ``before`` with the hosts of
+    ``within`` read again (``seen_since``): only their VMs are compared."""
     placing = False
     if now.hosts != before.hosts:
         if now.hosts.keys() != before.hosts.keys() or any(
@@ -389,7 +419,7 @@ def _seen_again(before: Seen, now: Seen, request: PlanRequest, stayed: bool) -> 
         )
     if now.objects != before.objects or now.fingerprints != before.fingerprints:
         return None
-    moved = {uuid for uuid in now.vms.keys() | before.vms.keys() if now.vms.get(uuid) != before.vms.get(uuid)}
+    moved = _moved_vms(before.vms, now.vms, within)
     if not moved:
         return placing, set()
     own = request.records
@@ -401,6 +431,19 @@ def _seen_again(before: Seen, now: Seen, request: PlanRequest, stayed: bool) -> 
             if VMIdentity.recorded(key, live).uuid in moved:
                 found.add(key)
     return placing, found
+
+
+def _moved_vms(
+    before: Mapping[str, tuple[object, ...]], now: Mapping[str, tuple[object, ...]], within: Collection[str] | None
+) -> set[str]:
+    """The VMs whose state, size, owner or host moved from ``before`` to ``now``: of the chunks of the hosts of
+    ``within`` only, when given (the other chunks are shared, the same)."""
+    uuids: Collection[str]
+    if within is not None and isinstance(before, DeferredChunks) and isinstance(now, DeferredChunks):
+        uuids = {uuid for host in within for uuid in (*before.chunk(host), *now.chunk(host))}
+    else:
+        uuids = now.keys() | before.keys()
+    return {uuid for uuid in uuids if now.get(uuid) != before.get(uuid)}
 
 
 def _read_by_staying(probe: HostProbe) -> tuple[object, ...]:

@@ -268,6 +268,15 @@ def test_only_the_hosts_whose_word_moved_are_probed_again(
     assert (view.token, view.host_tokens) == (fresh.token, fresh.host_tokens)
     assert view.identity not in (None, live.identity, fresh.identity)
     assert len(view.vms) == 4
+    # It names the view it was made from, and the hosts probed again since; a view made from it names both.
+    assert (
+        view.hosts_probed_since(live.identity) == frozenset({"h2"}) and view.hosts_probed_since(fresh.identity) is None
+    )
+    _deploy(root, "h1", "e")
+    later = observe_again(view, HOSTS, registry, inventory=True)
+    assert later is not None and later[1] == ["h1"]
+    assert later[0].hosts_probed_since(view.identity) == frozenset({"h1"})
+    assert later[0].hosts_probed_since(live.identity) == frozenset({"h1", "h2"})
 
     # No word for some host now (a fault set): nothing to observe again from.
     fleet = open_fleet(Settings(state_dir=root))
