@@ -97,7 +97,12 @@ def framed(payload: bytes) -> bytes:
     A CRC, not a cryptographic digest: it tells a file truncated, cut short or damaged from a whole one, as any
     digest would, at a fifth of a SHA-256's time (a kept trace of 10,000 VMs is 14 MB, read by every diff). Who
     can write the directory can write a pickle anyway."""
-    return _MAGIC + len(payload).to_bytes(8, "little") + zlib.crc32(payload).to_bytes(4, "little") + payload
+    return _header(payload) + payload
+
+
+def _header(payload: bytes) -> bytes:
+    """What ``framed`` puts before ``payload``: written apart, a large payload is not copied once more."""
+    return _MAGIC + len(payload).to_bytes(8, "little") + zlib.crc32(payload).to_bytes(4, "little")
 
 
 def unframed(data: bytes) -> memoryview | None:
@@ -474,7 +479,8 @@ class Entries:
             handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
             try:
                 with os.fdopen(handle, "wb") as out:
-                    out.write(framed(payload))
+                    out.write(_header(payload))
+                    out.write(payload)
                 os.replace(temporary, self.directory / key)
             except BaseException:
                 os.unlink(temporary)
