@@ -16,12 +16,12 @@ these runs alternate, each in a fresh process (``--runs`` rounds):
   none is placed again. The plan is still made from the trace, which then takes that view: the ``diff one file``
   after it (another label) plans on the new observation and compares nothing of it;
 - ``apply one file``: ``nebctl apply --yes`` of that edit (one VM's label), planned from the same trace;
-- ``diff after that apply``: ``nebctl diff`` again: the apply rewrote a record, which the trace names as moved
-  (its row's digest) and plans again with the edited file's resources, instead of planning everything; the apply
-  moved the fleet, so every host is observed afresh;
+- ``diff after that apply``: ``nebctl diff`` again: the apply rewrote a record, and moved the trace's state on
+  past it (nobody else wrote), so the plan reads the rows of the records it plans again (that one and the edited
+  file's) instead of every row; the apply moved one host, which alone is probed again, and compared;
 - ``diff one file, after an apply``: the file edited again (another label) and diffed: the steady state of editing
-  after an apply. The trace's records moved (told from their rows again) and it took the last diff's view, which
-  is observed no more; the file is then written back as it was, and applied (not timed);
+  after an apply. The trace took the last diff's view, which is observed no more; the file is then written back
+  as it was, and applied (not timed);
 - ``diff no-op, planned``: ``nebctl diff`` on the unchanged set (exit 0), with the kept plans, observations and
   traces deleted first: the whole plan, probes included, as the first no-op after a change elsewhere makes it (it
   keeps its plan, observation and trace again);

@@ -129,14 +129,16 @@ _BY_KEYS = select(*(_resources.c[name] for name in RECORD_COLUMNS)).where(
 )
 
 
-# The rows a store's ``rows_on_hosts`` reads in one query: the resources placed on up to this many hosts, and the
-# hosts' own records (one statement, prepared once; a host given more than once where there are fewer).
+# The rows a store's ``rows_on_hosts`` reads in one query: the resources placed on up to this many hosts, the
+# hosts' own records, and the VMs whose row names no host (their applied spec may: readers fall back on it), few
+# (one statement, prepared once; a host given more than once where there are fewer).
 _HOSTS_AT_ONCE = 16
 _host_names: list[BindParameter[str]] = [bindparam(f"host{index}") for index in range(_HOSTS_AT_ONCE)]
 _ON_HOSTS = select(*(_resources.c[name] for name in RECORD_COLUMNS)).where(
     or_(
         _resources.c.host.in_(_host_names),
         and_(_resources.c.kind == Kind.HOST.value, _resources.c.name.in_(_host_names)),
+        and_(_resources.c.kind == Kind.VIRTUAL_MACHINE.value, _resources.c.host.is_(None)),
     )
 )
 
@@ -308,8 +310,9 @@ class StateOperations(Operations):
         return RecordRows.of(found, processors)
 
     def rows_on_hosts(self, hosts: Collection[str]) -> RecordRows:
-        """The records of the resources whose row names one of ``hosts`` (``ResourceRecord.host``), and of those
-        hosts, as ``record_rows`` gives them: what an observation of those hosts words (a query per 16 hosts)."""
+        """The records of the resources whose row names one of ``hosts`` (``ResourceRecord.host``), of those hosts,
+        and of the VMs whose row names none, as ``record_rows`` gives them: what an observation of those hosts
+        words (a query per 16 hosts)."""
         wanted = sorted(set(hosts))
         found: dict[ResourceKey, Sequence[Any]] = {}
         processors: Processors = ()

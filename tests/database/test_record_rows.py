@@ -369,9 +369,12 @@ def test_rows_of_keys_and_of_hosts_are_those_every_row_gives(db_url: str) -> Non
         asked = [*hosts[:18], "h1"]
         on = store.rows_on_hosts(asked)
         expected = {
-            r.key for r in [*placed, *_records()] if r.host in asked or (r.kind is Kind.HOST and r.name in asked)
+            r.key
+            for r in [*placed, *_records()]
+            if r.host in asked or (r.kind is Kind.HOST and r.name in asked) or (r.kind is VM and r.host is None)
         }
         assert set(on) == expected and ResourceKey(Kind.HOST, "default", "h1") in expected
+        assert {key.name for key in on if key.kind is VM and every[key].host is None} == {"web", "init"}  # no host
         assert {key: on[key] for key in on} == {key: every[key] for key in expected}
         assert on.row_digests() == {key: every.row_digests()[key] for key in on}
         assert len(store.rows_on_hosts([])) == 0 and len(store.rows_of([])) == 0
