@@ -383,6 +383,8 @@ def test_an_apply_alone_moves_the_trace_on_and_one_that_creates_a_record_does_no
     made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
     after = opened.plan(opened.cli)
     assert len(made) == 1 and whole == [] and not after.plan.has_changes
+    # The table's summary the trace held with, handed on for the kept plan: the table's as it is.
+    assert after.table is not None and after.table == opened.store.resources_stamp()
     _same(after, opened.plan(opened.plain))
 
     # A VM more: its record is one the trace was not made from, the trace is left as it was.
