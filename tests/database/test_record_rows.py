@@ -355,11 +355,13 @@ def test_rows_of_keys_and_of_hosts_are_those_every_row_gives(db_url: str) -> Non
         hosts = [f"h{index:02d}" for index in range(20)]
         placed = [
             ResourceRecord(VM, "default", f"vm{index}", "s", applied={"vcpu": 1}, host=hosts[index % 20], status="ok")
-            for index in range(60)
+            for index in range(200)
         ]
         store.save_resources([*_records(), *placed])
         every = store.record_rows()
-        wanted = [record.key for record in placed[:70:3]] + [ResourceKey(VM, "default", "missing")]
+        # More keys than one query asks for (64), and one that has no record.
+        wanted = [record.key for record in placed[::2]] + [ResourceKey(VM, "default", "missing")]
+        assert len(wanted) > 64
         found = store.rows_of(wanted)
         assert set(found) == set(wanted[:-1])
         assert {key: found[key] for key in found} == {key: every[key] for key in wanted[:-1]}
