@@ -409,7 +409,7 @@ class KeptTraces:
 
 def _seen_of(view: LiveView, told: Seen | None) -> Deferred[Seen]:
     """What planning reads of ``view``: ``told``, if the caller's plan told it, else read now."""
-    return Deferred(told if told is not None else seen_in(view))
+    return Deferred(told if told is not None else seen_in(view, by_host=True))
 
 
 def _same_state(one: _State, other: _State) -> bool:

@@ -776,8 +776,7 @@ class Controller:
         rows = self.store.rows_of(keys)
         if len(rows) != len(keys):
             return
-        moved = {key: (*rows.summary(key), rows.may_hold_secrets(key)) for key in rows}
-        self.traces.written(planned.plan.stack, before, now, self.store, moved)
+        self.traces.written(planned.plan.stack, before, now, self.store, rows.summaries())
 
     def _hooks(self, planned: PlannedApply, programs: ProgramRecorder) -> HookDispatcher | None:
         """The dispatcher of the manifests' hooks, through the hooks driver (``exec`` runs real programs)."""

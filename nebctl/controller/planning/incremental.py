@@ -199,7 +199,7 @@ def kept_trace(trace: PlanTrace, stamps: Mapping[ResourceKey, str], unkept: froz
             dict(stamps),
             inputs,
             unkept,
-            Deferred(seen(request.live)),
+            Deferred(seen(request.live, by_host=True)),
             records,
             observation=request.live.identity,
         ),
@@ -318,7 +318,7 @@ def _restamped(
         if now is not None:
             live = _seen_again(before, now, request, stayed, within)
         else:
-            now = seen(request.live)
+            now = seen(request.live, by_host=True)  # the trace's state may take it (``Replan.seen``)
             live = _seen_again(before, now, request, stayed) if now != before else (False, set())
     if live is None:
         return None
@@ -368,12 +368,14 @@ class Seen:
     vms: Mapping[str, tuple[object, ...]]
 
 
-def seen(live: LiveView) -> Seen:
-    """What planning reads of ``live`` (``Seen``), its VMs in chunks by host (``core.deferred.DeferredChunks``): a
-    view made from it by probing a few hosts again is compared, and kept, by those hosts' chunks (``seen_since``)."""
+def seen(live: LiveView, *, by_host: bool = False) -> Seen:
+    """What planning reads of ``live`` (``Seen``). ``by_host``, for one that a kept trace keeps: its VMs in chunks by
+    host (``core.deferred.DeferredChunks``), so that a view made from it by probing a few hosts again is compared,
+    and kept, by those hosts' chunks (``seen_since``). Compared in memory and dropped (the service's), a plain
+    mapping compares three times faster."""
     where = live.vm_hosts
     vms = {uuid: (*_planned(status), where.get(uuid)) for uuid, status in live.vms.items()}
-    return Seen(live.hosts, live.objects, live.fingerprints, DeferredChunks(vms, where.get))
+    return Seen(live.hosts, live.objects, live.fingerprints, DeferredChunks(vms, where.get) if by_host else vms)
 
 
 def seen_since(live: LiveView, before: Seen, hosts: Collection[str]) -> Seen | None:

@@ -50,7 +50,7 @@ def test_a_view_probed_again_on_one_host_is_read_and_compared_on_that_host_alone
     assert found is not None
     kept = found.kept.live  # read back, its VMs in chunks by host
     # What the kept trace's state holds of it: pickled, read back.
-    before = pickle.loads(pickle.dumps(seen(kept)))
+    before = pickle.loads(pickle.dumps(seen(kept, by_host=True)))
 
     _deploy(root, "h2", "d")
     fleet = open_fleet(Settings(state_dir=root))
