@@ -10,6 +10,12 @@ weakens the host's isolation of guests, so it is made ONLY when running as root 
 (CI=true) or a machine marked with NEBCTL_TEST_THROWAWAY=1. Elsewhere the tests skip with the reason.
 
 With CI=true a daemon that cannot start fails the tests; outside CI they skip with a loud reason.
+
+A session that is killed (a timeout, a machine shut down under it) never runs its finalizers, and what it
+defined stays on the daemon, which keeps persistent objects across restarts: domains a test expecting an
+empty host would see, networks whose bridges and subnets a later test may want. So on a throwaway machine the
+first session to use the daemon, when no other session holds it, removes what earlier sessions left behind
+(``remove_leftovers``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -149,9 +155,73 @@ def terminate(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         process.wait(timeout=10)
 
 
+# What a fresh libvirt installation defines itself; everything else on a throwaway machine's daemon was made by
+# tests. nebctl's own nwfilters (security groups, ownership ledgers) carry this prefix; libvirt's stock ones do not.
+STOCK_OBJECTS = frozenset({"default"})
+NEBCTL_FILTER_PREFIX = "nebctl-"
+
+
+def remove_leftovers(connection: Any) -> list[str]:
+    """Remove every domain, network, storage pool (with its volumes) and nebctl nwfilter but libvirt's stock
+    ones from ``connection``'s hypervisor; returns what it removed. Only for a daemon no session uses."""
+    import libvirt
+
+    removed: list[str] = []
+    for domain in connection.listAllDomains(0):
+        removed.append(f"domain {domain.name()}")
+        with contextlib.suppress(libvirt.libvirtError):
+            domain.destroy()
+        try:
+            domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        except libvirt.libvirtError:
+            domain.undefine()
+    for network in connection.listAllNetworks(0):
+        if network.name() not in STOCK_OBJECTS:
+            removed.append(f"network {network.name()}")
+            with contextlib.suppress(libvirt.libvirtError):
+                network.destroy()
+            network.undefine()
+    with contextlib.suppress(libvirt.libvirtError):  # a hypervisor without nwfilter support has none
+        # A NIC's combined filter references its groups' filters: the groups' go last.
+        filters = [f for f in connection.listAllNWFilters(0) if f.name().startswith(NEBCTL_FILTER_PREFIX)]
+        for nwfilter in sorted(filters, key=lambda f: f.name().startswith(NEBCTL_FILTER_PREFIX + "sg-")):
+            removed.append(f"nwfilter {nwfilter.name()}")
+            nwfilter.undefine()
+    for pool in connection.listAllStoragePools(0):
+        if pool.name() not in STOCK_OBJECTS:
+            removed.append(f"pool {pool.name()}")
+            if pool.isActive():
+                for volume in pool.listAllVolumes(0):
+                    volume.delete(0)
+                pool.destroy()
+            pool.undefine()
+    return removed
+
+
+def _remove_leftovers_of_killed_sessions(uri: str) -> None:
+    try:
+        import libvirt
+    except ImportError:  # nothing of ours can have defined anything without it
+        return
+    connection = libvirt.open(uri)
+    try:
+        removed = remove_leftovers(connection)
+    finally:
+        connection.close()
+    if removed:
+        print(f"libvirtd: removed what killed test sessions left behind: {', '.join(removed)}")
+
+
 def _register_user(daemon: LibvirtDaemon) -> LibvirtDaemon:
     USERS_LOCK.parent.mkdir(parents=True, exist_ok=True)
     handle = USERS_LOCK.open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pass  # another session uses the daemon: what is defined there may be its own
+    else:
+        if throwaway_machine():
+            _remove_leftovers_of_killed_sessions(daemon.uri)
     fcntl.flock(handle, fcntl.LOCK_SH)
     daemon.users_handle = handle
     return daemon
