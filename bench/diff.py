@@ -10,11 +10,12 @@ these runs alternate, each in a fresh process (``--runs`` rounds):
   are new to the cache every time; exit 2), seconds after the last plan: it plans on that plan's observation,
   which the sim vouches is still the fleet's state (``controller.kept_observations``), and from that plan's trace,
   planning again only the edited file's resources (``controller.kept_traces``);
-- ``diff one file, a minute later``: the same, but with the kept observation too old to reuse (its file dated back
-  two minutes, as if the user came back later; a kept observation is reused for 60 s): every host is observed
-  afresh; the sim's usage figures move with every probe, which the VMs that stay where they are do not read, so
-  none is placed again. The plan is still made from the trace, which then takes that view: the ``diff one file``
-  after it (another label) plans on the new observation and compares nothing of it;
+- ``diff one file, a minute later``: the same, but with the kept observation older than its hosts' usage figures
+  may serve (run with ``observation_max_age: 0``, as if the user came back after the minute they are kept for):
+  each host's own probe is made again, not its VMs', which the sim still vouches for; the usage figures moved,
+  which the VMs that stay where they are do not read, so none is placed again. The plan is still made from the
+  trace, which then takes that view: the ``diff one file`` after it (another label) plans on the new observation
+  and compares nothing of it;
 - ``apply one file``: ``nebctl apply --yes`` of that edit (one VM's label), planned from the same trace;
 - ``diff after that apply``: ``nebctl diff`` again: the apply rewrote a record, and moved the trace's state on
   past it (nobody else wrote), so the plan reads the rows of the records it plans again (that one and the edited
@@ -102,6 +103,7 @@ def write_manifests(vms: int, directory: Path) -> list[Path]:
 # (``controller.kept_traces``).
 KEPT = b"it is shown again"
 REUSED = b"that observation is reused"
+AGED = b"the hosts' own probes made again"
 TRACED = b"made from the last one's trace"
 
 
@@ -112,10 +114,12 @@ def timed(
     kept: bool | None = None,
     reused: bool | None = None,
     traced: bool | None = None,
+    aged: bool | None = None,
 ) -> tuple[float, int, float]:
     """Wall seconds, peak RSS (bytes) and CPU seconds (user + system) of a command run in a fresh process. With
     ``kept`` (``reused``, ``traced``), the command (run with ``-v``) must have shown a kept plan again (planned on
-    the last observation, from the last trace), or must not have."""
+    the last observation, from the last trace), or must not have; with ``aged``, it must have probed the hosts of
+    an observation too old to take as it is alone, or must not have."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -131,17 +135,11 @@ def timed(
         )
     if reused is not None and (REUSED in errors) != reused:
         raise RuntimeError(f"{' '.join(command)}: expected {'a' if reused else 'no'} reused observation: {errors!r}")
+    if aged is not None and (AGED in errors) != aged:
+        raise RuntimeError(f"{' '.join(command)}: expected the hosts {'' if aged else 'not '}probed alone: {errors!r}")
     if traced is not None and (TRACED in errors) != traced:
         raise RuntimeError(f"{' '.join(command)}: expected {'a' if traced else 'no'} plan from a trace: {errors!r}")
     return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
-
-
-def date_back(directory: Path, seconds: float) -> None:
-    """Date every file under ``directory`` back by ``seconds``: a kept observation whose file is older than 60 s is
-    not reused (``controller.kept_observations``), as when the user comes back to it later."""
-    then = time.time() - seconds
-    for path in directory.glob("*/*"):
-        os.utime(path, (then, then))
 
 
 def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int, float]]]:
@@ -151,6 +149,8 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
     state.mkdir()
     config = state / "config.yaml"
     config.write_text(f"state_dir: {state}\n")
+    later = state / "later.yaml"  # any kept observation is older than its hosts' figures may serve as they are
+    later.write_text(f"state_dir: {state}\nobservation_max_age: 0\n")
     database = state / "nebctl.db"
     # Compiled bytecode, as an installed nebctl has it: with PYTHONDONTWRITEBYTECODE set (some shells and CI
     # images set it), every fresh process compiled nebctl's modules again, about 0.3 s of CPU a command.
@@ -160,6 +160,7 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
     wall, peak, _ = timed([*base, "apply", "-f", str(directory), "--stack", "bench", "--yes"], env)
     print(f"  {vms:,} VMs: first apply {wall:.1f} s, peak {peak / MiB:,.0f} MiB", flush=True)
     diff = [*base, "-v", "diff", "-f", str(directory), "--stack", "bench"]
+    diff_later = [str(NEBCTL), "--config", str(later), *diff[3:]]
     apply = [*base, "-v", "apply", "-f", str(directory), "--stack", "bench", "--yes"]
     floor = [sys.executable, "-c", FLOOR, str(directory), str(database)]
     kept = [state / "cache" / name for name in ("plans", "observations", "traces")]
@@ -170,9 +171,8 @@ def run_size(vms: int, runs: int, work: Path) -> dict[str, list[tuple[float, int
     for round_ in range(runs):
         figures.setdefault("floor", []).append(timed(floor, env))
         edited.write_text(original.replace("labels: {}", f"labels: {{edit: r{round_}-later}}", 1))
-        date_back(state / "cache" / "observations", 120.0)
         figures.setdefault("diff one file, a minute later", []).append(
-            timed(diff, env, ok=(2,), kept=False, reused=False, traced=True)
+            timed(diff_later, env, ok=(2,), kept=False, reused=False, traced=True, aged=True)
         )
         edited.write_text(original.replace("labels: {}", f"labels: {{edit: r{round_}}}", 1))
         figures.setdefault("diff one file", []).append(timed(diff, env, ok=(2,), kept=False, reused=True, traced=True))

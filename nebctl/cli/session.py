@@ -68,11 +68,16 @@ def open_controller(app: AppContext) -> Controller:
     while the drivers vouch that the hosts are as observed (``controller.kept_observations``), and so is the trace
     of its plan, from which the next plan redoes only what moved (``controller.kept_traces``)."""
     cache = cache_directory(app)
+    kept = (
+        ObservationKeeper(cache / "observations", database=app.db_url, max_age=app.settings.observation_max_age)
+        if cache is not None
+        else None
+    )
     return Controller(
         store=open_store(app),
         registry=open_registry(app),
         settings=app.settings,
         installation_file=installation_file(app),
-        observations=ObservationKeeper(cache / "observations", database=app.db_url) if cache is not None else None,
+        observations=kept,
         traces=KeptTraces(cache / "traces", database=app.db_url) if cache is not None else None,
     )

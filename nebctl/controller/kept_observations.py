@@ -11,9 +11,12 @@ A kept observation is reused only when all of these hold:
 - it was made for the same hosts (names, URIs, driver overrides) and listed the same hosts' objects;
 - the drivers' word for those hosts is the one the observation was made under (``LiveView.token``, which
   ``observe`` sets only when the word did not move while it probed);
-- it is at most ``max_age`` seconds old (60 by default: as old as the service's host probes let a host's figures
-  get). Usage figures (load) are left out of the drivers' word because they move with the clock: they may be
-  that old, never older;
+- its hosts' usage figures are at most ``max_age`` seconds old (the ``observation_max_age`` setting, 60 by
+  default: as old as the service's host probes let a host's figures get). They are left out of the drivers' word
+  because they move with the clock: they may be that old, never older. An observation older than that is brought
+  up to date by probing each host again, not its VMs (``Reusable.aged``, ``observing.probe_figures``): their
+  states are what the drivers vouch for, and their own usage figures are read by no plan, only by the samples
+  ``top`` shows, which are then written for the hosts alone;
 - the caller checked that no VM's requirements read usage figures (a VM already placed moves once they fail
   where it runs, so such a plan needs fresh ones).
 
@@ -29,9 +32,8 @@ of each record's row as they were worded from tells (``KeptObservation.worded``,
 ``ObservationKeeper`` keeps one in memory (the service's controller, which plans many times) or in a directory
 (the CLI's ``STATE_DIR/cache/observations``: one entry per database, in the format of ``schemas.caching``'s
 entries, never found by another version of nebctl; without the applied spec each VM's ownership carries, which
-no plan reads; its VMs and listings read back only where a plan reads them). An entry whose file is older than
-``max_age`` is not even read. Reading never fails a plan: a missing, stale, corrupt or foreign entry means
-observing as usual. Deleting the directory is always safe.
+no plan reads; its VMs and listings read back only where a plan reads them). Reading never fails a plan: a
+missing, stale, corrupt or foreign entry means observing as usual. Deleting the directory is always safe.
 """
 
 from __future__ import annotations
@@ -76,10 +78,12 @@ class KeptObservation:
 @dataclass(frozen=True)
 class Reusable:
     """A kept observation that may be used again (``ObservationKeeper.reusable``): as it is (``whole``: the drivers
-    vouch that the hosts are as it saw them), or with the hosts whose word moved probed again."""
+    vouch that the hosts are as it saw them), or with the hosts whose word moved probed again; when it is older than
+    its usage figures may be (``aged``), with every host's own probe made again too."""
 
     kept: KeptObservation
     whole: bool
+    aged: bool = False
 
 
 class ObservationKeeper:
@@ -99,14 +103,12 @@ class ObservationKeeper:
         self.max_age = max_age
         self.clock = clock
 
-    def too_old(self) -> bool:
-        """Whether ``find`` surely finds nothing, told without reading anything: there is no kept observation, or
-        its file was written too long ago (a plan then observes afresh, and reads every record to write what it
-        saw)."""
+    def missing(self) -> bool:
+        """Whether nothing is kept, told without reading anything (a plan then observes afresh, and reads every
+        record to write what it saw)."""
         if self._entries is None:
-            return self._memory is None or self.clock() - self._memory.at > self.max_age
-        written = self._entries.modified(self._name)
-        return written is None or self.clock() - written > self.max_age
+            return self._memory is None
+        return self._entries.modified(self._name) is None
 
     def find(
         self, hosts: Mapping[str, tuple[HostRef, Any]], listed: Collection[str], registry: DriverSource
@@ -114,29 +116,31 @@ class ObservationKeeper:
         """The kept observation of ``hosts`` (those of ``listed`` listed too) while their drivers' word is still
         the one it was made under and it is young enough; else None. Asks each driver once, when one is kept."""
         found = self.reusable(hosts, listed, registry)
-        return found.kept if found is not None and found.whole else None
+        return found.kept if found is not None and found.whole and not found.aged else None
 
     def reusable(
         self, hosts: Mapping[str, tuple[HostRef, Any]], listed: Collection[str], registry: DriverSource
     ) -> Reusable | None:
-        """The kept observation of ``hosts`` (those of ``listed`` listed too) while it is young enough, and whether
-        their drivers' word is still the one it was made under (``Reusable.whole``). One whose word moved is found
-        only when it holds each host's word too (``LiveView.host_tokens``): the caller then probes again the hosts
-        whose word moved (``observing.observe_again``). None otherwise. Asks each driver once, when one is kept."""
-        # An entry is written after its observation was made: one whose file is already too old holds one that is
-        # older still, and is not even read (reading a large fleet's takes longer than this whole check).
-        if self._entries is not None and self.too_old():
-            return None
+        """The kept observation of ``hosts`` (those of ``listed`` listed too), whether their drivers' word is still
+        the one it was made under (``Reusable.whole``), and whether it is older than ``max_age`` (``Reusable.aged``).
+        One whose word moved, or that is too old, is found only when it holds each host's word too
+        (``LiveView.host_tokens``): the caller then probes again the hosts whose word moved, and the others' own
+        probes when it is too old (``observing.observe_again``). None otherwise, and for one made later than now (a
+        clock that moved back). Asks each driver once, when one is kept."""
         kept = self._memory if self._entries is None else self._entries.get(self._name)
         if not isinstance(kept, KeptObservation) or kept.live.token is None:
             return None
         age = self.clock() - kept.at
-        if not 0 <= age <= self.max_age or kept.listed != frozenset(listed) or dict(kept.hosts) != dict(hosts):
+        if age < 0 or kept.listed != frozenset(listed) or dict(kept.hosts) != dict(hosts):
+            return None
+        aged = age > self.max_age
+        if aged and kept.live.host_tokens is None:
             return None
         if observation_token(hosts, registry) != kept.live.token:
-            return Reusable(kept, whole=False) if kept.live.host_tokens is not None else None
-        log.info("the drivers vouch that the hosts are as observed %.1f s ago: that observation is reused", age)
-        return Reusable(kept, whole=True)
+            return Reusable(kept, whole=False, aged=aged) if kept.live.host_tokens is not None else None
+        if not aged:
+            log.info("the drivers vouch that the hosts are as observed %.1f s ago: that observation is reused", age)
+        return Reusable(kept, whole=True, aged=aged)
 
     def keep(self, observation: KeptObservation) -> None:
         """Keep ``observation`` for the next plan (only one the drivers vouched for can ever be found again)."""

@@ -175,13 +175,15 @@ def observe_again(
     parallelism: int = 16,
     programs: ProgramWatch | None = None,
     inventory: bool | Collection[str] = False,
+    figures: bool = False,
 ) -> tuple[LiveView, list[str]] | None:
     """``kept``, an observation of ``hosts`` made with each host's word (``LiveView.host_tokens``), with the hosts
     whose word moved since probed again (and listed again, those of ``inventory``): the others are as ``kept`` saw
     them, their drivers say. The view, and the hosts probed again; None when some host's driver gives no word now.
     Its token and words are the drivers' now, unless they moved while the hosts were probed (the view may then mix
     two states: the next plan observes afresh). Usage figures of the hosts not probed again are as old as
-    ``kept``'s."""
+    ``kept``'s, unless ``figures``: then each of those hosts' own probe is made again too (``probe_figures``), not
+    their VMs'; None when one of them answers otherwise than it did (a host that stopped or started answering)."""
     registry = _Monitors(registry)
     token, words, before = observation_token(hosts, registry), host_tokens(hosts, registry), kept.host_tokens
     if token is None or words is None or before is None or words.keys() != before.keys():
@@ -193,6 +195,12 @@ def observe_again(
         subset = {name: hosts[name] for name in moved}
         fresh = observe(subset, registry, parallelism=parallelism, programs=programs, inventory=wanted)
     gone = set(moved)
+    figured: dict[str, HostProbe] = {}
+    if figures:
+        rest = {name: hosts[name] for name in hosts if name not in gone}
+        figured = probe_figures(rest, registry, parallelism=parallelism, programs=programs)
+        if any(probe.state is not kept.hosts[name].state for name, probe in figured.items()):
+            return None
     kept_hosts = kept.vm_hosts
     vm_hosts = {uuid: host for uuid, host in kept_hosts.items() if host not in gone}
     vm_hosts.update(fresh.vm_hosts)
@@ -208,7 +216,7 @@ def observe_again(
     if kept.identity is not None:
         since = ((kept.identity, frozenset(gone)), *since)
     view = LiveView(
-        hosts={name: fresh.hosts.get(name) or kept.hosts[name] for name in sorted(hosts)},
+        hosts={name: fresh.hosts.get(name) or figured.get(name) or kept.hosts[name] for name in sorted(hosts)},
         vms=vms,
         vm_hosts=vm_hosts,
         objects={**{name: pairs for name, pairs in kept.objects.items() if name not in gone}, **fresh.objects},
@@ -222,6 +230,48 @@ def observe_again(
         probed_since=since[:ANCESTORS],
     )
     return view, moved
+
+
+def probe_figures(
+    hosts: Mapping[str, tuple[HostRef, Any]],
+    registry: DriverSource,
+    *,
+    parallelism: int = 16,
+    programs: ProgramWatch | None = None,
+) -> dict[str, HostProbe]:
+    """Each host's own probe (``probe_host``: its state, capacity and usage figures), not its VMs', in parallel; a
+    host that does not answer is in state ERROR. What brings a kept observation whose VMs the drivers vouch for, but
+    whose usage figures are older than a plan may read, up to date."""
+
+    def probe(name: str) -> HostProbe:
+        ref, overrides = hosts[name]
+        with calling(CallContext(programs=programs)):
+            try:
+                answer: HostProbe = registry.for_host(ref, overrides).monitoring.probe_host(ref)
+                return answer
+            except (DriverError, OSError, ValueError) as error:
+                log.warning("host %s did not answer its probe: %s", name, error)
+                return HostProbe(name=name, state=HostLiveState.ERROR, error=str(error))
+
+    found: dict[str, HostProbe] = {}
+    # One call for many hosts where their driver answers so (``probe_hosts``, which the sim has), as ``_bulk_probes``.
+    for monitoring, refs in _by_driver(hosts, registry, "probe_hosts"):
+        if len(refs) < 2:
+            continue
+        try:
+            answered = monitoring.probe_hosts(refs)
+        except (DriverError, OSError, ValueError) as error:
+            log.debug("bulk host probe declined, probing host by host: %s", error)
+            continue
+        if answered is not None:
+            found.update(answered)
+    names = sorted(name for name in hosts if name not in found)
+    if len(names) <= 1 or parallelism <= 1:
+        found.update((name, probe(name)) for name in names)
+    else:
+        with ThreadPoolExecutor(max_workers=min(parallelism, len(names)), thread_name_prefix="probe") as pool:
+            found.update(zip(names, pool.map(probe, names), strict=True))
+    return found
 
 
 # How many of the views a view was made from it names (``LiveView.probed_since``): a kept trace's state holds for

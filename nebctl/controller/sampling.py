@@ -64,11 +64,20 @@ def vm_sample(key: ResourceKey, host: str, status: VMStatus, at: datetime) -> VM
 
 
 def samples_of(
-    live: LiveView, records: Mapping[ResourceKey, RecordView], at: datetime, only: Collection[str] | None = None
+    live: LiveView,
+    records: Mapping[ResourceKey, RecordView],
+    at: datetime,
+    only: Collection[str] | None = None,
+    *,
+    figures: Collection[str] = (),
 ) -> tuple[list[HostSampleRecord], list[VMSampleRecord]]:
     """The rows of one observation: one per probed host, one per VM nebctl owns on an answering host; of the hosts
-    of ``only`` when given (those an observation probed again: the others' figures were sampled before)."""
-    probes = sorted(live.hosts.items()) if only is None else sorted((name, live.hosts[name]) for name in only)
+    of ``only`` when given (those an observation probed again: the others' figures were sampled before), and the
+    host rows alone of ``figures`` (hosts whose own probe was made again, not their VMs')."""
+    if only is None:
+        probes = sorted(live.hosts.items())
+    else:
+        probes = sorted((name, live.hosts[name]) for name in {*only, *figures})
     hosts = [host_sample(probe, at) for _, probe in probes]
     by_uuid: dict[str, ResourceKey] | None = None  # built only if some VM carries no ownership metadata
     vms = []
@@ -105,9 +114,10 @@ def record_observation(
     at: datetime | None = None,
     *,
     only: Collection[str] | None = None,
+    figures: Collection[str] = (),
 ) -> None:
-    """Write the samples of one observation, hosts and VMs (of the hosts of ``only`` when given), in one transaction
-    (at the store's clock)."""
-    hosts, vms = samples_of(live, records, at or store._now(), only)
+    """Write the samples of one observation, hosts and VMs (of the hosts of ``only`` when given, and the host rows
+    alone of ``figures``), in one transaction (at the store's clock)."""
+    hosts, vms = samples_of(live, records, at or store._now(), only, figures=figures)
     if hosts or vms:
         store.add_samples(hosts, vms)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from nebctl.core.quantities import parse_duration, parse_quantity
+from nebctl.core.quantities import QuantityError, parse_duration, parse_quantity
 from nebctl.core.service import ServeSettings
 
 
@@ -178,6 +178,12 @@ class Settings(_Strict):
         "state_dir/cache, so diff and apply neither parse unchanged files, plan an unchanged set again, nor plan "
         "every resource again after an edit of a few (safe to delete at any time).",
     )
+    observation_max_age: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds the hosts' usage figures (load, free memory) of a kept observation may serve a plan; "
+        "past that, diff and apply probe each host again, not its VMs, while the drivers vouch for those.",
+    )
     drivers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Options per driver name, handed to the driver's factory."
     )
@@ -205,13 +211,22 @@ class Settings(_Strict):
 def parse_settings(data: dict[str, Any]) -> Settings:
     """Build settings from parsed YAML, accepting durations such as ``30s`` in the timeout fields."""
     data = dict(data)
-    for key in ("lock_timeout", "shutdown_timeout", "default_timeout"):
+    for key in ("lock_timeout", "shutdown_timeout", "default_timeout", "observation_max_age"):
         if key in data:
-            data[key] = parse_duration(data[key])
+            data[key] = _duration(key, data[key])
     if isinstance(data.get("database"), dict):
         data["database"] = {
-            key: parse_duration(value) if key.endswith("_timeout") else value for key, value in data["database"].items()
+            key: _duration(f"database.{key}", value) if key.endswith("_timeout") else value
+            for key, value in data["database"].items()
         }
     if isinstance(data.get("timeouts"), dict):
-        data["timeouts"] = {k: parse_duration(v) for k, v in data["timeouts"].items()}
+        data["timeouts"] = {k: _duration(f"timeouts.{k}", v) for k, v in data["timeouts"].items()}
     return Settings.model_validate(data)
+
+
+def _duration(key: str, value: object) -> float:
+    """``parse_duration`` of the setting ``key``, whose name its error starts with."""
+    try:
+        return parse_duration(value)
+    except QuantityError as error:
+        raise QuantityError(f"{key}: {error}") from None

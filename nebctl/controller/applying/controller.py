@@ -33,7 +33,7 @@ from nebctl.controller.applying.values import (
 )
 from nebctl.controller.applying.world import ExecutionWorld
 from nebctl.controller.hooking import HookDispatcher
-from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper
+from nebctl.controller.kept_observations import KeptObservation, ObservationKeeper, Reusable
 from nebctl.controller.kept_traces import KeptTrace, KeptTraces
 from nebctl.controller.observing import (
     CustomAttributes,
@@ -79,7 +79,7 @@ from nebctl.database.store import OwnWrites, Store
 from nebctl.database.versions import Versions
 from nebctl.drivers.protocols import HookDriver
 from nebctl.drivers.types import HostRef
-from nebctl.reconcilers.base import LiveView, Reconciler
+from nebctl.reconcilers.base import LiveView, Reconciler, RecordView
 from nebctl.reconcilers.catalogue import RECONCILERS
 from nebctl.schemas.models import AnyManifest, Hook, spec_document
 
@@ -191,7 +191,7 @@ class Controller:
         versions = self.store.change_versions()
         kept_trace = self._kept_trace(options.stack, versions, stamps)
         # A plan that observes afresh writes what it saw, which reads every record: in one query, then.
-        afresh = self._observes_afresh(documents) or (self.observations is not None and self.observations.too_old())
+        afresh = self._observes_afresh(documents) or (self.observations is not None and self.observations.missing())
         known = kept_trace.known if kept_trace is not None and known_rows and not afresh else None
         stored: RecordRows | Sequence[ResourceRecord]
         if known is not None:
@@ -271,7 +271,9 @@ class Controller:
         if not whole and after != ours:
             raise RowsMovedError("records were written while this plan read them")
         mine = after if after == ours else None
-        if keeper is not None and (observed.kept is None or recorded):
+        if keeper is not None and observed.renewed is not None:
+            keeper.keep(observed.renewed)
+        elif keeper is not None and (observed.kept is None or recorded):
             worded = observed.recorded.worded if observed.recorded is not None else None
             keeper.keep(
                 KeptObservation(dict(hosts), frozenset(listing), live, observed.at, mine if recorded else None, worded)
@@ -316,9 +318,10 @@ class Controller:
         """The live view a plan reads (``_Observed``), and the kept observation it is, if any (``keeper``'s, when the
         drivers vouch that the hosts are as it saw them). Without ``keeper`` (custom probe programs answer outside
         any driver's word, and usage figures move with the clock), every host is observed afresh; with one whose
-        word moved for some hosts (an apply acted on them), only those are probed again."""
+        word moved for some hosts (an apply acted on them), only those are probed again; with one older than its
+        usage figures may serve, every other host's own probe is made again too, not its VMs'."""
         found = keeper.reusable(hosts, listing, self.registry) if keeper is not None else None
-        if found is not None and found.whole:
+        if found is not None and found.whole and not found.aged:
             kept = found.kept
             # Its rows are in the database unless something was written since it was kept there.
             if kept.versions == versions:
@@ -334,22 +337,11 @@ class Controller:
                 parallelism=self.settings.parallelism,
                 programs=ProgramRecorder(self.store),
                 inventory=listing,
+                figures=found.aged,
             )
             if again is not None:
                 live, probed = again
-                observed_at = found.kept.at  # the hosts not probed again are as old as that observation
-                log.info(
-                    "%d of %d host(s) probed again (their drivers' word moved); the others as observed %.1f s ago",
-                    len(probed),
-                    len(hosts),
-                    time.time() - observed_at,
-                )
-                return _Observed(
-                    live,
-                    observed_at,
-                    None,
-                    self._record_observations(records, live, since=found.kept, probed=probed, moved=moved),
-                )
+                return self._observed_again(records, found, live, probed, versions, moved=moved)
         observed_at = time.time()
         live = observe(
             hosts,
@@ -360,6 +352,46 @@ class Controller:
             inventory=listing,
         )
         return _Observed(live, observed_at, None, self._record_observations(records, live))
+
+    def _observed_again(
+        self,
+        records: Mapping[ResourceKey, ResourceRecord],
+        found: Reusable,
+        live: LiveView,
+        probed: Collection[str],
+        versions: Versions,
+        *,
+        moved: Collection[ResourceKey] | None,
+    ) -> _Observed:
+        """``live``, the kept observation ``found`` with the hosts of ``probed`` probed again (and, when it was too
+        old, every other host's own probe made again), written where it differs from what the database holds."""
+        kept = found.kept
+        if not found.aged:
+            observed_at = kept.at  # the hosts not probed again are as old as that observation
+            log.info(
+                "%d of %d host(s) probed again (their drivers' word moved); the others as observed %.1f s ago",
+                len(probed),
+                len(live.hosts),
+                time.time() - observed_at,
+            )
+            recorded = self._record_observations(records, live, since=kept, probed=probed, moved=moved)
+            return _Observed(live, observed_at, None, recorded)
+        # Every host's figures are as of now; its VMs are as the drivers vouch.
+        observed_at = time.time()
+        log.info(
+            "the hosts' own probes made again (an observation %.1f s old); %d of %d host(s) probed again whole (their "
+            "drivers' word moved), the others' VMs as observed then",
+            observed_at - kept.at,
+            len(probed),
+            len(live.hosts),
+        )
+        figures = [name for name in live.hosts if name not in probed]
+        if probed or kept.versions != versions:
+            recorded = self._record_observations(records, live, since=kept, probed=probed, moved=moved, figures=figures)
+            return _Observed(live, observed_at, None, recorded)
+        # The rows the kept observation wrote are those the database holds: only the hosts' samples are new.
+        self._record_samples(live, {}, only=(), figures=figures)
+        return _Observed(live, observed_at, None, renewed=dataclasses.replace(kept, live=live, at=observed_at))
 
     @contextmanager
     def _unless_moved(self, whole: bool, ours: Versions) -> Iterator[None]:
@@ -517,6 +549,7 @@ class Controller:
         since: KeptObservation | None = None,
         probed: Collection[str] = (),
         moved: Collection[ResourceKey] | None = None,
+        figures: Collection[str] = (),
     ) -> _Recorded | None:
         """Keep what was just probed, for ``get`` and ``describe``, and its samples, for ``hosts`` and ``top`` (each
         one bulk write). ``live`` is the kept observation ``since`` (with the hosts of ``probed`` probed again) when
@@ -525,7 +558,8 @@ class Controller:
         ``records`` may be rows read only as asked for (``KnownRows``, the records of a kept trace that holds, with
         ``moved`` the records written since it was made): the rows an observation words are read then. Failing to
         keep them costs the user only a staler view, so it is logged and the plan goes on. What was written (which
-        raised the resources' change counter once); None when nothing was."""
+        raised the resources' change counter once); None when nothing was. The hosts of ``figures`` had their own
+        probe made again, not their VMs': only their hosts' samples are written."""
         if not self.keep_observations:
             return None
         before = _digests(since.worded) if since is not None and since.worded is not None else None
@@ -545,10 +579,7 @@ class Controller:
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
             return None
-        try:
-            record_observation(self.store, live, wording.views, only=sampled)  # the samples that hosts and top show
-        except DatabaseError as error:
-            log.warning("could not record what was observed: %s", error)
+        self._record_samples(live, wording.views, only=sampled, figures=figures)
         if wording.worded is None:
             return _Recorded(None)
         digests = wording.worded.values()
@@ -556,6 +587,24 @@ class Controller:
             return _Recorded(b"".join(digests))
         # The rows not read are those the kept observation was worded from (they did not move): their digests stay.
         return _Recorded(b"".join(before.union(digests)))
+
+    def _record_samples(
+        self,
+        live: LiveView,
+        records: Mapping[ResourceKey, RecordView],
+        *,
+        only: Collection[str] | None = None,
+        figures: Collection[str] = (),
+    ) -> None:
+        """The samples that ``hosts`` and ``top`` show (``sampling.record_observation``), unless this controller
+        keeps no observations (the service's monitor writes its own); failing to write them is logged, and the plan
+        goes on."""
+        if not self.keep_observations:
+            return
+        try:
+            record_observation(self.store, live, records, only=only, figures=figures)
+        except DatabaseError as error:
+            log.warning("could not record what was observed: %s", error)
 
     def _wording(
         self,
@@ -845,6 +894,9 @@ class _Observed:
     at: float
     kept: KeptObservation | None
     recorded: _Recorded | None = None
+    # A kept observation made up to date without writing to the database (its hosts' own probes made again), to keep
+    # as it is: its rows are still those the database holds.
+    renewed: KeptObservation | None = None
 
 
 def _told_moved(

@@ -115,7 +115,7 @@ class Service:
             # every spec of a large stack again).
             records_cache=self.records_cache,
             # A sync whose hosts the drivers vouch are as the last sync saw them plans on that observation.
-            observations=ObservationKeeper(),
+            observations=ObservationKeeper(max_age=settings.observation_max_age),
             # The monitor keeps what it observes every round; a sync writing the same before acting only delayed
             # an edit's first action (a third of a second at 10,000 VMs).
             keep_observations=False,

@@ -9,9 +9,7 @@ whatever was edited, rewritten, written by hand or broken in the cache, the outp
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -76,19 +74,27 @@ def test_a_plan_that_observed_the_fleet_again_leaves_the_trace_valid(world: Worl
 
 
 def test_a_plan_on_a_fresh_view_hands_it_to_the_trace(world: World) -> None:
-    """An observation too old to reuse: the next ``diff`` observes every host afresh. The hosts' usage figures
-    moved, which a VM that stays where it is does not read: no VM is placed again. The trace then takes that view,
-    and the plans on it (the kept observation) compare nothing of it."""
+    """An observation older than its usage figures may be: the next ``diff`` probes each host again, not its VMs.
+    The hosts' usage figures moved, which a VM that stays where it is does not read: no VM is placed again. The
+    trace then takes that view, and the plans on it (the kept observation) compare nothing of it."""
     planned(world)  # whole: the trace kept
     # A label: nothing placement reads.
     world.vms_file.write_text(world.original.replace("tier: edge", "tier: front", 1))
     result = world.run("-v", "diff", "-f", str(world.manifests))
     assert FROM_TRACE in result.stderr and "observation is reused" in result.stderr  # the apply's observation
     assert "every VM placed again" not in result.stderr  # the very view the trace was made from
-    [observation] = (world.root / "cache" / "observations").glob("*/*")
-    os.utime(observation, (time.time() - 120, time.time() - 120))  # older than any kept observation may be
-    result = world.run("-v", "diff", "-f", str(world.manifests))
+    config = world.config
+    aged = world.root / "aged.yaml"  # as if the user came back later: any kept observation is older than this
+    aged.write_text(config.read_text() + "observation_max_age: 0\n")
+    world.config = aged
+    try:
+        truth = world.uncached_diff()
+        result = world.run("-v", "diff", "-f", str(world.manifests))
+    finally:
+        world.config = config
+    assert (result.returncode, result.stdout) == truth, result.stderr
     assert FROM_TRACE in result.stderr and "observation is reused" not in result.stderr
+    assert "the hosts' own probes made again" in result.stderr and "0 of 4 host(s) probed again whole" in result.stderr
     assert "every VM placed again" not in result.stderr  # only the sim's usage figures moved
     for _ in range(2):
         code, _, from_trace = planned(world)

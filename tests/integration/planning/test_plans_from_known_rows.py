@@ -10,7 +10,6 @@ the same database and fleet.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from nebctl.core.keys import Kind, ResourceKey
 from nebctl.database import ResourceRecord, Store, record_rows
 from nebctl.database.record_rows import KnownRows, RowSummary
 from nebctl.drivers.registry import Registry, build_registry
+from nebctl.drivers.sim import SimMonitoring
 from nebctl.schemas.caching import load_paths_cached
 from tests.support.drills import Workspace, fleet_manifests
 
@@ -249,12 +249,58 @@ def test_a_plan_that_observes_afresh_reads_every_row_in_one_query(
     opened.plan(opened.cli)
     made, whole = _known_rows(monkeypatch), _whole_reads(monkeypatch)
     [entry] = (opened.workspace.state_dir / "cache" / "observations").glob("*/*")
-    written = entry.stat().st_mtime - 2 * opened.cli.observations.max_age  # type: ignore[union-attr]
-    os.utime(entry, (written, written))  # too old to be reused: the hosts are observed again
+    entry.unlink()  # no observation kept: the hosts are observed afresh
     _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
     planned = opened.plan(opened.cli)
     assert made == [] and whole == [1]
     _same(planned, opened.plan(opened.plain))
+
+
+def _probes(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[list[str]]]:
+    """The hosts each of the sim's probes was asked of, by probe, from now on."""
+    asked: dict[str, list[list[str]]] = {"probe_many": [], "probe_vms": [], "probe_hosts": [], "probe_host": []}
+    for name in asked:
+        real = getattr(SimMonitoring, name)
+
+        def counted(driver: Any, hosts: Any, *, _name: str = name, _real: Any = real) -> Any:
+            asked[_name].append(sorted(ref.name for ref in hosts) if isinstance(hosts, list) else [hosts.name])
+            return _real(driver, hosts)
+
+        monkeypatch.setattr(SimMonitoring, name, counted)
+    return asked
+
+
+def test_a_plan_on_an_observation_older_than_its_figures_probes_the_hosts_alone(
+    opened: _Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the kept observation's age for usage figures, while the drivers vouch for the hosts: each host's own
+    probe is made again (one bulk call), not its VMs', the records are read as known rows, only the hosts' samples
+    are written, and the plan is the plain controller's. A VM stopped behind nebctl's back moves its host's word:
+    that host alone is probed again whole, and the drift shows as the plain controller shows it."""
+    opened.plan(opened.cli)  # whole: its observation kept
+    keeper = opened.cli.observations
+    assert keeper is not None
+    keeper.max_age = 0.0  # every kept observation is older than that
+    store = opened.store
+    hosts_before, vms_before = len(store.host_samples()), len(store.vm_samples())
+    made, whole, asked = _known_rows(monkeypatch), _whole_reads(monkeypatch), _probes(monkeypatch)
+    _edit(opened.workspace, "vms-3.yaml", "namespace: default}", "namespace: default, labels: {edited: x}}")
+    planned = opened.plan(opened.cli)
+    assert len(made) == 1 and whole == []
+    assert asked == {"probe_many": [], "probe_vms": [], "probe_hosts": [["h00", "h01", "h02", "h03"]], "probe_host": []}
+    assert len(store.host_samples()) == hosts_before + 4 and len(store.vm_samples()) == vms_before
+    _same(planned, opened.plan(opened.plain))
+
+    with opened.workspace.fleet() as fleet:
+        fleet.stop_vm("vm-0152")  # on h00 (every fourth VM is)
+    for probes in asked.values():
+        probes.clear()
+    _edit(opened.workspace, "vms-3.yaml", "edited: x", "edited: y")
+    planned = opened.plan(opened.cli)
+    assert asked["probe_hosts"] == [["h01", "h02", "h03"]] and asked["probe_vms"] == [["h00"]]
+    truth = opened.plan(opened.plain)
+    _same(planned, truth)
+    assert any(change.key.name == "vm-0152" and change.is_change for change in truth.plan.changes)
 
 
 def test_a_plan_that_fails_after_writing_its_own_observation_reports_it_once(

@@ -78,6 +78,18 @@ def test_the_bulk_probe_answers_what_each_host_answers(fleet: SimFleet) -> None:
     assert found["empty"][0].cpus == 2 and found["empty"][1] == []
 
 
+def test_the_bulk_host_probe_answers_what_each_host_answers_without_reading_owners(fleet: SimFleet) -> None:
+    monitoring = SimMonitoring(fleet)
+    with fleet.write() as connection:  # an ownership no probe could parse: the hosts' figures never read it
+        connection.execute("UPDATE vms SET owner = '{not json'")
+    found = monitoring.probe_hosts(HOSTS)
+    assert found == {ref.name: monitoring.probe_host(ref) for ref in HOSTS}
+    assert found["a"].free_memory == 16 * 1024**3 - (1 + 3 + 5 + 7) * 1024**3  # as the bulk probe's, above
+    assert found["down"].error == "host does not answer: cable pulled"
+    fleet.set_fault(Fault(action="monitoring.probe_host", kind=FaultKind.TEMPORARY, probability=0.5))
+    assert monitoring.probe_hosts(HOSTS) is None  # each host must then suffer the fault on its own
+
+
 def test_a_host_first_seen_by_the_bulk_probe_is_created_as_its_uri_says(fleet: SimFleet) -> None:
     new = HostRef("new", "sim://new?cpus=6&memory=2Gi&disk=10Gi")
     found = SimMonitoring(fleet).probe_many([HOSTS[0], new])

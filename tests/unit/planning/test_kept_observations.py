@@ -6,7 +6,6 @@ controller plans on it until the fleet moves, and writes it to the database only
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from nebctl.database.versions import Versions
 from nebctl.drivers.registry import Registry, build_registry
 from nebctl.drivers.sim import Fault, FaultKind, SimMonitoring, SimVirtualization
 from nebctl.drivers.sim.fleet import open_fleet
-from nebctl.drivers.states import VMLiveState
-from nebctl.drivers.types import HostRef, Ownership, VMDefinition, VMStatus
+from nebctl.drivers.states import HostLiveState, VMLiveState
+from nebctl.drivers.types import HostProbe, HostRef, Ownership, VMDefinition, VMStatus
 from nebctl.reconcilers.base import LiveView
 from nebctl.schemas.caching import Entries
 from tests.support.drills import Workspace, fleet_manifests
@@ -82,10 +81,15 @@ def test_found_again_only_for_the_same_hosts_while_the_fleet_is_as_it_was(world:
 
     clock.now += 60.0
     assert keeper.find(HOSTS, {"h1"}, registry) is not None  # as old as the host probes let figures get
+    young = keeper.reusable(HOSTS, {"h1"}, registry)
+    assert young is not None and (young.whole, young.aged) == (True, False)
     clock.now += 0.5
-    assert keeper.find(HOSTS, {"h1"}, registry) is None  # older: the load it holds is too stale
+    assert keeper.find(HOSTS, {"h1"}, registry) is None  # older: the load it holds is too stale to take as it is
+    aged = keeper.reusable(HOSTS, {"h1"}, registry)  # but its VMs are still what the drivers vouch for
+    assert aged is not None and (aged.whole, aged.aged) == (True, True) and aged.kept.live == observation.live
     clock.now -= 120.0
     assert keeper.find(HOSTS, {"h1"}, registry) is None  # from the future: a clock that moved back
+    assert keeper.reusable(HOSTS, {"h1"}, registry) is None
 
     clock.now = 1000.0
     fleet = open_fleet(Settings(state_dir=root))
@@ -96,50 +100,36 @@ def test_found_again_only_for_the_same_hosts_while_the_fleet_is_as_it_was(world:
     assert keeper.find(HOSTS, {"h1"}, registry) is None
 
 
-def test_an_entry_whose_file_is_too_old_is_not_even_read(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_old_observation_is_found_only_with_each_hosts_word(world: Any) -> None:
+    """Its hosts' own probes are made again (``observing.observe_again``), which needs each host's word."""
     registry, root = world
     clock = Clock()
     keeper = ObservationKeeper(root / "observations", database="db", clock=clock)
     observation = observed(registry, at=clock.now)
+    keeper.keep(dataclasses.replace(observation, live=dataclasses.replace(observation.live, host_tokens=None)))
+    assert keeper.find(HOSTS, {"h1"}, registry) is not None  # young: the drivers' word alone vouches for it
+    clock.now += 61.0
+    assert keeper.reusable(HOSTS, {"h1"}, registry) is None
     keeper.keep(observation)
-    [entry] = (root / "observations").glob("*/*")
-    os.utime(entry, (clock.now, clock.now))  # written as the observation was made (the clock is the test's)
-    read: list[str] = []
-    real = Entries.get
-
-    def counted(self: Entries, key: str) -> object:
-        read.append(key)
-        return real(self, key)
-
-    monkeypatch.setattr(Entries, "get", counted)
-    clock.now += 60.0
-    assert keeper.find(HOSTS, {"h1"}, registry) is not None and len(read) == 1
-    os.utime(entry, (clock.now - 61.0, clock.now - 61.0))  # the file is older than the oldest it may hold
-    assert keeper.find(HOSTS, {"h1"}, registry) is None and len(read) == 1  # not read
-    os.utime(entry, (clock.now - 59.0, clock.now - 59.0))  # a file younger than its observation says: read, refused
-    clock.now += 0.5
-    assert keeper.find(HOSTS, {"h1"}, registry) is None and len(read) == 2
+    found = keeper.reusable(HOSTS, {"h1"}, registry)
+    assert found is not None and found.aged and found.whole
 
 
 @pytest.mark.parametrize("in_memory", [True, False], ids=["memory", "directory"])
-def test_too_old_tells_without_reading_that_nothing_would_be_found(world: Any, in_memory: bool) -> None:
+def test_missing_tells_without_reading_whether_anything_is_kept(
+    world: Any, in_memory: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What the controller asks before reading the records (a plan that observes afresh reads them all)."""
     registry, root = world
     clock = Clock()
     directory = None if in_memory else root / "observations"
     keeper = ObservationKeeper(directory, database="db", clock=clock)
-    assert keeper.too_old()  # nothing kept
+    assert keeper.missing()  # nothing kept
     keeper.keep(observed(registry, at=clock.now))
-    if directory is not None:
-        [entry] = directory.glob("*/*")
-        os.utime(entry, (clock.now, clock.now))
-    clock.now += 60.0
-    assert not keeper.too_old() and keeper.find(HOSTS, {"h1"}, registry) is not None
-    clock.now += 0.5
-    assert keeper.too_old() and keeper.find(HOSTS, {"h1"}, registry) is None
-    other = ObservationKeeper(directory, database="another", clock=clock)
-    clock.now -= 0.5
-    assert other.too_old()  # nothing kept for another database
+    monkeypatch.setattr(Entries, "get", lambda *_: pytest.fail("read"))
+    clock.now += 3600.0
+    assert not keeper.missing()  # however old: its hosts' own probes bring it up to date
+    assert ObservationKeeper(directory, database="another", clock=clock).missing()  # nothing for another database
 
 
 def test_a_view_read_back_builds_the_vms_of_one_host_at_a_time(world: Any) -> None:
@@ -287,6 +277,42 @@ def test_only_the_hosts_whose_word_moved_are_probed_again(
     assert observe_again(found.kept.live, HOSTS, registry, inventory=True) is None
 
 
+def test_observed_again_for_its_figures_each_host_is_probed_alone(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An observation older than its usage figures may be: each host not probed again whole has its own probe made
+    again (one bulk call), and the view holds what that call answered, with the kept view's VMs. A host that now
+    answers otherwise than it did leaves nothing to observe again from."""
+    registry, root = world
+    for host, name in (("h1", "a"), ("h2", "c")):
+        _deploy(root, host, name)
+    live = observe(HOSTS, registry, inventory=True)
+    answered: list[Any] = []
+    real = SimMonitoring.probe_hosts
+
+    def probe_hosts(self: SimMonitoring, hosts: Any) -> Any:
+        answered.append(real(self, hosts))
+        return answered[-1]
+
+    def no_vms(*_: Any) -> None:
+        pytest.fail("the VMs were probed again")
+
+    monkeypatch.setattr(SimMonitoring, "probe_hosts", probe_hosts)
+    monkeypatch.setattr(SimMonitoring, "probe_many", no_vms)
+    monkeypatch.setattr(SimMonitoring, "probe_vms", no_vms)
+    again = observe_again(live, HOSTS, registry, inventory=True, figures=True)
+    assert again is not None
+    view, moved = again
+    assert moved == [] and len(answered) == 1 and dict(view.hosts) == answered[0]
+    assert dict(view.vms) == dict(live.vms) and dict(view.vm_hosts) == dict(live.vm_hosts) and len(view.vms) == 2
+    assert view.objects == live.objects and view.token == live.token
+    assert view.hosts_probed_since(live.identity) == frozenset()  # no VM compared again: none read again
+
+    def gone(self: SimMonitoring, hosts: Any) -> Any:
+        return {ref.name: HostProbe(name=ref.name, state=HostLiveState.ERROR, error="gone") for ref in hosts}
+
+    monkeypatch.setattr(SimMonitoring, "probe_hosts", gone)
+    assert observe_again(live, HOSTS, registry, inventory=True, figures=True) is None
+
+
 def test_a_kept_observation_without_the_hosts_words_is_not_observed_again(world: Any) -> None:
     registry, root = world
     keeper = ObservationKeeper(root / "observations", database="db", clock=Clock())
@@ -329,6 +355,15 @@ def test_the_controller_plans_on_a_vouched_for_observation_until_the_fleet_moves
             third = quiet.plan(documents, options)
             assert third.request.live is not first.request.live  # the fleet moved: observed again
             assert third.plan.has_changes and any(c.key.name == "web-1" for c in third.plan.changes)
+            # Past the age of its figures: the hosts' own probes are made again, and still nothing is written.
+            assert quiet.observations is not None
+            quiet.observations.max_age = 0.0
+            samples = len(store.host_samples()), len(store.vm_samples())
+            fourth = quiet.plan(documents, options)
+            assert fourth.request.live is not third.request.live
+            assert dict(fourth.request.live.vms) == dict(third.request.live.vms)  # the VMs as the drivers vouch
+            assert (len(store.host_samples()), len(store.vm_samples())) == samples
+            assert store.change_versions() == before
 
             # The CLI's: each fresh observation is written (once), a reused one is not written again.
             keeping = Controller(
