@@ -563,7 +563,9 @@ class Controller:
         if not self.keep_observations:
             return None
         before = _digests(since.worded) if since is not None and since.worded is not None else None
-        sampled: Collection[str] | None = None
+        # The samples of a view observed again are those of the hosts probed again: the others' were written when
+        # they were probed (their usage figures, which move with the clock, are as old as that).
+        sampled: Collection[str] | None = None if since is None else set(probed)
         try:
             wording = self._wording(records, probed if before is not None else None, moved)
             if before is None or wording.worded is None:
@@ -573,9 +575,9 @@ class Controller:
                 # row with it (``Store.delete_resource``).
                 told = wording.worded.items()
                 changed = {key for key, digest in told if digest not in before and key.kind in _WORDED}
-                sampled = set(probed)
-                found = observations(wording.views, live, hosts=sampled, keys=changed)
-                self.store.record_observations(found, probed=sorted(sampled), replaced=changed)
+                hosts = set(probed)
+                found = observations(wording.views, live, hosts=hosts, keys=changed)
+                self.store.record_observations(found, probed=sorted(hosts), replaced=changed)
         except DatabaseError as error:
             log.warning("could not record what was observed: %s", error)
             return None
