@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -26,6 +27,7 @@ from nebctl.drivers.sim.fleet import (
     owner_from,
     owner_json,
 )
+from nebctl.drivers.sim.usage import vm_cpu
 from nebctl.drivers.states import HostLiveState, VMLiveState
 from nebctl.drivers.types import (
     HostProbe,
@@ -267,7 +269,7 @@ class SimMonitoring(SimDriver):
         used_disk = connection.execute(
             "SELECT COALESCE(SUM(allocation), 0) FROM volumes WHERE host = ?", (name,)
         ).fetchone()[0]
-        return self._probe(name, cpus, memory, disk, statuses=statuses, used_disk=used_disk)
+        return self._probe(name, cpus, memory, disk, figures=_figures(statuses), used_disk=used_disk)
 
     @edge
     def probe_many(self, hosts: Sequence[HostRef]) -> dict[str, tuple[HostProbe, Sequence[VMStatus]]] | None:
@@ -300,16 +302,17 @@ class SimMonitoring(SimDriver):
         now = self.fleet.clock()
         statuses: dict[str, list[VMStatus]] = {}
         where, asked = _of_hosts([shape.name for shape in shapes.values()], len(rows))
-        # Each VM's ownership document (its spec included) parsed by the last bulk probe is taken as parsed then:
-        # a service probes the same fleet again and again. Only those seen this time are kept for the next.
-        parsed: tuple[dict[bytes, Ownership | None], dict[bytes, Ownership | None]] = (self._owners, {})
-        # The hosts' figures alone need no owner: NULL in their place spares reading and parsing each document.
-        columns = VM_COLUMNS if owners else VM_COLUMNS.replace("owner", "NULL")
-        query = f"SELECT host, {columns} FROM vms{where} ORDER BY host, name"  # probe_vms's order
-        for row in connection.execute(query, asked):
-            statuses.setdefault(row[0], []).append(self.fleet.status(row[1:], now, parsed))
         if owners:
+            # Each VM's ownership document (its spec included) parsed by the last bulk probe is taken as parsed
+            # then: a service probes the same fleet again and again. Only those seen this time are kept for the next.
+            parsed: tuple[dict[bytes, Ownership | None], dict[bytes, Ownership | None]] = (self._owners, {})
+            query = f"SELECT host, {VM_COLUMNS} FROM vms{where} ORDER BY host, name"  # probe_vms's order
+            for row in connection.execute(query, asked):
+                statuses.setdefault(row[0], []).append(self.fleet.status(row[1:], now, parsed))
             self._owners = parsed[1]
+            figures = {host: _figures(vms) for host, vms in statuses.items()}
+        else:
+            figures = self._fleet_figures(connection, where, asked, now)
         used = dict(
             connection.execute(f"SELECT host, COALESCE(SUM(allocation), 0) FROM volumes{where} GROUP BY host", asked)
         )
@@ -320,19 +323,33 @@ class SimMonitoring(SimDriver):
                 error = f"host does not answer: {reason or 'down'}"
                 found[ref_name] = HostProbe(name=shape.name, state=HostLiveState.ERROR, error=error), ()
                 continue
-            vms = statuses.get(shape.name, [])
-            found[ref_name] = (
-                self._probe(shape.name, cpus, memory, disk, statuses=vms, used_disk=used.get(shape.name, 0)),
-                vms,
-            )
+            summed = figures.get(shape.name, (0, 0.0, 0))
+            probe = self._probe(shape.name, cpus, memory, disk, figures=summed, used_disk=used.get(shape.name, 0))
+            found[ref_name] = probe, statuses.get(shape.name, [])
         return found
+
+    def _fleet_figures(
+        self, connection: sqlite3.Connection, where: str, asked: tuple[str, ...], now: float
+    ) -> dict[str, tuple[int, float, int]]:
+        """Each host's ``_figures`` from its VMs' rows, without building their statuses: the memory of those that
+        hold it, each one's CPU usage (``usage.vm_cpu``, summed in ``probe_vms``'s order, as ``_figures`` sums it)
+        and their count."""
+        held: dict[str, list[int]] = {}
+        used: dict[str, list[float]] = {}
+        seed = self.fleet.seed
+        query = f"SELECT host, uuid, state, vcpu, memory, started FROM vms{where} ORDER BY host, name"
+        for host, uuid, state, vcpu, memory, started in connection.execute(query, asked):
+            held.setdefault(host, []).append(memory if state in _HOLDING_MEMORY else 0)
+            used.setdefault(host, []).append(
+                vm_cpu(seed=seed, uuid=uuid, state=state, vcpu=vcpu, started=started, now=now)
+            )
+        return {host: (sum(memory), sum(used[host]), len(memory)) for host, memory in held.items()}
 
     @staticmethod
     def _probe(
-        name: str, cpus: int, memory: int, disk: int, *, statuses: Sequence[VMStatus], used_disk: int
+        name: str, cpus: int, memory: int, disk: int, *, figures: tuple[int, float, int], used_disk: int
     ) -> HostProbe:
-        allocated = sum(s.memory for s in statuses if s.state in (VMLiveState.RUNNING, VMLiveState.SUSPENDED))
-        load = sum(s.cpu_usage for s in statuses)
+        allocated, load, count = figures
         return HostProbe(
             name=name,
             state=HostLiveState.ONLINE,
@@ -343,7 +360,7 @@ class SimMonitoring(SimDriver):
             load=round(load, 4),
             disk_total=disk,
             disk_free=max(0, disk - used_disk),
-            custom={"sim": "true", "vms": str(len(statuses))},
+            custom={"sim": "true", "vms": str(count)},
         )
 
     @edge
@@ -439,6 +456,16 @@ class SimMonitoring(SimDriver):
         now = self.fleet.clock()
         rows = self.fleet.store.read().execute(f"SELECT {VM_COLUMNS} FROM vms WHERE host = ?", (name,)).fetchall()
         return [self.fleet.status(row, now) for row in rows]
+
+
+# The states in which a VM holds its memory on its host.
+_HOLDING_MEMORY = frozenset({VMLiveState.RUNNING.value, VMLiveState.SUSPENDED.value})
+
+
+def _figures(statuses: Sequence[VMStatus]) -> tuple[int, float, int]:
+    """What a host's probe sums of its VMs: the memory of those that hold it, their CPU usage, and their count."""
+    allocated = sum(s.memory for s in statuses if s.state in (VMLiveState.RUNNING, VMLiveState.SUSPENDED))
+    return allocated, sum(s.cpu_usage for s in statuses), len(statuses)
 
 
 def _of_hosts(names: Sequence[str], fleet: int) -> tuple[str, tuple[str, ...]]:

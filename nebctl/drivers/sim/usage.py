@@ -32,6 +32,19 @@ def _phase(seed: int, uuid: str) -> tuple[float, float]:
     return digest[0] / 255 * 2 * math.pi, 0.5 + digest[1] / 255  # phase, rate factor in 0.5..1.5
 
 
+def _cpu(vcpu: int, phase: float, rate: float, now: float) -> float:
+    wave = (1 + math.sin(2 * math.pi * now / _PERIOD + phase)) / 2  # 0..1
+    return round(vcpu * (0.05 + 0.6 * wave * rate / 1.5), 4)
+
+
+def vm_cpu(*, seed: int, uuid: str, state: str, vcpu: int, started: float | None, now: float) -> float:
+    """``vm_usage(...).cpu`` alone: what a host's load sums, without the rest of each VM's figures."""
+    if state != VMLiveState.RUNNING or started is None:
+        return 0.0
+    phase, rate = _phase(seed, uuid)
+    return _cpu(vcpu, phase, rate, now)
+
+
 def vm_usage(*, seed: int, uuid: str, state: str, vcpu: int, memory: int, started: float | None, now: float) -> Usage:
     if state == VMLiveState.SUSPENDED:
         return Usage(memory_used=memory // 2)
@@ -39,11 +52,9 @@ def vm_usage(*, seed: int, uuid: str, state: str, vcpu: int, memory: int, starte
         return Usage()
     phase, rate = _phase(seed, uuid)
     uptime = max(0.0, now - started)
-    wave = (1 + math.sin(2 * math.pi * now / _PERIOD + phase)) / 2  # 0..1
-    cpu = vcpu * (0.05 + 0.6 * wave * rate / 1.5)
     memory_wave = (1 + math.sin(2 * math.pi * now / (_PERIOD * 3) + phase)) / 2
     return Usage(
-        cpu=round(cpu, 4),
+        cpu=_cpu(vcpu, phase, rate, now),
         memory_used=int(memory * (0.25 + 0.5 * memory_wave)),
         disk_read=int(uptime * 64_000 * rate),
         disk_write=int(uptime * 32_000 * rate),
