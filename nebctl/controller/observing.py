@@ -253,18 +253,7 @@ def probe_figures(
                 log.warning("host %s did not answer its probe: %s", name, error)
                 return HostProbe(name=name, state=HostLiveState.ERROR, error=str(error))
 
-    found: dict[str, HostProbe] = {}
-    # One call for many hosts where their driver answers so (``probe_hosts``, which the sim has), as ``_bulk_probes``.
-    for monitoring, refs in _by_driver(hosts, registry, "probe_hosts"):
-        if len(refs) < 2:
-            continue
-        try:
-            answered = monitoring.probe_hosts(refs)
-        except (DriverError, OSError, ValueError) as error:
-            log.debug("bulk host probe declined, probing host by host: %s", error)
-            continue
-        if answered is not None:
-            found.update(answered)
+    found: dict[str, HostProbe] = _bulk_probes(hosts, registry, "probe_hosts")
     names = sorted(name for name in hosts if name not in found)
     if len(names) <= 1 or parallelism <= 1:
         found.update((name, probe(name)) for name in names)
@@ -405,18 +394,18 @@ def _bulk_listings(hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSou
 
 
 def _bulk_probes(
-    hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource
-) -> dict[str, tuple[HostProbe, Sequence[VMStatus]]]:
-    """The probes of the hosts whose monitoring driver answers for many hosts in one call (``probe_many``, which
-    the sim has: one pass over its file instead of a thousand round trips), by host name. Hosts whose driver
-    has none, declines (returns None) or fails are left to the probes one host at a time, which word their
-    errors."""
-    answered: dict[str, tuple[HostProbe, Sequence[VMStatus]]] = {}
-    for monitoring, refs in _by_driver(hosts, registry, "probe_many"):
+    hosts: Mapping[str, tuple[HostRef, Any]], registry: DriverSource, method: str = "probe_many"
+) -> dict[str, Any]:
+    """The probes of the hosts whose monitoring driver answers for many hosts in one call (``probe_many``, and
+    ``probe_hosts`` for the hosts' own probes alone, which the sim has: one pass over its file instead of a
+    thousand round trips), by host name. Hosts whose driver has none, declines (returns None) or fails are left to
+    the probes one host at a time, which word their errors."""
+    answered: dict[str, Any] = {}
+    for monitoring, refs in _by_driver(hosts, registry, method):
         if len(refs) < 2:
             continue
         try:
-            found = monitoring.probe_many(refs)
+            found = getattr(monitoring, method)(refs)
         except (DriverError, OSError, ValueError) as error:
             log.debug("bulk probe declined, probing host by host: %s", error)
             continue

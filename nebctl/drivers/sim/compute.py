@@ -323,7 +323,7 @@ class SimMonitoring(SimDriver):
                 error = f"host does not answer: {reason or 'down'}"
                 found[ref_name] = HostProbe(name=shape.name, state=HostLiveState.ERROR, error=error), ()
                 continue
-            summed = figures.get(shape.name, (0, 0.0, 0))
+            summed = figures.get(shape.name) or _figures(())
             probe = self._probe(shape.name, cpus, memory, disk, figures=summed, used_disk=used.get(shape.name, 0))
             found[ref_name] = probe, statuses.get(shape.name, [])
         return found
