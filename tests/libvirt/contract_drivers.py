@@ -14,14 +14,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from nebctl.core.settings import Settings
 from nebctl.drivers.registry import build_registry
 from nebctl.drivers.types import HostRef
-from tests.support.libvirtd import ensure_daemon, exclusive_objects
+from tests.support.libvirtd import ensure_daemon, exclusive_objects, remove_objects
 from tests.support.libvirtd_peer import ensure_peer
 
 if TYPE_CHECKING:
@@ -54,35 +54,12 @@ def _names(uri: str) -> dict[str, set[str]]:
 def _remove_new(uri: str, before: dict[str, set[str]]) -> None:
     import libvirt
 
+    def existed(kind: str, found: Any) -> bool:
+        return (found.UUIDString() if kind == "domain" else found.name()) in before[kind]
+
     connection = libvirt.open(uri)
     try:
-        for domain in connection.listAllDomains(0):
-            if domain.UUIDString() not in before["domain"]:
-                with contextlib.suppress(libvirt.libvirtError):
-                    domain.destroy()
-                try:
-                    domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-                except libvirt.libvirtError:
-                    domain.undefine()
-        for network in connection.listAllNetworks(0):
-            if network.name() not in before["network"]:
-                with contextlib.suppress(libvirt.libvirtError):
-                    network.destroy()
-                network.undefine()
-        with contextlib.suppress(libvirt.libvirtError):
-            # Filters can include each other: combined ones first (they reference the groups).
-            for nwfilter in sorted(connection.listAllNWFilters(0), key=lambda f: not f.name().startswith("nebctl-")):
-                if nwfilter.name() not in before["filter"]:
-                    nwfilter.undefine()
-        for pool in connection.listAllStoragePools(0):
-            if pool.name() not in before["pool"]:
-                if pool.isActive():
-                    for volume in pool.listAllVolumes(0):
-                        volume.delete(0)
-                    pool.destroy()
-                with contextlib.suppress(libvirt.libvirtError):
-                    pool.delete(0)
-                pool.undefine()
+        remove_objects(connection, existed)
     finally:
         connection.close()
 

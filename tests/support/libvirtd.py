@@ -30,7 +30,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -161,41 +161,56 @@ STOCK_OBJECTS = frozenset({"default"})
 NEBCTL_FILTER_PREFIX = "nebctl-"
 
 
-def remove_leftovers(connection: Any) -> list[str]:
-    """Remove every domain, network, storage pool (with its volumes) and nebctl nwfilter but libvirt's stock
-    ones from ``connection``'s hypervisor; returns what it removed. Only for a daemon no session uses."""
+def remove_objects(connection: Any, keep: Callable[[str, Any], bool]) -> list[str]:
+    """Remove every domain (``kind`` "domain"), network, storage pool (with its volumes) and nwfilter ("filter") of
+    ``connection``'s hypervisor that ``keep(kind, the libvirt object)`` does not keep; returns what it removed."""
     import libvirt
 
     removed: list[str] = []
     for domain in connection.listAllDomains(0):
-        removed.append(f"domain {domain.name()}")
-        with contextlib.suppress(libvirt.libvirtError):
-            domain.destroy()
-        try:
-            domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-        except libvirt.libvirtError:
-            domain.undefine()
+        if not keep("domain", domain):
+            removed.append(f"domain {domain.name()}")
+            with contextlib.suppress(libvirt.libvirtError):
+                domain.destroy()
+            try:
+                domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            except libvirt.libvirtError:
+                domain.undefine()
     for network in connection.listAllNetworks(0):
-        if network.name() not in STOCK_OBJECTS:
+        if not keep("network", network):
             removed.append(f"network {network.name()}")
             with contextlib.suppress(libvirt.libvirtError):
                 network.destroy()
             network.undefine()
     with contextlib.suppress(libvirt.libvirtError):  # a hypervisor without nwfilter support has none
         # A NIC's combined filter references its groups' filters: the groups' go last.
-        filters = [f for f in connection.listAllNWFilters(0) if f.name().startswith(NEBCTL_FILTER_PREFIX)]
+        filters = [f for f in connection.listAllNWFilters(0) if not keep("filter", f)]
         for nwfilter in sorted(filters, key=lambda f: f.name().startswith(NEBCTL_FILTER_PREFIX + "sg-")):
             removed.append(f"nwfilter {nwfilter.name()}")
             nwfilter.undefine()
     for pool in connection.listAllStoragePools(0):
-        if pool.name() not in STOCK_OBJECTS:
+        if not keep("pool", pool):
             removed.append(f"pool {pool.name()}")
             if pool.isActive():
                 for volume in pool.listAllVolumes(0):
                     volume.delete(0)
                 pool.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.delete(0)
             pool.undefine()
     return removed
+
+
+def remove_leftovers(connection: Any) -> list[str]:
+    """Remove every domain, network, storage pool (with its volumes) and nebctl nwfilter but libvirt's stock
+    ones from ``connection``'s hypervisor; returns what it removed. Only for a daemon no session uses."""
+
+    def stock(kind: str, found: Any) -> bool:
+        if kind == "filter":
+            return not found.name().startswith(NEBCTL_FILTER_PREFIX)
+        return kind != "domain" and found.name() in STOCK_OBJECTS
+
+    return remove_objects(connection, stock)
 
 
 def _remove_leftovers_of_killed_sessions(uri: str) -> None:
